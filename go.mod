@@ -1,0 +1,3 @@
+module github.com/fmgpu/fmgpu
+
+go 1.26
