@@ -1,0 +1,90 @@
+// Package model holds fmgpu's velocity networks v_theta(t, x [, class]),
+// written over gpu.Backend with hand-written backward passes: parameters
+// live in one flat buffer (so that the optimizer is one fused op over all of
+// them) and every layer's weights are views into it.
+package model
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/fmgpu/fmgpu/gpu"
+)
+
+// Config fully describes a network's shape; a checkpoint stores it as JSON
+// and rebuilds the network from it with no other flag.
+type Config struct {
+	Kind      string            `json:"kind"` // "mlp"
+	Dim       int               `json:"dim"`  // data dimension D (input and output)
+	Hidden    []int             `json:"hidden"`
+	TimeEmbed gpu.TimeEmbedding `json:"time_embed"`
+	// Classes > 0 reserves a learned class embedding (the hook for
+	// class-conditional models); 0 is unconditional.
+	Classes int `json:"classes,omitempty"`
+}
+
+// DefaultTimeEmbedding is the sinusoidal embedding the CLI trains with:
+// 16 frequencies from 1 to 1/1000 cycles per unit of Scale*t, Scale 1000
+// as in DDPM's integer timesteps. Chosen by measurement on the 2-D sets
+// (see README: W2 against the noise floor).
+var DefaultTimeEmbedding = gpu.TimeEmbedding{Freqs: 16, Scale: 1000, MaxPeriod: 10000}
+
+// ParseHidden reads a comma-separated list of layer widths ("256,256,256").
+func ParseHidden(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 || n > 1<<16 {
+			return nil, fmt.Errorf("hidden widths %q: %q is not a width in 1..65536", s, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Validate checks that the configuration describes a buildable network.
+func (c Config) Validate() error {
+	if c.Kind != "mlp" {
+		return fmt.Errorf("model kind %q: only mlp is supported", c.Kind)
+	}
+	if c.Dim < 1 || c.Dim > 1<<20 {
+		return fmt.Errorf("model dim %d outside 1..%d", c.Dim, 1<<20)
+	}
+	if len(c.Hidden) == 0 || len(c.Hidden) > 64 {
+		return fmt.Errorf("model needs 1 to 64 hidden layers, got %d", len(c.Hidden))
+	}
+	for _, h := range c.Hidden {
+		if h < 1 || h > 1<<16 {
+			return fmt.Errorf("hidden width %d outside 1..65536", h)
+		}
+	}
+	e := c.TimeEmbed
+	if e.Freqs < 0 || e.Freqs > 4096 || (e.Freqs > 0 && !(e.MaxPeriod > 1 && e.Scale > 0)) {
+		return fmt.Errorf("time embedding %+v: need 0 <= freqs <= 4096 and, with freqs, max_period > 1 and scale > 0", e)
+	}
+	if c.Classes < 0 {
+		return fmt.Errorf("negative class count %d", c.Classes)
+	}
+	if c.Classes > 0 {
+		return fmt.Errorf("class-conditional MLPs are not implemented yet")
+	}
+	return nil
+}
+
+// Tensor names one parameter tensor inside the flat parameter buffer.
+type Tensor struct {
+	Name   string
+	Shape  []int
+	Offset int // elements from the start of the flat buffer
+}
+
+// Size is the number of elements of the tensor.
+func (t Tensor) Size() int {
+	n := 1
+	for _, s := range t.Shape {
+		n *= s
+	}
+	return n
+}
