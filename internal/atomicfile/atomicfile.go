@@ -1,0 +1,65 @@
+// Package atomicfile writes every file fmgpu produces (checkpoints, samples,
+// plots, metrics) so that a crash or a kill at any moment leaves either the
+// previous file whole or the new one whole: a temporary file in the same
+// directory, fsync, rename over the destination, fsync of the directory.
+package atomicfile
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+)
+
+// Write creates or replaces path with what fill writes. If fill fails, the
+// temporary file is removed and path is untouched.
+func Write(path string, fill func(w io.Writer) error) error {
+	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer pf.Cleanup()
+	if err := fill(pf); err != nil {
+		return err
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// WriteBytes is Write of a byte slice.
+func WriteBytes(path string, data []byte) error {
+	return Write(path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// syncDir makes the rename itself durable: without it a power loss after
+// the rename may bring back the directory entry of the old file.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// CheckWritable fails early, with a clear error, when dir cannot hold new
+// files: it creates and removes a probe file there.
+func CheckWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".fmgpu-probe-*")
+	if err != nil {
+		return fmt.Errorf("output directory %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
