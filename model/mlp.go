@@ -43,16 +43,11 @@ func NewMLP(b gpu.Backend, cfg Config) (*MLP, error) {
 	m := &MLP{cfg: cfg, b: b}
 	m.dims = append([]int{cfg.Dim + cfg.TimeEmbed.Width()}, cfg.Hidden...)
 	m.dims = append(m.dims, cfg.Dim)
-	off := 0
-	for l := 0; l+1 < len(m.dims); l++ {
-		in, out := m.dims[l], m.dims[l+1]
-		m.tensors = append(m.tensors,
-			Tensor{Name: fmt.Sprintf("layers.%d.weight", l), Shape: []int{out, in}, Offset: off},
-			Tensor{Name: fmt.Sprintf("layers.%d.bias", l), Shape: []int{out}, Offset: off + out*in})
-		off += out*in + out
+	var err error
+	if m.tensors, m.nParams, err = TensorLayout(cfg); err != nil {
+		return nil, err
 	}
-	m.nParams = off
-	m.setParams(b.Alloc(off))
+	m.setParams(b.Alloc(m.nParams))
 	return m, nil
 }
 

@@ -1,0 +1,313 @@
+package train
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+
+	"github.com/nlpodyssey/safetensors"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
+	"github.com/fmgpu/fmgpu/model"
+)
+
+// CheckpointVersion is the layout version written into the metadata.
+const CheckpointVersion = 1
+
+// Tensor name prefixes in a checkpoint. The weights themselves carry the
+// model's own names (layers.0.weight...), so `safetensors.torch.load_file`
+// followed by load_state_dict on an equivalent torch module just works.
+const (
+	prefixEMA = "ema."
+	prefixM   = "optim.exp_avg."
+	prefixV   = "optim.exp_avg_sq."
+)
+
+// Meta is the JSON stored under the "fmgpu" metadata key: everything
+// needed to rebuild the model and continue or use the run.
+type Meta struct {
+	Version         int                  `json:"version"`
+	Config          Config               `json:"config"`
+	Step            int                  `json:"step"`
+	Standardization data.Standardization `json:"standardization"`
+	Data            DataInfo             `json:"data"`
+	// RNG is the state of the counter-based generator: draws of step s use
+	// Philox stream s of Seed, so (seed, step) is the whole state.
+	RNG RNGState `json:"rng"`
+}
+
+// DataInfo records where the training data came from.
+type DataInfo struct {
+	Source string `json:"source"`
+	Rows   int    `json:"rows"`
+	Dim    int    `json:"dim"`
+}
+
+// RNGState is the generator's state as stored in a checkpoint.
+type RNGState struct {
+	Generator string `json:"generator"`
+	Seed      uint64 `json:"seed"`
+	Stream    uint64 `json:"stream"`
+}
+
+// f32View adapts a float32 slice to safetensors.View.
+type f32View struct {
+	shape []uint64
+	data  []byte
+}
+
+func (v f32View) DType() safetensors.DType { return safetensors.F32 }
+func (v f32View) Shape() []uint64          { return v.shape }
+func (v f32View) Data() []byte             { return v.data }
+func (v f32View) DataLen() uint64          { return uint64(len(v.data)) }
+
+func f32Bytes(x []float32) []byte {
+	out := make([]byte, 4*len(x))
+	for i, v := range x {
+		binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+	}
+	return out
+}
+
+func shape64(s []int) []uint64 {
+	out := make([]uint64, len(s))
+	for i, v := range s {
+		out[i] = uint64(v)
+	}
+	return out
+}
+
+// Save writes the run's state atomically to path.
+func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) error {
+	meta := Meta{
+		Version: CheckpointVersion, Config: tr.cfg, Step: tr.step,
+		Standardization: std, Data: info,
+		RNG: RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
+	}
+	bufs := map[string]gpu.Buffer{"": tr.net.Params(), prefixEMA: tr.ema, prefixM: tr.m, prefixV: tr.v}
+	return writeCheckpoint(path, tr.b, tr.net.Tensors(), bufs, meta)
+}
+
+func writeCheckpoint(path string, b gpu.Backend, tensors []model.Tensor, bufs map[string]gpu.Buffer, meta Meta) error {
+	js, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("checkpoint metadata: %w", err)
+	}
+	views := map[string]f32View{}
+	for prefix, buf := range bufs {
+		host := make([]float32, buf.Len())
+		b.Download(host, buf)
+		for _, t := range tensors {
+			views[prefix+t.Name] = f32View{shape: shape64(t.Shape), data: f32Bytes(host[t.Offset : t.Offset+t.Size()])}
+		}
+	}
+	if err := b.Sync(); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, func(w io.Writer) error {
+		return safetensors.SerializeToWriter(views, map[string]string{"format": "pt", "fmgpu": string(js)}, w)
+	})
+}
+
+// Checkpoint is a checkpoint read back into host memory.
+type Checkpoint struct {
+	Path    string
+	Meta    Meta
+	Params  []float32 // flat, in the model's tensor order
+	EMA     []float32
+	AdamM   []float32
+	AdamV   []float32
+	Tensors []model.Tensor
+}
+
+// maxCheckpointBytes bounds what Load reads into memory; fmgpu's MLPs are
+// far smaller, and a larger file is more likely a wrong path.
+const maxCheckpointBytes = 8 << 30
+
+// Load reads and validates a checkpoint: its size before reading, the
+// metadata, every tensor's presence, dtype and shape against the model the
+// metadata describes.
+func Load(path string) (*Checkpoint, error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("checkpoint %s: %s", path, fmt.Sprintf(format, a...))
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, unwrapPathErr(err))
+	}
+	if st.IsDir() {
+		return nil, fail("is a directory (want DIR/checkpoint.safetensors)")
+	}
+	if st.Size() > maxCheckpointBytes {
+		return nil, fail("%d bytes is larger than any fmgpu checkpoint", st.Size())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", path, unwrapPathErr(err))
+	}
+	return parseCheckpoint(path, raw)
+}
+
+func unwrapPathErr(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
+func parseCheckpoint(path string, raw []byte) (ck *Checkpoint, err error) {
+	fail := func(format string, a ...any) error {
+		return fmt.Errorf("checkpoint %s: %s", path, fmt.Sprintf(format, a...))
+	}
+	defer func() { // the library validates, but a checkpoint must never crash fmgpu
+		if r := recover(); r != nil {
+			ck, err = nil, fail("unreadable safetensors file (%v)", r)
+		}
+	}()
+	sf, err := safetensors.Deserialize(raw)
+	if err != nil {
+		return nil, fail("not a safetensors file: %v", err)
+	}
+	_, md, err := safetensors.ReadMetadata(raw)
+	if err != nil {
+		return nil, fail("not a safetensors file: %v", err)
+	}
+	js, ok := md.Metadata()["fmgpu"]
+	if !ok {
+		return nil, fail("no fmgpu metadata: not written by fmgpu train")
+	}
+	var meta Meta
+	if err := json.Unmarshal([]byte(js), &meta); err != nil {
+		return nil, fail("bad fmgpu metadata: %v", err)
+	}
+	if meta.Version != CheckpointVersion {
+		return nil, fail("layout version %d, this fmgpu reads %d", meta.Version, CheckpointVersion)
+	}
+	if err := meta.Config.Validate(); err != nil {
+		return nil, fail("bad configuration: %v", err)
+	}
+	if meta.Step < 0 || meta.Step > meta.Config.Steps {
+		return nil, fail("step %d outside 0..%d", meta.Step, meta.Config.Steps)
+	}
+	d := meta.Config.Model.Dim
+	if len(meta.Standardization.Mean) != d || len(meta.Standardization.Std) != d {
+		return nil, fail("standardization for %d/%d dimensions, model has %d", len(meta.Standardization.Mean), len(meta.Standardization.Std), d)
+	}
+	for j, s := range meta.Standardization.Std {
+		if !(s > 0) || math.IsInf(s, 0) || math.IsNaN(meta.Standardization.Mean[j]) || math.IsInf(meta.Standardization.Mean[j], 0) {
+			return nil, fail("standardization of dimension %d is not finite and positive", j)
+		}
+	}
+	tensors, n, err := model.TensorLayout(meta.Config.Model)
+	if err != nil {
+		return nil, fail("%v", err)
+	}
+	ck = &Checkpoint{Path: path, Meta: meta, Tensors: tensors}
+	read := func(prefix string) ([]float32, error) {
+		out := make([]float32, n)
+		for _, t := range tensors {
+			tv, ok := sf.Tensor(prefix + t.Name)
+			if !ok {
+				return nil, fail("tensor %s missing", prefix+t.Name)
+			}
+			if tv.DType() != safetensors.F32 {
+				return nil, fail("tensor %s is %s, want F32", prefix+t.Name, tv.DType())
+			}
+			if !equalShape(tv.Shape(), t.Shape) {
+				return nil, fail("tensor %s has shape %v, the model wants %v", prefix+t.Name, tv.Shape(), t.Shape)
+			}
+			raw := tv.Data()
+			dst := out[t.Offset : t.Offset+t.Size()]
+			for i := range dst {
+				v := math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					return nil, fail("tensor %s holds a non-finite value at %d", prefix+t.Name, i)
+				}
+				dst[i] = v
+			}
+		}
+		return out, nil
+	}
+	if ck.Params, err = read(""); err != nil {
+		return nil, err
+	}
+	if ck.EMA, err = read(prefixEMA); err != nil {
+		return nil, err
+	}
+	if ck.AdamM, err = read(prefixM); err != nil {
+		return nil, err
+	}
+	if ck.AdamV, err = read(prefixV); err != nil {
+		return nil, err
+	}
+	return ck, nil
+}
+
+func equalShape(a []uint64, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != uint64(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TensorNames lists a checkpoint's tensors in a stable order, for `info`.
+func (ck *Checkpoint) TensorNames() []string {
+	var out []string
+	for _, p := range []string{"", prefixEMA, prefixM, prefixV} {
+		for _, t := range ck.Tensors {
+			out = append(out, p+t.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Resume loads ck's weights, EMA, moments and step into tr, which must
+// have been built with a configuration whose model, path and data shape
+// match the checkpoint's.
+func (tr *Trainer) Resume(ck *Checkpoint) error {
+	if err := compatible(tr.cfg, ck.Meta.Config); err != nil {
+		return fmt.Errorf("resume from %s: %w", ck.Path, err)
+	}
+	b := tr.b
+	b.Upload(tr.net.Params(), ck.Params)
+	b.Upload(tr.ema, ck.EMA)
+	b.Upload(tr.m, ck.AdamM)
+	b.Upload(tr.v, ck.AdamV)
+	b.Fill(tr.lossSum, 0)
+	b.Fill(tr.status, 0)
+	tr.step = ck.Meta.Step
+	tr.sinceRead = 0
+	return b.Sync()
+}
+
+// compatible reports the first setting in which a run's configuration
+// contradicts its checkpoint's; the step count may grow.
+func compatible(run, ck Config) error {
+	a, _ := json.Marshal(run.Model)
+	b, _ := json.Marshal(ck.Model)
+	if string(a) != string(b) {
+		return fmt.Errorf("the network differs (checkpoint %s, flags %s)", b, a)
+	}
+	if run.Path != ck.Path {
+		return fmt.Errorf("--path differs (checkpoint %s, flags %s)", ck.Path, run.Path)
+	}
+	if run.Time != ck.Time {
+		return fmt.Errorf("--time-sampling differs (checkpoint %+v, flags %+v)", ck.Time, run.Time)
+	}
+	if run.Seed != ck.Seed || run.Batch != ck.Batch {
+		return fmt.Errorf("--seed/--batch differ (checkpoint %d/%d, flags %d/%d)", ck.Seed, ck.Batch, run.Seed, run.Batch)
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package train
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
+)
+
+// CheckpointName is the file a run keeps in its output directory.
+const CheckpointName = "checkpoint.safetensors"
+
+// MetricsName is the run's metrics log, one JSON object per line.
+const MetricsName = "metrics.jsonl"
+
+// Metric is one line of metrics.jsonl.
+type Metric struct {
+	Step       int     `json:"step"`
+	Loss       float64 `json:"loss"`
+	LR         float64 `json:"lr"`
+	GradNorm   float64 `json:"grad_norm"`
+	StepsPerS  float64 `json:"steps_per_s"`
+	ElapsedSec float64 `json:"elapsed_s"`
+}
+
+// RunOptions control Run.
+type RunOptions struct {
+	OutDir          string
+	CheckpointEvery int // 0: only at the end
+	LogEvery        int // host reads every LogEvery steps (default 100)
+	Std             data.Standardization
+	Data            DataInfo
+	// OnLog is called after every read with the latest metric.
+	OnLog func(Metric)
+}
+
+// Run trains until the configured step count, reading progress every
+// LogEvery steps, writing metrics.jsonl at every read and a checkpoint
+// every CheckpointEvery steps and at the end. When ctx is cancelled it
+// saves a checkpoint at the current step and returns ctx's error. A
+// non-finite loss or gradient returns a *NonFiniteError without
+// overwriting the last checkpoint.
+func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
+	if o.LogEvery <= 0 {
+		o.LogEvery = 100
+	}
+	ckPath := filepath.Join(o.OutDir, CheckpointName)
+	mPath := filepath.Join(o.OutDir, MetricsName)
+	metrics, err := readMetrics(mPath, tr.step)
+	if err != nil {
+		return err
+	}
+	save := func() error { return tr.Save(ckPath, o.Std, o.Data) }
+	start := time.Now()
+	lastT, lastStep := start, tr.step
+	for tr.step < tr.cfg.Steps {
+		tr.Step()
+		s := tr.step
+		due := s%o.LogEvery == 0 || s == tr.cfg.Steps
+		ckDue := o.CheckpointEvery > 0 && s%o.CheckpointEvery == 0
+		cancelled := ctx.Err() != nil
+		if !due && !ckDue && !cancelled {
+			continue
+		}
+		p, err := tr.Read()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		m := Metric{Step: s, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
+			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()}
+		lastT, lastStep = now, s
+		metrics = append(metrics, m)
+		if err := writeMetrics(mPath, metrics); err != nil {
+			return err
+		}
+		if o.OnLog != nil {
+			o.OnLog(m)
+		}
+		if cancelled {
+			if err := save(); err != nil {
+				return fmt.Errorf("interrupted at step %d, and saving failed: %w", s, err)
+			}
+			return ctx.Err()
+		}
+		if ckDue && s != tr.cfg.Steps {
+			if err := save(); err != nil {
+				return err
+			}
+		}
+	}
+	return save()
+}
+
+// readMetrics keeps the lines of an earlier run up to step (a resumed run
+// continues the file; a fresh run, step 0, starts it anew).
+func readMetrics(path string, step int) ([]Metric, error) {
+	if step == 0 {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", path, err)
+	}
+	var out []Metric
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	for line := 1; sc.Scan(); line++ {
+		var m Metric
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			return nil, fmt.Errorf("metrics %s line %d: %v", path, line, err)
+		}
+		if m.Step <= step {
+			out = append(out, m)
+		}
+	}
+	return out, sc.Err()
+}
+
+func writeMetrics(path string, ms []Metric) error {
+	return atomicfile.Write(path, func(w io.Writer) error {
+		bw := bufio.NewWriter(w)
+		for _, m := range ms {
+			// NaN has no JSON form; a non-finite loss is reported as an error
+			// elsewhere and logged here as null.
+			js, err := json.Marshal(finiteMetric(m))
+			if err != nil {
+				return err
+			}
+			bw.Write(js)
+			bw.WriteByte('\n')
+		}
+		return bw.Flush()
+	})
+}
+
+func finiteMetric(m Metric) map[string]any {
+	f := func(v float64) any {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return v
+	}
+	return map[string]any{"step": m.Step, "loss": f(m.Loss), "lr": f(m.LR), "grad_norm": f(m.GradNorm),
+		"steps_per_s": f(m.StepsPerS), "elapsed_s": f(m.ElapsedSec)}
+}

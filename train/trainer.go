@@ -1,0 +1,162 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/model"
+)
+
+// Trainer holds the device state of one training run. Step queues one
+// training step and never waits for the device; Read is the only host
+// round trip, done every few steps for logging.
+type Trainer struct {
+	cfg   Config
+	b     gpu.Backend
+	net   *model.MLP
+	path  flow.Path
+	data  gpu.Buffer
+	nData int
+
+	grads, m, v, ema gpu.Buffer
+	xt, ut, t, pred  gpu.Buffer
+	dPred            gpu.Buffer
+	loss, lossSum    gpu.Buffer // this step's loss; sum since the last Read
+	gradSq, status   gpu.Buffer
+	emaNet           *model.MLP
+
+	step      int // steps completed
+	sinceRead int
+	owned     []gpu.Buffer
+}
+
+// New builds a trainer for cfg on b over the (already standardized) data,
+// nData rows of cfg.Model.Dim columns, with freshly initialized weights.
+func New(b gpu.Backend, cfg Config, data []float32, nData int) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := cfg.Model.Dim
+	if nData < 1 || len(data) != nData*d {
+		return nil, fmt.Errorf("training data: %d values for %d rows of %d columns", len(data), nData, d)
+	}
+	path, err := flow.New(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	net, err := model.NewMLP(b, cfg.Model)
+	if err != nil {
+		return nil, err
+	}
+	tr := &Trainer{cfg: cfg, b: b, net: net, path: path, nData: nData}
+	alloc := func(n int) gpu.Buffer {
+		buf := b.Alloc(n)
+		tr.owned = append(tr.owned, buf)
+		return buf
+	}
+	tr.data = alloc(len(data))
+	b.Upload(tr.data, data)
+	np := net.NumParams()
+	tr.grads, tr.m, tr.v, tr.ema = alloc(np), alloc(np), alloc(np), alloc(np)
+	bs := cfg.Batch
+	tr.xt, tr.ut, tr.pred, tr.dPred = alloc(bs*d), alloc(bs*d), alloc(bs*d), alloc(bs*d)
+	tr.t = alloc(bs)
+	tr.loss, tr.lossSum, tr.gradSq, tr.status = alloc(1), alloc(1), alloc(1), alloc(1)
+	net.Reserve(bs)
+	net.Init(cfg.Seed)
+	b.Copy(tr.ema, net.Params())
+	tr.emaNet = net.WithParams(tr.ema)
+	return tr, b.Sync()
+}
+
+// Close frees the trainer's device buffers.
+func (tr *Trainer) Close() {
+	tr.net.Release()
+	tr.emaNet.Release()
+	for _, buf := range tr.owned {
+		tr.b.Free(buf)
+	}
+	tr.owned = nil
+}
+
+func (tr *Trainer) Config() Config     { return tr.cfg }
+func (tr *Trainer) StepsDone() int     { return tr.step }
+func (tr *Trainer) Net() *model.MLP    { return tr.net }
+func (tr *Trainer) EMANet() *model.MLP { return tr.emaNet }
+
+// emaDecayAt warms the EMA up, min(decay, (1 + s) / (10 + s)), so that in a
+// short run the average is not dominated by the random initial weights.
+func (c Config) emaDecayAt(s int) float64 {
+	return math.Min(c.EMADecay, float64(1+s)/float64(10+s))
+}
+
+// Step queues one training step: draw (x0, x1, t) and the path target on
+// the device, forward, loss gradient, backward, gradient norm, and the
+// fused Adam + EMA update.
+func (tr *Trainer) Step() {
+	c := tr.cfg
+	s := tr.step + 1
+	b, bs, d := tr.b, c.Batch, c.Model.Dim
+	b.DrawBatch(gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, Step: uint64(tr.step)},
+		tr.data, tr.nData, d, bs, nil, nil, tr.t, tr.xt, tr.ut)
+	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
+	b.MSELoss(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.loss)
+	tr.net.Backward(tr.dPred, tr.grads)
+	b.SumSquares(tr.grads, tr.gradSq)
+	wd := float32(c.WeightDecay)
+	b.AdamEMA(gpu.AdamStep{
+		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
+		WeightDecay: wd, Decoupled: c.Optimizer == "adamw",
+		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
+		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
+	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
+	b.Axpy(1, tr.loss, tr.lossSum)
+	tr.step = s
+	tr.sinceRead++
+}
+
+// Progress is what a Read returns.
+type Progress struct {
+	Step     int     // steps completed
+	Loss     float64 // mean loss over the steps since the previous Read
+	GradNorm float64 // gradient norm of the last step, before clipping
+	LR       float64 // learning rate of the last step
+}
+
+// NonFiniteError reports the first step whose gradient was not finite; the
+// update of that step and of every later one was skipped on the device.
+type NonFiniteError struct {
+	Step int
+	What string
+}
+
+func (e *NonFiniteError) Error() string {
+	return fmt.Sprintf("step %d: non-finite %s; training stopped (lower --lr or set --clip-grad)", e.Step, e.What)
+}
+
+// Read waits for the device and returns the progress since the previous
+// Read, or a *NonFiniteError when a loss or gradient was not finite.
+func (tr *Trainer) Read() (Progress, error) {
+	var h [3]float32
+	tr.b.Download(h[0:1], tr.lossSum)
+	tr.b.Download(h[1:2], tr.gradSq)
+	tr.b.Download(h[2:3], tr.status)
+	tr.b.Fill(tr.lossSum, 0)
+	if err := tr.b.Sync(); err != nil {
+		return Progress{}, err
+	}
+	p := Progress{Step: tr.step, GradNorm: math.Sqrt(float64(h[1])), LR: tr.cfg.LRAt(tr.step)}
+	if tr.sinceRead > 0 {
+		p.Loss = float64(h[0]) / float64(tr.sinceRead)
+	}
+	tr.sinceRead = 0
+	if h[2] != 0 {
+		return p, &NonFiniteError{Step: int(h[2]), What: "gradient"}
+	}
+	if math.IsNaN(p.Loss) || math.IsInf(p.Loss, 0) {
+		return p, &NonFiniteError{Step: tr.step, What: "loss"}
+	}
+	return p, nil
+}
