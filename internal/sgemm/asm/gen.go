@@ -1,0 +1,433 @@
+// Command asm generates the amd64 assembly of package sgemm with avo:
+// the AVX-512 and AVX2+FMA micro-kernels, the fused bias/SiLU epilogue
+// and two FMA loops that measure the clock and the FMA throughput.
+//
+// Run it through go generate in internal/sgemm (see gen.go there).
+package main
+
+import (
+	"fmt"
+	"math"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// Register-tile geometry. These must agree with the constants in
+// internal/sgemm/dispatch_amd64.go (mr512, nr512, mr256, nr256).
+const (
+	mr512  = 12 // rows of C per AVX-512 micro-tile (12 x 2 zmm accumulators)
+	nr512  = 32 // columns of C per AVX-512 micro-tile (two zmm)
+	mr256  = 6  // rows of C per AVX2 micro-tile (6 x 2 ymm accumulators)
+	nr256  = 16 // columns of C per AVX2 micro-tile (two ymm)
+	unroll = 4  // k-loop unrolling
+)
+
+const kernSig = "func(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)"
+
+func main() {
+	ConstraintExpr("!noasm")
+	for mr := 1; mr <= mr512; mr++ {
+		kernel(true, false, mr)
+		kernel(true, true, mr)
+	}
+	for mr := 1; mr <= mr256; mr++ {
+		kernel(false, false, mr)
+		kernel(false, true, mr)
+	}
+	epilogue(true)
+	epilogue(false)
+	fmaLatency()
+	fmaThroughput(true)
+	fmaThroughput(false)
+	Generate()
+}
+
+// kernel emits one micro-kernel computing an mr x NR tile of
+//
+//	C = alpha * A*B + beta*C     (C is not read when beta == 0)
+//
+// over kc steps. B(p, j) is at b + p*sb + 4j (sb in bytes). For the "C"
+// (column-panel) variant A(i, p) is at a + 4i + p*sa, which covers a packed
+// panel (sa = 4*MR) and a transposed A read in place (sa = 4*lda). For the
+// "R" (row) variant A(i, p) is at a + i*sa + 4p: a row-major A read in
+// place. C(i, j) is at c + i*ldc + 4j, ldc in bytes.
+func kernel(avx512, rowA bool, mr int) {
+	var isa string
+	var nvec, width int
+	if avx512 {
+		isa, nvec, width = "512", nr512/16, 64
+	} else {
+		isa, nvec, width = "256", nr256/8, 32
+	}
+	variant := "C"
+	if rowA {
+		variant = "R"
+	}
+	name := fmt.Sprintf("kern%s%s%d", isa, variant, mr)
+	TEXT(name, NOSPLIT, kernSig)
+	Doc(fmt.Sprintf("%s computes a %d x %d tile of C = alpha*A*B + beta*C (%s A layout, see gen.go).", name, mr, nvec*width/4, variant))
+
+	vec := func(i int) VecPhysical {
+		if avx512 {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
+		}
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	// Accumulators acc[i][v] = vec(i*nvec+v); B vectors and the broadcast
+	// register take the top registers.
+	acc := make([][]VecPhysical, mr)
+	for i := range acc {
+		acc[i] = make([]VecPhysical, nvec)
+		for v := range acc[i] {
+			acc[i][v] = vec(i*nvec + v)
+		}
+	}
+	var top int
+	if avx512 {
+		top = 31
+	} else {
+		top = 15
+	}
+	bv := make([]VecPhysical, nvec)
+	for v := range bv {
+		bv[v] = vec(top - v)
+	}
+	bc := vec(top - nvec) // AVX2 broadcast register
+
+	kc := GP64()
+	Load(Param("kc"), kc)
+	a := GP64()
+	Load(Param("a"), a)
+	sa := GP64()
+	Load(Param("sa"), sa)
+	b := GP64()
+	Load(Param("b"), b)
+	sb := GP64()
+	Load(Param("sb"), sb)
+
+	for i := range acc {
+		for _, r := range acc[i] {
+			if avx512 {
+				VPXORD(r, r, r)
+			} else {
+				VXORPS(r, r, r)
+			}
+		}
+	}
+
+	sb3 := GP64()
+	LEAQ(Mem{Base: sb, Index: sb, Scale: 2}, sb3)
+	sa3 := GP64()
+	LEAQ(Mem{Base: sa, Index: sa, Scale: 2}, sa3)
+
+	// Row bases for the R variant: rows 4q..4q+3 are at base[q] + {0, sa, 2sa, 3sa}.
+	var bases []GPVirtual
+	if rowA {
+		nb := (mr + 3) / 4
+		bases = make([]GPVirtual, nb)
+		bases[0] = a
+		for q := 1; q < nb; q++ {
+			bases[q] = GP64()
+			LEAQ(Mem{Base: bases[q-1], Index: sa, Scale: 4}, bases[q])
+		}
+	}
+	// stepOff returns base+index for unrolled step u relative to ptr with stride s, s3.
+	stepMem := func(ptr, s, s3 GPVirtual, u int) Mem {
+		switch u {
+		case 0:
+			return Mem{Base: ptr}
+		case 1:
+			return Mem{Base: ptr, Index: s, Scale: 1}
+		case 2:
+			return Mem{Base: ptr, Index: s, Scale: 2}
+		default:
+			return Mem{Base: ptr, Index: s3, Scale: 1}
+		}
+	}
+	aMem := func(i, u int) Mem {
+		if rowA {
+			m := stepMem(bases[i/4], sa, sa3, i%4)
+			return m.Offset(4 * u)
+		}
+		return stepMem(a, sa, sa3, u).Offset(4 * i)
+	}
+	step := func(u int) {
+		bm := stepMem(b, sb, sb3, u)
+		for v := range bv {
+			VMOVUPS(bm.Offset(v*width), bv[v])
+		}
+		for i := 0; i < mr; i++ {
+			if avx512 {
+				for v := range bv {
+					VFMADD231PS_BCST(aMem(i, u), bv[v], acc[i][v])
+				}
+			} else {
+				VBROADCASTSS(aMem(i, u), bc)
+				for v := range bv {
+					VFMADD231PS(bv[v], bc, acc[i][v])
+				}
+			}
+		}
+	}
+	advance := func(n int) {
+		switch n {
+		case 1:
+			ADDQ(sb, b)
+		case unroll:
+			LEAQ(Mem{Base: b, Index: sb, Scale: 4}, b)
+		}
+		if rowA {
+			for _, r := range bases {
+				ADDQ(U32(4*n), r)
+			}
+		} else {
+			switch n {
+			case 1:
+				ADDQ(sa, a)
+			case unroll:
+				LEAQ(Mem{Base: a, Index: sa, Scale: 4}, a)
+			}
+		}
+	}
+
+	Label(name + "_loop")
+	CMPQ(kc, U32(unroll))
+	JL(LabelRef(name + "_tail"))
+	for u := 0; u < unroll; u++ {
+		step(u)
+	}
+	advance(unroll)
+	SUBQ(U32(unroll), kc)
+	JMP(LabelRef(name + "_loop"))
+
+	Label(name + "_tail")
+	TESTQ(kc, kc)
+	JE(LabelRef(name + "_store"))
+	step(0)
+	advance(1)
+	DECQ(kc)
+	JMP(LabelRef(name + "_tail"))
+
+	Label(name + "_store")
+	c := GP64()
+	Load(Param("c"), c)
+	ldc := GP64()
+	Load(Param("ldc"), ldc)
+	alpha := bv[0]
+	beta := bv[len(bv)-1]
+	if !avx512 {
+		beta = bc
+	}
+	VBROADCASTSS(NewParamAddr("alpha", 56), alpha)
+	for i := range acc {
+		for _, r := range acc[i] {
+			VMULPS(alpha, r, r)
+		}
+	}
+	bbits := GP32()
+	MOVL(NewParamAddr("beta", 60), bbits)
+	ANDL(U32(0x7fffffff), bbits)
+	JE(LabelRef(name + "_beta0"))
+	VBROADCASTSS(NewParamAddr("beta", 60), beta)
+	for i := range acc {
+		cm := Mem{Base: c}
+		for v, r := range acc[i] {
+			VFMADD231PS(cm.Offset(v*width), beta, r)
+			VMOVUPS(r, cm.Offset(v*width))
+		}
+		if i+1 < len(acc) {
+			ADDQ(ldc, c)
+		}
+	}
+	VZEROUPPER()
+	RET()
+
+	Label(name + "_beta0")
+	for i := range acc {
+		cm := Mem{Base: c}
+		for v, r := range acc[i] {
+			VMOVUPS(r, cm.Offset(v*width))
+		}
+		if i+1 < len(acc) {
+			ADDQ(ldc, c)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+func f32bits(f float32) U32 { return U32(math.Float32bits(f)) }
+
+// epilogue emits epi512/epi256:
+//
+//	func(n int, c, bias, pre *float32, silu bool)
+//
+// For j < n (n a multiple of the vector width): z = c[j] + bias[j];
+// pre[j] = z when pre != nil; c[j] = silu ? z/(1+exp(-z)) : z.
+// exp uses the Cephes expf polynomial after reduction by ln 2 (relative
+// error about 2e-7 in float32).
+func epilogue(avx512 bool) {
+	name, width := "epi256", 8
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	if avx512 {
+		name, width = "epi512", 16
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}[i]
+		}
+	}
+	TEXT(name, NOSPLIT, "func(n int, c *float32, bias *float32, pre *float32, silu bool)")
+	Doc(fmt.Sprintf("%s applies c = act(c + bias), pre = c + bias, over n floats (n a multiple of %d).", name, width))
+	n := GP64()
+	Load(Param("n"), n)
+	c := GP64()
+	Load(Param("c"), c)
+	bias := GP64()
+	Load(Param("bias"), bias)
+	pre := GP64()
+	Load(Param("pre"), pre)
+	silu := Load(Param("silu"), GP32())
+
+	bcast := func(f float32, dst VecPhysical) {
+		t := GP32()
+		MOVL(f32bits(f), t)
+		if avx512 {
+			VPBROADCASTD(t, dst)
+		} else {
+			VMOVD(t, dst.AsX())
+			VPBROADCASTD(dst.AsX(), dst)
+		}
+	}
+	// Constants.
+	lo, hi, log2e, ln2hi, ln2lo, one := vec(8), vec(9), vec(10), vec(11), vec(12), vec(13)
+	p := []VecPhysical{vec(14), vec(15)}
+	bcast(-87.0, lo)
+	bcast(88.0, hi)
+	bcast(1.44269504088896341, log2e)
+	bcast(0.693359375, ln2hi)
+	bcast(-2.12194440e-4, ln2lo)
+	bcast(1.0, one)
+	coef := []float32{1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1}
+	_ = p
+
+	z, x, t, r, e, cf := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
+	off := GP64()
+	XORQ(off, off)
+	Label(name + "_loop")
+	CMPQ(off, n)
+	JGE(LabelRef(name + "_done"))
+	cm := Mem{Base: c, Index: off, Scale: 4}
+	VMOVUPS(cm, z)
+	VADDPS(Mem{Base: bias, Index: off, Scale: 4}, z, z)
+	TESTQ(pre, pre)
+	JE(LabelRef(name + "_nopre"))
+	VMOVUPS(z, Mem{Base: pre, Index: off, Scale: 4})
+	Label(name + "_nopre")
+	TESTL(silu, silu)
+	JE(LabelRef(name + "_store"))
+	// x = clamp(-z, lo, hi)
+	if avx512 {
+		VPXORD(x, x, x)
+	} else {
+		VXORPS(x, x, x)
+	}
+	VSUBPS(z, x, x)
+	VMAXPS(lo, x, x)
+	VMINPS(hi, x, x)
+	// t = round(x*log2e)
+	VMULPS(log2e, x, t)
+	if avx512 {
+		VRNDSCALEPS(U8(0), t, t)
+	} else {
+		VROUNDPS(U8(0), t, t)
+	}
+	// r = x - t*ln2hi - t*ln2lo
+	VFNMADD231PS(ln2hi, t, x)
+	VFNMADD231PS(ln2lo, t, x)
+	VMOVAPS(x, r)
+	// e = poly(r)
+	bcast(coef[0], e)
+	for _, k := range coef[1:] {
+		bcast(k, cf)
+		VFMADD213PS(cf, r, e) // e = e*r + cf
+	}
+	VMULPS(r, r, cf)      // cf = r^2
+	VFMADD213PS(r, cf, e) // e = e*r^2 + r
+	VADDPS(one, e, e)     // e += 1
+	if avx512 {
+		VSCALEFPS(t, e, e)
+	} else {
+		ti := cf
+		VCVTPS2DQ(t, ti)
+		VPSLLD(U8(23), ti, ti)
+		VPADDD(ti, e, e)
+	}
+	VADDPS(one, e, e)
+	VDIVPS(e, z, z)
+	Label(name + "_store")
+	VMOVUPS(z, cm)
+	ADDQ(U32(width), off)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// fmaLatency emits fmaLatency(n int): n iterations of 8 dependent
+// VFMADD231PS on xmm registers. At 4 cycles latency per FMA (Zen 4, Intel
+// since Skylake) it runs 32n cycles, so 32n/seconds is the core clock.
+func fmaLatency() {
+	TEXT("fmaLatency", NOSPLIT, "func(n int)")
+	Doc("fmaLatency runs n x 8 dependent FMAs (32n cycles at 4-cycle latency).")
+	n := GP64()
+	Load(Param("n"), n)
+	VXORPS(X0, X0, X0)
+	VXORPS(X1, X1, X1)
+	VXORPS(X2, X2, X2)
+	Label("fmalat_loop")
+	for i := 0; i < 8; i++ {
+		VFMADD231PS(X1, X2, X0)
+	}
+	DECQ(n)
+	JNE(LabelRef("fmalat_loop"))
+	VZEROUPPER()
+	RET()
+}
+
+// fmaThroughput emits fmaThroughput512/256(n int): n iterations of 24
+// independent FMAs; the achieved FLOP/s is the per-core peak.
+func fmaThroughput(avx512 bool) {
+	name := "fmaThroughput256"
+	regs := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13}
+	src := []VecPhysical{Y14, Y15}
+	if avx512 {
+		name = "fmaThroughput512"
+		regs = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23}
+		src = []VecPhysical{Z30, Z31}
+	}
+	TEXT(name, NOSPLIT, "func(n int)")
+	Doc(fmt.Sprintf("%s runs n x %d independent FMAs.", name, 2*len(regs)))
+	n := GP64()
+	Load(Param("n"), n)
+	for _, r := range append(regs, src...) {
+		if avx512 {
+			VPXORD(r, r, r)
+		} else {
+			VXORPS(r, r, r)
+		}
+	}
+	Label(name + "_loop")
+	for rep := 0; rep < 2; rep++ {
+		for _, r := range regs {
+			VFMADD231PS(src[0], src[1], r)
+		}
+	}
+	DECQ(n)
+	JNE(LabelRef(name + "_loop"))
+	VZEROUPPER()
+	RET()
+}

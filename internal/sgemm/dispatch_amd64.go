@@ -1,0 +1,64 @@
+//go:build !noasm
+
+package sgemm
+
+import "golang.org/x/sys/cpu"
+
+// Register tiles of the generated kernels; they must match asm/gen.go.
+const (
+	mr512 = 12
+	nr512 = 32
+	mr256 = 6
+	nr256 = 16
+)
+
+// hasAsm reports whether this build carries the assembly kernels.
+const hasAsm = true
+
+// archKernels returns the assembly kernels this CPU supports, default
+// first. Zen 4 splits each zmm FMA into two 256-bit halves; the zmm
+// kernel still measured faster than the ymm one here (see doc.go), so
+// AVX-512 leads.
+func archKernels() []*kernelImpl {
+	var ks []*kernelImpl
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW {
+		ks = append(ks, &kernelImpl{
+			name: "avx512", mr: mr512, nr: nr512, kc: 256, nc: 512,
+			rowA: []microKernel{kern512R1, kern512R2, kern512R3, kern512R4, kern512R5, kern512R6,
+				kern512R7, kern512R8, kern512R9, kern512R10, kern512R11, kern512R12},
+			colA: []microKernel{kern512C1, kern512C2, kern512C3, kern512C4, kern512C5, kern512C6,
+				kern512C7, kern512C8, kern512C9, kern512C10, kern512C11, kern512C12},
+			epi: epi512, epiW: 16,
+		})
+	}
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
+		ks = append(ks, &kernelImpl{
+			name: "avx2", mr: mr256, nr: nr256, kc: 256, nc: 512,
+			rowA: []microKernel{kern256R1, kern256R2, kern256R3, kern256R4, kern256R5, kern256R6},
+			colA: []microKernel{kern256C1, kern256C2, kern256C3, kern256C4, kern256C5, kern256C6},
+			epi:  epi256, epiW: 8,
+		})
+	}
+	return ks
+}
+
+// fmaProbe runs the FMA loops of the generated assembly; see clock_test.go.
+func fmaProbe(kind string, n int) bool {
+	switch kind {
+	case "latency":
+		fmaLatency(n)
+	case "zmm":
+		if !cpu.X86.HasAVX512F {
+			return false
+		}
+		fmaThroughput512(n)
+	case "ymm":
+		if !(cpu.X86.HasAVX2 && cpu.X86.HasFMA) {
+			return false
+		}
+		fmaThroughput256(n)
+	default:
+		return false
+	}
+	return true
+}

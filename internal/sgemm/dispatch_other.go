@@ -1,0 +1,12 @@
+//go:build noasm || !amd64
+
+package sgemm
+
+// hasAsm reports whether this build carries the assembly kernels.
+const hasAsm = false
+
+// archKernels returns no kernels: this build has only the generic one.
+func archKernels() []*kernelImpl { return nil }
+
+// fmaProbe is unavailable without assembly.
+func fmaProbe(kind string, n int) bool { return false }

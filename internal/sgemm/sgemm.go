@@ -1,0 +1,367 @@
+package sgemm
+
+import (
+	"math"
+	"unsafe"
+)
+
+// Activation selects the elementwise function of an Epilogue.
+type Activation int
+
+const (
+	ActNone Activation = 0 // identity
+	ActSiLU Activation = 1 // silu(z) = z / (1 + exp(-z))
+)
+
+// Epilogue is applied to each finished tile of C while it is in cache:
+// C = act(C + bias[col]); if Pre != nil, Pre (row stride LdPre) receives
+// C + bias before the activation. A nil Bias adds nothing.
+type Epilogue struct {
+	Bias  []float32
+	Act   Activation
+	Pre   []float32
+	LdPre int
+}
+
+// Gemm computes C = alpha*op(A)*op(B) + beta*C, all row-major; op(A) is m x k
+// (A stored k x m when transA), op(B) is k x n (B stored n x k when transB);
+// lda, ldb, ldc are row strides. beta == 0 means C is not read (NaNs in C
+// ignored). It panics on inconsistent sizes, as BLAS implementations do.
+func Gemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	GemmEpilogue(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, nil)
+}
+
+// GemmEpilogue is Gemm followed by the epilogue ep (nil: none), fused into
+// the tile loop: each tile of C gets its bias and activation right after
+// its last update.
+func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int, ep *Epilogue) {
+	check(transA, transB, m, n, k, a, lda, b, ldb, c, ldc, ep)
+	if m == 0 || n == 0 {
+		return
+	}
+	if ep != nil && ep.Bias == nil && ep.Act == ActNone && ep.Pre == nil {
+		ep = nil
+	}
+	kern := current.Load()
+	if k == 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		if ep != nil {
+			for i := 0; i < m; i++ {
+				epilogueRow(kern, ep, c[i*ldc:i*ldc+n], i, 0)
+			}
+		}
+		return
+	}
+	// Tiny products: a plain loop beats any setup.
+	if m*n*k <= smallMNK || (k <= 2 && false) {
+		naive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		if ep != nil {
+			for i := 0; i < m; i++ {
+				epilogueRow(kern, ep, c[i*ldc:i*ldc+n], i, 0)
+			}
+		}
+		return
+	}
+	j := getJob()
+	defer putJob(j)
+	if n < swapN && m >= 2*n {
+		// Tiny n (an output layer): compute C^T = op(B)^T op(A)^T into a
+		// buffer, so the long dimension runs along the vector lanes.
+		need := n * m
+		if cap(j.tmp) < need {
+			j.tmp = make([]float32, need)
+		}
+		t := j.tmp[:need]
+		j.run(&problem{kern: kern, transA: !transB, transB: !transA, m: n, n: m, k: k,
+			alpha: 1, a: b, lda: ldb, b: a, ldb: lda, beta: 0, c: t, ldc: m})
+		for i := 0; i < m; i++ {
+			cr := c[i*ldc : i*ldc+n]
+			if beta == 0 {
+				for jj := range cr {
+					cr[jj] = alpha * t[jj*m+i]
+				}
+			} else {
+				for jj := range cr {
+					cr[jj] = alpha*t[jj*m+i] + beta*cr[jj]
+				}
+			}
+			if ep != nil {
+				epilogueRow(kern, ep, cr, i, 0)
+			}
+		}
+		return
+	}
+	j.run(&problem{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, ep: ep})
+}
+
+const (
+	// smallMNK: products with m*n*k at most this run the naive loop.
+	smallMNK = 4096
+	// swapN: n below this (with m >= 2n) runs as the transposed product.
+	swapN = 8
+	// parallelMNK: products with m*n*k below this run on the calling
+	// goroutine only (about 20 µs of work on one core).
+	parallelMNK = 1 << 20
+)
+
+func check(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, ep *Epilogue) {
+	if m < 0 || n < 0 || k < 0 {
+		panic("sgemm: negative dimension")
+	}
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	if lda < max(1, ac) {
+		panic("sgemm: bad lda")
+	}
+	if ldb < max(1, bc) {
+		panic("sgemm: bad ldb")
+	}
+	if ldc < max(1, n) {
+		panic("sgemm: bad ldc")
+	}
+	if ar > 0 && ac > 0 && len(a) < (ar-1)*lda+ac {
+		panic("sgemm: short a")
+	}
+	if br > 0 && bc > 0 && len(b) < (br-1)*ldb+bc {
+		panic("sgemm: short b")
+	}
+	if m > 0 && n > 0 && len(c) < (m-1)*ldc+n {
+		panic("sgemm: short c")
+	}
+	if ep != nil && m > 0 && n > 0 {
+		if ep.Bias != nil && len(ep.Bias) < n {
+			panic("sgemm: short bias")
+		}
+		if ep.Pre != nil && (ep.LdPre < n || len(ep.Pre) < (m-1)*ep.LdPre+n) {
+			panic("sgemm: bad Pre or LdPre")
+		}
+		if ep.Act != ActNone && ep.Act != ActSiLU {
+			panic("sgemm: unknown activation")
+		}
+	}
+}
+
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		cr := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(cr)
+		} else if beta != 1 {
+			for j := range cr {
+				cr[j] *= beta
+			}
+		}
+	}
+}
+
+// naive is the plain triple loop for tiny products.
+func naive(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float32
+			for p := 0; p < k; p++ {
+				var av, bv float32
+				if transA {
+					av = a[p*lda+i]
+				} else {
+					av = a[i*lda+p]
+				}
+				if transB {
+					bv = b[j*ldb+p]
+				} else {
+					bv = b[p*ldb+j]
+				}
+				s += av * bv
+			}
+			if beta == 0 {
+				c[i*ldc+j] = alpha * s
+			} else {
+				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
+			}
+		}
+	}
+}
+
+var zeroBias [64]float32
+
+// epilogueRow applies ep to cr = C[row, col0 : col0+len(cr)].
+func epilogueRow(kern *kernelImpl, ep *Epilogue, cr []float32, row, col0 int) {
+	n := len(cr)
+	var bias []float32
+	if ep.Bias != nil {
+		bias = ep.Bias[col0 : col0+n]
+	}
+	var pre []float32
+	if ep.Pre != nil {
+		pre = ep.Pre[row*ep.LdPre+col0 : row*ep.LdPre+col0+n]
+	}
+	silu := ep.Act == ActSiLU
+	done := 0
+	if kern.epi != nil && n >= kern.epiW && (bias != nil || n <= len(zeroBias)) {
+		done = n - n%kern.epiW
+		bp := &zeroBias[0]
+		if bias != nil {
+			bp = &bias[0]
+		}
+		var pp *float32
+		if pre != nil {
+			pp = &pre[0]
+		}
+		kern.epi(done, &cr[0], bp, pp, silu)
+	}
+	for j := done; j < n; j++ {
+		z := cr[j]
+		if bias != nil {
+			z += bias[j]
+		}
+		if pre != nil {
+			pre[j] = z
+		}
+		if silu {
+			z = float32(float64(z) / (1 + math.Exp(-float64(z))))
+		}
+		cr[j] = z
+	}
+}
+
+// problem is one product handed to the blocked driver.
+type problem struct {
+	kern           *kernelImpl
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+	ep             *Epilogue
+}
+
+// region computes rows [i0, i1) and columns [j0, j1) of C.
+//
+// Loop nest (BLIS order, adapted): jc over nc-wide blocks of B, pc over kc
+// steps, then every MR-row panel of A (kept in L1 across the inner loop)
+// against every NR-column panel of the kc x nc block of B (kept in L2).
+// A is read in place (no packing): a row-major A by the row kernels, a
+// transposed A by the column kernels. B is read in place when not
+// transposed (panels of NR columns, stride ldb); a transposed B, and the
+// last partial panel, are packed into kc x NR panels.
+func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
+	K := pr.kern
+	MR, NR := K.mr, K.nr
+	for jc := j0; jc < j1; jc += K.nc {
+		nb := min(K.nc, j1-jc)
+		npan := (nb + NR - 1) / NR
+		for pc := 0; pc < pr.k; pc += K.kc {
+			kb := min(K.kc, pr.k-pc)
+			beta := pr.beta
+			if pc > 0 {
+				beta = 1
+			}
+			last := pc+kb == pr.k
+			// Prepare B panels.
+			need := npan * kb * NR
+			if cap(buf.b) < need {
+				buf.b = make([]float32, need+need/4)
+			}
+			pb := buf.b[:need]
+			full := nb / NR // panels with all NR columns
+			if pr.transB {
+				for q := 0; q < npan; q++ {
+					packBT(pb[q*kb*NR:(q+1)*kb*NR], pr.b, pr.ldb, jc+q*NR, min(NR, nb-q*NR), pc, kb, NR)
+				}
+			} else if full < npan {
+				q := full
+				packBN(pb[q*kb*NR:(q+1)*kb*NR], pr.b, pr.ldb, jc+q*NR, nb-q*NR, pc, kb, NR)
+			}
+			if cap(buf.tile) < MR*NR {
+				buf.tile = make([]float32, MR*NR)
+			}
+			for ir := i0; ir < i1; ir += MR {
+				mr := min(MR, i1-ir)
+				var ap *float32
+				var kern microKernel
+				if pr.transA {
+					ap = &pr.a[pc*pr.lda+ir]
+					kern = K.colA[mr-1]
+				} else {
+					ap = &pr.a[ir*pr.lda+pc]
+					kern = K.rowA[mr-1]
+				}
+				sa := 4 * pr.lda
+				for q := 0; q < npan; q++ {
+					jr := jc + q*NR
+					nr := min(NR, nb-q*NR)
+					var bp *float32
+					sb := 4 * NR
+					if pr.transB || q >= full {
+						bp = &pb[q*kb*NR]
+					} else {
+						bp = &pr.b[pc*pr.ldb+jr]
+						sb = 4 * pr.ldb
+					}
+					if nr == NR {
+						kern(kb, ap, sa, bp, sb, &pr.c[ir*pr.ldc+jr], 4*pr.ldc, pr.alpha, beta)
+					} else {
+						t := buf.tile[:MR*NR]
+						kern(kb, ap, sa, bp, sb, &t[0], 4*NR, pr.alpha, 0)
+						for i := 0; i < mr; i++ {
+							cr := pr.c[(ir+i)*pr.ldc+jr : (ir+i)*pr.ldc+jr+nr]
+							tr := t[i*NR : i*NR+nr]
+							if beta == 0 {
+								copy(cr, tr)
+							} else {
+								for j := range cr {
+									cr[j] = tr[j] + beta*cr[j]
+								}
+							}
+						}
+					}
+					if last && pr.ep != nil {
+						for i := 0; i < mr; i++ {
+							r := ir + i
+							epilogueRow(K, pr.ep, pr.c[r*pr.ldc+jr:r*pr.ldc+jr+nr], r, jr)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// packBT packs columns j0..j0+nr of op(B) = B^T (B stored n x k), rows
+// p0..p0+kb, into dst as kb rows of NR floats, zero-padding columns nr..NR.
+func packBT(dst, b []float32, ldb, j0, nr, p0, kb, NR int) {
+	for jj := 0; jj < nr; jj++ {
+		src := b[(j0+jj)*ldb+p0 : (j0+jj)*ldb+p0+kb]
+		for p, v := range src {
+			dst[p*NR+jj] = v
+		}
+	}
+	if nr < NR {
+		for p := 0; p < kb; p++ {
+			clear(dst[p*NR+nr : (p+1)*NR])
+		}
+	}
+}
+
+// packBN packs columns j0..j0+nr of a non-transposed B, rows p0..p0+kb,
+// into dst as kb rows of NR floats, zero-padded.
+func packBN(dst, b []float32, ldb, j0, nr, p0, kb, NR int) {
+	for p := 0; p < kb; p++ {
+		d := dst[p*NR : (p+1)*NR]
+		copy(d, b[(p0+p)*ldb+j0:(p0+p)*ldb+j0+nr])
+		clear(d[nr:])
+	}
+}
+
+var _ = unsafe.Pointer(nil)
