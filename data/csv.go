@@ -1,0 +1,180 @@
+package data
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// maxCSVLine bounds one line, the unit the parser holds in memory: a file
+// without newlines must not be read whole before it is rejected. 16 MiB is
+// about a million columns.
+const maxCSVLine = 16 << 20
+
+// LoadCSV reads a .csv file; see ReadCSV.
+func LoadCSV(path string) (*Dataset, error) {
+	f, _, err := openData(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ReadCSV(f, path)
+}
+
+// ReadCSV reads comma-separated numbers, one point per line, streaming: the
+// memory held is the float32 data plus one line. Blank lines are skipped,
+// whitespace and one pair of double quotes around a field are removed, a
+// leading UTF-8 byte-order mark is ignored, and every row must have the
+// same number of fields. The first non-blank line is a header, and skipped,
+// if any of its fields is not a number; a header made only of numbers (such
+// as pandas' default "0,1") cannot be told from data and is read as a point.
+// Values are rounded to float32; NaN, infinities and values beyond the
+// float32 range are rejected with their line and column (both from 1).
+// name appears in every error.
+func ReadCSV(r io.Reader, name string) (*Dataset, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxCSVLine)
+	var (
+		x          []float32
+		line       int
+		cols       = -1 // fields per row, once known
+		colsLine   int  // the line that fixed cols
+		sawFirst   bool
+		headerLine int
+	)
+	for sc.Scan() {
+		line++
+		s := sc.Text()
+		if line == 1 {
+			s = strings.TrimPrefix(s, "\ufeff")
+		}
+		if strings.TrimSpace(s) == "" {
+			continue
+		}
+		fields := strings.Split(s, ",")
+		for i, f := range fields {
+			fields[i] = csvField(f)
+		}
+		if !sawFirst {
+			sawFirst = true
+			if isHeader(fields) {
+				cols, colsLine, headerLine = len(fields), line, line
+				continue
+			}
+		}
+		if cols < 0 {
+			cols, colsLine = len(fields), line
+		} else if len(fields) != cols {
+			where := "on line"
+			if colsLine == headerLine {
+				where = "in the header on line"
+			}
+			return nil, errorf(name, "line %d has %d fields, want %d as %s %d", line, len(fields), cols, where, colsLine)
+		}
+		for j, f := range fields {
+			v, err := strconv.ParseFloat(f, 64)
+			switch {
+			case f == "":
+				return nil, errorf(name, "line %d, column %d: empty field", line, j+1)
+			case errors.Is(err, strconv.ErrRange) && !math.IsInf(v, 0):
+				v = 0 // underflow: ParseFloat already returned the nearest value, 0
+			case errors.Is(err, strconv.ErrRange):
+				return nil, errorf(name, "line %d, column %d: %s is outside the float32 range", line, j+1, quote(f))
+			case err != nil:
+				return nil, errorf(name, "line %d, column %d: %s is not a number", line, j+1, quote(f))
+			case math.IsNaN(v) || math.IsInf(v, 0):
+				return nil, errorf(name, "line %d, column %d: %s is not allowed: data must be finite", line, j+1, quote(f))
+			}
+			f32 := float32(v)
+			if math.IsInf(float64(f32), 0) {
+				return nil, errorf(name, "line %d, column %d: %s is outside the float32 range", line, j+1, quote(f))
+			}
+			x = append(x, f32)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, errorf(name, "line %d is longer than %d bytes", line+1, maxCSVLine)
+		}
+		return nil, readErr(name, err)
+	}
+	if len(x) == 0 {
+		return nil, errorf(name, "no data rows")
+	}
+	return &Dataset{Name: name, X: x, N: len(x) / cols, D: cols}, nil
+}
+
+func csvField(f string) string {
+	f = strings.TrimSpace(f)
+	if len(f) >= 2 && f[0] == '"' && f[len(f)-1] == '"' {
+		f = strings.TrimSpace(f[1 : len(f)-1])
+	}
+	return f
+}
+
+// isHeader reports whether a first row is a header: one non-empty field
+// that is not a number is enough. Empty fields and "NaN" or "Inf" do not
+// count, so that a first data row with a missing or non-finite value is
+// rejected rather than silently skipped as a header.
+func isHeader(fields []string) bool {
+	for _, f := range fields {
+		if f == "" {
+			continue
+		}
+		if _, err := strconv.ParseFloat(f, 64); err != nil && !errors.Is(err, strconv.ErrRange) {
+			return true
+		}
+	}
+	return false
+}
+
+// WriteCSV writes x, rows x cols row-major, one row per line, each value in
+// the shortest form that reads back as the same float32. header, if not
+// empty, must have cols names; none may hold a comma, a double quote or a
+// line break, and at least one must be a non-empty non-number, so that
+// ReadCSV recognises the line as a header. Non-finite values are written as
+// NaN, +Inf, -Inf (ReadCSV refuses them).
+func WriteCSV(w io.Writer, x []float32, rows, cols int, header []string) error {
+	if err := checkMatrix(len(x), rows, cols); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	bw := bufio.NewWriterSize(w, chunkBytes)
+	if len(header) > 0 {
+		if len(header) != cols {
+			return fmt.Errorf("write csv: %d header names for %d columns", len(header), cols)
+		}
+		for _, h := range header {
+			if strings.ContainsAny(h, ",\"\r\n") {
+				return fmt.Errorf("write csv: header name %s holds a comma, quote or line break", quote(h))
+			}
+		}
+		trimmed := make([]string, len(header))
+		for i, h := range header {
+			trimmed[i] = csvField(h)
+		}
+		if !isHeader(trimmed) {
+			return fmt.Errorf("write csv: header %s has no name that is not a number: it would read back as data", quote(strings.Join(header, ",")))
+		}
+		bw.WriteString(strings.Join(header, ","))
+		bw.WriteByte('\n')
+	}
+	var num []byte
+	for i := range rows {
+		for j := range cols {
+			if j > 0 {
+				bw.WriteByte(',')
+			}
+			num = strconv.AppendFloat(num[:0], float64(x[i*cols+j]), 'g', -1, 32)
+			bw.Write(num)
+		}
+		bw.WriteByte('\n')
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write csv: %w", err)
+	}
+	return nil
+}
