@@ -83,11 +83,18 @@ func (s TimeSampler) Transform(u, n float64) float64 {
 
 // ShiftTime is t' = shift t / (1 + (shift - 1) t); a shift of 0 or 1 is the
 // identity. A shift > 1 moves times toward t = 1 (data).
+//
+// It is evaluated as shift t / (shift t + (1 - t)), the same fraction: the
+// denominator is never below the numerator, so t' stays in [0, 1] for t in
+// [0, 1] and t = 1 maps to exactly 1. (The direct form rounds shift - 1 and
+// gives ShiftTime(1, 0.1) = 1.0000000000000002.) Backends that reproduce it
+// should use the same form.
 func ShiftTime(t, shift float64) float64 {
 	if shift == 0 || shift == 1 {
 		return t
 	}
-	return shift * t / (1 + (shift-1)*t)
+	a := shift * t
+	return a / (a + (1 - t))
 }
 
 // Rand is the generator the host-side samplers take: math/rand/v2's *Rand
