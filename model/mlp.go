@@ -113,6 +113,9 @@ func (m *MLP) Init(seed uint64) {
 
 // Reserve makes the workspaces hold at least rows rows.
 func (m *MLP) Reserve(rows int) {
+	// At least one row: Forward indexes the per-layer workspaces even for
+	// an empty batch.
+	rows = max(rows, 1)
 	if rows <= m.capRows {
 		return
 	}
