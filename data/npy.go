@@ -268,7 +268,29 @@ func WriteNPY(w io.Writer, x []float32, rows, cols int) error {
 	if err := checkMatrix(len(x), rows, cols); err != nil {
 		return fmt.Errorf("write npy: %w", err)
 	}
-	h := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", rows, cols)
+	return WriteNPYShape(w, x, []int{rows, cols})
+}
+
+// WriteNPYShape is WriteNPY for an array of any shape (a sampling
+// trajectory is steps x n x D); the product of shape must be len(x).
+func WriteNPYShape(w io.Writer, x []float32, shape []int) error {
+	n := 1
+	dims := make([]string, len(shape))
+	for i, s := range shape {
+		if s <= 0 {
+			return fmt.Errorf("write npy: shape %v: every dimension must be positive", shape)
+		}
+		n *= s
+		dims[i] = fmt.Sprint(s)
+	}
+	if n != len(x) || len(shape) == 0 {
+		return fmt.Errorf("write npy: len(x) = %d does not match shape %v", len(x), shape)
+	}
+	tuple := strings.Join(dims, ", ")
+	if len(shape) == 1 {
+		tuple += ","
+	}
+	h := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", tuple)
 	// numpy's _wrap_header: always 1 to 64 spaces, then the newline.
 	pad := 64 - (len(npyMagic)+4+len(h)+1)%64
 	h += strings.Repeat(" ", pad) + "\n"

@@ -398,3 +398,25 @@ func TestLoadNPYPipe(t *testing.T) {
 		t.Errorf("pipe: %dx%d %v", ds.N, ds.D, ds.X)
 	}
 }
+
+// A 3-D array carries its full shape in the header; the bytes after the
+// header are the same as the 2-D writer's for the same data.
+func TestWriteNPYShape(t *testing.T) {
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	var b3, b2 bytes.Buffer
+	if err := WriteNPYShape(&b3, x, []int{2, 3, 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNPY(&b2, x, 6, 2); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b3.Bytes(), []byte("'shape': (2, 3, 2), }")) {
+		t.Errorf("header %q", b3.Bytes()[:80])
+	}
+	if b3.Len()%64 != 48 || !bytes.Equal(b3.Bytes()[b3.Len()-48:], b2.Bytes()[b2.Len()-48:]) {
+		t.Errorf("data section differs or header not padded to 64 bytes")
+	}
+	if err := WriteNPYShape(&b3, x, []int{5, 3}); err == nil {
+		t.Error("mismatched shape accepted")
+	}
+}

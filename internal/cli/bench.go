@@ -1,0 +1,204 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/model"
+	"github.com/fmgpu/fmgpu/sampler"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// benchWorkload is one of the PyTorch peer's workloads
+// (../shared/peers/torch_cfm.py), with exactly its configuration.
+type benchWorkload struct {
+	name   string
+	hidden []int
+	batch  int
+	steps  int // timed steps, as the peer's defaults
+}
+
+var benchWorkloads = []benchWorkload{
+	{"mlp256-b256", []int{256, 256, 256}, 256, 400},
+	{"mlp256-b4096", []int{256, 256, 256}, 4096, 40},
+	{"mlp512x4-b4096", []int{512, 512, 512, 512}, 4096, 40},
+}
+
+const (
+	benchDataRows    = 100000
+	benchSamplePts   = 20000
+	benchSampleSteps = 100
+)
+
+// launchCounter is implemented by device backends that count kernel launches.
+type launchCounter interface{ Launches() int64 }
+
+func benchCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "bench",
+		Usage: "time the PyTorch peer's workloads (training steps/s, sampling points/s)",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all"},
+			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
+			&ucli.IntFlag{Name: "steps", Value: 0, Usage: "timed steps (0: the peer's per-workload default)"},
+			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
+			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
+		},
+		Action: func(c *ucli.Context) error {
+			names := []string{c.String("workload")}
+			if names[0] == "all" {
+				names = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
+			}
+			for _, n := range names {
+				if n != "sample-euler" && findWorkload(n) == nil {
+					return usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
+				}
+			}
+			if c.Int("steps") < 0 || c.Int("threads") < 0 {
+				return usagef("--steps and --threads must be >= 0")
+			}
+			b, err := openBackend(c.String("device"), c.Int("threads"))
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			ds, _ := data.Builtin("8gaussians", benchDataRows, c.Uint64("seed"))
+			fmt.Fprintf(c.App.ErrWriter, "fmgpu bench on %s\n", describeBackend(b))
+			for _, n := range names {
+				if n == "sample-euler" {
+					err = benchSample(c.App.Writer, b, ds, c.Uint64("seed"))
+				} else {
+					err = benchTrain(c.App.Writer, b, ds, *findWorkload(n), c.Int("steps"), c.Uint64("seed"))
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func findWorkload(name string) *benchWorkload {
+	for i := range benchWorkloads {
+		if benchWorkloads[i].name == name {
+			return &benchWorkloads[i]
+		}
+	}
+	return nil
+}
+
+// benchConfig is the peer's setup: input [x_t, t] with no time embedding,
+// SiLU, Adam lr 1e-3 with no clipping, schedule or EMA, ot path, t ~ U(0,1).
+func benchConfig(w benchWorkload, steps int, seed uint64) train.Config {
+	c := train.Config{
+		Model: model.Config{Kind: "mlp", Dim: 2, Hidden: w.hidden},
+		Path:  flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
+		Steps: steps, Batch: w.batch, Seed: seed, LR: 1e-3, Schedule: "constant",
+	}
+	c.Defaults()
+	return c
+}
+
+func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, steps int, seed uint64) error {
+	if steps == 0 {
+		steps = wl.steps
+	}
+	warm := max(5, steps/10)
+	tr, err := train.New(b, benchConfig(wl, warm+steps, seed), ds.X, ds.N)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	for i := 0; i < warm; i++ {
+		tr.Step()
+	}
+	if _, err := tr.Read(); err != nil {
+		return err
+	}
+	lc, counts := b.(launchCounter)
+	var l0 int64
+	if counts {
+		l0 = lc.Launches()
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	start := time.Now()
+	for i := 0; i < steps; i++ {
+		tr.Step()
+	}
+	p, err := tr.Read()
+	if err != nil {
+		return err
+	}
+	el := time.Since(start).Seconds()
+	runtime.ReadMemStats(&ms1)
+	sps := float64(steps) / el
+	// forward 2*B*sum(in*out) flops, backward twice that (dW and dX)
+	gflops := 3 * float64(tr.Net().FLOPsPerRow()) * float64(wl.batch) * sps / 1e9
+	extra := fmt.Sprintf("allocs_per_step=%.1f", float64(ms1.Mallocs-ms0.Mallocs)/float64(steps))
+	if counts {
+		extra += fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
+	}
+	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_last=%.4f %s device=%s\n",
+		wl.name, sps, gflops, p.Loss, extra, b.Info().Backend)
+	return nil
+}
+
+func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) error {
+	// The peer samples with the mlp256 network after 50 training steps;
+	// the weights do not change the cost.
+	tr, err := train.New(b, benchConfig(benchWorkloads[0], 55, seed), ds.X, ds.N)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	for i := 0; i < 55; i++ {
+		tr.Step()
+	}
+	if _, err := tr.Read(); err != nil {
+		return err
+	}
+	net := tr.Net()
+	x := b.Alloc(benchSamplePts * 2)
+	defer b.Free(x)
+	b.RandNormal(x, seed, 0, 1)
+	o := sampler.Options{Method: sampler.Euler, Steps: benchSampleSteps, T0: 0, T1: 1}
+	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1}); err != nil {
+		return err
+	}
+	b.RandNormal(x, seed, 1, 1)
+	if err := b.Sync(); err != nil {
+		return err
+	}
+	lc, counts := b.(launchCounter)
+	var l0 int64
+	if counts {
+		l0 = lc.Launches()
+	}
+	start := time.Now()
+	st, err := sampler.Solve(b, net, x, benchSamplePts, o)
+	if err != nil {
+		return err
+	}
+	if err := b.Sync(); err != nil {
+		return err
+	}
+	el := time.Since(start).Seconds()
+	gflops := float64(net.FLOPsPerRow()) * benchSamplePts * float64(st.NFE) / el / 1e9
+	extra := ""
+	if counts {
+		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(benchSampleSteps))
+	}
+	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
+		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))
+	return nil
+}

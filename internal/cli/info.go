@@ -1,0 +1,49 @@
+package cli
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+func infoCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "info",
+		Usage: "version, build flavour (cpu or cuda) and the devices this binary sees; with --checkpoint, what a checkpoint holds",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "checkpoint", Usage: "describe a checkpoint too"},
+		},
+		Action: func(c *ucli.Context) error {
+			w := c.App.Writer
+			fmt.Fprintf(w, "fmgpu %s (%s build, %s, %s/%s)\n", Version, gpu.Flavor, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			cpu := gpu.NewCPU(0)
+			fmt.Fprintf(w, "device cpu: %s\n", describeBackend(cpu))
+			cpu.Close()
+			if gpu.Flavor == "cpu" {
+				fmt.Fprintln(w, "device cuda: not in this build (build bin/fmgpu-cuda with `make cuda`, or use Dockerfile.cuda)")
+			} else if b, err := gpu.NewCUDA(); err != nil {
+				fmt.Fprintf(w, "device cuda: unavailable: %v\n", err)
+			} else {
+				fmt.Fprintf(w, "device cuda: %s\n", describeBackend(b))
+				b.Close()
+			}
+			if p := c.String("checkpoint"); p != "" {
+				ck, err := train.Load(p)
+				if err != nil {
+					return err
+				}
+				m := ck.Meta
+				fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %s dim %d hidden %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
+					p, m.Step, m.Config.Steps, m.Config.Model.Kind, m.Config.Model.Dim, m.Config.Model.Hidden, m.Config.Path,
+					m.Config.Time.Kind, len(ck.Params), m.Data.Source, m.Data.Rows, m.Data.Dim)
+				fmt.Fprintf(w, "tensors: %s\n", strings.Join(ck.TensorNames(), " "))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
+	"github.com/fmgpu/fmgpu/sampler"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// plotPoints is how many samples and data points the training plots draw.
+const plotPoints = 4000
+
+func xys(x []float32, d, n int) plotter.XYs {
+	n = min(n, len(x)/d)
+	pts := make(plotter.XYs, n)
+	for i := range pts {
+		pts[i].X, pts[i].Y = float64(x[i*d]), float64(x[i*d+1])
+	}
+	return pts
+}
+
+func savePlot(p *plot.Plot, path string, w, h vg.Length) error {
+	wt, err := p.WriterTo(w, h, "png")
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", path, err)
+	}
+	return atomicfile.Write(path, func(out io.Writer) error {
+		_, err := wt.WriteTo(out)
+		return err
+	})
+}
+
+// scatterPlot draws samples (blue) over data points (grey, may be nil),
+// first two columns of d-column rows.
+func scatterPlot(path, title string, dataPts, samples []float32, d int) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text, p.Y.Label.Text = "x1", "x2"
+	if dataPts != nil {
+		s, err := plotter.NewScatter(xys(dataPts, d, plotPoints))
+		if err != nil {
+			return err
+		}
+		s.GlyphStyle.Color = color.RGBA{R: 170, G: 170, B: 170, A: 255}
+		s.GlyphStyle.Radius = vg.Points(1)
+		p.Add(s)
+		p.Legend.Add("data", s)
+	}
+	s, err := plotter.NewScatter(xys(samples, d, plotPoints))
+	if err != nil {
+		return err
+	}
+	s.GlyphStyle.Color = color.RGBA{R: 31, G: 119, B: 180, A: 255}
+	s.GlyphStyle.Radius = vg.Points(1)
+	p.Add(s)
+	p.Legend.Add("samples", s)
+	p.Legend.Top = true
+	return savePlot(p, path, 5*vg.Inch, 5*vg.Inch)
+}
+
+// lossPlot draws the loss column of a metrics.jsonl.
+func lossPlot(path, metricsPath string) error {
+	raw, err := os.ReadFile(metricsPath)
+	if err != nil {
+		return err
+	}
+	var pts plotter.XYs
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for dec.More() {
+		var m train.Metric
+		if err := dec.Decode(&m); err != nil {
+			return fmt.Errorf("metrics %s: %w", metricsPath, err)
+		}
+		pts = append(pts, plotter.XY{X: float64(m.Step), Y: finiteOrZero(m.Loss)})
+	}
+	p := plot.New()
+	p.Title.Text = "training loss"
+	p.X.Label.Text, p.Y.Label.Text = "step", "CFM loss"
+	l, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	l.Color = color.RGBA{R: 214, G: 39, B: 40, A: 255}
+	p.Add(l)
+	return savePlot(p, path, 6*vg.Inch, 4*vg.Inch)
+}
+
+// trainPlots draws samples.png (2-D data) and loss.png after training,
+// sampling from the checkpoint just written, as `fmgpu sample` would.
+func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
+	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
+		return err
+	}
+	if ds.D != 2 {
+		return nil
+	}
+	lm, err := loadModel(b, filepath.Join(o.out, train.CheckpointName), true)
+	if err != nil {
+		return err
+	}
+	defer lm.net.Release()
+	x, _, err := generate(b, lm, plotPoints, o.cfg.Seed+1, sampler.Options{Method: sampler.RK4, Steps: 100}, nil)
+	if err != nil {
+		return err
+	}
+	return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+}
