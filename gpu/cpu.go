@@ -4,18 +4,17 @@ import (
 	"fmt"
 	"math"
 
-	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
-
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/internal/sgemm"
 )
 
 // CPU is the pure-Go backend: buffers are Go slices, ops run synchronously
 // on the calling goroutine or split over a fixed pool of workers. It is the
 // reference the CUDA backend is checked against.
 type CPU struct {
-	pool    *workPool
-	threads int
+	pool     *workPool
+	threads  int
+	epilogue sgemm.Epilogue // reused so that Linear allocates nothing
 }
 
 // NewCPU returns a CPU backend using threads workers (<= 0: GOMAXPROCS).
@@ -106,40 +105,8 @@ func (c *CPU) Fill(dst Buffer, v float32) {
 	}
 }
 
-var gonumBLAS gonum.Implementation
-
-func trans(t bool) blas.Transpose {
-	if t {
-		return blas.Trans
-	}
-	return blas.NoTrans
-}
-
 func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, cb Buffer, ldc int) {
-	if m == 0 || n == 0 {
-		return
-	}
-	cd := host(cb)
-	if k == 0 {
-		scaleRows(cd, m, n, ldc, beta)
-		return
-	}
-	gonumBLAS.Sgemm(trans(transA), trans(transB), m, n, k, alpha, host(a), lda, host(b), ldb, beta, cd, ldc)
-}
-
-// scaleRows is C = beta C for a product with k = 0, where BLAS leaves C
-// as it is only when beta is 1.
-func scaleRows(c []float32, m, n, ldc int, beta float32) {
-	for i := 0; i < m; i++ {
-		row := c[i*ldc : i*ldc+n]
-		for j := range row {
-			if beta == 0 {
-				row[j] = 0
-			} else {
-				row[j] *= beta
-			}
-		}
-	}
+	sgemm.Gemm(transA, transB, m, n, k, alpha, host(a), lda, host(b), ldb, beta, host(cb), ldc)
 }
 
 func silu(z float32) float32 { return z / (1 + float32(math.Exp(float64(-z)))) }
@@ -150,36 +117,13 @@ func siluGrad(z float32) float32 {
 	return s * (1 + z*(1-s))
 }
 
+// Linear runs as one product with the bias, the pre-activation copy and
+// the activation fused into its epilogue, applied tile by tile while the
+// tile is in cache.
 func (c *CPU) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, pre, y Buffer) {
-	yd := host(y)
-	checkLen("linear output", yd, rows*out)
-	c.Gemm(false, true, rows, out, in, 1, x, ldx, w, in, 0, y, out)
-	bd, pd := host(bias), host(pre)
-	if pd != nil {
-		checkLen("linear pre-activation", pd, rows*out)
-	}
-	c.pool.parallelFor(rows, out*8, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			yr := yd[r*out : r*out+out]
-			var pr []float32
-			if pd != nil {
-				pr = pd[r*out : r*out+out]
-			}
-			for j := range yr {
-				z := yr[j]
-				if bd != nil {
-					z += bd[j]
-				}
-				if pr != nil {
-					pr[j] = z
-				}
-				if act == ActSiLU {
-					z = silu(z)
-				}
-				yr[j] = z
-			}
-		}
-	})
+	ep := &c.epilogue
+	*ep = sgemm.Epilogue{Bias: host(bias), Act: sgemm.Activation(act), Pre: host(pre), LdPre: out}
+	sgemm.GemmEpilogue(false, true, rows, out, in, 1, host(x), ldx, host(w), in, 0, host(y), out, ep)
 }
 
 func (c *CPU) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buffer) {
