@@ -62,3 +62,19 @@ func fmaProbe(kind string, n int) bool {
 	}
 	return true
 }
+
+var hasAVX = cpu.X86.HasAVX
+
+// packBTAsm packs the first 8*(kb/8) rows of a full transposed B panel
+// (NR columns, NR a multiple of 8) with packBT8 and returns how many rows
+// it packed; the caller packs the rest.
+func packBTAsm(dst []float32, NR int, b []float32, ldb, j0, p0, kb int) int {
+	kb8 := kb / 8
+	if !hasAVX || NR%8 != 0 || kb8 == 0 {
+		return 0
+	}
+	_ = dst[kb8*8*NR-1]
+	_ = b[(j0+NR-1)*ldb+p0+kb8*8-1]
+	packBT8(&dst[0], 4*NR, &b[j0*ldb+p0], 4*ldb, NR/8, kb8)
+	return kb8 * 8
+}

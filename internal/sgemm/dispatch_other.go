@@ -10,3 +10,6 @@ func archKernels() []*kernelImpl { return nil }
 
 // fmaProbe is unavailable without assembly.
 func fmaProbe(kind string, n int) bool { return false }
+
+// packBTAsm is unavailable without assembly: it packs nothing.
+func packBTAsm(dst []float32, NR int, b []float32, ldb, j0, p0, kb int) int { return 0 }

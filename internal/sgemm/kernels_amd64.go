@@ -118,6 +118,9 @@ func epi512(n int, c *float32, bias *float32, pre *float32, silu bool)
 // epi256 applies c = act(c + bias), pre = c + bias, over n floats (n a multiple of 8).
 func epi256(n int, c *float32, bias *float32, pre *float32, silu bool)
 
+// packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).
+func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
+
 // fmaLatency runs n x 8 dependent FMAs (32n cycles at 4-cycle latency).
 func fmaLatency(n int)
 

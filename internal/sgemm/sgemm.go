@@ -341,10 +341,14 @@ func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
 // packBT packs columns j0..j0+nr of op(B) = B^T (B stored n x k), rows
 // p0..p0+kb, into dst as kb rows of NR floats, zero-padding columns nr..NR.
 func packBT(dst, b []float32, ldb, j0, nr, p0, kb, NR int) {
+	done := 0
+	if nr == NR {
+		done = packBTAsm(dst, NR, b, ldb, j0, p0, kb)
+	}
 	for jj := 0; jj < nr; jj++ {
-		src := b[(j0+jj)*ldb+p0 : (j0+jj)*ldb+p0+kb]
+		src := b[(j0+jj)*ldb+p0+done : (j0+jj)*ldb+p0+kb]
 		for p, v := range src {
-			dst[p*NR+jj] = v
+			dst[(done+p)*NR+jj] = v
 		}
 	}
 	if nr < NR {

@@ -38,6 +38,7 @@ func main() {
 	}
 	epilogue(true)
 	epilogue(false)
+	packBT8()
 	fmaLatency()
 	fmaThroughput(true)
 	fmaThroughput(false)
@@ -118,6 +119,22 @@ func kernel(avx512, rowA bool, mr int) {
 		}
 	}
 
+	// Prefetch the C tile so that the stores at the end do not wait for
+	// memory (C is usually cold: written once per kc block).
+	{
+		pc := GP64()
+		Load(Param("c"), pc)
+		pldc := GP64()
+		Load(Param("ldc"), pldc)
+		for i := 0; i < mr; i++ {
+			PREFETCHT0(Mem{Base: pc})
+			PREFETCHT0(Mem{Base: pc}.Offset(nvec*width - 4))
+			if i+1 < mr {
+				ADDQ(pldc, pc)
+			}
+		}
+	}
+
 	sb3 := GP64()
 	LEAQ(Mem{Base: sb, Index: sb, Scale: 2}, sb3)
 	sa3 := GP64()
@@ -154,6 +171,59 @@ func kernel(avx512, rowA bool, mr int) {
 		}
 		return stepMem(a, sa, sa3, u).Offset(4 * i)
 	}
+	// Software prefetch of A, pfDist bytes (row variant) or pfSteps
+	// k-steps (column variant) ahead: A is read in place and often cold.
+	var pa GPVirtual
+	if !rowA {
+		pa = GP64()
+		LEAQ(Mem{Base: a, Index: sa, Scale: 8}, pa)
+	}
+	// Row variant: prefetch the rows of the next MR-row panel (the driver
+	// walks panels downwards) at the current k position; the first call
+	// on a panel thus loads the next one while computing.
+	var nbases []GPVirtual
+	if rowA {
+		nbases = make([]GPVirtual, len(bases))
+		for q := range nbases {
+			nbases[q] = GP64()
+			if q == 0 {
+				// bases[0] + 12*sa: the next panel for AVX-512 (MR = 12),
+				// the one after it for AVX2 (MR = 6).
+				LEAQ(Mem{Base: a, Index: sa, Scale: 8}, nbases[0])
+				LEAQ(Mem{Base: nbases[0], Index: sa, Scale: 4}, nbases[0])
+			} else {
+				LEAQ(Mem{Base: nbases[q-1], Index: sa, Scale: 4}, nbases[q])
+			}
+		}
+	}
+	prefetchA := func(g, u int) {
+		if rowA {
+			// One line per row every 16 steps: rows 3g..3g+2 in group g.
+			if u != 0 {
+				return
+			}
+			for i := 3 * g; i < 3*g+3 && i < mr; i++ {
+				m := stepMem(nbases[i/4], sa, sa3, i%4)
+				PREFETCHT0(m)
+			}
+			return
+		}
+		m := stepMem(pa, sa, sa3, u)
+		PREFETCHT0(m)
+		if mr > 1 {
+			PREFETCHT0(m.Offset(4*mr - 4))
+		}
+	}
+	// B rows are prefetched pfStepsB k-steps ahead: a B block read in
+	// place comes from memory on its first pass.
+	pb := GP64()
+	LEAQ(Mem{Base: b, Index: sb, Scale: 8}, pb)
+	LEAQ(Mem{Base: pb, Index: sb, Scale: 8}, pb)
+	prefetchB := func(u int) {
+		m := stepMem(pb, sb, sb3, u)
+		PREFETCHT0(m)
+		PREFETCHT0(m.Offset(nvec*width - 4))
+	}
 	step := func(u int) {
 		bm := stepMem(b, sb, sb3, u)
 		for v := range bv {
@@ -176,22 +246,43 @@ func kernel(avx512, rowA bool, mr int) {
 		switch n {
 		case 1:
 			ADDQ(sb, b)
+			ADDQ(sb, pb)
 		case unroll:
 			LEAQ(Mem{Base: b, Index: sb, Scale: 4}, b)
+			LEAQ(Mem{Base: pb, Index: sb, Scale: 4}, pb)
 		}
 		if rowA {
 			for _, r := range bases {
+				ADDQ(U32(4*n), r)
+			}
+			for _, r := range nbases {
 				ADDQ(U32(4*n), r)
 			}
 		} else {
 			switch n {
 			case 1:
 				ADDQ(sa, a)
+				ADDQ(sa, pa)
 			case unroll:
 				LEAQ(Mem{Base: a, Index: sa, Scale: 4}, a)
+				LEAQ(Mem{Base: pa, Index: sa, Scale: 4}, pa)
 			}
 		}
 	}
+
+	Label(name + "_loop16")
+	CMPQ(kc, U32(4*unroll))
+	JL(LabelRef(name + "_loop"))
+	for g := 0; g < 4; g++ {
+		for u := 0; u < unroll; u++ {
+			prefetchA(g, u)
+			prefetchB(u)
+			step(u)
+		}
+		advance(unroll)
+	}
+	SUBQ(U32(4*unroll), kc)
+	JMP(LabelRef(name + "_loop16"))
 
 	Label(name + "_loop")
 	CMPQ(kc, U32(unroll))
@@ -255,6 +346,100 @@ func kernel(avx512, rowA bool, mr int) {
 			ADDQ(ldc, c)
 		}
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// packBT8 emits packBT8(dst, dstStride, src, ldb, groups, kblocks):
+// transposes groups x 8 rows of src (row stride ldb bytes) times
+// kblocks x 8 columns into dst, where dst row p (stride dstStride bytes)
+// receives column p of the 8*groups rows. 8x8 blocks go through the usual
+// unpack / shuffle / 128-bit permute sequence on ymm registers (AVX).
+func packBT8() {
+	TEXT("packBT8", NOSPLIT, "func(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)")
+	Doc("packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).")
+	dst, ds, src, ldb, groups, kblocks := GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("dst"), dst)
+	Load(Param("dstStride"), ds)
+	Load(Param("src"), src)
+	Load(Param("ldb"), ldb)
+	Load(Param("groups"), groups)
+	Load(Param("kblocks"), kblocks)
+	ldb3, ds3 := GP64(), GP64()
+	LEAQ(Mem{Base: ldb, Index: ldb, Scale: 2}, ldb3)
+	LEAQ(Mem{Base: ds, Index: ds, Scale: 2}, ds3)
+	r := []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7}
+	t := []VecPhysical{Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}
+	row := func(base GPVirtual, i int) Mem {
+		switch i {
+		case 0:
+			return Mem{Base: base}
+		case 1:
+			return Mem{Base: base, Index: ldb, Scale: 1}
+		case 2:
+			return Mem{Base: base, Index: ldb, Scale: 2}
+		}
+		return Mem{Base: base, Index: ldb3, Scale: 1}
+	}
+	drow := func(base GPVirtual, i int) Mem {
+		switch i {
+		case 0:
+			return Mem{Base: base}
+		case 1:
+			return Mem{Base: base, Index: ds, Scale: 1}
+		case 2:
+			return Mem{Base: base, Index: ds, Scale: 2}
+		}
+		return Mem{Base: base, Index: ds3, Scale: 1}
+	}
+	g := GP64()
+	Label("packBT8_group")
+	TESTQ(groups, groups)
+	JE(LabelRef("packBT8_done"))
+	s0, s4, d0, d4 := GP64(), GP64(), GP64(), GP64()
+	MOVQ(src, s0)
+	LEAQ(Mem{Base: src, Index: ldb, Scale: 4}, s4)
+	MOVQ(dst, d0)
+	LEAQ(Mem{Base: dst, Index: ds, Scale: 4}, d4)
+	MOVQ(kblocks, g)
+	Label("packBT8_k")
+	TESTQ(g, g)
+	JE(LabelRef("packBT8_next"))
+	for i := 0; i < 4; i++ {
+		VMOVUPS(row(s0, i), r[i])
+		VMOVUPS(row(s4, i), r[4+i])
+	}
+	for i := 0; i < 8; i += 2 {
+		VUNPCKLPS(r[i+1], r[i], t[i])
+		VUNPCKHPS(r[i+1], r[i], t[i+1])
+	}
+	// t0=(a0 b0 a1 b1|a4 b4 a5 b5) t1=(a2 b2 a3 b3|..) t2,t3 for c,d; t4..t7 for e..h
+	for h := 0; h < 2; h++ {
+		VSHUFPS(U8(0x44), t[4*h+2], t[4*h], r[4*h])   // (a0 b0 c0 d0|a4 ..)
+		VSHUFPS(U8(0xEE), t[4*h+2], t[4*h], r[4*h+1]) // (a1 b1 c1 d1|a5 ..)
+		VSHUFPS(U8(0x44), t[4*h+3], t[4*h+1], r[4*h+2])
+		VSHUFPS(U8(0xEE), t[4*h+3], t[4*h+1], r[4*h+3])
+	}
+	for k := 0; k < 4; k++ {
+		VPERM2F128(U8(0x20), r[4+k], r[k], t[k])
+		VPERM2F128(U8(0x31), r[4+k], r[k], t[4+k])
+	}
+	for k := 0; k < 4; k++ {
+		VMOVUPS(t[k], drow(d0, k))
+		VMOVUPS(t[4+k], drow(d4, k))
+	}
+	ADDQ(U32(32), s0)
+	ADDQ(U32(32), s4)
+	LEAQ(Mem{Base: d0, Index: ds, Scale: 8}, d0)
+	LEAQ(Mem{Base: d4, Index: ds, Scale: 8}, d4)
+	DECQ(g)
+	JMP(LabelRef("packBT8_k"))
+	Label("packBT8_next")
+	LEAQ(Mem{Base: src, Index: ldb, Scale: 8}, src)
+	ADDQ(U32(32), dst)
+	DECQ(groups)
+	JMP(LabelRef("packBT8_group"))
+	Label("packBT8_done")
 	VZEROUPPER()
 	RET()
 }
