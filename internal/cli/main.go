@@ -114,7 +114,7 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 
 func newApp(stdout, stderr io.Writer) *ucli.App {
 	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
-	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), infoCommand(), benchCommand()}
+	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
 	}
