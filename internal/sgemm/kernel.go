@@ -25,9 +25,9 @@ type kernelImpl struct {
 	kc, nc int // cache blocks: kc x nc of B stays in L2, kc x mr of A in L1
 	rowA   []microKernel
 	colA   []microKernel
-	// epi applies the epilogue to n floats, n a multiple of epiW; nil means
-	// the generic Go epilogue.
-	epi  func(n int, c, bias, pre *float32, silu bool)
+	// epi applies the epilogue to rows x n floats (strides in bytes), n a
+	// multiple of epiW; nil means the generic Go epilogue.
+	epi  func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, silu bool)
 	epiW int
 }
 

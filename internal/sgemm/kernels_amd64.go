@@ -112,11 +112,11 @@ func kern256C6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc i
 // kern256R6 computes a 6 x 16 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
 func kern256R6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
 
-// epi512 applies c = act(c + bias), pre = c + bias, over n floats (n a multiple of 16).
-func epi512(n int, c *float32, bias *float32, pre *float32, silu bool)
+// epi512 applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of 16).
+func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 
-// epi256 applies c = act(c + bias), pre = c + bias, over n floats (n a multiple of 8).
-func epi256(n int, c *float32, bias *float32, pre *float32, silu bool)
+// epi256 applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of 8).
+func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 
 // packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).
 func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)

@@ -18213,167 +18213,251 @@ kern256R6_beta0:
 	VZEROUPPER
 	RET
 
-// func epi512(n int, c *float32, bias *float32, pre *float32, silu bool)
+DATA epiconst<>+0(SB)/4, $0xc2ae0000
+DATA epiconst<>+4(SB)/4, $0xc2ae0000
+DATA epiconst<>+8(SB)/4, $0xc2ae0000
+DATA epiconst<>+12(SB)/4, $0xc2ae0000
+DATA epiconst<>+16(SB)/4, $0xc2ae0000
+DATA epiconst<>+20(SB)/4, $0xc2ae0000
+DATA epiconst<>+24(SB)/4, $0xc2ae0000
+DATA epiconst<>+28(SB)/4, $0xc2ae0000
+DATA epiconst<>+32(SB)/4, $0x42b00000
+DATA epiconst<>+36(SB)/4, $0x42b00000
+DATA epiconst<>+40(SB)/4, $0x42b00000
+DATA epiconst<>+44(SB)/4, $0x42b00000
+DATA epiconst<>+48(SB)/4, $0x42b00000
+DATA epiconst<>+52(SB)/4, $0x42b00000
+DATA epiconst<>+56(SB)/4, $0x42b00000
+DATA epiconst<>+60(SB)/4, $0x42b00000
+DATA epiconst<>+64(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+68(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+72(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+76(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+80(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+84(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+88(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+92(SB)/4, $0x3fb8aa3b
+DATA epiconst<>+96(SB)/4, $0x3f318000
+DATA epiconst<>+100(SB)/4, $0x3f318000
+DATA epiconst<>+104(SB)/4, $0x3f318000
+DATA epiconst<>+108(SB)/4, $0x3f318000
+DATA epiconst<>+112(SB)/4, $0x3f318000
+DATA epiconst<>+116(SB)/4, $0x3f318000
+DATA epiconst<>+120(SB)/4, $0x3f318000
+DATA epiconst<>+124(SB)/4, $0x3f318000
+DATA epiconst<>+128(SB)/4, $0xb95e8083
+DATA epiconst<>+132(SB)/4, $0xb95e8083
+DATA epiconst<>+136(SB)/4, $0xb95e8083
+DATA epiconst<>+140(SB)/4, $0xb95e8083
+DATA epiconst<>+144(SB)/4, $0xb95e8083
+DATA epiconst<>+148(SB)/4, $0xb95e8083
+DATA epiconst<>+152(SB)/4, $0xb95e8083
+DATA epiconst<>+156(SB)/4, $0xb95e8083
+DATA epiconst<>+160(SB)/4, $0x3f800000
+DATA epiconst<>+164(SB)/4, $0x3f800000
+DATA epiconst<>+168(SB)/4, $0x3f800000
+DATA epiconst<>+172(SB)/4, $0x3f800000
+DATA epiconst<>+176(SB)/4, $0x3f800000
+DATA epiconst<>+180(SB)/4, $0x3f800000
+DATA epiconst<>+184(SB)/4, $0x3f800000
+DATA epiconst<>+188(SB)/4, $0x3f800000
+DATA epiconst<>+192(SB)/4, $0x39506967
+DATA epiconst<>+196(SB)/4, $0x39506967
+DATA epiconst<>+200(SB)/4, $0x39506967
+DATA epiconst<>+204(SB)/4, $0x39506967
+DATA epiconst<>+208(SB)/4, $0x39506967
+DATA epiconst<>+212(SB)/4, $0x39506967
+DATA epiconst<>+216(SB)/4, $0x39506967
+DATA epiconst<>+220(SB)/4, $0x39506967
+DATA epiconst<>+224(SB)/4, $0x3ab743ce
+DATA epiconst<>+228(SB)/4, $0x3ab743ce
+DATA epiconst<>+232(SB)/4, $0x3ab743ce
+DATA epiconst<>+236(SB)/4, $0x3ab743ce
+DATA epiconst<>+240(SB)/4, $0x3ab743ce
+DATA epiconst<>+244(SB)/4, $0x3ab743ce
+DATA epiconst<>+248(SB)/4, $0x3ab743ce
+DATA epiconst<>+252(SB)/4, $0x3ab743ce
+DATA epiconst<>+256(SB)/4, $0x3c088908
+DATA epiconst<>+260(SB)/4, $0x3c088908
+DATA epiconst<>+264(SB)/4, $0x3c088908
+DATA epiconst<>+268(SB)/4, $0x3c088908
+DATA epiconst<>+272(SB)/4, $0x3c088908
+DATA epiconst<>+276(SB)/4, $0x3c088908
+DATA epiconst<>+280(SB)/4, $0x3c088908
+DATA epiconst<>+284(SB)/4, $0x3c088908
+DATA epiconst<>+288(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+292(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+296(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+300(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+304(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+308(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+312(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+316(SB)/4, $0x3d2aa9c1
+DATA epiconst<>+320(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+324(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+328(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+332(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+336(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+340(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+344(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+348(SB)/4, $0x3e2aaaaa
+DATA epiconst<>+352(SB)/4, $0x3f000000
+DATA epiconst<>+356(SB)/4, $0x3f000000
+DATA epiconst<>+360(SB)/4, $0x3f000000
+DATA epiconst<>+364(SB)/4, $0x3f000000
+DATA epiconst<>+368(SB)/4, $0x3f000000
+DATA epiconst<>+372(SB)/4, $0x3f000000
+DATA epiconst<>+376(SB)/4, $0x3f000000
+DATA epiconst<>+380(SB)/4, $0x3f000000
+GLOBL epiconst<>(SB), RODATA|NOPTR, $384
+
+// func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 // Requires: AVX, AVX512F
-TEXT ·epi512(SB), NOSPLIT, $0-33
-	MOVQ         n+0(FP), AX
-	MOVQ         c+8(FP), CX
-	MOVQ         bias+16(FP), DX
-	MOVQ         pre+24(FP), BX
-	MOVBLZX      silu+32(FP), SI
-	MOVL         $0xc2ae0000, DI
-	VPBROADCASTD DI, Z8
-	MOVL         $0x42b00000, DI
-	VPBROADCASTD DI, Z9
-	MOVL         $0x3fb8aa3b, DI
-	VPBROADCASTD DI, Z10
-	MOVL         $0x3f318000, DI
-	VPBROADCASTD DI, Z11
-	MOVL         $0xb95e8083, DI
-	VPBROADCASTD DI, Z12
-	MOVL         $0x3f800000, DI
-	VPBROADCASTD DI, Z13
-	XORQ         DI, DI
+TEXT ·epi512(SB), NOSPLIT, $0-57
+	MOVQ         rows+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVQ         c+16(FP), DX
+	MOVQ         ldc+24(FP), BX
+	MOVQ         bias+32(FP), SI
+	MOVQ         pre+40(FP), DI
+	MOVQ         ldpre+48(FP), R8
+	MOVBLZX      silu+56(FP), R9
+	VBROADCASTSS epiconst<>+0(SB), Z16
+	VBROADCASTSS epiconst<>+32(SB), Z17
+	VBROADCASTSS epiconst<>+64(SB), Z18
+	VBROADCASTSS epiconst<>+96(SB), Z19
+	VBROADCASTSS epiconst<>+128(SB), Z20
+	VBROADCASTSS epiconst<>+160(SB), Z21
+	VBROADCASTSS epiconst<>+192(SB), Z22
+	VBROADCASTSS epiconst<>+224(SB), Z23
+	VBROADCASTSS epiconst<>+256(SB), Z24
+	VBROADCASTSS epiconst<>+288(SB), Z25
+	VBROADCASTSS epiconst<>+320(SB), Z26
+	VBROADCASTSS epiconst<>+352(SB), Z27
+
+epi512_row:
+	TESTQ AX, AX
+	JE    epi512_done
+	XORQ  R10, R10
 
 epi512_loop:
-	CMPQ    DI, AX
-	JGE     epi512_done
-	VMOVUPS (CX)(DI*4), Z0
-	VADDPS  (DX)(DI*4), Z0, Z0
-	TESTQ   BX, BX
+	CMPQ    R10, CX
+	JGE     epi512_nextrow
+	VMOVUPS (DX)(R10*4), Z0
+	VADDPS  (SI)(R10*4), Z0, Z0
+	TESTQ   DI, DI
 	JE      epi512_nopre
-	VMOVUPS Z0, (BX)(DI*4)
+	VMOVUPS Z0, (DI)(R10*4)
 
 epi512_nopre:
-	TESTL        SI, SI
+	TESTL        R9, R9
 	JE           epi512_store
 	VPXORD       Z1, Z1, Z1
 	VSUBPS       Z0, Z1, Z1
-	VMAXPS       Z8, Z1, Z1
-	VMINPS       Z9, Z1, Z1
-	VMULPS       Z10, Z1, Z2
+	VMAXPS       Z16, Z1, Z1
+	VMINPS       Z17, Z1, Z1
+	VMULPS       Z18, Z1, Z2
 	VRNDSCALEPS  $0x00, Z2, Z2
-	VFNMADD231PS Z11, Z2, Z1
-	VFNMADD231PS Z12, Z2, Z1
-	VMOVAPS      Z1, Z3
-	MOVL         $0x39506967, R8
-	VPBROADCASTD R8, Z4
-	MOVL         $0x3ab743ce, R8
-	VPBROADCASTD R8, Z5
-	VFMADD213PS  Z5, Z3, Z4
-	MOVL         $0x3c088908, R8
-	VPBROADCASTD R8, Z5
-	VFMADD213PS  Z5, Z3, Z4
-	MOVL         $0x3d2aa9c1, R8
-	VPBROADCASTD R8, Z5
-	VFMADD213PS  Z5, Z3, Z4
-	MOVL         $0x3e2aaaaa, R8
-	VPBROADCASTD R8, Z5
-	VFMADD213PS  Z5, Z3, Z4
-	MOVL         $0x3f000000, R8
-	VPBROADCASTD R8, Z5
-	VFMADD213PS  Z5, Z3, Z4
-	VMULPS       Z3, Z3, Z5
-	VFMADD213PS  Z3, Z5, Z4
-	VADDPS       Z13, Z4, Z4
-	VSCALEFPS    Z2, Z4, Z4
-	VADDPS       Z13, Z4, Z4
-	VDIVPS       Z4, Z0, Z0
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS      Z22, Z3
+	VFMADD213PS  Z23, Z1, Z3
+	VFMADD213PS  Z24, Z1, Z3
+	VFMADD213PS  Z25, Z1, Z3
+	VFMADD213PS  Z26, Z1, Z3
+	VFMADD213PS  Z27, Z1, Z3
+	VMULPS       Z1, Z1, Z4
+	VFMADD213PS  Z1, Z4, Z3
+	VADDPS       Z21, Z3, Z3
+	VSCALEFPS    Z2, Z3, Z3
+	VADDPS       Z21, Z3, Z3
+	VDIVPS       Z3, Z0, Z0
 
 epi512_store:
-	VMOVUPS Z0, (CX)(DI*4)
-	ADDQ    $0x00000010, DI
+	VMOVUPS Z0, (DX)(R10*4)
+	ADDQ    $0x00000010, R10
 	JMP     epi512_loop
+
+epi512_nextrow:
+	ADDQ  BX, DX
+	TESTQ DI, DI
+	JE    epi512_prenil
+	ADDQ  R8, DI
+
+epi512_prenil:
+	DECQ AX
+	JMP  epi512_row
 
 epi512_done:
 	VZEROUPPER
 	RET
 
-// func epi256(n int, c *float32, bias *float32, pre *float32, silu bool)
+// func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 // Requires: AVX, AVX2, FMA3
-TEXT ·epi256(SB), NOSPLIT, $0-33
-	MOVQ         n+0(FP), AX
-	MOVQ         c+8(FP), CX
-	MOVQ         bias+16(FP), DX
-	MOVQ         pre+24(FP), BX
-	MOVBLZX      silu+32(FP), SI
-	MOVL         $0xc2ae0000, DI
-	VMOVD        DI, X8
-	VPBROADCASTD X8, Y8
-	MOVL         $0x42b00000, DI
-	VMOVD        DI, X9
-	VPBROADCASTD X9, Y9
-	MOVL         $0x3fb8aa3b, DI
-	VMOVD        DI, X10
-	VPBROADCASTD X10, Y10
-	MOVL         $0x3f318000, DI
-	VMOVD        DI, X11
-	VPBROADCASTD X11, Y11
-	MOVL         $0xb95e8083, DI
-	VMOVD        DI, X12
-	VPBROADCASTD X12, Y12
-	MOVL         $0x3f800000, DI
-	VMOVD        DI, X13
-	VPBROADCASTD X13, Y13
-	XORQ         DI, DI
+TEXT ·epi256(SB), NOSPLIT, $0-57
+	MOVQ    rows+0(FP), AX
+	MOVQ    n+8(FP), CX
+	MOVQ    c+16(FP), DX
+	MOVQ    ldc+24(FP), BX
+	MOVQ    bias+32(FP), SI
+	MOVQ    pre+40(FP), DI
+	MOVQ    ldpre+48(FP), R8
+	MOVBLZX silu+56(FP), R9
+
+epi256_row:
+	TESTQ AX, AX
+	JE    epi256_done
+	XORQ  R10, R10
 
 epi256_loop:
-	CMPQ    DI, AX
-	JGE     epi256_done
-	VMOVUPS (CX)(DI*4), Y0
-	VADDPS  (DX)(DI*4), Y0, Y0
-	TESTQ   BX, BX
+	CMPQ    R10, CX
+	JGE     epi256_nextrow
+	VMOVUPS (DX)(R10*4), Y0
+	VADDPS  (SI)(R10*4), Y0, Y0
+	TESTQ   DI, DI
 	JE      epi256_nopre
-	VMOVUPS Y0, (BX)(DI*4)
+	VMOVUPS Y0, (DI)(R10*4)
 
 epi256_nopre:
-	TESTL        SI, SI
+	TESTL        R9, R9
 	JE           epi256_store
 	VXORPS       Y1, Y1, Y1
 	VSUBPS       Y0, Y1, Y1
-	VMAXPS       Y8, Y1, Y1
-	VMINPS       Y9, Y1, Y1
-	VMULPS       Y10, Y1, Y2
+	VMAXPS       epiconst<>+0(SB), Y1, Y1
+	VMINPS       epiconst<>+32(SB), Y1, Y1
+	VMULPS       epiconst<>+64(SB), Y1, Y2
 	VROUNDPS     $0x00, Y2, Y2
-	VFNMADD231PS Y11, Y2, Y1
-	VFNMADD231PS Y12, Y2, Y1
-	VMOVAPS      Y1, Y3
-	MOVL         $0x39506967, R8
-	VMOVD        R8, X4
-	VPBROADCASTD X4, Y4
-	MOVL         $0x3ab743ce, R8
-	VMOVD        R8, X5
-	VPBROADCASTD X5, Y5
-	VFMADD213PS  Y5, Y3, Y4
-	MOVL         $0x3c088908, R8
-	VMOVD        R8, X5
-	VPBROADCASTD X5, Y5
-	VFMADD213PS  Y5, Y3, Y4
-	MOVL         $0x3d2aa9c1, R8
-	VMOVD        R8, X5
-	VPBROADCASTD X5, Y5
-	VFMADD213PS  Y5, Y3, Y4
-	MOVL         $0x3e2aaaaa, R8
-	VMOVD        R8, X5
-	VPBROADCASTD X5, Y5
-	VFMADD213PS  Y5, Y3, Y4
-	MOVL         $0x3f000000, R8
-	VMOVD        R8, X5
-	VPBROADCASTD X5, Y5
-	VFMADD213PS  Y5, Y3, Y4
-	VMULPS       Y3, Y3, Y5
-	VFMADD213PS  Y3, Y5, Y4
-	VADDPS       Y13, Y4, Y4
-	VCVTPS2DQ    Y2, Y5
-	VPSLLD       $0x17, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VADDPS       Y13, Y4, Y4
-	VDIVPS       Y4, Y0, Y0
+	VFNMADD231PS epiconst<>+96(SB), Y2, Y1
+	VFNMADD231PS epiconst<>+128(SB), Y2, Y1
+	VBROADCASTSS epiconst<>+192(SB), Y3
+	VFMADD213PS  epiconst<>+224(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+256(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+288(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+320(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+352(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y3
+	VADDPS       epiconst<>+160(SB), Y3, Y3
+	VCVTPS2DQ    Y2, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VADDPS       epiconst<>+160(SB), Y3, Y3
+	VDIVPS       Y3, Y0, Y0
 
 epi256_store:
-	VMOVUPS Y0, (CX)(DI*4)
-	ADDQ    $0x00000008, DI
+	VMOVUPS Y0, (DX)(R10*4)
+	ADDQ    $0x00000008, R10
 	JMP     epi256_loop
+
+epi256_nextrow:
+	ADDQ  BX, DX
+	TESTQ DI, DI
+	JE    epi256_prenil
+	ADDQ  R8, DI
+
+epi256_prenil:
+	DECQ AX
+	JMP  epi256_row
 
 epi256_done:
 	VZEROUPPER

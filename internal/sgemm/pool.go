@@ -92,6 +92,12 @@ func (j *job) run(in *problem) {
 		parts = poolSize
 	}
 	j.byM = mp >= np
+	if pr.transB && np >= parts && mp < 8*np {
+		// B is packed but A is read in place: splitting columns packs
+		// each B panel once, while splitting rows would pack all of B on
+		// every part. Worth it unless A is much larger than B.
+		j.byM = false
+	}
 	j.units = np
 	if j.byM {
 		j.units = mp

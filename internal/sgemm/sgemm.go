@@ -46,9 +46,7 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	if k == 0 || alpha == 0 {
 		scaleC(m, n, beta, c, ldc)
 		if ep != nil {
-			for i := 0; i < m; i++ {
-				epilogueRow(kern, ep, c[i*ldc:i*ldc+n], i, 0)
-			}
+			epilogueBlock(kern, ep, c, ldc, 0, m, 0, n)
 		}
 		return
 	}
@@ -56,9 +54,7 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	if m*n*k <= smallMNK || (k <= 2 && false) {
 		naive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		if ep != nil {
-			for i := 0; i < m; i++ {
-				epilogueRow(kern, ep, c[i*ldc:i*ldc+n], i, 0)
-			}
+			epilogueBlock(kern, ep, c, ldc, 0, m, 0, n)
 		}
 		return
 	}
@@ -85,9 +81,9 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 					cr[jj] = alpha*t[jj*m+i] + beta*cr[jj]
 				}
 			}
-			if ep != nil {
-				epilogueRow(kern, ep, cr, i, 0)
-			}
+		}
+		if ep != nil {
+			epilogueBlock(kern, ep, c, ldc, 0, m, 0, n)
 		}
 		return
 	}
@@ -189,45 +185,44 @@ func naive(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}
 }
 
-var zeroBias [64]float32
+var zeroBias [512]float32
 
-// epilogueRow applies ep to cr = C[row, col0 : col0+len(cr)].
-func epilogueRow(kern *kernelImpl, ep *Epilogue, cr []float32, row, col0 int) {
-	n := len(cr)
-	var bias []float32
-	if ep.Bias != nil {
-		bias = ep.Bias[col0 : col0+n]
-	}
-	var pre []float32
-	if ep.Pre != nil {
-		pre = ep.Pre[row*ep.LdPre+col0 : row*ep.LdPre+col0+n]
-	}
+// epilogueBlock applies ep to rows r0..r0+rows and columns c0..c0+n of C.
+func epilogueBlock(kern *kernelImpl, ep *Epilogue, c []float32, ldc, r0, rows, c0, n int) {
 	silu := ep.Act == ActSiLU
 	done := 0
-	if kern.epi != nil && n >= kern.epiW && (bias != nil || n <= len(zeroBias)) {
+	if kern.epi != nil && n >= kern.epiW {
 		done = n - n%kern.epiW
-		bp := &zeroBias[0]
-		if bias != nil {
-			bp = &bias[0]
+		for j := 0; j < done; j += len(zeroBias) {
+			w := min(len(zeroBias), done-j)
+			bp := &zeroBias[0]
+			if ep.Bias != nil {
+				bp = &ep.Bias[c0+j]
+			}
+			var pp *float32
+			if ep.Pre != nil {
+				pp = &ep.Pre[r0*ep.LdPre+c0+j]
+			}
+			kern.epi(rows, w, &c[r0*ldc+c0+j], 4*ldc, bp, pp, 4*ep.LdPre, silu)
 		}
-		var pp *float32
-		if pre != nil {
-			pp = &pre[0]
-		}
-		kern.epi(done, &cr[0], bp, pp, silu)
 	}
-	for j := done; j < n; j++ {
-		z := cr[j]
-		if bias != nil {
-			z += bias[j]
+	if done == n {
+		return
+	}
+	for i := r0; i < r0+rows; i++ {
+		for j := c0 + done; j < c0+n; j++ {
+			z := c[i*ldc+j]
+			if ep.Bias != nil {
+				z += ep.Bias[j]
+			}
+			if ep.Pre != nil {
+				ep.Pre[i*ep.LdPre+j] = z
+			}
+			if silu {
+				z = float32(float64(z) / (1 + math.Exp(-float64(z))))
+			}
+			c[i*ldc+j] = z
 		}
-		if pre != nil {
-			pre[j] = z
-		}
-		if silu {
-			z = float32(float64(z) / (1 + math.Exp(-float64(z))))
-		}
-		cr[j] = z
 	}
 }
 
@@ -326,12 +321,10 @@ func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
 							}
 						}
 					}
-					if last && pr.ep != nil {
-						for i := 0; i < mr; i++ {
-							r := ir + i
-							epilogueRow(K, pr.ep, pr.c[r*pr.ldc+jr:r*pr.ldc+jr+nr], r, jr)
-						}
-					}
+				}
+				if last && pr.ep != nil {
+					// The mr x nb panel of C is finished and still in cache.
+					epilogueBlock(K, pr.ep, pr.c, pr.ldc, ir, mr, jc, nb)
 				}
 			}
 		}

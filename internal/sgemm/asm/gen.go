@@ -36,6 +36,7 @@ func main() {
 		kernel(false, false, mr)
 		kernel(false, true, mr)
 	}
+	epiConstTable()
 	epilogue(true)
 	epilogue(false)
 	packBT8()
@@ -446,14 +447,42 @@ func packBT8() {
 
 func f32bits(f float32) U32 { return U32(math.Float32bits(f)) }
 
+// SiLU constants: each replicated 8 times (32 bytes) so that AVX2 code can
+// use them as memory operands; AVX-512 code broadcasts the first lane.
+var epiConsts = []float32{
+	-87.0,               // 0: clamp low for exp argument
+	88.0,                // 1: clamp high
+	1.44269504088896341, // 2: log2(e)
+	0.693359375,         // 3: ln2 high part
+	-2.12194440e-4,      // 4: ln2 low part
+	1.0,                 // 5
+	1.9875691500e-4,     // 6..11: Cephes expf polynomial
+	1.3981999507e-3,
+	8.3334519073e-3,
+	4.1665795894e-2,
+	1.6666665459e-1,
+	5.0000001201e-1,
+}
+
+var epiTable Mem
+
+func epiConstTable() {
+	epiTable = GLOBL("epiconst", RODATA|NOPTR)
+	for i, f := range epiConsts {
+		for l := 0; l < 8; l++ {
+			DATA(32*i+4*l, U32(math.Float32bits(f)))
+		}
+	}
+}
+
 // epilogue emits epi512/epi256:
 //
-//	func(n int, c, bias, pre *float32, silu bool)
+//	func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, silu bool)
 //
-// For j < n (n a multiple of the vector width): z = c[j] + bias[j];
-// pre[j] = z when pre != nil; c[j] = silu ? z/(1+exp(-z)) : z.
-// exp uses the Cephes expf polynomial after reduction by ln 2 (relative
-// error about 2e-7 in float32).
+// For each of rows rows (strides ldc and ldpre in bytes) and j < n (n a
+// multiple of the vector width): z = c[j] + bias[j]; pre[j] = z when
+// pre != nil; c[j] = silu ? z/(1+exp(-z)) : z. exp uses the Cephes expf
+// polynomial after reduction by ln 2 (relative error about 2e-7).
 func epilogue(avx512 bool) {
 	name, width := "epi256", 8
 	vec := func(i int) VecPhysical {
@@ -462,49 +491,43 @@ func epilogue(avx512 bool) {
 	if avx512 {
 		name, width = "epi512", 16
 		vec = func(i int) VecPhysical {
-			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}[i]
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
 		}
 	}
-	TEXT(name, NOSPLIT, "func(n int, c *float32, bias *float32, pre *float32, silu bool)")
-	Doc(fmt.Sprintf("%s applies c = act(c + bias), pre = c + bias, over n floats (n a multiple of %d).", name, width))
-	n := GP64()
+	TEXT(name, NOSPLIT, "func(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)")
+	Doc(fmt.Sprintf("%s applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of %d).", name, width))
+	rows, n, c, ldc, bias, pre, ldpre := GP64(), GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("rows"), rows)
 	Load(Param("n"), n)
-	c := GP64()
 	Load(Param("c"), c)
-	bias := GP64()
+	Load(Param("ldc"), ldc)
 	Load(Param("bias"), bias)
-	pre := GP64()
 	Load(Param("pre"), pre)
-	silu := Load(Param("silu"), GP32())
+	Load(Param("ldpre"), ldpre)
+	silu := GP32()
+	Load(Param("silu"), silu)
 
-	bcast := func(f float32, dst VecPhysical) {
-		t := GP32()
-		MOVL(f32bits(f), t)
+	// Constant k: a register (AVX-512) or a memory operand (AVX2).
+	konst := make([]Op, len(epiConsts))
+	for i := range epiConsts {
 		if avx512 {
-			VPBROADCASTD(t, dst)
+			r := vec(16 + i)
+			VBROADCASTSS(epiTable.Offset(32*i), r)
+			konst[i] = r
 		} else {
-			VMOVD(t, dst.AsX())
-			VPBROADCASTD(dst.AsX(), dst)
+			konst[i] = epiTable.Offset(32 * i)
 		}
 	}
-	// Constants.
-	lo, hi, log2e, ln2hi, ln2lo, one := vec(8), vec(9), vec(10), vec(11), vec(12), vec(13)
-	p := []VecPhysical{vec(14), vec(15)}
-	bcast(-87.0, lo)
-	bcast(88.0, hi)
-	bcast(1.44269504088896341, log2e)
-	bcast(0.693359375, ln2hi)
-	bcast(-2.12194440e-4, ln2lo)
-	bcast(1.0, one)
-	coef := []float32{1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1}
-	_ = p
-
-	z, x, t, r, e, cf := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
+	z, x, t, e, tmp := vec(0), vec(1), vec(2), vec(3), vec(4)
 	off := GP64()
+	Label(name + "_row")
+	TESTQ(rows, rows)
+	JE(LabelRef(name + "_done"))
 	XORQ(off, off)
 	Label(name + "_loop")
 	CMPQ(off, n)
-	JGE(LabelRef(name + "_done"))
+	JGE(LabelRef(name + "_nextrow"))
 	cm := Mem{Base: c, Index: off, Scale: 4}
 	VMOVUPS(cm, z)
 	VADDPS(Mem{Base: bias, Index: off, Scale: 4}, z, z)
@@ -514,49 +537,56 @@ func epilogue(avx512 bool) {
 	Label(name + "_nopre")
 	TESTL(silu, silu)
 	JE(LabelRef(name + "_store"))
-	// x = clamp(-z, lo, hi)
+	// x = clamp(-z); t = round(x*log2e); r = x - t*ln2 (in x)
 	if avx512 {
 		VPXORD(x, x, x)
 	} else {
 		VXORPS(x, x, x)
 	}
 	VSUBPS(z, x, x)
-	VMAXPS(lo, x, x)
-	VMINPS(hi, x, x)
-	// t = round(x*log2e)
-	VMULPS(log2e, x, t)
+	VMAXPS(konst[0], x, x)
+	VMINPS(konst[1], x, x)
+	VMULPS(konst[2], x, t)
 	if avx512 {
 		VRNDSCALEPS(U8(0), t, t)
 	} else {
 		VROUNDPS(U8(0), t, t)
 	}
-	// r = x - t*ln2hi - t*ln2lo
-	VFNMADD231PS(ln2hi, t, x)
-	VFNMADD231PS(ln2lo, t, x)
-	VMOVAPS(x, r)
-	// e = poly(r)
-	bcast(coef[0], e)
-	for _, k := range coef[1:] {
-		bcast(k, cf)
-		VFMADD213PS(cf, r, e) // e = e*r + cf
+	VFNMADD231PS(konst[3], t, x)
+	VFNMADD231PS(konst[4], t, x)
+	// e = exp(r) = 1 + r + r^2 * poly(r)
+	if avx512 {
+		VMOVAPS(konst[6], e)
+	} else {
+		VBROADCASTSS(epiTable.Offset(32*6), e)
 	}
-	VMULPS(r, r, cf)      // cf = r^2
-	VFMADD213PS(r, cf, e) // e = e*r^2 + r
-	VADDPS(one, e, e)     // e += 1
+	for i := 7; i <= 11; i++ {
+		VFMADD213PS(konst[i], x, e) // e = e*r + k
+	}
+	VMULPS(x, x, tmp)
+	VFMADD213PS(x, tmp, e) // e = e*r^2 + r
+	VADDPS(konst[5], e, e)
 	if avx512 {
 		VSCALEFPS(t, e, e)
 	} else {
-		ti := cf
-		VCVTPS2DQ(t, ti)
-		VPSLLD(U8(23), ti, ti)
-		VPADDD(ti, e, e)
+		VCVTPS2DQ(t, tmp)
+		VPSLLD(U8(23), tmp, tmp)
+		VPADDD(tmp, e, e)
 	}
-	VADDPS(one, e, e)
+	VADDPS(konst[5], e, e)
 	VDIVPS(e, z, z)
 	Label(name + "_store")
 	VMOVUPS(z, cm)
 	ADDQ(U32(width), off)
 	JMP(LabelRef(name + "_loop"))
+	Label(name + "_nextrow")
+	ADDQ(ldc, c)
+	TESTQ(pre, pre)
+	JE(LabelRef(name + "_prenil"))
+	ADDQ(ldpre, pre)
+	Label(name + "_prenil")
+	DECQ(rows)
+	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
