@@ -1,0 +1,287 @@
+// Package gputest is the one conformance and benchmark suite every
+// gpu.Backend implementation runs (after gonum's blas/testblas): each
+// implementation calls Run and Bench from a one-line test,
+//
+//	func TestCPUConformance(t *testing.T) {
+//		gputest.Run(t, func(t *testing.T) gpu.Backend { return gpu.NewCPU(0) })
+//	}
+//
+// Every operation is compared, on random inputs of awkward sizes, with a
+// float64 reference written here in plain loops: nothing is shared with the
+// CPU backend, so the CPU backend is checked by the same suite as the
+// others. The Philox words come from gpu.PhiloxBlock, gpu.Uniform01 and
+// gpu.IndexBelow, which are the documented definitions (with their own
+// known-answer tests); Box-Muller, the time transform and the paths'
+// arithmetic are evaluated here in float64 from the documentation.
+//
+// Tolerances (CONVENTIONS.md), each check stating its bound:
+//   - elementwise float32 arithmetic: rtol 1e-5 (a few roundings of
+//     2^-24 = 6e-8 each), relative to the sum of the magnitudes of the terms
+//     where a result may cancel;
+//   - elementwise ops with transcendentals (SiLU, sin, cos, exp, log, the
+//     paths' coefficients), which a GPU evaluates with float32 library
+//     functions of a few ulp: rtol 2e-5 plus a small atol;
+//   - reductions and matrix products: 1e-4 relative to sum |a_i| |b_i|
+//     (or sum |x_i| for sums), which covers float32 accumulation over the
+//     lengths used here (k <= 4097: typical error sqrt(k) 2^-24 < 4e-6,
+//     blocked or pairwise sums far less than the sequential worst case).
+//
+// NaN never passes (numtest.Close). A failure prints the first few bad
+// indices with got, want and the tolerance.
+package gputest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/numtest"
+)
+
+// Tolerances shared by the checks; see the package comment.
+const (
+	// rtolElem: float32 elementwise arithmetic, a few roundings.
+	rtolElem = 1e-5
+	// rtolTrans, atolTrans: elementwise results through float32
+	// transcendental functions (expf, sinf, logf: a few ulp on a GPU, and
+	// their arguments rounded to float32 first).
+	rtolTrans = 2e-5
+	atolTrans = 1e-6
+	// rtolRed: reductions and products, relative to sum |a||b|.
+	rtolRed = 1e-4
+	// tiny: absolute floor for results whose scale is exactly zero (a
+	// product of zeros is exact in any order, so this never hides an error
+	// of size).
+	tiny = 1e-30
+)
+
+// sentinel fills memory an op must not touch (padding, the rest of a
+// parent buffer): a quiet NaN with a recognisable payload, so that reading
+// it poisons a result and writing over it is seen bit for bit.
+var sentinel = math.Float32frombits(0x7fc0dead)
+
+// Run runs the conformance suite: one subtest per Backend method, each on a
+// backend from newBackend (called once per subtest; the suite Syncs it,
+// checks that no error was recorded, and Closes it when the subtest ends).
+func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
+	tests := []struct {
+		name string
+		fn   func(e *env)
+	}{
+		{"Info", testInfo},
+		{"Alloc", testAlloc},
+		{"Free", testFree},
+		{"Upload", testUpload},
+		{"Download", testDownload},
+		{"Copy", testCopy},
+		{"Fill", testFill},
+		{"Sync", testSync},
+		{"Gemm", testGemm},
+		{"Linear", testLinear},
+		{"BiasActBackward", testBiasActBackward},
+		{"EmbedInput", testEmbedInput},
+		{"MSELoss", testMSELoss},
+		{"SumSquares", testSumSquares},
+		{"AdamEMA", testAdamEMA},
+		{"PathTarget", testPathTarget},
+		{"DrawBatch", testDrawBatch},
+		{"RandNormal", testRandNormal},
+		{"RandRademacher", testRandRademacher},
+		{"Axpy", testAxpy},
+		{"LinComb", testLinComb},
+		{"ErrorNorm", testErrorNorm},
+		{"RowDot", testRowDot},
+		{"UnitColumn", testUnitColumn},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			be := newBackend(t)
+			closed := false
+			defer func() {
+				if !closed {
+					be.Close()
+				}
+			}()
+			// A fixed seed per subtest: failures reproduce, and a subtest
+			// run alone (-run) sees the same inputs as in the full suite.
+			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, uint64(i)))}
+			tc.fn(e)
+			if err := be.Sync(); err != nil {
+				t.Errorf("Sync after %s: %v", tc.name, err)
+			}
+			closed = true
+			if err := be.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+}
+
+// env is what a conformance check works with.
+type env struct {
+	t   *testing.T
+	be  gpu.Backend
+	rng *rand.Rand
+}
+
+// sync fails the test if the backend recorded an error.
+func (e *env) sync(what string) {
+	e.t.Helper()
+	if err := e.be.Sync(); err != nil {
+		e.t.Fatalf("%s: Sync: %v", what, err)
+	}
+}
+
+// upload allocates a buffer holding v.
+func (e *env) upload(v []float32) gpu.Buffer {
+	b := e.be.Alloc(len(v))
+	e.be.Upload(b, v)
+	return b
+}
+
+// download returns the contents of b.
+func (e *env) download(b gpu.Buffer) []float32 {
+	out := make([]float32, b.Len())
+	e.be.Download(out, b)
+	return out
+}
+
+// padded is a view of n elements at offset off of a parent buffer whose
+// other elements hold the sentinel: ops given the view must leave them be.
+type padded struct {
+	parent, view gpu.Buffer
+	host         []float32 // the parent's contents as uploaded
+	off, n       int
+}
+
+// viewOf uploads v into a view at offset off of a parent with tail more
+// sentinel elements after it.
+func (e *env) viewOf(v []float32, off, tail int) padded {
+	host := make([]float32, off+len(v)+tail)
+	for i := range host {
+		host[i] = sentinel
+	}
+	copy(host[off:], v)
+	p := e.upload(host)
+	return padded{parent: p, view: p.Slice(off, len(v)), host: host, off: off, n: len(v)}
+}
+
+// checkOutside checks that the parent's elements outside the view are
+// bit for bit as uploaded.
+func (e *env) checkOutside(name string, p padded) {
+	e.t.Helper()
+	got := e.download(p.parent)
+	checkBits(e.t, name+" (outside the view)", got, p.host, func(i int) bool { return i < p.off || i >= p.off+p.n })
+}
+
+// checkBits checks got[i] == want[i] bit for bit wherever sel(i) (all i
+// when sel is nil), printing the first few differences.
+func checkBits(t testing.TB, name string, got, want []float32, sel func(int) bool) bool {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: length %d, want %d", name, len(got), len(want))
+		return false
+	}
+	bad := 0
+	for i := range got {
+		if sel != nil && !sel(i) {
+			continue
+		}
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			if bad < 5 {
+				t.Errorf("%s[%d] = %v (%#08x), want %v (%#08x)", name, i, got[i], math.Float32bits(got[i]), want[i], math.Float32bits(want[i]))
+			}
+			bad++
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%s: %d elements differ", name, bad)
+	}
+	return bad == 0
+}
+
+// checkTol checks |got[i] - want[i]| <= tol[i] with numtest.Close (NaN
+// never passes). cols > 0 prints indices as [row, col].
+func checkTol(t testing.TB, name string, got []float32, want, tol []float64, cols int) bool {
+	t.Helper()
+	if len(got) != len(want) || len(tol) != len(want) {
+		t.Errorf("%s: length %d, want %d (tolerances %d)", name, len(got), len(want), len(tol))
+		return false
+	}
+	bad := 0
+	worst, worstI := 0.0, -1
+	for i := range got {
+		g := float64(got[i])
+		if numtest.Close(g, want[i], tol[i], 0) {
+			continue
+		}
+		if bad < 5 {
+			t.Errorf("%s%s = %.9g, want %.9g (|diff| %.3g > tol %.3g)", name, index(i, cols), g, want[i], math.Abs(g-want[i]), tol[i])
+		}
+		bad++
+		if r := math.Abs(g-want[i]) / tol[i]; !(r <= worst) {
+			worst, worstI = r, i
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%s: %d of %d elements out of tolerance, worst %s at %.3g x tol", name, bad, len(got), index(worstI, cols), worst)
+	}
+	return bad == 0
+}
+
+// checkScalar checks one value against its reference and bound.
+func checkScalar(t testing.TB, name string, got float32, want, tol float64) bool {
+	t.Helper()
+	return checkTol(t, name, []float32{got}, []float64{want}, []float64{tol}, 0)
+}
+
+func index(i, cols int) string {
+	if cols > 0 {
+		return fmt.Sprintf("[%d, %d]", i/cols, i%cols)
+	}
+	return fmt.Sprintf("[%d]", i)
+}
+
+// normals returns n draws of N(0, std^2) rounded to float32.
+func normals(rng *rand.Rand, n int, std float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(std * rng.NormFloat64())
+	}
+	return v
+}
+
+// uniforms returns n draws of U(lo, hi) rounded to float32.
+func uniforms(rng *rand.Rand, n int, lo, hi float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(lo + (hi-lo)*rng.Float64())
+	}
+	return v
+}
+
+func filled(n int, v float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = v
+	}
+	return s
+}
+
+func f64(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
+
+// Row and width lists the checks draw their shapes from: 1 and 3 (smaller
+// than any vector width or block), 17, 255 and 257 (around powers of two
+// and a warp multiple), 1000 (larger than the parallel split thresholds).
+var (
+	rowSizes   = []int{1, 3, 17, 255, 257, 1000}
+	widthSizes = []int{1, 2, 3, 31, 64, 257}
+)
