@@ -12,6 +12,9 @@ const (
 	nr256 = 16
 )
 
+// dotRowsTab: rows of C per dot-kernel call, by n (asm/gen.go dotRows).
+var dotRowsTab = [dotMaxN]int{0, 4, 4, 3, 2, 1, 1, 1}
+
 // hasAsm reports whether this build carries the assembly kernels.
 const hasAsm = true
 
@@ -29,6 +32,9 @@ func archKernels() []*kernelImpl {
 			colA: []microKernel{kern512C1, kern512C2, kern512C3, kern512C4, kern512C5, kern512C6,
 				kern512C7, kern512C8, kern512C9, kern512C10, kern512C11, kern512C12},
 			epi: epi512, epiW: 16,
+			dotRows: dotRowsTab,
+			dot:     [dotMaxN]microKernel{nil, dot512N1R4, dot512N2R4, dot512N3R3, dot512N4R2, dot512N5R1, dot512N6R1, dot512N7R1},
+			dot1:    [dotMaxN]microKernel{nil, dot512N1R1, dot512N2R1, dot512N3R1, dot512N4R1, dot512N5R1, dot512N6R1, dot512N7R1},
 		})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
@@ -37,6 +43,9 @@ func archKernels() []*kernelImpl {
 			rowA: []microKernel{kern256R1, kern256R2, kern256R3, kern256R4, kern256R5, kern256R6},
 			colA: []microKernel{kern256C1, kern256C2, kern256C3, kern256C4, kern256C5, kern256C6},
 			epi:  epi256, epiW: 8,
+			dotRows: dotRowsTab,
+			dot:     [dotMaxN]microKernel{nil, dot256N1R4, dot256N2R4, dot256N3R3, dot256N4R2, dot256N5R1, dot256N6R1, dot256N7R1},
+			dot1:    [dotMaxN]microKernel{nil, dot256N1R1, dot256N2R1, dot256N3R1, dot256N4R1, dot256N5R1, dot256N6R1, dot256N7R1},
 		})
 	}
 	return ks

@@ -29,7 +29,17 @@ type kernelImpl struct {
 	// multiple of epiW; nil means the generic Go epilogue.
 	epi  func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, silu bool)
 	epiW int
+	// Dot kernels for n < dotMaxN columns with A and B both contiguous
+	// along k: dot[n] computes dotRows[n] rows, dot1[n] one row (same
+	// argument meaning as microKernel with sa = lda, sb = ldb in bytes).
+	// dot[n] == nil: no dot kernels.
+	dotRows [dotMaxN]int
+	dot     [dotMaxN]microKernel
+	dot1    [dotMaxN]microKernel
 }
+
+// dotMaxN bounds the n of the dot path (asm/gen.go dotMaxN).
+const dotMaxN = 8
 
 var (
 	current atomic.Pointer[kernelImpl]

@@ -121,6 +121,72 @@ func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, l
 // packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).
 func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
 
+// dot512N1R1 computes a 1 x 1 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N1R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N1R4 computes a 4 x 1 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N1R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N1R1 computes a 1 x 1 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N1R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N1R4 computes a 4 x 1 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N1R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N2R1 computes a 1 x 2 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N2R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N2R4 computes a 4 x 2 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N2R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N2R1 computes a 1 x 2 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N2R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N2R4 computes a 4 x 2 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N2R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N3R1 computes a 1 x 3 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N3R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N3R3 computes a 3 x 3 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N3R3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N3R1 computes a 1 x 3 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N3R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N3R3 computes a 3 x 3 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N3R3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N4R1 computes a 1 x 4 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N4R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N4R2 computes a 2 x 4 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N4R2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N4R1 computes a 1 x 4 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N4R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N4R2 computes a 2 x 4 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N4R2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N5R1 computes a 1 x 5 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N5R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N5R1 computes a 1 x 5 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N5R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N6R1 computes a 1 x 6 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N6R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N6R1 computes a 1 x 6 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N6R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot512N7R1 computes a 1 x 7 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot512N7R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// dot256N7R1 computes a 1 x 7 block of C = alpha*A*B^T + beta*C with A and B contiguous along k.
+func dot256N7R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
 // fmaLatency runs n x 8 dependent FMAs (32n cycles at 4-cycle latency).
 func fmaLatency(n int)
 

@@ -18544,6 +18544,2652 @@ packBT8_done:
 	VZEROUPPER
 	RET
 
+DATA dotmasks<>+0(SB)/4, $0xffffffff
+DATA dotmasks<>+4(SB)/4, $0xffffffff
+DATA dotmasks<>+8(SB)/4, $0xffffffff
+DATA dotmasks<>+12(SB)/4, $0xffffffff
+DATA dotmasks<>+16(SB)/4, $0xffffffff
+DATA dotmasks<>+20(SB)/4, $0xffffffff
+DATA dotmasks<>+24(SB)/4, $0xffffffff
+DATA dotmasks<>+28(SB)/4, $0xffffffff
+DATA dotmasks<>+32(SB)/4, $0x00000000
+DATA dotmasks<>+36(SB)/4, $0x00000000
+DATA dotmasks<>+40(SB)/4, $0x00000000
+DATA dotmasks<>+44(SB)/4, $0x00000000
+DATA dotmasks<>+48(SB)/4, $0x00000000
+DATA dotmasks<>+52(SB)/4, $0x00000000
+DATA dotmasks<>+56(SB)/4, $0x00000000
+DATA dotmasks<>+60(SB)/4, $0x00000000
+GLOBL dotmasks<>(SB), RODATA|NOPTR, $64
+
+DATA dotmasks16<>+0(SB)/2, $0x0000
+DATA dotmasks16<>+2(SB)/2, $0x0001
+DATA dotmasks16<>+4(SB)/2, $0x0003
+DATA dotmasks16<>+6(SB)/2, $0x0007
+DATA dotmasks16<>+8(SB)/2, $0x000f
+DATA dotmasks16<>+10(SB)/2, $0x001f
+DATA dotmasks16<>+12(SB)/2, $0x003f
+DATA dotmasks16<>+14(SB)/2, $0x007f
+DATA dotmasks16<>+16(SB)/2, $0x00ff
+DATA dotmasks16<>+18(SB)/2, $0x01ff
+DATA dotmasks16<>+20(SB)/2, $0x03ff
+DATA dotmasks16<>+22(SB)/2, $0x07ff
+DATA dotmasks16<>+24(SB)/2, $0x0fff
+DATA dotmasks16<>+26(SB)/2, $0x1fff
+DATA dotmasks16<>+28(SB)/2, $0x3fff
+DATA dotmasks16<>+30(SB)/2, $0x7fff
+GLOBL dotmasks16<>(SB), RODATA|NOPTR, $32
+
+// func dot512N1R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N1R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	VXORPS Y0, Y0, Y0
+	XORQ   BX, BX
+
+dot512N1R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N1R1_tail
+	VMOVUPS     (DX)(BX*1), Z1
+	VMOVUPS     (CX)(BX*1), Z2
+	VFMADD231PS Z1, Z2, Z0
+	ADDQ        $0x00000040, BX
+	SUBQ        $0x00000010, AX
+	JMP         dot512N1R1_loop
+
+dot512N1R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N1R1_reduce
+	LEAQ        dotmasks16<>+0(SB), SI
+	KMOVW       (SI)(AX*2), K1
+	VMOVUPS.Z   (DX)(BX*1), K1, Z1
+	VMOVUPS.Z   (CX)(BX*1), K1, Z2
+	VFMADD231PS Z1, Z2, Z0
+
+dot512N1R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y3
+	VADDPS        Y3, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X3
+	VADDPS        X3, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N1R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N1R1_beta0:
+	VMOVSS X0, (AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N1R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N1R4(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R8, R8
+
+dot512N1R4_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N1R4_tail
+	VMOVUPS     (BX)(R8*1), Z4
+	VMOVUPS     (CX)(R8*1), Z5
+	VFMADD231PS Z4, Z5, Z0
+	VMOVUPS     (SI)(R8*1), Z5
+	VFMADD231PS Z4, Z5, Z1
+	VMOVUPS     (DI)(R8*1), Z5
+	VFMADD231PS Z4, Z5, Z2
+	VMOVUPS     (DX)(R8*1), Z5
+	VFMADD231PS Z4, Z5, Z3
+	ADDQ        $0x00000040, R8
+	SUBQ        $0x00000010, AX
+	JMP         dot512N1R4_loop
+
+dot512N1R4_tail:
+	TESTQ       AX, AX
+	JE          dot512N1R4_reduce
+	LEAQ        dotmasks16<>+0(SB), R9
+	KMOVW       (R9)(AX*2), K1
+	VMOVUPS.Z   (BX)(R8*1), K1, Z4
+	VMOVUPS.Z   (CX)(R8*1), K1, Z5
+	VFMADD231PS Z4, Z5, Z0
+	VMOVUPS.Z   (SI)(R8*1), K1, Z5
+	VFMADD231PS Z4, Z5, Z1
+	VMOVUPS.Z   (DI)(R8*1), K1, Z5
+	VFMADD231PS Z4, Z5, Z2
+	VMOVUPS.Z   (DX)(R8*1), K1, Z5
+	VFMADD231PS Z4, Z5, Z3
+
+dot512N1R4_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y6
+	VADDPS        Y6, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X6
+	VADDPS        X6, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VADDPS        Y6, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X6
+	VADDPS        X6, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VADDPS        Y6, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X6
+	VADDPS        X6, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y6
+	VADDPS        Y6, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X6
+	VADDPS        X6, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N1R4_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X1
+	VMOVSS        X1, (AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X2
+	VMOVSS        X2, (AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X3
+	VMOVSS        X3, (AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N1R4_beta0:
+	VMOVSS X0, (AX)
+	ADDQ   CX, AX
+	VMOVSS X1, (AX)
+	ADDQ   CX, AX
+	VMOVSS X2, (AX)
+	ADDQ   CX, AX
+	VMOVSS X3, (AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N1R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N1R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	VXORPS Y0, Y0, Y0
+	XORQ   BX, BX
+
+dot256N1R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N1R1_tail
+	VMOVUPS     (DX)(BX*1), Y1
+	VMOVUPS     (CX)(BX*1), Y2
+	VFMADD231PS Y1, Y2, Y0
+	ADDQ        $0x00000020, BX
+	SUBQ        $0x00000008, AX
+	JMP         dot256N1R1_loop
+
+dot256N1R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N1R1_reduce
+	MOVQ        $0x00000008, SI
+	SUBQ        AX, SI
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(SI*4), Y15
+	VMASKMOVPS  (DX)(BX*1), Y15, Y1
+	VMASKMOVPS  (CX)(BX*1), Y15, Y2
+	VFMADD231PS Y1, Y2, Y0
+
+dot256N1R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N1R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N1R1_beta0:
+	VMOVSS X0, (AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N1R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N1R4(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), SI
+	LEAQ   (SI)(DX*1), DI
+	LEAQ   (DI)(DX*1), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R8, R8
+
+dot256N1R4_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N1R4_tail
+	VMOVUPS     (BX)(R8*1), Y4
+	VMOVUPS     (CX)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMOVUPS     (SI)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMOVUPS     (DI)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMOVUPS     (DX)(R8*1), Y5
+	VFMADD231PS Y4, Y5, Y3
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, AX
+	JMP         dot256N1R4_loop
+
+dot256N1R4_tail:
+	TESTQ       AX, AX
+	JE          dot256N1R4_reduce
+	MOVQ        $0x00000008, R9
+	SUBQ        AX, R9
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R9*4), Y15
+	VMASKMOVPS  (BX)(R8*1), Y15, Y4
+	VMASKMOVPS  (CX)(R8*1), Y15, Y5
+	VFMADD231PS Y4, Y5, Y0
+	VMASKMOVPS  (SI)(R8*1), Y15, Y5
+	VFMADD231PS Y4, Y5, Y1
+	VMASKMOVPS  (DI)(R8*1), Y15, Y5
+	VFMADD231PS Y4, Y5, Y2
+	VMASKMOVPS  (DX)(R8*1), Y15, Y5
+	VFMADD231PS Y4, Y5, Y3
+
+dot256N1R4_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N1R4_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X1
+	VMOVSS       X1, (AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X2
+	VMOVSS       X2, (AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X3
+	VMOVSS       X3, (AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N1R4_beta0:
+	VMOVSS X0, (AX)
+	ADDQ   CX, AX
+	VMOVSS X1, (AX)
+	ADDQ   CX, AX
+	VMOVSS X2, (AX)
+	ADDQ   CX, AX
+	VMOVSS X3, (AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N2R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N2R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   SI, SI
+
+dot512N2R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N2R1_tail
+	VMOVUPS     (DX)(SI*1), Z2
+	VMOVUPS     (BX)(SI*1), Z3
+	VMOVUPS     (CX)(SI*1), Z4
+	VFMADD231PS Z2, Z4, Z0
+	VFMADD231PS Z3, Z4, Z1
+	ADDQ        $0x00000040, SI
+	SUBQ        $0x00000010, AX
+	JMP         dot512N2R1_loop
+
+dot512N2R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N2R1_reduce
+	LEAQ        dotmasks16<>+0(SB), DI
+	KMOVW       (DI)(AX*2), K1
+	VMOVUPS.Z   (DX)(SI*1), K1, Z2
+	VMOVUPS.Z   (BX)(SI*1), K1, Z3
+	VMOVUPS.Z   (CX)(SI*1), K1, Z4
+	VFMADD231PS Z2, Z4, Z0
+	VFMADD231PS Z3, Z4, Z1
+
+dot512N2R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y5
+	VADDPS        Y5, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X5
+	VADDPS        X5, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X5
+	VADDPS        X5, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N2R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N2R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N2R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N2R4(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DI
+	LEAQ   (DI)(DX*1), R8
+	LEAQ   (R8)(DX*1), DX
+	LEAQ   (BX)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R9, R9
+
+dot512N2R4_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N2R4_tail
+	VMOVUPS     (BX)(R9*1), Z8
+	VMOVUPS     (SI)(R9*1), Z9
+	VMOVUPS     (CX)(R9*1), Z10
+	VFMADD231PS Z8, Z10, Z0
+	VFMADD231PS Z9, Z10, Z1
+	VMOVUPS     (DI)(R9*1), Z10
+	VFMADD231PS Z8, Z10, Z2
+	VFMADD231PS Z9, Z10, Z3
+	VMOVUPS     (R8)(R9*1), Z10
+	VFMADD231PS Z8, Z10, Z4
+	VFMADD231PS Z9, Z10, Z5
+	VMOVUPS     (DX)(R9*1), Z10
+	VFMADD231PS Z8, Z10, Z6
+	VFMADD231PS Z9, Z10, Z7
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, AX
+	JMP         dot512N2R4_loop
+
+dot512N2R4_tail:
+	TESTQ       AX, AX
+	JE          dot512N2R4_reduce
+	LEAQ        dotmasks16<>+0(SB), R10
+	KMOVW       (R10)(AX*2), K1
+	VMOVUPS.Z   (BX)(R9*1), K1, Z8
+	VMOVUPS.Z   (SI)(R9*1), K1, Z9
+	VMOVUPS.Z   (CX)(R9*1), K1, Z10
+	VFMADD231PS Z8, Z10, Z0
+	VFMADD231PS Z9, Z10, Z1
+	VMOVUPS.Z   (DI)(R9*1), K1, Z10
+	VFMADD231PS Z8, Z10, Z2
+	VFMADD231PS Z9, Z10, Z3
+	VMOVUPS.Z   (R8)(R9*1), K1, Z10
+	VFMADD231PS Z8, Z10, Z4
+	VFMADD231PS Z9, Z10, Z5
+	VMOVUPS.Z   (DX)(R9*1), K1, Z10
+	VFMADD231PS Z8, Z10, Z6
+	VFMADD231PS Z9, Z10, Z7
+
+dot512N2R4_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y11
+	VADDPS        Y11, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X11
+	VADDPS        X11, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y11
+	VADDPS        Y11, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X11
+	VADDPS        X11, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y11
+	VADDPS        Y11, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X11
+	VADDPS        X11, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y11
+	VADDPS        Y11, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X11
+	VADDPS        X11, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y11
+	VADDPS        Y11, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VEXTRACTF64X4 $0x01, Z5, Y11
+	VADDPS        Y11, Y5, Y5
+	VEXTRACTF128  $0x01, Y5, X11
+	VADDPS        X11, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VEXTRACTF64X4 $0x01, Z6, Y11
+	VADDPS        Y11, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X11
+	VADDPS        X11, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VEXTRACTF64X4 $0x01, Z7, Y11
+	VADDPS        Y11, Y7, Y7
+	VEXTRACTF128  $0x01, Y7, X11
+	VADDPS        X11, X7, X7
+	VHADDPS       X7, X7, X7
+	VHADDPS       X7, X7, X7
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	VMULSS        X14, X5, X5
+	VMULSS        X14, X6, X6
+	VMULSS        X14, X7, X7
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N2R4_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X2
+	VMOVSS        X2, (AX)
+	VFMADD231SS   4(AX), X15, X3
+	VMOVSS        X3, 4(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X4
+	VMOVSS        X4, (AX)
+	VFMADD231SS   4(AX), X15, X5
+	VMOVSS        X5, 4(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X6
+	VMOVSS        X6, (AX)
+	VFMADD231SS   4(AX), X15, X7
+	VMOVSS        X7, 4(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N2R4_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X2, (AX)
+	VMOVSS X3, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X4, (AX)
+	VMOVSS X5, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X6, (AX)
+	VMOVSS X7, 4(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N2R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N2R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	XORQ   SI, SI
+
+dot256N2R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N2R1_tail
+	VMOVUPS     (DX)(SI*1), Y2
+	VMOVUPS     (BX)(SI*1), Y3
+	VMOVUPS     (CX)(SI*1), Y4
+	VFMADD231PS Y2, Y4, Y0
+	VFMADD231PS Y3, Y4, Y1
+	ADDQ        $0x00000020, SI
+	SUBQ        $0x00000008, AX
+	JMP         dot256N2R1_loop
+
+dot256N2R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N2R1_reduce
+	MOVQ        $0x00000008, DI
+	SUBQ        AX, DI
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(DI*4), Y15
+	VMASKMOVPS  (DX)(SI*1), Y15, Y2
+	VMASKMOVPS  (BX)(SI*1), Y15, Y3
+	VMASKMOVPS  (CX)(SI*1), Y15, Y4
+	VFMADD231PS Y2, Y4, Y0
+	VFMADD231PS Y3, Y4, Y1
+
+dot256N2R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N2R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N2R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N2R4(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N2R4(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DI
+	LEAQ   (DI)(DX*1), R8
+	LEAQ   (R8)(DX*1), DX
+	LEAQ   (BX)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R9, R9
+
+dot256N2R4_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N2R4_tail
+	VMOVUPS     (BX)(R9*1), Y8
+	VMOVUPS     (SI)(R9*1), Y9
+	VMOVUPS     (CX)(R9*1), Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMOVUPS     (DI)(R9*1), Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMOVUPS     (R8)(R9*1), Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMOVUPS     (DX)(R9*1), Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+	ADDQ        $0x00000020, R9
+	SUBQ        $0x00000008, AX
+	JMP         dot256N2R4_loop
+
+dot256N2R4_tail:
+	TESTQ       AX, AX
+	JE          dot256N2R4_reduce
+	MOVQ        $0x00000008, R10
+	SUBQ        AX, R10
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R10*4), Y15
+	VMASKMOVPS  (BX)(R9*1), Y15, Y8
+	VMASKMOVPS  (SI)(R9*1), Y15, Y9
+	VMASKMOVPS  (CX)(R9*1), Y15, Y10
+	VFMADD231PS Y8, Y10, Y0
+	VFMADD231PS Y9, Y10, Y1
+	VMASKMOVPS  (DI)(R9*1), Y15, Y10
+	VFMADD231PS Y8, Y10, Y2
+	VFMADD231PS Y9, Y10, Y3
+	VMASKMOVPS  (R8)(R9*1), Y15, Y10
+	VFMADD231PS Y8, Y10, Y4
+	VFMADD231PS Y9, Y10, Y5
+	VMASKMOVPS  (DX)(R9*1), Y15, Y10
+	VFMADD231PS Y8, Y10, Y6
+	VFMADD231PS Y9, Y10, Y7
+
+dot256N2R4_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VEXTRACTF128 $0x01, Y5, X15
+	VADDPS       X15, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VEXTRACTF128 $0x01, Y6, X15
+	VADDPS       X15, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VEXTRACTF128 $0x01, Y7, X15
+	VADDPS       X15, X7, X7
+	VHADDPS      X7, X7, X7
+	VHADDPS      X7, X7, X7
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	VMULSS       X14, X5, X5
+	VMULSS       X14, X6, X6
+	VMULSS       X14, X7, X7
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N2R4_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X2
+	VMOVSS       X2, (AX)
+	VFMADD231SS  4(AX), X15, X3
+	VMOVSS       X3, 4(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X4
+	VMOVSS       X4, (AX)
+	VFMADD231SS  4(AX), X15, X5
+	VMOVSS       X5, 4(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X6
+	VMOVSS       X6, (AX)
+	VFMADD231SS  4(AX), X15, X7
+	VMOVSS       X7, 4(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N2R4_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X2, (AX)
+	VMOVSS X3, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X4, (AX)
+	VMOVSS X5, 4(AX)
+	ADDQ   CX, AX
+	VMOVSS X6, (AX)
+	VMOVSS X7, 4(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N3R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N3R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	XORQ   DI, DI
+
+dot512N3R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N3R1_tail
+	VMOVUPS     (DX)(DI*1), Z3
+	VMOVUPS     (SI)(DI*1), Z4
+	VMOVUPS     (BX)(DI*1), Z5
+	VMOVUPS     (CX)(DI*1), Z6
+	VFMADD231PS Z3, Z6, Z0
+	VFMADD231PS Z4, Z6, Z1
+	VFMADD231PS Z5, Z6, Z2
+	ADDQ        $0x00000040, DI
+	SUBQ        $0x00000010, AX
+	JMP         dot512N3R1_loop
+
+dot512N3R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N3R1_reduce
+	LEAQ        dotmasks16<>+0(SB), R8
+	KMOVW       (R8)(AX*2), K1
+	VMOVUPS.Z   (DX)(DI*1), K1, Z3
+	VMOVUPS.Z   (SI)(DI*1), K1, Z4
+	VMOVUPS.Z   (BX)(DI*1), K1, Z5
+	VMOVUPS.Z   (CX)(DI*1), K1, Z6
+	VFMADD231PS Z3, Z6, Z0
+	VFMADD231PS Z4, Z6, Z1
+	VFMADD231PS Z5, Z6, Z2
+
+dot512N3R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y7
+	VADDPS        Y7, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X7
+	VADDPS        X7, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y7
+	VADDPS        Y7, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X7
+	VADDPS        X7, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y7
+	VADDPS        Y7, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X7
+	VADDPS        X7, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N3R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N3R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N3R3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N3R3(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DI
+	LEAQ   (DI)(DX*1), DX
+	LEAQ   (BX)(SI*1), R8
+	LEAQ   (R8)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	XORQ   R9, R9
+
+dot512N3R3_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N3R3_tail
+	VMOVUPS     (BX)(R9*1), Z9
+	VMOVUPS     (R8)(R9*1), Z10
+	VMOVUPS     (SI)(R9*1), Z11
+	VMOVUPS     (CX)(R9*1), Z12
+	VFMADD231PS Z9, Z12, Z0
+	VFMADD231PS Z10, Z12, Z1
+	VFMADD231PS Z11, Z12, Z2
+	VMOVUPS     (DI)(R9*1), Z12
+	VFMADD231PS Z9, Z12, Z3
+	VFMADD231PS Z10, Z12, Z4
+	VFMADD231PS Z11, Z12, Z5
+	VMOVUPS     (DX)(R9*1), Z12
+	VFMADD231PS Z9, Z12, Z6
+	VFMADD231PS Z10, Z12, Z7
+	VFMADD231PS Z11, Z12, Z8
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, AX
+	JMP         dot512N3R3_loop
+
+dot512N3R3_tail:
+	TESTQ       AX, AX
+	JE          dot512N3R3_reduce
+	LEAQ        dotmasks16<>+0(SB), R10
+	KMOVW       (R10)(AX*2), K1
+	VMOVUPS.Z   (BX)(R9*1), K1, Z9
+	VMOVUPS.Z   (R8)(R9*1), K1, Z10
+	VMOVUPS.Z   (SI)(R9*1), K1, Z11
+	VMOVUPS.Z   (CX)(R9*1), K1, Z12
+	VFMADD231PS Z9, Z12, Z0
+	VFMADD231PS Z10, Z12, Z1
+	VFMADD231PS Z11, Z12, Z2
+	VMOVUPS.Z   (DI)(R9*1), K1, Z12
+	VFMADD231PS Z9, Z12, Z3
+	VFMADD231PS Z10, Z12, Z4
+	VFMADD231PS Z11, Z12, Z5
+	VMOVUPS.Z   (DX)(R9*1), K1, Z12
+	VFMADD231PS Z9, Z12, Z6
+	VFMADD231PS Z10, Z12, Z7
+	VFMADD231PS Z11, Z12, Z8
+
+dot512N3R3_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y13
+	VADDPS        Y13, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X13
+	VADDPS        X13, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y13
+	VADDPS        Y13, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X13
+	VADDPS        X13, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y13
+	VADDPS        Y13, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X13
+	VADDPS        X13, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y13
+	VADDPS        Y13, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X13
+	VADDPS        X13, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y13
+	VADDPS        Y13, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X13
+	VADDPS        X13, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VADDPS        Y13, Y5, Y5
+	VEXTRACTF128  $0x01, Y5, X13
+	VADDPS        X13, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VEXTRACTF64X4 $0x01, Z6, Y13
+	VADDPS        Y13, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X13
+	VADDPS        X13, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VEXTRACTF64X4 $0x01, Z7, Y13
+	VADDPS        Y13, Y7, Y7
+	VEXTRACTF128  $0x01, Y7, X13
+	VADDPS        X13, X7, X7
+	VHADDPS       X7, X7, X7
+	VHADDPS       X7, X7, X7
+	VEXTRACTF64X4 $0x01, Z8, Y13
+	VADDPS        Y13, Y8, Y8
+	VEXTRACTF128  $0x01, Y8, X13
+	VADDPS        X13, X8, X8
+	VHADDPS       X8, X8, X8
+	VHADDPS       X8, X8, X8
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	VMULSS        X14, X5, X5
+	VMULSS        X14, X6, X6
+	VMULSS        X14, X7, X7
+	VMULSS        X14, X8, X8
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N3R3_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X3
+	VMOVSS        X3, (AX)
+	VFMADD231SS   4(AX), X15, X4
+	VMOVSS        X4, 4(AX)
+	VFMADD231SS   8(AX), X15, X5
+	VMOVSS        X5, 8(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X6
+	VMOVSS        X6, (AX)
+	VFMADD231SS   4(AX), X15, X7
+	VMOVSS        X7, 4(AX)
+	VFMADD231SS   8(AX), X15, X8
+	VMOVSS        X8, 8(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N3R3_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	ADDQ   CX, AX
+	VMOVSS X3, (AX)
+	VMOVSS X4, 4(AX)
+	VMOVSS X5, 8(AX)
+	ADDQ   CX, AX
+	VMOVSS X6, (AX)
+	VMOVSS X7, 4(AX)
+	VMOVSS X8, 8(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N3R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N3R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	XORQ   DI, DI
+
+dot256N3R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N3R1_tail
+	VMOVUPS     (DX)(DI*1), Y3
+	VMOVUPS     (SI)(DI*1), Y4
+	VMOVUPS     (BX)(DI*1), Y5
+	VMOVUPS     (CX)(DI*1), Y6
+	VFMADD231PS Y3, Y6, Y0
+	VFMADD231PS Y4, Y6, Y1
+	VFMADD231PS Y5, Y6, Y2
+	ADDQ        $0x00000020, DI
+	SUBQ        $0x00000008, AX
+	JMP         dot256N3R1_loop
+
+dot256N3R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N3R1_reduce
+	MOVQ        $0x00000008, R8
+	SUBQ        AX, R8
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R8*4), Y15
+	VMASKMOVPS  (DX)(DI*1), Y15, Y3
+	VMASKMOVPS  (SI)(DI*1), Y15, Y4
+	VMASKMOVPS  (BX)(DI*1), Y15, Y5
+	VMASKMOVPS  (CX)(DI*1), Y15, Y6
+	VFMADD231PS Y3, Y6, Y0
+	VFMADD231PS Y4, Y6, Y1
+	VFMADD231PS Y5, Y6, Y2
+
+dot256N3R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N3R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N3R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N3R3(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N3R3(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DI
+	LEAQ   (DI)(DX*1), DX
+	LEAQ   (BX)(SI*1), R8
+	LEAQ   (R8)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	XORQ   R9, R9
+
+dot256N3R3_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N3R3_tail
+	VMOVUPS     (BX)(R9*1), Y9
+	VMOVUPS     (R8)(R9*1), Y10
+	VMOVUPS     (SI)(R9*1), Y11
+	VMOVUPS     (CX)(R9*1), Y12
+	VFMADD231PS Y9, Y12, Y0
+	VFMADD231PS Y10, Y12, Y1
+	VFMADD231PS Y11, Y12, Y2
+	VMOVUPS     (DI)(R9*1), Y12
+	VFMADD231PS Y9, Y12, Y3
+	VFMADD231PS Y10, Y12, Y4
+	VFMADD231PS Y11, Y12, Y5
+	VMOVUPS     (DX)(R9*1), Y12
+	VFMADD231PS Y9, Y12, Y6
+	VFMADD231PS Y10, Y12, Y7
+	VFMADD231PS Y11, Y12, Y8
+	ADDQ        $0x00000020, R9
+	SUBQ        $0x00000008, AX
+	JMP         dot256N3R3_loop
+
+dot256N3R3_tail:
+	TESTQ       AX, AX
+	JE          dot256N3R3_reduce
+	MOVQ        $0x00000008, R10
+	SUBQ        AX, R10
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R10*4), Y15
+	VMASKMOVPS  (BX)(R9*1), Y15, Y9
+	VMASKMOVPS  (R8)(R9*1), Y15, Y10
+	VMASKMOVPS  (SI)(R9*1), Y15, Y11
+	VMASKMOVPS  (CX)(R9*1), Y15, Y12
+	VFMADD231PS Y9, Y12, Y0
+	VFMADD231PS Y10, Y12, Y1
+	VFMADD231PS Y11, Y12, Y2
+	VMASKMOVPS  (DI)(R9*1), Y15, Y12
+	VFMADD231PS Y9, Y12, Y3
+	VFMADD231PS Y10, Y12, Y4
+	VFMADD231PS Y11, Y12, Y5
+	VMASKMOVPS  (DX)(R9*1), Y15, Y12
+	VFMADD231PS Y9, Y12, Y6
+	VFMADD231PS Y10, Y12, Y7
+	VFMADD231PS Y11, Y12, Y8
+
+dot256N3R3_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VEXTRACTF128 $0x01, Y5, X15
+	VADDPS       X15, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VEXTRACTF128 $0x01, Y6, X15
+	VADDPS       X15, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VEXTRACTF128 $0x01, Y7, X15
+	VADDPS       X15, X7, X7
+	VHADDPS      X7, X7, X7
+	VHADDPS      X7, X7, X7
+	VEXTRACTF128 $0x01, Y8, X15
+	VADDPS       X15, X8, X8
+	VHADDPS      X8, X8, X8
+	VHADDPS      X8, X8, X8
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	VMULSS       X14, X5, X5
+	VMULSS       X14, X6, X6
+	VMULSS       X14, X7, X7
+	VMULSS       X14, X8, X8
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N3R3_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X3
+	VMOVSS       X3, (AX)
+	VFMADD231SS  4(AX), X15, X4
+	VMOVSS       X4, 4(AX)
+	VFMADD231SS  8(AX), X15, X5
+	VMOVSS       X5, 8(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X6
+	VMOVSS       X6, (AX)
+	VFMADD231SS  4(AX), X15, X7
+	VMOVSS       X7, 4(AX)
+	VFMADD231SS  8(AX), X15, X8
+	VMOVSS       X8, 8(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N3R3_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	ADDQ   CX, AX
+	VMOVSS X3, (AX)
+	VMOVSS X4, 4(AX)
+	VMOVSS X5, 8(AX)
+	ADDQ   CX, AX
+	VMOVSS X6, (AX)
+	VMOVSS X7, 4(AX)
+	VMOVSS X8, 8(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N4R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N4R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R8, R8
+
+dot512N4R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N4R1_tail
+	VMOVUPS     (DX)(R8*1), Z4
+	VMOVUPS     (SI)(R8*1), Z5
+	VMOVUPS     (DI)(R8*1), Z6
+	VMOVUPS     (BX)(R8*1), Z7
+	VMOVUPS     (CX)(R8*1), Z8
+	VFMADD231PS Z4, Z8, Z0
+	VFMADD231PS Z5, Z8, Z1
+	VFMADD231PS Z6, Z8, Z2
+	VFMADD231PS Z7, Z8, Z3
+	ADDQ        $0x00000040, R8
+	SUBQ        $0x00000010, AX
+	JMP         dot512N4R1_loop
+
+dot512N4R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N4R1_reduce
+	LEAQ        dotmasks16<>+0(SB), R9
+	KMOVW       (R9)(AX*2), K1
+	VMOVUPS.Z   (DX)(R8*1), K1, Z4
+	VMOVUPS.Z   (SI)(R8*1), K1, Z5
+	VMOVUPS.Z   (DI)(R8*1), K1, Z6
+	VMOVUPS.Z   (BX)(R8*1), K1, Z7
+	VMOVUPS.Z   (CX)(R8*1), K1, Z8
+	VFMADD231PS Z4, Z8, Z0
+	VFMADD231PS Z5, Z8, Z1
+	VFMADD231PS Z6, Z8, Z2
+	VFMADD231PS Z7, Z8, Z3
+
+dot512N4R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y9
+	VADDPS        Y9, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X9
+	VADDPS        X9, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y9
+	VADDPS        Y9, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X9
+	VADDPS        X9, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y9
+	VADDPS        Y9, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X9
+	VADDPS        X9, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y9
+	VADDPS        Y9, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X9
+	VADDPS        X9, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N4R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	VFMADD231SS   12(AX), X15, X3
+	VMOVSS        X3, 12(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N4R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N4R2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N4R2(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DX
+	LEAQ   (BX)(SI*1), DI
+	LEAQ   (DI)(SI*1), R8
+	LEAQ   (R8)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R9, R9
+
+dot512N4R2_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N4R2_tail
+	VMOVUPS     (BX)(R9*1), Z8
+	VMOVUPS     (DI)(R9*1), Z9
+	VMOVUPS     (R8)(R9*1), Z10
+	VMOVUPS     (SI)(R9*1), Z11
+	VMOVUPS     (CX)(R9*1), Z12
+	VFMADD231PS Z8, Z12, Z0
+	VFMADD231PS Z9, Z12, Z1
+	VFMADD231PS Z10, Z12, Z2
+	VFMADD231PS Z11, Z12, Z3
+	VMOVUPS     (DX)(R9*1), Z12
+	VFMADD231PS Z8, Z12, Z4
+	VFMADD231PS Z9, Z12, Z5
+	VFMADD231PS Z10, Z12, Z6
+	VFMADD231PS Z11, Z12, Z7
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, AX
+	JMP         dot512N4R2_loop
+
+dot512N4R2_tail:
+	TESTQ       AX, AX
+	JE          dot512N4R2_reduce
+	LEAQ        dotmasks16<>+0(SB), R10
+	KMOVW       (R10)(AX*2), K1
+	VMOVUPS.Z   (BX)(R9*1), K1, Z8
+	VMOVUPS.Z   (DI)(R9*1), K1, Z9
+	VMOVUPS.Z   (R8)(R9*1), K1, Z10
+	VMOVUPS.Z   (SI)(R9*1), K1, Z11
+	VMOVUPS.Z   (CX)(R9*1), K1, Z12
+	VFMADD231PS Z8, Z12, Z0
+	VFMADD231PS Z9, Z12, Z1
+	VFMADD231PS Z10, Z12, Z2
+	VFMADD231PS Z11, Z12, Z3
+	VMOVUPS.Z   (DX)(R9*1), K1, Z12
+	VFMADD231PS Z8, Z12, Z4
+	VFMADD231PS Z9, Z12, Z5
+	VFMADD231PS Z10, Z12, Z6
+	VFMADD231PS Z11, Z12, Z7
+
+dot512N4R2_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y13
+	VADDPS        Y13, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X13
+	VADDPS        X13, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y13
+	VADDPS        Y13, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X13
+	VADDPS        X13, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y13
+	VADDPS        Y13, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X13
+	VADDPS        X13, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y13
+	VADDPS        Y13, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X13
+	VADDPS        X13, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y13
+	VADDPS        Y13, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X13
+	VADDPS        X13, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VADDPS        Y13, Y5, Y5
+	VEXTRACTF128  $0x01, Y5, X13
+	VADDPS        X13, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VEXTRACTF64X4 $0x01, Z6, Y13
+	VADDPS        Y13, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X13
+	VADDPS        X13, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	VEXTRACTF64X4 $0x01, Z7, Y13
+	VADDPS        Y13, Y7, Y7
+	VEXTRACTF128  $0x01, Y7, X13
+	VADDPS        X13, X7, X7
+	VHADDPS       X7, X7, X7
+	VHADDPS       X7, X7, X7
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	VMULSS        X14, X5, X5
+	VMULSS        X14, X6, X6
+	VMULSS        X14, X7, X7
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N4R2_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	VFMADD231SS   12(AX), X15, X3
+	VMOVSS        X3, 12(AX)
+	ADDQ          CX, AX
+	VFMADD231SS   (AX), X15, X4
+	VMOVSS        X4, (AX)
+	VFMADD231SS   4(AX), X15, X5
+	VMOVSS        X5, 4(AX)
+	VFMADD231SS   8(AX), X15, X6
+	VMOVSS        X6, 8(AX)
+	VFMADD231SS   12(AX), X15, X7
+	VMOVSS        X7, 12(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N4R2_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	ADDQ   CX, AX
+	VMOVSS X4, (AX)
+	VMOVSS X5, 4(AX)
+	VMOVSS X6, 8(AX)
+	VMOVSS X7, 12(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N4R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N4R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R8, R8
+
+dot256N4R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N4R1_tail
+	VMOVUPS     (DX)(R8*1), Y4
+	VMOVUPS     (SI)(R8*1), Y5
+	VMOVUPS     (DI)(R8*1), Y6
+	VMOVUPS     (BX)(R8*1), Y7
+	VMOVUPS     (CX)(R8*1), Y8
+	VFMADD231PS Y4, Y8, Y0
+	VFMADD231PS Y5, Y8, Y1
+	VFMADD231PS Y6, Y8, Y2
+	VFMADD231PS Y7, Y8, Y3
+	ADDQ        $0x00000020, R8
+	SUBQ        $0x00000008, AX
+	JMP         dot256N4R1_loop
+
+dot256N4R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N4R1_reduce
+	MOVQ        $0x00000008, R9
+	SUBQ        AX, R9
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R9*4), Y15
+	VMASKMOVPS  (DX)(R8*1), Y15, Y4
+	VMASKMOVPS  (SI)(R8*1), Y15, Y5
+	VMASKMOVPS  (DI)(R8*1), Y15, Y6
+	VMASKMOVPS  (BX)(R8*1), Y15, Y7
+	VMASKMOVPS  (CX)(R8*1), Y15, Y8
+	VFMADD231PS Y4, Y8, Y0
+	VFMADD231PS Y5, Y8, Y1
+	VFMADD231PS Y6, Y8, Y2
+	VFMADD231PS Y7, Y8, Y3
+
+dot256N4R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N4R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	VFMADD231SS  12(AX), X15, X3
+	VMOVSS       X3, 12(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N4R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N4R2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N4R2(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), BX
+	MOVQ   ldb+32(FP), SI
+	LEAQ   (CX)(DX*1), DX
+	LEAQ   (BX)(SI*1), DI
+	LEAQ   (DI)(SI*1), R8
+	LEAQ   (R8)(SI*1), SI
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   R9, R9
+
+dot256N4R2_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N4R2_tail
+	VMOVUPS     (BX)(R9*1), Y8
+	VMOVUPS     (DI)(R9*1), Y9
+	VMOVUPS     (R8)(R9*1), Y10
+	VMOVUPS     (SI)(R9*1), Y11
+	VMOVUPS     (CX)(R9*1), Y12
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y11, Y12, Y3
+	VMOVUPS     (DX)(R9*1), Y12
+	VFMADD231PS Y8, Y12, Y4
+	VFMADD231PS Y9, Y12, Y5
+	VFMADD231PS Y10, Y12, Y6
+	VFMADD231PS Y11, Y12, Y7
+	ADDQ        $0x00000020, R9
+	SUBQ        $0x00000008, AX
+	JMP         dot256N4R2_loop
+
+dot256N4R2_tail:
+	TESTQ       AX, AX
+	JE          dot256N4R2_reduce
+	MOVQ        $0x00000008, R10
+	SUBQ        AX, R10
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R10*4), Y15
+	VMASKMOVPS  (BX)(R9*1), Y15, Y8
+	VMASKMOVPS  (DI)(R9*1), Y15, Y9
+	VMASKMOVPS  (R8)(R9*1), Y15, Y10
+	VMASKMOVPS  (SI)(R9*1), Y15, Y11
+	VMASKMOVPS  (CX)(R9*1), Y15, Y12
+	VFMADD231PS Y8, Y12, Y0
+	VFMADD231PS Y9, Y12, Y1
+	VFMADD231PS Y10, Y12, Y2
+	VFMADD231PS Y11, Y12, Y3
+	VMASKMOVPS  (DX)(R9*1), Y15, Y12
+	VFMADD231PS Y8, Y12, Y4
+	VFMADD231PS Y9, Y12, Y5
+	VFMADD231PS Y10, Y12, Y6
+	VFMADD231PS Y11, Y12, Y7
+
+dot256N4R2_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VEXTRACTF128 $0x01, Y5, X15
+	VADDPS       X15, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VEXTRACTF128 $0x01, Y6, X15
+	VADDPS       X15, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	VEXTRACTF128 $0x01, Y7, X15
+	VADDPS       X15, X7, X7
+	VHADDPS      X7, X7, X7
+	VHADDPS      X7, X7, X7
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	VMULSS       X14, X5, X5
+	VMULSS       X14, X6, X6
+	VMULSS       X14, X7, X7
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N4R2_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	VFMADD231SS  12(AX), X15, X3
+	VMOVSS       X3, 12(AX)
+	ADDQ         CX, AX
+	VFMADD231SS  (AX), X15, X4
+	VMOVSS       X4, (AX)
+	VFMADD231SS  4(AX), X15, X5
+	VMOVSS       X5, 4(AX)
+	VFMADD231SS  8(AX), X15, X6
+	VMOVSS       X6, 8(AX)
+	VFMADD231SS  12(AX), X15, X7
+	VMOVSS       X7, 12(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N4R2_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	ADDQ   CX, AX
+	VMOVSS X4, (AX)
+	VMOVSS X5, 4(AX)
+	VMOVSS X6, 8(AX)
+	VMOVSS X7, 12(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N5R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N5R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	XORQ   R9, R9
+
+dot512N5R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N5R1_tail
+	VMOVUPS     (DX)(R9*1), Z5
+	VMOVUPS     (SI)(R9*1), Z6
+	VMOVUPS     (DI)(R9*1), Z7
+	VMOVUPS     (R8)(R9*1), Z8
+	VMOVUPS     (BX)(R9*1), Z9
+	VMOVUPS     (CX)(R9*1), Z10
+	VFMADD231PS Z5, Z10, Z0
+	VFMADD231PS Z6, Z10, Z1
+	VFMADD231PS Z7, Z10, Z2
+	VFMADD231PS Z8, Z10, Z3
+	VFMADD231PS Z9, Z10, Z4
+	ADDQ        $0x00000040, R9
+	SUBQ        $0x00000010, AX
+	JMP         dot512N5R1_loop
+
+dot512N5R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N5R1_reduce
+	LEAQ        dotmasks16<>+0(SB), R10
+	KMOVW       (R10)(AX*2), K1
+	VMOVUPS.Z   (DX)(R9*1), K1, Z5
+	VMOVUPS.Z   (SI)(R9*1), K1, Z6
+	VMOVUPS.Z   (DI)(R9*1), K1, Z7
+	VMOVUPS.Z   (R8)(R9*1), K1, Z8
+	VMOVUPS.Z   (BX)(R9*1), K1, Z9
+	VMOVUPS.Z   (CX)(R9*1), K1, Z10
+	VFMADD231PS Z5, Z10, Z0
+	VFMADD231PS Z6, Z10, Z1
+	VFMADD231PS Z7, Z10, Z2
+	VFMADD231PS Z8, Z10, Z3
+	VFMADD231PS Z9, Z10, Z4
+
+dot512N5R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y11
+	VADDPS        Y11, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X11
+	VADDPS        X11, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y11
+	VADDPS        Y11, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X11
+	VADDPS        X11, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y11
+	VADDPS        Y11, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X11
+	VADDPS        X11, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y11
+	VADDPS        Y11, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X11
+	VADDPS        X11, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y11
+	VADDPS        Y11, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X11
+	VADDPS        X11, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N5R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	VFMADD231SS   12(AX), X15, X3
+	VMOVSS        X3, 12(AX)
+	VFMADD231SS   16(AX), X15, X4
+	VMOVSS        X4, 16(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N5R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N5R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N5R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	XORQ   R9, R9
+
+dot256N5R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N5R1_tail
+	VMOVUPS     (DX)(R9*1), Y5
+	VMOVUPS     (SI)(R9*1), Y6
+	VMOVUPS     (DI)(R9*1), Y7
+	VMOVUPS     (R8)(R9*1), Y8
+	VMOVUPS     (BX)(R9*1), Y9
+	VMOVUPS     (CX)(R9*1), Y10
+	VFMADD231PS Y5, Y10, Y0
+	VFMADD231PS Y6, Y10, Y1
+	VFMADD231PS Y7, Y10, Y2
+	VFMADD231PS Y8, Y10, Y3
+	VFMADD231PS Y9, Y10, Y4
+	ADDQ        $0x00000020, R9
+	SUBQ        $0x00000008, AX
+	JMP         dot256N5R1_loop
+
+dot256N5R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N5R1_reduce
+	MOVQ        $0x00000008, R10
+	SUBQ        AX, R10
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R10*4), Y15
+	VMASKMOVPS  (DX)(R9*1), Y15, Y5
+	VMASKMOVPS  (SI)(R9*1), Y15, Y6
+	VMASKMOVPS  (DI)(R9*1), Y15, Y7
+	VMASKMOVPS  (R8)(R9*1), Y15, Y8
+	VMASKMOVPS  (BX)(R9*1), Y15, Y9
+	VMASKMOVPS  (CX)(R9*1), Y15, Y10
+	VFMADD231PS Y5, Y10, Y0
+	VFMADD231PS Y6, Y10, Y1
+	VFMADD231PS Y7, Y10, Y2
+	VFMADD231PS Y8, Y10, Y3
+	VFMADD231PS Y9, Y10, Y4
+
+dot256N5R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N5R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	VFMADD231SS  12(AX), X15, X3
+	VMOVSS       X3, 12(AX)
+	VFMADD231SS  16(AX), X15, X4
+	VMOVSS       X4, 16(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N5R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N6R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N6R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), R9
+	LEAQ   (R9)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	XORQ   R10, R10
+
+dot512N6R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N6R1_tail
+	VMOVUPS     (DX)(R10*1), Z6
+	VMOVUPS     (SI)(R10*1), Z7
+	VMOVUPS     (DI)(R10*1), Z8
+	VMOVUPS     (R8)(R10*1), Z9
+	VMOVUPS     (R9)(R10*1), Z10
+	VMOVUPS     (BX)(R10*1), Z11
+	VMOVUPS     (CX)(R10*1), Z12
+	VFMADD231PS Z6, Z12, Z0
+	VFMADD231PS Z7, Z12, Z1
+	VFMADD231PS Z8, Z12, Z2
+	VFMADD231PS Z9, Z12, Z3
+	VFMADD231PS Z10, Z12, Z4
+	VFMADD231PS Z11, Z12, Z5
+	ADDQ        $0x00000040, R10
+	SUBQ        $0x00000010, AX
+	JMP         dot512N6R1_loop
+
+dot512N6R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N6R1_reduce
+	LEAQ        dotmasks16<>+0(SB), R11
+	KMOVW       (R11)(AX*2), K1
+	VMOVUPS.Z   (DX)(R10*1), K1, Z6
+	VMOVUPS.Z   (SI)(R10*1), K1, Z7
+	VMOVUPS.Z   (DI)(R10*1), K1, Z8
+	VMOVUPS.Z   (R8)(R10*1), K1, Z9
+	VMOVUPS.Z   (R9)(R10*1), K1, Z10
+	VMOVUPS.Z   (BX)(R10*1), K1, Z11
+	VMOVUPS.Z   (CX)(R10*1), K1, Z12
+	VFMADD231PS Z6, Z12, Z0
+	VFMADD231PS Z7, Z12, Z1
+	VFMADD231PS Z8, Z12, Z2
+	VFMADD231PS Z9, Z12, Z3
+	VFMADD231PS Z10, Z12, Z4
+	VFMADD231PS Z11, Z12, Z5
+
+dot512N6R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y13
+	VADDPS        Y13, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X13
+	VADDPS        X13, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y13
+	VADDPS        Y13, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X13
+	VADDPS        X13, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y13
+	VADDPS        Y13, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X13
+	VADDPS        X13, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y13
+	VADDPS        Y13, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X13
+	VADDPS        X13, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y13
+	VADDPS        Y13, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X13
+	VADDPS        X13, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VADDPS        Y13, Y5, Y5
+	VEXTRACTF128  $0x01, Y5, X13
+	VADDPS        X13, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	VMULSS        X14, X5, X5
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N6R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	VFMADD231SS   12(AX), X15, X3
+	VMOVSS        X3, 12(AX)
+	VFMADD231SS   16(AX), X15, X4
+	VMOVSS        X4, 16(AX)
+	VFMADD231SS   20(AX), X15, X5
+	VMOVSS        X5, 20(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N6R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	VMOVSS X5, 20(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N6R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N6R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), R9
+	LEAQ   (R9)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	XORQ   R10, R10
+
+dot256N6R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N6R1_tail
+	VMOVUPS     (DX)(R10*1), Y6
+	VMOVUPS     (SI)(R10*1), Y7
+	VMOVUPS     (DI)(R10*1), Y8
+	VMOVUPS     (R8)(R10*1), Y9
+	VMOVUPS     (R9)(R10*1), Y10
+	VMOVUPS     (BX)(R10*1), Y11
+	VMOVUPS     (CX)(R10*1), Y12
+	VFMADD231PS Y6, Y12, Y0
+	VFMADD231PS Y7, Y12, Y1
+	VFMADD231PS Y8, Y12, Y2
+	VFMADD231PS Y9, Y12, Y3
+	VFMADD231PS Y10, Y12, Y4
+	VFMADD231PS Y11, Y12, Y5
+	ADDQ        $0x00000020, R10
+	SUBQ        $0x00000008, AX
+	JMP         dot256N6R1_loop
+
+dot256N6R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N6R1_reduce
+	MOVQ        $0x00000008, R11
+	SUBQ        AX, R11
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R11*4), Y15
+	VMASKMOVPS  (DX)(R10*1), Y15, Y6
+	VMASKMOVPS  (SI)(R10*1), Y15, Y7
+	VMASKMOVPS  (DI)(R10*1), Y15, Y8
+	VMASKMOVPS  (R8)(R10*1), Y15, Y9
+	VMASKMOVPS  (R9)(R10*1), Y15, Y10
+	VMASKMOVPS  (BX)(R10*1), Y15, Y11
+	VMASKMOVPS  (CX)(R10*1), Y15, Y12
+	VFMADD231PS Y6, Y12, Y0
+	VFMADD231PS Y7, Y12, Y1
+	VFMADD231PS Y8, Y12, Y2
+	VFMADD231PS Y9, Y12, Y3
+	VFMADD231PS Y10, Y12, Y4
+	VFMADD231PS Y11, Y12, Y5
+
+dot256N6R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VEXTRACTF128 $0x01, Y5, X15
+	VADDPS       X15, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	VMULSS       X14, X5, X5
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N6R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	VFMADD231SS  12(AX), X15, X3
+	VMOVSS       X3, 12(AX)
+	VFMADD231SS  16(AX), X15, X4
+	VMOVSS       X4, 16(AX)
+	VFMADD231SS  20(AX), X15, X5
+	VMOVSS       X5, 20(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N6R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	VMOVSS X5, 20(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot512N7R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, AVX512F, FMA3
+TEXT ·dot512N7R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), R9
+	LEAQ   (R9)(BX*1), R10
+	LEAQ   (R10)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	XORQ   R11, R11
+
+dot512N7R1_loop:
+	CMPQ        AX, $0x00000010
+	JL          dot512N7R1_tail
+	VMOVUPS     (DX)(R11*1), Z7
+	VMOVUPS     (SI)(R11*1), Z8
+	VMOVUPS     (DI)(R11*1), Z9
+	VMOVUPS     (R8)(R11*1), Z10
+	VMOVUPS     (R9)(R11*1), Z11
+	VMOVUPS     (R10)(R11*1), Z12
+	VMOVUPS     (BX)(R11*1), Z13
+	VMOVUPS     (CX)(R11*1), Z14
+	VFMADD231PS Z7, Z14, Z0
+	VFMADD231PS Z8, Z14, Z1
+	VFMADD231PS Z9, Z14, Z2
+	VFMADD231PS Z10, Z14, Z3
+	VFMADD231PS Z11, Z14, Z4
+	VFMADD231PS Z12, Z14, Z5
+	VFMADD231PS Z13, Z14, Z6
+	ADDQ        $0x00000040, R11
+	SUBQ        $0x00000010, AX
+	JMP         dot512N7R1_loop
+
+dot512N7R1_tail:
+	TESTQ       AX, AX
+	JE          dot512N7R1_reduce
+	LEAQ        dotmasks16<>+0(SB), R12
+	KMOVW       (R12)(AX*2), K1
+	VMOVUPS.Z   (DX)(R11*1), K1, Z7
+	VMOVUPS.Z   (SI)(R11*1), K1, Z8
+	VMOVUPS.Z   (DI)(R11*1), K1, Z9
+	VMOVUPS.Z   (R8)(R11*1), K1, Z10
+	VMOVUPS.Z   (R9)(R11*1), K1, Z11
+	VMOVUPS.Z   (R10)(R11*1), K1, Z12
+	VMOVUPS.Z   (BX)(R11*1), K1, Z13
+	VMOVUPS.Z   (CX)(R11*1), K1, Z14
+	VFMADD231PS Z7, Z14, Z0
+	VFMADD231PS Z8, Z14, Z1
+	VFMADD231PS Z9, Z14, Z2
+	VFMADD231PS Z10, Z14, Z3
+	VFMADD231PS Z11, Z14, Z4
+	VFMADD231PS Z12, Z14, Z5
+	VFMADD231PS Z13, Z14, Z6
+
+dot512N7R1_reduce:
+	VEXTRACTF64X4 $0x01, Z0, Y15
+	VADDPS        Y15, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X15
+	VADDPS        X15, X0, X0
+	VHADDPS       X0, X0, X0
+	VHADDPS       X0, X0, X0
+	VEXTRACTF64X4 $0x01, Z1, Y15
+	VADDPS        Y15, Y1, Y1
+	VEXTRACTF128  $0x01, Y1, X15
+	VADDPS        X15, X1, X1
+	VHADDPS       X1, X1, X1
+	VHADDPS       X1, X1, X1
+	VEXTRACTF64X4 $0x01, Z2, Y15
+	VADDPS        Y15, Y2, Y2
+	VEXTRACTF128  $0x01, Y2, X15
+	VADDPS        X15, X2, X2
+	VHADDPS       X2, X2, X2
+	VHADDPS       X2, X2, X2
+	VEXTRACTF64X4 $0x01, Z3, Y15
+	VADDPS        Y15, Y3, Y3
+	VEXTRACTF128  $0x01, Y3, X15
+	VADDPS        X15, X3, X3
+	VHADDPS       X3, X3, X3
+	VHADDPS       X3, X3, X3
+	VEXTRACTF64X4 $0x01, Z4, Y15
+	VADDPS        Y15, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X15
+	VADDPS        X15, X4, X4
+	VHADDPS       X4, X4, X4
+	VHADDPS       X4, X4, X4
+	VEXTRACTF64X4 $0x01, Z5, Y15
+	VADDPS        Y15, Y5, Y5
+	VEXTRACTF128  $0x01, Y5, X15
+	VADDPS        X15, X5, X5
+	VHADDPS       X5, X5, X5
+	VHADDPS       X5, X5, X5
+	VEXTRACTF64X4 $0x01, Z6, Y15
+	VADDPS        Y15, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X15
+	VADDPS        X15, X6, X6
+	VHADDPS       X6, X6, X6
+	VHADDPS       X6, X6, X6
+	MOVQ          c+40(FP), AX
+	MOVQ          ldc+48(FP), CX
+	VMOVSS        alpha+56(FP), X14
+	VMULSS        X14, X0, X0
+	VMULSS        X14, X1, X1
+	VMULSS        X14, X2, X2
+	VMULSS        X14, X3, X3
+	VMULSS        X14, X4, X4
+	VMULSS        X14, X5, X5
+	VMULSS        X14, X6, X6
+	MOVL          beta+60(FP), DX
+	ANDL          $0x7fffffff, DX
+	JE            dot512N7R1_beta0
+	VMOVSS        beta+60(FP), X15
+	VFMADD231SS   (AX), X15, X0
+	VMOVSS        X0, (AX)
+	VFMADD231SS   4(AX), X15, X1
+	VMOVSS        X1, 4(AX)
+	VFMADD231SS   8(AX), X15, X2
+	VMOVSS        X2, 8(AX)
+	VFMADD231SS   12(AX), X15, X3
+	VMOVSS        X3, 12(AX)
+	VFMADD231SS   16(AX), X15, X4
+	VMOVSS        X4, 16(AX)
+	VFMADD231SS   20(AX), X15, X5
+	VMOVSS        X5, 20(AX)
+	VFMADD231SS   24(AX), X15, X6
+	VMOVSS        X6, 24(AX)
+	ADDQ          CX, AX
+	VZEROUPPER
+	RET
+
+dot512N7R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	VMOVSS X5, 20(AX)
+	VMOVSS X6, 24(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
+// func dot256N7R1(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+// Requires: AVX, FMA3
+TEXT ·dot256N7R1(SB), NOSPLIT, $0-64
+	MOVQ   k+0(FP), AX
+	MOVQ   a+8(FP), CX
+	MOVQ   lda+16(FP), DX
+	MOVQ   b+24(FP), DX
+	MOVQ   ldb+32(FP), BX
+	LEAQ   (DX)(BX*1), SI
+	LEAQ   (SI)(BX*1), DI
+	LEAQ   (DI)(BX*1), R8
+	LEAQ   (R8)(BX*1), R9
+	LEAQ   (R9)(BX*1), R10
+	LEAQ   (R10)(BX*1), BX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	XORQ   R11, R11
+
+dot256N7R1_loop:
+	CMPQ        AX, $0x00000008
+	JL          dot256N7R1_tail
+	VMOVUPS     (DX)(R11*1), Y7
+	VMOVUPS     (SI)(R11*1), Y8
+	VMOVUPS     (DI)(R11*1), Y9
+	VMOVUPS     (R8)(R11*1), Y10
+	VMOVUPS     (R9)(R11*1), Y11
+	VMOVUPS     (R10)(R11*1), Y12
+	VMOVUPS     (BX)(R11*1), Y13
+	VMOVUPS     (CX)(R11*1), Y14
+	VFMADD231PS Y7, Y14, Y0
+	VFMADD231PS Y8, Y14, Y1
+	VFMADD231PS Y9, Y14, Y2
+	VFMADD231PS Y10, Y14, Y3
+	VFMADD231PS Y11, Y14, Y4
+	VFMADD231PS Y12, Y14, Y5
+	VFMADD231PS Y13, Y14, Y6
+	ADDQ        $0x00000020, R11
+	SUBQ        $0x00000008, AX
+	JMP         dot256N7R1_loop
+
+dot256N7R1_tail:
+	TESTQ       AX, AX
+	JE          dot256N7R1_reduce
+	MOVQ        $0x00000008, R12
+	SUBQ        AX, R12
+	LEAQ        dotmasks<>+0(SB), AX
+	VMOVUPS     (AX)(R12*4), Y15
+	VMASKMOVPS  (DX)(R11*1), Y15, Y7
+	VMASKMOVPS  (SI)(R11*1), Y15, Y8
+	VMASKMOVPS  (DI)(R11*1), Y15, Y9
+	VMASKMOVPS  (R8)(R11*1), Y15, Y10
+	VMASKMOVPS  (R9)(R11*1), Y15, Y11
+	VMASKMOVPS  (R10)(R11*1), Y15, Y12
+	VMASKMOVPS  (BX)(R11*1), Y15, Y13
+	VMASKMOVPS  (CX)(R11*1), Y15, Y14
+	VFMADD231PS Y7, Y14, Y0
+	VFMADD231PS Y8, Y14, Y1
+	VFMADD231PS Y9, Y14, Y2
+	VFMADD231PS Y10, Y14, Y3
+	VFMADD231PS Y11, Y14, Y4
+	VFMADD231PS Y12, Y14, Y5
+	VFMADD231PS Y13, Y14, Y6
+
+dot256N7R1_reduce:
+	VEXTRACTF128 $0x01, Y0, X15
+	VADDPS       X15, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VEXTRACTF128 $0x01, Y1, X15
+	VADDPS       X15, X1, X1
+	VHADDPS      X1, X1, X1
+	VHADDPS      X1, X1, X1
+	VEXTRACTF128 $0x01, Y2, X15
+	VADDPS       X15, X2, X2
+	VHADDPS      X2, X2, X2
+	VHADDPS      X2, X2, X2
+	VEXTRACTF128 $0x01, Y3, X15
+	VADDPS       X15, X3, X3
+	VHADDPS      X3, X3, X3
+	VHADDPS      X3, X3, X3
+	VEXTRACTF128 $0x01, Y4, X15
+	VADDPS       X15, X4, X4
+	VHADDPS      X4, X4, X4
+	VHADDPS      X4, X4, X4
+	VEXTRACTF128 $0x01, Y5, X15
+	VADDPS       X15, X5, X5
+	VHADDPS      X5, X5, X5
+	VHADDPS      X5, X5, X5
+	VEXTRACTF128 $0x01, Y6, X15
+	VADDPS       X15, X6, X6
+	VHADDPS      X6, X6, X6
+	VHADDPS      X6, X6, X6
+	MOVQ         c+40(FP), AX
+	MOVQ         ldc+48(FP), CX
+	VMOVSS       alpha+56(FP), X14
+	VMULSS       X14, X0, X0
+	VMULSS       X14, X1, X1
+	VMULSS       X14, X2, X2
+	VMULSS       X14, X3, X3
+	VMULSS       X14, X4, X4
+	VMULSS       X14, X5, X5
+	VMULSS       X14, X6, X6
+	MOVL         beta+60(FP), DX
+	ANDL         $0x7fffffff, DX
+	JE           dot256N7R1_beta0
+	VMOVSS       beta+60(FP), X15
+	VFMADD231SS  (AX), X15, X0
+	VMOVSS       X0, (AX)
+	VFMADD231SS  4(AX), X15, X1
+	VMOVSS       X1, 4(AX)
+	VFMADD231SS  8(AX), X15, X2
+	VMOVSS       X2, 8(AX)
+	VFMADD231SS  12(AX), X15, X3
+	VMOVSS       X3, 12(AX)
+	VFMADD231SS  16(AX), X15, X4
+	VMOVSS       X4, 16(AX)
+	VFMADD231SS  20(AX), X15, X5
+	VMOVSS       X5, 20(AX)
+	VFMADD231SS  24(AX), X15, X6
+	VMOVSS       X6, 24(AX)
+	ADDQ         CX, AX
+	VZEROUPPER
+	RET
+
+dot256N7R1_beta0:
+	VMOVSS X0, (AX)
+	VMOVSS X1, 4(AX)
+	VMOVSS X2, 8(AX)
+	VMOVSS X3, 12(AX)
+	VMOVSS X4, 16(AX)
+	VMOVSS X5, 20(AX)
+	VMOVSS X6, 24(AX)
+	ADDQ   CX, AX
+	VZEROUPPER
+	RET
+
 // func fmaLatency(n int)
 // Requires: AVX, FMA3
 TEXT ·fmaLatency(SB), NOSPLIT, $0-8

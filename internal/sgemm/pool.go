@@ -25,6 +25,9 @@ type job struct {
 	p     problem
 }
 
+// dotBlock: rows per unit of work on the dot path.
+const dotBlock = 48
+
 type task struct {
 	j    *job
 	part int
@@ -85,22 +88,25 @@ func (j *job) run(in *problem) {
 	pr := &j.p
 	j.prob = pr
 	K := pr.kern
-	mp := (pr.m + K.mr - 1) / K.mr
-	np := (pr.n + K.nr - 1) / K.nr
 	parts := 1
 	if pr.m*pr.n*pr.k >= parallelMNK {
 		parts = poolSize
 	}
-	j.byM = mp >= np
-	if pr.transB && np >= parts && mp < 8*np {
+	mp := (pr.m + K.mr - 1) / K.mr
+	np := (pr.n + K.nr - 1) / K.nr
+	switch {
+	case pr.dot:
+		// Rows in blocks of dotBlock.
+		j.byM, j.units = true, (pr.m+dotBlock-1)/dotBlock
+	case pr.transB && np >= parts && mp < 8*np:
 		// B is packed but A is read in place: splitting columns packs
 		// each B panel once, while splitting rows would pack all of B on
 		// every part. Worth it unless A is much larger than B.
-		j.byM = false
-	}
-	j.units = np
-	if j.byM {
-		j.units = mp
+		j.byM, j.units = false, np
+	case mp >= np:
+		j.byM, j.units = true, mp
+	default:
+		j.byM, j.units = false, np
 	}
 	parts = min(parts, j.units)
 	j.parts = parts
@@ -120,6 +126,10 @@ func (j *job) runPart(part int) {
 	pr := j.prob
 	u0 := part * j.units / j.parts
 	u1 := (part + 1) * j.units / j.parts
+	if pr.dot {
+		pr.dotRegion(min(pr.m, u0*dotBlock), min(pr.m, u1*dotBlock))
+		return
+	}
 	if j.byM {
 		pr.region(&j.bufs[part], u0*pr.kern.mr, min(pr.m, u1*pr.kern.mr), 0, pr.n)
 	} else {

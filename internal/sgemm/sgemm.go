@@ -60,6 +60,26 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	}
 	j := getJob()
 	defer putJob(j)
+	if n < dotMaxN && !transA && kern.dot[n] != nil {
+		// Tiny n with rows of A contiguous along k (an output layer): dot
+		// products along k, B^T packed to n contiguous rows if needed.
+		bt, ldbt := b, ldb
+		if !transB {
+			need := n * k
+			if cap(j.tmp) < need {
+				j.tmp = make([]float32, need)
+			}
+			bt, ldbt = j.tmp[:need], k
+			for p := 0; p < k; p++ {
+				for jj := 0; jj < n; jj++ {
+					bt[jj*k+p] = b[p*ldb+jj]
+				}
+			}
+		}
+		j.run(&problem{kern: kern, dot: true, m: m, n: n, k: k,
+			alpha: alpha, a: a, lda: lda, b: bt, ldb: ldbt, beta: beta, c: c, ldc: ldc, ep: ep})
+		return
+	}
 	if n < swapN && m >= 2*n {
 		// Tiny n (an output layer): compute C^T = op(B)^T op(A)^T into a
 		// buffer, so the long dimension runs along the vector lanes.
@@ -229,6 +249,7 @@ func epilogueBlock(kern *kernelImpl, ep *Epilogue, c []float32, ldc, r0, rows, c
 // problem is one product handed to the blocked driver.
 type problem struct {
 	kern           *kernelImpl
+	dot            bool // dot path: C = alpha*A*B^T + beta*C, B stored n x k
 	transA, transB bool
 	m, n, k        int
 	alpha, beta    float32
@@ -328,6 +349,22 @@ func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
 				}
 			}
 		}
+	}
+}
+
+// dotRegion computes rows [i0, i1) of C on the dot path.
+func (pr *problem) dotRegion(i0, i1 int) {
+	K, n := pr.kern, pr.n
+	R := K.dotRows[n]
+	i := i0
+	for ; i+R <= i1; i += R {
+		K.dot[n](pr.k, &pr.a[i*pr.lda], 4*pr.lda, &pr.b[0], 4*pr.ldb, &pr.c[i*pr.ldc], 4*pr.ldc, pr.alpha, pr.beta)
+	}
+	for ; i < i1; i++ {
+		K.dot1[n](pr.k, &pr.a[i*pr.lda], 4*pr.lda, &pr.b[0], 4*pr.ldb, &pr.c[i*pr.ldc], 4*pr.ldc, pr.alpha, pr.beta)
+	}
+	if pr.ep != nil {
+		epilogueBlock(K, pr.ep, pr.c, pr.ldc, i0, i1-i0, 0, n)
 	}
 }
 

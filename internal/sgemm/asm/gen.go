@@ -24,6 +24,24 @@ const (
 	unroll = 4  // k-loop unrolling
 )
 
+// dotMaxN: the dot kernels cover n = 1 .. dotMaxN-1 columns of C.
+const dotMaxN = 8
+
+// dotRows is the number of rows of C per dot-kernel call for n columns,
+// so that the n*rows accumulators, n B vectors and one A vector fit in 16
+// registers (the AVX2 bound; AVX-512 uses the same shapes).
+func dotRows(n int) int {
+	switch {
+	case n <= 2:
+		return 4
+	case n == 3:
+		return 3
+	case n == 4:
+		return 2
+	}
+	return 1
+}
+
 const kernSig = "func(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)"
 
 func main() {
@@ -40,6 +58,15 @@ func main() {
 	epilogue(true)
 	epilogue(false)
 	packBT8()
+	maskTable()
+	for n := 1; n < dotMaxN; n++ {
+		for _, avx512 := range []bool{true, false} {
+			dot(avx512, n, 1)
+			if r := dotRows(n); r > 1 {
+				dot(avx512, n, r)
+			}
+		}
+	}
 	fmaLatency()
 	fmaThroughput(true)
 	fmaThroughput(false)
@@ -441,6 +468,187 @@ func packBT8() {
 	DECQ(groups)
 	JMP(LabelRef("packBT8_group"))
 	Label("packBT8_done")
+	VZEROUPPER()
+	RET()
+}
+
+var masks, masks16 Mem
+
+// maskTable emits 8 words of -1 followed by 8 zeros: loading 8 words at
+// masks + 4*(8-r) gives a VMASKMOVPS mask for the first r lanes.
+func maskTable() {
+	masks = GLOBL("dotmasks", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		v := uint32(0)
+		if i < 8 {
+			v = 0xffffffff
+		}
+		DATA(4*i, U32(v))
+	}
+	masks16 = GLOBL("dotmasks16", RODATA|NOPTR)
+	for r := 0; r < 16; r++ {
+		DATA(2*r, U16(uint16(1<<r-1)))
+	}
+}
+
+// dot emits dot{512,256}N{n}R{rows}:
+//
+//	func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+//
+// C(i, j) = alpha * sum_p A(i, p) B(j, p) + beta*C(i, j) for i < rows,
+// j < n, with A(i, p) at a + i*lda + 4p and B(j, p) at b + j*ldb + 4p
+// (strides in bytes): a product whose n is tiny and whose operands are
+// both contiguous along k (an output layer Y = X W^T). The vectors run
+// along k; a masked load covers k mod width; horizontal sums finish.
+func dot(avx512 bool, n, rows int) {
+	isa, width := "256", 8
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	if avx512 {
+		isa, width = "512", 16
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}[i]
+		}
+	}
+	name := fmt.Sprintf("dot%sN%dR%d", isa, n, rows)
+	TEXT(name, NOSPLIT, "func(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)")
+	Doc(fmt.Sprintf("%s computes a %d x %d block of C = alpha*A*B^T + beta*C with A and B contiguous along k.", name, rows, n))
+	k, a, lda, b, ldb := GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("k"), k)
+	Load(Param("a"), a)
+	Load(Param("lda"), lda)
+	Load(Param("b"), b)
+	Load(Param("ldb"), ldb)
+	pa := make([]GPVirtual, rows)
+	pb := make([]GPVirtual, n)
+	for i := range pa {
+		if i == 0 {
+			pa[i] = a
+		} else {
+			pa[i] = GP64()
+			LEAQ(Mem{Base: pa[i-1], Index: lda, Scale: 1}, pa[i])
+		}
+	}
+	for j := range pb {
+		if j == 0 {
+			pb[j] = b
+		} else {
+			pb[j] = GP64()
+			LEAQ(Mem{Base: pb[j-1], Index: ldb, Scale: 1}, pb[j])
+		}
+	}
+	acc := func(i, j int) VecPhysical { return vec(i*n + j) }
+	bv := func(j int) VecPhysical { return vec(rows*n + j) }
+	av := vec(rows*n + n)
+	if rows*n+n+1 > 16 {
+		panic("dot: too many registers")
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			VXORPS(acc(i, j).AsY(), acc(i, j).AsY(), acc(i, j).AsY())
+		}
+	}
+	off := GP64()
+	XORQ(off, off)
+	body := func(load func(m Mem, dst VecPhysical)) {
+		for j := 0; j < n; j++ {
+			load(Mem{Base: pb[j], Index: off, Scale: 1}, bv(j))
+		}
+		for i := 0; i < rows; i++ {
+			load(Mem{Base: pa[i], Index: off, Scale: 1}, av)
+			for j := 0; j < n; j++ {
+				VFMADD231PS(bv(j), av, acc(i, j))
+			}
+		}
+	}
+	Label(name + "_loop")
+	CMPQ(k, U32(width))
+	JL(LabelRef(name + "_tail"))
+	body(func(m Mem, dst VecPhysical) { VMOVUPS(m, dst) })
+	ADDQ(U32(4*width), off)
+	SUBQ(U32(width), k)
+	JMP(LabelRef(name + "_loop"))
+
+	Label(name + "_tail")
+	TESTQ(k, k)
+	JE(LabelRef(name + "_reduce"))
+	if avx512 {
+		// K1 = (1 << k) - 1, from the table of 16-bit masks.
+		tb := GP64()
+		LEAQ(masks16, tb)
+		KMOVW(Mem{Base: tb, Index: k, Scale: 2}, K1)
+		body(func(m Mem, dst VecPhysical) { VMOVUPS_Z(m, K1, dst) })
+	} else {
+		mask := vec(15)
+		if rows*n+n+1 > 15 { // accumulators, B vectors, A vector
+			panic("dot: no register for the mask")
+		}
+		t := GP64()
+		MOVQ(U32(8), t)
+		SUBQ(k, t)
+		tb := GP64()
+		LEAQ(masks, tb)
+		VMOVUPS(Mem{Base: tb, Index: t, Scale: 4}, mask)
+		body(func(m Mem, dst VecPhysical) { VMASKMOVPS(m, mask, dst) })
+	}
+
+	Label(name + "_reduce")
+	// Horizontal sums into the low lane of each accumulator.
+	tmp := vec(15)
+	if avx512 {
+		tmp = vec(rows*n + n + 1)
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			r := acc(i, j)
+			if avx512 {
+				VEXTRACTF64X4(U8(1), r, tmp.AsY())
+				VADDPS(tmp.AsY(), r.AsY(), r.AsY())
+			}
+			VEXTRACTF128(U8(1), r.AsY(), tmp.AsX())
+			VADDPS(tmp.AsX(), r.AsX(), r.AsX())
+			VHADDPS(r.AsX(), r.AsX(), r.AsX())
+			VHADDPS(r.AsX(), r.AsX(), r.AsX())
+		}
+	}
+	c, ldc := GP64(), GP64()
+	Load(Param("c"), c)
+	Load(Param("ldc"), ldc)
+	// The B and A registers are free now; accumulators use the first rows*n.
+	var alpha, beta Register = X14, X15
+	if rows*n > 14 {
+		panic("dot: no registers for alpha, beta")
+	}
+	VMOVSS(NewParamAddr("alpha", 56), alpha)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			VMULSS(alpha, acc(i, j).AsX(), acc(i, j).AsX())
+		}
+	}
+	bbits := GP32()
+	MOVL(NewParamAddr("beta", 60), bbits)
+	ANDL(U32(0x7fffffff), bbits)
+	JE(LabelRef(name + "_beta0"))
+	VMOVSS(NewParamAddr("beta", 60), beta)
+	cr := GP64()
+	MOVQ(c, cr)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			VFMADD231SS(Mem{Base: cr}.Offset(4*j), beta, acc(i, j).AsX())
+			VMOVSS(acc(i, j).AsX(), Mem{Base: cr}.Offset(4*j))
+		}
+		ADDQ(ldc, cr)
+	}
+	VZEROUPPER()
+	RET()
+	Label(name + "_beta0")
+	for i := 0; i < rows; i++ {
+		for j := 0; j < n; j++ {
+			VMOVSS(acc(i, j).AsX(), Mem{Base: c}.Offset(4*j))
+		}
+		ADDQ(ldc, c)
+	}
 	VZEROUPPER()
 	RET()
 }
