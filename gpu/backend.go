@@ -15,6 +15,8 @@ import (
 
 // Buffer is a float32 array owned by a Backend. A view made with Slice
 // shares storage with its parent; it must not outlive the parent's Free.
+// Implementations are pointer types, so Buffers compare with == (the same
+// view object), which lets callers cache views of a buffer they are given.
 type Buffer interface {
 	Len() int
 	// Slice returns elements [off, off+n) as a Buffer sharing storage.

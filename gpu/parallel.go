@@ -5,29 +5,34 @@ import (
 	"sync"
 )
 
-// workPool runs the CPU backend's ops over a fixed set of goroutines, so an
-// op splits its rows over the cores without starting goroutines per call.
+// task is the loop body of one op over the index range [lo, hi). Ops keep
+// their task structs inside the backend and pass pointers to them, so that
+// splitting work over the pool allocates nothing.
+type task interface{ run(lo, hi int) }
+
+// workPool runs the CPU backend's ops over a fixed set of goroutines. One
+// op runs at a time: the backend is not safe for concurrent use.
 type workPool struct {
 	n    int
 	jobs chan poolJob
+	wg   sync.WaitGroup
 }
 
 type poolJob struct {
-	fn     func(lo, hi int)
+	t      task
 	lo, hi int
-	wg     *sync.WaitGroup
 }
 
 func newWorkPool(n int) *workPool {
 	if n < 1 {
 		n = 1
 	}
-	p := &workPool{n: n, jobs: make(chan poolJob, 4*n)}
+	p := &workPool{n: n, jobs: make(chan poolJob, n)}
 	for i := 1; i < n; i++ { // the caller is worker 0
 		go func() {
 			for j := range p.jobs {
-				j.fn(j.lo, j.hi)
-				j.wg.Done()
+				j.t.run(j.lo, j.hi)
+				p.wg.Done()
 			}
 		}()
 	}
@@ -36,33 +41,30 @@ func newWorkPool(n int) *workPool {
 
 func (p *workPool) close() { close(p.jobs) }
 
-// parallelFor calls fn over [0, n) in at most p.n contiguous chunks. work
-// is the cost of one index in rough flops: below minParallelWork in all, the
-// op runs on the calling goroutine.
-func (p *workPool) parallelFor(n, work int, fn func(lo, hi int)) {
-	const minParallelWork = 1 << 15
+// minParallelWork is the rough flop count below which an op runs on the
+// calling goroutine: handing work to another core costs microseconds.
+const minParallelWork = 1 << 15
+
+// do runs t over [0, n) in at most p.n contiguous chunks; work is the rough
+// cost of one index in flops.
+func (p *workPool) do(t task, n, work int) {
 	parts := p.n
 	if n*work < minParallelWork || parts == 1 || n < 2 {
-		fn(0, n)
+		t.run(0, n)
 		return
 	}
-	if parts > n {
-		parts = n
-	}
-	var wg sync.WaitGroup
-	wg.Add(parts - 1)
+	parts = min(parts, n)
 	chunk := (n + parts - 1) / parts
 	for i := 1; i < parts; i++ {
 		lo := i * chunk
-		hi := min(lo+chunk, n)
-		if lo >= hi {
-			wg.Done()
-			continue
+		if lo >= n {
+			break
 		}
-		p.jobs <- poolJob{fn: fn, lo: lo, hi: hi, wg: &wg}
+		p.wg.Add(1)
+		p.jobs <- poolJob{t: t, lo: lo, hi: min(lo+chunk, n)}
 	}
-	fn(0, min(chunk, n))
-	wg.Wait()
+	t.run(0, min(chunk, n))
+	p.wg.Wait()
 }
 
 func defaultThreads() int { return runtime.GOMAXPROCS(0) }

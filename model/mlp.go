@@ -30,8 +30,12 @@ type MLP struct {
 	act     []gpu.Buffer // hidden activations
 	dA, dB  gpu.Buffer   // backward ping-pong, rows x max hidden width
 	tFill   gpu.Buffer   // a constant time for Velocity
-	rows    int          // rows of the last Forward, for Backward
-	owned   []gpu.Buffer
+	tRows   gpu.Buffer   // tFill's view of the last Velocity's rows
+
+	gradsOf   gpu.Buffer   // the gradient buffer gradViews are views of
+	gradViews []gpu.Buffer // per tensor
+	rows      int          // rows of the last Forward, for Backward
+	owned     []gpu.Buffer
 }
 
 // NewMLP allocates an MLP with zero parameters on b; call Init or load
@@ -143,7 +147,7 @@ func (m *MLP) Release() {
 	for _, buf := range m.owned {
 		m.b.Free(buf)
 	}
-	m.owned, m.capRows = nil, 0
+	m.owned, m.capRows, m.tRows = nil, 0, nil
 }
 
 // Forward computes out = v(t, x) for rows rows (t: rows, x and out: rows x
@@ -195,7 +199,8 @@ func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 			m.b.BiasActBackward(gpu.ActSiLU, rows, o, cur, m.pre[l], cur, db)
 			dZ = cur
 		} else if grads != nil {
-			m.b.BiasActBackward(gpu.ActNone, rows, o, dOut, nil, m.dA.Slice(0, rows*o), m.gradView(grads, 2*l+1))
+			// identity activation: dPre is dOut itself, only the bias gradient is new
+			m.b.BiasActBackward(gpu.ActNone, rows, o, dOut, nil, dOut, m.gradView(grads, 2*l+1))
 		}
 		if grads != nil {
 			x := m.in
@@ -216,15 +221,32 @@ func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 	}
 }
 
+// gradView returns tensor i's view of grads; the views are made once per
+// gradient buffer, so a training step allocates nothing.
 func (m *MLP) gradView(grads gpu.Buffer, i int) gpu.Buffer {
-	t := m.tensors[i]
-	return grads.Slice(t.Offset, t.Size())
+	if grads != m.gradsOf {
+		m.gradViews = m.gradViews[:0]
+		for _, t := range m.tensors {
+			m.gradViews = append(m.gradViews, grads.Slice(t.Offset, t.Size()))
+		}
+		m.gradsOf = grads
+	}
+	return m.gradViews[i]
+}
+
+// rowsView returns a view of buf's first n elements, reusing *cache when it
+// already is one.
+func rowsView(cache *gpu.Buffer, buf gpu.Buffer, n int) gpu.Buffer {
+	if *cache == nil || (*cache).Len() != n {
+		*cache = buf.Slice(0, n)
+	}
+	return *cache
 }
 
 // Velocity is the sampler's field: v(t, x) with one t for every row.
 func (m *MLP) Velocity(t float64, rows int, x, v gpu.Buffer) {
 	m.Reserve(rows)
-	tb := m.tFill.Slice(0, rows)
+	tb := rowsView(&m.tRows, m.tFill, rows)
 	m.b.Fill(tb, float32(t))
 	m.Forward(rows, tb, x, v)
 }
