@@ -8,7 +8,11 @@ import "errors"
 // builds.
 const Flavor = "cpu"
 
-// NewCUDA reports that this binary has no CUDA backend.
-func NewCUDA() (Backend, error) {
-	return nil, errors.New("this fmgpu was built without CUDA: build bin/fmgpu-cuda with `make cuda` (or use Dockerfile.cuda)")
-}
+// errNoCUDA is what the CUDA entry points return in a build without CUDA.
+var errNoCUDA = errors.New("this fmgpu was built without CUDA: build bin/fmgpu-cuda with `make cuda` (go build -tags cuda; needs cuda.h and libcuda.so), or use Dockerfile.cuda")
+
+// NewCUDA returns the CUDA backend; this build has none.
+func NewCUDA() (Backend, error) { return nil, errNoCUDA }
+
+// ProbeCUDA describes the CUDA device; this build has none.
+func ProbeCUDA() (DeviceInfo, error) { return DeviceInfo{Backend: "cuda"}, errNoCUDA }

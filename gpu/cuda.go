@@ -1,0 +1,230 @@
+//go:build cuda
+
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"gorgonia.org/cu"
+
+	"github.com/fmgpu/fmgpu/kernels"
+)
+
+// Flavor names the build: "cpu", "cuda" or "kernelsim".
+const Flavor = "cuda"
+
+// CUDAOptions configures NewCUDAWith.
+type CUDAOptions struct {
+	// Device is the CUDA device ordinal.
+	Device int
+	// SyncEachLaunch waits for every kernel to finish and checks its
+	// error: slow, but a fault is reported at the kernel that caused it
+	// rather than at the next Sync or Download.
+	SyncEachLaunch bool
+}
+
+// NewCUDA returns the CUDA backend on device 0: DeviceBackend over the CUDA
+// driver API (gorgonia.org/cu) with the kernels of kernels/fmgpu.fatbin.
+func NewCUDA() (Backend, error) { return NewCUDAWith(CUDAOptions{}) }
+
+// NewCUDAWith is NewCUDA with options.
+func NewCUDAWith(o CUDAOptions) (Backend, error) {
+	l, err := newCUDALauncher(o)
+	if err != nil {
+		return nil, err
+	}
+	return newDeviceBackend(l), nil
+}
+
+// ProbeCUDA reports what the CUDA build sees on device 0 (name, compute
+// capability, memory, driver version) after creating a context and loading
+// the kernels, for `fmgpu info`.
+func ProbeCUDA() (DeviceInfo, error) {
+	l, err := newCUDALauncher(CUDAOptions{})
+	if err != nil {
+		return DeviceInfo{Backend: "cuda"}, err
+	}
+	info := l.info()
+	return info, l.close()
+}
+
+// cudaLauncher implements launcher with the CUDA driver API. A CUDA context
+// is current on one OS thread, so every driver call runs on one goroutine
+// locked to its thread (do); all work goes to the legacy default stream,
+// which orders it, and cuMemcpyDtoH waits for it.
+type cudaLauncher struct {
+	mu       sync.Mutex // serializes do
+	req      chan func() error
+	resp     chan error
+	ctx      cu.CUContext
+	mod      cu.Module
+	fns      map[string]cu.Function // touched on the driver goroutine only
+	inf      DeviceInfo
+	syncEach bool
+	closed   bool
+}
+
+func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
+	c := &cudaLauncher{req: make(chan func() error), resp: make(chan error), fns: map[string]cu.Function{}, syncEach: o.SyncEachLaunch}
+	go func() {
+		// Never unlocked: when the goroutine returns, its thread (the only
+		// one the context was current on) ends with it.
+		runtime.LockOSThread()
+		for f := range c.req {
+			c.resp <- f()
+		}
+	}()
+	err := c.do(func() error {
+		n, err := cu.NumDevices()
+		if err != nil {
+			return fmt.Errorf("count CUDA devices: %w", err)
+		}
+		if o.Device < 0 || o.Device >= n {
+			return fmt.Errorf("CUDA device %d requested, %d present", o.Device, n)
+		}
+		dev, err := cu.GetDevice(o.Device)
+		if err != nil {
+			return fmt.Errorf("get CUDA device %d: %w", o.Device, err)
+		}
+		if c.inf, err = deviceInfo(dev); err != nil {
+			return err
+		}
+		// cuCtxCreate makes the new context current on this thread.
+		if c.ctx, err = dev.MakeContext(cu.SchedAuto); err != nil {
+			return fmt.Errorf("create a CUDA context on %s: %w", c.inf.Name, err)
+		}
+		if c.mod, err = cu.LoadData(string(kernels.Fatbin)); err != nil {
+			c.ctx.Destroy()
+			return fmt.Errorf("load the kernels (sm_80/sm_90 SASS, compute_90 PTX) on %s (compute capability %s): %w",
+				c.inf.Name, c.inf.ComputeCapability, err)
+		}
+		return nil
+	})
+	if err != nil {
+		close(c.req)
+		return nil, fmt.Errorf("cuda: %w", err)
+	}
+	return c, nil
+}
+
+func deviceInfo(dev cu.Device) (DeviceInfo, error) {
+	inf := DeviceInfo{Backend: "cuda"}
+	name, err := dev.Name()
+	if err != nil {
+		return inf, fmt.Errorf("device name: %w", err)
+	}
+	major, minor, err := dev.ComputeCapability()
+	if err != nil {
+		return inf, fmt.Errorf("compute capability: %w", err)
+	}
+	mem, err := dev.TotalMem()
+	if err != nil {
+		return inf, fmt.Errorf("device memory: %w", err)
+	}
+	sms, err := dev.Attribute(cu.MultiprocessorCount)
+	if err != nil {
+		return inf, fmt.Errorf("multiprocessor count: %w", err)
+	}
+	inf.Name = fmt.Sprintf("%s (%d SMs)", name, sms)
+	inf.ComputeCapability = fmt.Sprintf("%d.%d", major, minor)
+	inf.MemoryBytes = mem
+	if v := cu.Version(); v > 0 {
+		inf.Driver = fmt.Sprintf("CUDA driver API %d.%d", v/1000, v%1000/10)
+	}
+	return inf, nil
+}
+
+// do runs f on the driver goroutine and returns its error.
+func (c *cudaLauncher) do(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- f
+	return <-c.resp
+}
+
+func (c *cudaLauncher) info() DeviceInfo { return c.inf }
+
+func (c *cudaLauncher) alloc(bytes int) (devPtr, error) {
+	var p cu.DevicePtr
+	err := c.do(func() (err error) {
+		p, err = cu.MemAlloc(int64(bytes))
+		return err
+	})
+	return devPtr(p), err
+}
+
+func (c *cudaLauncher) free(p devPtr) error {
+	return c.do(func() error { return cu.MemFree(cu.DevicePtr(p)) })
+}
+
+func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
+	return c.do(func() error {
+		return cu.MemcpyHtoD(cu.DevicePtr(dst), unsafe.Pointer(&src[0]), int64(4*len(src)))
+	})
+}
+
+func (c *cudaLauncher) download(dst []float32, src devPtr) error {
+	return c.do(func() error {
+		return cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), cu.DevicePtr(src), int64(4*len(dst)))
+	})
+}
+
+func (c *cudaLauncher) copyDtoD(dst, src devPtr, bytes int) error {
+	return c.do(func() error { return cu.MemcpyDtoD(cu.DevicePtr(dst), cu.DevicePtr(src), int64(bytes)) })
+}
+
+func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
+	return c.do(func() error { return cu.MemsetD32(cu.DevicePtr(dst), v, int64(n)) })
+}
+
+// launch passes each argument as a pointer to its 8-byte slot: cu's Launch
+// copies 8 bytes from every pointer into the parameter buffer, and the
+// driver reads each parameter's own size from its low bytes.
+func (c *cudaLauncher) launch(k *kernelCall) error {
+	return c.do(func() error {
+		fn, ok := c.fns[k.name]
+		if !ok {
+			var err error
+			if fn, err = c.mod.Function(k.name); err != nil {
+				return fmt.Errorf("kernel %s: %w", k.name, err)
+			}
+			c.fns[k.name] = fn
+		}
+		var params [maxKernelArgs]unsafe.Pointer
+		for i := 0; i < k.n; i++ {
+			params[i] = unsafe.Pointer(&k.slots[i])
+		}
+		if err := fn.Launch(int(k.grid.x), int(k.grid.y), int(k.grid.z), int(k.block.x), int(k.block.y), int(k.block.z),
+			k.shared, cu.NoStream, params[:k.n]); err != nil {
+			return err
+		}
+		if c.syncEach {
+			return cu.Synchronize()
+		}
+		return nil
+	})
+}
+
+func (c *cudaLauncher) sync() error { return c.do(cu.Synchronize) }
+
+func (c *cudaLauncher) close() error {
+	err := c.do(func() error {
+		errU := c.mod.Unload()
+		errD := c.ctx.Destroy()
+		return errors.Join(errU, errD)
+	})
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.req)
+	}
+	c.mu.Unlock()
+	return err
+}

@@ -1,0 +1,88 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+)
+
+// devPtr is a device address: a CUdeviceptr in the cuda build, the address
+// of host memory standing in for device memory in the kernelsim build.
+type devPtr uint64
+
+// dim3 is a CUDA grid or block shape.
+type dim3 struct{ x, y, z uint32 }
+
+// maxKernelArgs bounds the arguments of one kernel (lin_comb_update_kernel
+// and error_norm_reduce_kernel take the most: 7 stage pointers and 7
+// coefficients plus their other operands).
+const maxKernelArgs = 32
+
+// kernelCall is one kernel launch as the device backend describes it to a
+// launcher: the kernel's name in kernels/*.cu, its grid, block and dynamic
+// shared memory, and its arguments, each in an 8-byte slot (gorgonia.org/cu
+// copies 8 bytes from every argument pointer; a 4-byte int or float sits
+// in the slot's low bytes, which is where a little-endian kernel reads it)
+// with a signature letter per argument that the kernelsim harness checks
+// against the kernel's C++ parameter types.
+type kernelCall struct {
+	name   string
+	grid   dim3
+	block  dim3
+	shared int
+	n      int
+	slots  [maxKernelArgs]uint64
+	sig    [maxKernelArgs]byte
+}
+
+func (k *kernelCall) arg(bits uint64, sig byte) *kernelCall {
+	if k.n == maxKernelArgs {
+		panic(fmt.Sprintf("gpu: %s: more than %d kernel arguments", k.name, maxKernelArgs))
+	}
+	k.slots[k.n], k.sig[k.n] = bits, sig
+	k.n++
+	return k
+}
+
+// ptr appends a pointer argument (T* in the kernel).
+func (k *kernelCall) ptr(p devPtr) *kernelCall { return k.arg(uint64(p), 'p') }
+
+// i32 appends an int argument; v must fit in int32.
+func (k *kernelCall) i32(v int) *kernelCall {
+	if v < math.MinInt32 || v > math.MaxInt32 {
+		panic(fmt.Sprintf("gpu: %s: argument %d does not fit the kernel's int", k.name, v))
+	}
+	return k.arg(uint64(uint32(int32(v))), 'i')
+}
+
+// f32 appends a float argument.
+func (k *kernelCall) f32(v float32) *kernelCall { return k.arg(uint64(math.Float32bits(v)), 'f') }
+
+// f64 appends a double argument.
+func (k *kernelCall) f64(v float64) *kernelCall { return k.arg(math.Float64bits(v), 'd') }
+
+// u64 appends an unsigned long long argument.
+func (k *kernelCall) u64(v uint64) *kernelCall { return k.arg(v, 'L') }
+
+// signature is the argument letters, for the kernelsim check and errors.
+func (k *kernelCall) signature() string { return string(k.sig[:k.n]) }
+
+// launcher is all the device backend needs of a device: memory, copies and
+// kernel launches, in one stream (every call is ordered after the previous
+// ones). The cuda build implements it with the CUDA driver API
+// (cuda_launcher.go), the kernelsim build with the host-compiled kernels
+// (kernelsim.go). Errors of asynchronous work may surface at a later call.
+type launcher interface {
+	info() DeviceInfo
+	alloc(bytes int) (devPtr, error)
+	free(p devPtr) error
+	// upload copies src to dst; the caller may reuse src when it returns.
+	upload(dst devPtr, src []float32) error
+	// download waits for queued work, then copies src to dst.
+	download(dst []float32, src devPtr) error
+	copyDtoD(dst, src devPtr, bytes int) error
+	memset32(dst devPtr, v uint32, n int) error
+	launch(k *kernelCall) error
+	// sync waits for queued work.
+	sync() error
+	close() error
+}

@@ -1,0 +1,57 @@
+// General matrix products for the network's forward and backward passes.
+#include "gemm.cuh"
+
+// gemm_body: C = alpha op(A) op(B) + beta C over the block's tile; C is not
+// read when beta = 0 (it may hold NaN).
+template <bool TA, bool TB>
+FM_DEVICE void gemm_body(int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                         const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
+    float acc[4][4];
+    gemm_tile<TA, TB>(m, n, k, A, lda, B, ldb, acc);
+    const int row0 = (int)blockIdx.y * GEMM_BM + (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + (int)threadIdx.x;
+    FM_UNROLL
+    for (int i = 0; i < 4; i++) {
+        int r = row0 + 16 * i;
+        if (r >= m) continue;
+        FM_UNROLL
+        for (int j = 0; j < 4; j++) {
+            int c = col0 + 16 * j;
+            if (c >= n) continue;
+            float* cp = C + (long long)r * ldc + c;
+            float v = alpha * acc[i][j];
+            if (beta != 0.0f) v += beta * *cp;
+            *cp = v;
+        }
+    }
+}
+
+// gemm_{nn,nt,tn,tt}_forward_kernel: C = alpha op(A) op(B) + beta C, op(X)
+// = X or X^T as the first (A) and second (B) letter say; beta = 0 does not
+// read C; k = 0 gives C = beta C.
+// Shapes: op(A) m x k (A stored m x k, or k x m when transposed, row stride
+// lda); op(B) k x n (B stored k x n or n x k, row stride ldb); C m x n (row
+// stride ldc). Row-major throughout.
+// Launch: grid (ceil(n / 64), ceil(m / 64)), block (16, 16).
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_nn_forward_kernel(int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                           const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
+    gemm_body<false, false>(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_nt_forward_kernel(int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                           const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
+    gemm_body<false, true>(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_tn_forward_kernel(int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                           const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
+    gemm_body<true, false>(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+extern "C" __global__ void __launch_bounds__(256)
+    gemm_tt_forward_kernel(int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                           const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
+    gemm_body<true, true>(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}

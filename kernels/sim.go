@@ -1,0 +1,113 @@
+//go:build kernelsim
+
+package kernels
+
+/*
+#cgo CXXFLAGS: -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unused-function
+#cgo LDFLAGS: -lstdc++ -lm -lpthread
+#include <stdlib.h>
+#include "sim_api.h"
+*/
+import "C"
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"unsafe"
+)
+
+// Sources are the kernel sources the harness compiled. Embedding them also
+// makes the go build cache rebuild this package when a .cu or .cuh file
+// changes (cgo alone tracks only the package's own C and header files).
+//
+//go:embed *.cu *.cuh
+var Sources embed.FS
+
+// SimOrder is the order in which the harness runs a block's threads
+// between two barriers.
+type SimOrder int
+
+const (
+	SimForward SimOrder = 0 // thread 0 first
+	SimReverse SimOrder = 1 // the last thread first
+	SimShuffle SimOrder = 2 // a fresh pseudo-random permutation per phase
+)
+
+// SimConfig configures the harness for the launches that follow.
+// Threads <= 0 runs blocks on every core. Guard ends each allocation at an
+// inaccessible page, so a kernel reading or writing past a buffer faults.
+func SimConfig(threads int, order SimOrder, seed uint64, guard bool) {
+	g := 0
+	if guard {
+		g = 1
+	}
+	C.sim_configure(C.int(threads), C.int(order), C.uint64_t(seed), C.int(g))
+}
+
+// SimLaunch runs kernel name over grid x block threads with shared bytes
+// of dynamic shared memory, synchronously. args holds one 8-byte slot per
+// kernel argument and sig one letter per argument (p pointer, i int32,
+// u uint32, f float32, d float64, L uint64, l int64); the harness checks
+// sig against the kernel's C++ signature.
+func SimLaunch(name string, grid, block [3]uint32, shared int, args []uint64, sig string) error {
+	if len(args) != len(sig) {
+		return fmt.Errorf("%s: %d argument slots, signature %q", name, len(args), sig)
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	csig := C.CString(sig)
+	defer C.free(unsafe.Pointer(csig))
+	g := [3]C.uint{C.uint(grid[0]), C.uint(grid[1]), C.uint(grid[2])}
+	b := [3]C.uint{C.uint(block[0]), C.uint(block[1]), C.uint(block[2])}
+	var argp *C.uint64_t
+	if len(args) > 0 {
+		argp = (*C.uint64_t)(unsafe.Pointer(&args[0]))
+	}
+	var msg [1024]C.char
+	if C.sim_launch(cname, &g[0], &b[0], C.size_t(shared), argp, C.int(len(args)), csig, &msg[0], C.size_t(len(msg))) != 0 {
+		return errors.New(C.GoString(&msg[0]))
+	}
+	return nil
+}
+
+// SimAlloc returns bytes of harness "device" memory (host memory, its
+// contents NaN), or 0 when bytes is 0 or the allocation fails.
+func SimAlloc(bytes int) uint64 { return uint64(C.sim_alloc(C.size_t(bytes))) }
+
+// SimFree releases an allocation of SimAlloc.
+func SimFree(p uint64) { C.sim_free(C.uint64_t(p)) }
+
+// SimHtoD copies src into device memory at dst.
+func SimHtoD(dst uint64, src []float32) {
+	if len(src) > 0 {
+		C.sim_htod(C.uint64_t(dst), unsafe.Pointer(&src[0]), C.size_t(4*len(src)))
+	}
+}
+
+// SimDtoH copies device memory at src into dst.
+func SimDtoH(dst []float32, src uint64) {
+	if len(dst) > 0 {
+		C.sim_dtoh(unsafe.Pointer(&dst[0]), C.uint64_t(src), C.size_t(4*len(dst)))
+	}
+}
+
+// SimDtoD copies bytes of device memory (the ranges may overlap).
+func SimDtoD(dst, src uint64, bytes int) {
+	C.sim_dtod(C.uint64_t(dst), C.uint64_t(src), C.size_t(bytes))
+}
+
+// SimMemset32 sets n 32-bit words at dst to v.
+func SimMemset32(dst uint64, v uint32, n int) {
+	C.sim_memset32(C.uint64_t(dst), C.uint32_t(v), C.size_t(n))
+}
+
+// SimKernels lists the harness's kernels with their argument signatures.
+func SimKernels() map[string]string {
+	n := int(C.sim_kernel_count())
+	m := make(map[string]string, n)
+	for i := 0; i < n; i++ {
+		m[C.GoString(C.sim_kernel_name(C.int(i)))] = C.GoString(C.sim_kernel_sig(C.int(i)))
+	}
+	return m
+}
