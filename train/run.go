@@ -42,6 +42,10 @@ type RunOptions struct {
 	Data            DataInfo
 	// OnLog is called after every read with the latest metric.
 	OnLog func(Metric)
+	// StopAt, when between the current step and Steps, ends this run after
+	// that step with a checkpoint, as if interrupted there: a long run can
+	// be done in chunks (batch-queue time limits) and resumed exactly.
+	StopAt int
 }
 
 // Run trains until the configured step count, reading progress every
@@ -63,10 +67,14 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	save := func() error { return tr.Save(ckPath, o.Std, o.Data) }
 	start := time.Now()
 	lastT, lastStep := start, tr.step
-	for tr.step < tr.cfg.Steps {
+	end := tr.cfg.Steps
+	if o.StopAt > 0 && o.StopAt < end {
+		end = o.StopAt
+	}
+	for tr.step < end {
 		tr.Step()
 		s := tr.step
-		due := s%o.LogEvery == 0 || s == tr.cfg.Steps
+		due := s%o.LogEvery == 0 || s == end
 		ckDue := o.CheckpointEvery > 0 && s%o.CheckpointEvery == 0
 		cancelled := ctx.Err() != nil
 		if !due && !ckDue && !cancelled {
@@ -93,7 +101,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			}
 			return ctx.Err()
 		}
-		if ckDue && s != tr.cfg.Steps {
+		if ckDue && s != end {
 			if err := save(); err != nil {
 				return err
 			}

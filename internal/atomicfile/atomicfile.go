@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/google/renameio/v2"
 )
@@ -16,7 +17,11 @@ import (
 // Write creates or replaces path with what fill writes. If fill fails, the
 // temporary file is removed and path is untouched.
 func Write(path string, fill func(w io.Writer) error) error {
-	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
+	removeStale(path)
+	// The temporary file lives beside its destination: the rename is then
+	// within one file system, and what a kill leaves is found (and removed
+	// by the next write of the same file) where the user looks.
+	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithTempDir(filepath.Dir(path)))
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -36,6 +41,28 @@ func WriteBytes(path string, data []byte) error {
 		_, err := w.Write(data)
 		return err
 	})
+}
+
+// removeStale deletes the temporary files that writes of path killed
+// before their rename left behind: "." + base name + decimal digits, the
+// names renameio gives them.
+func removeStale(path string) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	matches, _ := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+"[0-9]*"))
+	for _, m := range matches {
+		suffix := strings.TrimPrefix(filepath.Base(m), "."+base)
+		if suffix != "" && strings.Trim(suffix, "0123456789") == "" {
+			os.Remove(m)
+		}
+	}
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer("*", `\*`, "?", `\?`, "[", `\[`, `\`, `\\`)
+	return r.Replace(s)
 }
 
 // syncDir makes the rename itself durable: without it a power loss after

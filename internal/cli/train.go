@@ -38,6 +38,7 @@ type trainOptions struct {
 	data, out, device                  string
 	cfg                                train.Config
 	checkpointEvery, logEvery, threads int
+	stopAfter                          int
 	nData                              int
 	resume, plot                       bool
 	quiet                              bool
@@ -107,6 +108,7 @@ func trainCommand() *ucli.Command {
 		&ucli.Float64Flag{Name: "time-shift", Value: 1, Usage: "SD3 time shift (1: none), applied in training and sampling"},
 		&ucli.IntFlag{Name: "checkpoint-every", Value: 0, Usage: "also write the checkpoint every N steps (0: only at the end)"},
 		&ucli.BoolFlag{Name: "resume", Usage: "continue from OUT/checkpoint.safetensors"},
+		&ucli.IntFlag{Name: "stop-after", Usage: "end this run after step K of --steps with a checkpoint (resume later with --resume)"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 		&ucli.StringFlag{Name: "optimizer", Value: "adam", Usage: "adam or adamw"},
 		&ucli.Float64Flag{Name: "weight-decay", Value: 0, Usage: "weight decay (L2 for adam, decoupled for adamw)"},
@@ -139,7 +141,7 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	o := trainOptions{
 		data: c.String("data"), out: c.String("out"), device: c.String("device"),
 		checkpointEvery: c.Int("checkpoint-every"), logEvery: c.Int("log-every"), threads: c.Int("threads"),
-		nData: c.Int("n-data"), resume: c.Bool("resume"), plot: !c.Bool("no-plot"), quiet: c.Bool("quiet"),
+		nData: c.Int("n-data"), resume: c.Bool("resume"), stopAfter: c.Int("stop-after"), plot: !c.Bool("no-plot"), quiet: c.Bool("quiet"),
 	}
 	hidden, err := model.ParseHidden(c.String("hidden"))
 	if err != nil {
@@ -191,6 +193,8 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		return o, usagef("--n-data %d: need 1..%d", o.nData, 1<<26)
 	case o.threads < 0:
 		return o, usagef("--threads %d: need >= 0", o.threads)
+	case o.stopAfter < 0 || o.stopAfter > o.cfg.Steps:
+		return o, usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
 	case o.cfg.Warmup > o.cfg.Steps:
 		return o, usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
 	}
@@ -220,6 +224,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	if o.resume {
 		if ck, err = train.Load(ckPath); err != nil {
 			return fmt.Errorf("--resume: %w", err)
+		}
+		if o.stopAfter > 0 && o.stopAfter <= ck.Meta.Step {
+			return usagef("--stop-after %d: the checkpoint is already at step %d", o.stopAfter, ck.Meta.Step)
 		}
 		if ck.Meta.Step >= o.cfg.Steps {
 			return usagef("--resume: %s is at step %d; raise --steps above it to train further", ckPath, ck.Meta.Step)
@@ -257,7 +264,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: std, Data: train.DataInfo{Source: o.data, Rows: ds.N, Dim: ds.D},
-		OnLog: prog.update,
+		OnLog: prog.update, StopAt: o.stopAfter,
 	})
 	prog.finish(runErr == nil)
 	var nf *train.NonFiniteError
@@ -269,6 +276,10 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return fmt.Errorf("%w; the last good checkpoint is kept", runErr)
 	case runErr != nil:
 		return runErr
+	}
+	if tr.StepsDone() < o.cfg.Steps {
+		fmt.Fprintf(stderr, "fmgpu train: stopped at step %d of %d as asked; continue with --resume\n", tr.StepsDone(), o.cfg.Steps)
+		return nil
 	}
 	if o.plot {
 		if err := trainPlots(b, tr, std, ds, o); err != nil {

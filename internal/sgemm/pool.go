@@ -3,6 +3,7 @@ package sgemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // buffers are one worker's packing space, reused across calls.
@@ -17,12 +18,21 @@ type job struct {
 	prob  *problem
 	parts int
 	byM   bool // split rows (else columns) among parts
-	units int  // MR-row or NR-column panels to split
+	units int  // MR-row or NR-column panels (dotBlock rows on the dot path)
 	bufs  []buffers
 	tasks []task
 	wg    sync.WaitGroup
-	tmp   []float32 // C^T for the tiny-n path
+	tmp   []float32 // C^T for the tiny-n path, B^T for the dot path
 	p     problem
+
+	bsh      []float32 // shared packed B
+	np       int       // NR-column panels of B
+	chunk    int64     // units per grab
+	next     atomic.Int64
+	packNext atomic.Int64
+	packDone atomic.Int64
+	// packUnits: panels x k-blocks of B to pack into bsh before computing.
+	packUnits int64
 }
 
 // dotBlock: rows per unit of work on the dot path.
@@ -83,6 +93,11 @@ func putJob(j *job) {
 }
 
 // run computes the product pr, split over the pool when large enough.
+//
+// Work is handed out dynamically: the caller and the woken workers take
+// chunks of MR-row (or NR-column) panels from an atomic counter, so a
+// late or preempted worker delays nothing. A transposed B is first packed
+// once into a shared buffer, panel by panel, by all parts together.
 func (j *job) run(in *problem) {
 	j.p = *in
 	pr := &j.p
@@ -94,22 +109,41 @@ func (j *job) run(in *problem) {
 	}
 	mp := (pr.m + K.mr - 1) / K.mr
 	np := (pr.n + K.nr - 1) / K.nr
+	j.packUnits = 0
+	shared := tuneShared && pr.transB && !pr.dot && parts > 1 && pr.k*np*K.nr <= maxSharedB
 	switch {
 	case pr.dot:
 		// Rows in blocks of dotBlock.
 		j.byM, j.units = true, (pr.m+dotBlock-1)/dotBlock
-	case pr.transB && np >= parts && mp < 8*np:
-		// B is packed but A is read in place: splitting columns packs
-		// each B panel once, while splitting rows would pack all of B on
-		// every part. Worth it unless A is much larger than B.
+	case !shared && pr.transB && np >= parts && mp < 8*np:
+		// B is packed per part but A is read in place: splitting columns
+		// packs each B panel once, while splitting rows would pack all of
+		// B on every part. Worth it unless A is much larger than B.
 		j.byM, j.units = false, np
 	case mp >= np:
 		j.byM, j.units = true, mp
 	default:
 		j.byM, j.units = false, np
 	}
+	if shared {
+		need := pr.k * np * K.nr
+		if cap(j.bsh) < need {
+			j.bsh = make([]float32, need)
+		}
+		pr.bsh = j.bsh[:need]
+		pr.pcStride = K.kc * np * K.nr
+		j.np = np
+		j.packUnits = int64(((pr.k + K.kc - 1) / K.kc) * np)
+	}
 	parts = min(parts, j.units)
 	j.parts = parts
+	j.chunk = int64(max(1, j.units/(parts*tuneChunks)))
+	if parts == 1 {
+		j.chunk = int64(j.units)
+	}
+	j.next.Store(0)
+	j.packNext.Store(0)
+	j.packDone.Store(0)
 	if parts == 1 {
 		j.runPart(0)
 		return
@@ -122,17 +156,53 @@ func (j *job) run(in *problem) {
 	j.wg.Wait()
 }
 
+const (
+	// chunksPerPart: work is cut into about this many chunks per part.
+	chunksPerPart = 1
+	// maxSharedB bounds (in floats) the shared packed copy of a
+	// transposed B; larger ones are packed per part and per block.
+	maxSharedB = 4 << 20
+)
+
 func (j *job) runPart(part int) {
 	pr := j.prob
-	u0 := part * j.units / j.parts
-	u1 := (part + 1) * j.units / j.parts
-	if pr.dot {
-		pr.dotRegion(min(pr.m, u0*dotBlock), min(pr.m, u1*dotBlock))
-		return
+	K := pr.kern
+	if j.packUnits > 0 {
+		for {
+			u := j.packNext.Add(1) - 1
+			if u >= j.packUnits {
+				break
+			}
+			t, q := int(u)/j.np, int(u)%j.np
+			pc := t * K.kc
+			kb := min(K.kc, pr.k-pc)
+			off := t*pr.pcStride + q*kb*K.nr
+			packBT(pr.bsh[off:off+kb*K.nr], pr.b, pr.ldb, q*K.nr, min(K.nr, pr.n-q*K.nr), pc, kb, K.nr)
+			j.packDone.Add(1)
+		}
+		for j.packDone.Load() < j.packUnits {
+			runtime.Gosched()
+		}
 	}
-	if j.byM {
-		pr.region(&j.bufs[part], u0*pr.kern.mr, min(pr.m, u1*pr.kern.mr), 0, pr.n)
-	} else {
-		pr.region(&j.bufs[part], 0, pr.m, u0*pr.kern.nr, min(pr.n, u1*pr.kern.nr))
+	units := int64(j.units)
+	for {
+		u0 := j.next.Add(j.chunk) - j.chunk
+		if u0 >= units {
+			return
+		}
+		u1 := int(min(u0+j.chunk, units))
+		switch {
+		case pr.dot:
+			pr.dotRegion(min(pr.m, int(u0)*dotBlock), min(pr.m, u1*dotBlock))
+		case j.byM:
+			pr.region(&j.bufs[part], int(u0)*K.mr, min(pr.m, u1*K.mr), 0, pr.n)
+		default:
+			pr.region(&j.bufs[part], 0, pr.m, int(u0)*K.nr, min(pr.n, u1*K.nr))
+		}
 	}
 }
+
+var (
+	tuneShared = true
+	tuneChunks = chunksPerPart
+)

@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// TestMain lets a test run the command line as a separate process (for
+// signals and kills): the test binary re-executes itself with
+// FMGPU_CLI_MAIN=1 and behaves as fmgpu.
+func TestMain(m *testing.M) {
+	if os.Getenv("FMGPU_CLI_MAIN") == "1" {
+		os.Exit(Main(append([]string{"fmgpu"}, os.Args[1:]...)))
+	}
+	os.Exit(m.Run())
+}
+
+func fmgpuProcess(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "FMGPU_CLI_MAIN=1")
+	return cmd
+}
+
+// metricTrace reads metrics.jsonl without the timing columns.
+func metricTrace(t *testing.T, dir string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, train.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("metrics line %q: %v", sc.Text(), err)
+		}
+		delete(m, "steps_per_s")
+		delete(m, "elapsed_s")
+		js, _ := json.Marshal(m)
+		out = append(out, string(js))
+	}
+	return out
+}
+
+func sameCheckpointTensors(t *testing.T, a, b string) {
+	t.Helper()
+	ca, err := train.Load(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := train.Load(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Meta.Step != cb.Meta.Step {
+		t.Fatalf("steps %d and %d", ca.Meta.Step, cb.Meta.Step)
+	}
+	for name, p := range map[string][2][]float32{"weights": {ca.Params, cb.Params}, "ema": {ca.EMA, cb.EMA},
+		"adam m": {ca.AdamM, cb.AdamM}, "adam v": {ca.AdamV, cb.AdamV}} {
+		for i := range p[0] {
+			if p[0][i] != p[1][i] {
+				t.Fatalf("%s[%d]: %v straight, %v resumed", name, i, p[0][i], p[1][i])
+			}
+		}
+	}
+}
+
+var resumeArgs = []string{"--data", "8gaussians", "--steps", "300", "--batch", "64", "--hidden", "32,32",
+	"--n-data", "3000", "--warmup", "20", "--log-every", "25", "--quiet", "--no-plot"}
+
+// N steps straight, and N/2 steps then --resume to N, give bit-identical
+// checkpoint tensors and the same loss trace.
+func TestExactResume(t *testing.T) {
+	straight, chunked := t.TempDir(), t.TempDir()
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, resumeArgs...)...); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "150"}, resumeArgs...)...); code != 0 {
+		t.Fatal(e)
+	}
+	if ck, err := train.Load(filepath.Join(chunked, train.CheckpointName)); err != nil || ck.Meta.Step != 150 {
+		t.Fatalf("after --stop-after 150: %v", err)
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--resume"}, resumeArgs...)...); code != 0 {
+		t.Fatal(e)
+	}
+	sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(chunked, train.CheckpointName))
+	a, b := metricTrace(t, straight), metricTrace(t, chunked)
+	if strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("loss traces differ:\n%s\nvs\n%s", strings.Join(a, "\n"), strings.Join(b, "\n"))
+	}
+	// flags that contradict the checkpoint
+	for _, bad := range [][]string{{"--path", "vp"}, {"--hidden", "16,16"}, {"--data", "gaussian", "--time-sampling", "logit-normal"}} {
+		// a flag given twice takes its last value
+		args := append(append([]string{"train", "--out", chunked, "--resume"}, resumeArgs...), bad...)
+		code, _, e := fmgpu(t, append(args, "--steps", "400")...)
+		if code != 2 || !strings.Contains(e, "differ") {
+			t.Errorf("resume with %v: exit %d, %q", bad, code, e)
+		}
+	}
+}
+
+// Ctrl-C (SIGINT) or SIGTERM during training saves a checkpoint at the
+// current step and exits with 130; resuming from it ends bit-identical to
+// a straight run.
+func TestInterruptSavesAndResumes(t *testing.T) {
+	straight := t.TempDir()
+	args := []string{"--data", "8gaussians", "--steps", "1500", "--batch", "256", "--hidden", "64,64",
+		"--n-data", "3000", "--warmup", "20", "--log-every", "10", "--quiet", "--no-plot"}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, args...)...); code != 0 {
+		t.Fatal(e)
+	}
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		dir := t.TempDir()
+		cmd := fmgpuProcess(append([]string{"train", "--out", dir}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForFile(t, filepath.Join(dir, train.MetricsName))
+		cmd.Process.Signal(sig)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+			t.Fatalf("%v: exit %v, stderr %q", sig, err, stderr.String())
+		}
+		ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
+		if err != nil {
+			t.Fatalf("%v: no usable checkpoint after the interrupt: %v", sig, err)
+		}
+		if ck.Meta.Step == 0 || ck.Meta.Step >= 1500 {
+			t.Fatalf("%v: checkpoint at step %d", sig, ck.Meta.Step)
+		}
+		t.Logf("%v at step %d", sig, ck.Meta.Step)
+		if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--resume"}, args...)...); code != 0 {
+			t.Fatal(e)
+		}
+		sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(dir, train.CheckpointName))
+	}
+}
+
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%s did not appear", path)
+}
+
+// A process killed with SIGKILL at random moments, while it writes a
+// checkpoint and the metrics at every step, leaves files that are each
+// either the previous version or the new one, whole: every checkpoint
+// loads, every metrics line parses, and no temporary file is left but the
+// one being written at the instant of the kill.
+func TestKillDuringWritesLeavesWholeFiles(t *testing.T) {
+	dir := t.TempDir()
+	r := rand.New(rand.NewPCG(5, 6))
+	args := []string{"train", "--out", dir, "--data", "moons", "--steps", "100000", "--batch", "32",
+		"--hidden", "256,256", "--n-data", "1000", "--warmup", "1", "--checkpoint-every", "1", "--log-every", "1", "--quiet", "--no-plot"}
+	for i := 0; i < 12; i++ {
+		a := args
+		if i > 0 {
+			a = append(append([]string{}, args...), "--resume")
+		}
+		cmd := fmgpuProcess(a...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			waitForFile(t, filepath.Join(dir, train.CheckpointName))
+		}
+		time.Sleep(time.Duration(20+r.IntN(300)) * time.Millisecond)
+		cmd.Process.Kill()
+		cmd.Wait()
+		ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
+		if err != nil {
+			t.Fatalf("kill %d: the checkpoint does not load: %v", i, err)
+		}
+		metricTrace(t, dir) // fails the test on a torn line
+		if tmp, _ := filepath.Glob(filepath.Join(dir, ".*")); len(tmp) > 2 {
+			t.Errorf("kill %d: temporary files pile up: %v", i, tmp)
+		}
+		t.Logf("kill %d: checkpoint whole at step %d", i, ck.Meta.Step)
+	}
+}
+
+// A non-finite loss stops training with an error naming the step and what
+// to lower, keeps the last good checkpoint, and exits 1.
+func TestNonFiniteLossStops(t *testing.T) {
+	dir := t.TempDir()
+	code, _, stderr := fmgpu(t, "train", "--out", dir, "--data", "moons", "--steps", "400", "--batch", "64",
+		"--hidden", "32,32", "--n-data", "1000", "--warmup", "0", "--lr", "1e30", "--clip-grad", "0",
+		"--checkpoint-every", "1", "--log-every", "1", "--quiet", "--no-plot")
+	if code != ExitFailure || !strings.Contains(stderr, "non-finite") || !strings.Contains(stderr, "step ") || !strings.Contains(stderr, "--lr") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+	ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
+	if err != nil {
+		t.Fatalf("last good checkpoint: %v", err)
+	}
+	t.Logf("stopped: %s; kept checkpoint at step %d", strings.TrimSpace(stderr), ck.Meta.Step)
+}
+
+// An output directory that cannot be created is a clear error before any
+// training, naming --out.
+func TestUnwritableOutput(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(f, []byte("x"), 0o644)
+	code, _, stderr := fmgpu(t, "train", "--out", filepath.Join(f, "sub"), "--data", "moons", "--steps", "10", "--warmup", "1", "--quiet")
+	if code != ExitFailure || !strings.Contains(stderr, "--out") {
+		t.Errorf("exit %d, %q", code, stderr)
+	}
+}
