@@ -25,14 +25,8 @@ type job struct {
 	tmp   []float32 // C^T for the tiny-n path, B^T for the dot path
 	p     problem
 
-	bsh      []float32 // shared packed B
-	np       int       // NR-column panels of B
-	chunk    int64     // units per grab
-	next     atomic.Int64
-	packNext atomic.Int64
-	packDone atomic.Int64
-	// packUnits: panels x k-blocks of B to pack into bsh before computing.
-	packUnits int64
+	chunk int64 // units per grab
+	next  atomic.Int64
 }
 
 // dotBlock: rows per unit of work on the dot path.
@@ -94,10 +88,12 @@ func putJob(j *job) {
 
 // run computes the product pr, split over the pool when large enough.
 //
-// Work is handed out dynamically: the caller and the woken workers take
-// chunks of MR-row (or NR-column) panels from an atomic counter, so a
-// late or preempted worker delays nothing. A transposed B is first packed
-// once into a shared buffer, panel by panel, by all parts together.
+// The panels are cut into one chunk per part (static halves keep the
+// blocks of A and B each part streams small enough for its L2), but the
+// chunks are taken from an atomic counter: when a worker wakes late or is
+// preempted, the caller takes its chunk instead of waiting. (Finer chunks
+// and a shared packed B were measured slower on the MLP shapes: each
+// chunk then streams a whole kc x n block of B through L2.)
 func (j *job) run(in *problem) {
 	j.p = *in
 	pr := &j.p
@@ -109,13 +105,11 @@ func (j *job) run(in *problem) {
 	}
 	mp := (pr.m + K.mr - 1) / K.mr
 	np := (pr.n + K.nr - 1) / K.nr
-	j.packUnits = 0
-	shared := tuneShared && pr.transB && !pr.dot && parts > 1 && pr.k*np*K.nr <= maxSharedB
 	switch {
 	case pr.dot:
 		// Rows in blocks of dotBlock.
 		j.byM, j.units = true, (pr.m+dotBlock-1)/dotBlock
-	case !shared && pr.transB && np >= parts && mp < 8*np:
+	case pr.transB && np >= parts && mp < 8*np:
 		// B is packed per part but A is read in place: splitting columns
 		// packs each B panel once, while splitting rows would pack all of
 		// B on every part. Worth it unless A is much larger than B.
@@ -125,25 +119,13 @@ func (j *job) run(in *problem) {
 	default:
 		j.byM, j.units = false, np
 	}
-	if shared {
-		need := pr.k * np * K.nr
-		if cap(j.bsh) < need {
-			j.bsh = make([]float32, need)
-		}
-		pr.bsh = j.bsh[:need]
-		pr.pcStride = K.kc * np * K.nr
-		j.np = np
-		j.packUnits = int64(((pr.k + K.kc - 1) / K.kc) * np)
-	}
 	parts = min(parts, j.units)
 	j.parts = parts
-	j.chunk = int64(max(1, j.units/(parts*tuneChunks)))
+	j.chunk = int64(max(1, j.units/(parts*chunksPerPart)))
 	if parts == 1 {
 		j.chunk = int64(j.units)
 	}
 	j.next.Store(0)
-	j.packNext.Store(0)
-	j.packDone.Store(0)
 	if parts == 1 {
 		j.runPart(0)
 		return
@@ -156,34 +138,12 @@ func (j *job) run(in *problem) {
 	j.wg.Wait()
 }
 
-const (
-	// chunksPerPart: work is cut into about this many chunks per part.
-	chunksPerPart = 1
-	// maxSharedB bounds (in floats) the shared packed copy of a
-	// transposed B; larger ones are packed per part and per block.
-	maxSharedB = 4 << 20
-)
+// chunksPerPart: work is cut into about this many chunks per part.
+const chunksPerPart = 1
 
 func (j *job) runPart(part int) {
 	pr := j.prob
 	K := pr.kern
-	if j.packUnits > 0 {
-		for {
-			u := j.packNext.Add(1) - 1
-			if u >= j.packUnits {
-				break
-			}
-			t, q := int(u)/j.np, int(u)%j.np
-			pc := t * K.kc
-			kb := min(K.kc, pr.k-pc)
-			off := t*pr.pcStride + q*kb*K.nr
-			packBT(pr.bsh[off:off+kb*K.nr], pr.b, pr.ldb, q*K.nr, min(K.nr, pr.n-q*K.nr), pc, kb, K.nr)
-			j.packDone.Add(1)
-		}
-		for j.packDone.Load() < j.packUnits {
-			runtime.Gosched()
-		}
-	}
 	units := int64(j.units)
 	for {
 		u0 := j.next.Add(j.chunk) - j.chunk
@@ -201,8 +161,3 @@ func (j *job) runPart(part int) {
 		}
 	}
 }
-
-var (
-	tuneShared = true
-	tuneChunks = chunksPerPart
-)

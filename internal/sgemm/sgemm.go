@@ -260,10 +260,6 @@ type problem struct {
 	c              []float32
 	ldc            int
 	ep             *Epilogue
-	// bsh, when set, holds all of op(B) packed: panel q (NR columns) of
-	// k-block t (kc rows, kb in the last) at t*pcStride + q*kb*NR.
-	bsh      []float32
-	pcStride int
 }
 
 // region computes rows [i0, i1) and columns [j0, j1) of C.
@@ -290,22 +286,12 @@ func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
 			last := pc+kb == pr.k
 			// Prepare B panels.
 			need := npan * kb * NR
-			var pb []float32
-			full := nb / NR // panels with all NR columns
-			packed := pr.transB
-			if pr.bsh != nil {
-				// Packed once for the whole call (shared by all parts).
-				off := (pc/K.kc)*pr.pcStride + (jc/NR)*kb*NR
-				pb = pr.bsh[off : off+need]
-			} else {
-				if cap(buf.b) < need {
-					buf.b = make([]float32, need+need/4)
-				}
-				pb = buf.b[:need]
+			if cap(buf.b) < need {
+				buf.b = make([]float32, need+need/4)
 			}
-			if pr.bsh != nil {
-				// nothing to pack
-			} else if pr.transB {
+			pb := buf.b[:need]
+			full := nb / NR // panels with all NR columns
+			if pr.transB {
 				for q := 0; q < npan; q++ {
 					packBT(pb[q*kb*NR:(q+1)*kb*NR], pr.b, pr.ldb, jc+q*NR, min(NR, nb-q*NR), pc, kb, NR)
 				}
@@ -333,7 +319,7 @@ func (pr *problem) region(buf *buffers, i0, i1, j0, j1 int) {
 					nr := min(NR, nb-q*NR)
 					var bp *float32
 					sb := 4 * NR
-					if packed || q >= full {
+					if pr.transB || q >= full {
 						bp = &pb[q*kb*NR]
 					} else {
 						bp = &pr.b[pc*pr.ldb+jr]
