@@ -54,30 +54,38 @@ func ProbeCUDA() (DeviceInfo, error) {
 
 // cudaLauncher implements launcher with the CUDA driver API. A CUDA context
 // is current on one OS thread, so every driver call runs on one goroutine
-// locked to its thread (do); all work goes to the legacy default stream,
-// which orders it, and cuMemcpyDtoH waits for it.
+// locked to that thread, which serves a queue of requests in order. Kernel
+// launches are queued without waiting (the caller goes on describing the
+// next one while the driver goroutine launches); their errors are kept and
+// returned by the next request that waits (sync, a copy, an allocation), as
+// the Backend's sticky errors allow. All work goes to the legacy default
+// stream, which runs it in order; cuMemcpyDtoH waits for it.
 type cudaLauncher struct {
-	mu       sync.Mutex // serializes do
-	req      chan func() error
+	mu       sync.Mutex // serializes requests that wait for their answer
+	req      chan cudaReq
 	resp     chan error
 	ctx      cu.CUContext
 	mod      cu.Module
-	fns      map[string]cu.Function // touched on the driver goroutine only
+	fns      map[string]cu.Function // driver goroutine only
+	asyncErr error                  // driver goroutine only: first failed queued launch
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
 }
 
+// cudaReq is one request to the driver goroutine: a queued launch (k, no
+// answer) or a function whose error is answered on resp.
+type cudaReq struct {
+	f func() error
+	k kernelCall
+}
+
+// cudaQueue is how many launches may wait for the driver goroutine.
+const cudaQueue = 1024
+
 func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
-	c := &cudaLauncher{req: make(chan func() error), resp: make(chan error), fns: map[string]cu.Function{}, syncEach: o.SyncEachLaunch}
-	go func() {
-		// Never unlocked: when the goroutine returns, its thread (the only
-		// one the context was current on) ends with it.
-		runtime.LockOSThread()
-		for f := range c.req {
-			c.resp <- f()
-		}
-	}()
+	c := &cudaLauncher{req: make(chan cudaReq, cudaQueue), resp: make(chan error), fns: map[string]cu.Function{}, syncEach: o.SyncEachLaunch}
+	go c.serve()
 	err := c.do(func() error {
 		n, err := cu.NumDevices()
 		if err != nil {
@@ -105,10 +113,51 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 		return nil
 	})
 	if err != nil {
-		close(c.req)
+		c.shutdown()
 		return nil, fmt.Errorf("cuda: %w", err)
 	}
 	return c, nil
+}
+
+// serve is the driver goroutine.
+func (c *cudaLauncher) serve() {
+	// Never unlocked: when serve returns, its thread (the only one the
+	// context was current on) ends with it.
+	runtime.LockOSThread()
+	for r := range c.req {
+		if r.f == nil {
+			if err := c.launchNow(&r.k); err != nil && c.asyncErr == nil {
+				c.asyncErr = err
+			}
+			continue
+		}
+		err := r.f()
+		if c.asyncErr != nil {
+			err, c.asyncErr = c.asyncErr, nil
+		}
+		c.resp <- err
+	}
+}
+
+// do runs f on the driver goroutine after every queued launch and returns
+// the first error of those launches, else f's.
+func (c *cudaLauncher) do(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{f: f}
+	return <-c.resp
+}
+
+func (c *cudaLauncher) shutdown() {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.req)
+	}
+	c.mu.Unlock()
 }
 
 func deviceInfo(dev cu.Device) (DeviceInfo, error) {
@@ -136,17 +185,6 @@ func deviceInfo(dev cu.Device) (DeviceInfo, error) {
 		inf.Driver = fmt.Sprintf("CUDA driver API %d.%d", v/1000, v%1000/10)
 	}
 	return inf, nil
-}
-
-// do runs f on the driver goroutine and returns its error.
-func (c *cudaLauncher) do(f func() error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errors.New("cuda: backend closed")
-	}
-	c.req <- f
-	return <-c.resp
 }
 
 func (c *cudaLauncher) info() DeviceInfo { return c.inf }
@@ -184,32 +222,52 @@ func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
 	return c.do(func() error { return cu.MemsetD32(cu.DevicePtr(dst), v, int64(n)) })
 }
 
-// launch passes each argument as a pointer to its 8-byte slot: cu's Launch
-// copies 8 bytes from every pointer into the parameter buffer, and the
-// driver reads each parameter's own size from its low bytes.
+// launch queues the launch (a copy of k) for the driver goroutine, or
+// with SyncEachLaunch runs it and waits for the kernel to finish.
 func (c *cudaLauncher) launch(k *kernelCall) error {
-	return c.do(func() error {
-		fn, ok := c.fns[k.name]
-		if !ok {
-			var err error
-			if fn, err = c.mod.Function(k.name); err != nil {
+	if c.syncEach {
+		return c.do(func() error {
+			if err := c.launchNow(k); err != nil {
+				return err
+			}
+			if err := cu.Synchronize(); err != nil {
 				return fmt.Errorf("kernel %s: %w", k.name, err)
 			}
-			c.fns[k.name] = fn
+			return nil
+		})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{k: *k}
+	return nil
+}
+
+// launchNow launches k on the driver goroutine. Each argument is passed as
+// a pointer to its 8-byte slot: cu's Launch copies 8 bytes from every
+// pointer into the parameter buffer, and the driver reads each parameter's
+// own size from its low bytes.
+func (c *cudaLauncher) launchNow(k *kernelCall) error {
+	fn, ok := c.fns[k.name]
+	if !ok {
+		var err error
+		if fn, err = c.mod.Function(k.name); err != nil {
+			return fmt.Errorf("kernel %s: %w", k.name, err)
 		}
-		var params [maxKernelArgs]unsafe.Pointer
-		for i := 0; i < k.n; i++ {
-			params[i] = unsafe.Pointer(&k.slots[i])
-		}
-		if err := fn.Launch(int(k.grid.x), int(k.grid.y), int(k.grid.z), int(k.block.x), int(k.block.y), int(k.block.z),
-			k.shared, cu.NoStream, params[:k.n]); err != nil {
-			return err
-		}
-		if c.syncEach {
-			return cu.Synchronize()
-		}
-		return nil
-	})
+		c.fns[k.name] = fn
+	}
+	var params [maxKernelArgs]unsafe.Pointer
+	for i := 0; i < k.n; i++ {
+		params[i] = unsafe.Pointer(&k.slots[i])
+	}
+	if err := fn.Launch(int(k.grid.x), int(k.grid.y), int(k.grid.z), int(k.block.x), int(k.block.y), int(k.block.z),
+		k.shared, cu.NoStream, params[:k.n]); err != nil {
+		return fmt.Errorf("launch %s grid (%d,%d,%d) block (%d,%d,%d) args (%s): %w", k.name,
+			k.grid.x, k.grid.y, k.grid.z, k.block.x, k.block.y, k.block.z, k.signature(), err)
+	}
+	return nil
 }
 
 func (c *cudaLauncher) sync() error { return c.do(cu.Synchronize) }
@@ -220,11 +278,6 @@ func (c *cudaLauncher) close() error {
 		errD := c.ctx.Destroy()
 		return errors.Join(errU, errD)
 	})
-	c.mu.Lock()
-	if !c.closed {
-		c.closed = true
-		close(c.req)
-	}
-	c.mu.Unlock()
+	c.shutdown()
 	return err
 }

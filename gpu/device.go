@@ -21,6 +21,8 @@ import (
 // depends on the length only, never on the device), and a second,
 // single-block kernel adds the partials in a fixed tree. No float atomics:
 // the same inputs give the same bits on every run and every GPU.
+//
+// Like the CPU backend, a DeviceBackend serves one goroutine at a time.
 type DeviceBackend struct {
 	l    launcher
 	err  error
@@ -31,6 +33,7 @@ type DeviceBackend struct {
 	scratchBytes int
 	launches     int64
 	closed       bool
+	kc           kernelCall // the call being described (ops run one at a time)
 }
 
 // devAlloc is one device allocation; buffers and their views point to it.
@@ -136,9 +139,11 @@ func (d *DeviceBackend) launch(k *kernelCall) {
 	}
 }
 
-// call starts a kernel call description.
-func call(name string, grid, block dim3) *kernelCall {
-	return &kernelCall{name: name, grid: grid, block: block}
+// call starts describing a kernel call in d's one call record (launchers
+// copy what they keep, so describing calls allocates nothing).
+func (d *DeviceBackend) call(name string, grid, block dim3) *kernelCall {
+	d.kc.name, d.kc.grid, d.kc.block, d.kc.shared, d.kc.n = name, grid, block, 0, 0
+	return &d.kc
 }
 
 // Launch shapes. Elementwise kernels use grid-stride loops over at most
@@ -192,7 +197,7 @@ func (d *DeviceBackend) scratchPtr(bytes int) devPtr {
 // * sum of count float64 partials at p).
 func (d *DeviceBackend) finalSum(p devPtr, count int, scale float64, out Buffer) {
 	d.need("reduction output", out, 1)
-	d.launch(call("sum_final_reduce_kernel", dim3{1, 1, 1}, dim3{redThreads, 1, 1}).
+	d.launch(d.call("sum_final_reduce_kernel", dim3{1, 1, 1}, dim3{redThreads, 1, 1}).
 		ptr(p).i32(count).f64(scale).ptr(d.ptr(out)))
 }
 
@@ -288,7 +293,7 @@ func (d *DeviceBackend) Fill(dst Buffer, v float32) {
 	if n == 0 || !d.usable(dst) {
 		return
 	}
-	d.launch(call("fill_forward_kernel", blocks1D(n), elemBlock).ptr(d.ptr(dst)).f32(v).i32(n))
+	d.launch(d.call("fill_forward_kernel", blocks1D(n), elemBlock).ptr(d.ptr(dst)).f32(v).i32(n))
 }
 
 func (d *DeviceBackend) Sync() error {
@@ -392,7 +397,7 @@ func (d *DeviceBackend) Gemm(transA, transB bool, m, n, k int, alpha float32, a 
 	case transB:
 		name = "gemm_nt_forward_kernel"
 	}
-	d.launch(call(name, gemmGrid(m, n), dim3{gemmThreads, gemmThreads, 1}).
+	d.launch(d.call(name, gemmGrid(m, n), dim3{gemmThreads, gemmThreads, 1}).
 		i32(m).i32(n).i32(k).f32(alpha).ptr(d.ptr(a)).i32(lda).ptr(d.ptr(b)).i32(ldb).
 		f32(beta).ptr(d.ptr(c)).i32(ldc))
 }
@@ -421,7 +426,7 @@ func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buf
 	if !d.usable(x, w, bias, pre, y) {
 		return
 	}
-	d.launch(call("linear_forward_kernel", gemmGrid(rows, out), dim3{gemmThreads, gemmThreads, 1}).
+	d.launch(d.call("linear_forward_kernel", gemmGrid(rows, out), dim3{gemmThreads, gemmThreads, 1}).
 		i32(rows).i32(in).i32(out).ptr(d.ptr(x)).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(bias)).
 		i32(int(act)).ptr(d.ptr(pre)).ptr(d.ptr(y)))
 }
@@ -474,11 +479,11 @@ func (d *DeviceBackend) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, 
 	if chunks > 65535 {
 		panic("gpu: BiasActBackward: too many row chunks")
 	}
-	d.launch(call("bias_act_backward_kernel", dim3{uint32(colBlocks), uint32(chunks), 1}, dim3{biasColThreads, biasRowThreads, 1}).
+	d.launch(d.call("bias_act_backward_kernel", dim3{uint32(colBlocks), uint32(chunks), 1}, dim3{biasColThreads, biasRowThreads, 1}).
 		i32(int(act)).i32(rows).i32(cols).ptr(d.ptr(dY)).ptr(d.ptr(pre)).ptr(d.ptr(dPre)).
 		ptr(partial).i32(chunk))
 	if dBias != nil {
-		d.launch(call("bias_grad_reduce_kernel", blocks1D(cols), elemBlock).
+		d.launch(d.call("bias_grad_reduce_kernel", blocks1D(cols), elemBlock).
 			ptr(partial).i32(chunks).i32(cols).ptr(d.ptr(dBias)))
 	}
 }
@@ -496,7 +501,7 @@ func (d *DeviceBackend) EmbedInput(rows, d0 int, x, t Buffer, emb TimeEmbedding,
 	if n == 0 || !d.usable(x, t, out) {
 		return
 	}
-	d.launch(call("embed_input_forward_kernel", blocks1D(n), elemBlock).
+	d.launch(d.call("embed_input_forward_kernel", blocks1D(n), elemBlock).
 		i32(rows).i32(d0).ptr(d.ptr(x)).ptr(d.ptr(t)).i32(emb.Freqs).f64(float64(emb.Scale)).
 		f64(float64(emb.MaxPeriod)).ptr(d.ptr(out)))
 }
@@ -512,7 +517,7 @@ func (d *DeviceBackend) MSELoss(pred, target Buffer, scale float32, grad, loss B
 	nb := redBlocks(n)
 	part := d.scratchPtr(8 * nb)
 	if n > 0 {
-		d.launch(call("mse_loss_backward_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		d.launch(d.call("mse_loss_backward_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
 			ptr(d.ptr(pred)).ptr(d.ptr(target)).f32(2 * scale).ptr(d.ptr(grad)).i32(n).ptr(part))
 	}
 	d.finalSum(part, min(n, nb), float64(scale), loss)
@@ -527,7 +532,7 @@ func (d *DeviceBackend) SumSquares(x, out Buffer) {
 	nb := redBlocks(n)
 	part := d.scratchPtr(8 * nb)
 	if n > 0 {
-		d.launch(call("sum_squares_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		d.launch(d.call("sum_squares_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
 			ptr(d.ptr(x)).i32(n).ptr(part))
 	}
 	d.finalSum(part, min(n, nb), 1, out)
@@ -554,7 +559,7 @@ func (d *DeviceBackend) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq,
 	}
 	// The kernel runs with at least one block even for n = 0, so that a
 	// non-finite gradient norm is still recorded in status.
-	d.launch(call("adam_ema_update_kernel", blocks1D(n), elemBlock).
+	d.launch(d.call("adam_ema_update_kernel", blocks1D(n), elemBlock).
 		ptr(d.ptr(params)).ptr(d.ptr(grads)).ptr(d.ptr(m)).ptr(d.ptr(v)).ptr(d.ptr(ema)).
 		ptr(d.ptr(gradSumSq)).ptr(d.ptr(status)).
 		f32(s.LR).f32(s.Beta1).f32(s.Beta2).f32(s.Eps).f32(s.WeightDecay).i32(decoupled).
@@ -598,7 +603,7 @@ func (d *DeviceBackend) PathTarget(p flow.Spec, rows, d0 int, x0, x1, t, xt, ut 
 		d.need("path operand "+b.name, b.b, n)
 	}
 	d.need("t", t, rows)
-	k := pathArgs(call("path_target_forward_kernel", dim3{}, dim3{pathThreads, 1, 1}), p)
+	k := pathArgs(d.call("path_target_forward_kernel", dim3{}, dim3{pathThreads, 1, 1}), p)
 	if n == 0 || !d.usable(x0, x1, t, xt, ut) {
 		return
 	}
@@ -636,7 +641,7 @@ func (d *DeviceBackend) DrawBatch(dr BatchDraw, data Buffer, nData, d0, rows int
 	}
 	lo, hi := path.TimeRange()
 	rpb := pathRowsPerBlock(d0)
-	k := call("draw_batch_forward_kernel", dim3{uint32((rows + rpb - 1) / rpb), 1, 1}, dim3{pathThreads, 1, 1}).
+	k := d.call("draw_batch_forward_kernel", dim3{uint32((rows + rpb - 1) / rpb), 1, 1}, dim3{pathThreads, 1, 1}).
 		u64(dr.Seed).u64(dr.Step)
 	pathArgs(k, dr.Path).f64(lo).f64(hi).f32(float32(path.PriorStd())).
 		i32(int(dr.Time.Kind)).f64(dr.Time.Mean).f64(dr.Time.Std).f64(dr.Time.Shift).
@@ -653,7 +658,7 @@ func (d *DeviceBackend) RandNormal(dst Buffer, seed, stream uint64, std float32)
 	if n == 0 || !d.usable(dst) {
 		return
 	}
-	d.launch(call("rand_normal_forward_kernel", philoxGrid(n), elemBlock).
+	d.launch(d.call("rand_normal_forward_kernel", philoxGrid(n), elemBlock).
 		ptr(d.ptr(dst)).i32(n).u64(seed).u64(stream).f32(std))
 }
 
@@ -662,7 +667,7 @@ func (d *DeviceBackend) RandRademacher(dst Buffer, seed, stream uint64) {
 	if n == 0 || !d.usable(dst) {
 		return
 	}
-	d.launch(call("rand_rademacher_forward_kernel", philoxGrid(n), elemBlock).
+	d.launch(d.call("rand_rademacher_forward_kernel", philoxGrid(n), elemBlock).
 		ptr(d.ptr(dst)).i32(n).u64(seed).u64(stream))
 }
 
@@ -672,7 +677,7 @@ func (d *DeviceBackend) Axpy(alpha float32, x, y Buffer) {
 	if n == 0 || !d.usable(x, y) {
 		return
 	}
-	d.launch(call("axpy_update_kernel", blocks1D(n), elemBlock).f32(alpha).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
+	d.launch(d.call("axpy_update_kernel", blocks1D(n), elemBlock).f32(alpha).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
 }
 
 // stageArgs appends MaxStages stage pointers (0 where the coefficient is 0
@@ -700,7 +705,7 @@ func (d *DeviceBackend) stageArgs(k *kernelCall, coef []float32, ks []Buffer, n 
 func (d *DeviceBackend) LinComb(dst, x Buffer, h float32, coef []float32, ks []Buffer) {
 	n := d.buf(x).n
 	d.need("lincomb destination", dst, n)
-	k := d.stageArgs(call("lin_comb_update_kernel", blocks1D(n), elemBlock).ptr(d.ptr(dst)).ptr(d.ptr(x)).f32(h), coef, ks, n)
+	k := d.stageArgs(d.call("lin_comb_update_kernel", blocks1D(n), elemBlock).ptr(d.ptr(dst)).ptr(d.ptr(x)).f32(h), coef, ks, n)
 	if n == 0 || !d.usable(append([]Buffer{dst, x}, ks...)...) {
 		return
 	}
@@ -712,7 +717,7 @@ func (d *DeviceBackend) ErrorNorm(x, xNew Buffer, h float32, coef []float32, ks 
 	d.need("error-norm new state", xNew, n)
 	d.need("error-norm output", out, 1)
 	nb := redBlocks(n)
-	k := d.stageArgs(call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+	k := d.stageArgs(d.call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
 		ptr(d.ptr(x)).ptr(d.ptr(xNew)).f32(h), coef, ks, n)
 	if !d.usable(append([]Buffer{x, xNew, out}, ks...)...) {
 		return
@@ -738,7 +743,7 @@ func (d *DeviceBackend) RowDot(rows, cols int, alpha float32, a, b Buffer, beta 
 	if rows == 0 || !d.usable(a, b, out) {
 		return
 	}
-	d.launch(call("row_dot_forward_kernel", dim3{uint32((rows + rowDotWarps - 1) / rowDotWarps), 1, 1}, dim3{32 * rowDotWarps, 1, 1}).
+	d.launch(d.call("row_dot_forward_kernel", dim3{uint32((rows + rowDotWarps - 1) / rowDotWarps), 1, 1}, dim3{32 * rowDotWarps, 1, 1}).
 		i32(rows).i32(cols).f32(alpha).ptr(d.ptr(a)).ptr(d.ptr(b)).f32(beta).ptr(d.ptr(out)))
 }
 
@@ -752,5 +757,5 @@ func (d *DeviceBackend) UnitColumn(rows, cols, j int, e Buffer) {
 	if n == 0 || !d.usable(e) {
 		return
 	}
-	d.launch(call("unit_column_forward_kernel", blocks1D(n), elemBlock).ptr(d.ptr(e)).i32(n).i32(cols).i32(j))
+	d.launch(d.call("unit_column_forward_kernel", blocks1D(n), elemBlock).ptr(d.ptr(e)).i32(n).i32(cols).i32(j))
 }

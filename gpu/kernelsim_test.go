@@ -4,6 +4,7 @@ package gpu_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/gpu/gputest"
@@ -26,4 +27,26 @@ func TestKernelSimConformance(t *testing.T) {
 
 func BenchmarkKernelSim(b *testing.B) {
 	gputest.Bench(b, func(b *testing.B) gpu.Backend { return newKernelSim(b, gpu.KernelSimOptions{}) })
+}
+
+// The conformance suite again with a block's threads always in order and in
+// reverse order between barriers, and blocks run one at a time: results
+// must not depend on any of it.
+func TestKernelSimConformanceOrders(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the suite twice more")
+	}
+	for _, o := range []gpu.KernelSimOptions{{Order: "forward", Threads: 1}, {Order: "reverse", Threads: 3}} {
+		t.Run(o.Order, func(t *testing.T) {
+			gputest.Run(t, func(t *testing.T) gpu.Backend { return newKernelSim(t, o) })
+		})
+	}
+}
+
+// The device report (scripts/gpu-run.sh's table on a GPU) at small sizes:
+// every op against the CPU backend through the device backend's code.
+func TestKernelSimReport(t *testing.T) {
+	be := newKernelSim(t, gpu.KernelSimOptions{})
+	defer be.Close()
+	runDeviceReport(t, be, 1024, time.Millisecond)
 }
