@@ -149,3 +149,79 @@ func BenchmarkGonum(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMLPStep runs every product of one training step of the MLP
+// 3 -> h x4 -> 2 (weights out x in, SiLU hidden layers fused through the
+// epilogue): the forward pass, then dW and dX for each layer (the
+// elementwise SiLU backward is not included). GFLOP/s counts the products.
+//
+//	go test -run - -bench MLPStep ./internal/sgemm
+func BenchmarkMLPStep(b *testing.B) {
+	defer SetKernel("")
+	for _, name := range Kernels() {
+		if name == "generic" {
+			continue
+		}
+		for _, batch := range []int{256, 4096} {
+			for _, h := range []int{256, 512} {
+				b.Run(fmt.Sprintf("kernel=%s/mlp%dx4-b%d", name, h, batch), func(b *testing.B) {
+					SetKernel(name)
+					benchMLPStep(b, batch, h)
+				})
+			}
+		}
+	}
+}
+
+func benchMLPStep(b *testing.B, batch, h int) {
+	r := rand.New(rand.NewPCG(5, 5))
+	dims := []int{3, h, h, h, h, 2}
+	L := len(dims) - 1
+	w := make([][]float32, L)
+	bias := make([][]float32, L)
+	act := make([][]float32, L+1) // act[0] = input, act[l+1] = layer l output
+	pre := make([][]float32, L)
+	dact := make([][]float32, L+1)
+	dw := make([][]float32, L)
+	act[0] = randSlice(r, batch*dims[0])
+	dact[0] = make([]float32, batch*dims[0])
+	var flop float64
+	for l := 0; l < L; l++ {
+		in, out := dims[l], dims[l+1]
+		w[l] = randSlice(r, out*in)
+		bias[l] = randSlice(r, out)
+		act[l+1] = make([]float32, batch*out)
+		pre[l] = make([]float32, batch*out)
+		dact[l+1] = randSlice(r, batch*out)
+		dw[l] = make([]float32, out*in)
+		flop += 3 * 2 * float64(batch) * float64(in) * float64(out)
+	}
+	flop -= 2 * float64(batch) * float64(dims[0]) * float64(dims[1]) // no dX for the input
+	step := func() {
+		for l := 0; l < L; l++ {
+			in, out := dims[l], dims[l+1]
+			ep := &Epilogue{Bias: bias[l], Act: ActSiLU, Pre: pre[l], LdPre: out}
+			if l == L-1 {
+				ep = &Epilogue{Bias: bias[l]}
+			}
+			GemmEpilogue(false, true, batch, out, in, 1, act[l], in, w[l], in, 0, act[l+1], out, ep)
+		}
+		for l := L - 1; l >= 0; l-- {
+			in, out := dims[l], dims[l+1]
+			Gemm(true, false, out, in, batch, 1, dact[l+1], out, act[l], in, 0, dw[l], in)
+			if l > 0 {
+				Gemm(false, false, batch, in, out, 1, dact[l+1], out, w[l], in, 0, dact[l], in)
+			}
+		}
+	}
+	step()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	for i := 0; i < b.N; i++ {
+		step()
+	}
+	el, cpu := time.Since(start), cpuTime()-cpu0
+	b.ReportMetric(flop*float64(b.N)/el.Seconds()/1e9, "GFLOP/s")
+	b.ReportMetric(flop*float64(b.N)/cpu.Seconds()/1e9, "GFLOP/cpu-s")
+}

@@ -51,7 +51,7 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 		return
 	}
 	// Tiny products: a plain loop beats any setup.
-	if m*n*k <= smallMNK || (k <= 2 && false) {
+	if m*n*k <= smallMNK {
 		naive(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		if ep != nil {
 			epilogueBlock(kern, ep, c, ldc, 0, m, 0, n)
