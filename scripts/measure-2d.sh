@@ -24,6 +24,6 @@ for set in moons 8gaussians checkerboard gaussian; do
     go run ./scripts/gaussian-nll -n 2000 -seed 2
   else
     bin/fmgpu sample --checkpoint "$out/$set/checkpoint.safetensors" --n 2000 --seed 7 --out "$out/$set/samples-2000.npy" >/dev/null
-    bin/fmgpu eval --samples "$out/$set/samples-2000.npy" --data "$set" --n 2000
+    bin/fmgpu eval --samples "$out/$set/samples-2000.npy" --data "$set" --n 2000 --floors 5
   fi
 done

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"math"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -21,6 +22,7 @@ func evalCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "data", Required: true, Usage: "built-in set (fresh draws) or FILE.npy / FILE.csv (two disjoint subsets)"},
 			&ucli.IntFlag{Name: "n", Value: 2000, Usage: "points per set (the assignment is O(n^3))"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1000, Usage: "seed of the fresh built-in draws"},
+			&ucli.IntFlag{Name: "floors", Value: 1, Usage: "built-in sets: pairs of fresh draws whose W2 estimates the noise floor (mean and spread)"},
 		},
 		Action: func(c *ucli.Context) error {
 			n := c.Int("n")
@@ -34,15 +36,23 @@ func evalCommand() *ucli.Command {
 			if s.N < n {
 				return usagef("--samples %s has %d points, --n asks for %d", c.String("samples"), s.N, n)
 			}
-			var ref1, ref2 []float32
+			floors := c.Int("floors")
+			if floors < 1 || floors > 100 {
+				return usagef("--floors %d: need 1..100", floors)
+			}
+			var ref1 []float32
+			var others [][]float32 // second sets of the floor pairs
 			name := c.String("data")
 			if data.IsBuiltin(name) {
 				d1, err := data.Builtin(name, n, c.Uint64("seed"))
 				if err != nil {
 					return usageError{err}
 				}
-				d2, _ := data.Builtin(name, n, c.Uint64("seed")+1)
-				ref1, ref2 = d1.X, d2.X
+				ref1 = d1.X
+				for k := 1; k <= floors; k++ {
+					d2, _ := data.Builtin(name, n, c.Uint64("seed")+uint64(k))
+					others = append(others, d2.X)
+				}
 			} else {
 				ds, err := data.Load(name, 0, 0)
 				if err != nil {
@@ -51,7 +61,7 @@ func evalCommand() *ucli.Command {
 				if ds.N < 2*n {
 					return usagef("--data %s has %d points, need 2 x --n = %d for two disjoint sets", name, ds.N, 2*n)
 				}
-				ref1, ref2 = ds.X[:n*ds.D], ds.X[n*ds.D:2*n*ds.D]
+				ref1, others = ds.X[:n*ds.D], [][]float32{ds.X[n*ds.D : 2*n*ds.D]}
 			}
 			d := len(ref1) / n
 			if s.D != d {
@@ -61,11 +71,16 @@ func evalCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
-			floor, err := w2f32(ref2, ref1, n, d)
-			if err != nil {
-				return err
+			var fs []float64
+			for _, o := range others {
+				f, err := w2f32(o, ref1, n, d)
+				if err != nil {
+					return err
+				}
+				fs = append(fs, f)
 			}
-			fmt.Fprintf(c.App.Writer, "n=%d dim=%d w2=%.5f w2_floor=%.5f ratio=%.3f\n", n, d, w, floor, w/floor)
+			mean, sd := meanSD(fs)
+			fmt.Fprintf(c.App.Writer, "n=%d dim=%d w2=%.5f w2_floor=%.5f w2_floor_sd=%.5f floors=%d ratio=%.3f\n", n, d, w, mean, sd, len(fs), w/mean)
 			return nil
 		},
 	}
@@ -78,4 +93,21 @@ func w2f32(a, b []float32, n, d int) (float64, error) {
 	}
 	w, _, err := wasserstein.W2(a64, b64, n, d)
 	return w, err
+}
+
+// meanSD is the mean and sample standard deviation (0 for one value).
+func meanSD(v []float64) (float64, float64) {
+	m := 0.0
+	for _, x := range v {
+		m += x
+	}
+	m /= float64(len(v))
+	if len(v) < 2 {
+		return m, 0
+	}
+	ss := 0.0
+	for _, x := range v {
+		ss += (x - m) * (x - m)
+	}
+	return m, math.Sqrt(ss / float64(len(v)-1))
 }
