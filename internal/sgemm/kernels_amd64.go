@@ -76,6 +76,42 @@ func kern512C12(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc 
 // kern512R12 computes a 12 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
 func kern512R12(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
 
+// kern512yC1 computes a 1 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC1(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR1 computes a 1 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR1(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yC2 computes a 2 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC2(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR2 computes a 2 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR2(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yC3 computes a 3 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC3(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR3 computes a 3 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR3(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yC4 computes a 4 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC4(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR4 computes a 4 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR4(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yC5 computes a 5 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC5(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR5 computes a 5 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR5(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yC6 computes a 6 x 32 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
+func kern512yC6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
+// kern512yR6 computes a 6 x 32 tile of C = alpha*A*B + beta*C (R A layout, see gen.go).
+func kern512yR6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
+
 // kern256C1 computes a 1 x 16 tile of C = alpha*A*B + beta*C (C A layout, see gen.go).
 func kern256C1(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
 

@@ -19,6 +19,8 @@ import (
 const (
 	mr512  = 12 // rows of C per AVX-512 micro-tile (12 x 2 zmm accumulators)
 	nr512  = 32 // columns of C per AVX-512 micro-tile (two zmm)
+	mr512y = 6  // rows of C per AVX-512VL ymm micro-tile (6 x 4 ymm accumulators)
+	nr512y = 32 // columns of C per AVX-512VL ymm micro-tile (four ymm)
 	mr256  = 6  // rows of C per AVX2 micro-tile (6 x 2 ymm accumulators)
 	nr256  = 16 // columns of C per AVX2 micro-tile (two ymm)
 	unroll = 4  // k-loop unrolling
@@ -47,12 +49,16 @@ const kernSig = "func(kc int, a *float32, sa int, b *float32, sb int, c *float32
 func main() {
 	ConstraintExpr("!noasm")
 	for mr := 1; mr <= mr512; mr++ {
-		kernel(true, false, mr)
-		kernel(true, true, mr)
+		kernel(true, false, false, mr)
+		kernel(true, false, true, mr)
+	}
+	for mr := 1; mr <= mr512y; mr++ {
+		kernel(true, true, false, mr)
+		kernel(true, true, true, mr)
 	}
 	for mr := 1; mr <= mr256; mr++ {
-		kernel(false, false, mr)
-		kernel(false, true, mr)
+		kernel(false, false, false, mr)
+		kernel(false, false, true, mr)
 	}
 	epiConstTable()
 	epilogue(true)
@@ -82,12 +88,19 @@ func main() {
 // panel (sa = 4*MR) and a transposed A read in place (sa = 4*lda). For the
 // "R" (row) variant A(i, p) is at a + i*sa + 4p: a row-major A read in
 // place. C(i, j) is at c + i*ldc + 4j, ldc in bytes.
-func kernel(avx512, rowA bool, mr int) {
+//
+// avx512 selects EVEX code (32 registers, A broadcast by the FMA); with
+// ymm it runs on 256-bit registers Y0-Y31 (AVX-512VL), to compare zmm and
+// ymm at the same register budget.
+func kernel(avx512, ymm, rowA bool, mr int) {
 	var isa string
 	var nvec, width int
-	if avx512 {
+	switch {
+	case avx512 && ymm:
+		isa, nvec, width = "512y", nr512y/8, 32
+	case avx512:
 		isa, nvec, width = "512", nr512/16, 64
-	} else {
+	default:
 		isa, nvec, width = "256", nr256/8, 32
 	}
 	variant := "C"
@@ -99,6 +112,10 @@ func kernel(avx512, rowA bool, mr int) {
 	Doc(fmt.Sprintf("%s computes a %d x %d tile of C = alpha*A*B + beta*C (%s A layout, see gen.go).", name, mr, nvec*width/4, variant))
 
 	vec := func(i int) VecPhysical {
+		if avx512 && ymm {
+			return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15,
+				Y16, Y17, Y18, Y19, Y20, Y21, Y22, Y23, Y24, Y25, Y26, Y27, Y28, Y29, Y30, Y31}[i]
+		}
 		if avx512 {
 			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
 				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
@@ -124,7 +141,7 @@ func kernel(avx512, rowA bool, mr int) {
 	for v := range bv {
 		bv[v] = vec(top - v)
 	}
-	bc := vec(top - nvec) // AVX2 broadcast register
+	bc := vec(top - nvec) // broadcast register of the ymm kernels
 
 	kc := GP64()
 	Load(Param("kc"), kc)
@@ -258,7 +275,10 @@ func kernel(avx512, rowA bool, mr int) {
 			VMOVUPS(bm.Offset(v*width), bv[v])
 		}
 		for i := 0; i < mr; i++ {
-			if avx512 {
+			if avx512 && !ymm {
+				// Two FMAs per A value: broadcasting inside each FMA costs a
+				// load apiece, which the load ports absorb. (With four ymm
+				// FMAs per value, the ymm kernel broadcasts once instead.)
 				for v := range bv {
 					VFMADD231PS_BCST(aMem(i, u), bv[v], acc[i][v])
 				}
