@@ -144,6 +144,9 @@ func Load(path string) (*Checkpoint, error) {
 	if st.IsDir() {
 		return nil, fail("is a directory (want DIR/checkpoint.safetensors)")
 	}
+	if !st.Mode().IsRegular() { // a device or pipe has no size to check
+		return nil, fail("not a regular file")
+	}
 	if st.Size() > maxCheckpointBytes {
 		return nil, fail("%d bytes is larger than any fmgpu checkpoint", st.Size())
 	}
@@ -208,9 +211,11 @@ func parseCheckpoint(path string, raw []byte) (ck *Checkpoint, err error) {
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	ck = &Checkpoint{Path: path, Meta: meta, Tensors: tensors}
-	read := func(prefix string) ([]float32, error) {
-		out := make([]float32, n)
+	// The sizes come from the metadata, and hostile JSON can describe a
+	// model of 2^38 floats: check every tensor against the model before
+	// allocating, so that the file's tensors (whose offsets the library
+	// checked against its length) bound what is made below.
+	for _, prefix := range []string{"", prefixEMA, prefixM, prefixV} {
 		for _, t := range tensors {
 			tv, ok := sf.Tensor(prefix + t.Name)
 			if !ok {
@@ -222,6 +227,13 @@ func parseCheckpoint(path string, raw []byte) (ck *Checkpoint, err error) {
 			if !equalShape(tv.Shape(), t.Shape) {
 				return nil, fail("tensor %s has shape %v, the model wants %v", prefix+t.Name, tv.Shape(), t.Shape)
 			}
+		}
+	}
+	ck = &Checkpoint{Path: path, Meta: meta, Tensors: tensors}
+	read := func(prefix string) ([]float32, error) {
+		out := make([]float32, n)
+		for _, t := range tensors {
+			tv, _ := sf.Tensor(prefix + t.Name)
 			raw := tv.Data()
 			dst := out[t.Offset : t.Offset+t.Size()]
 			for i := range dst {
