@@ -65,3 +65,12 @@ func TestCheckWritable(t *testing.T) {
 		t.Error("a missing directory passed")
 	}
 }
+
+func TestCheckSpace(t *testing.T) {
+	if err := CheckSpace(t.TempDir(), 1); err != nil {
+		t.Errorf("1 byte: %v", err)
+	}
+	if err := CheckSpace(t.TempDir(), 1<<62); err == nil {
+		t.Error("4 EiB reported as available")
+	}
+}

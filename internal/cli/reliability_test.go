@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/train"
 )
 
@@ -227,5 +228,74 @@ func TestUnwritableOutput(t *testing.T) {
 	code, _, stderr := fmgpu(t, "train", "--out", filepath.Join(f, "sub"), "--data", "moons", "--steps", "10", "--warmup", "1", "--quiet")
 	if code != ExitFailure || !strings.Contains(stderr, "--out") {
 		t.Errorf("exit %d, %q", code, stderr)
+	}
+}
+
+// Samples and likelihoods that come out non-finite are reported, and no
+// file is written as if they were valid.
+func TestNonFiniteOutputsNotWritten(t *testing.T) {
+	dir := t.TempDir()
+	ckPath := tinyTrain(t, dir, "--no-plot")
+	ck, err := train.Load(ckPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// weights of 1e30 overflow float32 activations to infinity
+	for i := range ck.Params {
+		ck.Params[i], ck.EMA[i] = 1e30, 1e30
+	}
+	tr, err := train.New(gpu.NewCPU(1), ck.Meta.Config, make([]float32, 2), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Resume(ck); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.safetensors")
+	if err := tr.Save(bad, ck.Meta.Standardization, ck.Meta.Data); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "s.npy")
+	code, _, stderr := fmgpu(t, "sample", "--checkpoint", bad, "--n", "20", "--out", out, "--solver", "euler", "--steps", "4")
+	if code != ExitFailure || !strings.Contains(stderr, "non-finite") {
+		t.Errorf("sample: exit %d %q", code, stderr)
+	}
+	pts := filepath.Join(dir, "pts.csv")
+	os.WriteFile(pts, []byte("0.5,0.25\n1,0\n"), 0o644)
+	lout := filepath.Join(dir, "ll.npy")
+	code, _, stderr = fmgpu(t, "likelihood", "--checkpoint", bad, "--data", pts, "--solver", "euler", "--steps", "4", "--out", lout)
+	if code != ExitFailure || !strings.Contains(stderr, "non-finite") {
+		t.Errorf("likelihood: exit %d %q", code, stderr)
+	}
+	for _, f := range []string{out, lout} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s written from non-finite results", f)
+		}
+	}
+}
+
+// A second Ctrl-C quits at once, and the last checkpoint on disk stays
+// whole (every write is atomic, so whatever was interrupted is a temporary
+// file).
+func TestSecondInterruptQuitsAtOnce(t *testing.T) {
+	for trial := 0; trial < 3; trial++ {
+		dir := t.TempDir()
+		cmd := fmgpuProcess("train", "--out", dir, "--data", "moons", "--steps", "100000", "--batch", "64",
+			"--hidden", "256,256", "--n-data", "1000", "--warmup", "1", "--checkpoint-every", "1", "--log-every", "1", "--quiet", "--no-plot")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitForFile(t, filepath.Join(dir, train.CheckpointName))
+		time.Sleep(time.Duration(10*trial) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+			t.Fatalf("exit %v", err)
+		}
+		if _, err := train.Load(filepath.Join(dir, train.CheckpointName)); err != nil {
+			t.Fatalf("checkpoint after a double interrupt: %v", err)
+		}
 	}
 }

@@ -251,6 +251,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	defer tr.Close()
+	// a checkpoint holds four copies of the parameters; the atomic write
+	// needs room for the old and the new file at once
+	if err := atomicfile.CheckSpace(o.out, 2*(16*int64(tr.Net().NumParams())+1<<16)); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
 	if ck != nil {
 		if err := tr.Resume(ck); err != nil {
 			return usageError{err}
