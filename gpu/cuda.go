@@ -68,6 +68,7 @@ type cudaLauncher struct {
 	mod      cu.Module
 	fns      map[string]cu.Function // driver goroutine only
 	asyncErr error                  // driver goroutine only: first failed queued launch
+	queued   bool                   // driver goroutine only: launches since the last synchronize
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
@@ -126,6 +127,7 @@ func (c *cudaLauncher) serve() {
 	runtime.LockOSThread()
 	for r := range c.req {
 		if r.f == nil {
+			c.queued = true
 			if err := c.launchNow(&r.k); err != nil && c.asyncErr == nil {
 				c.asyncErr = err
 			}
@@ -198,8 +200,17 @@ func (c *cudaLauncher) alloc(bytes int) (devPtr, error) {
 	return devPtr(p), err
 }
 
+// free waits for queued kernels first: one of them may still use p.
 func (c *cudaLauncher) free(p devPtr) error {
-	return c.do(func() error { return cu.MemFree(cu.DevicePtr(p)) })
+	return c.do(func() error {
+		if c.queued {
+			if err := cu.Synchronize(); err != nil {
+				return err
+			}
+			c.queued = false
+		}
+		return cu.MemFree(cu.DevicePtr(p))
+	})
 }
 
 func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
@@ -270,7 +281,12 @@ func (c *cudaLauncher) launchNow(k *kernelCall) error {
 	return nil
 }
 
-func (c *cudaLauncher) sync() error { return c.do(cu.Synchronize) }
+func (c *cudaLauncher) sync() error {
+	return c.do(func() error {
+		c.queued = false
+		return cu.Synchronize()
+	})
+}
 
 func (c *cudaLauncher) close() error {
 	err := c.do(func() error {

@@ -4,10 +4,11 @@
 #include "common.cuh"
 
 // axpy_update_kernel: y[i] += alpha x[i] (the Euler step x <- x + h v),
-// rounded as gpu/cpu.go: y + fl(alpha x), no fused multiply-add.
+// rounded as gpu/cpu.go: y + fl(alpha x), no fused multiply-add. x may
+// equal y.
 // Shapes: x, y (n). Launch: 1-D, any grid (grid-stride loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256)
-    axpy_update_kernel(float alpha, const float* __restrict__ x, float* __restrict__ y, int n) {
+    axpy_update_kernel(float alpha, const float* x, float* y, int n) {
     for (int i = global_tid(); i < n; i += grid_stride()) y[i] = fm_add(y[i], fm_mul(alpha, x[i]));
 }
 
