@@ -8,14 +8,14 @@ FM_DEVICE void gemm_body(int m, int n, int k, float alpha, const float* __restri
                          const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
     float acc[4][4];
     gemm_tile<TA, TB>(m, n, k, A, lda, B, ldb, acc);
-    const int row0 = (int)blockIdx.y * GEMM_BM + (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + (int)threadIdx.x;
+    const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
     FM_UNROLL
     for (int i = 0; i < 4; i++) {
-        int r = row0 + 16 * i;
+        int r = row0 + i;
         if (r >= m) continue;
         FM_UNROLL
         for (int j = 0; j < 4; j++) {
-            int c = col0 + 16 * j;
+            int c = col0 + j;
             if (c >= n) continue;
             float* cp = C + (long long)r * ldc + c;
             float v = alpha * acc[i][j];

@@ -2,14 +2,17 @@
 // beta C) and mlp.cu (the Linear layer with its fused epilogue).
 //
 // Tiling: a block of 16 x 16 threads computes a GEMM_BM x GEMM_BN = 64 x 64
-// tile of the output; each thread owns the 4 x 4 outputs at rows
-// ty + 16 i and columns tx + 16 j (so that a warp's shared-memory reads are
-// broadcasts or consecutive and its global writes coalesce). The k
-// dimension advances by GEMM_BK = 16: the block stages a 64 x 16 slice of
-// op(A) and a 16 x 64 slice of op(B) in shared memory, loading along the
-// stored matrix's contiguous dimension for each transpose, with zeros
-// outside the matrices (any m, n, k and leading dimensions: nothing outside
-// the rows x cols of a strided operand is read).
+// tile of the output; thread (tx, ty) owns the 4 x 4 outputs at rows
+// 4 ty .. 4 ty + 3 and columns 4 tx .. 4 tx + 3 of the tile. The k dimension
+// advances by GEMM_BK = 16: the block stages a 64 x 16 slice of op(A) (as
+// As[p][i], k-major) and a 16 x 64 slice of op(B) (Bs[p][j]) in shared
+// memory, loading along the stored matrix's contiguous dimension for each
+// transpose, with zeros outside the matrices (any m, n, k and leading
+// dimensions: nothing outside the rows x cols of a strided operand is
+// read). Each k step then reads a thread's four op(A) values and four
+// op(B) values with two 128-bit shared loads for 16 multiply-adds. Rows of
+// the shared tiles are padded by 4 floats: 16-byte aligned for those loads,
+// and at most 2-way bank conflicts for the transposing tile stores.
 #pragma once
 #include "common.cuh"
 
@@ -17,16 +20,30 @@
 #define GEMM_BN 64
 #define GEMM_BK 16
 #define GEMM_THREADS 256
+#define GEMM_PAD 4
 
-// gemm_tile accumulates acc[i][j] = sum_p op(A)[row0 + ty + 16 i, p]
-// op(B)[p, col0 + tx + 16 j] for the block's tile.
+// lds4 reads four consecutive floats of shared memory (16-byte aligned).
+#ifdef __CUDACC__
+FM_DEVICE void lds4(const float* p, float v[4]) {
+    float4 q = *reinterpret_cast<const float4*>(p);
+    v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+#else
+FM_DEVICE void lds4(const float* p, float v[4]) {
+    sim_check_aligned(p, 16);
+    memcpy(v, p, 4 * sizeof(float));
+}
+#endif
+
+// gemm_tile accumulates acc[i][j] = sum_p op(A)[row0 + 4 ty + i, p]
+// op(B)[p, col0 + 4 tx + j] for the block's tile.
 // Preconditions: blockDim = (16, 16, 1); every thread of the block calls it
 // (it contains __syncthreads).
 template <bool TA, bool TB>
 FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
                          int ldb, float acc[4][4]) {
-    __shared__ float As[GEMM_BK][GEMM_BM + 1];
-    __shared__ float Bs[GEMM_BK][GEMM_BN + 1];
+    __shared__ __align__(16) float As[GEMM_BK][GEMM_BM + GEMM_PAD];
+    __shared__ __align__(16) float Bs[GEMM_BK][GEMM_BN + GEMM_PAD];
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
     const int row0 = (int)blockIdx.y * GEMM_BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL
@@ -56,10 +73,8 @@ FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int l
         FM_UNROLL
         for (int p = 0; p < GEMM_BK; p++) {
             float a[4], b[4];
-            FM_UNROLL
-            for (int i = 0; i < 4; i++) a[i] = As[p][ty + 16 * i];
-            FM_UNROLL
-            for (int j = 0; j < 4; j++) b[j] = Bs[p][tx + 16 * j];
+            lds4(&As[p][4 * ty], a);
+            lds4(&Bs[p][4 * tx], b);
             FM_UNROLL
             for (int i = 0; i < 4; i++)
                 FM_UNROLL

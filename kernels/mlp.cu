@@ -17,14 +17,14 @@ extern "C" __global__ void __launch_bounds__(256)
                           const float* __restrict__ bias, int act, float* pre, float* y) {
     float acc[4][4];
     gemm_tile<false, true>(rows, out, in, x, ldx, W, in, acc);
-    const int row0 = (int)blockIdx.y * GEMM_BM + (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + (int)threadIdx.x;
+    const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
     FM_UNROLL
     for (int i = 0; i < 4; i++) {
-        int r = row0 + 16 * i;
+        int r = row0 + i;
         if (r >= rows) continue;
         FM_UNROLL
         for (int j = 0; j < 4; j++) {
-            int c = col0 + 16 * j;
+            int c = col0 + j;
             if (c >= out) continue;
             long long o = (long long)r * out + c;
             float z = acc[i][j];

@@ -463,6 +463,11 @@ uint64_t sim_shfl(uint64_t v, int mode, int arg, int width) {
     return buf[base + src];
 }
 
+void sim_fault(const char* msg) {
+    Worker* w = tls_worker;
+    if (w->err.empty()) w->err = fmt("thread %u: %s", w->cur->linear, msg);
+}
+
 void* sim_dynamic_smem(void) {
     Worker* w = tls_worker;
     return w->dyn.empty() ? nullptr : w->dyn.data();

@@ -45,12 +45,21 @@ static const int warpSize = 32;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static thread_local
+#define __align__(n) __attribute__((aligned(n)))
 
 extern "C" {
 void sim_syncthreads(void);
 void sim_syncwarp(void);
 uint64_t sim_shfl(uint64_t v, int mode, int arg, int width);
 void* sim_dynamic_smem(void);
+// sim_fault records misuse a GPU would fault on (the launch fails with msg).
+void sim_fault(const char* msg);
+}
+
+// sim_check_aligned: vector accesses must be aligned as on the GPU, where
+// a misaligned one is a launch failure.
+static inline void sim_check_aligned(const void* p, unsigned n) {
+    if ((uintptr_t)p % n != 0) sim_fault("misaligned vector access to shared or global memory");
 }
 
 static inline void __syncthreads(void) { sim_syncthreads(); }
