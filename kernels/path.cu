@@ -84,10 +84,20 @@ extern "C" __global__ void __launch_bounds__(256)
     int nr = imin(rpb, rows - r0);
     if ((int)threadIdx.x < nr) path_coef(kind, p0, p1, (double)t[r0 + threadIdx.x], coef[threadIdx.x]);
     __syncthreads();
-    int base = r0 * d, ne = nr * d;
-    for (int e = threadIdx.x; e < ne; e += blockDim.x) {
+    // Element e = rr d + j of the block's rows; stepping e by blockDim.x
+    // steps (rr, j) by (q, rem) with a carry, so no division per element.
+    int base = r0 * d, ne = nr * d, step = (int)blockDim.x;
+    int q = step / d, rem = step % d;
+    int rr = (int)threadIdx.x / d, j = (int)threadIdx.x % d;
+    for (int e = threadIdx.x; e < ne; e += step) {
         int i = base + e;
-        path_apply(coef[e / d], x0[i], x1[i], &xt[i], &ut[i]);
+        path_apply(coef[rr], x0[i], x1[i], &xt[i], &ut[i]);
+        rr += q;
+        j += rem;
+        if (j >= d) {
+            j -= d;
+            rr++;
+        }
     }
 }
 
