@@ -169,7 +169,8 @@ type Backend interface {
 	// before the root mean square.
 	ErrorNorm(x, xNew Buffer, h float32, coef []float32, ks []Buffer, rtol, atol float32, out Buffer)
 	// RowDot is out[r] = beta out[r] + alpha sum_c a[r, c] b[r, c] for rows x
-	// cols a and b (the divergence accumulation of the likelihood ODE).
+	// cols a and b (the divergence accumulation of the likelihood ODE);
+	// beta = 0 means out is not read.
 	RowDot(rows, cols int, alpha float32, a, b Buffer, beta float32, out Buffer)
 	// UnitColumn sets e (rows x cols) to zero with ones in column j.
 	UnitColumn(rows, cols, j int, e Buffer)

@@ -1,3 +1,7 @@
+// It uses the gorgonia oracle of gorgonia_test.go (not in cuda builds).
+
+//go:build !cuda
+
 package model_test
 
 import (
@@ -6,7 +10,6 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/numtest"
 )
 
@@ -23,10 +26,6 @@ const cdStep = 1e-5
 // must agree ten times better than the float32 backward is asked to, and
 // the differences' own error (above) leaves that bound a margin of 6.
 const cdOracleRTol = 1e-5
-
-// tinyCase is a network small enough that every check can afford every
-// parameter (20 of them) and every input coordinate.
-var tinyCase = testCase{"tiny-D2-h3-raw", mlpConfig(2, gpu.TimeEmbedding{}, 3)}
 
 // TestBackwardMatchesCentralDifferences compares MLP.Backward (float32)
 // with central differences of the float64 reference loss. Every parameter

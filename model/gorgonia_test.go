@@ -1,3 +1,8 @@
+// gorgonia's own cuda build tag pulls in cuDNN; the oracle runs in the
+// plain and kernelsim builds.
+
+//go:build !cuda
+
 package model_test
 
 import (

@@ -257,3 +257,7 @@ func normRelErr[F, G float32 | float64](got []F, want []G) float64 {
 	}
 	return math.Sqrt(num / den)
 }
+
+// tinyCase is a network small enough that every check can afford every
+// parameter (20 of them) and every input coordinate.
+var tinyCase = testCase{"tiny-D2-h3-raw", mlpConfig(2, gpu.TimeEmbedding{}, 3)}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/train"
 )
 
@@ -109,7 +110,7 @@ func TestTrainSampleLikelihood(t *testing.T) {
 	}
 
 	code, stdout, _ = fmgpu(t, "info", "--checkpoint", ck)
-	if code != 0 || !strings.Contains(stdout, "cpu build") || !strings.Contains(stdout, "layers.0.weight") {
+	if code != 0 || !strings.Contains(stdout, gpu.Flavor+" build") || !strings.Contains(stdout, "layers.0.weight") {
 		t.Errorf("info: %d %s", code, stdout)
 	}
 }
