@@ -62,9 +62,11 @@ kernels-verify:
 endif
 
 # kernel-check runs the CUDA backend's Go code and the kernels themselves,
-# compiled for the host, through the conformance suite (gpu/gputest).
+# compiled for the host, through the conformance suite (gpu/gputest) and
+# every other test: in a kernelsim build the CLI's train, sample and
+# likelihood and internal/e2e go through the device backend.
 kernel-check:
-	$(GO) test -tags kernelsim -count=1 ./kernels/ ./gpu/...
+	$(GO) test -tags kernelsim -count=1 ./...
 
 ifeq ($(HAVE_CUDA_H),yes)
 cuda:
@@ -73,7 +75,7 @@ cuda:
 # gpu-bundle: everything scripts/gpu-run.sh needs on an NVIDIA host.
 # GPU_E2E_PKG names the package of the end-to-end GPU test (train
 # 8gaussians, sample, W2) once it exists; gpu-run.sh runs it as e2e.test.
-GPU_E2E_PKG ?=
+GPU_E2E_PKG ?= ./internal/e2e
 gpu-bundle: cuda
 	CGO_CFLAGS="$(CUDA_CGO_CFLAGS)" GPU_E2E_PKG="$(GPU_E2E_PKG)" scripts/gpu-bundle.sh $(BUNDLE) $(CUDA_BIN)
 else
