@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // buffers are one worker's packing space, reused across calls.
@@ -21,9 +22,10 @@ type job struct {
 	units int  // MR-row or NR-column panels (dotBlock rows on the dot path)
 	bufs  []buffers
 	tasks []task
-	wg    sync.WaitGroup
-	tmp   []float32 // C^T for the tiny-n path, B^T for the dot path
-	p     problem
+	// pending counts the workers still running their part.
+	pending atomic.Int32
+	tmp     []float32 // C^T for the tiny-n path, B^T for the dot path
+	p       problem
 
 	chunk int64 // units per grab
 	next  atomic.Int64
@@ -55,9 +57,34 @@ func startPool() {
 }
 
 func worker() {
-	for t := range work {
-		t.j.runPart(t.part)
-		t.j.wg.Done()
+	for {
+		t := nextTask()
+		j := t.j
+		j.runPart(t.part)
+		// The last access to the job: the caller may reuse it at once.
+		j.pending.Add(-1)
+	}
+}
+
+// spinTime: how long an idle worker polls for the next task before it
+// parks. Products come in bursts (a training step is a chain of them), and
+// a parked goroutine takes tens of microseconds to wake: with the caller
+// also waiting without parking, this took the 256^3 product from about
+// 165 to 210 GFLOP/s on 2 cores (the MLP step at batch 256 from 147 to
+// 179). The cost is up to 50 µs of one core polling after each product.
+const spinTime = 50 * time.Microsecond
+
+func nextTask() *task {
+	deadline := time.Now().Add(spinTime)
+	for i := 0; ; i++ {
+		select {
+		case t := <-work:
+			return t
+		default:
+		}
+		if i%32 == 31 && time.Now().After(deadline) {
+			return <-work
+		}
 	}
 }
 
@@ -130,13 +157,25 @@ func (j *job) run(in *problem) {
 		j.runPart(0)
 		return
 	}
-	j.wg.Add(parts - 1)
+	j.pending.Store(int32(parts - 1))
 	for i := 1; i < parts; i++ {
 		work <- &j.tasks[i]
 	}
 	j.runPart(0)
-	j.wg.Wait()
+	// Wait for the workers without parking: a parked goroutine takes tens
+	// of microseconds to wake, the time of a whole 256^3 product on one
+	// core. Yield while they finish their chunks; sleep if one is late.
+	for i := 0; j.pending.Load() != 0; i++ {
+		if i < waitYields {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
 }
+
+// waitYields bounds how often the caller yields before sleeping.
+const waitYields = 2000
 
 // chunksPerPart: work is cut into about this many chunks per part.
 const chunksPerPart = 1

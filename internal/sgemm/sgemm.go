@@ -1,9 +1,6 @@
 package sgemm
 
-import (
-	"math"
-	"unsafe"
-)
+import "math"
 
 // Activation selects the elementwise function of an Epilogue.
 type Activation int
@@ -397,5 +394,3 @@ func packBN(dst, b []float32, ldb, j0, nr, p0, kb, NR int) {
 		clear(d[nr:])
 	}
 }
-
-var _ = unsafe.Pointer(nil)
