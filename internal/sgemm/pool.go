@@ -25,6 +25,7 @@ type job struct {
 	// pending counts the workers still running their part.
 	pending atomic.Int32
 	tmp     []float32 // C^T for the tiny-n path, B^T for the dot path
+	ep      Epilogue  // copy of the caller's epilogue
 	p       problem
 
 	chunk int64 // units per grab
@@ -108,6 +109,7 @@ func getJob() *job {
 func putJob(j *job) {
 	j.prob = nil
 	j.p = problem{}
+	j.ep = Epilogue{}
 	jobMu.Lock()
 	jobFree = append(jobFree, j)
 	jobMu.Unlock()

@@ -57,6 +57,13 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	}
 	j := getJob()
 	defer putJob(j)
+	// From here on use a copy in the job: the caller's Epilogue then does
+	// not escape, so one built per call stays on its stack.
+	var jep *Epilogue
+	if ep != nil {
+		j.ep = *ep
+		jep = &j.ep
+	}
 	if n < dotMaxN && !transA && kern.dot[n] != nil {
 		// Tiny n with rows of A contiguous along k (an output layer): dot
 		// products along k, B^T packed to n contiguous rows if needed.
@@ -74,7 +81,7 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 			}
 		}
 		j.run(&problem{kern: kern, dot: true, m: m, n: n, k: k,
-			alpha: alpha, a: a, lda: lda, b: bt, ldb: ldbt, beta: beta, c: c, ldc: ldc, ep: ep})
+			alpha: alpha, a: a, lda: lda, b: bt, ldb: ldbt, beta: beta, c: c, ldc: ldc, ep: jep})
 		return
 	}
 	if n < swapN && m >= 2*n {
@@ -99,13 +106,13 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 				}
 			}
 		}
-		if ep != nil {
-			epilogueBlock(kern, ep, c, ldc, 0, m, 0, n)
+		if jep != nil {
+			epilogueBlock(kern, jep, c, ldc, 0, m, 0, n)
 		}
 		return
 	}
 	j.run(&problem{kern: kern, transA: transA, transB: transB, m: m, n: n, k: k,
-		alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, ep: ep})
+		alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc, ep: jep})
 }
 
 const (

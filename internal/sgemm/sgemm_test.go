@@ -364,7 +364,15 @@ func TestAllocs(t *testing.T) {
 			ep = &Epilogue{Bias: bias[:s.n], Act: ActSiLU, Pre: pre, LdPre: s.n}
 		}
 		forEachKernel(t, func(t *testing.T) {
-			f := func() { GemmEpilogue(s.ta, s.tb, s.m, s.n, s.k, 1, a, ac, b, bc, 0, c, s.n, ep) }
+			f := func() {
+				if ep == nil {
+					GemmEpilogue(s.ta, s.tb, s.m, s.n, s.k, 1, a, ac, b, bc, 0, c, s.n, nil)
+					return
+				}
+				// An Epilogue built per call must not allocate either.
+				GemmEpilogue(s.ta, s.tb, s.m, s.n, s.k, 1, a, ac, b, bc, 0, c, s.n,
+					&Epilogue{Bias: ep.Bias, Act: ep.Act, Pre: ep.Pre, LdPre: ep.LdPre})
+			}
 			f()
 			if n := testing.AllocsPerRun(10, f); n != 0 {
 				t.Errorf("%+v: %v allocs per call", s, n)
