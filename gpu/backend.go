@@ -89,6 +89,8 @@ type DeviceInfo struct {
 // on. All matrices are float32, row-major, with explicit row strides (ld)
 // where an operation may work on a sub-matrix.
 type Backend interface {
+	ImageOps
+
 	Info() DeviceInfo
 
 	// Alloc returns a zeroed buffer of n elements.

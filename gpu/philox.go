@@ -28,7 +28,7 @@ const (
 	PurposeTimeN     uint32 = 3 // DrawBatch: normals for logit-normal times
 	PurposeNoise     uint32 = 4 // DrawBatch: x0
 	PurposeGenericU  uint32 = 5 // uniform fills
-	PurposeReserved6 uint32 = 6
+	PurposeLabelDrop uint32 = 6 // DrawLabels: label dropout uniforms
 )
 
 // Philox4x32 is the bijection itself: ten rounds over a 128-bit counter

@@ -19,9 +19,38 @@ type Config struct {
 	Dim       int               `json:"dim"`  // data dimension D (input and output)
 	Hidden    []int             `json:"hidden"`
 	TimeEmbed gpu.TimeEmbedding `json:"time_embed"`
-	// Classes > 0 reserves a learned class embedding (the hook for
-	// class-conditional models); 0 is unconditional.
+	// Classes > 0 makes the network class-conditional with a learned
+	// embedding of Classes + 1 rows, the last one the null class that
+	// classifier-free guidance drops labels to; 0 is unconditional.
 	Classes int `json:"classes,omitempty"`
+
+	// Image and UNet describe the U-Net (Kind "unet"): Dim is
+	// Channels*Height*Width, rows of data are NCHW images.
+	Image *ImageShape `json:"image,omitempty"`
+	UNet  *UNetConfig `json:"unet,omitempty"`
+}
+
+// ImageShape is the shape of one image.
+type ImageShape struct {
+	Channels int `json:"channels"`
+	Height   int `json:"height"`
+	Width    int `json:"width"`
+}
+
+// UNetConfig is the U-Net's architecture.
+type UNetConfig struct {
+	// Base is the channel width of the first level; level l has
+	// Base*Mults[l] channels. Each level after the first halves the
+	// resolution.
+	Base  int   `json:"base"`
+	Mults []int `json:"mults"`
+	// ResBlocks is the number of residual blocks per level on the way down
+	// (the way up has one more, as in DDPM).
+	ResBlocks int `json:"res_blocks"`
+	// Attention adds a self-attention block at the lowest resolution.
+	Attention bool `json:"attention"`
+	// Groups is the GroupNorm group count; it divides every width.
+	Groups int `json:"groups"`
 }
 
 // DefaultTimeEmbedding is the sinusoidal embedding the CLI trains with:
@@ -46,31 +75,38 @@ func ParseHidden(s string) ([]int, error) {
 
 // Validate checks that the configuration describes a buildable network.
 func (c Config) Validate() error {
-	if c.Kind != "mlp" {
-		return fmt.Errorf("model kind %q: only mlp is supported", c.Kind)
-	}
 	if c.Dim < 1 || c.Dim > 1<<20 {
 		return fmt.Errorf("model dim %d outside 1..%d", c.Dim, 1<<20)
 	}
-	if len(c.Hidden) == 0 || len(c.Hidden) > 64 {
-		return fmt.Errorf("model needs 1 to 64 hidden layers, got %d", len(c.Hidden))
-	}
-	for _, h := range c.Hidden {
-		if h < 1 || h > 1<<16 {
-			return fmt.Errorf("hidden width %d outside 1..65536", h)
-		}
-	}
 	e := c.TimeEmbed
-	if e.Freqs < 0 || e.Freqs > 4096 || (e.Freqs > 0 && !(e.MaxPeriod > 1 && e.Scale > 0)) {
-		return fmt.Errorf("time embedding %+v: need 0 <= freqs <= 4096 and, with freqs, max_period > 1 and scale > 0", e)
+	finite := func(v float32) bool { return v-v == 0 }
+	if e.Freqs < 0 || e.Freqs > 4096 || (e.Freqs > 0 && !(e.MaxPeriod > 1 && e.Scale > 0 && finite(e.MaxPeriod) && finite(e.Scale))) {
+		return fmt.Errorf("time embedding %+v: need 0 <= freqs <= 4096 and, with freqs, finite max_period > 1 and scale > 0", e)
 	}
-	if c.Classes < 0 {
-		return fmt.Errorf("negative class count %d", c.Classes)
+	if c.Classes < 0 || c.Classes > 1<<16 {
+		return fmt.Errorf("class count %d outside 0..65536", c.Classes)
 	}
-	if c.Classes > 0 {
-		return fmt.Errorf("class-conditional MLPs are not implemented yet")
+	switch c.Kind {
+	case "mlp":
+		if len(c.Hidden) == 0 || len(c.Hidden) > 64 {
+			return fmt.Errorf("model needs 1 to 64 hidden layers, got %d", len(c.Hidden))
+		}
+		for _, h := range c.Hidden {
+			if h < 1 || h > 1<<16 {
+				return fmt.Errorf("hidden width %d outside 1..65536", h)
+			}
+		}
+		if c.Classes > 0 {
+			return fmt.Errorf("the mlp is unconditional: class-conditional models use --model unet")
+		}
+		if c.Image != nil || c.UNet != nil {
+			return fmt.Errorf("an mlp has no image or unet settings")
+		}
+		return nil
+	case "unet":
+		return validateUNet(c)
 	}
-	return nil
+	return fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
 
 // Tensor names one parameter tensor inside the flat parameter buffer.
@@ -94,6 +130,9 @@ func (t Tensor) Size() int {
 func TensorLayout(c Config) ([]Tensor, int, error) {
 	if err := c.Validate(); err != nil {
 		return nil, 0, err
+	}
+	if c.Kind == "unet" {
+		return unetTensorLayout(c)
 	}
 	dims := append([]int{c.Dim + c.TimeEmbed.Width()}, c.Hidden...)
 	dims = append(dims, c.Dim)

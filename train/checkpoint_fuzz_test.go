@@ -317,7 +317,7 @@ func checkpointSeeds(tb testing.TB) map[string][]byte {
 		"meta_wrong_type": edit(func(p *ckParts) { p.fmgpu = str(`{"version": "1"}`) }),
 		"meta_empty":      edit(func(p *ckParts) { p.fmgpu = str(`{}`) }),
 		"version_2":       edit(func(p *ckParts) { p.meta.Version = 2 }),
-		"kind_unet":       edit(func(p *ckParts) { p.meta.Config.Model.Kind = "unet" }),
+		"kind_unknown":    edit(func(p *ckParts) { p.meta.Config.Model.Kind = "transformer" }),
 		"bad_lr":          edit(func(p *ckParts) { p.meta.Config.LR = 0 }),
 		"bad_path":        edit(func(p *ckParts) { p.meta.Config.Path.SigmaMin = 1 }),
 		"step_over":       edit(func(p *ckParts) { p.meta.Step = p.meta.Config.Steps + 1 }),

@@ -32,7 +32,7 @@ var rejectReasons = map[string]string{
 	"meta_wrong_type": "bad fmgpu metadata: json: cannot unmarshal string",
 	"meta_empty":      "layout version 0, this fmgpu reads 1",
 	"version_2":       "layout version 2, this fmgpu reads 1",
-	"kind_unet":       `bad configuration: model kind "unet": only mlp is supported`,
+	"kind_unknown":    `bad configuration: model kind "transformer": want mlp or unet`,
 	"bad_lr":          "bad configuration: --lr 0",
 	"bad_path":        "bad configuration: path ot: sigma-min 1 outside [0, 1)",
 	"step_over":       "step 11 outside 0..10",

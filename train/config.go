@@ -34,6 +34,9 @@ type Config struct {
 	Schedule    string  `json:"schedule"`      // "cosine" or "constant" after warm-up
 	MinLRFrac   float64 `json:"min_lr_frac"`   // cosine decays to LR*MinLRFrac
 	EMADecay    float64 `json:"ema_decay"`     // 0: no EMA
+	// ClassDropout is the probability that a class-conditional model sees
+	// the null class instead of a row's label (classifier-free guidance).
+	ClassDropout float64 `json:"class_dropout,omitempty"`
 }
 
 // Defaults fills the optimizer fields a caller left zero with fmgpu's
@@ -93,6 +96,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--min-lr-frac %g: need 0..1", c.MinLRFrac)
 	case !(c.EMADecay >= 0 && c.EMADecay < 1):
 		return fmt.Errorf("--ema %g: need 0 <= decay < 1", c.EMADecay)
+	case !(c.ClassDropout >= 0 && c.ClassDropout < 1):
+		return fmt.Errorf("--class-dropout %g: need 0 <= p < 1", c.ClassDropout)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 type Trainer struct {
 	cfg   Config
 	b     gpu.Backend
-	net   *model.MLP
+	net   model.Net
 	path  flow.Path
 	data  gpu.Buffer
 	nData int
@@ -25,7 +25,8 @@ type Trainer struct {
 	dPred            gpu.Buffer
 	loss, lossSum    gpu.Buffer // this step's loss; sum since the last Read
 	gradSq, status   gpu.Buffer
-	emaNet           *model.MLP
+	emaNet           model.Net
+	labels, y        gpu.Buffer // class labels of the data and of the batch (conditional nets)
 
 	step      int // steps completed
 	sinceRead int
@@ -35,6 +36,13 @@ type Trainer struct {
 // New builds a trainer for cfg on b over the (already standardized) data,
 // nData rows of cfg.Model.Dim columns, with freshly initialized weights.
 func New(b gpu.Backend, cfg Config, data []float32, nData int) (*Trainer, error) {
+	return NewConditional(b, cfg, data, nil, nData)
+}
+
+// NewConditional is New for a class-conditional network: labels (one per
+// data row, in [0, cfg.Model.Classes)) are drawn with the rows, and dropped
+// to the null class with probability cfg.ClassDropout.
+func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, nData int) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -46,7 +54,19 @@ func New(b gpu.Backend, cfg Config, data []float32, nData int) (*Trainer, error)
 	if err != nil {
 		return nil, err
 	}
-	net, err := model.NewMLP(b, cfg.Model)
+	classes := cfg.Model.Classes
+	if (classes > 0) != (labels != nil) {
+		return nil, fmt.Errorf("a model with %d classes needs one label per data row (got %d labels)", classes, len(labels))
+	}
+	if labels != nil && len(labels) != nData {
+		return nil, fmt.Errorf("%d labels for %d data rows", len(labels), nData)
+	}
+	for i, l := range labels {
+		if l < 0 || int(l) >= classes {
+			return nil, fmt.Errorf("label %d of row %d outside 0..%d", l, i, classes-1)
+		}
+	}
+	net, err := model.New(b, cfg.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -64,10 +84,19 @@ func New(b gpu.Backend, cfg Config, data []float32, nData int) (*Trainer, error)
 	tr.xt, tr.ut, tr.pred, tr.dPred = alloc(bs*d), alloc(bs*d), alloc(bs*d), alloc(bs*d)
 	tr.t = alloc(bs)
 	tr.loss, tr.lossSum, tr.gradSq, tr.status = alloc(1), alloc(1), alloc(1), alloc(1)
+	if labels != nil {
+		lf := make([]float32, len(labels))
+		for i, l := range labels {
+			lf[i] = float32(l)
+		}
+		tr.labels, tr.y = alloc(len(lf)), alloc(bs)
+		b.Upload(tr.labels, lf)
+		net.SetLabels(tr.y)
+	}
 	net.Reserve(bs)
 	net.Init(cfg.Seed)
 	b.Copy(tr.ema, net.Params())
-	tr.emaNet = net.WithParams(tr.ema)
+	tr.emaNet = net.WithWeights(tr.ema)
 	return tr, b.Sync()
 }
 
@@ -81,10 +110,10 @@ func (tr *Trainer) Close() {
 	tr.owned = nil
 }
 
-func (tr *Trainer) Config() Config     { return tr.cfg }
-func (tr *Trainer) StepsDone() int     { return tr.step }
-func (tr *Trainer) Net() *model.MLP    { return tr.net }
-func (tr *Trainer) EMANet() *model.MLP { return tr.emaNet }
+func (tr *Trainer) Config() Config    { return tr.cfg }
+func (tr *Trainer) StepsDone() int    { return tr.step }
+func (tr *Trainer) Net() model.Net    { return tr.net }
+func (tr *Trainer) EMANet() model.Net { return tr.emaNet }
 
 // emaDecayAt warms the EMA up, min(decay, (1 + s) / (10 + s)), so that in a
 // short run the average is not dominated by the random initial weights.
@@ -99,8 +128,11 @@ func (tr *Trainer) Step() {
 	c := tr.cfg
 	s := tr.step + 1
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
-	b.DrawBatch(gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, Step: uint64(tr.step)},
-		tr.data, tr.nData, d, bs, nil, nil, tr.t, tr.xt, tr.ut)
+	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, Step: uint64(tr.step)}
+	b.DrawBatch(dr, tr.data, tr.nData, d, bs, nil, nil, tr.t, tr.xt, tr.ut)
+	if tr.labels != nil {
+		b.DrawLabels(dr, tr.labels, tr.nData, bs, float32(c.ClassDropout), float32(c.Model.Classes), tr.y)
+	}
 	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
 	b.MSELoss(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.loss)
 	tr.net.Backward(tr.dPred, tr.grads)

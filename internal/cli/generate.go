@@ -15,7 +15,7 @@ import (
 // loadedModel is a checkpoint turned back into a network on a backend.
 type loadedModel struct {
 	ck   *train.Checkpoint
-	net  *model.MLP
+	net  model.Net
 	path flow.Path
 }
 
@@ -26,7 +26,7 @@ func loadModel(b gpu.Backend, ckPath string, ema bool) (*loadedModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	net, err := model.NewMLP(b, ck.Meta.Config.Model)
+	net, err := model.New(b, ck.Meta.Config.Model)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", ckPath, err)
 	}
