@@ -22,10 +22,11 @@ type job struct {
 	units int  // MR-row or NR-column panels (dotBlock rows on the dot path)
 	bufs  []buffers
 	tasks []task
-	// pending counts the workers still running their part.
+	// pending counts the parts posted or running on workers.
 	pending atomic.Int32
-	tmp     []float32 // C^T for the tiny-n path, B^T for the dot path
-	ep      Epilogue  // copy of the caller's epilogue
+	claim   []atomic.Int32 // per part: claimIdle, claimPosted, ...
+	tmp     []float32      // C^T for the tiny-n path, B^T for the dot path
+	ep      Epilogue       // copy of the caller's epilogue
 	p       problem
 
 	chunk int64 // units per grab
@@ -61,11 +62,29 @@ func worker() {
 	for {
 		t := nextTask()
 		j := t.j
+		if !j.claim[t.part].CompareAndSwap(claimPosted, claimRunning) {
+			// The caller did this part itself (or the message is stale).
+			continue
+		}
 		j.runPart(t.part)
 		// The last access to the job: the caller may reuse it at once.
 		j.pending.Add(-1)
 	}
 }
+
+// States of a part handed to the pool. A worker runs a part only if it
+// moves it from posted to running; the caller cancels the parts no worker
+// has claimed once it has run out of chunks, so it never waits for a
+// worker that has not started (one descheduled by the OS, say). A message
+// left in the queue by a cancelled part is discarded by whichever worker
+// takes it, or, if the job has been reused and the part posted again,
+// runs that part: messages for one (job, part) are interchangeable.
+const (
+	claimIdle int32 = iota
+	claimPosted
+	claimRunning
+	claimCancelled
+)
 
 // spinTime: how long an idle worker polls for the next task before it
 // parks. Products come in bursts (a training step is a chain of them), and
@@ -99,7 +118,7 @@ func getJob() *job {
 		return j
 	}
 	jobMu.Unlock()
-	j := &job{bufs: make([]buffers, poolSize), tasks: make([]task, poolSize)}
+	j := &job{bufs: make([]buffers, poolSize), tasks: make([]task, poolSize), claim: make([]atomic.Int32, poolSize)}
 	for i := range j.tasks {
 		j.tasks[i] = task{j: j, part: i}
 	}
@@ -159,14 +178,27 @@ func (j *job) run(in *problem) {
 		j.runPart(0)
 		return
 	}
-	j.pending.Store(int32(parts - 1))
+	j.pending.Store(0)
 	for i := 1; i < parts; i++ {
-		work <- &j.tasks[i]
+		j.pending.Add(1)
+		j.claim[i].Store(claimPosted)
+		select {
+		case work <- &j.tasks[i]:
+		default: // queue full (many concurrent callers): run it here
+			j.claim[i].Store(claimCancelled)
+			j.pending.Add(-1)
+		}
 	}
 	j.runPart(0)
-	// Wait for the workers without parking: a parked goroutine takes tens
-	// of microseconds to wake, the time of a whole 256^3 product on one
-	// core. Yield while they finish their chunks; sleep if one is late.
+	for i := 1; i < parts; i++ {
+		if j.claim[i].CompareAndSwap(claimPosted, claimCancelled) {
+			j.pending.Add(-1)
+		}
+	}
+	// Wait for the workers that started, without parking: a parked
+	// goroutine takes tens of microseconds to wake, the time of a whole
+	// 256^3 product on one core. Yield while they finish their chunks;
+	// sleep if one is slow.
 	for i := 0; j.pending.Load() != 0; i++ {
 		if i < waitYields {
 			runtime.Gosched()

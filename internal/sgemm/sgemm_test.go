@@ -294,22 +294,39 @@ func TestEpilogueSiLURange(t *testing.T) {
 	})
 }
 
+// TestGemmConcurrent runs products of several sizes from many goroutines
+// at once: the pool's hand-off (posted, claimed or cancelled parts, jobs
+// recycled while stale queue messages are in flight) must keep every
+// result exact.
 func TestGemmConcurrent(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
-	m, n, k := 300, 200, 150
-	a, b := randSlice(r, m*k), randSlice(r, k*n)
-	want := make([]float32, m*n)
-	naive(false, false, m, n, k, 1, a, k, b, n, 0, want, n)
+	type prob struct {
+		m, n, k int
+		a, b    []float32
+		want    []float32
+	}
+	var probs []prob
+	for _, s := range [][3]int{{300, 200, 150}, {128, 128, 64}, {1000, 64, 32}, {64, 64, 256}} {
+		m, n, k := s[0], s[1], s[2]
+		p := prob{m: m, n: n, k: k, a: randSlice(r, m*k), b: randSlice(r, k*n), want: make([]float32, m*n)}
+		naive(false, false, m, n, k, 1, p.a, k, p.b, n, 0, p.want, n)
+		probs = append(probs, p)
+	}
+	iters := 20
+	if testing.Short() {
+		iters = 5
+	}
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := make([]float32, m*n)
-			for it := 0; it < 5; it++ {
-				Gemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
-				if e := numtest.MaxRelErr(c, want, 1); e > 1e-5 {
-					t.Errorf("concurrent: max rel err %g", e)
+			for it := 0; it < iters; it++ {
+				p := probs[(g+it)%len(probs)]
+				c := make([]float32, p.m*p.n)
+				Gemm(false, false, p.m, p.n, p.k, 1, p.a, p.k, p.b, p.n, 0, c, p.n)
+				if e := numtest.MaxRelErr(c, p.want, 1); e > 1e-5 {
+					t.Errorf("concurrent %dx%dx%d: max rel err %g", p.m, p.n, p.k, e)
 					return
 				}
 			}
@@ -390,4 +407,22 @@ func TestKernelsListed(t *testing.T) {
 		t.Error("SetKernel(nonesuch) succeeded")
 	}
 	t.Logf("kernels: %v (default %s)", ks, Kernel())
+}
+
+// TestKernelGeometry checks that every kernel has a micro-kernel for each
+// row count and sane blocking.
+func TestKernelGeometry(t *testing.T) {
+	for _, k := range available {
+		if len(k.rowA) != k.mr || len(k.colA) != k.mr {
+			t.Errorf("%s: %d/%d micro-kernels for MR = %d", k.name, len(k.rowA), len(k.colA), k.mr)
+		}
+		if k.nc%k.nr != 0 || k.kc <= 0 {
+			t.Errorf("%s: nc = %d not a multiple of NR = %d, or kc = %d", k.name, k.nc, k.nr, k.kc)
+		}
+		for n := 1; n < dotMaxN && k.dot[1] != nil; n++ {
+			if k.dot[n] == nil || k.dot1[n] == nil || k.dotRows[n] < 1 {
+				t.Errorf("%s: no dot kernel for n = %d", k.name, n)
+			}
+		}
+	}
 }

@@ -1,6 +1,8 @@
-// Command asm generates the amd64 assembly of package sgemm with avo:
-// the AVX-512 and AVX2+FMA micro-kernels, the fused bias/SiLU epilogue
-// and two FMA loops that measure the clock and the FMA throughput.
+// Command asm generates the amd64 assembly of package sgemm with avo: the
+// micro-kernels (AVX-512 zmm 12x32, AVX-512VL ymm 6x32, AVX2 6x16, for
+// every row count and both A layouts), the dot kernels for tiny n, the
+// transposing B packer, the fused bias/SiLU epilogue, and the FMA loops
+// that measure the clock and the FMA throughput.
 //
 // Run it through go generate in internal/sgemm (see gen.go there).
 package main
@@ -15,7 +17,7 @@ import (
 )
 
 // Register-tile geometry. These must agree with the constants in
-// internal/sgemm/dispatch_amd64.go (mr512, nr512, mr256, nr256).
+// internal/sgemm/dispatch_amd64.go (TestKernelGeometry checks them).
 const (
 	mr512  = 12 // rows of C per AVX-512 micro-tile (12 x 2 zmm accumulators)
 	nr512  = 32 // columns of C per AVX-512 micro-tile (two zmm)
