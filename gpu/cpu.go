@@ -30,7 +30,8 @@ type CPU struct {
 	lincomb  linCombTask
 	errNorm  errNormTask
 	rowDot   rowDotTask
-	partials []float64 // one partial sum per reduceChunk elements
+	partials []float64  // one partial sum per reduceChunk elements
+	img      imageState // the image ops' tasks and scratch (cpu_image.go)
 
 	// the last path built from a Spec, so that ops do not rebuild (and
 	// allocate) it on every call

@@ -94,6 +94,23 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"ErrorNorm", testErrorNorm},
 		{"RowDot", testRowDot},
 		{"UnitColumn", testUnitColumn},
+		{"Conv2D", testConv2D},
+		{"Conv2DBackwardData", testConv2DBackwardData},
+		{"Conv2DBackwardFilter", testConv2DBackwardFilter},
+		{"GroupNorm", testGroupNorm},
+		{"GroupNormBackward", testGroupNormBackward},
+		{"Activate", testActivate},
+		{"AddChannelBias", testAddChannelBias},
+		{"ChannelSum", testChannelSum},
+		{"Upsample2x", testUpsample2x},
+		{"Upsample2xBackward", testUpsample2xBackward},
+		{"CopyChannels", testCopyChannels},
+		{"GemmBatched", testGemmBatched},
+		{"Softmax", testSoftmax},
+		{"SoftmaxBackward", testSoftmaxBackward},
+		{"Transpose", testTranspose},
+		{"OneHot", testOneHot},
+		{"DrawLabels", testDrawLabels},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
