@@ -19,6 +19,9 @@ func Load(pathOrName string, n int, seed uint64) (*Dataset, error) {
 	if IsBuiltin(pathOrName) {
 		return Builtin(pathOrName, n, seed)
 	}
+	if IsImageData(pathOrName) { // mnist[:split], fashion-mnist[:split] (first n images) or a directory: LoadImages
+		return loadImageData(pathOrName, n)
+	}
 	names := strings.Join(builtinNames, ", ")
 	switch ext := strings.ToLower(filepath.Ext(pathOrName)); ext {
 	case ".npy":
