@@ -14,7 +14,8 @@
 //
 // The kernel is chosen at start-up from golang.org/x/sys/cpu: "avx512"
 // (12 x 32 register tile: 24 zmm accumulators, A broadcast from memory by
-// the FMA itself), "avx2" (6 x 16 tile, 12 ymm accumulators) or "generic"
+// the FMA itself), "avx512ymm" (the same on ymm registers, 6 x 32, for
+// comparison), "avx2" (6 x 16 tile, 12 ymm accumulators) or "generic"
 // (4 x 16, Go). SetKernel (or FMGPU_SGEMM_KERNEL) forces one, for tests and
 // benchmarks. Each assembly kernel exists for every row count 1..MR (edge
 // panels waste no flops) and in two A layouts, so that A is never packed:
@@ -25,13 +26,18 @@
 // 8x8 AVX transpose. The kernels prefetch the C tile, the B rows 16 steps
 // ahead and, for a row-major A, the rows of the next panel.
 //
-// Zen 4 runs each zmm instruction as two 256-bit halves, so the zmm and
-// ymm kernels have the same FMA peak. In cache both reach it (micro-kernel
-// alone: 113.6 GFLOP/s zmm, 112.9 ymm, one core); in the full product the
-// zmm kernel wins by 5-25% (103-113 vs 82-106 GFLOP/s per core on the MLP
-// shapes): half the instructions, and its 32 registers allow a 12 x 32
-// tile that loads 14 values per 24 FMAs where the 16-register ymm tile
-// loads 8 per 12. So "avx512" is the default where available.
+// Zen 4 runs each zmm instruction as two 256-bit halves, so zmm and ymm
+// code have the same FMA peak (TestClock: 32 flop/cycle either way). To
+// compare them at equal register budget there is a third kernel,
+// "avx512ymm": 6 x 32 tile of ymm registers Y0-Y31 (AVX-512VL). In cache
+// all three reach the peak (BenchmarkMicroKernel, one core: zmm 114.9,
+// ymm-VL 114.4, AVX2 112.5 GFLOP/s). In the full products the zmm kernel
+// wins: 104-113 GFLOP/s per core on the MLP shapes against 80-110 for
+// ymm-VL and 56-111 for AVX2, and 94-102 against 86-93 and 71-82 for a
+// whole training step (table below). The 12 x 32 zmm tile needs half the
+// instructions and half the A broadcasts per flop, and streams A and B at
+// half the rate per flop of the 6-row ymm tiles. So "avx512" is the
+// default where available, then "avx2".
 //
 // Tiny dimensions have their own paths: m*n*k <= 4096 runs a plain loop;
 // n < 8 with a row-major A (an output layer, Y = H W^T with W 2 x 256)
@@ -45,23 +51,80 @@
 // kc = 256: the A micro-panel (12 x 256 floats, 12 KiB) stays in the 32
 // KiB L1 while the kernel sweeps the B panels. nc = 512: a kc x nc block
 // of B (512 KiB) stays in the 1 MiB L2 of each core while all MR-row
-// panels of A pass over it. C is streamed once per kc block. A persistent
-// pool of GOMAXPROCS-1 workers (started on first use) and the caller
-// split the row panels (or the column panels, when B is transposed and A
-// is small) in one chunk per part, taken from an atomic counter so that a
-// late worker never stalls the call. Products with m*n*k < 2^20 stay on
-// the calling goroutine. Pack buffers and per-call state are recycled
-// through a free list: no allocation per call in steady state
-// (TestAllocs checks testing.AllocsPerRun == 0 for every path).
+// panels of A pass over it. C is streamed once per kc block.
 //
-// # Peak and measured speed (AMD EPYC Zen 4, 2 cores)
+// A persistent pool of GOMAXPROCS-1 workers (started on first use) and the
+// caller split the row panels (or the column panels, when B is transposed
+// and A is small) into one chunk per part, taken from an atomic counter.
+// Idle workers poll for 50 µs before parking and the caller waits for them
+// without parking, since waking a parked goroutine costs about as much as
+// a 256^3 product; the caller cancels any part no worker has claimed by
+// the time it runs out of chunks, so a descheduled worker never stalls a
+// call. Products with m*n*k < 2^20 stay on the calling goroutine. Pack
+// buffers and per-call state are recycled through a free list: no
+// allocation per call in steady state (TestAllocs checks
+// testing.AllocsPerRun == 0 on every path, BenchmarkMLPStep reports 0
+// allocs/op for a whole training step).
 //
-// Clock: 3.61 GHz, measured by TestClock from a chain of dependent FMAs
-// (4-cycle latency on Zen 4: cycles = 4 x FMAs; /proc/cpuinfo shows only
+// # Peak and measured speed (AMD EPYC Zen 4, 2 cores, KVM guest)
+//
+// Clock: 3.66 GHz, measured by TestClock from a chain of dependent FMAs
+// (4-cycle latency on Zen 4, so cycles = 4 x FMAs; /proc/cpuinfo shows only
 // the 2.6 GHz nominal clock of the VM). Peak = 2 cores x 2 FMA pipes x 8
-// float32 lanes (256 bits) x 2 flops x 3.61 GHz = 231 GFLOP/s, 115.5 per
-// core; TestClock's independent-FMA loop reaches 115.3 GFLOP/s on one core
-// with zmm (31.9 flop/cycle).
+// float32 lanes (256 bits) x 2 flops x 3.66 GHz = 234 GFLOP/s (117 per
+// core); TestClock's independent-FMA loops reach 116.7 (zmm) and 117.1
+// (ymm) GFLOP/s on one core, 32 flop/cycle.
 //
-// MEASURED_TABLE
+//	go test -run Clock -v ./internal/sgemm
+//	go test -run - -bench 'Gemm|MLPStep|Gonum' ./internal/sgemm
+//
+// GFLOP/s = 2mnk/time. "2 cores" is wall-clock time with GOMAXPROCS=2;
+// "per core" is flops per CPU-second of the process (the benchmarks also
+// report it as GFLOP/cpu-s), which other load on the shared machine
+// hardly disturbs. Best of 3 runs, Go 1.26, machine otherwise idle.
+// OpenBLAS is Debian's 0.3.21 (pthreads, 2 threads, it picks its
+// Cooper Lake AVX-512 kernels on this CPU) through cblas_sgemm from a
+// small C program, the same shapes; gonum is blas32.Gemm (gonum v0.17.0).
+//
+//	shape (ta,tb / m,n,k)      avx512   avx512  512ymm    avx2  OpenBLAS  gonum
+//	                          2 cores per core per core per core  2 cores 2 cores
+//	forward  F,T/4096,256,256   210.9    112.9    109.7   110.8    163.9    20.6
+//	dX       F,F/4096,256,256   217.9    113.4    109.0    93.9    143.2    22.0
+//	dW       T,F/256,256,4096   214.4    110.4     97.4    78.2    140.3    10.3
+//	forward  F,T/4096,512,512   218.8    110.6    108.9   103.5    174.1    21.5
+//	dX       F,F/4096,512,512   210.2    109.0     97.0    88.0    174.1    22.9
+//	dW       T,F/512,512,4096   189.0    103.7     79.7    56.4    169.6     8.9
+//	forward  F,T/256,256,256    219.2    111.0    109.9   106.7    181.7    14.2
+//	dX       F,F/256,256,256    213.3    107.8    106.3    92.5    101.2    21.7
+//	dW       T,F/256,256,256    213.7    109.7     98.8    79.3     47.2    12.2
+//	forward  F,T/256,512,512    214.9    109.4    108.2   101.7     56.2    21.2
+//	dX       F,F/256,512,512    210.2    106.1     98.9    85.9    144.2    22.7
+//	dW       T,F/512,512,256    219.5    110.4     83.6    57.6    144.7     9.2
+//	in fwd   F,T/4096,256,3     117.4     59.5     54.6    39.7      8.5     1.1
+//	in dW    T,F/256,3,4096     142.1     72.2     65.4    47.9     34.5     1.1
+//	out fwd  F,T/4096,2,256     113.4     57.3     51.7    51.5     36.4     6.7
+//	out dX   F,F/4096,256,2      93.4     47.4     44.3    28.8      5.6     6.4
+//	out dW   T,F/2,256,4096     106.8     54.0     49.3    32.8     21.1    12.6
+//	in fwd   F,T/256,256,3       55.9     55.8     53.2    39.9     42.8     1.1
+//	in dW    T,F/256,3,256       80.0     80.2     71.9    52.6     78.3     1.3
+//	out fwd  F,T/256,2,256       87.1     87.2     81.0    80.4     93.1     5.5
+//	out dX   F,F/256,256,2       50.9     51.1     47.4    30.8     57.3     3.7
+//	out dW   T,F/2,256,256       72.5     72.6     68.2    42.4     77.5     4.2
+//
+// (The batch-256 products of the input and output layers, under 2^20
+// multiply-adds, run on one core: a few microseconds each.) The generic Go
+// kernel reaches 5-6 GFLOP/s per core.
+//
+// One training step (BenchmarkMLPStep: all 14 products of forward, dW and
+// dX for the MLP 3 -> h x4 -> 2, SiLU layers fused through the epilogue):
+//
+//	                 avx512   avx512   OpenBLAS  ratio
+//	                2 cores  per core   2 cores
+//	mlp256x4-b256     176.4      94.2      95.8   1.84
+//	mlp512x4-b256     178.7      97.8      94.4   1.89
+//	mlp256x4-b4096    192.6     100.7     128.8   1.50
+//	mlp512x4-b4096    198.6     101.9     161.6   1.23
+//
+// (OpenBLAS there runs the same products without the fused bias and
+// SiLU, which PyTorch would add as separate passes.)
 package sgemm
