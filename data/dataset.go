@@ -14,6 +14,9 @@ type Dataset struct {
 	X      []float32 // N x D row-major
 	N, D   int
 	Labels []int32 // optional, len N when present (mixture component for the built-in sets)
+	// Image is set for image data (LoadImages): the shape of each row,
+	// class names and the 8-bit pixels X was made from; nil otherwise.
+	Image *ImageInfo
 }
 
 // Row returns point i as a sub-slice of X. Its capacity is clipped to D so

@@ -246,6 +246,7 @@ func checkSetBytes(spec string, n, c, plane int) error {
 // finish sets D and X from the pixels.
 func (is *ImageSet) finish() {
 	img := is.Image
+	is.Dataset.Image = img
 	is.D = img.Channels * img.Height * img.Width
 	is.X = make([]float32, len(img.Pixels))
 	for i, p := range img.Pixels {

@@ -47,6 +47,8 @@ type DataInfo struct {
 	Source string `json:"source"`
 	Rows   int    `json:"rows"`
 	Dim    int    `json:"dim"`
+	// Classes names the labels of a class-conditional model's data.
+	Classes []string `json:"classes,omitempty"`
 }
 
 // RNGState is the generator's state as stored in a checkpoint.

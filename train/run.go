@@ -42,6 +42,9 @@ type RunOptions struct {
 	Data            DataInfo
 	// OnLog is called after every read with the latest metric.
 	OnLog func(Metric)
+	// OnCheckpoint, when set, runs after every checkpoint is written (the
+	// CLI draws a grid of samples for image data); its error stops the run.
+	OnCheckpoint func(step int) error
 	// StopAt, when between the current step and Steps, ends this run after
 	// that step with a checkpoint, as if interrupted there: a long run can
 	// be done in chunks (batch-queue time limits) and resumed exactly.
@@ -65,6 +68,17 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		return err
 	}
 	save := func() error { return tr.Save(ckPath, o.Std, o.Data) }
+	// saveAndHook is a checkpoint outside an interrupt: the hook may take a
+	// while (sampling), which an interrupted run must not wait for.
+	saveAndHook := func() error {
+		if err := save(); err != nil {
+			return err
+		}
+		if o.OnCheckpoint != nil {
+			return o.OnCheckpoint(tr.step)
+		}
+		return nil
+	}
 	start := time.Now()
 	lastT, lastStep := start, tr.step
 	end := tr.cfg.Steps
@@ -102,12 +116,12 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			return ctx.Err()
 		}
 		if ckDue && s != end {
-			if err := save(); err != nil {
+			if err := saveAndHook(); err != nil {
 				return err
 			}
 		}
 	}
-	return save()
+	return saveAndHook()
 }
 
 // readMetrics keeps the lines of an earlier run up to step (a resumed run

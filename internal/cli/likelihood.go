@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -13,6 +14,10 @@ import (
 
 // likelihoodChunk bounds the rows integrated at once.
 const likelihoodChunk = 1 << 14
+
+// exactDivergenceMaxDim is the largest dimension for which likelihood
+// defaults to the exact divergence.
+const exactDivergenceMaxDim = 64
 
 func likelihoodCommand() *ucli.Command {
 	flags := []ucli.Flag{
@@ -60,6 +65,12 @@ func likelihoodCommand() *ucli.Command {
 			if err != nil {
 				return usageError{err}
 			}
+			// D backward passes per evaluation is what exact means; for images
+			// that is hundreds, so Hutchinson is the default there.
+			if ds.D > exactDivergenceMaxDim && !c.IsSet("divergence") {
+				div = sampler.Hutchinson
+				fmt.Fprintf(c.App.ErrWriter, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
+			}
 			b, err := openBackend(c.String("device"), c.Int("threads"))
 			if err != nil {
 				return err
@@ -75,6 +86,11 @@ func likelihoodCommand() *ucli.Command {
 			}
 			std := lm.ck.Meta.Standardization
 			z := append([]float32(nil), ds.X...)
+			if ds.Image != nil {
+				// 8-bit pixels: uniform dequantization, x = 2(p + u)/256 - 1,
+				// whose Jacobian data.BitsPerDim accounts for
+				data.Dequantize(z, ds.Image.Pixels, rand.New(rand.NewPCG(c.Uint64("seed"), 0x6465717561)))
+			}
 			std.Apply(z)
 			lo, hi := lm.path.TimeRange()
 			so.T0, so.T1 = hi, lo // backwards, from data to noise
@@ -83,10 +99,14 @@ func likelihoodCommand() *ucli.Command {
 				Seed: c.Uint64("seed"), PriorStd: lm.path.PriorStd(), LogDetCorrection: std.LogDetJacobian()}
 			logp := make([]float64, 0, ds.N)
 			nfe := 0
-			buf := b.Alloc(min(ds.N, likelihoodChunk) * d)
+			chunk := likelihoodChunk
+			if lm.net.Config().Kind == "unet" {
+				chunk = chunkRows(lm.net.Config())
+			}
+			buf := b.Alloc(min(ds.N, chunk) * d)
 			defer b.Free(buf)
-			for first := 0; first < ds.N; first += likelihoodChunk {
-				rows := min(likelihoodChunk, ds.N-first)
+			for first := 0; first < ds.N; first += chunk {
+				rows := min(chunk, ds.N-first)
 				xb := buf.Slice(0, rows*d)
 				b.Upload(xb, z[first*d:(first+rows)*d])
 				lp, st, err := sampler.LogLikelihood(b, lm.net, xb, rows, lo2)
@@ -111,9 +131,18 @@ func likelihoodCommand() *ucli.Command {
 				}
 			}
 			mean, se := sampler.MeanNLL(logp)
-			fmt.Fprintf(c.App.Writer, "points=%d dim=%d solver=%s divergence=%s nfe=%d nll_stderr=%.4g\n",
-				ds.N, d, so.Method, strings.ToLower(div.String()), nfe, se)
-			fmt.Fprintf(c.App.Writer, "nll_nats=%.6f bits_per_dim=%.6f\n", mean, sampler.BitsPerDim(mean, d))
+			bpd := sampler.BitsPerDim(mean, d)
+			note := ""
+			if ds.Image != nil {
+				bpd = data.BitsPerDim(mean, d)
+				note = " dequantized=uniform"
+				if lm.classes() > 0 {
+					note += " class=null"
+				}
+			}
+			fmt.Fprintf(c.App.Writer, "points=%d dim=%d solver=%s divergence=%s nfe=%d nll_stderr=%.4g%s\n",
+				ds.N, d, so.Method, strings.ToLower(div.String()), nfe, se, note)
+			fmt.Fprintf(c.App.Writer, "nll_nats=%.6f bits_per_dim=%.6f\n", mean, bpd)
 			return nil
 		},
 	}

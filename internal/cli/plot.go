@@ -98,11 +98,15 @@ func lossPlot(path, metricsPath string) error {
 	return savePlot(p, path, 6*vg.Inch, 4*vg.Inch)
 }
 
-// trainPlots draws samples.png (2-D data) and loss.png after training,
-// sampling from the checkpoint just written, as `fmgpu sample` would.
+// trainPlots draws loss.png and samples.png after training: for 2-D data
+// samples over data points, for images a grid; sampled from the checkpoint
+// just written, as `fmgpu sample` would.
 func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
 	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
 		return err
+	}
+	if ds.Image != nil {
+		return writeSampleGrid(b, trainingModel(tr, std), ds.Image, filepath.Join(o.out, "samples.png"), o.cfg.Seed+1, -1, defaultGuidance)
 	}
 	if ds.D != 2 {
 		return nil
@@ -112,9 +116,40 @@ func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *
 		return err
 	}
 	defer lm.net.Release()
-	x, _, err := generate(b, lm, plotPoints, o.cfg.Seed+1, sampler.Options{Method: sampler.RK4, Steps: 100}, nil)
+	x, _, err := generate(b, lm, plotPoints, sampler.Options{Method: sampler.RK4, Steps: 100}, genOptions{seed: o.cfg.Seed + 1})
 	if err != nil {
 		return err
 	}
 	return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+}
+
+// gridSolver is how training's sample grids are drawn: cheap enough to run
+// at every checkpoint on a CPU, accurate enough to judge progress.
+var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 20}
+
+// defaultGuidance is the classifier-free guidance weight of grids and of
+// `fmgpu sample` for class-conditional models.
+const defaultGuidance = 2.0
+
+// sampleGridAt writes DIR/samples_STEP.png during training of image data.
+func sampleGridAt(b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
+	lm := trainingModel(tr, data.Identity(ds.D))
+	return writeSampleGrid(b, lm, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
+}
+
+// writeSampleGrid draws a 10 x 10 grid of samples (one row per class for a
+// conditional model, or class k everywhere when k >= 0) to a PNG.
+func writeSampleGrid(b gpu.Backend, lm *loadedModel, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
+	n := gridSide * gridSide
+	x, _, err := generate(b, lm, n, gridSolver, genOptions{seed: seed, labels: gridLabels(lm.classes(), k), guidance: guidance})
+	if err != nil {
+		return err
+	}
+	return writeGridPNG(path, x, n, img.Channels, img.Height, img.Width)
+}
+
+func writeGridPNG(path string, x []float32, n, c, h, w int) error {
+	return atomicfile.Write(path, func(out io.Writer) error {
+		return data.WriteGrid(out, x, n, c, h, w, gridSide)
+	})
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -74,10 +75,13 @@ func sampleCommand() *ucli.Command {
 	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: "checkpoint", Required: true, Usage: "DIR/checkpoint.safetensors from fmgpu train"},
 		&ucli.IntFlag{Name: "n", Value: 1000, Usage: "number of samples"},
-		&ucli.StringFlag{Name: "out", Required: true, Usage: "FILE.npy or FILE.csv (n x D, data units)"},
+		&ucli.StringFlag{Name: "out", Usage: "FILE.npy or FILE.csv (n x D, data units); required unless --grid is given"},
 		&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noise x0"},
 		&ucli.StringFlag{Name: "trajectory", Usage: "also write the states at every step, FILE.npy of shape (steps+1, n, D)"},
 		&ucli.StringFlag{Name: "plot", Usage: "also draw the samples (first two dimensions) to FILE.png"},
+		&ucli.StringFlag{Name: "grid", Usage: "image models: a 10 x 10 grid of samples to FILE.png (one row per class when class-conditional)"},
+		&ucli.IntFlag{Name: "class", Value: -1, Usage: "class-conditional models: sample this class only (default: every class in turn)"},
+		&ucli.Float64Flag{Name: "guidance", Value: defaultGuidance, Usage: "class-conditional models: classifier-free guidance weight w in v_null + w (v_class - v_null)"},
 	}
 	return &ucli.Command{
 		Name:  "sample",
@@ -92,9 +96,19 @@ func sampleCommand() *ucli.Command {
 			if n < 1 || n > 1<<26 {
 				return usagef("--n %d: need 1..%d", n, 1<<26)
 			}
-			out := c.String("out")
-			if _, err := outputFormat("out", out, ".npy", ".csv"); err != nil {
-				return err
+			out, gridPath := c.String("out"), c.String("grid")
+			if out == "" && gridPath == "" {
+				return usagef("give --out FILE.npy|FILE.csv, --grid FILE.png, or both")
+			}
+			if out != "" {
+				if _, err := outputFormat("out", out, ".npy", ".csv"); err != nil {
+					return err
+				}
+			}
+			if gridPath != "" {
+				if _, err := outputFormat("grid", gridPath, ".png"); err != nil {
+					return err
+				}
 			}
 			traj, plot := c.String("trajectory"), c.String("plot")
 			if traj != "" {
@@ -110,6 +124,10 @@ func sampleCommand() *ucli.Command {
 					return err
 				}
 			}
+			guidance := c.Float64("guidance")
+			if math.IsNaN(guidance) || math.IsInf(guidance, 0) || guidance < 0 || guidance > 100 {
+				return usagef("--guidance %g: need 0..100", guidance)
+			}
 			b, err := openBackend(c.String("device"), c.Int("threads"))
 			if err != nil {
 				return err
@@ -119,29 +137,56 @@ func sampleCommand() *ucli.Command {
 			if err != nil {
 				return err
 			}
+			classes, k := lm.classes(), c.Int("class")
+			if c.IsSet("class") && (classes == 0 || k < 0 || k >= classes) {
+				if classes == 0 {
+					return usagef("--class: this model is unconditional")
+				}
+				return usagef("--class %d: the model has classes 0..%d (%s)", k, classes-1, strings.Join(lm.ck.Meta.Data.Classes, ", "))
+			}
+			mc := lm.net.Config()
+			if gridPath != "" && mc.Image == nil {
+				return usagef("--grid needs an image model; use --plot for 2-D data")
+			}
+			g := genOptions{seed: c.Uint64("seed"), guidance: guidance}
+			if classes > 0 {
+				g.labels = make([]int, n)
+				for i := range g.labels {
+					g.labels[i] = i % classes
+					if k >= 0 {
+						g.labels[i] = k
+					}
+				}
+			}
 			d := lm.net.Dim()
 			var trajectory []float32
 			if traj != "" {
 				lo, hi := lm.path.TimeRange()
 				for i := 0; i <= o.Steps; i++ {
 					// the solver's own grid points, so saving does not split steps
-					s := flow.ShiftTime(float64(i)/float64(o.Steps), lm.ck.Meta.Config.Time.Shift)
+					s := flow.ShiftTime(float64(i)/float64(o.Steps), lm.shift)
 					o.SaveAt = append(o.SaveAt, lo+(hi-lo)*s)
 				}
 				trajectory = make([]float32, (o.Steps+1)*n*d)
+				g.onSave = func(step, first int, xs []float32) {
+					if step <= o.Steps {
+						copy(trajectory[(step*n+first)*d:], xs)
+					}
+				}
 			}
 			start := time.Now()
-			x, st, err := generate(b, lm, n, c.Uint64("seed"), o, func(k, first int, xs []float32) {
-				if trajectory != nil && k <= o.Steps {
-					copy(trajectory[(k*n+first)*d:], xs)
+			var x []float32
+			var st sampler.Stats
+			if out != "" || traj != "" || plot != "" {
+				if x, st, err = generate(b, lm, n, o, g); err != nil {
+					return err
 				}
-			})
-			if err != nil {
-				return err
 			}
 			el := time.Since(start)
-			if err := writeMatrix(out, x, n, d); err != nil {
-				return err
+			if out != "" {
+				if err := writeMatrix(out, x, n, d); err != nil {
+					return err
+				}
 			}
 			if trajectory != nil {
 				if err := atomicfile.Write(traj, func(w io.Writer) error {
@@ -157,6 +202,20 @@ func sampleCommand() *ucli.Command {
 				if err := scatterPlot(plot, "samples", nil, x, d); err != nil {
 					return err
 				}
+			}
+			if gridPath != "" {
+				im := mc.Image
+				gx, _, err := generate(b, lm, gridSide*gridSide, o, genOptions{seed: c.Uint64("seed"), labels: gridLabels(classes, k), guidance: guidance})
+				if err != nil {
+					return err
+				}
+				if err := writeGridPNG(gridPath, gx, gridSide*gridSide, im.Channels, im.Height, im.Width); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "wrote a %dx%d grid to %s\n", gridSide, gridSide, gridPath)
+			}
+			if out == "" {
+				return nil
 			}
 			fmt.Fprintf(c.App.Writer, "wrote %d samples to %s (solver %s, NFE %d, %.2fs, %.0f points/s)\n",
 				n, out, o.Method, st.NFE, el.Seconds(), float64(n)/el.Seconds())

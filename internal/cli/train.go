@@ -42,6 +42,9 @@ type trainOptions struct {
 	nData                              int
 	resume, plot                       bool
 	quiet                              bool
+	modelKind                          string
+	unconditional                      bool
+	image                              data.ImageOptions
 }
 
 func pathFlags() []ucli.Flag {
@@ -94,7 +97,7 @@ func pathFromFlags(c *ucli.Context) (flow.Spec, error) {
 
 func trainCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "data", Required: true, Usage: "built-in set (" + strings.Join(data.BuiltinNames(), ", ") + ") or a FILE.npy / FILE.csv"},
+		&ucli.StringFlag{Name: "data", Required: true, Usage: "built-in set (" + strings.Join(data.BuiltinNames(), ", ") + "), FILE.npy / FILE.csv, an image set (" + strings.Join(data.ImageDataNames(), ", ") + ") or a DIR of PNG/JPEG images"},
 		&ucli.StringFlag{Name: "out", Required: true, Usage: "output directory (checkpoint, metrics, plots)"},
 		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "training steps"},
 		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch size"},
@@ -121,6 +124,17 @@ func trainCommand() *ucli.Command {
 		&ucli.IntFlag{Name: "log-every", Value: defaultLogEvery, Usage: "read the loss and write metrics every N steps"},
 		&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
 		&ucli.BoolFlag{Name: "no-plot", Usage: "do not draw samples.png and loss.png"},
+		&ucli.StringFlag{Name: "model", Value: "auto", Usage: "mlp, unet, or auto (unet for images, mlp otherwise)"},
+		&ucli.IntFlag{Name: "base", Value: 32, Usage: "unet: channels of the first level"},
+		&ucli.StringFlag{Name: "mults", Value: "1,2,2", Usage: "unet: channel multiplier per level (each level after the first halves the resolution)"},
+		&ucli.IntFlag{Name: "res-blocks", Value: 1, Usage: "unet: residual blocks per level"},
+		&ucli.BoolFlag{Name: "attention", Usage: "unet: self-attention at the lowest resolution"},
+		&ucli.IntFlag{Name: "groups", Value: 8, Usage: "unet: GroupNorm groups"},
+		&ucli.Float64Flag{Name: "class-dropout", Value: 0.1, Usage: "class-conditional models: probability of training on the null class (classifier-free guidance)"},
+		&ucli.BoolFlag{Name: "unconditional", Usage: "ignore the class labels of image data"},
+		&ucli.IntFlag{Name: "image-size", Usage: "image folders: side of the square images (0: native, or 32 when sizes differ)"},
+		&ucli.IntFlag{Name: "channels", Usage: "image folders: 1 (gray) or 3 (RGB), 0: as the images are"},
+		&ucli.StringFlag{Name: "data-dir", Usage: "mnist / fashion-mnist: the directory holding the idx files (default: see README)"},
 		&ucli.BoolFlag{Name: "quiet", Usage: "no progress output"},
 	}
 	return &ucli.Command{
@@ -142,7 +156,19 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		data: c.String("data"), out: c.String("out"), device: c.String("device"),
 		checkpointEvery: c.Int("checkpoint-every"), logEvery: c.Int("log-every"), threads: c.Int("threads"),
 		nData: c.Int("n-data"), resume: c.Bool("resume"), stopAfter: c.Int("stop-after"), plot: !c.Bool("no-plot"), quiet: c.Bool("quiet"),
+		modelKind: c.String("model"), unconditional: c.Bool("unconditional"),
+		image: data.ImageOptions{Size: c.Int("image-size"), Channels: c.Int("channels"), Dir: c.String("data-dir")},
 	}
+	switch o.modelKind {
+	case "auto", "mlp", "unet":
+	default:
+		return o, usagef("--model %q: want auto, mlp or unet", o.modelKind)
+	}
+	mults, err := model.ParseHidden(c.String("mults"))
+	if err != nil {
+		return o, usagef("--mults: %v", err)
+	}
+	unet := &model.UNetConfig{Base: c.Int("base"), Mults: mults, ResBlocks: c.Int("res-blocks"), Attention: c.Bool("attention"), Groups: c.Int("groups")}
 	hidden, err := model.ParseHidden(c.String("hidden"))
 	if err != nil {
 		return o, usagef("--hidden: %v", err)
@@ -181,8 +207,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		Steps: c.Int("steps"), Batch: c.Int("batch"), Seed: c.Uint64("seed"),
 		Optimizer: c.String("optimizer"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
 		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: c.String("schedule"),
-		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"),
+		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"), ClassDropout: c.Float64("class-dropout"),
 	}
+	o.cfg.Model.UNet = unet
 	o.cfg.Defaults()
 	switch {
 	case o.checkpointEvery < 0:
@@ -204,12 +231,63 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	return o, nil
 }
 
+// loadTrainingData reads --data: an image set through LoadImages (with the
+// image flags), anything else through data.Load.
+func loadTrainingData(o trainOptions) (*data.Dataset, error) {
+	if data.IsImageData(o.data) {
+		opts := o.image
+		opts.Max = o.nData
+		is, err := data.LoadImages(o.data, opts)
+		if err != nil {
+			return nil, err
+		}
+		return is.Dataset, nil
+	}
+	if o.image != (data.ImageOptions{}) {
+		return nil, usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
+	}
+	return data.Load(o.data, o.nData, o.cfg.Seed)
+}
+
+// fitModel completes the model configuration from the data: its dimension,
+// the kind (auto: unet for images), the image shape and the classes.
+func fitModel(o *trainOptions, ds *data.Dataset) error {
+	m := &o.cfg.Model
+	m.Dim = ds.D
+	kind := o.modelKind
+	if kind == "auto" {
+		kind = "mlp"
+		if ds.Image != nil {
+			kind = "unet"
+		}
+	}
+	m.Kind = kind
+	if kind == "mlp" {
+		m.UNet = nil
+		return nil
+	}
+	if ds.Image == nil {
+		return usagef("--model unet needs image data (mnist, fashion-mnist or a directory of images), not %s", o.data)
+	}
+	m.Hidden = nil
+	m.Image = &model.ImageShape{Channels: ds.Image.Channels, Height: ds.Image.Height, Width: ds.Image.Width}
+	if m.TimeEmbed.Freqs == 0 {
+		return usagef("--model unet needs a sinusoidal time embedding (--time-freqs > 0)")
+	}
+	if len(ds.Image.Classes) > 0 && ds.Labels != nil && !o.unconditional {
+		m.Classes = len(ds.Image.Classes)
+	}
+	return nil
+}
+
 func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) error {
-	ds, err := data.Load(o.data, o.nData, o.cfg.Seed)
+	ds, err := loadTrainingData(o)
 	if err != nil {
 		return usageError{err}
 	}
-	o.cfg.Model.Dim = ds.D
+	if err := fitModel(&o, ds); err != nil {
+		return err
+	}
 	if err := o.cfg.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -235,6 +313,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return usagef("--out %s already holds a checkpoint: pass --resume to continue it or choose another directory", o.out)
 	}
 	std := data.Fit(ds)
+	if ds.Image != nil {
+		std = data.Identity(ds.D) // pixels are already scaled to [-1, 1]
+	}
 	if ck != nil {
 		std = ck.Meta.Standardization // the scale the network was trained in
 	}
@@ -246,7 +327,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	defer b.Close()
-	tr, err := train.New(b, o.cfg, x, ds.N)
+	var labels []int32
+	if o.cfg.Model.Classes > 0 {
+		labels = ds.Labels
+	}
+	tr, err := train.NewConditional(b, o.cfg, x, labels, ds.N)
 	if err != nil {
 		return err
 	}
@@ -268,8 +353,14 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	prog := newProgress(stderr, o.quiet, tr.StepsDone(), o.cfg.Steps)
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
-		Std: std, Data: train.DataInfo{Source: o.data, Rows: ds.N, Dim: ds.D},
+		Std: std, Data: dataInfo(o.data, ds),
 		OnLog: prog.update, StopAt: o.stopAfter,
+		OnCheckpoint: func(step int) error {
+			if !o.plot || ds.Image == nil {
+				return nil
+			}
+			return sampleGridAt(b, tr, o, ds, step)
+		},
 	})
 	prog.finish(runErr == nil)
 	var nf *train.NonFiniteError
@@ -303,4 +394,12 @@ func finiteOrZero(v float64) float64 {
 		return 0
 	}
 	return v
+}
+
+func dataInfo(source string, ds *data.Dataset) train.DataInfo {
+	in := train.DataInfo{Source: source, Rows: ds.N, Dim: ds.D}
+	if ds.Image != nil {
+		in.Classes = ds.Image.Classes
+	}
+	return in
 }
