@@ -55,3 +55,42 @@ extern "C" __global__ void __launch_bounds__(256)
                            const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc) {
     gemm_body<true, true>(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+// gemm_batched_{nn,nt,tn,tt}_forward_kernel: for z < batch, C_z = alpha
+// op(A_z) op(B_z) + beta C_z with A_z = A + z strideA, B_z = B + z strideB,
+// C_z = C + z strideC (gpu.Backend.GemmBatched: attention's per-image
+// products), each as gemm_*_forward_kernel; block (bx, by, bz) computes
+// tile (bx, by) of products bz, bz + gridDim.z, ....
+// Shapes: as gemm_*_forward_kernel for each z; strides >= 0; the C_z do not
+// overlap one another.
+// Launch: grid (ceil(n / 64), ceil(m / 64), min(batch, 65535)), block
+// (16, 16).
+template <bool TA, bool TB>
+FM_DEVICE void gemm_batched_body(int batch, int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
+                                 int strideA, const float* __restrict__ B, int ldb, int strideB, float beta,
+                                 float* __restrict__ C, int ldc, int strideC) {
+    for (int z = (int)blockIdx.z; z < batch; z += (int)gridDim.z)
+        gemm_body<TA, TB>(m, n, k, alpha, A + (long long)z * strideA, lda, B + (long long)z * strideB, ldb, beta,
+                          C + (long long)z * strideC, ldc);
+}
+
+#define FM_GEMM_BATCHED_PARAMS                                                                                    \
+    int batch, int m, int n, int k, float alpha, const float *__restrict__ A, int lda, int strideA,               \
+        const float *__restrict__ B, int ldb, int strideB, float beta, float *__restrict__ C, int ldc, int strideC
+#define FM_GEMM_BATCHED_ARGS batch, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc, strideC
+
+extern "C" __global__ void __launch_bounds__(256) gemm_batched_nn_forward_kernel(FM_GEMM_BATCHED_PARAMS) {
+    gemm_batched_body<false, false>(FM_GEMM_BATCHED_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_batched_nt_forward_kernel(FM_GEMM_BATCHED_PARAMS) {
+    gemm_batched_body<false, true>(FM_GEMM_BATCHED_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_batched_tn_forward_kernel(FM_GEMM_BATCHED_PARAMS) {
+    gemm_batched_body<true, false>(FM_GEMM_BATCHED_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_batched_tt_forward_kernel(FM_GEMM_BATCHED_PARAMS) {
+    gemm_batched_body<true, true>(FM_GEMM_BATCHED_ARGS);
+}

@@ -1,0 +1,189 @@
+package gpu
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/fmgpu/fmgpu/flow"
+)
+
+// The image ops' launches as the device backend describes them (every
+// build; the kernels themselves run in device_image_sim_test.go): which
+// kernels each op launches, valid grids and blocks, nothing for empty
+// operands, and no allocation per call.
+
+// launched runs op on a fresh recording and returns the kernel names.
+func launched(r *recLauncher, op func()) []string {
+	r.calls = r.calls[:0]
+	op()
+	var names []string
+	for _, c := range r.calls {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+func checkShapes(t *testing.T, calls []kernelCall) {
+	t.Helper()
+	for _, c := range calls {
+		g, b := c.grid, c.block
+		if g.x == 0 || g.y == 0 || g.z == 0 || g.y > 65535 || g.z > 65535 || b.x*b.y*b.z == 0 || b.x*b.y*b.z > 256 {
+			t.Errorf("%s: grid %v block %v", c.name, g, b)
+		}
+	}
+}
+
+func TestDeviceImageLaunches(t *testing.T) {
+	d, r := newRec()
+	big := d.Alloc(1 << 22)
+	views := map[int]Buffer{}
+	buf := func(n int) Buffer { // cached: a step's calls allocate no views
+		if v, ok := views[n]; ok {
+			return v
+		}
+		views[n] = big.Slice(0, n)
+		return views[n]
+	}
+	conv := ConvShape{Batch: 4, InC: 8, H: 16, W: 16, OutC: 16, K: 3, Stride: 1, Pad: 1}
+	tiny := ConvShape{Batch: 1, InC: 1, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 1}
+	gn := GroupNormShape{Batch: 4, C: 16, HW: 64, Groups: 4, Eps: 1e-5}
+	dr := BatchDraw{Path: flow.DefaultSpec(flow.KindOT), Seed: 1, Step: 2}
+	cases := []struct {
+		op   string
+		run  func()
+		want string
+	}{
+		{"Conv2D", func() { d.Conv2D(conv, buf(1<<20), buf(2000), buf(16), buf(1<<20)) }, "conv2d_forward_kernel"},
+		{"Conv2D no bias", func() { d.Conv2D(conv, buf(1<<20), buf(2000), nil, buf(1<<20)) }, "conv2d_forward_kernel"},
+		{"Conv2DBackwardData", func() { d.Conv2DBackwardData(conv, buf(1<<20), buf(2000), buf(1<<20)) }, "conv2d_data_backward_kernel"},
+		{"Conv2DBackwardFilter split", func() { d.Conv2DBackwardFilter(conv, buf(1<<20), buf(1<<20), buf(2000), buf(16)) },
+			"conv2d_filter_backward_kernel bias_grad_reduce_kernel conv2d_bias_backward_kernel"},
+		{"Conv2DBackwardFilter one chunk", func() { d.Conv2DBackwardFilter(tiny, buf(100), buf(100), buf(100), nil) },
+			"conv2d_filter_backward_kernel"},
+		{"Conv2DBackwardFilter empty batch", func() {
+			d.Conv2DBackwardFilter(ConvShape{InC: 1, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 1}, buf(0), buf(0), buf(18), buf(2))
+		}, "fill_forward_kernel fill_forward_kernel"},
+		{"GroupNorm", func() { d.GroupNorm(gn, buf(4096), buf(16), buf(16), buf(4096), buf(16), buf(16)) }, "group_norm_forward_kernel"},
+		{"GroupNormBackward", func() {
+			d.GroupNormBackward(gn, buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(16), buf(16))
+		}, "group_norm_backward_kernel group_norm_param_backward_reduce_kernel"},
+		{"GroupNormBackward empty batch", func() {
+			d.GroupNormBackward(GroupNormShape{C: 4, HW: 2, Groups: 2, Eps: 1e-5}, buf(0), buf(0), buf(4), buf(0), buf(0), buf(0), buf(4), buf(4))
+		}, "group_norm_param_backward_reduce_kernel"},
+		{"Activate", func() { d.Activate(ActSiLU, buf(1000), buf(1000)) }, "activate_forward_kernel"},
+		{"AddChannelBias", func() { d.AddChannelBias(2, 3, 5, buf(30), buf(6), buf(30)) }, "add_channel_bias_forward_kernel"},
+		{"ChannelSum", func() { d.ChannelSum(2, 3, 5, buf(30), buf(6)) }, "channel_sum_reduce_kernel"},
+		{"Upsample2x", func() { d.Upsample2x(2, 3, 4, 5, buf(120), buf(480)) }, "upsample2x_forward_kernel"},
+		{"Upsample2xBackward", func() { d.Upsample2xBackward(2, 3, 4, 5, buf(480), buf(120)) }, "upsample2x_backward_kernel"},
+		{"CopyChannels", func() { d.CopyChannels(2, 5, 2, buf(30), 3, 1, buf(40), 4, 2) }, "copy_channels_forward_kernel"},
+		{"GemmBatched", func() {
+			d.GemmBatched(false, true, 70000, 3, 3, 3, 1, buf(9*70000), 3, 9, buf(9*70000), 3, 9, 0, buf(9*70000), 3, 9)
+		},
+			"gemm_batched_nt_forward_kernel"},
+		{"Softmax", func() { d.Softmax(17, 49, buf(17*49), buf(17*49)) }, "softmax_forward_kernel"},
+		{"SoftmaxBackward", func() { d.SoftmaxBackward(17, 49, buf(17*49), buf(17*49), buf(17*49)) }, "softmax_backward_kernel"},
+		{"Transpose", func() { d.Transpose(70000, 3, 5, buf(15*70000), buf(15*70000)) }, "transpose_forward_kernel"},
+		{"OneHot", func() { d.OneHot(5, 10, buf(5), buf(50)) }, "one_hot_forward_kernel"},
+		{"DrawLabels", func() { d.DrawLabels(dr, buf(100), 100, 17, 0.1, 10, buf(17)) }, "draw_labels_forward_kernel"},
+	}
+	for _, c := range cases {
+		if got := strings.Join(launched(r, c.run), " "); got != c.want {
+			t.Errorf("%s launches %q, want %q", c.op, got, c.want)
+		}
+		checkShapes(t, r.calls)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// A step's image ops describe their launches without allocating.
+	step := func() {
+		for _, c := range cases {
+			if !strings.Contains(c.op, "empty") {
+				c.run()
+			}
+		}
+		r.calls = r.calls[:0]
+	}
+	if a := testing.AllocsPerRun(10, step); a > 0 {
+		t.Errorf("%.0f allocations per call of the image ops", a)
+	}
+}
+
+// Empty operands launch nothing (CUDA rejects an empty grid).
+func TestDeviceImageEmptyOps(t *testing.T) {
+	d, r := newRec()
+	z, one := d.Alloc(0), d.Alloc(100)
+	names := launched(r, func() {
+		d.Conv2D(ConvShape{InC: 1, H: 3, W: 3, OutC: 1, K: 3, Stride: 1, Pad: 1}, z, one, nil, z)
+		d.Conv2DBackwardData(ConvShape{InC: 1, H: 3, W: 3, OutC: 1, K: 3, Stride: 1, Pad: 1}, z, one, z)
+		d.GroupNorm(GroupNormShape{C: 2, HW: 3, Groups: 1, Eps: 1e-5}, z, one, one, z, z, z)
+		d.Activate(ActSiLU, z, z)
+		d.AddChannelBias(0, 3, 5, z, z, z)
+		d.AddChannelBias(2, 3, 0, z, one, z)
+		d.ChannelSum(0, 3, 5, z, z)
+		d.Upsample2x(2, 3, 0, 5, z, z)
+		d.Upsample2xBackward(0, 3, 4, 5, z, z)
+		d.CopyChannels(2, 5, 0, z, 0, 0, z, 0, 0)
+		d.GemmBatched(false, false, 0, 3, 3, 3, 1, z, 3, 9, z, 3, 9, 0, z, 3, 9)
+		d.GemmBatched(false, false, 2, 0, 3, 3, 1, z, 3, 9, z, 3, 9, 0, z, 3, 9)
+		d.Softmax(0, 3, z, z)
+		d.SoftmaxBackward(3, 0, z, z, z)
+		d.Transpose(0, 3, 3, z, z)
+		d.Transpose(3, 0, 3, z, z)
+		d.OneHot(0, 10, z, z)
+		d.DrawLabels(BatchDraw{}, one, 1, 0, 0.1, 10, z)
+	})
+	if len(names) != 0 {
+		t.Errorf("launches for empty operands: %v", names)
+	}
+	// A sum over no positions is 0.
+	if got := strings.Join(launched(r, func() { d.ChannelSum(2, 3, 0, z, one) }), " "); got != "fill_forward_kernel" {
+		t.Errorf("ChannelSum over hw = 0 launches %q", got)
+	}
+}
+
+// The filter gradient's split covers the sum exactly, in chunks of a
+// multiple of 16 terms, within the grid's z limit.
+func TestFilterSplit(t *testing.T) {
+	for _, kdim := range []int{1, 15, 16, 17, 255, 4096, 4097, 100352, 1 << 24, 1<<31 - 1} {
+		for _, tiles := range []int{1, 3, 64, 600} {
+			chunk, splits := filterSplit(kdim, tiles)
+			if chunk%16 != 0 || splits < 1 || splits > 65535 || splits*chunk < kdim || (splits-1)*chunk >= kdim {
+				t.Errorf("filterSplit(%d, %d) = %d, %d", kdim, tiles, chunk, splits)
+			}
+			if 10*tiles*splits < 9*filterBlocks && chunk > filterMinChunk+15 { // rounding chunks to 16 costs a few
+				t.Errorf("filterSplit(%d, %d) = %d, %d: too few blocks", kdim, tiles, chunk, splits)
+			}
+		}
+	}
+}
+
+// Shapes and lengths no kernel can run are programming errors.
+func TestDeviceImagePanics(t *testing.T) {
+	d, _ := newRec()
+	b := d.Alloc(1000)
+	for i, f := range []func(){
+		func() { d.Conv2D(ConvShape{Batch: 1, InC: 1, H: 2, W: 2, OutC: 1, K: 3, Stride: 1}, b, b, nil, b) },
+		func() {
+			d.Conv2D(ConvShape{Batch: 1, InC: 2, H: 30, W: 30, OutC: 1, K: 3, Stride: 1, Pad: 1}, b, b, nil, b)
+		}, // x too short
+		func() { d.GroupNorm(GroupNormShape{Batch: 1, C: 3, HW: 2, Groups: 2, Eps: 1e-5}, b, b, b, b, b, b) },
+		func() { d.GroupNormBackward(GroupNormShape{Batch: 1, C: 4, HW: 2, Groups: 2}, b, b, b, b, b, b, b, b) },
+		func() { d.CopyChannels(1, 2, 2, b, 2, 1, b, 4, 0) },
+		func() { d.GemmBatched(false, false, 2, 3, 3, 3, 1, b, 3, 9, b, 3, 9, 0, b, 3, 5) },
+		func() { d.GemmBatched(false, false, 2, 3, 3, 3, 1, b, 2, 9, b, 3, 9, 0, b, 3, 9) },
+		func() { d.Transpose(2, 20, 30, b, b) },
+		func() { d.DrawLabels(BatchDraw{}, b, 0, 3, 0, 0, b) },
+		func() { d.Activate(Act(7), b, b) },
+		func() { d.Upsample2x(1, 1, -2, -2, b, b) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("case %d did not panic", i)
+				}
+			}()
+			f()
+		}()
+	}
+}
