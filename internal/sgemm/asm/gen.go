@@ -257,7 +257,9 @@ func kernel(avx512, ymm, rowA bool, mr int) {
 		}
 		m := stepMem(pa, sa, sa3, u)
 		PREFETCHT0(m)
-		if mr > 1 {
+		if mr > 1 && avx512 {
+			// The AVX2 kernel has no load slots to spare: it prefetches
+			// only the first line of A (and of B) per step.
 			PREFETCHT0(m.Offset(4*mr - 4))
 		}
 	}
@@ -269,7 +271,9 @@ func kernel(avx512, ymm, rowA bool, mr int) {
 	prefetchB := func(u int) {
 		m := stepMem(pb, sb, sb3, u)
 		PREFETCHT0(m)
-		PREFETCHT0(m.Offset(nvec*width - 4))
+		if avx512 {
+			PREFETCHT0(m.Offset(nvec*width - 4))
+		}
 	}
 	step := func(u int) {
 		bm := stepMem(b, sb, sb3, u)
