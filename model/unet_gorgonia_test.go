@@ -410,32 +410,6 @@ func (o *unetOracle) gradients(t *testing.T, tensors []model.Tensor, nParams int
 	return flat, append([]float64(nil), nodeData(t, o.grads[len(tensors)])...)
 }
 
-// unetGradCase is one network and batch of the gradient checks, and how
-// many of its parameters (per tensor: the largest gradient element and
-// random others) and input coordinates are centrally differenced. Each
-// difference is two runs of the gorgonia graph, 10 to 15 ms each on a
-// shared CPU: every element of every case would take minutes.
-type unetGradCase struct {
-	name        string
-	cfg         model.Config
-	rows        int
-	labels      []int // nil: SetLabels(nil)
-	cdPerTensor int
-	cdInputs    int  // 0: all
-	cdLong      bool // differenced only without -short
-}
-
-// unetGradCases: 1x8x8 two levels, no attention, unconditional; 2x4x4 two
-// levels with attention and 3 classes (a null-class row among them),
-// differenced most thoroughly (its graph is the fastest); 1x8x8 three
-// levels, two blocks a level (identity skips on the way down), a level
-// that keeps its width, attention on 2x2, 2 classes, labels nil (null).
-var unetGradCases = []unetGradCase{
-	{"1x8x8-b4-m1,2-r1", unetConfig(1, 8, 8, 4, []int{1, 2}, 1, 2, false, 0), 3, nil, 1, 12, true},
-	{"2x4x4-b4-m1,2-r1-attn-c3", unetConfig(2, 4, 4, 4, []int{1, 2}, 1, 2, true, 3), 3, []int{2, 0, 3}, 3, 0, false},
-	{"1x8x8-b4-m1,1,2-r2-attn-c2-null", unetConfig(1, 8, 8, 4, []int{1, 1, 2}, 2, 2, true, 2), 2, nil, 1, 12, true},
-}
-
 // unetGradFloorFrac is the floor of the U-Net's element-wise relative
 // error, |got - want| / max(|want|, unetGradFloorFrac max|want|) over a
 // tensor (gradFloorFrac, 1e-2, is the MLP's). A gradient element of the
