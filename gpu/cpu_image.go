@@ -16,7 +16,11 @@ import (
 type imageState struct {
 	plan      convPlan
 	col, tmp  []float32 // im2col matrix; grouped product or dY
+	xpad      []float32 // padded planes of a group (stride-1 convolutions)
 	dwt       []float32 // dW^T accumulated by Conv2DBackwardFilter
+	wt        []float32 // flipped filter of Conv2DBackwardData
+	pad       padTask
+	flip      flipTask
 	im2col    im2colTask
 	col2im    col2imTask
 	move      convMoveTask
@@ -58,23 +62,18 @@ func (t *groupNormTask) run(lo, hi int) {
 		c0 := u % s.Groups * cpg
 		off := u * n // (b C + g cpg) HW
 		x := t.x[off : off+n]
-		sum := 0.0
-		for _, v := range x {
-			sum += float64(v)
-		}
+		sum, sq := sumSq64(x)
 		mean := sum / float64(n)
-		ss := 0.0
-		for _, v := range x {
-			d := float64(v) - mean
-			ss += d * d
-		}
+		// E x^2 - mean^2 in float64 loses nothing float32 data carries
+		// unless |mean| / std exceeds about 1e4.
+		vr := max(0, sq/float64(n)-mean*mean)
 		m32 := float32(mean)
-		r32 := float32(1 / math.Sqrt(ss/float64(n)+float64(s.Eps)))
+		r32 := float32(1 / math.Sqrt(vr+float64(s.Eps)))
 		t.mean[u], t.rstd[u] = m32, r32
 		for k := 0; k < cpg; k++ {
 			a, b := r32*t.gamma[c0+k], t.beta[c0+k]
 			xs := x[k*s.HW : (k+1)*s.HW]
-			ys := t.y[off+k*s.HW:][:s.HW]
+			ys := t.y[off+k*s.HW:][:len(xs)]
 			for i, v := range xs {
 				ys[i] = (v-m32)*a + b
 			}
@@ -97,15 +96,7 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {
 			g := float64(t.gamma[c0+k])
-			xs := t.x[off+k*s.HW:][:s.HW]
-			dys := t.dy[off+k*s.HW:][:s.HW]
-			var sd, sdx float64
-			for i, v := range xs {
-				xh := float64((v - m) * r)
-				d := float64(dys[i])
-				sd += d
-				sdx += d * xh
-			}
+			sd, sdx := sumCentered64(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW], m, r)
 			t.part[2*(u*cpg+k)] = sd
 			t.part[2*(u*cpg+k)+1] = sdx
 			s1 += g * sd
@@ -115,14 +106,85 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 		for k := 0; k < cpg; k++ {
 			g := t.gamma[c0+k]
 			xs := t.x[off+k*s.HW:][:s.HW]
-			dys := t.dy[off+k*s.HW:][:s.HW]
-			dxs := t.dx[off+k*s.HW:][:s.HW]
+			dys := t.dy[off+k*s.HW:][:len(xs)]
+			dxs := t.dx[off+k*s.HW:][:len(xs)]
 			for i, v := range xs {
 				xh := (v - m) * r
 				dxs[i] = r * (g*dys[i] - m1 - xh*m2)
 			}
 		}
 	}
+}
+
+// The float64 sums below run four interleaved accumulators (one add chain
+// would wait on the adder's latency) combined in a fixed order: the result
+// depends on the data only.
+
+// sum64 is sum x.
+func sum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		s0 += float64(v[0])
+		s1 += float64(v[1])
+		s2 += float64(v[2])
+		s3 += float64(v[3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sumSq64 is sum x and sum x^2.
+func sumSq64(x []float32) (sum, sq float64) {
+	var s0, s1, s2, s3, q0, q1, q2, q3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		a, b, c, d := float64(v[0]), float64(v[1]), float64(v[2]), float64(v[3])
+		s0 += a
+		s1 += b
+		s2 += c
+		s3 += d
+		q0 += a * a
+		q1 += b * b
+		q2 += c * c
+		q3 += d * d
+	}
+	for ; i < len(x); i++ {
+		a := float64(x[i])
+		s0 += a
+		q0 += a * a
+	}
+	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+}
+
+// sumCentered64 is sum dy and sum dy xhat with xhat = (x - m) r in
+// float32.
+func sumCentered64(dy, x []float32, m, r float32) (sd, sdx float64) {
+	var s0, s1, s2, s3, q0, q1, q2, q3 float64
+	x = x[:len(dy)]
+	i := 0
+	for ; i+4 <= len(dy); i += 4 {
+		d, v := dy[i:i+4:i+4], x[i:i+4:i+4]
+		a, b, c, e := float64(d[0]), float64(d[1]), float64(d[2]), float64(d[3])
+		s0 += a
+		s1 += b
+		s2 += c
+		s3 += e
+		q0 += a * float64((v[0]-m)*r)
+		q1 += b * float64((v[1]-m)*r)
+		q2 += c * float64((v[2]-m)*r)
+		q3 += e * float64((v[3]-m)*r)
+	}
+	for ; i < len(dy); i++ {
+		a := float64(dy[i])
+		s0 += a
+		q0 += a * float64((x[i]-m)*r)
+	}
+	return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
 }
 
 func (s GroupNormShape) mustValidate() {
@@ -247,11 +309,7 @@ type chanSumTask struct {
 
 func (t *chanSumTask) run(lo, hi int) {
 	for r := lo; r < hi; r++ {
-		sum := 0.0
-		for _, v := range t.x[r*t.hw:][:t.hw] {
-			sum += float64(v)
-		}
-		t.out[r] = float32(sum)
+		t.out[r] = float32(sum64(t.x[r*t.hw:][:t.hw]))
 	}
 }
 
@@ -423,13 +481,20 @@ func (t *softmaxTask) run(lo, hi int) {
 		for _, v := range x[1:] {
 			mx = max(mx, v)
 		}
-		sum := 0.0
-		for j, v := range x {
-			e := math.Exp(float64(v - mx))
-			y[j] = float32(e)
-			sum += e
+		var s0, s1 float64
+		j := 0
+		for ; j+2 <= len(x); j += 2 {
+			e0, e1 := expf(x[j]-mx), expf(x[j+1]-mx)
+			y[j], y[j+1] = e0, e1
+			s0 += float64(e0)
+			s1 += float64(e1)
 		}
-		inv := float32(1 / sum)
+		if j < len(x) {
+			e := expf(x[j] - mx)
+			y[j] = e
+			s0 += float64(e)
+		}
+		inv := float32(1 / (s0 + s1))
 		for j := range y {
 			y[j] *= inv
 		}
@@ -523,4 +588,41 @@ func (c *CPU) DrawLabels(dr BatchDraw, labels Buffer, nData, rows int, dropout, 
 	checkLen("labels", t.labels, nData)
 	checkLen("drawn labels", t.y, rows)
 	c.pool.do(t, rows, 200)
+}
+
+// expf is e^x in float32 to about 1 ulp (Cephes expf, the polynomial of
+// sgemm's SiLU epilogue): x = n ln 2 + r with |r| <= ln 2 / 2, e^r =
+// 1 + r + r^2 P(r), times 2^n by the exponent bits. Below -87.3 (where
+// e^x leaves the normal range) it returns 0, above 88.7 +Inf; NaN stays
+// NaN. About 3 times faster than math.Exp in float64.
+func expf(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		c1    = 0.693359375
+		c2    = -2.12194440e-4
+	)
+	if !(x > -87.33654) { // also NaN
+		if x != x {
+			return x
+		}
+		return 0
+	}
+	if x > 88.72283 {
+		return float32(math.Inf(1))
+	}
+	// round to nearest by the 1.5 2^23 shift (float32 arithmetic)
+	n := (x*log2e + 12582912) - 12582912
+	r := x - n*c1 - n*c2
+	p := float32(1.9875691500e-4)
+	p = p*r + 1.3981999507e-3
+	p = p*r + 8.3334519073e-3
+	p = p*r + 4.1665795894e-2
+	p = p*r + 1.6666665459e-1
+	p = p*r + 5.0000001201e-1
+	e := p*r*r + r + 1
+	// n in [-126, 128]: 2^n built in two halves so that n = 128 (x near
+	// 88.7, e < 1) does not overflow the exponent field.
+	ni := int32(n)
+	h := ni / 2
+	return e * math.Float32frombits(uint32(h+127)<<23) * math.Float32frombits(uint32(ni-h+127)<<23)
 }

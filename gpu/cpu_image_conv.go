@@ -2,24 +2,38 @@ package gpu
 
 import "github.com/fmgpu/fmgpu/internal/sgemm"
 
-// Convolutions on the CPU backend: im2col, one matrix product, col2im.
+// Convolutions on the CPU backend: im2col and one matrix product.
 //
-// For a group of nb images, col is the (InC K K) x (nb OutH OutW) matrix
-// whose row r = (c K + u) K + v holds, for every output position (image,
-// i, j), the input x[c, i Stride + u - Pad, j Stride + v - Pad] (0 outside
-// the image). Then
+// For a group of nb images, col is the (InC K K) x N matrix whose row
+// r = (c K + u) K + v holds, for every output position (image, i, j),
+// the input x[c, i Stride + u - Pad, j Stride + v - Pad] (0 outside the
+// image). Then
 //
-//	forward:         Y   (OutC x N)    = W (OutC x CKK) col
-//	backward data:   col (CKK x N)     = W^T dY, added back into dx (col2im)
+//	forward:         Y    (OutC x N)   = W (OutC x CKK) col
 //	backward filter: dW^T (CKK x OutC) += col dY^T
+//	backward data:   col  (CKK x N)    = W^T dY, added back into dx (col2im)
 //
-// with N = nb OutH OutW. One image's columns are its OutH OutW positions
-// in NCHW order, so with nb = 1 the products read and write the images in
-// place; small images are grouped (nb > 1) so that N is wide enough for
-// the product's tiles, at the cost of a gather of dY or a scatter of Y. A
-// 1 x 1, stride-1, unpadded convolution needs no im2col: col is x itself.
-// Every output element is computed by one thread in a fixed order, so the
-// results do not depend on the thread count.
+// Each image owns npos consecutive columns of col, its output positions
+// row by row with row stride ldo. In the compact layout ldo = OutW: with
+// nb = 1 the products then read and write the NCHW images in place.
+//
+// Stride-1 convolutions (Pad < K) use the padded layout instead: x is
+// first copied into planes of rows Wp = W + Pad wide with Pad zero rows
+// above and below and Pad zero columns before each row (they double as the
+// previous row's right padding). Output position (i, j) then reads the
+// plane at (i + u) Wp + j + v, so a row of col is one contiguous copy of
+// OutH Wp floats per image (instead of OutH short row copies and their
+// zero fills, which cost more than the product itself for 32 channels).
+// The price is Wp - OutW junk columns per output row, 4% of the product at
+// 28 x 28, which are dropped when Y is copied into NCHW (and zeroed in the
+// dY the filter gradient reads). Backward data at stride 1 is the forward
+// convolution of dY with the flipped, transposed filter and Pad' = K - 1 -
+// Pad (no col2im); at stride 2 it goes through col2im.
+//
+// Small images are grouped (nb > 1) so that the product has about
+// convTargetN columns. A 1 x 1, stride-1, unpadded convolution needs no
+// im2col: col is x itself. Every output element is computed by one thread
+// in a fixed order, so the results do not depend on the thread count.
 
 const (
 	// convTargetN: images are grouped until the product has about this
@@ -27,23 +41,33 @@ const (
 	convTargetN = 512
 	// convMaxCol bounds the im2col matrix of a group (floats, 32 MiB).
 	convMaxCol = 8 << 20
+	// convMinFlipC: backward data at stride 1 with fewer input channels
+	// (the product's rows) goes through col2im, whose product has InC K K.
+	convMinFlipC = 8
 )
 
 // convPlan is a convolution's derived sizes.
 type convPlan struct {
-	s        ConvShape
-	oh, ow   int
-	hw, ohw  int
-	kk, ckk  int
-	nb       int  // images per group
-	direct   bool // 1 x 1, stride 1, no padding: col is x
-	xLen     int  // Batch InC H W
-	yLen     int  // Batch OutC OutH OutW
-	wLen     int  // OutC InC K K
-	colWidth int  // nb OutH OutW
+	s       ConvShape
+	oh, ow  int
+	hw, ohw int
+	kk, ckk int
+	direct  bool // 1 x 1, stride 1, no padding: col is x
+	padded  bool // Pad < K: im2col reads padded planes
+	wp      int  // padded row stride W + Pad
+	plane   int  // padded plane length
+	ldo     int  // output row stride in col's columns: OutW or Wp
+	npos    int  // col columns per image: OutH ldo
+	nb      int  // images per group
+	ld      int  // col's row stride nb npos
+	xLen    int  // Batch InC H W
+	yLen    int  // Batch OutC OutH OutW
+	wLen    int  // OutC InC K K
 }
 
-func newConvPlan(s ConvShape) convPlan {
+// newConvPlan plans s; compact keeps the compact output layout (col2im
+// reads it) at stride 1.
+func newConvPlan(s ConvShape, compact bool) convPlan {
 	if err := s.Validate(); err != nil {
 		panic(err.Error())
 	}
@@ -51,16 +75,31 @@ func newConvPlan(s ConvShape) convPlan {
 	p.ohw = p.oh * p.ow
 	p.ckk = s.InC * p.kk
 	p.direct = s.K == 1 && s.Stride == 1 && s.Pad == 0
+	p.padded = !p.direct && s.Pad < s.K
+	p.ldo = p.ow
+	if p.padded {
+		p.wp = s.W + s.Pad
+		// rows -Pad..H+Pad-1, and the last read runs K-1 past them
+		p.plane = (s.H+2*s.Pad)*p.wp + s.K - 1
+		if s.Stride == 1 && !compact {
+			p.ldo = p.wp
+		}
+	}
+	p.npos = p.oh * p.ldo
 	p.xLen = s.Batch * s.InC * p.hw
 	p.yLen = s.Batch * s.OutC * p.ohw
 	p.wLen = s.OutC * p.ckk
 	p.nb = 1
 	if !p.direct {
-		p.nb = max(1, min(s.Batch, (convTargetN+p.ohw-1)/p.ohw, convMaxCol/max(1, p.ckk*p.ohw)))
+		p.nb = max(1, min(s.Batch, (convTargetN+p.npos-1)/p.npos, convMaxCol/max(1, p.ckk*p.npos)))
 	}
-	p.colWidth = p.nb * p.ohw
+	p.ld = p.nb * p.npos
 	return p
 }
+
+// inPlace reports whether a group's output columns are the NCHW image
+// itself (one image, compact layout).
+func (p *convPlan) inPlace() bool { return p.direct || (p.nb == 1 && p.ldo == p.ow) }
 
 // colRange is the range [j0, j1) of output columns j whose input column
 // j Stride + v - Pad lies inside [0, w).
@@ -76,10 +115,40 @@ func colRange(v, stride, pad, w, ow int) (j0, j1 int) {
 	return min(j0, j1), j1
 }
 
-// im2colTask fills rows [lo, hi) of col for images b0..b0+nb.
+// padTask writes the padded planes (img, c) in [lo, hi) of images
+// b0..b0+nb.
+type padTask struct {
+	p       *convPlan
+	x, xpad []float32
+	b0      int
+}
+
+func (t *padTask) run(lo, hi int) {
+	p := t.p
+	s := p.s
+	P, W := s.Pad, s.W
+	for unit := lo; unit < hi; unit++ {
+		img, c := unit/s.InC, unit%s.InC
+		src := t.x[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
+		dst := t.xpad[unit*p.plane:][:p.plane]
+		// P zero rows, then each row preceded by P zeros, then P zero rows
+		// and the tail.
+		clear(dst[:P*p.wp])
+		for h := 0; h < s.H; h++ {
+			row := dst[(P+h)*p.wp:][:p.wp]
+			clear(row[:P])
+			copy(row[P:], src[h*W:h*W+W])
+		}
+		clear(dst[(P+s.H)*p.wp:])
+	}
+}
+
+// im2colTask fills rows [lo, hi) of col for images b0..b0+nb, from the
+// padded planes (padded layout) or from x.
 type im2colTask struct {
 	p      *convPlan
 	x, col []float32
+	xpad   []float32
 	b0, nb int
 }
 
@@ -87,13 +156,29 @@ func (t *im2colTask) run(lo, hi int) {
 	p := t.p
 	s := p.s
 	K, S, P, W, H := s.K, s.Stride, s.Pad, s.W, s.H
-	ld := p.colWidth
 	for r := lo; r < hi; r++ {
 		c, u, v := r/p.kk, r/K%K, r%K
+		if p.padded {
+			for img := 0; img < t.nb; img++ {
+				src := t.xpad[(img*s.InC+c)*p.plane+u*p.wp+v:]
+				dst := t.col[r*p.ld+img*p.npos:][:p.npos]
+				if S == 1 {
+					copy(dst, src[:p.npos])
+					continue
+				}
+				for i := 0; i < p.oh; i++ {
+					d, sr := dst[i*p.ow:i*p.ow+p.ow], src[i*S*p.wp:]
+					for j := range d {
+						d[j] = sr[j*S]
+					}
+				}
+			}
+			continue
+		}
 		j0, j1 := colRange(v, S, P, W, p.ow)
 		for img := 0; img < t.nb; img++ {
 			src := t.x[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
-			dst := t.col[r*ld+img*p.ohw:][:p.ohw]
+			dst := t.col[r*p.ld+img*p.npos:][:p.npos]
 			for i := 0; i < p.oh; i++ {
 				d := dst[i*p.ow : i*p.ow+p.ow]
 				h := i*S + u - P
@@ -117,22 +202,41 @@ func (t *im2colTask) run(lo, hi int) {
 }
 
 // col2imTask overwrites the planes (img, c) in [lo, hi) of dx, img over
-// the group b0..b0+nb, with the sums of the col entries that came from
-// them.
+// the group b0..b0+nb, with the sums of the col entries (compact layout)
+// that came from them: accumulated in a padded plane (no bounds to test)
+// when the plan has them.
 type col2imTask struct {
-	p       *convPlan
-	col, dx []float32
-	b0      int
+	p             *convPlan
+	col, dx, xpad []float32
+	b0            int
 }
 
 func (t *col2imTask) run(lo, hi int) {
 	p := t.p
 	s := p.s
 	K, S, P, W, H := s.K, s.Stride, s.Pad, s.W, s.H
-	ld := p.colWidth
 	for unit := lo; unit < hi; unit++ {
 		img, c := unit/s.InC, unit%s.InC
 		plane := t.dx[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
+		if p.padded {
+			acc := t.xpad[unit*p.plane:][:p.plane]
+			clear(acc)
+			for u := 0; u < K; u++ {
+				for v := 0; v < K; v++ {
+					src := t.col[((c*K+u)*K+v)*p.ld+img*p.npos:][:p.npos]
+					for i := 0; i < p.oh; i++ {
+						a := acc[(i*S+u)*p.wp+v:]
+						for j, g := range src[i*p.ow : i*p.ow+p.ow] {
+							a[j*S] += g
+						}
+					}
+				}
+			}
+			for h := 0; h < H; h++ {
+				copy(plane[h*W:h*W+W], acc[(P+h)*p.wp+P:])
+			}
+			continue
+		}
 		clear(plane)
 		for u := 0; u < K; u++ {
 			for v := 0; v < K; v++ {
@@ -141,7 +245,7 @@ func (t *col2imTask) run(lo, hi int) {
 				if j0 >= j1 {
 					continue
 				}
-				src := t.col[r*ld+img*p.ohw:][:p.ohw]
+				src := t.col[r*p.ld+img*p.npos:][:p.npos]
 				for i := 0; i < p.oh; i++ {
 					h := i*S + u - P
 					if h < 0 || h >= H {
@@ -166,35 +270,39 @@ func (t *col2imTask) run(lo, hi int) {
 }
 
 // convMoveTask moves rows (img, o) in [lo, hi) between the group layout
-// (OutC x nb OutH OutW, row stride colWidth) and NCHW: scatter writes
-// y = grouped + bias[o], gather copies dy into the grouped layout.
+// (OutC x ld, image img at column img npos, output row i at i ldo) and
+// NCHW: scatter writes y = grouped + bias[o] (bias may be nil), gather
+// copies dy into the group layout with zeros in the junk columns.
 type convMoveTask struct {
-	p          *convPlan
-	nchw, grp  []float32
-	bias       []float32
-	b0         int
-	scatter    bool
-	fillBiasTo []float32 // with bias != nil and nb = 1: y rows set to bias
+	p         *convPlan
+	nchw, grp []float32
+	bias      []float32
+	b0        int
+	scatter   bool
 }
 
 func (t *convMoveTask) run(lo, hi int) {
 	p := t.p
 	s := p.s
+	ow := p.ow
 	for unit := lo; unit < hi; unit++ {
 		img, o := unit/s.OutC, unit%s.OutC
 		n := t.nchw[((t.b0+img)*s.OutC+o)*p.ohw:][:p.ohw]
-		g := t.grp[o*p.colWidth+img*p.ohw:][:p.ohw]
-		if !t.scatter {
-			copy(g, n)
-			continue
-		}
-		if t.bias == nil {
-			copy(n, g)
-			continue
-		}
-		b := t.bias[o]
-		for j, v := range g {
-			n[j] = v + b
+		g := t.grp[o*p.ld+img*p.npos:][:p.npos]
+		for i := 0; i < p.oh; i++ {
+			nr, gr := n[i*ow:i*ow+ow], g[i*p.ldo:i*p.ldo+p.ldo]
+			switch {
+			case !t.scatter:
+				copy(gr, nr)
+				clear(gr[ow:])
+			case t.bias == nil:
+				copy(nr, gr)
+			default:
+				b := t.bias[o]
+				for j := range nr {
+					nr[j] = gr[j] + b
+				}
+			}
 		}
 	}
 }
@@ -239,6 +347,29 @@ func (t *convBiasGradTask) run(lo, hi int) {
 	}
 }
 
+// flipTask writes rows c in [lo, hi) of the backward-data filter: wt
+// (InC x OutC K K) with wt[c, o, K-1-u, K-1-v] = w[o, c, u, v].
+type flipTask struct {
+	s     ConvShape
+	w, wt []float32
+}
+
+func (t *flipTask) run(lo, hi int) {
+	s := t.s
+	K, kk := s.K, s.K*s.K
+	for c := lo; c < hi; c++ {
+		for o := 0; o < s.OutC; o++ {
+			src := t.w[(o*s.InC+c)*kk:][:kk]
+			dst := t.wt[(c*s.OutC+o)*kk:][:kk]
+			for u := 0; u < K; u++ {
+				for v := 0; v < K; v++ {
+					dst[(K-1-u)*K+K-1-v] = src[u*K+v]
+				}
+			}
+		}
+	}
+}
+
 // transposeTask writes y_i = x_i^T for the matrices (and the blocks of 32
 // rows of each) in [lo, hi): unit = i bRows + row block.
 type transposeTask struct {
@@ -268,31 +399,66 @@ func (t *transposeTask) run(lo, hi int) {
 	}
 }
 
-// convScratch returns the im2col matrix of a plan.
-func (c *CPU) convCol(p *convPlan) []float32 {
-	n := p.ckk * p.colWidth
-	if cap(c.img.col) < n {
-		c.img.col = make([]float32, n)
+// scratch returns (*buf)[:n], grown when needed.
+func scratch(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
 	}
-	return c.img.col[:n]
+	return (*buf)[:n]
 }
 
-// convTmp returns a scratch matrix of n floats besides col.
-func (c *CPU) convTmp(n int) []float32 {
-	if cap(c.img.tmp) < n {
-		c.img.tmp = make([]float32, n)
+// colFor builds col for images b0..b0+nb (nothing for a direct plan) and
+// returns the product's B operand: col or x itself.
+func (c *CPU) colFor(p *convPlan, x []float32, b0, nb int) (b []float32, ldb int) {
+	s := p.s
+	if p.direct {
+		return x[b0*s.InC*p.hw:], p.hw
 	}
-	return c.img.tmp[:n]
-}
-
-func (c *CPU) im2col(p *convPlan, x, col []float32, b0, nb int) {
+	col := scratch(&c.img.col, p.ckk*p.ld)
 	t := &c.img.im2col
 	*t = im2colTask{p: p, x: x, col: col, b0: b0, nb: nb}
-	c.pool.do(t, p.ckk, nb*p.ohw)
+	if p.padded {
+		t.xpad = scratch(&c.img.xpad, nb*s.InC*p.plane)
+		pt := &c.img.pad
+		*pt = padTask{p: p, x: x, xpad: t.xpad, b0: b0}
+		c.pool.do(pt, nb*s.InC, 2*p.plane)
+	}
+	c.pool.do(t, p.ckk, nb*p.npos)
+	return col, p.ld
+}
+
+// convForward runs y = conv(x, w) + bias for a plan.
+func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32) {
+	s := p.s
+	var grp []float32
+	if !p.inPlace() {
+		grp = scratch(&c.img.tmp, s.OutC*p.ld)
+	}
+	for b0 := 0; b0 < s.Batch; b0 += p.nb {
+		nb := min(p.nb, s.Batch-b0)
+		src, ldb := c.colFor(p, x, b0, nb)
+		n := nb * p.npos
+		if p.inPlace() {
+			yb := y[b0*s.OutC*p.ohw:]
+			beta := float32(0)
+			if bias != nil {
+				f := &c.img.biasFill
+				*f = convBiasFillTask{p: p, y: y, bias: bias, b0: b0}
+				c.pool.do(f, s.OutC, p.ohw)
+				beta = 1
+			}
+			sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, w, p.ckk, src, ldb, beta, yb, p.ohw)
+			continue
+		}
+		sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, w, p.ckk, src, ldb, 0, grp, p.ld)
+		m := &c.img.move
+		*m = convMoveTask{p: p, nchw: y, grp: grp, bias: bias, b0: b0, scatter: true}
+		c.pool.do(m, nb*s.OutC, p.ohw)
+	}
 }
 
 func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
-	c.img.plan = newConvPlan(s)
+	c.img.plan = newConvPlan(s, false)
 	p := &c.img.plan
 	xd, wd, bd, yd := host(x), host(w), host(bias), host(y)
 	checkLen("conv x", xd, p.xLen)
@@ -301,43 +467,11 @@ func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	if bd != nil {
 		checkLen("conv bias", bd, s.OutC)
 	}
-	var col, grp []float32
-	if !p.direct {
-		col = c.convCol(p)
-	}
-	if p.nb > 1 {
-		grp = c.convTmp(s.OutC * p.colWidth)
-	}
-	for b0 := 0; b0 < s.Batch; b0 += p.nb {
-		nb := min(p.nb, s.Batch-b0)
-		n := nb * p.ohw
-		src, ldb := col, p.colWidth
-		if p.direct {
-			src, ldb = xd[b0*s.InC*p.hw:], p.hw
-		} else {
-			c.im2col(p, xd, col, b0, nb)
-		}
-		if p.nb == 1 {
-			yb := yd[b0*s.OutC*p.ohw:]
-			beta := float32(0)
-			if bd != nil {
-				f := &c.img.biasFill
-				*f = convBiasFillTask{p: p, y: yd, bias: bd, b0: b0}
-				c.pool.do(f, s.OutC, p.ohw)
-				beta = 1
-			}
-			sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, wd, p.ckk, src, ldb, beta, yb, p.ohw)
-			continue
-		}
-		sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, wd, p.ckk, src, ldb, 0, grp, p.colWidth)
-		m := &c.img.move
-		*m = convMoveTask{p: p, nchw: yd, grp: grp, bias: bd, b0: b0, scatter: true}
-		c.pool.do(m, nb*s.OutC, p.ohw)
-	}
+	c.convForward(p, xd, wd, bd, yd)
 }
 
 func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
-	c.img.plan = newConvPlan(s)
+	c.img.plan = newConvPlan(s, false)
 	p := &c.img.plan
 	dyd, wd, dxd := host(dy), host(w), host(dx)
 	checkLen("conv dy", dyd, p.yLen)
@@ -350,30 +484,45 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 		}
 		return
 	}
-	col := c.convCol(p)
+	if s.Stride == 1 && s.Pad < s.K && s.InC >= convMinFlipC {
+		// dx = conv(dy, flipped W^T) with Pad' = K - 1 - Pad: the same
+		// output size H x W.
+		wt := scratch(&c.img.wt, p.wLen)
+		f := &c.img.flip
+		*f = flipTask{s: s, w: wd, wt: wt}
+		c.pool.do(f, s.InC, s.OutC*p.kk)
+		c.img.plan = newConvPlan(ConvShape{Batch: s.Batch, InC: s.OutC, H: p.oh, W: p.ow, OutC: s.InC, K: s.K, Stride: 1, Pad: s.K - 1 - s.Pad}, false)
+		c.convForward(&c.img.plan, dyd, wt, nil, dxd)
+		return
+	}
+	c.img.plan = newConvPlan(s, true)
+	col := scratch(&c.img.col, p.ckk*p.ld)
 	var grp []float32
 	if p.nb > 1 {
-		grp = c.convTmp(s.OutC * p.colWidth)
+		grp = scratch(&c.img.tmp, s.OutC*p.ld)
 	}
 	for b0 := 0; b0 < s.Batch; b0 += p.nb {
 		nb := min(p.nb, s.Batch-b0)
-		n := nb * p.ohw
+		n := nb * p.npos
 		src, ldb := dyd[b0*s.OutC*p.ohw:], p.ohw
 		if p.nb > 1 {
 			m := &c.img.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
 			c.pool.do(m, nb*s.OutC, p.ohw)
-			src, ldb = grp, p.colWidth
+			src, ldb = grp, p.ld
 		}
-		sgemm.Gemm(true, false, p.ckk, n, s.OutC, 1, wd, p.ckk, src, ldb, 0, col, p.colWidth)
+		sgemm.Gemm(true, false, p.ckk, n, s.OutC, 1, wd, p.ckk, src, ldb, 0, col, p.ld)
 		t := &c.img.col2im
 		*t = col2imTask{p: p, col: col, dx: dxd, b0: b0}
+		if p.padded {
+			t.xpad = scratch(&c.img.xpad, nb*s.InC*p.plane)
+		}
 		c.pool.do(t, nb*s.InC, p.kk*p.hw)
 	}
 }
 
 func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
-	c.img.plan = newConvPlan(s)
+	c.img.plan = newConvPlan(s, false)
 	p := &c.img.plan
 	xd, dyd, dwd, dbd := host(x), host(dy), host(dw), host(dbias)
 	checkLen("conv x", xd, p.xLen)
@@ -391,44 +540,28 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	}
 	// dW^T (CKK x OutC) accumulates col dY^T over the groups: col is read
 	// in place by the product and only the small dY is packed.
-	var col, grp []float32
-	if !p.direct {
-		col = c.convCol(p)
+	var grp []float32
+	if !p.inPlace() {
+		grp = scratch(&c.img.tmp, s.OutC*p.ld)
 	}
-	if p.nb > 1 {
-		grp = c.convTmp(s.OutC * p.colWidth)
-	}
-	dwt := c.convDWT(p.wLen)
+	dwt := scratch(&c.img.dwt, p.wLen)
 	for b0 := 0; b0 < s.Batch; b0 += p.nb {
 		nb := min(p.nb, s.Batch-b0)
-		n := nb * p.ohw
-		a, lda := col, p.colWidth
-		if p.direct {
-			a, lda = xd[b0*s.InC*p.hw:], p.hw
-		} else {
-			c.im2col(p, xd, col, b0, nb)
-		}
+		a, lda := c.colFor(p, xd, b0, nb)
 		g, ldg := dyd[b0*s.OutC*p.ohw:], p.ohw
-		if p.nb > 1 {
+		if !p.inPlace() {
 			m := &c.img.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
 			c.pool.do(m, nb*s.OutC, p.ohw)
-			g, ldg = grp, p.colWidth
+			g, ldg = grp, p.ld
 		}
 		beta := float32(1)
 		if b0 == 0 {
 			beta = 0
 		}
-		sgemm.Gemm(false, true, p.ckk, s.OutC, n, 1, a, lda, g, ldg, beta, dwt, s.OutC)
+		sgemm.Gemm(false, true, p.ckk, s.OutC, nb*p.npos, 1, a, lda, g, ldg, beta, dwt, s.OutC)
 	}
 	t := &c.img.transpose
 	*t = transposeTask{x: dwt, y: dwd, rows: p.ckk, cols: s.OutC, bRows: (p.ckk + transposeBlock - 1) / transposeBlock}
 	c.pool.do(t, t.bRows, transposeBlock*s.OutC)
-}
-
-func (c *CPU) convDWT(n int) []float32 {
-	if cap(c.img.dwt) < n {
-		c.img.dwt = make([]float32, n)
-	}
-	return c.img.dwt[:n]
 }

@@ -132,6 +132,10 @@ func Bench(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
 			return 8 * rows * cols, 2 * rows * cols, func() { w.be.RowDot(rows, cols, 1, x, y, 1, out) }
 		})
 	})
+	b.Run("Conv2D", func(b *testing.B) { benchConv(b, newBackend, 0) })
+	b.Run("Conv2DBackwardData", func(b *testing.B) { benchConv(b, newBackend, 1) })
+	b.Run("Conv2DBackwardFilter", func(b *testing.B) { benchConv(b, newBackend, 2) })
+	b.Run("ImageOps", func(b *testing.B) { benchImageOps(b, newBackend) })
 	b.Run("UnitColumn", func(b *testing.B) {
 		const rows, cols = 4096, 784
 		bench(b, fmt.Sprintf("rows=%d,cols=%d", rows, cols), newBackend, func(w *workload) (float64, float64, func()) {

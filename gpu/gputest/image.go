@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"testing"
 
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
@@ -18,7 +19,7 @@ import (
 
 // convCases cover batch 0, 1, 3 and long batches of small images; 1, 2, 3,
 // 5, 8 and more channels; odd and even sizes from 1 x 1 to 28 x 28; K 1,
-// 2, 3, 5; stride 1 and 2; pad 0, 1, 2 (pad >= K: output rows no tap
+// 2, 3, 5; stride 1, 2 and 3; pad 0, 1, 2 (pad >= K: output rows no tap
 // reaches, pure bias); with and without bias.
 var convCases = []struct {
 	s    gpu.ConvShape
@@ -44,6 +45,11 @@ var convCases = []struct {
 	{gpu.ConvShape{Batch: 1, InC: 2, H: 3, W: 3, OutC: 2, K: 3, Stride: 1, Pad: 2}, true},
 	{gpu.ConvShape{Batch: 5, InC: 8, H: 4, W: 4, OutC: 8, K: 1, Stride: 1, Pad: 0}, false},
 	{gpu.ConvShape{Batch: 2, InC: 32, H: 14, W: 14, OutC: 16, K: 3, Stride: 1, Pad: 1}, true},
+	{gpu.ConvShape{Batch: 2, InC: 8, H: 6, W: 5, OutC: 3, K: 3, Stride: 1, Pad: 0}, true},
+	{gpu.ConvShape{Batch: 1, InC: 9, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 2}, false},
+	{gpu.ConvShape{Batch: 1, InC: 8, H: 9, W: 7, OutC: 3, K: 5, Stride: 1, Pad: 2}, true},
+	{gpu.ConvShape{Batch: 1, InC: 2, H: 5, W: 5, OutC: 2, K: 1, Stride: 2, Pad: 1}, true},
+	{gpu.ConvShape{Batch: 1, InC: 3, H: 10, W: 11, OutC: 2, K: 3, Stride: 3, Pad: 1}, true},
 	{gpu.ConvShape{Batch: 0, InC: 3, H: 5, W: 5, OutC: 2, K: 3, Stride: 1, Pad: 1}, true},
 }
 
@@ -862,6 +868,7 @@ var softmaxCases = []struct {
 	std        float64
 }{
 	{1, 1, 1}, {3, 2, 1}, {17, 3, 3}, {64, 49, 1}, {3, 257, 10}, {17, 784, 1}, {255, 31, 3}, {2, 1000, 0.1},
+	{5, 64, 40}, // spreads beyond 87: exp underflows float32
 }
 
 // refSoftmax is the row's softmax in float64.
@@ -1131,4 +1138,73 @@ func testDrawLabels(e *env) {
 			e.t.Errorf("DrawLabels: class %d drawn with frequency %.4f, want 0.25 within %.4f", k, f, 5*se)
 		}
 	}
+}
+
+// benchConvShapes are the U-Net's convolutions on MNIST at batch 128:
+// the input layer (1 channel), 3 x 3 convolutions at 28, 14 and 7 pixels,
+// a stride-2 downsampling and a 1 x 1 skip projection.
+var benchConvShapes = []gpu.ConvShape{
+	{Batch: 128, InC: 1, H: 28, W: 28, OutC: 32, K: 3, Stride: 1, Pad: 1},
+	{Batch: 128, InC: 32, H: 28, W: 28, OutC: 32, K: 3, Stride: 1, Pad: 1},
+	{Batch: 128, InC: 64, H: 28, W: 28, OutC: 64, K: 3, Stride: 1, Pad: 1},
+	{Batch: 128, InC: 64, H: 28, W: 28, OutC: 64, K: 3, Stride: 2, Pad: 1},
+	{Batch: 128, InC: 128, H: 14, W: 14, OutC: 128, K: 3, Stride: 1, Pad: 1},
+	{Batch: 128, InC: 128, H: 7, W: 7, OutC: 128, K: 3, Stride: 1, Pad: 1},
+	{Batch: 128, InC: 192, H: 14, W: 14, OutC: 64, K: 1, Stride: 1, Pad: 0},
+}
+
+// benchConv times one convolution direction (0 forward, 1 backward data,
+// 2 backward filter with dbias) at benchConvShapes; GFLOP/s counts the
+// direct sum's 2 Batch OutC OutH OutW InC K K for every direction.
+func benchConv(b *testing.B, newBackend func(b *testing.B) gpu.Backend, dir int) {
+	for _, s := range benchConvShapes {
+		name := fmt.Sprintf("b=%d,c=%d,h=%d,w=%d,o=%d,k=%d,s=%d,p=%d", s.Batch, s.InC, s.H, s.W, s.OutC, s.K, s.Stride, s.Pad)
+		bench(b, name, newBackend, func(w *workload) (float64, float64, func()) {
+			nx, nw, ny := convDims(s)
+			x, wt, bias, y := w.normals(nx), w.normals(nw), w.normals(s.OutC), w.normals(ny)
+			bytes := 4 * float64(nx+nw+ny)
+			flops := 2 * float64(ny) * float64(s.InC*s.K*s.K)
+			switch dir {
+			case 0:
+				return bytes, flops, func() { w.be.Conv2D(s, x, wt, bias, y) }
+			case 1:
+				return bytes, flops, func() { w.be.Conv2DBackwardData(s, y, wt, x) }
+			}
+			return bytes, flops, func() { w.be.Conv2DBackwardFilter(s, x, y, wt, bias) }
+		})
+	}
+}
+
+// benchImageOps times the U-Net's other image ops at batch 128: group
+// norm and SiLU over 64 x 28 x 28 maps, attention's products and softmax
+// at 7 x 7 = 49 positions and 128 channels.
+func benchImageOps(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
+	gn := gpu.GroupNormShape{Batch: 128, C: 64, HW: 784, Groups: 8, Eps: 1e-5}
+	gnName := fmt.Sprintf("GroupNorm/b=%d,c=%d,hw=%d,groups=%d", gn.Batch, gn.C, gn.HW, gn.Groups)
+	n := gn.Batch * gn.C * gn.HW
+	bench(b, gnName, newBackend, func(w *workload) (float64, float64, func()) {
+		x, g, bt, y, m, r := w.normals(n), w.normals(gn.C), w.normals(gn.C), w.alloc(n), w.alloc(gn.Batch*gn.Groups), w.alloc(gn.Batch*gn.Groups)
+		return 8 * float64(n), 0, func() { w.be.GroupNorm(gn, x, g, bt, y, m, r) }
+	})
+	bench(b, "GroupNormBackward/"+gnName[len("GroupNorm/"):], newBackend, func(w *workload) (float64, float64, func()) {
+		x, g, dy, dx := w.normals(n), w.normals(gn.C), w.normals(n), w.alloc(n)
+		m, r, dg, db := w.alloc(gn.Batch*gn.Groups), w.alloc(gn.Batch*gn.Groups), w.alloc(gn.C), w.alloc(gn.C)
+		w.be.GroupNorm(gn, x, g, g, dx, m, r)
+		return 12 * float64(n), 0, func() { w.be.GroupNormBackward(gn, dy, x, g, m, r, dx, dg, db) }
+	})
+	bench(b, fmt.Sprintf("Activate/act=silu,n=%d", n), newBackend, func(w *workload) (float64, float64, func()) {
+		x, y := w.normals(n), w.alloc(n)
+		return 8 * float64(n), 0, func() { w.be.Activate(gpu.ActSiLU, x, y) }
+	})
+	const batch, c, t = 128, 128, 49
+	bench(b, fmt.Sprintf("GemmBatched/scores/batch=%d,c=%d,t=%d", batch, c, t), newBackend, func(w *workload) (float64, float64, func()) {
+		qkv, probs := w.normals(batch*3*c*t), w.alloc(batch*t*t)
+		return 4 * float64(batch*(2*c*t+t*t)), 2 * float64(batch*t*t*c), func() {
+			w.be.GemmBatched(true, false, batch, t, t, c, 1, qkv, t, 3*c*t, qkv.Slice(c*t, (3*batch-1)*c*t), t, 3*c*t, 0, probs, t, t*t)
+		}
+	})
+	bench(b, fmt.Sprintf("Softmax/rows=%d,cols=%d", batch*t, t), newBackend, func(w *workload) (float64, float64, func()) {
+		p := w.normals(batch * t * t)
+		return 8 * float64(batch*t*t), 0, func() { w.be.Softmax(batch*t, t, p, p) }
+	})
 }
