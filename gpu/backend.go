@@ -123,7 +123,7 @@ type Backend interface {
 
 	// EmbedInput builds the network input: out (rows x (d + emb.Width()))
 	// holds x (rows x d) in its first d columns and the time embedding of
-	// t (rows) in the rest.
+	// t (rows) in the rest. With d = 0, x may be nil.
 	EmbedInput(rows, d int, x, t Buffer, emb TimeEmbedding, out Buffer)
 
 	// MSELoss: grad = 2 scale (pred - target), loss[0] = scale sum (pred -

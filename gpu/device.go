@@ -495,6 +495,9 @@ func (d *DeviceBackend) EmbedInput(rows, d0 int, x, t Buffer, emb TimeEmbedding,
 	w := d0 + emb.Width()
 	n := rows * w
 	checkCount("EmbedInput", n)
+	if d0 == 0 && x == nil {
+		x = t // embedding only (the U-Net's time input): x is never read
+	}
 	d.need("embed x", x, rows*d0)
 	d.need("embed t", t, rows)
 	d.need("embed output", out, n)

@@ -48,7 +48,11 @@ type Net interface {
 func New(b gpu.Backend, c Config) (Net, error) {
 	switch c.Kind {
 	case "mlp":
-		return NewMLP(b, c)
+		m, err := NewMLP(b, c)
+		if err != nil {
+			return nil, err // not a nil *MLP inside a non-nil Net
+		}
+		return m, nil
 	case "unet":
 		return newUNet(b, c)
 	}
