@@ -70,11 +70,12 @@ func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 
 // The filter gradient's sum over batch x positions is split into chunks
 // (blockIdx.z) when its 64 x 64 output tiles alone would leave the GPU
-// idle: enough chunks for about filterBlocks blocks, each of at least
+// idle: enough chunks for about filterBlocks blocks (several waves on a
+// GPU of 100+ SMs holding 3 of these blocks each), each of at least
 // filterMinChunk and at most filterMaxChunk terms (float32 accumulation
 // within a chunk, double across). The split depends on the shape only.
 const (
-	filterBlocks   = 512
+	filterBlocks   = 1024
 	filterMinChunk = 256
 	filterMaxChunk = 4096
 )
