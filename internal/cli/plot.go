@@ -125,7 +125,7 @@ func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *
 
 // gridSolver is how training's sample grids are drawn: cheap enough to run
 // at every checkpoint on a CPU, accurate enough to judge progress.
-var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 20}
+var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 10}
 
 // defaultGuidance is the classifier-free guidance weight of grids and of
 // `fmgpu sample` for class-conditional models.
