@@ -34,7 +34,7 @@ if [ $conf -ne 0 ]; then
 fi
 
 step "device report"
-timeout 120 ./gpu.test -test.run '^TestCUDAReport$' -test.v > logs/report.log 2>&1
+timeout 120 ./gpu.test -test.run '^TestCUDA(Image)?Report$' -test.v > logs/report.log 2>&1
 report=$?
 
 if [ -x ./e2e.test ]; then
