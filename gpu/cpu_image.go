@@ -15,13 +15,13 @@ import (
 // imageState holds the image ops' tasks and scratch buffers.
 type imageState struct {
 	plan      convPlan
-	col, tmp  []float32 // im2col matrix; grouped product or dY
-	xpad      []float32 // padded planes of a group (stride-1 convolutions)
-	dwt       []float32 // dW^T accumulated by Conv2DBackwardFilter
-	wt        []float32 // flipped filter of Conv2DBackwardData
-	pad       padTask
+	col, tmp  []float32  // im2col matrix; grouped product or dY
+	xpad      []float32  // padded planes of a group (stride-1 convolutions)
+	dwt       []float32  // dW^T accumulated by Conv2DBackwardFilter
+	wt        []float32  // flipped filter of Conv2DBackwardData
+	stages    stagesTask // the tasks of one pool call
+	build     buildTask
 	flip      flipTask
-	im2col    im2colTask
 	col2im    col2imTask
 	move      convMoveTask
 	biasFill  convBiasFillTask

@@ -115,91 +115,81 @@ func colRange(v, stride, pad, w, ow int) (j0, j1 int) {
 	return min(j0, j1), j1
 }
 
-// padTask writes the padded planes (img, c) in [lo, hi) of images
-// b0..b0+nb.
-type padTask struct {
-	p       *convPlan
-	x, xpad []float32
-	b0      int
-}
-
-func (t *padTask) run(lo, hi int) {
-	p := t.p
-	s := p.s
-	P, W := s.Pad, s.W
-	for unit := lo; unit < hi; unit++ {
-		img, c := unit/s.InC, unit%s.InC
-		src := t.x[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
-		dst := t.xpad[unit*p.plane:][:p.plane]
-		// P zero rows, then each row preceded by P zeros, then P zero rows
-		// and the tail.
-		clear(dst[:P*p.wp])
-		for h := 0; h < s.H; h++ {
-			row := dst[(P+h)*p.wp:][:p.wp]
-			clear(row[:P])
-			copy(row[P:], src[h*W:h*W+W])
-		}
-		clear(dst[(P+s.H)*p.wp:])
-	}
-}
-
-// im2colTask fills rows [lo, hi) of col for images b0..b0+nb, from the
-// padded planes (padded layout) or from x.
-type im2colTask struct {
+// buildTask writes col for the units (img, c) in [lo, hi) of the group
+// of images b0..: the K K rows (c, u, v) of image img's columns, through
+// its padded plane of channel c in the padded layout.
+type buildTask struct {
 	p      *convPlan
 	x, col []float32
 	xpad   []float32
-	b0, nb int
+	b0     int
 }
 
-func (t *im2colTask) run(lo, hi int) {
+func (t *buildTask) run(lo, hi int) {
 	p := t.p
 	s := p.s
 	K, S, P, W, H := s.K, s.Stride, s.Pad, s.W, s.H
-	for r := lo; r < hi; r++ {
-		c, u, v := r/p.kk, r/K%K, r%K
+	for unit := lo; unit < hi; unit++ {
+		img, c := unit/s.InC, unit%s.InC
+		src := t.x[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
 		if p.padded {
-			for img := 0; img < t.nb; img++ {
-				src := t.xpad[(img*s.InC+c)*p.plane+u*p.wp+v:]
-				dst := t.col[r*p.ld+img*p.npos:][:p.npos]
-				if S == 1 {
-					copy(dst, src[:p.npos])
-					continue
-				}
-				for i := 0; i < p.oh; i++ {
-					d, sr := dst[i*p.ow:i*p.ow+p.ow], src[i*S*p.wp:]
-					for j := range d {
-						d[j] = sr[j*S]
+			// P zero rows, then each row preceded by P zeros, then P zero
+			// rows and the tail.
+			pad := t.xpad[unit*p.plane:][:p.plane]
+			clear(pad[:P*p.wp])
+			for h := 0; h < H; h++ {
+				row := pad[(P+h)*p.wp:][:p.wp]
+				clear(row[:P])
+				copy(row[P:], src[h*W:h*W+W])
+			}
+			clear(pad[(P+H)*p.wp:])
+			for u := 0; u < K; u++ {
+				for v := 0; v < K; v++ {
+					from := pad[u*p.wp+v:]
+					dst := t.col[((c*K+u)*K+v)*p.ld+img*p.npos:][:p.npos]
+					if S == 1 {
+						copy(dst, from[:p.npos])
+						continue
+					}
+					for i := 0; i < p.oh; i++ {
+						d, sr := dst[i*p.ow:i*p.ow+p.ow], from[i*S*p.wp:]
+						for j := range d {
+							d[j] = sr[j*S]
+						}
 					}
 				}
 			}
 			continue
 		}
-		j0, j1 := colRange(v, S, P, W, p.ow)
-		for img := 0; img < t.nb; img++ {
-			src := t.x[((t.b0+img)*s.InC+c)*p.hw:][:p.hw]
-			dst := t.col[r*p.ld+img*p.npos:][:p.npos]
-			for i := 0; i < p.oh; i++ {
-				d := dst[i*p.ow : i*p.ow+p.ow]
-				h := i*S + u - P
-				if h < 0 || h >= H || j0 >= j1 {
-					clear(d)
-					continue
-				}
-				clear(d[:j0])
-				clear(d[j1:])
-				row := src[h*W : h*W+W]
-				if S == 1 {
-					copy(d[j0:j1], row[j0+v-P:])
-					continue
-				}
-				for j := j0; j < j1; j++ {
-					d[j] = row[j*S+v-P]
+		for u := 0; u < K; u++ {
+			for v := 0; v < K; v++ {
+				j0, j1 := colRange(v, S, P, W, p.ow)
+				dst := t.col[((c*K+u)*K+v)*p.ld+img*p.npos:][:p.npos]
+				for i := 0; i < p.oh; i++ {
+					d := dst[i*p.ow : i*p.ow+p.ow]
+					h := i*S + u - P
+					if h < 0 || h >= H || j0 >= j1 {
+						clear(d)
+						continue
+					}
+					clear(d[:j0])
+					clear(d[j1:])
+					row := src[h*W : h*W+W]
+					if S == 1 {
+						copy(d[j0:j1], row[j0+v-P:])
+						continue
+					}
+					for j := j0; j < j1; j++ {
+						d[j] = row[j*S+v-P]
+					}
 				}
 			}
 		}
 	}
 }
+
+// buildWork is the rough cost of one buildTask unit.
+func (p *convPlan) buildWork() int { return p.plane + p.kk*p.npos }
 
 // col2imTask overwrites the planes (img, c) in [lo, hi) of dx, img over
 // the group b0..b0+nb, with the sums of the col entries (compact layout)
@@ -407,53 +397,115 @@ func scratch(buf *[]float32, n int) []float32 {
 	return (*buf)[:n]
 }
 
-// colFor builds col for images b0..b0+nb (nothing for a direct plan) and
-// returns the product's B operand: col or x itself.
-func (c *CPU) colFor(p *convPlan, x []float32, b0, nb int) (b []float32, ldb int) {
+// stagesTask runs up to four independent tasks as one pool call (one
+// hand-off to the workers instead of one per task): stage k has n_k units
+// of rough cost w_k, and the call's index space is their total cost, so
+// that an even split of it is an even split of the work.
+type stagesTask struct {
+	k     int
+	t     [4]task
+	n, w  [4]int
+	total int
+}
+
+func (m *stagesTask) reset() { m.k, m.total = 0, 0 }
+
+func (m *stagesTask) add(t task, n, w int) {
+	if n <= 0 {
+		return
+	}
+	w = max(1, w)
+	m.t[m.k], m.n[m.k], m.w[m.k] = t, n, w
+	m.k++
+	m.total += n * w
+}
+
+// run runs the units whose first cost index lies in [lo, hi).
+func (m *stagesTask) run(lo, hi int) {
+	c0 := 0
+	first := func(at, w, n int) int {
+		if at <= 0 {
+			return 0
+		}
+		return min(n, (at+w-1)/w)
+	}
+	for i := 0; i < m.k; i++ {
+		n, w := m.n[i], m.w[i]
+		if a, b := first(lo-c0, w, n), first(hi-c0, w, n); a < b {
+			m.t[i].run(a, b)
+		}
+		c0 += n * w
+	}
+}
+
+func (c *CPU) runStages() {
+	st := &c.img.stages
+	if st.k > 0 {
+		c.pool.do(st, st.total, 1)
+	}
+}
+
+// addBuild adds to the stages the im2col of images b0..b0+nb and returns
+// the product's B operand: col, or x itself for a direct plan.
+func (c *CPU) addBuild(p *convPlan, x []float32, b0, nb int) (b []float32, ldb int) {
 	s := p.s
 	if p.direct {
 		return x[b0*s.InC*p.hw:], p.hw
 	}
-	col := scratch(&c.img.col, p.ckk*p.ld)
-	t := &c.img.im2col
-	*t = im2colTask{p: p, x: x, col: col, b0: b0, nb: nb}
+	t := &c.img.build
+	*t = buildTask{p: p, x: x, col: scratch(&c.img.col, p.ckk*p.ld), b0: b0}
 	if p.padded {
 		t.xpad = scratch(&c.img.xpad, nb*s.InC*p.plane)
-		pt := &c.img.pad
-		*pt = padTask{p: p, x: x, xpad: t.xpad, b0: b0}
-		c.pool.do(pt, nb*s.InC, 2*p.plane)
 	}
-	c.pool.do(t, p.ckk, nb*p.npos)
-	return col, p.ld
+	c.img.stages.add(t, nb*s.InC, p.buildWork())
+	return t.col, p.ld
 }
 
-// convForward runs y = conv(x, w) + bias for a plan.
-func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32) {
+// groups returns the number of image groups of a plan.
+func (p *convPlan) groups() int { return (p.s.Batch + p.nb - 1) / p.nb }
+
+// convForward runs y = conv(x, w) + bias for a plan. Each group costs one
+// pool call (the previous group's output moved to NCHW, this group's
+// im2col) and one product; first, when not nil, joins the first call.
+func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firstN, firstW int) {
 	s := p.s
 	var grp []float32
 	if !p.inPlace() {
 		grp = scratch(&c.img.tmp, s.OutC*p.ld)
 	}
-	for b0 := 0; b0 < s.Batch; b0 += p.nb {
-		nb := min(p.nb, s.Batch-b0)
-		src, ldb := c.colFor(p, x, b0, nb)
-		n := nb * p.npos
-		if p.inPlace() {
-			yb := y[b0*s.OutC*p.ohw:]
-			beta := float32(0)
-			if bias != nil {
-				f := &c.img.biasFill
-				*f = convBiasFillTask{p: p, y: y, bias: bias, b0: b0}
-				c.pool.do(f, s.OutC, p.ohw)
-				beta = 1
-			}
-			sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, w, p.ckk, src, ldb, beta, yb, p.ohw)
-			continue
+	st := &c.img.stages
+	ng := p.groups()
+	for g := 0; g <= ng; g++ {
+		st.reset()
+		if g == 0 && first != nil {
+			st.add(first, firstN, firstW)
 		}
-		sgemm.Gemm(false, false, s.OutC, n, p.ckk, 1, w, p.ckk, src, ldb, 0, grp, p.ld)
-		m := &c.img.move
-		*m = convMoveTask{p: p, nchw: y, grp: grp, bias: bias, b0: b0, scatter: true}
-		c.pool.do(m, nb*s.OutC, p.ohw)
+		if g > 0 && !p.inPlace() {
+			b0 := (g - 1) * p.nb
+			m := &c.img.move
+			*m = convMoveTask{p: p, nchw: y, grp: grp, bias: bias, b0: b0, scatter: true}
+			st.add(m, min(p.nb, s.Batch-b0)*s.OutC, 2*p.ohw)
+		}
+		if g == ng {
+			c.runStages()
+			break
+		}
+		b0 := g * p.nb
+		nb := min(p.nb, s.Batch-b0)
+		src, ldb := c.addBuild(p, x, b0, nb)
+		beta := float32(0)
+		if p.inPlace() && bias != nil {
+			f := &c.img.biasFill
+			*f = convBiasFillTask{p: p, y: y, bias: bias, b0: b0}
+			st.add(f, s.OutC, p.ohw)
+			beta = 1
+		}
+		c.runStages()
+		if p.inPlace() {
+			sgemm.Gemm(false, false, s.OutC, nb*p.npos, p.ckk, 1, w, p.ckk, src, ldb, beta, y[b0*s.OutC*p.ohw:], p.ohw)
+		} else {
+			sgemm.Gemm(false, false, s.OutC, nb*p.npos, p.ckk, 1, w, p.ckk, src, ldb, 0, grp, p.ld)
+		}
 	}
 }
 
@@ -467,7 +519,7 @@ func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	if bd != nil {
 		checkLen("conv bias", bd, s.OutC)
 	}
-	c.convForward(p, xd, wd, bd, yd)
+	c.convForward(p, xd, wd, bd, yd, nil, 0, 0)
 }
 
 func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
@@ -487,37 +539,49 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	if s.Stride == 1 && s.Pad < s.K && s.InC >= convMinFlipC {
 		// dx = conv(dy, flipped W^T) with Pad' = K - 1 - Pad: the same
 		// output size H x W.
-		wt := scratch(&c.img.wt, p.wLen)
 		f := &c.img.flip
-		*f = flipTask{s: s, w: wd, wt: wt}
-		c.pool.do(f, s.InC, s.OutC*p.kk)
+		*f = flipTask{s: s, w: wd, wt: scratch(&c.img.wt, p.wLen)}
 		c.img.plan = newConvPlan(ConvShape{Batch: s.Batch, InC: s.OutC, H: p.oh, W: p.ow, OutC: s.InC, K: s.K, Stride: 1, Pad: s.K - 1 - s.Pad}, false)
-		c.convForward(&c.img.plan, dyd, wt, nil, dxd)
+		c.convForward(&c.img.plan, dyd, f.wt, nil, dxd, f, s.InC, s.OutC*p.kk)
 		return
 	}
+	// col (CKK x N) = W^T dY, then col2im; a group's col2im joins the
+	// next group's gather of dY.
 	c.img.plan = newConvPlan(s, true)
 	col := scratch(&c.img.col, p.ckk*p.ld)
 	var grp []float32
 	if p.nb > 1 {
 		grp = scratch(&c.img.tmp, s.OutC*p.ld)
 	}
-	for b0 := 0; b0 < s.Batch; b0 += p.nb {
+	var xpad []float32
+	if p.padded {
+		xpad = scratch(&c.img.xpad, p.nb*s.InC*p.plane)
+	}
+	st := &c.img.stages
+	ng := p.groups()
+	for g := 0; g <= ng; g++ {
+		st.reset()
+		if g > 0 {
+			b0 := (g - 1) * p.nb
+			t := &c.img.col2im
+			*t = col2imTask{p: p, col: col, dx: dxd, xpad: xpad, b0: b0}
+			st.add(t, min(p.nb, s.Batch-b0)*s.InC, 2*p.kk*p.hw)
+		}
+		if g == ng {
+			c.runStages()
+			break
+		}
+		b0 := g * p.nb
 		nb := min(p.nb, s.Batch-b0)
-		n := nb * p.npos
 		src, ldb := dyd[b0*s.OutC*p.ohw:], p.ohw
 		if p.nb > 1 {
 			m := &c.img.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
-			c.pool.do(m, nb*s.OutC, p.ohw)
+			st.add(m, nb*s.OutC, p.ohw)
 			src, ldb = grp, p.ld
 		}
-		sgemm.Gemm(true, false, p.ckk, n, s.OutC, 1, wd, p.ckk, src, ldb, 0, col, p.ld)
-		t := &c.img.col2im
-		*t = col2imTask{p: p, col: col, dx: dxd, b0: b0}
-		if p.padded {
-			t.xpad = scratch(&c.img.xpad, nb*s.InC*p.plane)
-		}
-		c.pool.do(t, nb*s.InC, p.kk*p.hw)
+		c.runStages()
+		sgemm.Gemm(true, false, p.ckk, nb*p.npos, s.OutC, 1, wd, p.ckk, src, ldb, 0, col, p.ld)
 	}
 }
 
@@ -528,13 +592,16 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	checkLen("conv x", xd, p.xLen)
 	checkLen("conv dy", dyd, p.yLen)
 	checkLen("conv dw", dwd, p.wLen)
+	st := &c.img.stages
+	st.reset()
 	if dbd != nil {
 		checkLen("conv dbias", dbd, s.OutC)
 		t := &c.img.biasGrad
 		*t = convBiasGradTask{p: p, dy: dyd, db: dbd}
-		c.pool.do(t, s.OutC, s.Batch*p.ohw)
+		st.add(t, s.OutC, s.Batch*p.ohw)
 	}
 	if s.Batch == 0 {
+		c.runStages()
 		clear(dwd[:p.wLen])
 		return
 	}
@@ -545,21 +612,26 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 		grp = scratch(&c.img.tmp, s.OutC*p.ld)
 	}
 	dwt := scratch(&c.img.dwt, p.wLen)
-	for b0 := 0; b0 < s.Batch; b0 += p.nb {
+	for g := 0; g < p.groups(); g++ {
+		if g > 0 {
+			st.reset()
+		}
+		b0 := g * p.nb
 		nb := min(p.nb, s.Batch-b0)
-		a, lda := c.colFor(p, xd, b0, nb)
-		g, ldg := dyd[b0*s.OutC*p.ohw:], p.ohw
+		a, lda := c.addBuild(p, xd, b0, nb)
+		gy, ldg := dyd[b0*s.OutC*p.ohw:], p.ohw
 		if !p.inPlace() {
 			m := &c.img.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
-			c.pool.do(m, nb*s.OutC, p.ohw)
-			g, ldg = grp, p.ld
+			st.add(m, nb*s.OutC, p.ohw)
+			gy, ldg = grp, p.ld
 		}
+		c.runStages()
 		beta := float32(1)
-		if b0 == 0 {
+		if g == 0 {
 			beta = 0
 		}
-		sgemm.Gemm(false, true, p.ckk, s.OutC, nb*p.npos, 1, a, lda, g, ldg, beta, dwt, s.OutC)
+		sgemm.Gemm(false, true, p.ckk, s.OutC, nb*p.npos, 1, a, lda, gy, ldg, beta, dwt, s.OutC)
 	}
 	t := &c.img.transpose
 	*t = transposeTask{x: dwt, y: dwd, rows: p.ckk, cols: s.OutC, bRows: (p.ckk + transposeBlock - 1) / transposeBlock}
