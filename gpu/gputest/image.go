@@ -18,9 +18,9 @@ import (
 // wrong adjoint would otherwise pass). Images are NCHW.
 
 // convCases cover batch 0, 1, 3 and long batches of small images; 1, 2, 3,
-// 5, 8 and more channels; odd and even sizes from 1 x 1 to 28 x 28; K 1,
-// 2, 3, 5; stride 1, 2 and 3; pad 0, 1, 2 (pad >= K: output rows no tap
-// reaches, pure bias); with and without bias.
+// 5, 8 and up to 70 channels (off any tile size); odd and even sizes from
+// 1 x 1 to 28 x 28; K 1, 2, 3, 5; stride 1, 2 and 3; pad 0, 1, 2 (pad >=
+// K: output rows no tap reaches, pure bias); with and without bias.
 var convCases = []struct {
 	s    gpu.ConvShape
 	bias bool
@@ -45,6 +45,8 @@ var convCases = []struct {
 	{gpu.ConvShape{Batch: 1, InC: 2, H: 3, W: 3, OutC: 2, K: 3, Stride: 1, Pad: 2}, true},
 	{gpu.ConvShape{Batch: 5, InC: 8, H: 4, W: 4, OutC: 8, K: 1, Stride: 1, Pad: 0}, false},
 	{gpu.ConvShape{Batch: 2, InC: 32, H: 14, W: 14, OutC: 16, K: 3, Stride: 1, Pad: 1}, true},
+	{gpu.ConvShape{Batch: 2, InC: 67, H: 7, W: 7, OutC: 70, K: 3, Stride: 1, Pad: 1}, true},
+	{gpu.ConvShape{Batch: 1, InC: 33, H: 14, W: 14, OutC: 65, K: 3, Stride: 2, Pad: 1}, false},
 	{gpu.ConvShape{Batch: 2, InC: 8, H: 6, W: 5, OutC: 3, K: 3, Stride: 1, Pad: 0}, true},
 	{gpu.ConvShape{Batch: 1, InC: 9, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 2}, false},
 	{gpu.ConvShape{Batch: 1, InC: 8, H: 9, W: 7, OutC: 3, K: 5, Stride: 1, Pad: 2}, true},
@@ -353,6 +355,8 @@ var groupNormCases = []gpu.GroupNormShape{
 	{Batch: 1, C: 32, HW: 196, Groups: 8, Eps: 1e-5},
 	{Batch: 2, C: 3, HW: 25, Groups: 3, Eps: 0.1},
 	{Batch: 3, C: 8, HW: 2, Groups: 1, Eps: 1e-5},
+	{Batch: 65, C: 4, HW: 9, Groups: 2, Eps: 1e-5},
+	{Batch: 1, C: 96, HW: 49, Groups: 32, Eps: 1e-5},
 	{Batch: 0, C: 4, HW: 9, Groups: 2, Eps: 1e-5},
 }
 
@@ -666,7 +670,7 @@ func testChannelSum(e *env) {
 }
 
 // upsampleShapes are (batch, c, h, w).
-var upsampleShapes = [][4]int{{1, 1, 1, 1}, {3, 3, 7, 7}, {1, 5, 14, 14}, {2, 1, 3, 5}, {1, 2, 2, 1}, {3, 8, 1, 4}}
+var upsampleShapes = [][4]int{{1, 1, 1, 1}, {3, 3, 7, 7}, {1, 5, 14, 14}, {2, 1, 3, 5}, {1, 2, 2, 1}, {3, 8, 1, 4}, {3, 33, 14, 14}}
 
 // Upsample2x: every element of the 2 x 2 block is a bit-exact copy.
 func testUpsample2x(e *env) {
@@ -811,6 +815,7 @@ func testGemmBatched(e *env) {
 		{false, false, 2, 128, 128, 128, 1, 0, 3, 5, false},
 		{false, true, 4, 31, 3, 64, 1, -1, 0, 1, true},
 		{true, false, 6, 2, 9, 257, 0.5, 0, 2, 7, true},
+		{false, true, 70, 5, 7, 3, 1, 0, 1, 2, false},
 	}
 	for ci, c := range cases {
 		rowsA, colsA := c.m, c.k
@@ -1076,9 +1081,10 @@ func testDrawLabels(e *env) {
 		py := e.viewOf(filled(c.rows, sentinel), 1+ci%2, 2)
 		e.be.DrawLabels(dr, pl.view, c.nData, c.rows, c.dropout, c.null, py.view)
 		want := make([]float32, c.rows)
+		dropped := make([]bool, c.rows)
 		for r := range want {
 			if gpu.Uniform01(word(seed, gpu.PurposeLabelDrop, step, r)) < c.dropout {
-				want[r] = c.null
+				want[r], dropped[r] = c.null, true
 			} else {
 				want[r] = labels[gpu.IndexBelow(word(seed, gpu.PurposeIndex, step, r), uint32(c.nData))]
 			}
@@ -1089,7 +1095,8 @@ func testDrawLabels(e *env) {
 		e.checkOutside(name, py)
 		checkBits(e.t, name+": labels", e.download(pl.parent), pl.host, nil)
 
-		// The same rows as DrawBatch: x1 of data row i = i is i_r.
+		// The same rows as DrawBatch: x1 of data row i = i is i_r (the
+		// dropped rows as above).
 		data := make([]float32, c.nData)
 		for i := range data {
 			data[i] = float32(i)
@@ -1101,8 +1108,8 @@ func testDrawLabels(e *env) {
 		wantBatch := make([]float32, c.rows)
 		for r, i := range idx {
 			wantBatch[r] = labels[int(i)]
-			if got[r] == c.null && c.null != labels[int(i)] {
-				wantBatch[r] = c.null // dropped
+			if dropped[r] {
+				wantBatch[r] = c.null
 			}
 		}
 		checkBits(e.t, name+": the rows DrawBatch draws", got, wantBatch, nil)
