@@ -329,9 +329,7 @@ func (t *convBiasGradTask) run(lo, hi int) {
 	for o := lo; o < hi; o++ {
 		sum := 0.0
 		for b := 0; b < p.s.Batch; b++ {
-			for _, v := range t.dy[(b*p.s.OutC+o)*p.ohw:][:p.ohw] {
-				sum += float64(v)
-			}
+			sum += sum64(t.dy[(b*p.s.OutC+o)*p.ohw:][:p.ohw])
 		}
 		t.db[o] = float32(sum)
 	}
