@@ -39,11 +39,13 @@ import "github.com/fmgpu/fmgpu/internal/sgemm"
 // fixed order, so the results do not depend on the thread count.
 //
 // Measured on one Zen 4 core (process CPU time, batch 128, 3 x 3, pad 1;
-// sgemm alone reaches 100-110 GFLOP/s on these products): stride 1 at
-// 28 x 28 with 32 channels 77-83 GFLOP/s forward, backward data and
-// filter; 64 channels 88-92; 128 channels at 14 x 14 88-93 and at 7 x 7
-// 79-82; stride 2 (64 channels, 28 to 14) 56-60; a 1 x 1 convolution of
-// 192 to 64 channels at 14 x 14 70-82.
+// sgemm alone reaches 100-110 GFLOP/s on these products), forward,
+// backward data and filter: stride 1 at 28 x 28 with 32 channels 76-81
+// GFLOP/s, with 64 channels 88-90; 128 channels at 14 x 14 80-90 and at
+// 7 x 7 70-72; stride 2 (64 channels, 28 to 14) 59-61; a 1 x 1
+// convolution of 192 to 64 channels at 14 x 14 71-88. The input layer (1
+// channel) and an output layer to 1 channel run at 10-40: their products
+// are too thin.
 
 const (
 	// convTargetN: images are grouped until the product has about this
