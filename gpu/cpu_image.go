@@ -16,7 +16,7 @@ import (
 type imageState struct {
 	plan      convPlan
 	col, tmp  []float32  // im2col matrix; grouped product or dY
-	xpad      []float32  // padded planes of a group (stride-1 convolutions)
+	xpad      []float32  // padded planes of a group (im2col, col2im)
 	dwt       []float32  // dW^T accumulated by Conv2DBackwardFilter
 	wt        []float32  // flipped filter of Conv2DBackwardData
 	stages    stagesTask // the tasks of one pool call
