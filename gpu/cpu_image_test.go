@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"fmt"
+	"math"
 	"testing"
 )
 
@@ -58,6 +59,66 @@ func TestCPUImageOpsAllocs(t *testing.T) {
 		op() // scratch grows on first use
 		if n := testing.AllocsPerRun(10, op); n != 0 {
 			t.Errorf("%s: %v allocations per call", name, n)
+		}
+	}
+}
+
+// The image ops give bit-identical results on 1 and 3 workers: every
+// output element, sums included, is computed by one thread in a fixed
+// order.
+func TestCPUImageOpsThreadIndependent(t *testing.T) {
+	var outs [2][][]float32
+	for k, threads := range []int{1, 3} {
+		c := NewCPU(threads)
+		buf := func(n int) Buffer {
+			b := c.Alloc(n)
+			d := host(b)
+			for i := range d {
+				// deterministic values of both signs and varied magnitude
+				d[i] = float32((i*7919)%1013-506) / 97
+			}
+			return b
+		}
+		const batch, ch, h, w = 5, 12, 14, 14
+		n := batch * ch * h * w
+		x, dy := buf(n), buf(n)
+		gamma, beta := buf(ch), buf(ch)
+		s3 := ConvShape{Batch: batch, InC: ch, H: h, W: w, OutC: ch, K: 3, Stride: 1, Pad: 1}
+		s2 := ConvShape{Batch: batch, InC: ch, H: h, W: w, OutC: ch, K: 3, Stride: 2, Pad: 1}
+		wt := buf(ch * ch * 9)
+		gn := GroupNormShape{Batch: batch, C: ch, HW: h * w, Groups: 3, Eps: 1e-5}
+		var res [][]float32
+		keep := func(bs ...Buffer) {
+			for _, b := range bs {
+				res = append(res, append([]float32(nil), host(b)...))
+			}
+		}
+		y, dx, dw, db := c.Alloc(n), c.Alloc(n), c.Alloc(ch*ch*9), c.Alloc(ch)
+		for _, s := range []ConvShape{s3, s2} {
+			c.Conv2D(s, x, wt, gamma, y)
+			c.Conv2DBackwardData(s, y, wt, dx)
+			c.Conv2DBackwardFilter(s, x, y, dw, db)
+			keep(y, dx, dw, db)
+		}
+		m, r, dg, dbt := c.Alloc(batch*3), c.Alloc(batch*3), c.Alloc(ch), c.Alloc(ch)
+		c.GroupNorm(gn, x, gamma, beta, y, m, r)
+		c.GroupNormBackward(gn, dy, x, gamma, m, r, dx, dg, dbt)
+		keep(y, m, r, dx, dg, dbt)
+		cs := c.Alloc(batch * ch)
+		c.ChannelSum(batch, ch, h*w, x, cs)
+		c.Softmax(batch*ch, h*w, x, y)
+		c.SoftmaxBackward(batch*ch, h*w, y, dy, dx)
+		keep(cs, y, dx)
+		outs[k] = res
+		c.Close()
+	}
+	for i := range outs[0] {
+		a, b := outs[0][i], outs[1][i]
+		for j := range a {
+			if math.Float32bits(a[j]) != math.Float32bits(b[j]) {
+				t.Errorf("output %d differs at %d: %v on 1 worker, %v on 3", i, j, a[j], b[j])
+				break
+			}
 		}
 	}
 }
