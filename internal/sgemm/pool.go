@@ -184,9 +184,12 @@ func (j *job) run(in *problem) {
 		j.claim[i].Store(claimPosted)
 		select {
 		case work <- &j.tasks[i]:
-		default: // queue full (many concurrent callers): run it here
-			j.claim[i].Store(claimCancelled)
-			j.pending.Add(-1)
+		default:
+			// Queue full (stale messages, or many concurrent callers):
+			// run it here, unless a stale message has claimed it already.
+			if j.claim[i].CompareAndSwap(claimPosted, claimCancelled) {
+				j.pending.Add(-1)
+			}
 		}
 	}
 	j.runPart(0)

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fmgpu/fmgpu/internal/numtest"
 )
@@ -426,4 +428,56 @@ func TestKernelGeometry(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPoolStress makes many short parallel calls (the caller often
+// finishes before a worker claims its part, leaving stale queue messages
+// behind), from several goroutines, and fails instead of hanging if the
+// pool's bookkeeping ever loses a part.
+func TestPoolStress(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	m, n, k := 4096, 2, 256 // just above the parallel threshold, ~40 µs
+	a, b := randSlice(r, m*k), randSlice(r, n*k)
+	want := make([]float32, m*n)
+	naive(false, true, m, n, k, 1, a, k, b, k, 0, want, n)
+	iters := 1500
+	if testing.Short() {
+		iters = 300
+	}
+	// Start the pool at full size, then also run with one P: workers then
+	// run only when the callers are preempted, so parts get cancelled,
+	// stale messages fill the queue and are claimed at awkward moments.
+	Gemm(false, true, m, n, k, 1, a, k, b, k, 0, make([]float32, m*n), n)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, procs := range []int{1, runtime.GOMAXPROCS(0)} {
+			old := runtime.GOMAXPROCS(procs)
+			poolStressRound(t, a, b, want, m, n, k, iters)
+			runtime.GOMAXPROCS(old)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("pool stalled: a part was lost")
+	}
+}
+
+func poolStressRound(t *testing.T, a, b, want []float32, m, n, k, iters int) {
+	var wg sync.WaitGroup
+	for g := 0; g < 3; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := make([]float32, m*n)
+			for it := 0; it < iters; it++ {
+				Gemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+			}
+			if e := numtest.MaxRelErr(c, want, 1); e > 1e-5 {
+				t.Errorf("max rel err %g", e)
+			}
+		}()
+	}
+	wg.Wait()
 }
