@@ -130,7 +130,7 @@
 //	mlp512x4-b4096    190.7    101.9    93.2    72.8     191.7   0.99
 //
 // So on the big products both libraries run at 75-93% of the 234 GFLOP/s
-// peak, this one ahead on 9 of the 12 hidden-layer products; on the
+// peak, this one ahead on 10 of the 12 hidden-layer products; on the
 // tiny-dimension layers at batch 4096 it is 1.6-4x faster; the whole
 // step is on par (0.95-1.11x) before counting the bias/SiLU passes that
 // PyTorch runs separately and this package fuses.

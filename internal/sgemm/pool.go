@@ -10,6 +10,7 @@ import (
 // buffers are one worker's packing space, reused across calls.
 type buffers struct {
 	b    []float32 // packed B panels (kc x nc)
+	a    []float32 // packed A panel (kc x MR)
 	tile []float32 // MR x NR scratch tile for partial column panels
 }
 
