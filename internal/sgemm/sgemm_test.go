@@ -481,3 +481,19 @@ func poolStressRound(t *testing.T, a, b, want []float32, m, n, k, iters int) {
 	}
 	wg.Wait()
 }
+
+// TestGemmPackedA covers the packed transposed A (lda a multiple of 512)
+// and the packed non-transposed B (many row panels), edge rows included.
+func TestGemmPackedA(t *testing.T) {
+	forEachKernel(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(15, 16))
+		for _, tc := range []gemmCase{
+			{ta: true, m: 512, n: 200, k: 300, alpha: 1, beta: 0.5},
+			{ta: true, m: 509, n: 130, k: 70, padA: 3, alpha: -0.5, beta: 0, offA: 1},
+			{ta: true, tb: true, m: 1021, n: 150, k: 33, padA: 3, alpha: 2, beta: 1, offC: 3},
+			{m: 1000, n: 77, k: 64, padB: 512 - 77, alpha: 1, beta: 0},
+		} {
+			runCase(t, r, tc)
+		}
+	})
+}
