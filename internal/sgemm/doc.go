@@ -32,8 +32,8 @@
 // "avx512ymm": 6 x 32 tile of ymm registers Y0-Y31 (AVX-512VL). In cache
 // all three reach the peak (BenchmarkMicroKernel, one core: zmm 114.9,
 // ymm-VL 114.4, AVX2 112.5 GFLOP/s). In the full products the zmm kernel
-// wins: 104-113 GFLOP/s per core on the MLP shapes against 80-110 for
-// ymm-VL and 56-111 for AVX2, and 94-102 against 86-93 and 71-82 for a
+// wins: 102-109 GFLOP/s per core on the MLP shapes against 87-113 for
+// ymm-VL and 80-111 for AVX2, and 93-102 against 89-97 and 80-92 for a
 // whole training step (table below). The 12 x 32 zmm tile needs half the
 // instructions and half the A broadcasts per flop, and streams A and B at
 // half the rate per flop of the 6-row ymm tiles. So "avx512" is the
@@ -95,13 +95,13 @@
 //	dW          T,F/256,256,4096  207.4   107.5    97.2    80.5     -      165.9   10.3
 //	forward     F,T/4096,512,512  215.8   108.9   108.3   106.1     -      201.2   21.5
 //	dX          F,F/4096,512,512  214.6   107.9   107.5   105.2     -      203.6   22.9
-//	dW          T,F/512,512,4096  185.5   102.0    80.6    53.6     -      169.6    8.9
+//	dW          T,F/512,512,4096  185.5   102.0    87.4    87.9     -      169.6    8.9
 //	forward     F,T/256,256,256   191.6   105.1   107.6   107.5    5.8     183.2   14.2
 //	dX          F,F/256,256,256   206.8   105.4   106.0    91.8    5.6     187.9   21.7
 //	dW          T,F/256,256,256   181.8   106.1    98.7    84.2    6.5     184.4   12.2
 //	forward     F,T/256,512,512   202.2   104.3   107.9   102.7    5.5     193.0   21.2
 //	dX          F,F/256,512,512   194.1   103.7    98.7    86.5    4.8     195.2   22.7
-//	dW          T,F/512,512,256   213.5   108.2    89.5    57.1    4.6     200.4    9.2
+//	dW          T,F/512,512,256   213.5   108.2    93.6    92.2    4.6     200.4    9.2
 //	in forward  F,T/4096,256,3    116.2    58.5    54.4    39.7    2.2      32.5    1.1
 //	in dW       T,F/256,3,4096    140.1    71.3    66.6    48.8    2.9      34.5    1.1
 //	out forward F,T/4096,2,256    116.3    58.6    53.2    53.1    2.2      36.4    6.7
@@ -115,7 +115,9 @@
 //
 // (The batch-256 products of the input and output layers, under 2^20
 // multiply-adds, run on one core: a few microseconds each. The generic
-// kernel was measured on the batch-256 shapes only.)
+// kernel was measured on the batch-256 shapes only. The ymm and AVX2 dW
+// rows for h = 512 and their step figures were measured after the packing
+// of A described in sgemm.go, in a later run.)
 //
 // One training step (BenchmarkMLPStep: the 14 products of forward, dW and
 // dX for the MLP 3 -> h x4 -> 2, the SiLU layers with bias, activation and
@@ -124,10 +126,10 @@
 //
 //	                 avx512   avx512  512ymm    avx2  OpenBLAS  ratio
 //	                2 cores per core per core per core  2 cores
-//	mlp256x4-b256     172.5     93.4    81.2    81.8     179.5   0.96
-//	mlp512x4-b256     180.3     97.3    85.5    72.8     190.5   0.95
-//	mlp256x4-b4096    197.8    101.4    94.4    84.7     177.4   1.11
-//	mlp512x4-b4096    190.7    101.9    93.2    72.8     191.7   0.99
+//	mlp256x4-b256     172.5     93.4    89.5    80.2     179.5   0.96
+//	mlp512x4-b256     180.3     97.3    92.0    88.3     190.5   0.95
+//	mlp256x4-b4096    197.8    101.4    96.2    89.5     177.4   1.11
+//	mlp512x4-b4096    190.7    101.9    96.9    92.4     191.7   0.99
 //
 // So on the big products both libraries run at 75-93% of the 234 GFLOP/s
 // peak, this one ahead on 10 of the 12 hidden-layer products; on the
