@@ -15,8 +15,8 @@ import (
 // likelihoodChunk bounds the rows integrated at once.
 const likelihoodChunk = 1 << 14
 
-// exactDivergenceMaxDim is the largest dimension for which likelihood
-// defaults to the exact divergence.
+// exactDivergenceMaxDim is the largest dimension of non-image data for
+// which likelihood defaults to the exact divergence.
 const exactDivergenceMaxDim = 64
 
 func likelihoodCommand() *ucli.Command {
@@ -67,7 +67,7 @@ func likelihoodCommand() *ucli.Command {
 			}
 			// D backward passes per evaluation is what exact means; for images
 			// that is hundreds, so Hutchinson is the default there.
-			if ds.D > exactDivergenceMaxDim && !c.IsSet("divergence") {
+			if (ds.Image != nil || ds.D > exactDivergenceMaxDim) && !c.IsSet("divergence") {
 				div = sampler.Hutchinson
 				fmt.Fprintf(c.App.ErrWriter, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
 			}

@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"image"
+	"image/color"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// imageFolder writes a tiny labelled image set: class "left" has its left
+// half bright, class "right" its right half, 8x8 gray, a little noise.
+func imageFolder(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for ci, class := range []string{"left", "right"} {
+		os.MkdirAll(filepath.Join(dir, class), 0o755)
+		for k := 0; k < 12; k++ {
+			img := image.NewGray(image.Rect(0, 0, 8, 8))
+			for y := 0; y < 8; y++ {
+				for x := 0; x < 8; x++ {
+					v := uint8((x*7 + y*13 + k*31) % 40)
+					if (x < 4) == (ci == 0) {
+						v += 200
+					}
+					img.SetGray(x, y, color.Gray{Y: v})
+				}
+			}
+			f, err := os.Create(filepath.Join(dir, class, string(rune('a'+k))+".png"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			png.Encode(f, img)
+			f.Close()
+		}
+	}
+	return dir
+}
+
+var tinyUNet = []string{"--model", "unet", "--base", "8", "--mults", "1,2", "--groups", "4", "--time-freqs", "8",
+	"--batch", "8", "--warmup", "2", "--log-every", "5", "--quiet"}
+
+// Image data through the command line at tiny sizes: class-conditional
+// U-Net training with grids at checkpoints, sample --grid/--class/
+// --guidance, and dequantized bits/dim.
+func TestImageTrainSampleLikelihood(t *testing.T) {
+	imgs := imageFolder(t)
+	dir := t.TempDir()
+	args := append([]string{"train", "--data", imgs, "--out", dir, "--steps", "20", "--checkpoint-every", "10"}, tinyUNet...)
+	if code, _, e := fmgpu(t, args...); code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	for _, f := range []string{"checkpoint.safetensors", "samples_000010.png", "samples_000020.png", "samples.png", "loss.png"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("train did not write %s", f)
+		}
+	}
+	ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := ck.Meta.Config.Model
+	if m.Kind != "unet" || m.Classes != 2 || m.Image == nil || m.Image.Height != 8 || strings.Join(ck.Meta.Data.Classes, ",") != "left,right" {
+		t.Fatalf("checkpoint model %+v, classes %v", m, ck.Meta.Data.Classes)
+	}
+	ckPath := filepath.Join(dir, train.CheckpointName)
+
+	grid := filepath.Join(dir, "grid.png")
+	out := filepath.Join(dir, "s.npy")
+	code, stdout, e := fmgpu(t, "sample", "--checkpoint", ckPath, "--grid", grid, "--out", out, "--n", "6",
+		"--class", "1", "--guidance", "3", "--solver", "euler", "--steps", "4")
+	if code != 0 {
+		t.Fatalf("sample: %s", e)
+	}
+	f, err := os.Open(grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := png.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 10 x 10 tiles of 8 pixels with data.GridPad between and around them
+	side := 10*8 + 11*data.GridPad
+	if g.Bounds().Dx() != side || g.Bounds().Dy() != side {
+		t.Errorf("grid is %v, want %dx%d", g.Bounds(), side, side)
+	}
+	if s, err := data.LoadNPY(out); err != nil || s.N != 6 || s.D != 64 {
+		t.Errorf("samples: %v", err)
+	}
+	if !strings.Contains(stdout, "grid") {
+		t.Errorf("sample output %q", stdout)
+	}
+
+	code, stdout, e = fmgpu(t, "likelihood", "--checkpoint", ckPath, "--data", imgs, "--solver", "euler", "--steps", "4", "--probes", "1")
+	if code != 0 {
+		t.Fatalf("likelihood: %s", e)
+	}
+	ls := strings.Split(strings.TrimSpace(stdout), "\n")
+	if !strings.Contains(ls[0], "dequantized=uniform") || !strings.HasPrefix(ls[len(ls)-1], "nll_nats=") {
+		t.Errorf("likelihood output %q", stdout)
+	}
+	if !strings.Contains(e, "Hutchinson") {
+		t.Errorf("64 dimensions should default to Hutchinson: %q", e)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--class", "2"}, "--class"},
+		{[]string{"sample", "--checkpoint", ckPath, "--n", "2"}, "--grid"},
+		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--guidance", "-1"}, "--guidance"},
+		{append([]string{"train", "--data", "moons", "--out", t.TempDir(), "--steps", "5"}, tinyUNet...), "--model unet needs image data"},
+	} {
+		if code, _, e := fmgpu(t, c.args...); code != ExitUsage || !strings.Contains(e, c.want) {
+			t.Errorf("%v: exit %d %q, want usage error naming %s", c.args, code, e, c.want)
+		}
+	}
+}
+
+// --grid needs an image model.
+func TestGridNeedsImages(t *testing.T) {
+	ck := tinyTrain(t, t.TempDir(), "--no-plot")
+	code, _, e := fmgpu(t, "sample", "--checkpoint", ck, "--grid", filepath.Join(t.TempDir(), "g.png"))
+	if code != ExitUsage || !strings.Contains(e, "--grid") {
+		t.Errorf("exit %d %q", code, e)
+	}
+}
