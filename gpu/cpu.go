@@ -18,7 +18,6 @@ type CPU struct {
 	// Each op's task lives here, so that handing it to the pool allocates
 	// nothing (see parallel.go).
 	biasAct  biasActTask
-	colSum   colSumTask
 	embed    embedTask
 	mse      mseTask
 	sumSq    sumSqTask
@@ -30,8 +29,10 @@ type CPU struct {
 	lincomb  linCombTask
 	errNorm  errNormTask
 	rowDot   rowDotTask
-	partials []float64  // one partial sum per reduceChunk elements
-	img      imageState // the image ops' tasks and scratch (cpu_image.go)
+	partials []float64 // one partial sum per reduceChunk elements
+	// the bias gradient's partial column sums, one row per row chunk
+	biasPartials []float64
+	img          imageState // the image ops' tasks and scratch (cpu_image.go)
 
 	// the last path built from a Spec, so that ops do not rebuild (and
 	// allocate) it on every call

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/internal/sgemm"
 )
 
 // The CPU backend's ops: each validates its arguments, fills its task in
@@ -13,14 +14,6 @@ import (
 // result does not depend on the thread count.
 
 const reduceChunk = 4096
-
-func silu(z float32) float32 { return z / (1 + float32(math.Exp(float64(-z)))) }
-
-// siluGrad is d/dz silu(z) = s(z) (1 + z (1 - s(z))), s the logistic.
-func siluGrad(z float32) float32 {
-	s := 1 / (1 + float32(math.Exp(float64(-z))))
-	return s * (1 + z*(1-s))
-}
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
 
@@ -55,45 +48,59 @@ func (c *CPU) reduce(t interface {
 	return sum
 }
 
+// biasActTask computes dPre = dY * act'(pre) and, when partials is set,
+// the bias gradient's partial column sums in one pass: units are chunks of
+// rowsPer rows (of biasBlock elements when there is no bias gradient),
+// each swept in blocks that stay in L1, its column sums into a float64
+// row of partials of its own; the partial rows are added in order after.
 type biasActTask struct {
-	act       Act
-	dy, p, dp []float32
+	act        Act
+	dy, p, dp  []float32
+	rows, cols int
+	rowsPer    int
+	partials   []float64 // chunks x cols; nil: no bias gradient
 }
+
+const (
+	// biasBlock: elements per L1 block of BiasActBackward, and per unit
+	// when there is no bias gradient.
+	biasBlock = 4096
+	// biasChunkElems, biasMaxChunks: the bias gradient's row chunks hold
+	// about biasChunkElems elements, at most biasMaxChunks of them.
+	biasChunkElems = 16384
+	biasMaxChunks  = 32
+)
 
 func (t *biasActTask) run(lo, hi int) {
-	dy, dp := t.dy[lo:hi], t.dp[lo:hi]
-	if t.act != ActSiLU {
-		copy(dp, dy)
+	if t.partials == nil {
+		t.elems(lo*biasBlock, min(hi*biasBlock, len(t.dp)))
 		return
 	}
-	p := t.p[lo:hi]
-	for i, g := range dy {
-		dp[i] = g * siluGrad(p[i])
+	cols := t.cols
+	step := max(1, biasBlock/cols)
+	for ch := lo; ch < hi; ch++ {
+		acc := t.partials[ch*cols : (ch+1)*cols]
+		clear(acc)
+		r0, r1 := ch*t.rowsPer, min((ch+1)*t.rowsPer, t.rows)
+		for a := r0; a < r1; a += step {
+			b := min(a+step, r1)
+			t.elems(a*cols, b*cols)
+			sgemm.AddColSums(acc, t.dp[a*cols:b*cols], b-a, cols, cols)
+		}
 	}
 }
 
-// colSumTask sums columns [lo, hi) over all rows in float64; splitting over
-// columns keeps every column's sum in one fixed order.
-type colSumTask struct {
-	x, out     []float32
-	rows, cols int
-}
-
-func (t *colSumTask) run(lo, hi int) {
-	const block = 64
-	var acc [block]float64
-	for j0 := lo; j0 < hi; j0 += block {
-		w := min(block, hi-j0)
-		clear(acc[:w])
-		for r := 0; r < t.rows; r++ {
-			row := t.x[r*t.cols+j0 : r*t.cols+j0+w]
-			for j, v := range row {
-				acc[j] += float64(v)
-			}
-		}
-		for j := 0; j < w; j++ {
-			t.out[j0+j] = float32(acc[j])
-		}
+// elems computes dPre over elements [a, b).
+func (t *biasActTask) elems(a, b int) {
+	if a >= b {
+		return
+	}
+	dy, dp := t.dy[a:b], t.dp[a:b]
+	switch {
+	case t.act == ActSiLU:
+		sgemm.SiLUGrad(dy, t.p[a:b], dp)
+	case &dp[0] != &dy[0]:
+		copy(dp, dy)
 	}
 }
 
@@ -105,14 +112,34 @@ func (c *CPU) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buff
 	if act != ActNone {
 		checkLen("pre", p, n)
 	}
-	if n > 0 && (act != ActNone || &dp[0] != &dy[0]) {
-		c.biasAct = biasActTask{act: act, dy: dy[:n], p: p, dp: dp[:n]}
-		c.pool.do(&c.biasAct, n, 12)
-	}
 	if db != nil {
 		checkLen("dBias", db, cols)
-		c.colSum = colSumTask{x: dp, out: db, rows: rows, cols: cols}
-		c.pool.do(&c.colSum, cols, rows)
+	}
+	t := &c.biasAct
+	*t = biasActTask{act: act, dy: dy[:n], p: p, dp: dp[:n], rows: rows, cols: cols}
+	if db == nil || n == 0 {
+		if n > 0 && (act != ActNone || &dp[0] != &dy[0]) {
+			c.pool.do(t, (n+biasBlock-1)/biasBlock, 20*biasBlock)
+		}
+		if db != nil {
+			clear(db[:cols])
+		}
+		return
+	}
+	chunks := min(biasMaxChunks, rows, (n+biasChunkElems-1)/biasChunkElems)
+	t.rowsPer = (rows + chunks - 1) / chunks
+	chunks = (rows + t.rowsPer - 1) / t.rowsPer
+	if cap(c.biasPartials) < chunks*cols {
+		c.biasPartials = make([]float64, chunks*cols)
+	}
+	t.partials = c.biasPartials[:chunks*cols]
+	c.pool.do(t, chunks, 20*t.rowsPer*cols)
+	for j := 0; j < cols; j++ {
+		s := 0.0
+		for ch := 0; ch < chunks; ch++ {
+			s += t.partials[ch*cols+j]
+		}
+		db[j] = float32(s)
 	}
 }
 

@@ -29,6 +29,12 @@ type kernelImpl struct {
 	// multiple of epiW; nil means the generic Go epilogue.
 	epi  func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, silu bool)
 	epiW int
+	// siluGrad sets dz = dy * silu'(z) over n floats, n a multiple of
+	// epiW; colSum adds float64 column sums of a block (cols a multiple of
+	// sumW, ldx in bytes) to acc. nil: the Go loops of elementwise.go.
+	siluGrad func(n int, dy, z, dz *float32)
+	colSum   func(rows, cols int, x *float32, ldx int, acc *float64)
+	sumW     int
 	// Dot kernels for n < dotMaxN columns with A and B both contiguous
 	// along k: dot[n] computes dotRows[n] rows, dot1[n] one row (same
 	// argument meaning as microKernel with sa = lda, sb = ldb in bytes).

@@ -154,6 +154,18 @@ func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, l
 // epi256 applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of 8).
 func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 
+// siluGrad512 sets dz = dy * silu'(z) elementwise over n floats (n a multiple of 16).
+func siluGrad512(n int, dy *float32, z *float32, dz *float32)
+
+// siluGrad256 sets dz = dy * silu'(z) elementwise over n floats (n a multiple of 8).
+func siluGrad256(n int, dy *float32, z *float32, dz *float32)
+
+// colSum512 adds the float64 column sums of a rows x cols block of x (cols a multiple of 8, ldx in bytes) to acc.
+func colSum512(rows int, cols int, x *float32, ldx int, acc *float64)
+
+// colSum256 adds the float64 column sums of a rows x cols block of x (cols a multiple of 4, ldx in bytes) to acc.
+func colSum256(rows int, cols int, x *float32, ldx int, acc *float64)
+
 // packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).
 func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
 

@@ -26114,6 +26114,270 @@ epi256_done:
 	VZEROUPPER
 	RET
 
+// func siluGrad512(n int, dy *float32, z *float32, dz *float32)
+// Requires: AVX, AVX512F
+TEXT ·siluGrad512(SB), NOSPLIT, $0-32
+	MOVQ         n+0(FP), AX
+	MOVQ         dy+8(FP), CX
+	MOVQ         z+16(FP), DX
+	MOVQ         dz+24(FP), BX
+	VBROADCASTSS epiconst<>+0(SB), Z16
+	VBROADCASTSS epiconst<>+32(SB), Z17
+	VBROADCASTSS epiconst<>+64(SB), Z18
+	VBROADCASTSS epiconst<>+96(SB), Z19
+	VBROADCASTSS epiconst<>+128(SB), Z20
+	VBROADCASTSS epiconst<>+160(SB), Z21
+	VBROADCASTSS epiconst<>+192(SB), Z22
+	VBROADCASTSS epiconst<>+224(SB), Z23
+	VBROADCASTSS epiconst<>+256(SB), Z24
+	VBROADCASTSS epiconst<>+288(SB), Z25
+	VBROADCASTSS epiconst<>+320(SB), Z26
+	VBROADCASTSS epiconst<>+352(SB), Z27
+	VBROADCASTSS epiconst<>+160(SB), Z15
+	XORQ         SI, SI
+
+siluGrad512_loop:
+	CMPQ         SI, AX
+	JGE          siluGrad512_done
+	VMOVUPS      (DX)(SI*4), Z0
+	VPXORD       Z1, Z1, Z1
+	VSUBPS       Z0, Z1, Z1
+	VMAXPS       Z16, Z1, Z1
+	VMINPS       Z17, Z1, Z1
+	VMULPS       Z18, Z1, Z2
+	VRNDSCALEPS  $0x00, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS      Z22, Z3
+	VFMADD213PS  Z23, Z1, Z3
+	VFMADD213PS  Z24, Z1, Z3
+	VFMADD213PS  Z25, Z1, Z3
+	VFMADD213PS  Z26, Z1, Z3
+	VFMADD213PS  Z27, Z1, Z3
+	VMULPS       Z1, Z1, Z4
+	VFMADD213PS  Z1, Z4, Z3
+	VADDPS       Z15, Z3, Z3
+	VSCALEFPS    Z2, Z3, Z3
+	VADDPS       Z15, Z3, Z5
+	VDIVPS       Z5, Z15, Z5
+	VMULPS       Z5, Z3, Z3
+	VFMADD213PS  Z15, Z0, Z3
+	VMULPS       Z5, Z3, Z3
+	VMULPS       (CX)(SI*4), Z3, Z3
+	VMOVUPS      Z3, (BX)(SI*4)
+	ADDQ         $0x00000010, SI
+	JMP          siluGrad512_loop
+
+siluGrad512_done:
+	VZEROUPPER
+	RET
+
+// func siluGrad256(n int, dy *float32, z *float32, dz *float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluGrad256(SB), NOSPLIT, $0-32
+	MOVQ         n+0(FP), AX
+	MOVQ         dy+8(FP), CX
+	MOVQ         z+16(FP), DX
+	MOVQ         dz+24(FP), BX
+	VBROADCASTSS epiconst<>+160(SB), Y15
+	XORQ         SI, SI
+
+siluGrad256_loop:
+	CMPQ         SI, AX
+	JGE          siluGrad256_done
+	VMOVUPS      (DX)(SI*4), Y0
+	VXORPS       Y1, Y1, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMAXPS       epiconst<>+0(SB), Y1, Y1
+	VMINPS       epiconst<>+32(SB), Y1, Y1
+	VMULPS       epiconst<>+64(SB), Y1, Y2
+	VROUNDPS     $0x00, Y2, Y2
+	VFNMADD231PS epiconst<>+96(SB), Y2, Y1
+	VFNMADD231PS epiconst<>+128(SB), Y2, Y1
+	VBROADCASTSS epiconst<>+192(SB), Y3
+	VFMADD213PS  epiconst<>+224(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+256(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+288(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+320(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+352(SB), Y1, Y3
+	VMULPS       Y1, Y1, Y4
+	VFMADD213PS  Y1, Y4, Y3
+	VADDPS       Y15, Y3, Y3
+	VCVTPS2DQ    Y2, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VADDPS       Y15, Y3, Y5
+	VDIVPS       Y5, Y15, Y5
+	VMULPS       Y5, Y3, Y3
+	VFMADD213PS  Y15, Y0, Y3
+	VMULPS       Y5, Y3, Y3
+	VMULPS       (CX)(SI*4), Y3, Y3
+	VMOVUPS      Y3, (BX)(SI*4)
+	ADDQ         $0x00000008, SI
+	JMP          siluGrad256_loop
+
+siluGrad256_done:
+	VZEROUPPER
+	RET
+
+// func colSum512(rows int, cols int, x *float32, ldx int, acc *float64)
+// Requires: AVX, AVX512F
+TEXT ·colSum512(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), AX
+	MOVQ cols+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ ldx+24(FP), BX
+	MOVQ acc+32(FP), SI
+
+colSum512_wide:
+	CMPQ    CX, $0x00000040
+	JL      colSum512_one
+	VMOVUPD (SI), Z0
+	VMOVUPD 64(SI), Z1
+	VMOVUPD 128(SI), Z2
+	VMOVUPD 192(SI), Z3
+	VMOVUPD 256(SI), Z4
+	VMOVUPD 320(SI), Z5
+	VMOVUPD 384(SI), Z6
+	VMOVUPD 448(SI), Z7
+	MOVQ    DX, DI
+	MOVQ    AX, R8
+
+colSum512_wide_row:
+	TESTQ     R8, R8
+	JE        colSum512_wide_store
+	VCVTPS2PD (DI), Z8
+	VADDPD    Z8, Z0, Z0
+	VCVTPS2PD 32(DI), Z9
+	VADDPD    Z9, Z1, Z1
+	VCVTPS2PD 64(DI), Z10
+	VADDPD    Z10, Z2, Z2
+	VCVTPS2PD 96(DI), Z11
+	VADDPD    Z11, Z3, Z3
+	VCVTPS2PD 128(DI), Z12
+	VADDPD    Z12, Z4, Z4
+	VCVTPS2PD 160(DI), Z13
+	VADDPD    Z13, Z5, Z5
+	VCVTPS2PD 192(DI), Z14
+	VADDPD    Z14, Z6, Z6
+	VCVTPS2PD 224(DI), Z15
+	VADDPD    Z15, Z7, Z7
+	ADDQ      BX, DI
+	DECQ      R8
+	JMP       colSum512_wide_row
+
+colSum512_wide_store:
+	VMOVUPD Z0, (SI)
+	VMOVUPD Z1, 64(SI)
+	VMOVUPD Z2, 128(SI)
+	VMOVUPD Z3, 192(SI)
+	VMOVUPD Z4, 256(SI)
+	VMOVUPD Z5, 320(SI)
+	VMOVUPD Z6, 384(SI)
+	VMOVUPD Z7, 448(SI)
+	ADDQ    $0x00000100, DX
+	ADDQ    $0x00000200, SI
+	SUBQ    $0x00000040, CX
+	JMP     colSum512_wide
+
+colSum512_one:
+	CMPQ    CX, $0x00000008
+	JL      colSum512_done
+	VMOVUPD (SI), Z0
+	MOVQ    DX, DI
+	MOVQ    AX, R8
+
+colSum512_one_row:
+	TESTQ     R8, R8
+	JE        colSum512_one_store
+	VCVTPS2PD (DI), Z8
+	VADDPD    Z8, Z0, Z0
+	ADDQ      BX, DI
+	DECQ      R8
+	JMP       colSum512_one_row
+
+colSum512_one_store:
+	VMOVUPD Z0, (SI)
+	ADDQ    $0x00000020, DX
+	ADDQ    $0x00000040, SI
+	SUBQ    $0x00000008, CX
+	JMP     colSum512_one
+
+colSum512_done:
+	VZEROUPPER
+	RET
+
+// func colSum256(rows int, cols int, x *float32, ldx int, acc *float64)
+// Requires: AVX
+TEXT ·colSum256(SB), NOSPLIT, $0-40
+	MOVQ rows+0(FP), AX
+	MOVQ cols+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ ldx+24(FP), BX
+	MOVQ acc+32(FP), SI
+
+colSum256_wide:
+	CMPQ    CX, $0x00000010
+	JL      colSum256_one
+	VMOVUPD (SI), Y0
+	VMOVUPD 32(SI), Y1
+	VMOVUPD 64(SI), Y2
+	VMOVUPD 96(SI), Y3
+	MOVQ    DX, DI
+	MOVQ    AX, R8
+
+colSum256_wide_row:
+	TESTQ     R8, R8
+	JE        colSum256_wide_store
+	VCVTPS2PD (DI), Y4
+	VADDPD    Y4, Y0, Y0
+	VCVTPS2PD 16(DI), Y5
+	VADDPD    Y5, Y1, Y1
+	VCVTPS2PD 32(DI), Y6
+	VADDPD    Y6, Y2, Y2
+	VCVTPS2PD 48(DI), Y7
+	VADDPD    Y7, Y3, Y3
+	ADDQ      BX, DI
+	DECQ      R8
+	JMP       colSum256_wide_row
+
+colSum256_wide_store:
+	VMOVUPD Y0, (SI)
+	VMOVUPD Y1, 32(SI)
+	VMOVUPD Y2, 64(SI)
+	VMOVUPD Y3, 96(SI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000080, SI
+	SUBQ    $0x00000010, CX
+	JMP     colSum256_wide
+
+colSum256_one:
+	CMPQ    CX, $0x00000004
+	JL      colSum256_done
+	VMOVUPD (SI), Y0
+	MOVQ    DX, DI
+	MOVQ    AX, R8
+
+colSum256_one_row:
+	TESTQ     R8, R8
+	JE        colSum256_one_store
+	VCVTPS2PD (DI), Y4
+	VADDPD    Y4, Y0, Y0
+	ADDQ      BX, DI
+	DECQ      R8
+	JMP       colSum256_one_row
+
+colSum256_one_store:
+	VMOVUPD Y0, (SI)
+	ADDQ    $0x00000010, DX
+	ADDQ    $0x00000020, SI
+	SUBQ    $0x00000004, CX
+	JMP     colSum256_one
+
+colSum256_done:
+	VZEROUPPER
+	RET
+
 // func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
 // Requires: AVX
 TEXT ·packBT8(SB), NOSPLIT, $0-48

@@ -32,6 +32,8 @@ type job struct {
 
 	chunk int64 // units per grab
 	next  atomic.Int64
+
+	loop Task // ParallelFor: the loop body (nil for a product)
 }
 
 // dotBlock: rows per unit of work on the dot path.
@@ -127,6 +129,7 @@ func getJob() *job {
 }
 
 func putJob(j *job) {
+	j.loop = nil
 	j.prob = nil
 	j.p = problem{}
 	j.ep = Epilogue{}
@@ -169,11 +172,17 @@ func (j *job) run(in *problem) {
 		j.byM, j.units = false, np
 	}
 	parts = min(parts, j.units)
-	j.parts = parts
 	j.chunk = int64(max(1, j.units/(parts*chunksPerPart)))
 	if parts == 1 {
 		j.chunk = int64(j.units)
 	}
+	j.dispatch(parts)
+}
+
+// dispatch runs j.units units, j.chunk per grab, on the caller and up to
+// parts-1 workers, and returns when all are done.
+func (j *job) dispatch(parts int) {
+	j.parts = parts
 	j.next.Store(0)
 	if parts == 1 {
 		j.runPart(0)
@@ -219,6 +228,10 @@ const waitYields = 2000
 const chunksPerPart = 1
 
 func (j *job) runPart(part int) {
+	if j.loop != nil {
+		j.runLoop()
+		return
+	}
 	pr := j.prob
 	K := pr.kern
 	units := int64(j.units)
@@ -236,5 +249,60 @@ func (j *job) runPart(part int) {
 		default:
 			pr.region(&j.bufs[part], 0, pr.m, int(u0)*K.nr, min(pr.n, u1*K.nr))
 		}
+	}
+}
+
+// Task is the body of a parallel loop: Run(lo, hi) handles the indices
+// lo <= i < hi. Keep the Task value in a long-lived place (a field of a
+// struct reused from call to call) and pass a pointer to it: then
+// ParallelFor allocates nothing.
+type Task interface{ Run(lo, hi int) }
+
+// Threads is the number of goroutines the pool computes on, the caller
+// included: GOMAXPROCS when the pool started.
+func Threads() int {
+	poolOnce.Do(startPool)
+	return poolSize
+}
+
+// ParallelFor calls t.Run over [0, n) cut into chunks contiguous ranges of
+// ceil(n/chunks) indices (the last shorter), and returns when all have
+// run. The ranges go to the caller and the pool's workers, the same
+// workers that compute the products, up to Threads() at once, each taking
+// the next range from an atomic counter: so a worker that starts late
+// costs nothing. Every range is run exactly once, but which goroutine
+// runs which, and in what order, is not fixed: a loop whose result must
+// not depend on the thread count writes each range's result to a place of
+// its own (per-chunk partial sums added in order afterwards, say).
+// chunks <= 1, or n small, runs t.Run(0, n) on the caller. ParallelFor may
+// be called from a Task (the inner loop then runs where it can) and from
+// several goroutines at once.
+func ParallelFor(t Task, n, chunks int) {
+	if n <= 0 {
+		return
+	}
+	chunks = min(chunks, n)
+	if chunks <= 1 {
+		t.Run(0, n)
+		return
+	}
+	j := getJob()
+	j.loop = t
+	j.units = n
+	j.chunk = int64((n + chunks - 1) / chunks)
+	chunks = int((int64(n) + j.chunk - 1) / j.chunk)
+	j.dispatch(min(chunks, poolSize))
+	putJob(j)
+}
+
+// runLoop runs ranges of a ParallelFor until none is left.
+func (j *job) runLoop() {
+	units := int64(j.units)
+	for {
+		u0 := j.next.Add(j.chunk) - j.chunk
+		if u0 >= units {
+			return
+		}
+		j.loop.Run(int(u0), int(min(u0+j.chunk, units)))
 	}
 }

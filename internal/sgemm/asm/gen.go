@@ -65,6 +65,10 @@ func main() {
 	epiConstTable()
 	epilogue(true)
 	epilogue(false)
+	siluGrad(true)
+	siluGrad(false)
+	colSum(true)
+	colSum(false)
 	packBT8()
 	maskTable()
 	for n := 1; n < dotMaxN; n++ {
@@ -821,6 +825,172 @@ func epilogue(avx512 bool) {
 	Label(name + "_prenil")
 	DECQ(rows)
 	JMP(LabelRef(name + "_row"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// siluGrad emits siluGrad512/siluGrad256:
+//
+//	func(n int, dy, z, dz *float32)
+//
+// dz[i] = dy[i] * silu'(z[i]) for i < n (n a multiple of the vector
+// width), with silu'(z) = s (1 + z (1 - s)), s = 1/(1 + e), e = exp(-z)
+// by the epilogue's Cephes polynomial (argument clamped to [-87, 88]), and
+// 1 - s taken as e*s, which keeps its relative accuracy where s is near 1.
+// dz may alias dy or z.
+func siluGrad(avx512 bool) {
+	name, width := "siluGrad256", 8
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	if avx512 {
+		name, width = "siluGrad512", 16
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
+		}
+	}
+	TEXT(name, NOSPLIT, "func(n int, dy *float32, z *float32, dz *float32)")
+	Doc(fmt.Sprintf("%s sets dz = dy * silu'(z) elementwise over n floats (n a multiple of %d).", name, width))
+	n, dy, zp, dz := GP64(), GP64(), GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("dy"), dy)
+	Load(Param("z"), zp)
+	Load(Param("dz"), dz)
+	konst := make([]Op, len(epiConsts))
+	for i := range epiConsts {
+		if avx512 {
+			r := vec(16 + i)
+			VBROADCASTSS(epiTable.Offset(32*i), r)
+			konst[i] = r
+		} else {
+			konst[i] = epiTable.Offset(32 * i)
+		}
+	}
+	one := vec(15)
+	VBROADCASTSS(epiTable.Offset(32*5), one)
+	z, x, t, e, tmp, d := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
+	off := GP64()
+	XORQ(off, off)
+	Label(name + "_loop")
+	CMPQ(off, n)
+	JGE(LabelRef(name + "_done"))
+	VMOVUPS(Mem{Base: zp, Index: off, Scale: 4}, z)
+	// x = clamp(-z); t = round(x*log2e); r = x - t*ln2 (in x)
+	if avx512 {
+		VPXORD(x, x, x)
+	} else {
+		VXORPS(x, x, x)
+	}
+	VSUBPS(z, x, x)
+	VMAXPS(konst[0], x, x)
+	VMINPS(konst[1], x, x)
+	VMULPS(konst[2], x, t)
+	if avx512 {
+		VRNDSCALEPS(U8(0), t, t)
+	} else {
+		VROUNDPS(U8(0), t, t)
+	}
+	VFNMADD231PS(konst[3], t, x)
+	VFNMADD231PS(konst[4], t, x)
+	// e = exp(r) = 1 + r + r^2 * poly(r), then scaled by 2^t
+	if avx512 {
+		VMOVAPS(konst[6], e)
+	} else {
+		VBROADCASTSS(epiTable.Offset(32*6), e)
+	}
+	for i := 7; i <= 11; i++ {
+		VFMADD213PS(konst[i], x, e)
+	}
+	VMULPS(x, x, tmp)
+	VFMADD213PS(x, tmp, e)
+	VADDPS(one, e, e)
+	if avx512 {
+		VSCALEFPS(t, e, e)
+	} else {
+		VCVTPS2DQ(t, tmp)
+		VPSLLD(U8(23), tmp, tmp)
+		VPADDD(tmp, e, e)
+	}
+	// s = 1/(1 + e) (in d); 1 - s = e*s (in e); tmp = s (1 + z (1 - s))
+	VADDPS(one, e, d)
+	VDIVPS(d, one, d)
+	VMULPS(d, e, e)
+	VFMADD213PS(one, z, e)
+	VMULPS(d, e, e)
+	VMULPS(Mem{Base: dy, Index: off, Scale: 4}, e, e)
+	VMOVUPS(e, Mem{Base: dz, Index: off, Scale: 4})
+	ADDQ(U32(width), off)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// colSum emits colSum512/colSum256:
+//
+//	func(rows, cols int, x *float32, ldx int, acc *float64)
+//
+// acc[j] += sum over i < rows of x[i*ldx/4 + j] for j < cols (cols a
+// multiple of 8 for AVX-512, 4 for AVX2; ldx in bytes), summed in float64
+// in row order, so the result equals a plain sequential float64 loop.
+// Columns go in groups of 8 (AVX-512) or 4 (AVX2) vector accumulators.
+func colSum(avx512 bool) {
+	name, lanes, group := "colSum256", 4, 4
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	if avx512 {
+		name, lanes, group = "colSum512", 8, 8
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15}[i]
+		}
+	}
+	TEXT(name, NOSPLIT, "func(rows int, cols int, x *float32, ldx int, acc *float64)")
+	Doc(fmt.Sprintf("%s adds the float64 column sums of a rows x cols block of x (cols a multiple of %d, ldx in bytes) to acc.", name, lanes))
+	rows, cols, x, ldx, acc := GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("rows"), rows)
+	Load(Param("cols"), cols)
+	Load(Param("x"), x)
+	Load(Param("ldx"), ldx)
+	Load(Param("acc"), acc)
+	p, r := GP64(), GP64()
+	// block emits the loop over rows for w vector accumulators.
+	block := func(label string, w int) {
+		Label(name + "_" + label)
+		CMPQ(cols, U32(w*lanes))
+		if w == 1 {
+			JL(LabelRef(name + "_done"))
+		} else {
+			JL(LabelRef(name + "_one"))
+		}
+		for v := 0; v < w; v++ {
+			VMOVUPD(Mem{Base: acc}.Offset(8*lanes*v), vec(v))
+		}
+		MOVQ(x, p)
+		MOVQ(rows, r)
+		Label(name + "_" + label + "_row")
+		TESTQ(r, r)
+		JE(LabelRef(name + "_" + label + "_store"))
+		for v := 0; v < w; v++ {
+			VCVTPS2PD(Mem{Base: p}.Offset(4*lanes*v), vec(group+v))
+			VADDPD(vec(group+v), vec(v), vec(v))
+		}
+		ADDQ(ldx, p)
+		DECQ(r)
+		JMP(LabelRef(name + "_" + label + "_row"))
+		Label(name + "_" + label + "_store")
+		for v := 0; v < w; v++ {
+			VMOVUPD(vec(v), Mem{Base: acc}.Offset(8*lanes*v))
+		}
+		ADDQ(U32(4*lanes*w), x)
+		ADDQ(U32(8*lanes*w), acc)
+		SUBQ(U32(lanes*w), cols)
+		JMP(LabelRef(name + "_" + label))
+	}
+	block("wide", group)
+	block("one", 1)
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
