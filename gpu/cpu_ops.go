@@ -231,51 +231,26 @@ func (t *sumSqTask) setPartials(p []float64) { t.partials = p }
 
 func (t *sumSqTask) run(lo, hi int) {
 	for ch := lo; ch < hi; ch++ {
-		sum := 0.0
-		for _, v := range t.x[ch*reduceChunk : min((ch+1)*reduceChunk, len(t.x))] {
-			sum += float64(v) * float64(v)
-		}
-		t.partials[ch] = sum
+		t.partials[ch] = sgemm.SumSquares(t.x[ch*reduceChunk : min((ch+1)*reduceChunk, len(t.x))])
 	}
 }
 
 func (c *CPU) SumSquares(x, out Buffer) {
 	c.sumSq = sumSqTask{x: host(x)}
-	host(out)[0] = float32(c.reduce(&c.sumSq, len(c.sumSq.x), 2))
+	host(out)[0] = float32(c.reduce(&c.sumSq, len(c.sumSq.x), 1))
 }
 
 type adamTask struct {
-	s               AdamStep
+	k               sgemm.AdamConsts
 	p, g, m, v, ema []float32
-	clip, ib1, ib2  float32
 }
 
 func (t *adamTask) run(lo, hi int) {
-	s := t.s
-	b1, b2 := s.Beta1, s.Beta2
-	p, g, md, vd := t.p[lo:hi], t.g[lo:hi], t.m[lo:hi], t.v[lo:hi]
 	var ed []float32
-	if s.EMADecay > 0 {
+	if t.ema != nil {
 		ed = t.ema[lo:hi]
 	}
-	for i := range p {
-		gi := t.clip * g[i]
-		if s.WeightDecay != 0 && !s.Decoupled {
-			gi += s.WeightDecay * p[i]
-		}
-		mi := b1*md[i] + (1-b1)*gi
-		vi := b2*vd[i] + (1-b2)*gi*gi
-		md[i], vd[i] = mi, vi
-		step := mi * t.ib1 / (float32(math.Sqrt(float64(vi*t.ib2))) + s.Eps)
-		if s.Decoupled {
-			step += s.WeightDecay * p[i]
-		}
-		pi := p[i] - s.LR*step
-		p[i] = pi
-		if ed != nil {
-			ed[i] = s.EMADecay*ed[i] + (1-s.EMADecay)*pi
-		}
-	}
+	sgemm.Adam(&t.k, t.p[lo:hi], t.g[lo:hi], t.m[lo:hi], t.v[lo:hi], ed)
 }
 
 func (c *CPU) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq, status Buffer) {
@@ -298,8 +273,13 @@ func (c *CPU) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq, status Bu
 	if s.EMADecay > 0 {
 		checkLen("ema", ed, n)
 	}
-	c.adam = adamTask{s: s, p: p, g: g, m: md, v: vd, ema: ed, clip: clip, ib1: 1 / s.BiasCorr1, ib2: 1 / s.BiasCorr2}
-	c.pool.do(&c.adam, n, 16)
+	if s.EMADecay <= 0 {
+		ed = nil
+	}
+	c.adam = adamTask{k: sgemm.AdamConsts{Clip: clip, WeightDecay: s.WeightDecay, Decoupled: s.Decoupled,
+		Beta1: s.Beta1, Beta2: s.Beta2, InvBiasCorr1: 1 / s.BiasCorr1, InvBiasCorr2: 1 / s.BiasCorr2,
+		Eps: s.Eps, LR: s.LR, EMADecay: s.EMADecay}, p: p, g: g, m: md, v: vd, ema: ed}
+	c.pool.do(&c.adam, n, 4)
 }
 
 type targetTask struct {
@@ -333,33 +313,58 @@ type drawTask struct {
 	std                    float32
 }
 
+// run draws rows [lo, hi) in groups of the four rows that share a Philox
+// block of indices and times; a group's noise comes from one normalsAt
+// call, so each normal block is computed once (the values are those of a
+// row-by-row draw).
 func (t *drawTask) run(lo, hi int) {
 	dr, d := t.dr, t.d
-	var noise [64]float32
-	for r := lo; r < hi; r++ {
-		blk, lane := uint32(r/4), r%4
-		idx := int(IndexBelow(PhiloxBlock(dr.Seed, PurposeIndex, dr.Step, blk)[lane], uint32(t.nData)))
-		u := Uniform01(PhiloxBlock(dr.Seed, PurposeTimeU, dr.Step, blk)[lane])
-		var nrm float32
+	var noise [256]float32
+	for g0 := lo; g0 < hi; {
+		blk := uint32(g0 / 4)
+		g1 := min(hi, (g0/4+1)*4)
+		idxW := PhiloxBlock(dr.Seed, PurposeIndex, dr.Step, blk)
+		uW := PhiloxBlock(dr.Seed, PurposeTimeU, dr.Step, blk)
+		var nrm [4]float32
 		if dr.Time.Kind == flow.TimeLogitNormal {
-			nrm = NormalBlock(PhiloxBlock(dr.Seed, PurposeTimeN, dr.Step, blk))[lane]
+			nrm = NormalBlock(PhiloxBlock(dr.Seed, PurposeTimeN, dr.Step, blk))
 		}
-		tv := float32(flow.Clamp(t.path, dr.Time.Transform(float64(u), float64(nrm))))
-		t.t[r] = tv
-		k := t.path.At(float64(tv))
-		for j0 := 0; j0 < d; j0 += len(noise) {
-			w := min(len(noise), d-j0)
-			z := noise[:w]
-			normalsAt(z, dr.Seed, PurposeNoise, dr.Step, r*d+j0, t.std)
-			x1 := t.src[idx*d+j0 : idx*d+j0+w]
-			flow.TargetRow(k, z, x1, t.xt[r*d+j0:r*d+j0+w], t.ut[r*d+j0:r*d+j0+w])
-			if t.x1 != nil {
-				copy(t.x1[r*d+j0:], x1)
+		grouped := (g1-g0)*d <= len(noise)
+		if grouped {
+			normalsAt(noise[:(g1-g0)*d], dr.Seed, PurposeNoise, dr.Step, g0*d, t.std)
+		}
+		for r := g0; r < g1; r++ {
+			lane := r % 4
+			idx := int(IndexBelow(idxW[lane], uint32(t.nData)))
+			u := Uniform01(uW[lane])
+			tv := float32(flow.Clamp(t.path, dr.Time.Transform(float64(u), float64(nrm[lane]))))
+			t.t[r] = tv
+			k := t.path.At(float64(tv))
+			if grouped {
+				t.row(k, noise[(r-g0)*d:(r-g0+1)*d], r, idx, 0, d)
+				continue
 			}
-			if t.x0 != nil {
-				copy(t.x0[r*d+j0:], z)
+			for j0 := 0; j0 < d; j0 += len(noise) {
+				w := min(len(noise), d-j0)
+				z := noise[:w]
+				normalsAt(z, dr.Seed, PurposeNoise, dr.Step, r*d+j0, t.std)
+				t.row(k, z, r, idx, j0, w)
 			}
 		}
+		g0 = g1
+	}
+}
+
+// row writes columns [j0, j0+w) of row r from the noise z and data row idx.
+func (t *drawTask) row(k flow.Coef, z []float32, r, idx, j0, w int) {
+	d := t.d
+	x1 := t.src[idx*d+j0 : idx*d+j0+w]
+	flow.TargetRow(k, z, x1, t.xt[r*d+j0:r*d+j0+w], t.ut[r*d+j0:r*d+j0+w])
+	if t.x1 != nil {
+		copy(t.x1[r*d+j0:], x1)
+	}
+	if t.x0 != nil {
+		copy(t.x0[r*d+j0:], z)
 	}
 }
 

@@ -36,6 +36,7 @@ func archKernels() []*kernelImpl {
 				kern512C7, kern512C8, kern512C9, kern512C10, kern512C11, kern512C12},
 			epi: epi512, epiW: 16,
 			siluGrad: siluGrad512, colSum: colSum512, sumW: 8,
+			adam: adamZMM, sumSq: sumSquares512, sqW: 32,
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot512N1R4, dot512N2R4, dot512N3R3, dot512N4R2, dot512N5R1, dot512N6R1, dot512N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot512N1R1, dot512N2R1, dot512N3R1, dot512N4R1, dot512N5R1, dot512N6R1, dot512N7R1},
@@ -48,6 +49,7 @@ func archKernels() []*kernelImpl {
 			colA: []microKernel{kern512yC1, kern512yC2, kern512yC3, kern512yC4, kern512yC5, kern512yC6},
 			epi:  epi256, epiW: 8,
 			siluGrad: siluGrad256, colSum: colSum256, sumW: 4,
+			adam: adamYMM, sumSq: sumSquares256, sqW: 16,
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot256N1R4, dot256N2R4, dot256N3R3, dot256N4R2, dot256N5R1, dot256N6R1, dot256N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot256N1R1, dot256N2R1, dot256N3R1, dot256N4R1, dot256N5R1, dot256N6R1, dot256N7R1},
@@ -60,6 +62,7 @@ func archKernels() []*kernelImpl {
 			colA: []microKernel{kern256C1, kern256C2, kern256C3, kern256C4, kern256C5, kern256C6},
 			epi:  epi256, epiW: 8,
 			siluGrad: siluGrad256, colSum: colSum256, sumW: 4,
+			adam: adamYMM, sumSq: sumSquares256, sqW: 16,
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot256N1R4, dot256N2R4, dot256N3R3, dot256N4R2, dot256N5R1, dot256N6R1, dot256N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot256N1R1, dot256N2R1, dot256N3R1, dot256N4R1, dot256N5R1, dot256N6R1, dot256N7R1},
@@ -103,4 +106,13 @@ func packBTAsm(dst []float32, NR int, b []float32, ldb, j0, p0, kb int) int {
 	_ = b[(j0+NR-1)*ldb+p0+kb8*8-1]
 	packBT8(&dst[0], 4*NR, &b[j0*ldb+p0], 4*ldb, NR/8, kb8)
 	return kb8 * 8
+}
+
+// adamKernel runs the assembly Adam step of kind k (adamZMM or adamYMM).
+func adamKernel(k adamKind, n int, p, g, m, v, ema *float32, kc *[adCount]float32) {
+	if k == adamZMM {
+		adam512(n, p, g, m, v, ema, &kc[0])
+	} else {
+		adam256(n, p, g, m, v, ema, &kc[0])
+	}
 }

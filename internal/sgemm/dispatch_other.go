@@ -13,3 +13,8 @@ func fmaProbe(kind string, n int) bool { return false }
 
 // packBTAsm is unavailable without assembly: it packs nothing.
 func packBTAsm(dst []float32, NR int, b []float32, ldb, j0, p0, kb int) int { return 0 }
+
+// adamKernel is unavailable without assembly (no kernel has an adamKind).
+func adamKernel(k adamKind, n int, p, g, m, v, ema *float32, kc *[adCount]float32) {
+	panic("sgemm: no assembly Adam in this build")
+}

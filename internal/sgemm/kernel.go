@@ -35,6 +35,13 @@ type kernelImpl struct {
 	siluGrad func(n int, dy, z, dz *float32)
 	colSum   func(rows, cols int, x *float32, ldx int, acc *float64)
 	sumW     int
+	// adam: one Adam step over n parameters (n a multiple of epiW), run
+	// by adamKernel (a direct call, so that the constants stay on the
+	// stack); sumSq: float64 sum of squares of n floats (n a multiple of
+	// sqW).
+	adam  adamKind
+	sumSq func(n int, x *float32) float64
+	sqW   int
 	// Dot kernels for n < dotMaxN columns with A and B both contiguous
 	// along k: dot[n] computes dotRows[n] rows, dot1[n] one row (same
 	// argument meaning as microKernel with sa = lda, sb = ldb in bytes).

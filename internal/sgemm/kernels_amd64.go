@@ -166,6 +166,22 @@ func colSum512(rows int, cols int, x *float32, ldx int, acc *float64)
 // colSum256 adds the float64 column sums of a rows x cols block of x (cols a multiple of 4, ldx in bytes) to acc.
 func colSum256(rows int, cols int, x *float32, ldx int, acc *float64)
 
+// adam512 runs one Adam + EMA step over n parameters (n a multiple of 16); k holds the constants (see gen.go).
+//
+//go:noescape
+func adam512(n int, p *float32, grad *float32, m *float32, v *float32, ema *float32, k *float32)
+
+// adam256 runs one Adam + EMA step over n parameters (n a multiple of 8); k holds the constants (see gen.go).
+//
+//go:noescape
+func adam256(n int, p *float32, grad *float32, m *float32, v *float32, ema *float32, k *float32)
+
+// sumSquares512 returns the float64 sum of squares of n floats (n a multiple of 32).
+func sumSquares512(n int, x *float32) float64
+
+// sumSquares256 returns the float64 sum of squares of n floats (n a multiple of 16).
+func sumSquares256(n int, x *float32) float64
+
 // packBT8 packs a transposed panel: dst[p][j] = src[j][p] for j < 8*groups, p < 8*kblocks (strides in bytes).
 func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
 

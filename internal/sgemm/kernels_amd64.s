@@ -26378,6 +26378,230 @@ colSum256_done:
 	VZEROUPPER
 	RET
 
+// func adam512(n int, p *float32, grad *float32, m *float32, v *float32, ema *float32, k *float32)
+// Requires: AVX, AVX512F
+TEXT ·adam512(SB), NOSPLIT, $0-56
+	MOVQ         n+0(FP), AX
+	MOVQ         p+8(FP), CX
+	MOVQ         grad+16(FP), DX
+	MOVQ         m+24(FP), BX
+	MOVQ         v+32(FP), SI
+	MOVQ         ema+40(FP), DI
+	MOVQ         k+48(FP), R8
+	MOVL         52(R8), R9
+	VBROADCASTSS (R8), Z16
+	VBROADCASTSS 4(R8), Z17
+	VBROADCASTSS 8(R8), Z18
+	VBROADCASTSS 12(R8), Z19
+	VBROADCASTSS 16(R8), Z20
+	VBROADCASTSS 20(R8), Z21
+	VBROADCASTSS 24(R8), Z22
+	VBROADCASTSS 28(R8), Z23
+	VBROADCASTSS 32(R8), Z24
+	VBROADCASTSS 36(R8), Z25
+	VBROADCASTSS 40(R8), Z26
+	VBROADCASTSS 44(R8), Z27
+	VBROADCASTSS 48(R8), Z28
+	XORQ         R8, R8
+
+adam512_loop:
+	CMPQ    R8, AX
+	JGE     adam512_done
+	VMOVUPS (CX)(R8*4), Z4
+	VMULPS  (DX)(R8*4), Z16, Z0
+	TESTL   $0x00000001, R9
+	JE      adam512_nol2
+	VMULPS  Z4, Z17, Z3
+	VADDPS  Z3, Z0, Z0
+
+adam512_nol2:
+	VMULPS  (BX)(R8*4), Z18, Z1
+	VMULPS  Z0, Z19, Z3
+	VADDPS  Z3, Z1, Z1
+	VMOVUPS Z1, (BX)(R8*4)
+	VMULPS  (SI)(R8*4), Z20, Z2
+	VMULPS  Z0, Z21, Z3
+	VMULPS  Z0, Z3, Z3
+	VADDPS  Z3, Z2, Z2
+	VMOVUPS Z2, (SI)(R8*4)
+	VMULPS  Z1, Z22, Z5
+	VMULPS  Z2, Z23, Z3
+	VSQRTPS Z3, Z3
+	VADDPS  Z24, Z3, Z3
+	VDIVPS  Z3, Z5, Z5
+	TESTL   $0x00000002, R9
+	JE      adam512_nodec
+	VMULPS  Z4, Z26, Z3
+	VADDPS  Z3, Z5, Z5
+
+adam512_nodec:
+	VMULPS  Z5, Z25, Z5
+	VSUBPS  Z5, Z4, Z4
+	VMOVUPS Z4, (CX)(R8*4)
+	TESTL   $0x00000004, R9
+	JE      adam512_noema
+	VMULPS  (DI)(R8*4), Z27, Z3
+	VMULPS  Z4, Z28, Z4
+	VADDPS  Z4, Z3, Z3
+	VMOVUPS Z3, (DI)(R8*4)
+
+adam512_noema:
+	ADDQ $0x00000010, R8
+	JMP  adam512_loop
+
+adam512_done:
+	VZEROUPPER
+	RET
+
+// func adam256(n int, p *float32, grad *float32, m *float32, v *float32, ema *float32, k *float32)
+// Requires: AVX
+TEXT ·adam256(SB), NOSPLIT, $0-56
+	MOVQ         n+0(FP), AX
+	MOVQ         p+8(FP), CX
+	MOVQ         grad+16(FP), DX
+	MOVQ         m+24(FP), BX
+	MOVQ         v+32(FP), SI
+	MOVQ         ema+40(FP), DI
+	MOVQ         k+48(FP), R8
+	MOVL         52(R8), R9
+	VBROADCASTSS (R8), Y8
+	VBROADCASTSS 4(R8), Y9
+	VBROADCASTSS 8(R8), Y10
+	VBROADCASTSS 12(R8), Y11
+	VBROADCASTSS 16(R8), Y12
+	VBROADCASTSS 20(R8), Y13
+	VBROADCASTSS 24(R8), Y14
+	VBROADCASTSS 28(R8), Y15
+	XORQ         R10, R10
+
+adam256_loop:
+	CMPQ    R10, AX
+	JGE     adam256_done
+	VMOVUPS (CX)(R10*4), Y4
+	VMULPS  (DX)(R10*4), Y8, Y0
+	TESTL   $0x00000001, R9
+	JE      adam256_nol2
+	VMULPS  Y4, Y9, Y3
+	VADDPS  Y3, Y0, Y0
+
+adam256_nol2:
+	VMULPS       (BX)(R10*4), Y10, Y1
+	VMULPS       Y0, Y11, Y3
+	VADDPS       Y3, Y1, Y1
+	VMOVUPS      Y1, (BX)(R10*4)
+	VMULPS       (SI)(R10*4), Y12, Y2
+	VMULPS       Y0, Y13, Y3
+	VMULPS       Y0, Y3, Y3
+	VADDPS       Y3, Y2, Y2
+	VMOVUPS      Y2, (SI)(R10*4)
+	VMULPS       Y1, Y14, Y5
+	VMULPS       Y2, Y15, Y3
+	VSQRTPS      Y3, Y3
+	VBROADCASTSS 32(R8), Y6
+	VADDPS       Y6, Y3, Y3
+	VDIVPS       Y3, Y5, Y5
+	TESTL        $0x00000002, R9
+	JE           adam256_nodec
+	VBROADCASTSS 40(R8), Y6
+	VMULPS       Y4, Y6, Y3
+	VADDPS       Y3, Y5, Y5
+
+adam256_nodec:
+	VBROADCASTSS 36(R8), Y6
+	VMULPS       Y5, Y6, Y5
+	VSUBPS       Y5, Y4, Y4
+	VMOVUPS      Y4, (CX)(R10*4)
+	TESTL        $0x00000004, R9
+	JE           adam256_noema
+	VBROADCASTSS 44(R8), Y6
+	VMULPS       (DI)(R10*4), Y6, Y3
+	VBROADCASTSS 48(R8), Y6
+	VMULPS       Y4, Y6, Y4
+	VADDPS       Y4, Y3, Y3
+	VMOVUPS      Y3, (DI)(R10*4)
+
+adam256_noema:
+	ADDQ $0x00000008, R10
+	JMP  adam256_loop
+
+adam256_done:
+	VZEROUPPER
+	RET
+
+// func sumSquares512(n int, x *float32) float64
+// Requires: AVX, AVX512F, SSE2
+TEXT ·sumSquares512(SB), NOSPLIT, $0-24
+	MOVQ   n+0(FP), AX
+	MOVQ   x+8(FP), CX
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	XORQ   DX, DX
+
+sumSquares512_loop:
+	CMPQ        DX, AX
+	JGE         sumSquares512_reduce
+	VCVTPS2PD   (CX)(DX*4), Z4
+	VFMADD231PD Z4, Z4, Z0
+	VCVTPS2PD   32(CX)(DX*4), Z5
+	VFMADD231PD Z5, Z5, Z1
+	VCVTPS2PD   64(CX)(DX*4), Z6
+	VFMADD231PD Z6, Z6, Z2
+	VCVTPS2PD   96(CX)(DX*4), Z7
+	VFMADD231PD Z7, Z7, Z3
+	ADDQ        $0x00000020, DX
+	JMP         sumSquares512_loop
+
+sumSquares512_reduce:
+	VADDPD        Z1, Z0, Z0
+	VADDPD        Z3, Z2, Z2
+	VADDPD        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X0
+	VHADDPD       X0, X0, X0
+	VZEROUPPER
+	MOVSD         X0, ret+16(FP)
+	RET
+
+// func sumSquares256(n int, x *float32) float64
+// Requires: AVX, FMA3, SSE2
+TEXT ·sumSquares256(SB), NOSPLIT, $0-24
+	MOVQ   n+0(FP), AX
+	MOVQ   x+8(FP), CX
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	XORQ   DX, DX
+
+sumSquares256_loop:
+	CMPQ        DX, AX
+	JGE         sumSquares256_reduce
+	VCVTPS2PD   (CX)(DX*4), Y4
+	VFMADD231PD Y4, Y4, Y0
+	VCVTPS2PD   16(CX)(DX*4), Y5
+	VFMADD231PD Y5, Y5, Y1
+	VCVTPS2PD   32(CX)(DX*4), Y6
+	VFMADD231PD Y6, Y6, Y2
+	VCVTPS2PD   48(CX)(DX*4), Y7
+	VFMADD231PD Y7, Y7, Y3
+	ADDQ        $0x00000010, DX
+	JMP         sumSquares256_loop
+
+sumSquares256_reduce:
+	VADDPD       Y1, Y0, Y0
+	VADDPD       Y3, Y2, Y2
+	VADDPD       Y2, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPD       X1, X0, X0
+	VHADDPD      X0, X0, X0
+	VZEROUPPER
+	MOVSD        X0, ret+16(FP)
+	RET
+
 // func packBT8(dst *float32, dstStride int, src *float32, ldb int, groups int, kblocks int)
 // Requires: AVX
 TEXT ·packBT8(SB), NOSPLIT, $0-48

@@ -69,6 +69,10 @@ func main() {
 	siluGrad(false)
 	colSum(true)
 	colSum(false)
+	adam(true)
+	adam(false)
+	sumSquares(true)
+	sumSquares(false)
 	packBT8()
 	maskTable()
 	for n := 1; n < dotMaxN; n++ {
@@ -993,6 +997,196 @@ func colSum(avx512 bool) {
 	block("one", 1)
 	Label(name + "_done")
 	VZEROUPPER()
+	RET()
+}
+
+// Indices of the constants adam reads (internal/sgemm/elementwise.go's
+// adamConsts must match).
+const (
+	adClip = iota
+	adWDL2
+	adB1
+	adOneMinusB1
+	adB2
+	adOneMinusB2
+	adIB1
+	adIB2
+	adEps
+	adLR
+	adWDDecoupled
+	adEMA
+	adOneMinusEMA
+	adFlags // bit 0: L2 weight decay, 1: decoupled weight decay, 2: EMA
+	adCount
+)
+
+// adam emits adam512/adam256:
+//
+//	func(n int, p, g, m, v, ema *float32, k *float32)
+//
+// one Adam (+ EMA) step over n parameters (n a multiple of the vector
+// width), k the constants above. It performs the float32 operations of
+// elementwise.go's adamGo in the same order, with no fused multiply-add
+// and correctly rounded sqrt and division, so that its results are
+// bit-identical to the Go loop's.
+func adam(avx512 bool) {
+	name, width := "adam256", 8
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	if avx512 {
+		name, width = "adam512", 16
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
+		}
+	}
+	TEXT(name, NOSPLIT, "func(n int, p *float32, grad *float32, m *float32, v *float32, ema *float32, k *float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s runs one Adam + EMA step over n parameters (n a multiple of %d); k holds the constants (see gen.go).", name, width))
+	n, p, g, m, v, ema, k := GP64(), GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("p"), p)
+	Load(Param("grad"), g)
+	Load(Param("m"), m)
+	Load(Param("v"), v)
+	Load(Param("ema"), ema)
+	Load(Param("k"), k)
+	flags := GP32()
+	MOVL(Mem{Base: k}.Offset(4*adFlags), flags)
+	// Constants: registers 16.. for AVX-512; for AVX2 registers 8..15 hold
+	// the most used, the rest are broadcast from memory when needed.
+	konst := make([]Op, adFlags)
+	for i := 0; i < adFlags; i++ {
+		switch {
+		case avx512:
+			konst[i] = vec(16 + i)
+			VBROADCASTSS(Mem{Base: k}.Offset(4*i), vec(16+i))
+		case i < 8:
+			konst[i] = vec(8 + i)
+			VBROADCASTSS(Mem{Base: k}.Offset(4*i), vec(8+i))
+		}
+	}
+	// kon returns constant i in a register (loading it into tmp if needed).
+	kon := func(i int, tmp VecPhysical) VecPhysical {
+		if konst[i] != nil {
+			return konst[i].(VecPhysical)
+		}
+		VBROADCASTSS(Mem{Base: k}.Offset(4*i), tmp)
+		return tmp
+	}
+	gi, mi, vi, t, pv, st := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
+	tk := vec(6) // scratch for constants (AVX2)
+	off := GP64()
+	XORQ(off, off)
+	at := func(base GPVirtual) Mem { return Mem{Base: base, Index: off, Scale: 4} }
+	Label(name + "_loop")
+	CMPQ(off, n)
+	JGE(LabelRef(name + "_done"))
+	VMOVUPS(at(p), pv)
+	// gi = clip*g (+ wd*p)
+	VMULPS(at(g), kon(adClip, tk), gi)
+	TESTL(U32(1), flags)
+	JE(LabelRef(name + "_nol2"))
+	VMULPS(pv, kon(adWDL2, tk), t)
+	VADDPS(t, gi, gi)
+	Label(name + "_nol2")
+	// mi = b1*m + (1-b1)*gi
+	VMULPS(at(m), kon(adB1, tk), mi)
+	VMULPS(gi, kon(adOneMinusB1, tk), t)
+	VADDPS(t, mi, mi)
+	VMOVUPS(mi, at(m))
+	// vi = b2*v + ((1-b2)*gi)*gi
+	VMULPS(at(v), kon(adB2, tk), vi)
+	VMULPS(gi, kon(adOneMinusB2, tk), t)
+	VMULPS(gi, t, t)
+	VADDPS(t, vi, vi)
+	VMOVUPS(vi, at(v))
+	// st = (mi*ib1) / (sqrt(vi*ib2) + eps)
+	VMULPS(mi, kon(adIB1, tk), st)
+	VMULPS(vi, kon(adIB2, tk), t)
+	VSQRTPS(t, t)
+	VADDPS(kon(adEps, tk), t, t)
+	VDIVPS(t, st, st)
+	TESTL(U32(2), flags)
+	JE(LabelRef(name + "_nodec"))
+	VMULPS(pv, kon(adWDDecoupled, tk), t)
+	VADDPS(t, st, st)
+	Label(name + "_nodec")
+	// p = p - lr*st
+	VMULPS(st, kon(adLR, tk), st)
+	VSUBPS(st, pv, pv)
+	VMOVUPS(pv, at(p))
+	TESTL(U32(4), flags)
+	JE(LabelRef(name + "_noema"))
+	// ema = d*ema + (1-d)*p
+	VMULPS(at(ema), kon(adEMA, tk), t)
+	VMULPS(pv, kon(adOneMinusEMA, tk), pv)
+	VADDPS(pv, t, t)
+	VMOVUPS(t, at(ema))
+	Label(name + "_noema")
+	ADDQ(U32(width), off)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// sumSquares emits sumSquares512/sumSquares256:
+//
+//	func(n int, x *float32) float64
+//
+// sum of x[i]^2 over n floats (n a multiple of 32 for AVX-512, 16 for
+// AVX2) in float64: four vector accumulators of float64 lanes (element i
+// goes to lane i mod (4 x lanes)), added pairwise at the end in a fixed
+// order, so the result depends only on the data.
+func sumSquares(avx512 bool) {
+	name, lanes := "sumSquares256", 4
+	vec := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7}[i]
+	}
+	if avx512 {
+		name, lanes = "sumSquares512", 8
+		vec = func(i int) VecPhysical {
+			return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7}[i]
+		}
+	}
+	TEXT(name, NOSPLIT, "func(n int, x *float32) float64")
+	Doc(fmt.Sprintf("%s returns the float64 sum of squares of n floats (n a multiple of %d).", name, 4*lanes))
+	n, x := GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("x"), x)
+	for i := 0; i < 4; i++ {
+		if avx512 {
+			VPXORQ(vec(i), vec(i), vec(i))
+		} else {
+			VXORPD(vec(i), vec(i), vec(i))
+		}
+	}
+	off := GP64()
+	XORQ(off, off)
+	Label(name + "_loop")
+	CMPQ(off, n)
+	JGE(LabelRef(name + "_reduce"))
+	for i := 0; i < 4; i++ {
+		VCVTPS2PD(Mem{Base: x, Index: off, Scale: 4}.Offset(4*lanes*i), vec(4+i))
+		VFMADD231PD(vec(4+i), vec(4+i), vec(i))
+	}
+	ADDQ(U32(4*lanes), off)
+	JMP(LabelRef(name + "_loop"))
+	Label(name + "_reduce")
+	VADDPD(vec(1), vec(0), vec(0))
+	VADDPD(vec(3), vec(2), vec(2))
+	VADDPD(vec(2), vec(0), vec(0))
+	if avx512 {
+		VEXTRACTF64X4(U8(1), vec(0), Y1)
+		VADDPD(Y1, Y0, Y0)
+	}
+	VEXTRACTF128(U8(1), Y0, X1)
+	VADDPD(X1, X0, X0)
+	VHADDPD(X0, X0, X0)
+	VZEROUPPER()
+	Store(X0, ReturnIndex(0))
 	RET()
 }
 
