@@ -385,7 +385,7 @@ func (c *CPU) DrawBatch(dr BatchDraw, data Buffer, nData, d, rows int, x0, x1, t
 	if nData <= 0 || nData > math.MaxUint32 {
 		panic(fmt.Sprintf("gpu: DrawBatch over %d data rows", nData))
 	}
-	c.pool.do(&c.draw, rows, 4*d+60)
+	c.pool.do(&c.draw, rows, 40*d+300)
 }
 
 // normalsAt fills dst with elements [first, first+len(dst)) of the normal

@@ -152,7 +152,12 @@ func (j *job) run(in *problem) {
 	j.prob = pr
 	K := pr.kern
 	parts := 1
-	if pr.m*pr.n*pr.k >= parallelMNK {
+	work := pr.m * pr.n * pr.k
+	if pr.ep != nil && pr.ep.Act == ActSiLU {
+		// The SiLU costs about as much as epiSiLUWork multiply-adds.
+		work += pr.m * pr.n * epiSiLUWork
+	}
+	if work >= parallelMNK {
 		parts = poolSize
 	}
 	mp := (pr.m + K.mr - 1) / K.mr

@@ -123,6 +123,10 @@ const (
 	// parallelMNK: products with m*n*k below this run on the calling
 	// goroutine only (about 20 µs of work on one core).
 	parallelMNK = 1 << 20
+	// epiSiLUWork: the SiLU epilogue's cost per element in multiply-adds
+	// of the product, for the parallel threshold (an input layer with
+	// k = 3 is mostly epilogue).
+	epiSiLUWork = 16
 )
 
 func check(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int, ep *Epilogue) {
