@@ -25912,55 +25912,39 @@ DATA epiconst<>+176(SB)/4, $0x3f800000
 DATA epiconst<>+180(SB)/4, $0x3f800000
 DATA epiconst<>+184(SB)/4, $0x3f800000
 DATA epiconst<>+188(SB)/4, $0x3f800000
-DATA epiconst<>+192(SB)/4, $0x39506967
-DATA epiconst<>+196(SB)/4, $0x39506967
-DATA epiconst<>+200(SB)/4, $0x39506967
-DATA epiconst<>+204(SB)/4, $0x39506967
-DATA epiconst<>+208(SB)/4, $0x39506967
-DATA epiconst<>+212(SB)/4, $0x39506967
-DATA epiconst<>+216(SB)/4, $0x39506967
-DATA epiconst<>+220(SB)/4, $0x39506967
-DATA epiconst<>+224(SB)/4, $0x3ab743ce
-DATA epiconst<>+228(SB)/4, $0x3ab743ce
-DATA epiconst<>+232(SB)/4, $0x3ab743ce
-DATA epiconst<>+236(SB)/4, $0x3ab743ce
-DATA epiconst<>+240(SB)/4, $0x3ab743ce
-DATA epiconst<>+244(SB)/4, $0x3ab743ce
-DATA epiconst<>+248(SB)/4, $0x3ab743ce
-DATA epiconst<>+252(SB)/4, $0x3ab743ce
-DATA epiconst<>+256(SB)/4, $0x3c088908
-DATA epiconst<>+260(SB)/4, $0x3c088908
-DATA epiconst<>+264(SB)/4, $0x3c088908
-DATA epiconst<>+268(SB)/4, $0x3c088908
-DATA epiconst<>+272(SB)/4, $0x3c088908
-DATA epiconst<>+276(SB)/4, $0x3c088908
-DATA epiconst<>+280(SB)/4, $0x3c088908
-DATA epiconst<>+284(SB)/4, $0x3c088908
-DATA epiconst<>+288(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+292(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+296(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+300(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+304(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+308(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+312(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+316(SB)/4, $0x3d2aa9c1
-DATA epiconst<>+320(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+324(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+328(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+332(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+336(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+340(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+344(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+348(SB)/4, $0x3e2aaaaa
-DATA epiconst<>+352(SB)/4, $0x3f000000
-DATA epiconst<>+356(SB)/4, $0x3f000000
-DATA epiconst<>+360(SB)/4, $0x3f000000
-DATA epiconst<>+364(SB)/4, $0x3f000000
-DATA epiconst<>+368(SB)/4, $0x3f000000
-DATA epiconst<>+372(SB)/4, $0x3f000000
-DATA epiconst<>+376(SB)/4, $0x3f000000
-DATA epiconst<>+380(SB)/4, $0x3f000000
-GLOBL epiconst<>(SB), RODATA|NOPTR, $384
+DATA epiconst<>+192(SB)/4, $0x3c083142
+DATA epiconst<>+196(SB)/4, $0x3c083142
+DATA epiconst<>+200(SB)/4, $0x3c083142
+DATA epiconst<>+204(SB)/4, $0x3c083142
+DATA epiconst<>+208(SB)/4, $0x3c083142
+DATA epiconst<>+212(SB)/4, $0x3c083142
+DATA epiconst<>+216(SB)/4, $0x3c083142
+DATA epiconst<>+220(SB)/4, $0x3c083142
+DATA epiconst<>+224(SB)/4, $0x3d2b94f8
+DATA epiconst<>+228(SB)/4, $0x3d2b94f8
+DATA epiconst<>+232(SB)/4, $0x3d2b94f8
+DATA epiconst<>+236(SB)/4, $0x3d2b94f8
+DATA epiconst<>+240(SB)/4, $0x3d2b94f8
+DATA epiconst<>+244(SB)/4, $0x3d2b94f8
+DATA epiconst<>+248(SB)/4, $0x3d2b94f8
+DATA epiconst<>+252(SB)/4, $0x3d2b94f8
+DATA epiconst<>+256(SB)/4, $0x3e2aabd7
+DATA epiconst<>+260(SB)/4, $0x3e2aabd7
+DATA epiconst<>+264(SB)/4, $0x3e2aabd7
+DATA epiconst<>+268(SB)/4, $0x3e2aabd7
+DATA epiconst<>+272(SB)/4, $0x3e2aabd7
+DATA epiconst<>+276(SB)/4, $0x3e2aabd7
+DATA epiconst<>+280(SB)/4, $0x3e2aabd7
+DATA epiconst<>+284(SB)/4, $0x3e2aabd7
+DATA epiconst<>+288(SB)/4, $0x3efffefe
+DATA epiconst<>+292(SB)/4, $0x3efffefe
+DATA epiconst<>+296(SB)/4, $0x3efffefe
+DATA epiconst<>+300(SB)/4, $0x3efffefe
+DATA epiconst<>+304(SB)/4, $0x3efffefe
+DATA epiconst<>+308(SB)/4, $0x3efffefe
+DATA epiconst<>+312(SB)/4, $0x3efffefe
+DATA epiconst<>+316(SB)/4, $0x3efffefe
+GLOBL epiconst<>(SB), RODATA|NOPTR, $320
 
 // func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
 // Requires: AVX, AVX512F
@@ -25983,8 +25967,7 @@ TEXT ·epi512(SB), NOSPLIT, $0-57
 	VBROADCASTSS epiconst<>+224(SB), Z23
 	VBROADCASTSS epiconst<>+256(SB), Z24
 	VBROADCASTSS epiconst<>+288(SB), Z25
-	VBROADCASTSS epiconst<>+320(SB), Z26
-	VBROADCASTSS epiconst<>+352(SB), Z27
+	VXORPS       Y15, Y15, Y15
 
 epi512_row:
 	TESTQ AX, AX
@@ -26003,23 +25986,19 @@ epi512_loop:
 epi512_nopre:
 	TESTL        R9, R9
 	JE           epi512_store
-	VPXORD       Z1, Z1, Z1
-	VSUBPS       Z0, Z1, Z1
+	VSUBPS       Z0, Z15, Z1
 	VMAXPS       Z16, Z1, Z1
 	VMINPS       Z17, Z1, Z1
 	VMULPS       Z18, Z1, Z2
 	VRNDSCALEPS  $0x00, Z2, Z2
 	VFNMADD231PS Z19, Z2, Z1
 	VFNMADD231PS Z20, Z2, Z1
-	VMOVAPS      Z22, Z3
-	VFMADD213PS  Z23, Z1, Z3
+	VMOVAPS      Z23, Z3
+	VFMADD231PS  Z22, Z1, Z3
 	VFMADD213PS  Z24, Z1, Z3
 	VFMADD213PS  Z25, Z1, Z3
-	VFMADD213PS  Z26, Z1, Z3
-	VFMADD213PS  Z27, Z1, Z3
-	VMULPS       Z1, Z1, Z4
-	VFMADD213PS  Z1, Z4, Z3
-	VADDPS       Z21, Z3, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
 	VSCALEFPS    Z2, Z3, Z3
 	VADDPS       Z21, Z3, Z3
 	VDIVPS       Z3, Z0, Z0
@@ -26054,6 +26033,7 @@ TEXT ·epi256(SB), NOSPLIT, $0-57
 	MOVQ    pre+40(FP), DI
 	MOVQ    ldpre+48(FP), R8
 	MOVBLZX silu+56(FP), R9
+	VXORPS  Y15, Y15, Y15
 
 epi256_row:
 	TESTQ AX, AX
@@ -26072,23 +26052,19 @@ epi256_loop:
 epi256_nopre:
 	TESTL        R9, R9
 	JE           epi256_store
-	VXORPS       Y1, Y1, Y1
-	VSUBPS       Y0, Y1, Y1
+	VSUBPS       Y0, Y15, Y1
 	VMAXPS       epiconst<>+0(SB), Y1, Y1
 	VMINPS       epiconst<>+32(SB), Y1, Y1
 	VMULPS       epiconst<>+64(SB), Y1, Y2
 	VROUNDPS     $0x00, Y2, Y2
 	VFNMADD231PS epiconst<>+96(SB), Y2, Y1
 	VFNMADD231PS epiconst<>+128(SB), Y2, Y1
-	VBROADCASTSS epiconst<>+192(SB), Y3
-	VFMADD213PS  epiconst<>+224(SB), Y1, Y3
+	VMOVUPS      epiconst<>+224(SB), Y3
+	VFMADD231PS  epiconst<>+192(SB), Y1, Y3
 	VFMADD213PS  epiconst<>+256(SB), Y1, Y3
 	VFMADD213PS  epiconst<>+288(SB), Y1, Y3
-	VFMADD213PS  epiconst<>+320(SB), Y1, Y3
-	VFMADD213PS  epiconst<>+352(SB), Y1, Y3
-	VMULPS       Y1, Y1, Y4
-	VFMADD213PS  Y1, Y4, Y3
-	VADDPS       epiconst<>+160(SB), Y3, Y3
+	VFMADD213PS  epiconst<>+160(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+160(SB), Y1, Y3
 	VCVTPS2DQ    Y2, Y4
 	VPSLLD       $0x17, Y4, Y4
 	VPADDD       Y4, Y3, Y3
@@ -26131,32 +26107,27 @@ TEXT ·siluGrad512(SB), NOSPLIT, $0-32
 	VBROADCASTSS epiconst<>+224(SB), Z23
 	VBROADCASTSS epiconst<>+256(SB), Z24
 	VBROADCASTSS epiconst<>+288(SB), Z25
-	VBROADCASTSS epiconst<>+320(SB), Z26
-	VBROADCASTSS epiconst<>+352(SB), Z27
 	VBROADCASTSS epiconst<>+160(SB), Z15
+	VXORPS       Y14, Y14, Y14
 	XORQ         SI, SI
 
 siluGrad512_loop:
 	CMPQ         SI, AX
 	JGE          siluGrad512_done
 	VMOVUPS      (DX)(SI*4), Z0
-	VPXORD       Z1, Z1, Z1
-	VSUBPS       Z0, Z1, Z1
+	VSUBPS       Z0, Z14, Z1
 	VMAXPS       Z16, Z1, Z1
 	VMINPS       Z17, Z1, Z1
 	VMULPS       Z18, Z1, Z2
 	VRNDSCALEPS  $0x00, Z2, Z2
 	VFNMADD231PS Z19, Z2, Z1
 	VFNMADD231PS Z20, Z2, Z1
-	VMOVAPS      Z22, Z3
-	VFMADD213PS  Z23, Z1, Z3
+	VMOVAPS      Z23, Z3
+	VFMADD231PS  Z22, Z1, Z3
 	VFMADD213PS  Z24, Z1, Z3
 	VFMADD213PS  Z25, Z1, Z3
-	VFMADD213PS  Z26, Z1, Z3
-	VFMADD213PS  Z27, Z1, Z3
-	VMULPS       Z1, Z1, Z4
-	VFMADD213PS  Z1, Z4, Z3
-	VADDPS       Z15, Z3, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
 	VSCALEFPS    Z2, Z3, Z3
 	VADDPS       Z15, Z3, Z5
 	VDIVPS       Z5, Z15, Z5
@@ -26180,29 +26151,26 @@ TEXT ·siluGrad256(SB), NOSPLIT, $0-32
 	MOVQ         z+16(FP), DX
 	MOVQ         dz+24(FP), BX
 	VBROADCASTSS epiconst<>+160(SB), Y15
+	VXORPS       Y14, Y14, Y14
 	XORQ         SI, SI
 
 siluGrad256_loop:
 	CMPQ         SI, AX
 	JGE          siluGrad256_done
 	VMOVUPS      (DX)(SI*4), Y0
-	VXORPS       Y1, Y1, Y1
-	VSUBPS       Y0, Y1, Y1
+	VSUBPS       Y0, Y14, Y1
 	VMAXPS       epiconst<>+0(SB), Y1, Y1
 	VMINPS       epiconst<>+32(SB), Y1, Y1
 	VMULPS       epiconst<>+64(SB), Y1, Y2
 	VROUNDPS     $0x00, Y2, Y2
 	VFNMADD231PS epiconst<>+96(SB), Y2, Y1
 	VFNMADD231PS epiconst<>+128(SB), Y2, Y1
-	VBROADCASTSS epiconst<>+192(SB), Y3
-	VFMADD213PS  epiconst<>+224(SB), Y1, Y3
+	VMOVUPS      epiconst<>+224(SB), Y3
+	VFMADD231PS  epiconst<>+192(SB), Y1, Y3
 	VFMADD213PS  epiconst<>+256(SB), Y1, Y3
 	VFMADD213PS  epiconst<>+288(SB), Y1, Y3
-	VFMADD213PS  epiconst<>+320(SB), Y1, Y3
-	VFMADD213PS  epiconst<>+352(SB), Y1, Y3
-	VMULPS       Y1, Y1, Y4
-	VFMADD213PS  Y1, Y4, Y3
-	VADDPS       Y15, Y3, Y3
+	VFMADD213PS  epiconst<>+160(SB), Y1, Y3
+	VFMADD213PS  epiconst<>+160(SB), Y1, Y3
 	VCVTPS2DQ    Y2, Y4
 	VPSLLD       $0x17, Y4, Y4
 	VPADDD       Y4, Y3, Y3

@@ -698,12 +698,49 @@ var epiConsts = []float32{
 	0.693359375,         // 3: ln2 high part
 	-2.12194440e-4,      // 4: ln2 low part
 	1.0,                 // 5
-	1.9875691500e-4,     // 6..11: Cephes expf polynomial
-	1.3981999507e-3,
-	8.3334519073e-3,
-	4.1665795894e-2,
-	1.6666665459e-1,
-	5.0000001201e-1,
+	// 6..9: exp(r) = 1 + r(1 + r(c2 + r(c3 + r(c4 + r c5)))) on |r| <=
+	// ln2/2, fitted for relative error (about 1.1e-7, 1.7e-7 after
+	// float32 rounding; the Taylor coefficients would give 2.4e-6).
+	0.008312525248868535, // 6: c5
+	0.041890114300516944, // 7: c4
+	0.1666711446529775,   // 8: c3
+	0.49999231782972825,  // 9: c2
+}
+
+// expNeg emits e = exp(-z) elementwise: x = -z clamped to [-87, 88], x =
+// t ln2 + r with t = round(x log2 e), exp(r) by the polynomial of
+// epiConsts, times 2^t. zero holds 0; x and t are clobbered; konst[i] is
+// constant i (a register, or for AVX2 a memory operand).
+func expNeg(avx512 bool, konst []Op, zero, z, x, t, e VecPhysical, tmp VecPhysical) {
+	VSUBPS(z, zero, x)
+	VMAXPS(konst[0], x, x)
+	VMINPS(konst[1], x, x)
+	VMULPS(konst[2], x, t)
+	if avx512 {
+		VRNDSCALEPS(U8(0), t, t)
+	} else {
+		VROUNDPS(U8(0), t, t)
+	}
+	VFNMADD231PS(konst[3], t, x)
+	VFNMADD231PS(konst[4], t, x)
+	// e = c4 + c5 r, then Horner down to 1 + r (...)
+	if avx512 {
+		VMOVAPS(konst[7], e)
+	} else {
+		VMOVUPS(konst[7], e)
+	}
+	VFMADD231PS(konst[6], x, e)
+	VFMADD213PS(konst[8], x, e)
+	VFMADD213PS(konst[9], x, e)
+	VFMADD213PS(konst[5], x, e)
+	VFMADD213PS(konst[5], x, e)
+	if avx512 {
+		VSCALEFPS(t, e, e)
+	} else {
+		VCVTPS2DQ(t, tmp)
+		VPSLLD(U8(23), tmp, tmp)
+		VPADDD(tmp, e, e)
+	}
 }
 
 var epiTable Mem
@@ -723,8 +760,8 @@ func epiConstTable() {
 //
 // For each of rows rows (strides ldc and ldpre in bytes) and j < n (n a
 // multiple of the vector width): z = c[j] + bias[j]; pre[j] = z when
-// pre != nil; c[j] = silu ? z/(1+exp(-z)) : z. exp uses the Cephes expf
-// polynomial after reduction by ln 2 (relative error about 2e-7).
+// pre != nil; c[j] = silu ? z/(1+exp(-z)) : z, exp by expNeg (relative
+// error about 2e-7).
 func epilogue(avx512 bool) {
 	name, width := "epi256", 8
 	vec := func(i int) VecPhysical {
@@ -762,6 +799,8 @@ func epilogue(avx512 bool) {
 		}
 	}
 	z, x, t, e, tmp := vec(0), vec(1), vec(2), vec(3), vec(4)
+	zero := vec(15)
+	VXORPS(zero.AsY(), zero.AsY(), zero.AsY())
 	off := GP64()
 	Label(name + "_row")
 	TESTQ(rows, rows)
@@ -779,42 +818,7 @@ func epilogue(avx512 bool) {
 	Label(name + "_nopre")
 	TESTL(silu, silu)
 	JE(LabelRef(name + "_store"))
-	// x = clamp(-z); t = round(x*log2e); r = x - t*ln2 (in x)
-	if avx512 {
-		VPXORD(x, x, x)
-	} else {
-		VXORPS(x, x, x)
-	}
-	VSUBPS(z, x, x)
-	VMAXPS(konst[0], x, x)
-	VMINPS(konst[1], x, x)
-	VMULPS(konst[2], x, t)
-	if avx512 {
-		VRNDSCALEPS(U8(0), t, t)
-	} else {
-		VROUNDPS(U8(0), t, t)
-	}
-	VFNMADD231PS(konst[3], t, x)
-	VFNMADD231PS(konst[4], t, x)
-	// e = exp(r) = 1 + r + r^2 * poly(r)
-	if avx512 {
-		VMOVAPS(konst[6], e)
-	} else {
-		VBROADCASTSS(epiTable.Offset(32*6), e)
-	}
-	for i := 7; i <= 11; i++ {
-		VFMADD213PS(konst[i], x, e) // e = e*r + k
-	}
-	VMULPS(x, x, tmp)
-	VFMADD213PS(x, tmp, e) // e = e*r^2 + r
-	VADDPS(konst[5], e, e)
-	if avx512 {
-		VSCALEFPS(t, e, e)
-	} else {
-		VCVTPS2DQ(t, tmp)
-		VPSLLD(U8(23), tmp, tmp)
-		VPADDD(tmp, e, e)
-	}
+	expNeg(avx512, konst, zero, z, x, t, e, tmp)
 	VADDPS(konst[5], e, e)
 	VDIVPS(e, z, z)
 	Label(name + "_store")
@@ -840,7 +844,7 @@ func epilogue(avx512 bool) {
 //
 // dz[i] = dy[i] * silu'(z[i]) for i < n (n a multiple of the vector
 // width), with silu'(z) = s (1 + z (1 - s)), s = 1/(1 + e), e = exp(-z)
-// by the epilogue's Cephes polynomial (argument clamped to [-87, 88]), and
+// by expNeg (argument clamped to [-87, 88]), and
 // 1 - s taken as e*s, which keeps its relative accuracy where s is near 1.
 // dz may alias dy or z.
 func siluGrad(avx512 bool) {
@@ -872,8 +876,9 @@ func siluGrad(avx512 bool) {
 			konst[i] = epiTable.Offset(32 * i)
 		}
 	}
-	one := vec(15)
+	one, zero := vec(15), vec(14)
 	VBROADCASTSS(epiTable.Offset(32*5), one)
+	VXORPS(zero.AsY(), zero.AsY(), zero.AsY())
 	z, x, t, e, tmp, d := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
 	off := GP64()
 	XORQ(off, off)
@@ -881,42 +886,7 @@ func siluGrad(avx512 bool) {
 	CMPQ(off, n)
 	JGE(LabelRef(name + "_done"))
 	VMOVUPS(Mem{Base: zp, Index: off, Scale: 4}, z)
-	// x = clamp(-z); t = round(x*log2e); r = x - t*ln2 (in x)
-	if avx512 {
-		VPXORD(x, x, x)
-	} else {
-		VXORPS(x, x, x)
-	}
-	VSUBPS(z, x, x)
-	VMAXPS(konst[0], x, x)
-	VMINPS(konst[1], x, x)
-	VMULPS(konst[2], x, t)
-	if avx512 {
-		VRNDSCALEPS(U8(0), t, t)
-	} else {
-		VROUNDPS(U8(0), t, t)
-	}
-	VFNMADD231PS(konst[3], t, x)
-	VFNMADD231PS(konst[4], t, x)
-	// e = exp(r) = 1 + r + r^2 * poly(r), then scaled by 2^t
-	if avx512 {
-		VMOVAPS(konst[6], e)
-	} else {
-		VBROADCASTSS(epiTable.Offset(32*6), e)
-	}
-	for i := 7; i <= 11; i++ {
-		VFMADD213PS(konst[i], x, e)
-	}
-	VMULPS(x, x, tmp)
-	VFMADD213PS(x, tmp, e)
-	VADDPS(one, e, e)
-	if avx512 {
-		VSCALEFPS(t, e, e)
-	} else {
-		VCVTPS2DQ(t, tmp)
-		VPSLLD(U8(23), tmp, tmp)
-		VPADDD(tmp, e, e)
-	}
+	expNeg(avx512, konst, zero, z, x, t, e, tmp)
 	// s = 1/(1 + e) (in d); 1 - s = e*s (in e); tmp = s (1 + z (1 - s))
 	VADDPS(one, e, d)
 	VDIVPS(d, one, d)
