@@ -27,7 +27,7 @@ type kernelImpl struct {
 	colA   []microKernel
 	// epi applies the epilogue to rows x n floats (strides in bytes), n a
 	// multiple of epiW; nil means the generic Go epilogue.
-	epi  func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, silu bool)
+	epi  func(rows, n int, c *float32, ldc int, bias, pre *float32, ldpre int, flags int)
 	epiW int
 	// siluGrad sets dz = dy * silu'(z) over n floats, n a multiple of
 	// epiW; colSum adds float64 column sums of a block (cols a multiple of

@@ -149,10 +149,10 @@ func kern256C6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc i
 func kern256R6(kc int, a *float32, sa int, b *float32, sb int, c *float32, ldc int, alpha float32, beta float32)
 
 // epi512 applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of 16).
-func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
+func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, flags int)
 
 // epi256 applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of 8).
-func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
+func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, flags int)
 
 // siluGrad512 sets dz = dy * silu'(z) elementwise over n floats (n a multiple of 16).
 func siluGrad512(n int, dy *float32, z *float32, dz *float32)

@@ -25946,9 +25946,9 @@ DATA epiconst<>+312(SB)/4, $0x3efffefe
 DATA epiconst<>+316(SB)/4, $0x3efffefe
 GLOBL epiconst<>(SB), RODATA|NOPTR, $320
 
-// func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
-// Requires: AVX, AVX512F
-TEXT ·epi512(SB), NOSPLIT, $0-57
+// func epi512(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, flags int)
+// Requires: AVX, AVX512F, MMX+
+TEXT ·epi512(SB), NOSPLIT, $0-64
 	MOVQ         rows+0(FP), AX
 	MOVQ         n+8(FP), CX
 	MOVQ         c+16(FP), DX
@@ -25956,7 +25956,7 @@ TEXT ·epi512(SB), NOSPLIT, $0-57
 	MOVQ         bias+32(FP), SI
 	MOVQ         pre+40(FP), DI
 	MOVQ         ldpre+48(FP), R8
-	MOVBLZX      silu+56(FP), R9
+	MOVQ         flags+56(FP), R9
 	VBROADCASTSS epiconst<>+0(SB), Z16
 	VBROADCASTSS epiconst<>+32(SB), Z17
 	VBROADCASTSS epiconst<>+64(SB), Z18
@@ -25981,10 +25981,16 @@ epi512_loop:
 	VADDPS  (SI)(R10*4), Z0, Z0
 	TESTQ   DI, DI
 	JE      epi512_nopre
+	TESTQ   $0x00000002, R9
+	JNE     epi512_ntpre
 	VMOVUPS Z0, (DI)(R10*4)
+	JMP     epi512_nopre
+
+epi512_ntpre:
+	VMOVNTPS Z0, (DI)(R10*4)
 
 epi512_nopre:
-	TESTL        R9, R9
+	TESTQ        $0x00000001, R9
 	JE           epi512_store
 	VSUBPS       Z0, Z15, Z1
 	VMAXPS       Z16, Z1, Z1
@@ -26019,21 +26025,26 @@ epi512_prenil:
 	JMP  epi512_row
 
 epi512_done:
+	TESTQ $0x00000002, R9
+	JE    epi512_ret
+	SFENCE
+
+epi512_ret:
 	VZEROUPPER
 	RET
 
-// func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)
-// Requires: AVX, AVX2, FMA3
-TEXT ·epi256(SB), NOSPLIT, $0-57
-	MOVQ    rows+0(FP), AX
-	MOVQ    n+8(FP), CX
-	MOVQ    c+16(FP), DX
-	MOVQ    ldc+24(FP), BX
-	MOVQ    bias+32(FP), SI
-	MOVQ    pre+40(FP), DI
-	MOVQ    ldpre+48(FP), R8
-	MOVBLZX silu+56(FP), R9
-	VXORPS  Y15, Y15, Y15
+// func epi256(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, flags int)
+// Requires: AVX, AVX2, FMA3, MMX+
+TEXT ·epi256(SB), NOSPLIT, $0-64
+	MOVQ   rows+0(FP), AX
+	MOVQ   n+8(FP), CX
+	MOVQ   c+16(FP), DX
+	MOVQ   ldc+24(FP), BX
+	MOVQ   bias+32(FP), SI
+	MOVQ   pre+40(FP), DI
+	MOVQ   ldpre+48(FP), R8
+	MOVQ   flags+56(FP), R9
+	VXORPS Y15, Y15, Y15
 
 epi256_row:
 	TESTQ AX, AX
@@ -26047,10 +26058,16 @@ epi256_loop:
 	VADDPS  (SI)(R10*4), Y0, Y0
 	TESTQ   DI, DI
 	JE      epi256_nopre
+	TESTQ   $0x00000002, R9
+	JNE     epi256_ntpre
 	VMOVUPS Y0, (DI)(R10*4)
+	JMP     epi256_nopre
+
+epi256_ntpre:
+	VMOVNTPS Y0, (DI)(R10*4)
 
 epi256_nopre:
-	TESTL        R9, R9
+	TESTQ        $0x00000001, R9
 	JE           epi256_store
 	VSUBPS       Y0, Y15, Y1
 	VMAXPS       epiconst<>+0(SB), Y1, Y1
@@ -26087,6 +26104,11 @@ epi256_prenil:
 	JMP  epi256_row
 
 epi256_done:
+	TESTQ $0x00000002, R9
+	JE    epi256_ret
+	SFENCE
+
+epi256_ret:
 	VZEROUPPER
 	RET
 

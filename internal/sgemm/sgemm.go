@@ -1,6 +1,9 @@
 package sgemm
 
-import "math"
+import (
+	"math"
+	"unsafe"
+)
 
 // Activation selects the elementwise function of an Epilogue.
 type Activation int
@@ -18,7 +21,22 @@ type Epilogue struct {
 	Act   Activation
 	Pre   []float32
 	LdPre int
+
+	ntPre bool // set by GemmEpilogue: write Pre with non-temporal stores
 }
+
+// Flags of the epilogue kernels (asm/gen.go).
+const (
+	epiSiLU  = 1
+	epiNTPre = 2
+)
+
+// ntPreBytes: a Pre matrix at least this large is written with
+// non-temporal stores (when aligned), bypassing the caches: it is not read
+// again before it would have been evicted anyway (an inference pass over
+// many rows never reads it), and the stores then skip reading each line
+// first.
+const ntPreBytes = 16 << 20
 
 // Gemm computes C = alpha*op(A)*op(B) + beta*C, all row-major; op(A) is m x k
 // (A stored k x m when transA), op(B) is k x n (B stored n x k when transB);
@@ -63,6 +81,11 @@ func GemmEpilogue(transA, transB bool, m, n, k int, alpha float32, a []float32, 
 	if ep != nil {
 		j.ep = *ep
 		jep = &j.ep
+		jep.ntPre = false
+		if ep.Pre != nil && 4*m*ep.LdPre >= ntPreBytes && kern.epi != nil &&
+			uintptr(unsafe.Pointer(&ep.Pre[0]))%uintptr(4*kern.epiW) == 0 && ep.LdPre%kern.epiW == 0 {
+			jep.ntPre = true
+		}
 	}
 	if n < dotMaxN && !transA && kern.dot[n] != nil {
 		// Tiny n with rows of A contiguous along k (an output layer): dot
@@ -220,6 +243,13 @@ func epilogueBlock(kern *kernelImpl, ep *Epilogue, c []float32, ldc, r0, rows, c
 	silu := ep.Act == ActSiLU
 	done := 0
 	if kern.epi != nil && n >= kern.epiW {
+		flags := 0
+		if silu {
+			flags |= epiSiLU
+		}
+		if ep.Pre != nil && ep.ntPre && c0%kern.epiW == 0 {
+			flags |= epiNTPre
+		}
 		done = n - n%kern.epiW
 		for j := 0; j < done; j += len(zeroBias) {
 			w := min(len(zeroBias), done-j)
@@ -231,7 +261,7 @@ func epilogueBlock(kern *kernelImpl, ep *Epilogue, c []float32, ldc, r0, rows, c
 			if ep.Pre != nil {
 				pp = &ep.Pre[r0*ep.LdPre+c0+j]
 			}
-			kern.epi(rows, w, &c[r0*ldc+c0+j], 4*ldc, bp, pp, 4*ep.LdPre, silu)
+			kern.epi(rows, w, &c[r0*ldc+c0+j], 4*ldc, bp, pp, 4*ep.LdPre, flags)
 		}
 	}
 	if done == n {

@@ -497,3 +497,31 @@ func TestGemmPackedA(t *testing.T) {
 		}
 	})
 }
+
+// TestEpilogueNTPre covers the non-temporal stores of a large Pre (and
+// the fallback for an unaligned one): the results must equal those of a
+// small product computed the ordinary way, row block by row block.
+func TestEpilogueNTPre(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	m, n, k := ntPreBytes/(4*256)+5, 256, 8
+	a, b := randSlice(r, m*k), randSlice(r, n*k)
+	bias := randSlice(r, n)
+	forEachKernel(t, func(t *testing.T) {
+		for _, off := range []int{0, 1} {
+			c := make([]float32, m*n)
+			preBuf := make([]float32, m*n+16)
+			pre := preBuf[off : off+m*n]
+			GemmEpilogue(false, true, m, n, k, 1, a, k, b, k, 0, c, n, &Epilogue{Bias: bias, Act: ActSiLU, Pre: pre, LdPre: n})
+			wc, wp := make([]float32, m*n), make([]float32, m*n)
+			for r0 := 0; r0 < m; r0 += 1000 {
+				rows := min(1000, m-r0)
+				GemmEpilogue(false, true, rows, n, k, 1, a[r0*k:], k, b, k, 0, wc[r0*n:], n, &Epilogue{Bias: bias, Act: ActSiLU, Pre: wp[r0*n:], LdPre: n})
+			}
+			for i := range c {
+				if c[i] != wc[i] || pre[i] != wp[i] {
+					t.Fatalf("offset %d: element %d: c %g pre %g, want %g %g", off, i, c[i], pre[i], wc[i], wp[i])
+				}
+			}
+		}
+	})
+}

@@ -707,6 +707,13 @@ var epiConsts = []float32{
 	0.49999231782972825,  // 9: c2
 }
 
+// Flags of the epilogue kernels: SiLU, and non-temporal stores of pre
+// (aligned to the vector width).
+const (
+	epiSiLU  = 1
+	epiNTPre = 2
+)
+
 // expNeg emits e = exp(-z) elementwise: x = -z clamped to [-87, 88], x =
 // t ln2 + r with t = round(x log2 e), exp(r) by the polynomial of
 // epiConsts, times 2^t. zero holds 0; x and t are clobbered; konst[i] is
@@ -774,7 +781,7 @@ func epilogue(avx512 bool) {
 				Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
 		}
 	}
-	TEXT(name, NOSPLIT, "func(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, silu bool)")
+	TEXT(name, NOSPLIT, "func(rows int, n int, c *float32, ldc int, bias *float32, pre *float32, ldpre int, flags int)")
 	Doc(fmt.Sprintf("%s applies c = act(c + bias), pre = c + bias, to rows x n floats (n a multiple of %d).", name, width))
 	rows, n, c, ldc, bias, pre, ldpre := GP64(), GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
 	Load(Param("rows"), rows)
@@ -784,8 +791,8 @@ func epilogue(avx512 bool) {
 	Load(Param("bias"), bias)
 	Load(Param("pre"), pre)
 	Load(Param("ldpre"), ldpre)
-	silu := GP32()
-	Load(Param("silu"), silu)
+	flags := GP64()
+	Load(Param("flags"), flags)
 
 	// Constant k: a register (AVX-512) or a memory operand (AVX2).
 	konst := make([]Op, len(epiConsts))
@@ -814,9 +821,14 @@ func epilogue(avx512 bool) {
 	VADDPS(Mem{Base: bias, Index: off, Scale: 4}, z, z)
 	TESTQ(pre, pre)
 	JE(LabelRef(name + "_nopre"))
+	TESTQ(U32(epiNTPre), flags)
+	JNE(LabelRef(name + "_ntpre"))
 	VMOVUPS(z, Mem{Base: pre, Index: off, Scale: 4})
+	JMP(LabelRef(name + "_nopre"))
+	Label(name + "_ntpre")
+	VMOVNTPS(z, Mem{Base: pre, Index: off, Scale: 4})
 	Label(name + "_nopre")
-	TESTL(silu, silu)
+	TESTQ(U32(epiSiLU), flags)
 	JE(LabelRef(name + "_store"))
 	expNeg(avx512, konst, zero, z, x, t, e, tmp)
 	VADDPS(konst[5], e, e)
@@ -834,6 +846,10 @@ func epilogue(avx512 bool) {
 	DECQ(rows)
 	JMP(LabelRef(name + "_row"))
 	Label(name + "_done")
+	TESTQ(U32(epiNTPre), flags)
+	JE(LabelRef(name + "_ret"))
+	SFENCE()
+	Label(name + "_ret")
 	VZEROUPPER()
 	RET()
 }
