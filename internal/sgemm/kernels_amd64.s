@@ -26398,18 +26398,25 @@ adam512_loop:
 	CMPQ    R8, AX
 	JGE     adam512_done
 	VMOVUPS (CX)(R8*4), Z4
-	VMULPS  (DX)(R8*4), Z16, Z0
-	TESTL   $0x00000001, R9
-	JE      adam512_nol2
-	VMULPS  Z4, Z17, Z3
-	VADDPS  Z3, Z0, Z0
+	VMOVUPS (SI)(R8*4), Z2
+	VMOVUPS (BX)(R8*4), Z1
+	TESTL   $0x00000004, R9
+	JE      adam512_noemaload
+	VMOVUPS (DI)(R8*4), Z7
+
+adam512_noemaload:
+	VMULPS (DX)(R8*4), Z16, Z0
+	TESTL  $0x00000001, R9
+	JE     adam512_nol2
+	VMULPS Z4, Z17, Z3
+	VADDPS Z3, Z0, Z0
 
 adam512_nol2:
-	VMULPS  (BX)(R8*4), Z18, Z1
+	VMULPS  Z1, Z18, Z1
 	VMULPS  Z0, Z19, Z3
 	VADDPS  Z3, Z1, Z1
 	VMOVUPS Z1, (BX)(R8*4)
-	VMULPS  (SI)(R8*4), Z20, Z2
+	VMULPS  Z2, Z20, Z2
 	VMULPS  Z0, Z21, Z3
 	VMULPS  Z0, Z3, Z3
 	VADDPS  Z3, Z2, Z2
@@ -26430,7 +26437,7 @@ adam512_nodec:
 	VMOVUPS Z4, (CX)(R8*4)
 	TESTL   $0x00000004, R9
 	JE      adam512_noema
-	VMULPS  (DI)(R8*4), Z27, Z3
+	VMULPS  Z7, Z27, Z3
 	VMULPS  Z4, Z28, Z4
 	VADDPS  Z4, Z3, Z3
 	VMOVUPS Z3, (DI)(R8*4)
@@ -26468,18 +26475,25 @@ adam256_loop:
 	CMPQ    R10, AX
 	JGE     adam256_done
 	VMOVUPS (CX)(R10*4), Y4
-	VMULPS  (DX)(R10*4), Y8, Y0
-	TESTL   $0x00000001, R9
-	JE      adam256_nol2
-	VMULPS  Y4, Y9, Y3
-	VADDPS  Y3, Y0, Y0
+	VMOVUPS (SI)(R10*4), Y2
+	VMOVUPS (BX)(R10*4), Y1
+	TESTL   $0x00000004, R9
+	JE      adam256_noemaload
+	VMOVUPS (DI)(R10*4), Y7
+
+adam256_noemaload:
+	VMULPS (DX)(R10*4), Y8, Y0
+	TESTL  $0x00000001, R9
+	JE     adam256_nol2
+	VMULPS Y4, Y9, Y3
+	VADDPS Y3, Y0, Y0
 
 adam256_nol2:
-	VMULPS       (BX)(R10*4), Y10, Y1
+	VMULPS       Y1, Y10, Y1
 	VMULPS       Y0, Y11, Y3
 	VADDPS       Y3, Y1, Y1
 	VMOVUPS      Y1, (BX)(R10*4)
-	VMULPS       (SI)(R10*4), Y12, Y2
+	VMULPS       Y2, Y12, Y2
 	VMULPS       Y0, Y13, Y3
 	VMULPS       Y0, Y3, Y3
 	VADDPS       Y3, Y2, Y2
@@ -26504,7 +26518,7 @@ adam256_nodec:
 	TESTL        $0x00000004, R9
 	JE           adam256_noema
 	VBROADCASTSS 44(R8), Y6
-	VMULPS       (DI)(R10*4), Y6, Y3
+	VMULPS       Y7, Y6, Y3
 	VBROADCASTSS 48(R8), Y6
 	VMULPS       Y4, Y6, Y4
 	VADDPS       Y4, Y3, Y3

@@ -1063,13 +1063,23 @@ func adam(avx512 bool) {
 	}
 	gi, mi, vi, t, pv, st := vec(0), vec(1), vec(2), vec(3), vec(4), vec(5)
 	tk := vec(6) // scratch for constants (AVX2)
+	ev := vec(7)
 	off := GP64()
 	XORQ(off, off)
 	at := func(base GPVirtual) Mem { return Mem{Base: base, Index: off, Scale: 4} }
 	Label(name + "_loop")
 	CMPQ(off, n)
 	JGE(LabelRef(name + "_done"))
+	// All loads first: the arrays are usually allocated page-aligned, so
+	// a load placed after a store to another array at the same index
+	// would wait on the store (4 KiB aliasing): measured 25% slower.
 	VMOVUPS(at(p), pv)
+	VMOVUPS(at(v), vi)
+	VMOVUPS(at(m), mi)
+	TESTL(U32(4), flags)
+	JE(LabelRef(name + "_noemaload"))
+	VMOVUPS(at(ema), ev)
+	Label(name + "_noemaload")
 	// gi = clip*g (+ wd*p)
 	VMULPS(at(g), kon(adClip, tk), gi)
 	TESTL(U32(1), flags)
@@ -1078,12 +1088,12 @@ func adam(avx512 bool) {
 	VADDPS(t, gi, gi)
 	Label(name + "_nol2")
 	// mi = b1*m + (1-b1)*gi
-	VMULPS(at(m), kon(adB1, tk), mi)
+	VMULPS(mi, kon(adB1, tk), mi)
 	VMULPS(gi, kon(adOneMinusB1, tk), t)
 	VADDPS(t, mi, mi)
 	VMOVUPS(mi, at(m))
 	// vi = b2*v + ((1-b2)*gi)*gi
-	VMULPS(at(v), kon(adB2, tk), vi)
+	VMULPS(vi, kon(adB2, tk), vi)
 	VMULPS(gi, kon(adOneMinusB2, tk), t)
 	VMULPS(gi, t, t)
 	VADDPS(t, vi, vi)
@@ -1106,7 +1116,7 @@ func adam(avx512 bool) {
 	TESTL(U32(4), flags)
 	JE(LabelRef(name + "_noema"))
 	// ema = d*ema + (1-d)*p
-	VMULPS(at(ema), kon(adEMA, tk), t)
+	VMULPS(ev, kon(adEMA, tk), t)
 	VMULPS(pv, kon(adOneMinusEMA, tk), pv)
 	VADDPS(pv, t, t)
 	VMOVUPS(t, at(ema))
