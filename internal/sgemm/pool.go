@@ -1,6 +1,7 @@
 package sgemm
 
 import (
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -30,8 +31,12 @@ type job struct {
 	ep      Epilogue       // copy of the caller's epilogue
 	p       problem
 
-	chunk int64 // units per grab
-	next  atomic.Int64
+	chunk int64 // units per range
+	// Ranges [r*chunk, (r+1)*chunk) of units are claimed by setting bit r
+	// of claimed (more than 64 ranges: taken in order from next).
+	ranges  int
+	claimed atomic.Uint64
+	next    atomic.Int64
 
 	loop Task // ParallelFor: the loop body (nil for a product)
 }
@@ -142,8 +147,9 @@ func putJob(j *job) {
 //
 // The panels are cut into one chunk per part (static halves keep the
 // blocks of A and B each part streams small enough for its L2), but the
-// chunks are taken from an atomic counter: when a worker wakes late or is
-// preempted, the caller takes its chunk instead of waiting. (Finer chunks
+// chunks are claimed (see grab): part i takes chunk i if it is still free,
+// and when a worker wakes late or is preempted, the caller takes its chunk
+// instead of waiting. (Finer chunks
 // and a shared packed B were measured slower on the MLP shapes: each
 // chunk then streams a whole kc x n block of B through L2.)
 func (j *job) run(in *problem) {
@@ -192,6 +198,8 @@ func (j *job) run(in *problem) {
 // parts-1 workers, and returns when all are done.
 func (j *job) dispatch(parts int) {
 	j.parts = parts
+	j.ranges = int((int64(j.units) + j.chunk - 1) / j.chunk)
+	j.claimed.Store(0)
 	j.next.Store(0)
 	if parts == 1 {
 		j.runPart(0)
@@ -238,17 +246,14 @@ const chunksPerPart = 1
 
 func (j *job) runPart(part int) {
 	if j.loop != nil {
-		j.runLoop()
+		j.runLoop(part)
 		return
 	}
 	pr := j.prob
 	K := pr.kern
 	units := int64(j.units)
-	for {
-		u0 := j.next.Add(j.chunk) - j.chunk
-		if u0 >= units {
-			return
-		}
+	for r := j.grab(part, true); r >= 0; r = j.grab(part, false) {
+		u0 := int64(r) * j.chunk
 		u1 := int(min(u0+j.chunk, units))
 		switch {
 		case pr.dot:
@@ -257,6 +262,50 @@ func (j *job) runPart(part int) {
 			pr.region(&j.bufs[part], int(u0)*K.mr, min(pr.m, u1*K.mr), 0, pr.n)
 		default:
 			pr.region(&j.bufs[part], 0, pr.m, int(u0)*K.nr, min(pr.n, u1*K.nr))
+		}
+	}
+}
+
+// grab claims the next range for part and returns its index, or -1 when
+// none is left. A part first claims range number part (first == true):
+// so the same core computes the same rows or columns of each call, whose
+// operands and results then stay in its caches from one call to the next
+// (a training step's products and elementwise ops split their rows alike);
+// then it takes any unclaimed range, so a worker that starts late, or is
+// preempted, costs nothing: its range is done by another.
+func (j *job) grab(part int, first bool) int {
+	if j.ranges > 64 {
+		r := j.next.Add(1) - 1
+		if r >= int64(j.ranges) {
+			return -1
+		}
+		return int(r)
+	}
+	all := uint64(1)<<j.ranges - 1
+	if j.ranges == 64 {
+		all = ^uint64(0)
+	}
+	if first && part < j.ranges {
+		bit := uint64(1) << part
+		for {
+			c := j.claimed.Load()
+			if c&bit != 0 {
+				break
+			}
+			if j.claimed.CompareAndSwap(c, c|bit) {
+				return part
+			}
+		}
+	}
+	for {
+		c := j.claimed.Load()
+		free := all &^ c
+		if free == 0 {
+			return -1
+		}
+		r := bits.TrailingZeros64(free)
+		if j.claimed.CompareAndSwap(c, c|1<<r) {
+			return r
 		}
 	}
 }
@@ -277,9 +326,11 @@ func Threads() int {
 // ParallelFor calls t.Run over [0, n) cut into chunks contiguous ranges of
 // ceil(n/chunks) indices (the last shorter), and returns when all have
 // run. The ranges go to the caller and the pool's workers, the same
-// workers that compute the products, up to Threads() at once, each taking
-// the next range from an atomic counter: so a worker that starts late
-// costs nothing. Every range is run exactly once, but which goroutine
+// workers that compute the products, up to Threads() at once: part i
+// (the caller is part 0) first takes range i, so that successive loops
+// over the same data split alike keep it in the same core's cache, then
+// any range left, so a worker that starts late costs nothing (its range
+// is run by another). Every range is run exactly once, but which goroutine
 // runs which, and in what order, is not fixed: a loop whose result must
 // not depend on the thread count writes each range's result to a place of
 // its own (per-chunk partial sums added in order afterwards, say).
@@ -305,13 +356,10 @@ func ParallelFor(t Task, n, chunks int) {
 }
 
 // runLoop runs ranges of a ParallelFor until none is left.
-func (j *job) runLoop() {
+func (j *job) runLoop(part int) {
 	units := int64(j.units)
-	for {
-		u0 := j.next.Add(j.chunk) - j.chunk
-		if u0 >= units {
-			return
-		}
+	for r := j.grab(part, true); r >= 0; r = j.grab(part, false) {
+		u0 := int64(r) * j.chunk
 		j.loop.Run(int(u0), int(min(u0+j.chunk, units)))
 	}
 }
