@@ -10,6 +10,11 @@
 // second also C = act(C + bias) (with C + bias saved in Pre) on each panel
 // of C as soon as it is final, while it is still in cache.
 //
+// The package also holds the vector kernels of the rest of a training
+// step (SiLUGrad, AddColSums, Adam, SumSquares; elementwise.go) and its
+// worker pool serves the gpu package's CPU backend through ParallelFor, so
+// that products and elementwise ops share one set of workers.
+//
 // # Kernels
 //
 // The kernel is chosen at start-up from golang.org/x/sys/cpu: "avx512"
@@ -39,6 +44,13 @@
 // half the rate per flop of the 6-row ymm tiles. So "avx512" is the
 // default where available, then "avx2".
 //
+// The SiLU of the epilogue (and of SiLUGrad) computes exp(-z) with the
+// argument clamped to [-87, 88], reduced by ln 2, a degree-5 polynomial
+// fitted for relative error (1.7e-7 after float32 rounding; see
+// TestEpilogueSiLURange and TestSiLUGrad) and VSCALEFPS (AVX-512) or an exponent add
+// (AVX2); it replaced the Cephes degree-7 polynomial, making the epilogue
+// 18% faster.
+//
 // Tiny dimensions have their own paths: m*n*k <= 4096 runs a plain loop;
 // n < 8 with a row-major A (an output layer, Y = H W^T with W 2 x 256)
 // runs dot-product kernels along k with a masked tail; other n < 8 runs
@@ -54,17 +66,49 @@
 // panels of A pass over it. C is streamed once per kc block.
 //
 // A persistent pool of GOMAXPROCS-1 workers (started on first use) and the
-// caller split the row panels (or the column panels, when B is transposed
-// and A is small) into one chunk per part, taken from an atomic counter.
-// Idle workers poll for 50 µs before parking and the caller waits for them
-// without parking, since waking a parked goroutine costs about as much as
-// a 256^3 product; the caller cancels any part no worker has claimed by
-// the time it runs out of chunks, so a descheduled worker never stalls a
-// call. Products with m*n*k < 2^20 stay on the calling goroutine. Pack
-// buffers and per-call state are recycled through a free list: no
-// allocation per call in steady state (TestAllocs checks
-// testing.AllocsPerRun == 0 on every path, BenchmarkMLPStep reports 0
-// allocs/op for a whole training step).
+// caller split the row panels (or the column panels, when B is transposed,
+// A is small and there is no epilogue) into one chunk per part. Part i
+// claims chunk i first, then any chunk left (pool.go, grab): the same core
+// computes the same rows from one call to the next, so a layer's output
+// is still in the cache of the core that reads those rows next, and a
+// worker that wakes late or is preempted costs nothing (the caller takes
+// its chunk). Idle workers poll for 50 µs before parking and the caller
+// waits for them without parking, since waking a parked goroutine costs
+// about as much as a 256^3 product; the caller cancels any part no worker
+// has claimed by the time it runs out of chunks, so a descheduled worker
+// never stalls a call. Products with m*n*k (plus 16 per element of a SiLU
+// epilogue) under 2^20 stay on the calling goroutine. A product with an
+// epilogue splits rows even when B is transposed: split by columns, the
+// epilogue's stores ran 2 to 4 times slower. A Pre matrix of 16 MiB or
+// more is written with non-temporal stores (inference over many rows
+// never reads it back; sampling 20k points gained 3%). Pack buffers and
+// per-call state are recycled through a free list: no allocation per call
+// in steady state (TestAllocs checks testing.AllocsPerRun == 0 on every
+// path, BenchmarkMLPStep reports 0 allocs/op for a whole training step).
+//
+// # Elementwise kernels and the shared pool
+//
+// ParallelFor(t, n, chunks) runs a Task over ranges of [0, n) on the same
+// workers, with the same claiming (range i to part i first) and no
+// allocation (the Task lives in its caller's long-lived state). The gpu
+// CPU backend (gpu/parallel.go) runs all its ops through it: before, it
+// had a pool of its own, and on 2 cores each pool's workers held a core
+// (sgemm's spinning for 50 µs after each product) while the other's
+// waited. The kernels the backend's training step uses:
+//
+//   - SiLUGrad: dz = dy s (1 + z (1 - s)), 1 - s taken as e s; AVX-512
+//     0.33 ns per element on one core in L2 (the float64 math.Exp loop it
+//     replaced took 15, and was 47% of an mlp256-b4096 step);
+//   - AddColSums: float64 column sums in row order (bit-identical to the
+//     plain loop), fused with SiLUGrad over L1-sized blocks in the
+//     backend's BiasActBackward (row chunks with partial sums added in
+//     order, so the bias gradient does not depend on the thread count);
+//   - Adam: Adam + EMA in float32, every operation rounded in the Go
+//     loop's order without FMA, so vector and Go results are bit-identical
+//     (TestAdam); all loads before the stores, since the arrays are
+//     page-aligned and a load after a store to another array at the same
+//     offset waits on it (4 KiB aliasing, 25%);
+//   - SumSquares: float64 sum of squares with fixed lanes.
 //
 // # Peak and measured speed (AMD EPYC Zen 4, 2 cores, KVM guest)
 //
