@@ -153,6 +153,13 @@ func (m *MLP) Release() {
 // Forward computes out = v(t, x) for rows rows (t: rows, x and out: rows x
 // D) and keeps the activations for Backward and InputVJP.
 func (m *MLP) Forward(rows int, t, x, out gpu.Buffer) {
+	m.forward(rows, t, x, out, true)
+}
+
+// forward is Forward; without keep it does not store the pre-activations,
+// which only a backward pass reads (sampling saves a pass over them), and
+// a later Backward or InputVJP is invalid.
+func (m *MLP) forward(rows int, t, x, out gpu.Buffer, keep bool) {
 	m.Reserve(rows)
 	m.rows = rows
 	d := m.cfg.Dim
@@ -165,7 +172,11 @@ func (m *MLP) Forward(rows int, t, x, out gpu.Buffer) {
 			m.b.Linear(rows, in, o, src, in, m.w[l], m.bs[l], gpu.ActNone, nil, out)
 			break
 		}
-		m.b.Linear(rows, in, o, src, in, m.w[l], m.bs[l], gpu.ActSiLU, m.pre[l], m.act[l])
+		var pre gpu.Buffer
+		if keep {
+			pre = m.pre[l]
+		}
+		m.b.Linear(rows, in, o, src, in, m.w[l], m.bs[l], gpu.ActSiLU, pre, m.act[l])
 		src = m.act[l]
 	}
 }
@@ -243,16 +254,21 @@ func rowsView(cache *gpu.Buffer, buf gpu.Buffer, n int) gpu.Buffer {
 	return *cache
 }
 
-// Velocity is the sampler's field: v(t, x) with one t for every row.
+// Velocity is the sampler's field: v(t, x) with one t for every row. It
+// keeps nothing for a backward pass.
 func (m *MLP) Velocity(t float64, rows int, x, v gpu.Buffer) {
+	m.forward(rows, m.fillTime(t, rows), x, v, false)
+}
+
+func (m *MLP) fillTime(t float64, rows int) gpu.Buffer {
 	m.Reserve(rows)
 	tb := rowsView(&m.tRows, m.tFill, rows)
 	m.b.Fill(tb, float32(t))
-	m.Forward(rows, tb, x, v)
+	return tb
 }
 
 // VJP is Velocity followed by InputVJP: v = v(t, x), w = e^T dv/dx.
 func (m *MLP) VJP(t float64, rows int, x, e, v, w gpu.Buffer) {
-	m.Velocity(t, rows, x, v)
+	m.Forward(rows, m.fillTime(t, rows), x, v)
 	m.InputVJP(e, w)
 }
