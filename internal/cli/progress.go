@@ -45,7 +45,7 @@ func newProgress(w io.Writer, quiet bool, done, total int) *progress {
 		mpb.PrependDecorators(decor.CountersNoUnit("step %d/%d", decor.WCSyncSpace)),
 		mpb.AppendDecorators(
 			decor.Any(func(decor.Statistics) string {
-				return fmt.Sprintf("loss %.4f  %.0f steps/s", pr.last.Loss, pr.last.StepsPerS)
+				return fmt.Sprintf("loss %.4f  %.3g steps/s", pr.last.Loss, pr.last.StepsPerS)
 			}, decor.WCSyncSpace),
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
 		))
@@ -64,7 +64,7 @@ func (pr *progress) update(m train.Metric) {
 	}
 	if time.Since(pr.lastLine) >= plainEvery || m.Step == pr.total {
 		pr.lastLine = time.Now()
-		fmt.Fprintf(pr.w, "step %d/%d loss %.4f grad_norm %.3f lr %.2e %.0f steps/s\n",
+		fmt.Fprintf(pr.w, "step %d/%d loss %.4f grad_norm %.3f lr %.2e %.3g steps/s\n",
 			m.Step, pr.total, m.Loss, m.GradNorm, m.LR, m.StepsPerS)
 	}
 }
