@@ -115,6 +115,9 @@ func likelihoodCommand() *ucli.Command {
 				}
 				nfe += st.NFE
 				logp = append(logp, lp...)
+				if ds.N > chunk {
+					fmt.Fprintf(c.App.ErrWriter, "fmgpu likelihood: %d/%d points, NFE %d\n", len(logp), ds.N, nfe)
+				}
 			}
 			for i, v := range logp {
 				if math.IsNaN(v) || math.IsInf(v, 0) {
