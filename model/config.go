@@ -73,6 +73,26 @@ func ParseHidden(s string) ([]int, error) {
 	return out, nil
 }
 
+// String describes the network in one line, in the terms of the train
+// command's flags (fmgpu info prints it).
+func (c Config) String() string {
+	var b strings.Builder
+	switch {
+	case c.Kind == "unet" && c.Image != nil && c.UNet != nil:
+		u := c.UNet
+		fmt.Fprintf(&b, "unet %dx%dx%d base %d mults %v res-blocks %d attention %t groups %d",
+			c.Image.Channels, c.Image.Height, c.Image.Width, u.Base, u.Mults, u.ResBlocks, u.Attention, u.Groups)
+	case c.Kind == "mlp":
+		fmt.Fprintf(&b, "mlp dim %d hidden %v", c.Dim, c.Hidden)
+	default:
+		fmt.Fprintf(&b, "%s dim %d", c.Kind, c.Dim)
+	}
+	if c.Classes > 0 {
+		fmt.Fprintf(&b, ", %d classes + null", c.Classes)
+	}
+	return b.String()
+}
+
 // Validate checks that the configuration describes a buildable network.
 func (c Config) Validate() error {
 	if c.Dim < 1 || c.Dim > 1<<20 {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"sort"
 
 	"github.com/nlpodyssey/safetensors"
 
@@ -273,18 +272,6 @@ func equalShape(a []uint64, b []int) bool {
 		}
 	}
 	return true
-}
-
-// TensorNames lists a checkpoint's tensors in a stable order, for `info`.
-func (ck *Checkpoint) TensorNames() []string {
-	var out []string
-	for _, p := range []string{"", prefixEMA, prefixM, prefixV} {
-		for _, t := range ck.Tensors {
-			out = append(out, p+t.Name)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Resume loads ck's weights, EMA, moments and step into tr, which must

@@ -38,10 +38,16 @@ func infoCommand() *ucli.Command {
 					return err
 				}
 				m := ck.Meta
-				fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %s dim %d hidden %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
-					p, m.Step, m.Config.Steps, m.Config.Model.Kind, m.Config.Model.Dim, m.Config.Model.Hidden, m.Config.Path,
+				fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
+					p, m.Step, m.Config.Steps, m.Config.Model, m.Config.Path,
 					m.Config.Time.Kind, len(ck.Params), m.Data.Source, m.Data.Rows, m.Data.Dim)
-				fmt.Fprintf(w, "tensors: %s\n", strings.Join(ck.TensorNames(), " "))
+				// The EMA and Adam moments repeat every weight's name under a
+				// prefix; listing them four times would bury the weights.
+				names := make([]string, len(ck.Tensors))
+				for i, t := range ck.Tensors {
+					names[i] = t.Name + fmt.Sprint(t.Shape)
+				}
+				fmt.Fprintf(w, "tensors (%d, each also as ema.*, optim.exp_avg.*, optim.exp_avg_sq.*): %s\n", len(names), strings.Join(names, " "))
 			}
 			return nil
 		},
