@@ -133,3 +133,21 @@ func TestGridNeedsImages(t *testing.T) {
 		t.Errorf("exit %d %q", code, e)
 	}
 }
+
+// Scores below 0 bits/dim on dequantized pixels are flagged, within noise.
+func TestImpossibleBitsPerDim(t *testing.T) {
+	for _, c := range []struct {
+		bpd, se float64
+		warn    bool
+	}{
+		{1.65, 0.01, false},
+		{0, 0, false},
+		{-0.01, 0.01, false}, // within two standard errors of 0
+		{-0.05, 0.01, true},
+		{-1.69, 0.1, true},
+	} {
+		if w := impossibleBitsPerDim(c.bpd, c.se); (w != "") != c.warn {
+			t.Errorf("bpd %g stderr %g: warning %q, want one: %t", c.bpd, c.se, w, c.warn)
+		}
+	}
+}

@@ -146,7 +146,25 @@ func likelihoodCommand() *ucli.Command {
 			fmt.Fprintf(c.App.Writer, "points=%d dim=%d solver=%s divergence=%s nfe=%d nll_stderr=%.4g%s\n",
 				ds.N, d, so.Method, strings.ToLower(div.String()), nfe, se, note)
 			fmt.Fprintf(c.App.Writer, "nll_nats=%.6f bits_per_dim=%.6f\n", mean, bpd)
+			if ds.Image != nil {
+				if w := impossibleBitsPerDim(bpd, se/(float64(d)*math.Ln2)); w != "" {
+					fmt.Fprintf(c.App.ErrWriter, "fmgpu likelihood: %s\n", w)
+				}
+			}
 			return nil
 		},
 	}
+}
+
+// impossibleBitsPerDim returns a warning when a dequantized image score
+// lies below 0 bits/dim by more than two standard errors. By Jensen's
+// inequality E_u[log p(x + u)] <= log P(bin) <= 0 for every pixel bin, so a
+// true model cannot go below 0; an estimate that does comes from an ODE
+// solve too coarse for the field's stiffness near the data (fixed-step
+// solvers with few steps), not from a good model.
+func impossibleBitsPerDim(bpd, stderr float64) string {
+	if bpd+2*stderr >= 0 {
+		return ""
+	}
+	return fmt.Sprintf("warning: %.3f bits/dim is below 0, which no density on dequantized 8-bit pixels reaches: the ODE solve is too coarse (use --solver dopri5, or more --steps)", bpd)
 }
