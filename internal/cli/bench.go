@@ -148,8 +148,11 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	if counts {
 		extra += fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
 	}
-	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_last=%.4f %s device=%s\n",
-		wl.name, sps, gflops, p.Loss, extra, b.Info().Backend)
+	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
+	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
+	// reads beside the peer's loss values.
+	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s device=%s\n",
+		wl.name, sps, gflops, p.Loss/float64(ds.D), extra, b.Info().Backend)
 	return nil
 }
 

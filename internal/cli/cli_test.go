@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -213,4 +214,28 @@ func TestResumeThroughCLI(t *testing.T) {
 		t.Errorf("resume with another network: exit %d %q", code, stderr)
 	}
 	_ = ck
+}
+
+// bench prints the line scripts/bench-vs-torch.sh parses, with a loss on
+// the peer's per-element scale (8gaussians starts near 3 and falls).
+func TestBenchCommand(t *testing.T) {
+	code, stdout, stderr := fmgpu(t, "bench", "--workload", "mlp256-b256", "--steps", "40")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	fields := map[string]string{}
+	for _, f := range strings.Fields(strings.TrimSpace(stdout)) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	if fields["workload"] != "mlp256-b256" || fields["device"] != "cpu" {
+		t.Fatalf("bench line %q", stdout)
+	}
+	for k, lim := range map[string][2]float64{"steps_per_s": {1e-3, 1e7}, "loss_mean": {0.5, 6}, "allocs_per_step": {0, 1e6}} {
+		v, err := strconv.ParseFloat(fields[k], 64)
+		if err != nil || !(v >= lim[0] && v <= lim[1]) {
+			t.Errorf("%s=%q, want a number in [%g, %g]", k, fields[k], lim[0], lim[1])
+		}
+	}
 }
