@@ -10,20 +10,37 @@ import (
 	"github.com/fmgpu/fmgpu/model"
 )
 
+// peerWorkloads are the PyTorch peer's training workloads
+// (../shared/peers/torch_cfm.py): mlp256-b256, mlp256-b4096, mlp512x4-b4096.
+var peerWorkloads = []peerWorkload{
+	{[]int{256, 256, 256}, 256}, {[]int{256, 256, 256}, 4096}, {[]int{512, 512, 512, 512}, 4096},
+}
+
+type peerWorkload struct {
+	hidden []int
+	batch  int
+}
+
+func (w peerWorkload) name() string { return fmt.Sprintf("hidden=%v/batch=%d", w.hidden, w.batch) }
+
+// config is the peer's set-up: no time embedding, Adam lr 1e-3, constant
+// schedule, ot path, uniform times.
+func (w peerWorkload) config() Config {
+	c := Config{Model: model.Config{Kind: "mlp", Dim: 2, Hidden: w.hidden},
+		Path: flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
+		Steps: 1 << 30, Batch: w.batch, Seed: 1, LR: 1e-3, Schedule: "constant"}
+	c.Defaults()
+	return c
+}
+
 // BenchmarkStep times whole training steps of the PyTorch peer's workloads
 // (../shared/peers/torch_cfm.py) on the CPU backend; steps/s is
 // 1e9 / ns/op. fmgpu bench runs the same through the CLI.
 func BenchmarkStep(b *testing.B) {
 	ds, _ := data.Builtin("8gaussians", 100000, 1)
-	for _, w := range []struct {
-		hidden []int
-		batch  int
-	}{{[]int{256, 256, 256}, 256}, {[]int{256, 256, 256}, 4096}, {[]int{512, 512, 512, 512}, 4096}} {
-		b.Run(fmt.Sprintf("hidden=%v/batch=%d", w.hidden, w.batch), func(b *testing.B) {
-			c := Config{Model: model.Config{Kind: "mlp", Dim: 2, Hidden: w.hidden},
-				Path: flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
-				Steps: 1 << 30, Batch: w.batch, Seed: 1, LR: 1e-3, Schedule: "constant"}
-			c.Defaults()
+	for _, w := range peerWorkloads {
+		b.Run(w.name(), func(b *testing.B) {
+			c := w.config()
 			be := gpu.NewCPU(0)
 			defer be.Close()
 			tr, err := New(be, c, ds.X, ds.N)

@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/fmgpu/fmgpu/data"
-	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
-	"github.com/fmgpu/fmgpu/model"
 )
 
 // opKey names one op of a step and its shape.
@@ -93,15 +91,9 @@ func (b *timedBackend) Axpy(a float32, x, y gpu.Buffer) {
 //	go test ./train -run - -bench StepOps -v
 func BenchmarkStepOps(b *testing.B) {
 	ds, _ := data.Builtin("8gaussians", 100000, 1)
-	for _, w := range []struct {
-		hidden []int
-		batch  int
-	}{{[]int{256, 256, 256}, 256}, {[]int{256, 256, 256}, 4096}, {[]int{512, 512, 512, 512}, 4096}} {
-		b.Run(fmt.Sprintf("hidden=%v/batch=%d", w.hidden, w.batch), func(b *testing.B) {
-			c := Config{Model: model.Config{Kind: "mlp", Dim: 2, Hidden: w.hidden},
-				Path: flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
-				Steps: 1 << 30, Batch: w.batch, Seed: 1, LR: 1e-3, Schedule: "constant"}
-			c.Defaults()
+	for _, w := range peerWorkloads {
+		b.Run(w.name(), func(b *testing.B) {
+			c := w.config()
 			cpu := gpu.NewCPU(0)
 			defer cpu.Close()
 			be := &timedBackend{Backend: cpu, t: map[opKey]time.Duration{}}
