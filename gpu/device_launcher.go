@@ -60,6 +60,9 @@ func (k *kernelCall) f32(v float32) *kernelCall { return k.arg(uint64(math.Float
 // f64 appends a double argument.
 func (k *kernelCall) f64(v float64) *kernelCall { return k.arg(math.Float64bits(v), 'd') }
 
+// u32 appends an unsigned int argument.
+func (k *kernelCall) u32(v uint32) *kernelCall { return k.arg(uint64(v), 'u') }
+
 // u64 appends an unsigned long long argument.
 func (k *kernelCall) u64(v uint64) *kernelCall { return k.arg(v, 'L') }
 
@@ -68,9 +71,11 @@ func (k *kernelCall) signature() string { return string(k.sig[:k.n]) }
 
 // launcher is all the device backend needs of a device: memory, copies and
 // kernel launches, in one stream (every call is ordered after the previous
-// ones). The cuda build implements it with the CUDA driver API
-// (cuda_launcher.go), the kernelsim build with the host-compiled kernels
-// (kernelsim.go). Errors of asynchronous work may surface at a later call.
+// ones). The cuda build implements it with the CUDA driver API (cuda.go),
+// the kernelsim build with the host-compiled kernels (kernelsim.go).
+// Errors of asynchronous work may surface at a later call, whatever that
+// call is: alloc then returns the new allocation together with such an
+// error, and the device backend keeps it.
 type launcher interface {
 	info() DeviceInfo
 	alloc(bytes int) (devPtr, error)

@@ -9,10 +9,18 @@
 //     declares __launch_bounds__ and opens with its math, shapes and launch
 //     preconditions;
 //   - buffers are float32 row-major; element counts and sizes are int
-//     (the Go side checks they fit); scalars arrive one per 8-byte slot;
+//     (a device buffer holds fewer than 2^31 elements: gpu/device.go);
+//     scalars arrive one per 8-byte slot;
+//   - a loop counter that steps past a count (a grid-stride loop, a block
+//     striding over a row or an image) is 64-bit: near 2^31 elements the
+//     step past the end would overflow an int (an unsigned counter also
+//     holds count + step when the step is a block's or a warp's width).
+//     Inside the loop the index is below the count and may be narrowed to
+//     an int for arithmetic;
 //   - float arithmetic that the CPU backend does in float32 is written with
 //     fm_mul/fm_add (no FMA contraction), so that elementwise results are
-//     bit-identical to gpu/cpu.go; reductions accumulate in double.
+//     bit-identical to the CPU backend (gpu/cpu_*.go); reductions
+//     accumulate in double.
 #pragma once
 
 #ifdef __CUDACC__
@@ -34,7 +42,7 @@ static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }
 #endif
 
-// Activation codes: gpu.Act (gpu/backend.go) is part of this ABI.
+// Activation codes: gpu.Act (gpu/dense.go) is part of this ABI.
 #define FM_ACT_NONE 0
 #define FM_ACT_SILU 1
 
@@ -43,11 +51,12 @@ FM_DEVICE int imax(int a, int b) { return a > b ? a : b; }
 FM_DEVICE float fabs32(float v) { return v < 0.0f ? -v : v; }
 FM_DEVICE float fmax32(float a, float b) { return a > b ? a : b; }
 
-// Global linear thread id and grid stride of a 1-D launch.
-FM_DEVICE int global_tid() { return (int)(blockIdx.x * blockDim.x + threadIdx.x); }
-FM_DEVICE int grid_stride() { return (int)(gridDim.x * blockDim.x); }
+// Global linear thread id and grid stride of a 1-D launch, for the 64-bit
+// counters of grid-stride loops.
+FM_DEVICE long long global_tid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+FM_DEVICE long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
 
-// silu(z) = z sigmoid(z), as gpu/cpu.go computes it in float32.
+// silu(z) = z sigmoid(z), as the CPU backend computes it in float32.
 FM_DEVICE float silu_f(float z) { return z / (1.0f + expf(-z)); }
 
 // d/dz silu(z) = s (1 + z (1 - s)), s = sigmoid(z).

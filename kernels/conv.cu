@@ -1,9 +1,9 @@
-// 2-D convolution over NCHW images (gpu.ConvShape) as implicit matrix
-// products: the three passes are GEMMs whose operands are gathered from the
-// images on the fly into the shared-memory tiles of gemm.cuh's layout
-// (64 x 64 outputs per block of 16 x 16 threads, k steps of 16, 4 x 4
-// outputs per thread read with 128-bit shared loads), so no im2col buffer
-// is ever written. With KK = K K, P = OH OW and q = (c, u, v) flattened as
+// The Conv family (gpu/conv.go): 2-D convolution over NCHW images
+// (gpu.ConvShape) and its gradients as implicit matrix products: the three
+// passes are GEMMs whose operands are gathered from the images on the fly
+// into the shared-memory tiles of gemm.cuh's layout (64 x 64 outputs per
+// block of 16 x 16 threads, k steps of 16, 4 x 4 outputs per thread read
+// with 128-bit shared loads), so no im2col buffer is ever written. With KK = K K, P = OH OW and q = (c, u, v) flattened as
 // c KK + u K + v (the filter's own layout):
 //   forward        y[b, o, p]  = bias[o] + sum_q w[o, q] col_b[q, p]
 //   backward data  dx[b, c, s] = sum_(o,u,v) w[o, c, u, v] dy[b, o, i, j]
@@ -60,7 +60,10 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
         ra[s] = g.row(av[s] ? row0 + ai[s] : 0);
         cb[s] = g.col(bv[s] ? col0 + bj[s] : 0);
     }
-    for (int k0 = kBegin; k0 < kEnd; k0 += GEMM_BK) {
+    // k0 runs over the tiles by count: k0 + GEMM_BK past kEnd may overflow
+    const int ktiles = (kEnd - kBegin) / GEMM_BK + ((kEnd - kBegin) % GEMM_BK != 0);
+    for (int kt = 0; kt < ktiles; kt++) {
+        const int k0 = kBegin + kt * GEMM_BK;
         FM_UNROLL
         for (int s = 0; s < 4; s++) {
             int ka = k0 + ap[s], kb = k0 + bq[s];
@@ -158,7 +161,7 @@ FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const flo
 }
 
 // conv2d_forward_kernel: y[b, o, p] = bias[o] + sum_q w[o, q] col_b[q, p]
-// (gpu.Backend.Conv2D); bias may be null (no bias), added in float32 after
+// (gpu.Conv.Conv2D); bias may be null (no bias), added in float32 after
 // the product.
 // Shapes: x (batch, inC, h, w); w (outC, inC, k, k); bias (outC); y (batch,
 // outC, oh, ow) with oh = (h + 2 pad - k) / stride + 1, ow likewise; y must
@@ -237,7 +240,7 @@ FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, con
 }
 
 // conv2d_data_backward_kernel: dx = the gradient of sum(dy * y) with
-// respect to x (gpu.Backend.Conv2DBackwardData), overwritten:
+// respect to x (gpu.Conv.Conv2DBackwardData), overwritten:
 // dx[b, c, h, w] = sum over (o, u, v) with h = i S + u - Pad and
 // w = j S + v - Pad for some output (i, j) of w[o, c, u, v] dy[b, o, i, j].
 // Shapes: dy (batch, outC, oh, ow); w (outC, inC, k, k); dx (batch, inC, h,
@@ -292,7 +295,7 @@ struct conv_bwd_filter_gather {
 };
 
 // conv2d_filter_backward_kernel: the gradient of sum(dy * y) with respect
-// to w (gpu.Backend.Conv2DBackwardFilter), its sum over batch P terms split
+// to w (gpu.Conv.Conv2DBackwardFilter), its sum over batch P terms split
 // into gridDim.z chunks of `chunk`: chunk z covers terms [z chunk,
 // (z + 1) chunk). With partial null (one chunk) it writes
 // dw[o, q] = sum_(b,p) dy[b, o, p] col_b[q, p]; otherwise
@@ -346,7 +349,7 @@ extern "C" __global__ void __launch_bounds__(256)
     const int qb = step / P, rp = step % P;
     int b = (int)threadIdx.x / P, p = (int)threadIdx.x % P;
     double acc = 0.0;
-    for (int e = threadIdx.x; e < ne; e += step) {
+    for (long long e = threadIdx.x; e < ne; e += step) {
         acc += (double)dy[(long long)(b * outC + o) * P + p];
         b += qb;
         p += rp;

@@ -1,5 +1,6 @@
-// The tiled matrix product shared by gemm.cu (C = alpha op(A) op(B) +
-// beta C) and mlp.cu (the Linear layer with its fused epilogue).
+// The tiled matrix product shared by products.cu (C = alpha op(A) op(B) +
+// beta C) and dense.cu (the Linear layer with its fused epilogue); conv.cu
+// gathers its operands into the same tiles.
 //
 // Tiling: a block of 16 x 16 threads computes a GEMM_BM x GEMM_BN = 64 x 64
 // tile of the output; thread (tx, ty) owns the 4 x 4 outputs at rows
@@ -50,7 +51,10 @@ FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int l
     for (int i = 0; i < 4; i++)
         FM_UNROLL
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-    for (int k0 = 0; k0 < k; k0 += GEMM_BK) {
+    // k0 runs over the tiles by count: k0 + GEMM_BK past k may overflow
+    const int ktiles = k / GEMM_BK + (k % GEMM_BK != 0);
+    for (int kt = 0; kt < ktiles; kt++) {
+        const int k0 = kt * GEMM_BK;
         FM_UNROLL
         for (int s = 0; s < (GEMM_BM * GEMM_BK) / GEMM_THREADS; s++) {
             int l = tid + GEMM_THREADS * s;

@@ -1,6 +1,7 @@
-// Group normalization over NCHW images (gpu.GroupNormShape): one block per
-// (image, group), whose C/G channels of HW positions are one contiguous
-// run of n = (C/G) HW floats. Statistics and gradient sums are accumulated
+// The Norm family (gpu/norm.go): group normalization over NCHW images
+// (gpu.GroupNormShape) and its gradient, one block per (image, group),
+// whose C/G channels of HW positions are one contiguous run of
+// n = (C/G) HW floats. Statistics and gradient sums are accumulated
 // in double in a fixed order (block and warp reductions of a fixed shape,
 // then the images in order), so every result is deterministic.
 #include "common.cuh"
@@ -40,10 +41,10 @@ extern "C" __global__ void __launch_bounds__(256)
     const long long base = (long long)bg * n;  // (b C + g cpg) HW
     const int step = (int)blockDim.x;
     double s = 0.0;
-    for (int e = threadIdx.x; e < n; e += step) s += (double)x[base + e];
+    for (long long e = threadIdx.x; e < n; e += step) s += (double)x[base + e];
     const double mu = block_allsum_d(s) / (double)n;
     double ss = 0.0;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         double d = (double)x[base + e] - mu;
         ss += d * d;
     }
@@ -57,7 +58,7 @@ extern "C" __global__ void __launch_bounds__(256)
     // (qc, rp) with a carry.
     const int qc = step / HW, rp = step % HW;
     int ch = (int)threadIdx.x / HW, p = (int)threadIdx.x % HW;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         int c = c0 + ch;
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
         y[base + e] = fm_add(fm_mul(xh, gamma[c]), beta[c]);
@@ -99,7 +100,9 @@ extern "C" __global__ void __launch_bounds__(256)
     for (int ch = w; ch < cpg; ch += nw) {
         const long long cb = base + (long long)ch * HW;
         double sd = 0.0, sdx = 0.0;
-        for (int p = lane; p < HW; p += 32) {
+        // unsigned, not 64-bit: HW + 32 < 2^32, and a 64-bit counter
+        // makes this loop spill registers on sm_90
+        for (unsigned p = lane; p < (unsigned)HW; p += 32) {
             float g = dy[cb + p];
             float xh = fm_mul(fm_sub(x[cb + p], mf), rf);
             sd += (double)g;
@@ -130,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(256)
     const int step = (int)blockDim.x;
     const int qc = step / HW, rp = step % HW;
     int ch = (int)threadIdx.x / HW, p = (int)threadIdx.x % HW;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         int c = c0 + ch;
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
         float t = fm_sub(fm_sub(fm_mul(dy[base + e], gamma[c]), A), fm_mul(xh, B));
@@ -152,7 +155,7 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     group_norm_param_backward_reduce_kernel(int batch, int C, const double* __restrict__ part,
                                             float* __restrict__ dgamma, float* __restrict__ dbeta) {
-    for (int c = global_tid(); c < C; c += grid_stride()) {
+    for (long long c = global_tid(); c < C; c += grid_stride()) {
         double sg = 0.0, sb = 0.0;
         for (int b = 0; b < batch; b++) {
             sg += part[(long long)b * C + c];

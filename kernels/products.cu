@@ -1,4 +1,5 @@
-// General matrix products for the network's forward and backward passes.
+// The Products family (gpu/products.go): general and batched matrix
+// products for the networks' forward and backward passes.
 #include "gemm.cuh"
 
 // gemm_body: C = alpha op(A) op(B) + beta C over the block's tile; C is not
@@ -58,7 +59,7 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // gemm_batched_{nn,nt,tn,tt}_forward_kernel: for z < batch, C_z = alpha
 // op(A_z) op(B_z) + beta C_z with A_z = A + z strideA, B_z = B + z strideB,
-// C_z = C + z strideC (gpu.Backend.GemmBatched: attention's per-image
+// C_z = C + z strideC (gpu.Products.GemmBatched: attention's per-image
 // products), each as gemm_*_forward_kernel; block (bx, by, bz) computes
 // tile (bx, by) of products bz, bz + gridDim.z, ....
 // Shapes: as gemm_*_forward_kernel for each z; strides >= 0; the C_z do not
@@ -69,7 +70,8 @@ template <bool TA, bool TB>
 FM_DEVICE void gemm_batched_body(int batch, int m, int n, int k, float alpha, const float* __restrict__ A, int lda,
                                  int strideA, const float* __restrict__ B, int ldb, int strideB, float beta,
                                  float* __restrict__ C, int ldc, int strideC) {
-    for (int z = (int)blockIdx.z; z < batch; z += (int)gridDim.z)
+    // unsigned: batch + gridDim.z < 2^32
+    for (unsigned z = blockIdx.z; z < (unsigned)batch; z += gridDim.z)
         gemm_body<TA, TB>(m, n, k, alpha, A + (long long)z * strideA, lda, B + (long long)z * strideB, ldb, beta,
                           C + (long long)z * strideC, ldc);
 }

@@ -1,12 +1,13 @@
-// The network's fused ops: the Linear layer (matrix product with bias and
-// activation in its epilogue), the bias + activation backward with the
-// bias gradient's column sums, the time embedding of the input, and the
-// MSE loss with its gradient.
+// The Dense family (gpu/dense.go): the Linear layer (matrix product with
+// bias and activation in its epilogue), the bias + activation backward with
+// the bias gradient's column sums (bias_grad_reduce_kernel, reduce.cu, adds
+// them), the activation alone, the network's input encodings (the time
+// embedding, one-hot labels), and the MSE loss with its gradient.
 #include "gemm.cuh"
 
-// linear_forward_kernel: pre = x W^T + bias, y = act(pre) (gpu.Backend.Linear).
+// linear_forward_kernel: pre = x W^T + bias, y = act(pre) (gpu.Dense.Linear).
 // The product is gemm_nt's tile; the epilogue adds the bias and applies the
-// activation in float32 as gpu/cpu.go (z = acc + bias; silu(z) = z / (1 +
+// activation in float32 as the CPU backend (z = acc + bias; silu(z) = z / (1 +
 // exp(-z))). pre may be null; y may equal pre only when act is none; bias
 // may be null (no bias).
 // Shapes: x (rows, in) with row stride ldx; W (out, in) (PyTorch layout);
@@ -48,11 +49,11 @@ extern "C" __global__ void __launch_bounds__(256)
     __shared__ double colsum[8][32];
     int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     int c = (int)blockIdx.x * 32 + tx;
-    int r0 = (int)blockIdx.y * chunk, r1 = imin(rows, r0 + chunk);
+    const long long r0 = (long long)blockIdx.y * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
     double acc = 0.0;
     if (c < cols) {
-        for (int r = r0 + ty; r < r1; r += (int)blockDim.y) {
-            long long i = (long long)r * cols + c;
+        for (long long r = r0 + ty; r < r1; r += blockDim.y) {
+            long long i = r * cols + c;
             float g = dY[i];
             if (act == FM_ACT_SILU) g = fm_mul(g, silu_grad_f(pre[i]));
             dPre[i] = g;
@@ -69,33 +70,20 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// bias_grad_reduce_kernel: dBias[c] = (float) sum_k partial[k, c], the chunks
-// in order.
-// Shapes: partial (chunks, cols) doubles; dBias (cols).
-// Launch: 1-D, any grid (grid-stride loop over columns), block <= 256.
-extern "C" __global__ void __launch_bounds__(256)
-    bias_grad_reduce_kernel(const double* __restrict__ partial, int chunks, int cols, float* __restrict__ dBias) {
-    for (int c = global_tid(); c < cols; c += grid_stride()) {
-        double s = 0.0;
-        for (int k = 0; k < chunks; k++) s += partial[(long long)k * cols + c];
-        dBias[c] = (float)s;
-    }
-}
-
 // embed_input_forward_kernel: out = [x | emb(t)] row by row
-// (gpu.Backend.EmbedInput): out[r, 0:d] = x[r]; with freqs = 0,
+// (gpu.Dense.EmbedInput): out[r, 0:d] = x[r]; with freqs = 0,
 // out[r, d] = t[r]; otherwise out[r, d + j] = sin(scale t w_j) and
 // out[r, d + freqs + j] = cos(scale t w_j), w_j = maxPeriod^(-j / freqs),
-// in double as gpu/cpu.go (the argument reaches scale, about 1e3).
+// in double as the CPU backend (the argument reaches scale, about 1e3).
 // Shapes: x (rows, d); t (rows); out (rows, d + max(1, 2 freqs)).
 // Launch: 1-D, any grid (grid-stride loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256)
     embed_input_forward_kernel(int rows, int d, const float* __restrict__ x, const float* __restrict__ t, int freqs,
                                double scale, double maxPeriod, float* __restrict__ out) {
-    int w = d + (freqs == 0 ? 1 : 2 * freqs);
-    int n = rows * w;
-    for (int i = global_tid(); i < n; i += grid_stride()) {
-        int r = i / w, c = i % w;
+    const int w = d + (freqs == 0 ? 1 : 2 * freqs);
+    const int n = rows * w;
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
+        const int e = (int)i, r = e / w, c = e % w;
         if (c < d) {
             out[i] = x[(long long)r * d + c];
         } else if (freqs == 0) {
@@ -112,7 +100,7 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 // mse_loss_backward_kernel: grad[i] = g2 (pred[i] - target[i]) with g2 =
-// 2 scale (float32, as gpu/cpu.go), and partial[b] = sum over block b's
+// 2 scale (float32, as the CPU backend), and partial[b] = sum over block b's
 // elements of (pred - target)^2 in double; sum_final_reduce_kernel(scale)
 // turns the partials into the loss. grad may alias pred.
 // Shapes: pred, target, grad (n); partial (gridDim.x) doubles.
@@ -121,11 +109,36 @@ extern "C" __global__ void __launch_bounds__(256)
     mse_loss_backward_kernel(const float* pred, const float* __restrict__ target, float g2, float* grad, int n,
                              double* __restrict__ partial) {
     double acc = 0.0;
-    for (int i = global_tid(); i < n; i += grid_stride()) {
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
         float e = fm_sub(pred[i], target[i]);
         grad[i] = fm_mul(g2, e);
         acc += (double)e * (double)e;
     }
     acc = block_sum_d(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+
+// activate_forward_kernel: y[i] = act(x[i]) (gpu.Dense.Activate), as the
+// CPU backend in float32: silu(z) = z / (1 + exp(-z)); none copies. y may
+// alias x.
+// Shapes: x, y (n). Launch: 1-D, any grid (grid-stride loop), block <= 256.
+extern "C" __global__ void __launch_bounds__(256) activate_forward_kernel(int act, const float* x, float* y, int n) {
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
+        float z = x[i];
+        y[i] = act == FM_ACT_SILU ? silu_f(z) : z;
+    }
+}
+
+// one_hot_forward_kernel: out[r, c] = 1 if labels[r] == c else 0
+// (gpu.Dense.OneHot): a label that is not one of 0 .. classes-1 exactly
+// (negative, too large, fractional, NaN) gives a zero row.
+// Shapes: labels (rows); out (rows, classes).
+// Launch: 1-D, any grid (grid-stride loop), block <= 256.
+extern "C" __global__ void __launch_bounds__(256)
+    one_hot_forward_kernel(int rows, int classes, const float* __restrict__ labels, float* __restrict__ out) {
+    const int n = rows * classes;
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
+        const int e = (int)i, r = e / classes, c = e - r * classes;
+        out[i] = labels[r] == (float)c ? 1.0f : 0.0f;
+    }
 }

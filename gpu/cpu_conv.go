@@ -2,7 +2,7 @@ package gpu
 
 import "github.com/fmgpu/fmgpu/internal/sgemm"
 
-// Convolutions on the CPU backend: im2col and one matrix product.
+// The CPU backend's Conv ops: im2col and one matrix product.
 //
 // For a group of nb images, col is the (InC K K) x N matrix whose row
 // r = (c K + u) K + v holds, for every output position (image, i, j),
@@ -38,24 +38,15 @@ import "github.com/fmgpu/fmgpu/internal/sgemm"
 // and one product. Every output element is computed by one thread in a
 // fixed order, so the results do not depend on the thread count.
 //
-// Measured on one Zen 4 core (process CPU time, batch 128, 3 x 3, pad 1;
-// sgemm alone reaches 100-110 GFLOP/s on these products), forward,
-// backward data and filter: stride 1 at 28 x 28 with 32 channels 76-81
-// GFLOP/s, with 64 channels 88-90; 128 channels at 14 x 14 80-90 and at
-// 7 x 7 70-72; stride 2 (64 channels, 28 to 14) 59-61; a 1 x 1
-// convolution of 192 to 64 channels at 14 x 14 71-88. The input layer (1
-// channel) and an output layer to 1 channel run at 10-40: their products
-// are too thin.
+// Measured speeds of these convolutions: docs/performance.md.
 
 const (
 	// convTargetN: images are grouped until the product has about this
-	// many columns. Every group hands work to this backend's pool and to
-	// sgemm's, whose workers do not share cores well (sgemm's spin for
-	// 50 µs after a product, holding a core our pool's worker then waits
-	// for; a parked sgemm worker wakes late and the caller computes the
-	// product alone): on 2 cores, 2048 columns instead of 512 took the
-	// MNIST U-Net step (batch 64) from 1.11 to 0.91 s, at a cost of 2% on
-	// one core (the im2col matrix no longer stays in L2).
+	// many columns. Every group costs two hand-offs to the workers (its
+	// im2col stage, its product), each waking them and waiting for the
+	// slowest; larger groups amortize them over more work, at the price
+	// of an im2col matrix that no longer stays in L2 (a few percent on one
+	// core). The measurements behind the value: docs/performance.md.
 	convTargetN = 2048
 	// convMaxCol bounds the im2col matrix of a group (floats, 32 MiB).
 	convMaxCol = 8 << 20
@@ -63,6 +54,23 @@ const (
 	// (the product's rows) goes through col2im, whose product has InC K K.
 	convMinFlipC = 8
 )
+
+// convState holds the convolutions' tasks and scratch buffers.
+type convState struct {
+	plan     convPlan
+	col, tmp []float32  // im2col matrix; grouped product or dY
+	xpad     []float32  // padded planes of a group (im2col, col2im)
+	dwt      []float32  // dW^T accumulated by Conv2DBackwardFilter
+	wt       []float32  // flipped filter of Conv2DBackwardData
+	stages   stagesTask // the tasks of one pool call
+	build    buildTask
+	flip     flipTask
+	col2im   col2imTask
+	move     convMoveTask
+	biasFill convBiasFillTask
+	biasGrad convBiasGradTask
+	dwT      transposeTask // dW^T to dW
+}
 
 // convPlan is a convolution's derived sizes.
 type convPlan struct {
@@ -78,17 +86,12 @@ type convPlan struct {
 	npos    int  // col columns per image: OutH ldo
 	nb      int  // images per group
 	ld      int  // col's row stride nb npos
-	xLen    int  // Batch InC H W
-	yLen    int  // Batch OutC OutH OutW
 	wLen    int  // OutC InC K K
 }
 
-// newConvPlan plans s; compact keeps the compact output layout (col2im
-// reads it) at stride 1.
+// newConvPlan plans s (checked by the op's check); compact keeps the
+// compact output layout (col2im reads it) at stride 1.
 func newConvPlan(s ConvShape, compact bool) convPlan {
-	if err := s.Validate(); err != nil {
-		panic(err.Error())
-	}
 	p := convPlan{s: s, oh: s.OutH(), ow: s.OutW(), hw: s.H * s.W, kk: s.K * s.K}
 	p.ohw = p.oh * p.ow
 	p.ckk = s.InC * p.kk
@@ -104,8 +107,6 @@ func newConvPlan(s ConvShape, compact bool) convPlan {
 		}
 	}
 	p.npos = p.oh * p.ldo
-	p.xLen = s.Batch * s.InC * p.hw
-	p.yLen = s.Batch * s.OutC * p.ohw
 	p.wLen = s.OutC * p.ckk
 	p.nb = 1
 	if !p.direct {
@@ -376,43 +377,6 @@ func (t *flipTask) run(lo, hi int) {
 	}
 }
 
-// transposeTask writes y_i = x_i^T for the matrices (and the blocks of 32
-// rows of each) in [lo, hi): unit = i bRows + row block.
-type transposeTask struct {
-	x, y       []float32
-	rows, cols int
-	bRows      int // row blocks per matrix
-}
-
-const transposeBlock = 32
-
-func (t *transposeTask) run(lo, hi int) {
-	rows, cols := t.rows, t.cols
-	for unit := lo; unit < hi; unit++ {
-		i, rb := unit/t.bRows, unit%t.bRows
-		x := t.x[i*rows*cols:][:rows*cols]
-		y := t.y[i*rows*cols:][:rows*cols]
-		r0, r1 := rb*transposeBlock, min(rows, (rb+1)*transposeBlock)
-		for c0 := 0; c0 < cols; c0 += transposeBlock {
-			c1 := min(cols, c0+transposeBlock)
-			for r := r0; r < r1; r++ {
-				xr := x[r*cols+c0 : r*cols+c1]
-				for j, v := range xr {
-					y[(c0+j)*rows+r] = v
-				}
-			}
-		}
-	}
-}
-
-// scratch returns (*buf)[:n], grown when needed.
-func scratch(buf *[]float32, n int) []float32 {
-	if cap(*buf) < n {
-		*buf = make([]float32, n)
-	}
-	return (*buf)[:n]
-}
-
 // stagesTask runs up to four independent tasks as one pool call (one
 // hand-off to the workers instead of one per task): stage k has n_k units
 // of rough cost w_k, and the call's index space is their total cost, so
@@ -455,7 +419,7 @@ func (m *stagesTask) run(lo, hi int) {
 }
 
 func (c *CPU) runStages() {
-	st := &c.img.stages
+	st := &c.conv.stages
 	if st.k > 0 {
 		c.pool.do(st, st.total, 1)
 	}
@@ -468,12 +432,12 @@ func (c *CPU) addBuild(p *convPlan, x []float32, b0, nb int) (b []float32, ldb i
 	if p.direct {
 		return x[b0*s.InC*p.hw:], p.hw
 	}
-	t := &c.img.build
-	*t = buildTask{p: p, x: x, col: scratch(&c.img.col, p.ckk*p.ld), b0: b0}
+	t := &c.conv.build
+	*t = buildTask{p: p, x: x, col: scratch(&c.conv.col, p.ckk*p.ld), b0: b0}
 	if p.padded {
-		t.xpad = scratch(&c.img.xpad, nb*s.InC*p.plane)
+		t.xpad = scratch(&c.conv.xpad, nb*s.InC*p.plane)
 	}
-	c.img.stages.add(t, nb*s.InC, p.buildWork())
+	c.conv.stages.add(t, nb*s.InC, p.buildWork())
 	return t.col, p.ld
 }
 
@@ -487,9 +451,9 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 	s := p.s
 	var grp []float32
 	if !p.inPlace() {
-		grp = scratch(&c.img.tmp, s.OutC*p.ld)
+		grp = scratch(&c.conv.tmp, s.OutC*p.ld)
 	}
-	st := &c.img.stages
+	st := &c.conv.stages
 	ng := p.groups()
 	for g := 0; g <= ng; g++ {
 		st.reset()
@@ -498,7 +462,7 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 		}
 		if g > 0 && !p.inPlace() {
 			b0 := (g - 1) * p.nb
-			m := &c.img.move
+			m := &c.conv.move
 			*m = convMoveTask{p: p, nchw: y, grp: grp, bias: bias, b0: b0, scatter: true}
 			st.add(m, min(p.nb, s.Batch-b0)*s.OutC, 2*p.ohw)
 		}
@@ -511,7 +475,7 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 		src, ldb := c.addBuild(p, x, b0, nb)
 		beta := float32(0)
 		if p.inPlace() && bias != nil {
-			f := &c.img.biasFill
+			f := &c.conv.biasFill
 			*f = convBiasFillTask{p: p, y: y, bias: bias, b0: b0}
 			st.add(f, s.OutC, p.ohw)
 			beta = 1
@@ -526,25 +490,18 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 }
 
 func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
-	c.img.plan = newConvPlan(s, false)
-	p := &c.img.plan
+	checkConv2D(s, x, w, bias, y)
+	c.conv.plan = newConvPlan(s, false)
+	p := &c.conv.plan
 	xd, wd, bd, yd := host(x), host(w), host(bias), host(y)
-	checkLen("conv x", xd, p.xLen)
-	checkLen("conv w", wd, p.wLen)
-	checkLen("conv y", yd, p.yLen)
-	if bd != nil {
-		checkLen("conv bias", bd, s.OutC)
-	}
 	c.convForward(p, xd, wd, bd, yd, nil, 0, 0)
 }
 
 func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
-	c.img.plan = newConvPlan(s, false)
-	p := &c.img.plan
+	checkConv2DBackwardData(s, dy, w, dx)
+	c.conv.plan = newConvPlan(s, false)
+	p := &c.conv.plan
 	dyd, wd, dxd := host(dy), host(w), host(dx)
-	checkLen("conv dy", dyd, p.yLen)
-	checkLen("conv w", wd, p.wLen)
-	checkLen("conv dx", dxd, p.xLen)
 	if p.direct {
 		// dx_b (InC x HW) = W^T dy_b
 		for b := 0; b < s.Batch; b++ {
@@ -555,31 +512,31 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	if s.Stride == 1 && s.Pad < s.K && s.InC >= convMinFlipC {
 		// dx = conv(dy, flipped W^T) with Pad' = K - 1 - Pad: the same
 		// output size H x W.
-		f := &c.img.flip
-		*f = flipTask{s: s, w: wd, wt: scratch(&c.img.wt, p.wLen)}
-		c.img.plan = newConvPlan(ConvShape{Batch: s.Batch, InC: s.OutC, H: p.oh, W: p.ow, OutC: s.InC, K: s.K, Stride: 1, Pad: s.K - 1 - s.Pad}, false)
-		c.convForward(&c.img.plan, dyd, f.wt, nil, dxd, f, s.InC, s.OutC*p.kk)
+		f := &c.conv.flip
+		*f = flipTask{s: s, w: wd, wt: scratch(&c.conv.wt, p.wLen)}
+		c.conv.plan = newConvPlan(ConvShape{Batch: s.Batch, InC: s.OutC, H: p.oh, W: p.ow, OutC: s.InC, K: s.K, Stride: 1, Pad: s.K - 1 - s.Pad}, false)
+		c.convForward(&c.conv.plan, dyd, f.wt, nil, dxd, f, s.InC, s.OutC*p.kk)
 		return
 	}
 	// col (CKK x N) = W^T dY, then col2im; a group's col2im joins the
 	// next group's gather of dY.
-	c.img.plan = newConvPlan(s, true)
-	col := scratch(&c.img.col, p.ckk*p.ld)
+	c.conv.plan = newConvPlan(s, true)
+	col := scratch(&c.conv.col, p.ckk*p.ld)
 	var grp []float32
 	if p.nb > 1 {
-		grp = scratch(&c.img.tmp, s.OutC*p.ld)
+		grp = scratch(&c.conv.tmp, s.OutC*p.ld)
 	}
 	var xpad []float32
 	if p.padded {
-		xpad = scratch(&c.img.xpad, p.nb*s.InC*p.plane)
+		xpad = scratch(&c.conv.xpad, p.nb*s.InC*p.plane)
 	}
-	st := &c.img.stages
+	st := &c.conv.stages
 	ng := p.groups()
 	for g := 0; g <= ng; g++ {
 		st.reset()
 		if g > 0 {
 			b0 := (g - 1) * p.nb
-			t := &c.img.col2im
+			t := &c.conv.col2im
 			*t = col2imTask{p: p, col: col, dx: dxd, xpad: xpad, b0: b0}
 			st.add(t, min(p.nb, s.Batch-b0)*s.InC, 2*p.kk*p.hw)
 		}
@@ -591,7 +548,7 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 		nb := min(p.nb, s.Batch-b0)
 		src, ldb := dyd[b0*s.OutC*p.ohw:], p.ohw
 		if p.nb > 1 {
-			m := &c.img.move
+			m := &c.conv.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
 			st.add(m, nb*s.OutC, p.ohw)
 			src, ldb = grp, p.ld
@@ -602,17 +559,14 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 }
 
 func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
-	c.img.plan = newConvPlan(s, false)
-	p := &c.img.plan
+	checkConv2DBackwardFilter(s, x, dy, dw, dbias)
+	c.conv.plan = newConvPlan(s, false)
+	p := &c.conv.plan
 	xd, dyd, dwd, dbd := host(x), host(dy), host(dw), host(dbias)
-	checkLen("conv x", xd, p.xLen)
-	checkLen("conv dy", dyd, p.yLen)
-	checkLen("conv dw", dwd, p.wLen)
-	st := &c.img.stages
+	st := &c.conv.stages
 	st.reset()
 	if dbd != nil {
-		checkLen("conv dbias", dbd, s.OutC)
-		t := &c.img.biasGrad
+		t := &c.conv.biasGrad
 		*t = convBiasGradTask{p: p, dy: dyd, db: dbd}
 		st.add(t, s.OutC, s.Batch*p.ohw)
 	}
@@ -625,9 +579,9 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	// in place by the product and only the small dY is packed.
 	var grp []float32
 	if !p.inPlace() {
-		grp = scratch(&c.img.tmp, s.OutC*p.ld)
+		grp = scratch(&c.conv.tmp, s.OutC*p.ld)
 	}
-	dwt := scratch(&c.img.dwt, p.wLen)
+	dwt := scratch(&c.conv.dwt, p.wLen)
 	for g := 0; g < p.groups(); g++ {
 		if g > 0 {
 			st.reset()
@@ -637,7 +591,7 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 		a, lda := c.addBuild(p, xd, b0, nb)
 		gy, ldg := dyd[b0*s.OutC*p.ohw:], p.ohw
 		if !p.inPlace() {
-			m := &c.img.move
+			m := &c.conv.move
 			*m = convMoveTask{p: p, nchw: dyd, grp: grp, b0: b0}
 			st.add(m, nb*s.OutC, p.ohw)
 			gy, ldg = grp, p.ld
@@ -649,7 +603,7 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 		}
 		sgemm.Gemm(false, true, p.ckk, s.OutC, nb*p.npos, 1, a, lda, gy, ldg, beta, dwt, s.OutC)
 	}
-	t := &c.img.transpose
+	t := &c.conv.dwT
 	*t = transposeTask{x: dwt, y: dwd, rows: p.ckk, cols: s.OutC, bRows: (p.ckk + transposeBlock - 1) / transposeBlock}
 	c.pool.do(t, t.bRows, transposeBlock*s.OutC)
 }

@@ -1,8 +1,11 @@
-// The fused optimizer step: Adam or AdamW with gradient clipping by the
-// global norm and the EMA of the weights, over all parameters in one pass.
+// The Optimizer family (gpu/optimizer.go): the fused optimizer step, Adam
+// or AdamW with gradient clipping by the global norm and the EMA of the
+// weights over all parameters in one pass, and the sum of squares the
+// norm comes from (sum_final_reduce_kernel, reduce.cu, is its second
+// pass).
 #include "common.cuh"
 
-// adam_ema_update_kernel: one step over n parameters (gpu.Backend.AdamEMA).
+// adam_ema_update_kernel: one step over n parameters (gpu.Optimizer.AdamEMA).
 // With gss = gradSumSq[0] (read from device memory: no host round trip):
 //   if gss is not finite: nothing changes, and status[0] = step if it was 0;
 //   clip = maxGradNorm / (sqrt(gss) + 1e-6) if maxGradNorm > 0 and
@@ -11,7 +14,8 @@
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
 //   p -= lr (m ib1 / (sqrt(v ib2) + eps) (+ wd p if decoupled))
 //   ema = d ema + (1-d) p  when d = emaDecay > 0 (ema may be null otherwise)
-// in float32 with gpu/cpu.go's rounding (ib1 = 1/(1-b1^t), ib2 likewise).
+// in float32 with the CPU backend's rounding (ib1 = 1/(1-b1^t), ib2
+// likewise).
 // Shapes: p, grad, m, v, ema (n); gradSumSq, status (1).
 // Launch: 1-D, at least one block (for the status), any grid (grid-stride
 // loop), block <= 256.
@@ -31,7 +35,7 @@ extern "C" __global__ void __launch_bounds__(256)
         if (norm > (double)maxGradNorm) clip = (float)((double)maxGradNorm / (norm + 1e-6));
     }
     float omb1 = fm_sub(1.0f, b1), omb2 = fm_sub(1.0f, b2), omd = fm_sub(1.0f, emaDecay);
-    for (int i = global_tid(); i < n; i += grid_stride()) {
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
         float pi = p[i];
         float gi = fm_mul(clip, grad[i]);
         if (wd != 0.0f && !decoupled) gi = fm_add(gi, fm_mul(wd, pi));
@@ -45,4 +49,19 @@ extern "C" __global__ void __launch_bounds__(256)
         p[i] = pi;
         if (emaDecay > 0.0f) ema[i] = fm_add(fm_mul(emaDecay, ema[i]), fm_mul(omd, pi));
     }
+}
+
+// sum_squares_reduce_kernel: partial[b] = sum over block b's elements of
+// x_i^2 (the global gradient norm before clipping).
+// Shapes: x (n); partial (gridDim.x) doubles.
+// Launch: 1-D grid, 256 threads (a multiple of 32: block_sum_d).
+extern "C" __global__ void __launch_bounds__(256)
+    sum_squares_reduce_kernel(const float* __restrict__ x, int n, double* __restrict__ partial) {
+    double acc = 0.0;
+    for (long long i = global_tid(); i < n; i += grid_stride()) {
+        double v = (double)x[i];
+        acc += v * v;
+    }
+    acc = block_sum_d(acc);
+    if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }

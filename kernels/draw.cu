@@ -1,7 +1,8 @@
-// The fused flow-matching ops: x_t and u_t of a conditional probability
-// path (flow/path.go, ../shared/MATH.md) in one pass over x0, x1 and t,
-// and the fused training draw that also draws the batch indices, times and
-// noise in-kernel with Philox, as the CPU backend does.
+// The Draw family (gpu/draw.go): x_t and u_t of a conditional probability
+// path (flow/path.go, docs/math.md) in one pass over x0, x1 and t, the
+// fused training draw that also draws the batch indices, times and noise
+// in-kernel with Philox, as the CPU backend does, and the class labels of
+// the drawn rows.
 #include "philox.cuh"
 
 // Path kinds: flow.Kind (flow/path.go), part of this ABI.
@@ -86,11 +87,11 @@ extern "C" __global__ void __launch_bounds__(256)
     __syncthreads();
     // Element e = rr d + j of the block's rows; stepping e by blockDim.x
     // steps (rr, j) by (q, rem) with a carry, so no division per element.
-    int base = r0 * d, ne = nr * d, step = (int)blockDim.x;
-    int q = step / d, rem = step % d;
+    const int base = r0 * d, ne = nr * d, step = (int)blockDim.x;
+    const int q = step / d, rem = step % d;
     int rr = (int)threadIdx.x / d, j = (int)threadIdx.x % d;
-    for (int e = threadIdx.x; e < ne; e += step) {
-        int i = base + e;
+    for (long long e = threadIdx.x; e < ne; e += step) {
+        const int i = base + (int)e;
         path_apply(coef[rr], x0[i], x1[i], &xt[i], &ut[i]);
         rr += q;
         j += rem;
@@ -111,7 +112,7 @@ FM_DEVICE double time_transform(int kind, double mean, double std, double shift,
     return t;
 }
 
-// draw_batch_forward_kernel: the fused training draw (gpu.Backend.DrawBatch).
+// draw_batch_forward_kernel: the fused training draw (gpu.Draw.DrawBatch).
 // For each row r, with blk = r / 4 and lane = r % 4 of the Philox streams
 // (seed, purpose, step):
 //   i    = index_below(word(PurposeIndex), nData)
@@ -120,16 +121,16 @@ FM_DEVICE double time_transform(int kind, double mean, double std, double shift,
 //   x0[r, j] = priorStd * normal e of PurposeNoise, e = r d + j
 //   x1[r, j] = data[i, j]
 // and xt, ut as path_target_forward_kernel.
-// Shapes: data (nData, d); x0, x1, xt, ut (rows, d); t (rows). x0 and x1 may
-// be null (not written). Launch: as path_target_forward_kernel; each thread
+// Shapes: data (nData, d), 1 <= nData < 2^32; x0, x1, xt, ut (rows, d); t
+// (rows). x0 and x1 may be null (not written). Launch: as path_target_forward_kernel; each thread
 // of phase 2 makes one Philox block of four normals.
 extern "C" __global__ void __launch_bounds__(256) draw_batch_forward_kernel(
     unsigned long long seed, unsigned long long step, int kind, double p0, double p1, double tLo, double tHi,
-    float priorStd, int timeKind, double tMean, double tStd, double tShift, const float* __restrict__ data, int nData,
-    int d, int rows, float* __restrict__ x0, float* __restrict__ x1, float* __restrict__ t, float* __restrict__ xt,
+    float priorStd, int timeKind, double tMean, double tStd, double tShift, const float* __restrict__ data,
+    unsigned nData, int d, int rows, float* __restrict__ x0, float* __restrict__ x1, float* __restrict__ t, float* __restrict__ xt,
     float* __restrict__ ut, int rpb) {
     __shared__ float coef[256][4];
-    __shared__ int idx[256];
+    __shared__ unsigned idx[256];
     int r0 = (int)blockIdx.x * rpb;
     int nr = imin(rpb, rows - r0);
     if ((int)threadIdx.x < nr) {
@@ -147,26 +148,52 @@ extern "C" __global__ void __launch_bounds__(256) draw_batch_forward_kernel(
         tt = fmin(fmax(tt, tLo), tHi);
         float tv = (float)tt;
         t[r] = tv;
-        idx[threadIdx.x] = (int)index_below(lane_of(wi, lane), (unsigned)nData);
+        idx[threadIdx.x] = index_below(lane_of(wi, lane), nData);
         path_coef(kind, p0, p1, (double)tv, coef[threadIdx.x]);
     }
     __syncthreads();
     if (nr <= 0 || d <= 0) return;
-    int e0 = r0 * d, e1 = (r0 + nr) * d;
-    int b0 = e0 / 4, b1 = (e1 - 1) / 4;
+    const int e0 = r0 * d, e1 = (r0 + nr) * d;
+    const int b0 = e0 / 4, b1 = (e1 - 1) / 4;
     for (int b = b0 + (int)threadIdx.x; b <= b1; b += blockDim.x) {
         float z[4];
         normal_block(philox_block(seed, FM_PURPOSE_NOISE, step, (unsigned)b), z);
         FM_UNROLL
         for (int l = 0; l < 4; l++) {
-            int e = 4 * b + l;
-            if (e < e0 || e >= e1) continue;
-            int rr = e / d - r0, j = e % d;
+            const long long el = 4 * (long long)b + l;  // past e1 < 2^31 by up to 3
+            if (el < e0 || el >= e1) continue;
+            const int e = (int)el, rr = e / d - r0, j = e % d;
             float zz = fm_mul(priorStd, z[l]);
             float y = data[(long long)idx[rr] * d + j];
             if (x0) x0[e] = zz;
             if (x1) x1[e] = y;
             path_apply(coef[rr], zz, y, &xt[e], &ut[e]);
+        }
+    }
+}
+
+// draw_labels_forward_kernel: the class labels of draw_batch_forward_kernel's
+// rows (gpu.Draw.DrawLabels). For row r, with blk = r / 4 and lane =
+// r % 4 of the Philox streams (seed, purpose, step):
+//   i    = index_below(word(PurposeIndex), nData)    (draw_batch's index)
+//   u    = uniform01(word(PurposeLabelDrop))
+//   y[r] = u < dropout ? null : labels[i]
+// Shapes: labels (nData), 1 <= nData < 2^32; y (rows).
+// Launch: 1-D, one thread per Philox block of four rows, any grid
+// (grid-stride loop), block <= 256.
+extern "C" __global__ void __launch_bounds__(256)
+    draw_labels_forward_kernel(unsigned long long seed, unsigned long long step, const float* __restrict__ labels,
+                               unsigned nData, int rows, float dropout, float null_label, float* __restrict__ y) {
+    const long long nb = ((long long)rows + 3) / 4;
+    for (long long blk = global_tid(); blk < nb; blk += grid_stride()) {
+        fm_u32x4 wi = philox_block(seed, FM_PURPOSE_INDEX, step, (unsigned)blk);
+        fm_u32x4 wd = philox_block(seed, FM_PURPOSE_LABEL_DROP, step, (unsigned)blk);
+        FM_UNROLL
+        for (int l = 0; l < 4; l++) {
+            const long long r = 4 * blk + l;
+            if (r >= rows) break;
+            float u = uniform01(wd.w[l]);
+            y[r] = u < dropout ? null_label : labels[index_below(wi.w[l], nData)];
         }
     }
 }

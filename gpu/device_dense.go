@@ -1,0 +1,98 @@
+package gpu
+
+// The device backend's Dense ops: dense.cu's kernels.
+
+func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, pre, y Buffer) {
+	checkLinear(rows, in, out, x, ldx, w, bias, act, pre, y)
+	if rows == 0 || out == 0 || !d.usable(x, w, bias, pre, y) {
+		return
+	}
+	for r0 := 0; r0 < rows; r0 += maxGemmRows {
+		n := min(maxGemmRows, rows-r0)
+		var px, pp devPtr // x is not read when in = 0; pre may be nil
+		if in > 0 {
+			px = d.ptrAt(x, r0*ldx)
+		}
+		if pre != nil {
+			pp = d.ptrAt(pre, r0*out)
+		}
+		d.launch(d.call("linear_forward_kernel", gemmGrid(n, out), gemmBlock).
+			i32(n).i32(in).i32(out).ptr(px).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(bias)).
+			i32(int(act)).ptr(pp).ptr(d.ptrAt(y, r0*out)))
+	}
+}
+
+// bias_act_backward_kernel's blocks: 32 columns by biasRowThreads threads,
+// each block covering a chunk of rows, at most maxBiasChunks chunks.
+const (
+	biasColThreads = 32
+	biasRowThreads = 8
+	maxBiasChunks  = 64
+)
+
+func (d *DeviceBackend) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buffer) {
+	checkBiasActBackward(act, rows, cols, dY, pre, dPre, dBias)
+	if cols == 0 || !d.usable(dY, pre, dPre, dBias) {
+		return
+	}
+	if rows == 0 {
+		if dBias != nil {
+			d.Fill(dBias.Slice(0, cols), 0)
+		}
+		return
+	}
+	chunk := max(biasRowThreads, (rows+maxBiasChunks-1)/maxBiasChunks)
+	chunks := (rows + chunk - 1) / chunk
+	var partial devPtr
+	if dBias != nil {
+		partial = d.scratchPtr(8 * chunks * cols)
+	}
+	colBlocks := (cols + biasColThreads - 1) / biasColThreads
+	d.launch(d.call("bias_act_backward_kernel", dim3{uint32(colBlocks), uint32(chunks), 1}, dim3{biasColThreads, biasRowThreads, 1}).
+		i32(int(act)).i32(rows).i32(cols).ptr(d.ptr(dY)).ptr(d.ptr(pre)).ptr(d.ptr(dPre)).
+		ptr(partial).i32(chunk))
+	if dBias != nil {
+		d.columnSums(partial, chunks, cols, dBias)
+	}
+}
+
+func (d *DeviceBackend) Activate(act Act, x, y Buffer) {
+	n := checkActivate(act, x, y)
+	if n == 0 || !d.usable(x, y) {
+		return
+	}
+	d.launch(d.call("activate_forward_kernel", blocks1D(n), elemBlock).i32(int(act)).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
+}
+
+func (d *DeviceBackend) EmbedInput(rows, d0 int, x, t Buffer, emb TimeEmbedding, out Buffer) {
+	w := checkEmbedInput(rows, d0, x, t, emb, out)
+	n := rows * w
+	if n == 0 || !d.usable(x, t, out) {
+		return
+	}
+	d.launch(d.call("embed_input_forward_kernel", blocks1D(n), elemBlock).
+		i32(rows).i32(d0).ptr(d.ptr(x)).ptr(d.ptr(t)).i32(emb.Freqs).f64(float64(emb.Scale)).
+		f64(float64(emb.MaxPeriod)).ptr(d.ptr(out)))
+}
+
+func (d *DeviceBackend) OneHot(rows, classes int, labels, out Buffer) {
+	n := checkOneHot(rows, classes, labels, out)
+	if n == 0 || !d.usable(labels, out) {
+		return
+	}
+	d.launch(d.call("one_hot_forward_kernel", blocks1D(n), elemBlock).i32(rows).i32(classes).ptr(d.ptr(labels)).ptr(d.ptr(out)))
+}
+
+func (d *DeviceBackend) MSELoss(pred, target Buffer, scale float32, grad, loss Buffer) {
+	n := checkMSELoss(pred, target, grad, loss)
+	if !d.usable(pred, target, grad, loss) {
+		return
+	}
+	nb := redBlocks(n)
+	part := d.scratchPtr(8 * nb)
+	if n > 0 {
+		d.launch(d.call("mse_loss_backward_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+			ptr(d.ptr(pred)).ptr(d.ptr(target)).f32(2 * scale).ptr(d.ptr(grad)).i32(n).ptr(part))
+	}
+	d.finalSum(part, min(n, nb), float64(scale), loss)
+}
