@@ -3,10 +3,15 @@ package gputest
 import (
 	"fmt"
 	"math"
+	"testing"
 
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
 )
+
+// The Draw family (gpu/draw.go): the paths' arithmetic and the time
+// transform evaluated here in float64 from their documentation, the Philox
+// words from gpu.PhiloxBlock (random.go).
 
 // pathSpecs is every kind with its default parameters, plus an ot path
 // with sigma_min > 0 (the default 0 hides a wrong (1 - sigma_min) factor).
@@ -293,4 +298,126 @@ func drawStats(e *env) {
 	if same > rows/100 {
 		e.t.Errorf("DrawBatch Step 3 and Step 4 share %d of %d times", same, rows)
 	}
+}
+
+// DrawLabels: y[r] = labels[i_r] with i_r = IndexBelow(word r of stream
+// (seed, PurposeIndex, step), nData), or null when Uniform01(word r of
+// (seed, PurposeLabelDrop, step)) < dropout; bit for bit. The indices are
+// also the rows DrawBatch draws on the same backend (data whose row i is
+// i), and the dropout rate over 2^16 rows is within 5 standard errors.
+func testDrawLabels(e *env) {
+	cases := []struct {
+		nData, rows   int
+		dropout, null float32
+	}{
+		{1, 1, 0, -1}, {3, 3, 0.1, 10}, {10, 17, 0.5, 10}, {60000, 256, 0.1, -1}, {7, 1000, 1, 3}, {70001, 1000, 0, -1}, {257, 5, 0.3, 0},
+	}
+	for ci, c := range cases {
+		seed, step := streamCases[ci][0], streamCases[ci][1]
+		dr := gpu.BatchDraw{Path: flow.DefaultSpec(flow.KindOT), Time: flow.TimeSampler{Kind: flow.TimeUniform}, Seed: seed, Step: step}
+		labels := make([]float32, c.nData)
+		for i := range labels {
+			labels[i] = float32(i) + 0.5 // distinct: a wrong index shows
+		}
+		pl := e.viewOf(labels, ci%3, 1)
+		py := e.viewOf(filled(c.rows, sentinel), 1+ci%2, 2)
+		e.be.DrawLabels(dr, pl.view, c.nData, c.rows, c.dropout, c.null, py.view)
+		want := make([]float32, c.rows)
+		dropped := make([]bool, c.rows)
+		for r := range want {
+			if gpu.Uniform01(word(seed, gpu.PurposeLabelDrop, step, r)) < c.dropout {
+				want[r], dropped[r] = c.null, true
+			} else {
+				want[r] = labels[gpu.IndexBelow(word(seed, gpu.PurposeIndex, step, r), uint32(c.nData))]
+			}
+		}
+		name := fmt.Sprintf("DrawLabels(seed=%#x, step=%#x, nData=%d, rows=%d, dropout=%g, null=%g)", seed, step, c.nData, c.rows, c.dropout, c.null)
+		got := e.download(py.view)
+		checkBits(e.t, name, got, want, nil)
+		e.checkOutside(name, py)
+		checkBits(e.t, name+": labels", e.download(pl.parent), pl.host, nil)
+
+		// The same rows as DrawBatch: x1 of data row i = i is i_r (the
+		// dropped rows as above).
+		data := make([]float32, c.nData)
+		for i := range data {
+			data[i] = float32(i)
+		}
+		bd := e.upload(data)
+		x1, t, xt, ut := e.be.Alloc(c.rows), e.be.Alloc(c.rows), e.be.Alloc(c.rows), e.be.Alloc(c.rows)
+		e.be.DrawBatch(dr, bd, c.nData, 1, c.rows, nil, x1, t, xt, ut)
+		idx := e.download(x1)
+		wantBatch := make([]float32, c.rows)
+		for r, i := range idx {
+			wantBatch[r] = labels[int(i)]
+			if dropped[r] {
+				wantBatch[r] = c.null
+			}
+		}
+		checkBits(e.t, name+": the rows DrawBatch draws", got, wantBatch, nil)
+		for _, b := range []gpu.Buffer{bd, x1, t, xt, ut} {
+			e.be.Free(b)
+		}
+	}
+
+	// Dropout rate: 2^16 rows at 0.1 (standard error sqrt(0.09 / 2^16) =
+	// 1.2e-3; 5 of them allowed), and the kept rows' labels uniform over
+	// 4 classes (each within 5 standard errors of 1/4).
+	const rows = 1 << 16
+	const classes = 4
+	labels := e.upload([]float32{0, 1, 2, 3})
+	y := e.be.Alloc(rows)
+	dr := gpu.BatchDraw{Seed: 12345, Step: 678}
+	e.be.DrawLabels(dr, labels, classes, rows, 0.1, classes, y)
+	var counts [classes + 1]int
+	for _, v := range e.download(y) {
+		if v < 0 || v > classes || v != float32(int(v)) {
+			e.t.Fatalf("DrawLabels: label %v not among the labels and the null %d", v, classes)
+		}
+		counts[int(v)]++
+	}
+	rate := float64(counts[classes]) / rows
+	if se := math.Sqrt(0.1 * 0.9 / rows); math.Abs(rate-0.1) > 5*se {
+		e.t.Errorf("DrawLabels dropout rate over %d rows %.4f, want 0.1 within %.4f", rows, rate, 5*se)
+	}
+	kept := float64(rows - counts[classes])
+	for k := 0; k < classes; k++ {
+		f := float64(counts[k]) / kept
+		if se := math.Sqrt(0.25 * 0.75 / kept); math.Abs(f-0.25) > 5*se {
+			e.t.Errorf("DrawLabels: class %d drawn with frequency %.4f, want 0.25 within %.4f", k, f, 5*se)
+		}
+	}
+}
+
+// benchDraw times the training batch's ops at batch 4096.
+func benchDraw(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
+	b.Run("PathTarget", func(b *testing.B) {
+		for _, sh := range [][2]int{{4096, 2}, {4096, 784}} {
+			rows, d := sh[0], sh[1]
+			for _, k := range []flow.Kind{flow.KindOT, flow.KindVP} {
+				spec := flow.DefaultSpec(k)
+				bench(b, fmt.Sprintf("path=%v/B=%d,D=%d", k, rows, d), newBackend, func(w *workload) (float64, float64, func()) {
+					x0, x1, t, xt, ut := w.normals(rows*d), w.normals(rows*d), w.uniforms(rows), w.alloc(rows*d), w.alloc(rows*d)
+					return 4 * float64(4*rows*d+rows), 0, func() { w.be.PathTarget(spec, rows, d, x0, x1, t, xt, ut) }
+				})
+			}
+		}
+	})
+	b.Run("DrawBatch", func(b *testing.B) {
+		for _, sh := range [][3]int{{4096, 2, 100000}, {4096, 784, 60000}} {
+			rows, d, nData := sh[0], sh[1], sh[2]
+			for _, ts := range []flow.TimeSampler{flow.DefaultTimeSampler(flow.TimeUniform), flow.DefaultTimeSampler(flow.TimeLogitNormal)} {
+				dr := gpu.BatchDraw{Path: flow.DefaultSpec(flow.KindOT), Time: ts, Seed: 1}
+				bench(b, fmt.Sprintf("time=%v/B=%d,D=%d,nData=%d", ts.Kind, rows, d, nData), newBackend, func(w *workload) (float64, float64, func()) {
+					data := w.normals(nData * d)
+					x0, x1, t, xt, ut := w.alloc(rows*d), w.alloc(rows*d), w.alloc(rows), w.alloc(rows*d), w.alloc(rows*d)
+					// reads the gathered rows; writes x0, x1, xt, ut, t
+					return 4 * float64(5*rows*d+rows), 0, func() {
+						dr.Step++
+						w.be.DrawBatch(dr, data, nData, d, rows, x0, x1, t, xt, ut)
+					}
+				})
+			}
+		}
+	})
 }

@@ -6,9 +6,9 @@ import (
 	"testing"
 )
 
-// The image ops allocate nothing in steady state: their tasks live in the
-// backend and their scratch buffers are kept between calls.
-func TestCPUImageOpsAllocs(t *testing.T) {
+// The U-Net's ops allocate nothing in steady state: their tasks live in
+// the backend and their scratch buffers are kept between calls.
+func TestCPUOpsAllocs(t *testing.T) {
 	c := NewCPU(0)
 	defer c.Close()
 	buf := func(n int) Buffer {
@@ -63,10 +63,10 @@ func TestCPUImageOpsAllocs(t *testing.T) {
 	}
 }
 
-// The image ops give bit-identical results on 1 and 3 workers: every
+// The U-Net's ops give bit-identical results on 1 and 3 workers: every
 // output element, sums included, is computed by one thread in a fixed
 // order.
-func TestCPUImageOpsThreadIndependent(t *testing.T) {
+func TestCPUOpsThreadIndependent(t *testing.T) {
 	var outs [2][][]float32
 	for k, threads := range []int{1, 3} {
 		c := NewCPU(threads)

@@ -3,125 +3,12 @@ package gputest
 import (
 	"fmt"
 	"math"
+	"testing"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
 
-// EmbedInput: x copied exactly into the first d columns; t itself
-// (Freqs = 0) or [sin(Scale t w_j)..., cos(Scale t w_j)...] with
-// w_j = MaxPeriod^(-j/Freqs), Scale up to 1000 and MaxPeriod 1000 and
-// 10000, t including 0 and 1.
-func testEmbedInput(e *env) {
-	cases := []struct {
-		rows, d int
-		emb     gpu.TimeEmbedding
-	}{
-		{1, 1, gpu.TimeEmbedding{}},
-		{3, 2, gpu.TimeEmbedding{Freqs: 1, Scale: 1, MaxPeriod: 10000}},
-		{17, 3, gpu.TimeEmbedding{Freqs: 3, Scale: 1000, MaxPeriod: 1000}},
-		{257, 2, gpu.TimeEmbedding{Freqs: 16, Scale: 1000, MaxPeriod: 10000}},
-		{1000, 31, gpu.TimeEmbedding{Freqs: 8, Scale: 1, MaxPeriod: 10000}},
-		{255, 1, gpu.TimeEmbedding{Freqs: 64, Scale: 1000, MaxPeriod: 10000}},
-		{1000, 2, gpu.TimeEmbedding{}},
-		{17, 64, gpu.TimeEmbedding{Freqs: 2, Scale: 30, MaxPeriod: 1000}},
-	}
-	for ci, c := range cases {
-		w := c.d + c.emb.Width()
-		xv := normals(e.rng, c.rows*c.d, 1)
-		tv := uniforms(e.rng, c.rows, 0, 1)
-		tv[0] = 0
-		if c.rows > 1 {
-			tv[c.rows-1] = 1
-		}
-		px := e.viewOf(xv, ci%3, 1)
-		pt := e.viewOf(tv, 1, ci%2)
-		po := e.viewOf(filled(c.rows*w, sentinel), 2, 3)
-		e.be.EmbedInput(c.rows, c.d, px.view, pt.view, c.emb, po.view)
-
-		want := make([]float64, c.rows*w)
-		tol := make([]float64, c.rows*w)
-		freqs := make([]float64, c.emb.Freqs)
-		for j := range freqs {
-			freqs[j] = math.Pow(float64(c.emb.MaxPeriod), -float64(j)/float64(c.emb.Freqs))
-		}
-		for r := 0; r < c.rows; r++ {
-			o := r * w
-			for j := 0; j < c.d; j++ {
-				want[o+j] = float64(xv[r*c.d+j]) // a copy: exact (tol 0)
-			}
-			t := float64(tv[r])
-			if c.emb.Freqs == 0 {
-				want[o+c.d] = t // exact
-				continue
-			}
-			for j, f := range freqs {
-				arg := float64(c.emb.Scale) * t * f
-				s, cs := math.Sincos(arg)
-				// A float32 kernel rounds the argument (w_j through
-				// exp/pow, then two products): each rounding moves it by
-				// up to 2^-24 |arg|, which sin and cos pass on absolutely;
-				// allow 8 such, plus sinf/cosf's own few ulp.
-				argErr := 8 * math.Abs(arg) / (1 << 24)
-				want[o+c.d+j], tol[o+c.d+j] = s, atolTrans+rtolTrans*math.Abs(s)+argErr
-				want[o+c.d+c.emb.Freqs+j], tol[o+c.d+c.emb.Freqs+j] = cs, atolTrans+rtolTrans*math.Abs(cs)+argErr
-			}
-		}
-		name := fmt.Sprintf("EmbedInput(rows=%d, d=%d, %+v)", c.rows, c.d, c.emb)
-		checkTol(e.t, name, e.download(po.view), want, tol, w)
-		e.checkOutside(name, po)
-	}
-}
-
-// MSELoss: grad = 2 scale (pred - target) elementwise and loss = scale
-// sum (pred - target)^2, grad aliasing pred or not, some elements with
-// pred = target exactly, loss written into a one-element view.
-func testMSELoss(e *env) {
-	sizes := []int{1, 3, 17, 255, 257, 1000, 31 * 257, 4097 * 3}
-	scales := []float32{1, 0.5, 1.0 / 1000, 1.0 / 4097}
-	for ci, n := range sizes {
-		scale := scales[ci%len(scales)]
-		alias := ci%2 == 1
-		pred := normals(e.rng, n, 1)
-		target := normals(e.rng, n, 1)
-		for i := 0; i < n; i += 7 {
-			target[i] = pred[i]
-		}
-		pp := e.viewOf(pred, ci%4, 1)
-		pt := e.viewOf(target, 1, ci%3)
-		pl := e.viewOf([]float32{sentinel}, 2, 2)
-		var pg padded
-		grad := pp.view
-		if !alias {
-			pg = e.viewOf(filled(n, sentinel), 3, 1)
-			grad = pg.view
-		}
-		e.be.MSELoss(pp.view, pt.view, scale, grad, pl.view)
-
-		wantG := make([]float64, n)
-		tolG := make([]float64, n)
-		sum := 0.0
-		for i := range pred {
-			d := float64(pred[i]) - float64(target[i])
-			wantG[i] = 2 * float64(scale) * d
-			// a rounded difference and a rounded product
-			tolG[i] = rtolElem * math.Abs(wantG[i])
-			sum += d * d
-		}
-		wantL := float64(scale) * sum
-		name := fmt.Sprintf("MSELoss(n=%d, scale=%g, grad aliases pred=%v)", n, scale, alias)
-		if alias {
-			checkTol(e.t, name+": grad", e.download(pp.view), wantG, tolG, 0)
-			e.checkOutside(name+": grad", pp)
-		} else {
-			checkTol(e.t, name+": grad", e.download(pg.view), wantG, tolG, 0)
-			e.checkOutside(name+": grad", pg)
-			checkBits(e.t, name+": pred", e.download(pp.view), pred, nil)
-		}
-		// a sum of positive terms: 1e-4 relative
-		checkScalar(e.t, name+": loss", e.download(pl.view)[0], wantL, rtolRed*wantL+tiny)
-		e.checkOutside(name+": loss", pl)
-	}
-}
+// The Optimizer family (gpu/optimizer.go) against float64 references.
 
 // SumSquares: out[0] = sum x_i^2 over views of several lengths, one with
 // 2^17 + 3 elements and values spread over six orders of magnitude.
@@ -282,4 +169,27 @@ func testAdamEMA(e *env) {
 		}
 		checkBits(e.t, name+": status", e.download(bst), []float32{wantSt}, nil)
 	}
+}
+
+// benchOptimizer times the optimizer step at 200k parameters.
+func benchOptimizer(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
+	b.Run("SumSquares", func(b *testing.B) {
+		const n = 200000
+		bench(b, fmt.Sprintf("n=%d", n), newBackend, func(w *workload) (float64, float64, func()) {
+			x, out := w.normals(n), w.alloc(1)
+			return 4 * n, 0, func() { w.be.SumSquares(x, out) }
+		})
+	})
+	b.Run("AdamEMA", func(b *testing.B) {
+		const n = 200000
+		bench(b, fmt.Sprintf("n=%d", n), newBackend, func(w *workload) (float64, float64, func()) {
+			p, g, m, v, ema := w.normals(n), w.normals(n), w.alloc(n), w.alloc(n), w.normals(n)
+			gss, st := w.be.Alloc(1), w.alloc(1)
+			w.be.Fill(gss, 1e4)
+			s := gpu.AdamStep{LR: 1e-3, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, WeightDecay: 0.01, Decoupled: true,
+				BiasCorr1: 0.1, BiasCorr2: 0.001, EMADecay: 0.999, MaxGradNorm: 1, Step: 1}
+			// reads params, grads, m, v, ema; writes params, m, v, ema
+			return 36 * n, 0, func() { w.be.AdamEMA(s, p, g, m, v, ema, gss, st) }
+		})
+	})
 }

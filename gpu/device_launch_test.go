@@ -7,10 +7,11 @@ import (
 	"github.com/fmgpu/fmgpu/flow"
 )
 
-// The image ops' launches as the device backend describes them (every
-// build; the kernels themselves run in device_image_sim_test.go): which
-// kernels each op launches, valid grids and blocks, nothing for empty
-// operands, and no allocation per call.
+// The launches of the U-Net's ops as the device backend describes them
+// (every build; the kernels themselves run through the conformance suite
+// in the kernelsim build): which kernels each op launches, valid grids and
+// blocks, nothing for empty operands, no allocation per call, and the
+// products split into row blocks past the grid's limit.
 
 // launched runs op on a fresh recording and returns the kernel names.
 func launched(r *recLauncher, op func()) []string {
@@ -33,7 +34,7 @@ func checkShapes(t *testing.T, calls []kernelCall) {
 	}
 }
 
-func TestDeviceImageLaunches(t *testing.T) {
+func TestDeviceLaunchesPerOp(t *testing.T) {
 	d, r := newRec()
 	big := d.Alloc(1 << 22)
 	views := map[int]Buffer{}
@@ -105,12 +106,13 @@ func TestDeviceImageLaunches(t *testing.T) {
 		r.calls = r.calls[:0]
 	}
 	if a := testing.AllocsPerRun(10, step); a > 0 {
-		t.Errorf("%.0f allocations per call of the image ops", a)
+		t.Errorf("%.0f allocations per call of these ops", a)
 	}
 }
 
-// Empty operands launch nothing (CUDA rejects an empty grid).
-func TestDeviceImageEmptyOps(t *testing.T) {
+// Empty operands of the U-Net's ops launch nothing (CUDA rejects an empty
+// grid), except where an op must still write.
+func TestDeviceEmptyImageOps(t *testing.T) {
 	d, r := newRec()
 	z, one := d.Alloc(0), d.Alloc(100)
 	names := launched(r, func() {
@@ -158,32 +160,83 @@ func TestFilterSplit(t *testing.T) {
 	}
 }
 
-// Shapes and lengths no kernel can run are programming errors.
-func TestDeviceImagePanics(t *testing.T) {
-	d, _ := newRec()
-	b := d.Alloc(1000)
-	for i, f := range []func(){
-		func() { d.Conv2D(ConvShape{Batch: 1, InC: 1, H: 2, W: 2, OutC: 1, K: 3, Stride: 1}, b, b, nil, b) },
-		func() {
-			d.Conv2D(ConvShape{Batch: 1, InC: 2, H: 30, W: 30, OutC: 1, K: 3, Stride: 1, Pad: 1}, b, b, nil, b)
-		}, // x too short
-		func() { d.GroupNorm(GroupNormShape{Batch: 1, C: 3, HW: 2, Groups: 2, Eps: 1e-5}, b, b, b, b, b, b) },
-		func() { d.GroupNormBackward(GroupNormShape{Batch: 1, C: 4, HW: 2, Groups: 2}, b, b, b, b, b, b, b, b) },
-		func() { d.CopyChannels(1, 2, 2, b, 2, 1, b, 4, 0) },
-		func() { d.GemmBatched(false, false, 2, 3, 3, 3, 1, b, 3, 9, b, 3, 9, 0, b, 3, 5) },
-		func() { d.GemmBatched(false, false, 2, 3, 3, 3, 1, b, 2, 9, b, 3, 9, 0, b, 3, 9) },
-		func() { d.Transpose(2, 20, 30, b, b) },
-		func() { d.DrawLabels(BatchDraw{}, b, 0, 3, 0, 0, b) },
-		func() { d.Activate(Act(7), b, b) },
-		func() { d.Upsample2x(1, 1, -2, -2, b, b) },
-	} {
-		func() {
-			defer func() {
-				if recover() == nil {
-					t.Errorf("case %d did not panic", i)
-				}
-			}()
-			f()
-		}()
+// Products and Linear layers longer than a grid's 65535 row tiles run as
+// one launch per block of maxGemmRows rows, each with its operands'
+// pointers moved to the block's first row: the device takes the calls the
+// CPU takes.
+func TestDeviceGemmRowBlocks(t *testing.T) {
+	d, r := newRec()
+	const m, n, k = maxGemmRows + 100, 3, 5
+	a, b, c := d.Alloc(m*k), d.Alloc(k*n), d.Alloc(m*n)
+	pa, pc := d.buf(a).a.ptr, d.buf(c).a.ptr
+	type want struct {
+		rows   int
+		aOff   int // elements
+		cOff   int
+		launch string
+	}
+	check := func(op string, calls []kernelCall, ws []want, rowsArg, aArg, cArg int) {
+		t.Helper()
+		if len(calls) != len(ws) {
+			t.Fatalf("%s: %d launches, want %d", op, len(calls), len(ws))
+		}
+		for i, w := range ws {
+			k := calls[i]
+			if k.name != w.launch || int(int32(k.slots[rowsArg])) != w.rows ||
+				devPtr(k.slots[aArg]) != pa+devPtr(4*w.aOff) || devPtr(k.slots[cArg]) != pc+devPtr(4*w.cOff) {
+				t.Errorf("%s launch %d: %s rows %d A %#x C %#x, want %+v", op, i, k.name, int32(k.slots[rowsArg]),
+					k.slots[aArg], k.slots[cArg], w)
+			}
+			if gy := k.grid.y; gy > 65535 {
+				t.Errorf("%s launch %d: grid y %d", op, i, gy)
+			}
+		}
+	}
+	r.calls = nil
+	d.Gemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n)
+	check("Gemm", r.calls, []want{{maxGemmRows, 0, 0, "gemm_nn_forward_kernel"},
+		{100, maxGemmRows * k, maxGemmRows * n, "gemm_nn_forward_kernel"}}, 0, 4, 9)
+	// A stored transposed (k x m): a block starts at a column of A.
+	r.calls = nil
+	d.Gemm(true, false, m, n, k, 1, a, m, b, n, 0, c, n)
+	check("Gemm transA", r.calls, []want{{maxGemmRows, 0, 0, "gemm_tn_forward_kernel"},
+		{100, maxGemmRows, maxGemmRows * n, "gemm_tn_forward_kernel"}}, 0, 4, 9)
+	r.calls = nil
+	d.GemmBatched(false, true, 1, m, n, k, 1, a, k, 0, b, k, 0, 0, c, n, 0)
+	check("GemmBatched", r.calls, []want{{maxGemmRows, 0, 0, "gemm_batched_nt_forward_kernel"},
+		{100, maxGemmRows * k, maxGemmRows * n, "gemm_batched_nt_forward_kernel"}}, 1, 5, 12)
+	// Linear: x as A (rows x in), y as C (rows x out).
+	w := d.Alloc(n * k)
+	r.calls = nil
+	d.Linear(m, k, n, a, k, w, nil, ActSiLU, nil, c)
+	check("Linear", r.calls, []want{{maxGemmRows, 0, 0, "linear_forward_kernel"},
+		{100, maxGemmRows * k, maxGemmRows * n, "linear_forward_kernel"}}, 0, 3, 9)
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Calls no backend can run are programming errors on every backend: each
+// op's one argument check (args_test.go runs the same calls on the CPU).
+// These are the device-side ones beyond it: a device buffer holds at most
+// maxDeviceElems elements, and a larger Alloc fails like one beyond the
+// device's memory: a sticky error, not a panic, and no op touches the
+// buffer.
+func TestDeviceAllocBeyondItsLimit(t *testing.T) {
+	d, r := newRec()
+	big := d.Alloc(maxDeviceElems + 1)
+	if big.Len() != maxDeviceElems+1 {
+		t.Fatalf("Len %d", big.Len())
+	}
+	d.Fill(big, 1)
+	if len(r.calls) != 0 {
+		t.Errorf("%d launches on a buffer that was never allocated", len(r.calls))
+	}
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("Sync() = %v, want the allocation's limit", err)
+	}
+	d.Fill(big, 1)
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "allocation failed") {
+		t.Errorf("Sync() after using the buffer = %v", err)
 	}
 }

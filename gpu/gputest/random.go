@@ -3,15 +3,17 @@ package gputest
 import (
 	"fmt"
 	"math"
+	"testing"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
 
-// The Philox streams (gpu/philox.go): element i of stream (seed, purpose,
-// stream) is lane i % 4 of gpu.PhiloxBlock(seed, purpose, stream, i / 4).
-// Normals: lanes (0, 1) and (2, 3) of a block are Box-Muller pairs over
-// u = gpu.Uniform01 of the two words, z_even = sqrt(-2 ln u_even)
-// cos(2 pi u_odd), z_odd = sqrt(-2 ln u_even) sin(2 pi u_odd).
+// The Random family (gpu/random.go). The Philox streams (gpu/philox.go):
+// element i of stream (seed, purpose, stream) is lane i % 4 of
+// gpu.PhiloxBlock(seed, purpose, stream, i / 4). Normals: lanes (0, 1) and
+// (2, 3) of a block are Box-Muller pairs over u = gpu.Uniform01 of the two
+// words, z_even = sqrt(-2 ln u_even) cos(2 pi u_odd), z_odd =
+// sqrt(-2 ln u_even) sin(2 pi u_odd).
 
 // word is element i of a Philox stream.
 func word(seed uint64, purpose uint32, stream uint64, i int) uint32 {
@@ -124,4 +126,16 @@ func testRandRademacher(e *env) {
 	if math.Abs(s/n) > 5/math.Sqrt(n) {
 		e.t.Errorf("RandRademacher mean over %d draws %.4g, want 0 within %.3g", n, s/n, 5/math.Sqrt(n))
 	}
+}
+
+// benchRandom times a normal fill of a batch of MNIST images.
+func benchRandom(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
+	b.Run("RandNormal", func(b *testing.B) {
+		const n = 4096 * 784
+		bench(b, fmt.Sprintf("n=%d", n), newBackend, func(w *workload) (float64, float64, func()) {
+			x := w.alloc(n)
+			stream := uint64(0)
+			return 4 * n, 0, func() { stream++; w.be.RandNormal(x, 1, stream, 1) }
+		})
+	})
 }
