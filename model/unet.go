@@ -475,7 +475,7 @@ func NewUNet(b gpu.Backend, c Config) (*UNet, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	if c.Kind != "unet" {
+	if c.Kind != KindUNet {
 		return nil, fmt.Errorf("model kind %q is not unet", c.Kind)
 	}
 	u := &UNet{cfg: c, b: b, p: planUNet(c)}
