@@ -179,16 +179,6 @@ func TensorLayout(c Config) ([]Tensor, int, error) {
 	if c.Kind == KindUNet {
 		return unetTensorLayout(c)
 	}
-	dims := append([]int{c.Dim + c.TimeEmbed.Width()}, c.Hidden...)
-	dims = append(dims, c.Dim)
-	var ts []Tensor
-	off := 0
-	for l := 0; l+1 < len(dims); l++ {
-		in, out := dims[l], dims[l+1]
-		ts = append(ts,
-			Tensor{Name: fmt.Sprintf("layers.%d.weight", l), Shape: []int{out, in}, Offset: off},
-			Tensor{Name: fmt.Sprintf("layers.%d.bias", l), Shape: []int{out}, Offset: off + out*in})
-		off += out*in + out
-	}
-	return ts, off, nil
+	p := mlpParams(c)
+	return p.tensors, p.size, nil
 }

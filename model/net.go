@@ -58,9 +58,3 @@ func New(b gpu.Backend, c Config) (Net, error) {
 	}
 	return nil, fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
-
-// WithWeights is WithParams as a Net.
-func (m *MLP) WithWeights(p gpu.Buffer) Net { return m.WithParams(p) }
-
-// SetLabels: the MLP is unconditional (Config.Validate rejects classes).
-func (m *MLP) SetLabels(gpu.Buffer) {}
