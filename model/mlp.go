@@ -188,10 +188,10 @@ func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 	dy, next := dOut, 0
 	for l := last; l >= 0; l-- {
 		d := &m.layers[l]
+		// The output layer has no activation: its Backward leaves dOut's
+		// values as they are.
 		act, pre := gpu.ActNone, gpu.Buffer(nil)
 		if l < last {
-			// dOut itself only goes through the identity: BiasActBackward
-			// rewrites it with its own values
 			act, pre = gpu.ActSiLU, m.pre[l].at(rows)
 		}
 		x := m.in.at(rows)

@@ -112,16 +112,16 @@ func (bd *unetBuilder) normSiLUConv(norm, conv string, cin, cout, h, w int, zero
 func (bd *unetBuilder) embedding() *embedding {
 	c := bd.c
 	E, tw := 4*c.UNet.Base, c.TimeEmbed.Width()
-	e := &embedding{te: c.TimeEmbed, width: E, table: -1, rows: c.Classes + 1}
+	e := &embedding{te: c.TimeEmbed, width: E, table: -1, tableRows: c.Classes + 1}
 	e.time0 = bd.dense("time_embed.0", tw, E)
 	e.time2 = bd.dense("time_embed.2", E, E)
 	if c.Classes > 0 {
-		e.table = bd.params.add("label_embed.weight", initNormal, 0, e.rows, E)
-		bd.flops += 2 * e.rows * E
+		e.table = bd.params.add("label_embed.weight", initNormal, 0, e.tableRows, E)
+		bd.flops += 2 * e.tableRows * E
 	}
 	ws := bd.ws
 	e.sinus, e.pre1, e.act1, e.emb = ws.stored("embed.sinus", tw), ws.stored("embed.pre1", E), ws.stored("embed.act1", E), ws.stored("embed.emb", E)
-	e.onehot = ws.stored("embed.onehot", e.rows)
+	e.onehot = ws.stored("embed.onehot", e.tableRows)
 	e.silu, e.dsilu = ws.stored("embed.silu", E), ws.stored("embed.dsilu", E)
 	ws.layer()
 	e.dact1 = ws.temp("embed.dact1", E)

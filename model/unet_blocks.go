@@ -16,7 +16,7 @@ import (
 type embedding struct {
 	time0, time2 dense
 	table        param // label_embed.weight, K+1 x E; -1: unconditional
-	rows         int   // the table's rows, K+1
+	tableRows    int   // K+1: the classes and the null class
 	te           gpu.TimeEmbedding
 	width        int // E
 
@@ -36,8 +36,8 @@ func (e *embedding) Forward(p *pass, t, labels gpu.Buffer) {
 	e.time2.Forward(p, gpu.ActNone, act1, nil, emb)
 	if e.table >= 0 {
 		oh := e.onehot.at(rows)
-		b.OneHot(rows, e.rows, labels, oh)
-		b.Gemm(false, false, rows, E, e.rows, 1, oh, e.rows, p.w[e.table], E, 1, emb, E)
+		b.OneHot(rows, e.tableRows, labels, oh)
+		b.Gemm(false, false, rows, E, e.tableRows, 1, oh, e.tableRows, p.w[e.table], E, 1, emb, E)
 	}
 	b.Activate(gpu.ActSiLU, emb, e.silu.at(rows))
 }
@@ -50,7 +50,7 @@ func (e *embedding) Backward(p *pass) {
 	// emb's SiLU comes after the table's row is added: pre is emb.
 	e.time2.Backward(p, gpu.ActSiLU, e.emb.at(rows), e.act1.at(rows), demb, dact1, E, 0)
 	if e.table >= 0 {
-		p.b.Gemm(true, false, e.rows, E, rows, 1, e.onehot.at(rows), e.rows, demb, E, 0, p.g[e.table], E)
+		p.b.Gemm(true, false, e.tableRows, E, rows, 1, e.onehot.at(rows), e.tableRows, demb, E, 0, p.g[e.table], E)
 	}
 	e.time0.Backward(p, gpu.ActSiLU, e.pre1.at(rows), e.sinus.at(rows), dact1, nil, 0, 0)
 }
