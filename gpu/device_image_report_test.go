@@ -1,5 +1,3 @@
-//go:build cuda || kernelsim
-
 package gpu_test
 
 import (
