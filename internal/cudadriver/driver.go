@@ -146,7 +146,7 @@ type Driver struct {
 	Path string
 	lib  uintptr
 
-	cuInit, cuDriverGetVersion, cuGetErrorName, cuGetErrorString                          uintptr
+	cuInit, cuDriverGetVersion, cuGetErrorName, cuGetErrorString                           uintptr
 	cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute, cuDeviceTotalMem uintptr
 	cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction                                  uintptr
