@@ -354,7 +354,7 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 			if i == 4 {
 				break
 			}
-			fmt.Fprintf(w, " %s %s%%", strings.TrimSuffix(m["kernel"], "_kernel"), pct(m["share"]))
+			fmt.Fprintf(w, " %s %s", strings.TrimSuffix(m["kernel"], "_kernel"), pct(m["share"]))
 		}
 		fmt.Fprintln(w)
 	}
