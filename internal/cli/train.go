@@ -294,7 +294,7 @@ func fitModel(o *trainOptions, ds *data.Dataset) error {
 			kind = "unet"
 		}
 	}
-	m.Kind = kind
+	m.Kind = model.Kind(kind)
 	if kind == "mlp" {
 		m.UNet = nil
 		return nil
