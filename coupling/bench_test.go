@@ -4,12 +4,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
+
+	"github.com/fmgpu/fmgpu/data"
 )
 
-// benchBatch draws a training-like batch: noise x0 ~ N(0, I) and data x1
-// from a mixture of eight well-separated Gaussians (d = 2, like the
-// built-in 8gaussians) or uniform in [-1, 1]^d (image-like ranges).
+// benchBatch draws a synthetic batch for tests: noise x0 ~ N(0, I) and
+// data x1 from eight Gaussians of radius 4 and standard deviation 0.5
+// (d = 2) or uniform in [-1, 1]^d.
 func benchBatch(n, d int, seed uint64) (x0, x1 []float32) {
 	r := rand.New(rand.NewPCG(seed, 1))
 	x0 = randNormal32(r, n*d)
@@ -28,10 +31,71 @@ func benchBatch(n, d int, seed uint64) (x0, x1 []float32) {
 	return x0, x1
 }
 
-var benchShapes = []struct{ n, d int }{{256, 2}, {256, 784}, {64, 784}, {128, 3072}}
+// benchCase is a training-like batch: N(0, I) noise against a built-in
+// 2-D set or MNIST images (uniform data of the same shape when the MNIST
+// files are missing, noted in the name).
+type benchCase struct {
+	name string
+	n, d int
+}
 
+var benchCases = []benchCase{
+	{"8gaussians", 256, 2},
+	{"moons", 256, 2},
+	{"checkerboard", 256, 2},
+	{"mnist", 256, 784},
+	{"mnist", 64, 784},
+}
+
+const benchBatches = 8 // solve times vary from batch to batch: cycle through several
+
+var (
+	mnistOnce sync.Once
+	mnistX    []float32
+)
+
+// benchCosts returns the squared-distance costs of benchBatches batches.
+func benchCosts(b *testing.B, c benchCase) ([][]float32, string) {
+	name := c.name
+	costs := make([][]float32, benchBatches)
+	for k := range costs {
+		r := rand.New(rand.NewPCG(uint64(k), 2))
+		x0 := randNormal32(r, c.n*c.d)
+		var x1 []float32
+		switch {
+		case c.d == 2:
+			ds, err := data.Builtin(c.name, c.n, uint64(k))
+			if err != nil {
+				b.Fatal(err)
+			}
+			x1 = ds.X
+		default:
+			mnistOnce.Do(func() {
+				if is, err := data.LoadImages("mnist", data.ImageOptions{Max: 4096}); err == nil {
+					mnistX = is.X
+				}
+			})
+			if mnistX == nil {
+				name = "uniform"
+				_, x1 = benchBatch(c.n, c.d, uint64(k))
+				break
+			}
+			x1 = make([]float32, c.n*c.d)
+			for i := range c.n {
+				src := r.IntN(len(mnistX) / c.d)
+				copy(x1[i*c.d:(i+1)*c.d], mnistX[src*c.d:(src+1)*c.d])
+			}
+		}
+		costs[k] = make([]float32, c.n*c.n)
+		SqDist(costs[k], x0, x1, c.n, c.n, c.d)
+	}
+	return costs, fmt.Sprintf("%s/n=%d,d=%d", name, c.n, c.d)
+}
+
+// BenchmarkSqDist times the plain-Go reference cost (a backend computes
+// the Gram part with its Gemm instead).
 func BenchmarkSqDist(b *testing.B) {
-	for _, s := range benchShapes {
+	for _, s := range []struct{ n, d int }{{256, 2}, {256, 784}, {64, 784}} {
 		b.Run(fmt.Sprintf("n=%d,d=%d", s.n, s.d), func(b *testing.B) {
 			x0, x1 := benchBatch(s.n, s.d, 1)
 			c := make([]float32, s.n*s.n)
@@ -43,28 +107,57 @@ func BenchmarkSqDist(b *testing.B) {
 	}
 }
 
-// BenchmarkAssign times the exact solver alone on a fresh batch's cost
-// (the cost matrix is the backend's product).
+// BenchmarkAssign times the exact solver on a batch's cost matrix.
 func BenchmarkAssign(b *testing.B) {
-	for _, s := range benchShapes {
-		b.Run(fmt.Sprintf("n=%d,d=%d", s.n, s.d), func(b *testing.B) {
-			const batches = 8 // cycle through several batches: solve time varies
-			costs := make([][]float32, batches)
-			for k := range costs {
-				x0, x1 := benchBatch(s.n, s.d, uint64(k))
-				costs[k] = make([]float32, s.n*s.n)
-				SqDist(costs[k], x0, x1, s.n, s.n, s.d)
-			}
-			p := make([]int, s.n)
+	for _, c := range benchCases {
+		costs, name := benchCosts(b, c)
+		b.Run(name, func(b *testing.B) {
+			p := make([]int, c.n)
 			var a Assigner
 			b.ReportAllocs()
 			k := 0
 			for b.Loop() {
-				if err := a.Assign(p, costs[k%batches], s.n); err != nil {
+				if err := a.Assign(p, costs[k%benchBatches], c.n); err != nil {
 					b.Fatal(err)
 				}
 				k++
 			}
 		})
+	}
+}
+
+// BenchmarkSinkhorn times a plan and the draw of the pairs from it, with
+// the default tolerance and iteration limit.
+func BenchmarkSinkhorn(b *testing.B) {
+	for _, c := range benchCases {
+		costs, name := benchCosts(b, c)
+		for _, reg := range []float64{0.05, 0.5, 5} {
+			b.Run(fmt.Sprintf("%s,reg=%g", name, reg), func(b *testing.B) {
+				cp, err := NewCoupler(Options{Kind: KindSinkhorn, Sinkhorn: SinkhornOptions{Reg: reg}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				idx := make([]int, c.n)
+				u := make([]float64, c.n)
+				for i := range u {
+					u[i] = (float64(i) + 0.5) / float64(c.n)
+				}
+				b.ReportAllocs()
+				k, iters, conv := 0, 0, 0
+				for b.Loop() {
+					st, err := cp.Pair(idx, costs[k%benchBatches], c.n, nil, u)
+					if err != nil {
+						b.Fatal(err)
+					}
+					iters += st.Sinkhorn.Iters
+					if st.Sinkhorn.Converged {
+						conv++
+					}
+					k++
+				}
+				b.ReportMetric(float64(iters)/float64(k), "iters/op")
+				b.ReportMetric(float64(conv)/float64(k), "converged/op")
+			})
+		}
 	}
 }
