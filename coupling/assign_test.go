@@ -327,3 +327,26 @@ func TestAssignErrors(t *testing.T) {
 		t.Errorf("n = 0: %v", err)
 	}
 }
+
+// The result depends only on the cost: a reused Assigner, whatever it
+// solved before, returns what a fresh one does (the trainer's exact
+// resume relies on it).
+func TestAssignReuse(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var used Assigner
+	for _, n := range []int{256, 40, 256, 3, 256} {
+		cost := make([]float32, n*n)
+		SqDist(cost, randNormal32(r, 2*n), randNormal32(r, 2*n), n, n, 2)
+		got, want := make([]int, n), make([]int, n)
+		if err := used.Assign(got, cost, n); err != nil {
+			t.Fatal(err)
+		}
+		var fresh Assigner
+		if err := fresh.Assign(want, cost, n); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("n=%d: a reused Assigner differs from a fresh one", n)
+		}
+	}
+}

@@ -55,7 +55,7 @@ var (
 )
 
 // benchCosts returns the squared-distance costs of benchBatches batches.
-func benchCosts(b *testing.B, c benchCase) ([][]float32, string) {
+func benchCosts(b testing.TB, c benchCase) ([][]float32, string) {
 	name := c.name
 	costs := make([][]float32, benchBatches)
 	for k := range costs {
