@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 )
@@ -221,4 +222,20 @@ func (c *Coupler) PairPoints(idx []int, x0, x1 []float32, n, d int, labels []int
 	cost := make([]float32, n*n)
 	SqDist(cost, x0, x1, n, n, d)
 	return c.Pair(idx, cost, n, labels, u)
+}
+
+// couplingStream separates StepUniforms' PCG streams from other uses of
+// the same seed.
+const couplingStream = 0x636f75706c696e67 // "coupling"
+
+// StepUniforms fills u with uniforms in [0, 1) for KindSinkhorn that depend
+// only on (seed, step): math/rand/v2's PCG seeded with seed and with step
+// in its stream, so a run resumed at a step draws the same pairs. It is for
+// callers without a counter-based generator of their own; the trainer may
+// use its Philox streams instead.
+func StepUniforms(u []float64, seed, step uint64) {
+	r := rand.New(rand.NewPCG(seed, step^couplingStream))
+	for i := range u {
+		u[i] = r.Float64()
+	}
 }

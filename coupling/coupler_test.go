@@ -228,3 +228,24 @@ func TestPairErrors(t *testing.T) {
 		t.Errorf("short points: %v", err)
 	}
 }
+
+func TestStepUniforms(t *testing.T) {
+	a, b, c := make([]float64, 300), make([]float64, 300), make([]float64, 300)
+	StepUniforms(a, 7, 100)
+	StepUniforms(b, 7, 100)
+	StepUniforms(c, 7, 101)
+	if !slices.Equal(a, b) || slices.Equal(a, c) {
+		t.Errorf("not a function of (seed, step) alone")
+	}
+	mean := 0.0
+	for _, u := range a {
+		if !(u >= 0 && u < 1) {
+			t.Fatalf("uniform %v out of [0, 1)", u)
+		}
+		mean += u / 300
+	}
+	// The mean of 300 uniforms has standard deviation 0.017.
+	if mean < 0.4 || mean > 0.6 {
+		t.Errorf("mean %v", mean)
+	}
+}

@@ -77,10 +77,13 @@ const (
 	sinkhornFirst    = 4
 	sinkhornTheta    = 4
 	sinkhornLevelTol = 1e-2
-	// sinkhornAbsorb: a scaling beyond e^±absorbAt is folded into the
-	// potentials and the kernel recomputed.
-	sinkhornAbsorbAt = 50
 )
+
+// A scaling outside [absorbLo, absorbHi] = [e^-50, e^50] is folded into the
+// potentials and the kernel recomputed: far from float64's limits (e^±709),
+// so a product of a scaling, a kernel entry and another scaling stays
+// representable.
+var absorbLo, absorbHi = math.Exp(-50), math.Exp(50)
 
 // Plan writes the entropic plan for the n x n cost (row-major; row i a
 // noise point, column j a data point) into plan (n x n, summing to 1).
@@ -104,7 +107,7 @@ func (s *Sinkhorn) Plan(plan []float64, cost []float32, n int, opt SinkhornOptio
 		maxIter = DefaultSinkhornMaxIter
 	}
 	if !(tol > 0) || maxIter < 0 {
-		return st, fmt.Errorf("coupling: Sinkhorn tolerance %v and iteration limit %d: want > 0 and >= 0", opt.Tol, opt.MaxIter)
+		return st, fmt.Errorf("coupling: Sinkhorn tolerance %v and iteration limit %d: want a tolerance > 0 and a limit >= 0 (0 for the defaults)", opt.Tol, opt.MaxIter)
 	}
 	for k, x := range cost[:n*n] {
 		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
@@ -222,19 +225,18 @@ func (s *Sinkhorn) fold(eps float64) {
 // What scalings reports of a and b.
 const (
 	scalingsFine   = iota
-	scalingsLarge  // some beyond e^±sinkhornAbsorbAt: fold them into the potentials
+	scalingsLarge  // some outside [absorbLo, absorbHi]: fold them into the potentials
 	scalingsBroken // some zero, infinite or NaN: recover in the log domain
 )
 
 func (s *Sinkhorn) scalings() int {
-	const hi, lo = 5.184705528587072e+21, 1.9287498479639178e-22 // e^50, e^-50
 	res := scalingsFine
 	for i := range s.a {
 		a, b := s.a[i], s.b[i]
 		if !(a > 0 && b > 0 && a <= math.MaxFloat64 && b <= math.MaxFloat64) {
 			return scalingsBroken
 		}
-		if !(a > lo && a < hi && b > lo && b < hi) {
+		if !(a > absorbLo && a < absorbHi && b > absorbLo && b < absorbHi) {
 			res = scalingsLarge
 		}
 	}
