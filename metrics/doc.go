@@ -9,9 +9,9 @@
 //   - FrechetDistance and KID: distances between sets of features (of
 //     images, through a classifier), the Fréchet distance between fitted
 //     Gaussians and the kernel inception distance (a polynomial-kernel MMD
-//     averaged over subsets).
-//
-// The 2-Wasserstein distance lives in internal/wasserstein.
+//     averaged over subsets);
+//   - W2: the exact 2-Wasserstein distance (internal/wasserstein's
+//     assignment).
 //
 // Point sets are row-major float32 slices (n x d), as the data loaders and
 // samplers produce them. Bad arguments are errors of one line, never
