@@ -204,16 +204,6 @@ func openMPI(opts Options) (*mpiComm, error) {
 	if err != nil {
 		return nil, err
 	}
-	if lib.ompi {
-		// Open MPI would install handlers for SIGSEGV, SIGBUS, SIGFPE and
-		// SIGABRT that print a backtrace and abort: they would take the
-		// Go runtime's place and turn a recoverable nil dereference into a
-		// crash. The launcher's own handling of a dead rank does not use
-		// them.
-		if os.Getenv("OMPI_MCA_opal_signal") == "" {
-			os.Setenv("OMPI_MCA_opal_signal", "")
-		}
-	}
 	m := &mpiComm{lib: lib, timeout: opts.Timeout, ops: make(chan func())}
 	started := make(chan error)
 	go m.worker(started)

@@ -1,0 +1,166 @@
+package collective
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMPI runs 2 ranks under mpirun: all-reduce, broadcast and barrier on
+// random data (TestRankMPI, scenario "ops").
+func TestMPI(t *testing.T) {
+	r := mpirunRanks(t, 2, "TestRankMPI", "ops", 2*time.Minute, "FMGPU_COLLECTIVE_DIR="+t.TempDir())
+	if r.err != nil || strings.Count(r.out, "--- PASS: TestRankMPI") != 2 {
+		t.Fatalf("mpirun: %v\n%s", r.err, r.out)
+	}
+	t.Logf("2 ranks in %v", r.elapsed.Round(time.Millisecond))
+}
+
+// TestMPIKilledRank: rank 1 is killed while rank 0 waits for it in an
+// all-reduce; mpirun ends the job within seconds, naming rank 1.
+func TestMPIKilledRank(t *testing.T) {
+	r := mpirunRanks(t, 2, "TestRankMPI", "kill", time.Minute)
+	const want = "process rank 1 with PID" // mpirun's line
+	if r.err == nil || !strings.Contains(r.out, want) || r.elapsed > 30*time.Second {
+		t.Fatalf("after %v, %v, want %q:\n%s", r.elapsed, r.err, want, r.out)
+	}
+	t.Logf("stopped after %v", r.elapsed.Round(time.Millisecond))
+}
+
+// TestMPIKilledRankOwnTimeout: the same under a launcher that lets the
+// other ranks run on (as srun without --kill-on-bad-exit): rank 0's
+// collective times out and names rank 1, which it finds gone.
+func TestMPIKilledRankOwnTimeout(t *testing.T) {
+	r := mpirunRanks(t, 2, "TestRankMPI", "kill", time.Minute, "OMPI_MCA_orte_abort_on_non_zero_status=0", "FMGPU_COLLECTIVE_TEST_TIMEOUT=3s")
+	want := regexp.MustCompile(`fmgpu: collective: mpi all-reduce of 1000 floats on rank 0 did not complete within 3s: rank 1 \(pid \d+\) has exited\n`)
+	if r.err == nil || !want.MatchString(r.out) || r.elapsed > 30*time.Second {
+		t.Fatalf("after %v, %v, want %q:\n%s", r.elapsed, r.err, want, r.out)
+	}
+	t.Logf("stopped after %v", r.elapsed.Round(time.Millisecond))
+}
+
+// TestMPITimeout: rank 1 stays alive but stops calling collectives; rank
+// 0's all-reduce times out with a one-line error, and its Abort ends the
+// job.
+func TestMPITimeout(t *testing.T) {
+	r := mpirunRanks(t, 2, "TestRankMPI", "timeout", time.Minute, "FMGPU_COLLECTIVE_TEST_TIMEOUT=2s")
+	if r.err == nil {
+		t.Fatalf("the job succeeded:\n%s", r.out)
+	}
+	const want = "collective: mpi all-reduce of 1000 floats on rank 0 did not complete within 2s: every rank of this node is still running"
+	if !strings.Contains(r.out, want) || r.elapsed > 30*time.Second {
+		t.Fatalf("after %v, want %q:\n%s", r.elapsed, want, r.out)
+	}
+}
+
+func TestRankMPI(t *testing.T) {
+	scen := scenario(t)
+	timeout := time.Minute
+	if d, err := time.ParseDuration(os.Getenv("FMGPU_COLLECTIVE_TEST_TIMEOUT")); err == nil {
+		timeout = d
+	}
+	c, err := Open(EngineMPI, Options{Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rank, size := c.Rank(), c.Size()
+	if want, _ := strconv.Atoi(os.Getenv("OMPI_COMM_WORLD_RANK")); rank != want || size != 2 || c.LocalRank() != rank || c.Engine() != EngineMPI {
+		t.Fatalf("%s: rank %d of %d, local %d (OMPI_COMM_WORLD_RANK %d)", c.Engine(), rank, size, c.LocalRank(), want)
+	}
+	t.Logf("rank %d of %d: %s", rank, size, c.(*mpiComm).Version())
+	switch scen {
+	case "ops":
+		// A nil dereference is still a Go panic, not a crash in a signal
+		// handler of the MPI library (Open MPI installs its backtrace
+		// handlers only where none is: the Go runtime's stay).
+		func() {
+			defer func() { recover() }()
+			var p *int
+			t.Log(*p)
+		}()
+		testOps(t, c, uint64(time.Now().UnixNano()))
+		// The barrier: rank 1 writes a file just before it; rank 0 finds
+		// it just after.
+		mark := filepath.Join(os.Getenv("FMGPU_COLLECTIVE_DIR"), "rank1")
+		if rank == 1 {
+			time.Sleep(200 * time.Millisecond)
+			if err := os.WriteFile(mark, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.Barrier(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(mark); err != nil {
+			t.Fatalf("after the barrier: %v", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	case "kill", "timeout":
+		x := rankData(1, rank, 1000)
+		if err := c.AllReduceSum(Host(x)); err != nil {
+			t.Fatal(err)
+		}
+		if rank == 1 {
+			if scen == "kill" {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			time.Sleep(time.Minute)
+			t.Fatal("rank 1 was not stopped")
+		}
+		err := c.AllReduceSum(Host(x))
+		if err == nil {
+			t.Fatal("all-reduce without rank 1 succeeded")
+		}
+		os.Stderr.WriteString("fmgpu: " + err.Error() + "\n")
+		c.Abort(err)
+	}
+}
+
+// testOps checks all-reduce, broadcast and their agreement across ranks
+// on random data of several lengths (one element; a prime count; 2^20 + 3,
+// larger than the chunks of the fake NCCL).
+func testOps(t *testing.T, c Comm, seed uint64) {
+	t.Helper()
+	seedBuf := []float32{math.Float32frombits(uint32(seed))}
+	if err := c.Broadcast(Host(seedBuf)); err != nil { // every rank uses rank 0's seed
+		t.Fatal(err)
+	}
+	seed = uint64(math.Float32bits(seedBuf[0]))
+	for _, n := range []int{0, 1, 997, 1<<20 + 3} {
+		x := rankData(seed, c.Rank(), n)
+		if err := c.AllReduceSum(Host(x)); err != nil {
+			t.Fatal(err)
+		}
+		checkSum(t, x, seed, c.Size())
+		// Every rank has the same bits: rank 0's copy, broadcast, is ours.
+		y := slices.Clone(x)
+		if err := c.Broadcast(Host(y)); err != nil {
+			t.Fatal(err)
+		}
+		for i := range x {
+			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+				t.Fatalf("n=%d: rank %d has %g at %d, rank 0 %g", n, c.Rank(), x[i], i, y[i])
+			}
+		}
+		// A broadcast replaces every rank's data with rank 0's.
+		z := rankData(seed+1, c.Rank(), n)
+		if err := c.Broadcast(Host(z)); err != nil {
+			t.Fatal(err)
+		}
+		want := rankData(seed+1, 0, n)
+		for i := range z {
+			if math.Float32bits(z[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("broadcast n=%d: rank %d has %g at %d, want %g", n, c.Rank(), z[i], i, want[i])
+			}
+		}
+	}
+}
