@@ -3,7 +3,9 @@ package collective
 import (
 	"fmt"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
@@ -147,6 +149,7 @@ type ncclComm struct {
 	drv              *cudadriver.Driver
 	rank, size, loc  int
 	comm             atomic.Uintptr
+	commMu           sync.Mutex // held while the communicator is destroyed or aborted
 	stream           cudadriver.Stream
 	scratch          cudadriver.DevicePtr
 	scratchN         int
@@ -160,7 +163,7 @@ type ncclComm struct {
 	scratchAllocated bool
 }
 
-func openNCCL(opts Options) (c *ncclComm, err error) {
+func openNCCL(opts Options) (_ *ncclComm, err error) {
 	l := *opts.Launch
 	lib, err := loadNCCL(opts.NCCLLibrary)
 	if err != nil {
@@ -170,10 +173,10 @@ func openNCCL(opts Options) (c *ncclComm, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("collective: the nccl engine needs the CUDA driver: %w", err)
 	}
-	c = &ncclComm{lib: lib, drv: drv, rank: l.Rank, size: l.Size, loc: max(l.LocalRank, 0), onFault: opts.OnFault}
+	c := &ncclComm{lib: lib, drv: drv, rank: l.Rank, size: l.Size, loc: max(l.LocalRank, 0), onFault: opts.OnFault}
 	defer func() {
 		if err != nil {
-			c.release(err)
+			c.release(err, false)
 		}
 	}()
 	var id ncclUniqueID
@@ -251,8 +254,13 @@ func (c *ncclComm) peerFault(e *PeerError) {
 	if !c.fault.set(e) {
 		return
 	}
-	if h := c.comm.Load(); h != 0 {
-		ncclCall(c.lib.commAbort, h)
+	// Unless Close or Abort is destroying the communicator right now
+	// (then it is being freed: nothing to unblock).
+	if c.commMu.TryLock() {
+		if h := c.comm.Load(); h != 0 {
+			ncclCall(c.lib.commAbort, h)
+		}
+		c.commMu.Unlock()
 	}
 	c.onFault(e)
 }
@@ -281,11 +289,15 @@ func (c *ncclComm) check(what string, r uintptr) error {
 		r = uintptr(async)
 	}
 	err := c.lib.errorf(fmt.Sprintf("%s on rank %d", what, c.rank), comm, r)
-	if f := c.fault.get(); f != nil {
-		err = f
+	if c.rv != nil {
+		// A peer's failure reaches NCCL and the watchdog at about the
+		// same time; the watchdog's report names the rank and its reason.
+		for i := 0; i < 100 && c.fault.get() == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	c.fault.set(err)
-	return err
+	return c.fault.get()
 }
 
 func (c *ncclComm) AllReduceSum(b Buffer) error {
@@ -401,7 +413,7 @@ func (c *ncclComm) Abort(reason error) {
 		reason = fmt.Errorf("aborted")
 	}
 	c.fault.set(reason)
-	c.release(reason)
+	c.release(reason, true)
 }
 
 // Close destroys the communicator after a completed run. Collectives
@@ -411,17 +423,25 @@ func (c *ncclComm) Close() error {
 		return nil
 	}
 	err := c.fault.get()
-	c.release(err)
+	c.release(err, false)
 	return err
 }
 
-// release frees what open made, in reverse order; abort is nil after a
-// completed run.
-func (c *ncclComm) release(abort error) {
+// release frees what open made. abort is nil after a completed run: the
+// engine's stream is drained and the peers told goodbye before the
+// communicator is destroyed, so that a peer exiting at the same time is
+// not taken for a fault. fatal ends an MPI-launched job with MPI_Abort (the
+// peers may be waiting in NCCL); after a failed Open the error goes back to
+// the caller instead, whose exit the launcher sees.
+func (c *ncclComm) release(abort error, fatal bool) {
 	c.closed = true
 	if c.streamCreated && abort == nil {
 		c.drv.StreamSynchronize(c.stream)
 	}
+	if c.rv != nil {
+		c.rv.close(abort)
+	}
+	c.commMu.Lock()
 	if h := c.comm.Swap(0); h != 0 {
 		if abort != nil {
 			ncclCall(c.lib.commAbort, h)
@@ -429,6 +449,7 @@ func (c *ncclComm) release(abort error) {
 			ncclCall(c.lib.commDestroy, h)
 		}
 	}
+	c.commMu.Unlock()
 	if c.scratchAllocated {
 		c.drv.MemFree(c.scratch)
 		c.scratchAllocated = false
@@ -437,13 +458,14 @@ func (c *ncclComm) release(abort error) {
 		c.drv.StreamDestroy(c.stream)
 		c.streamCreated = false
 	}
-	if c.rv != nil {
-		c.rv.close(abort)
-	}
 	if c.mpi != nil {
-		if abort != nil {
+		switch {
+		case abort == nil:
+			c.mpi.Close()
+		case fatal:
 			c.mpi.Abort(abort)
+		default:
+			c.mpi.closed = true // MPI_Finalize would wait for the other ranks
 		}
-		c.mpi.Close()
 	}
 }
