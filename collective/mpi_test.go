@@ -16,6 +16,7 @@ import (
 // TestMPI runs 2 ranks under mpirun: all-reduce, broadcast and barrier on
 // random data (TestRankMPI, scenario "ops").
 func TestMPI(t *testing.T) {
+	t.Parallel()
 	r := mpirunRanks(t, 2, "TestRankMPI", "ops", 2*time.Minute, "FMGPU_COLLECTIVE_DIR="+t.TempDir())
 	if r.err != nil || strings.Count(r.out, "--- PASS: TestRankMPI") != 2 {
 		t.Fatalf("mpirun: %v\n%s", r.err, r.out)
@@ -26,6 +27,7 @@ func TestMPI(t *testing.T) {
 // TestMPIKilledRank: rank 1 is killed while rank 0 waits for it in an
 // all-reduce; mpirun ends the job within seconds, naming rank 1.
 func TestMPIKilledRank(t *testing.T) {
+	t.Parallel()
 	r := mpirunRanks(t, 2, "TestRankMPI", "kill", time.Minute)
 	const want = "process rank 1 with PID" // mpirun's line
 	if r.err == nil || !strings.Contains(r.out, want) || r.elapsed > 30*time.Second {
@@ -38,6 +40,7 @@ func TestMPIKilledRank(t *testing.T) {
 // other ranks run on (as srun without --kill-on-bad-exit): rank 0's
 // collective times out and names rank 1, which it finds gone.
 func TestMPIKilledRankOwnTimeout(t *testing.T) {
+	t.Parallel()
 	r := mpirunRanks(t, 2, "TestRankMPI", "kill", time.Minute, "OMPI_MCA_orte_abort_on_non_zero_status=0", "FMGPU_COLLECTIVE_TEST_TIMEOUT=3s")
 	want := regexp.MustCompile(`fmgpu: collective: mpi all-reduce of 1000 floats on rank 0 did not complete within 3s: rank 1 \(pid \d+\) has exited\n`)
 	if r.err == nil || !want.MatchString(r.out) || r.elapsed > 30*time.Second {
@@ -50,6 +53,7 @@ func TestMPIKilledRankOwnTimeout(t *testing.T) {
 // 0's all-reduce times out with a one-line error, and its Abort ends the
 // job.
 func TestMPITimeout(t *testing.T) {
+	t.Parallel()
 	r := mpirunRanks(t, 2, "TestRankMPI", "timeout", time.Minute, "FMGPU_COLLECTIVE_TEST_TIMEOUT=2s")
 	if r.err == nil {
 		t.Fatalf("the job succeeded:\n%s", r.out)

@@ -66,6 +66,7 @@ func TestNCCLOverMPI(t *testing.T) {
 // for it inside ncclAllReduce. Rank 0 sees its connection end, aborts its
 // communicator and tells rank 1; both exit with one line naming rank 2.
 func TestNCCLKilledRank(t *testing.T) {
+	t.Parallel()
 	ps := spawnRanks(t, 3, "TestRankNCCL", "kill", fakeEnv(t, 3)...)
 	runs := waitRanks(t, ps, time.Minute)
 	want := []*regexp.Regexp{
@@ -86,6 +87,7 @@ func TestNCCLKilledRank(t *testing.T) {
 // TestNCCLAbort: rank 1 fails and calls Abort; rank 0, waiting in a
 // collective, stops with rank 1's reason.
 func TestNCCLAbort(t *testing.T) {
+	t.Parallel()
 	ps := spawnRanks(t, 2, "TestRankNCCL", "abort", fakeEnv(t, 2)...)
 	runs := waitRanks(t, ps, time.Minute)
 	const want = "fmgpu: collective: rank 1 failed: bad batch in shard 3\n"

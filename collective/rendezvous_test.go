@@ -144,6 +144,7 @@ func TestRendezvousAbort(t *testing.T) {
 // A peer that is alive but silent (a lost node: no FIN ever comes) is
 // declared lost after 10 heartbeat periods.
 func TestRendezvousSilentPeer(t *testing.T) {
+	t.Parallel()
 	hb := 20 * time.Millisecond
 	rvs, _ := startRendezvous(t, 2, []byte("id"), hb)
 	ch := watchAll(rvs[:1]) // rank 1 neither beats nor reads
@@ -158,6 +159,7 @@ func TestRendezvousSilentPeer(t *testing.T) {
 
 // Heartbeats keep a slow but alive peer: no fault over 30 periods.
 func TestRendezvousHeartbeat(t *testing.T) {
+	t.Parallel()
 	hb := 10 * time.Millisecond
 	rvs, _ := startRendezvous(t, 2, []byte("id"), hb)
 	ch := watchAll(rvs)
@@ -171,6 +173,7 @@ func TestRendezvousHeartbeat(t *testing.T) {
 }
 
 func TestRendezvousTimeout(t *testing.T) {
+	t.Parallel()
 	port := freePort(t)
 	start := time.Now()
 	_, err := serveRendezvous(tcpLaunch(t, 0, 3, port), []byte("id"), 300*time.Millisecond, time.Second)
@@ -190,6 +193,7 @@ func TestRendezvousTimeout(t *testing.T) {
 
 // Rank 0 waits for a missing rank; one that joined learns why it ends.
 func TestRendezvousPartial(t *testing.T) {
+	t.Parallel()
 	port := freePort(t)
 	errs := make(chan error, 1)
 	go func() {
@@ -206,6 +210,7 @@ func TestRendezvousPartial(t *testing.T) {
 }
 
 func TestRendezvousMismatch(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name       string
 		rank, size int
