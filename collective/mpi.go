@@ -200,6 +200,15 @@ type mpiComm struct {
 }
 
 func openMPI(opts Options) (*mpiComm, error) {
+	// UCX, the transport under MPICH (and under Open MPI's pml ucx),
+	// installs handlers for SIGSEGV, SIGBUS, SIGILL and SIGFPE that print a
+	// backtrace and re-raise the signal: they replace the Go runtime's, and
+	// a nil dereference that Go would turn into a panic kills the process.
+	// An empty list keeps them out; the user's own setting wins. UCX
+	// reads it when it is loaded, with libmpi.
+	if _, set := os.LookupEnv("UCX_ERROR_SIGNALS"); !set {
+		os.Setenv("UCX_ERROR_SIGNALS", "")
+	}
 	lib, err := loadMPI(opts.MPILibrary, opts.Launch.Launcher)
 	if err != nil {
 		return nil, err
