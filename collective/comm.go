@@ -248,3 +248,15 @@ func (f *faultState) get() error {
 	defer f.mu.Unlock()
 	return f.err
 }
+
+// Describe is a one-line account of c for a run's log: the engine, its
+// library and the number of ranks.
+func Describe(c Comm) string {
+	switch c := c.(type) {
+	case *mpiComm:
+		return fmt.Sprintf("mpi (%s, %s), %d ranks", c.lib.version, c.lib.path, c.size)
+	case *ncclComm:
+		return fmt.Sprintf("nccl %s (%s, bootstrap %s), %d ranks", c.lib.versionString(), c.lib.path, c.bootstrapVia, c.size)
+	}
+	return fmt.Sprintf("%s, %d rank(s)", c.Engine(), c.Size())
+}

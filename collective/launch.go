@@ -181,3 +181,22 @@ func envInt(getenv func(string) string, name string, required bool) (int, error)
 	}
 	return v, nil
 }
+
+// DeviceOrdinal is the CUDA device this rank takes among the devices it
+// sees: its local rank, one GPU per rank of the node; or 0 when it sees one
+// device (srun --gpus-per-task=1 and CUDA_VISIBLE_DEVICES per rank hide the
+// others).
+func (l Launch) DeviceOrdinal(devices int) (int, error) {
+	switch {
+	case devices < 1:
+		return 0, fmt.Errorf("collective: rank %d sees no CUDA device", l.Rank)
+	case devices == 1 || l.Size <= 1:
+		return 0, nil
+	case l.LocalRank < 0:
+		return 0, fmt.Errorf("collective: rank %d sees %d CUDA devices and its launcher (%s) did not say its local rank: set %s", l.Rank, devices, l.Launcher, EnvPMILocalRank)
+	case l.LocalRank >= devices:
+		return 0, fmt.Errorf("collective: rank %d has local rank %d but sees %d CUDA devices: start at most %d ranks per node, or one device per rank (CUDA_VISIBLE_DEVICES)",
+			l.Rank, l.LocalRank, devices, devices)
+	}
+	return l.LocalRank, nil
+}

@@ -106,3 +106,29 @@ func TestMissingLibrary(t *testing.T) {
 		t.Errorf("mpi under a torchrun-style launch: %v", err)
 	}
 }
+
+func TestDeviceOrdinal(t *testing.T) {
+	cases := []struct {
+		l       Launch
+		devices int
+		want    int
+		err     string
+	}{
+		{Launch{Size: 1}, 8, 0, ""},
+		{Launch{Rank: 5, Size: 8, LocalRank: 1}, 4, 1, ""},
+		{Launch{Rank: 5, Size: 8, LocalRank: 1}, 1, 0, ""}, // one device per task
+		{Launch{Rank: 5, Size: 8, LocalRank: 5}, 4, 0, "local rank 5 but sees 4 CUDA devices"},
+		{Launch{Rank: 5, Size: 8, LocalRank: -1, Launcher: LaunchPMI}, 4, 0, "set MPI_LOCALRANKID"},
+		{Launch{Rank: 0, Size: 2}, 0, 0, "sees no CUDA device"},
+	}
+	for _, c := range cases {
+		got, err := c.l.DeviceOrdinal(c.devices)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%+v on %d devices: %v, want %q", c.l, c.devices, err, c.err)
+			}
+		} else if err != nil || got != c.want {
+			t.Errorf("%+v on %d devices: %d, %v; want %d", c.l, c.devices, got, err, c.want)
+		}
+	}
+}

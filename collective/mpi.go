@@ -35,7 +35,7 @@ const (
 type mpiLib struct {
 	path    string
 	ompi    bool
-	version string // MPI_Get_library_version, first line
+	version string // MPI_Get_library_version, its first field
 
 	initThread, finalize, abort, commRank, commSize, commSetErrhandler uintptr
 	allreduce, bcast, barrier, allgather, errorString                  uintptr
@@ -112,8 +112,11 @@ func loadMPI(override string, l Launcher) (*mpiLib, error) {
 		var n int32
 		purego.SyscallN(getVersion, uintptr(unsafe.Pointer(&buf[0])), uintptr(unsafe.Pointer(&n)))
 		v := string(bytes.TrimRight(buf[:max(0, min(int(n), len(buf)))], "\x00"))
-		m.version, _, _ = strings.Cut(strings.TrimSpace(v), "\n")
-		m.version = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(m.version), ","))
+		// "Open MPI v4.1.4, package: ...", "MPICH Version:\t4.0.2\n...":
+		// the first field, for messages.
+		first, _, _ := strings.Cut(strings.TrimSpace(v), "\n")
+		first, _, _ = strings.Cut(first, ",")
+		m.version = strings.Join(strings.Fields(first), " ")
 	}
 	if world, err := purego.Dlsym(lib, "ompi_mpi_comm_world"); err == nil {
 		m.ompi = true
@@ -471,6 +474,3 @@ func (m *mpiComm) Close() error {
 	}
 	return nil
 }
-
-// Version is the MPI library's own description (Open MPI v4.1.4...).
-func (m *mpiComm) Version() string { return m.lib.version }

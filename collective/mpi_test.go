@@ -102,7 +102,7 @@ func TestRankMPI(t *testing.T) {
 	if rank != l.Rank || size != 2 || c.LocalRank() != rank || c.Engine() != EngineMPI {
 		t.Fatalf("%s: rank %d of %d, local %d; launch %v", c.Engine(), rank, size, c.LocalRank(), l)
 	}
-	t.Logf("rank %d of %d: %s", rank, size, c.(*mpiComm).Version())
+	t.Logf("rank %d of %d: %s", rank, size, Describe(c))
 	switch scen {
 	case "ops":
 		// A nil dereference is still a Go panic, not a crash in a signal

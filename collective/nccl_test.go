@@ -127,7 +127,11 @@ func TestRankNCCL(t *testing.T) {
 		t.Fatal(err)
 	}
 	must(t, drv.Init())
-	dev, err := drv.Device(l.LocalRank)
+	n, err := drv.DeviceCount()
+	must(t, err)
+	ord, err := l.DeviceOrdinal(n)
+	must(t, err)
+	dev, err := drv.Device(ord)
 	must(t, err)
 	ctx, err := drv.PrimaryCtxRetain(dev)
 	must(t, err)
@@ -140,7 +144,7 @@ func TestRankNCCL(t *testing.T) {
 	if c.Engine() != EngineNCCL || c.Rank() != l.Rank || c.Size() != l.Size || c.LocalRank() != l.LocalRank {
 		t.Fatalf("%s: rank %d of %d, local %d; launch %v", c.Engine(), c.Rank(), c.Size(), c.LocalRank(), l)
 	}
-	t.Logf("%s: bootstrap over %s, %s %s", l, nc.bootstrapVia, nc.lib.path, nc.lib.versionString())
+	t.Logf("%s: %s", l, Describe(c))
 	stream, err := drv.StreamCreate(1)
 	must(t, err)
 	switch scen {
