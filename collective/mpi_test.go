@@ -44,6 +44,27 @@ func TestMPICH(t *testing.T) {
 	}
 }
 
+// TestMPIAllReduceTime times MPI_Allreduce of each workload's gradient
+// over 2 ranks of this machine (shared memory), when timeEnv is set:
+//
+//	FMGPU_COLLECTIVE_TIME=1 go test -run MPIAllReduceTime -v ./collective
+func TestMPIAllReduceTime(t *testing.T) {
+	if os.Getenv(timeEnv) == "" {
+		t.Skipf("a measurement: set %s=1 to run it", timeEnv)
+	}
+	r := mpirunRanks(t, 2, "TestRankMPI", "time", 5*time.Minute)
+	if r.err != nil {
+		t.Fatalf("mpirun: %v\n%s", r.err, r.out)
+	}
+	for _, l := range strings.Split(r.out, "\n") {
+		if i := strings.Index(l, "rank "); i >= 0 && strings.Contains(l, "MPI_Allreduce") {
+			t.Log(l[i:])
+		}
+	}
+}
+
+const timeEnv = "FMGPU_COLLECTIVE_TIME"
+
 // TestMPIKilledRank: rank 1 is killed while rank 0 waits for it in an
 // all-reduce; mpirun ends the job within seconds, naming rank 1.
 func TestMPIKilledRank(t *testing.T) {
@@ -133,6 +154,24 @@ func TestRankMPI(t *testing.T) {
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
+	case "time":
+		// The all-reduce of each workload's parameters, after a warm-up.
+		for _, w := range workloadParams {
+			x := rankData(3, rank, w.n)
+			for range 5 {
+				must(t, c.AllReduceSum(Host(x)))
+			}
+			const reps = 50
+			must(t, c.Barrier())
+			start := time.Now()
+			for range reps {
+				must(t, c.AllReduceSum(Host(x)))
+			}
+			d := time.Since(start) / reps
+			busGBs := 2 * float64(size-1) / float64(size) * float64(4*w.n) / d.Seconds() / 1e9
+			t.Logf("rank %d: %s, %d floats: MPI_Allreduce %v, bus bandwidth %.2f GB/s", rank, w.name, w.n, d.Round(time.Microsecond), busGBs)
+		}
+		must(t, c.Close())
 	case "kill", "timeout":
 		x := rankData(1, rank, 1000)
 		if err := c.AllReduceSum(Host(x)); err != nil {
