@@ -96,6 +96,29 @@ func TestNCCLAbort(t *testing.T) {
 	}
 }
 
+// TestNCCLMismatch: ranks that call different collectives get an error
+// naming both calls from the fake (real NCCL would hang or mix data).
+func TestNCCLMismatch(t *testing.T) {
+	t.Parallel()
+	runs := waitRanks(t, spawnRanks(t, 2, "TestRankNCCL", "mismatch", fakeEnv(t, 2)...), time.Minute)
+	allPassed(t, runs)
+}
+
+func TestNCCLErrorText(t *testing.T) {
+	lib, err := loadNCCL(fakenccl.Library(t))
+	must(t, err)
+	if v := lib.versionString(); v != "2.18.5" {
+		t.Errorf("version %q", v)
+	}
+	if v := (&ncclLib{version: 2708}).versionString(); v != "2.7.8" {
+		t.Errorf("old-style version code: %q", v)
+	}
+	const want = "collective: ncclAllReduce: invalid usage (run with NCCL_DEBUG=WARN for details)"
+	if err := lib.errorf("ncclAllReduce", 0, 5); err.Error() != want {
+		t.Errorf("got %q, want %q", err, want)
+	}
+}
+
 // TestNCCLRendezvousTimeout: rank 0 of 2 alone; Open fails after the
 // timeout naming the missing rank.
 func TestNCCLRendezvousTimeout(t *testing.T) {
@@ -136,7 +159,12 @@ func TestRankNCCL(t *testing.T) {
 	ctx, err := drv.PrimaryCtxRetain(dev)
 	must(t, err)
 	must(t, drv.CtxSetCurrent(ctx))
-	c, err := Open(EngineNCCL, Options{Timeout: 30 * time.Second})
+	opts := Options{Timeout: 30 * time.Second}
+	if scen == "mismatch" {
+		// Both ranks fail and close: the peer's abort is no news.
+		opts.OnFault = func(err error) { t.Logf("fault: %v", err) }
+	}
+	c, err := Open(EngineNCCL, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +194,23 @@ func TestRankNCCL(t *testing.T) {
 		must(t, c.Close())
 		if err := c.AllReduceSum(Host([]float32{1})); !errors.Is(err, ErrClosed) {
 			t.Errorf("after Close: %v", err)
+		}
+	case "mismatch":
+		x := rankData(1, c.Rank(), 10)
+		if c.Rank() == 0 {
+			err = c.AllReduceSum(Host(x))
+		} else {
+			err = c.Broadcast(Host(x))
+		}
+		// This rank's own error, or the peer's, forwarded by the watchdog
+		// when it came first: either names both calls.
+		if err == nil || !strings.Contains(err.Error(), "invalid usage") ||
+			!strings.Contains(err.Error(), "called ncclAllReduce(count 10, datatype 7, root 0)") ||
+			!strings.Contains(err.Error(), "called ncclBroadcast(count 10, datatype 7, root 0)") {
+			t.Fatalf("mismatched collectives: %v", err)
+		}
+		if err := c.Close(); err == nil {
+			t.Fatal("Close after a failed collective reports nothing")
 		}
 	case "kill", "abort":
 		must(t, c.Barrier())
