@@ -51,6 +51,13 @@ func (b Buffer) Len() int { return b.n }
 // OnDevice reports whether b is device memory.
 func (b Buffer) OnDevice() bool { return b.onDev }
 
+func (b Buffer) check() error {
+	if b.n < 0 || b.onDev && b.dev == 0 && b.n > 0 {
+		return fmt.Errorf("collective: invalid device buffer (address %#x, %d floats)", b.dev, b.n)
+	}
+	return nil
+}
+
 // Comm is one process's membership of a group of Size ranks. Every rank
 // calls the same collectives in the same order with buffers of the same
 // length; a collective returns when this rank's part is done (for a Device
@@ -64,7 +71,9 @@ type Comm interface {
 	Size() int
 	LocalRank() int
 	// AllReduceSum replaces b, on every rank, by the elementwise sum of
-	// the ranks' b. Every rank gets the same bits.
+	// the ranks' b. Every rank gets the same bits (NCCL's and MPI's
+	// algorithms reduce each element once and pass the result on, or add
+	// in commuted orders), which keeps data-parallel weights identical.
 	AllReduceSum(b Buffer) error
 	// Broadcast replaces b, on every rank, by rank 0's b.
 	Broadcast(b Buffer) error
@@ -97,11 +106,12 @@ type Options struct {
 	// 10 x Heartbeat is declared lost. Default 2 s. A peer that exits is
 	// seen at once, whatever the period.
 	Heartbeat time.Duration
-	// OnFault is called, from a watchdog goroutine, when a peer is lost or
-	// aborts while this rank may be blocked inside the engine. After it
-	// the engine's communicator has been aborted, so blocked calls return.
+	// OnFault is called, from the watchdog's goroutine, when a peer of a
+	// run bootstrapped over the TCP rendezvous dies, goes silent or
+	// aborts, while this rank may be blocked inside NCCL. The communicator
+	// is aborted first, so a blocked call returns (with the same error).
 	// The default writes the error on one line to stderr and exits with
-	// status 1.
+	// status 1. (The MPI engine returns its faults from the collectives.)
 	OnFault func(error)
 	// MPILibrary and NCCLLibrary override the libraries' paths (default:
 	// $FMGPU_LIBMPI / $FMGPU_LIBNCCL, else the sonames searched by the
@@ -185,7 +195,7 @@ func Open(engine Engine, opts Options) (Comm, error) {
 
 // LoadError is a library that could not be opened or lacks an entry point.
 type LoadError struct {
-	Library string // the path or soname tried last
+	Library string // the paths or sonames tried
 	Err     error
 	Install string // how to install it
 }

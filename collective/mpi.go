@@ -199,7 +199,6 @@ type mpiComm struct {
 	busy            atomic.Bool
 	fault           faultState
 	closed          bool
-	threadsProvided int
 }
 
 func openMPI(opts Options) (*mpiComm, error) {
@@ -260,7 +259,6 @@ func (m *mpiComm) worker(started chan<- error) {
 		started <- fmt.Errorf("collective: MPI_Init_thread (%s) failed with code %d", m.lib.path, rc)
 		return
 	}
-	m.threadsProvided = int(provided)
 	if provided < mpiThreadFunneled {
 		started <- fmt.Errorf("collective: %s grants thread level %d, fmgpu needs MPI_THREAD_FUNNELED", m.lib.path, provided)
 		return
@@ -327,6 +325,9 @@ func (m *mpiComm) stuck(what string, count int) error {
 	if count > 0 {
 		op = fmt.Sprintf("%s of %d floats", what, count)
 	}
+	if len(m.peers) != m.size {
+		return fmt.Errorf("collective: mpi %s on rank %d did not complete within %v: a rank did not join", op, m.rank, m.timeout)
+	}
 	me := m.peers[m.rank]
 	var gone, remote []int
 	for r, p := range m.peers {
@@ -345,6 +346,9 @@ func (m *mpiComm) stuck(what string, count int) error {
 			s = append(s, fmt.Sprintf("rank %d (pid %d)", r, m.peers[r].pid))
 		}
 		why = strings.Join(s, ", ") + " has exited"
+		if len(gone) > 1 {
+			why = strings.Join(s, ", ") + " have exited"
+		}
 	} else if len(remote) > 0 {
 		why = fmt.Sprintf("no rank of this node has exited; %s on other nodes cannot be checked from here", rankList(remote))
 	}

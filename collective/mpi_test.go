@@ -232,3 +232,29 @@ func testOps(t *testing.T, c Comm, seed uint64) {
 		}
 	}
 }
+
+// processAlive tells a running process from one that has exited, reaped or
+// not (a zombie: what a rank killed under mpirun is for a moment).
+func TestProcessAlive(t *testing.T) {
+	if !processAlive(os.Getpid()) {
+		t.Fatal("this process is not alive")
+	}
+	cmd := exec.Command("sleep", "30")
+	must(t, cmd.Start())
+	pid := cmd.Process.Pid
+	if !processAlive(pid) {
+		t.Fatal("a sleeping child is not alive")
+	}
+	must(t, cmd.Process.Kill())
+	deadline := time.Now().Add(5 * time.Second)
+	for processAlive(pid) { // a zombie until Wait
+		if time.Now().After(deadline) {
+			t.Fatal("a killed child, not yet reaped, is still alive")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Wait()
+	if processAlive(pid) {
+		t.Fatal("a reaped child is alive")
+	}
+}

@@ -304,6 +304,9 @@ func (c *ncclComm) AllReduceSum(b Buffer) error {
 	if err := c.ready(); err != nil {
 		return err
 	}
+	if err := b.check(); err != nil {
+		return err
+	}
 	if !b.onDev {
 		return c.viaScratch("all-reduce", b.host, c.allReduce)
 	}
@@ -320,6 +323,9 @@ func (c *ncclComm) allReduce(ptr uint64, n int, stream uintptr) error {
 
 func (c *ncclComm) Broadcast(b Buffer) error {
 	if err := c.ready(); err != nil {
+		return err
+	}
+	if err := b.check(); err != nil {
 		return err
 	}
 	if !b.onDev {
