@@ -352,7 +352,9 @@ func (c *ncclComm) viaScratch(what string, x []float32, op func(uint64, int, uin
 		return err
 	}
 	bytes := 4 * len(x)
-	if err := c.drv.MemcpyHtoD(c.scratch, unsafe.Pointer(&x[0]), bytes); err != nil {
+	// On the engine's stream: a synchronous copy from pageable memory may
+	// return before its DMA lands, ordered only on the legacy stream.
+	if err := c.drv.MemcpyHtoDAsync(c.scratch, unsafe.Pointer(&x[0]), bytes, c.stream); err != nil {
 		return fmt.Errorf("collective: nccl %s: %w", what, err)
 	}
 	if err := op(uint64(c.scratch), len(x), uintptr(c.stream)); err != nil {
@@ -384,7 +386,7 @@ func (c *ncclComm) growScratch(n int) error {
 	}
 	if c.scratchAllocated {
 		c.drv.MemFree(c.scratch)
-		c.scratchAllocated = false
+		c.scratchN, c.scratchAllocated = 0, false
 	}
 	p, err := c.drv.MemAlloc(4 * n)
 	if err != nil {

@@ -394,8 +394,10 @@ func (rv *rendezvous) fault(e *PeerError) {
 			}
 		}
 	}
+	// On a goroutine of its own: the callback may close the rendezvous,
+	// which waits for this reader.
 	if rv.onFault != nil {
-		rv.onFault(e)
+		go rv.onFault(e)
 	}
 }
 
