@@ -84,6 +84,17 @@ func TestNCCLKilledRank(t *testing.T) {
 	}
 }
 
+// TestNCCLKilledRankHandled: with its own OnFault, rank 0's blocked
+// all-reduce returns the fault (the communicator was aborted under it) and
+// the rank ends on its own terms.
+func TestNCCLKilledRankHandled(t *testing.T) {
+	t.Parallel()
+	runs := waitRanks(t, spawnRanks(t, 2, "TestRankNCCL", "kill-handled", fakeEnv(t, 2)...), time.Minute)
+	if runs[0].err != nil || !strings.Contains(runs[0].out, "--- PASS: TestRankNCCL") {
+		t.Fatalf("rank 0: %v\n%s", runs[0].err, runs[0].out)
+	}
+}
+
 // TestNCCLAbort: rank 1 fails and calls Abort; rank 0, waiting in a
 // collective, stops with rank 1's reason.
 func TestNCCLAbort(t *testing.T) {
@@ -160,9 +171,13 @@ func TestRankNCCL(t *testing.T) {
 	must(t, err)
 	must(t, drv.CtxSetCurrent(ctx))
 	opts := Options{Timeout: 30 * time.Second}
-	if scen == "mismatch" {
+	faults := make(chan error, 1)
+	switch scen {
+	case "mismatch":
 		// Both ranks fail and close: the peer's abort is no news.
 		opts.OnFault = func(err error) { t.Logf("fault: %v", err) }
+	case "kill-handled":
+		opts.OnFault = func(err error) { faults <- err }
 	}
 	c, err := Open(EngineNCCL, opts)
 	if err != nil {
@@ -211,6 +226,23 @@ func TestRankNCCL(t *testing.T) {
 		}
 		if err := c.Close(); err == nil {
 			t.Fatal("Close after a failed collective reports nothing")
+		}
+	case "kill-handled":
+		must(t, c.Barrier())
+		if c.Rank() == 1 {
+			time.Sleep(300 * time.Millisecond)
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+		err := c.AllReduceSum(Host(rankData(1, 0, 1000)))
+		const want = "collective: rank 1 exited without closing"
+		if err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Fatalf("the all-reduce returned %v, want %q", err, want)
+		}
+		if f := <-faults; f.Error() != err.Error() {
+			t.Errorf("OnFault got %v", f)
+		}
+		if err := c.Close(); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Close: %v", err)
 		}
 	case "kill", "abort":
 		must(t, c.Barrier())
