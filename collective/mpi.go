@@ -190,15 +190,15 @@ func decodeIdentity(b []byte) identity {
 // that grants only MPI_THREAD_FUNNELED is served too); the caller waits for
 // it with a timeout, which a collective stuck on a missing rank runs into.
 type mpiComm struct {
-	lib             *mpiLib
-	rank, size      int
-	local           int
-	peers           []identity
-	timeout         time.Duration
-	ops             chan func()
-	busy            atomic.Bool
-	fault           faultState
-	closed          bool
+	lib        *mpiLib
+	rank, size int
+	local      int
+	peers      []identity
+	timeout    time.Duration
+	ops        chan func()
+	busy       atomic.Bool
+	fault      faultState
+	closed     bool
 }
 
 func openMPI(opts Options) (*mpiComm, error) {
