@@ -81,6 +81,12 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 			d.GemmBatched(false, true, 70000, 3, 3, 3, 1, buf(9*70000), 3, 9, buf(9*70000), 3, 9, 0, buf(9*70000), 3, 9)
 		},
 			"gemm_batched_nt_forward_kernel"},
+		{"Gemm weight gradient (split-K)", func() {
+			d.Gemm(true, false, 256, 256, 4096, 1, buf(4096*256), 256, buf(4096*256), 256, 0, buf(256*256), 256)
+		}, "gemm_tn_split_forward_kernel gemm_split_reduce_kernel"},
+		{"Gemm forward (tiles fill the GPU)", func() {
+			d.Gemm(false, true, 4096, 256, 256, 1, buf(4096*256), 256, buf(256*256), 256, 0, buf(4096*256), 256)
+		}, "gemm_nt_forward_kernel"},
 		{"Softmax", func() { d.Softmax(17, 49, buf(17*49), buf(17*49)) }, "softmax_forward_kernel"},
 		{"SoftmaxBackward", func() { d.SoftmaxBackward(17, 49, buf(17*49), buf(17*49), buf(17*49)) }, "softmax_backward_kernel"},
 		{"Transpose", func() { d.Transpose(70000, 3, 5, buf(15*70000), buf(15*70000)) }, "transpose_forward_kernel"},
@@ -238,5 +244,35 @@ func TestDeviceAllocBeyondItsLimit(t *testing.T) {
 	d.Fill(big, 1)
 	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "allocation failed") {
 		t.Errorf("Sync() after using the buffer = %v", err)
+	}
+}
+
+// The split-K choice depends on the shape alone, fills about
+// gemmSplitTarget blocks, keeps slices of at least gemmMinSlice on k-tile
+// boundaries, and covers k exactly.
+func TestGemmSplit(t *testing.T) {
+	cases := []struct{ m, n, k, splits int }{
+		{256, 256, 4096, 16},  // mlp256's weight gradient at batch 4096: 16 tiles
+		{512, 512, 4096, 5},   // mlp512's: 64 tiles
+		{256, 34, 4096, 16},   // the first layer's (2 inputs + 32 embedding columns)
+		{4096, 256, 256, 1},   // forward: 256 tiles already
+		{2048, 2048, 2048, 1}, // square
+		{256, 256, 256, 1},    // k too short to split
+		{5, 3, 4097, 16},      // the conformance suite's long-k shape
+	}
+	for _, c := range cases {
+		splits, slice := gemmSplit(c.m, c.n, c.k)
+		if splits != c.splits {
+			t.Errorf("gemmSplit(%d, %d, %d) = %d splits, want %d", c.m, c.n, c.k, splits, c.splits)
+		}
+		if splits == 1 {
+			if slice != c.k {
+				t.Errorf("gemmSplit(%d, %d, %d): one split of %d", c.m, c.n, c.k, slice)
+			}
+			continue
+		}
+		if slice%gemmSliceAlign != 0 || slice < gemmMinSlice || (splits-1)*slice >= c.k || splits*slice < c.k {
+			t.Errorf("gemmSplit(%d, %d, %d) = %d slices of %d", c.m, c.n, c.k, splits, slice)
+		}
 	}
 }
