@@ -85,6 +85,7 @@ type report struct {
 	peers       map[string]map[string]string // workload -> variant -> value
 	variants    []string
 	sanitizer   []string
+	nccl        []string
 }
 
 func (r *report) lines(name string) []string {
@@ -233,6 +234,11 @@ func (r *report) load(kernelList string) error {
 				r.peers[w] = map[string]string{}
 			}
 			r.peers[w][v] = m["steps_per_s"] + m["points_per_s"]
+		}
+	}
+	for _, l := range r.lines("nccl.log") {
+		if i := strings.Index(l, "ncclAllReduce"); i >= 0 || strings.Contains(l, "on NVIDIA") || strings.HasPrefix(l, "no libnccl") {
+			r.nccl = append(r.nccl, strings.TrimSpace(l[strings.Index(l, ":")+1:]))
 		}
 	}
 	for _, name := range []string{"sanitizer-memcheck.log", "sanitizer-racecheck.log", "sanitizer.log"} {
@@ -393,6 +399,9 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 	}
 	for _, s := range r.sanitizer {
 		fmt.Fprintln(w, "sanitizer "+s)
+	}
+	for _, s := range r.nccl {
+		fmt.Fprintln(w, "nccl: "+s)
 	}
 }
 
