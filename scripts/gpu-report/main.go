@@ -236,9 +236,12 @@ func (r *report) load(kernelList string) error {
 			r.peers[w][v] = m["steps_per_s"] + m["points_per_s"]
 		}
 	}
+	logRe := regexp.MustCompile(`\.go:\d+: (.*)`)
 	for _, l := range r.lines("nccl.log") {
-		if i := strings.Index(l, "ncclAllReduce"); i >= 0 || strings.Contains(l, "on NVIDIA") || strings.HasPrefix(l, "no libnccl") {
-			r.nccl = append(r.nccl, strings.TrimSpace(l[strings.Index(l, ":")+1:]))
+		if m := logRe.FindStringSubmatch(l); m != nil {
+			r.nccl = append(r.nccl, m[1])
+		} else if strings.HasPrefix(l, "no libnccl") || strings.HasPrefix(l, "--- FAIL") {
+			r.nccl = append(r.nccl, l)
 		}
 	}
 	for _, name := range []string{"sanitizer-memcheck.log", "sanitizer-racecheck.log", "sanitizer.log"} {
