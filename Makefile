@@ -74,7 +74,7 @@ cuda:
 
 # gpu-bundle: everything scripts/gpu-run.sh needs on an NVIDIA host.
 # GPU_E2E_PKG names the package of the end-to-end GPU test (train
-# 8gaussians, sample, W2) once it exists; gpu-run.sh runs it as e2e.test.
+# 8gaussians, sample, W2); gpu-run.sh runs it as e2e.test.
 GPU_E2E_PKG ?= ./internal/e2e
 gpu-bundle: cuda
 	CGO_CFLAGS="$(CUDA_CGO_CFLAGS)" GPU_E2E_PKG="$(GPU_E2E_PKG)" scripts/gpu-bundle.sh $(BUNDLE) $(CUDA_BIN)

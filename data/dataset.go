@@ -1,7 +1,8 @@
 // Package data provides the training sets of fmgpu: built-in 2-D toy
-// distributions, user files in .npy and .csv form, and the per-dimension
-// standardization whose log-Jacobian the likelihood must account for
-// (../shared/MATH.md section 4).
+// distributions, user files in .npy and .csv form, image sets (MNIST,
+// Fashion-MNIST and folders of PNG or JPEG files) with their grids, and the
+// per-dimension standardization whose log-Jacobian the likelihood must
+// account for (docs/math.md).
 //
 // Loaders never panic on bad input: every failure is an error of one line
 // that names the file (or data set) and the reason.

@@ -33,7 +33,7 @@ var rejectReasons = map[string]string{
 	"meta_empty":      "layout version 0, this fmgpu reads 1",
 	"version_2":       "layout version 2, this fmgpu reads 1",
 	"kind_unknown":    `bad configuration: model kind "transformer": want mlp or unet`,
-	"bad_lr":          "bad configuration: --lr 0",
+	"bad_lr":          "bad configuration: lr 0: need a finite learning rate > 0",
 	"bad_path":        "bad configuration: path ot: sigma-min 1 outside [0, 1)",
 	"step_over":       "step 11 outside 0..10",
 	"step_negative":   "step -1 outside 0..10",

@@ -140,7 +140,7 @@ func (tr *Trainer) Step() {
 	wd := float32(c.WeightDecay)
 	b.AdamEMA(gpu.AdamStep{
 		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-		WeightDecay: wd, Decoupled: c.Optimizer == "adamw",
+		WeightDecay: wd, Decoupled: c.Optimizer == AdamW,
 		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
 		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
 	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)

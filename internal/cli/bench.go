@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -17,8 +18,9 @@ import (
 	"github.com/fmgpu/fmgpu/train"
 )
 
-// benchWorkload is one of the PyTorch peer's workloads
-// (../shared/peers/torch_cfm.py), with exactly its configuration.
+// benchWorkload is one of the PyTorch peer's workloads (a torch
+// conditional flow-matching script; docs/performance.md), with exactly its
+// configuration.
 type benchWorkload struct {
 	name   string
 	hidden []int
@@ -41,6 +43,14 @@ const (
 // launchCounter is implemented by device backends that count kernel launches.
 type launchCounter interface{ Launches() int64 }
 
+// benchOptions are the settings of `fmgpu bench`.
+type benchOptions struct {
+	workloads []string // names, "all" expanded
+	dev       deviceOptions
+	steps     int // timed steps, 0: the peer's per workload
+	seed      uint64
+}
+
 func benchCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "bench",
@@ -53,38 +63,54 @@ func benchCommand() *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
 		Action: func(c *ucli.Context) error {
-			names := []string{c.String("workload")}
-			if names[0] == "all" {
-				names = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
-			}
-			for _, n := range names {
-				if n != "sample-euler" && findWorkload(n) == nil {
-					return usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
-				}
-			}
-			if c.Int("steps") < 0 || c.Int("threads") < 0 {
-				return usagef("--steps and --threads must be >= 0")
-			}
-			b, err := openBackend(c.String("device"), c.Int("threads"))
+			o, err := benchOptionsFrom(c)
 			if err != nil {
 				return err
 			}
-			defer b.Close()
-			ds, _ := data.Builtin("8gaussians", benchDataRows, c.Uint64("seed"))
-			fmt.Fprintf(c.App.ErrWriter, "fmgpu bench on %s\n", describeBackend(b))
-			for _, n := range names {
-				if n == "sample-euler" {
-					err = benchSample(c.App.Writer, b, ds, c.Uint64("seed"))
-				} else {
-					err = benchTrain(c.App.Writer, b, ds, *findWorkload(n), c.Int("steps"), c.Uint64("seed"))
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
+			return runBench(c.Context, o, c.App.Writer, c.App.ErrWriter)
 		},
 	}
+}
+
+func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
+	o := benchOptions{workloads: []string{c.String("workload")}, steps: c.Int("steps"), seed: c.Uint64("seed"),
+		dev: deviceOptions{device: c.String("device"), threads: c.Int("threads")}}
+	if o.workloads[0] == "all" {
+		o.workloads = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
+	}
+	for _, n := range o.workloads {
+		if n != "sample-euler" && findWorkload(n) == nil {
+			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
+		}
+	}
+	if o.steps < 0 || o.dev.threads < 0 {
+		return o, usagef("--steps and --threads must be >= 0")
+	}
+	return o, nil
+}
+
+func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	b, err := openBackend(o.dev.device, o.dev.threads)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ds, _ := data.Builtin("8gaussians", benchDataRows, o.seed)
+	fmt.Fprintf(stderr, "fmgpu bench on %s\n", describeBackend(b))
+	for _, n := range o.workloads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if n == "sample-euler" {
+			err = benchSample(stdout, b, ds, o.seed)
+		} else {
+			err = benchTrain(stdout, b, ds, *findWorkload(n), o.steps, o.seed)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func findWorkload(name string) *benchWorkload {

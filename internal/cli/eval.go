@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"math"
 
 	ucli "github.com/urfave/cli/v2"
@@ -9,6 +11,13 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/internal/wasserstein"
 )
+
+// evalOptions are the settings of `fmgpu eval`.
+type evalOptions struct {
+	samples, data string
+	n, floors     int
+	seed          uint64
+}
 
 // evalCommand measures sample quality as the exact W2 distance between
 // samples and fresh data, beside the W2 between two fresh draws of the
@@ -25,65 +34,83 @@ func evalCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "floors", Value: 1, Usage: "built-in sets: pairs of fresh draws whose W2 estimates the noise floor (mean and spread)"},
 		},
 		Action: func(c *ucli.Context) error {
-			n := c.Int("n")
-			if n < 1 || n > 20000 {
-				return usagef("--n %d: need 1..20000", n)
-			}
-			s, err := data.Load(c.String("samples"), 0, 0)
-			if err != nil {
-				return usageError{err}
-			}
-			if s.N < n {
-				return usagef("--samples %s has %d points, --n asks for %d", c.String("samples"), s.N, n)
-			}
-			floors := c.Int("floors")
-			if floors < 1 || floors > 100 {
-				return usagef("--floors %d: need 1..100", floors)
-			}
-			var ref1 []float32
-			var others [][]float32 // second sets of the floor pairs
-			name := c.String("data")
-			if data.IsBuiltin(name) {
-				d1, err := data.Builtin(name, n, c.Uint64("seed"))
-				if err != nil {
-					return usageError{err}
-				}
-				ref1 = d1.X
-				for k := 1; k <= floors; k++ {
-					d2, _ := data.Builtin(name, n, c.Uint64("seed")+uint64(k))
-					others = append(others, d2.X)
-				}
-			} else {
-				ds, err := data.Load(name, 0, 0)
-				if err != nil {
-					return usageError{err}
-				}
-				if ds.N < 2*n {
-					return usagef("--data %s has %d points, need 2 x --n = %d for two disjoint sets", name, ds.N, 2*n)
-				}
-				ref1, others = ds.X[:n*ds.D], [][]float32{ds.X[n*ds.D : 2*n*ds.D]}
-			}
-			d := len(ref1) / n
-			if s.D != d {
-				return usagef("--samples has %d columns, --data %d", s.D, d)
-			}
-			w, err := w2f32(s.X[:n*d], ref1, n, d)
+			o, err := evalOptionsFrom(c)
 			if err != nil {
 				return err
 			}
-			var fs []float64
-			for _, o := range others {
-				f, err := w2f32(o, ref1, n, d)
-				if err != nil {
-					return err
-				}
-				fs = append(fs, f)
-			}
-			mean, sd := meanSD(fs)
-			fmt.Fprintf(c.App.Writer, "n=%d dim=%d w2=%.5f w2_floor=%.5f w2_floor_sd=%.5f floors=%d ratio=%.3f\n", n, d, w, mean, sd, len(fs), w/mean)
-			return nil
+			return runEval(c.Context, o, c.App.Writer, c.App.ErrWriter)
 		},
 	}
+}
+
+func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
+	o := evalOptions{samples: c.String("samples"), data: c.String("data"), n: c.Int("n"), floors: c.Int("floors"), seed: c.Uint64("seed")}
+	if o.n < 1 || o.n > 20000 {
+		return o, usagef("--n %d: need 1..20000", o.n)
+	}
+	if o.floors < 1 || o.floors > 100 {
+		return o, usagef("--floors %d: need 1..100", o.floors)
+	}
+	return o, nil
+}
+
+func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error {
+	n := o.n
+	s, err := data.Load(o.samples, 0, 0)
+	if err != nil {
+		return usageError{err}
+	}
+	if s.N < n {
+		return usagef("--samples %s has %d points, --n asks for %d", o.samples, s.N, n)
+	}
+	var ref1 []float32
+	var others [][]float32 // second sets of the floor pairs
+	name := o.data
+	if data.IsBuiltin(name) {
+		d1, err := data.Builtin(name, n, o.seed)
+		if err != nil {
+			return usageError{err}
+		}
+		ref1 = d1.X
+		for k := 1; k <= o.floors; k++ {
+			d2, _ := data.Builtin(name, n, o.seed+uint64(k))
+			others = append(others, d2.X)
+		}
+	} else {
+		ds, err := data.Load(name, 0, 0)
+		if err != nil {
+			return usageError{err}
+		}
+		if ds.N < 2*n {
+			return usagef("--data %s has %d points, need 2 x --n = %d for two disjoint sets", name, ds.N, 2*n)
+		}
+		ref1, others = ds.X[:n*ds.D], [][]float32{ds.X[n*ds.D : 2*n*ds.D]}
+	}
+	d := len(ref1) / n
+	if s.D != d {
+		return usagef("--samples has %d columns, --data %d", s.D, d)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	w, err := w2f32(s.X[:n*d], ref1, n, d)
+	if err != nil {
+		return err
+	}
+	var fs []float64
+	for _, other := range others {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := w2f32(other, ref1, n, d)
+		if err != nil {
+			return err
+		}
+		fs = append(fs, f)
+	}
+	mean, sd := meanSD(fs)
+	fmt.Fprintf(stdout, "n=%d dim=%d w2=%.5f w2_floor=%.5f w2_floor_sd=%.5f floors=%d ratio=%.3f\n", n, d, w, mean, sd, len(fs), w/mean)
+	return nil
 }
 
 func w2f32(a, b []float32, n, d int) (float64, error) {

@@ -1,6 +1,8 @@
 // Package cli is the fmgpu command line: one file per command, each with
-// its flags, the validation that names the flag at fault, and a run
-// function that calls the packages. No math lives here.
+// its flags, an options struct, a function that fills it from the flags
+// and names the flag at fault, and runX(ctx, opts, stdout, stderr), which
+// calls the packages (sampling and likelihoods through package generate).
+// No math lives here.
 package cli
 
 import (
@@ -16,7 +18,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 )
 
-// Exit codes (CONVENTIONS.md): 0 ok, 1 failure, 2 bad usage, 130
+// Exit codes (docs/design.md): 0 ok, 1 failure, 2 bad usage, 130
 // interrupted after saving.
 const (
 	ExitOK          = 0

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image/color"
@@ -14,6 +15,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/generate"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/sampler"
@@ -101,24 +103,28 @@ func lossPlot(path, metricsPath string) error {
 // trainPlots draws loss.png and samples.png after training: for 2-D data
 // samples over data points, for images a grid; sampled from the checkpoint
 // just written, as `fmgpu sample` would.
-func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
+func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
 	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
 		return err
 	}
 	if ds.Image != nil {
-		return writeSampleGrid(b, trainingModel(tr, std), ds.Image, filepath.Join(o.out, "samples.png"), o.cfg.Seed+1, -1, defaultGuidance)
+		m, err := generate.FromTrainer(b, tr, std)
+		if err != nil {
+			return err
+		}
+		return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, "samples.png"), o.cfg.Seed+1, -1, defaultGuidance)
 	}
 	if ds.D != 2 {
 		return nil
 	}
-	lm, err := loadModel(b, filepath.Join(o.out, train.CheckpointName), true)
+	m, err := generate.Load(ctx, b, filepath.Join(o.out, train.CheckpointName), generate.LoadOptions{})
 	if err != nil {
 		return err
 	}
-	defer lm.net.Release()
-	x, _, err := generate(b, lm, plotPoints, sampler.Options{Method: sampler.RK4, Steps: 100}, genOptions{seed: o.cfg.Seed + 1})
+	defer m.Close()
+	x, _, err := generate.Sample(ctx, m, plotPoints, generate.SampleOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: 100}, Seed: o.cfg.Seed + 1})
 	if err != nil {
-		return err
+		return sampleError(err)
 	}
 	return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
 }
@@ -132,18 +138,21 @@ var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 10}
 const defaultGuidance = 2.0
 
 // sampleGridAt writes DIR/samples_STEP.png during training of image data.
-func sampleGridAt(b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
-	lm := trainingModel(tr, data.Identity(ds.D))
-	return writeSampleGrid(b, lm, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
+func sampleGridAt(ctx context.Context, b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
+	m, err := generate.FromTrainer(b, tr, data.Identity(ds.D))
+	if err != nil {
+		return err
+	}
+	return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
 }
 
 // writeSampleGrid draws a 10 x 10 grid of samples (one row per class for a
 // conditional model, or class k everywhere when k >= 0) to a PNG.
-func writeSampleGrid(b gpu.Backend, lm *loadedModel, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
+func writeSampleGrid(ctx context.Context, m *generate.Model, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
 	n := gridSide * gridSide
-	x, _, err := generate(b, lm, n, gridSolver, genOptions{seed: seed, labels: gridLabels(lm.classes(), k), guidance: guidance})
+	x, _, err := generate.Sample(ctx, m, n, generate.SampleOptions{Solver: gridSolver, Seed: seed, Labels: gridLabels(m.Classes(), k), Guidance: guidance})
 	if err != nil {
-		return err
+		return sampleError(err)
 	}
 	return writeGridPNG(path, x, n, img.Channels, img.Height, img.Width)
 }

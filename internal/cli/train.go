@@ -234,12 +234,20 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		emb = model.DefaultTimeEmbedding
 		emb.Freqs, emb.Scale, emb.MaxPeriod = 0, 0, 0
 	}
+	opt, err := train.ParseOptimizer(c.String("optimizer"))
+	if err != nil {
+		return o, usagef("--optimizer %q: want adam or adamw", c.String("optimizer"))
+	}
+	sched, err := train.ParseSchedule(c.String("schedule"))
+	if err != nil {
+		return o, usagef("--schedule %q: want cosine or constant", c.String("schedule"))
+	}
 	o.cfg = train.Config{
 		Model: model.Config{Kind: "mlp", Hidden: hidden, TimeEmbed: emb},
 		Path:  ps, Time: ts,
 		Steps: c.Int("steps"), Batch: c.Int("batch"), Seed: c.Uint64("seed"),
-		Optimizer: c.String("optimizer"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
-		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: c.String("schedule"),
+		Optimizer: opt, LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
+		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: sched,
 		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"), ClassDropout: c.Float64("class-dropout"),
 	}
 	o.cfg.Model.UNet = unet
@@ -328,7 +336,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	if err := o.cfg.Validate(); err != nil {
-		return usageError{err}
+		return configError(err)
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("--out %s: %w", o.out, err)
@@ -398,7 +406,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 			if !o.plot || ds.Image == nil {
 				return nil
 			}
-			return sampleGridAt(b, tr, o, ds, step)
+			return sampleGridAt(ctx, b, tr, o, ds, step)
 		},
 	})
 	prog.finish(runErr == nil)
@@ -417,7 +425,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return nil
 	}
 	if o.plot {
-		if err := trainPlots(b, tr, std, ds, o); err != nil {
+		if err := trainPlots(ctx, b, tr, std, ds, o); err != nil {
 			return err
 		}
 	}
@@ -425,6 +433,25 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "wrote %s and %s\n", ckPath, filepath.Join(o.out, train.MetricsName))
 	}
 	return nil
+}
+
+// configFlags names the train flag of each train.Config field that has one.
+var configFlags = map[string]string{
+	"steps": "steps", "batch": "batch", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight-decay",
+	"max_grad_norm": "clip-grad", "warmup": "warmup", "schedule": "schedule", "min_lr_frac": "min-lr-frac",
+	"ema_decay": "ema", "class_dropout": "class-dropout",
+}
+
+// configError is a usage error for a configuration train.Config rejects,
+// naming the flag that set the field at fault.
+func configError(err error) error {
+	var fe *train.FieldError
+	if errors.As(err, &fe) {
+		if flag, ok := configFlags[fe.Field]; ok {
+			return usagef("--%s %v: %s", flag, fe.Value, fe.Reason)
+		}
+	}
+	return usageError{err}
 }
 
 // finiteOrZero keeps a logged value printable.
