@@ -237,3 +237,51 @@ func TestGuidedChunksReleaseMemory(t *testing.T) {
 		t.Errorf("buffers alive after each chunk: %v, want the same count", live)
 	}
 }
+
+// A context cancelled during a solve stops it within a step, not at the
+// end of the chunk.
+func TestCancelledMidSolve(t *testing.T) {
+	b := gpu.NewCPU(1)
+	defer b.Close()
+	tr, ds := mlpTrainer(t, b, 1)
+	defer tr.Close()
+	m, _ := FromTrainer(b, tr, data.Identity(2))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	m.Net = cancelAfter{Net: m.Net, calls: &calls, after: 5, cancel: cancel}
+	_, st, err := Sample(ctx, m, 10, SampleOptions{Solver: sampler.Options{Method: sampler.Euler, Steps: 1000}})
+	if !errors.Is(err, context.Canceled) || calls > 6 {
+		t.Errorf("Sample: %v after %d network calls (stats %+v), want a stop within a step of the cancel", err, calls, st)
+	}
+	calls = 0
+	_, _, err = LogLikelihood(ctx, m, ds.X[:20], 10, LikelihoodOptions{Solver: sampler.Options{Method: sampler.Euler, Steps: 1000}})
+	if !errors.Is(err, context.Canceled) || calls > 2 {
+		t.Errorf("LogLikelihood: %v after %d network calls", err, calls)
+	}
+}
+
+// cancelAfter is a network that cancels a context after some calls.
+type cancelAfter struct {
+	model.Net
+	calls  *int
+	after  int
+	cancel func()
+}
+
+func (c cancelAfter) Velocity(t float64, rows int, x, v gpu.Buffer) {
+	c.count()
+	c.Net.Velocity(t, rows, x, v)
+}
+
+func (c cancelAfter) VJP(t float64, rows int, x, e, v, w gpu.Buffer) {
+	c.count()
+	c.Net.VJP(t, rows, x, e, v, w)
+}
+
+func (c cancelAfter) count() {
+	*c.calls++
+	if *c.calls == c.after {
+		c.cancel()
+	}
+}

@@ -52,6 +52,7 @@ func LogLikelihood(ctx context.Context, m *Model, x []float32, n int, o Likeliho
 	lo, hi := m.Path.TimeRange()
 	so.T0, so.T1 = hi, lo // backwards, from data to noise
 	so.TimeShift = m.TimeShift
+	so.Stop = ctx.Err
 	lo2 := sampler.LikelihoodOptions{Solve: so, Divergence: o.Divergence, Probes: o.Probes, ProbeKind: o.ProbeKind,
 		Seed: o.Seed, PriorStd: m.Path.PriorStd(), LogDetCorrection: m.Std.LogDetJacobian()}
 	chunk := likelihoodChunk

@@ -123,6 +123,7 @@ func Sample(ctx context.Context, m *Model, n int, o SampleOptions) ([]float32, S
 	if so.TimeShift == 0 {
 		so.TimeShift = m.TimeShift
 	}
+	so.Stop = ctx.Err
 	chunk := ChunkRows(m.Config())
 	x := b.Alloc(min(n, chunk) * d)
 	defer b.Free(x)
