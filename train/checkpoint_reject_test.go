@@ -54,6 +54,7 @@ var rejectReasons = map[string]string{
 	"nan_param":        "tensor layers.0.weight holds a non-finite value at 3",
 	"inf_adam_v":       "tensor optim.exp_avg_sq.layers.0.bias holds a non-finite value at 1",
 	"neg_inf_ema":      "tensor ema.layers.1.weight holds a non-finite value at 7",
+	"neg_adam_v":       "tensor optim.exp_avg_sq.layers.1.weight holds a negative second moment at 2",
 }
 
 // Each way a checkpoint can be wrong is rejected with one line that names

@@ -152,7 +152,7 @@ func (tr *Trainer) Step() {
 // Progress is what a Read returns.
 type Progress struct {
 	Step     int     // steps completed
-	Loss     float64 // mean loss over the steps since the previous Read
+	Loss     float64 // mean loss (summed over the D dimensions) over the steps since the previous Read
 	GradNorm float64 // gradient norm of the last step, before clipping
 	LR       float64 // learning rate of the last step
 }
@@ -165,7 +165,7 @@ type NonFiniteError struct {
 }
 
 func (e *NonFiniteError) Error() string {
-	return fmt.Sprintf("step %d: non-finite %s; training stopped (lower --lr or set --clip-grad)", e.Step, e.What)
+	return fmt.Sprintf("step %d: non-finite %s; training stopped", e.Step, e.What)
 }
 
 // Read waits for the device and returns the progress since the previous
