@@ -12,14 +12,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	ucli "github.com/urfave/cli/v2"
 )
 
 // Exit codes (docs/design.md): 0 ok, 1 failure, 2 bad usage, 130
-// interrupted after saving.
+// interrupted by SIGINT or SIGTERM (after saving what can be saved).
 const (
 	ExitOK          = 0
 	ExitFailure     = 1
@@ -39,28 +41,49 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef builds a usageError; by convention the message names the flag.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// errInterrupted is returned by a command stopped by a signal after it
-// saved its work.
+// errInterrupted is matched (errors.Is) by every error of a command stopped
+// by a signal.
 var errInterrupted = errors.New("interrupted")
+
+// interruptedError is a command stopped by a signal; what says what it did
+// ("nothing written", "saved DIR/checkpoint.safetensors at step N").
+type interruptedError struct{ what string }
+
+func (e interruptedError) Error() string        { return "interrupted; " + e.what }
+func (e interruptedError) Is(target error) bool { return target == errInterrupted }
+
+func interrupted(format string, a ...any) error {
+	return interruptedError{fmt.Sprintf(format, a...)}
+}
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(context.Background(), args, os.Stdout, os.Stderr)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	ctx, stop := withSignals(ctx, stderr)
 	defer stop()
+	// An unrecovered panic would exit with 2, the code of a usage error.
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(stderr, "fmgpu: internal error (a bug; please report it with this output): %v\n%s", r, debug.Stack())
+			code = ExitFailure
+		}
+	}()
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return ExitOK
 	}
-	code := ExitFailure
+	code = ExitFailure
 	var ue usageError
 	switch {
 	case errors.Is(err, errInterrupted):
 		code = ExitInterrupted
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// a command that wrote nothing before it stopped
+		code, err = ExitInterrupted, interrupted("nothing written")
 	case errors.As(err, &ue), isParseError(err):
 		code = ExitUsage
 	}
@@ -84,11 +107,33 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
+// interruptNote is what a command does when a signal arrives, shown at
+// once; a command sets it with onInterrupt as it enters each phase.
+type interruptNote struct {
+	mu   sync.Mutex
+	what string
+}
+
+type noteKey struct{}
+
+// onInterrupt sets what the first SIGINT or SIGTERM will be answered with
+// ("saving a checkpoint"); the default is "stopping; nothing will be
+// written".
+func onInterrupt(ctx context.Context, what string) {
+	if n, ok := ctx.Value(noteKey{}).(*interruptNote); ok {
+		n.mu.Lock()
+		n.what = what
+		n.mu.Unlock()
+	}
+}
+
 // withSignals cancels ctx on the first SIGINT or SIGTERM, so that a command
-// can save and exit with 130; a second one exits at once, leaving the files
-// on disk as they were (every write is atomic).
+// stops between steps, saves what it saves and exits with 130; a second
+// one exits at once, leaving the files on disk as they were (every write
+// is atomic).
 func withSignals(parent context.Context, stderr io.Writer) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+	note := &interruptNote{what: "stopping; nothing will be written"}
+	ctx, cancel := context.WithCancel(context.WithValue(parent, noteKey{}, note))
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
@@ -98,11 +143,14 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 		case <-done:
 			return
 		}
-		fmt.Fprintln(stderr, "\nfmgpu: interrupted, saving a checkpoint (interrupt again to quit at once)")
+		note.mu.Lock()
+		what := note.what
+		note.mu.Unlock()
+		fmt.Fprintf(stderr, "\nfmgpu: interrupted; %s (interrupt again to quit at once)\n", what)
 		cancel()
 		select {
 		case <-ch:
-			fmt.Fprintln(stderr, "fmgpu: quit without saving")
+			fmt.Fprintln(stderr, "fmgpu: quit at once; the files on disk are as they were")
 			os.Exit(ExitInterrupted)
 		case <-done:
 		}
@@ -114,11 +162,55 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 	}
 }
 
+func init() {
+	// urfave/cli writes one-letter flags as -n; fmgpu's help, like its
+	// README, spells every flag with two dashes (both are accepted).
+	ucli.FlagNamePrefixer = func(names []string, placeholder string) string {
+		var parts []string
+		for _, n := range names {
+			if n == "" {
+				continue
+			}
+			p := "--" + n
+			if n == "h" {
+				p = "-h"
+			}
+			if placeholder != "" {
+				p += " " + placeholder
+			}
+			parts = append(parts, p)
+		}
+		return strings.Join(parts, ", ")
+	}
+}
+
+// requireFlags is the check of required flags: one line naming the first
+// missing one, where urfave/cli would print the whole help before it.
+func requireFlags(c *ucli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) {
+			return usagef("--%s is required (see fmgpu %s --help)", n, c.Command.Name)
+		}
+	}
+	return nil
+}
+
+// noArgs refuses positional arguments, which no command takes: a flag
+// value with a space in it, or a flag missing its dashes, would otherwise
+// be ignored.
+func noArgs(c *ucli.Context) error {
+	if c.Args().Present() {
+		return usagef("unexpected argument %q: fmgpu %s takes only flags (see fmgpu %s --help)", c.Args().First(), c.Command.Name, c.Command.Name)
+	}
+	return nil
+}
+
 func newApp(stdout, stderr io.Writer) *ucli.App {
 	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
 	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
+		c.Before = noArgs
 	}
 	return &ucli.App{
 		Name:           "fmgpu",

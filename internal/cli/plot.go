@@ -86,11 +86,14 @@ func lossPlot(path, metricsPath string) error {
 		if err := dec.Decode(&m); err != nil {
 			return fmt.Errorf("metrics %s: %w", metricsPath, err)
 		}
+		if m.Event != "" {
+			continue
+		}
 		pts = append(pts, plotter.XY{X: float64(m.Step), Y: finiteOrZero(m.Loss)})
 	}
 	p := plot.New()
 	p.Title.Text = "training loss"
-	p.X.Label.Text, p.Y.Label.Text = "step", "CFM loss"
+	p.X.Label.Text, p.Y.Label.Text = "step", "CFM loss per element"
 	l, err := plotter.NewLine(pts)
 	if err != nil {
 		return err
