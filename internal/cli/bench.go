@@ -58,7 +58,7 @@ func benchCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all"},
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
-			&ucli.IntFlag{Name: "steps", Value: 0, Usage: "timed steps (0: the peer's per-workload default)"},
+			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
@@ -102,7 +102,7 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 			return err
 		}
 		if n == "sample-euler" {
-			err = benchSample(stdout, b, ds, o.seed)
+			err = benchSample(stdout, b, ds, o.steps, o.seed)
 		} else {
 			err = benchTrain(stdout, b, ds, *findWorkload(n), o.steps, o.seed)
 		}
@@ -182,7 +182,10 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	return nil
 }
 
-func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) error {
+func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed uint64) error {
+	if steps == 0 {
+		steps = benchSampleSteps
+	}
 	// The peer samples with the mlp256 network after 50 training steps;
 	// the weights do not change the cost.
 	tr, err := train.New(b, benchConfig(benchWorkloads[0], 55, seed), ds.X, ds.N)
@@ -200,7 +203,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) erro
 	x := b.Alloc(benchSamplePts * 2)
 	defer b.Free(x)
 	b.RandNormal(x, seed, 0, 1)
-	o := sampler.Options{Method: sampler.Euler, Steps: benchSampleSteps, T0: 0, T1: 1}
+	o := sampler.Options{Method: sampler.Euler, Steps: steps, T0: 0, T1: 1}
 	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1}); err != nil {
 		return err
 	}
@@ -225,7 +228,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) erro
 	gflops := float64(net.FLOPsPerRow()) * benchSamplePts * float64(st.NFE) / el / 1e9
 	extra := ""
 	if counts {
-		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(benchSampleSteps))
+		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
 	}
 	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
 		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -28,25 +29,29 @@ type likelihoodOptions struct {
 	divergenceSet         bool // --divergence given
 	probes                int
 	probe                 sampler.ProbeKind
+	probesSet             bool // --probes or --probe given
 	seed                  uint64
 	nData                 int
+	csv                   data.CSVOptions
 }
 
 func likelihoodCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "checkpoint", Required: true, Usage: "DIR/checkpoint.safetensors from fmgpu train"},
-		&ucli.StringFlag{Name: "data", Required: true, Usage: "points to score: FILE.npy, FILE.csv or a built-in set (fresh draws)"},
-		&ucli.StringFlag{Name: "divergence", Value: "exact", Usage: "exact (D backward passes) or hutchinson"},
+		&ucli.StringFlag{Name: "checkpoint", Usage: "(required) DIR/checkpoint.safetensors from fmgpu train"},
+		&ucli.StringFlag{Name: "data", Usage: "(required) points to score: FILE.npy, FILE.csv, a built-in set (fresh draws) or image data"},
+		&ucli.StringFlag{Name: "divergence", Value: "exact", DefaultText: fmt.Sprintf("exact; hutchinson for images and data of more than %d dimensions", exactDivergenceMaxDim),
+			Usage: "exact (D backward passes per evaluation) or hutchinson (an unbiased estimate from --probes random probes)"},
 		&ucli.IntFlag{Name: "probes", Value: 1, Usage: "hutchinson: probes per point"},
 		&ucli.StringFlag{Name: "probe", Value: "rademacher", Usage: "hutchinson: rademacher or gaussian probes"},
 		&ucli.StringFlag{Name: "out", Usage: "also write each point's log-likelihood (nats) to FILE.npy or FILE.csv"},
-		&ucli.Uint64Flag{Name: "seed", Value: 2, Usage: "seed of the probes and of fresh built-in points"},
-		&ucli.IntFlag{Name: "n-data", Value: 2000, Usage: "points drawn for a built-in data set"},
+		&ucli.Uint64Flag{Name: "seed", Value: 2, Usage: "seed of the probes, of fresh built-in points and of the dequantization of images"},
+		&ucli.IntFlag{Name: "n-data", Value: 2000, Usage: "points drawn for a built-in set, or the first images of mnist / fashion-mnist"},
 	}
+	flags = append(flags, solverFlags("dopri5", 100)...)
 	return &ucli.Command{
 		Name:  "likelihood",
 		Usage: "exact log-likelihood of data under a trained model (instantaneous change of variables)",
-		Flags: append(flags, solverFlags("dopri5", 100)...),
+		Flags: append(flags, csvFlags("")...),
 		Action: func(c *ucli.Context) error {
 			o, err := likelihoodOptionsFrom(c)
 			if err != nil {
@@ -58,12 +63,16 @@ func likelihoodCommand() *ucli.Command {
 }
 
 func likelihoodOptionsFrom(c *ucli.Context) (likelihoodOptions, error) {
+	if err := requireFlags(c, "checkpoint", "data"); err != nil {
+		return likelihoodOptions{}, err
+	}
 	so, err := solveOptionsFrom(c)
 	if err != nil {
 		return likelihoodOptions{}, err
 	}
 	o := likelihoodOptions{solveOptions: so, checkpoint: c.String("checkpoint"), data: c.String("data"), out: c.String("out"),
-		divergenceSet: c.IsSet("divergence"), probes: c.Int("probes"), seed: c.Uint64("seed"), nData: c.Int("n-data")}
+		divergenceSet: c.IsSet("divergence"), probes: c.Int("probes"), probesSet: c.IsSet("probes") || c.IsSet("probe"),
+		seed: c.Uint64("seed"), nData: c.Int("n-data")}
 	if o.divergence, err = sampler.ParseDivergence(c.String("divergence")); err != nil {
 		return o, usagef("--divergence: %v", err)
 	}
@@ -81,20 +90,46 @@ func likelihoodOptionsFrom(c *ucli.Context) (likelihoodOptions, error) {
 	if o.nData < 1 || o.nData > 1<<26 {
 		return o, usagef("--n-data %d: need 1..%d", o.nData, 1<<26)
 	}
+	if c.IsSet("n-data") && !data.IsBuiltin(o.data) && !isNamedImageSet(o.data) {
+		return o, usagef("--n-data applies to built-in sets and mnist / fashion-mnist, not --data %s (every point of it is scored)", o.data)
+	}
+	if o.csv, err = csvOptionsFrom(c, "data", o.data); err != nil {
+		return o, err
+	}
+	if err := checkOutputs(output{"out", o.out}); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
+// isNamedImageSet is mnist or fashion-mnist (with a split), not a folder.
+func isNamedImageSet(spec string) bool {
+	if !data.IsImageData(spec) {
+		return false
+	}
+	st, err := os.Stat(spec)
+	return err != nil || !st.IsDir()
+}
+
 func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.Writer) error {
-	ds, err := data.Load(o.data, o.nData, o.seed)
+	ds, err := data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.seed, CSV: o.csv})
 	if err != nil {
-		return usageError{err}
+		return dataError(err)
 	}
 	div := o.divergence
 	// D backward passes per evaluation is what exact means; for images
 	// that is hundreds, so Hutchinson is the default there.
 	if (ds.Image != nil || ds.D > exactDivergenceMaxDim) && !o.divergenceSet {
 		div = sampler.Hutchinson
-		fmt.Fprintf(stderr, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
+		if !o.quiet {
+			fmt.Fprintf(stderr, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
+		}
+	}
+	if div == sampler.Exact && o.probesSet {
+		return usagef("--probes and --probe apply to --divergence hutchinson; the exact divergence uses no probes")
+	}
+	for _, w := range data.Warnings(ds) {
+		fmt.Fprintf(stderr, "fmgpu likelihood: warning: %s\n", w)
 	}
 	b, err := openBackend(o.dev.device, o.dev.threads)
 	if err != nil {
@@ -106,6 +141,9 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		return err
 	}
 	defer m.Close()
+	if o.rawWeights && m.Checkpoint.Meta.Config.EMADecay == 0 {
+		return usagef("--no-ema: this checkpoint was trained without an EMA (--ema 0); its weights are the raw ones")
+	}
 	d := m.Dim()
 	if ds.D != d {
 		return usagef("--data %s has %d columns, the model was trained on %d", o.data, ds.D, d)
@@ -118,17 +156,18 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		data.Dequantize(x, ds.Image.Pixels, rand.New(rand.NewPCG(o.seed, 0x6465717561)))
 	}
 	lo := generate.LikelihoodOptions{Solver: o.solver, Divergence: div, Probes: o.probes, ProbeKind: o.probe, Seed: o.seed}
-	lo.OnProgress = func(done, total int, st generate.Stats) {
-		if st.Chunks > 1 || done < total {
-			fmt.Fprintf(stderr, "fmgpu likelihood: %d/%d points, NFE %d\n", done, total, st.TotalNFE)
-		}
-	}
+	prog := newProgress(stderr, o.quiet, "fmgpu likelihood", "points", 0, ds.N)
+	lo.OnProgress = func(done, _ int, _ generate.Stats) { prog.step(done) }
 	logp, st, err := generate.LogLikelihood(ctx, m, x, ds.N, lo)
+	prog.finish(err == nil)
 	var nf *generate.NonFiniteError
 	if errors.As(err, &nf) {
 		return fmt.Errorf("the log-likelihood of point %d came out non-finite; nothing was written (try --solver rk4 --steps 200)", nf.Index)
 	}
 	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if o.out != "" {
@@ -150,15 +189,24 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 			note += " class=null"
 		}
 	}
-	fmt.Fprintf(stdout, "points=%d dim=%d solver=%s divergence=%s nfe=%d nll_stderr=%.4g%s\n",
-		ds.N, d, o.solver.Method, strings.ToLower(div.String()), st.TotalNFE, se, note)
-	fmt.Fprintf(stdout, "nll_nats=%.6f bits_per_dim=%.6f\n", mean, bpd)
+	fmt.Fprintf(stdout, "points=%d dim=%d solver=%s divergence=%s nfe=%d nfe_total=%d nll_stderr=%.4g%s\n",
+		ds.N, d, o.solver.Method, strings.ToLower(div.String()), st.NFE, st.TotalNFE, se, note)
+	fmt.Fprintf(stdout, "nll_nats=%s bits_per_dim=%s\n", formatScore(mean), formatScore(bpd))
 	if ds.Image != nil {
 		if w := impossibleBitsPerDim(bpd, se/(float64(d)*math.Ln2)); w != "" {
 			fmt.Fprintf(stderr, "fmgpu likelihood: %s\n", w)
 		}
 	}
 	return nil
+}
+
+// formatScore writes a score with six decimals, or in %g when it is so
+// large that decimals would be noise (a diverged model, degenerate data).
+func formatScore(v float64) string {
+	if math.Abs(v) >= 1e6 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return fmt.Sprintf("%.7g", v)
+	}
+	return fmt.Sprintf("%.6f", v)
 }
 
 // impossibleBitsPerDim returns a warning when a dequantized image score

@@ -15,13 +15,23 @@ import (
 
 // pathReport is the JSON object `fmgpu path` prints.
 type pathReport struct {
-	Path  string    `json:"path"`
-	Spec  flow.Spec `json:"spec"`
+	Path  string     `json:"path"`
+	Spec  pathParams `json:"spec"`
 	T     float64   `json:"t"`
 	Mu    []float64 `json:"mu"`
 	Sigma float64   `json:"sigma"`
 	Xt    []float64 `json:"xt"`
 	Ut    []float64 `json:"ut"`
+}
+
+// pathParams is flow.Spec with its kind by name (a checkpoint stores the
+// number; the report is read by people and scripts).
+type pathParams struct {
+	Kind     string  `json:"kind"`
+	SigmaMin float64 `json:"sigma_min"`
+	SigmaMax float64 `json:"sigma_max"`
+	BetaMin  float64 `json:"beta_min"`
+	BetaMax  float64 `json:"beta_max"`
 }
 
 func parseVector(flag, s string) ([]float64, error) {
@@ -45,9 +55,9 @@ type pathOptions struct {
 
 func pathCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.Float64Flag{Name: "t", Required: true, Usage: "time in [0, 1] (0 noise, 1 data)"},
-		&ucli.StringFlag{Name: "x0", Required: true, Usage: "noise point, comma-separated"},
-		&ucli.StringFlag{Name: "x1", Required: true, Usage: "data point, comma-separated"},
+		&ucli.Float64Flag{Name: "t", DefaultText: "required", Usage: "time in [0, 1] (0 noise, 1 data)"},
+		&ucli.StringFlag{Name: "x0", Usage: "(required) noise point, comma-separated"},
+		&ucli.StringFlag{Name: "x1", Usage: "(required) data point, comma-separated"},
 	}
 	return &ucli.Command{
 		Name:  "path",
@@ -65,6 +75,9 @@ func pathCommand() *ucli.Command {
 
 func pathOptionsFrom(c *ucli.Context) (pathOptions, error) {
 	var o pathOptions
+	if err := requireFlags(c, "t", "x0", "x1"); err != nil {
+		return o, err
+	}
 	var err error
 	if o.spec, err = pathFromFlags(c); err != nil {
 		return o, err
@@ -89,7 +102,9 @@ func pathOptionsFrom(c *ucli.Context) (pathOptions, error) {
 func runPath(_ context.Context, o pathOptions, stdout, _ io.Writer) error {
 	p := flow.MustNew(o.spec)
 	k := p.At(o.t)
-	r := pathReport{Path: o.spec.Kind.String(), Spec: o.spec, T: o.t, Sigma: k.Sigma}
+	s := o.spec
+	r := pathReport{Path: s.Kind.String(), T: o.t, Sigma: k.Sigma,
+		Spec: pathParams{Kind: s.Kind.String(), SigmaMin: s.SigmaMin, SigmaMax: s.SigmaMax, BetaMin: s.BetaMin, BetaMax: s.BetaMax}}
 	for j := range o.x0 {
 		r.Mu = append(r.Mu, k.Alpha*o.x1[j])
 		r.Xt = append(r.Xt, flow.Phi(p, o.t, o.x0[j], o.x1[j]))

@@ -30,18 +30,20 @@ type solveOptions struct {
 	solver     sampler.Options
 	dev        deviceOptions
 	rawWeights bool // --no-ema
+	quiet      bool
 }
 
 func solverFlags(defaultSolver string, defaultSteps int) []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "solver", Value: defaultSolver, Usage: "euler, midpoint, heun, rk4 or dopri5"},
-		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "steps of a fixed-step solver"},
-		&ucli.Float64Flag{Name: "rtol", Value: 1e-5, Usage: "dopri5 relative tolerance"},
-		&ucli.Float64Flag{Name: "atol", Value: 1e-5, Usage: "dopri5 absolute tolerance"},
+		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "steps of a fixed-step solver (not dopri5)"},
+		&ucli.Float64Flag{Name: "rtol", Value: 1e-5, Usage: "dopri5: relative tolerance"},
+		&ucli.Float64Flag{Name: "atol", Value: 1e-5, Usage: "dopri5: absolute tolerance"},
 		&ucli.IntFlag{Name: "max-steps", Value: sampler.DefaultMaxSteps, Usage: "dopri5: most steps before giving up"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 		&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
-		&ucli.BoolFlag{Name: "no-ema", Usage: "use the raw weights instead of their EMA"},
+		&ucli.BoolFlag{Name: "no-ema", DisableDefaultText: true, Usage: "use the raw weights instead of their EMA"},
+		&ucli.BoolFlag{Name: "quiet", DisableDefaultText: true, Usage: "no progress output"},
 	}
 }
 
@@ -54,6 +56,7 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 		solver:     sampler.Options{Method: m, Steps: c.Int("steps"), Rtol: c.Float64("rtol"), Atol: c.Float64("atol"), MaxSteps: c.Int("max-steps")},
 		dev:        deviceOptions{device: c.String("device"), threads: c.Int("threads")},
 		rawWeights: c.Bool("no-ema"),
+		quiet:      c.Bool("quiet"),
 	}
 	s := o.solver
 	switch {
@@ -67,6 +70,17 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 		return o, usagef("--max-steps %d: need >= 1", s.MaxSteps)
 	case o.dev.threads < 0:
 		return o, usagef("--threads %d: need >= 0", o.dev.threads)
+	}
+	// a flag the chosen solver would ignore
+	if m.Adaptive() && c.IsSet("steps") {
+		return o, usagef("--steps applies to fixed-step solvers; dopri5 chooses its own steps (see --rtol, --atol)")
+	}
+	if !m.Adaptive() {
+		for _, f := range []string{"rtol", "atol", "max-steps"} {
+			if c.IsSet(f) {
+				return o, usagef("--%s applies to --solver dopri5, not %s", f, m)
+			}
+		}
 	}
 	return o, nil
 }
@@ -103,18 +117,19 @@ type sampleOptions struct {
 	class                       int  // -1: every class in turn
 	classSet                    bool // --class given
 	guidance                    float64
+	guidanceSet                 bool // --guidance given
 }
 
 func sampleCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "checkpoint", Required: true, Usage: "DIR/checkpoint.safetensors from fmgpu train"},
+		&ucli.StringFlag{Name: "checkpoint", Usage: "(required) DIR/checkpoint.safetensors from fmgpu train"},
 		&ucli.IntFlag{Name: "n", Value: 1000, Usage: "number of samples"},
 		&ucli.StringFlag{Name: "out", Usage: "FILE.npy or FILE.csv (n x D, data units); required unless --grid is given"},
 		&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noise x0"},
 		&ucli.StringFlag{Name: "trajectory", Usage: "also write the states at every step, FILE.npy of shape (steps+1, n, D)"},
 		&ucli.StringFlag{Name: "plot", Usage: "also draw the samples (first two dimensions) to FILE.png"},
 		&ucli.StringFlag{Name: "grid", Usage: "image models: a 10 x 10 grid of samples to FILE.png (one row per class when class-conditional)"},
-		&ucli.IntFlag{Name: "class", Value: -1, Usage: "class-conditional models: sample this class only (default: every class in turn)"},
+		&ucli.IntFlag{Name: "class", Value: -1, DefaultText: "every class in turn", Usage: "class-conditional models: sample this class only"},
 		&ucli.Float64Flag{Name: "guidance", Value: defaultGuidance, Usage: "class-conditional models: classifier-free guidance weight w in v_null + w (v_class - v_null)"},
 	}
 	return &ucli.Command{
@@ -131,8 +146,15 @@ func sampleCommand() *ucli.Command {
 	}
 }
 
+// maxOutputValues bounds the float32 values of one output (the samples,
+// or the trajectory): 4 GiB.
+const maxOutputValues = 1 << 30
+
 // sampleOptionsFrom reads and checks the flags that need no checkpoint.
 func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
+	if err := requireFlags(c, "checkpoint"); err != nil {
+		return sampleOptions{}, err
+	}
 	so, err := solveOptionsFrom(c)
 	if err != nil {
 		return sampleOptions{}, err
@@ -140,7 +162,7 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	o := sampleOptions{
 		solveOptions: so, checkpoint: c.String("checkpoint"), n: c.Int("n"), seed: c.Uint64("seed"),
 		out: c.String("out"), trajectory: c.String("trajectory"), plot: c.String("plot"), grid: c.String("grid"),
-		class: c.Int("class"), classSet: c.IsSet("class"), guidance: c.Float64("guidance"),
+		class: c.Int("class"), classSet: c.IsSet("class"), guidance: c.Float64("guidance"), guidanceSet: c.IsSet("guidance"),
 	}
 	if o.n < 1 || o.n > 1<<26 {
 		return o, usagef("--n %d: need 1..%d", o.n, 1<<26)
@@ -174,7 +196,50 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	if g := o.guidance; math.IsNaN(g) || math.IsInf(g, 0) || g < 0 || g > 100 {
 		return o, usagef("--guidance %g: need 0..100", g)
 	}
+	if err := checkOutputs(output{"out", o.out}, output{"trajectory", o.trajectory}, output{"plot", o.plot}, output{"grid", o.grid}); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// checkSampleModel checks the options against the model before any
+// sampling: what the model must be for each flag, and the output sizes.
+func checkSampleModel(o sampleOptions, m *generate.Model) error {
+	classes, k := m.Classes(), o.class
+	if o.classSet && (classes == 0 || k < 0 || k >= classes) {
+		if classes == 0 {
+			return usagef("--class: this model is unconditional")
+		}
+		return usagef("--class %d: the model has classes 0..%d (%s)", k, classes-1, strings.Join(m.Checkpoint.Meta.Data.Classes, ", "))
+	}
+	if o.guidanceSet && classes == 0 {
+		return usagef("--guidance: this model is unconditional (guidance needs a class-conditional model)")
+	}
+	if o.rawWeights && m.Checkpoint.Meta.Config.EMADecay == 0 {
+		return usagef("--no-ema: this checkpoint was trained without an EMA (--ema 0); its weights are the raw ones")
+	}
+	mc := m.Config()
+	if o.grid != "" && mc.Image == nil {
+		return usagef("--grid needs an image model; use --plot for 2-D data")
+	}
+	d := m.Dim()
+	if o.plot != "" && d < 2 {
+		return usagef("--plot needs data of at least 2 dimensions, the model has %d", d)
+	}
+	if v := int64(o.n) * int64(d); v > maxOutputValues {
+		return usagef("--n %d: %d samples of %d values are %s, more than the %s one output may hold; sample in parts with --seed", o.n, o.n, d, gib(v), gib(maxOutputValues))
+	}
+	if o.trajectory != "" {
+		if v := int64(o.solver.Steps+1) * int64(o.n) * int64(d); v > maxOutputValues {
+			return usagef("--trajectory: (--steps %d + 1) x --n %d x %d values are %s, more than the %s a trajectory may hold; lower --n or --steps", o.solver.Steps, o.n, d, gib(v), gib(maxOutputValues))
+		}
+	}
+	return nil
+}
+
+// gib writes a count of float32 values as GiB.
+func gib(values int64) string {
+	return fmt.Sprintf("%.1f GiB", float64(values)*4/(1<<30))
 }
 
 func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) error {
@@ -188,17 +253,10 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		return err
 	}
 	defer m.Close()
+	if err := checkSampleModel(o, m); err != nil {
+		return err
+	}
 	classes, k := m.Classes(), o.class
-	if o.classSet && (classes == 0 || k < 0 || k >= classes) {
-		if classes == 0 {
-			return usagef("--class: this model is unconditional")
-		}
-		return usagef("--class %d: the model has classes 0..%d (%s)", k, classes-1, strings.Join(m.Checkpoint.Meta.Data.Classes, ", "))
-	}
-	mc := m.Config()
-	if o.grid != "" && mc.Image == nil {
-		return usagef("--grid needs an image model; use --plot for 2-D data")
-	}
 	n, d := o.n, m.Dim()
 	so := o.solver
 	g := generate.SampleOptions{Seed: o.seed, Guidance: o.guidance}
@@ -227,15 +285,30 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		}
 	}
 	g.Solver = so
+	prog := newProgress(stderr, o.quiet, "fmgpu sample", "samples", 0, n)
+	g.OnProgress = func(done, _ int, _ generate.Stats) { prog.step(done) }
 	start := time.Now()
 	var x []float32
 	var st generate.Stats
 	if o.out != "" || o.trajectory != "" || o.plot != "" {
-		if x, st, err = generate.Sample(ctx, m, n, g); err != nil {
+		x, st, err = generate.Sample(ctx, m, n, g)
+	}
+	el := time.Since(start)
+	prog.finish(err == nil)
+	if err != nil {
+		return sampleError(err)
+	}
+	var gx []float32
+	if o.grid != "" {
+		gx, _, err = generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: o.solver, Seed: o.seed, Labels: gridLabels(classes, k), Guidance: o.guidance})
+		if err != nil {
 			return sampleError(err)
 		}
 	}
-	el := time.Since(start)
+	// Everything is computed: write, unless a signal came meanwhile.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if o.out != "" {
 		if err := writeMatrix(o.out, x, n, d); err != nil {
 			return err
@@ -249,19 +322,12 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		}
 	}
 	if o.plot != "" {
-		if d < 2 {
-			return usagef("--plot needs data of at least 2 dimensions, the model has %d", d)
-		}
 		if err := scatterPlot(o.plot, "samples", nil, x, d); err != nil {
 			return err
 		}
 	}
 	if o.grid != "" {
-		im := mc.Image
-		gx, _, err := generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: o.solver, Seed: o.seed, Labels: gridLabels(classes, k), Guidance: o.guidance})
-		if err != nil {
-			return sampleError(err)
-		}
+		im := m.Config().Image
 		if err := writeGridPNG(o.grid, gx, gridSide*gridSide, im.Channels, im.Height, im.Width); err != nil {
 			return err
 		}
@@ -270,9 +336,17 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 	if o.out == "" {
 		return nil
 	}
-	fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d, %.2fs, %.0f points/s)\n",
-		n, o.out, so.Method, st.TotalNFE, el.Seconds(), float64(n)/el.Seconds())
+	fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s, %.2fs, %s points/s)\n",
+		n, o.out, so.Method, st.NFE, totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
 	return nil
+}
+
+// totalNFE notes the evaluations of all chunks when there were several.
+func totalNFE(st generate.Stats) string {
+	if st.Chunks < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; %d in all over %d chunks", st.TotalNFE, st.Chunks)
 }
 
 // sampleError words generate's errors for the command line.
