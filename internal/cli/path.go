@@ -17,11 +17,11 @@ import (
 type pathReport struct {
 	Path  string     `json:"path"`
 	Spec  pathParams `json:"spec"`
-	T     float64   `json:"t"`
-	Mu    []float64 `json:"mu"`
-	Sigma float64   `json:"sigma"`
-	Xt    []float64 `json:"xt"`
-	Ut    []float64 `json:"ut"`
+	T     float64    `json:"t"`
+	Mu    []float64  `json:"mu"`
+	Sigma float64    `json:"sigma"`
+	Xt    []float64  `json:"xt"`
+	Ut    []float64  `json:"ut"`
 }
 
 // pathParams is flow.Spec with its kind by name (a checkpoint stores the
