@@ -64,13 +64,7 @@ func Main(args []string) int {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	ctx, stop := withSignals(ctx, stderr)
 	defer stop()
-	// An unrecovered panic would exit with 2, the code of a usage error.
-	defer func() {
-		if r := recover(); r != nil {
-			fmt.Fprintf(stderr, "fmgpu: internal error (a bug; please report it with this output): %v\n%s", r, debug.Stack())
-			code = ExitFailure
-		}
-	}()
+	defer recoverPanic(stderr, &code)
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
@@ -89,6 +83,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	fmt.Fprintf(stderr, "fmgpu: %s\n", oneLine(err.Error()))
 	return code
+}
+
+// recoverPanic, deferred, turns a panic of the command into exit code 1
+// with the stack: unrecovered, a panic exits with 2, the code of a usage
+// error, which scripts would read as their own mistake.
+func recoverPanic(stderr io.Writer, code *int) {
+	if r := recover(); r != nil {
+		fmt.Fprintf(stderr, "fmgpu: internal error (a bug; please report it with this output): %v\n%s", r, debug.Stack())
+		*code = ExitFailure
+	}
 }
 
 // isParseError recognises the errors urfave/cli returns before any action
@@ -165,22 +169,13 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 func init() {
 	// urfave/cli writes one-letter flags as -n; fmgpu's help, like its
 	// README, spells every flag with two dashes (both are accepted).
-	ucli.FlagNamePrefixer = func(names []string, placeholder string) string {
-		var parts []string
-		for _, n := range names {
-			if n == "" {
-				continue
-			}
-			p := "--" + n
-			if n == "h" {
-				p = "-h"
-			}
-			if placeholder != "" {
-				p += " " + placeholder
-			}
-			parts = append(parts, p)
+	orig := ucli.FlagStringer
+	ucli.FlagStringer = func(f ucli.Flag) string {
+		s := orig(f)
+		if names := f.Names(); len(names) > 0 && len(names[0]) == 1 && names[0] != "h" && strings.HasPrefix(s, "-"+names[0]) {
+			s = "-" + s
 		}
-		return strings.Join(parts, ", ")
+		return s
 	}
 }
 

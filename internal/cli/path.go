@@ -55,7 +55,7 @@ type pathOptions struct {
 
 func pathCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.Float64Flag{Name: "t", DefaultText: "required", Usage: "time in [0, 1] (0 noise, 1 data)"},
+		&ucli.StringFlag{Name: "t", Usage: "(required) time in [0, 1] (0 noise, 1 data)"},
 		&ucli.StringFlag{Name: "x0", Usage: "(required) noise point, comma-separated"},
 		&ucli.StringFlag{Name: "x1", Usage: "(required) data point, comma-separated"},
 	}
@@ -78,11 +78,16 @@ func pathOptionsFrom(c *ucli.Context) (pathOptions, error) {
 	if err := requireFlags(c, "t", "x0", "x1"); err != nil {
 		return o, err
 	}
-	var err error
-	if o.spec, err = pathFromFlags(c); err != nil {
+	spec, err := pathFromFlags(c)
+	if err != nil {
 		return o, err
 	}
-	o.t = c.Float64("t")
+	o.spec = spec
+	t, err := strconv.ParseFloat(strings.TrimSpace(c.String("t")), 64)
+	if err != nil || math.IsNaN(t) || math.IsInf(t, 0) {
+		return o, usagef("--t %q: not a finite number", c.String("t"))
+	}
+	o.t = t
 	lo, hi := flow.MustNew(o.spec).TimeRange()
 	if !(o.t >= lo && o.t <= hi) {
 		return o, usagef("--t %g: the %s path is defined on [%g, %g]", o.t, o.spec.Kind, lo, hi)

@@ -105,31 +105,49 @@ func lossPlot(path, metricsPath string) error {
 
 // trainPlots draws loss.png and samples.png after training: for 2-D data
 // samples over data points, for images a grid; sampled from the checkpoint
-// just written, as `fmgpu sample` would.
+// just written, as `fmgpu sample` would. The samples are drawn first, so
+// that an interrupt leaves neither picture.
 func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
-	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
-		return err
-	}
-	if ds.Image != nil {
+	var draw func() error
+	switch {
+	case ds.Image != nil:
 		m, err := generate.FromTrainer(b, tr, std)
 		if err != nil {
 			return err
 		}
-		return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, "samples.png"), o.cfg.Seed+1, -1, defaultGuidance)
+		n := gridSide * gridSide
+		x, err := gridSamples(ctx, m, o.cfg.Seed+1, -1, defaultGuidance)
+		if err != nil {
+			return err
+		}
+		img := ds.Image
+		draw = func() error {
+			return writeGridPNG(filepath.Join(o.out, "samples.png"), x, n, img.Channels, img.Height, img.Width)
+		}
+	case ds.D == 2:
+		m, err := generate.Load(ctx, b, filepath.Join(o.out, train.CheckpointName), generate.LoadOptions{})
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		x, _, err := generate.Sample(ctx, m, plotPoints, generate.SampleOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: 100}, Seed: o.cfg.Seed + 1})
+		if err != nil {
+			return sampleError(err)
+		}
+		draw = func() error {
+			return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+		}
 	}
-	if ds.D != 2 {
-		return nil
-	}
-	m, err := generate.Load(ctx, b, filepath.Join(o.out, train.CheckpointName), generate.LoadOptions{})
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	defer m.Close()
-	x, _, err := generate.Sample(ctx, m, plotPoints, generate.SampleOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: 100}, Seed: o.cfg.Seed + 1})
-	if err != nil {
-		return sampleError(err)
+	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
+		return err
 	}
-	return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+	if draw != nil {
+		return draw()
+	}
+	return nil
 }
 
 // gridSolver is how training's sample grids are drawn: cheap enough to run
@@ -149,15 +167,26 @@ func sampleGridAt(ctx context.Context, b gpu.Backend, tr *train.Trainer, o train
 	return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
 }
 
-// writeSampleGrid draws a 10 x 10 grid of samples (one row per class for a
-// conditional model, or class k everywhere when k >= 0) to a PNG.
-func writeSampleGrid(ctx context.Context, m *generate.Model, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
-	n := gridSide * gridSide
-	x, _, err := generate.Sample(ctx, m, n, generate.SampleOptions{Solver: gridSolver, Seed: seed, Labels: gridLabels(m.Classes(), k), Guidance: guidance})
+// gridSamples draws the samples of a 10 x 10 grid (one row per class for
+// a conditional model, or class k everywhere when k >= 0).
+func gridSamples(ctx context.Context, m *generate.Model, seed uint64, k int, guidance float64) ([]float32, error) {
+	x, _, err := generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: gridSolver, Seed: seed, Labels: gridLabels(m.Classes(), k), Guidance: guidance})
 	if err != nil {
-		return sampleError(err)
+		return nil, sampleError(err)
 	}
-	return writeGridPNG(path, x, n, img.Channels, img.Height, img.Width)
+	return x, nil
+}
+
+// writeSampleGrid draws a 10 x 10 grid of samples to a PNG (gridSamples).
+func writeSampleGrid(ctx context.Context, m *generate.Model, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
+	x, err := gridSamples(ctx, m, seed, k, guidance)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return writeGridPNG(path, x, gridSide*gridSide, img.Channels, img.Height, img.Width)
 }
 
 func writeGridPNG(path string, x []float32, n, c, h, w int) error {

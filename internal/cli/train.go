@@ -525,17 +525,21 @@ func absReal(path string) (string, error) {
 
 // resumeData takes from the checkpoint what a resumed run was not told:
 // the data source, the points drawn (--n-data) and the seed they were
-// drawn with.
-func resumeData(o *trainOptions, ck *train.Checkpoint) {
+// drawn with (which, given, must be the checkpoint's: it draws every
+// batch).
+func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 	if o.data == "" {
 		o.data = ck.Meta.Data.Source
 	}
 	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
 		o.nData = ck.Meta.Data.Rows
 	}
-	if !o.explicit["seed"] {
-		o.cfg.Seed = ck.Meta.Config.Seed
+	if was := ck.Meta.Config.Seed; !o.explicit["seed"] {
+		o.cfg.Seed = was
+	} else if o.cfg.Seed != was {
+		return usagef("--resume: --seed differs from the checkpoint's (checkpoint %d, flags %d); it cannot change in a resumed run", was, o.cfg.Seed)
 	}
+	return nil
 }
 
 // checkResumeData refuses to continue a run on other data than it was
@@ -648,7 +652,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		if ck, err = train.Load(ckPath); err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
-		resumeData(&o, ck)
+		if err := resumeData(&o, ck); err != nil {
+			return err
+		}
 		if err := checkOutOutsideData(o); err != nil {
 			return err
 		}
