@@ -251,7 +251,9 @@ func TestOptimizerStateAndNonFiniteMessage(t *testing.T) {
 	hlen := int(raw[0]) | int(raw[1])<<8 | int(raw[2])<<16 | int(raw[3])<<24
 	var hdr map[string]json.RawMessage
 	json.Unmarshal(raw[8:8+hlen], &hdr)
-	var ent struct{ DataOffsets [2]int `json:"data_offsets"` }
+	var ent struct {
+		DataOffsets [2]int `json:"data_offsets"`
+	}
 	name := "optim.exp_avg_sq." + ck.Tensors[0].Name
 	json.Unmarshal(hdr[name], &ent)
 	copy(raw[8+hlen+ent.DataOffsets[0]:], []byte{0, 0, 0x80, 0xbf}) // float32 -1
