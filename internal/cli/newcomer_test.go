@@ -28,7 +28,8 @@ var quickTrain = []string{"--steps", "60", "--batch", "64", "--hidden", "16,16",
 // never image data; --out inside an image --data is refused.
 func TestBuiltinNameBeatsDirectory(t *testing.T) {
 	t.Chdir(t.TempDir())
-	args := append([]string{"train", "--data", "moons", "--out", "moons", "--warmup", "5"}, quickTrain...)
+	// --device cpu: the plots' 4000 samples are slow in a kernelsim build
+	args := append([]string{"train", "--data", "moons", "--out", "moons", "--warmup", "5", "--device", "cpu"}, quickTrain...)
 	args[len(args)-1] = "--quiet" // draw the plots: the PNGs that used to become images
 	if code, _, e := fmgpu(t, args...); code != 0 {
 		t.Fatalf("first run: %s", e)
@@ -207,7 +208,7 @@ func TestOutputsCheckedBeforeWork(t *testing.T) {
 func TestNFEPerTrajectory(t *testing.T) {
 	dir := t.TempDir()
 	ck := tinyTrain(t, dir, "--no-plot")
-	_, out, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "32769", "--solver", "euler", "--steps", "10", "--out", filepath.Join(dir, "s.npy"))
+	_, out, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "32769", "--solver", "euler", "--steps", "10", "--out", filepath.Join(dir, "s.npy"), "--device", "cpu")
 	if !strings.Contains(out, "NFE 10 per sample; 20 in all over 2 chunks") {
 		t.Errorf("sample over two chunks: %q %q", out, e)
 	}
@@ -215,7 +216,7 @@ func TestNFEPerTrajectory(t *testing.T) {
 	if !strings.Contains(out, "NFE 20 per sample,") {
 		t.Errorf("sample in one chunk: %q", out)
 	}
-	_, out, e = fmgpu(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "16385", "--solver", "euler", "--steps", "3")
+	_, out, e = fmgpu(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "16385", "--solver", "euler", "--steps", "3", "--device", "cpu")
 	if !strings.Contains(out, "nfe=3 nfe_total=6 ") {
 		t.Errorf("likelihood over two chunks: %q %q", out, e)
 	}
@@ -365,7 +366,7 @@ func TestIgnoredInputRefused(t *testing.T) {
 			t.Errorf("%v: exit %d %q, want a usage error with %q", c.args, code, e, c.want)
 		}
 	}
-	code, stdout, e := fmgpu(t, "bench", "--workload", "sample-euler", "--steps", "7")
+	code, stdout, e := fmgpu(t, "bench", "--workload", "sample-euler", "--steps", "7", "--device", "cpu")
 	if code != 0 || !strings.Contains(stdout, "nfe=7 ") {
 		t.Errorf("bench --steps 7 for sample-euler: exit %d %q %q", code, stdout, e)
 	}
@@ -393,7 +394,7 @@ func TestMessages(t *testing.T) {
 	// a header of numbers, declared
 	num := filepath.Join(dir, "num.csv")
 	os.WriteFile(num, []byte("0,1\n1,2\n3,4\n5,7\n"), 0o644)
-	code, _, e = fmgpu(t, "train", "--data", num, "--header", "--out", filepath.Join(dir, "c"), "--steps", "5", "--hidden", "4", "--batch", "2")
+	code, _, e = fmgpu(t, "train", "--data", num, "--header", "--out", filepath.Join(dir, "c"), "--steps", "5", "--hidden", "4", "--batch", "2", "--no-plot")
 	if code != 0 || !strings.Contains(e, "3 x 2 data") {
 		t.Errorf("--header: exit %d %q", code, e)
 	}
@@ -497,5 +498,17 @@ func TestHelpAndREADME(t *testing.T) {
 		if !known[m[1]] {
 			t.Errorf("README spells --%s, which no command has", m[1])
 		}
+	}
+}
+
+// A run refused for its flags leaves no empty --out behind.
+func TestRefusedRunLeavesNoOut(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	code, _, e := fmgpu(t, "train", "--data", "moons", "--out", out, "--base", "16", "--quiet")
+	if code != ExitUsage || !strings.Contains(e, "--base") {
+		t.Fatalf("exit %d %q", code, e)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("the refused run left its --out")
 	}
 }

@@ -48,7 +48,7 @@ func TestProgressMovesEveryStep(t *testing.T) {
 
 // train reports its slow phases on lines of their own.
 func TestTrainPhaseLines(t *testing.T) {
-	code, _, e := fmgpu(t, "train", "--data", "moons", "--out", t.TempDir(), "--steps", "10", "--hidden", "8", "--n-data", "200")
+	code, _, e := fmgpu(t, "train", "--data", "moons", "--out", t.TempDir(), "--steps", "10", "--hidden", "8", "--n-data", "200", "--device", "cpu")
 	if code != 0 || !strings.Contains(e, "fmgpu train: drawing loss.png and samples.png\n") || !strings.Contains(e, "step 10/10") {
 		t.Errorf("exit %d, stderr %q", code, e)
 	}

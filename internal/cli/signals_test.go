@@ -134,7 +134,7 @@ func interruptAfterSleep(t *testing.T, sig syscall.Signal, d time.Duration, args
 func TestSignalDuringTrainPlots(t *testing.T) {
 	dir := t.TempDir()
 	code, stderr, el := interruptAfter(t, syscall.SIGINT, func(l string) bool { return strings.Contains(l, "drawing loss.png and samples.png") },
-		"train", "--data", "moons", "--out", dir, "--steps", "20", "--warmup", "2", "--hidden", "512,512,512", "--n-data", "500", "--log-every", "10")
+		"train", "--data", "moons", "--out", dir, "--steps", "20", "--warmup", "2", "--hidden", "512,512,512", "--n-data", "500", "--log-every", "10", "--device", "cpu")
 	if code != ExitInterrupted || el > 5 || !strings.Contains(stderr, "samples.png were not drawn") {
 		t.Fatalf("exit %d %.2fs after the signal, stderr %q", code, el, stderr)
 	}

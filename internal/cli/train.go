@@ -627,9 +627,17 @@ func setConfigField(c *train.Config, name string, v json.RawMessage) error {
 	return nil
 }
 
-func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) error {
+func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (err error) {
 	if err := checkOutOutsideData(o); err != nil {
 		return err
+	}
+	if _, statErr := os.Stat(o.out); errors.Is(statErr, os.ErrNotExist) {
+		// a run refused before it wrote anything leaves no empty --out
+		defer func() {
+			if err != nil {
+				os.Remove(o.out) // only if empty
+			}
+		}()
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("--out %s: %w", o.out, err)
@@ -672,6 +680,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	ds, err := loadTrainingData(o)
 	if err != nil {
 		return dataError(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // interrupted while loading: nothing written
 	}
 	for _, w := range data.Warnings(ds) {
 		fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
