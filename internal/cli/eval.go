@@ -135,9 +135,15 @@ func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error
 	for i := range pairs {
 		go func() {
 			sem <- struct{}{}
-			defer func() { <-sem }()
+			defer func() {
+				// a panic here would end the process with exit code 2
+				if r := recover(); r != nil {
+					errs[i] = fmt.Errorf("internal error (a bug; please report it): W2 of set %d: %v", i, r)
+				}
+				<-sem
+				done <- i
+			}()
 			w[i], errs[i] = w2f32(pairs[i], ref, n, d)
-			done <- i
 		}()
 	}
 	for k := range pairs {

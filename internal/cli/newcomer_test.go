@@ -12,12 +12,29 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fmgpu/fmgpu/train"
 )
+
+// cpuRun is fmgpu on the CPU backend for the commands that take --device:
+// these tests are of the command line, and in a kernelsim build the
+// default device runs every GPU thread on the CPU, slowly. The device
+// path through the command line is tested by cli_test.go and
+// reliability_test.go.
+func cpuRun(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	if len(args) > 0 && !slices.Contains(args, "--help") {
+		switch args[0] {
+		case "train", "sample", "likelihood", "bench":
+			args = append(slices.Clone(args), "--device", "cpu")
+		}
+	}
+	return fmgpu(t, args...)
+}
 
 // quickTrain is tinyTrain's configuration for runs the tests change.
 var quickTrain = []string{"--steps", "60", "--batch", "64", "--hidden", "16,16", "--n-data", "2000", "--log-every", "20", "--no-plot"}
@@ -28,13 +45,12 @@ var quickTrain = []string{"--steps", "60", "--batch", "64", "--hidden", "16,16",
 // never image data; --out inside an image --data is refused.
 func TestBuiltinNameBeatsDirectory(t *testing.T) {
 	t.Chdir(t.TempDir())
-	// --device cpu: the plots' 4000 samples are slow in a kernelsim build
-	args := append([]string{"train", "--data", "moons", "--out", "moons", "--warmup", "5", "--device", "cpu"}, quickTrain...)
+	args := append([]string{"train", "--data", "moons", "--out", "moons", "--warmup", "5"}, quickTrain...)
 	args[len(args)-1] = "--quiet" // draw the plots: the PNGs that used to become images
-	if code, _, e := fmgpu(t, args...); code != 0 {
+	if code, _, e := cpuRun(t, args...); code != 0 {
 		t.Fatalf("first run: %s", e)
 	}
-	code, _, e := fmgpu(t, append([]string{"train", "--data", "moons", "--out", "moons_v2", "--warmup", "5"}, quickTrain...)...)
+	code, _, e := cpuRun(t, append([]string{"train", "--data", "moons", "--out", "moons_v2", "--warmup", "5"}, quickTrain...)...)
 	if code != 0 || !strings.Contains(e, "mlp, 2000 x 2 data from moons") {
 		t.Errorf("second run: exit %d, %q", code, e)
 	}
@@ -43,12 +59,12 @@ func TestBuiltinNameBeatsDirectory(t *testing.T) {
 		t.Fatalf("second run's checkpoint: %v", err)
 	}
 	// ./moons is the directory, which holds a checkpoint: not image data
-	code, _, e = fmgpu(t, "train", "--data", "./moons", "--out", "x", "--steps", "5", "--quiet")
+	code, _, e = cpuRun(t, "train", "--data", "./moons", "--out", "x", "--steps", "5", "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "holds a checkpoint") {
 		t.Errorf("--data ./moons: exit %d %q", code, e)
 	}
 	imgs := imageFolder(t)
-	code, _, e = fmgpu(t, "train", "--data", imgs, "--out", filepath.Join(imgs, "run"), "--steps", "5", "--quiet")
+	code, _, e = cpuRun(t, "train", "--data", imgs, "--out", filepath.Join(imgs, "run"), "--steps", "5", "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "inside --data") {
 		t.Errorf("--out inside --data: exit %d %q", code, e)
 	}
@@ -65,7 +81,7 @@ func TestResumeProvenance(t *testing.T) {
 	dir := t.TempDir()
 	base := []string{"--data", "moons", "--steps", "300", "--batch", "64", "--hidden", "32,32", "--n-data", "3000",
 		"--lr", "1e-3", "--warmup", "20", "--log-every", "50", "--quiet", "--no-plot", "--seed", "7"}
-	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--stop-after", "100"}, base...)...); code != 0 {
+	if code, _, e := cpuRun(t, append([]string{"train", "--out", dir, "--stop-after", "100"}, base...)...); code != 0 {
 		t.Fatal(e)
 	}
 	for _, c := range []struct {
@@ -79,7 +95,7 @@ func TestResumeProvenance(t *testing.T) {
 		{[]string{"--optimizer", "adamw"}, "--optimizer differs"},
 		{[]string{"--time-freqs", "8"}, "network differs"},
 	} {
-		code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--resume"}, c.args...)...)
+		code, _, e := cpuRun(t, append([]string{"train", "--out", dir, "--resume"}, c.args...)...)
 		if code != ExitUsage || !strings.Contains(e, c.want) {
 			t.Errorf("resume with %v: exit %d %q, want %q", c.args, code, e, c.want)
 		}
@@ -87,18 +103,18 @@ func TestResumeProvenance(t *testing.T) {
 	// nothing but --resume: every setting from the checkpoint, which ends
 	// where a straight run ends
 	straight := t.TempDir()
-	if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, base...)...); code != 0 {
+	if code, _, e := cpuRun(t, append([]string{"train", "--out", straight}, base...)...); code != 0 {
 		t.Fatal(e)
 	}
-	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--stop-after", "200"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--stop-after", "200"); code != 0 {
 		t.Fatalf("bare --resume: %s", e)
 	}
 	// an allowed change: noted where the run resumed
-	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--steps", "300"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--steps", "300"); code != 0 {
 		t.Fatalf("resume with the same --steps: %s", e)
 	}
 	sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(dir, train.CheckpointName))
-	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--steps", "350", "--lr", "5e-4"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--steps", "350", "--lr", "5e-4"); code != 0 {
 		t.Fatalf("resume with a new --lr: %s", e)
 	}
 	raw, _ := os.ReadFile(filepath.Join(dir, train.MetricsName))
@@ -116,16 +132,16 @@ func TestResumeProvenance(t *testing.T) {
 	os.WriteFile(pts, []byte(b.String()), 0o644)
 	out := filepath.Join(csvDir, "run")
 	small := []string{"--steps", "40", "--batch", "16", "--hidden", "8", "--warmup", "2", "--quiet", "--no-plot"}
-	if code, _, e := fmgpu(t, append([]string{"train", "--data", pts, "--out", out, "--stop-after", "20"}, small...)...); code != 0 {
+	if code, _, e := cpuRun(t, append([]string{"train", "--data", pts, "--out", out, "--stop-after", "20"}, small...)...); code != 0 {
 		t.Fatal(e)
 	}
 	os.WriteFile(pts, []byte(strings.Replace(b.String(), "0.1,", "0.2,", 1)), 0o644)
-	code, _, e := fmgpu(t, append([]string{"train", "--data", pts, "--out", out, "--resume"}, small...)...)
+	code, _, e := cpuRun(t, append([]string{"train", "--data", pts, "--out", out, "--resume"}, small...)...)
 	if code != ExitUsage || !strings.Contains(e, "other values") {
 		t.Errorf("resume on a changed file: exit %d %q", code, e)
 	}
 	// what may change is in the help
-	_, help, _ := fmgpu(t, "train", "--help")
+	_, help, _ := cpuRun(t, "train", "--help")
 	if !strings.Contains(help, "--steps, --lr, --warmup") || !strings.Contains(help, "may be changed") {
 		t.Errorf("train --help does not say what --resume may change")
 	}
@@ -135,9 +151,9 @@ func TestResumeProvenance(t *testing.T) {
 // never a panic (item 4); a panic exits 1, not 2.
 func TestTrajectorySizeChecked(t *testing.T) {
 	dir := t.TempDir()
-	ck := tinyTrain(t, dir, "--no-plot")
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
 	start := time.Now()
-	code, _, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "10000000", "--steps", "100000", "--solver", "euler",
+	code, _, e := cpuRun(t, "sample", "--checkpoint", ck, "--n", "10000000", "--steps", "100000", "--solver", "euler",
 		"--out", filepath.Join(dir, "s.npy"), "--trajectory", filepath.Join(dir, "t.npy"))
 	if code != ExitUsage || !strings.Contains(e, "--trajectory") || strings.Count(strings.TrimSpace(e), "\n") > 0 || strings.Contains(e, "panic") {
 		t.Errorf("huge trajectory: exit %d %q", code, e)
@@ -160,7 +176,7 @@ func TestTrajectorySizeChecked(t *testing.T) {
 // nothing written.
 func TestOutputsCheckedBeforeWork(t *testing.T) {
 	dir := t.TempDir()
-	ck := tinyTrain(t, dir, "--no-plot")
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
 	big := []string{"--n", "5000000", "--solver", "euler", "--steps", "1000"}
 	for _, c := range []struct {
 		args []string
@@ -173,12 +189,12 @@ func TestOutputsCheckedBeforeWork(t *testing.T) {
 		{[]string{"--out", dir}, ExitUsage, "--out"},
 	} {
 		start := time.Now()
-		code, _, e := fmgpu(t, append(append([]string{"sample", "--checkpoint", ck}, big...), c.args...)...)
+		code, _, e := cpuRun(t, append(append([]string{"sample", "--checkpoint", ck}, big...), c.args...)...)
 		if code != c.code || !strings.Contains(e, c.want) || time.Since(start) > 5*time.Second {
 			t.Errorf("%v: exit %d %q after %v", c.args, code, e, time.Since(start))
 		}
 	}
-	code, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--out", filepath.Join(dir, "no", "ll.npy"))
+	code, _, e := cpuRun(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--out", filepath.Join(dir, "no", "ll.npy"))
 	if code != ExitFailure || !strings.Contains(e, "--out") {
 		t.Errorf("likelihood to a missing directory: exit %d %q", code, e)
 	}
@@ -190,11 +206,11 @@ func TestOutputsCheckedBeforeWork(t *testing.T) {
 	}
 	os.WriteFile(one, []byte(b.String()), 0o644)
 	ck1 := filepath.Join(dir, "one")
-	if code, _, e := fmgpu(t, "train", "--data", one, "--out", ck1, "--steps", "5", "--hidden", "4", "--quiet", "--no-plot"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--data", one, "--out", ck1, "--steps", "5", "--hidden", "4", "--quiet", "--no-plot"); code != 0 {
 		t.Fatal(e)
 	}
 	npy := filepath.Join(dir, "one.npy")
-	code, _, e = fmgpu(t, "sample", "--checkpoint", filepath.Join(ck1, train.CheckpointName), "--out", npy, "--plot", filepath.Join(dir, "p.png"))
+	code, _, e = cpuRun(t, "sample", "--checkpoint", filepath.Join(ck1, train.CheckpointName), "--out", npy, "--plot", filepath.Join(dir, "p.png"))
 	if code != ExitUsage || !strings.Contains(e, "--plot") {
 		t.Errorf("--plot on 1-D: exit %d %q", code, e)
 	}
@@ -207,16 +223,16 @@ func TestOutputsCheckedBeforeWork(t *testing.T) {
 // (item 6).
 func TestNFEPerTrajectory(t *testing.T) {
 	dir := t.TempDir()
-	ck := tinyTrain(t, dir, "--no-plot")
-	_, out, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "32769", "--solver", "euler", "--steps", "10", "--out", filepath.Join(dir, "s.npy"), "--device", "cpu")
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
+	_, out, e := cpuRun(t, "sample", "--checkpoint", ck, "--n", "32769", "--solver", "euler", "--steps", "10", "--out", filepath.Join(dir, "s.npy"))
 	if !strings.Contains(out, "NFE 10 per sample; 20 in all over 2 chunks") {
 		t.Errorf("sample over two chunks: %q %q", out, e)
 	}
-	_, out, _ = fmgpu(t, "sample", "--checkpoint", ck, "--n", "100", "--solver", "rk4", "--steps", "5", "--out", filepath.Join(dir, "s.npy"))
+	_, out, _ = cpuRun(t, "sample", "--checkpoint", ck, "--n", "100", "--solver", "rk4", "--steps", "5", "--out", filepath.Join(dir, "s.npy"))
 	if !strings.Contains(out, "NFE 20 per sample,") {
 		t.Errorf("sample in one chunk: %q", out)
 	}
-	_, out, e = fmgpu(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "16385", "--solver", "euler", "--steps", "3", "--device", "cpu")
+	_, out, e = cpuRun(t, "likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "16385", "--solver", "euler", "--steps", "3")
 	if !strings.Contains(out, "nfe=3 nfe_total=6 ") {
 		t.Errorf("likelihood over two chunks: %q %q", out, e)
 	}
@@ -227,13 +243,13 @@ func TestNFEPerTrajectory(t *testing.T) {
 // checkpoint was kept (item 7).
 func TestOptimizerStateAndNonFiniteMessage(t *testing.T) {
 	dir := t.TempDir()
-	code, _, e := fmgpu(t, "train", "--out", dir, "--data", "moons", "--steps", "400", "--batch", "64", "--hidden", "32,32",
+	code, _, e := cpuRun(t, "train", "--out", dir, "--data", "moons", "--steps", "400", "--batch", "64", "--hidden", "32,32",
 		"--n-data", "1000", "--warmup", "0", "--lr", "1e30", "--log-every", "1", "--quiet", "--no-plot")
 	if code != ExitFailure || !strings.Contains(e, "clipped at norm 1 already") || !strings.Contains(e, "no checkpoint was written") || strings.Contains(e, "set --clip-grad") {
 		t.Errorf("diverged with clipping on, no checkpoint: exit %d %q", code, e)
 	}
 	dir = t.TempDir()
-	code, _, e = fmgpu(t, "train", "--out", dir, "--data", "moons", "--steps", "400", "--batch", "64", "--hidden", "32,32",
+	code, _, e = cpuRun(t, "train", "--out", dir, "--data", "moons", "--steps", "400", "--batch", "64", "--hidden", "32,32",
 		"--n-data", "1000", "--warmup", "0", "--lr", "1e30", "--clip-grad", "0", "--checkpoint-every", "1", "--log-every", "1", "--quiet", "--no-plot")
 	if code != ExitFailure || !strings.Contains(e, "set --clip-grad") || !strings.Contains(e, "of step ") || !strings.Contains(e, "is kept") {
 		t.Errorf("diverged with clipping off: exit %d %q", code, e)
@@ -241,7 +257,7 @@ func TestOptimizerStateAndNonFiniteMessage(t *testing.T) {
 
 	// negative second moments
 	dir = t.TempDir()
-	ckPath := tinyTrain(t, dir, "--no-plot", "--stop-after", "30")
+	ckPath := tinyTrain(t, dir, "--no-plot", "--stop-after", "30", "--device", "cpu")
 	ck, err := train.Load(ckPath)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +275,7 @@ func TestOptimizerStateAndNonFiniteMessage(t *testing.T) {
 	json.Unmarshal(hdr[name], &ent)
 	copy(raw[8+hlen+ent.DataOffsets[0]:], []byte{0, 0, 0x80, 0xbf}) // float32 -1
 	os.WriteFile(ckPath, raw, 0o644)
-	code, _, e = fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot")
+	code, _, e = cpuRun(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot")
 	if code != ExitFailure || !strings.Contains(e, "negative second moment") || !strings.Contains(e, name) {
 		t.Errorf("resume from negative moments: exit %d %q", code, e)
 	}
@@ -269,7 +285,7 @@ func TestOptimizerStateAndNonFiniteMessage(t *testing.T) {
 // longer than --steps is an error; --steps 0 and -1 name --steps (item 9).
 func TestWarmupDefault(t *testing.T) {
 	dir := t.TempDir()
-	code, _, e := fmgpu(t, "train", "--data", "moons", "--out", dir, "--steps", "100", "--hidden", "8", "--n-data", "500", "--quiet", "--no-plot")
+	code, _, e := cpuRun(t, "train", "--data", "moons", "--out", dir, "--steps", "100", "--hidden", "8", "--n-data", "500", "--quiet", "--no-plot")
 	if code != 0 {
 		t.Fatalf("--steps 100: %s", e)
 	}
@@ -285,7 +301,7 @@ func TestWarmupDefault(t *testing.T) {
 		{[]string{"--steps", "0"}, "--steps 0"},
 		{[]string{"--steps", "-1"}, "--steps -1"},
 	} {
-		code, _, e := fmgpu(t, append([]string{"train", "--data", "moons", "--out", t.TempDir(), "--quiet"}, c.args...)...)
+		code, _, e := cpuRun(t, append([]string{"train", "--data", "moons", "--out", t.TempDir(), "--quiet"}, c.args...)...)
 		if code != ExitUsage || !strings.Contains(e, c.want) || strings.Contains(e, "--warmup 200") {
 			t.Errorf("%v: exit %d %q", c.args, code, e)
 		}
@@ -302,7 +318,7 @@ func TestLossPerElement(t *testing.T) {
 	}
 	os.WriteFile(cube, []byte(b.String()), 0o644)
 	out := filepath.Join(dir, "run")
-	if code, _, e := fmgpu(t, "train", "--data", cube, "--out", out, "--steps", "40", "--hidden", "8", "--log-every", "10", "--quiet", "--no-plot"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--data", cube, "--out", out, "--steps", "40", "--hidden", "8", "--log-every", "10", "--quiet", "--no-plot"); code != 0 {
 		t.Fatal(e)
 	}
 	f, _ := os.Open(filepath.Join(out, train.MetricsName))
@@ -332,12 +348,12 @@ func TestLossPerElement(t *testing.T) {
 // or does what it says (item 11).
 func TestIgnoredInputRefused(t *testing.T) {
 	dir := t.TempDir()
-	ck := tinyTrain(t, dir, "--no-plot")
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
 	noEMA := filepath.Join(t.TempDir(), "noema")
-	tinyTrain(t, noEMA, "--no-plot", "--ema", "0")
+	tinyTrain(t, noEMA, "--no-plot", "--ema", "0", "--device", "cpu")
 	imgs := imageFolder(t)
 	npy := filepath.Join(dir, "s.npy")
-	if code, _, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "50", "--out", npy); code != 0 {
+	if code, _, e := cpuRun(t, "sample", "--checkpoint", ck, "--n", "50", "--out", npy); code != 0 {
 		t.Fatal(e)
 	}
 	out := func() string { return filepath.Join(t.TempDir(), "o") }
@@ -361,12 +377,12 @@ func TestIgnoredInputRefused(t *testing.T) {
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--n-data", "10"}, "--n-data applies to"},
 		{[]string{"eval", "--samples", npy, "--data", npy, "--seed", "3", "--n", "10"}, "--seed applies to a built-in --data"},
 	} {
-		code, _, e := fmgpu(t, c.args...)
+		code, _, e := cpuRun(t, c.args...)
 		if code != ExitUsage || !strings.Contains(e, c.want) {
 			t.Errorf("%v: exit %d %q, want a usage error with %q", c.args, code, e, c.want)
 		}
 	}
-	code, stdout, e := fmgpu(t, "bench", "--workload", "sample-euler", "--steps", "7", "--device", "cpu")
+	code, stdout, e := cpuRun(t, "bench", "--workload", "sample-euler", "--steps", "7")
 	if code != 0 || !strings.Contains(stdout, "nfe=7 ") {
 		t.Errorf("bench --steps 7 for sample-euler: exit %d %q %q", code, stdout, e)
 	}
@@ -382,44 +398,44 @@ func TestMessages(t *testing.T) {
 		b.WriteString(string(rune('0'+i%10)) + ";" + string(rune('0'+i%7)) + ";5\n")
 	}
 	os.WriteFile(semi, []byte(b.String()), 0o644)
-	code, _, e := fmgpu(t, "train", "--data", semi, "--out", filepath.Join(dir, "a"), "--quiet")
+	code, _, e := cpuRun(t, "train", "--data", semi, "--out", filepath.Join(dir, "a"), "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "pass --delimiter ';'") {
 		t.Errorf("';' CSV: exit %d %q", code, e)
 	}
 	// declared: trains, warning about the constant third column
-	code, _, e = fmgpu(t, "train", "--data", semi, "--delimiter", ";", "--out", filepath.Join(dir, "b"), "--steps", "10", "--hidden", "8", "--quiet", "--no-plot")
+	code, _, e = cpuRun(t, "train", "--data", semi, "--delimiter", ";", "--out", filepath.Join(dir, "b"), "--steps", "10", "--hidden", "8", "--quiet", "--no-plot")
 	if code != 0 || !strings.Contains(e, "warning: "+semi+": column 3 is constant (5)") {
 		t.Errorf("';' CSV with --delimiter: exit %d %q", code, e)
 	}
 	// a header of numbers, declared
 	num := filepath.Join(dir, "num.csv")
 	os.WriteFile(num, []byte("0,1\n1,2\n3,4\n5,7\n"), 0o644)
-	code, _, e = fmgpu(t, "train", "--data", num, "--header", "--out", filepath.Join(dir, "c"), "--steps", "5", "--hidden", "4", "--batch", "2", "--no-plot")
+	code, _, e = cpuRun(t, "train", "--data", num, "--header", "--out", filepath.Join(dir, "c"), "--steps", "5", "--hidden", "4", "--batch", "2", "--no-plot")
 	if code != 0 || !strings.Contains(e, "3 x 2 data") {
 		t.Errorf("--header: exit %d %q", code, e)
 	}
 	// a single row
 	row := filepath.Join(dir, "row.csv")
 	os.WriteFile(row, []byte("1,2\n"), 0o644)
-	code, _, e = fmgpu(t, "train", "--data", row, "--out", filepath.Join(dir, "d"), "--steps", "5", "--hidden", "4", "--quiet", "--no-plot")
+	code, _, e = cpuRun(t, "train", "--data", row, "--out", filepath.Join(dir, "d"), "--steps", "5", "--hidden", "4", "--quiet", "--no-plot")
 	if code != 0 || !strings.Contains(e, "single row") {
 		t.Errorf("one row: exit %d %q", code, e)
 	}
 	// grammar
 	ragged := filepath.Join(dir, "ragged.csv")
 	os.WriteFile(ragged, []byte("1,2\n3\n"), 0o644)
-	if _, _, e := fmgpu(t, "train", "--data", ragged, "--out", filepath.Join(dir, "e")); !strings.Contains(e, "has 1 field,") {
+	if _, _, e := cpuRun(t, "train", "--data", ragged, "--out", filepath.Join(dir, "e")); !strings.Contains(e, "has 1 field,") {
 		t.Errorf("ragged: %q", e)
 	}
 	// likelihood on degenerate data says so
-	ck := tinyTrain(t, filepath.Join(dir, "m"), "--no-plot")
+	ck := tinyTrain(t, filepath.Join(dir, "m"), "--no-plot", "--device", "cpu")
 	flat := filepath.Join(dir, "flat.csv")
 	os.WriteFile(flat, []byte("0.5,1\n0.25,1\n0.75,1\n"), 0o644)
-	if _, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", flat, "--solver", "rk4", "--steps", "4"); !strings.Contains(e, "column 2 is constant") {
+	if _, _, e := cpuRun(t, "likelihood", "--checkpoint", ck, "--data", flat, "--solver", "rk4", "--steps", "4"); !strings.Contains(e, "column 2 is constant") {
 		t.Errorf("likelihood on a constant column: %q", e)
 	}
 	// path's JSON names its kind
-	_, out, _ := fmgpu(t, "path", "--path", "linear-vp", "--t", "0.6", "--x0", "0.5", "--x1", "1")
+	_, out, _ := cpuRun(t, "path", "--path", "linear-vp", "--t", "0.6", "--x0", "0.5", "--x1", "1")
 	if !strings.Contains(out, `"spec":{"kind":"linear-vp"`) {
 		t.Errorf("path JSON: %s", out)
 	}
@@ -435,10 +451,10 @@ func TestMessages(t *testing.T) {
 	}
 	// eval: several floors by default, with their spread
 	s := filepath.Join(dir, "s.npy")
-	if code, _, e := fmgpu(t, "sample", "--checkpoint", ck, "--n", "200", "--out", s, "--solver", "euler", "--steps", "5"); code != 0 {
+	if code, _, e := cpuRun(t, "sample", "--checkpoint", ck, "--n", "200", "--out", s, "--solver", "euler", "--steps", "5"); code != 0 {
 		t.Fatal(e)
 	}
-	_, out, e = fmgpu(t, "eval", "--samples", s, "--data", "moons", "--n", "200")
+	_, out, e = cpuRun(t, "eval", "--samples", s, "--data", "moons", "--n", "200")
 	m := regexp.MustCompile(`w2_floor_sd=([0-9.]+) floors=(\d+)`).FindStringSubmatch(out)
 	if m == nil || m[2] != "5" || m[1] == "0.00000" {
 		t.Errorf("eval: %q %q", out, e)
@@ -447,11 +463,11 @@ func TestMessages(t *testing.T) {
 
 // Help and README (item 14).
 func TestHelpAndREADME(t *testing.T) {
-	_, help, _ := fmgpu(t, "likelihood", "--help")
+	_, help, _ := cpuRun(t, "likelihood", "--help")
 	if !strings.Contains(help, "hutchinson for images") {
 		t.Errorf("likelihood --help does not state the image default:\n%s", help)
 	}
-	_, help, _ = fmgpu(t, "train", "--help")
+	_, help, _ = cpuRun(t, "train", "--help")
 	for _, line := range strings.Split(help, "\n") {
 		if strings.Contains(line, "--sigma-min") && strings.Count(line, "default") != 1 {
 			t.Errorf("path flag help with %d defaults: %s", strings.Count(line, "default"), line)
@@ -465,11 +481,11 @@ func TestHelpAndREADME(t *testing.T) {
 			t.Errorf("train --help lacks the %q group", cat)
 		}
 	}
-	_, help, _ = fmgpu(t, "sample", "--help")
+	_, help, _ = cpuRun(t, "sample", "--help")
 	if !strings.Contains(help, "--n value") || strings.Contains(help, " -n value") {
 		t.Errorf("sample --help spells -n with one dash:\n%s", help)
 	}
-	code, out, e := fmgpu(t, "train", "--data", "moons")
+	code, out, e := cpuRun(t, "train", "--data", "moons")
 	if code != ExitUsage || out != "" || strings.Count(strings.TrimSpace(e), "\n") != 0 || !strings.Contains(e, "--out is required") {
 		t.Errorf("missing --out: exit %d, stdout %q, stderr %q", code, out, e)
 	}
@@ -504,7 +520,7 @@ func TestHelpAndREADME(t *testing.T) {
 // A run refused for its flags leaves no empty --out behind.
 func TestRefusedRunLeavesNoOut(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
-	code, _, e := fmgpu(t, "train", "--data", "moons", "--out", out, "--base", "16", "--quiet")
+	code, _, e := cpuRun(t, "train", "--data", "moons", "--out", out, "--base", "16", "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "--base") {
 		t.Fatalf("exit %d %q", code, e)
 	}
