@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/fmgpu/fmgpu/model"
 	"github.com/fmgpu/fmgpu/sampler"
 )
 
@@ -56,7 +57,7 @@ func LogLikelihood(ctx context.Context, m *Model, x []float32, n int, o Likeliho
 	lo2 := sampler.LikelihoodOptions{Solve: so, Divergence: o.Divergence, Probes: o.Probes, ProbeKind: o.ProbeKind,
 		Seed: o.Seed, PriorStd: m.Path.PriorStd(), LogDetCorrection: m.Std.LogDetJacobian()}
 	chunk := likelihoodChunk
-	if m.Config().Kind == "unet" {
+	if m.Config().Kind == model.KindUNet {
 		chunk = ChunkRows(m.Config())
 	}
 	b := m.b

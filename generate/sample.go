@@ -22,7 +22,7 @@ const imageChunk = 100
 // ChunkRows is how many rows Sample integrates at once for a network of
 // configuration c.
 func ChunkRows(c model.Config) int {
-	if c.Kind == "unet" {
+	if c.Kind == model.KindUNet {
 		return imageChunk
 	}
 	return sampleChunk

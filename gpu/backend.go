@@ -83,6 +83,11 @@ type DeviceInfo struct {
 	MemoryBytes       int64
 	Driver            string
 	Threads           int
+	// Device figures for rates against peak (CUDA only; 0 when unknown).
+	Multiprocessors int
+	ClockKHz        int // SM clock
+	MemoryClockKHz  int
+	MemoryBusBits   int
 }
 
 // Backend is the set of operations fmgpu's trainer, models and samplers run

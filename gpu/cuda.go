@@ -1,5 +1,3 @@
-//go:build cuda
-
 package gpu
 
 import (
@@ -9,30 +7,32 @@ import (
 	"sync"
 	"unsafe"
 
-	"gorgonia.org/cu"
-
+	"github.com/fmgpu/fmgpu/internal/cudadriver"
 	"github.com/fmgpu/fmgpu/kernels"
 )
-
-// Flavor names the build: "cpu", "cuda" or "kernelsim".
-const Flavor = "cuda"
 
 // CUDAOptions configures NewCUDAWith.
 type CUDAOptions struct {
 	// Device is the CUDA device ordinal.
 	Device int
+	// Library is the driver library to load; empty means FMGPU_LIBCUDA,
+	// else libcuda.so.1 (the NVIDIA driver's).
+	Library string
 	// SyncEachLaunch waits for every kernel to finish and checks its
 	// error: slow, but a fault is reported at the kernel that caused it
 	// rather than at the next Sync or Download.
 	SyncEachLaunch bool
+	// Profile times every kernel with a pair of CUDA events (KernelStats):
+	// for per-kernel breakdowns, not for timing whole steps (the events
+	// add work between launches).
+	Profile bool
 }
 
-// NewCUDA returns the CUDA backend on device 0: DeviceBackend over the CUDA
-// driver API (gorgonia.org/cu) with the kernels of kernels/fmgpu.fatbin.
-func NewCUDA() (Backend, error) { return NewCUDAWith(CUDAOptions{}) }
-
-// NewCUDAWith is NewCUDA with options.
-func NewCUDAWith(o CUDAOptions) (Backend, error) {
+// NewCUDADriver returns the device backend over the CUDA driver, loaded at
+// run time (internal/cudadriver), with the kernels of kernels/fmgpu.fatbin.
+// Every build has it; on a machine without an NVIDIA driver or device it
+// returns a *CUDAUnavailable error saying what is missing.
+func NewCUDADriver(o CUDAOptions) (Backend, error) {
 	l, err := newCUDALauncher(o)
 	if err != nil {
 		return nil, err
@@ -40,11 +40,52 @@ func NewCUDAWith(o CUDAOptions) (Backend, error) {
 	return newDeviceBackend(l), nil
 }
 
-// ProbeCUDA reports what the CUDA build sees on device 0 (name, compute
-// capability, memory, driver version) after creating a context and loading
-// the kernels, for `fmgpu info`.
-func ProbeCUDA() (DeviceInfo, error) {
-	l, err := newCUDALauncher(CUDAOptions{})
+// CUDAUnavailable says why the CUDA backend cannot start: Missing is what
+// is absent or failing ("NVIDIA driver", "CUDA device", ...), Err the
+// underlying error, Hint what the user can do.
+type CUDAUnavailable struct {
+	Missing string
+	Hint    string
+	Err     error
+}
+
+func (e *CUDAUnavailable) Error() string {
+	s := "no usable CUDA GPU: " + e.Missing
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	if e.Hint != "" {
+		s += " (" + e.Hint + ")"
+	}
+	return s
+}
+
+func (e *CUDAUnavailable) Unwrap() error { return e.Err }
+
+// cudaUnavailable classifies a start-up failure of the driver.
+func cudaUnavailable(stage string, err error) error {
+	var de *cudadriver.Error
+	switch {
+	case cudadriver.ErrNoLibrary(err):
+		return &CUDAUnavailable{Missing: "no NVIDIA driver", Err: err,
+			Hint: "install the NVIDIA driver, which provides libcuda.so.1, or in a container run with --gpus all"}
+	case errors.As(err, &de) && (de.Code == cudadriver.ErrorNoDevice || de.Code == cudadriver.ErrorInvalidDevice):
+		return &CUDAUnavailable{Missing: "no CUDA device", Err: err,
+			Hint: "check nvidia-smi and CUDA_VISIBLE_DEVICES"}
+	case errors.As(err, &de) && (de.Code == cudadriver.ErrorNoBinaryForGPU || de.Code == cudadriver.ErrorUnsupportedPTX):
+		return &CUDAUnavailable{Missing: "a GPU these kernels run on", Err: err,
+			Hint: "fmgpu's kernels need compute capability 8.0 or newer (A100, H100 and later) and a driver for CUDA 11.8 or newer"}
+	case errors.As(err, &de) && (de.Code == cudadriver.ErrorInsufficientDrv || de.Code == cudadriver.ErrorSystemDrvMismtch || de.Code == cudadriver.ErrorCompatNotSupp):
+		return &CUDAUnavailable{Missing: "a working NVIDIA driver", Err: err,
+			Hint: "the kernel module and libcuda.so.1 disagree or are too old; reinstall or update the driver"}
+	}
+	return &CUDAUnavailable{Missing: "a working CUDA " + stage, Err: err}
+}
+
+// ProbeCUDADriver reports what the driver sees on device o.Device after
+// creating a context and loading the kernels, for `fmgpu info`.
+func ProbeCUDADriver(o CUDAOptions) (DeviceInfo, error) {
+	l, err := newCUDALauncher(o)
 	if err != nil {
 		return DeviceInfo{Backend: "cuda"}, err
 	}
@@ -59,19 +100,38 @@ func ProbeCUDA() (DeviceInfo, error) {
 // next one while the driver goroutine launches); their errors are kept and
 // returned by the next request that waits (sync, a copy, an allocation), as
 // the Backend's sticky errors allow. All work goes to the legacy default
-// stream, which runs it in order; cuMemcpyDtoH waits for it.
+// stream, which runs it in order; a copy to the host waits for it.
 type cudaLauncher struct {
 	mu       sync.Mutex // serializes requests that wait for their answer
 	req      chan cudaReq
 	resp     chan error
-	ctx      cu.CUContext
-	mod      cu.Module
-	fns      map[string]cu.Function // driver goroutine only
-	asyncErr error                  // driver goroutine only: first failed queued launch
-	queued   bool                   // driver goroutine only: launches since the last synchronize
+	drv      *cudadriver.Driver
+	dev      cudadriver.Device
+	ctx      cudadriver.Context
+	mod      cudadriver.Module
+	fns      map[string]cudadriver.Function // driver goroutine only
+	asyncErr error                          // driver goroutine only: first failed queued launch
+	queued   bool                           // driver goroutine only: launches since the last synchronize
+	// params holds the kernel parameter array the driver reads at launch:
+	// one pointer per argument, to that argument's 8-byte slot in slots.
+	// Both live as long as the launcher (driver goroutine only).
+	params   *[maxKernelArgs]unsafe.Pointer
+	slots    *[maxKernelArgs]uint64
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
+
+	statsMu sync.Mutex
+	stats   map[string]KernelStat
+	profile bool
+	timed   []timedLaunch      // driver goroutine only: launches whose events are not read yet
+	events  []cudadriver.Event // driver goroutine only: free events
+}
+
+// timedLaunch is a launch between two recorded events.
+type timedLaunch struct {
+	name       string
+	start, end cudadriver.Event
 }
 
 // cudaReq is one request to the driver goroutine: a queued launch (k, no
@@ -85,29 +145,51 @@ type cudaReq struct {
 const cudaQueue = 1024
 
 func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
-	c := &cudaLauncher{req: make(chan cudaReq, cudaQueue), resp: make(chan error), fns: map[string]cu.Function{}, syncEach: o.SyncEachLaunch}
+	drv, err := cudadriver.Open(o.Library)
+	if err != nil {
+		return nil, cudaUnavailable("driver", err)
+	}
+	c := &cudaLauncher{drv: drv, req: make(chan cudaReq, cudaQueue), resp: make(chan error),
+		fns: map[string]cudadriver.Function{}, syncEach: o.SyncEachLaunch, profile: o.Profile, stats: map[string]KernelStat{},
+		params: new([maxKernelArgs]unsafe.Pointer), slots: new([maxKernelArgs]uint64)}
+	for i := range c.params {
+		c.params[i] = unsafe.Pointer(&c.slots[i])
+	}
 	go c.serve()
-	err := c.do(func() error {
-		n, err := cu.NumDevices()
-		if err != nil {
-			return fmt.Errorf("count CUDA devices: %w", err)
-		}
-		if o.Device < 0 || o.Device >= n {
-			return fmt.Errorf("CUDA device %d requested, %d present", o.Device, n)
-		}
-		dev, err := cu.GetDevice(o.Device)
-		if err != nil {
-			return fmt.Errorf("get CUDA device %d: %w", o.Device, err)
-		}
-		if c.inf, err = deviceInfo(dev); err != nil {
+	stage := "driver"
+	err = c.do(func() error {
+		if err := drv.Init(); err != nil {
 			return err
 		}
-		// cuCtxCreate makes the new context current on this thread.
-		if c.ctx, err = dev.MakeContext(cu.SchedAuto); err != nil {
-			return fmt.Errorf("create a CUDA context on %s: %w", c.inf.Name, err)
+		n, err := drv.DeviceCount()
+		if err != nil {
+			return err
 		}
-		if c.mod, err = cu.LoadData(string(kernels.Fatbin)); err != nil {
-			c.ctx.Destroy()
+		if n == 0 {
+			return &cudadriver.Error{Func: "cuDeviceGetCount", Code: cudadriver.ErrorNoDevice, Name: "CUDA_ERROR_NO_DEVICE", Desc: "0 devices"}
+		}
+		if o.Device < 0 || o.Device >= n {
+			return &cudadriver.Error{Func: "cuDeviceGet", Code: cudadriver.ErrorInvalidDevice, Name: "CUDA_ERROR_INVALID_DEVICE",
+				Desc: fmt.Sprintf("device %d requested, %d present", o.Device, n)}
+		}
+		if c.dev, err = drv.Device(o.Device); err != nil {
+			return err
+		}
+		if c.inf, err = cudaDeviceInfo(drv, c.dev); err != nil {
+			return err
+		}
+		stage = "context"
+		if c.ctx, err = drv.PrimaryCtxRetain(c.dev); err != nil {
+			return err
+		}
+		if err = drv.CtxSetCurrent(c.ctx); err != nil {
+			drv.PrimaryCtxRelease(c.dev)
+			return err
+		}
+		stage = "kernel load"
+		if c.mod, err = drv.ModuleLoadData(kernels.Fatbin); err != nil {
+			drv.CtxSetCurrent(0)
+			drv.PrimaryCtxRelease(c.dev)
 			return fmt.Errorf("load the kernels (sm_80/sm_90 SASS, compute_90 PTX) on %s (compute capability %s): %w",
 				c.inf.Name, c.inf.ComputeCapability, err)
 		}
@@ -115,7 +197,7 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 	})
 	if err != nil {
 		c.shutdown()
-		return nil, fmt.Errorf("cuda: %w", err)
+		return nil, cudaUnavailable(stage, err)
 	}
 	return c, nil
 }
@@ -162,28 +244,39 @@ func (c *cudaLauncher) shutdown() {
 	c.mu.Unlock()
 }
 
-func deviceInfo(dev cu.Device) (DeviceInfo, error) {
+func cudaDeviceInfo(drv *cudadriver.Driver, dev cudadriver.Device) (DeviceInfo, error) {
 	inf := DeviceInfo{Backend: "cuda"}
-	name, err := dev.Name()
+	name, err := drv.DeviceName(dev)
 	if err != nil {
-		return inf, fmt.Errorf("device name: %w", err)
+		return inf, err
 	}
-	major, minor, err := dev.ComputeCapability()
-	if err != nil {
-		return inf, fmt.Errorf("compute capability: %w", err)
+	attr := func(a int) int {
+		if err != nil {
+			return 0
+		}
+		var v int
+		v, err = drv.DeviceAttribute(dev, a)
+		return v
 	}
-	mem, err := dev.TotalMem()
+	major, minor := attr(cudadriver.AttrComputeCapabilityMajor), attr(cudadriver.AttrComputeCapabilityMinor)
+	sms := attr(cudadriver.AttrMultiprocessorCount)
+	clock := attr(cudadriver.AttrClockRateKHz)
+	memClock, busWidth := attr(cudadriver.AttrMemoryClockRateKHz), attr(cudadriver.AttrGlobalMemoryBusWidth)
 	if err != nil {
-		return inf, fmt.Errorf("device memory: %w", err)
+		return inf, err
 	}
-	sms, err := dev.Attribute(cu.MultiprocessorCount)
+	mem, err := drv.DeviceTotalMem(dev)
 	if err != nil {
-		return inf, fmt.Errorf("multiprocessor count: %w", err)
+		return inf, err
 	}
 	inf.Name = fmt.Sprintf("%s (%d SMs)", name, sms)
 	inf.ComputeCapability = fmt.Sprintf("%d.%d", major, minor)
 	inf.MemoryBytes = mem
-	if v := cu.Version(); v > 0 {
+	inf.Multiprocessors = sms
+	inf.ClockKHz = clock
+	inf.MemoryClockKHz = memClock
+	inf.MemoryBusBits = busWidth
+	if v, err := drv.Version(); err == nil && v > 0 {
 		inf.Driver = fmt.Sprintf("CUDA driver API %d.%d", v/1000, v%1000/10)
 	}
 	return inf, nil
@@ -192,9 +285,9 @@ func deviceInfo(dev cu.Device) (DeviceInfo, error) {
 func (c *cudaLauncher) info() DeviceInfo { return c.inf }
 
 func (c *cudaLauncher) alloc(bytes int) (devPtr, error) {
-	var p cu.DevicePtr
+	var p cudadriver.DevicePtr
 	err := c.do(func() (err error) {
-		p, err = cu.MemAlloc(int64(bytes))
+		p, err = c.drv.MemAlloc(bytes)
 		return err
 	})
 	return devPtr(p), err
@@ -204,44 +297,52 @@ func (c *cudaLauncher) alloc(bytes int) (devPtr, error) {
 func (c *cudaLauncher) free(p devPtr) error {
 	return c.do(func() error {
 		if c.queued {
-			if err := cu.Synchronize(); err != nil {
+			if err := c.drv.CtxSynchronize(); err != nil {
 				return err
 			}
 			c.queued = false
 		}
-		return cu.MemFree(cu.DevicePtr(p))
+		return c.drv.MemFree(cudadriver.DevicePtr(p))
 	})
 }
 
 func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
 	return c.do(func() error {
-		return cu.MemcpyHtoD(cu.DevicePtr(dst), unsafe.Pointer(&src[0]), int64(4*len(src)))
+		return c.drv.MemcpyHtoD(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src))
 	})
 }
 
 func (c *cudaLauncher) download(dst []float32, src devPtr) error {
 	return c.do(func() error {
-		return cu.MemcpyDtoH(unsafe.Pointer(&dst[0]), cu.DevicePtr(src), int64(4*len(dst)))
+		c.queued = false // the copy waits for the queued kernels
+		return c.drv.MemcpyDtoH(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst))
 	})
 }
 
 func (c *cudaLauncher) copyDtoD(dst, src devPtr, bytes int) error {
-	return c.do(func() error { return cu.MemcpyDtoD(cu.DevicePtr(dst), cu.DevicePtr(src), int64(bytes)) })
+	return c.do(func() error {
+		return c.drv.MemcpyDtoD(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes)
+	})
 }
 
 func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
-	return c.do(func() error { return cu.MemsetD32(cu.DevicePtr(dst), v, int64(n)) })
+	return c.do(func() error { return c.drv.MemsetD32(cudadriver.DevicePtr(dst), v, n) })
 }
 
 // launch queues the launch (a copy of k) for the driver goroutine, or
 // with SyncEachLaunch runs it and waits for the kernel to finish.
 func (c *cudaLauncher) launch(k *kernelCall) error {
+	c.statsMu.Lock()
+	st := c.stats[k.name]
+	st.Launches++
+	c.stats[k.name] = st
+	c.statsMu.Unlock()
 	if c.syncEach {
 		return c.do(func() error {
 			if err := c.launchNow(k); err != nil {
 				return err
 			}
-			if err := cu.Synchronize(); err != nil {
+			if err := c.drv.CtxSynchronize(); err != nil {
 				return fmt.Errorf("kernel %s: %w", k.name, err)
 			}
 			return nil
@@ -257,43 +358,155 @@ func (c *cudaLauncher) launch(k *kernelCall) error {
 }
 
 // launchNow launches k on the driver goroutine. Each argument is passed as
-// a pointer to its 8-byte slot: cu's Launch copies 8 bytes from every
-// pointer into the parameter buffer, and the driver reads each parameter's
-// own size from its low bytes.
+// a pointer to its 8-byte slot; the driver reads each parameter's own size
+// from the slot's low bytes, which is where a little-endian value sits.
 func (c *cudaLauncher) launchNow(k *kernelCall) error {
 	fn, ok := c.fns[k.name]
 	if !ok {
 		var err error
-		if fn, err = c.mod.Function(k.name); err != nil {
-			return fmt.Errorf("kernel %s: %w", k.name, err)
+		if fn, err = c.drv.ModuleGetFunction(c.mod, k.name); err != nil {
+			return err
 		}
 		c.fns[k.name] = fn
 	}
-	var params [maxKernelArgs]unsafe.Pointer
-	for i := 0; i < k.n; i++ {
-		params[i] = unsafe.Pointer(&k.slots[i])
+	copy(c.slots[:k.n], k.slots[:k.n])
+	var params unsafe.Pointer
+	if k.n > 0 {
+		params = unsafe.Pointer(c.params)
 	}
-	if err := fn.Launch(int(k.grid.x), int(k.grid.y), int(k.grid.z), int(k.block.x), int(k.block.y), int(k.block.z),
-		k.shared, cu.NoStream, params[:k.n]); err != nil {
+	var tl timedLaunch
+	if c.profile {
+		var err error
+		if tl, err = c.startTimed(k.name); err != nil {
+			return err
+		}
+	}
+	if err := c.drv.LaunchKernel(fn, [3]uint32{k.grid.x, k.grid.y, k.grid.z}, [3]uint32{k.block.x, k.block.y, k.block.z},
+		k.shared, 0, params); err != nil {
 		return fmt.Errorf("launch %s grid (%d,%d,%d) block (%d,%d,%d) args (%s): %w", k.name,
 			k.grid.x, k.grid.y, k.grid.z, k.block.x, k.block.y, k.block.z, k.signature(), err)
 	}
+	if c.profile {
+		if err := c.drv.EventRecord(tl.end, 0); err != nil {
+			return err
+		}
+		c.timed = append(c.timed, tl)
+		if len(c.timed) >= maxTimedLaunches {
+			return c.readTimes()
+		}
+	}
+	return nil
+}
+
+// maxTimedLaunches bounds the events a profiling launcher keeps in flight.
+const maxTimedLaunches = 2048
+
+// startTimed records the start event of a profiled launch.
+func (c *cudaLauncher) startTimed(name string) (timedLaunch, error) {
+	tl := timedLaunch{name: name}
+	for _, e := range []*cudadriver.Event{&tl.start, &tl.end} {
+		if n := len(c.events); n > 0 {
+			*e, c.events = c.events[n-1], c.events[:n-1]
+			continue
+		}
+		var err error
+		if *e, err = c.drv.EventCreate(0); err != nil {
+			return tl, err
+		}
+	}
+	return tl, c.drv.EventRecord(tl.start, 0)
+}
+
+// readTimes waits for the profiled launches and adds their times to the
+// statistics (driver goroutine).
+func (c *cudaLauncher) readTimes() error {
+	if len(c.timed) == 0 {
+		return nil
+	}
+	if err := c.drv.EventSynchronize(c.timed[len(c.timed)-1].end); err != nil {
+		return err
+	}
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	for _, tl := range c.timed {
+		ms, err := c.drv.EventElapsedMs(tl.start, tl.end)
+		if err != nil {
+			return err
+		}
+		st := c.stats[tl.name]
+		st.Millis += float64(ms)
+		c.stats[tl.name] = st
+		c.events = append(c.events, tl.start, tl.end)
+	}
+	c.timed = c.timed[:0]
 	return nil
 }
 
 func (c *cudaLauncher) sync() error {
 	return c.do(func() error {
 		c.queued = false
-		return cu.Synchronize()
+		if err := c.drv.CtxSynchronize(); err != nil {
+			return err
+		}
+		return c.readTimes()
 	})
 }
 
 func (c *cudaLauncher) close() error {
 	err := c.do(func() error {
-		errU := c.mod.Unload()
-		errD := c.ctx.Destroy()
-		return errors.Join(errU, errD)
+		errT := c.readTimes()
+		for _, e := range c.events {
+			c.drv.EventDestroy(e)
+		}
+		errU := c.drv.ModuleUnload(c.mod)
+		errS := c.drv.CtxSetCurrent(0)
+		errR := c.drv.PrimaryCtxRelease(c.dev)
+		return errors.Join(errT, errU, errS, errR)
 	})
 	c.shutdown()
 	return err
+}
+
+// KernelStat is what a CUDA backend counted of one kernel: its launches
+// and, with CUDAOptions.Profile, the device time between the events around
+// them, summed.
+type KernelStat struct {
+	Launches int64
+	Millis   float64
+}
+
+// KernelStats returns the per-kernel statistics of a CUDA backend since it
+// started or since the last ResetKernelStats (times are complete after a
+// Sync), or nil for another backend.
+func KernelStats(b Backend) map[string]KernelStat {
+	c := cudaLauncherOf(b)
+	if c == nil {
+		return nil
+	}
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	m := make(map[string]KernelStat, len(c.stats))
+	for k, v := range c.stats {
+		m[k] = v
+	}
+	return m
+}
+
+// ResetKernelStats clears the statistics KernelStats returns (after a Sync,
+// so that no profiled launch is still pending).
+func ResetKernelStats(b Backend) {
+	if c := cudaLauncherOf(b); c != nil {
+		c.statsMu.Lock()
+		c.stats = map[string]KernelStat{}
+		c.statsMu.Unlock()
+	}
+}
+
+func cudaLauncherOf(b Backend) *cudaLauncher {
+	d, ok := b.(*DeviceBackend)
+	if !ok {
+		return nil
+	}
+	c, _ := d.l.(*cudaLauncher)
+	return c
 }

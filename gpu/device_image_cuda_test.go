@@ -1,5 +1,3 @@
-//go:build cuda
-
 package gpu_test
 
 import (
@@ -10,8 +8,8 @@ import (
 // The image ops' device report at the U-Net's GPU sizes (batch 128): each
 // op's error against the CPU backend and its GB/s or TFLOP/s.
 func TestCUDAImageReport(t *testing.T) {
-	if testing.Short() {
-		t.Skip("GPU-sized buffers and CPU references")
+	if testing.Short() || *cudaLib == "" {
+		t.Skip("GPU-sized buffers: run with -cuda.lib=libcuda.so.1 on a GPU host")
 	}
 	be := newCUDA(t)
 	defer be.Close()

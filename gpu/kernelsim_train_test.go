@@ -1,4 +1,4 @@
-//go:build kernelsim && !cuda
+//go:build kernelsim
 
 package gpu_test
 

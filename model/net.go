@@ -47,20 +47,14 @@ type Net interface {
 // New builds the network a configuration describes, with zero weights.
 func New(b gpu.Backend, c Config) (Net, error) {
 	switch c.Kind {
-	case "mlp":
+	case KindMLP:
 		m, err := NewMLP(b, c)
 		if err != nil {
 			return nil, err // not a nil *MLP inside a non-nil Net
 		}
 		return m, nil
-	case "unet":
+	case KindUNet:
 		return newUNet(b, c)
 	}
 	return nil, fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
-
-// WithWeights is WithParams as a Net.
-func (m *MLP) WithWeights(p gpu.Buffer) Net { return m.WithParams(p) }
-
-// SetLabels: the MLP is unconditional (Config.Validate rejects classes).
-func (m *MLP) SetLabels(gpu.Buffer) {}

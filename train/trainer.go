@@ -23,7 +23,11 @@ type Trainer struct {
 	grads, m, v, ema gpu.Buffer
 	xt, ut, t, pred  gpu.Buffer
 	dPred            gpu.Buffer
-	loss, lossSum    gpu.Buffer // this step's loss; sum since the last Read
+	loss             gpu.Buffer // this step's loss
+	// readout holds what Read downloads, adjacent so that one copy brings
+	// all three: lossSum (the loss summed since the last Read), gradSq and
+	// status (views of it).
+	readout, lossSum gpu.Buffer
 	gradSq, status   gpu.Buffer
 	emaNet           model.Net
 	labels, y        gpu.Buffer // class labels of the data and of the batch (conditional nets)
@@ -83,7 +87,8 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 	bs := cfg.Batch
 	tr.xt, tr.ut, tr.pred, tr.dPred = alloc(bs*d), alloc(bs*d), alloc(bs*d), alloc(bs*d)
 	tr.t = alloc(bs)
-	tr.loss, tr.lossSum, tr.gradSq, tr.status = alloc(1), alloc(1), alloc(1), alloc(1)
+	tr.loss, tr.readout = alloc(1), alloc(3)
+	tr.lossSum, tr.gradSq, tr.status = tr.readout.Slice(0, 1), tr.readout.Slice(1, 1), tr.readout.Slice(2, 1)
 	if labels != nil {
 		lf := make([]float32, len(labels))
 		for i, l := range labels {
@@ -172,9 +177,7 @@ func (e *NonFiniteError) Error() string {
 // Read, or a *NonFiniteError when a loss or gradient was not finite.
 func (tr *Trainer) Read() (Progress, error) {
 	var h [3]float32
-	tr.b.Download(h[0:1], tr.lossSum)
-	tr.b.Download(h[1:2], tr.gradSq)
-	tr.b.Download(h[2:3], tr.status)
+	tr.b.Download(h[:], tr.readout) // lossSum, gradSq, status: one copy, one wait
 	tr.b.Fill(tr.lossSum, 0)
 	if err := tr.b.Sync(); err != nil {
 		return Progress{}, err

@@ -439,7 +439,7 @@ func fitModel(o *trainOptions, ds *data.Dataset) error {
 			kind = "unet"
 		}
 	}
-	m.Kind = kind
+	m.Kind = model.Kind(kind)
 	if kind == "mlp" {
 		for _, f := range []string{"base", "mults", "res-blocks", "attention", "groups"} {
 			if o.explicit[f] {

@@ -1,10 +1,13 @@
 // Package e2e holds the end-to-end check of a device backend that the GPU
-// bundle runs (scripts/gpu-run.sh, as e2e.test): train 8gaussians on the
-// device, sample with the EMA weights, and compare the samples with fresh
-// data by the exact W2 distance, beside the W2 between fresh draws.
+// bundle runs (scripts/gpu-run.sh, as e2e.test -cuda.lib=libcuda.so.1):
+// train 8gaussians on the device, sample with the EMA weights, and compare
+// the samples with fresh data by the exact W2 distance, beside the W2
+// between fresh draws. Without a GPU it runs a short training through the
+// fake libcuda (kernels/fakecuda), or the kernelsim backend under that tag.
 package e2e
 
 import (
+	"flag"
 	"math"
 	"testing"
 	"time"
@@ -12,11 +15,14 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/fakecuda"
 	"github.com/fmgpu/fmgpu/internal/wasserstein"
 	"github.com/fmgpu/fmgpu/model"
 	"github.com/fmgpu/fmgpu/sampler"
 	"github.com/fmgpu/fmgpu/train"
 )
+
+var cudaLib = flag.String("cuda.lib", "", "driver library: empty for the fake libcuda (the kernels on the CPU, a short run), libcuda.so.1 on a GPU host (the full run)")
 
 const points = 2000 // per set, as the CLI issue measures W2
 
@@ -33,21 +39,28 @@ func w2(a, b []float32) float64 {
 }
 
 func TestTrainSampleW2(t *testing.T) {
-	if gpu.Flavor == "cpu" {
-		t.Skip("a plain build has no device backend (run with -tags kernelsim or on a GPU with -tags cuda)")
+	// On a GPU: the CLI's default network and a few thousand steps. In the
+	// kernel simulator (a CPU running every GPU thread), directly or behind
+	// the fake libcuda: a small network for a few steps, to prove the path,
+	// not the quality.
+	var (
+		b   gpu.Backend
+		err error
+	)
+	steps, hidden, maxRatio := 60, []int{32, 32}, math.Inf(1)
+	switch {
+	case *cudaLib != "":
+		b, err = gpu.NewCUDADriver(gpu.CUDAOptions{Library: *cudaLib})
+		steps, hidden, maxRatio = 4000, []int{256, 256, 256}, 1.3
+	case gpu.Flavor == "kernelsim":
+		b, err = gpu.NewCUDA()
+	default:
+		b, err = gpu.NewCUDADriver(gpu.CUDAOptions{Library: fakecuda.Library(t)})
 	}
-	b, err := gpu.NewCUDA()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	// On a GPU: the CLI's default network and a few thousand steps. In the
-	// kernel simulator (a CPU running every GPU thread): a small network
-	// for a few steps, to prove the path, not the quality.
-	steps, hidden, maxRatio := 4000, []int{256, 256, 256}, 1.3
-	if gpu.Flavor == "kernelsim" {
-		steps, hidden, maxRatio = 60, []int{32, 32}, math.Inf(1)
-	}
 	ds, err := data.Builtin("8gaussians", 100000, 1)
 	if err != nil {
 		t.Fatal(err)

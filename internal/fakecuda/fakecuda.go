@@ -1,0 +1,138 @@
+// Package fakecuda builds, for tests, the fake libcuda.so.1 of
+// kernels/fakecuda: the CUDA driver API answered by the kernelsim harness,
+// so that the real CUDA launcher (package gpu over internal/cudadriver)
+// runs its kernels on a machine without a GPU.
+//
+// The library is compiled once per version of its sources with the host
+// C++ compiler ($CXX, else g++) into the user's cache directory, and reused
+// by every test binary after that.
+package fakecuda
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	once    sync.Once
+	libPath string
+	libErr  error
+)
+
+// Library returns the path of the fake libcuda.so.1, building it if
+// needed; a build failure fails the test.
+func Library(tb testing.TB) string {
+	tb.Helper()
+	p, err := Build()
+	if err != nil {
+		tb.Fatalf("fake libcuda: %v", err)
+	}
+	return p
+}
+
+// Build returns the path of the fake libcuda.so.1, building it if needed.
+func Build() (string, error) {
+	once.Do(func() { libPath, libErr = build() })
+	return libPath, libErr
+}
+
+// kernelsDir is the repository's kernels directory, found from this file.
+func kernelsDir() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", fmt.Errorf("cannot locate the sources")
+	}
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "kernels")
+	if _, err := os.Stat(filepath.Join(dir, "fakecuda", "libcuda.cc")); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// sources are the files the library is built from (the hash covers them
+// all: kernels, harness, fake driver).
+func sources(dir string) ([]string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		switch filepath.Ext(p) {
+		case ".cu", ".cuh", ".cc", ".h":
+			files = append(files, p)
+		}
+		return nil
+	})
+	sort.Strings(files)
+	return files, err
+}
+
+func build() (string, error) {
+	dir, err := kernelsDir()
+	if err != nil {
+		return "", err
+	}
+	files, err := sources(dir)
+	if err != nil {
+		return "", err
+	}
+	cxx := os.Getenv("CXX")
+	if cxx == "" {
+		cxx = "g++"
+	}
+	flags := []string{"-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-pthread",
+		"-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-Wno-unused-function",
+		// The library's own references bind to its own definitions, even
+		// in a test binary that links the kernelsim harness statically.
+		"-Wl,-Bsymbolic", "-I" + dir}
+	h := sha256.New()
+	fmt.Fprintln(h, cxx, strings.Join(flags, " "))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, filepath.Base(f), len(b))
+		h.Write(b)
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	outDir := filepath.Join(cache, "fmgpu", "fakecuda-"+hex.EncodeToString(h.Sum(nil))[:16])
+	out := filepath.Join(outDir, "libcuda.so.1")
+	if _, err := os.Stat(out); err == nil {
+		return out, nil
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", err
+	}
+	// Several test binaries may build at once: each writes its own file
+	// and renames it into place.
+	tmp, err := os.CreateTemp(outDir, "libcuda-*.so")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	args := append(flags, "-o", tmp.Name(),
+		filepath.Join(dir, "sim_runtime.cc"), filepath.Join(dir, "sim_kernels.cc"), filepath.Join(dir, "fakecuda", "libcuda.cc"))
+	cmd := exec.Command(cxx, args...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s: %v\n%s", cxx, err, msg)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", err
+	}
+	return out, nil
+}

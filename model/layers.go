@@ -1,0 +1,167 @@
+package model
+
+import (
+	"github.com/fmgpu/fmgpu/gpu"
+)
+
+// pass is what the layers of one Forward or backward call share.
+type pass struct {
+	b    gpu.Backend
+	rows int
+	w    []gpu.Buffer // the weights, one view per tensor
+	// g is the parameter gradient, one view per tensor; nil when the call
+	// wants none (Forward, InputVJP).
+	g []gpu.Buffer
+	// discard receives the parameter gradients GroupNormBackward writes
+	// when the call wants none.
+	discard *workspace
+}
+
+func (p *pass) grads() bool { return p.g != nil }
+
+// layer is one module of a network. Forward reads x and writes y (rows of
+// p.rows) and keeps in its stored workspaces what Backward needs.
+// Backward, after that Forward and with the same x, takes dy, the gradient
+// of a loss with respect to y, writes that with respect to x into dx and,
+// when the pass wants them, its parameters' gradients; dy and x are not
+// modified. Only a network's first layer is given a nil dx (no input
+// gradient wanted), and only a convolution accepts one.
+//
+// A new kind of block (dropout, multi-head attention) is a new layer: a
+// type with these two methods, a builder method adding its tensors (in
+// checkpoint order) and workspaces, and a node in buildUNet's chain.
+type layer interface {
+	Forward(p *pass, x, y gpu.Buffer)
+	Backward(p *pass, x, dy, dx gpu.Buffer)
+}
+
+// conv is a 2-D convolution with a bias (nn.Conv2d).
+type conv struct {
+	w, b  param
+	shape gpu.ConvShape // Batch unset: the pass's rows
+}
+
+func (c *conv) at(rows int) gpu.ConvShape {
+	s := c.shape
+	s.Batch = rows
+	return s
+}
+
+func (c *conv) Forward(p *pass, x, y gpu.Buffer) {
+	p.b.Conv2D(c.at(p.rows), x, p.w[c.w], p.w[c.b], y)
+}
+
+func (c *conv) Backward(p *pass, x, dy, dx gpu.Buffer) {
+	if p.grads() {
+		c.backwardFilter(p, x, dy)
+	}
+	if dx != nil {
+		c.backwardData(p, dy, dx)
+	}
+}
+
+// backwardFilter writes the weight and bias gradients.
+func (c *conv) backwardFilter(p *pass, x, dy gpu.Buffer) {
+	p.b.Conv2DBackwardFilter(c.at(p.rows), x, dy, p.g[c.w], p.g[c.b])
+}
+
+// backwardData writes the input gradient.
+func (c *conv) backwardData(p *pass, dy, dx gpu.Buffer) {
+	p.b.Conv2DBackwardData(c.at(p.rows), dy, p.w[c.w], dx)
+}
+
+// groupNorm is nn.GroupNorm: a scale gamma and a shift beta per channel;
+// Forward stores each image's group means and reciprocal deviations.
+type groupNorm struct {
+	gamma, beta param
+	shape       gpu.GroupNormShape // Batch unset
+	mean, rstd  *workspace         // Groups a row each
+}
+
+func (n *groupNorm) at(rows int) gpu.GroupNormShape {
+	s := n.shape
+	s.Batch = rows
+	return s
+}
+
+func (n *groupNorm) Forward(p *pass, x, y gpu.Buffer) {
+	p.b.GroupNorm(n.at(p.rows), x, p.w[n.gamma], p.w[n.beta], y, n.mean.at(p.rows), n.rstd.at(p.rows))
+}
+
+func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
+	var dg, db gpu.Buffer
+	if p.grads() {
+		dg, db = p.g[n.gamma], p.g[n.beta]
+	} else {
+		c := n.shape.C
+		dg, db = p.discard.slice(0, c), p.discard.slice(c, c)
+	}
+	p.b.GroupNormBackward(n.at(p.rows), dy, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), dx, dg, db)
+}
+
+// dense is a fully connected layer y = act(x W^T + b), W out x in
+// (nn.Linear's layout), with the activation fused into the product.
+type dense struct {
+	w, b    param
+	in, out int
+}
+
+// Forward computes y for the pass's rows of x (row stride in); pre, when
+// not nil, receives the pre-activation x W^T + b for Backward.
+func (d *dense) Forward(p *pass, act gpu.Act, x, pre, y gpu.Buffer) {
+	p.b.Linear(p.rows, d.in, d.out, x, d.in, p.w[d.w], p.w[d.b], act, pre, y)
+}
+
+// Backward turns dy, the gradient of y, into that of the pre-activation
+// in place (act'(pre) dy), writes the weight and bias gradients when the
+// pass wants them, and, when dx is not nil, dx = beta dx + dy W restricted
+// to x's first cols columns (row stride cols).
+func (d *dense) Backward(p *pass, act gpu.Act, pre, x, dy, dx gpu.Buffer, cols int, beta float32) {
+	b, rows := p.b, p.rows
+	switch {
+	case p.grads():
+		b.BiasActBackward(act, rows, d.out, dy, pre, dy, p.g[d.b])
+		b.Gemm(true, false, d.out, d.in, rows, 1, dy, d.out, x, d.in, 0, p.g[d.w], d.in)
+	case act != gpu.ActNone:
+		b.BiasActBackward(act, rows, d.out, dy, pre, dy, nil)
+	}
+	if dx != nil {
+		b.Gemm(false, false, rows, cols, d.out, 1, dy, d.out, p.w[d.w], d.in, beta, dx, cols)
+	}
+}
+
+// normSiLUConv is y = conv(SiLU(GroupNorm(x))), the unit of DDPM's residual
+// block and output head. Forward stores the GroupNorm output; SiLU is
+// recomputed in Backward. The caller lends the temporaries.
+type normSiLUConv struct {
+	norm groupNorm
+	n    *workspace // GroupNorm(x), stored
+	conv *conv
+	inC  int // elements of an image of x
+}
+
+// Forward: a is a temporary of inC elements a row.
+func (l *normSiLUConv) Forward(p *pass, x, y, a gpu.Buffer) {
+	n := l.n.at(p.rows)
+	l.norm.Forward(p, x, n)
+	p.b.Activate(gpu.ActSiLU, n, a)
+	l.conv.Forward(p, a, y)
+}
+
+// backwardConv writes into dn the gradient of the GroupNorm output for dy
+// (and the convolution's parameter gradients); dn is inC elements a row.
+func (l *normSiLUConv) backwardConv(p *pass, dy, dn gpu.Buffer) {
+	n := l.n.at(p.rows)
+	if p.grads() {
+		p.b.Activate(gpu.ActSiLU, n, dn)
+		l.conv.backwardFilter(p, dn, dy)
+	}
+	l.conv.backwardData(p, dy, dn)
+	p.b.BiasActBackward(gpu.ActSiLU, 1, p.rows*l.inC, dn, n, dn, nil)
+}
+
+// Backward: dn is a temporary of inC elements a row.
+func (l *normSiLUConv) Backward(p *pass, x, dy, dx, dn gpu.Buffer) {
+	l.backwardConv(p, dy, dn)
+	l.norm.Backward(p, x, dn, dx)
+}
