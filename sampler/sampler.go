@@ -142,6 +142,10 @@ type Options struct {
 	// rows x Dim buffer that is being integrated, or a workspace buffer
 	// holding it: read it during the call, do not keep or modify it).
 	OnSave func(t float64, x gpu.Buffer)
+	// Stop, when set, is called before every step; a non-nil result ends
+	// the solve, which returns it with the state part-way (a caller passes
+	// ctx.Err to make a solve cancellable).
+	Stop func() error
 }
 
 // DefaultOptions is Dopri5 from t = 0 to t = 1 with rtol = atol = 1e-5 and
@@ -337,7 +341,7 @@ func integrate(b gpu.Backend, sys system, y gpu.Buffer, o Options, save func(flo
 	if o.Method == Dopri5 {
 		st, err = dopri5(b, sys, y, o)
 	} else {
-		st = fixedSteps(b, sys, y, o)
+		st, err = fixedSteps(b, sys, y, o)
 	}
 	st.FieldCalls = sys.fieldCalls()
 	if err == nil {

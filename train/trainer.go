@@ -145,7 +145,7 @@ func (tr *Trainer) Step() {
 	wd := float32(c.WeightDecay)
 	b.AdamEMA(gpu.AdamStep{
 		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-		WeightDecay: wd, Decoupled: c.Optimizer == "adamw",
+		WeightDecay: wd, Decoupled: c.Optimizer == AdamW,
 		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
 		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
 	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
@@ -157,7 +157,7 @@ func (tr *Trainer) Step() {
 // Progress is what a Read returns.
 type Progress struct {
 	Step     int     // steps completed
-	Loss     float64 // mean loss over the steps since the previous Read
+	Loss     float64 // mean loss (summed over the D dimensions) over the steps since the previous Read
 	GradNorm float64 // gradient norm of the last step, before clipping
 	LR       float64 // learning rate of the last step
 }
@@ -170,7 +170,7 @@ type NonFiniteError struct {
 }
 
 func (e *NonFiniteError) Error() string {
-	return fmt.Sprintf("step %d: non-finite %s; training stopped (lower --lr or set --clip-grad)", e.Step, e.What)
+	return fmt.Sprintf("step %d: non-finite %s; training stopped", e.Step, e.What)
 }
 
 // Read waits for the device and returns the progress since the previous

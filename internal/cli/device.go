@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
@@ -46,4 +47,20 @@ func describeBackend(b gpu.Backend) string {
 		s += fmt.Sprintf(", %d threads", in.Threads)
 	}
 	return s
+}
+
+// describeDevices writes one line per device kind this binary knows, for
+// `fmgpu info`.
+func describeDevices(w io.Writer) {
+	cpu := gpu.NewCPU(0)
+	fmt.Fprintf(w, "device cpu: %s\n", describeBackend(cpu))
+	cpu.Close()
+	if gpu.Flavor == "cpu" {
+		fmt.Fprintln(w, "device cuda: not in this build (build bin/fmgpu-cuda with `make cuda`, or use Dockerfile.cuda)")
+	} else if b, err := gpu.NewCUDA(); err != nil {
+		fmt.Fprintf(w, "device cuda: unavailable: %v\n", err)
+	} else {
+		fmt.Fprintf(w, "device cuda: %s\n", describeBackend(b))
+		b.Close()
+	}
 }
