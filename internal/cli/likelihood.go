@@ -156,6 +156,9 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		data.Dequantize(x, ds.Image.Pixels, rand.New(rand.NewPCG(o.seed, 0x6465717561)))
 	}
 	lo := generate.LikelihoodOptions{Solver: o.solver, Divergence: div, Probes: o.probes, ProbeKind: o.probe, Seed: o.seed}
+	if note := fallbackNote("fmgpu likelihood", b); note != "" && !o.quiet {
+		fmt.Fprint(stderr, note)
+	}
 	prog := newProgress(stderr, o.quiet, "fmgpu likelihood", "points", 0, ds.N)
 	lo.OnProgress = func(done, _ int, _ generate.Stats) { prog.step(done) }
 	logp, st, err := generate.LogLikelihood(ctx, m, x, ds.N, lo)

@@ -285,6 +285,9 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		}
 	}
 	g.Solver = so
+	if note := fallbackNote("fmgpu sample", b); note != "" && !o.quiet {
+		fmt.Fprint(stderr, note)
+	}
 	prog := newProgress(stderr, o.quiet, "fmgpu sample", "samples", 0, n)
 	g.OnProgress = func(done, _ int, _ generate.Stats) { prog.step(done) }
 	start := time.Now()
