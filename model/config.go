@@ -151,6 +151,9 @@ func (c Config) Validate() error {
 	case KindUNet:
 		return validateUNet(c)
 	}
+	if a, ok := registered(c.Kind); ok {
+		return a.Validate(c)
+	}
 	return fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
 
@@ -178,6 +181,9 @@ func TensorLayout(c Config) ([]Tensor, int, error) {
 	}
 	if c.Kind == KindUNet {
 		return unetTensorLayout(c)
+	}
+	if a, ok := registered(c.Kind); ok {
+		return registeredLayout(a, c)
 	}
 	p := mlpParams(c)
 	return p.tensors, p.size, nil

@@ -35,6 +35,7 @@ type Trainer struct {
 	step      int // steps completed
 	sinceRead int
 	owned     []gpu.Buffer
+	stream    *streamState // the source of a streaming trainer (stream.go)
 }
 
 // New builds a trainer for cfg on b over the (already standardized) data,
@@ -130,6 +131,9 @@ func (c Config) emaDecayAt(s int) float64 {
 // the device, forward, loss gradient, backward, gradient norm, and the
 // fused Adam + EMA update.
 func (tr *Trainer) Step() {
+	if tr.stream != nil {
+		panic("train: Step on a streaming trainer (StepStream draws its rows)")
+	}
 	c := tr.cfg
 	s := tr.step + 1
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
