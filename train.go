@@ -181,6 +181,7 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	defer func() {
 		if err != nil {
 			t.Close()
+			t = nil
 		}
 	}()
 	var ck *train.Checkpoint
@@ -209,6 +210,7 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		id := data.Identity(cfg.Model.Dim)
 		o.Standardization = &id
 	}
+	t.o = o
 	if t.dev, t.ownsDev, err = deviceFor(o.Device); err != nil {
 		return t, err
 	}

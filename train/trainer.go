@@ -110,6 +110,7 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 func (tr *Trainer) Close() {
 	tr.net.Release()
 	tr.emaNet.Release()
+	tr.b.Free(tr.net.Params()) // model.New allocated it
 	for _, buf := range tr.owned {
 		tr.b.Free(buf)
 	}
