@@ -25,9 +25,10 @@
 // otherwise (Device.Fallback). The driver is loaded at run time: a program
 // importing fmgpu builds with CGO_ENABLED=0 and without the CUDA toolkit.
 //
-// Every call that works takes a context and stops when it is done, between
-// solver or training steps, returning its error; errors are values (bad
-// arguments included, never a panic or an exit), and nothing is printed.
+// Every call that can take long (Load, NewTrainer, Run, Save, Sample,
+// LogProb) takes a context and stops when it is done, between solver or
+// training steps, returning its error; errors are values (bad arguments
+// included, never a panic or an exit), and nothing is printed.
 //
 // The velocity network is a model.Net: the MLP and the U-Net are built in,
 // and a network of one's own, written over the backend's operations with

@@ -311,10 +311,10 @@ func (t *Trainer) buildStream(ctx context.Context, cfg train.Config, src Source)
 }
 
 // Run trains until the configured step count (or StopAt). It stops when
-// ctx is done, returning ctx's error after saving a checkpoint in OutDir
-// (the run continues with Resume); a failing stream is a
-// *train.SourceError, a diverged run a *train.NonFiniteError. Run may be
-// called again after it returned, to continue.
+// ctx is done, returning ctx's error, after saving a checkpoint when
+// OutDir is set (a later Trainer continues it with Resume; this one
+// continues with another Run); a failing stream is a *train.SourceError,
+// a diverged run a *train.NonFiniteError.
 func (t *Trainer) Run(ctx context.Context) error {
 	if err := t.dev.acquire(ctx); err != nil {
 		return err

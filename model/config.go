@@ -1,7 +1,8 @@
 // Package model holds fmgpu's velocity networks v_theta(t, x [, class]),
 // written over gpu.Backend with hand-written backward passes: parameters
 // live in one flat buffer (so that the optimizer is one fused op over all of
-// them) and every layer's weights are views into it.
+// them) and every layer's weights are views into it. A network of a
+// caller's own implements Net the same way and joins them with Register.
 package model
 
 import (
