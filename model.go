@@ -204,7 +204,10 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 		return nil, err
 	}
 	w := o.Guidance
-	if w == 0 {
+	switch {
+	case w == 0 && o.Labels == nil:
+		w = 1 // the null class alone: one network evaluation, the same field
+	case w == 0:
 		w = 2
 	}
 	if n < 1 || n > 1<<26 {

@@ -289,3 +289,38 @@ func TestStreamSourceErrors(t *testing.T) {
 	}
 	mem.Close()
 }
+
+// BenchmarkStepStream is BenchmarkStep with each batch read from a Source
+// (rows copied out of memory, the cheapest source there is) and uploaded:
+// what streaming adds to a step on the CPU.
+func BenchmarkStepStream(b *testing.B) {
+	ds, _ := data.Builtin("8gaussians", 100000, 1)
+	for _, w := range peerWorkloads {
+		b.Run(w.name(), func(b *testing.B) {
+			c := w.config()
+			be := gpu.NewCPU(0)
+			defer be.Close()
+			tr, err := NewStream(be, c, &replaySource{x: ds.X, n: ds.N, d: ds.D, seed: c.Seed})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			for i := 0; i < 3; i++ {
+				if err := tr.StepStream(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := tr.StepStream(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := tr.Read(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
+		})
+	}
+}

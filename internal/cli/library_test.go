@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/fmgpu/fmgpu/gpu"
+
 	lib "github.com/fmgpu/fmgpu"
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/train"
@@ -105,5 +107,29 @@ func TestLibraryIsTheCommandLine(t *testing.T) {
 		if float32(lp[i]) != wantLP.X[i] {
 			t.Fatalf("log-likelihood %d: library %v, command line %v", i, lp[i], wantLP.X[i])
 		}
+	}
+}
+
+// The library describes a device as the command line's run header does,
+// with the reason --device auto fell back to the CPU.
+func TestLibraryDescribesDevicesAsTheCommandLine(t *testing.T) {
+	if gpu.Flavor == "kernelsim" {
+		t.Skip("auto is the simulator")
+	}
+	t.Setenv("FMGPU_LIBCUDA", filepath.Join(t.TempDir(), "libcuda.so.1"))
+	for _, name := range []string{"cpu", "auto"} {
+		b, err := openBackend(name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := lib.OpenDevice(name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := d.String(), describeBackend(b); got != want {
+			t.Errorf("%s: library %q, command line %q", name, got, want)
+		}
+		b.Close()
+		d.Close()
 	}
 }
