@@ -324,3 +324,46 @@ func BenchmarkStepStream(b *testing.B) {
 		})
 	}
 }
+
+// On a device backend (a GPU, or the kernel simulator under -tags
+// kernelsim), the streaming step given the in-memory trainer's rows and
+// noise follows its steps: the same ops on the device, except that the
+// replayed noise is drawn on the host in float64 where DrawBatch uses the
+// device's float32 Box-Muller (agreeing to ~1e-6), so the weights agree to
+// float32 rounding, not bit for bit.
+func TestStreamOnDevice(t *testing.T) {
+	b, err := gpu.NewCUDA()
+	if err != nil {
+		t.Skipf("no device backend: %v", err)
+	}
+	defer b.Close()
+	ds, _ := standardized(t, "moons")
+	cfg := testConfig()
+	cfg.Steps, cfg.Batch, cfg.Model.Hidden = 6, 64, []int{32, 32}
+	mem, err := New(b, cfg, ds.X, ds.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	st, err := NewStream(b, cfg, &replaySource{x: ds.X, n: ds.N, d: ds.D, seed: cfg.Seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.stream.noise = replayNoise(b, cfg)
+	for range cfg.Steps {
+		mem.Step()
+		if err := st.StepStream(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Read(); err != nil {
+		t.Fatal(err)
+	}
+	a, c := download(t, b, mem.net.Params()), download(t, b, st.net.Params())
+	for i := range a {
+		if d := math.Abs(float64(a[i] - c[i])); d > 1e-4*math.Max(1, math.Abs(float64(a[i]))) {
+			t.Fatalf("param %d: in memory %v, streamed %v", i, a[i], c[i])
+		}
+	}
+}
