@@ -352,6 +352,17 @@ func TestBadArguments(t *testing.T) {
 			t.Errorf("%s: a trainer as well as an error", name)
 		}
 	}
+	img0 := DefaultImageConfig(1, 8, 8, 0)
+	img0.Model.UNet.Base, img0.Model.UNet.Groups, img0.Batch = 4, 2, 2
+	tr, err := NewTrainer(ctx, img0, Rows(make([]float32, 64), 64), TrainOptions{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := tr.Model()
+	if _, err := im.Sample(ctx, 1<<26, SampleOptions{}); err == nil || !strings.Contains(err.Error(), "in parts") {
+		t.Errorf("Sample of 2^26 images of 64 values: %v", err)
+	}
+	tr.Close()
 	var fe *train.FieldError
 	if _, err := NewTrainer(ctx, bad, Rows(make([]float32, 4), 2), TrainOptions{Device: dev}); !errors.As(err, &fe) || fe.Field != "lr" {
 		t.Errorf("a bad learning rate: %v, want a *train.FieldError", err)

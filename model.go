@@ -213,6 +213,9 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 	if n < 1 || n > 1<<26 {
 		return nil, fmt.Errorf("fmgpu: %d samples: need 1..%d", n, 1<<26)
 	}
+	if v := int64(n) * int64(m.Dim()); v > maxSampleValues {
+		return nil, fmt.Errorf("fmgpu: %d samples of %d values: more than the %d values one call returns; sample in parts with other seeds", n, m.Dim(), maxSampleValues)
+	}
 	if err := m.dev.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -225,6 +228,10 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 }
 
 var errClosed = errors.New("fmgpu: the model is closed")
+
+// maxSampleValues bounds the values one Sample returns (4 GiB of float32),
+// as the sample command bounds one output.
+const maxSampleValues = 1 << 30
 
 // LogProbOptions are the choices of LogProb. The zero value is the
 // likelihood command's defaults.
