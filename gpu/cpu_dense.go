@@ -252,3 +252,11 @@ func (c *CPU) MSELoss(pred, target Buffer, scale float32, grad, loss Buffer) {
 	c.dense.mse = mseTask{p: host(pred), t: host(target), g: host(grad), g2: 2 * scale}
 	host(loss)[0] = float32(float64(scale) * c.reduce(&c.dense.mse, n, 4))
 }
+
+func (c *CPU) MSELossAccumulate(pred, target Buffer, scale float32, grad, lossSum Buffer) {
+	n := checkMSELoss(pred, target, grad, lossSum)
+	c.dense.mse = mseTask{p: host(pred), t: host(target), g: host(grad), g2: 2 * scale}
+	l := float32(float64(scale) * c.reduce(&c.dense.mse, n, 4))
+	ls := host(lossSum)
+	ls[0] += l
+}

@@ -35,6 +35,12 @@ type Dense interface {
 	// target)^2 over n = pred.Len() elements (sum accumulated in at least
 	// float32 pairwise precision). grad may alias pred.
 	MSELoss(pred, target Buffer, scale float32, grad, loss Buffer)
+
+	// MSELossAccumulate is MSELoss adding the loss into lossSum[0]
+	// instead of overwriting it: lossSum[0] += l in float32, with l the
+	// float32 loss MSELoss would write (the trainer's running loss, with
+	// no launch of its own).
+	MSELossAccumulate(pred, target Buffer, scale float32, grad, lossSum Buffer)
 }
 
 // Act is an activation function applied by the fused bias ops. Its value is

@@ -39,6 +39,11 @@ type DeviceBackend struct {
 	// so one buffer serves them all.
 	scratch      devPtr
 	scratchBytes int
+	// counters are the completion counters of the one-pass reductions
+	// (common.cuh, last_block_of): zero between launches, each launch
+	// setting back to 0 those it counted on, so all launches share them.
+	counters  devPtr
+	nCounters int
 	launches     int64
 	// queued: kernels were launched since the last call that waited for
 	// them (sync, download). A launcher reports a kernel's failure at its
@@ -243,6 +248,39 @@ func (d *DeviceBackend) failAlloc(what string, p devPtr, err error) {
 		return
 	}
 	d.failAt("allocate "+what, err)
+}
+
+// countersPtr returns n completion counters, all 0.
+func (d *DeviceBackend) countersPtr(n int) devPtr {
+	if d.err != nil || n <= d.nCounters {
+		return d.counters
+	}
+	if d.counters != 0 {
+		d.fail("sync before growing the counters", d.l.sync())
+		d.queued = false
+		d.failAt("free counters", d.l.free(d.counters))
+		d.counters, d.nCounters = 0, 0
+	}
+	if d.err != nil {
+		return 0
+	}
+	n = max(n, 4096)
+	p, err := d.l.alloc(4 * n)
+	if p != 0 {
+		d.counters, d.nCounters = p, n
+	}
+	if err != nil {
+		d.failAlloc(fmt.Sprintf("%d reduction counters", n), p, err)
+		return 0
+	}
+	d.failAt("clear the reduction counters", d.l.memset32(p, 0, n))
+	return p
+}
+
+// reduceArgs appends a one-pass reduction's partials (nb doubles in the
+// scratch) and its completion counter.
+func (d *DeviceBackend) reduceArgs(k *kernelCall, nb int) *kernelCall {
+	return k.ptr(d.scratchPtr(8 * nb)).ptr(d.countersPtr(1))
 }
 
 // finalSum launches the second pass of a reduction: out[0] = float32(scale

@@ -88,11 +88,26 @@ func (d *DeviceBackend) MSELoss(pred, target Buffer, scale float32, grad, loss B
 	if !d.usable(pred, target, grad, loss) {
 		return
 	}
-	nb := redBlocks(n)
-	part := d.scratchPtr(8 * nb)
-	if n > 0 {
-		d.launch(d.call("mse_loss_backward_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
-			ptr(d.ptr(pred)).ptr(d.ptr(target)).f32(2 * scale).ptr(d.ptr(grad)).i32(n).ptr(part))
+	d.mseLoss(n, pred, target, scale, grad, loss, false)
+}
+
+func (d *DeviceBackend) MSELossAccumulate(pred, target Buffer, scale float32, grad, lossSum Buffer) {
+	n := checkMSELoss(pred, target, grad, lossSum)
+	if !d.usable(pred, target, grad, lossSum) {
+		return
 	}
-	d.finalSum(part, min(n, nb), float64(scale), loss)
+	d.mseLoss(n, pred, target, scale, grad, lossSum, true)
+}
+
+// mseLoss launches mse_loss_backward_kernel (one block at least, so that n
+// = 0 still writes the loss).
+func (d *DeviceBackend) mseLoss(n int, pred, target Buffer, scale float32, grad, loss Buffer, accumulate bool) {
+	nb := redBlocks(n)
+	acc := 0
+	if accumulate {
+		acc = 1
+	}
+	d.launch(d.reduceArgs(d.call("mse_loss_backward_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		ptr(d.ptr(pred)).ptr(d.ptr(target)).f32(2*scale).ptr(d.ptr(grad)).i32(n), nb).
+		f64(float64(scale)).ptr(d.ptr(loss)).i32(acc))
 }

@@ -108,6 +108,11 @@ func (d *DeviceBackend) Close() error {
 			err = fmt.Errorf("gpu: free scratch: %w", e)
 		}
 	}
+	if d.counters != 0 {
+		if e := d.l.free(d.counters); err == nil && e != nil {
+			err = fmt.Errorf("gpu: free counters: %w", e)
+		}
+	}
 	d.closed = true
 	if e := d.l.close(); err == nil && e != nil {
 		err = fmt.Errorf("gpu: close: %w", e)

@@ -53,13 +53,9 @@ func (d *DeviceBackend) ErrorNorm(x, xNew Buffer, h float32, coef []float32, ks 
 		return
 	}
 	nb := redBlocks(n)
-	part := d.scratchPtr(8 * nb)
-	if n > 0 {
-		k := d.stageArgs(d.call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
-			ptr(d.ptr(x)).ptr(d.ptr(xNew)).f32(h), coef, ks)
-		d.launch(k.f32(rtol).f32(atol).i32(n).ptr(part))
-	}
-	d.finalSum(part, min(n, nb), 1, out)
+	k := d.stageArgs(d.call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		ptr(d.ptr(x)).ptr(d.ptr(xNew)).f32(h), coef, ks)
+	d.launch(d.reduceArgs(k.f32(rtol).f32(atol).i32(n), nb).ptr(d.ptr(out)))
 }
 
 // row_dot_forward_kernel: one warp per row, rowDotWarps warps per block.

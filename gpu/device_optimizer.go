@@ -7,13 +7,10 @@ func (d *DeviceBackend) SumSquares(x, out Buffer) {
 	if !d.usable(x, out) {
 		return
 	}
+	// One block at least, so that n = 0 writes 0.
 	nb := redBlocks(n)
-	part := d.scratchPtr(8 * nb)
-	if n > 0 {
-		d.launch(d.call("sum_squares_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
-			ptr(d.ptr(x)).i32(n).ptr(part))
-	}
-	d.finalSum(part, min(n, nb), 1, out)
+	d.launch(d.reduceArgs(d.call("sum_squares_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		ptr(d.ptr(x)).i32(n), nb).ptr(d.ptr(out)))
 }
 
 func (d *DeviceBackend) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq, status Buffer) {

@@ -89,3 +89,57 @@ FM_DEVICE double block_sum_d(double v) {
     }
     return v;
 }
+
+// One-pass deterministic reductions. A reduction kernel writes one double
+// partial per block, then the last block to finish adds the partials in a
+// fixed order (the same tree whatever block finishes last), so no second
+// launch is needed and the sum is the same bits on every run. A block
+// learns that it is last from an unsigned completion counter in device
+// memory (an integer atomic: no float atomics), which the last block sets
+// back to 0 for the next launch; every launch of the stream may use the
+// same counters because launches of a stream do not overlap.
+#ifdef __CUDACC__
+FM_DEVICE void fm_fence() { __threadfence(); }
+// fm_ldcg loads at the L2 (bypassing a possibly stale L1): another block's
+// partials.
+template <typename T>
+FM_DEVICE T fm_ldcg(const T* p) {
+    return __ldcg(p);
+}
+#else
+static inline void fm_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+template <typename T>
+static inline T fm_ldcg(const T* p) {
+    return *(const volatile T*)p;
+}
+#endif
+
+// last_block_of: called by every thread of a block after it wrote its
+// partials; true in every thread of the block that finishes last of the
+// total blocks counting on *counter (the counter is then reset to 0).
+// Preconditions: every thread of the block calls it (it contains
+// __syncthreads), once per counter per launch.
+FM_DEVICE bool last_block_of(unsigned* counter, unsigned total) {
+    __shared__ bool last;
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        fm_fence();  // this block's partials before its count
+        unsigned done = atomicAdd(counter, 1u);
+        last = done == total - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    if (last) fm_fence();  // the others' partials after their counts
+    return last;
+}
+
+// final_sum_d: the sum of count double partials, in thread 0 of a 1-D
+// block, in the order of sum_final_reduce_kernel (threads stride over the
+// partials, then block_sum_d); used by the last block of a one-pass
+// reduction. Preconditions: as block_sum_d, and a __syncthreads since any
+// earlier block_sum_d of the kernel.
+FM_DEVICE double final_sum_d(const double* partial, int count) {
+    double acc = 0.0;
+    for (int i = (int)threadIdx.x; i < count; i += (int)blockDim.x) acc += fm_ldcg(partial + i);
+    return block_sum_d(acc);
+}

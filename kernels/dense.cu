@@ -100,14 +100,20 @@ extern "C" __global__ void __launch_bounds__(256)
 }
 
 // mse_loss_backward_kernel: grad[i] = g2 (pred[i] - target[i]) with g2 =
-// 2 scale (float32, as the CPU backend), and partial[b] = sum over block b's
-// elements of (pred - target)^2 in double; sum_final_reduce_kernel(scale)
-// turns the partials into the loss. grad may alias pred.
-// Shapes: pred, target, grad (n); partial (gridDim.x) doubles.
+// 2 scale (float32, as the CPU backend), and the loss scale sum (pred -
+// target)^2, summed in double in one pass (last_block_of): each block's
+// partial to partial[b], and the last block adds them as
+// sum_final_reduce_kernel does and writes loss[0] = (float)(scale sum), or
+// with accumulate loss[0] += that (rounded as the CPU backend: the float
+// loss, then one float addition; gpu.Dense.MSELossAccumulate). grad may
+// alias pred.
+// Shapes: pred, target, grad (n); partial (gridDim.x) doubles; counter (1),
+// 0 before the launch (and after it); loss (1).
 // Launch: 1-D grid (fixed by n), 256 threads (a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
     mse_loss_backward_kernel(const float* pred, const float* __restrict__ target, float g2, float* grad, int n,
-                             double* __restrict__ partial) {
+                             double* __restrict__ partial, unsigned* __restrict__ counter, double scale,
+                             float* __restrict__ loss, int accumulate) {
     double acc = 0.0;
     for (long long i = global_tid(); i < n; i += grid_stride()) {
         float e = fm_sub(pred[i], target[i]);
@@ -116,6 +122,12 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     acc = block_sum_d(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+    if (!last_block_of(counter, gridDim.x)) return;
+    acc = final_sum_d(partial, (int)gridDim.x);
+    if (threadIdx.x == 0) {
+        float l = (float)(scale * acc);
+        loss[0] = accumulate ? fm_add(loss[0], l) : l;
+    }
 }
 
 // activate_forward_kernel: y[i] = act(x[i]) (gpu.Dense.Activate), as the

@@ -1,8 +1,7 @@
 // The Optimizer family (gpu/optimizer.go): the fused optimizer step, Adam
 // or AdamW with gradient clipping by the global norm and the EMA of the
 // weights over all parameters in one pass, and the sum of squares the
-// norm comes from (sum_final_reduce_kernel, reduce.cu, is its second
-// pass).
+// norm comes from.
 #include "common.cuh"
 
 // adam_ema_update_kernel: one step over n parameters (gpu.Optimizer.AdamEMA).
@@ -51,12 +50,16 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// sum_squares_reduce_kernel: partial[b] = sum over block b's elements of
-// x_i^2 (the global gradient norm before clipping).
-// Shapes: x (n); partial (gridDim.x) doubles.
-// Launch: 1-D grid, 256 threads (a multiple of 32: block_sum_d).
+// sum_squares_reduce_kernel: out[0] = (float) sum x_i^2 (the global
+// gradient norm before clipping), in double in one pass: each block's
+// partial to partial[b], the last block (last_block_of) adds them as
+// sum_final_reduce_kernel does.
+// Shapes: x (n); partial (gridDim.x) doubles; counter (1), 0 before the
+// launch (and after it); out (1).
+// Launch: 1-D grid (fixed by n), 256 threads (a multiple of 32: block_sum_d).
 extern "C" __global__ void __launch_bounds__(256)
-    sum_squares_reduce_kernel(const float* __restrict__ x, int n, double* __restrict__ partial) {
+    sum_squares_reduce_kernel(const float* __restrict__ x, int n, double* __restrict__ partial,
+                              unsigned* __restrict__ counter, float* __restrict__ out) {
     double acc = 0.0;
     for (long long i = global_tid(); i < n; i += grid_stride()) {
         double v = (double)x[i];
@@ -64,4 +67,7 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     acc = block_sum_d(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+    if (!last_block_of(counter, gridDim.x)) return;
+    acc = final_sum_d(partial, (int)gridDim.x);
+    if (threadIdx.x == 0) out[0] = (float)acc;
 }

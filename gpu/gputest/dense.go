@@ -379,6 +379,20 @@ func testMSELoss(e *env) {
 		// a sum of positive terms: 1e-4 relative
 		checkScalar(e.t, name+": loss", e.download(pl.view)[0], wantL, rtolRed*wantL+tiny)
 		e.checkOutside(name+": loss", pl)
+
+		// MSELossAccumulate: the same gradient, the loss added to a
+		// running sum (one more float32 rounding of the sum).
+		pp = e.viewOf(pred, 1, ci%2)
+		pg = e.viewOf(filled(n, sentinel), 2, 1)
+		run := float32(ci) - 2.5
+		ps := e.viewOf([]float32{run}, 1, 3)
+		e.be.MSELossAccumulate(pp.view, pt.view, scale, pg.view, ps.view)
+		name = fmt.Sprintf("MSELossAccumulate(n=%d, scale=%g)", n, scale)
+		checkTol(e.t, name+": grad", e.download(pg.view), wantG, tolG, 0)
+		e.checkOutside(name+": grad", pg)
+		wantS := float64(run) + wantL
+		checkScalar(e.t, name+": lossSum", e.download(ps.view)[0], wantS, rtolRed*wantL+rtolElem*(math.Abs(wantS)+math.Abs(float64(run)))+tiny)
+		e.checkOutside(name+": lossSum", ps)
 	}
 }
 
