@@ -1,5 +1,10 @@
 package gpu
 
+import (
+	"fmt"
+	"math"
+)
+
 // The device backend's Dense ops: dense.cu's kernels.
 
 func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, pre, y Buffer) {
@@ -20,6 +25,56 @@ func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buf
 			i32(n).i32(in).i32(out).ptr(px).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(bias)).
 			i32(int(act)).ptr(pp).ptr(d.ptrAt(y, r0*out)))
 	}
+}
+
+func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX, dX Buffer) {
+	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, dX)
+	if !d.usable(dPre, x, w, dW, dBias, preX, dX) {
+		return
+	}
+	if rows == 0 || in == 0 || out == 0 {
+		// Nothing to fuse: zeros, or empty outputs.
+		if dW != nil {
+			if dBias != nil {
+				d.BiasActBackward(ActNone, rows, out, dPre, nil, dPre, dBias)
+			}
+			d.Gemm(true, false, out, in, rows, 1, dPre, out, x, ldx, 0, dW, in)
+		}
+		if dX != nil {
+			d.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, 0, dX, cols)
+			if act != ActNone {
+				d.BiasActBackward(act, rows, cols, dX, preX, dX, nil)
+			}
+		}
+		return
+	}
+	splits, slice, wBlocks := 1, rows, 0
+	var partial, biasPartial, counters devPtr
+	if dW != nil {
+		tiles := ((out + gemmTile - 1) / gemmTile) * ((in + gemmTile - 1) / gemmTile)
+		splits, slice = gemmSplit(out, in, rows)
+		wBlocks = tiles * splits
+		if splits > 1 {
+			floats := (splits*out*in + 1) &^ 1 // the doubles after them 8-byte aligned
+			p := d.scratchPtr(4*floats + 8*splits*out)
+			partial, biasPartial = p, p+devPtr(4*floats)
+			counters = d.countersPtr(tiles)
+		}
+	}
+	xBlocks := 0
+	if dX != nil && cols > 0 {
+		xBlocks = ((rows + gemmTile - 1) / gemmTile) * ((cols + gemmTile - 1) / gemmTile)
+	}
+	if wBlocks+xBlocks == 0 {
+		return
+	}
+	if wBlocks+xBlocks > math.MaxInt32 {
+		panic(fmt.Sprintf("gpu: LinearBackward: %d blocks beyond the device's grid", wBlocks+xBlocks))
+	}
+	d.launch(d.call("linear_backward_kernel", dim3{uint32(wBlocks + xBlocks), 1, 1}, gemmBlock).
+		i32(rows).i32(in).i32(out).ptr(d.ptr(dPre)).ptr(d.ptr(x)).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(dW)).ptr(d.ptr(dBias)).
+		i32(splits).i32(slice).ptr(partial).ptr(biasPartial).ptr(counters).i32(wBlocks).
+		i32(cols).i32(int(act)).ptr(d.ptr(preX)).ptr(d.ptr(dX)))
 }
 
 // bias_act_backward_kernel's blocks: 32 columns by biasRowThreads threads,
@@ -48,12 +103,13 @@ func (d *DeviceBackend) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, 
 		partial = d.scratchPtr(8 * chunks * cols)
 	}
 	colBlocks := (cols + biasColThreads - 1) / biasColThreads
+	var counters, db devPtr
+	if dBias != nil {
+		counters, db = d.countersPtr(colBlocks), d.ptr(dBias)
+	}
 	d.launch(d.call("bias_act_backward_kernel", dim3{uint32(colBlocks), uint32(chunks), 1}, dim3{biasColThreads, biasRowThreads, 1}).
 		i32(int(act)).i32(rows).i32(cols).ptr(d.ptr(dY)).ptr(d.ptr(pre)).ptr(d.ptr(dPre)).
-		ptr(partial).i32(chunk))
-	if dBias != nil {
-		d.columnSums(partial, chunks, cols, dBias)
-	}
+		ptr(partial).i32(chunk).ptr(counters).ptr(db))
 }
 
 func (d *DeviceBackend) Activate(act Act, x, y Buffer) {
