@@ -23,7 +23,6 @@ type Trainer struct {
 	grads, m, v, ema gpu.Buffer
 	xt, ut, t, pred  gpu.Buffer
 	dPred            gpu.Buffer
-	loss             gpu.Buffer // this step's loss
 	// readout holds what Read downloads, adjacent so that one copy brings
 	// all three: lossSum (the loss summed since the last Read), gradSq and
 	// status (views of it).
@@ -87,7 +86,7 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 	bs := cfg.Batch
 	tr.xt, tr.ut, tr.pred, tr.dPred = alloc(bs*d), alloc(bs*d), alloc(bs*d), alloc(bs*d)
 	tr.t = alloc(bs)
-	tr.loss, tr.readout = alloc(1), alloc(3)
+	tr.readout = alloc(3)
 	tr.lossSum, tr.gradSq, tr.status = tr.readout.Slice(0, 1), tr.readout.Slice(1, 1), tr.readout.Slice(2, 1)
 	if labels != nil {
 		lf := make([]float32, len(labels))
@@ -139,7 +138,7 @@ func (tr *Trainer) Step() {
 		b.DrawLabels(dr, tr.labels, tr.nData, bs, float32(c.ClassDropout), float32(c.Model.Classes), tr.y)
 	}
 	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
-	b.MSELoss(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.loss)
+	b.MSELossAccumulate(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.lossSum)
 	tr.net.Backward(tr.dPred, tr.grads)
 	b.SumSquares(tr.grads, tr.gradSq)
 	wd := float32(c.WeightDecay)
@@ -149,7 +148,6 @@ func (tr *Trainer) Step() {
 		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
 		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
 	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
-	b.Axpy(1, tr.loss, tr.lossSum)
 	tr.step = s
 	tr.sinceRead++
 }
