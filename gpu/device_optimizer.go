@@ -18,7 +18,7 @@ func (d *DeviceBackend) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq,
 	if s.EMADecay <= 0 {
 		ema = nil
 	}
-	if !d.usable(params, grads, m, v, ema, gradSumSq, status) {
+	if !d.usable(params, grads, m, v, ema, gradSumSq, status, s.Scalars) {
 		return
 	}
 	decoupled := 0
@@ -31,5 +31,6 @@ func (d *DeviceBackend) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq,
 		ptr(d.ptr(params)).ptr(d.ptr(grads)).ptr(d.ptr(m)).ptr(d.ptr(v)).ptr(d.ptr(ema)).
 		ptr(d.ptr(gradSumSq)).ptr(d.ptr(status)).
 		f32(s.LR).f32(s.Beta1).f32(s.Beta2).f32(s.Eps).f32(s.WeightDecay).i32(decoupled).
-		f32(1 / s.BiasCorr1).f32(1 / s.BiasCorr2).f32(s.EMADecay).f32(s.MaxGradNorm).f32(float32(s.Step)).i32(n))
+		f32(1 / s.BiasCorr1).f32(1 / s.BiasCorr2).f32(s.EMADecay).f32(s.MaxGradNorm).f32(float32(s.Step)).i32(n).
+		ptr(d.ptr(s.Scalars)))
 }

@@ -32,6 +32,7 @@
 FM_DEVICE float fm_mul(float a, float b) { return __fmul_rn(a, b); }
 FM_DEVICE float fm_add(float a, float b) { return __fadd_rn(a, b); }
 FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
+FM_DEVICE float fm_rcp(float a) { return __frcp_rn(a); }
 #else
 #include "sim_shim.h"
 #define FM_DEVICE static inline
@@ -40,6 +41,7 @@ FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
 static inline float fm_mul(float a, float b) { return a * b; }
 static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }
+static inline float fm_rcp(float a) { return 1.0f / a; }
 #endif
 
 // Activation codes: gpu.Act (gpu/dense.go) is part of this ABI.

@@ -14,15 +14,26 @@
 //   p -= lr (m ib1 / (sqrt(v ib2) + eps) (+ wd p if decoupled))
 //   ema = d ema + (1-d) p  when d = emaDecay > 0 (ema may be null otherwise)
 // in float32 with the CPU backend's rounding (ib1 = 1/(1-b1^t), ib2
-// likewise).
-// Shapes: p, grad, m, v, ema (n); gradSumSq, status (1).
+// likewise). When scalars is not null, lr, ib1 = 1/scalars[1], ib2 =
+// 1/scalars[2], emaDecay (when the argument is > 0) and step come from it
+// (gpu.AdamScalar*: a recorded graph replays with each step's values).
+// Shapes: p, grad, m, v, ema (n); gradSumSq, status (1); scalars (5) or
+// null.
 // Launch: 1-D, at least one block (for the status), any grid (grid-stride
 // loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256)
     adam_ema_update_kernel(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
                            float* __restrict__ v, float* __restrict__ ema, const float* __restrict__ gradSumSq,
                            float* __restrict__ status, float lr, float b1, float b2, float eps, float wd,
-                           int decoupled, float ib1, float ib2, float emaDecay, float maxGradNorm, float step, int n) {
+                           int decoupled, float ib1, float ib2, float emaDecay, float maxGradNorm, float step, int n,
+                           const float* __restrict__ scalars) {
+    if (scalars) {
+        lr = scalars[0];
+        ib1 = fm_rcp(scalars[1]);
+        ib2 = fm_rcp(scalars[2]);
+        if (emaDecay > 0.0f) emaDecay = scalars[3];
+        step = scalars[4];
+    }
     double gss = (double)gradSumSq[0];
     if (!isfinite(gss)) {
         if (blockIdx.x == 0 && threadIdx.x == 0 && status[0] == 0.0f) status[0] = step;
