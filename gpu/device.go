@@ -45,6 +45,12 @@ type DeviceBackend struct {
 	counters  devPtr
 	nCounters int
 	launches     int64
+	// graphLaunches counts graph replays; capturing is true while Capture
+	// records; gen counts the frees and scratch moves that make a recorded
+	// graph stale.
+	graphLaunches int64
+	capturing     bool
+	gen           uint64
 	// queued: kernels were launched since the last call that waited for
 	// them (sync, download). A launcher reports a kernel's failure at its
 	// next call, whatever that call is.
@@ -215,6 +221,10 @@ func (d *DeviceBackend) scratchPtr(bytes int) devPtr {
 	if d.err != nil || bytes <= d.scratchBytes {
 		return d.scratch
 	}
+	if !d.outsideCapture("grow the scratch buffer") {
+		return 0
+	}
+	d.gen++
 	if d.scratch != 0 {
 		// Earlier launches may still read it.
 		d.fail("sync before growing the scratch buffer", d.l.sync())
@@ -255,6 +265,10 @@ func (d *DeviceBackend) countersPtr(n int) devPtr {
 	if d.err != nil || n <= d.nCounters {
 		return d.counters
 	}
+	if !d.outsideCapture("grow the reduction counters") {
+		return 0
+	}
+	d.gen++
 	if d.counters != 0 {
 		d.fail("sync before growing the counters", d.l.sync())
 		d.queued = false

@@ -153,7 +153,7 @@ type Driver struct {
 	cuFuncGetAttribute, cuFuncSetAttribute, cuLaunchKernel                                 uintptr
 	cuMemAlloc, cuMemFree, cuMemGetInfo                                                    uintptr
 	cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD32                                  uintptr
-	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemsetD32Async                                 uintptr
+	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemsetD32Async, cuMemcpyDtoDAsync              uintptr
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize                                   uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy   uintptr
 	cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch   uintptr
@@ -255,6 +255,7 @@ func open(path string) (*Driver, error) {
 		{&d.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"},
 		{&d.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"},
 		{&d.cuMemsetD32Async, "cuMemsetD32Async"},
+		{&d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"},
 		{&d.cuStreamBeginCapture, "cuStreamBeginCapture_v2"},
 		{&d.cuStreamEndCapture, "cuStreamEndCapture"},
 		{&d.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"},
@@ -498,6 +499,18 @@ func (d *Driver) MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, bytes int, s
 // MemcpyDtoHAsync queues a copy to host memory on stream.
 func (d *Driver) MemcpyDtoHAsync(dst unsafe.Pointer, src DevicePtr, bytes int, s Stream) error {
 	return d.call("cuMemcpyDtoHAsync_v2", d.cuMemcpyDtoHAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+}
+
+// MemcpyDtoDAsync queues a device-to-device copy on stream.
+func (d *Driver) MemcpyDtoDAsync(dst, src DevicePtr, bytes int, s Stream) error {
+	return d.call("cuMemcpyDtoDAsync_v2", d.cuMemcpyDtoDAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+}
+
+// HasAsync reports whether the driver exports the stream-ordered copies
+// and fill (a launcher that queues everything on one stream of its own
+// needs all four).
+func (d *Driver) HasAsync() bool {
+	return d.cuMemcpyHtoDAsync != 0 && d.cuMemcpyDtoHAsync != 0 && d.cuMemcpyDtoDAsync != 0 && d.cuMemsetD32Async != 0
 }
 
 // MemsetD32Async queues a 32-bit fill on stream.
