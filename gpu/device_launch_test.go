@@ -84,6 +84,15 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 		{"Gemm weight gradient (split-K)", func() {
 			d.Gemm(true, false, 256, 256, 4096, 1, buf(4096*256), 256, buf(4096*256), 256, 0, buf(256*256), 256)
 		}, "gemm_tn_split_forward_kernel gemm_split_reduce_kernel"},
+		{"LinearBackward (split-K reduced in the kernel)", func() {
+			d.LinearBackward(4096, 256, 256, buf(4096*256), buf(4096*256), 256, buf(256*256), buf(256*256), buf(256), 256, ActSiLU, buf(4096*256), buf(4096*256))
+		}, "linear_backward_kernel"},
+		{"LinearBackward first layer, no input gradient", func() {
+			d.LinearBackward(256, 34, 256, buf(256*256), buf(256*34), 34, buf(256*34), buf(256*34), buf(256), 0, ActNone, nil, nil)
+		}, "linear_backward_kernel"},
+		{"MSELossAccumulate", func() { d.MSELossAccumulate(buf(8192), buf(8192), 1.0/4096, buf(8192), buf(1)) }, "mse_loss_backward_kernel"},
+		{"SumSquares", func() { d.SumSquares(buf(133000), buf(1)) }, "sum_squares_reduce_kernel"},
+		{"BiasActBackward", func() { d.BiasActBackward(ActSiLU, 1000, 64, buf(64000), buf(64000), buf(64000), buf(64)) }, "bias_act_backward_kernel"},
 		{"Gemm forward (tiles fill the GPU)", func() {
 			d.Gemm(false, true, 4096, 256, 256, 1, buf(4096*256), 256, buf(256*256), 256, 0, buf(4096*256), 256)
 		}, "gemm_nt_forward_kernel"},
