@@ -44,7 +44,7 @@ type DeviceBackend struct {
 	// setting back to 0 those it counted on, so all launches share them.
 	counters  devPtr
 	nCounters int
-	launches     int64
+	launches  int64
 	// graphLaunches counts graph replays; capturing is true while Capture
 	// records; gen counts the frees and scratch moves that make a recorded
 	// graph stale.

@@ -41,6 +41,16 @@ func Capture(b Backend, f func()) (*Graph, error) {
 	return d.capture(f)
 }
 
+// CanCapture reports whether Capture records graphs on b.
+func CanCapture(b Backend) bool {
+	d, ok := b.(*DeviceBackend)
+	if !ok || d.closed {
+		return false
+	}
+	gl, ok := d.l.(graphLauncher)
+	return ok && gl.canCapture()
+}
+
 // graphLauncher is a launcher that can record launches into a graph and
 // replay it (the CUDA driver's stream capture).
 type graphLauncher interface {

@@ -93,6 +93,12 @@ func generate(b gpu.Backend, lm *loadedModel, n int, o sampler.Options, g genOpt
 	var total sampler.Stats
 	x := b.Alloc(min(n, chunk) * d)
 	defer b.Free(x)
+	if g.onSave == nil && !o.Method.Adaptive() {
+		// Chunks of the same rows and field replay one recorded solve.
+		rec := sampler.NewRecorder(b)
+		defer rec.Close()
+		o.Recorder = rec
+	}
 	for first, stream := 0, uint64(0); first < n; first, stream = first+chunk, stream+1 {
 		rows := min(chunk, n-first)
 		xs := x.Slice(0, rows*d)
