@@ -296,19 +296,3 @@ func (d *DeviceBackend) countersPtr(n int) devPtr {
 func (d *DeviceBackend) reduceArgs(k *kernelCall, nb int) *kernelCall {
 	return k.ptr(d.scratchPtr(8 * nb)).ptr(d.countersPtr(1))
 }
-
-// finalSum launches the second pass of a reduction: out[0] = float32(scale
-// * sum of count float64 partials at p).
-func (d *DeviceBackend) finalSum(p devPtr, count int, scale float64, out Buffer) {
-	d.launch(d.call("sum_final_reduce_kernel", dim3{1, 1, 1}, dim3{redThreads, 1, 1}).
-		ptr(p).i32(count).f64(scale).ptr(d.ptr(out)))
-}
-
-// columnSums launches bias_grad_reduce_kernel: out[c] = float32(sum of the
-// chunks float64 partials (chunks x cols at p) of column c), the second
-// pass of the column sums of BiasActBackward and of Conv2DBackwardFilter's
-// split product.
-func (d *DeviceBackend) columnSums(p devPtr, chunks, cols int, out Buffer) {
-	d.launch(d.call("bias_grad_reduce_kernel", blocks1D(cols), elemBlock).
-		ptr(p).i32(chunks).i32(cols).ptr(d.ptr(out)))
-}

@@ -12,8 +12,8 @@
 // where col_b[q, (i, j)] = x[b, c, i S + u - Pad, j S + v - Pad] (zero
 // outside the image). Accumulation is float32 as in the tiled GEMM; the
 // filter gradient's long sum over batch and positions is split into chunks
-// (blockIdx.z) whose float partials bias_grad_reduce_kernel adds in double
-// in a fixed order, and the bias gradient is a block reduction in double:
+// (blockIdx.z) whose partials the last block of each tile adds in double in
+// a fixed order, and the bias gradient is summed in double beside it:
 // every result is deterministic.
 #include "gemm.cuh"
 
@@ -29,7 +29,9 @@
 //   AK: rows tid / 16 + 16 s, kk offset tid % 16; else rows tid % 64, kk
 //   offsets tid / 64 + 4 s (s = 0..3); B likewise with columns.
 // The staging tiles t are the kernel's __shared__ conv_tiles (one per
-// kernel, whichever instantiations it calls).
+// kernel, whichever instantiations it calls). When asum is not null,
+// threads tid < 64 also add, in double, the k values of A's row row0 +
+// tid into *asum (the filter gradient's bias: dy's sums).
 // Preconditions: blockDim = (16, 16, 1); every thread of the block calls it
 // (it contains __syncthreads).
 struct conv_tiles {
@@ -38,7 +40,8 @@ struct conv_tiles {
 };
 
 template <bool AK, bool BK, class G>
-FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[4][4]) {
+FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[4][4],
+                               double* asum = nullptr) {
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
     const int row0 = (int)blockIdx.y * GEMM_BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL
@@ -71,6 +74,12 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
             t.B[bq[s]][bj[s]] = (bv[s] && kb < kEnd) ? g.b(kb, cb[s]) : 0.0f;
         }
         __syncthreads();
+        if (asum && tid < GEMM_BM) {
+            double s = 0.0;
+            FM_UNROLL
+            for (int p = 0; p < GEMM_BK; p++) s += (double)t.A[p][tid];
+            *asum += s;
+        }
         FM_UNROLL
         for (int p = 0; p < GEMM_BK; p++) {
             float a[4], b[4];
@@ -294,70 +303,80 @@ struct conv_bwd_filter_gather {
     }
 };
 
-// conv2d_filter_backward_kernel: the gradient of sum(dy * y) with respect
-// to w (gpu.Conv.Conv2DBackwardFilter), its sum over batch P terms split
-// into gridDim.z chunks of `chunk`: chunk z covers terms [z chunk,
-// (z + 1) chunk). With partial null (one chunk) it writes
-// dw[o, q] = sum_(b,p) dy[b, o, p] col_b[q, p]; otherwise
-// partial[z, o, q] = the chunk's sum, in double, for
-// bias_grad_reduce_kernel(partial, gridDim.z, outC inC k k, dw).
+// conv2d_filter_backward_kernel: the gradients of sum(dy * y) with respect
+// to w and the bias (gpu.Conv.Conv2DBackwardFilter), the sum over batch P
+// terms split into gridDim.z chunks of `chunk`: chunk z covers terms
+// [z chunk, (z + 1) chunk). The blocks of tile column 0 also sum dy's rows
+// (the bias gradient, in double, when dbias is not null). With one chunk
+// the block writes dw[o, q] = sum_(b,p) dy[b, o, p] col_b[q, p] and
+// dbias[o] = sum_(b,p) dy[b, o, p]; otherwise each block writes its
+// chunk's sums, in double, to partial[z, o, q] and biasPartial[z, o], and
+// the last block of the tile (last_block_of, counter by gridDim.x + bx)
+// adds the chunks in order z = 0, 1, ... and rounds once (as
+// bias_grad_reduce_kernel): the same bits on every run.
 // Shapes: x (batch, inC, h, w); dy (batch, outC, oh, ow); dw (outC, inC, k,
-// k); partial (gridDim.z, outC, inC k k) doubles. Sizes as
+// k); dbias (outC) or null; partial (gridDim.z, outC, inC k k) and
+// biasPartial (gridDim.z, outC) doubles and counters (gridDim.x gridDim.y),
+// 0 before the launch (and after it), when gridDim.z > 1. Sizes as
 // conv2d_forward_kernel; chunk a positive multiple of 16.
 // Launch: grid (ceil(inC k k / 64), ceil(outC / 64), ceil(batch oh ow /
 // chunk)), block (16, 16).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
-                                  int chunk, float* __restrict__ dw, double* __restrict__ partial) {
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
     __shared__ __align__(16) conv_tiles t;
     const conv_shape s = FM_CONV_SHAPE;
     const int kdim = batch * oh * ow, n = inC * k * k;
     const int k0 = (int)blockIdx.z * chunk, k1 = imin(kdim, k0 + chunk);
+    const int tid = (int)threadIdx.y * 16 + (int)threadIdx.x;
+    const bool sumBias = dbias != nullptr && blockIdx.x == 0;  // uniform across the block
     conv_bwd_filter_gather g{s, x, dy};
     float acc[4][4];
-    conv_igemm_tile<true, true>(t, g, outC, n, k0, k1, acc);
+    double asum = 0.0;
+    conv_igemm_tile<true, true>(t, g, outC, n, k0, k1, acc, sumBias ? &asum : nullptr);
     const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    const int bo = (int)blockIdx.y * GEMM_BM + tid;  // the bias row of threads tid < 64
+    if (gridDim.z == 1) {
+        FM_UNROLL
+        for (int i = 0; i < 4; i++) {
+            int o = row0 + i;
+            if (o >= outC) continue;
+            FM_UNROLL
+            for (int j = 0; j < 4; j++)
+                if (col0 + j < n) dw[(long long)o * n + col0 + j] = acc[i][j];
+        }
+        if (sumBias && tid < GEMM_BM && bo < outC) dbias[bo] = (float)asum;
+        return;
+    }
+    const long long nw = (long long)outC * n;
+    FM_UNROLL
+    for (int i = 0; i < 4; i++) {
+        int o = row0 + i;
+        if (o >= outC) continue;
+        FM_UNROLL
+        for (int j = 0; j < 4; j++)
+            if (col0 + j < n) partial[blockIdx.z * nw + (long long)o * n + col0 + j] = (double)acc[i][j];
+    }
+    if (sumBias && tid < GEMM_BM && bo < outC) biasPartial[(long long)blockIdx.z * outC + bo] = asum;
+    if (!last_block_of(counters + blockIdx.y * gridDim.x + blockIdx.x, gridDim.z)) return;
     FM_UNROLL
     for (int i = 0; i < 4; i++) {
         int o = row0 + i;
         if (o >= outC) continue;
         FM_UNROLL
         for (int j = 0; j < 4; j++) {
-            int q = col0 + j;
-            if (q >= n) continue;
-            long long e = (long long)o * n + q;
-            if (partial)
-                partial[(long long)blockIdx.z * outC * n + e] = (double)acc[i][j];
-            else
-                dw[e] = acc[i][j];
+            if (col0 + j >= n) continue;
+            const long long e = (long long)o * n + col0 + j;
+            double sum = 0.0;
+            for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(partial + z * nw + e);
+            dw[e] = (float)sum;
         }
     }
-}
-
-// conv2d_bias_backward_kernel: dbias[o] = sum_(b,p) dy[b, o, p] in double,
-// rounded once (the bias gradient of Conv2DBackwardFilter), in a fixed
-// order.
-// Shapes: dy (batch, outC, P); dbias (outC).
-// Launch: grid (outC), 256 threads (a multiple of 32: block_sum_d); block o
-// reduces channel o.
-extern "C" __global__ void __launch_bounds__(256)
-    conv2d_bias_backward_kernel(int batch, int outC, int P, const float* __restrict__ dy, float* __restrict__ dbias) {
-    const int o = (int)blockIdx.x, step = (int)blockDim.x;
-    const int ne = batch * P;
-    // Element e = b P + p of the channel; stepping e by blockDim.x steps
-    // (b, p) by (qb, rp) with a carry, so no division per element.
-    const int qb = step / P, rp = step % P;
-    int b = (int)threadIdx.x / P, p = (int)threadIdx.x % P;
-    double acc = 0.0;
-    for (long long e = threadIdx.x; e < ne; e += step) {
-        acc += (double)dy[(long long)(b * outC + o) * P + p];
-        b += qb;
-        p += rp;
-        if (p >= P) {
-            p -= P;
-            b++;
-        }
+    if (sumBias && tid < GEMM_BM && bo < outC) {
+        double sum = 0.0;
+        for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(biasPartial + (long long)z * outC + bo);
+        dbias[bo] = (float)sum;
     }
-    acc = block_sum_d(acc);
-    if (threadIdx.x == 0) dbias[o] = (float)acc;
 }
