@@ -67,10 +67,14 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 		{"GroupNorm", func() { d.GroupNorm(gn, buf(4096), buf(16), buf(16), buf(4096), buf(16), buf(16)) }, "group_norm_forward_kernel"},
 		{"GroupNormBackward", func() {
 			d.GroupNormBackward(gn, buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(16), buf(16))
-		}, "group_norm_backward_kernel group_norm_param_backward_reduce_kernel"},
+		}, "group_norm_backward_kernel"},
+		{"GroupNormActBackward", func() {
+			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16))
+		}, "group_norm_backward_kernel"},
+		{"GroupNormAct", func() { d.GroupNormAct(gn, ActSiLU, buf(4096), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16)) }, "group_norm_forward_kernel"},
 		{"GroupNormBackward empty batch", func() {
 			d.GroupNormBackward(GroupNormShape{C: 4, HW: 2, Groups: 2, Eps: 1e-5}, buf(0), buf(0), buf(4), buf(0), buf(0), buf(0), buf(4), buf(4))
-		}, "group_norm_param_backward_reduce_kernel"},
+		}, "fill_forward_kernel fill_forward_kernel"},
 		{"Activate", func() { d.Activate(ActSiLU, buf(1000), buf(1000)) }, "activate_forward_kernel"},
 		{"AddChannelBias", func() { d.AddChannelBias(2, 3, 5, buf(30), buf(6), buf(30)) }, "add_channel_bias_forward_kernel"},
 		{"ChannelSum", func() { d.ChannelSum(2, 3, 5, buf(30), buf(6)) }, "channel_sum_reduce_kernel"},

@@ -40,7 +40,6 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(gemm_tt_forward_kernel),
     SIM_KERNEL(group_norm_backward_kernel),
     SIM_KERNEL(group_norm_forward_kernel),
-    SIM_KERNEL(group_norm_param_backward_reduce_kernel),
     SIM_KERNEL(lin_comb_update_kernel),
     SIM_KERNEL(linear_backward_kernel),
     SIM_KERNEL(linear_forward_kernel),
