@@ -164,41 +164,38 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 }
 
 // GroupNormAct and GroupNormActBackward are the sequences of ops they
-// stand for, which keeps the CPU's arithmetic what it was before the
-// device fused them.
+// stand for (on host slices: no views allocated), which keeps the CPU's
+// arithmetic what it was before the device fused them.
 
 func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, gamma, beta, y, a, mean, rstd Buffer) {
 	checkGroupNormAct(s, act, x, gamma, beta, y, a, mean, rstd)
 	c.GroupNorm(s, x, gamma, beta, y, mean, rstd)
-	if a != nil {
-		c.Activate(act, y.Slice(0, s.Batch*s.C*s.HW), a)
+	n := s.Batch * s.C * s.HW
+	if a == nil || n == 0 {
+		return
 	}
+	t := &c.dense.act
+	*t = activateTask{act: act, x: host(y)[:n], y: host(a)[:n]}
+	c.pool.do(t, (n+activateBlock-1)/activateBlock, 10*activateBlock)
 }
 
 func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta Buffer) {
 	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta)
 	n := s.Batch * s.C * s.HW
-	dA = dA.Slice(0, n)
-	if act != ActNone {
+	if act != ActNone && n > 0 {
 		c.BiasActBackward(act, 1, n, dA, y, dA, nil)
 	}
+	// The gradient in place in dA, then into dx as Copy or Axpy(1, ., add)
+	// would.
 	c.GroupNormBackward(s, dA, x, gamma, mean, rstd, dA, dgamma, dbeta)
-	dx = dx.Slice(0, n)
-	switch {
-	case add == nil:
-		if !sameStart(dx, dA) {
-			c.Copy(dx, dA)
-		}
-	case sameStart(dx, add):
-		c.Axpy(1, dA, dx)
-	default:
-		c.Copy(dx, add.Slice(0, n))
-		c.Axpy(1, dA, dx)
+	g, d := host(dA)[:n], host(dx)[:n]
+	if add == nil {
+		copy(d, g)
+		return
 	}
-}
-
-// sameStart reports whether two CPU buffers begin at the same element.
-func sameStart(a, b Buffer) bool {
-	ha, hb := host(a), host(b)
-	return len(ha) > 0 && len(hb) > 0 && &ha[0] == &hb[0]
+	if ad := host(add)[:n]; n > 0 && &ad[0] != &d[0] {
+		copy(d, ad)
+	}
+	c.ode.axpy = axpyTask{alpha: 1, x: g, y: d}
+	c.pool.do(&c.ode.axpy, n, 2)
 }

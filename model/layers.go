@@ -89,6 +89,14 @@ func (n *groupNorm) Forward(p *pass, x, y gpu.Buffer) {
 }
 
 func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
+	n.backwardAct(p, gpu.ActNone, x, dy, nil, nil, dx)
+}
+
+// backwardAct is the backward of act(GroupNorm(x)), whose output y the
+// forward pass stored, from dA, the gradient of act's output (used as
+// workspace); dx receives the input gradient plus add when add is not
+// nil.
+func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx gpu.Buffer) {
 	var dg, db gpu.Buffer
 	if p.grads() {
 		dg, db = p.g[n.gamma], p.g[n.beta]
@@ -96,7 +104,7 @@ func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
 		c := n.shape.C
 		dg, db = p.discard.slice(0, c), p.discard.slice(c, c)
 	}
-	p.b.GroupNormBackward(n.at(p.rows), dy, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), dx, dg, db)
+	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db)
 }
 
 // dense is a fully connected layer y = act(x W^T + b), W out x in
@@ -140,28 +148,33 @@ type normSiLUConv struct {
 	inC  int // elements of an image of x
 }
 
-// Forward: a is a temporary of inC elements a row.
+// Forward: a is a temporary of inC elements a row. The SiLU is computed
+// in the GroupNorm's pass.
 func (l *normSiLUConv) Forward(p *pass, x, y, a gpu.Buffer) {
-	n := l.n.at(p.rows)
-	l.norm.Forward(p, x, n)
-	p.b.Activate(gpu.ActSiLU, n, a)
+	n, s := l.n.at(p.rows), &l.norm
+	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
 	l.conv.Forward(p, a, y)
 }
 
-// backwardConv writes into dn the gradient of the GroupNorm output for dy
-// (and the convolution's parameter gradients); dn is inC elements a row.
-func (l *normSiLUConv) backwardConv(p *pass, dy, dn gpu.Buffer) {
+// backwardConv writes into da the gradient of the SiLU's output for dy
+// (and the convolution's parameter gradients); da is inC elements a row.
+func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
 	n := l.n.at(p.rows)
 	if p.grads() {
-		p.b.Activate(gpu.ActSiLU, n, dn)
-		l.conv.backwardFilter(p, dn, dy)
+		p.b.Activate(gpu.ActSiLU, n, da)
+		l.conv.backwardFilter(p, da, dy)
 	}
-	l.conv.backwardData(p, dy, dn)
-	p.b.BiasActBackward(gpu.ActSiLU, 1, p.rows*l.inC, dn, n, dn, nil)
+	l.conv.backwardData(p, dy, da)
 }
 
-// Backward: dn is a temporary of inC elements a row.
-func (l *normSiLUConv) Backward(p *pass, x, dy, dx, dn gpu.Buffer) {
-	l.backwardConv(p, dy, dn)
-	l.norm.Backward(p, x, dn, dx)
+// backwardNorm takes da (from backwardConv; used as workspace) through the
+// SiLU and the GroupNorm: dx = the input gradient, plus add when not nil.
+func (l *normSiLUConv) backwardNorm(p *pass, x, da, add, dx gpu.Buffer) {
+	l.norm.backwardAct(p, gpu.ActSiLU, x, da, l.n.at(p.rows), add, dx)
+}
+
+// Backward: da is a temporary of inC elements a row.
+func (l *normSiLUConv) Backward(p *pass, x, dy, dx, da gpu.Buffer) {
+	l.backwardConv(p, dy, da)
+	l.backwardNorm(p, x, da, nil, dx)
 }

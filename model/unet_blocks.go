@@ -140,17 +140,16 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 		x = r.cat.build(p, x, r.hid.view(rows, nIn)) // dh is spent
 		dIn = r.dcat.at(rows)
 	}
-	r.in1.norm.Backward(p, x, dn, dIn)
-	if r.skip == nil {
-		p.b.Axpy(1, dy, dIn)
-	} else {
-		ds := r.act.view(rows, nIn) // dn is spent
+	// The skip's gradient first, then the main path's added to it.
+	add := dy
+	if r.skip != nil {
 		if p.grads() {
 			r.skip.backwardFilter(p, x, dy)
 		}
-		r.skip.backwardData(p, dy, ds)
-		p.b.Axpy(1, ds, dIn)
+		r.skip.backwardData(p, dy, dIn)
+		add = dIn
 	}
+	r.in1.backwardNorm(p, x, dn, add, dIn)
 	if r.cat != nil {
 		r.cat.split(p, dIn, dx)
 	}
@@ -209,8 +208,7 @@ func (a *attention) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	b.GemmBatched(false, false, rows, c, t, t, scale, q, t, 3*ct, dP, t, tt, 0, dk, t, 3*ct)
 	// qkv = conv(n), n = GroupNorm(x); dO is spent and takes dn
 	a.qkv.Backward(p, a.n.at(rows), dq, dO)
-	a.norm.Backward(p, x, dO, dx)
-	b.Axpy(1, dy, dx)
+	a.norm.backwardAct(p, gpu.ActNone, x, dO, nil, dy, dx)
 }
 
 // upsample is nearest 2x upsampling of c channels of h x w then a 3x3
