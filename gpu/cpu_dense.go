@@ -121,8 +121,8 @@ func (c *CPU) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buff
 
 // LinearBackward is the sequence of ops it stands for, which keeps the
 // CPU's arithmetic what it was before the device fused them.
-func (c *CPU) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX, dX Buffer) {
-	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, dX)
+func (c *CPU) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer) {
+	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, beta, dX)
 	if dW != nil {
 		if dBias != nil {
 			c.BiasActBackward(ActNone, rows, out, dPre, nil, dPre, dBias)
@@ -130,7 +130,7 @@ func (c *CPU) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, 
 		c.Gemm(true, false, out, in, rows, 1, dPre, out, x, ldx, 0, dW, in)
 	}
 	if dX != nil {
-		c.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, 0, dX, cols)
+		c.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, beta, dX, cols)
 		if act != ActNone {
 			c.BiasActBackward(act, rows, cols, dX, preX, dX, nil)
 		}

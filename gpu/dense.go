@@ -22,14 +22,16 @@ type Dense interface {
 	// x (rows x in, row stride ldx) its input and W (out x in) its weight,
 	//   dW = dPre^T x (out x in) and dBias = column sums of dPre (out),
 	//     when dW is not nil (dBias may be nil; with dW nil it must be);
-	//   dX = (dPre W)[:, :cols] * act'(preX) elementwise (rows x cols,
-	//     cols <= in), when dX is not nil: the gradient of the previous
-	//     layer's pre-activation preX (rows x cols; not read for ActNone,
-	//     when dX is that of the network's input, its first cols columns).
+	//   dX = act'(preX) * ((dPre W)[:, :cols] + beta dX) elementwise
+	//     (rows x cols, cols <= in), when dX is not nil: the gradient of
+	//     the previous layer's pre-activation preX (rows x cols; not read
+	//     for ActNone, when dX is that of the network's input, its first
+	//     cols columns, or when beta accumulates a gradient); dX is not
+	//     read when beta = 0.
 	// It computes what BiasActBackward(ActNone, ..., dBias), Gemm for dW,
 	// Gemm for dX and BiasActBackward(act, ...) on dX would, in fewer
 	// passes. dX must not overlap dPre, dW or dBias.
-	LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX, dX Buffer)
+	LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer)
 
 	// Activate is y = act(x) elementwise over x.Len() elements; y may alias
 	// x. Its backward is BiasActBackward(act, 1, n, dy, x, dx, nil).
@@ -108,7 +110,7 @@ func checkLinear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, 
 	}
 }
 
-func checkLinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX, dX Buffer) {
+func checkLinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer) {
 	const op = "LinearBackward"
 	if rows < 0 || in < 0 || out < 0 || cols < 0 || cols > in {
 		panic(fmt.Sprintf("gpu: %s with rows, in, out, cols = %d, %d, %d, %d", op, rows, in, out, cols))

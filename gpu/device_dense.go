@@ -27,8 +27,8 @@ func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buf
 	}
 }
 
-func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX, dX Buffer) {
-	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, dX)
+func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer) {
+	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, beta, dX)
 	if !d.usable(dPre, x, w, dW, dBias, preX, dX) {
 		return
 	}
@@ -41,7 +41,7 @@ func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx in
 			d.Gemm(true, false, out, in, rows, 1, dPre, out, x, ldx, 0, dW, in)
 		}
 		if dX != nil {
-			d.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, 0, dX, cols)
+			d.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, beta, dX, cols)
 			if act != ActNone {
 				d.BiasActBackward(act, rows, cols, dX, preX, dX, nil)
 			}
@@ -74,7 +74,7 @@ func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx in
 	d.launch(d.call("linear_backward_kernel", dim3{uint32(wBlocks + xBlocks), 1, 1}, gemmBlock).
 		i32(rows).i32(in).i32(out).ptr(d.ptr(dPre)).ptr(d.ptr(x)).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(dW)).ptr(d.ptr(dBias)).
 		i32(splits).i32(slice).ptr(partial).ptr(biasPartial).ptr(counters).i32(wBlocks).
-		i32(cols).i32(int(act)).ptr(d.ptr(preX)).ptr(d.ptr(dX)))
+		i32(cols).i32(int(act)).ptr(d.ptr(preX)).f32(beta).ptr(d.ptr(dX)))
 }
 
 // bias_act_backward_kernel's blocks: 32 columns by biasRowThreads threads,

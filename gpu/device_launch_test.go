@@ -89,10 +89,10 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 			d.Gemm(true, false, 256, 256, 4096, 1, buf(4096*256), 256, buf(4096*256), 256, 0, buf(256*256), 256)
 		}, "gemm_tn_split_forward_kernel gemm_split_reduce_kernel"},
 		{"LinearBackward (split-K reduced in the kernel)", func() {
-			d.LinearBackward(4096, 256, 256, buf(4096*256), buf(4096*256), 256, buf(256*256), buf(256*256), buf(256), 256, ActSiLU, buf(4096*256), buf(4096*256))
+			d.LinearBackward(4096, 256, 256, buf(4096*256), buf(4096*256), 256, buf(256*256), buf(256*256), buf(256), 256, ActSiLU, buf(4096*256), 0, buf(4096*256))
 		}, "linear_backward_kernel"},
 		{"LinearBackward first layer, no input gradient", func() {
-			d.LinearBackward(256, 34, 256, buf(256*256), buf(256*34), 34, buf(256*34), buf(256*34), buf(256), 0, ActNone, nil, nil)
+			d.LinearBackward(256, 34, 256, buf(256*256), buf(256*34), 34, buf(256*34), buf(256*34), buf(256), 0, ActNone, nil, 0, nil)
 		}, "linear_backward_kernel"},
 		{"MSELossAccumulate", func() { d.MSELossAccumulate(buf(8192), buf(8192), 1.0/4096, buf(8192), buf(1)) }, "mse_loss_backward_kernel"},
 		{"SumSquares", func() { d.SumSquares(buf(133000), buf(1)) }, "sum_squares_reduce_kernel"},

@@ -47,10 +47,10 @@ extern "C" __global__ void __launch_bounds__(256)
 //     (biasPartial, double), and the last block of the tile (last_block_of,
 //     counter t) adds them in order z = 0, 1, ... in double and rounds once
 //     (as gemm_split_reduce_kernel): the same bits on every run;
-//   blocks [wBlocks, gridDim.x): dX = (dPre W)[:, :cols] * act'(preX) by
-//     64 x 64 tiles of the rows x cols output, row-major tile order; the
-//     product in float32, then one float32 multiply by silu'(preX) as
-//     bias_act_backward_kernel.
+//   blocks [wBlocks, gridDim.x): dX = ((dPre W)[:, :cols] + beta dX) *
+//     act'(preX) by 64 x 64 tiles of the rows x cols output, row-major
+//     tile order; the product in float32 (dX not read for beta = 0), then
+//     one float32 multiply by silu'(preX) as bias_act_backward_kernel.
 // wBlocks = 0 (dW null) computes dX only; dX null launches wBlocks blocks.
 // Shapes: dPre (rows, out); x (rows, in), row stride ldx; W (out, in); dW
 // (out, in); dBias (out) or null; partial (splits, out, in) floats,
@@ -63,7 +63,7 @@ extern "C" __global__ void __launch_bounds__(256)
                            int ldx, const float* __restrict__ W, float* __restrict__ dW, float* __restrict__ dBias,
                            int splits, int kSlice, float* __restrict__ partial, double* __restrict__ biasPartial,
                            unsigned* __restrict__ counters, int wBlocks, int cols, int act,
-                           const float* __restrict__ preX, float* __restrict__ dX) {
+                           const float* __restrict__ preX, float beta, float* __restrict__ dX) {
     const int tid = (int)threadIdx.y * 16 + (int)threadIdx.x;
     const int b = (int)blockIdx.x;
     float acc[4][4];
@@ -81,6 +81,7 @@ extern "C" __global__ void __launch_bounds__(256)
                 if (c >= cols) continue;
                 long long o = (long long)r * cols + c;
                 float g = acc[i][j];
+                if (beta != 0.0f) g += beta * dX[o];
                 if (act == FM_ACT_SILU) g = fm_mul(g, silu_grad_f(preX[o]));
                 dX[o] = g;
             }

@@ -125,17 +125,24 @@ func (d *dense) Forward(p *pass, act gpu.Act, x, pre, y gpu.Buffer) {
 // pass wants them, and, when dx is not nil, dx = beta dx + dy W restricted
 // to x's first cols columns (row stride cols).
 func (d *dense) Backward(p *pass, act gpu.Act, pre, x, dy, dx gpu.Buffer, cols int, beta float32) {
-	b, rows := p.b, p.rows
-	switch {
-	case p.grads():
-		b.BiasActBackward(act, rows, d.out, dy, pre, dy, p.g[d.b])
-		b.Gemm(true, false, d.out, d.in, rows, 1, dy, d.out, x, d.in, 0, p.g[d.w], d.in)
-	case act != gpu.ActNone:
-		b.BiasActBackward(act, rows, d.out, dy, pre, dy, nil)
+	if act != gpu.ActNone {
+		p.b.BiasActBackward(act, p.rows, d.out, dy, pre, dy, nil)
 	}
-	if dx != nil {
-		b.Gemm(false, false, rows, cols, d.out, 1, dy, d.out, p.w[d.w], d.in, beta, dx, cols)
+	d.backwardPre(p, x, dy, gpu.ActNone, nil, dx, cols, beta)
+}
+
+// backwardPre is Backward from dPre, the gradient of the pre-activation:
+// one LinearBackward, dx taken through xAct's gradient at xPre (the
+// previous layer's activation, fused).
+func (d *dense) backwardPre(p *pass, x, dPre gpu.Buffer, xAct gpu.Act, xPre, dx gpu.Buffer, cols int, beta float32) {
+	var dW, dB gpu.Buffer
+	if p.grads() {
+		dW, dB = p.g[d.w], p.g[d.b]
 	}
+	if dW == nil && dx == nil {
+		return
+	}
+	p.b.LinearBackward(p.rows, d.in, d.out, dPre, x, d.in, p.w[d.w], dW, dB, cols, xAct, xPre, beta, dx)
 }
 
 // normSiLUConv is y = conv(SiLU(GroupNorm(x))), the unit of DDPM's residual

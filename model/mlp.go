@@ -197,11 +197,11 @@ func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 			dW, dB = p.g[d.w], p.g[d.b]
 		}
 		if l == 0 {
-			m.b.LinearBackward(rows, d.in, d.out, dPre, m.in.at(rows), d.in, p.w[d.w], dW, dB, m.cfg.Dim, gpu.ActNone, nil, dx)
+			m.b.LinearBackward(rows, d.in, d.out, dPre, m.in.at(rows), d.in, p.w[d.w], dW, dB, m.cfg.Dim, gpu.ActNone, nil, 0, dx)
 			break
 		}
 		din := m.grad[next].view(rows, d.in)
-		m.b.LinearBackward(rows, d.in, d.out, dPre, m.act[l-1].at(rows), d.in, p.w[d.w], dW, dB, d.in, gpu.ActSiLU, m.pre[l-1].at(rows), din)
+		m.b.LinearBackward(rows, d.in, d.out, dPre, m.act[l-1].at(rows), d.in, p.w[d.w], dW, dB, d.in, gpu.ActSiLU, m.pre[l-1].at(rows), 0, din)
 		dPre, next = din, 1-next
 	}
 }

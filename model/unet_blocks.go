@@ -47,12 +47,14 @@ func (e *embedding) Forward(p *pass, t, labels gpu.Buffer) {
 func (e *embedding) Backward(p *pass) {
 	rows, E := p.rows, e.width
 	demb, dact1 := e.dsilu.at(rows), e.dact1.at(rows)
-	// emb's SiLU comes after the table's row is added: pre is emb.
-	e.time2.Backward(p, gpu.ActSiLU, e.emb.at(rows), e.act1.at(rows), demb, dact1, E, 0)
+	// emb's SiLU comes after the table's row is added: pre is emb. The
+	// first layer's SiLU is fused into the second's backward.
+	p.b.BiasActBackward(gpu.ActSiLU, rows, E, demb, e.emb.at(rows), demb, nil)
+	e.time2.backwardPre(p, e.act1.at(rows), demb, gpu.ActSiLU, e.pre1.at(rows), dact1, e.time0.out, 0)
 	if e.table >= 0 {
 		p.b.Gemm(true, false, e.tableRows, E, rows, 1, e.onehot.at(rows), e.tableRows, demb, E, 0, p.g[e.table], E)
 	}
-	e.time0.Backward(p, gpu.ActSiLU, e.pre1.at(rows), e.sinus.at(rows), dact1, nil, 0, 0)
+	e.time0.backwardPre(p, e.sinus.at(rows), dact1, gpu.ActNone, nil, nil, 0, 0)
 }
 
 // concat is a block's input [x, skip] along channels: the previous block's

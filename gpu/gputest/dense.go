@@ -124,16 +124,18 @@ func testLinearBackward(e *env) {
 		act                 gpu.Act
 		padX                int
 		dW, dBias, dX       bool
+		beta                float32
 	}{
-		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true},
-		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true},
-		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true},
-		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true},
-		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true}, // k = 1000: a split weight gradient
-		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true},
-		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true}, // no parameter gradient (InputVJP)
-		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false},    // the first layer without an input gradient
-		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true},      // an empty batch: zero gradients
+		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0},
+		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1},
+		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0},
+		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5},
+		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0}, // k = 1000: a split weight gradient
+		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0},
+		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1}, // no parameter gradient (InputVJP)
+		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0},     // the first layer without an input gradient
+		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0},       // an empty batch: zero gradients
+		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1}, // a gradient added to (the U-Net's embedding)
 	}
 	for ci, c := range cases {
 		ldx := c.in + c.padX
@@ -155,14 +157,18 @@ func testLinearBackward(e *env) {
 			pdb = e.viewOf(filled(c.out, sentinel), 1, 2)
 			dBias = pdb.view
 		}
+		dx0 := filled(c.rows*c.cols, sentinel)
+		if c.beta != 0 {
+			dx0 = normals(e.rng, c.rows*c.cols, 1)
+		}
 		if c.dX {
-			pdx = e.viewOf(filled(c.rows*c.cols, sentinel), 1, 1)
+			pdx = e.viewOf(dx0, 1, 1)
 			dX = pdx.view
 		}
-		e.be.LinearBackward(c.rows, c.in, c.out, pdp.view, px.view, ldx, w, dW, dBias, c.cols, c.act, ppre, dX)
+		e.be.LinearBackward(c.rows, c.in, c.out, pdp.view, px.view, ldx, w, dW, dBias, c.cols, c.act, ppre, c.beta, dX)
 
-		name := fmt.Sprintf("LinearBackward(rows=%d, in=%d, out=%d, cols=%d, ldx=%d, act=%d, dW=%v, dBias=%v, dX=%v)",
-			c.rows, c.in, c.out, c.cols, ldx, c.act, c.dW, c.dBias, c.dX)
+		name := fmt.Sprintf("LinearBackward(rows=%d, in=%d, out=%d, cols=%d, ldx=%d, act=%d, dW=%v, dBias=%v, dX=%v, beta=%g)",
+			c.rows, c.in, c.out, c.cols, ldx, c.act, c.dW, c.dBias, c.dX, c.beta)
 		if c.dW {
 			want, tol := make([]float64, c.out*c.in), make([]float64, c.out*c.in)
 			for o := 0; o < c.out; o++ {
@@ -205,7 +211,12 @@ func testLinearBackward(e *env) {
 						sc += math.Abs(p)
 					}
 					i := r*c.cols + j
-					// a product: 1e-4 of sum |dPre||W|
+					if c.beta != 0 {
+						p := float64(c.beta) * float64(dx0[i])
+						g += p
+						sc += math.Abs(p)
+					}
+					// a product (plus beta dX): 1e-4 of sum |dPre||W| + |beta dX|
 					want[i], tol[i] = g, rtolRed*sc+tiny
 					if c.act == gpu.ActSiLU {
 						z := float64(pre[i])
