@@ -146,19 +146,20 @@ func (d *dense) backwardPre(p *pass, x, dPre gpu.Buffer, xAct gpu.Act, xPre, dx 
 }
 
 // normSiLUConv is y = conv(SiLU(GroupNorm(x))), the unit of DDPM's residual
-// block and output head. Forward stores the GroupNorm output; SiLU is
-// recomputed in Backward. The caller lends the temporaries.
+// block and output head. Forward stores the GroupNorm output and its SiLU
+// (computed in one pass, kept rather than recomputed in Backward: one
+// launch fewer a unit for a workspace of its input's size). The caller
+// lends the backward's temporary.
 type normSiLUConv struct {
 	norm groupNorm
 	n    *workspace // GroupNorm(x), stored
+	a    *workspace // SiLU(n), stored: the filter gradient's input
 	conv *conv
 	inC  int // elements of an image of x
 }
 
-// Forward: a is a temporary of inC elements a row. The SiLU is computed
-// in the GroupNorm's pass.
-func (l *normSiLUConv) Forward(p *pass, x, y, a gpu.Buffer) {
-	n, s := l.n.at(p.rows), &l.norm
+func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
+	n, a, s := l.n.at(p.rows), l.a.at(p.rows), &l.norm
 	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
 	l.conv.Forward(p, a, y)
 }
@@ -166,10 +167,8 @@ func (l *normSiLUConv) Forward(p *pass, x, y, a gpu.Buffer) {
 // backwardConv writes into da the gradient of the SiLU's output for dy
 // (and the convolution's parameter gradients); da is inC elements a row.
 func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
-	n := l.n.at(p.rows)
 	if p.grads() {
-		p.b.Activate(gpu.ActSiLU, n, da)
-		l.conv.backwardFilter(p, da, dy)
+		l.conv.backwardFilter(p, l.a.at(p.rows), dy)
 	}
 	l.conv.backwardData(p, dy, da)
 }

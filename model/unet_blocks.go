@@ -97,7 +97,7 @@ type resBlock struct {
 	h        *workspace
 
 	// Temporaries.
-	act  *workspace // a SiLU fed to a convolution, its gradient, the skip's output or input gradient
+	act  *workspace // the skip's output in Forward; in Backward the gradient of a SiLU's output
 	hid  *workspace // [x, skip] in Forward; in Backward the gradient of h, then [x, skip] again
 	bias *workspace // the channel bias and its gradient
 	dcat *workspace // the gradient of [x, skip]
@@ -112,10 +112,10 @@ func (r *resBlock) Forward(p *pass, x, y gpu.Buffer) {
 		x = r.cat.build(p, x, r.hid.view(rows, nIn))
 	}
 	h, bias := r.h.at(rows), r.bias.at(rows)
-	r.in1.Forward(p, x, h, r.act.view(rows, nIn))
+	r.in1.Forward(p, x, h)
 	r.emb.Forward(p, gpu.ActNone, r.cond.silu.at(rows), nil, bias)
 	b.AddChannelBias(rows, r.cout, r.hw, h, bias, h)
-	r.in2.Forward(p, h, y, r.act.view(rows, nOut))
+	r.in2.Forward(p, h, y)
 	if r.skip == nil {
 		b.Axpy(1, x, y)
 		return
@@ -244,7 +244,7 @@ type outputHead struct {
 }
 
 func (o *outputHead) Forward(p *pass, x, y gpu.Buffer) {
-	o.normSiLUConv.Forward(p, x, y, o.act.at(p.rows))
+	o.normSiLUConv.Forward(p, x, y)
 }
 
 func (o *outputHead) Backward(p *pass, x, dy, dx gpu.Buffer) {
