@@ -147,7 +147,8 @@ func (bd *unetBuilder) res(name string, cond *embedding, cat *concat, cin, cout,
 	r.act = ws.temp(name+".act", max(nIn, nOut))
 	r.bias = ws.temp(name+".bias", cout)
 	if cat != nil {
-		r.hid = ws.temp(name+".hid", max(nIn, nOut))
+		cat.x = bd.ws.stored(name+".cat", nIn)
+		r.hid = ws.temp(name+".hid", nOut)
 		r.dcat = ws.temp(name+".dcat", nIn)
 	} else {
 		r.hid = ws.temp(name+".hid", nOut)

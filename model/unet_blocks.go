@@ -58,17 +58,19 @@ func (e *embedding) Backward(p *pass) {
 }
 
 // concat is a block's input [x, skip] along channels: the previous block's
-// output and an earlier one's. It is rebuilt where needed, not stored.
+// output and an earlier one's, built by Forward and stored for Backward.
 type concat struct {
 	skip      *workspace // the earlier block's output
 	dskip     *workspace // stored: its gradient, which the network adds to that block's output gradient
+	x         *workspace // stored: [x, skip]
 	xC, skipC int        // channels of x and of skip
 	hw        int
 }
 
-// build writes [x, skip] into into and returns it.
-func (c *concat) build(p *pass, x, into gpu.Buffer) gpu.Buffer {
+// build writes [x, skip] into the stored concatenation and returns it.
+func (c *concat) build(p *pass, x gpu.Buffer) gpu.Buffer {
 	cin := c.xC + c.skipC
+	into := c.x.at(p.rows)
 	p.b.CopyChannels(p.rows, c.hw, c.xC, x, c.xC, 0, into, cin, 0)
 	p.b.CopyChannels(p.rows, c.hw, c.skipC, c.skip.at(p.rows), c.skipC, 0, into, cin, c.xC)
 	return into
@@ -98,7 +100,7 @@ type resBlock struct {
 
 	// Temporaries.
 	act  *workspace // the skip's output in Forward; in Backward the gradient of a SiLU's output
-	hid  *workspace // [x, skip] in Forward; in Backward the gradient of h, then [x, skip] again
+	hid  *workspace // in Backward the gradient of h
 	bias *workspace // the channel bias and its gradient
 	dcat *workspace // the gradient of [x, skip]
 
@@ -107,9 +109,8 @@ type resBlock struct {
 
 func (r *resBlock) Forward(p *pass, x, y gpu.Buffer) {
 	b, rows := p.b, p.rows
-	nIn, nOut := r.cin*r.hw, r.cout*r.hw
 	if r.cat != nil {
-		x = r.cat.build(p, x, r.hid.view(rows, nIn))
+		x = r.cat.build(p, x)
 	}
 	h, bias := r.h.at(rows), r.bias.at(rows)
 	r.in1.Forward(p, x, h)
@@ -120,7 +121,7 @@ func (r *resBlock) Forward(p *pass, x, y gpu.Buffer) {
 		b.Axpy(1, x, y)
 		return
 	}
-	sk := r.act.view(rows, nOut)
+	sk := r.act.view(rows, r.cout*r.hw)
 	r.skip.Forward(p, x, sk)
 	b.Axpy(1, sk, y)
 }
@@ -139,7 +140,7 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	r.in1.backwardConv(p, dh, dn)
 	dIn := dx
 	if r.cat != nil {
-		x = r.cat.build(p, x, r.hid.view(rows, nIn)) // dh is spent
+		x = r.cat.x.at(rows)
 		dIn = r.dcat.at(rows)
 	}
 	// The skip's gradient first, then the main path's added to it.
