@@ -167,8 +167,11 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 // stand for (on host slices: no views allocated), which keeps the CPU's
 // arithmetic what it was before the device fused them.
 
-func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, gamma, beta, y, a, mean, rstd Buffer) {
-	checkGroupNormAct(s, act, x, gamma, beta, y, a, mean, rstd)
+func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
+	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if xBias != nil {
+		c.AddChannelBias(s.Batch, s.C, s.HW, x, xBias, x)
+	}
 	c.GroupNorm(s, x, gamma, beta, y, mean, rstd)
 	n := s.Batch * s.C * s.HW
 	if a == nil || n == 0 {
@@ -179,8 +182,11 @@ func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, gamma, beta, y, a, mean
 	c.pool.do(t, (n+activateBlock-1)/activateBlock, 10*activateBlock)
 }
 
-func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta Buffer) {
-	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta)
+func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
+	if dxSum != nil {
+		defer c.ChannelSum(s.Batch, s.C, s.HW, dx, dxSum)
+	}
 	n := s.Batch * s.C * s.HW
 	if act != ActNone && n > 0 {
 		c.BiasActBackward(act, 1, n, dA, y, dA, nil)

@@ -69,9 +69,11 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 			d.GroupNormBackward(gn, buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(16), buf(16))
 		}, "group_norm_backward_kernel"},
 		{"GroupNormActBackward", func() {
-			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16))
+			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16), buf(64))
 		}, "group_norm_backward_kernel"},
-		{"GroupNormAct", func() { d.GroupNormAct(gn, ActSiLU, buf(4096), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16)) }, "group_norm_forward_kernel"},
+		{"GroupNormAct", func() {
+			d.GroupNormAct(gn, ActSiLU, buf(4096), buf(64), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16))
+		}, "group_norm_forward_kernel"},
 		{"GroupNormBackward empty batch", func() {
 			d.GroupNormBackward(GroupNormShape{C: 4, HW: 2, Groups: 2, Eps: 1e-5}, buf(0), buf(0), buf(4), buf(0), buf(0), buf(0), buf(4), buf(4))
 		}, "fill_forward_kernel fill_forward_kernel"},

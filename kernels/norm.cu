@@ -30,18 +30,27 @@ FM_DEVICE double block_allsum_d(double v) {
 //   y_e = ((x_e - mean) rstd) gamma[c] + beta[c] in float32, c = e's channel;
 // mean[b G + g] and rstd[b G + g] are written (float) for the backward pass;
 // when a is not null, a_e = act(y_e) as activate_forward_kernel
-// (gpu.Norm.GroupNormAct). y may alias x; a aliases neither.
+// (gpu.Norm.GroupNormAct). When xBias is not null, x_e += xBias[b, c]
+// first, in place, one float32 addition (as add_channel_bias_forward_
+// kernel), and the normalization is of the sum. y may alias x; a aliases
+// neither.
 // Shapes: x, y, a (batch, C, HW); gamma, beta (C); mean, rstd (batch, G);
-// C % G == 0; batch C HW < 2^31.
+// xBias (batch, C); C % G == 0; batch C HW < 2^31.
 // Launch: grid (batch G), 256 threads (a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
-    group_norm_forward_kernel(int C, int HW, int G, float eps, const float* x, const float* __restrict__ gamma,
+    group_norm_forward_kernel(int C, int HW, int G, float eps, float* x, const float* __restrict__ gamma,
                               const float* __restrict__ beta, float* y, float* __restrict__ mean,
-                              float* __restrict__ rstd, int act, float* __restrict__ a) {
+                              float* __restrict__ rstd, int act, float* __restrict__ a,
+                              const float* __restrict__ xBias) {
     const int bg = (int)blockIdx.x, cpg = C / G, n = cpg * HW;
     const int c0 = (bg % G) * cpg;
     const long long base = (long long)bg * n;  // (b C + g cpg) HW
     const int step = (int)blockDim.x;
+    if (xBias) {
+        // Each thread adds the bias to the elements it reads below.
+        const float* bb = xBias + (long long)(bg / G) * C + c0;
+        for (long long e = threadIdx.x; e < n; e += step) x[base + e] = fm_add(x[base + e], bb[(int)e / HW]);
+    }
     double s = 0.0;
     for (long long e = threadIdx.x; e < n; e += step) s += (double)x[base + e];
     const double mu = block_allsum_d(s) / (double)n;
@@ -88,8 +97,10 @@ extern "C" __global__ void __launch_bounds__(256)
 // the sums in double (one warp per channel, then the warps in order); the
 // last block (last_block_of) adds the images' parts in order: dgamma[c] =
 // sum_b part[b, c], dbeta[c] = sum_b part[batch + b, c]. dy_e = dA_e
-// act'(yAct_e) as bias_act_backward_kernel. dx may alias dA or add (each
-// element is read before it is written), not yAct.
+// act'(yAct_e) as bias_act_backward_kernel. When dxSum is not null,
+// dxSum[b, c] = sum_p dx[b, c, p] in double (as channel_sum_reduce_kernel).
+// dx may alias dA or add (each element is read before it is written), not
+// yAct.
 // Shapes: dA, yAct, x, add, dx (batch, C, HW); gamma, dgamma, dbeta (C);
 // mean, rstd (batch, G); part (2 batch, C) doubles; counter (1), 0 before
 // the launch (and after it). Sizes as group_norm_forward_kernel; batch > 0.
@@ -99,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(256)
                                const float* __restrict__ x, const float* __restrict__ gamma,
                                const float* __restrict__ mean, const float* __restrict__ rstd, const float* add,
                                float* dx, double* __restrict__ part, unsigned* __restrict__ counter,
-                               float* __restrict__ dgamma, float* __restrict__ dbeta) {
+                               float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dxSum) {
     __shared__ double wsum[2][32];
     const int bg = (int)blockIdx.x, b = bg / G, cpg = C / G, n = cpg * HW;
     const int c0 = (bg % G) * cpg;
@@ -160,6 +171,16 @@ extern "C" __global__ void __launch_bounds__(256)
         if (p >= HW) {
             p -= HW;
             ch++;
+        }
+    }
+    if (dxSum) {  // uniform across the block
+        __syncthreads();  // the block's dx written
+        for (int c = w; c < cpg; c += nw) {
+            const float* dc = dx + base + (long long)c * HW;
+            double sum = 0.0;
+            for (unsigned q = lane; q < (unsigned)HW; q += 32) sum += (double)dc[q];
+            sum = warp_sum_d(sum);
+            if (lane == 0) dxSum[(long long)b * C + c0 + c] = (float)sum;
         }
     }
     if (!last_block_of(counter, gridDim.x)) return;

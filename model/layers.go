@@ -89,14 +89,14 @@ func (n *groupNorm) Forward(p *pass, x, y gpu.Buffer) {
 }
 
 func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
-	n.backwardAct(p, gpu.ActNone, x, dy, nil, nil, dx)
+	n.backwardAct(p, gpu.ActNone, x, dy, nil, nil, dx, nil)
 }
 
 // backwardAct is the backward of act(GroupNorm(x)), whose output y the
 // forward pass stored, from dA, the gradient of act's output (used as
 // workspace); dx receives the input gradient plus add when add is not
-// nil.
-func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx gpu.Buffer) {
+// nil, dxSum (when not nil) its sums per image and channel.
+func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx, dxSum gpu.Buffer) {
 	var dg, db gpu.Buffer
 	if p.grads() {
 		dg, db = p.g[n.gamma], p.g[n.beta]
@@ -104,7 +104,7 @@ func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx gpu.Buff
 		c := n.shape.C
 		dg, db = p.discard.slice(0, c), p.discard.slice(c, c)
 	}
-	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db)
+	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db, dxSum)
 }
 
 // dense is a fully connected layer y = act(x W^T + b), W out x in
@@ -159,8 +159,14 @@ type normSiLUConv struct {
 }
 
 func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
+	l.forwardBias(p, x, nil, y)
+}
+
+// forwardBias is Forward of x plus xBias (one value per image and
+// channel, added into x in place) when xBias is not nil.
+func (l *normSiLUConv) forwardBias(p *pass, x, xBias, y gpu.Buffer) {
 	n, a, s := l.n.at(p.rows), l.a.at(p.rows), &l.norm
-	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
+	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, xBias, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
 	l.conv.Forward(p, a, y)
 }
 
@@ -174,13 +180,15 @@ func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
 }
 
 // backwardNorm takes da (from backwardConv; used as workspace) through the
-// SiLU and the GroupNorm: dx = the input gradient, plus add when not nil.
-func (l *normSiLUConv) backwardNorm(p *pass, x, da, add, dx gpu.Buffer) {
-	l.norm.backwardAct(p, gpu.ActSiLU, x, da, l.n.at(p.rows), add, dx)
+// SiLU and the GroupNorm: dx = the input gradient, plus add when not nil;
+// dxSum, when not nil, its sums per image and channel (forwardBias's
+// xBias gradient).
+func (l *normSiLUConv) backwardNorm(p *pass, x, da, add, dx, dxSum gpu.Buffer) {
+	l.norm.backwardAct(p, gpu.ActSiLU, x, da, l.n.at(p.rows), add, dx, dxSum)
 }
 
 // Backward: da is a temporary of inC elements a row.
 func (l *normSiLUConv) Backward(p *pass, x, dy, dx, da gpu.Buffer) {
 	l.backwardConv(p, dy, da)
-	l.backwardNorm(p, x, da, nil, dx)
+	l.backwardNorm(p, x, da, nil, dx, nil)
 }

@@ -115,8 +115,8 @@ func (r *resBlock) Forward(p *pass, x, y gpu.Buffer) {
 	h, bias := r.h.at(rows), r.bias.at(rows)
 	r.in1.Forward(p, x, h)
 	r.emb.Forward(p, gpu.ActNone, r.cond.silu.at(rows), nil, bias)
-	b.AddChannelBias(rows, r.cout, r.hw, h, bias, h)
-	r.in2.Forward(p, h, y)
+	r.in2.forwardBias(p, h, bias, y) // h += the channel bias, in place
+
 	if r.skip == nil {
 		b.Axpy(1, x, y)
 		return
@@ -130,10 +130,13 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	rows := p.rows
 	nIn, nOut := r.cin*r.hw, r.cout*r.hw
 	dn, dh := r.act.view(rows, nOut), r.hid.view(rows, nOut)
-	r.in2.Backward(p, r.h.at(rows), dy, dh, dn)
+	r.in2.backwardConv(p, dy, dn)
+	var db gpu.Buffer // the channel bias's gradient: dh's channel sums
 	if p.grads() {
-		db := r.bias.at(rows)
-		p.b.ChannelSum(rows, r.cout, r.hw, dh, db)
+		db = r.bias.at(rows)
+	}
+	r.in2.backwardNorm(p, r.h.at(rows), dn, nil, dh, db)
+	if p.grads() {
 		r.emb.Backward(p, gpu.ActNone, nil, r.cond.silu.at(rows), db, r.cond.dsilu.at(rows), r.cond.width, 1)
 	}
 	dn = r.act.view(rows, nIn)
@@ -152,7 +155,7 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 		r.skip.backwardData(p, dy, dIn)
 		add = dIn
 	}
-	r.in1.backwardNorm(p, x, dn, add, dIn)
+	r.in1.backwardNorm(p, x, dn, add, dIn, nil)
 	if r.cat != nil {
 		r.cat.split(p, dIn, dx)
 	}
@@ -211,7 +214,7 @@ func (a *attention) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	b.GemmBatched(false, false, rows, c, t, t, scale, q, t, 3*ct, dP, t, tt, 0, dk, t, 3*ct)
 	// qkv = conv(n), n = GroupNorm(x); dO is spent and takes dn
 	a.qkv.Backward(p, a.n.at(rows), dq, dO)
-	a.norm.backwardAct(p, gpu.ActNone, x, dO, nil, dy, dx)
+	a.norm.backwardAct(p, gpu.ActNone, x, dO, nil, dy, dx, nil)
 }
 
 // upsample is nearest 2x upsampling of c channels of h x w then a 3x3

@@ -279,20 +279,30 @@ func groupNormStats32(s gpu.GroupNormShape, x []float32) (mean32, rstd32 []float
 	return
 }
 
-// GroupNormAct: y as GroupNorm's (bits of the backend's own GroupNorm: the
-// same pass), a = act(y) elementwise.
+// GroupNormAct: x + xBias as AddChannelBias's and y as GroupNorm's of it
+// (bits of the backend's own ops, which GroupNorm's and AddChannelBias's
+// tests check against references), a = act(y) elementwise.
 func testGroupNormAct(e *env) {
 	for ci, s := range groupNormCases {
 		x, gamma, beta := groupNormInputs(e, s)
 		n, ng := len(x), s.Batch*s.Groups
 		act := []gpu.Act{gpu.ActSiLU, gpu.ActNone}[ci%2]
 		px, pg, pb := e.upload(x), e.upload(gamma), e.upload(beta)
+		var xBias, pxb gpu.Buffer
+		px2 := e.upload(x) // the reference: the backend's own unfused ops
+		if ci%3 != 1 {
+			xb := normals(e.rng, s.Batch*s.C, 1)
+			xBias = e.upload(xb)
+			pxb = e.upload(xb)
+			e.be.AddChannelBias(s.Batch, s.C, s.HW, px2, pxb, px2)
+		}
 		py, pa := e.viewOf(filled(n, sentinel), 1, 2), e.viewOf(filled(n, sentinel), 2, 1)
 		pm, pr := e.viewOf(filled(ng, sentinel), 1, 1), e.viewOf(filled(ng, sentinel), 1, 1)
-		e.be.GroupNormAct(s, act, px, pg, pb, py.view, pa.view, pm.view, pr.view)
+		e.be.GroupNormAct(s, act, px, xBias, pg, pb, py.view, pa.view, pm.view, pr.view)
 		y2, m2, r2 := e.upload(filled(n, sentinel)), e.upload(filled(ng, sentinel)), e.upload(filled(ng, sentinel))
-		e.be.GroupNorm(s, px, pg, pb, y2, m2, r2)
-		name := fmt.Sprintf("GroupNormAct(%+v, act=%d)", s, act)
+		e.be.GroupNorm(s, px2, pg, pb, y2, m2, r2)
+		name := fmt.Sprintf("GroupNormAct(%+v, act=%d, xBias=%v)", s, act, xBias != nil)
+		checkBits(e.t, name+": x (+ xBias)", e.download(px), e.download(px2), nil)
 		y := e.download(py.view)
 		checkBits(e.t, name+": y (GroupNorm's)", y, e.download(y2), nil)
 		checkBits(e.t, name+": mean", e.download(pm.view), e.download(m2), nil)
@@ -356,8 +366,25 @@ func testGroupNormActBackward(e *env) {
 			}
 		}
 		pdg, pdb := e.viewOf(filled(s.C, sentinel), 2, 1), e.viewOf(filled(s.C, sentinel), 1, 2)
-		e.be.GroupNormActBackward(s, act, pdA, py, px, pg, pm, pr, padd, pdx.view, pdg.view, pdb.view)
-		name := fmt.Sprintf("GroupNormActBackward(%+v, act=%d, add=%v)", s, act, add != nil)
+		var pds padded
+		var dxSum gpu.Buffer
+		if ci%3 != 2 {
+			pds = e.viewOf(filled(s.Batch*s.C, sentinel), 1, 1)
+			dxSum = pds.view
+		}
+		e.be.GroupNormActBackward(s, act, pdA, py, px, pg, pm, pr, padd, pdx.view, pdg.view, pdb.view, dxSum)
+		name := fmt.Sprintf("GroupNormActBackward(%+v, act=%d, add=%v, dxSum=%v)", s, act, add != nil, dxSum != nil)
+		if dxSum != nil {
+			want, tol := make([]float64, s.Batch*s.C), make([]float64, s.Batch*s.C)
+			for i := range wantDx {
+				r := i / s.HW
+				want[r] += wantDx[i]
+				// dx's own error, and the sum's: 1e-4 of sum |dx|
+				tol[r] += tolDx[i] + rtolRed*math.Abs(wantDx[i])
+			}
+			checkTol(e.t, name+": dxSum", e.download(pds.view), want, tol, 0)
+			e.checkOutside(name+": dxSum", pds)
+		}
 		checkTol(e.t, name+": dx", e.download(pdx.view), wantDx, tolDx, s.HW)
 		checkTol(e.t, name+": dgamma", e.download(pdg.view), wantG, tolG, 0)
 		checkTol(e.t, name+": dbeta", e.download(pdb.view), wantB, tolB, 0)
