@@ -207,6 +207,13 @@ const (
 	maxRedBlocks = 1024
 )
 
+// blocksVec is the grid of the kernels that take FM_VEC (common.cuh)
+// elements a thread per pass.
+func blocksVec(n int) dim3 { return blocks1D((n + fmVec - 1) / fmVec) }
+
+// fmVec is common.cuh's FM_VEC.
+const fmVec = 4
+
 func blocks1D(n int) dim3 {
 	b := (n + elemThreads - 1) / elemThreads
 	return dim3{uint32(min(max(b, 1), maxElemBlocks)), 1, 1}

@@ -96,6 +96,15 @@ func (d *DeviceBackend) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, 
 		}
 		return
 	}
+	if dBias == nil {
+		n := rows * cols
+		if act == ActNone && d.ptr(dY) == d.ptr(dPre) {
+			return // the identity in place
+		}
+		d.launch(d.call("act_backward_kernel", blocksVec(n), elemBlock).
+			i32(int(act)).i32(n).ptr(d.ptr(dY)).ptr(d.ptr(pre)).ptr(d.ptr(dPre)))
+		return
+	}
 	chunk := max(biasRowThreads, (rows+maxBiasChunks-1)/maxBiasChunks)
 	chunks := (rows + chunk - 1) / chunk
 	var partial devPtr
@@ -117,7 +126,7 @@ func (d *DeviceBackend) Activate(act Act, x, y Buffer) {
 	if n == 0 || !d.usable(x, y) {
 		return
 	}
-	d.launch(d.call("activate_forward_kernel", blocks1D(n), elemBlock).i32(int(act)).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
+	d.launch(d.call("activate_forward_kernel", blocksVec(n), elemBlock).i32(int(act)).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
 }
 
 func (d *DeviceBackend) EmbedInput(rows, d0 int, x, t Buffer, emb TimeEmbedding, out Buffer) {

@@ -58,6 +58,15 @@ FM_DEVICE float fmax32(float a, float b) { return a > b ? a : b; }
 FM_DEVICE long long global_tid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 FM_DEVICE long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
 
+// Streaming kernels whose output may alias an input cannot have a thread's
+// next loads issued before its store (the compiler must assume the store
+// may change them): each thread handles FM_VEC elements per pass of a
+// grid-stride loop, e, e + stride, ..., loading all of them before it
+// stores any, so FM_VEC loads are in flight instead of one. (Exact aliasing
+// only: each element is read and written by the same thread.) The grid
+// for n elements is then about n / (256 FM_VEC) blocks (gpu.blocksVec).
+#define FM_VEC 4
+
 // silu(z) = z sigmoid(z), as the CPU backend computes it in float32.
 FM_DEVICE float silu_f(float z) { return z / (1.0f + expf(-z)); }
 

@@ -191,8 +191,10 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // The data gradient's product: A(c, (o,u,v)) = w[o, c, u, v] (inC x outC KK),
 // B((o,u,v), (b,h,w)) = dy[b, o, i, j] where i S + u - Pad = h and
-// j S + v - Pad = w have solutions inside dy (zero otherwise).
-template <int KC>
+// j S + v - Pad = w have solutions inside dy (zero otherwise). SC > 0 is
+// the stride S known at compile time (1 and 2: no division per element);
+// SC = 0 reads s.stride.
+template <int KC, int SC>
 struct conv_bwd_data_gather {
     conv_shape s;
     const float* __restrict__ dy;
@@ -221,17 +223,26 @@ struct conv_bwd_data_gather {
         conv_kk<KC>(s, kk, &o, &u, &v);
         int ti = c.th - u, tj = c.tw - v;
         if (ti < 0 || tj < 0) return 0.0f;
-        int i = ti / s.stride, j = tj / s.stride;
-        if (i * s.stride != ti || j * s.stride != tj || i >= s.oh || j >= s.ow) return 0.0f;
+        int i, j;
+        if (SC == 1) {
+            i = ti, j = tj;
+        } else if (SC == 2) {
+            if ((ti | tj) & 1) return 0.0f;
+            i = ti >> 1, j = tj >> 1;
+        } else {
+            i = ti / s.stride, j = tj / s.stride;
+            if (i * s.stride != ti || j * s.stride != tj) return 0.0f;
+        }
+        if (i >= s.oh || j >= s.ow) return 0.0f;
         return c.dy[((long long)o * s.oh + i) * s.ow + j];
     }
 };
 
-template <int KC>
+template <int KC, int SC>
 FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ dy,
                                          const float* __restrict__ wt, float* __restrict__ dx) {
     const int HW = s.h * s.w, n = s.batch * HW, kdim = s.outC * s.k * s.k;
-    conv_bwd_data_gather<KC> g{s, dy, wt};
+    conv_bwd_data_gather<KC, SC> g{s, dy, wt};
     float acc[4][4];
     conv_igemm_tile<true, false>(t, g, s.inC, n, 0, kdim, acc);
     const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
@@ -260,12 +271,14 @@ extern "C" __global__ void __launch_bounds__(256)
                                 float* __restrict__ dx) {
     __shared__ __align__(16) conv_tiles t;
     const conv_shape s = FM_CONV_SHAPE;
-    if (k == 3)
-        conv2d_data_backward_body<3>(t, s, dy, wt, dx);
-    else if (k == 1)
-        conv2d_data_backward_body<1>(t, s, dy, wt, dx);
+    if (k == 3 && stride == 1)
+        conv2d_data_backward_body<3, 1>(t, s, dy, wt, dx);
+    else if (k == 3 && stride == 2)
+        conv2d_data_backward_body<3, 2>(t, s, dy, wt, dx);
+    else if (k == 1 && stride == 1)
+        conv2d_data_backward_body<1, 1>(t, s, dy, wt, dx);
     else
-        conv2d_data_backward_body<0>(t, s, dy, wt, dx);
+        conv2d_data_backward_body<0, 0>(t, s, dy, wt, dx);
 }
 
 // The filter gradient's product: A(o, (b,p)) = dy[b, o, p] (outC x batch P),

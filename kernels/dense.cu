@@ -245,11 +245,46 @@ extern "C" __global__ void __launch_bounds__(256)
 // activate_forward_kernel: y[i] = act(x[i]) (gpu.Dense.Activate), as the
 // CPU backend in float32: silu(z) = z / (1 + exp(-z)); none copies. y may
 // alias x.
-// Shapes: x, y (n). Launch: 1-D, any grid (grid-stride loop), block <= 256.
+// Shapes: x, y (n). Launch: 1-D, any grid (FM_VEC elements a thread per
+// pass of a grid-stride loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256) activate_forward_kernel(int act, const float* x, float* y, int n) {
-    for (long long i = global_tid(); i < n; i += grid_stride()) {
-        float z = x[i];
-        y[i] = act == FM_ACT_SILU ? silu_f(z) : z;
+    const long long stride = grid_stride();
+    for (long long i0 = global_tid(); i0 < n; i0 += FM_VEC * stride) {
+        float v[FM_VEC];
+        FM_UNROLL
+        for (int u = 0; u < FM_VEC; u++) {
+            long long i = i0 + u * stride;
+            if (i < n) v[u] = x[i];
+        }
+        FM_UNROLL
+        for (int u = 0; u < FM_VEC; u++) {
+            long long i = i0 + u * stride;
+            if (i < n) y[i] = act == FM_ACT_SILU ? silu_f(v[u]) : v[u];
+        }
+    }
+}
+
+// act_backward_kernel: dPre = dY * act'(pre) elementwise (gpu.Dense.
+// BiasActBackward without a bias gradient: any rows x cols as one run of
+// n elements, every thread busy), rounded as bias_act_backward_kernel.
+// dPre may alias dY.
+// Shapes: dY, pre, dPre (n). Launch: 1-D, any grid (FM_VEC elements a
+// thread per pass of a grid-stride loop), block <= 256.
+extern "C" __global__ void __launch_bounds__(256)
+    act_backward_kernel(int act, int n, const float* dY, const float* pre, float* dPre) {
+    const long long stride = grid_stride();
+    for (long long i0 = global_tid(); i0 < n; i0 += FM_VEC * stride) {
+        float v[FM_VEC];
+        FM_UNROLL
+        for (int u = 0; u < FM_VEC; u++) {
+            long long i = i0 + u * stride;
+            if (i < n) v[u] = act == FM_ACT_SILU ? fm_mul(dY[i], silu_grad_f(pre[i])) : dY[i];
+        }
+        FM_UNROLL
+        for (int u = 0; u < FM_VEC; u++) {
+            long long i = i0 + u * stride;
+            if (i < n) dPre[i] = v[u];
+        }
     }
 }
 

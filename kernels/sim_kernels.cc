@@ -10,6 +10,7 @@
 #include "sim_selftest.h"
 
 extern const SimKernel sim_kernel_table[] = {
+    SIM_KERNEL(act_backward_kernel),
     SIM_KERNEL(activate_forward_kernel),
     SIM_KERNEL(adam_ema_update_kernel),
     SIM_KERNEL(add_channel_bias_forward_kernel),
