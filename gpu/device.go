@@ -8,7 +8,7 @@ import (
 
 // DeviceBackend is the CUDA backend's logic: every Backend op as launches
 // of the kernels in kernels/*.cu (grid shapes, argument order, views as a
-// device pointer plus an offset, scratch space for two-pass reductions),
+// device pointer plus an offset, scratch space for reductions),
 // written once over a launcher (device_launcher.go). The cuda build runs
 // it on a GPU through the CUDA driver API (NewCUDA); the kernelsim build
 // runs the same code, with the same kernels compiled for the host, on the
@@ -18,11 +18,12 @@ import (
 // launching. The ops of family F are in device_F.go, each calling its
 // family's argument check first, as the CPU backend does.
 //
-// Reductions are deterministic: a first kernel writes one float64 partial
-// sum per block over a fixed split of the input (the number of blocks
-// depends on the length only, never on the device), and a second,
-// single-block kernel adds the partials in a fixed tree. No float atomics:
-// the same inputs give the same bits on every run and every GPU.
+// Reductions are deterministic and take one launch: each block writes one
+// float64 partial sum over a fixed split of the input (the number of
+// blocks depends on the length only, never on the device), and the last
+// block to finish (the completion counters below) adds the partials in a
+// fixed tree. No float atomics: the same inputs give the same bits on
+// every run and every GPU.
 //
 // The kernels index with int: a buffer holds at most maxDeviceElems
 // elements (a larger Alloc fails as one beyond the device's memory does),
