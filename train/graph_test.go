@@ -79,7 +79,7 @@ func TestStepGraphsSameNumbers(t *testing.T) {
 						r.progress = append(r.progress, p)
 					}
 				}
-				r.graph, r.kernels = tr.GraphLaunches()
+				r.graph, r.kernels = tr.Recorded()
 				for _, buf := range []gpu.Buffer{tr.net.Params(), tr.ema, tr.m, tr.v, tr.grads} {
 					h := make([]float32, buf.Len())
 					b.Download(h, buf)

@@ -191,9 +191,9 @@ func (tr *Trainer) replay() bool {
 	return g.Launch() == nil
 }
 
-// GraphLaunches reports whether the steps run as replays of a recorded
-// graph (gpu.Capture) and how many kernels one replay runs.
-func (tr *Trainer) GraphLaunches() (bool, int64) {
+// Recorded reports whether the steps run as replays of a recorded graph
+// (gpu.Capture) and how many kernels one replay runs.
+func (tr *Trainer) Recorded() (bool, int64) {
 	if tr.graph == nil {
 		return false, 0
 	}
