@@ -15,9 +15,20 @@ func convArgs(k *kernelCall, s ConvShape) *kernelCall {
 		i32(s.OutH()).i32(s.OutW())
 }
 
-// tileGrid is the implicit GEMM's grid over an m x n output (64 x 64 tiles).
+// convRows is the rows of the implicit GEMMs' output tiles for m rows
+// (conv.cu's conv_rows): 32 for at most 32, where a 64-row tile would be
+// half empty, else 64.
+func convRows(m int) int {
+	if m <= 32 {
+		return 32
+	}
+	return 64
+}
+
+// tileGrid is the implicit GEMM's grid over an m x n output (convRows(m) x
+// 64 tiles).
 func tileGrid(what string, m, n, z int) dim3 {
-	gy := (m + gemmTile - 1) / gemmTile
+	gy := (m + convRows(m) - 1) / convRows(m)
 	gx := (n + gemmTile - 1) / gemmTile
 	if gy > 65535 || gx > math.MaxInt32 || z > 65535 {
 		panic(fmt.Sprintf("gpu: %s: grid (%d, %d, %d) beyond the device's limits", what, gx, gy, z))

@@ -70,7 +70,8 @@ extern "C" __global__ void __launch_bounds__(256)
     if (b >= wBlocks) {
         const int bb = b - wBlocks, tilesX = (cols + GEMM_BN - 1) / GEMM_BN;
         const int row0 = (bb / tilesX) * GEMM_BM, col0 = (bb % tilesX) * GEMM_BN;
-        gemm_tile_at<false, false>(rows, cols, out, dPre, out, W, in, row0, col0, acc, nullptr);
+        double unused = 0.0;
+        gemm_tile_at<false, false>(rows, cols, out, dPre, out, W, in, row0, col0, acc, false, unused);
         FM_UNROLL
         for (int i = 0; i < 4; i++) {
             int r = row0 + 4 * (int)threadIdx.y + i;
@@ -94,8 +95,8 @@ extern "C" __global__ void __launch_bounds__(256)
     const int kLen = rows - k0 < kSlice ? (int)(rows - k0) : kSlice;
     const bool sumBias = dBias != nullptr && col0 == 0;  // uniform across the block
     double asum = 0.0;
-    gemm_tile_at<true, false>(out, in, kLen, dPre + k0 * out, out, x + k0 * ldx, ldx, row0, col0, acc,
-                              sumBias ? &asum : nullptr);
+    gemm_tile_at<true, false>(out, in, kLen, dPre + k0 * out, out, x + k0 * ldx, ldx, row0, col0, acc, sumBias,
+                              asum);
     const int r0 = row0 + 4 * (int)threadIdx.y, c0 = col0 + 4 * (int)threadIdx.x;
     const int br = row0 + tid;  // the bias row of threads tid < 64
     if (splits == 1) {
