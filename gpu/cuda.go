@@ -66,6 +66,21 @@ func (e *CUDAUnavailable) Error() string {
 
 func (e *CUDAUnavailable) Unwrap() error { return e.Err }
 
+// Brief is what is missing and the driver's word for it, without the
+// hint: "no NVIDIA driver (libcuda.so.1 not found)", "no CUDA device
+// (cuInit: CUDA_ERROR_NO_DEVICE)".
+func (e *CUDAUnavailable) Brief() string {
+	var le *cudadriver.LoadError
+	var de *cudadriver.Error
+	switch {
+	case errors.As(e.Err, &le):
+		return fmt.Sprintf("%s (%s not found)", e.Missing, le.Path)
+	case errors.As(e.Err, &de) && de.Name != "":
+		return fmt.Sprintf("%s (%s: %s)", e.Missing, de.Func, de.Name)
+	}
+	return e.Error()
+}
+
 // cudaUnavailable classifies a start-up failure of the driver.
 func cudaUnavailable(stage string, err error) error {
 	var de *cudadriver.Error

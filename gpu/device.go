@@ -9,10 +9,11 @@ import (
 // DeviceBackend is the CUDA backend's logic: every Backend op as launches
 // of the kernels in kernels/*.cu (grid shapes, argument order, views as a
 // device pointer plus an offset, scratch space for reductions),
-// written once over a launcher (device_launcher.go). The cuda build runs
-// it on a GPU through the CUDA driver API (NewCUDA); the kernelsim build
+// written once over a launcher (device_launcher.go). NewCUDA runs it on a
+// GPU through the CUDA driver, loaded at run time; the kernelsim build
 // runs the same code, with the same kernels compiled for the host, on the
-// CPU (NewKernelSim), which is how it is tested without a GPU.
+// CPU (NewKernelSim), and tests run the CUDA launcher itself over a fake
+// libcuda made of that simulator: that is how it is tested without a GPU.
 //
 // This file holds what every op shares: buffers, the reduction scratch and
 // launching. The ops of family F are in device_F.go, each calling its

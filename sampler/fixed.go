@@ -76,7 +76,7 @@ func (s *stepper) step(t, h float64, y gpu.Buffer) {
 }
 
 // fixedSteps integrates y over the fixed grid of o (o normalized).
-func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) Stats {
+func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 	pts := mergeSaves(fixedGrid(o), o)
 	s := newStepper(b, sys, o.Method)
 	defer s.free()
@@ -90,13 +90,19 @@ func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) Stats {
 	}
 	emit(pts[0])
 	for i := 1; i < len(pts); i++ {
+		if o.Stop != nil {
+			if err := o.Stop(); err != nil {
+				st.NFE = st.Steps * o.Method.Stages()
+				return st, err
+			}
+		}
 		t := pts[i-1].t
 		s.step(t, pts[i].t-t, y)
 		st.Steps++
 		emit(pts[i])
 	}
 	st.NFE = st.Steps * o.Method.Stages()
-	return st
+	return st, nil
 }
 
 // run steps y over the grid points ts (no saves).

@@ -88,6 +88,11 @@ func (r *Recorder) solve(b gpu.Backend, f Field, sys *velocitySystem, y gpu.Buff
 		r.seen = true
 		return Stats{}, false, nil // op by op: sizes the scratch space
 	}
+	if o.Stop != nil {
+		if err := o.Stop(); err != nil {
+			return Stats{}, true, err
+		}
+	}
 	if r.graph != nil {
 		b.Copy(r.y, y)
 		if r.graph.Launch() == nil {
@@ -102,6 +107,7 @@ func (r *Recorder) solve(b gpu.Backend, f Field, sys *velocitySystem, y gpu.Buff
 	r.st = newStepper(b, sys, o.Method)
 	b.Copy(r.y, y)
 	calls := sys.calls
+	o.Stop = nil // asked above; a replay runs to its end
 	g, err := gpu.Capture(b, func() { r.stats = r.st.run(fixedGrid(o), r.y) })
 	if g == nil || err != nil {
 		// Nothing ran: the solve goes op by op, counting its own calls.

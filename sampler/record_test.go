@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"errors"
 	"math"
 	"testing"
 
@@ -81,6 +82,12 @@ func TestRecorderReplaysFixedSolves(t *testing.T) {
 		}
 		if r.Replays() != 3 { // the second solve records and replays
 			t.Errorf("%v: %d replays in 4 solves, want 3", m, r.Replays())
+		}
+		// A replayed solve asks Stop before it starts.
+		stop := errors.New("stop")
+		o.Stop = func() error { return stop }
+		if _, err := Solve(b, f, x, rows, o); err != stop || r.Replays() != 3 {
+			t.Errorf("%v: a stopped replay: err %v, %d replays", m, err, r.Replays())
 		}
 		r.Close()
 		b.Free(x)

@@ -142,6 +142,11 @@ type Options struct {
 	// rows x Dim buffer that is being integrated, or a workspace buffer
 	// holding it: read it during the call, do not keep or modify it).
 	OnSave func(t float64, x gpu.Buffer)
+	// Stop, when set, is called before every step; a non-nil result ends
+	// the solve, which returns it with the state part-way (a caller passes
+	// ctx.Err to make a solve cancellable). A solve that Recorder replays
+	// asks it once, before it starts: a replay runs to its end.
+	Stop func() error
 	// Recorder, when not nil, records a fixed-step solve without saves as
 	// one graph and replays it in later solves of the same field, rows
 	// and grid (the chunks of a sampling run): see Recorder.
@@ -346,7 +351,7 @@ func integrate(b gpu.Backend, sys system, y gpu.Buffer, o Options, save func(flo
 	if o.Method == Dopri5 {
 		st, err = dopri5(b, sys, y, o)
 	} else {
-		st = fixedSteps(b, sys, y, o)
+		st, err = fixedSteps(b, sys, y, o)
 	}
 	st.FieldCalls = sys.fieldCalls()
 	if err == nil {

@@ -206,7 +206,7 @@ func (tr *Trainer) adamStep(s int) gpu.AdamStep {
 	c := tr.cfg
 	return gpu.AdamStep{
 		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-		WeightDecay: float32(c.WeightDecay), Decoupled: c.Optimizer == "adamw",
+		WeightDecay: float32(c.WeightDecay), Decoupled: c.Optimizer == AdamW,
 		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
 		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
 	}
@@ -235,7 +235,7 @@ func (tr *Trainer) queueStep() {
 // Progress is what a Read returns.
 type Progress struct {
 	Step     int     // steps completed
-	Loss     float64 // mean loss over the steps since the previous Read
+	Loss     float64 // mean loss (summed over the D dimensions) over the steps since the previous Read
 	GradNorm float64 // gradient norm of the last step, before clipping
 	LR       float64 // learning rate of the last step
 }
@@ -248,7 +248,7 @@ type NonFiniteError struct {
 }
 
 func (e *NonFiniteError) Error() string {
-	return fmt.Sprintf("step %d: non-finite %s; training stopped (lower --lr or set --clip-grad)", e.Step, e.What)
+	return fmt.Sprintf("step %d: non-finite %s; training stopped", e.Step, e.What)
 }
 
 // Read waits for the device and returns the progress since the previous
