@@ -127,6 +127,12 @@ func Sample(ctx context.Context, m *Model, n int, o SampleOptions) ([]float32, S
 	chunk := ChunkRows(m.Config())
 	x := b.Alloc(min(n, chunk) * d)
 	defer b.Free(x)
+	if o.OnSave == nil && !so.Method.Adaptive() {
+		// Chunks of the same rows and field replay one recorded solve.
+		rec := sampler.NewRecorder(b)
+		defer rec.Close()
+		so.Recorder = rec
+	}
 	var host []float32
 	if o.OnSave != nil {
 		host = make([]float32, min(n, chunk)*d)

@@ -104,3 +104,14 @@ func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, erro
 	st.NFE = st.Steps * o.Method.Stages()
 	return st, nil
 }
+
+// run steps y over the grid points ts (no saves).
+func (s *stepper) run(ts []float64, y gpu.Buffer) Stats {
+	var st Stats
+	for i := 1; i < len(ts); i++ {
+		s.step(ts[i-1], ts[i]-ts[i-1], y)
+		st.Steps++
+	}
+	st.NFE = st.Steps * s.m.Stages()
+	return st
+}

@@ -144,8 +144,13 @@ type Options struct {
 	OnSave func(t float64, x gpu.Buffer)
 	// Stop, when set, is called before every step; a non-nil result ends
 	// the solve, which returns it with the state part-way (a caller passes
-	// ctx.Err to make a solve cancellable).
+	// ctx.Err to make a solve cancellable). A solve that Recorder replays
+	// asks it once, before it starts: a replay runs to its end.
 	Stop func() error
+	// Recorder, when not nil, records a fixed-step solve without saves as
+	// one graph and replays it in later solves of the same field, rows
+	// and grid (the chunks of a sampling run): see Recorder.
+	Recorder *Recorder
 }
 
 // DefaultOptions is Dopri5 from t = 0 to t = 1 with rtol = atol = 1e-5 and
@@ -327,6 +332,11 @@ func Solve(b gpu.Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, er
 		return Stats{}, fmt.Errorf("sampler: state buffer has %d elements, need rows*Dim = %d*%d", x.Len(), rows, d)
 	}
 	sys := &velocitySystem{f: f, rows: rows}
+	if r := o.Recorder; r != nil && o.Method != Dopri5 && len(o.SaveAt) == 0 {
+		if st, ok, err := r.solve(b, f, sys, x.Slice(0, rows*d), o); ok {
+			return st, err
+		}
+	}
 	return integrate(b, sys, x.Slice(0, rows*d), o, o.OnSave)
 }
 

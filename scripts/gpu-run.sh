@@ -67,7 +67,7 @@ cat "$out/header.txt" >&2
 lib=${FMGPU_LIBCUDA:-libcuda.so.1}
 
 rm -f "$out/conformance-kernels.tsv"
-if ! step conformance 60 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance)$' -test.v \
+if ! step conformance 60 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance|TestCUDACapture)$' -test.v \
 	-cuda.lib="$lib" -cuda.kernellog="$out/conformance-kernels.tsv"; then
 	step conformance-sync 45 ./gpu.test -test.run '^TestCUDAConformance$' -test.v -cuda.lib="$lib" -cuda.sync
 fi

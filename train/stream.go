@@ -116,7 +116,7 @@ func (tr *Trainer) Streaming() bool { return tr.stream != nil }
 // trainer's source: they are read on the host, checked (finite values,
 // labels in range), uploaded, and x_t, u_t computed on the device from
 // them, x0 and t (PathTarget); forward, loss, backward and the update are
-// those of Step. x0 is N(0, PriorStd^2) from Philox stream (Seed, step)
+// Step's ops (queued one by one, not replayed from a recorded graph). x0 is N(0, PriorStd^2) from Philox stream (Seed, step)
 // (RandNormal), t and the label dropout are drawn on the host from the
 // streams DrawBatch and DrawLabels use for the step, so that the noise of
 // a run does not depend on its rows. An error of the source is a
@@ -158,7 +158,10 @@ func (tr *Trainer) StepStream(ctx context.Context) error {
 	}
 	st.noise(tr.step, st.x0)
 	b.PathTarget(c.Path, bs, d, st.x0, st.x1, tr.t, tr.xt, tr.ut)
-	tr.update()
+	tr.uploadScalars(s)
+	tr.queueUpdate() // op by op: the uploads and draws above change every step
+	tr.step = s
+	tr.sinceRead++
 	return nil
 }
 
@@ -207,29 +210,6 @@ func (st *streamState) dropLabels(c Config, step uint64) {
 		}
 		st.y[r] = float32(l)
 	}
-}
-
-// update queues the part of a step after the batch is drawn: forward,
-// loss gradient, backward, gradient norm, the fused Adam + EMA update and
-// the loss sum. It is Step's sequence after its draw, which the streaming
-// trainer's tests check step for step against Step.
-func (tr *Trainer) update() {
-	c := tr.cfg
-	s := tr.step + 1
-	b, bs := tr.b, c.Batch
-	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
-	b.MSELoss(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.loss)
-	tr.net.Backward(tr.dPred, tr.grads)
-	b.SumSquares(tr.grads, tr.gradSq)
-	b.AdamEMA(gpu.AdamStep{
-		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-		WeightDecay: float32(c.WeightDecay), Decoupled: c.Optimizer == AdamW,
-		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
-		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
-	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
-	b.Axpy(1, tr.loss, tr.lossSum)
-	tr.step = s
-	tr.sinceRead++
 }
 
 // advance queues the next step of Run: Step, or StepStream for a trainer

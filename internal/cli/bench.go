@@ -40,8 +40,24 @@ const (
 	benchSampleSteps = 100
 )
 
-// launchCounter is implemented by device backends that count kernel launches.
-type launchCounter interface{ Launches() int64 }
+// launchCounter is implemented by device backends that count kernel
+// launches (the kernels run, replays of recorded graphs included) and
+// graph launches.
+type launchCounter interface {
+	Launches() int64
+	GraphLaunches() int64
+}
+
+// launchFields are bench's counts over steps steps since the counts l0, g0:
+// launches_per_step (the name earlier versions printed) and
+// kernels_per_step are the kernels run, graph_launches_per_step the
+// replays of recorded graphs (each runs many of those kernels with one
+// launch).
+func launchFields(lc launchCounter, l0, g0 int64, steps int) string {
+	k := float64(lc.Launches()-l0) / float64(steps)
+	return fmt.Sprintf(" launches_per_step=%.1f kernels_per_step=%.1f graph_launches_per_step=%.2f",
+		k, k, float64(lc.GraphLaunches()-g0)/float64(steps))
+}
 
 // benchOptions are the settings of `fmgpu bench`.
 type benchOptions struct {
@@ -151,9 +167,9 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 		return err
 	}
 	lc, counts := b.(launchCounter)
-	var l0 int64
+	var l0, g0 int64
 	if counts {
-		l0 = lc.Launches()
+		l0, g0 = lc.Launches(), lc.GraphLaunches()
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -172,7 +188,7 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	gflops := 3 * float64(tr.Net().FLOPsPerRow()) * float64(wl.batch) * sps / 1e9
 	extra := fmt.Sprintf("allocs_per_step=%.1f", float64(ms1.Mallocs-ms0.Mallocs)/float64(steps))
 	if counts {
-		extra += fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
+		extra += launchFields(lc, l0, g0, steps)
 	}
 	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
 	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
@@ -207,14 +223,26 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed u
 	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1}); err != nil {
 		return err
 	}
+	if gpu.CanCapture(b) {
+		// The timed solve replays a recorded graph: one solve op by op,
+		// one recorded first.
+		rec := sampler.NewRecorder(b)
+		defer rec.Close()
+		o.Recorder = rec
+		for i := 0; i < 2; i++ {
+			if _, err := sampler.Solve(b, net, x, benchSamplePts, o); err != nil {
+				return err
+			}
+		}
+	}
 	b.RandNormal(x, seed, 1, 1)
 	if err := b.Sync(); err != nil {
 		return err
 	}
 	lc, counts := b.(launchCounter)
-	var l0 int64
+	var l0, g0 int64
 	if counts {
-		l0 = lc.Launches()
+		l0, g0 = lc.Launches(), lc.GraphLaunches()
 	}
 	start := time.Now()
 	st, err := sampler.Solve(b, net, x, benchSamplePts, o)
@@ -228,7 +256,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed u
 	gflops := float64(net.FLOPsPerRow()) * benchSamplePts * float64(st.NFE) / el / 1e9
 	extra := ""
 	if counts {
-		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
+		extra = launchFields(lc, l0, g0, steps)
 	}
 	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
 		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))

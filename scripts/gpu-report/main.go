@@ -376,7 +376,11 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 		for _, wl := range r.benchOrder {
 			m := r.bench[wl]
 			val := m["steps_per_s"] + m["points_per_s"]
-			fmt.Fprintf(w, "%-16s %-26s", wl, val+" ("+m["launches_per_step"]+" launches)")
+			counts := m["launches_per_step"] + " kernels"
+			if g := m["graph_launches_per_step"]; g != "" && g != "0.00" {
+				counts += ", " + g + " graphs"
+			}
+			fmt.Fprintf(w, "%-16s %-26s", wl, val+" ("+counts+")")
 			f, _ := strconv.ParseFloat(val, 64)
 			for _, v := range r.variants {
 				p := r.peers[wl][v]
