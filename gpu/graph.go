@@ -33,7 +33,7 @@ var errCapture = errors.New("not allowed while a graph is recorded (the ops of a
 // Download, Copy or Sync, and no scratch space beyond what the same ops
 // needed before (run them once eagerly first). On an error nothing of f
 // has run and b is usable.
-func Capture(b Backend, f func()) (*Graph, error) {
+func Capture(b Memory, f func()) (*Graph, error) {
 	d, ok := b.(*DeviceBackend)
 	if !ok {
 		return nil, nil
@@ -42,7 +42,7 @@ func Capture(b Backend, f func()) (*Graph, error) {
 }
 
 // CanCapture reports whether Capture records graphs on b.
-func CanCapture(b Backend) bool {
+func CanCapture(b Memory) bool {
 	d, ok := b.(*DeviceBackend)
 	if !ok || d.closed {
 		return false

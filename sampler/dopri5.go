@@ -45,7 +45,7 @@ const (
 // rejection). The step is clipped to land exactly on each save time and on
 // T1; after an accepted clipped step the step size before clipping is kept
 // when larger.
-func dopri5(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
+func dopri5(b Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 	n := sys.size()
 	var ks [7]gpu.Buffer
 	for i := range ks {

@@ -15,14 +15,14 @@ var (
 // stepper holds the workspace of a fixed-step method: stage buffers k and a
 // stage state tmp, allocated once per solve.
 type stepper struct {
-	b   gpu.Backend
+	b   Backend
 	sys system
 	m   Method
 	k   []gpu.Buffer
 	tmp gpu.Buffer
 }
 
-func newStepper(b gpu.Backend, sys system, m Method) *stepper {
+func newStepper(b Backend, sys system, m Method) *stepper {
 	n := sys.size()
 	s := &stepper{b: b, sys: sys, m: m, k: make([]gpu.Buffer, m.Stages())}
 	for i := range s.k {
@@ -76,7 +76,7 @@ func (s *stepper) step(t, h float64, y gpu.Buffer) {
 }
 
 // fixedSteps integrates y over the fixed grid of o (o normalized).
-func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
+func fixedSteps(b Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 	pts := mergeSaves(fixedGrid(o), o)
 	s := newStepper(b, sys, o.Method)
 	defer s.free()

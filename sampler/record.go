@@ -17,7 +17,7 @@ import (
 // with a Recorder is an ordinary solve. A Recorder serves one backend and
 // one goroutine; Close frees it.
 type Recorder struct {
-	b       gpu.Backend
+	b       Backend
 	key     recordKey
 	seen    bool // a solve of key ran op by op
 	failed  bool // recording key failed: op by op from now on
@@ -39,7 +39,7 @@ type recordKey struct {
 }
 
 // NewRecorder returns a Recorder for solves on b.
-func NewRecorder(b gpu.Backend) *Recorder { return &Recorder{b: b} }
+func NewRecorder(b Backend) *Recorder { return &Recorder{b: b} }
 
 // Replays is the number of solves run as one graph launch.
 func (r *Recorder) Replays() int { return r.replays }
@@ -68,7 +68,7 @@ func (r *Recorder) drop() {
 
 // solve runs a fixed-step solve of sys over y through r; ok false: not
 // recordable here (the caller solves op by op).
-func (r *Recorder) solve(b gpu.Backend, f Field, sys *velocitySystem, y gpu.Buffer, o Options) (st Stats, ok bool, err error) {
+func (r *Recorder) solve(b Backend, f Field, sys *velocitySystem, y gpu.Buffer, o Options) (st Stats, ok bool, err error) {
 	if b != r.b || !gpu.CanCapture(b) || !reflect.TypeOf(f).Comparable() {
 		return Stats{}, false, nil
 	}

@@ -315,12 +315,22 @@ func (s *velocitySystem) eval(t float64, y, dy gpu.Buffer) {
 	s.f.Velocity(t, s.rows, y, dy)
 }
 
+// Backend is what the solvers run on: the Memory family (buffers, copies,
+// Sync), the ODE family's updates and the Random family's draws (the
+// Hutchinson probes). Every gpu.Backend is one; the velocity field brings
+// its own.
+type Backend interface {
+	gpu.Memory
+	gpu.ODE
+	gpu.Random
+}
+
 // Solve integrates dx/dt = f.Velocity(t, x) from o.T0 to o.T1 for rows
 // states of f.Dim() elements held in x (row-major, at least rows*Dim
 // elements; the first rows*Dim are used), in place. Dopri5 uses one step size
 // for the whole batch: its error norm is the root mean square of the scaled
 // error over all rows*Dim elements, so the batch moves together.
-func Solve(b gpu.Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, error) {
+func Solve(b Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, error) {
 	if rows < 1 {
 		return Stats{}, fmt.Errorf("sampler: rows = %d: need at least one state", rows)
 	}
@@ -341,7 +351,7 @@ func Solve(b gpu.Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, er
 }
 
 // integrate solves sys in place over y, calling save at o.SaveAt.
-func integrate(b gpu.Backend, sys system, y gpu.Buffer, o Options, save func(float64, gpu.Buffer)) (Stats, error) {
+func integrate(b Backend, sys system, y gpu.Buffer, o Options, save func(float64, gpu.Buffer)) (Stats, error) {
 	o, err := o.normalized()
 	if err != nil {
 		return Stats{}, err
