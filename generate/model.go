@@ -98,10 +98,12 @@ func FromTrainer(b gpu.Backend, tr *train.Trainer, std data.Standardization) (*M
 	return &Model{Net: tr.EMANet(), Path: p, TimeShift: c.Time.Shift, Std: std, b: b}, nil
 }
 
-// Close releases the network's device memory when the model owns it.
+// Close releases the network's device memory (weights and workspaces)
+// when the model owns it.
 func (m *Model) Close() {
 	if m.owned && m.Net != nil {
-		m.Net.Release()
+		m.Net.Release() // the workspaces
+		m.b.Free(m.Net.Params())
 		m.Net = nil
 	}
 }

@@ -1,5 +1,6 @@
 // Package train runs flow-matching training on a gpu.Backend: the fused
-// batch draw, the network's forward and backward, the loss, gradient
+// batch draw (or, for a streaming trainer, a batch read from a Source and
+// uploaded), the network's forward and backward, the loss, gradient
 // clipping and the fused Adam(W) + EMA update, with a learning-rate
 // schedule, metrics and safetensors checkpoints that record everything a
 // later `sample`, `likelihood` or `--resume` needs.

@@ -113,7 +113,17 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		end = o.StopAt
 	}
 	for tr.step < end {
-		tr.Step()
+		if err := tr.advance(ctx); err != nil {
+			// a streaming trainer's source failed or was cancelled: keep the
+			// steps done
+			if tr.step == 0 {
+				return err
+			}
+			if saveErr := save(); saveErr != nil {
+				return fmt.Errorf("%w, and saving failed: %v", err, saveErr)
+			}
+			return err
+		}
 		s := tr.step
 		if o.OnStep != nil {
 			o.OnStep(s)

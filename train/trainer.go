@@ -47,6 +47,7 @@ type Trainer struct {
 	step      int // steps completed
 	sinceRead int
 	owned     []gpu.Buffer
+	stream    *streamState // the source of a streaming trainer (stream.go)
 }
 
 // New builds a trainer for cfg on b over the (already standardized) data,
@@ -124,6 +125,7 @@ func (tr *Trainer) Close() {
 	tr.graph = nil
 	tr.net.Release()
 	tr.emaNet.Release()
+	tr.b.Free(tr.net.Params()) // model.New allocated it
 	for _, buf := range tr.owned {
 		tr.b.Free(buf)
 	}
@@ -153,18 +155,27 @@ const (
 // fused Adam + EMA update; a replay of the recorded step where the backend
 // records graphs.
 func (tr *Trainer) Step() {
+	if tr.stream != nil {
+		panic("train: Step on a streaming trainer (StepStream draws its rows)")
+	}
 	s := tr.step + 1
-	sc := gpu.AdamScalarValues(tr.adamStep(s))
-	copy(tr.hostScalars[:], sc[:])
-	w := gpu.StepWords(uint64(tr.step))
-	copy(tr.hostScalars[stepWords:], w[:])
-	tr.b.Upload(tr.scalars, tr.hostScalars[:])
+	tr.uploadScalars(s)
 	if !tr.replay() {
 		tr.queueStep()
 		tr.ranOnce = true
 	}
 	tr.step = s
 	tr.sinceRead++
+}
+
+// uploadScalars writes the changing values of step s (1-based) where the
+// step's ops read them.
+func (tr *Trainer) uploadScalars(s int) {
+	sc := gpu.AdamScalarValues(tr.adamStep(s))
+	copy(tr.hostScalars[:], sc[:])
+	w := gpu.StepWords(uint64(s - 1))
+	copy(tr.hostScalars[stepWords:], w[:])
+	tr.b.Upload(tr.scalars, tr.hostScalars[:])
 }
 
 // replay launches the recorded step, recording it first when it is time;
@@ -222,6 +233,16 @@ func (tr *Trainer) queueStep() {
 	if tr.labels != nil {
 		b.DrawLabels(dr, tr.labels, tr.nData, bs, float32(c.ClassDropout), float32(c.Model.Classes), tr.y)
 	}
+	tr.queueUpdate()
+}
+
+// queueUpdate queues the part of a step after its batch is drawn (t, x_t,
+// u_t and the labels in place): forward, loss gradient, backward, gradient
+// norm and the fused Adam + EMA update, with the changing values read from
+// tr.scalars. The streaming step (stream.go) shares it.
+func (tr *Trainer) queueUpdate() {
+	c := tr.cfg
+	b, bs := tr.b, c.Batch
 	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
 	b.MSELossAccumulate(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.lossSum)
 	tr.net.Backward(tr.dPred, tr.grads)
