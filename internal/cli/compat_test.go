@@ -28,7 +28,7 @@ func TestCheckpointsOfEarlierVersions(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join("testdata", "ae7b848")
 			out := filepath.Join(t.TempDir(), "samples.npy")
-			args := append([]string{"sample", "--checkpoint", filepath.Join(dir, c.name+".safetensors"), "--out", out, "--quiet"}, c.args...)
+			args := append([]string{"sample", "--device", "cpu", "--checkpoint", filepath.Join(dir, c.name+".safetensors"), "--out", out, "--quiet"}, c.args...)
 			if code, _, stderr := fmgpu(t, args...); code != 0 {
 				t.Fatalf("sample exit %d: %s", code, stderr)
 			}
