@@ -2,7 +2,11 @@
 
 package sgemm
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // Register tiles of the generated kernels; they must match asm/gen.go.
 const (
@@ -57,11 +61,35 @@ func archKernels() []*kernelImpl {
 	return ks
 }
 
-// fmaProbe runs the FMA loops of the generated assembly; see clock_test.go.
+// probeBuf is the L1-resident buffer of the load probes, which start at
+// its first 64-byte aligned float.
+var probeBuf [1024 + 32]float32
+
+// fmaProbe runs the probe loops of the generated assembly (n iterations);
+// see peak.go and clock_test.go. It reports false when this CPU lacks the
+// instructions.
 func fmaProbe(kind string, n int) bool {
 	switch kind {
 	case "latency":
 		fmaLatency(n)
+	case "add":
+		addChain(n)
+	case "loadZMM", "loadZMMSplit", "loadBcast", "fmaBcast":
+		if !cpu.X86.HasAVX512F {
+			return false
+		}
+		i := (64 - int(uintptr(unsafe.Pointer(&probeBuf[0]))%64)) % 64 / 4
+		p := &probeBuf[i]
+		switch kind {
+		case "loadZMM":
+			loadZMM(n, p)
+		case "loadZMMSplit":
+			loadZMMSplit(n, p)
+		case "loadBcast":
+			loadBcast(n, p)
+		default:
+			fmaBcast(n, p)
+		}
 	case "zmm":
 		if !cpu.X86.HasAVX512F {
 			return false

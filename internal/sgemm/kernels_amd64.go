@@ -259,3 +259,18 @@ func fmaThroughput512(n int)
 
 // fmaThroughput256 runs n x 28 independent FMAs.
 func fmaThroughput256(n int)
+
+// addChain runs n x 32 dependent integer adds (32n cycles).
+func addChain(n int)
+
+// loadZMM runs n x 16 aligned zmm loads from p (4 KiB).
+func loadZMM(n int, p *float32)
+
+// loadZMMSplit runs n x 16 zmm loads from p, each crossing a cache line.
+func loadZMMSplit(n int, p *float32)
+
+// loadBcast runs n x 16 VBROADCASTSS loads from p.
+func loadBcast(n int, p *float32)
+
+// fmaBcast runs n x 24 independent FMAs with a broadcast memory operand.
+func fmaBcast(n int, p *float32)
