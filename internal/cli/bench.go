@@ -24,12 +24,16 @@ type benchWorkload struct {
 	hidden []int
 	batch  int
 	steps  int // timed steps, as the peer's defaults
+	// unet: the image workloads' U-Net (bench_unet.go); nil: an MLP
+	unet *model.UNetConfig
 }
 
 var benchWorkloads = []benchWorkload{
-	{"mlp256-b256", []int{256, 256, 256}, 256, 400},
-	{"mlp256-b4096", []int{256, 256, 256}, 4096, 40},
-	{"mlp512x4-b4096", []int{512, 512, 512, 512}, 4096, 40},
+	{"mlp256-b256", []int{256, 256, 256}, 256, 400, nil},
+	{"mlp256-b4096", []int{256, 256, 256}, 4096, 40, nil},
+	{"mlp512x4-b4096", []int{512, 512, 512, 512}, 4096, 40, nil},
+	{"unet-mnist-b64", nil, imageBatch, benchUNetSteps, benchUNet(false)},
+	{"unet-mnist-b64-attn", nil, imageBatch, benchUNetSteps, benchUNet(true)},
 }
 
 const (
@@ -113,7 +117,7 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 		steps = wl.steps
 	}
 	warm := max(5, steps/10)
-	tr, err := train.New(b, benchConfig(wl, warm+steps, seed), ds.X, ds.N)
+	tr, dim, err := newBenchTrainer(b, wl, warm+steps, seed, ds)
 	if err != nil {
 		return err
 	}
@@ -151,8 +155,8 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
 	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
 	// reads beside the peer's loss values.
-	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s device=%s\n",
-		wl.name, sps, gflops, p.Loss/float64(ds.D), extra, b.Info().Backend)
+	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s%s device=%s\n",
+		wl.name, sps, gflops, p.Loss/float64(dim), extra, peakFields(b, gflops), b.Info().Backend)
 	return nil
 }
 
@@ -201,7 +205,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) erro
 	if counts {
 		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(benchSampleSteps))
 	}
-	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
-		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))
+	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s%s device=%s\n",
+		float64(benchSamplePts)/el, gflops, st.NFE, extra, peakFields(b, gflops), strings.TrimSpace(b.Info().Backend))
 	return nil
 }
