@@ -2,7 +2,10 @@ package gpu
 
 import "github.com/fmgpu/fmgpu/internal/sgemm"
 
-// The CPU backend's Conv ops: im2col and one matrix product.
+// The CPU backend's Conv ops. The 3x3 convolutions with padding 1 and
+// stride 1 or 2 (all of the U-Net's but the 1x1 ones) run on
+// internal/sgemm's direct kernels where it has them (the AVX-512 set);
+// the others go through im2col and one matrix product:
 //
 // For a group of nb images, col is the (InC K K) x N matrix whose row
 // r = (c K + u) K + v holds, for every output position (image, i, j),
@@ -70,6 +73,13 @@ type convState struct {
 	biasFill convBiasFillTask
 	biasGrad convBiasGradTask
 	dwT      transposeTask // dW^T to dW
+	direct   sgemm.ConvState
+}
+
+// directConv returns s as sgemm's direct convolution, ok when it runs one.
+func directConv(s ConvShape) (d sgemm.Conv3x3, ok bool) {
+	d = sgemm.Conv3x3{Batch: s.Batch, C: s.InC, H: s.H, W: s.W, OutC: s.OutC, Stride: s.Stride}
+	return d, s.K == 3 && s.Pad == 1 && sgemm.DirectConv(d)
 }
 
 // convPlan is a convolution's derived sizes.
@@ -491,6 +501,10 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 
 func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	checkConv2D(s, x, w, bias, y)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.Forward(d, host(x), host(w), host(bias), host(y), c.pool.n)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	xd, wd, bd, yd := host(x), host(w), host(bias), host(y)
@@ -499,6 +513,10 @@ func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 
 func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	checkConv2DBackwardData(s, dy, w, dx)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.BackwardData(d, host(dy), host(w), host(dx), c.pool.n)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	dyd, wd, dxd := host(dy), host(w), host(dx)
@@ -560,6 +578,10 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 
 func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	checkConv2DBackwardFilter(s, x, dy, dw, dbias)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.BackwardFilter(d, host(x), host(dy), host(dw), host(dbias), c.pool.n)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	xd, dyd, dwd, dbd := host(x), host(dy), host(dw), host(dbias)

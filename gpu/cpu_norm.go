@@ -1,9 +1,15 @@
 package gpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/fmgpu/fmgpu/internal/sgemm"
+)
 
 // The CPU backend's Norm ops: one task unit per (image, group), its sums
-// in float64 on one thread in a fixed order.
+// in float64 on one thread in a fixed order: through internal/sgemm's
+// vector kernels where the kernel set has them (sgemm.NormKernels), else
+// the loops below.
 
 type normState struct {
 	task groupNormTask
@@ -17,6 +23,7 @@ type groupNormTask struct {
 	dy, dx                        []float32
 	part                          []float64
 	backward                      bool
+	vec                           bool // sgemm's kernels
 }
 
 func (t *groupNormTask) run(lo, hi int) {
@@ -31,7 +38,12 @@ func (t *groupNormTask) run(lo, hi int) {
 		c0 := u % s.Groups * cpg
 		off := u * n // (b C + g cpg) HW
 		x := t.x[off : off+n]
-		sum, sq := sumSq64(x)
+		var sum, sq float64
+		if t.vec {
+			sum, sq = sgemm.NormSums(x)
+		} else {
+			sum, sq = sumSq64(x)
+		}
 		mean := sum / float64(n)
 		// E x^2 - mean^2 in float64 loses nothing float32 data carries
 		// unless |mean| / std exceeds about 1e4.
@@ -43,6 +55,10 @@ func (t *groupNormTask) run(lo, hi int) {
 			a, b := r32*t.gamma[c0+k], t.beta[c0+k]
 			xs := x[k*s.HW : (k+1)*s.HW]
 			ys := t.y[off+k*s.HW:][:len(xs)]
+			if t.vec {
+				sgemm.NormApply(xs, ys, m32, a, b)
+				continue
+			}
 			for i, v := range xs {
 				ys[i] = (v-m32)*a + b
 			}
@@ -65,7 +81,16 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {
 			g := float64(t.gamma[c0+k])
-			sd, sdx := sumCentered64(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW], m, r)
+			var sd, sdx float64
+			if t.vec {
+				// sum dy xhat = r (sum dy x - m sum dy), the sums exact
+				// up to float64 rounding
+				var sdyx float64
+				sd, sdyx = sgemm.NormDotSums(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW])
+				sdx = float64(r) * (sdyx - float64(m)*sd)
+			} else {
+				sd, sdx = sumCentered64(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW], m, r)
+			}
 			t.part[2*(u*cpg+k)] = sd
 			t.part[2*(u*cpg+k)+1] = sdx
 			s1 += g * sd
@@ -77,6 +102,12 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 			xs := t.x[off+k*s.HW:][:s.HW]
 			dys := t.dy[off+k*s.HW:][:len(xs)]
 			dxs := t.dx[off+k*s.HW:][:len(xs)]
+			if t.vec {
+				// r (g dy - m1 - (x - m) r m2), as A dy + B (x - m) + C
+				r64, m2r := float64(r), float64(r)*float64(m2)
+				sgemm.NormBackApply(dys, xs, dxs, float32(r64*float64(g)), m, float32(-r64*m2r), float32(-r64*float64(m1)))
+				continue
+			}
 			for i, v := range xs {
 				xh := (v - m) * r
 				dxs[i] = r * (g*dys[i] - m1 - xh*m2)
@@ -138,7 +169,8 @@ func sumCentered64(dy, x []float32, m, r float32) (sd, sdx float64) {
 func (c *CPU) GroupNorm(s GroupNormShape, x, gamma, beta, y, mean, rstd Buffer) {
 	checkGroupNorm(s, x, gamma, beta, y, mean, rstd)
 	t := &c.norm.task
-	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd)}
+	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
+		vec: sgemm.NormKernels()}
 	c.pool.do(t, s.Batch*s.Groups, 8*s.C/s.Groups*s.HW)
 }
 
@@ -149,7 +181,7 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 		c.norm.part = make([]float64, need)
 	}
 	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
-		dy: host(dy), dx: host(dx), part: c.norm.part[:2*s.Batch*s.C], backward: true}
+		dy: host(dy), dx: host(dx), part: c.norm.part[:2*s.Batch*s.C], backward: true, vec: sgemm.NormKernels()}
 	dg, db := host(dgamma), host(dbeta)
 	c.pool.do(t, s.Batch*s.Groups, 12*s.C/s.Groups*s.HW)
 	// the channel sums over the batch, in image order

@@ -40,6 +40,8 @@ func archKernels() []*kernelImpl {
 			epi: epi512, epiW: 16,
 			siluGrad: siluGrad512, colSum: colSum512, sumW: 8,
 			adam: adamZMM, sumSq: sumSquares512, sqW: 32,
+			conv:    avx512Conv,
+			norm:    true,
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot512N1R4, dot512N2R4, dot512N3R3, dot512N4R2, dot512N5R1, dot512N6R1, dot512N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot512N1R1, dot512N2R1, dot512N3R1, dot512N4R1, dot512N5R1, dot512N6R1, dot512N7R1},
@@ -129,4 +131,16 @@ func adamKernel(k adamKind, n int, p, g, m, v, ema *float32, kc *[adCount]float3
 	} else {
 		adam256(n, p, g, m, v, ema, &kc[0])
 	}
+}
+
+// The group-norm kernels, called directly (not through a func value) so
+// that their constant arrays stay on the caller's stack.
+func normSumsKernel(n int, x *float32, out *[2]float64) { normSums(n, x, &out[0]) }
+
+func normDotSumsKernel(n int, dy, x *float32, out *[2]float64) { normDotSums(n, dy, x, &out[0]) }
+
+func normApplyKernel(n int, x, y *float32, k *[4]float32) { normApply(n, x, y, &k[0]) }
+
+func normBackApplyKernel(n int, dy, x, dx *float32, k *[4]float32) {
+	normBackApply(n, dy, x, dx, &k[0])
 }

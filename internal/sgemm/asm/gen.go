@@ -89,6 +89,8 @@ func main() {
 	fmaThroughput(false)
 	addChain()
 	loadProbes()
+	convKernels()
+	normKernels()
 	Generate()
 }
 
