@@ -46,6 +46,7 @@ type convKernels struct {
 	filt1  [2]convFilterKernel // 1 output channel
 	pack   func(src *float32, cstride int, n int, dst *float32, pstride int)
 	unpack func(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
+	add    func(n int, dst, src *float32) // dst += src
 }
 
 type convFwdKernel func(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
@@ -389,28 +390,35 @@ func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
 // packRows writes padded rows [pr0, pr0+n) of image x (C planes of h x w;
 // rows outside [0, h) are zero) into blk as NHWC: n rows of w + 2
 // positions of cp floats (the channels, then zeros), the first and last
-// position of each row zero.
+// position of each row zero. It reads 16 planes at a time, each from top
+// to bottom: row by row over all the planes interleaved too many streams
+// for the prefetchers (96 channels of 28 x 28 packed 40% slower).
 func packRows(k *convKernels, blk, x []float32, C, cp, h, w, pr0, n int) {
 	wp, hw := w+2, h*w
 	_ = blk[n*wp*cp-1]
-	c16 := C &^ 15
 	for r := 0; r < n; r++ {
 		row := blk[r*wp*cp : (r+1)*wp*cp]
-		ih := pr0 + r
-		if ih < 0 || ih >= h {
+		if ih := pr0 + r; ih < 0 || ih >= h {
 			clear(row)
 			continue
 		}
 		clear(row[:cp])
 		clear(row[(wp-1)*cp:])
-		for g := 0; g < c16; g += 16 {
-			k.pack(&x[g*hw+ih*w], 4*hw, w, &row[cp+g], 4*cp)
+	}
+	r0, r1 := max(0, -pr0), min(n, h-pr0)
+	c16 := C &^ 15
+	for g := 0; g < c16; g += 16 {
+		for r := r0; r < r1; r++ {
+			k.pack(&x[g*hw+(pr0+r)*w], 4*hw, w, &blk[(r*wp+1)*cp+g], 4*cp)
 		}
-		if c16 == C {
-			continue
-		}
+	}
+	if c16 == C {
+		return
+	}
+	for r := r0; r < r1; r++ {
+		ih := pr0 + r
 		for p := 0; p < w; p++ {
-			pos := row[(p+1)*cp : (p+2)*cp]
+			pos := blk[(r*wp+p+1)*cp : (r*wp+p+2)*cp]
 			for c := c16; c < C; c++ {
 				pos[c] = x[c*hw+ih*w+p]
 			}
@@ -488,6 +496,13 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 	t := &cs.filt
 	*t = convFilterTask{cs: cs, k: current.Load().conv, s: s, cp: cp, x: x, dy: dy, part: grow(&cs.part, groups*nw),
 		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg))}
+	if groups == 0 {
+		clear(dw[:9*s.C*s.OutC])
+		if db != nil {
+			clear(db[:s.OutC])
+		}
+		return
+	}
 	ParallelFor(t, groups, min(groups, max(1, parts)))
 	r := &cs.red
 	*r = convReduceTask{t: t, dw: dw, db: db}
@@ -541,9 +556,10 @@ func (t *convFilterTask) group(g int, blk []float32) {
 	}
 }
 
-// Run adds the partial sums of output channels [lo, hi) in group order:
-// dw(o, c, u, v) = sum over groups of part(u, o, v, c); db(o) = the sum of
-// dy(b, o) over the images (each a float64 sum) in image order.
+// Run adds the partial sums of output channels [lo, hi) in group order
+// (into group 0's): dw(o, c, u, v) = sum over groups of part(u, o, v, c);
+// db(o) = the sum of dy(b, o) over the images (each a float64 sum) in
+// image order.
 func (r *convReduceTask) Run(lo, hi int) {
 	t := r.t
 	s, cp := t.s, t.cp
@@ -554,12 +570,12 @@ func (r *convReduceTask) Run(lo, hi int) {
 		for u := 0; u < 3; u++ {
 			for v := 0; v < 3; v++ {
 				off := ((u*O+o)*3 + v) * cp
+				acc := t.part[off : off+cp]
+				for g := 1; g < t.groups; g++ {
+					t.k.add(cp, &acc[0], &t.part[g*nw+off])
+				}
 				for c := 0; c < C; c++ {
-					var sum float32
-					for g := 0; g < t.groups; g++ {
-						sum += t.part[g*nw+off+c]
-					}
-					r.dw[(o*C+c)*9+3*u+v] = sum
+					r.dw[(o*C+c)*9+3*u+v] = acc[c]
 				}
 			}
 		}

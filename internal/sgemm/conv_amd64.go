@@ -16,4 +16,5 @@ var avx512Conv = &convKernels{
 	filt1:  [2]convFilterKernel{convW1x16, convW1x32},
 	pack:   convPack16,
 	unpack: convUnpack16,
+	add:    convAdd,
 }

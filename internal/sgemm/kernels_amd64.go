@@ -534,3 +534,8 @@ func normApply(n int, x *float32, y *float32, k *float32)
 //
 //go:noescape
 func normBackApply(n int, dy *float32, x *float32, dx *float32, k *float32)
+
+// convAdd sets dst += src over n floats.
+//
+//go:noescape
+func convAdd(n int, dst *float32, src *float32)

@@ -41581,3 +41581,57 @@ normBackApply_tail:
 normBackApply_done:
 	VZEROUPPER
 	RET
+
+// func convAdd(n int, dst *float32, src *float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·convAdd(SB), NOSPLIT, $0-24
+	MOVQ n+0(FP), AX
+	MOVQ dst+8(FP), CX
+	MOVQ src+16(FP), DX
+	XORQ BX, BX
+
+convAdd_loop:
+	CMPQ    AX, $0x40
+	JL      convAdd_one
+	VMOVUPS (CX)(BX*4), Z0
+	VADDPS  (DX)(BX*4), Z0, Z0
+	VMOVUPS Z0, (CX)(BX*4)
+	VMOVUPS 64(CX)(BX*4), Z1
+	VADDPS  64(DX)(BX*4), Z1, Z1
+	VMOVUPS Z1, 64(CX)(BX*4)
+	VMOVUPS 128(CX)(BX*4), Z2
+	VADDPS  128(DX)(BX*4), Z2, Z2
+	VMOVUPS Z2, 128(CX)(BX*4)
+	VMOVUPS 192(CX)(BX*4), Z3
+	VADDPS  192(DX)(BX*4), Z3, Z3
+	VMOVUPS Z3, 192(CX)(BX*4)
+	ADDQ    $0x40, BX
+	SUBQ    $0x40, AX
+	JMP     convAdd_loop
+
+convAdd_one:
+	CMPQ    AX, $0x10
+	JL      convAdd_tail
+	VMOVUPS (CX)(BX*4), Z0
+	VADDPS  (DX)(BX*4), Z0, Z0
+	VMOVUPS Z0, (CX)(BX*4)
+	ADDQ    $0x10, BX
+	SUBQ    $0x10, AX
+	JMP     convAdd_one
+
+convAdd_tail:
+	TESTQ     AX, AX
+	JE        convAdd_done
+	ANDQ      $0x0f, AX
+	MOVQ      $0x00000001, SI
+	SHLXQ     AX, SI, SI
+	DECQ      SI
+	KMOVW     SI, K1
+	VMOVUPS.Z (CX)(BX*4), K1, Z0
+	VMOVUPS.Z (DX)(BX*4), K1, Z1
+	VADDPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (CX)(BX*4)
+
+convAdd_done:
+	VZEROUPPER
+	RET

@@ -17,6 +17,7 @@ func normKernels() {
 	normSums("normDotSums", true)
 	normApply()
 	normBackApply()
+	vecAdd()
 }
 
 // tailMask sets K1 to the first n&15 lanes (n in a register, clobbered
@@ -265,6 +266,52 @@ func normBackApply() {
 	tailMask(rest, GP64())
 	body(1, true)
 	Label("normBackApply_done")
+	VZEROUPPER()
+	RET()
+}
+
+// vecAdd emits convAdd(n int, dst, src *float32): dst += src over n
+// floats (the filter gradient's sum over image groups).
+func vecAdd() {
+	TEXT("convAdd", NOSPLIT, "func(n int, dst *float32, src *float32)")
+	Pragma("noescape")
+	Doc("convAdd sets dst += src over n floats.")
+	n, dst, src := GP64(), GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("dst"), dst)
+	Load(Param("src"), src)
+	off := GP64()
+	XORQ(off, off)
+	v := []VecPhysical{Z0, Z1, Z2, Z3}
+	Label("convAdd_loop")
+	CMPQ(n, U8(64))
+	JL(LabelRef("convAdd_one"))
+	for i := range v {
+		VMOVUPS(Mem{Base: dst, Index: off, Scale: 4}.Offset(64*i), v[i])
+		VADDPS(Mem{Base: src, Index: off, Scale: 4}.Offset(64*i), v[i], v[i])
+		VMOVUPS(v[i], Mem{Base: dst, Index: off, Scale: 4}.Offset(64*i))
+	}
+	ADDQ(U8(64), off)
+	SUBQ(U8(64), n)
+	JMP(LabelRef("convAdd_loop"))
+	Label("convAdd_one")
+	CMPQ(n, U8(16))
+	JL(LabelRef("convAdd_tail"))
+	VMOVUPS(Mem{Base: dst, Index: off, Scale: 4}, v[0])
+	VADDPS(Mem{Base: src, Index: off, Scale: 4}, v[0], v[0])
+	VMOVUPS(v[0], Mem{Base: dst, Index: off, Scale: 4})
+	ADDQ(U8(16), off)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("convAdd_one"))
+	Label("convAdd_tail")
+	TESTQ(n, n)
+	JE(LabelRef("convAdd_done"))
+	tailMask(n, GP64())
+	VMOVUPS_Z(Mem{Base: dst, Index: off, Scale: 4}, K1, v[0])
+	VMOVUPS_Z(Mem{Base: src, Index: off, Scale: 4}, K1, v[1])
+	VADDPS(v[1], v[0], v[0])
+	VMOVUPS(v[0], K1, Mem{Base: dst, Index: off, Scale: 4})
+	Label("convAdd_done")
 	VZEROUPPER()
 	RET()
 }
