@@ -144,3 +144,7 @@ func normApplyKernel(n int, x, y *float32, k *[4]float32) { normApply(n, x, y, &
 func normBackApplyKernel(n int, dy, x, dx *float32, k *[4]float32) {
 	normBackApply(n, dy, x, dx, &k[0])
 }
+
+func siluToKernel(n int, x, y *float32) { siluTo(n, x, y) }
+
+func axpyKernel(n int, a float32, x, y *float32) { axpy(n, a, x, y) }

@@ -30,3 +30,7 @@ func normApplyKernel(n int, x, y *float32, k *[4]float32) { panic("sgemm: no nor
 func normBackApplyKernel(n int, dy, x, dx *float32, k *[4]float32) {
 	panic("sgemm: no norm kernels")
 }
+
+func siluToKernel(n int, x, y *float32) { panic("sgemm: no SiLU kernel") }
+
+func axpyKernel(n int, a float32, x, y *float32) { panic("sgemm: no axpy kernel") }

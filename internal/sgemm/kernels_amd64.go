@@ -539,3 +539,13 @@ func normBackApply(n int, dy *float32, x *float32, dx *float32, k *float32)
 //
 //go:noescape
 func convAdd(n int, dst *float32, src *float32)
+
+// siluTo sets y = silu(x) over n floats (as epi512 with a zero bias).
+//
+//go:noescape
+func siluTo(n int, x *float32, y *float32)
+
+// axpy sets y += a x over n floats (multiply, then add: no FMA).
+//
+//go:noescape
+func axpy(n int, a float32, x *float32, y *float32)

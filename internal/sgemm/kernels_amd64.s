@@ -41635,3 +41635,141 @@ convAdd_tail:
 convAdd_done:
 	VZEROUPPER
 	RET
+
+// func siluTo(n int, x *float32, y *float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·siluTo(SB), NOSPLIT, $0-24
+	MOVQ         n+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         y+16(FP), DX
+	VBROADCASTSS epiconst<>+0(SB), Z16
+	VBROADCASTSS epiconst<>+32(SB), Z17
+	VBROADCASTSS epiconst<>+64(SB), Z18
+	VBROADCASTSS epiconst<>+96(SB), Z19
+	VBROADCASTSS epiconst<>+128(SB), Z20
+	VBROADCASTSS epiconst<>+160(SB), Z21
+	VBROADCASTSS epiconst<>+192(SB), Z22
+	VBROADCASTSS epiconst<>+224(SB), Z23
+	VBROADCASTSS epiconst<>+256(SB), Z24
+	VBROADCASTSS epiconst<>+288(SB), Z25
+	VXORPS       Y15, Y15, Y15
+	XORQ         BX, BX
+
+siluTo_loop:
+	CMPQ         AX, $0x10
+	JL           siluTo_tail
+	VMOVUPS      (CX)(BX*4), Z0
+	VADDPS       Z15, Z0, Z0
+	VSUBPS       Z0, Z15, Z1
+	VMAXPS       Z16, Z1, Z1
+	VMINPS       Z17, Z1, Z1
+	VMULPS       Z18, Z1, Z2
+	VRNDSCALEPS  $0x00, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS      Z23, Z3
+	VFMADD231PS  Z22, Z1, Z3
+	VFMADD213PS  Z24, Z1, Z3
+	VFMADD213PS  Z25, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VSCALEFPS    Z2, Z3, Z3
+	VADDPS       Z21, Z3, Z3
+	VDIVPS       Z3, Z0, Z0
+	VMOVUPS      Z0, (DX)(BX*4)
+	ADDQ         $0x10, BX
+	SUBQ         $0x10, AX
+	JMP          siluTo_loop
+
+siluTo_tail:
+	TESTQ        AX, AX
+	JE           siluTo_done
+	ANDQ         $0x0f, AX
+	MOVQ         $0x00000001, SI
+	SHLXQ        AX, SI, SI
+	DECQ         SI
+	KMOVW        SI, K1
+	VMOVUPS.Z    (CX)(BX*4), K1, Z0
+	VADDPS       Z15, Z0, Z0
+	VSUBPS       Z0, Z15, Z1
+	VMAXPS       Z16, Z1, Z1
+	VMINPS       Z17, Z1, Z1
+	VMULPS       Z18, Z1, Z2
+	VRNDSCALEPS  $0x00, Z2, Z2
+	VFNMADD231PS Z19, Z2, Z1
+	VFNMADD231PS Z20, Z2, Z1
+	VMOVAPS      Z23, Z3
+	VFMADD231PS  Z22, Z1, Z3
+	VFMADD213PS  Z24, Z1, Z3
+	VFMADD213PS  Z25, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VFMADD213PS  Z21, Z1, Z3
+	VSCALEFPS    Z2, Z3, Z3
+	VADDPS       Z21, Z3, Z3
+	VDIVPS       Z3, Z0, Z0
+	VMOVUPS      Z0, K1, (DX)(BX*4)
+
+siluTo_done:
+	VZEROUPPER
+	RET
+
+// func axpy(n int, a float32, x *float32, y *float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·axpy(SB), NOSPLIT, $0-32
+	MOVQ         n+0(FP), AX
+	MOVQ         x+16(FP), CX
+	MOVQ         y+24(FP), DX
+	VBROADCASTSS a+8(FP), Z16
+	XORQ         BX, BX
+
+axpy_loop:
+	CMPQ    AX, $0x40
+	JL      axpy_one
+	VMULPS  (CX)(BX*4), Z16, Z0
+	VMOVUPS (DX)(BX*4), Z4
+	VADDPS  Z0, Z4, Z4
+	VMOVUPS Z4, (DX)(BX*4)
+	VMULPS  64(CX)(BX*4), Z16, Z1
+	VMOVUPS 64(DX)(BX*4), Z5
+	VADDPS  Z1, Z5, Z5
+	VMOVUPS Z5, 64(DX)(BX*4)
+	VMULPS  128(CX)(BX*4), Z16, Z2
+	VMOVUPS 128(DX)(BX*4), Z6
+	VADDPS  Z2, Z6, Z6
+	VMOVUPS Z6, 128(DX)(BX*4)
+	VMULPS  192(CX)(BX*4), Z16, Z3
+	VMOVUPS 192(DX)(BX*4), Z7
+	VADDPS  Z3, Z7, Z7
+	VMOVUPS Z7, 192(DX)(BX*4)
+	ADDQ    $0x40, BX
+	SUBQ    $0x40, AX
+	JMP     axpy_loop
+
+axpy_one:
+	CMPQ    AX, $0x10
+	JL      axpy_tail
+	VMULPS  (CX)(BX*4), Z16, Z0
+	VMOVUPS (DX)(BX*4), Z4
+	VADDPS  Z0, Z4, Z4
+	VMOVUPS Z4, (DX)(BX*4)
+	ADDQ    $0x10, BX
+	SUBQ    $0x10, AX
+	JMP     axpy_one
+
+axpy_tail:
+	TESTQ     AX, AX
+	JE        axpy_done
+	ANDQ      $0x0f, AX
+	MOVQ      $0x00000001, SI
+	SHLXQ     AX, SI, SI
+	DECQ      SI
+	KMOVW     SI, K1
+	VMOVUPS.Z (CX)(BX*4), K1, Z0
+	VMOVUPS.Z (DX)(BX*4), K1, Z4
+	VMULPS    Z16, Z0, Z0
+	VADDPS    Z0, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)(BX*4)
+
+axpy_done:
+	VZEROUPPER
+	RET

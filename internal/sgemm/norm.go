@@ -9,6 +9,13 @@ package sgemm
 // kernels.
 func NormKernels() bool { return current.Load().norm }
 
+// ImageKernels reports whether the kernel set in use is the one with the
+// image network's kernels (direct convolutions, group norm, SiLU): the
+// AVX-512 set. The gpu package's CPU backend takes its image paths whose
+// summation order differs from the other sets' only then, so that the
+// results of those sets stay what they were.
+func ImageKernels() bool { return current.Load().conv != nil }
+
 // NormSums returns sum x and sum x^2, accumulated in float64 in a fixed
 // order (the result depends on x only).
 func NormSums(x []float32) (sum, sq float64) {
@@ -81,4 +88,43 @@ func NormBackApply(dy, x, dx []float32, A, m, B, C float32) {
 	}
 	k := [4]float32{A, m, B, C}
 	normBackApplyKernel(n, &dy[0], &x[0], &dx[0], &k)
+}
+
+// SiLU sets y[i] = silu(x[i]) for i < len(y), y may be x: the epilogue's
+// SiLU (GemmEpilogue with a zero bias), in one pass with the AVX-512
+// set; with the others, as a copy then the epilogue in place.
+func SiLU(x, y []float32) {
+	n := len(y)
+	if n == 0 {
+		return
+	}
+	_ = x[n-1]
+	if NormKernels() {
+		siluToKernel(n, &x[0], &y[0])
+		return
+	}
+	if &x[0] != &y[0] {
+		copy(y, x[:n])
+	}
+	ep := Epilogue{Act: ActSiLU}
+	GemmEpilogue(false, false, 1, n, 0, 1, nil, 1, nil, n, 1, y, n, &ep)
+}
+
+// Axpy sets y[i] += a*x[i] for i < len(y), the product rounded before the
+// sum on every kernel set (the vector kernel and the loop agree bit for
+// bit).
+func Axpy(a float32, x, y []float32) {
+	n := len(y)
+	if n == 0 {
+		return
+	}
+	_ = x[n-1]
+	if NormKernels() {
+		axpyKernel(n, a, &x[0], &y[0])
+		return
+	}
+	x = x[:n]
+	for i, v := range x {
+		y[i] += a * v
+	}
 }

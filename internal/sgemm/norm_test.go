@@ -64,3 +64,41 @@ func TestNormKernels(t *testing.T) {
 		}
 	}
 }
+
+// TestSiLUAxpy: SiLU within its error bound of the float64 SiLU; Axpy
+// the plain loop bit for bit; on every tail length.
+func TestSiLUAxpy(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 5, 15, 16, 17, 63, 64, 65, 100, 4096, 4099} {
+		x := randConv(r, n+1)
+		for i := range x {
+			x[i] *= 8
+		}
+		x[0] = float32(math.Copysign(0, -1))
+		y := make([]float32, n+1)
+		y[n] = 42
+		SiLU(x, y[:n])
+		for i := 0; i < n; i++ {
+			z := float64(x[i])
+			want := z / (1 + math.Exp(-z))
+			if d := math.Abs(float64(y[i]) - want); d > 1e-6*math.Abs(want)+1e-30 {
+				t.Fatalf("n=%d: SiLU(%g) = %g, want %g", n, x[i], y[i], want)
+			}
+		}
+		if y[n] != 42 {
+			t.Fatalf("n=%d: SiLU wrote past the end", n)
+		}
+		a := float32(-1.7)
+		yv, yg := randConv(r, n+1), make([]float32, n+1)
+		copy(yg, yv)
+		Axpy(a, x, yv[:n])
+		for i := 0; i < n; i++ {
+			yg[i] += a * x[i]
+		}
+		for i := range yv {
+			if math.Float32bits(yv[i]) != math.Float32bits(yg[i]) {
+				t.Fatalf("n=%d: Axpy[%d] = %g, the loop %g", n, i, yv[i], yg[i])
+			}
+		}
+	}
+}

@@ -18,6 +18,8 @@ func normKernels() {
 	normApply()
 	normBackApply()
 	vecAdd()
+	siluTo()
+	axpy()
 }
 
 // tailMask sets K1 to the first n&15 lanes (n in a register, clobbered
@@ -312,6 +314,123 @@ func vecAdd() {
 	VADDPS(v[1], v[0], v[0])
 	VMOVUPS(v[0], K1, Mem{Base: dst, Index: off, Scale: 4})
 	Label("convAdd_done")
+	VZEROUPPER()
+	RET()
+}
+
+// siluTo emits siluTo(n int, x, y *float32): y = silu(x + 0) over n
+// floats, the SiLU of the epilogue (epi512: expNeg, then a division), in
+// one pass (the +0 as the epilogue's zero bias: silu(-0) = +0 there).
+func siluTo() {
+	TEXT("siluTo", NOSPLIT, "func(n int, x *float32, y *float32)")
+	Pragma("noescape")
+	Doc("siluTo sets y = silu(x) over n floats (as epi512 with a zero bias).")
+	n, x, y := GP64(), GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("x"), x)
+	Load(Param("y"), y)
+	vec := func(i int) VecPhysical { return zregs[i] }
+	konst := make([]Op, len(epiConsts))
+	for i := range epiConsts {
+		r := vec(16 + i)
+		VBROADCASTSS(epiTable.Offset(32*i), r)
+		konst[i] = r
+	}
+	z, xx, t, e, tmp := vec(0), vec(1), vec(2), vec(3), vec(4)
+	zero := vec(15)
+	VXORPS(zero.AsY(), zero.AsY(), zero.AsY())
+	off := GP64()
+	XORQ(off, off)
+	body := func(masked bool) {
+		m := Mem{Base: x, Index: off, Scale: 4}
+		if masked {
+			VMOVUPS_Z(m, K1, z)
+		} else {
+			VMOVUPS(m, z)
+		}
+		VADDPS(zero, z, z)
+		expNeg(true, konst, zero, z, xx, t, e, tmp)
+		VADDPS(konst[5], e, e)
+		VDIVPS(e, z, z)
+		if masked {
+			VMOVUPS(z, K1, Mem{Base: y, Index: off, Scale: 4})
+		} else {
+			VMOVUPS(z, Mem{Base: y, Index: off, Scale: 4})
+		}
+	}
+	Label("siluTo_loop")
+	CMPQ(n, U8(16))
+	JL(LabelRef("siluTo_tail"))
+	body(false)
+	ADDQ(U8(16), off)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("siluTo_loop"))
+	Label("siluTo_tail")
+	TESTQ(n, n)
+	JE(LabelRef("siluTo_done"))
+	tailMask(n, GP64())
+	body(true)
+	Label("siluTo_done")
+	VZEROUPPER()
+	RET()
+}
+
+// axpy emits axpy(n int, a float32, x, y *float32): y += a x over n
+// floats, the product rounded before the sum (no fused multiply-add), as
+// the plain Go loop y[i] += a * x[i] rounds.
+func axpy() {
+	TEXT("axpy", NOSPLIT, "func(n int, a float32, x *float32, y *float32)")
+	Pragma("noescape")
+	Doc("axpy sets y += a x over n floats (multiply, then add: no FMA).")
+	n, x, y := GP64(), GP64(), GP64()
+	Load(Param("n"), n)
+	Load(Param("x"), x)
+	Load(Param("y"), y)
+	a := Z16
+	VBROADCASTSS(NewParamAddr("a", 8), a)
+	off := GP64()
+	XORQ(off, off)
+	v, w := []VecPhysical{Z0, Z1, Z2, Z3}, []VecPhysical{Z4, Z5, Z6, Z7}
+	body := func(cnt int, masked bool) {
+		for i := 0; i < cnt; i++ {
+			mx := Mem{Base: x, Index: off, Scale: 4}.Offset(64 * i)
+			my := Mem{Base: y, Index: off, Scale: 4}.Offset(64 * i)
+			if masked {
+				VMOVUPS_Z(mx, K1, v[i])
+				VMOVUPS_Z(my, K1, w[i])
+				VMULPS(a, v[i], v[i])
+			} else {
+				VMULPS(mx, a, v[i])
+				VMOVUPS(my, w[i])
+			}
+			VADDPS(v[i], w[i], w[i])
+			if masked {
+				VMOVUPS(w[i], K1, my)
+			} else {
+				VMOVUPS(w[i], my)
+			}
+		}
+	}
+	Label("axpy_loop")
+	CMPQ(n, U8(64))
+	JL(LabelRef("axpy_one"))
+	body(4, false)
+	ADDQ(U8(64), off)
+	SUBQ(U8(64), n)
+	JMP(LabelRef("axpy_loop"))
+	Label("axpy_one")
+	CMPQ(n, U8(16))
+	JL(LabelRef("axpy_tail"))
+	body(1, false)
+	ADDQ(U8(16), off)
+	SUBQ(U8(16), n)
+	JMP(LabelRef("axpy_one"))
+	Label("axpy_tail")
+	TESTQ(n, n)
+	JE(LabelRef("axpy_done"))
+	tailMask(n, GP64())
+	body(1, true)
+	Label("axpy_done")
 	VZEROUPPER()
 	RET()
 }
