@@ -23,8 +23,9 @@
 // (12 x 32 register tile: 24 zmm accumulators, each A value broadcast
 // once into a register for its two FMAs), "avx512ymm" (the same on ymm
 // registers, 6 x 32, for comparison), "avx2" (6 x 16 tile, 12 ymm
-// accumulators) or "generic" (4 x 16, Go). SetKernel (or FMGPU_SGEMM_KERNEL) forces one, for tests and
-// benchmarks. Each assembly kernel exists for every row count 1..MR (edge
+// accumulators) or "generic" (4 x 16, Go). SetKernel (or
+// FMGPU_SGEMM_KERNEL) forces one, for tests and benchmarks. Each
+// assembly kernel exists for every row count 1..MR (edge
 // panels waste no flops) and in two A layouts, so that A is never packed:
 // a row-major A is read in place through MR row pointers, a transposed A
 // (the dW = dY^T X product) as MR consecutive floats per k step. B is read
