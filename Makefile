@@ -62,8 +62,11 @@ endif
 # compiled for the host, through the conformance suite (gpu/gputest) and
 # every other test: in a kernelsim build the CLI's train, sample and
 # likelihood and internal/e2e go through the device backend.
+# The simulated device runs every GPU thread on the CPU: internal/cli's
+# image test alone takes about 6 minutes on two busy cores, near go test's
+# default 10-minute limit per package.
 kernel-check:
-	$(GO) test -tags kernelsim -count=1 ./...
+	$(GO) test -tags kernelsim -count=1 -timeout 30m ./...
 
 # cuda: what a GPU host needs, the kernels (rebuilt when nvcc is here and
 # the sources changed) and bin/fmgpu; bin/fmgpu-cuda is the name earlier
@@ -72,6 +75,6 @@ cuda: kernels build
 	ln -sf fmgpu bin/fmgpu-cuda
 
 # gpu-bundle: everything scripts/gpu-run.sh needs on an NVIDIA host
-# (dist/gpu-bundle; PEERS_DIR names the folder of the PyTorch peers).
+# (dist/gpu-bundle, with the PyTorch peers of peers/; PEERS_DIR= another folder).
 gpu-bundle:
 	scripts/gpu-bundle.sh $(BUNDLE)

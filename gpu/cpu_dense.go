@@ -119,6 +119,24 @@ func (c *CPU) BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buff
 	}
 }
 
+// LinearBackward is the sequence of ops it stands for, which keeps the
+// CPU's arithmetic what it was before the device fused them.
+func (c *CPU) LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer) {
+	checkLinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, beta, dX)
+	if dW != nil {
+		if dBias != nil {
+			c.BiasActBackward(ActNone, rows, out, dPre, nil, dPre, dBias)
+		}
+		c.Gemm(true, false, out, in, rows, 1, dPre, out, x, ldx, 0, dW, in)
+	}
+	if dX != nil {
+		c.Gemm(false, false, rows, cols, out, 1, dPre, out, w, in, beta, dX, cols)
+		if act != ActNone {
+			c.BiasActBackward(act, rows, cols, dX, preX, dX, nil)
+		}
+	}
+}
+
 // activateTask applies act to blocks [lo, hi) of activateBlock elements.
 type activateTask struct {
 	act  Act
@@ -248,4 +266,12 @@ func (c *CPU) MSELoss(pred, target Buffer, scale float32, grad, loss Buffer) {
 	n := checkMSELoss(pred, target, grad, loss)
 	c.dense.mse = mseTask{p: host(pred), t: host(target), g: host(grad), g2: 2 * scale}
 	host(loss)[0] = float32(float64(scale) * c.reduce(&c.dense.mse, n, 4))
+}
+
+func (c *CPU) MSELossAccumulate(pred, target Buffer, scale float32, grad, lossSum Buffer) {
+	n := checkMSELoss(pred, target, grad, lossSum)
+	c.dense.mse = mseTask{p: host(pred), t: host(target), g: host(grad), g2: 2 * scale}
+	l := float32(float64(scale) * c.reduce(&c.dense.mse, n, 4))
+	ls := host(lossSum)
+	ls[0] += l
 }

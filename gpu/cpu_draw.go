@@ -96,6 +96,7 @@ func (t *drawTask) row(k flow.Coef, z []float32, r, idx, j0, w int) {
 
 func (c *CPU) DrawBatch(dr BatchDraw, data Buffer, nData, d, rows int, x0, x1, t, xt, ut Buffer) {
 	path, _ := checkDrawBatch(&c.paths, dr, data, nData, d, rows, x0, x1, t, xt, ut)
+	dr.Step, dr.StepFrom = dr.hostStep(), nil
 	c.draw.batch = drawTask{dr: dr, path: path, src: host(data), x0: host(x0), x1: host(x1), t: host(t), xt: host(xt), ut: host(ut),
 		nData: nData, d: d, std: float32(path.PriorStd())}
 	c.pool.do(&c.draw.batch, rows, 40*d+300)
@@ -122,7 +123,8 @@ func (t *drawLabelsTask) run(lo, hi int) {
 }
 
 func (c *CPU) DrawLabels(dr BatchDraw, labels Buffer, nData, rows int, dropout, null float32, y Buffer) {
-	checkDrawLabels(labels, nData, rows, y)
+	checkDrawLabels(dr, labels, nData, rows, y)
+	dr.Step, dr.StepFrom = dr.hostStep(), nil
 	t := &c.draw.labels
 	*t = drawLabelsTask{dr: dr, labels: host(labels), y: host(y), nData: uint32(nData), dropout: dropout, null: null}
 	c.pool.do(t, rows, 200)

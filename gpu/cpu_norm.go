@@ -194,3 +194,46 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 		db[ch], dg[ch] = float32(sd), float32(sdx)
 	}
 }
+
+// GroupNormAct and GroupNormActBackward are the sequences of ops they
+// stand for (on host slices: no views allocated), which keeps the CPU's
+// arithmetic what it was before the device fused them.
+
+func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
+	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if xBias != nil {
+		c.AddChannelBias(s.Batch, s.C, s.HW, x, xBias, x)
+	}
+	c.GroupNorm(s, x, gamma, beta, y, mean, rstd)
+	n := s.Batch * s.C * s.HW
+	if a == nil || n == 0 {
+		return
+	}
+	t := &c.dense.act
+	*t = activateTask{act: act, x: host(y)[:n], y: host(a)[:n]}
+	c.pool.do(t, (n+activateBlock-1)/activateBlock, 10*activateBlock)
+}
+
+func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
+	if dxSum != nil {
+		defer c.ChannelSum(s.Batch, s.C, s.HW, dx, dxSum)
+	}
+	n := s.Batch * s.C * s.HW
+	if act != ActNone && n > 0 {
+		c.BiasActBackward(act, 1, n, dA, y, dA, nil)
+	}
+	// The gradient in place in dA, then into dx as Copy or Axpy(1, ., add)
+	// would.
+	c.GroupNormBackward(s, dA, x, gamma, mean, rstd, dA, dgamma, dbeta)
+	g, d := host(dA)[:n], host(dx)[:n]
+	if add == nil {
+		copy(d, g)
+		return
+	}
+	if ad := host(add)[:n]; n > 0 && &ad[0] != &d[0] {
+		copy(d, ad)
+	}
+	c.ode.axpy = axpyTask{alpha: 1, x: g, y: d}
+	c.pool.do(&c.ode.axpy, n, 2)
+}

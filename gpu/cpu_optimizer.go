@@ -48,6 +48,7 @@ func (t *adamTask) run(lo, hi int) {
 
 func (c *CPU) AdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq, status Buffer) {
 	n := checkAdamEMA(s, params, grads, m, v, ema, gradSumSq, status)
+	s = s.hostScalars()
 	gss := float64(host(gradSumSq)[0])
 	if math.IsNaN(gss) || math.IsInf(gss, 0) {
 		if st := host(status); st[0] == 0 {

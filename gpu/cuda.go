@@ -26,6 +26,10 @@ type CUDAOptions struct {
 	// for per-kernel breakdowns, not for timing whole steps (the events
 	// add work between launches).
 	Profile bool
+	// NoGraphs turns CUDA graphs off: Capture returns nil and callers
+	// launch every kernel themselves (graphs are also off with Profile or
+	// SyncEachLaunch, and on a driver without them).
+	NoGraphs bool
 }
 
 // NewCUDADriver returns the device backend over the CUDA driver, loaded at
@@ -61,6 +65,21 @@ func (e *CUDAUnavailable) Error() string {
 }
 
 func (e *CUDAUnavailable) Unwrap() error { return e.Err }
+
+// Brief is what is missing and the driver's word for it, without the
+// hint: "no NVIDIA driver (libcuda.so.1 not found)", "no CUDA device
+// (cuInit: CUDA_ERROR_NO_DEVICE)".
+func (e *CUDAUnavailable) Brief() string {
+	var le *cudadriver.LoadError
+	var de *cudadriver.Error
+	switch {
+	case errors.As(e.Err, &le):
+		return fmt.Sprintf("%s (%s not found)", e.Missing, le.Path)
+	case errors.As(e.Err, &de) && de.Name != "":
+		return fmt.Sprintf("%s (%s: %s)", e.Missing, de.Func, de.Name)
+	}
+	return e.Error()
+}
 
 // cudaUnavailable classifies a start-up failure of the driver.
 func cudaUnavailable(stage string, err error) error {
@@ -99,8 +118,11 @@ func ProbeCUDADriver(o CUDAOptions) (DeviceInfo, error) {
 // launches are queued without waiting (the caller goes on describing the
 // next one while the driver goroutine launches); their errors are kept and
 // returned by the next request that waits (sync, a copy, an allocation), as
-// the Backend's sticky errors allow. All work goes to the legacy default
-// stream, which runs it in order; a copy to the host waits for it.
+// the Backend's sticky errors allow. All work goes to one stream of the
+// launcher's own (launches, copies, fills: in order), which stream capture
+// can record into a graph (Capture); a copy to the host waits for it. On a
+// driver without the stream-ordered copies it is the legacy default
+// stream, and graphs are off.
 type cudaLauncher struct {
 	mu       sync.Mutex // serializes requests that wait for their answer
 	req      chan cudaReq
@@ -120,6 +142,8 @@ type cudaLauncher struct {
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
+	stream   cudadriver.Stream // 0: the legacy default stream
+	graphs   bool              // capture allowed
 
 	statsMu sync.Mutex
 	stats   map[string]KernelStat
@@ -134,12 +158,36 @@ type timedLaunch struct {
 	start, end cudadriver.Event
 }
 
-// cudaReq is one request to the driver goroutine: a queued launch (k, no
-// answer) or a function whose error is answered on resp.
+// cudaReq is one request to the driver goroutine: a queued launch (k, or
+// the graph replay graph; no answer) or a function whose error is
+// answered on resp.
 type cudaReq struct {
-	f func() error
-	k kernelCall
+	f     func() error
+	k     kernelCall
+	graph cudadriver.GraphExec
+	x     cudaTransfer
 }
+
+// cudaTransfer is a copy, fill or synchronization a step makes, sent as
+// values rather than a closure so that it allocates nothing.
+type cudaTransfer struct {
+	op       transferOp
+	dst, src devPtr
+	host     unsafe.Pointer // the host side of an upload or download
+	n        int            // bytes; words for a fill
+	val      uint32
+}
+
+type transferOp uint8
+
+const (
+	noTransfer transferOp = iota
+	opUpload
+	opDownload
+	opCopy
+	opFill
+	opSync
+)
 
 // cudaQueue is how many launches may wait for the driver goroutine.
 const cudaQueue = 1024
@@ -186,8 +234,21 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 			drv.PrimaryCtxRelease(c.dev)
 			return err
 		}
+		if drv.HasAsync() {
+			// Non-blocking: nothing else of the process's CUDA work (a
+			// library on the legacy stream) orders against it.
+			if c.stream, err = drv.StreamCreate(cudaStreamNonBlocking); err != nil {
+				drv.CtxSetCurrent(0)
+				drv.PrimaryCtxRelease(c.dev)
+				return err
+			}
+			c.graphs = drv.HasGraphs() && !o.NoGraphs && !o.Profile && !o.SyncEachLaunch
+		}
 		stage = "kernel load"
 		if c.mod, err = drv.ModuleLoadData(kernels.Fatbin); err != nil {
+			if c.stream != 0 {
+				drv.StreamDestroy(c.stream)
+			}
 			drv.CtxSetCurrent(0)
 			drv.PrimaryCtxRelease(c.dev)
 			return fmt.Errorf("load the kernels (sm_80/sm_90 SASS, compute_90 PTX) on %s (compute capability %s): %w",
@@ -208,9 +269,23 @@ func (c *cudaLauncher) serve() {
 	// context was current on) ends with it.
 	runtime.LockOSThread()
 	for r := range c.req {
+		if r.x.op != noTransfer {
+			err := c.transfer(&r.x)
+			if c.asyncErr != nil {
+				err, c.asyncErr = c.asyncErr, nil
+			}
+			c.resp <- err
+			continue
+		}
 		if r.f == nil {
 			c.queued = true
-			if err := c.launchNow(&r.k); err != nil && c.asyncErr == nil {
+			var err error
+			if r.graph != 0 {
+				err = c.drv.GraphLaunch(r.graph, c.stream)
+			} else {
+				err = c.launchNow(&r.k)
+			}
+			if err != nil && c.asyncErr == nil {
 				c.asyncErr = err
 			}
 			continue
@@ -233,6 +308,60 @@ func (c *cudaLauncher) do(f func() error) error {
 	}
 	c.req <- cudaReq{f: f}
 	return <-c.resp
+}
+
+// doTransfer is do for a cudaTransfer.
+func (c *cudaLauncher) doTransfer(x cudaTransfer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{x: x}
+	return <-c.resp
+}
+
+// transfer runs x on the driver goroutine: on the launcher's stream when
+// it has one (stream-ordered after the queued kernels), else on the
+// context's default stream. x.host came through the request channel, so
+// it points into the heap, where the collector does not move it.
+func (c *cudaLauncher) transfer(x *cudaTransfer) error {
+	d, s := c.drv, c.stream
+	switch x.op {
+	case opUpload:
+		// From pageable memory the driver stages the source before
+		// returning, so the caller may reuse it at once.
+		if s != 0 {
+			return d.MemcpyHtoDAsync(cudadriver.DevicePtr(x.dst), x.host, x.n, s)
+		}
+		return d.MemcpyHtoD(cudadriver.DevicePtr(x.dst), x.host, x.n)
+	case opDownload:
+		c.queued = false // the copy waits for the queued kernels
+		if s != 0 {
+			if err := d.MemcpyDtoHAsync(x.host, cudadriver.DevicePtr(x.src), x.n, s); err != nil {
+				return err
+			}
+			return d.StreamSynchronize(s)
+		}
+		return d.MemcpyDtoH(x.host, cudadriver.DevicePtr(x.src), x.n)
+	case opCopy:
+		if s != 0 {
+			return d.MemcpyDtoDAsync(cudadriver.DevicePtr(x.dst), cudadriver.DevicePtr(x.src), x.n, s)
+		}
+		return d.MemcpyDtoD(cudadriver.DevicePtr(x.dst), cudadriver.DevicePtr(x.src), x.n)
+	case opFill:
+		if s != 0 {
+			return d.MemsetD32Async(cudadriver.DevicePtr(x.dst), x.val, x.n, s)
+		}
+		return d.MemsetD32(cudadriver.DevicePtr(x.dst), x.val, x.n)
+	case opSync:
+		c.queued = false
+		if err := d.CtxSynchronize(); err != nil {
+			return err
+		}
+		return c.readTimes()
+	}
+	return fmt.Errorf("cuda: unknown transfer %d", x.op)
 }
 
 func (c *cudaLauncher) shutdown() {
@@ -306,27 +435,63 @@ func (c *cudaLauncher) free(p devPtr) error {
 	})
 }
 
+// cudaStreamNonBlocking is CU_STREAM_NON_BLOCKING.
+const cudaStreamNonBlocking = 1
+
+// upload queues the copy on the stream: from pageable memory the driver
+// stages src before returning, so the caller may reuse it at once.
 func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
-	return c.do(func() error {
-		return c.drv.MemcpyHtoD(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src))
-	})
+	return c.doTransfer(cudaTransfer{op: opUpload, dst: dst, host: unsafe.Pointer(&src[0]), n: 4 * len(src)})
 }
 
 func (c *cudaLauncher) download(dst []float32, src devPtr) error {
-	return c.do(func() error {
-		c.queued = false // the copy waits for the queued kernels
-		return c.drv.MemcpyDtoH(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst))
-	})
+	return c.doTransfer(cudaTransfer{op: opDownload, src: src, host: unsafe.Pointer(&dst[0]), n: 4 * len(dst)})
 }
 
 func (c *cudaLauncher) copyDtoD(dst, src devPtr, bytes int) error {
-	return c.do(func() error {
-		return c.drv.MemcpyDtoD(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes)
-	})
+	return c.doTransfer(cudaTransfer{op: opCopy, dst: dst, src: src, n: bytes})
 }
 
 func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
-	return c.do(func() error { return c.drv.MemsetD32(cudadriver.DevicePtr(dst), v, n) })
+	return c.doTransfer(cudaTransfer{op: opFill, dst: dst, val: v, n: n})
+}
+
+func (c *cudaLauncher) canCapture() bool { return c.graphs }
+
+// beginCapture records the stream's work from now on; thread-local mode:
+// only this launcher's driver thread is watched for calls a capture
+// forbids.
+func (c *cudaLauncher) beginCapture() error {
+	return c.do(func() error { return c.drv.StreamBeginCapture(c.stream, cudadriver.CaptureModeThreadLocal) })
+}
+
+func (c *cudaLauncher) endCapture() (uint64, error) {
+	var exec cudadriver.GraphExec
+	err := c.do(func() error {
+		c.queued = false // the launches were recorded, not queued
+		g, err := c.drv.StreamEndCapture(c.stream)
+		if err != nil {
+			return err
+		}
+		exec, err = c.drv.GraphInstantiate(g)
+		return errors.Join(err, c.drv.GraphDestroy(g))
+	})
+	return uint64(exec), err
+}
+
+// launchGraph queues one replay, as launch queues a kernel.
+func (c *cudaLauncher) launchGraph(g uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{graph: cudadriver.GraphExec(g)}
+	return nil
+}
+
+func (c *cudaLauncher) destroyGraph(g uint64) error {
+	return c.do(func() error { return c.drv.GraphExecDestroy(cudadriver.GraphExec(g)) })
 }
 
 // launch queues the launch (a copy of k) for the driver goroutine, or
@@ -382,12 +547,12 @@ func (c *cudaLauncher) launchNow(k *kernelCall) error {
 		}
 	}
 	if err := c.drv.LaunchKernel(fn, [3]uint32{k.grid.x, k.grid.y, k.grid.z}, [3]uint32{k.block.x, k.block.y, k.block.z},
-		k.shared, 0, params); err != nil {
+		k.shared, c.stream, params); err != nil {
 		return fmt.Errorf("launch %s grid (%d,%d,%d) block (%d,%d,%d) args (%s): %w", k.name,
 			k.grid.x, k.grid.y, k.grid.z, k.block.x, k.block.y, k.block.z, k.signature(), err)
 	}
 	if c.profile {
-		if err := c.drv.EventRecord(tl.end, 0); err != nil {
+		if err := c.drv.EventRecord(tl.end, c.stream); err != nil {
 			return err
 		}
 		c.timed = append(c.timed, tl)
@@ -414,7 +579,7 @@ func (c *cudaLauncher) startTimed(name string) (timedLaunch, error) {
 			return tl, err
 		}
 	}
-	return tl, c.drv.EventRecord(tl.start, 0)
+	return tl, c.drv.EventRecord(tl.start, c.stream)
 }
 
 // readTimes waits for the profiled launches and adds their times to the
@@ -443,13 +608,7 @@ func (c *cudaLauncher) readTimes() error {
 }
 
 func (c *cudaLauncher) sync() error {
-	return c.do(func() error {
-		c.queued = false
-		if err := c.drv.CtxSynchronize(); err != nil {
-			return err
-		}
-		return c.readTimes()
-	})
+	return c.doTransfer(cudaTransfer{op: opSync})
 }
 
 func (c *cudaLauncher) close() error {
@@ -458,10 +617,14 @@ func (c *cudaLauncher) close() error {
 		for _, e := range c.events {
 			c.drv.EventDestroy(e)
 		}
+		var errD error
+		if c.stream != 0 {
+			errD = c.drv.StreamDestroy(c.stream)
+		}
 		errU := c.drv.ModuleUnload(c.mod)
 		errS := c.drv.CtxSetCurrent(0)
 		errR := c.drv.PrimaryCtxRelease(c.dev)
-		return errors.Join(errT, errU, errS, errR)
+		return errors.Join(errT, errD, errU, errS, errR)
 	})
 	c.shutdown()
 	return err

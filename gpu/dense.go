@@ -17,6 +17,22 @@ type Dense interface {
 	// dPre may alias dY. dBias may be nil; pre is not read for ActNone.
 	BiasActBackward(act Act, rows, cols int, dY, pre, dPre, dBias Buffer)
 
+	// LinearBackward is Linear's backward once its activation's is done:
+	// with dPre (rows x out) the gradient of the layer's pre-activation,
+	// x (rows x in, row stride ldx) its input and W (out x in) its weight,
+	//   dW = dPre^T x (out x in) and dBias = column sums of dPre (out),
+	//     when dW is not nil (dBias may be nil; with dW nil it must be);
+	//   dX = act'(preX) * ((dPre W)[:, :cols] + beta dX) elementwise
+	//     (rows x cols, cols <= in), when dX is not nil: the gradient of
+	//     the previous layer's pre-activation preX (rows x cols; not read
+	//     for ActNone, when dX is that of the network's input, its first
+	//     cols columns, or when beta accumulates a gradient); dX is not
+	//     read when beta = 0.
+	// It computes what BiasActBackward(ActNone, ..., dBias), Gemm for dW,
+	// Gemm for dX and BiasActBackward(act, ...) on dX would, in fewer
+	// passes. dX must not overlap dPre, dW or dBias.
+	LinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer)
+
 	// Activate is y = act(x) elementwise over x.Len() elements; y may alias
 	// x. Its backward is BiasActBackward(act, 1, n, dy, x, dx, nil).
 	Activate(act Act, x, y Buffer)
@@ -35,6 +51,12 @@ type Dense interface {
 	// target)^2 over n = pred.Len() elements (sum accumulated in at least
 	// float32 pairwise precision). grad may alias pred.
 	MSELoss(pred, target Buffer, scale float32, grad, loss Buffer)
+
+	// MSELossAccumulate is MSELoss adding the loss into lossSum[0]
+	// instead of overwriting it: lossSum[0] += l in float32, with l the
+	// float32 loss MSELoss would write (the trainer's running loss, with
+	// no launch of its own).
+	MSELossAccumulate(pred, target Buffer, scale float32, grad, lossSum Buffer)
 }
 
 // Act is an activation function applied by the fused bias ops. Its value is
@@ -85,6 +107,33 @@ func checkLinear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, 
 	if in > 0 {
 		need(op, "x", x, matrixLen(op, rows, in, ldx))
 		need(op, "W", w, count2(op, out, in))
+	}
+}
+
+func checkLinearBackward(rows, in, out int, dPre, x Buffer, ldx int, w, dW, dBias Buffer, cols int, act Act, preX Buffer, beta float32, dX Buffer) {
+	const op = "LinearBackward"
+	if rows < 0 || in < 0 || out < 0 || cols < 0 || cols > in {
+		panic(fmt.Sprintf("gpu: %s with rows, in, out, cols = %d, %d, %d, %d", op, rows, in, out, cols))
+	}
+	checkLd(op, "ldx", ldx, in)
+	checkAct(op, act)
+	if dBias != nil && dW == nil {
+		panic("gpu: LinearBackward: dBias without dW")
+	}
+	need(op, "dPre", dPre, count2(op, rows, out))
+	if dW != nil {
+		need(op, "x", x, matrixLen(op, rows, in, ldx))
+		need(op, "dW", dW, count2(op, out, in))
+		if dBias != nil {
+			need(op, "dBias", dBias, out)
+		}
+	}
+	if dX != nil {
+		need(op, "W", w, count2(op, out, in))
+		need(op, "dX", dX, count2(op, rows, cols))
+		if act != ActNone {
+			need(op, "preX", preX, count2(op, rows, cols))
+		}
 	}
 }
 

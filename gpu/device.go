@@ -8,21 +8,23 @@ import (
 
 // DeviceBackend is the CUDA backend's logic: every Backend op as launches
 // of the kernels in kernels/*.cu (grid shapes, argument order, views as a
-// device pointer plus an offset, scratch space for two-pass reductions),
-// written once over a launcher (device_launcher.go). The cuda build runs
-// it on a GPU through the CUDA driver API (NewCUDA); the kernelsim build
+// device pointer plus an offset, scratch space for reductions),
+// written once over a launcher (device_launcher.go). NewCUDA runs it on a
+// GPU through the CUDA driver, loaded at run time; the kernelsim build
 // runs the same code, with the same kernels compiled for the host, on the
-// CPU (NewKernelSim), which is how it is tested without a GPU.
+// CPU (NewKernelSim), and tests run the CUDA launcher itself over a fake
+// libcuda made of that simulator: that is how it is tested without a GPU.
 //
 // This file holds what every op shares: buffers, the reduction scratch and
 // launching. The ops of family F are in device_F.go, each calling its
 // family's argument check first, as the CPU backend does.
 //
-// Reductions are deterministic: a first kernel writes one float64 partial
-// sum per block over a fixed split of the input (the number of blocks
-// depends on the length only, never on the device), and a second,
-// single-block kernel adds the partials in a fixed tree. No float atomics:
-// the same inputs give the same bits on every run and every GPU.
+// Reductions are deterministic and take one launch: each block writes one
+// float64 partial sum over a fixed split of the input (the number of
+// blocks depends on the length only, never on the device), and the last
+// block to finish (the completion counters below) adds the partials in a
+// fixed tree. No float atomics: the same inputs give the same bits on
+// every run and every GPU.
 //
 // The kernels index with int: a buffer holds at most maxDeviceElems
 // elements (a larger Alloc fails as one beyond the device's memory does),
@@ -39,7 +41,18 @@ type DeviceBackend struct {
 	// so one buffer serves them all.
 	scratch      devPtr
 	scratchBytes int
-	launches     int64
+	// counters are the completion counters of the one-pass reductions
+	// (common.cuh, last_block_of): zero between launches, each launch
+	// setting back to 0 those it counted on, so all launches share them.
+	counters  devPtr
+	nCounters int
+	launches  int64
+	// graphLaunches counts graph replays; capturing is true while Capture
+	// records; gen counts the frees and scratch moves that make a recorded
+	// graph stale.
+	graphLaunches int64
+	capturing     bool
+	gen           uint64
 	// queued: kernels were launched since the last call that waited for
 	// them (sync, download). A launcher reports a kernel's failure at its
 	// next call, whatever that call is.
@@ -196,6 +209,13 @@ const (
 	maxRedBlocks = 1024
 )
 
+// blocksVec is the grid of the kernels that take FM_VEC (common.cuh)
+// elements a thread per pass.
+func blocksVec(n int) dim3 { return blocks1D((n + fmVec - 1) / fmVec) }
+
+// fmVec is common.cuh's FM_VEC.
+const fmVec = 4
+
 func blocks1D(n int) dim3 {
 	b := (n + elemThreads - 1) / elemThreads
 	return dim3{uint32(min(max(b, 1), maxElemBlocks)), 1, 1}
@@ -210,6 +230,10 @@ func (d *DeviceBackend) scratchPtr(bytes int) devPtr {
 	if d.err != nil || bytes <= d.scratchBytes {
 		return d.scratch
 	}
+	if !d.outsideCapture("grow the scratch buffer") {
+		return 0
+	}
+	d.gen++
 	if d.scratch != 0 {
 		// Earlier launches may still read it.
 		d.fail("sync before growing the scratch buffer", d.l.sync())
@@ -245,18 +269,39 @@ func (d *DeviceBackend) failAlloc(what string, p devPtr, err error) {
 	d.failAt("allocate "+what, err)
 }
 
-// finalSum launches the second pass of a reduction: out[0] = float32(scale
-// * sum of count float64 partials at p).
-func (d *DeviceBackend) finalSum(p devPtr, count int, scale float64, out Buffer) {
-	d.launch(d.call("sum_final_reduce_kernel", dim3{1, 1, 1}, dim3{redThreads, 1, 1}).
-		ptr(p).i32(count).f64(scale).ptr(d.ptr(out)))
+// countersPtr returns n completion counters, all 0.
+func (d *DeviceBackend) countersPtr(n int) devPtr {
+	if d.err != nil || n <= d.nCounters {
+		return d.counters
+	}
+	if !d.outsideCapture("grow the reduction counters") {
+		return 0
+	}
+	d.gen++
+	if d.counters != 0 {
+		d.fail("sync before growing the counters", d.l.sync())
+		d.queued = false
+		d.failAt("free counters", d.l.free(d.counters))
+		d.counters, d.nCounters = 0, 0
+	}
+	if d.err != nil {
+		return 0
+	}
+	n = max(n, 4096)
+	p, err := d.l.alloc(4 * n)
+	if p != 0 {
+		d.counters, d.nCounters = p, n
+	}
+	if err != nil {
+		d.failAlloc(fmt.Sprintf("%d reduction counters", n), p, err)
+		return 0
+	}
+	d.failAt("clear the reduction counters", d.l.memset32(p, 0, n))
+	return p
 }
 
-// columnSums launches bias_grad_reduce_kernel: out[c] = float32(sum of the
-// chunks float64 partials (chunks x cols at p) of column c), the second
-// pass of the column sums of BiasActBackward and of Conv2DBackwardFilter's
-// split product.
-func (d *DeviceBackend) columnSums(p devPtr, chunks, cols int, out Buffer) {
-	d.launch(d.call("bias_grad_reduce_kernel", blocks1D(cols), elemBlock).
-		ptr(p).i32(chunks).i32(cols).ptr(d.ptr(out)))
+// reduceArgs appends a one-pass reduction's partials (nb doubles in the
+// scratch) and its completion counter.
+func (d *DeviceBackend) reduceArgs(k *kernelCall, nb int) *kernelCall {
+	return k.ptr(d.scratchPtr(8 * nb)).ptr(d.countersPtr(1))
 }

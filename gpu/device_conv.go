@@ -5,9 +5,9 @@ import (
 	"math"
 )
 
-// The device backend's Conv ops: conv.cu's implicit products. Launches per
-// op: one, except Conv2DBackwardFilter (the split product, its reduction
-// when split, the bias gradient when asked: 1 to 3).
+// The device backend's Conv ops: conv.cu's implicit products, one launch
+// per op (the filter gradient's split sum and its bias reduced in the
+// kernel).
 
 // convArgs appends the kernels' ten shape arguments (FM_CONV_PARAMS).
 func convArgs(k *kernelCall, s ConvShape) *kernelCall {
@@ -15,9 +15,20 @@ func convArgs(k *kernelCall, s ConvShape) *kernelCall {
 		i32(s.OutH()).i32(s.OutW())
 }
 
-// tileGrid is the implicit GEMM's grid over an m x n output (64 x 64 tiles).
+// convRows is the rows of the implicit GEMMs' output tiles for m rows
+// (conv.cu's conv_rows): 32 for at most 32, where a 64-row tile would be
+// half empty, else 64.
+func convRows(m int) int {
+	if m <= 32 {
+		return 32
+	}
+	return 64
+}
+
+// tileGrid is the implicit GEMM's grid over an m x n output (convRows(m) x
+// 64 tiles).
 func tileGrid(what string, m, n, z int) dim3 {
-	gy := (m + gemmTile - 1) / gemmTile
+	gy := (m + convRows(m) - 1) / convRows(m)
 	gx := (n + gemmTile - 1) / gemmTile
 	if gy > 65535 || gx > math.MaxInt32 || z > 65535 {
 		panic(fmt.Sprintf("gpu: %s: grid (%d, %d, %d) beyond the device's limits", what, gx, gy, z))
@@ -83,17 +94,13 @@ func (d *DeviceBackend) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffe
 	grid := tileGrid("Conv2DBackwardFilter", s.OutC, n, 1)
 	chunk, splits := filterSplit(kdim, int(grid.x*grid.y))
 	grid.z = uint32(splits)
-	var partial devPtr
+	var partial, biasPartial, counters devPtr
 	if splits > 1 {
-		partial = d.scratchPtr(8 * splits * nw)
+		partial = d.scratchPtr(8*splits*nw + 8*splits*s.OutC)
+		biasPartial = partial + devPtr(8*splits*nw)
+		counters = d.countersPtr(int(grid.x * grid.y))
 	}
 	k := d.call("conv2d_filter_backward_kernel", grid, gemmBlock)
-	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(partial))
-	if splits > 1 {
-		d.columnSums(partial, splits, nw, dw)
-	}
-	if dbias != nil {
-		d.launch(d.call("conv2d_bias_backward_kernel", dim3{uint32(s.OutC), 1, 1}, dim3{redThreads, 1, 1}).
-			i32(s.Batch).i32(s.OutC).i32(p).ptr(d.ptr(dy)).ptr(d.ptr(dbias)))
-	}
+	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(d.ptr(dbias)).
+		ptr(partial).ptr(biasPartial).ptr(counters))
 }

@@ -37,7 +37,7 @@ func (d *DeviceBackend) PathTarget(p flow.Spec, rows, d0 int, x0, x1, t, xt, ut 
 
 func (d *DeviceBackend) DrawBatch(dr BatchDraw, data Buffer, nData, d0, rows int, x0, x1, t, xt, ut Buffer) {
 	path, _ := checkDrawBatch(&d.paths, dr, data, nData, d0, rows, x0, x1, t, xt, ut)
-	if rows == 0 || !d.usable(data, x0, x1, t, xt, ut) {
+	if rows == 0 || !d.usable(data, x0, x1, t, xt, ut, dr.StepFrom) {
 		return
 	}
 	lo, hi := path.TimeRange()
@@ -47,15 +47,16 @@ func (d *DeviceBackend) DrawBatch(dr BatchDraw, data Buffer, nData, d0, rows int
 	pathArgs(k, dr.Path).f64(lo).f64(hi).f32(float32(path.PriorStd())).
 		i32(int(dr.Time.Kind)).f64(dr.Time.Mean).f64(dr.Time.Std).f64(dr.Time.Shift).
 		ptr(d.ptr(data)).u32(uint32(nData)).i32(d0).i32(rows).
-		ptr(d.ptr(x0)).ptr(d.ptr(x1)).ptr(d.ptr(t)).ptr(d.ptr(xt)).ptr(d.ptr(ut)).i32(rpb)
+		ptr(d.ptr(x0)).ptr(d.ptr(x1)).ptr(d.ptr(t)).ptr(d.ptr(xt)).ptr(d.ptr(ut)).i32(rpb).ptr(d.ptr(dr.StepFrom))
 	d.launch(k)
 }
 
 func (d *DeviceBackend) DrawLabels(dr BatchDraw, labels Buffer, nData, rows int, dropout, null float32, y Buffer) {
-	checkDrawLabels(labels, nData, rows, y)
-	if rows == 0 || !d.usable(labels, y) {
+	checkDrawLabels(dr, labels, nData, rows, y)
+	if rows == 0 || !d.usable(labels, y, dr.StepFrom) {
 		return
 	}
 	d.launch(d.call("draw_labels_forward_kernel", philoxGrid(rows), elemBlock).
-		u64(dr.Seed).u64(dr.Step).ptr(d.ptr(labels)).u32(uint32(nData)).i32(rows).f32(dropout).f32(null).ptr(d.ptr(y)))
+		u64(dr.Seed).u64(dr.Step).ptr(d.ptr(labels)).u32(uint32(nData)).i32(rows).f32(dropout).f32(null).ptr(d.ptr(y)).
+		ptr(d.ptr(dr.StepFrom)))
 }

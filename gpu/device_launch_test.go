@@ -58,7 +58,7 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 		{"Conv2D no bias", func() { d.Conv2D(conv, buf(1<<20), buf(2000), nil, buf(1<<20)) }, "conv2d_forward_kernel"},
 		{"Conv2DBackwardData", func() { d.Conv2DBackwardData(conv, buf(1<<20), buf(2000), buf(1<<20)) }, "conv2d_data_backward_kernel"},
 		{"Conv2DBackwardFilter split", func() { d.Conv2DBackwardFilter(conv, buf(1<<20), buf(1<<20), buf(2000), buf(16)) },
-			"conv2d_filter_backward_kernel bias_grad_reduce_kernel conv2d_bias_backward_kernel"},
+			"conv2d_filter_backward_kernel"},
 		{"Conv2DBackwardFilter one chunk", func() { d.Conv2DBackwardFilter(tiny, buf(100), buf(100), buf(100), nil) },
 			"conv2d_filter_backward_kernel"},
 		{"Conv2DBackwardFilter empty batch", func() {
@@ -67,10 +67,16 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 		{"GroupNorm", func() { d.GroupNorm(gn, buf(4096), buf(16), buf(16), buf(4096), buf(16), buf(16)) }, "group_norm_forward_kernel"},
 		{"GroupNormBackward", func() {
 			d.GroupNormBackward(gn, buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(16), buf(16))
-		}, "group_norm_backward_kernel group_norm_param_backward_reduce_kernel"},
+		}, "group_norm_backward_kernel"},
+		{"GroupNormActBackward", func() {
+			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16), buf(64))
+		}, "group_norm_backward_kernel"},
+		{"GroupNormAct", func() {
+			d.GroupNormAct(gn, ActSiLU, buf(4096), buf(64), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16))
+		}, "group_norm_forward_kernel"},
 		{"GroupNormBackward empty batch", func() {
 			d.GroupNormBackward(GroupNormShape{C: 4, HW: 2, Groups: 2, Eps: 1e-5}, buf(0), buf(0), buf(4), buf(0), buf(0), buf(0), buf(4), buf(4))
-		}, "group_norm_param_backward_reduce_kernel"},
+		}, "fill_forward_kernel fill_forward_kernel"},
 		{"Activate", func() { d.Activate(ActSiLU, buf(1000), buf(1000)) }, "activate_forward_kernel"},
 		{"AddChannelBias", func() { d.AddChannelBias(2, 3, 5, buf(30), buf(6), buf(30)) }, "add_channel_bias_forward_kernel"},
 		{"ChannelSum", func() { d.ChannelSum(2, 3, 5, buf(30), buf(6)) }, "channel_sum_reduce_kernel"},
@@ -84,6 +90,15 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 		{"Gemm weight gradient (split-K)", func() {
 			d.Gemm(true, false, 256, 256, 4096, 1, buf(4096*256), 256, buf(4096*256), 256, 0, buf(256*256), 256)
 		}, "gemm_tn_split_forward_kernel gemm_split_reduce_kernel"},
+		{"LinearBackward (split-K reduced in the kernel)", func() {
+			d.LinearBackward(4096, 256, 256, buf(4096*256), buf(4096*256), 256, buf(256*256), buf(256*256), buf(256), 256, ActSiLU, buf(4096*256), 0, buf(4096*256))
+		}, "linear_backward_kernel"},
+		{"LinearBackward first layer, no input gradient", func() {
+			d.LinearBackward(256, 34, 256, buf(256*256), buf(256*34), 34, buf(256*34), buf(256*34), buf(256), 0, ActNone, nil, 0, nil)
+		}, "linear_backward_kernel"},
+		{"MSELossAccumulate", func() { d.MSELossAccumulate(buf(8192), buf(8192), 1.0/4096, buf(8192), buf(1)) }, "mse_loss_backward_kernel"},
+		{"SumSquares", func() { d.SumSquares(buf(133000), buf(1)) }, "sum_squares_reduce_kernel"},
+		{"BiasActBackward", func() { d.BiasActBackward(ActSiLU, 1000, 64, buf(64000), buf(64000), buf(64000), buf(64)) }, "bias_act_backward_kernel"},
 		{"Gemm forward (tiles fill the GPU)", func() {
 			d.Gemm(false, true, 4096, 256, 256, 1, buf(4096*256), 256, buf(256*256), 256, 0, buf(4096*256), 256)
 		}, "gemm_nt_forward_kernel"},

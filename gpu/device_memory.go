@@ -15,6 +15,9 @@ func (d *DeviceBackend) Alloc(n int) Buffer {
 		return b
 	}
 	what := fmt.Sprintf("%d floats", n)
+	if !d.outsideCapture("allocate " + what) {
+		return b
+	}
 	if n > maxDeviceElems {
 		d.fail("allocate "+what, fmt.Errorf("the device backend's buffers hold at most %d elements", maxDeviceElems))
 		return b
@@ -39,7 +42,11 @@ func (d *DeviceBackend) Free(b Buffer) {
 	if db == nil || db.a.freed || db.off != 0 || db.n != db.a.n {
 		return
 	}
+	if !d.outsideCapture("free") {
+		return
+	}
 	db.a.freed = true
+	d.gen++
 	if db.a.ptr != 0 {
 		delete(d.live, db.a)
 		d.failAt("free", d.l.free(db.a.ptr))
@@ -48,7 +55,7 @@ func (d *DeviceBackend) Free(b Buffer) {
 
 func (d *DeviceBackend) Upload(dst Buffer, src []float32) {
 	checkUpload(dst, src)
-	if len(src) == 0 || !d.usable(dst) {
+	if len(src) == 0 || !d.usable(dst) || !d.outsideCapture("upload") {
 		return
 	}
 	d.failAt("upload", d.l.upload(d.ptr(dst), src))
@@ -56,7 +63,7 @@ func (d *DeviceBackend) Upload(dst Buffer, src []float32) {
 
 func (d *DeviceBackend) Download(dst []float32, src Buffer) {
 	checkDownload(dst, src)
-	if len(dst) == 0 || !d.usable(src) {
+	if len(dst) == 0 || !d.usable(src) || !d.outsideCapture("download") {
 		return
 	}
 	d.failAt("download", d.l.download(dst, d.ptr(src)))
@@ -66,7 +73,7 @@ func (d *DeviceBackend) Download(dst []float32, src Buffer) {
 func (d *DeviceBackend) Copy(dst, src Buffer) {
 	checkCopy(dst, src)
 	n := lenOf(src)
-	if n == 0 || !d.usable(dst, src) {
+	if n == 0 || !d.usable(dst, src) || !d.outsideCapture("copy") {
 		return
 	}
 	d.failAt("copy", d.l.copyDtoD(d.ptr(dst), d.ptr(src), 4*n))
@@ -81,6 +88,10 @@ func (d *DeviceBackend) Fill(dst Buffer, v float32) {
 }
 
 func (d *DeviceBackend) Sync() error {
+	if d.capturing {
+		d.fail("sync", errCapture)
+		return d.err // kept: Capture reports it
+	}
 	if !d.closed {
 		d.failAt("sync", d.l.sync())
 		d.queued = false
@@ -106,6 +117,11 @@ func (d *DeviceBackend) Close() error {
 	if d.scratch != 0 {
 		if e := d.l.free(d.scratch); err == nil && e != nil {
 			err = fmt.Errorf("gpu: free scratch: %w", e)
+		}
+	}
+	if d.counters != 0 {
+		if e := d.l.free(d.counters); err == nil && e != nil {
+			err = fmt.Errorf("gpu: free counters: %w", e)
 		}
 	}
 	d.closed = true

@@ -7,7 +7,7 @@ func (d *DeviceBackend) Axpy(alpha float32, x, y Buffer) {
 	if n == 0 || !d.usable(x, y) {
 		return
 	}
-	d.launch(d.call("axpy_update_kernel", blocks1D(n), elemBlock).f32(alpha).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
+	d.launch(d.call("axpy_update_kernel", blocksVec(n), elemBlock).f32(alpha).ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n))
 }
 
 // stageArgs appends MaxStages stage pointers (0 where the coefficient is 0
@@ -43,7 +43,7 @@ func (d *DeviceBackend) LinComb(dst, x Buffer, h float32, coef []float32, ks []B
 	if n == 0 || !d.usable(dst, x) || !d.stagesUsable(ks) {
 		return
 	}
-	k := d.stageArgs(d.call("lin_comb_update_kernel", blocks1D(n), elemBlock).ptr(d.ptr(dst)).ptr(d.ptr(x)).f32(h), coef, ks)
+	k := d.stageArgs(d.call("lin_comb_update_kernel", blocksVec(n), elemBlock).ptr(d.ptr(dst)).ptr(d.ptr(x)).f32(h), coef, ks)
 	d.launch(k.i32(n))
 }
 
@@ -53,13 +53,9 @@ func (d *DeviceBackend) ErrorNorm(x, xNew Buffer, h float32, coef []float32, ks 
 		return
 	}
 	nb := redBlocks(n)
-	part := d.scratchPtr(8 * nb)
-	if n > 0 {
-		k := d.stageArgs(d.call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
-			ptr(d.ptr(x)).ptr(d.ptr(xNew)).f32(h), coef, ks)
-		d.launch(k.f32(rtol).f32(atol).i32(n).ptr(part))
-	}
-	d.finalSum(part, min(n, nb), 1, out)
+	k := d.stageArgs(d.call("error_norm_reduce_kernel", dim3{uint32(nb), 1, 1}, dim3{redThreads, 1, 1}).
+		ptr(d.ptr(x)).ptr(d.ptr(xNew)).f32(h), coef, ks)
+	d.launch(d.reduceArgs(k.f32(rtol).f32(atol).i32(n), nb).ptr(d.ptr(out)))
 }
 
 // row_dot_forward_kernel: one warp per row, rowDotWarps warps per block.

@@ -39,6 +39,26 @@ type BatchDraw struct {
 	// Step selects the Philox stream: batch draws for different steps are
 	// independent, and the same (Seed, Step) gives the same batch.
 	Step uint64
+	// StepFrom, when not nil, holds the step instead of Step, read when
+	// the op runs: StepFrom[0] and [1] are the bits of its low and high
+	// 32-bit halves (StepWords), so that a recorded graph (Capture) draws
+	// a new batch at each replay.
+	StepFrom Buffer
+}
+
+// StepWords are a step's halves as BatchDraw.StepFrom holds them: float32
+// values whose bits are the step's low and high 32 bits.
+func StepWords(step uint64) [2]float32 {
+	return [2]float32{math.Float32frombits(uint32(step)), math.Float32frombits(uint32(step >> 32))}
+}
+
+// hostStep is dr's step on a backend whose buffers are host memory.
+func (dr BatchDraw) hostStep() uint64 {
+	if dr.StepFrom == nil {
+		return dr.Step
+	}
+	w := host(dr.StepFrom)
+	return uint64(math.Float32bits(w[0])) | uint64(math.Float32bits(w[1]))<<32
 }
 
 // pathCache keeps the last path built from a Spec, so that the draw ops do
@@ -84,6 +104,7 @@ func checkDrawBatch(paths *pathCache, dr BatchDraw, data Buffer, nData, d, rows 
 	const op = "DrawBatch"
 	path := paths.get(op, dr.Path)
 	checkDataRows(op, nData)
+	checkStepFrom(op, dr)
 	n := count2(op, rows, d)
 	need(op, "data", data, count2(op, nData, d))
 	need(op, "t", t, rows)
@@ -98,9 +119,16 @@ func checkDrawBatch(paths *pathCache, dr BatchDraw, data Buffer, nData, d, rows 
 	return path, n
 }
 
-func checkDrawLabels(labels Buffer, nData, rows int, y Buffer) {
+func checkStepFrom(op string, dr BatchDraw) {
+	if dr.StepFrom != nil {
+		need(op, "StepFrom", dr.StepFrom, 2)
+	}
+}
+
+func checkDrawLabels(dr BatchDraw, labels Buffer, nData, rows int, y Buffer) {
 	const op = "DrawLabels"
 	checkDataRows(op, nData)
+	checkStepFrom(op, dr)
 	if rows < 0 {
 		panic(fmt.Sprintf("gpu: %s of %d rows", op, rows))
 	}

@@ -12,6 +12,25 @@ type Norm interface {
 	// GroupNormBackward overwrites dx, dgamma and dbeta with the gradients
 	// of sum(dy * y), from the forward pass's x, mean and rstd.
 	GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, dgamma, dbeta Buffer)
+
+	// GroupNormAct is GroupNorm that also writes a = act(y) elementwise
+	// (as Activate) when a is not nil: the normalization and the
+	// activation after it in one pass. When xBias (Batch x C) is not nil
+	// it is added to x first, in place (as AddChannelBias(x, xBias, x)),
+	// and the normalization is of the sum. y may alias x; a aliases
+	// neither.
+	GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer)
+
+	// GroupNormActBackward is the gradient through a = act(y), y =
+	// GroupNorm(x): with dy = dA act'(y) elementwise (as BiasActBackward;
+	// y is not read for ActNone), dgamma and dbeta are overwritten with
+	// GroupNormBackward's, and dx with its input gradient plus add when
+	// add is not nil (one float32 addition: what Axpy(1, gradient, add)
+	// leaves in add). When dxSum (Batch x C) is not nil it receives the
+	// sums of dx over each image's channels (as ChannelSum(dx)). dA is a
+	// workspace: its values afterwards are unspecified. dx may alias dA or
+	// add, not y.
+	GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer)
 }
 
 // GroupNormShape describes group normalization over a batch of NCHW
@@ -48,6 +67,47 @@ func checkGroupNorm(s GroupNormShape, x, gamma, beta, y, mean, rstd Buffer) {
 	need(op, "y", y, n)
 	need(op, "mean", mean, stats)
 	need(op, "rstd", rstd, stats)
+}
+
+func checkGroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
+	const op = "GroupNormAct"
+	checkAct(op, act)
+	n, stats := groupNormLens(op, s)
+	need(op, "x", x, n)
+	if xBias != nil {
+		need(op, "xBias", xBias, count2(op, s.Batch, s.C))
+	}
+	need(op, "gamma", gamma, s.C)
+	need(op, "beta", beta, s.C)
+	need(op, "y", y, n)
+	if a != nil {
+		need(op, "a", a, n)
+	}
+	need(op, "mean", mean, stats)
+	need(op, "rstd", rstd, stats)
+}
+
+func checkGroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	const op = "GroupNormActBackward"
+	checkAct(op, act)
+	n, stats := groupNormLens(op, s)
+	need(op, "dA", dA, n)
+	if act != ActNone {
+		need(op, "y", y, n)
+	}
+	need(op, "x", x, n)
+	need(op, "gamma", gamma, s.C)
+	need(op, "mean", mean, stats)
+	need(op, "rstd", rstd, stats)
+	if add != nil {
+		need(op, "add", add, n)
+	}
+	need(op, "dx", dx, n)
+	need(op, "dgamma", dgamma, s.C)
+	need(op, "dbeta", dbeta, s.C)
+	if dxSum != nil {
+		need(op, "dxSum", dxSum, count2(op, s.Batch, s.C))
+	}
 }
 
 func checkGroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, dgamma, dbeta Buffer) {

@@ -30,6 +30,44 @@ type AdamStep struct {
 	EMADecay    float32 // 0: EMA not updated
 	MaxGradNorm float32 // 0: no clipping
 	Step        int     // 1-based step number, recorded in the status buffer on a non-finite gradient
+	// Scalars, when not nil, holds the scalars that change from step to
+	// step, read when the op runs instead of the fields above (so that a
+	// recorded graph, Capture, replays with new ones): at the AdamScalar*
+	// indices, LR, BiasCorr1, BiasCorr2, EMADecay and Step (as a float32,
+	// exact below 2^24). EMADecay's field still says whether the EMA is
+	// updated (> 0), its value comes from Scalars. AdamScalarValues
+	// writes them.
+	Scalars Buffer
+}
+
+// Indices of the step scalars in AdamStep.Scalars.
+const (
+	AdamScalarLR = iota
+	AdamScalarBiasCorr1
+	AdamScalarBiasCorr2
+	AdamScalarEMADecay
+	AdamScalarStep
+	AdamScalars // their count
+)
+
+// AdamScalarValues are s's step scalars as AdamStep.Scalars holds them.
+func AdamScalarValues(s AdamStep) [AdamScalars]float32 {
+	return [AdamScalars]float32{s.LR, s.BiasCorr1, s.BiasCorr2, s.EMADecay, float32(s.Step)}
+}
+
+// hostScalars is s with its step scalars read from Scalars on a backend
+// whose buffers are host memory.
+func (s AdamStep) hostScalars() AdamStep {
+	if s.Scalars == nil {
+		return s
+	}
+	v := host(s.Scalars)
+	s.LR, s.BiasCorr1, s.BiasCorr2 = v[AdamScalarLR], v[AdamScalarBiasCorr1], v[AdamScalarBiasCorr2]
+	if s.EMADecay > 0 {
+		s.EMADecay = v[AdamScalarEMADecay]
+	}
+	s.Step, s.Scalars = int(v[AdamScalarStep]), nil
+	return s
 }
 
 // checkSumSquares returns x.Len().
@@ -50,5 +88,8 @@ func checkAdamEMA(s AdamStep, params, grads, m, v, ema, gradSumSq, status Buffer
 	}
 	need(op, "gradSumSq", gradSumSq, 1)
 	need(op, "status", status, 1)
+	if s.Scalars != nil {
+		need(op, "Scalars", s.Scalars, AdamScalars)
+	}
 	return n
 }

@@ -122,14 +122,18 @@ FM_DEVICE double time_transform(int kind, double mean, double std, double shift,
 //   x1[r, j] = data[i, j]
 // and xt, ut as path_target_forward_kernel.
 // Shapes: data (nData, d), 1 <= nData < 2^32; x0, x1, xt, ut (rows, d); t
-// (rows). x0 and x1 may be null (not written). Launch: as path_target_forward_kernel; each thread
-// of phase 2 makes one Philox block of four normals.
+// (rows). x0 and x1 may be null (not written). stepFrom, when not null,
+// holds the step instead of step (its low and high 32 bits: a recorded
+// graph draws a new batch at each replay). Launch: as
+// path_target_forward_kernel; each thread of phase 2 makes one Philox block
+// of four normals.
 extern "C" __global__ void __launch_bounds__(256) draw_batch_forward_kernel(
     unsigned long long seed, unsigned long long step, int kind, double p0, double p1, double tLo, double tHi,
     float priorStd, int timeKind, double tMean, double tStd, double tShift, const float* __restrict__ data,
     unsigned nData, int d, int rows, float* __restrict__ x0, float* __restrict__ x1, float* __restrict__ t, float* __restrict__ xt,
-    float* __restrict__ ut, int rpb) {
+    float* __restrict__ ut, int rpb, const unsigned* __restrict__ stepFrom) {
     __shared__ float coef[256][4];
+    if (stepFrom) step = (unsigned long long)stepFrom[0] | (unsigned long long)stepFrom[1] << 32;
     __shared__ unsigned idx[256];
     int r0 = (int)blockIdx.x * rpb;
     int nr = imin(rpb, rows - r0);
@@ -178,12 +182,15 @@ extern "C" __global__ void __launch_bounds__(256) draw_batch_forward_kernel(
 //   i    = index_below(word(PurposeIndex), nData)    (draw_batch's index)
 //   u    = uniform01(word(PurposeLabelDrop))
 //   y[r] = u < dropout ? null : labels[i]
-// Shapes: labels (nData), 1 <= nData < 2^32; y (rows).
+// Shapes: labels (nData), 1 <= nData < 2^32; y (rows); stepFrom (2) or
+// null, as draw_batch_forward_kernel's.
 // Launch: 1-D, one thread per Philox block of four rows, any grid
 // (grid-stride loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256)
     draw_labels_forward_kernel(unsigned long long seed, unsigned long long step, const float* __restrict__ labels,
-                               unsigned nData, int rows, float dropout, float null_label, float* __restrict__ y) {
+                               unsigned nData, int rows, float dropout, float null_label, float* __restrict__ y,
+                               const unsigned* __restrict__ stepFrom) {
+    if (stepFrom) step = (unsigned long long)stepFrom[0] | (unsigned long long)stepFrom[1] << 32;
     const long long nb = ((long long)rows + 3) / 4;
     for (long long blk = global_tid(); blk < nb; blk += grid_stride()) {
         fm_u32x4 wi = philox_block(seed, FM_PURPOSE_INDEX, step, (unsigned)blk);

@@ -1,8 +1,8 @@
 // The single translation unit `make kernels` compiles into fmgpu.fatbin
 // (one module, one cuModuleLoadData) and the kernelsim harness compiles
 // for the host (sim_kernels.cc): every kernel family, in one place. One
-// file per op family of package gpu (gpu/F.go: kernels/F.cu), and
-// reduce.cu's second passes, which several families share.
+// file per op family of package gpu (gpu/F.go: kernels/F.cu); reductions
+// finish in their own kernel (common.cuh, last_block_of).
 #include "attention.cu"
 #include "conv.cu"
 #include "dense.cu"
@@ -14,4 +14,3 @@
 #include "optimizer.cu"
 #include "products.cu"
 #include "random.cu"
-#include "reduce.cu"

@@ -1,8 +1,7 @@
 // The Optimizer family (gpu/optimizer.go): the fused optimizer step, Adam
 // or AdamW with gradient clipping by the global norm and the EMA of the
 // weights over all parameters in one pass, and the sum of squares the
-// norm comes from (sum_final_reduce_kernel, reduce.cu, is its second
-// pass).
+// norm comes from.
 #include "common.cuh"
 
 // adam_ema_update_kernel: one step over n parameters (gpu.Optimizer.AdamEMA).
@@ -15,15 +14,26 @@
 //   p -= lr (m ib1 / (sqrt(v ib2) + eps) (+ wd p if decoupled))
 //   ema = d ema + (1-d) p  when d = emaDecay > 0 (ema may be null otherwise)
 // in float32 with the CPU backend's rounding (ib1 = 1/(1-b1^t), ib2
-// likewise).
-// Shapes: p, grad, m, v, ema (n); gradSumSq, status (1).
+// likewise). When scalars is not null, lr, ib1 = 1/scalars[1], ib2 =
+// 1/scalars[2], emaDecay (when the argument is > 0) and step come from it
+// (gpu.AdamScalar*: a recorded graph replays with each step's values).
+// Shapes: p, grad, m, v, ema (n); gradSumSq, status (1); scalars (5) or
+// null.
 // Launch: 1-D, at least one block (for the status), any grid (grid-stride
 // loop), block <= 256.
 extern "C" __global__ void __launch_bounds__(256)
     adam_ema_update_kernel(float* __restrict__ p, const float* __restrict__ grad, float* __restrict__ m,
                            float* __restrict__ v, float* __restrict__ ema, const float* __restrict__ gradSumSq,
                            float* __restrict__ status, float lr, float b1, float b2, float eps, float wd,
-                           int decoupled, float ib1, float ib2, float emaDecay, float maxGradNorm, float step, int n) {
+                           int decoupled, float ib1, float ib2, float emaDecay, float maxGradNorm, float step, int n,
+                           const float* __restrict__ scalars) {
+    if (scalars) {
+        lr = scalars[0];
+        ib1 = fm_rcp(scalars[1]);
+        ib2 = fm_rcp(scalars[2]);
+        if (emaDecay > 0.0f) emaDecay = scalars[3];
+        step = scalars[4];
+    }
     double gss = (double)gradSumSq[0];
     if (!isfinite(gss)) {
         if (blockIdx.x == 0 && threadIdx.x == 0 && status[0] == 0.0f) status[0] = step;
@@ -51,12 +61,16 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// sum_squares_reduce_kernel: partial[b] = sum over block b's elements of
-// x_i^2 (the global gradient norm before clipping).
-// Shapes: x (n); partial (gridDim.x) doubles.
-// Launch: 1-D grid, 256 threads (a multiple of 32: block_sum_d).
+// sum_squares_reduce_kernel: out[0] = (float) sum x_i^2 (the global
+// gradient norm before clipping), in double in one pass: each block's
+// partial to partial[b], the last block (last_block_of) adds them as
+// sum_final_reduce_kernel does.
+// Shapes: x (n); partial (gridDim.x) doubles; counter (1), 0 before the
+// launch (and after it); out (1).
+// Launch: 1-D grid (fixed by n), 256 threads (a multiple of 32: block_sum_d).
 extern "C" __global__ void __launch_bounds__(256)
-    sum_squares_reduce_kernel(const float* __restrict__ x, int n, double* __restrict__ partial) {
+    sum_squares_reduce_kernel(const float* __restrict__ x, int n, double* __restrict__ partial,
+                              unsigned* __restrict__ counter, float* __restrict__ out) {
     double acc = 0.0;
     for (long long i = global_tid(); i < n; i += grid_stride()) {
         double v = (double)x[i];
@@ -64,4 +78,7 @@ extern "C" __global__ void __launch_bounds__(256)
     }
     acc = block_sum_d(acc);
     if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+    if (!last_block_of(counter, gridDim.x)) return;
+    acc = final_sum_d(partial, (int)gridDim.x);
+    if (threadIdx.x == 0) out[0] = (float)acc;
 }

@@ -10,14 +10,13 @@
 #include "sim_selftest.h"
 
 extern const SimKernel sim_kernel_table[] = {
+    SIM_KERNEL(act_backward_kernel),
     SIM_KERNEL(activate_forward_kernel),
     SIM_KERNEL(adam_ema_update_kernel),
     SIM_KERNEL(add_channel_bias_forward_kernel),
     SIM_KERNEL(axpy_update_kernel),
     SIM_KERNEL(bias_act_backward_kernel),
-    SIM_KERNEL(bias_grad_reduce_kernel),
     SIM_KERNEL(channel_sum_reduce_kernel),
-    SIM_KERNEL(conv2d_bias_backward_kernel),
     SIM_KERNEL(conv2d_data_backward_kernel),
     SIM_KERNEL(conv2d_filter_backward_kernel),
     SIM_KERNEL(conv2d_forward_kernel),
@@ -42,8 +41,8 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(gemm_tt_forward_kernel),
     SIM_KERNEL(group_norm_backward_kernel),
     SIM_KERNEL(group_norm_forward_kernel),
-    SIM_KERNEL(group_norm_param_backward_reduce_kernel),
     SIM_KERNEL(lin_comb_update_kernel),
+    SIM_KERNEL(linear_backward_kernel),
     SIM_KERNEL(linear_forward_kernel),
     SIM_KERNEL(mse_loss_backward_kernel),
     SIM_KERNEL(one_hot_forward_kernel),
@@ -53,7 +52,6 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(row_dot_forward_kernel),
     SIM_KERNEL(softmax_backward_kernel),
     SIM_KERNEL(softmax_forward_kernel),
-    SIM_KERNEL(sum_final_reduce_kernel),
     SIM_KERNEL(sum_squares_reduce_kernel),
     SIM_KERNEL(transpose_forward_kernel),
     SIM_KERNEL(unit_column_forward_kernel),

@@ -1,7 +1,8 @@
 // Package model holds fmgpu's velocity networks v_theta(t, x [, class]),
 // written over gpu.Backend with hand-written backward passes: parameters
 // live in one flat buffer (so that the optimizer is one fused op over all of
-// them) and every layer's weights are views into it.
+// them) and every layer's weights are views into it. A network of a
+// caller's own implements Net the same way and joins them with Register.
 package model
 
 import (
@@ -151,6 +152,9 @@ func (c Config) Validate() error {
 	case KindUNet:
 		return validateUNet(c)
 	}
+	if a, ok := registered(c.Kind); ok {
+		return a.Validate(c)
+	}
 	return fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
 
@@ -178,6 +182,9 @@ func TensorLayout(c Config) ([]Tensor, int, error) {
 	}
 	if c.Kind == KindUNet {
 		return unetTensorLayout(c)
+	}
+	if a, ok := registered(c.Kind); ok {
+		return registeredLayout(a, c)
 	}
 	p := mlpParams(c)
 	return p.tensors, p.size, nil

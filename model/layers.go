@@ -89,6 +89,14 @@ func (n *groupNorm) Forward(p *pass, x, y gpu.Buffer) {
 }
 
 func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
+	n.backwardAct(p, gpu.ActNone, x, dy, nil, nil, dx, nil)
+}
+
+// backwardAct is the backward of act(GroupNorm(x)), whose output y the
+// forward pass stored, from dA, the gradient of act's output (used as
+// workspace); dx receives the input gradient plus add when add is not
+// nil, dxSum (when not nil) its sums per image and channel.
+func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx, dxSum gpu.Buffer) {
 	var dg, db gpu.Buffer
 	if p.grads() {
 		dg, db = p.g[n.gamma], p.g[n.beta]
@@ -96,7 +104,7 @@ func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
 		c := n.shape.C
 		dg, db = p.discard.slice(0, c), p.discard.slice(c, c)
 	}
-	p.b.GroupNormBackward(n.at(p.rows), dy, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), dx, dg, db)
+	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db, dxSum)
 }
 
 // dense is a fully connected layer y = act(x W^T + b), W out x in
@@ -117,51 +125,70 @@ func (d *dense) Forward(p *pass, act gpu.Act, x, pre, y gpu.Buffer) {
 // pass wants them, and, when dx is not nil, dx = beta dx + dy W restricted
 // to x's first cols columns (row stride cols).
 func (d *dense) Backward(p *pass, act gpu.Act, pre, x, dy, dx gpu.Buffer, cols int, beta float32) {
-	b, rows := p.b, p.rows
-	switch {
-	case p.grads():
-		b.BiasActBackward(act, rows, d.out, dy, pre, dy, p.g[d.b])
-		b.Gemm(true, false, d.out, d.in, rows, 1, dy, d.out, x, d.in, 0, p.g[d.w], d.in)
-	case act != gpu.ActNone:
-		b.BiasActBackward(act, rows, d.out, dy, pre, dy, nil)
+	if act != gpu.ActNone {
+		p.b.BiasActBackward(act, p.rows, d.out, dy, pre, dy, nil)
 	}
-	if dx != nil {
-		b.Gemm(false, false, rows, cols, d.out, 1, dy, d.out, p.w[d.w], d.in, beta, dx, cols)
+	d.backwardPre(p, x, dy, gpu.ActNone, nil, dx, cols, beta)
+}
+
+// backwardPre is Backward from dPre, the gradient of the pre-activation:
+// one LinearBackward, dx taken through xAct's gradient at xPre (the
+// previous layer's activation, fused).
+func (d *dense) backwardPre(p *pass, x, dPre gpu.Buffer, xAct gpu.Act, xPre, dx gpu.Buffer, cols int, beta float32) {
+	var dW, dB gpu.Buffer
+	if p.grads() {
+		dW, dB = p.g[d.w], p.g[d.b]
 	}
+	if dW == nil && dx == nil {
+		return
+	}
+	p.b.LinearBackward(p.rows, d.in, d.out, dPre, x, d.in, p.w[d.w], dW, dB, cols, xAct, xPre, beta, dx)
 }
 
 // normSiLUConv is y = conv(SiLU(GroupNorm(x))), the unit of DDPM's residual
-// block and output head. Forward stores the GroupNorm output; SiLU is
-// recomputed in Backward. The caller lends the temporaries.
+// block and output head. Forward stores the GroupNorm output and its SiLU
+// (computed in one pass, kept rather than recomputed in Backward: one
+// launch fewer a unit for a workspace of its input's size). The caller
+// lends the backward's temporary.
 type normSiLUConv struct {
 	norm groupNorm
 	n    *workspace // GroupNorm(x), stored
+	a    *workspace // SiLU(n), stored: the filter gradient's input
 	conv *conv
 	inC  int // elements of an image of x
 }
 
-// Forward: a is a temporary of inC elements a row.
-func (l *normSiLUConv) Forward(p *pass, x, y, a gpu.Buffer) {
-	n := l.n.at(p.rows)
-	l.norm.Forward(p, x, n)
-	p.b.Activate(gpu.ActSiLU, n, a)
+func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
+	l.forwardBias(p, x, nil, y)
+}
+
+// forwardBias is Forward of x plus xBias (one value per image and
+// channel, added into x in place) when xBias is not nil.
+func (l *normSiLUConv) forwardBias(p *pass, x, xBias, y gpu.Buffer) {
+	n, a, s := l.n.at(p.rows), l.a.at(p.rows), &l.norm
+	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, xBias, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
 	l.conv.Forward(p, a, y)
 }
 
-// backwardConv writes into dn the gradient of the GroupNorm output for dy
-// (and the convolution's parameter gradients); dn is inC elements a row.
-func (l *normSiLUConv) backwardConv(p *pass, dy, dn gpu.Buffer) {
-	n := l.n.at(p.rows)
+// backwardConv writes into da the gradient of the SiLU's output for dy
+// (and the convolution's parameter gradients); da is inC elements a row.
+func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
 	if p.grads() {
-		p.b.Activate(gpu.ActSiLU, n, dn)
-		l.conv.backwardFilter(p, dn, dy)
+		l.conv.backwardFilter(p, l.a.at(p.rows), dy)
 	}
-	l.conv.backwardData(p, dy, dn)
-	p.b.BiasActBackward(gpu.ActSiLU, 1, p.rows*l.inC, dn, n, dn, nil)
+	l.conv.backwardData(p, dy, da)
 }
 
-// Backward: dn is a temporary of inC elements a row.
-func (l *normSiLUConv) Backward(p *pass, x, dy, dx, dn gpu.Buffer) {
-	l.backwardConv(p, dy, dn)
-	l.norm.Backward(p, x, dn, dx)
+// backwardNorm takes da (from backwardConv; used as workspace) through the
+// SiLU and the GroupNorm: dx = the input gradient, plus add when not nil;
+// dxSum, when not nil, its sums per image and channel (forwardBias's
+// xBias gradient).
+func (l *normSiLUConv) backwardNorm(p *pass, x, da, add, dx, dxSum gpu.Buffer) {
+	l.norm.backwardAct(p, gpu.ActSiLU, x, da, l.n.at(p.rows), add, dx, dxSum)
+}
+
+// Backward: da is a temporary of inC elements a row.
+func (l *normSiLUConv) Backward(p *pass, x, dy, dx, da gpu.Buffer) {
+	l.backwardConv(p, dy, da)
+	l.backwardNorm(p, x, da, nil, dx, nil)
 }

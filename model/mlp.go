@@ -179,32 +179,30 @@ func (m *MLP) InputVJP(e, w gpu.Buffer) {
 }
 
 // backward runs the layers backward from dOut; the gradient between two
-// layers alternates between the two grad workspaces. dx, where not nil,
-// receives the gradient of x (the input's first D columns).
+// layers alternates between the two grad workspaces. Each layer is one
+// LinearBackward: its weight and bias gradients, when the pass wants them,
+// and the gradient of the previous layer's pre-activation (the SiLU's
+// backward fused in). dx, where not nil, receives the gradient of x (the
+// input's first D columns). dOut (the output layer has no activation: it
+// is that layer's pre-activation gradient) is not modified.
 func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 	rows := m.rows
 	p := m.begin(rows, grads)
 	last := len(m.layers) - 1
-	dy, next := dOut, 0
+	dPre, next := dOut, 0
 	for l := last; l >= 0; l-- {
 		d := &m.layers[l]
-		// The output layer has no activation: its Backward leaves dOut's
-		// values as they are.
-		act, pre := gpu.ActNone, gpu.Buffer(nil)
-		if l < last {
-			act, pre = gpu.ActSiLU, m.pre[l].at(rows)
-		}
-		x := m.in.at(rows)
-		if l > 0 {
-			x = m.act[l-1].at(rows)
+		var dW, dB gpu.Buffer
+		if p.grads() {
+			dW, dB = p.g[d.w], p.g[d.b]
 		}
 		if l == 0 {
-			d.Backward(p, act, pre, x, dy, dx, m.cfg.Dim, 0)
+			m.b.LinearBackward(rows, d.in, d.out, dPre, m.in.at(rows), d.in, p.w[d.w], dW, dB, m.cfg.Dim, gpu.ActNone, nil, 0, dx)
 			break
 		}
 		din := m.grad[next].view(rows, d.in)
-		d.Backward(p, act, pre, x, dy, din, d.in, 0)
-		dy, next = din, 1-next
+		m.b.LinearBackward(rows, d.in, d.out, dPre, m.act[l-1].at(rows), d.in, p.w[d.w], dW, dB, d.in, gpu.ActSiLU, m.pre[l-1].at(rows), 0, din)
+		dPre, next = din, 1-next
 	}
 }
 

@@ -44,7 +44,8 @@ type Net interface {
 	FLOPsPerRow() int
 }
 
-// New builds the network a configuration describes, with zero weights.
+// New builds the network a configuration describes, with zero weights: the
+// MLP, the U-Net, or a kind added with Register.
 func New(b gpu.Backend, c Config) (Net, error) {
 	switch c.Kind {
 	case KindMLP:
@@ -55,6 +56,12 @@ func New(b gpu.Backend, c Config) (Net, error) {
 		return m, nil
 	case KindUNet:
 		return newUNet(b, c)
+	}
+	if a, ok := registered(c.Kind); ok {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return newRegistered(a, b, c)
 	}
 	return nil, fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }

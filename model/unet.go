@@ -105,6 +105,7 @@ func (bd *unetBuilder) dense(name string, in, out int) dense {
 func (bd *unetBuilder) normSiLUConv(norm, conv string, cin, cout, h, w int, zero bool) normSiLUConv {
 	l := normSiLUConv{norm: bd.norm(norm, cin, h*w), inC: cin * h * w}
 	l.n = bd.ws.stored(norm+".out", cin*h*w)
+	l.a = bd.ws.stored(norm+".silu", cin*h*w)
 	l.conv = bd.conv(conv, cin, cout, 3, 1, h, w, zero)
 	return l
 }
@@ -146,7 +147,8 @@ func (bd *unetBuilder) res(name string, cond *embedding, cat *concat, cin, cout,
 	r.act = ws.temp(name+".act", max(nIn, nOut))
 	r.bias = ws.temp(name+".bias", cout)
 	if cat != nil {
-		r.hid = ws.temp(name+".hid", max(nIn, nOut))
+		cat.x = bd.ws.stored(name+".cat", nIn)
+		r.hid = ws.temp(name+".hid", nOut)
 		r.dcat = ws.temp(name+".dcat", nIn)
 	} else {
 		r.hid = ws.temp(name+".hid", nOut)

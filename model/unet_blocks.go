@@ -47,26 +47,30 @@ func (e *embedding) Forward(p *pass, t, labels gpu.Buffer) {
 func (e *embedding) Backward(p *pass) {
 	rows, E := p.rows, e.width
 	demb, dact1 := e.dsilu.at(rows), e.dact1.at(rows)
-	// emb's SiLU comes after the table's row is added: pre is emb.
-	e.time2.Backward(p, gpu.ActSiLU, e.emb.at(rows), e.act1.at(rows), demb, dact1, E, 0)
+	// emb's SiLU comes after the table's row is added: pre is emb. The
+	// first layer's SiLU is fused into the second's backward.
+	p.b.BiasActBackward(gpu.ActSiLU, rows, E, demb, e.emb.at(rows), demb, nil)
+	e.time2.backwardPre(p, e.act1.at(rows), demb, gpu.ActSiLU, e.pre1.at(rows), dact1, e.time0.out, 0)
 	if e.table >= 0 {
 		p.b.Gemm(true, false, e.tableRows, E, rows, 1, e.onehot.at(rows), e.tableRows, demb, E, 0, p.g[e.table], E)
 	}
-	e.time0.Backward(p, gpu.ActSiLU, e.pre1.at(rows), e.sinus.at(rows), dact1, nil, 0, 0)
+	e.time0.backwardPre(p, e.sinus.at(rows), dact1, gpu.ActNone, nil, nil, 0, 0)
 }
 
 // concat is a block's input [x, skip] along channels: the previous block's
-// output and an earlier one's. It is rebuilt where needed, not stored.
+// output and an earlier one's, built by Forward and stored for Backward.
 type concat struct {
 	skip      *workspace // the earlier block's output
 	dskip     *workspace // stored: its gradient, which the network adds to that block's output gradient
+	x         *workspace // stored: [x, skip]
 	xC, skipC int        // channels of x and of skip
 	hw        int
 }
 
-// build writes [x, skip] into into and returns it.
-func (c *concat) build(p *pass, x, into gpu.Buffer) gpu.Buffer {
+// build writes [x, skip] into the stored concatenation and returns it.
+func (c *concat) build(p *pass, x gpu.Buffer) gpu.Buffer {
 	cin := c.xC + c.skipC
+	into := c.x.at(p.rows)
 	p.b.CopyChannels(p.rows, c.hw, c.xC, x, c.xC, 0, into, cin, 0)
 	p.b.CopyChannels(p.rows, c.hw, c.skipC, c.skip.at(p.rows), c.skipC, 0, into, cin, c.xC)
 	return into
@@ -95,8 +99,8 @@ type resBlock struct {
 	h        *workspace
 
 	// Temporaries.
-	act  *workspace // a SiLU fed to a convolution, its gradient, the skip's output or input gradient
-	hid  *workspace // [x, skip] in Forward; in Backward the gradient of h, then [x, skip] again
+	act  *workspace // the skip's output in Forward; in Backward the gradient of a SiLU's output
+	hid  *workspace // in Backward the gradient of h
 	bias *workspace // the channel bias and its gradient
 	dcat *workspace // the gradient of [x, skip]
 
@@ -105,20 +109,19 @@ type resBlock struct {
 
 func (r *resBlock) Forward(p *pass, x, y gpu.Buffer) {
 	b, rows := p.b, p.rows
-	nIn, nOut := r.cin*r.hw, r.cout*r.hw
 	if r.cat != nil {
-		x = r.cat.build(p, x, r.hid.view(rows, nIn))
+		x = r.cat.build(p, x)
 	}
 	h, bias := r.h.at(rows), r.bias.at(rows)
-	r.in1.Forward(p, x, h, r.act.view(rows, nIn))
+	r.in1.Forward(p, x, h)
 	r.emb.Forward(p, gpu.ActNone, r.cond.silu.at(rows), nil, bias)
-	b.AddChannelBias(rows, r.cout, r.hw, h, bias, h)
-	r.in2.Forward(p, h, y, r.act.view(rows, nOut))
+	r.in2.forwardBias(p, h, bias, y) // h += the channel bias, in place
+
 	if r.skip == nil {
 		b.Axpy(1, x, y)
 		return
 	}
-	sk := r.act.view(rows, nOut)
+	sk := r.act.view(rows, r.cout*r.hw)
 	r.skip.Forward(p, x, sk)
 	b.Axpy(1, sk, y)
 }
@@ -127,30 +130,32 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	rows := p.rows
 	nIn, nOut := r.cin*r.hw, r.cout*r.hw
 	dn, dh := r.act.view(rows, nOut), r.hid.view(rows, nOut)
-	r.in2.Backward(p, r.h.at(rows), dy, dh, dn)
+	r.in2.backwardConv(p, dy, dn)
+	var db gpu.Buffer // the channel bias's gradient: dh's channel sums
 	if p.grads() {
-		db := r.bias.at(rows)
-		p.b.ChannelSum(rows, r.cout, r.hw, dh, db)
+		db = r.bias.at(rows)
+	}
+	r.in2.backwardNorm(p, r.h.at(rows), dn, nil, dh, db)
+	if p.grads() {
 		r.emb.Backward(p, gpu.ActNone, nil, r.cond.silu.at(rows), db, r.cond.dsilu.at(rows), r.cond.width, 1)
 	}
 	dn = r.act.view(rows, nIn)
 	r.in1.backwardConv(p, dh, dn)
 	dIn := dx
 	if r.cat != nil {
-		x = r.cat.build(p, x, r.hid.view(rows, nIn)) // dh is spent
+		x = r.cat.x.at(rows)
 		dIn = r.dcat.at(rows)
 	}
-	r.in1.norm.Backward(p, x, dn, dIn)
-	if r.skip == nil {
-		p.b.Axpy(1, dy, dIn)
-	} else {
-		ds := r.act.view(rows, nIn) // dn is spent
+	// The skip's gradient first, then the main path's added to it.
+	add := dy
+	if r.skip != nil {
 		if p.grads() {
 			r.skip.backwardFilter(p, x, dy)
 		}
-		r.skip.backwardData(p, dy, ds)
-		p.b.Axpy(1, ds, dIn)
+		r.skip.backwardData(p, dy, dIn)
+		add = dIn
 	}
+	r.in1.backwardNorm(p, x, dn, add, dIn, nil)
 	if r.cat != nil {
 		r.cat.split(p, dIn, dx)
 	}
@@ -209,8 +214,7 @@ func (a *attention) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	b.GemmBatched(false, false, rows, c, t, t, scale, q, t, 3*ct, dP, t, tt, 0, dk, t, 3*ct)
 	// qkv = conv(n), n = GroupNorm(x); dO is spent and takes dn
 	a.qkv.Backward(p, a.n.at(rows), dq, dO)
-	a.norm.Backward(p, x, dO, dx)
-	b.Axpy(1, dy, dx)
+	a.norm.backwardAct(p, gpu.ActNone, x, dO, nil, dy, dx, nil)
 }
 
 // upsample is nearest 2x upsampling of c channels of h x w then a 3x3
@@ -244,7 +248,7 @@ type outputHead struct {
 }
 
 func (o *outputHead) Forward(p *pass, x, y gpu.Buffer) {
-	o.normSiLUConv.Forward(p, x, y, o.act.at(p.rows))
+	o.normSiLUConv.Forward(p, x, y)
 }
 
 func (o *outputHead) Backward(p *pass, x, dy, dx gpu.Buffer) {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs `fmgpu bench` and the PyTorch peer (../shared/peers/run_torch_peer.sh,
+# Runs `fmgpu bench` and the PyTorch peer (peers/run_torch_peer.sh,
 # or $PEER) workload by workload, alternating, in one go on this machine,
 # and prints the ratio fmgpu/torch for each. The machines are shared and
 # noisy: ROUNDS alternations (default 2) of each pair, best of each side.
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 device=cpu
 if [ "${1:-}" = --device ]; then device=$2; shift 2; fi
 workloads=${*:-mlp256-b256 mlp256-b4096 mlp512x4-b4096 sample-euler unet-mnist-b64 unet-mnist-b64-attn}
-peer=${PEER:-../shared/peers/run_torch_peer.sh}
+peer=${PEER:-peers/run_torch_peer.sh}
 unet_peer=${UNET_PEER:-$(dirname "$peer")/torch_unet.py}
 unet_steps=${UNET_STEPS:-20}
 rounds=${ROUNDS:-2}
@@ -32,6 +32,7 @@ run_peer() {
 		(
 			ob=/usr/lib/x86_64-linux-gnu/openblas-openmp
 			[ -d "$ob" ] && export LD_LIBRARY_PATH="$ob${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+			grep -q avx512f /proc/cpuinfo && export OPENBLAS_CORETYPE=SkylakeX
 			export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
 			/usr/bin/python3 "$unet_peer" --device "$device" --batch 64 --steps "$unet_steps" "${att[@]}"
 		) | grep 'steps_per_s=' | sed "s/workload=[^ ]*/workload=$1/"

@@ -118,6 +118,124 @@ func extremes(v []float32) {
 // BiasActBackward: dPre = dY act'(pre) and dBias = column sums of dPre,
 // with and without dBias (which starts as NaN: it is overwritten, not
 // accumulated into), dPre aliasing dY or not, pre reaching SiLU's tails.
+func testLinearBackward(e *env) {
+	cases := []struct {
+		rows, in, out, cols int
+		act                 gpu.Act
+		padX                int
+		dW, dBias, dX       bool
+		beta                float32
+	}{
+		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0},
+		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1},
+		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0},
+		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5},
+		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0}, // k = 1000: a split weight gradient
+		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0},
+		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1}, // no parameter gradient (InputVJP)
+		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0},     // the first layer without an input gradient
+		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0},       // an empty batch: zero gradients
+		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1}, // a gradient added to (the U-Net's embedding)
+	}
+	for ci, c := range cases {
+		ldx := c.in + c.padX
+		dp := normals(e.rng, c.rows*c.out, 1)
+		xv := strided(e.rng, c.rows, c.in, ldx)
+		wv := normals(e.rng, c.out*c.in, 1/math.Sqrt(float64(c.in)))
+		pre := normals(e.rng, c.rows*c.cols, 3)
+		extremes(pre)
+		pdp := e.viewOf(dp, ci%3, 1)
+		px := e.viewOf(xv, 1, ci%2)
+		w, ppre := e.upload(wv), e.upload(pre)
+		var pdw, pdb, pdx padded
+		var dW, dBias, dX gpu.Buffer
+		if c.dW {
+			pdw = e.viewOf(filled(c.out*c.in, sentinel), 2, 1)
+			dW = pdw.view
+		}
+		if c.dBias {
+			pdb = e.viewOf(filled(c.out, sentinel), 1, 2)
+			dBias = pdb.view
+		}
+		dx0 := filled(c.rows*c.cols, sentinel)
+		if c.beta != 0 {
+			dx0 = normals(e.rng, c.rows*c.cols, 1)
+		}
+		if c.dX {
+			pdx = e.viewOf(dx0, 1, 1)
+			dX = pdx.view
+		}
+		e.be.LinearBackward(c.rows, c.in, c.out, pdp.view, px.view, ldx, w, dW, dBias, c.cols, c.act, ppre, c.beta, dX)
+
+		name := fmt.Sprintf("LinearBackward(rows=%d, in=%d, out=%d, cols=%d, ldx=%d, act=%d, dW=%v, dBias=%v, dX=%v, beta=%g)",
+			c.rows, c.in, c.out, c.cols, ldx, c.act, c.dW, c.dBias, c.dX, c.beta)
+		if c.dW {
+			want, tol := make([]float64, c.out*c.in), make([]float64, c.out*c.in)
+			for o := 0; o < c.out; o++ {
+				for i := 0; i < c.in; i++ {
+					z, sc := 0.0, 0.0
+					for r := 0; r < c.rows; r++ {
+						p := float64(dp[r*c.out+o]) * float64(xv[r*ldx+i])
+						z += p
+						sc += math.Abs(p)
+					}
+					// a product: 1e-4 of sum |dPre||x|
+					want[o*c.in+i], tol[o*c.in+i] = z, rtolRed*sc+tiny
+				}
+			}
+			checkTol(e.t, name+": dW", e.download(pdw.view), want, tol, c.in)
+			e.checkOutside(name+": dW", pdw)
+		}
+		if c.dBias {
+			want, tol := make([]float64, c.out), make([]float64, c.out)
+			for o := 0; o < c.out; o++ {
+				for r := 0; r < c.rows; r++ {
+					want[o] += float64(dp[r*c.out+o])
+					tol[o] += math.Abs(float64(dp[r*c.out+o]))
+				}
+				// a sum: 1e-4 of sum |dPre|
+				tol[o] = rtolRed*tol[o] + tiny
+			}
+			checkTol(e.t, name+": dBias", e.download(pdb.view), want, tol, 0)
+			e.checkOutside(name+": dBias", pdb)
+		}
+		if c.dX {
+			n := c.rows * c.cols
+			want, tol := make([]float64, n), make([]float64, n)
+			for r := 0; r < c.rows; r++ {
+				for j := 0; j < c.cols; j++ {
+					g, sc := 0.0, 0.0
+					for o := 0; o < c.out; o++ {
+						p := float64(dp[r*c.out+o]) * float64(wv[o*c.in+j])
+						g += p
+						sc += math.Abs(p)
+					}
+					i := r*c.cols + j
+					if c.beta != 0 {
+						p := float64(c.beta) * float64(dx0[i])
+						g += p
+						sc += math.Abs(p)
+					}
+					// a product (plus beta dX): 1e-4 of sum |dPre||W| + |beta dX|
+					want[i], tol[i] = g, rtolRed*sc+tiny
+					if c.act == gpu.ActSiLU {
+						z := float64(pre[i])
+						s := logistic64(z)
+						d := s * (1 + z*(1-s))
+						want[i] = g * d
+						// the product's error times |silu'|, plus silu' through
+						// float32 exp relative to its terms (as BiasActBackward)
+						tol[i] = tol[i]*math.Abs(d) + math.Abs(g)*(atolTrans+rtolTrans*(s+math.Abs(z*s*(1-s)))) + tiny
+					}
+				}
+			}
+			checkTol(e.t, name+": dX", e.download(pdx.view), want, tol, c.cols)
+			e.checkOutside(name+": dX", pdx)
+		}
+		checkBits(e.t, name+": dPre", e.download(pdp.view), dp, nil)
+	}
+}
+
 func testBiasActBackward(e *env) {
 	cases := []struct {
 		rows, cols   int
@@ -379,6 +497,20 @@ func testMSELoss(e *env) {
 		// a sum of positive terms: 1e-4 relative
 		checkScalar(e.t, name+": loss", e.download(pl.view)[0], wantL, rtolRed*wantL+tiny)
 		e.checkOutside(name+": loss", pl)
+
+		// MSELossAccumulate: the same gradient, the loss added to a
+		// running sum (one more float32 rounding of the sum).
+		pp = e.viewOf(pred, 1, ci%2)
+		pg = e.viewOf(filled(n, sentinel), 2, 1)
+		run := float32(ci) - 2.5
+		ps := e.viewOf([]float32{run}, 1, 3)
+		e.be.MSELossAccumulate(pp.view, pt.view, scale, pg.view, ps.view)
+		name = fmt.Sprintf("MSELossAccumulate(n=%d, scale=%g)", n, scale)
+		checkTol(e.t, name+": grad", e.download(pg.view), wantG, tolG, 0)
+		e.checkOutside(name+": grad", pg)
+		wantS := float64(run) + wantL
+		checkScalar(e.t, name+": lossSum", e.download(ps.view)[0], wantS, rtolRed*wantL+rtolElem*(math.Abs(wantS)+math.Abs(float64(run)))+tiny)
+		e.checkOutside(name+": lossSum", ps)
 	}
 }
 

@@ -141,6 +141,19 @@ var timeSamplers = []flow.TimeSampler{
 // r d + j of the PurposeNoise normal stream, and xt, ut = the path target
 // at the backend's t; x0 and x1 nil in every third case. Then statistical
 // sanity and determinism.
+// stepFromBuffer is dr, or for every other case ci dr with its step in
+// device memory (BatchDraw.StepFrom) and a wrong Step field: the draw
+// must be the same.
+func stepFromBuffer(e *env, dr gpu.BatchDraw, ci int) gpu.BatchDraw {
+	if ci%2 == 0 {
+		return dr
+	}
+	w := gpu.StepWords(dr.Step)
+	dr.StepFrom = e.upload(w[:])
+	dr.Step ^= 0x5a5a
+	return dr
+}
+
 func testDrawBatch(e *env) {
 	seeds := [][2]uint64{{0, 0}, {42, 1}, {0xDEADBEEFCAFEF00D, 1<<32 + 5}, {7, 123456789}}
 	ci := 0
@@ -166,7 +179,7 @@ func testDrawBatch(e *env) {
 			pt := e.viewOf(filled(rows, sentinel), 3, 1)
 			pxt := e.viewOf(filled(n, sentinel), 1, 3)
 			put := e.viewOf(filled(n, sentinel), 2, 2)
-			e.be.DrawBatch(dr, bdata, nData, d, rows, x0, x1, pt.view, pxt.view, put.view)
+			e.be.DrawBatch(stepFromBuffer(e, dr, ci), bdata, nData, d, rows, x0, x1, pt.view, pxt.view, put.view)
 
 			name := fmt.Sprintf("DrawBatch(%v, %+v, seed=%#x, step=%#x, rows=%d, d=%d, nData=%d, x0/x1=%v)", spec, ts, dr.Seed, dr.Step, rows, d, nData, withX)
 			wantT, tolT := make([]float64, rows), make([]float64, rows)
@@ -321,7 +334,7 @@ func testDrawLabels(e *env) {
 		}
 		pl := e.viewOf(labels, ci%3, 1)
 		py := e.viewOf(filled(c.rows, sentinel), 1+ci%2, 2)
-		e.be.DrawLabels(dr, pl.view, c.nData, c.rows, c.dropout, c.null, py.view)
+		e.be.DrawLabels(stepFromBuffer(e, dr, ci), pl.view, c.nData, c.rows, c.dropout, c.null, py.view)
 		want := make([]float32, c.rows)
 		dropped := make([]bool, c.rows)
 		for r := range want {

@@ -89,6 +89,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"GemmBatched", testGemmBatched},
 		// Dense (dense.go)
 		{"Linear", testLinear},
+		{"LinearBackward", testLinearBackward},
 		{"BiasActBackward", testBiasActBackward},
 		{"Activate", testActivate},
 		{"EmbedInput", testEmbedInput},
@@ -117,6 +118,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		// Norm (norm.go)
 		{"GroupNorm", testGroupNorm},
 		{"GroupNormBackward", testGroupNormBackward},
+		{"GroupNormAct", testGroupNormAct},
+		{"GroupNormActBackward", testGroupNormActBackward},
 		// Layout (layout.go)
 		{"AddChannelBias", testAddChannelBias},
 		{"ChannelSum", testChannelSum},

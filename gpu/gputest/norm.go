@@ -171,46 +171,8 @@ func testGroupNormBackward(e *env) {
 		e.be.GroupNormBackward(s, pdy.view, px.view, pg.view, pm.view, pr.view, pdx.view, pdg.view, pdb.view)
 		name := fmt.Sprintf("GroupNormBackward(%+v)", s)
 
-		cpgHW := s.C / s.Groups * s.HW
-		// per group: sums of g dy, g dy xhat and their magnitudes
-		s1, s2, a1, a2 := make([]float64, ng), make([]float64, ng), make([]float64, ng), make([]float64, ng)
-		xhat, xhErr := make([]float64, n), make([]float64, n)
-		for i := range x {
-			u, c := i/cpgHW, i/s.HW%s.C
-			m, r := float64(mean32[u]), float64(rstd32[u])
-			xhat[i] = (float64(x[i]) - m) * r
-			// float32 (x - mean) rstd: relative to |x| + |mean|
-			xhErr[i] = rtolElem * (math.Abs(float64(x[i])) + math.Abs(m)) * r
-			gd := float64(gamma[c]) * float64(dy[i])
-			s1[u] += gd
-			s2[u] += gd * xhat[i]
-			a1[u] += math.Abs(gd)
-			a2[u] += math.Abs(gd) * (math.Abs(xhat[i]) + xhErr[i])
-		}
-		wantDx, tolDx := make([]float64, n), make([]float64, n)
-		wantG, tolG := make([]float64, s.C), make([]float64, s.C)
-		wantB, tolB := make([]float64, s.C), make([]float64, s.C)
-		inv := 1 / float64(cpgHW)
-		for i := range x {
-			u, c := i/cpgHW, i/s.HW%s.C
-			r := float64(rstd32[u])
-			gd := float64(gamma[c]) * float64(dy[i])
-			m1, m2 := s1[u]*inv, s2[u]*inv
-			wantDx[i] = r * (gd - m1 - xhat[i]*m2)
-			// the two group means as reductions (1e-4 of their terms),
-			// xhat's own error, and the elementwise combination
-			tolDx[i] = r*(rtolRed*(a1[u]+math.Abs(xhat[i])*a2[u])*inv+xhErr[i]*math.Abs(m2)+
-				rtolElem*(math.Abs(gd)+math.Abs(m1)+math.Abs(xhat[i]*m2))) + tiny
-			d := float64(dy[i])
-			wantG[c] += d * xhat[i]
-			tolG[c] += rtolRed*math.Abs(d*xhat[i]) + math.Abs(d)*xhErr[i]
-			wantB[c] += d
-			tolB[c] += rtolRed * math.Abs(d)
-		}
-		for c := range tolG {
-			tolG[c] += tiny
-			tolB[c] += tiny
-		}
+		dy64 := f64(dy)
+		wantDx, tolDx, wantG, tolG, wantB, tolB := refGroupNormBackward(s, x, gamma, mean32, rstd32, dy64, nil)
 		gotDx, gotG, gotB := e.download(pdx.view), e.download(pdg.view), e.download(pdb.view)
 		checkTol(e.t, name+": dx", gotDx, wantDx, tolDx, s.HW)
 		checkTol(e.t, name+": dgamma", gotG, wantG, tolG, 0)
@@ -226,7 +188,7 @@ func testGroupNormBackward(e *env) {
 		// truncation error h^2/6 L''' far below 1e-6, and float64 rounding
 		// of L (terms of size 1) about n 1e-16 / h.
 		const h = 1e-3
-		x64, g64, b64, dy64 := f64(x), f64(gamma), f64(beta), f64(dy)
+		x64, g64, b64 := f64(x), f64(gamma), f64(beta)
 		loss := func(xv, gv, bv []float64) float64 {
 			l := 0.0
 			for i, v := range refGroupNorm(s, xv, gv, bv) {
@@ -242,6 +204,193 @@ func testGroupNormBackward(e *env) {
 		}
 		checkFD(e, name+": dgamma", gotG, g64, fdIndices(e.rng, s.C, 8), h, func(v []float64) float64 { return loss(x64, v, b64) }, fdTol(tolG))
 		checkFD(e, name+": dbeta", gotB, b64, fdIndices(e.rng, s.C, 8), h, func(v []float64) float64 { return loss(x64, g64, v) }, fdTol(tolB))
+	}
+}
+
+// refGroupNormBackward is GroupNormBackward's float64 reference for the
+// output gradient dy (with an elementwise error bound dyErr, or nil when dy
+// is exact), from the float32 statistics: dx, dgamma, dbeta and their
+// tolerances.
+func refGroupNormBackward(s gpu.GroupNormShape, x, gamma, mean32, rstd32 []float32, dy, dyErr []float64) (wantDx, tolDx, wantG, tolG, wantB, tolB []float64) {
+	n, ng := len(x), s.Batch*s.Groups
+	cpgHW := s.C / s.Groups * s.HW
+	// per group: sums of g dy, g dy xhat and their magnitudes (and of the
+	// error of g dy)
+	s1, s2, a1, a2, e1 := make([]float64, ng), make([]float64, ng), make([]float64, ng), make([]float64, ng), make([]float64, ng)
+	xhat, xhErr := make([]float64, n), make([]float64, n)
+	de := func(i int) float64 {
+		if dyErr == nil {
+			return 0
+		}
+		return dyErr[i]
+	}
+	for i := range x {
+		u, c := i/cpgHW, i/s.HW%s.C
+		m, r := float64(mean32[u]), float64(rstd32[u])
+		xhat[i] = (float64(x[i]) - m) * r
+		// float32 (x - mean) rstd: relative to |x| + |mean|
+		xhErr[i] = rtolElem * (math.Abs(float64(x[i])) + math.Abs(m)) * r
+		gd := float64(gamma[c]) * dy[i]
+		s1[u] += gd
+		s2[u] += gd * xhat[i]
+		a1[u] += math.Abs(gd)
+		a2[u] += math.Abs(gd) * (math.Abs(xhat[i]) + xhErr[i])
+		e1[u] += math.Abs(float64(gamma[c])) * de(i) * (1 + math.Abs(xhat[i]) + xhErr[i])
+	}
+	wantDx, tolDx = make([]float64, n), make([]float64, n)
+	wantG, tolG = make([]float64, s.C), make([]float64, s.C)
+	wantB, tolB = make([]float64, s.C), make([]float64, s.C)
+	inv := 1 / float64(cpgHW)
+	for i := range x {
+		u, c := i/cpgHW, i/s.HW%s.C
+		r := float64(rstd32[u])
+		gd := float64(gamma[c]) * dy[i]
+		m1, m2 := s1[u]*inv, s2[u]*inv
+		wantDx[i] = r * (gd - m1 - xhat[i]*m2)
+		// the two group means as reductions (1e-4 of their terms),
+		// xhat's own error, the elementwise combination, and dy's error
+		// through g dy and the means
+		tolDx[i] = r*(rtolRed*(a1[u]+math.Abs(xhat[i])*a2[u])*inv+xhErr[i]*math.Abs(m2)+
+			rtolElem*(math.Abs(gd)+math.Abs(m1)+math.Abs(xhat[i]*m2))+
+			math.Abs(float64(gamma[c]))*de(i)+e1[u]*inv*(1+math.Abs(xhat[i]))) + tiny
+		d := dy[i]
+		wantG[c] += d * xhat[i]
+		tolG[c] += rtolRed*math.Abs(d*xhat[i]) + math.Abs(d)*xhErr[i] + de(i)*(math.Abs(xhat[i])+xhErr[i])
+		wantB[c] += d
+		tolB[c] += rtolRed*math.Abs(d) + de(i)
+	}
+	for c := range tolG {
+		tolG[c] += tiny
+		tolB[c] += tiny
+	}
+	return
+}
+
+// groupNormStats32 are the float32 statistics of x (as the forward pass
+// leaves them).
+func groupNormStats32(s gpu.GroupNormShape, x []float32) (mean32, rstd32 []float32) {
+	st := refGroupStats(s, f64(x))
+	ng := s.Batch * s.Groups
+	mean32, rstd32 = make([]float32, ng), make([]float32, ng)
+	for u := range mean32 {
+		mean32[u] = float32(st.mean[u])
+		rstd32[u] = float32(1 / math.Sqrt(st.vr[u]+float64(s.Eps)))
+	}
+	return
+}
+
+// GroupNormAct: x + xBias as AddChannelBias's and y as GroupNorm's of it
+// (bits of the backend's own ops, which GroupNorm's and AddChannelBias's
+// tests check against references), a = act(y) elementwise.
+func testGroupNormAct(e *env) {
+	for ci, s := range groupNormCases {
+		x, gamma, beta := groupNormInputs(e, s)
+		n, ng := len(x), s.Batch*s.Groups
+		act := []gpu.Act{gpu.ActSiLU, gpu.ActNone}[ci%2]
+		px, pg, pb := e.upload(x), e.upload(gamma), e.upload(beta)
+		var xBias, pxb gpu.Buffer
+		px2 := e.upload(x) // the reference: the backend's own unfused ops
+		if ci%3 != 1 {
+			xb := normals(e.rng, s.Batch*s.C, 1)
+			xBias = e.upload(xb)
+			pxb = e.upload(xb)
+			e.be.AddChannelBias(s.Batch, s.C, s.HW, px2, pxb, px2)
+		}
+		py, pa := e.viewOf(filled(n, sentinel), 1, 2), e.viewOf(filled(n, sentinel), 2, 1)
+		pm, pr := e.viewOf(filled(ng, sentinel), 1, 1), e.viewOf(filled(ng, sentinel), 1, 1)
+		e.be.GroupNormAct(s, act, px, xBias, pg, pb, py.view, pa.view, pm.view, pr.view)
+		y2, m2, r2 := e.upload(filled(n, sentinel)), e.upload(filled(ng, sentinel)), e.upload(filled(ng, sentinel))
+		e.be.GroupNorm(s, px2, pg, pb, y2, m2, r2)
+		name := fmt.Sprintf("GroupNormAct(%+v, act=%d, xBias=%v)", s, act, xBias != nil)
+		checkBits(e.t, name+": x (+ xBias)", e.download(px), e.download(px2), nil)
+		y := e.download(py.view)
+		checkBits(e.t, name+": y (GroupNorm's)", y, e.download(y2), nil)
+		checkBits(e.t, name+": mean", e.download(pm.view), e.download(m2), nil)
+		checkBits(e.t, name+": rstd", e.download(pr.view), e.download(r2), nil)
+		want, tol := make([]float64, n), make([]float64, n)
+		for i, v := range y {
+			z := float64(v)
+			want[i], tol[i] = z, 0
+			if act == gpu.ActSiLU {
+				want[i] = silu64(z)
+				tol[i] = rtolTrans*math.Abs(want[i]) + atolTrans
+			}
+		}
+		checkTol(e.t, name+": a", e.download(pa.view), want, tol, s.HW)
+		e.checkOutside(name+": y", py)
+		e.checkOutside(name+": a", pa)
+	}
+}
+
+// GroupNormActBackward against the float64 reference of GroupNormBackward
+// for dy = dA act'(y), plus the added gradient.
+func testGroupNormActBackward(e *env) {
+	for ci, s := range groupNormCases {
+		x, gamma, _ := groupNormInputs(e, s)
+		n := len(x)
+		mean32, rstd32 := groupNormStats32(s, x)
+		act := []gpu.Act{gpu.ActSiLU, gpu.ActNone, gpu.ActSiLU}[ci%3]
+		dA := normals(e.rng, n, 1)
+		yv := normals(e.rng, n, 2)
+		extremes(yv)
+		var add []float32
+		if ci%2 == 0 {
+			add = normals(e.rng, n, 1)
+		}
+		dy, dyErr := make([]float64, n), make([]float64, n)
+		for i := range dA {
+			g, z := float64(dA[i]), float64(yv[i])
+			dy[i] = g
+			if act == gpu.ActSiLU {
+				sg := logistic64(z)
+				dy[i] = g * sg * (1 + z*(1-sg))
+				// silu' through float32 exp, relative to its terms
+				dyErr[i] = math.Abs(g) * (atolTrans + rtolTrans*(sg+math.Abs(z*sg*(1-sg))))
+			}
+		}
+		wantDx, tolDx, wantG, tolG, wantB, tolB := refGroupNormBackward(s, x, gamma, mean32, rstd32, dy, dyErr)
+		pdA, py, px, pg := e.upload(dA), e.upload(yv), e.upload(x), e.upload(gamma)
+		pm, pr := e.upload(mean32), e.upload(rstd32)
+		pdx := e.viewOf(filled(n, sentinel), 1, 2)
+		var padd gpu.Buffer
+		if add != nil {
+			if ci%4 == 0 { // add in dx itself
+				pdx = e.viewOf(add, 1, 2)
+				padd = pdx.view
+			} else {
+				padd = e.upload(add)
+			}
+			for i := range wantDx {
+				wantDx[i] += float64(add[i])
+				tolDx[i] += rtolElem * math.Abs(wantDx[i])
+			}
+		}
+		pdg, pdb := e.viewOf(filled(s.C, sentinel), 2, 1), e.viewOf(filled(s.C, sentinel), 1, 2)
+		var pds padded
+		var dxSum gpu.Buffer
+		if ci%3 != 2 {
+			pds = e.viewOf(filled(s.Batch*s.C, sentinel), 1, 1)
+			dxSum = pds.view
+		}
+		e.be.GroupNormActBackward(s, act, pdA, py, px, pg, pm, pr, padd, pdx.view, pdg.view, pdb.view, dxSum)
+		name := fmt.Sprintf("GroupNormActBackward(%+v, act=%d, add=%v, dxSum=%v)", s, act, add != nil, dxSum != nil)
+		if dxSum != nil {
+			want, tol := make([]float64, s.Batch*s.C), make([]float64, s.Batch*s.C)
+			for i := range wantDx {
+				r := i / s.HW
+				want[r] += wantDx[i]
+				// dx's own error, and the sum's: 1e-4 of sum |dx|
+				tol[r] += tolDx[i] + rtolRed*math.Abs(wantDx[i])
+			}
+			checkTol(e.t, name+": dxSum", e.download(pds.view), want, tol, 0)
+			e.checkOutside(name+": dxSum", pds)
+		}
+		checkTol(e.t, name+": dx", e.download(pdx.view), wantDx, tolDx, s.HW)
+		checkTol(e.t, name+": dgamma", e.download(pdg.view), wantG, tolG, 0)
+		checkTol(e.t, name+": dbeta", e.download(pdb.view), wantB, tolB, 0)
+		e.checkOutside(name+": dx", pdx)
+		e.checkOutside(name+": dgamma", pdg)
+		e.checkOutside(name+": dbeta", pdb)
 	}
 }
 

@@ -144,6 +144,20 @@ func testAdamEMA(e *env) {
 		}
 		checkBits(e.t, name+": grads", e.download(bg), g, nil)
 		checkBits(e.t, name+": status (finite step: unchanged)", e.download(bst), []float32{status0}, nil)
+
+		// The same step with its scalars in device memory (AdamStep.Scalars)
+		// and other values in the fields: the same bits.
+		sc := gpu.AdamScalarValues(s)
+		s2 := s
+		s2.LR, s2.BiasCorr1, s2.BiasCorr2, s2.Step, s2.Scalars = 7, 0.5, 0.25, 99, e.upload(sc[:])
+		if s.EMADecay > 0 {
+			s2.EMADecay = 0.5
+		}
+		bp2, bm2, bv2, be2 := e.upload(p), e.upload(m), e.upload(v), e.upload(ema)
+		e.be.AdamEMA(s2, bp2, bg, bm2, bv2, be2, bs, bst)
+		for k, pair := range [][2]gpu.Buffer{{bp, bp2}, {bm, bm2}, {bv, bv2}, {be, be2}} {
+			checkBits(e.t, name+" with Scalars: "+[]string{"params", "m", "v", "ema"}[k], e.download(pair[1]), e.download(pair[0]), nil)
+		}
 	}
 
 	// Non-finite gradSumSq: nothing is updated; status takes Step only when 0.
@@ -158,7 +172,12 @@ func testAdamEMA(e *env) {
 			bufs[k] = e.upload(h)
 		}
 		bst := e.upload([]float32{status0})
-		e.be.AdamEMA(s, bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], e.upload([]float32{gss}), bst)
+		run := s
+		if ci >= 2 { // the step recorded comes from Scalars
+			sc := gpu.AdamScalarValues(s)
+			run.Scalars, run.Step = e.upload(sc[:]), 1
+		}
+		e.be.AdamEMA(run, bufs[0], bufs[1], bufs[2], bufs[3], bufs[4], e.upload([]float32{gss}), bst)
 		name := fmt.Sprintf("AdamEMA(n=%d, gradSumSq=%v, status=%v, step=%d)", n, gss, status0, s.Step)
 		for k, what := range []string{"params", "grads", "m", "v", "ema"} {
 			checkBits(e.t, name+": "+what+" (unchanged)", e.download(bufs[k]), host[k], nil)

@@ -40,7 +40,7 @@ func benchImageConfig(wl benchWorkload, seed uint64) train.Config {
 			Image: &model.ImageShape{Channels: 1, Height: side, Width: side}, UNet: wl.unet},
 		Path: flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
 		Steps: imageSteps, Batch: wl.batch, Seed: seed, Optimizer: "adam", LR: imageLR,
-		MaxGradNorm: defaultClip, Warmup: defaultWarmup, Schedule: "cosine", MinLRFrac: 0.05,
+		MaxGradNorm: defaultClip, Warmup: defaultWarmup(imageSteps), Schedule: train.Cosine, MinLRFrac: 0.05,
 		EMADecay: defaultEMA, ClassDropout: 0.1,
 	}
 	c.Defaults()
