@@ -76,7 +76,7 @@ func benchCommand() *ucli.Command {
 		Name:  "bench",
 		Usage: "time the PyTorch peer's workloads (training steps/s, sampling points/s)",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all"},
+			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, or all (the first four)"},
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
@@ -100,7 +100,7 @@ func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
 	}
 	for _, n := range o.workloads {
 		if n != "sample-euler" && findWorkload(n) == nil {
-			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
+			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn or all", n)
 		}
 	}
 	if o.steps < 0 || o.dev.threads < 0 {
