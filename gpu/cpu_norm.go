@@ -24,6 +24,11 @@ type groupNormTask struct {
 	part                          []float64
 	backward                      bool
 	vec                           bool // sgemm's kernels
+	// GroupNormAct on the vector path: xBias added to x channel by channel
+	// before the group's sums, a = act(y) after each channel's apply, both
+	// while the group is in cache (nil: not fused).
+	xBias, a []float32
+	act      Act
 }
 
 func (t *groupNormTask) run(lo, hi int) {
@@ -38,6 +43,15 @@ func (t *groupNormTask) run(lo, hi int) {
 		c0 := u % s.Groups * cpg
 		off := u * n // (b C + g cpg) HW
 		x := t.x[off : off+n]
+		if t.xBias != nil {
+			bc := t.xBias[u/s.Groups*s.C+c0:][:cpg]
+			for k, bk := range bc {
+				xs := x[k*s.HW : (k+1)*s.HW]
+				for i, v := range xs {
+					xs[i] = v + bk
+				}
+			}
+		}
 		var sum, sq float64
 		if t.vec {
 			sum, sq = sgemm.NormSums(x)
@@ -57,6 +71,16 @@ func (t *groupNormTask) run(lo, hi int) {
 			ys := t.y[off+k*s.HW:][:len(xs)]
 			if t.vec {
 				sgemm.NormApply(xs, ys, m32, a, b)
+				if t.a != nil {
+					// element by element as activateTask: the vector SiLU
+					// does not depend on where a slice starts or ends
+					as := t.a[off+k*s.HW:][:len(ys)]
+					if t.act == ActSiLU {
+						sgemm.SiLU(ys, as)
+					} else {
+						copy(as, ys)
+					}
+				}
 				continue
 			}
 			for i, v := range xs {
@@ -195,12 +219,24 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 	}
 }
 
-// GroupNormAct and GroupNormActBackward are the sequences of ops they
-// stand for (on host slices: no views allocated), which keeps the CPU's
-// arithmetic what it was before the device fused them.
+// GroupNormAct and GroupNormActBackward compute what the sequences of ops
+// they stand for do (on host slices: no views allocated), bit for bit: the
+// CPU's arithmetic is what it was before the device fused them.
+// GroupNormAct with sgemm's norm kernels adds the bias and applies the
+// activation inside the group norm's pass (elementwise, so in any order);
+// otherwise, and GroupNormActBackward always, run the ops one after the
+// other (the backward's SiLU gradient takes a scalar path for a slice's
+// tail, so splitting it by groups would change its rounding).
 
 func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
 	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if sgemm.NormKernels() && s.Batch*s.C*s.HW > 0 {
+		t := &c.norm.task
+		*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
+			vec: true, xBias: host(xBias), a: host(a), act: act}
+		c.pool.do(t, s.Batch*s.Groups, 18*s.C/s.Groups*s.HW)
+		return
+	}
 	if xBias != nil {
 		c.AddChannelBias(s.Batch, s.C, s.HW, x, xBias, x)
 	}
