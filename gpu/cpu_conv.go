@@ -2,7 +2,10 @@ package gpu
 
 import "github.com/fmgpu/fmgpu/internal/sgemm"
 
-// The CPU backend's Conv ops: im2col and one matrix product.
+// The CPU backend's Conv ops. The 3x3 convolutions with padding 1 and
+// stride 1 or 2 (all of the U-Net's but the 1x1 ones) run on
+// internal/sgemm's direct kernels where it has them (the AVX-512 set);
+// the others go through im2col and one matrix product:
 //
 // For a group of nb images, col is the (InC K K) x N matrix whose row
 // r = (c K + u) K + v holds, for every output position (image, i, j),
@@ -57,19 +60,88 @@ const (
 
 // convState holds the convolutions' tasks and scratch buffers.
 type convState struct {
-	plan     convPlan
-	col, tmp []float32  // im2col matrix; grouped product or dY
-	xpad     []float32  // padded planes of a group (im2col, col2im)
-	dwt      []float32  // dW^T accumulated by Conv2DBackwardFilter
-	wt       []float32  // flipped filter of Conv2DBackwardData
-	stages   stagesTask // the tasks of one pool call
-	build    buildTask
-	flip     flipTask
-	col2im   col2imTask
-	move     convMoveTask
-	biasFill convBiasFillTask
-	biasGrad convBiasGradTask
-	dwT      transposeTask // dW^T to dW
+	plan      convPlan
+	col, tmp  []float32  // im2col matrix; grouped product or dY
+	xpad      []float32  // padded planes of a group (im2col, col2im)
+	dwt       []float32  // dW^T accumulated by Conv2DBackwardFilter
+	wt        []float32  // flipped filter of Conv2DBackwardData
+	stages    stagesTask // the tasks of one pool call
+	build     buildTask
+	flip      flipTask
+	col2im    col2imTask
+	move      convMoveTask
+	biasFill  convBiasFillTask
+	biasGrad  convBiasGradTask
+	dwT       transposeTask // dW^T to dW
+	direct    sgemm.ConvState
+	pointwise pointwiseTask
+	part      []float32 // 1x1 filter gradient: dW^T per image group
+}
+
+// pointwiseTask runs a 1 x 1 convolution (stride 1, no padding: the
+// products read the NCHW images in place) image by image over the pool,
+// each image's product on one thread: a product per image is too small
+// to split (C OutC HW under sgemm's threshold for most of the U-Net's),
+// and the images run side by side instead of one after the other. The
+// filter gradient goes by fixed groups of pointwiseGroup images (each
+// group's dW^T accumulated in image order, then the groups added in
+// order), so that its result does not depend on the thread count.
+type pointwiseTask struct {
+	op         int // pointwiseForward, pointwiseData, pointwiseFilter
+	s          ConvShape
+	hw         int
+	x, w, b, y []float32 // forward: y = w x + b; data: x = w^T y; filter: part += x y^T
+	part       []float32
+}
+
+const (
+	pointwiseForward = iota
+	pointwiseData
+	pointwiseFilter
+)
+
+const pointwiseGroup = 8
+
+func (t *pointwiseTask) run(lo, hi int) {
+	s, hw := t.s, t.hw
+	for u := lo; u < hi; u++ {
+		switch t.op {
+		case pointwiseForward:
+			y := t.y[u*s.OutC*hw : (u+1)*s.OutC*hw]
+			beta := float32(0)
+			if t.b != nil {
+				for o := 0; o < s.OutC; o++ {
+					row, b := y[o*hw:(o+1)*hw], t.b[o]
+					for i := range row {
+						row[i] = b
+					}
+				}
+				beta = 1
+			}
+			sgemm.Gemm(false, false, s.OutC, hw, s.InC, 1, t.w, s.InC, t.x[u*s.InC*hw:], hw, beta, y, hw)
+		case pointwiseData:
+			sgemm.Gemm(true, false, s.InC, hw, s.OutC, 1, t.w, s.InC, t.y[u*s.OutC*hw:], hw, 0, t.x[u*s.InC*hw:], hw)
+		default:
+			part := t.part[u*s.InC*s.OutC : (u+1)*s.InC*s.OutC]
+			for b := u * pointwiseGroup; b < min(s.Batch, (u+1)*pointwiseGroup); b++ {
+				beta := float32(1)
+				if b == u*pointwiseGroup {
+					beta = 0
+				}
+				sgemm.Gemm(false, true, s.InC, s.OutC, hw, 1, t.x[b*s.InC*hw:], hw, t.y[b*s.OutC*hw:], hw, beta, part, s.OutC)
+			}
+		}
+	}
+}
+
+// pointwise reports whether s is a 1 x 1 convolution the products read in
+// place (stride 1, no padding).
+func pointwise(s ConvShape) bool { return s.K == 1 && s.Stride == 1 && s.Pad == 0 }
+
+// directConv returns s as sgemm's direct convolution, ok when it runs one.
+func directConv(s ConvShape) (d sgemm.Conv3x3, ok bool) {
+	d = sgemm.Conv3x3{Batch: s.Batch, C: s.InC, H: s.H, W: s.W, OutC: s.OutC, Stride: s.Stride}
+	return d, s.K == 3 && s.Pad == 1 && sgemm.DirectConv(d)
 }
 
 // convPlan is a convolution's derived sizes.
@@ -491,6 +563,16 @@ func (c *CPU) convForward(p *convPlan, x, w, bias, y []float32, first task, firs
 
 func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	checkConv2D(s, x, w, bias, y)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.Forward(d, host(x), host(w), host(bias), host(y), c.pool.n)
+		return
+	}
+	if pointwise(s) {
+		t := &c.conv.pointwise
+		*t = pointwiseTask{op: pointwiseForward, s: s, hw: s.H * s.W, x: host(x), w: host(w), b: host(bias), y: host(y)}
+		c.pool.do(t, s.Batch, 2*s.InC*s.OutC*t.hw)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	xd, wd, bd, yd := host(x), host(w), host(bias), host(y)
@@ -499,14 +581,18 @@ func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 
 func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	checkConv2DBackwardData(s, dy, w, dx)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.BackwardData(d, host(dy), host(w), host(dx), c.pool.n)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	dyd, wd, dxd := host(dy), host(w), host(dx)
 	if p.direct {
 		// dx_b (InC x HW) = W^T dy_b
-		for b := 0; b < s.Batch; b++ {
-			sgemm.Gemm(true, false, s.InC, p.hw, s.OutC, 1, wd, s.InC, dyd[b*s.OutC*p.hw:], p.hw, 0, dxd[b*s.InC*p.hw:], p.hw)
-		}
+		t := &c.conv.pointwise
+		*t = pointwiseTask{op: pointwiseData, s: s, hw: p.hw, x: dxd, w: wd, y: dyd}
+		c.pool.do(t, s.Batch, 2*s.InC*s.OutC*t.hw)
 		return
 	}
 	if s.Stride == 1 && s.Pad < s.K && s.InC >= convMinFlipC {
@@ -560,6 +646,10 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 
 func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	checkConv2DBackwardFilter(s, x, dy, dw, dbias)
+	if d, ok := directConv(s); ok {
+		c.conv.direct.BackwardFilter(d, host(x), host(dy), host(dw), host(dbias), c.pool.n)
+		return
+	}
 	c.conv.plan = newConvPlan(s, false)
 	p := &c.conv.plan
 	xd, dyd, dwd, dbd := host(x), host(dy), host(dw), host(dbias)
@@ -573,6 +663,21 @@ func (c *CPU) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
 	if s.Batch == 0 {
 		c.runStages()
 		clear(dwd[:p.wLen])
+		return
+	}
+	if p.direct && sgemm.ImageKernels() {
+		c.runStages()
+		groups := (s.Batch + pointwiseGroup - 1) / pointwiseGroup
+		t := &c.conv.pointwise
+		*t = pointwiseTask{op: pointwiseFilter, s: s, hw: p.hw, x: xd, y: dyd, part: scratch(&c.conv.part, groups*p.wLen)}
+		c.pool.do(t, groups, 2*pointwiseGroup*p.wLen*p.hw)
+		dwt := t.part[:p.wLen]
+		for g := 1; g < groups; g++ {
+			sgemm.Axpy(1, t.part[g*p.wLen:(g+1)*p.wLen], dwt)
+		}
+		tr := &c.conv.dwT
+		*tr = transposeTask{x: dwt, y: dwd, rows: p.ckk, cols: s.OutC, bRows: (p.ckk + transposeBlock - 1) / transposeBlock}
+		c.pool.do(tr, tr.bRows, transposeBlock*s.OutC)
 		return
 	}
 	// dW^T (CKK x OutC) accumulates col dY^T over the groups: col is read

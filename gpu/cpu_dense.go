@@ -149,14 +149,11 @@ func (t *activateTask) run(lo, hi int) {
 	for blk := lo; blk < hi; blk++ {
 		a, b := blk*activateBlock, min((blk+1)*activateBlock, len(t.x))
 		y := t.y[a:b]
-		if &y[0] != &t.x[a] {
-			copy(y, t.x[a:b])
-		}
 		if t.act == ActSiLU {
-			// sgemm's vectorized epilogue on a 1 x n matrix: C = silu(1 C)
-			// with k = 0.
-			ep := sgemm.Epilogue{Act: sgemm.ActSiLU}
-			sgemm.GemmEpilogue(false, false, 1, len(y), 0, 1, nil, 1, nil, len(y), 1, y, len(y), &ep)
+			// the epilogue's SiLU (in one pass with the AVX-512 kernels)
+			sgemm.SiLU(t.x[a:b], y)
+		} else if &y[0] != &t.x[a] {
+			copy(y, t.x[a:b])
 		}
 	}
 }

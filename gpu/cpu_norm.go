@@ -1,9 +1,15 @@
 package gpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/fmgpu/fmgpu/internal/sgemm"
+)
 
 // The CPU backend's Norm ops: one task unit per (image, group), its sums
-// in float64 on one thread in a fixed order.
+// in float64 on one thread in a fixed order: through internal/sgemm's
+// vector kernels where the kernel set has them (sgemm.NormKernels), else
+// the loops below.
 
 type normState struct {
 	task groupNormTask
@@ -17,6 +23,12 @@ type groupNormTask struct {
 	dy, dx                        []float32
 	part                          []float64
 	backward                      bool
+	vec                           bool // sgemm's kernels
+	// GroupNormAct on the vector path: xBias added to x channel by channel
+	// before the group's sums, a = act(y) after each channel's apply, both
+	// while the group is in cache (nil: not fused).
+	xBias, a []float32
+	act      Act
 }
 
 func (t *groupNormTask) run(lo, hi int) {
@@ -31,7 +43,21 @@ func (t *groupNormTask) run(lo, hi int) {
 		c0 := u % s.Groups * cpg
 		off := u * n // (b C + g cpg) HW
 		x := t.x[off : off+n]
-		sum, sq := sumSq64(x)
+		if t.xBias != nil {
+			bc := t.xBias[u/s.Groups*s.C+c0:][:cpg]
+			for k, bk := range bc {
+				xs := x[k*s.HW : (k+1)*s.HW]
+				for i, v := range xs {
+					xs[i] = v + bk
+				}
+			}
+		}
+		var sum, sq float64
+		if t.vec {
+			sum, sq = sgemm.NormSums(x)
+		} else {
+			sum, sq = sumSq64(x)
+		}
 		mean := sum / float64(n)
 		// E x^2 - mean^2 in float64 loses nothing float32 data carries
 		// unless |mean| / std exceeds about 1e4.
@@ -43,6 +69,20 @@ func (t *groupNormTask) run(lo, hi int) {
 			a, b := r32*t.gamma[c0+k], t.beta[c0+k]
 			xs := x[k*s.HW : (k+1)*s.HW]
 			ys := t.y[off+k*s.HW:][:len(xs)]
+			if t.vec {
+				sgemm.NormApply(xs, ys, m32, a, b)
+				if t.a != nil {
+					// element by element as activateTask: the vector SiLU
+					// does not depend on where a slice starts or ends
+					as := t.a[off+k*s.HW:][:len(ys)]
+					if t.act == ActSiLU {
+						sgemm.SiLU(ys, as)
+					} else {
+						copy(as, ys)
+					}
+				}
+				continue
+			}
 			for i, v := range xs {
 				ys[i] = (v-m32)*a + b
 			}
@@ -65,7 +105,16 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {
 			g := float64(t.gamma[c0+k])
-			sd, sdx := sumCentered64(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW], m, r)
+			var sd, sdx float64
+			if t.vec {
+				// sum dy xhat = r (sum dy x - m sum dy), the sums exact
+				// up to float64 rounding
+				var sdyx float64
+				sd, sdyx = sgemm.NormDotSums(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW])
+				sdx = float64(r) * (sdyx - float64(m)*sd)
+			} else {
+				sd, sdx = sumCentered64(t.dy[off+k*s.HW:][:s.HW], t.x[off+k*s.HW:][:s.HW], m, r)
+			}
 			t.part[2*(u*cpg+k)] = sd
 			t.part[2*(u*cpg+k)+1] = sdx
 			s1 += g * sd
@@ -77,6 +126,12 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 			xs := t.x[off+k*s.HW:][:s.HW]
 			dys := t.dy[off+k*s.HW:][:len(xs)]
 			dxs := t.dx[off+k*s.HW:][:len(xs)]
+			if t.vec {
+				// r (g dy - m1 - (x - m) r m2), as A dy + B (x - m) + C
+				r64, m2r := float64(r), float64(r)*float64(m2)
+				sgemm.NormBackApply(dys, xs, dxs, float32(r64*float64(g)), m, float32(-r64*m2r), float32(-r64*float64(m1)))
+				continue
+			}
 			for i, v := range xs {
 				xh := (v - m) * r
 				dxs[i] = r * (g*dys[i] - m1 - xh*m2)
@@ -138,7 +193,8 @@ func sumCentered64(dy, x []float32, m, r float32) (sd, sdx float64) {
 func (c *CPU) GroupNorm(s GroupNormShape, x, gamma, beta, y, mean, rstd Buffer) {
 	checkGroupNorm(s, x, gamma, beta, y, mean, rstd)
 	t := &c.norm.task
-	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd)}
+	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
+		vec: sgemm.NormKernels()}
 	c.pool.do(t, s.Batch*s.Groups, 8*s.C/s.Groups*s.HW)
 }
 
@@ -149,7 +205,7 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 		c.norm.part = make([]float64, need)
 	}
 	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
-		dy: host(dy), dx: host(dx), part: c.norm.part[:2*s.Batch*s.C], backward: true}
+		dy: host(dy), dx: host(dx), part: c.norm.part[:2*s.Batch*s.C], backward: true, vec: sgemm.NormKernels()}
 	dg, db := host(dgamma), host(dbeta)
 	c.pool.do(t, s.Batch*s.Groups, 12*s.C/s.Groups*s.HW)
 	// the channel sums over the batch, in image order
@@ -163,12 +219,24 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 	}
 }
 
-// GroupNormAct and GroupNormActBackward are the sequences of ops they
-// stand for (on host slices: no views allocated), which keeps the CPU's
-// arithmetic what it was before the device fused them.
+// GroupNormAct and GroupNormActBackward compute what the sequences of ops
+// they stand for do (on host slices: no views allocated), bit for bit: the
+// CPU's arithmetic is what it was before the device fused them.
+// GroupNormAct with sgemm's norm kernels adds the bias and applies the
+// activation inside the group norm's pass (elementwise, so in any order);
+// otherwise, and GroupNormActBackward always, run the ops one after the
+// other (the backward's SiLU gradient takes a scalar path for a slice's
+// tail, so splitting it by groups would change its rounding).
 
 func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
 	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if sgemm.NormKernels() && s.Batch*s.C*s.HW > 0 {
+		t := &c.norm.task
+		*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
+			vec: true, xBias: host(xBias), a: host(a), act: act}
+		c.pool.do(t, s.Batch*s.Groups, 18*s.C/s.Groups*s.HW)
+		return
+	}
 	if xBias != nil {
 		c.AddChannelBias(s.Batch, s.C, s.HW, x, xBias, x)
 	}

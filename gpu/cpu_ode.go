@@ -1,6 +1,10 @@
 package gpu
 
-import "math"
+import (
+	"math"
+
+	"github.com/fmgpu/fmgpu/internal/sgemm"
+)
 
 // The CPU backend's ODE ops.
 
@@ -19,10 +23,7 @@ type axpyTask struct {
 }
 
 func (t *axpyTask) run(lo, hi int) {
-	x, y, a := t.x[lo:hi], t.y[lo:hi], t.alpha
-	for i, v := range x {
-		y[i] += a * v
-	}
+	sgemm.Axpy(t.alpha, t.x[lo:hi], t.y[lo:hi])
 }
 
 func (c *CPU) Axpy(alpha float32, x, y Buffer) {

@@ -3,16 +3,43 @@
 # or $PEER) workload by workload, alternating, in one go on this machine,
 # and prints the ratio fmgpu/torch for each. The machines are shared and
 # noisy: ROUNDS alternations (default 2) of each pair, best of each side.
+# The image workloads (unet-mnist-b64, unet-mnist-b64-attn) run the image
+# peer, torch_unet.py beside $PEER (or $UNET_PEER), at batch 64 for
+# UNET_STEPS timed steps (default 20), without and with --attention, with
+# the same OpenBLAS and malloc settings as run_torch_peer.sh.
 # Usage: scripts/bench-vs-torch.sh [--device cpu|cuda] [workload...]
 # Needs: apt-get install -y python3-torch libopenblas0-openmp
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device=cpu
 if [ "${1:-}" = --device ]; then device=$2; shift 2; fi
-workloads=${*:-mlp256-b256 mlp256-b4096 mlp512x4-b4096 sample-euler}
+workloads=${*:-mlp256-b256 mlp256-b4096 mlp512x4-b4096 sample-euler unet-mnist-b64 unet-mnist-b64-attn}
 peer=${PEER:-peers/run_torch_peer.sh}
+unet_peer=${UNET_PEER:-$(dirname "$peer")/torch_unet.py}
+unet_steps=${UNET_STEPS:-20}
 rounds=${ROUNDS:-2}
 [ -x "$peer" ] || { echo "bench-vs-torch: peer $peer not found (set PEER=)" >&2; exit 2; }
+case " $workloads " in *" unet-"*)
+	[ -f "$unet_peer" ] || { echo "bench-vs-torch: image peer $unet_peer not found (set UNET_PEER=)" >&2; exit 2; } ;;
+esac
+
+# run_peer WORKLOAD: the peer's output line for WORKLOAD
+run_peer() {
+	case $1 in
+	unet-mnist-b64 | unet-mnist-b64-attn)
+		local att=()
+		[ "$1" = unet-mnist-b64-attn ] && att=(--attention)
+		(
+			ob=/usr/lib/x86_64-linux-gnu/openblas-openmp
+			[ -d "$ob" ] && export LD_LIBRARY_PATH="$ob${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+			grep -q avx512f /proc/cpuinfo && export OPENBLAS_CORETYPE=SkylakeX
+			export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
+			/usr/bin/python3 "$unet_peer" --device "$device" --batch 64 --steps "$unet_steps" "${att[@]}"
+		) | grep 'steps_per_s=' | sed "s/workload=[^ ]*/workload=$1/"
+		;;
+	*) "$peer" --device "$device" --workload "$1" | grep "workload=$1" ;;
+	esac
+}
 mkdir -p bin
 go build -o bin/fmgpu ./cmd/fmgpu
 fmgpu=bin/fmgpu
@@ -25,12 +52,14 @@ fi
 value() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<< " $2"; }
 best() { awk 'BEGIN{m=0} {if ($1+0 > m) m=$1+0} END{print m}'; }
 
-printf '%-16s %14s %14s %8s  %s\n' workload fmgpu torch ratio unit
+printf '%-20s %14s %14s %8s  %s\n' workload fmgpu torch ratio unit
 for w in $workloads; do
 	f=() t=()
 	for _ in $(seq "$rounds"); do
-		fl=$($fmgpu bench --device "$device" --workload "$w" 2>/dev/null | grep "workload=$w")
-		tl=$("$peer" --device "$device" --workload "$w" | grep "workload=$w")
+		steps=()
+		case $w in unet-*) steps=(--steps "$unet_steps") ;; esac
+		fl=$($fmgpu bench --device "$device" --workload "$w" "${steps[@]}" 2>/dev/null | grep "workload=$w ")
+		tl=$(run_peer "$w")
 		unit=steps_per_s
 		[ "$w" = sample-euler ] && unit=points_per_s
 		f+=("$(value $unit "$fl")")
@@ -41,5 +70,5 @@ for w in $workloads; do
 	fb=$(printf '%s\n' "${f[@]}" | best)
 	tb=$(printf '%s\n' "${t[@]}" | best)
 	ratio=$(awk -v a="$fb" -v b="$tb" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}')
-	printf '%-16s %14s %14s %8s  %s\n' "$w" "$fb" "$tb" "${ratio}x" "$unit"
+	printf '%-20s %14s %14s %8s  %s\n' "$w" "$fb" "$tb" "${ratio}x" "$unit"
 done

@@ -26,12 +26,16 @@ type benchWorkload struct {
 	hidden []int
 	batch  int
 	steps  int // timed steps, as the peer's defaults
+	// unet: the image workloads' U-Net (bench_unet.go); nil: an MLP
+	unet *model.UNetConfig
 }
 
 var benchWorkloads = []benchWorkload{
-	{"mlp256-b256", []int{256, 256, 256}, 256, 400},
-	{"mlp256-b4096", []int{256, 256, 256}, 4096, 40},
-	{"mlp512x4-b4096", []int{512, 512, 512, 512}, 4096, 40},
+	{"mlp256-b256", []int{256, 256, 256}, 256, 400, nil},
+	{"mlp256-b4096", []int{256, 256, 256}, 4096, 40, nil},
+	{"mlp512x4-b4096", []int{512, 512, 512, 512}, 4096, 40, nil},
+	{"unet-mnist-b64", nil, imageBatch, benchUNetSteps, benchUNet(false)},
+	{"unet-mnist-b64-attn", nil, imageBatch, benchUNetSteps, benchUNet(true)},
 }
 
 const (
@@ -72,7 +76,7 @@ func benchCommand() *ucli.Command {
 		Name:  "bench",
 		Usage: "time the PyTorch peer's workloads (training steps/s, sampling points/s)",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all"},
+			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, or all (the first four)"},
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
@@ -96,7 +100,7 @@ func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
 	}
 	for _, n := range o.workloads {
 		if n != "sample-euler" && findWorkload(n) == nil {
-			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
+			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn or all", n)
 		}
 	}
 	if o.steps < 0 || o.dev.threads < 0 {
@@ -155,7 +159,7 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 		steps = wl.steps
 	}
 	warm := max(5, steps/10)
-	tr, err := train.New(b, benchConfig(wl, warm+steps, seed), ds.X, ds.N)
+	tr, dim, err := newBenchTrainer(b, wl, warm+steps, seed, ds)
 	if err != nil {
 		return err
 	}
@@ -193,8 +197,8 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
 	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
 	// reads beside the peer's loss values.
-	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s device=%s\n",
-		wl.name, sps, gflops, p.Loss/float64(ds.D), extra, b.Info().Backend)
+	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s%s device=%s\n",
+		wl.name, sps, gflops, p.Loss/float64(dim), extra, peakFields(b, gflops), b.Info().Backend)
 	return nil
 }
 
@@ -258,7 +262,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed u
 	if counts {
 		extra = launchFields(lc, l0, g0, steps)
 	}
-	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
-		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))
+	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s%s device=%s\n",
+		float64(benchSamplePts)/el, gflops, st.NFE, extra, peakFields(b, gflops), strings.TrimSpace(b.Info().Backend))
 	return nil
 }

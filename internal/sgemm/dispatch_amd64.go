@@ -2,7 +2,11 @@
 
 package sgemm
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // Register tiles of the generated kernels; they must match asm/gen.go.
 const (
@@ -36,6 +40,8 @@ func archKernels() []*kernelImpl {
 			epi: epi512, epiW: 16,
 			siluGrad: siluGrad512, colSum: colSum512, sumW: 8,
 			adam: adamZMM, sumSq: sumSquares512, sqW: 32,
+			conv:    avx512Conv,
+			norm:    true,
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot512N1R4, dot512N2R4, dot512N3R3, dot512N4R2, dot512N5R1, dot512N6R1, dot512N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot512N1R1, dot512N2R1, dot512N3R1, dot512N4R1, dot512N5R1, dot512N6R1, dot512N7R1},
@@ -57,11 +63,35 @@ func archKernels() []*kernelImpl {
 	return ks
 }
 
-// fmaProbe runs the FMA loops of the generated assembly; see clock_test.go.
+// probeBuf is the L1-resident buffer of the load probes, which start at
+// its first 64-byte aligned float.
+var probeBuf [1024 + 32]float32
+
+// fmaProbe runs the probe loops of the generated assembly (n iterations);
+// see peak.go and clock_test.go. It reports false when this CPU lacks the
+// instructions.
 func fmaProbe(kind string, n int) bool {
 	switch kind {
 	case "latency":
 		fmaLatency(n)
+	case "add":
+		addChain(n)
+	case "loadZMM", "loadZMMSplit", "loadBcast", "fmaBcast":
+		if !cpu.X86.HasAVX512F {
+			return false
+		}
+		i := (64 - int(uintptr(unsafe.Pointer(&probeBuf[0]))%64)) % 64 / 4
+		p := &probeBuf[i]
+		switch kind {
+		case "loadZMM":
+			loadZMM(n, p)
+		case "loadZMMSplit":
+			loadZMMSplit(n, p)
+		case "loadBcast":
+			loadBcast(n, p)
+		default:
+			fmaBcast(n, p)
+		}
 	case "zmm":
 		if !cpu.X86.HasAVX512F {
 			return false
@@ -102,3 +132,19 @@ func adamKernel(k adamKind, n int, p, g, m, v, ema *float32, kc *[adCount]float3
 		adam256(n, p, g, m, v, ema, &kc[0])
 	}
 }
+
+// The group-norm kernels, called directly (not through a func value) so
+// that their constant arrays stay on the caller's stack.
+func normSumsKernel(n int, x *float32, out *[2]float64) { normSums(n, x, &out[0]) }
+
+func normDotSumsKernel(n int, dy, x *float32, out *[2]float64) { normDotSums(n, dy, x, &out[0]) }
+
+func normApplyKernel(n int, x, y *float32, k *[4]float32) { normApply(n, x, y, &k[0]) }
+
+func normBackApplyKernel(n int, dy, x, dx *float32, k *[4]float32) {
+	normBackApply(n, dy, x, dx, &k[0])
+}
+
+func siluToKernel(n int, x, y *float32) { siluTo(n, x, y) }
+
+func axpyKernel(n int, a float32, x, y *float32) { axpy(n, a, x, y) }

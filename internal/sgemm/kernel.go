@@ -49,6 +49,10 @@ type kernelImpl struct {
 	dotRows [dotMaxN]int
 	dot     [dotMaxN]microKernel
 	dot1    [dotMaxN]microKernel
+	// conv: the direct convolution kernels (conv.go); nil: none. norm:
+	// the group-norm kernels (norm.go).
+	conv *convKernels
+	norm bool
 }
 
 // dotMaxN bounds the n of the dot path (asm/gen.go dotMaxN).

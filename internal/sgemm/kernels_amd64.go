@@ -259,3 +259,293 @@ func fmaThroughput512(n int)
 
 // fmaThroughput256 runs n x 28 independent FMAs.
 func fmaThroughput256(n int)
+
+// addChain runs n x 32 dependent integer adds (32n cycles).
+func addChain(n int)
+
+// loadZMM runs n x 16 aligned zmm loads from p (4 KiB).
+func loadZMM(n int, p *float32)
+
+// loadZMMSplit runs n x 16 zmm loads from p, each crossing a cache line.
+func loadZMMSplit(n int, p *float32)
+
+// loadBcast runs n x 16 VBROADCASTSS loads from p.
+func loadBcast(n int, p *float32)
+
+// fmaBcast runs n x 24 independent FMAs with a broadcast memory operand.
+func fmaBcast(n int, p *float32)
+
+// convF1x32s1 computes a 1 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF1x32s1(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF2x32s2 computes a 2 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF2x32s2(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF3x32s3 computes a 3 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF3x32s3(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF4x32s4 computes a 4 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF4x32s4(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF5x32s5 computes a 5 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF5x32s5(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF6x32s6 computes a 6 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF6x32s6(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF7x32s7 computes a 7 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF7x32s7(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF8x32s8 computes a 8 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF8x32s8(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF9x32s9 computes a 9 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF9x32s9(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF10x32s10 computes a 10 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF10x32s10(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF11x32s11 computes a 11 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF11x32s11(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF12x32s12 computes a 12 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF12x32s12(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF13x32s13 computes a 13 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF13x32s13(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF14x32s14 computes a 14 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF14x32s14(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF2x32s1 computes a 2 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF2x32s1(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF4x32s2 computes a 4 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF4x32s2(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF6x32s3 computes a 6 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF6x32s3(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF8x32s4 computes a 8 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF8x32s4(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF10x32s5 computes a 10 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF10x32s5(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF12x32s6 computes a 12 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF12x32s6(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF14x32s7 computes a 14 x 32 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF14x32s7(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convW4x32 accumulates a 4 x 3 x 32 filter-gradient tile (see conv.go in asm).
+//
+//go:noescape
+func convW4x32(nimg int, rows int, cols int, a *float32, sa int, aimg int, b *float32, sp int, st int, brow int, bimg int, c *float32, ldc int, beta float32)
+
+// convW1x32 accumulates a 1 x 3 x 32 filter-gradient tile (see conv.go in asm).
+//
+//go:noescape
+func convW1x32(nimg int, rows int, cols int, a *float32, sa int, aimg int, b *float32, sp int, st int, brow int, bimg int, c *float32, ldc int, beta float32)
+
+// convF1x16s1 computes a 1 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF1x16s1(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF2x16s2 computes a 2 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF2x16s2(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF3x16s3 computes a 3 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF3x16s3(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF4x16s4 computes a 4 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF4x16s4(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF5x16s5 computes a 5 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF5x16s5(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF6x16s6 computes a 6 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF6x16s6(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF7x16s7 computes a 7 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF7x16s7(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF8x16s8 computes a 8 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF8x16s8(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF9x16s9 computes a 9 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF9x16s9(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF10x16s10 computes a 10 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF10x16s10(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF11x16s11 computes a 11 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF11x16s11(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF12x16s12 computes a 12 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF12x16s12(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF13x16s13 computes a 13 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF13x16s13(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF14x16s14 computes a 14 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF14x16s14(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF2x16s1 computes a 2 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF2x16s1(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF4x16s2 computes a 4 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF4x16s2(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF6x16s3 computes a 6 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF6x16s3(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF8x16s4 computes a 8 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF8x16s4(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF10x16s5 computes a 10 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF10x16s5(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF12x16s6 computes a 12 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF12x16s6(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convF14x16s7 computes a 14 x 16 direct-convolution tile (see conv.go in asm).
+//
+//go:noescape
+func convF14x16s7(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
+
+// convW4x16 accumulates a 4 x 3 x 16 filter-gradient tile (see conv.go in asm).
+//
+//go:noescape
+func convW4x16(nimg int, rows int, cols int, a *float32, sa int, aimg int, b *float32, sp int, st int, brow int, bimg int, c *float32, ldc int, beta float32)
+
+// convW1x16 accumulates a 1 x 3 x 16 filter-gradient tile (see conv.go in asm).
+//
+//go:noescape
+func convW1x16(nimg int, rows int, cols int, a *float32, sa int, aimg int, b *float32, sp int, st int, brow int, bimg int, c *float32, ldc int, beta float32)
+
+// convPack16 transposes 16 channels of n positions (stride cstride bytes) into n positions of 16 channels (stride pstride).
+//
+//go:noescape
+func convPack16(src *float32, cstride int, n int, dst *float32, pstride int)
+
+// convUnpack16 transposes n positions of 16 channels (stride pstride bytes) into 16 channels of n positions (stride cstride), adding bias.
+//
+//go:noescape
+func convUnpack16(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
+
+// normSums sets out[0] = sum x, out[1] = sum x^2 over n floats, in float64.
+//
+//go:noescape
+func normSums(n int, x *float32, out *float64)
+
+// normDotSums sets out[0] = sum x, out[1] = sum x y over n floats, in float64.
+//
+//go:noescape
+func normDotSums(n int, x *float32, y *float32, out *float64)
+
+// normApply sets y = (x - k[0]) k[1] + k[2] over n floats.
+//
+//go:noescape
+func normApply(n int, x *float32, y *float32, k *float32)
+
+// normBackApply sets dx = k[0] dy + k[2] (x - k[1]) + k[3] over n floats.
+//
+//go:noescape
+func normBackApply(n int, dy *float32, x *float32, dx *float32, k *float32)
+
+// convAdd sets dst += src over n floats.
+//
+//go:noescape
+func convAdd(n int, dst *float32, src *float32)
+
+// siluTo sets y = silu(x) over n floats (as epi512 with a zero bias).
+//
+//go:noescape
+func siluTo(n int, x *float32, y *float32)
+
+// axpy sets y += a x over n floats (multiply, then add: no FMA).
+//
+//go:noescape
+func axpy(n int, a float32, x *float32, y *float32)

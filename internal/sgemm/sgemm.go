@@ -464,9 +464,9 @@ func packBN(dst, b []float32, ldb, j0, nr, p0, kb, NR int) {
 
 // packBPanels: regions of at least this many MR-row panels pack B even
 // when it is not transposed.
-const packBPanels = 32
+var packBPanels = 32
 
-const (
+var (
 	// packAMaxMR, packAStride: a transposed A is packed for kernels with at
 	// most packAMaxMR rows when lda is a multiple of packAStride floats.
 	packAMaxMR  = 8

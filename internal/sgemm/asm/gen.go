@@ -87,6 +87,10 @@ func main() {
 	fmaLatency()
 	fmaThroughput(true)
 	fmaThroughput(false)
+	addChain()
+	loadProbes()
+	convKernels()
+	normKernels()
 	Generate()
 }
 
@@ -290,14 +294,12 @@ func kernel(avx512, ymm, rowA bool, mr int) {
 			VMOVUPS(bm.Offset(v*width), bv[v])
 		}
 		for i := 0; i < mr; i++ {
-			if avx512 && !ymm {
-				// Two FMAs per A value: broadcasting inside each FMA costs a
-				// load apiece, which the load ports absorb. (With four ymm
-				// FMAs per value, the ymm kernel broadcasts once instead.)
-				for v := range bv {
-					VFMADD231PS_BCST(aMem(i, u), bv[v], acc[i][v])
-				}
-			} else {
+			// One broadcast per A value, then register FMAs. (Broadcasting
+			// inside each FMA, as this kernel did for Zen 4, costs a load per
+			// FMA: 26 loads a step for 24 FMAs, and Zen 5 runs two loads
+			// and two zmm FMAs a cycle, so that step was load-bound;
+			// TestClock measures both rates.)
+			{
 				VBROADCASTSS(aMem(i, u), bc)
 				for v := range bv {
 					VFMADD231PS(bv[v], bc, acc[i][v])
@@ -1240,4 +1242,71 @@ func fmaThroughput(avx512 bool) {
 	JNE(LabelRef(name + "_loop"))
 	VZEROUPPER()
 	RET()
+}
+
+// addChain emits addChain(n int): n iterations of 32 dependent integer
+// adds. An integer add has had 1 cycle of latency on every x86 core since
+// the Pentium 4, so 32n/seconds is the core clock; the other probes are
+// converted to cycles with it.
+func addChain() {
+	TEXT("addChain", NOSPLIT, "func(n int)")
+	Doc("addChain runs n x 32 dependent integer adds (32n cycles).")
+	n := GP64()
+	Load(Param("n"), n)
+	x := GP64()
+	XORQ(x, x)
+	Label("addchain_loop")
+	for i := 0; i < 32; i++ {
+		ADDQ(U8(1), x)
+	}
+	DECQ(n)
+	JNE(LabelRef("addchain_loop"))
+	RET()
+}
+
+// loadProbes emits the loops that measure the load ports as the
+// micro-kernels use them, each n iterations over a 4 KiB buffer in L1:
+//
+//	loadZMM(n, p):     16 aligned 64-byte loads
+//	loadZMMSplit(n, p): 16 64-byte loads each crossing a cache line
+//	loadBcast(n, p):   16 VBROADCASTSS (4-byte loads broadcast to zmm)
+//	fmaBcast(n, p):    24 independent FMAs, each broadcasting its A from
+//	                   memory (the AVX-512 kernel's step before Zen 5)
+func loadProbes() {
+	sig := "func(n int, p *float32)"
+	body := func(name, doc string, emit func(p GPVirtual)) {
+		TEXT(name, NOSPLIT, sig)
+		Doc(doc)
+		n, p := GP64(), GP64()
+		Load(Param("n"), n)
+		Load(Param("p"), p)
+		Label(name + "_loop")
+		emit(p)
+		DECQ(n)
+		JNE(LabelRef(name + "_loop"))
+		VZEROUPPER()
+		RET()
+	}
+	z := []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}
+	body("loadZMM", "loadZMM runs n x 16 aligned zmm loads from p (4 KiB).", func(p GPVirtual) {
+		for i := 0; i < 16; i++ {
+			VMOVUPS(Mem{Base: p}.Offset(64*i), z[i])
+		}
+	})
+	body("loadZMMSplit", "loadZMMSplit runs n x 16 zmm loads from p, each crossing a cache line.", func(p GPVirtual) {
+		for i := 0; i < 16; i++ {
+			VMOVUPS(Mem{Base: p}.Offset(64*i+4), z[i])
+		}
+	})
+	body("loadBcast", "loadBcast runs n x 16 VBROADCASTSS loads from p.", func(p GPVirtual) {
+		for i := 0; i < 16; i++ {
+			VBROADCASTSS(Mem{Base: p}.Offset(4*i), z[i])
+		}
+	})
+	body("fmaBcast", "fmaBcast runs n x 24 independent FMAs with a broadcast memory operand.", func(p GPVirtual) {
+		for i := 0; i < 24; i++ {
+			VFMADD231PS_BCST(Mem{Base: p}.Offset(4*(i%8)), Z31, z[i])
+		}
+	})
 }

@@ -1,0 +1,82 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fmgpu/fmgpu/internal/sgemm"
+)
+
+// TestCPUGroupNormActFused: with every sgemm kernel set this CPU has (the
+// AVX-512 set fuses the bias, the norm and the activation into one pass),
+// GroupNormAct leaves x, y, mean, rstd and a bit for bit as
+// AddChannelBias, GroupNorm and Activate one after the other, on shapes
+// whose channels are not whole vectors (HW 49, 7, 1) and on the U-Net's.
+func TestCPUGroupNormActFused(t *testing.T) {
+	saved := sgemm.Kernel()
+	defer sgemm.SetKernel(saved)
+	shapes := []GroupNormShape{
+		{Batch: 3, C: 4, HW: 49, Groups: 2, Eps: 1e-5},
+		{Batch: 2, C: 6, HW: 7, Groups: 3, Eps: 1e-3},
+		{Batch: 2, C: 8, HW: 1, Groups: 8, Eps: 1e-5},
+		{Batch: 4, C: 64, HW: 196, Groups: 8, Eps: 1e-5},
+		{Batch: 2, C: 32, HW: 784, Groups: 8, Eps: 1e-5},
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	normals := func(n int, scale, shift float64) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(r.NormFloat64()*scale + shift)
+		}
+		return v
+	}
+	same := func(name string, got, want []float32) {
+		t.Helper()
+		for i := range want {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("%s[%d] = %v, want %v (the unfused ops')", name, i, got[i], want[i])
+			}
+		}
+	}
+	for _, kern := range sgemm.Kernels() {
+		if err := sgemm.SetKernel(kern); err != nil {
+			t.Fatal(err)
+		}
+		c := NewCPU(2)
+		for si, s := range shapes {
+			for _, act := range []Act{ActSiLU, ActNone} {
+				for _, withBias := range []bool{true, false} {
+					name := fmt.Sprintf("%s/shape %d/act %d/bias %v", kern, si, act, withBias)
+					n, ng := s.Batch*s.C*s.HW, s.Batch*s.Groups
+					x := normals(n, 3, 0.5)
+					gamma, beta := normals(s.C, 1, 1), normals(s.C, 1, 0)
+					upload := func(v []float32) Buffer { b := c.Alloc(len(v)); c.Upload(b, v); return b }
+					px, px2 := upload(x), upload(x)
+					pg, pb := upload(gamma), upload(beta)
+					var xb, xb2 Buffer
+					if withBias {
+						bias := normals(s.Batch*s.C, 2, 0)
+						xb, xb2 = upload(bias), upload(bias)
+					}
+					y, a, m, rs := c.Alloc(n), c.Alloc(n), c.Alloc(ng), c.Alloc(ng)
+					c.GroupNormAct(s, act, px, xb, pg, pb, y, a, m, rs)
+
+					y2, a2, m2, rs2 := c.Alloc(n), c.Alloc(n), c.Alloc(ng), c.Alloc(ng)
+					if withBias {
+						c.AddChannelBias(s.Batch, s.C, s.HW, px2, xb2, px2)
+					}
+					c.GroupNorm(s, px2, pg, pb, y2, m2, rs2)
+					c.Activate(act, y2, a2)
+					same(name+": x", host(px), host(px2))
+					same(name+": y", host(y), host(y2))
+					same(name+": mean", host(m), host(m2))
+					same(name+": rstd", host(rs), host(rs2))
+					same(name+": a", host(a), host(a2))
+				}
+			}
+		}
+		c.Close()
+	}
+}

@@ -1,0 +1,231 @@
+package sgemm
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// convRef is the float64 reference of the direct convolutions: y = conv(x,
+// w) + bias, dx, dw and db for a given dy; each value with the sum of the
+// magnitudes of its terms (the scale of its rounding error).
+type convRef struct {
+	y, yAbs, dx, dxAbs, dw, dwAbs, db []float64
+}
+
+func newConvRef(s Conv3x3, x, w, bias, dy []float32) convRef {
+	C, O, H, W := s.C, s.OutC, s.H, s.W
+	oh, ow := s.OutH(), s.OutW()
+	hw, ohw := H*W, oh*ow
+	r := convRef{
+		y: make([]float64, s.Batch*O*ohw), yAbs: make([]float64, s.Batch*O*ohw),
+		dx: make([]float64, s.Batch*C*hw), dxAbs: make([]float64, s.Batch*C*hw),
+		dw: make([]float64, O*C*9), dwAbs: make([]float64, O*C*9), db: make([]float64, O),
+	}
+	for b := 0; b < s.Batch; b++ {
+		for o := 0; o < O; o++ {
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					yi := (b*O+o)*ohw + i*ow + j
+					r.y[yi] = float64(bias[o])
+					r.yAbs[yi] = math.Abs(float64(bias[o]))
+					g := float64(dy[yi])
+					r.db[o] += g
+					for c := 0; c < C; c++ {
+						for u := 0; u < 3; u++ {
+							for v := 0; v < 3; v++ {
+								ih, iw := s.Stride*i+u-1, s.Stride*j+v-1
+								if ih < 0 || ih >= H || iw < 0 || iw >= W {
+									continue
+								}
+								xi := (b*C+c)*hw + ih*W + iw
+								wi := (o*C+c)*9 + 3*u + v
+								p := float64(x[xi]) * float64(w[wi])
+								r.y[yi] += p
+								r.yAbs[yi] += math.Abs(p)
+								r.dx[xi] += g * float64(w[wi])
+								r.dxAbs[xi] += math.Abs(g * float64(w[wi]))
+								r.dw[wi] += g * float64(x[xi])
+								r.dwAbs[wi] += math.Abs(g * float64(x[xi]))
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	return r
+}
+
+func checkClose(t *testing.T, what string, got []float32, want, abs []float64, rel float64) {
+	t.Helper()
+	bad := 0
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - want[i]); !(d <= rel*abs[i]+1e-30) {
+			if bad < 5 {
+				t.Errorf("%s[%d] = %g, want %g (|terms| %g)", what, i, got[i], want[i], abs[i])
+			}
+			bad++
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%s: %d of %d wrong", what, bad, len(want))
+	}
+}
+
+func randConv(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+// TestConv3x3 checks the direct convolutions against the float64
+// reference on the U-Net's shapes and edge cases (widths that leave
+// partial tiles or pair rows, 16-channel panels, images in several
+// groups), each result within a few float32 roundings per term.
+func TestConv3x3(t *testing.T) {
+	if current.Load().conv == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	for _, s := range []Conv3x3{
+		{2, 32, 28, 28, 32, 1}, {3, 64, 14, 14, 32, 1}, {2, 128, 7, 7, 64, 1}, {9, 16, 5, 5, 16, 1},
+		{1, 16, 3, 17, 48, 1}, {2, 48, 6, 9, 16, 1}, {1, 32, 4, 30, 96, 1}, {17, 16, 2, 1, 16, 1}, {0, 16, 4, 4, 16, 1},
+		{2, 1, 28, 28, 32, 1}, {2, 32, 28, 28, 1, 1}, {3, 3, 5, 6, 5, 1}, {2, 21, 9, 4, 7, 1}, {1, 70, 7, 7, 67, 1},
+		{2, 32, 28, 28, 32, 2}, {3, 64, 14, 14, 64, 2}, {2, 16, 7, 7, 16, 2}, {2, 5, 9, 11, 3, 2}, {9, 33, 6, 5, 18, 2},
+		{1, 16, 1, 1, 16, 2}, {2, 16, 2, 3, 32, 2}, {1, 48, 30, 29, 32, 2},
+	} {
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.W)))
+			hw, ohw := s.H*s.W, s.OutH()*s.OutW()
+			x := randConv(r, s.Batch*s.C*hw)
+			w := randConv(r, s.OutC*s.C*9)
+			bias := randConv(r, s.OutC)
+			dy := randConv(r, s.Batch*s.OutC*ohw)
+			ref := newConvRef(s, x, w, bias, dy)
+			var cs ConvState
+			for _, parts := range []int{1, 3} {
+				y := randConv(r, s.Batch*s.OutC*ohw)
+				cs.Forward(s, x, w, bias, y, parts)
+				checkClose(t, "y", y, ref.y, ref.yAbs, 1e-5)
+				dx := randConv(r, s.Batch*s.C*hw)
+				cs.BackwardData(s, dy, w, dx, parts)
+				checkClose(t, "dx", dx, ref.dx, ref.dxAbs, 1e-5)
+				dw, db := randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+				cs.BackwardFilter(s, x, dy, dw, db, parts)
+				checkClose(t, "dw", dw, ref.dw, ref.dwAbs, 2e-5)
+				dbAbs := make([]float64, s.OutC)
+				for o := range dbAbs {
+					for b := 0; b < s.Batch; b++ {
+						for _, v := range dy[(b*s.OutC+o)*ohw : (b*s.OutC+o+1)*ohw] {
+							dbAbs[o] += math.Abs(float64(v))
+						}
+					}
+				}
+				checkClose(t, "db", db, ref.db, dbAbs, 1e-6)
+			}
+		})
+	}
+}
+
+// TestConvTranspose checks the 16 x 16 transposing copies on every length
+// of a partial block.
+func TestConvTranspose(t *testing.T) {
+	k := current.Load().conv
+	if k == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	for n := 0; n <= 40; n++ {
+		const cs, ps = 45, 19 // strides in floats
+		src := make([]float32, 16*cs)
+		for i := range src {
+			src[i] = float32(i)
+		}
+		dst := make([]float32, (n+16)*ps)
+		if n > 0 {
+			k.pack(&src[0], 4*cs, n, &dst[0], 4*ps)
+		}
+		for p := 0; p < n+16; p++ {
+			for c := 0; c < ps; c++ {
+				want := float32(0)
+				if p < n && c < 16 {
+					want = src[c*cs+p]
+				}
+				if dst[p*ps+c] != want {
+					t.Fatalf("pack n=%d: dst[%d][%d] = %g, want %g", n, p, c, dst[p*ps+c], want)
+				}
+			}
+		}
+		back := make([]float32, 16*cs)
+		bias := make([]float32, 16)
+		for c := range bias {
+			bias[c] = 1000 * float32(c)
+		}
+		if n > 0 {
+			k.unpack(&dst[0], 4*ps, n, &back[0], 4*cs, &bias[0])
+		}
+		for c := 0; c < 16; c++ {
+			for p := 0; p < cs; p++ {
+				want := float32(0)
+				if p < n {
+					want = src[c*cs+p] + bias[c]
+				}
+				if back[c*cs+p] != want {
+					t.Fatalf("unpack n=%d: [%d][%d] = %g, want %g", n, c, p, back[c*cs+p], want)
+				}
+			}
+		}
+	}
+}
+
+// unetConvs are the 3x3 stride-1 convolutions of the MNIST U-Net (base
+// 32, mults 1,2,2) at batch 64.
+var unetConvs = []Conv3x3{
+	{64, 32, 28, 28, 32, 1}, {64, 64, 28, 28, 32, 1}, {64, 96, 28, 28, 32, 1}, {64, 64, 28, 28, 64, 1},
+	{64, 32, 14, 14, 64, 1}, {64, 64, 14, 14, 64, 1}, {64, 96, 14, 14, 64, 1}, {64, 128, 14, 14, 64, 1},
+	{64, 64, 7, 7, 64, 1}, {64, 128, 7, 7, 64, 1},
+	{64, 32, 28, 28, 32, 2}, {64, 64, 14, 14, 64, 2}, {64, 1, 28, 28, 32, 1}, {64, 32, 28, 28, 1, 1},
+}
+
+// BenchmarkConv3x3 times the direct convolutions on the U-Net's shapes:
+//
+//	go test -run - -bench Conv3x3 -cpu 1 ./internal/sgemm
+func BenchmarkConv3x3(b *testing.B) {
+	if current.Load().conv == nil {
+		b.Skip("no direct convolution kernels on this CPU or build")
+	}
+	for _, s := range unetConvs {
+		hw, ohw := s.H*s.W, s.OutH()*s.OutW()
+		r := rand.New(rand.NewPCG(1, 2))
+		x, w, bias := randConv(r, s.Batch*s.C*hw), randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+		y, dy := randConv(r, s.Batch*s.OutC*ohw), randConv(r, s.Batch*s.OutC*ohw)
+		dx, dw, db := randConv(r, s.Batch*s.C*hw), randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+		var cs ConvState
+		flop := benchShape{m: s.Batch * ohw, n: s.OutC, k: 9 * s.C}
+		name := fmt.Sprintf("%dx%d/%d-%d/s%d", s.H, s.W, s.C, s.OutC, s.Stride)
+		for _, op := range []string{"forward", "data", "filter"} {
+			b.Run(name+"/"+op, func(b *testing.B) {
+				run := func() {
+					switch op {
+					case "forward":
+						cs.Forward(s, x, w, bias, y, Threads())
+					case "data":
+						cs.BackwardData(s, dy, w, dx, Threads())
+					default:
+						cs.BackwardFilter(s, x, dy, dw, db, Threads())
+					}
+				}
+				run()
+				b.ResetTimer()
+				start, cpu0 := time.Now(), cpuTime()
+				for i := 0; i < b.N; i++ {
+					run()
+				}
+				reportGFLOPS(b, flop, time.Since(start), cpuTime()-cpu0)
+			})
+		}
+	}
+}
