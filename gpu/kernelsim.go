@@ -25,8 +25,9 @@ type KernelSimOptions struct {
 	// Seed), "forward" or "reverse".
 	Order string
 	Seed  uint64
-	// NoGuard turns off the guard page after every allocation.
-	NoGuard bool
+	// NoRacecheck and NoInitcheck turn off those checks of every access
+	// (kernels/README.md, "Checks"); memcheck and synccheck stay on.
+	NoRacecheck, NoInitcheck bool
 }
 
 // NewCUDA, in the kernelsim build, returns the kernelsim backend: code that
@@ -71,7 +72,14 @@ func NewKernelSimWith(o KernelSimOptions) (Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernels.SimConfig(threads, order, o.Seed, !o.NoGuard)
+	checks := kernels.SimAllChecks
+	if o.NoRacecheck {
+		checks &^= kernels.SimRacecheck
+	}
+	if o.NoInitcheck {
+		checks &^= kernels.SimInitcheck
+	}
+	kernels.SimConfig(threads, order, o.Seed, checks)
 	return newDeviceBackend(&simLauncher{threads: threads, bounds: bounds, sigs: kernels.SimKernels()}), nil
 }
 

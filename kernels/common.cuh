@@ -1,7 +1,7 @@
 // Shared definitions of fmgpu's kernels: one header that every kernels/*.cu
 // includes first. Under nvcc it maps the few helpers below onto CUDA; in the
 // kernelsim build (no __CUDACC__) sim_shim.h supplies threadIdx, blockIdx,
-// __syncthreads, __shared__, warp shuffles and atomics on the host, so that
+// __syncthreads, shared memory, warp shuffles and atomics on the host, so that
 // the same sources compile as C++ and run in the host harness.
 //
 // Conventions (kernels/README.md):
@@ -18,6 +18,11 @@
 #ifdef __CUDACC__
 #include <stdint.h>
 #define FM_DEVICE __device__ __forceinline__
+// A static shared variable: FM_SHARED(float, tile, [32][33]) declares
+// __shared__ float tile[32][33] (the host build registers it with the
+// kernelsim harness, which poisons and checks it; kernels_files_test.go
+// requires every static shared variable to be declared so).
+#define FM_SHARED(T, name, ...) __shared__ T name __VA_ARGS__
 // Dynamic shared memory of a launch (its size is the launch's shared bytes).
 #define FM_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
 #define FM_UNROLL _Pragma("unroll")
@@ -27,6 +32,7 @@ FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
 #else
 #include "sim_shim.h"
 #define FM_DEVICE static inline
+#define FM_SHARED(T, name, ...) SIM_SHARED(T, name, __VA_ARGS__)
 #define FM_DYNAMIC_SMEM(T, name) T* name = (T*)sim_dynamic_smem()
 #define FM_UNROLL
 static inline float fm_mul(float a, float b) { return a * b; }
@@ -68,7 +74,7 @@ FM_DEVICE double warp_sum_d(double v) {
 // threads get partial values). Preconditions: blockDim.x is a multiple of
 // 32 and at most 1024, every thread calls it, at most once per kernel.
 FM_DEVICE double block_sum_d(double v) {
-    __shared__ double warp_part[32];
+    FM_SHARED(double, warp_part, [32]);
     int lane = (int)threadIdx.x & 31, w = (int)threadIdx.x >> 5;
     v = warp_sum_d(v);
     if (lane == 0) warp_part[w] = v;

@@ -167,7 +167,7 @@ FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const flo
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, float* __restrict__ y) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     if (k == 3)
         conv2d_forward_body<3>(t, s, x, wt, bias, y);
@@ -246,7 +246,7 @@ FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, con
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 float* __restrict__ dx) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     if (k == 3)
         conv2d_data_backward_body<3>(t, s, dy, wt, dx);
@@ -306,7 +306,7 @@ struct conv_bwd_filter_gather {
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, double* __restrict__ partial) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     const int kdim = batch * oh * ow, n = inC * k * k;
     const int k0 = (int)blockIdx.z * chunk, k1 = imin(kdim, k0 + chunk);

@@ -42,8 +42,8 @@ FM_DEVICE void lds4(const float* p, float v[4]) {
 template <bool TA, bool TB>
 FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
                          int ldb, float acc[4][4]) {
-    __shared__ __align__(16) float As[GEMM_BK][GEMM_BM + GEMM_PAD];
-    __shared__ __align__(16) float Bs[GEMM_BK][GEMM_BN + GEMM_PAD];
+    FM_SHARED(__align__(16) float, As, [GEMM_BK][GEMM_BM + GEMM_PAD]);
+    FM_SHARED(__align__(16) float, Bs, [GEMM_BK][GEMM_BN + GEMM_PAD]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
     const int row0 = (int)blockIdx.y * GEMM_BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL

@@ -45,7 +45,7 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     bias_act_backward_kernel(int act, int rows, int cols, const float* dY, const float* pre, float* dPre,
                              double* __restrict__ partial, int chunk) {
-    __shared__ double colsum[8][32];
+    FM_SHARED(double, colsum, [8][32]);
     int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     int c = (int)blockIdx.x * 32 + tx;
     int r0 = (int)blockIdx.y * chunk, r1 = imin(rows, r0 + chunk);
