@@ -1,7 +1,12 @@
 // Package data provides the training sets of fmgpu: built-in 2-D toy
-// distributions, user files in .npy and .csv form, and the per-dimension
-// standardization whose log-Jacobian the likelihood must account for
-// (../shared/MATH.md section 4).
+// distributions, user files in .npy and .csv form, and image sets (MNIST
+// and Fashion-MNIST from their idx files, folders of PNG and JPEG images)
+// as rows of NCHW pixels scaled to [-1, 1], with their class labels. It
+// also holds what the likelihood needs from the data: the per-dimension
+// standardization whose log-Jacobian must be added (docs/math.md §9.5)
+// and, for 8-bit images, the dequantization and bits per dimension
+// (docs/math.md §9.6); and the writers of results (.npy, .csv, image
+// grids).
 //
 // Loaders never panic on bad input: every failure is an error of one line
 // that names the file (or data set) and the reason.

@@ -8,7 +8,7 @@ import (
 // Standardization is the per-dimension affine map z = (x - Mean) / Std that
 // the trainer applies to data before training, and that a checkpoint stores
 // so that samples can be mapped back and likelihoods corrected
-// (../shared/MATH.md section 4).
+// (docs/math.md §9.5).
 type Standardization struct {
 	Mean []float64 `json:"mean"`
 	Std  []float64 `json:"std"`

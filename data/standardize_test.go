@@ -97,7 +97,7 @@ func TestApplyInvertRoundTrip(t *testing.T) {
 	s.Invert(x)
 	// Each direction rounds to float32 once: relative 6e-8 of the value, plus
 	// the rounding of z (|z| < 5) scaled back by s <= 2, an absolute 1e-6 at
-	// most near zero. rtol 1e-5 as CONVENTIONS.md, atol 1e-5 for the latter.
+	// most near zero. rtol 1e-5 as docs/design.md ("Tests"), atol 1e-5 for the latter.
 	numtest.AllClose(t, "round trip", x, orig, 1e-5, 1e-5)
 }
 

@@ -1,6 +1,6 @@
 // Package flow defines the probability paths of conditional flow matching
-// (../shared/MATH.md), the time distributions training draws from, the
-// batched regression target and the CFM loss. Everything here is
+// (docs/math.md §2), the time distributions training draws from (§3), the
+// batched regression target and the CFM loss (§4). Everything here is
 // device-independent math in float64 (or generic over the float type); the
 // backends in package gpu evaluate the same definitions inside their fused
 // ops, which is why this package imports nothing of fmgpu.
@@ -90,7 +90,7 @@ type Spec struct {
 	BetaMax  float64 `json:"beta_max"`
 }
 
-// DefaultSpec returns MATH.md's default parameters for a kind: ot
+// DefaultSpec returns a kind's default parameters (docs/math.md §2.2): ot
 // sigma_min 0; vp beta 0.1 to 20; ve sigma 0.01 to 10.
 func DefaultSpec(k Kind) Spec {
 	switch k {
@@ -184,7 +184,7 @@ func (p VP) At(t float64) Coef {
 	T := p.BetaMin*s + 0.5*(p.BetaMax-p.BetaMin)*s*s
 	beta := p.BetaMin + (p.BetaMax-p.BetaMin)*s
 	a := math.Exp(-T / 2)
-	// d/dt a(1-t) = -a'(s) = (beta(s)/2) a(s): the sign MATH.md warns about.
+	// d/dt a(1-t) = -a'(s) = (beta(s)/2) a(s): the sign docs/math.md §2.3 warns about.
 	da := 0.5 * beta * a
 	// 1 - a^2 = -expm1(-T) keeps precision when T is small (t near 1).
 	sig := math.Sqrt(-math.Expm1(-T))

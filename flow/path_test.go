@@ -12,7 +12,7 @@ import (
 	"github.com/fmgpu/fmgpu/internal/numtest"
 )
 
-// pathCase is one path under test: every kind with MATH.md's default
+// pathCase is one path under test: every kind with its default
 // parameters, plus non-default parameter sets for the kinds that have
 // parameters (linear-vp and cosine have none).
 type pathCase struct {
@@ -52,8 +52,8 @@ func drawX(r *rand.Rand) (x0, x1 float64) {
 	return r.NormFloat64(), 6*r.Float64() - 3
 }
 
-// TestVectors checks MATH.md's test vectors and hand-computed ones for the
-// other kinds, all at x0 = 0.5, x1 = 1.
+// TestVectors checks the test vectors of docs/math.md §2.6, all at
+// x0 = 0.5, x1 = 1.
 func TestVectors(t *testing.T) {
 	const x0, x1 = 0.5, 1.0
 	cases := []struct {
@@ -63,10 +63,10 @@ func TestVectors(t *testing.T) {
 		alpha, sig float64 // mu_t = alpha x1 (x1 = 1), sigma_t
 		xt, ut     float64
 	}{
-		// MATH.md: x_t = 0.8*0.5 + 0.6 = 1.0, u_t = -0.6/0.8*0.5 + 1 = 0.625.
+		// x_t = 0.8*0.5 + 0.6 = 1.0, u_t = -0.6/0.8*0.5 + 1 = 0.625.
 		{name: "linear-vp", spec: flow.DefaultSpec(flow.KindLinearVP), t: 0.6,
 			alpha: 0.6, sig: 0.8, xt: 1.0, ut: 0.625},
-		// MATH.md, quoted to 9 decimal places: the rounding of the quoted
+		// docs/math.md, quoted to 9 decimal places: the rounding of the quoted
 		// figures is at most 5e-10, so they are checked to 1e-9 absolute.
 		// (s = 0.4, T = 0.1*0.4 + 19.9*0.16/2 = 1.632, beta = 0.1 + 19.9*0.4
 		// = 8.06, mu = e^{-0.816}, sigma = sqrt(1 - e^{-1.632}).)
@@ -110,7 +110,7 @@ func TestVectors(t *testing.T) {
 	}
 	for _, c := range cases {
 		// Hand-computed values carry 15-16 significant digits: 1e-14
-		// absolute. MATH.md's vp figures carry 9 decimals: 1e-9 absolute.
+		// absolute. The quoted vp figures carry 9 decimals: 1e-9 absolute.
 		atol := 1e-14
 		if c.name == "vp" {
 			atol = 1e-9
@@ -133,7 +133,7 @@ func TestVectors(t *testing.T) {
 	}
 }
 
-// hStep is the central-difference step MATH.md prescribes.
+// hStep is the central-difference step of docs/math.md §2.6.
 const hStep = 1e-6
 
 // cdStep is the step for the central difference at t. For the regular
@@ -156,7 +156,7 @@ func cdStep(p flow.Path, t float64) float64 {
 }
 
 // cdTol is the relative tolerance of the velocity-vs-central-difference
-// checks (MATH.md).
+// checks (docs/math.md §2.6).
 const cdTol = 1e-6
 
 // cdFloor is the floor of the relative error |u - cd| / max(|cd|, floor)
@@ -172,7 +172,7 @@ const cdTol = 1e-6
 //     eps = 1.1e-16: ~7e-10 at h = 1e-6 for x1 in [-3, 3] (up to 4.7e-9
 //     for ve, whose sigma reaches 10, but there u = sigma' x0 alone and is
 //     not small when sigma x0 is large), and 1.3e-7 at h = 5e-9 (t = hi for
-//     the singular kinds). 1e-8 / h (1e-2 at MATH.md's h = 1e-6, 2 at
+//     the singular kinds). 1e-8 / h (1e-2 at the usual h = 1e-6, 2 at
 //     h = 5e-9) keeps it below 1e-7 relative.
 //   - Truncation, relative to each term rather than to their sum: up to
 //     3.1e-8 of |sigma' x0| near t = 1 for the singular kinds (cdStep). When
@@ -370,13 +370,13 @@ func TestVelocityXMatchesX0Form(t *testing.T) {
 	}
 }
 
-// vpMATH is MATH.md's VP field, written from the formula rather than from
+// vpMATH is the VP field as docs/math.md §2.3 writes it, not taken from
 // flow's code: with s = 1 - t, T(s) = beta_min s + (beta_max - beta_min)
 // s^2/2, beta(s) = T'(s),
 //
 //	u_t(x | x1) = -(beta(s)/2) (e^{-T} x - e^{-T/2} x1) / (1 - e^{-T}).
 //
-// blog is the widely read variant that drops the factor -1/2 (MATH.md
+// blog is the widely read variant that drops the factor -1/2 (§2.3
 // warns about it), flipped the variant that confuses a'(s) with
 // d/dt a(1 - t) and so flips the sign.
 func vpMATH(bmin, bmax, t, x, x1 float64) (u, blog, flipped float64) {
@@ -387,7 +387,7 @@ func vpMATH(bmin, bmax, t, x, x1 float64) (u, blog, flipped float64) {
 	return -beta / 2 * q, beta * q, beta / 2 * q
 }
 
-// TestVPVelocityXMatchesMATH checks VP's x-form field against MATH.md's
+// TestVPVelocityXMatchesMATH checks VP's x-form field against docs/math.md's
 // formula written independently (vpMATH), at 10,000 random (t, x, x1) on
 // the whole time range, x not tied to x1 (the field is defined for every
 // x). Tolerance 1e-9 relative with floor 1e-2: the independent formula
@@ -429,11 +429,11 @@ func TestVPVelocityXMatchesMATH(t *testing.T) {
 				}
 			}
 		}
-		t.Log(numtest.Describe("vp x-form vs MATH.md formula, "+c.name, maxErr, tol))
+		t.Log(numtest.Describe("vp x-form vs docs/math.md formula, "+c.name, maxErr, tol))
 		t.Logf("%s: the blog form (no -1/2) differs from flow's by at least %.3g relative, the sign-flipped one by %.3g (over %d points)",
 			c.name, minBlog, minFlip, checked)
 		if !(maxErr <= tol) {
-			t.Errorf("%s: x-form differs from MATH.md's formula by %.3g relative", c.name, maxErr)
+			t.Errorf("%s: x-form differs from docs/math.md's formula by %.3g relative", c.name, maxErr)
 		}
 		// -2u vs u: relative error 3; -u vs u: 2. Anything near 0 would
 		// mean flow's field had the blog's factor or the flipped sign.
@@ -521,7 +521,7 @@ func TestSingularBoundary(t *testing.T) {
 	if got, want := lv.At(hi).DSigma, -hi/math.Sqrt(1-hi*hi); !numtest.Close(got, want, 0, 1e-10) {
 		t.Errorf("linear-vp sigma' at hi = %.12g, want %.12g", got, want)
 	}
-	// MATH.md: vp's sigma' is "about -50 at t = 0.99999" (-50.07: with s =
+	// docs/math.md §2.4: vp's sigma' is "about -50 at t = 0.99999" (-50.07: with s =
 	// 1e-5, sigma' ~ -(beta_min/2) / sqrt(beta_min s) = -0.05 / 1e-3).
 	vp := flow.MustNew(flow.DefaultSpec(flow.KindVP))
 	if got := vp.At(0.99999).DSigma; !numtest.Close(got, -50, 0, 0.01) {
@@ -631,8 +631,8 @@ func TestClamp(t *testing.T) {
 }
 
 // TestSpecRoundTrip: New(spec).Spec() gives spec back for every kind and
-// parameter set, DefaultSpec carries MATH.md's defaults, and New builds the
-// concrete type of the kind.
+// parameter set, DefaultSpec carries the defaults of docs/math.md §2.2, and
+// New builds the concrete type of the kind.
 func TestSpecRoundTrip(t *testing.T) {
 	for _, c := range pathCases() {
 		p, err := flow.New(c.spec)

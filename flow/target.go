@@ -49,9 +49,9 @@ func VelocityXBatch[F Float](p Path, d int, x, x1, t, out []F) {
 	}
 }
 
-// Loss is the minibatch CFM loss, mean over the B rows of the squared
-// Euclidean distance ||pred - target||^2 (summed over the d columns), and,
-// when grad is not nil, its gradient with respect to pred:
+// Loss is the minibatch CFM loss (docs/math.md §4.2), mean over the B rows
+// of the squared Euclidean distance ||pred - target||^2 (summed over the d
+// columns), and, when grad is not nil, its gradient with respect to pred:
 // grad = 2 (pred - target) / B. The sum is accumulated in float64.
 func Loss[F Float](rows int, pred, target, grad []F) float64 {
 	if rows <= 0 {

@@ -112,8 +112,8 @@ func TestTargetFloat64(t *testing.T) {
 // float32 (each relative 2^-24 = 6e-8), two products and a sum rounded
 // (6e-8 each). That is at most about 3 * 6e-8 = 1.8e-7 of the terms'
 // magnitude |sigma x0| + |alpha x1|, which serves as the floor (see
-// maxTermRelErr): within rel 1e-6, tighter than CONVENTIONS.md's 1e-5 for
-// fp32 elementwise.
+// maxTermRelErr): within rel 1e-6, tighter than the 1e-5 for fp32
+// elementwise of docs/design.md, "Tests".
 func TestTargetFloat32(t *testing.T) {
 	const b, d = 513, 5
 	const tol = 1e-6

@@ -33,8 +33,8 @@ func ParseTimeKind(s string) (TimeKind, error) {
 	return 0, fmt.Errorf("unknown time sampling %q (want uniform or logit-normal)", s)
 }
 
-// TimeSampler is the distribution training times are drawn from, as a plain
-// value a checkpoint records. Shift, when not 0 or 1, applies the SD3 time
+// TimeSampler is the distribution training times are drawn from
+// (docs/math.md §3), as a plain value a checkpoint records. Shift, when not 0 or 1, applies the SD3 time
 // shift t' = shift t / (1 + (shift - 1) t) in the t = 1-is-data convention;
 // sampling uses the same shift on its time grid (ShiftTime).
 type TimeSampler struct {

@@ -22,6 +22,10 @@ type CUDAOptions struct {
 	// error: slow, but a fault is reported at the kernel that caused it
 	// rather than at the next Sync or Download.
 	SyncEachLaunch bool
+	// Profile times every kernel with a pair of CUDA events (KernelStats):
+	// for per-kernel breakdowns, not for timing whole steps (the events
+	// add work between launches).
+	Profile bool
 }
 
 // NewCUDADriver returns the device backend over the CUDA driver, loaded at
@@ -116,6 +120,18 @@ type cudaLauncher struct {
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
+
+	statsMu sync.Mutex
+	stats   map[string]KernelStat
+	profile bool
+	timed   []timedLaunch      // driver goroutine only: launches whose events are not read yet
+	events  []cudadriver.Event // driver goroutine only: free events
+}
+
+// timedLaunch is a launch between two recorded events.
+type timedLaunch struct {
+	name       string
+	start, end cudadriver.Event
 }
 
 // cudaReq is one request to the driver goroutine: a queued launch (k, no
@@ -134,7 +150,7 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 		return nil, cudaUnavailable("driver", err)
 	}
 	c := &cudaLauncher{drv: drv, req: make(chan cudaReq, cudaQueue), resp: make(chan error),
-		fns: map[string]cudadriver.Function{}, syncEach: o.SyncEachLaunch,
+		fns: map[string]cudadriver.Function{}, syncEach: o.SyncEachLaunch, profile: o.Profile, stats: map[string]KernelStat{},
 		params: new([maxKernelArgs]unsafe.Pointer), slots: new([maxKernelArgs]uint64)}
 	for i := range c.params {
 		c.params[i] = unsafe.Pointer(&c.slots[i])
@@ -316,6 +332,11 @@ func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
 // launch queues the launch (a copy of k) for the driver goroutine, or
 // with SyncEachLaunch runs it and waits for the kernel to finish.
 func (c *cudaLauncher) launch(k *kernelCall) error {
+	c.statsMu.Lock()
+	st := c.stats[k.name]
+	st.Launches++
+	c.stats[k.name] = st
+	c.statsMu.Unlock()
 	if c.syncEach {
 		return c.do(func() error {
 			if err := c.launchNow(k); err != nil {
@@ -353,28 +374,139 @@ func (c *cudaLauncher) launchNow(k *kernelCall) error {
 	if k.n > 0 {
 		params = unsafe.Pointer(c.params)
 	}
+	var tl timedLaunch
+	if c.profile {
+		var err error
+		if tl, err = c.startTimed(k.name); err != nil {
+			return err
+		}
+	}
 	if err := c.drv.LaunchKernel(fn, [3]uint32{k.grid.x, k.grid.y, k.grid.z}, [3]uint32{k.block.x, k.block.y, k.block.z},
 		k.shared, 0, params); err != nil {
 		return fmt.Errorf("launch %s grid (%d,%d,%d) block (%d,%d,%d) args (%s): %w", k.name,
 			k.grid.x, k.grid.y, k.grid.z, k.block.x, k.block.y, k.block.z, k.signature(), err)
 	}
+	if c.profile {
+		if err := c.drv.EventRecord(tl.end, 0); err != nil {
+			return err
+		}
+		c.timed = append(c.timed, tl)
+		if len(c.timed) >= maxTimedLaunches {
+			return c.readTimes()
+		}
+	}
+	return nil
+}
+
+// maxTimedLaunches bounds the events a profiling launcher keeps in flight.
+const maxTimedLaunches = 2048
+
+// startTimed records the start event of a profiled launch.
+func (c *cudaLauncher) startTimed(name string) (timedLaunch, error) {
+	tl := timedLaunch{name: name}
+	for _, e := range []*cudadriver.Event{&tl.start, &tl.end} {
+		if n := len(c.events); n > 0 {
+			*e, c.events = c.events[n-1], c.events[:n-1]
+			continue
+		}
+		var err error
+		if *e, err = c.drv.EventCreate(0); err != nil {
+			return tl, err
+		}
+	}
+	return tl, c.drv.EventRecord(tl.start, 0)
+}
+
+// readTimes waits for the profiled launches and adds their times to the
+// statistics (driver goroutine).
+func (c *cudaLauncher) readTimes() error {
+	if len(c.timed) == 0 {
+		return nil
+	}
+	if err := c.drv.EventSynchronize(c.timed[len(c.timed)-1].end); err != nil {
+		return err
+	}
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	for _, tl := range c.timed {
+		ms, err := c.drv.EventElapsedMs(tl.start, tl.end)
+		if err != nil {
+			return err
+		}
+		st := c.stats[tl.name]
+		st.Millis += float64(ms)
+		c.stats[tl.name] = st
+		c.events = append(c.events, tl.start, tl.end)
+	}
+	c.timed = c.timed[:0]
 	return nil
 }
 
 func (c *cudaLauncher) sync() error {
 	return c.do(func() error {
 		c.queued = false
-		return c.drv.CtxSynchronize()
+		if err := c.drv.CtxSynchronize(); err != nil {
+			return err
+		}
+		return c.readTimes()
 	})
 }
 
 func (c *cudaLauncher) close() error {
 	err := c.do(func() error {
+		errT := c.readTimes()
+		for _, e := range c.events {
+			c.drv.EventDestroy(e)
+		}
 		errU := c.drv.ModuleUnload(c.mod)
 		errS := c.drv.CtxSetCurrent(0)
 		errR := c.drv.PrimaryCtxRelease(c.dev)
-		return errors.Join(errU, errS, errR)
+		return errors.Join(errT, errU, errS, errR)
 	})
 	c.shutdown()
 	return err
+}
+
+// KernelStat is what a CUDA backend counted of one kernel: its launches
+// and, with CUDAOptions.Profile, the device time between the events around
+// them, summed.
+type KernelStat struct {
+	Launches int64
+	Millis   float64
+}
+
+// KernelStats returns the per-kernel statistics of a CUDA backend since it
+// started or since the last ResetKernelStats (times are complete after a
+// Sync), or nil for another backend.
+func KernelStats(b Backend) map[string]KernelStat {
+	c := cudaLauncherOf(b)
+	if c == nil {
+		return nil
+	}
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	m := make(map[string]KernelStat, len(c.stats))
+	for k, v := range c.stats {
+		m[k] = v
+	}
+	return m
+}
+
+// ResetKernelStats clears the statistics KernelStats returns (after a Sync,
+// so that no profiled launch is still pending).
+func ResetKernelStats(b Backend) {
+	if c := cudaLauncherOf(b); c != nil {
+		c.statsMu.Lock()
+		c.stats = map[string]KernelStat{}
+		c.statsMu.Unlock()
+	}
+}
+
+func cudaLauncherOf(b Backend) *cudaLauncher {
+	d, ok := b.(*DeviceBackend)
+	if !ok {
+		return nil
+	}
+	c, _ := d.l.(*cudaLauncher)
+	return c
 }

@@ -3,7 +3,11 @@ package gpu_test
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +24,10 @@ import (
 var (
 	cudaSync = flag.Bool("cuda.sync", false, "wait for every kernel and check its error (pinpoints a faulting kernel)")
 	cudaLib  = flag.String("cuda.lib", "", "driver library for the CUDA tests: empty for the fake libcuda (kernels run on the CPU), libcuda.so.1 for the NVIDIA driver")
+	// The device bundle's per-kernel table needs to know which tests ran
+	// each kernel: every test's backend appends one line per kernel.
+	cudaKernelLog = flag.String("cuda.kernellog", "", "append `test<TAB>PASS|FAIL<TAB>kernel<TAB>launches` lines for every CUDA backend a test made")
+	kernelLogMu   sync.Mutex
 )
 
 func cudaLibrary(t testing.TB) string {
@@ -34,7 +42,28 @@ func newCUDA(t testing.TB) gpu.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if *cudaKernelLog != "" {
+		t.Cleanup(func() { logKernels(t, be) })
+	}
 	return be
+}
+
+func logKernels(t testing.TB, be gpu.Backend) {
+	verdict := "PASS"
+	if t.Failed() {
+		verdict = "FAIL"
+	}
+	kernelLogMu.Lock()
+	defer kernelLogMu.Unlock()
+	f, err := os.OpenFile(*cudaKernelLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer f.Close()
+	for k, s := range gpu.KernelStats(be) {
+		fmt.Fprintf(f, "%s\t%s\t%s\t%d\n", t.Name(), verdict, k, s.Launches)
+	}
 }
 
 func TestCUDAProbe(t *testing.T) {
@@ -106,4 +135,32 @@ func TestCUDAUnavailable(t *testing.T) {
 
 func BenchmarkCUDA(b *testing.B) {
 	gputest.Bench(b, func(b *testing.B) gpu.Backend { return newCUDA(b) })
+}
+
+// kernelNames lists the kernels of a CUDA backend's statistics, sorted and
+// comma-separated ("-" for none or another backend).
+func kernelNames(stats map[string]gpu.KernelStat) string {
+	names := make([]string, 0, len(stats))
+	for k := range stats {
+		names = append(names, k)
+	}
+	if len(names) == 0 {
+		return "-"
+	}
+	sort.Strings(names)
+	return strings.Join(names, ",")
+}
+
+// fp32PeakTFLOPS is the device's fp32 FMA peak: SMs x fp32 lanes per SM x
+// 2 flops x SM clock (64 lanes per SM on sm_80, 128 on sm_86 and later
+// through sm_90); 0 when the device figures are unknown.
+func fp32PeakTFLOPS(in gpu.DeviceInfo) float64 {
+	if in.Multiprocessors == 0 || in.ClockKHz == 0 {
+		return 0
+	}
+	lanes := 128.0
+	if in.ComputeCapability == "8.0" {
+		lanes = 64
+	}
+	return float64(in.Multiprocessors) * lanes * 2 * float64(in.ClockKHz) * 1e3 / 1e12
 }

@@ -142,7 +142,9 @@ func runImageReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durati
 	}
 	var copyGBs float64
 	{
-		n := max(128/size, 1) * 64 * 784
+		// The same 256 MB copy as the main report: a buffer that fits in
+		// the L2 (50 MB on an H100) would measure the cache, not memory.
+		n := (1 << 26) / size
 		x, y := dev.Alloc(n), dev.Alloc(n)
 		copyGBs = 8 * float64(n) / timeOp(func() { dev.Copy(y, x) }) / 1e9
 		dev.Free(x)
@@ -153,6 +155,7 @@ func runImageReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durati
 		hc := &hostData{rng: rand.New(rand.NewPCG(uint64(i), 2)), be: cpu}
 		opD, outD := c.setup(dev, hd)
 		opC, outC := c.setup(cpu, hc)
+		gpu.ResetKernelStats(dev)
 		opD()
 		opC()
 		errn := 0.0
@@ -171,16 +174,20 @@ func runImageReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durati
 		if err := dev.Sync(); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		kernels := kernelNames(gpu.KernelStats(dev))
 		sec := timeOp(opD)
 		rate := ""
 		if c.flops > 0 {
 			rate = fmt.Sprintf("tflops=%.2f", c.flops/sec/1e12)
+			if peak := fp32PeakTFLOPS(dev.Info()); peak > 0 {
+				rate += fmt.Sprintf(" peak_frac=%.2f", c.flops/sec/1e12/peak)
+			}
 		} else {
 			gbs := c.bytes / sec / 1e9
 			rate = fmt.Sprintf("gbs=%.1f copy_frac=%.2f", gbs, gbs/copyGBs)
 		}
-		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s\n", dev.Info().Backend,
-			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate)
+		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s kernels=%s\n", dev.Info().Backend,
+			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate, kernels)
 		if errn > 1e-4 || math.IsNaN(errn) {
 			t.Errorf("%s: normwise error %.3g against the CPU backend", c.name, errn)
 		}

@@ -174,6 +174,13 @@ func reportCases(s int) []reportCase {
 		gemm(false, true, gm, gm, gm),
 		gemm(true, false, gm, gm, gm),
 		gemm(false, false, rows, 512, 512),
+		// The products that dominate the MLP training steps (batch 4096,
+		// widths 256 and 512): the weight gradient dW = dY^T X (k = batch),
+		// the forward and data-gradient products, and a small cube.
+		gemm(true, false, 256, 256, rows),
+		gemm(false, false, rows, 256, 256),
+		gemm(false, true, rows, 256, 256),
+		gemm(false, false, 256, 256, 256),
 		{fmt.Sprintf("Linear silu %dx512->512", rows), 4 * float64(rows*512*3+512*512), 2 * float64(rows) * 512 * 512, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
 			x, w, b, pre, y := h.normals(rows*512), h.normals(512*512), h.normals(512), h.alloc(rows*512), h.alloc(rows*512)
 			return func() { be.Linear(rows, 512, 512, x, 512, w, b, gpu.ActSiLU, pre, y) }, []gpu.Buffer{pre, y}
@@ -197,6 +204,7 @@ func runDeviceReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durat
 		hc := &hostData{rng: rand.New(rand.NewPCG(seed, 1)), be: cpu}
 		opD, outD := c.setup(dev, hd)
 		opC, outC := c.setup(cpu, hc)
+		gpu.ResetKernelStats(dev)
 		opD()
 		opC()
 		errn := 0.0
@@ -206,6 +214,7 @@ func runDeviceReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durat
 		if err := dev.Sync(); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
+		kernels := kernelNames(gpu.KernelStats(dev))
 		// Time: the first launch count that takes minTime, up to 1000.
 		var per time.Duration
 		for reps := 1; ; reps *= 4 {
@@ -225,6 +234,9 @@ func runDeviceReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durat
 		rate := ""
 		if c.flops > 0 {
 			rate = fmt.Sprintf("tflops=%.2f", c.flops/sec/1e12)
+			if peak := fp32PeakTFLOPS(dev.Info()); peak > 0 {
+				rate += fmt.Sprintf(" peak_frac=%.2f", c.flops/sec/1e12/peak)
+			}
 		} else {
 			gbs := c.bytes / sec / 1e9
 			if i == 0 {
@@ -232,8 +244,8 @@ func runDeviceReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durat
 			}
 			rate = fmt.Sprintf("gbs=%.1f copy_frac=%.2f", gbs, gbs/copyGBs)
 		}
-		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s\n", dev.Info().Backend,
-			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate)
+		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s kernels=%s\n", dev.Info().Backend,
+			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate, kernels)
 		if errn > 1e-4 || math.IsNaN(errn) {
 			t.Errorf("%s: normwise error %.3g against the CPU backend", c.name, errn)
 		}

@@ -38,7 +38,7 @@ const (
 )
 
 // dopri5 integrates y from o.T0 to o.T1 with the Dormand-Prince 5(4) pair
-// (o normalized). Error control: err = sqrt(ErrorNorm / n), the root mean
+// (o normalized; docs/math.md §7.2). Error control: err = sqrt(ErrorNorm / n), the root mean
 // square over all n state elements of the local error estimate scaled by
 // atol + rtol max(|y|, |y_new|); a step is accepted when err <= 1 and the
 // next step is h * clamp(0.9 err^(-1/5), 0.2, 10) (no growth right after a

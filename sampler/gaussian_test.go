@@ -11,8 +11,8 @@ import (
 	"github.com/fmgpu/fmgpu/internal/numtest"
 )
 
-// Gaussian data with non-diagonal covariances and nonzero means (MATH.md
-// section 3): the marginal `ot` field of N(m, S) carries N(0, I) to N(m, S).
+// Gaussian data with non-diagonal covariances and nonzero means
+// (docs/math.md §8): the marginal `ot` field of N(m, S) carries N(0, I) to N(m, S).
 func testGaussians() []*closedform.Gaussian {
 	return []*closedform.Gaussian{
 		closedform.MustGaussian([]float64{1, -0.5}, []float64{2, 0.8, 0.8, 0.7}),

@@ -90,7 +90,7 @@ type LikelihoodOptions struct {
 	PriorStd float64
 	// LogDetCorrection is added to every log-likelihood: the log-Jacobian of
 	// the map from raw to model coordinates, e.g. -sum_j log s_j when the
-	// data were standardized as (x - m) / s (MATH.md section 4).
+	// data were standardized as (x - m) / s (docs/math.md §9.5).
 	LogDetCorrection float64
 }
 
@@ -153,10 +153,10 @@ func (s *augSystem) divHutchinson(t float64, x, v, dd gpu.Buffer) {
 }
 
 // LogLikelihood returns log p(x_r) for each of rows data points x (rows x
-// f.Dim(), not modified) by the instantaneous change of variables (MATH.md
-// section 4): it integrates the augmented state [x | delta], delta(T0) = 0,
-// d delta/dt = div v(t, x(t)), from T0 to T1 (by default 1 to 0) and returns,
-// in float64 on the host,
+// f.Dim(), not modified) by the instantaneous change of variables
+// (docs/math.md §9.1): it integrates the augmented state [x | delta],
+// delta(T0) = 0, d delta/dt = div v(t, x(t)), from T0 to T1 (by default 1
+// to 0) and returns, in float64 on the host,
 //
 //	log p(x_r) = log N(x_r(T1); 0, PriorStd^2 I) + delta_r(T1) + LogDetCorrection
 //

@@ -1,6 +1,6 @@
 // Package sampler integrates dx/dt = v(t, x) for a batch of states on any
-// gpu.Backend (MATH.md section 3) and computes log-likelihoods by the
-// instantaneous change of variables (MATH.md section 4).
+// gpu.Backend (docs/math.md §7) and computes log-likelihoods by the
+// instantaneous change of variables (docs/math.md §9).
 //
 // It sees a velocity field through the Field interface and never imports the
 // network code. The state is one flat backend buffer of rows x Dim float32

@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
-# gpu-bundle.sh DIR FMGPU: assemble the GPU proof bundle in DIR (make
-# gpu-bundle): the cuda fmgpu, the cuda test binaries, the PyTorch peer and
-# gpu-run.sh, which runs it all on an NVIDIA host and prints one table.
-# Copy DIR to the host and run DIR/gpu-run.sh there (needs only the NVIDIA
-# driver; python3 with torch for the peer's column).
+# gpu-bundle.sh DIR: assemble the device bundle in DIR (make gpu-bundle):
+# the fmgpu binary, the test binaries gpu.test and e2e.test, gpu-report,
+# the list of kernels in the fatbin, the PyTorch peers when PEERS_DIR has
+# them, and gpu-run.sh. Copy DIR to a machine with an NVIDIA GPU and run
+# `DIR/gpu-run.sh OUTDIR` there: it needs only the NVIDIA driver (python3
+# with a CUDA torch for the peer columns, compute-sanitizer for its runs).
+# Nothing here needs CUDA: the binaries load the driver at run time.
 set -euo pipefail
-out=$1 bin=$2
+out=$1
 cd "$(dirname "$0")/.."
 rm -rf "$out"
 mkdir -p "$out"
-cp "$bin" "$out/fmgpu"
-# The conformance suite and the device report on the GPU (gpu/cuda_test.go).
-go test -c -tags cuda -o "$out/gpu.test" ./gpu
-# Slot: the end-to-end GPU test (train 8gaussians, sample, W2 against fresh
-# data), built from GPU_E2E_PKG; gpu-run.sh runs e2e.test when present.
-if [ -n "${GPU_E2E_PKG:-}" ]; then
-	go test -c -tags cuda -o "$out/e2e.test" "$GPU_E2E_PKG"
-fi
-peer=../shared/peers/torch_cfm.py
-if [ -f "$peer" ]; then
-	cp "$peer" "$out/"
-else
-	echo "gpu-bundle: $peer not found: the bundle has no PyTorch peer" >&2
-fi
+export CGO_ENABLED=0 # no libc dependency beyond the loader purego needs
+go build -o "$out/fmgpu" ./cmd/fmgpu
+go test -c -o "$out/gpu.test" ./gpu
+go test -c -o "$out/e2e.test" ./internal/e2e
+go build -o "$out/gpu-report" ./scripts/gpu-report
+perl -0777 -ne 'print "$1\n" while /extern "C" __global__ void\s+(?:__launch_bounds__\(\d+\)\s+)?(\w+)\s*\(/g' kernels/*.cu | sort -u > "$out/kernels.txt"
+peers=${PEERS_DIR:-../shared/peers}
+for p in torch_cfm.py torch_unet.py; do
+	if [ -f "$peers/$p" ]; then
+		cp "$peers/$p" "$out/"
+	else
+		echo "gpu-bundle: $peers/$p not found: no PyTorch column for it (set PEERS_DIR)" >&2
+	fi
+done
 cp scripts/gpu-run.sh "$out/"
-git rev-parse HEAD > "$out/COMMIT" 2>/dev/null || true
-ls -l "$out"
+git rev-parse HEAD > "$out/COMMIT" 2> /dev/null || true
+echo "gpu-bundle: $(wc -l < "$out/kernels.txt") kernels; $(du -sh "$out" | cut -f1) in $out"

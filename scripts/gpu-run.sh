@@ -1,101 +1,101 @@
 #!/usr/bin/env bash
-# gpu-run.sh: the GPU proof of fmgpu's CUDA backend, run from the bundle
-# `make gpu-bundle` assembles (dist/gpu-bundle) on a machine with an NVIDIA
-# GPU and driver. In under 5 minutes it runs:
-#   1. fmgpu info (device name, compute capability, memory, driver);
-#   2. gpu.test's conformance suite: every op against float64 references
-#      (rerun with a sync after every launch if it fails, to name the
-#      faulting kernel);
-#   3. gpu.test's device report: every op against the CPU backend at GPU
-#      sizes, with GB/s (and the fraction of a device-to-device copy's) or
-#      TFLOP/s;
-#   4. e2e.test when the bundle has it (train 8gaussians, sample, W2);
-#   5. fmgpu bench --device cuda and the PyTorch peer on the same GPU;
-# and ends with one table. Logs are kept in ./logs.
+# gpu-run.sh OUTDIR [BUDGET_S]: the GPU verdict of fmgpu's CUDA backend, run
+# from the bundle `make gpu-bundle` assembles (dist/gpu-bundle) on a machine
+# with an NVIDIA GPU and driver. Everything it writes goes to OUTDIR; the
+# whole run, failures included, ends within BUDGET_S seconds (default 300):
+# each step gets the smaller of its own limit and what is left, and a step
+# with under 5 s left is skipped (and says so).
+#
+#   header      uname -m, glibc, driver, nvidia-smi, fmgpu info
+#   conformance gpu.test: every op against float64 references through the
+#               NVIDIA driver, with the kernels each test launched (again
+#               with a sync after every launch if it fails)
+#   report      gpu.test: every op against the CPU backend at GPU sizes,
+#               GB/s against a copy, TFLOP/s against the fp32 peak
+#   e2e         e2e.test: train 8gaussians, sample, W2 against fresh data
+#   profile     e2e.test: one training step per workload, every kernel
+#               timed with CUDA events
+#   bench       fmgpu bench --device cuda
+#   sanitizer   compute-sanitizer memcheck and racecheck over the
+#               conformance suite, where the tool is present
+#   peers       the PyTorch peers on the same GPU: eager fp32, tf32, bf16
+#               autocast, bf16 with torch.compile (the MLPs); fp32 and
+#               compiled bf16 (the MNIST U-Net, batch 128)
+# and ends with gpu-report's one-screen summary (OUTDIR/summary.txt; the
+# per-kernel table in OUTDIR/kernels-table.txt).
 set -uo pipefail
-cd "$(dirname "$0")"
-mkdir -p logs
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: gpu-run.sh OUTDIR [BUDGET_S]}
+budget=${2:-300}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$here"
+export PYTHONUNBUFFERED=1
 start=$SECONDS
-step() { echo "== [$((SECONDS - start))s] $*" >&2; }
+deadline=$((start + budget - 10)) # 10 s for the summary
+: > "$out/steps.tsv"
 
-step "device"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > logs/nvidia-smi.txt 2>&1
-cat logs/nvidia-smi.txt >&2
-./fmgpu info > logs/info.txt 2>&1
-cat logs/info.txt >&2
+# step NAME LIMIT_S CMD...: runs CMD with its output in OUTDIR/NAME.log.
+step() {
+	local name=$1 limit=$2
+	shift 2
+	local left=$((deadline - SECONDS))
+	((limit > left)) && limit=$left
+	if ((limit < 5)); then
+		echo "== [$((SECONDS - start))s] $name: skipped (budget spent)" >&2
+		printf '%s\tskipped\t0\n' "$name" >> "$out/steps.tsv"
+		return 99
+	fi
+	echo "== [$((SECONDS - start))s] $name (limit ${limit}s)" >&2
+	local t0=$SECONDS rc
+	timeout -k 5 "$limit" "$@" > "$out/$name.log" 2>&1
+	rc=$?
+	printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - t0))" >> "$out/steps.tsv"
+	return $rc
+}
 
-step "conformance suite"
-timeout 150 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance)$' -test.v > logs/conformance.log 2>&1
-conf=$?
-if [ $conf -ne 0 ]; then
-	step "conformance failed (exit $conf): again with a sync after every launch"
-	timeout 90 ./gpu.test -test.run '^TestCUDAConformance$' -test.v -cuda.sync > logs/conformance-sync.log 2>&1
-	grep -E -- '--- FAIL|Error|error' logs/conformance-sync.log | head -20 >&2
+{
+	echo "machine: $(uname -m), $(ldd --version 2> /dev/null | head -1)"
+	echo "commit: $(cat COMMIT 2> /dev/null || echo unknown)"
+	nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+	./fmgpu info 2>&1
+} > "$out/header.txt"
+cat "$out/header.txt" >&2
+lib=${FMGPU_LIBCUDA:-libcuda.so.1}
+
+rm -f "$out/conformance-kernels.tsv"
+if ! step conformance 60 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance)$' -test.v \
+	-cuda.lib="$lib" -cuda.kernellog="$out/conformance-kernels.tsv"; then
+	step conformance-sync 45 ./gpu.test -test.run '^TestCUDAConformance$' -test.v -cuda.lib="$lib" -cuda.sync
 fi
+step report 90 ./gpu.test -test.run '^TestCUDA(Image)?Report$' -test.v -cuda.lib="$lib"
+step e2e 40 ./e2e.test -test.run '^TestTrainSampleW2$' -test.v -cuda.lib="$lib"
+step profile 45 ./e2e.test -test.run '^TestStepProfile$' -test.v -cuda.lib="$lib"
+step bench-fmgpu 40 ./fmgpu bench --device cuda --workload all
 
-step "device report"
-timeout 120 ./gpu.test -test.run '^TestCUDA(Image)?Report$' -test.v > logs/report.log 2>&1
-report=$?
-
-if [ -x ./e2e.test ]; then
-	step "end-to-end training"
-	timeout 120 ./e2e.test -test.v > logs/e2e.log 2>&1
-	e2e=$?
+if command -v compute-sanitizer > /dev/null; then
+	step sanitizer-memcheck 40 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
+		./gpu.test -test.run '^TestCUDAConformance$' -cuda.lib="$lib"
+	step sanitizer-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
+		./gpu.test -test.run '^TestCUDAConformance$' -cuda.lib="$lib"
 else
-	echo "e2e.test not in this bundle (make gpu-bundle GPU_E2E_PKG=...)" > logs/e2e.log
-	e2e=skip
+	echo "compute-sanitizer not on PATH: no sanitizer runs" > "$out/sanitizer.log"
 fi
 
-step "fmgpu bench --device cuda"
-timeout 90 ./fmgpu bench --device cuda --workload all > logs/bench-fmgpu.log 2>&1
-if [ -f torch_cfm.py ] && python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
-	step "PyTorch peer --device cuda"
-	timeout 120 python3 torch_cfm.py --device cuda --workload all > logs/bench-torch.log 2>&1
+if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+	for v in "fp32" "tf32" "bf16" "bf16 --compile"; do
+		set -- $v
+		tag=$1${2:+-compile}
+		[ -f torch_cfm.py ] && step "torch-cfm-$tag" 45 python3 torch_cfm.py --device cuda --workload all --precision "$@"
+	done
+	for v in "fp32" "bf16 --compile"; do
+		set -- $v
+		tag=$1${2:+-compile}
+		[ -f torch_unet.py ] && step "torch-unet-$tag" 45 python3 torch_unet.py --device cuda --batch 128 --precision "$@"
+	done
 else
-	echo "no python3 with a CUDA torch here: no peer column" | tee logs/bench-torch.log >&2
+	echo "no python3 with a CUDA torch here: no peer columns" | tee "$out/torch.log" >&2
 fi
-step "done"
 
-# ---- the table ----------------------------------------------------------
-echo
-echo "fmgpu GPU proof: $(head -1 logs/nvidia-smi.txt); commit $(cat COMMIT 2> /dev/null || echo unknown); $((SECONDS - start)) s"
-echo "conformance: exit $conf; device report: exit $report; e2e: $e2e"
-awk '
-	function kv(line, key,   re, m) {  # value of key=value in line
-		if (match(line, "(^| )" key "=[^ ]+")) {
-			m = substr(line, RSTART, RLENGTH); sub(/^ /, "", m); sub(key "=", "", m); return m
-		}
-		return ""
-	}
-	FILENAME ~ /conformance.log$/ && /--- (PASS|FAIL|SKIP): TestCUDAConformance\// {
-		split($3, p, "/"); c = $2; sub(/:$/, "", c); conf[p[2]] = c; next
-	}
-	FILENAME ~ /report.log$/ && /^report / {
-		op = kv($0, "op"); gsub(/"/, "", op)
-		n++; ops[n] = op; err[n] = kv($0, "maxerr"); us[n] = kv($0, "time_us")
-		if (kv($0, "tflops") != "") rate[n] = kv($0, "tflops") " TFLOP/s"
-		else { rate[n] = kv($0, "gbs") " GB/s"; frac[n] = sprintf("%.0f%% of copy", 100 * kv($0, "copy_frac")) }
-		next
-	}
-	FILENAME ~ /e2e.log$/ && /w2=/ { e2e = e2e " " $0; next }
-	FILENAME ~ /bench-fmgpu.log$/ && /^workload=/ {
-		w = kv($0, "workload"); fm[w] = kv($0, "steps_per_s") kv($0, "points_per_s"); lps[w] = kv($0, "launches_per_step"); wl[++nw] = w; next
-	}
-	FILENAME ~ /bench-torch.log$/ && /^peer=torch/ { w = kv($0, "workload"); pt[w] = kv($0, "steps_per_s") kv($0, "points_per_s"); next }
-	END {
-		fmt = "%-8s %-46s %-6s %-9s %-10s %-16s %s\n"
-		printf fmt, "section", "item", "check", "error", "time_us", "rate", "vs"
-		for (i = 1; i <= n; i++) {
-			name = ops[i]; sub(/[_(].*/, "", name)
-			c = (name in conf) ? conf[name] : "-"
-			printf fmt, "op", ops[i], c, err[i], us[i], rate[i], frac[i]
-		}
-		for (k in conf) if (conf[k] == "FAIL") printf fmt, "op", k " (conformance)", "FAIL", "", "", "", "see logs/conformance*.log"
-		printf fmt, "e2e", "8gaussians W2", (e2e == "" ? "-" : "ran"), "", "", "", (e2e == "" ? "no e2e result (logs/e2e.log)" : e2e)
-		for (i = 1; i <= nw; i++) {
-			w = wl[i]; unit = (w == "sample-euler") ? " points/s" : " steps/s"
-			vs = (w in pt && pt[w] > 0) ? sprintf("torch %s: %.2fx", pt[w], fm[w] / pt[w]) : "no peer"
-			printf fmt, "bench", w " (" lps[w] " launches/step)", "", "", "", fm[w] unit, vs
-		}
-	}
-' logs/conformance.log logs/report.log logs/e2e.log logs/bench-fmgpu.log logs/bench-torch.log
+echo "== [$((SECONDS - start))s] summary" >&2
+./gpu-report -dir "$out" -kernels kernels.txt -elapsed $((SECONDS - start)) | tee "$out/summary.txt"

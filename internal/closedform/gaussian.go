@@ -1,6 +1,6 @@
 // Package closedform holds flow-matching problems whose answers are known
 // exactly, in float64, for checking solvers, likelihood code and a trained
-// network's loss floor (MATH.md section 3).
+// network's loss floor (docs/math.md §8).
 //
 // Gaussian is data N(m, S) under the `ot` path with sigma_min = 0: the
 // marginal x_t is N(t m, C_t), C_t = (1-t)^2 I + t^2 S, and the marginal

@@ -51,7 +51,7 @@ func TestNewGaussianErrors(t *testing.T) {
 	}
 }
 
-// The spectral forms match MATH.md's matrices: C_t = (1-t)^2 I + t^2 S and
+// The spectral forms match docs/math.md §8.1's matrices: C_t = (1-t)^2 I + t^2 S and
 // A_t C_t = t S - (1-t) I.
 func TestSpectralForms(t *testing.T) {
 	for _, g := range testGaussians() {
@@ -59,7 +59,7 @@ func TestSpectralForms(t *testing.T) {
 		// C_1 = S to 1e-14 (one eigendecomposition's rounding).
 		numtest.AllClose(t, "C_1", g.CovAt(1, nil), g.s, 1e-14, 0)
 		for _, tt := range []float64{0, 0.2, 0.5, 0.9, 1} {
-			// C_t written directly from MATH.md, not from the eigenbasis.
+			// C_t written directly from docs/math.md §8.1, not from the eigenbasis.
 			direct := make([]float64, d*d)
 			for i := range direct {
 				direct[i] = tt * tt * g.s[i]

@@ -146,7 +146,7 @@ type Driver struct {
 	Path string
 	lib  uintptr
 
-	cuInit, cuDriverGetVersion, cuGetErrorName, cuGetErrorString                          uintptr
+	cuInit, cuDriverGetVersion, cuGetErrorName, cuGetErrorString                           uintptr
 	cuDeviceGetCount, cuDeviceGet, cuDeviceGetName, cuDeviceGetAttribute, cuDeviceTotalMem uintptr
 	cuDevicePrimaryCtxRetain, cuDevicePrimaryCtxRelease, cuCtxSetCurrent, cuCtxSynchronize uintptr
 	cuModuleLoadData, cuModuleUnload, cuModuleGetFunction                                  uintptr
@@ -426,15 +426,28 @@ func (d *Driver) FuncSetAttribute(f Function, attr, value int) error {
 }
 
 // LaunchKernel queues f on stream. params points to an array of one
-// pointer per kernel argument, each to the argument's value; the memory
-// it reaches must stay valid until the call returns (the driver copies
-// the values at launch).
+// pointer per kernel argument, each to the argument's value, in memory the
+// caller keeps alive and in place (heap memory it holds) until the call
+// returns; the driver copies the values at launch.
+//
+// It calls the driver directly rather than through call, with its
+// arguments in a pooled array: a launch is the one call made thousands of
+// times a second, and a variadic argument list would be allocated on every
+// one.
 func (d *Driver) LaunchKernel(f Function, grid, block [3]uint32, sharedBytes int, stream Stream, params unsafe.Pointer) error {
-	return d.call("cuLaunchKernel", d.cuLaunchKernel, uintptr(f),
-		uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
+	a := launchArgs.Get().(*[11]uintptr)
+	*a = [11]uintptr{uintptr(f), uintptr(grid[0]), uintptr(grid[1]), uintptr(grid[2]),
 		uintptr(block[0]), uintptr(block[1]), uintptr(block[2]),
-		uintptr(sharedBytes), uintptr(stream), uintptr(params), 0)
+		uintptr(sharedBytes), uintptr(stream), uintptr(params), 0}
+	r, _, _ := purego.SyscallN(d.cuLaunchKernel, a[:]...)
+	launchArgs.Put(a)
+	if res := Result(int32(r)); res != Success {
+		return d.errorOf("cuLaunchKernel", res)
+	}
+	return nil
 }
+
+var launchArgs = sync.Pool{New: func() any { return new([11]uintptr) }}
 
 // MemAlloc allocates bytes of device memory.
 func (d *Driver) MemAlloc(bytes int) (DevicePtr, error) {

@@ -33,11 +33,17 @@ var (
 // needed; a build failure fails the test.
 func Library(tb testing.TB) string {
 	tb.Helper()
-	once.Do(func() { libPath, libErr = build() })
-	if libErr != nil {
-		tb.Fatalf("fake libcuda: %v", libErr)
+	p, err := Build()
+	if err != nil {
+		tb.Fatalf("fake libcuda: %v", err)
 	}
-	return libPath
+	return p
+}
+
+// Build returns the path of the fake libcuda.so.1, building it if needed.
+func Build() (string, error) {
+	once.Do(func() { libPath, libErr = build() })
+	return libPath, libErr
 }
 
 // kernelsDir is the repository's kernels directory, found from this file.

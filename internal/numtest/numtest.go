@@ -1,6 +1,7 @@
 // Package numtest holds the tolerance helpers and finite-difference tools
 // that every numeric test in fmgpu shares, so that a tolerance is defined
-// once: |got - want| <= atol + rtol*|want|, and NaN never passes.
+// once: |got - want| <= atol + rtol*|want|, and NaN never passes. The
+// default tolerances are those of docs/design.md, "Tests".
 package numtest
 
 import (

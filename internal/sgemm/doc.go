@@ -31,25 +31,22 @@
 // 8x8 AVX transpose. The kernels prefetch the C tile, the B rows 16 steps
 // ahead and, for a row-major A, the rows of the next panel.
 //
-// Zen 4 runs each zmm instruction as two 256-bit halves, so zmm and ymm
-// code have the same FMA peak (TestClock: 32 flop/cycle either way). To
-// compare them at equal register budget there is a third kernel,
-// "avx512ymm": 6 x 32 tile of ymm registers Y0-Y31 (AVX-512VL). In cache
-// all three reach the peak (BenchmarkMicroKernel, one core: zmm 114.9,
-// ymm-VL 114.4, AVX2 112.5 GFLOP/s). In the full products the zmm kernel
-// wins: 102-109 GFLOP/s per core on the MLP shapes against 87-113 for
-// ymm-VL and 80-111 for AVX2, and 93-102 against 89-97 and 80-92 for a
-// whole training step (table below). The 12 x 32 zmm tile needs half the
-// instructions and half the A broadcasts per flop, and streams A and B at
-// half the rate per flop of the 6-row ymm tiles. So "avx512" is the
-// default where available, then "avx2".
+// The zmm kernel is the default where AVX-512 exists, then AVX2: its 12 x 32
+// tile needs half the instructions and half the A broadcasts per flop of
+// the 6-row ymm tiles and streams A and B at half the rate per flop. On
+// Zen 4, which splits each zmm FMA into two 256-bit halves, all three
+// kernels reach the same peak in cache, so "avx512ymm" (6 x 32 on ymm
+// registers Y0-Y31, AVX-512VL) exists to compare them at equal register
+// budget; the zmm kernel still won the full products there, and on Zen 5,
+// whose zmm FMA is full width, its lead grows. The figures are in
+// docs/performance.md ("Matrix products").
 //
 // The SiLU of the epilogue (and of SiLUGrad) computes exp(-z) with the
 // argument clamped to [-87, 88], reduced by ln 2, a degree-5 polynomial
 // fitted for relative error (1.7e-7 after float32 rounding; see
-// TestEpilogueSiLURange and TestSiLUGrad) and VSCALEFPS (AVX-512) or an exponent add
-// (AVX2); it replaced the Cephes degree-7 polynomial, making the epilogue
-// 18% faster.
+// TestEpilogueSiLURange and TestSiLUGrad) and VSCALEFPS (AVX-512) or an
+// exponent add (AVX2); it replaced the Cephes degree-7 polynomial, which
+// cost more per element.
 //
 // Tiny dimensions have their own paths: m*n*k <= 4096 runs a plain loop;
 // n < 8 with a row-major A (an output layer, Y = H W^T with W 2 x 256)
@@ -81,10 +78,10 @@
 // epilogue splits rows even when B is transposed: split by columns, the
 // epilogue's stores ran 2 to 4 times slower. A Pre matrix of 16 MiB or
 // more is written with non-temporal stores (inference over many rows
-// never reads it back; sampling 20k points gained 3%). Pack buffers and
-// per-call state are recycled through a free list: no allocation per call
-// in steady state (TestAllocs checks testing.AllocsPerRun == 0 on every
-// path, BenchmarkMLPStep reports 0 allocs/op for a whole training step).
+// never reads it back). Pack buffers and per-call state are recycled
+// through a free list: no allocation per call in steady state (TestAllocs
+// checks testing.AllocsPerRun == 0 on every path, BenchmarkMLPStep reports
+// 0 allocs/op for a whole training step).
 //
 // # Elementwise kernels and the shared pool
 //
@@ -96,9 +93,9 @@
 // (sgemm's spinning for 50 µs after each product) while the other's
 // waited. The kernels the backend's training step uses:
 //
-//   - SiLUGrad: dz = dy s (1 + z (1 - s)), 1 - s taken as e s; AVX-512
-//     0.33 ns per element on one core in L2 (the float64 math.Exp loop it
-//     replaced took 15, and was 47% of an mlp256-b4096 step);
+//   - SiLUGrad: dz = dy s (1 + z (1 - s)), 1 - s taken as e s (it
+//     replaced a float64 math.Exp loop that took about half of an
+//     mlp256-b4096 step);
 //   - AddColSums: float64 column sums in row order (bit-identical to the
 //     plain loop), fused with SiLUGrad over L1-sized blocks in the
 //     backend's BiasActBackward (row chunks with partial sums added in
@@ -107,101 +104,15 @@
 //     loop's order without FMA, so vector and Go results are bit-identical
 //     (TestAdam); all loads before the stores, since the arrays are
 //     page-aligned and a load after a store to another array at the same
-//     offset waits on it (4 KiB aliasing, 25%);
+//     offset waits on it (4 KiB aliasing);
 //   - SumSquares: float64 sum of squares with fixed lanes.
 //
-// # Peak and measured speed (AMD EPYC Zen 4, 2 cores, KVM guest)
+// # Measurements
 //
-// Clock: 3.66 GHz, measured by TestClock from a chain of dependent FMAs
-// (4-cycle latency on Zen 4, so cycles = 4 x FMAs; /proc/cpuinfo shows only
-// the 2.6 GHz nominal clock of the VM). Peak = 2 cores x 2 FMA pipes x 8
-// float32 lanes (256 bits) x 2 flops x 3.66 GHz = 234 GFLOP/s (117 per
-// core); TestClock's independent-FMA loops reach 116.7 (zmm) and 117.1
-// (ymm) GFLOP/s on one core, 32 flop/cycle.
-//
-//	go test -run Clock -v ./internal/sgemm
-//	go test -run - -bench 'Gemm|MLPStep|Gonum' ./internal/sgemm
-//
-// GFLOP/s = 2mnk/time. "2 cores" is wall-clock time with GOMAXPROCS=2;
-// "per core" is flops per CPU-second of the process (the benchmarks also
-// report it as GFLOP/cpu-s), which other load on the shared machine
-// disturbs much less. Best of 2 runs of each benchmark, Go 1.26, at a
-// load average under 1 (the machine is shared). OpenBLAS is Debian's
-// 0.3.21 (pthreads, OPENBLAS_NUM_THREADS=2; it picks its Cooper Lake
-// AVX-512 kernels on this CPU), called through cblas_sgemm by a small C
-// program on the same shapes, best of 3 runs (its run-to-run spread on
-// this VM is large); gonum is blas32.Gemm (v0.17.0).
-//
-//	shape (ta,tb / m,n,k)        avx512  avx512  512ymm    avx2 generic OpenBLAS gonum
-//	                            2 cores per core per core per core per core 2 cores 2 cores
-//	forward     F,T/4096,256,256  210.6   109.0   111.7   110.9     -      178.7   20.6
-//	dX          F,F/4096,256,256  208.4   108.6   112.5   110.6     -      173.8   22.0
-//	dW          T,F/256,256,4096  207.4   107.5    97.2    80.5     -      165.9   10.3
-//	forward     F,T/4096,512,512  215.8   108.9   108.3   106.1     -      201.2   21.5
-//	dX          F,F/4096,512,512  214.6   107.9   107.5   105.2     -      203.6   22.9
-//	dW          T,F/512,512,4096  185.5   102.0    87.4    87.9     -      169.6    8.9
-//	forward     F,T/256,256,256   191.6   105.1   107.6   107.5    5.8     183.2   14.2
-//	dX          F,F/256,256,256   206.8   105.4   106.0    91.8    5.6     187.9   21.7
-//	dW          T,F/256,256,256   181.8   106.1    98.7    84.2    6.5     184.4   12.2
-//	forward     F,T/256,512,512   202.2   104.3   107.9   102.7    5.5     193.0   21.2
-//	dX          F,F/256,512,512   194.1   103.7    98.7    86.5    4.8     195.2   22.7
-//	dW          T,F/512,512,256   213.5   108.2    93.6    92.2    4.6     200.4    9.2
-//	in forward  F,T/4096,256,3    116.2    58.5    54.4    39.7    2.2      32.5    1.1
-//	in dW       T,F/256,3,4096    140.1    71.3    66.6    48.8    2.9      34.5    1.1
-//	out forward F,T/4096,2,256    116.3    58.6    53.2    53.1    2.2      36.4    6.7
-//	out dX      F,F/4096,256,2     87.6    44.5    43.8    29.2    2.0      23.9    6.4
-//	out dW      T,F/2,256,4096    104.8    53.1    49.8    34.2    3.2      22.9   12.6
-//	in forward  F,T/256,256,3      54.6    54.5    51.5    39.0    3.1      43.3    1.1
-//	in dW       T,F/256,3,256      79.5    79.6    68.0    53.0    4.7      79.1    1.3
-//	out forward F,T/256,2,256      87.8    87.3    81.2    80.9    2.8      96.3    5.5
-//	out dX      F,F/256,256,2      47.5    47.5    47.2    30.8    2.5      58.9    3.7
-//	out dW      T,F/2,256,256      71.0    70.4    66.3    46.7    3.3      77.3    4.2
-//
-// (The batch-256 products of the input and output layers, under 2^20
-// multiply-adds, run on one core: a few microseconds each. The generic
-// kernel was measured on the batch-256 shapes only. The ymm and AVX2 dW
-// rows for h = 512 and their step figures were measured after the packing
-// of A described in sgemm.go, in a later run.)
-//
-// One training step (BenchmarkMLPStep: the 14 products of forward, dW and
-// dX for the MLP 3 -> h x4 -> 2, the SiLU layers with bias, activation and
-// pre-activation fused through the epilogue; the C program runs the same
-// 14 products through cblas_sgemm, without bias or activation):
-//
-//	                 avx512   avx512  512ymm    avx2  OpenBLAS  ratio
-//	                2 cores per core per core per core  2 cores
-//	mlp256x4-b256     172.5     93.4    89.5    80.2     179.5   0.96
-//	mlp512x4-b256     180.3     97.3    92.0    88.3     190.5   0.95
-//	mlp256x4-b4096    197.8    101.4    96.2    89.5     177.4   1.11
-//	mlp512x4-b4096    190.7    101.9    96.9    92.4     191.7   0.99
-//
-// So on the big products both libraries run at 75-93% of the 234 GFLOP/s
-// peak, this one ahead on 10 of the 12 hidden-layer products; on the
-// tiny-dimension layers at batch 4096 it is 1.6-4x faster; the whole
-// step is on par (0.95-1.11x) before counting the bias/SiLU passes that
-// PyTorch runs separately and this package fuses.
-//
-// After the claims, the row split of epilogue products and the faster
-// SiLU (same machine, later run, 2 cores): BenchmarkMLPStep 198.0, 197.1,
-// 196.8 and 201.4 GFLOP/s for the four rows above (85-86% of peak); the
-// hidden-layer products of the peer's workloads at 201-218 GFLOP/s (86-93%
-// of peak, 105-112 per core), dW 512x512x4096 the lowest.
-//
-// # Whole training step against PyTorch
-//
-// fmgpu bench against the peer (scripts/bench-vs-torch.sh, ROUNDS=3, best
-// of each side, PyTorch 1.13 with OpenBLAS 0.3.21 openmp, same run):
-//
-//	workload          fmgpu   torch  ratio  fmgpu before this pool/kernels
-//	mlp256-b256       830.6   498.3  1.67x  225.3 steps/s
-//	mlp256-b4096       55.8    40.8  1.37x   23.8 steps/s
-//	mlp512x4-b4096      9.5     7.5  1.26x    6.2 steps/s
-//	sample-euler       7201    5327  1.35x   6617 points/s
-//
-// The "before" column (same machine, same hour) had SiLU's backward in
-// float64 math.Exp, a second worker pool and scalar Adam. What is left
-// (BenchmarkStepOps): at batch 4096 the products take 85-95% of a step,
-// the rest is memory-bound passes (BiasActBackward, the input layer's
-// epilogue, the output layer) and the draw; at batch 256, Adam reading its
-// moments from L3 (100 µs of 1.2 ms) and hand-offs between ops.
+// The speed of every kernel and product, the machines' peaks (TestClock:
+// go test -run Clock -v ./internal/sgemm), the comparison with OpenBLAS
+// and gonum, and the whole training step against PyTorch are in
+// docs/performance.md, each with its command and date; the benchmarks
+// are BenchmarkGemm, BenchmarkEpilogue, BenchmarkMLPStep, BenchmarkGonum,
+// BenchmarkMicroKernel and BenchmarkSiLUGrad in this package.
 package sgemm
