@@ -31,10 +31,13 @@ FM_DEVICE float fm_add(float a, float b) { return __fadd_rn(a, b); }
 FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
 #else
 #include "sim_shim.h"
-#define FM_DEVICE static inline
+// Inlined and unrolled as nvcc does: arrays indexed by unrolled loops
+// (accumulators, staging registers) stay in host registers instead of
+// memory every access of which the kernelsim checks would see.
+#define FM_DEVICE static inline __attribute__((always_inline))
 #define FM_SHARED(T, name, ...) SIM_SHARED(T, name, __VA_ARGS__)
 #define FM_DYNAMIC_SMEM(T, name) T* name = (T*)sim_dynamic_smem()
-#define FM_UNROLL
+#define FM_UNROLL _Pragma("GCC unroll 16")
 static inline float fm_mul(float a, float b) { return a * b; }
 static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }

@@ -138,6 +138,8 @@ struct Worker {
     long block_linear = 0;
     int at_block = 0;
     std::vector<unsigned> order;
+    Fiber* fib = nullptr;     // fibers.data() and order.data() of the block,
+    unsigned* ord = nullptr;  // for the uninstrumented scheduler
     std::string err;  // first misuse seen inside the current block
 #if defined(FMGPU_SIM_ASAN)
     const void* sched_stack_bottom = nullptr;
@@ -154,7 +156,7 @@ struct Worker {
     bool in_kernel = false;
     uint32_t stamp = 0, block_stamp = 0, epoch = 0;
     bool global_race = false;  // racecheck of global memory for this block
-    std::vector<uint32_t> wep;
+    uint32_t wep[32] = {};
 
     // Dynamic shared memory: a mapping with a guard page before and after
     // a window of kDynWindow bytes; the launch's bytes start at dyn.
@@ -162,6 +164,7 @@ struct Worker {
     char* dyn = nullptr;
     size_t dyn_size = 0;
     std::vector<SmemCell> dyn_cells;
+    SmemCell* dyn_cell0 = nullptr;  // dyn_cells.data(), for the hooks
 
     // Static __shared__ variables: this thread's copies (thread_local), by
     // address, and the shadow cells of the span they cover (words between
@@ -170,6 +173,7 @@ struct Worker {
     uintptr_t ssm_lo = 0;
     size_t ssm_size = 0;
     std::vector<SmemCell> ssm_cells;
+    SmemCell* ssm_cell0 = nullptr;  // ssm_cells.data(), for the hooks
 
     Worker();
     ~Worker();
@@ -178,7 +182,7 @@ struct Worker {
 
 // The current OS thread's worker (created on first use), or null.
 Worker* this_worker();
-extern thread_local Worker* tls_worker;
+extern __thread Worker* tls_worker;  // __thread: no C++ TLS wrapper call per access
 
 // fiber_fault ends the current fiber with a launch error: the message is
 // kept (the first of the block wins) and the fiber never runs again, as a

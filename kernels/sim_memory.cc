@@ -24,16 +24,11 @@
 //              0xFF bytes, NaN as floats).
 //
 // Static __shared__ variables are thread_local in the host build (one copy
-// per OS thread, which runs one block at a time); the harness finds them
-// through the symbol table of its own module: every function-local
-// thread-local variable (an _ZZ symbol) of the kernels' translation unit.
+// per OS thread, which runs one block at a time); each registers with its
+// worker when the thread first passes its declaration (FM_SHARED), and the
+// words between registered variables are out of bounds.
 
-#include <cxxabi.h>
-#include <dlfcn.h>
-#include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <link.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -54,6 +49,10 @@ SIM_HOOK static size_t page_size() { return g_page; }
 
 SIM_HOOK static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
+// The hooks use no library templates: GCC does not inline instrumented
+// code into them, and an out-of-line call per access is slow.
+SIM_HOOK static inline uintptr_t umin(uintptr_t a, uintptr_t b) { return a < b ? a : b; }
+
 // ---- device memory: the arena ---------------------------------------------
 
 // Reserved address space, committed allocation by allocation. The valid
@@ -63,7 +62,7 @@ SIM_HOOK static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m
 // allocations.
 static const size_t kArenaBytes = (size_t)64 << 30;
 static const uint8_t kFreed = 0xFF;
-static const size_t kQuarantineBytes = (size_t)1 << 30;  // freed address space kept unusable
+static const size_t kQuarantineBytes = (size_t)64 << 20;  // freed address space kept unusable
 
 struct Alloc {
     uintptr_t p = 0;
@@ -196,13 +195,13 @@ static std::string describe_global(const Job* job, uintptr_t a) {
 // check_host: a host copy must stay inside one live allocation (the
 // launcher's sizes are wrong otherwise): abort with a message rather than
 // fault in the guard page or corrupt a neighbour.
-static void check_host(uint64_t p, size_t bytes, const char* what) {
+SIM_HOOK static void check_host(uint64_t p, size_t bytes, const char* what) {
     if (bytes == 0 || !g_arena_ok) return;
     uintptr_t a = (uintptr_t)p;
     bool ok = a - g_lo < g_size && a + bytes - g_lo <= g_size;
     for (uintptr_t x = a; ok && x < a + bytes; x = (x | 3) + 1) {
         uint8_t v = g_valid[granule(x)];
-        uintptr_t end = std::min<uintptr_t>(a + bytes, (x | 3) + 1);
+        uintptr_t end = umin(a + bytes, (x | 3) + 1);
         ok = v != 0 && v != kFreed && end - (x & ~(uintptr_t)3) <= v;
     }
     if (!ok) {
@@ -268,6 +267,7 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
         std::vector<SmemCell> cells((hi - lo) / 4, SmemCell{0, kCellGap, 0, 0, 0});
         for (size_t i = 0; i < w->ssm_cells.size(); i++) cells[(w->ssm_lo - lo) / 4 + i] = w->ssm_cells[i];
         w->ssm_cells.swap(cells);
+        w->ssm_cell0 = w->ssm_cells.data();
         w->ssm_lo = lo;
         w->ssm_size = hi - lo;
     }
@@ -276,7 +276,7 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
 
 static bool hooks_on(const Job* job) { return hooks_compiled() && job->checks != 0; }
 
-void smem_block_start(Worker* w, const Job* job) {
+SIM_HOOK void smem_block_start(Worker* w, const Job* job) {
     if (w->stamp >= 0xFFFFFF00u) {  // the stamps wrap: forget every record
         for (auto& c : w->ssm_cells) c.init_stamp = 0, c.w = c.r = c.r2 = 0;
         for (auto& c : w->dyn_cells) c = SmemCell{0, 0, 0, 0, 0};
@@ -287,8 +287,10 @@ void smem_block_start(Worker* w, const Job* job) {
     w->dyn_size = job->shared;
     memset(w->dyn, 0xFF, job->shared);
     bool init = hooks_on(job) && (job->checks & kCheckInit);
-    if (hooks_compiled() && w->dyn_cells.size() < (job->shared + 3) / 4)
+    if (hooks_compiled() && w->dyn_cells.size() < (job->shared + 3) / 4) {
         w->dyn_cells.resize((job->shared + 3) / 4, SmemCell{0, 0, 0, 0, 0});
+        w->dyn_cell0 = w->dyn_cells.data();
+    }
     if (!init) {
         // Without initcheck's stamps, poison the static variables now (those
         // this thread's blocks have declared: a later one is poisoned when
@@ -373,102 +375,122 @@ SIM_HOOK static inline bool gmem_conc(uint64_t x, uint64_t me) {
                        thread_name(job, tid).c_str(), kind_name(okind), other.c_str(), when.c_str()));
 }
 
-SIM_HOOK static void global_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized) {
+[[noreturn]] SIM_HOOK __attribute__((noinline)) static void global_fault(Worker* w, uintptr_t a, size_t n, int kind) {
     unsigned tid = w->cur->linear;
-    if (sized && (a & (n - 1)) != 0)
-        hook_fault(w, fmt("memcheck: %s: misaligned %zu-byte %s of global memory: %s", thread_name(w->job, tid).c_str(),
-                           n, kind_name(kind), describe_global(w->job, a).c_str()));
     if (a + n - g_lo > g_size)
         hook_fault(w, fmt("memcheck: %s: %zu-byte %s past the end of the device memory arena",
-                           thread_name(w->job, tid).c_str(), n, kind_name(kind)));
+                          thread_name(w->job, tid).c_str(), n, kind_name(kind)));
     for (uintptr_t x = a; x < a + n; x = (x | 3) + 1) {
         uint8_t v = g_valid[granule(x)];
-        uintptr_t end = std::min<uintptr_t>(a + n, (x | 3) + 1);
-        if (v == 0 || v == kFreed || end - (x & ~(uintptr_t)3) > v) {
+        if (v == 0 || v == kFreed || umin(a + n, (x | 3) + 1) - (x & ~(uintptr_t)3) > v) {
             uintptr_t bad = v == 0 || v == kFreed ? x : (x & ~(uintptr_t)3) + v;
-            hook_fault(w, fmt("memcheck: %s: %zu-byte %s of global memory: %s", thread_name(w->job, tid).c_str(),
-                               n, kind_name(kind), describe_global(w->job, bad).c_str()));
+            hook_fault(w, fmt("memcheck: %s: %zu-byte %s of global memory: %s", thread_name(w->job, tid).c_str(), n,
+                              kind_name(kind), describe_global(w->job, bad).c_str()));
+        }
+    }
+    abort();  // not reached: the caller saw an invalid byte
+}
+
+// global_race updates the record of one word of global memory and returns
+// an access it races with (0: none). The records are relaxed: a race
+// between two blocks running at the very same moment on two OS threads can
+// go unseen; a report is never false.
+SIM_HOOK static inline uint64_t global_race(uint64_t* s, uint64_t me, int kind, int* okind) {
+    if (kind == kRead) {
+        *okind = kWrite;
+        uint64_t r = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
+        if (r != me) {
+            if ((r & kSameThread) != (me & kSameThread)) __atomic_store_n(&s[2], r, __ATOMIC_RELAXED);
+            __atomic_store_n(&s[1], me, __ATOMIC_RELAXED);
+        }
+        uint64_t wv = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
+        return gmem_conc(wv, me) ? wv : 0;
+    }
+    uint64_t old = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
+    for (;;) {
+        if (gmem_conc(old, me)) {
+            *okind = kWrite;
+            return old;
+        }
+        if (old == me || __atomic_compare_exchange_n(&s[0], &old, me, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) break;
+    }
+    *okind = kRead;
+    uint64_t r = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
+    if (gmem_conc(r, me)) return r;
+    r = __atomic_load_n(&s[2], __ATOMIC_RELAXED);
+    return gmem_conc(r, me) ? r : 0;
+}
+
+SIM_HOOK __attribute__((noinline)) static void global_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized) {
+    if (sized && (a & (n - 1)) != 0)
+        hook_fault(w, fmt("memcheck: %s: misaligned %zu-byte %s of global memory: %s",
+                          thread_name(w->job, w->cur->linear).c_str(), n, kind_name(kind),
+                          describe_global(w->job, a).c_str()));
+    size_t g0 = granule(a), g1 = granule(a + n - 1);
+    if (a + n - g_lo > g_size) global_fault(w, a, n, kind);
+    if (g0 == g1) {
+        uint8_t v = g_valid[g0];
+        if (v > 4 || (a & 3) + n > v) global_fault(w, a, n, kind);  // v = 0 or kFreed fail too
+    } else {
+        for (size_t g = g0; g <= g1; g++) {
+            uint8_t v = g_valid[g];
+            size_t end = g == g1 ? ((a + n - 1) & 3) + 1 : 4;
+            if (v > 4 || end > v) global_fault(w, a, n, kind);
         }
     }
     if (kind == kAtomic || !w->global_race) return;
+    unsigned tid = w->cur->linear;
     uint64_t me = gmem_acc(w, tid);
-    for (uintptr_t x = a & ~(uintptr_t)3; x < a + n; x += 4) {
-        uint64_t* s = g_race + 3 * granule(x);
-        uint64_t other = 0;
-        int okind = kWrite;
-        if (kind == kRead) {
-            // Record the read first, then look for a write: of a read and a
-            // write racing on two OS threads, one sees the other.
-            uint64_t r = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
-            if (r != me) {
-                if ((r & kSameThread) != (me & kSameThread)) __atomic_store_n(&s[2], r, __ATOMIC_RELAXED);
-                __atomic_store_n(&s[1], me, __ATOMIC_SEQ_CST);
-            }
-            uint64_t wv = __atomic_load_n(&s[0], __ATOMIC_SEQ_CST);
-            if (gmem_conc(wv, me)) other = wv;
-        } else {
-            uint64_t old = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
-            for (;;) {
-                if (gmem_conc(old, me)) {
-                    other = old;
-                    break;
-                }
-                if (old == me ||
-                    __atomic_compare_exchange_n(&s[0], &old, me, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-                    break;
-            }
-            if (!other) {
-                okind = kRead;
-                uint64_t r = __atomic_load_n(&s[1], __ATOMIC_SEQ_CST);
-                if (gmem_conc(r, me))
-                    other = r;
-                else if (gmem_conc(r = __atomic_load_n(&s[2], __ATOMIC_RELAXED), me))
-                    other = r;
-            }
-        }
+    for (size_t g = g0; g <= g1; g++) {
+        int okind;
+        uint64_t other = global_race(g_race + 3 * g, me, kind, &okind);
         if (other)
-            race_fault(w, "global memory: " + describe_global(w->job, x), kind, tid, okind, (unsigned)(other & 1023),
-                       (long)((other >> 30) & 0x3FFFFF));
+            race_fault(w, "global memory: " + describe_global(w->job, g_lo + 4 * g), kind, tid, okind,
+                       (unsigned)(other & 1023), (long)((other >> 30) & 0x3FFFFF));
     }
+}
+
+[[noreturn]] SIM_HOOK __attribute__((noinline)) static void shared_fault(Worker* w, const char* what, uintptr_t a,
+                                                                          size_t n, int kind) {
+    hook_fault(w, fmt("%s: %s: %zu-byte %s of %s%s", what, thread_name(w->job, w->cur->linear).c_str(), n,
+                      kind_name(kind), describe_shared(w, a).c_str(),
+                      what[0] == 'i' ? ", which no thread of the block has written" : ""));
 }
 
 // shared_access checks an access to shared memory; cells are the shadow of
 // the bytes starting at base.
-SIM_HOOK static void shared_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized, SmemCell* cells,
-                                   uintptr_t base) {
+SIM_HOOK static inline void shared_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized, SmemCell* cells,
+                                          uintptr_t base) {
+    if (sized && (a & (n - 1)) != 0) shared_fault(w, "memcheck: misaligned", a, n, kind);
     unsigned tid = w->cur->linear;
-    if (sized && (a & (n - 1)) != 0)
-        hook_fault(w, fmt("memcheck: %s: misaligned %zu-byte %s of %s", thread_name(w->job, tid).c_str(), n,
-                           kind_name(kind), describe_shared(w, a).c_str()));
     int checks = w->job->checks;
-    bool race = (checks & kCheckRace) && kind != kAtomic, init = (checks & kCheckInit) != 0;
+    bool race = (checks & kCheckRace) && kind != kAtomic, init = (checks & kCheckInit) && kind != kWrite;
+    uint64_t me = smem_acc(w, tid);
     for (uintptr_t x = a; x < a + n; x = (x | 3) + 1) {
         SmemCell& c = cells[(x - base) >> 2];
-        if (c.init_mask & kCellIgnore) continue;
-        if (c.init_mask & kCellGap)
-            hook_fault(w, fmt("memcheck: %s: %zu-byte %s of %s", thread_name(w->job, tid).c_str(), n,
-                               kind_name(kind), describe_shared(w, x).c_str()));
-        uintptr_t end = std::min<uintptr_t>(a + n, (x | 3) + 1);
-        uint32_t bytes = ((1u << (end - x)) - 1) << (x & 3);
-        if (kind != kWrite && init && (c.init_stamp < w->block_stamp || (c.init_mask & bytes) != bytes))
-            hook_fault(w, fmt("initcheck: %s: %zu-byte %s of %s, which no thread of the block has written",
-                               thread_name(w->job, tid).c_str(), n, kind_name(kind), describe_shared(w, x).c_str()));
+        if (c.init_mask & (kCellIgnore | kCellGap)) {
+            if (c.init_mask & kCellIgnore) continue;
+            shared_fault(w, "memcheck", x, n, kind);
+        }
+        uint32_t bytes = ((1u << (umin(a + n, (x | 3) + 1) - x)) - 1) << (x & 3);
+        if (init && (c.init_stamp < w->block_stamp || (c.init_mask & bytes) != bytes)) shared_fault(w, "initcheck", x, n, kind);
         if (race) {
-            uint64_t me = smem_acc(w, tid);
-            if (kind == kRead) {
-                if (smem_conc(w, c.w, tid)) race_fault(w, describe_shared(w, x), kind, tid, kWrite, (unsigned)(c.w & 1023), w->block_linear);
-                if ((c.r & 1023) == tid && c.r >> 32 == w->stamp) {
-                    c.r = me;
-                } else {
-                    c.r2 = c.r;
-                    c.r = me;
-                }
+            uint64_t other = 0;
+            int okind = kWrite;
+            if (smem_conc(w, c.w, tid)) {
+                other = c.w;
+            } else if (kind == kRead) {
+                if ((c.r & 1023) != tid || c.r >> 32 != w->stamp) c.r2 = c.r;
+                c.r = me;
             } else {
-                if (smem_conc(w, c.w, tid)) race_fault(w, describe_shared(w, x), kind, tid, kWrite, (unsigned)(c.w & 1023), w->block_linear);
-                if (smem_conc(w, c.r, tid)) race_fault(w, describe_shared(w, x), kind, tid, kRead, (unsigned)(c.r & 1023), w->block_linear);
-                if (smem_conc(w, c.r2, tid)) race_fault(w, describe_shared(w, x), kind, tid, kRead, (unsigned)(c.r2 & 1023), w->block_linear);
+                okind = kRead;
+                if (smem_conc(w, c.r, tid))
+                    other = c.r;
+                else if (smem_conc(w, c.r2, tid))
+                    other = c.r2;
                 c.w = me;
             }
+            if (other) race_fault(w, describe_shared(w, x), kind, tid, okind, (unsigned)(other & 1023), w->block_linear);
         }
         if (kind != kRead) {
             if (c.init_stamp < w->block_stamp) c.init_mask = 0;
@@ -478,20 +500,27 @@ SIM_HOOK static void shared_access(Worker* w, uintptr_t a, size_t n, int kind, b
     }
 }
 
+// on_access is every hook's fast path: most accesses are to the fibers'
+// stacks or the harness's own memory, or made outside kernels; the checks
+// are out of line.
+SIM_HOOK __attribute__((noinline)) static void dyn_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized) {
+    if (a < (uintptr_t)w->dyn || a + n > (uintptr_t)w->dyn + w->dyn_size)
+        hook_fault(w, fmt("memcheck: %s: %zu-byte %s of %s: out of bounds", thread_name(w->job, w->cur->linear).c_str(),
+                          n, kind_name(kind), describe_shared(w, a).c_str()));
+    shared_access(w, a, n, kind, sized, w->dyn_cell0, (uintptr_t)w->dyn);
+}
+
+SIM_HOOK __attribute__((noinline)) static void ssm_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized) {
+    shared_access(w, a, n, kind, sized, w->ssm_cell0, w->ssm_lo);
+}
+
 SIM_HOOK static inline void on_access(const volatile void* p, size_t n, int kind, bool sized) {
     Worker* w = tls_worker;
     if (!w || !w->in_kernel) return;
     uintptr_t a = (uintptr_t)p;
     if (a - g_lo < g_size) return global_access(w, a, n, kind, sized);
-    size_t pg = page_size();
-    if (a - (uintptr_t)w->dyn_map < kDynWindow + 2 * pg) {
-        if (a < (uintptr_t)w->dyn || a + n > (uintptr_t)w->dyn + w->dyn_size)
-            hook_fault(w, fmt("memcheck: %s: %zu-byte %s of %s: out of bounds", thread_name(w->job, w->cur->linear).c_str(),
-                               n, kind_name(kind), describe_shared(w, a).c_str()));
-        return shared_access(w, a, n, kind, sized, w->dyn_cells.data(), (uintptr_t)w->dyn);
-    }
-    if (a - w->ssm_lo < w->ssm_size)
-        return shared_access(w, a, n, kind, sized, w->ssm_cells.data(), w->ssm_lo);
+    if (a - (uintptr_t)w->dyn_map < kDynWindow + 2 * g_page) return dyn_access(w, a, n, kind, sized);
+    if (a - w->ssm_lo < w->ssm_size) return ssm_access(w, a, n, kind, sized);
 }
 
 }  // namespace sim
@@ -659,7 +688,7 @@ void sim_free(uint64_t p) {
     madvise((void*)data, dlen, MADV_DONTNEED);
     mprotect((void*)data, dlen, PROT_NONE);  // a late access faults even unchecked
     memset(g_valid + granule(a.p), kFreed, round_up(a.bytes, 4) / 4);
-    if (g_race) madvise(g_race + 3 * granule(data), dlen / 4 * 24, MADV_DONTNEED);
+    // The race shadow keeps its records: their launch tags are old.
     g_quarantine.push_back(a);
     g_quarantine_bytes += a.region_len;
     while (g_quarantine_bytes > kQuarantineBytes) {
@@ -686,7 +715,7 @@ void sim_dtod(uint64_t dst, uint64_t src, size_t bytes) {
     memmove((void*)(uintptr_t)dst, (const void*)(uintptr_t)src, bytes);
 }
 
-void sim_memset32(uint64_t dst, uint32_t v, size_t n) {
+SIM_HOOK void sim_memset32(uint64_t dst, uint32_t v, size_t n) {
     check_host(dst, 4 * n, "memset");
     uint32_t* p = (uint32_t*)(uintptr_t)dst;
     for (size_t i = 0; i < n; i++) p[i] = v;

@@ -31,10 +31,10 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-thread_local sim_dim3 threadIdx;
-thread_local sim_dim3 blockIdx;
-thread_local sim_dim3 blockDim;
-thread_local sim_dim3 gridDim;
+__thread sim_dim3 threadIdx;
+__thread sim_dim3 blockIdx;
+__thread sim_dim3 blockDim;
+__thread sim_dim3 gridDim;
 
 extern const SimKernel sim_kernel_table[];
 extern const int sim_kernel_table_len;
@@ -84,7 +84,7 @@ __asm__(
     "  ud2\n"
     ".size fmgpu_sim_ctx_entry,.-fmgpu_sim_ctx_entry\n");
 
-static void ctx_init(Ctx* c, char* stack, size_t size, void (*fn)(void*), void* arg) {
+SIM_HOOK static void ctx_init(Ctx* c, char* stack, size_t size, void (*fn)(void*), void* arg) {
     uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
     uint64_t* sp = (uint64_t*)(top - 64);
     sp[0] = 0x1F80ull | (0x037Full << 32);  // default MXCSR, x87 control word
@@ -98,7 +98,7 @@ static void ctx_init(Ctx* c, char* stack, size_t size, void (*fn)(void*), void* 
     c->sp = sp;
 }
 
-static inline void ctx_switch(Ctx* from, Ctx* to) { fmgpu_sim_ctx_switch(&from->sp, to->sp); }
+SIM_HOOK static inline void ctx_switch(Ctx* from, Ctx* to) { fmgpu_sim_ctx_switch(&from->sp, to->sp); }
 #else
 // Portable fallback: ucontext (slower: a signal-mask system call a switch).
 static void (*g_entry_fn)(void*);
@@ -159,7 +159,7 @@ static const char* base_name(const char* path) {
     return s ? s + 1 : path;
 }
 
-thread_local Worker* tls_worker = nullptr;
+__thread Worker* tls_worker = nullptr;
 
 Worker* this_worker() {
     if (!tls_worker) tls_worker = new Worker();  // lives as long as its thread
@@ -189,8 +189,11 @@ void Worker::ensure_fibers(unsigned n) {
     }
 }
 
+// The scheduler is not instrumented (SIM_HOOK; no library templates in its
+// loops): it runs for every thread at every barrier.
+
 // resume runs fiber f until it parks, returns or faults.
-static void resume(Worker* w, Fiber* f) {
+SIM_HOOK static void resume(Worker* w, Fiber* f) {
 #if defined(FMGPU_SIM_ASAN)
     __sanitizer_start_switch_fiber(&w->sched_fake_stack, f->stack + getpagesize(), kStackSize);
 #endif
@@ -204,7 +207,7 @@ static void resume(Worker* w, Fiber* f) {
 
 // park returns from the running fiber to the scheduler; it returns when the
 // scheduler resumes the fiber (never, once it is done or faulted).
-static void park(Worker* w, Fiber* f) {
+SIM_HOOK static void park(Worker* w, Fiber* f) {
 #if defined(FMGPU_SIM_ASAN)
     bool ends = f->state == kDone || f->state == kFaulted;
     __sanitizer_start_switch_fiber(ends ? nullptr : &f->fake_stack, w->sched_stack_bottom, w->sched_stack_size);
@@ -215,7 +218,7 @@ static void park(Worker* w, Fiber* f) {
 #endif
 }
 
-static void fiber_main(void* arg) {
+SIM_HOOK static void fiber_main(void* arg) {
     Worker* w = (Worker*)arg;
 #if defined(FMGPU_SIM_ASAN)
     __sanitizer_finish_switch_fiber(nullptr, &w->sched_stack_bottom, &w->sched_stack_size);
@@ -235,7 +238,7 @@ void fiber_fault(Worker* w, const std::string& msg) {
     abort();  // a faulted fiber is never resumed
 }
 
-static uint64_t mix64(uint64_t x) {
+SIM_HOOK static uint64_t mix64(uint64_t x) {
     x ^= x >> 33;
     x *= 0xff51afd7ed558ccdull;
     x ^= x >> 33;
@@ -244,17 +247,16 @@ static uint64_t mix64(uint64_t x) {
     return x;
 }
 
-static void make_order(Worker* w, uint64_t phase_seed) {
-    unsigned n = w->nthreads;
-    w->order.resize(n);
-    int mode = g_order.load();
-    for (unsigned i = 0; i < n; i++) w->order[i] = mode == 1 ? n - 1 - i : i;
+SIM_HOOK static void make_order(Worker* w, int mode, uint64_t phase_seed) {
+    unsigned n = w->nthreads, *ord = w->ord;
+    for (unsigned i = 0; i < n; i++) ord[i] = mode == 1 ? n - 1 - i : i;
     if (mode == 2) {
         uint64_t s = mix64(phase_seed);
         for (unsigned i = n; i > 1; i--) {
             s = mix64(s + 0x9E3779B97F4A7C15ull);
-            unsigned j = (unsigned)(s % i);
-            std::swap(w->order[i - 1], w->order[j]);
+            unsigned j = (unsigned)(s % i), t = ord[i - 1];
+            ord[i - 1] = ord[j];
+            ord[j] = t;
         }
     }
 }
@@ -286,7 +288,7 @@ static const char* warp_op_name(const Fiber& f) {
 }
 
 // lanes_of: the lanes of warp wi in a block of n threads.
-static unsigned lanes_of(unsigned n, unsigned wi) {
+SIM_HOOK static unsigned lanes_of(unsigned n, unsigned wi) {
     unsigned lo = wi * 32;
     return n - lo < 32 ? n - lo : 32;
 }
@@ -294,7 +296,7 @@ static unsigned lanes_of(unsigned n, unsigned wi) {
 // shfl_source: the lane whose value lane l reads (PTX shfl.sync with the
 // c operand CUDA's __shfl_*_sync pass for width; an out-of-segment source
 // is the lane itself).
-static unsigned shfl_source(unsigned l, int mode, int arg, int width) {
+SIM_HOOK static unsigned shfl_source(unsigned l, int mode, int arg, int width) {
     unsigned segmask = (unsigned)(32 - width) & 31, b = (unsigned)arg & 31;
     unsigned seg = l & segmask;
     int j;
@@ -321,8 +323,8 @@ static unsigned shfl_source(unsigned l, int mode, int arg, int width) {
 
 // release_group completes the warp operation of the lanes of mask m of warp
 // wi, all of which have arrived at it: their results, then runnable.
-static bool release_group(Worker* w, unsigned wi, unsigned m) {
-    Fiber* lanes = &w->fibers[wi * 32];
+SIM_HOOK static bool release_group(Worker* w, unsigned wi, unsigned m) {
+    Fiber* lanes = w->fib + wi * 32;
     uint64_t ballot = 0;
     for (unsigned l = 0; l < 32; l++)
         if (m >> l & 1 && lanes[l].wval != 0) ballot |= 1ull << l;
@@ -364,33 +366,42 @@ static bool release_group(Worker* w, unsigned wi, unsigned m) {
 // release_warps completes every warp operation whose mask's lanes have all
 // arrived at it (with the same mask); a mask that names a lane that has
 // returned is an error at once.
-static bool release_warps(Worker* w) {
+SIM_HOOK static bool release_warps(Worker* w) {
     bool released = false;
     unsigned n = w->nthreads;
     for (unsigned wi = 0; wi * 32 < n; wi++) {
-        Fiber* lanes = &w->fibers[wi * 32];
+        Fiber* lanes = w->fib + wi * 32;
         unsigned nl = lanes_of(n, wi);
-        for (unsigned a = 0; a < nl; a++) {
+        uint32_t at = 0, gone = 0;
+        for (unsigned l = 0; l < nl; l++) {
+            FiberState st = lanes[l].state;
+            if (st == kAtWarpOp) at |= 1u << l;
+            if (st == kDone || st == kFaulted) gone |= 1u << l;
+        }
+        for (uint32_t todo = at; todo != 0;) {
+            unsigned a = (unsigned)__builtin_ctz(todo);
             const Fiber& fa = lanes[a];
-            if (fa.state != kAtWarpOp) continue;
-            unsigned m = fa.wmask;
-            bool all = true;
-            for (unsigned l = 0; l < nl; l++) {
-                if (!(m >> l & 1)) continue;
-                const Fiber& fl = lanes[l];
-                if (fl.state == kDone || fl.state == kFaulted) {
-                    if (w->err.empty())
-                        w->err = fmt("synccheck: %s with mask 0x%08x in %s (lane %u of warp %u): lane %u of the mask "
-                                     "has returned",
-                                     warp_op_name(fa), m, thread_name(w->job, fa.linear).c_str(), a, wi, l);
-                    return false;
-                }
-                if (fl.state != kAtWarpOp || fl.wmask != m || fl.wop != fa.wop) all = false;
+            uint32_t m = fa.wmask;
+            todo &= ~(1u << a);
+            if (m & gone) {
+                if (w->err.empty())
+                    w->err = fmt("synccheck: %s with mask 0x%08x in %s (lane %u of warp %u): lane %u of the mask "
+                                 "has returned",
+                                 warp_op_name(fa), m, thread_name(w->job, fa.linear).c_str(), a, wi,
+                                 (unsigned)__builtin_ctz(m & gone));
+                return false;
             }
-            if (all) {
-                if (!release_group(w, wi, m)) return false;
-                released = true;
+            if (m & ~at) continue;  // lanes of the mask not there yet
+            bool same = true;
+            for (uint32_t b = m; b != 0 && same; b &= b - 1) {
+                const Fiber& fl = lanes[__builtin_ctz(b)];
+                same = fl.wmask == m && fl.wop == fa.wop;
             }
+            if (!same) continue;
+            if (!release_group(w, wi, m)) return false;
+            at &= ~m;
+            todo &= ~m;
+            released = true;
         }
     }
     return released;
@@ -430,7 +441,7 @@ static std::string stuck_reason(Worker* w, unsigned done) {
 
 // release_block releases the block barrier once every thread waits at it:
 // all at the same __syncthreads, none returned.
-static bool release_block(Worker* w, unsigned done) {
+SIM_HOOK static bool release_block(Worker* w, unsigned done) {
     unsigned n = w->nthreads;
     if (w->at_block == 0 || (unsigned)w->at_block + done != n) return false;
     if (done > 0) {
@@ -438,17 +449,18 @@ static bool release_block(Worker* w, unsigned done) {
                      w->at_block, done);
         return false;
     }
-    const Fiber& f0 = w->fibers[0];
+    const Fiber* fib = w->fib;
+    const Fiber& f0 = fib[0];
     for (unsigned i = 1; i < n; i++) {
-        const Fiber& f = w->fibers[i];
-        if (f.bar_line != f0.bar_line || strcmp(f.bar_file, f0.bar_file) != 0) {
+        const Fiber& f = fib[i];
+        if (f.bar_line != f0.bar_line || (f.bar_file != f0.bar_file && strcmp(f.bar_file, f0.bar_file) != 0)) {
             w->err = fmt("synccheck: divergent __syncthreads: %s waits at %s:%d, %s at %s:%d",
                          thread_name(w->job, 0).c_str(), base_name(f0.bar_file), f0.bar_line,
                          thread_name(w->job, i).c_str(), base_name(f.bar_file), f.bar_line);
             return false;
         }
     }
-    for (unsigned i = 0; i < n; i++) w->fibers[i].state = kRunnable;
+    for (unsigned i = 0; i < n; i++) w->fib[i].state = kRunnable;
     w->at_block = 0;
     // A new barrier interval: accesses before and after it are ordered.
     w->stamp++;
@@ -458,7 +470,7 @@ static bool release_block(Worker* w, unsigned done) {
     return true;
 }
 
-static void run_block(Worker* w, Job* job, long b) {
+SIM_HOOK static void run_block(Worker* w, Job* job, long b) {
     const sim_dim3 g = job->grid, bd = job->block;
     blockIdx = sim_dim3{(unsigned)(b % g.x), (unsigned)((b / g.x) % g.y), (unsigned)(b / ((long)g.x * g.y))};
     gridDim = g;
@@ -469,30 +481,38 @@ static void run_block(Worker* w, Job* job, long b) {
     w->block_linear = b;
     w->at_block = 0;
     w->err.clear();
-    w->wep.assign((n + 31) / 32, 0);
+    for (auto& c : w->wep) c = 0;
     w->epoch = 0;
     w->global_race = (job->checks & kCheckRace) != 0;
     smem_block_start(w, job);
     w->ensure_fibers(n);
+    w->order.resize(n);
+    w->fib = w->fibers.data();
+    w->ord = w->order.data();
+    Fiber* fib = w->fib;
     size_t page = (size_t)getpagesize();
     for (unsigned i = 0; i < n; i++) {
-        Fiber& f = w->fibers[i];
+        Fiber& f = fib[i];
         f.state = kRunnable;
         f.linear = i;
         f.tid = sim_dim3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
         ctx_init(&f.ctx, f.stack + page, kStackSize, fiber_main, w);
     }
+    int mode = g_order.load();
+    uint64_t seed = g_seed.load();
     unsigned done = 0;
     uint64_t phase = 0;
     for (;;) {
-        make_order(w, g_seed.load() ^ (job->seq << 20) ^ ((uint64_t)b << 40) ^ phase++);
-        for (unsigned k = 0; k < n && w->err.empty(); k++) {
-            Fiber& f = w->fibers[w->order[k]];
+        make_order(w, mode, seed ^ (job->seq << 20) ^ ((uint64_t)b << 40) ^ phase++);
+        const unsigned* ord = w->ord;
+        for (unsigned k = 0; k < n; k++) {
+            Fiber& f = fib[ord[k]];
             if (f.state != kRunnable) continue;
             threadIdx = f.tid;
             w->cur = &f;
             resume(w, &f);
             if (f.state == kDone) done++;
+            if (f.state == kFaulted) break;
         }
         bool released = w->err.empty() && release_warps(w);
         if (w->err.empty() && !released) released = release_block(w, done);
@@ -725,7 +745,7 @@ using namespace sim;
 
 extern "C" {
 
-void sim_syncthreads_at(const char* file, int line) {
+SIM_HOOK void sim_syncthreads_at(const char* file, int line) {
     Worker* w = tls_worker;
     Fiber* f = w->cur;
     f->state = kAtBlockBarrier;
@@ -735,7 +755,7 @@ void sim_syncthreads_at(const char* file, int line) {
     park(w, f);
 }
 
-uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int arg, int width) {
+SIM_HOOK uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int arg, int width) {
     Worker* w = tls_worker;
     Fiber* f = w->cur;
     unsigned lane = f->linear & 31, wi = f->linear / 32, nl = lanes_of(w->nthreads, wi);

@@ -38,16 +38,16 @@ struct sim_dim3 {
 typedef sim_dim3 dim3;
 typedef sim_dim3 uint3;
 
-extern thread_local sim_dim3 threadIdx;
-extern thread_local sim_dim3 blockIdx;
-extern thread_local sim_dim3 blockDim;
-extern thread_local sim_dim3 gridDim;
+extern __thread sim_dim3 threadIdx;  // __thread: no C++ TLS wrapper call per access
+extern __thread sim_dim3 blockIdx;  // __thread: no C++ TLS wrapper call per access
+extern __thread sim_dim3 blockDim;  // __thread: no C++ TLS wrapper call per access
+extern __thread sim_dim3 gridDim;  // __thread: no C++ TLS wrapper call per access
 static const int warpSize = 32;
 
 #define __global__
 #define __device__
 #define __host__
-#define __forceinline__ inline
+#define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 
