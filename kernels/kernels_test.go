@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"os"
@@ -301,12 +302,24 @@ func TestSimMemcheck(t *testing.T) {
 		if testing.Short() {
 			t.Skip("starts child processes")
 		}
-		for _, off := range []int{5, -1} {
+		// With AddressSanitizer, any byte out of bounds; else the guard
+		// pages: a page after the end and before the start.
+		offs := []int{5, -1}
+		if !simASan {
+			offs = []int{5, -1 - 4096/4}
+		}
+		for _, off := range offs {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestSimMemcheck$")
 			cmd.Env = append(os.Environ(), fmt.Sprintf("FMGPU_SIM_OVERRUN_CHILD=%d", off))
 			out, err := cmd.CombinedOutput()
-			if err == nil || !strings.Contains(string(out), "SIGSEGV") {
+			want := "SIGSEGV"
+			if simASan {
+				want = "AddressSanitizer: use-after-poison"
+			}
+			if err == nil || !strings.Contains(string(out), want) {
 				t.Errorf("reading in[%d] of 5 did not fault: err = %v, output:\n%s", off, err, out)
+			} else {
+				t.Logf("in[%d]: %s", off, bytes.TrimSpace(out))
 			}
 		}
 		return
@@ -564,18 +577,18 @@ ptxas info    : Used 16 registers, 40960 bytes smem, 384 bytes cmem[0]
 	if err := SimLoadPtxasReport([]byte(report)); err != nil {
 		t.Fatal(err)
 	}
-	out := alloc(t, 512)
+	out := alloc(t, 29*32)
 	// 72 registers: 2304 a warp; 28 warps fit in 65536, 29 do not.
-	if err := launch("simtest_index_kernel", [3]uint32{1, 1, 1}, [3]uint32{28 * 32, 1, 1}, 0, []uint64{out.p}, "p"); err != nil &&
-		strings.Contains(err.Error(), "resources") {
+	if err := launch("simtest_index_kernel", [3]uint32{1, 1, 1}, [3]uint32{28 * 32, 1, 1}, 0, []uint64{out.p}, "p"); err != nil {
 		t.Errorf("28 warps of 72 registers: %v", err)
 	}
 	err := launch("simtest_index_kernel", [3]uint32{1, 1, 1}, [3]uint32{29 * 32, 1, 1}, 0, []uint64{out.p}, "p")
 	wantErr(t, "29 warps of 72 registers", err, "resources: simtest_index_kernel: 72 registers x 928 threads need 66816 registers per block", "sm_90's 65536")
-	if err := launch("simtest_dynamic_smem_kernel", [3]uint32{1, 1, 1}, [3]uint32{256, 1, 1}, 4096, []uint64{out.p, out.p}, "pp"); err != nil &&
-		strings.Contains(err.Error(), "resources") {
-		t.Errorf("40 KiB static and 4 KiB dynamic: %v", err)
-	}
+	withChecks(SimRacecheck, func() { // the kernel reads its dynamic shared memory before writing it
+		if err := launch("simtest_dynamic_smem_kernel", [3]uint32{1, 1, 1}, [3]uint32{256, 1, 1}, 4096, []uint64{out.p, out.p}, "pp"); err != nil {
+			t.Errorf("40 KiB static and 4 KiB dynamic: %v", err)
+		}
+	})
 	err = launch("simtest_dynamic_smem_kernel", [3]uint32{1, 1, 1}, [3]uint32{256, 1, 1}, 8192+4, []uint64{out.p, out.p}, "pp")
 	wantErr(t, "40 KiB static and 8 KiB dynamic", err, "resources: simtest_dynamic_smem_kernel: 40960 bytes of static and 8196 of dynamic shared memory, above sm_80's 49152 per block without the opt-in attribute")
 	// A kernel of the fatbin that the report lacks cannot launch.

@@ -48,6 +48,12 @@ int sim_kernel_resources(const char* name, int sm, int* regs, int* smem, int* st
 int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3], size_t shared,
                const uint64_t* args, int nargs, const char* sig, char* err, size_t errlen);
 
+// sim_launch_check makes sim_launch's checks of the grid, block and
+// resources alone: 0, or 1 and a message ("resources: ..." for what the
+// ptxas report's figures do not fit).
+int sim_launch_check(const char* name, const unsigned grid[3], const unsigned block[3], size_t shared, char* err,
+                     size_t errlen);
+
 // Device memory: guarded allocations (sim_memory.cc), their contents NaN
 // (0xFF bytes) at first. The copies abort the process with a message when
 // their range is not inside one live allocation.

@@ -186,8 +186,15 @@ extern __thread Worker* tls_worker;  // __thread: no C++ TLS wrapper call per ac
 
 // fiber_fault ends the current fiber with a launch error: the message is
 // kept (the first of the block wins) and the fiber never runs again, as a
-// GPU thread that faults. It does not return.
-[[noreturn]] void fiber_fault(Worker* w, const std::string& msg);
+// GPU thread that faults. It does not return, so nothing on the fiber's
+// stack is destroyed: msg is moved from (left without heap memory), and
+// callers go through SIM_FAULT, whose temporaries are gone by then.
+[[noreturn]] void fiber_fault(Worker* w, std::string&& msg);
+#define SIM_FAULT(w, msg)                          \
+    do {                                           \
+        std::string sim_fault_msg_ = (msg);        \
+        fiber_fault((w), std::move(sim_fault_msg_)); \
+    } while (0)
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 

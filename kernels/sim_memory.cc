@@ -41,6 +41,18 @@
 #include "sim_api.h"
 #include "sim_internal.h"
 
+#if defined(FMGPU_SIM_ASAN)
+// In the AddressSanitizer build the kernels are instrumented by it, and the
+// bytes around every allocation are poisoned in its shadow: its bounds
+// check is the memcheck there.
+#include <sanitizer/asan_interface.h>
+#define SIM_POISON(p, n) ASAN_POISON_MEMORY_REGION((const void*)(p), (n))
+#define SIM_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((const void*)(p), (n))
+#else
+#define SIM_POISON(p, n) ((void)(p), (void)(n))
+#define SIM_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace sim {
 
 static const size_t g_page = (size_t)getpagesize();
@@ -285,6 +297,8 @@ SIM_HOOK void smem_block_start(Worker* w, const Job* job) {
     w->stamp++;
     w->block_stamp = w->stamp;
     w->dyn_size = job->shared;
+    SIM_POISON(w->dyn, kDynWindow);
+    SIM_UNPOISON(w->dyn, job->shared);
     memset(w->dyn, 0xFF, job->shared);
     bool init = hooks_on(job) && (job->checks & kCheckInit);
     if (hooks_compiled() && w->dyn_cells.size() < (job->shared + 3) / 4) {
@@ -323,12 +337,12 @@ bool hooks_compiled() {
 
 enum Kind { kRead = 0, kWrite = 1, kAtomic = 2 };
 
-// hook_fault: the hooks' fiber_fault. The message is made with the hooks
-// off (its code is instrumented), and fiber_fault does not return.
-#define hook_fault(w, msg)        \
-    do {                          \
-        (w)->in_kernel = false;   \
-        fiber_fault((w), (msg));  \
+// hook_fault: the hooks' SIM_FAULT. The message is made with the hooks
+// off (its code is instrumented).
+#define hook_fault(w, msg)       \
+    do {                         \
+        (w)->in_kernel = false;  \
+        SIM_FAULT((w), (msg));   \
     } while (0)
 
 SIM_HOOK static const char* kind_name(int k) { return k == kRead ? "read" : k == kWrite ? "write" : "atomic"; }
@@ -362,17 +376,25 @@ SIM_HOOK static inline bool gmem_conc(uint64_t x, uint64_t me) {
     return ((x >> 10) & 0xFFFFF) == ((me >> 10) & 0xFFFFF);          // same barrier interval
 }
 
-[[noreturn]] static void race_fault(Worker* w, const std::string& where, int kind, unsigned tid, int okind,
-                                    unsigned otid, long oblock) {
+// race_fault reports a race at address x of global (or shared) memory
+// between the current thread's access and record other.
+[[noreturn]] static void race_fault(Worker* w, uintptr_t x, bool global, int kind, int okind, uint64_t other) {
+    w->in_kernel = false;
     const Job* job = w->job;
-    std::string other = thread_name(job, otid);
-    std::string when = "in the same barrier interval";
-    if (oblock != w->block_linear) {
-        other += " of " + block_name(job, oblock);
-        when = "(blocks are unordered)";
+    unsigned tid = w->cur->linear, otid = (unsigned)(other & 1023);
+    long oblock = global ? (long)((other >> 30) & 0x3FFFFF) : w->block_linear;
+    std::string msg;
+    {
+        std::string where = global ? "global memory: " + describe_global(job, x) : describe_shared(w, x);
+        std::string who = thread_name(job, otid), when = "in the same barrier interval";
+        if (oblock != w->block_linear) {
+            who += " of " + block_name(job, oblock);
+            when = "(blocks are unordered)";
+        }
+        msg = fmt("racecheck: %s: %s by %s races with a %s by %s %s", where.c_str(), kind_name(kind),
+                  thread_name(job, tid).c_str(), kind_name(okind), who.c_str(), when.c_str());
     }
-    hook_fault(w, fmt("racecheck: %s: %s by %s races with a %s by %s %s", where.c_str(), kind_name(kind),
-                       thread_name(job, tid).c_str(), kind_name(okind), other.c_str(), when.c_str()));
+    fiber_fault(w, std::move(msg));
 }
 
 [[noreturn]] SIM_HOOK __attribute__((noinline)) static void global_fault(Worker* w, uintptr_t a, size_t n, int kind) {
@@ -445,8 +467,7 @@ SIM_HOOK __attribute__((noinline)) static void global_access(Worker* w, uintptr_
         int okind;
         uint64_t other = global_race(g_race + 3 * g, me, kind, &okind);
         if (other)
-            race_fault(w, "global memory: " + describe_global(w->job, g_lo + 4 * g), kind, tid, okind,
-                       (unsigned)(other & 1023), (long)((other >> 30) & 0x3FFFFF));
+            race_fault(w, g_lo + 4 * g, true, kind, okind, other);
     }
 }
 
@@ -490,7 +511,7 @@ SIM_HOOK static inline void shared_access(Worker* w, uintptr_t a, size_t n, int 
                     other = c.r2;
                 c.w = me;
             }
-            if (other) race_fault(w, describe_shared(w, x), kind, tid, okind, (unsigned)(other & 1023), w->block_linear);
+            if (other) race_fault(w, x, false, kind, okind, other);
         }
         if (kind != kRead) {
             if (c.init_stamp < w->block_stamp) c.init_mask = 0;
@@ -538,14 +559,18 @@ extern "C" void sim_shared_var(void* p, size_t size, const char* fn, const char*
 extern "C" void sim_misaligned(const void* p, unsigned n) {
     Worker* w = tls_worker;
     uintptr_t a = (uintptr_t)p;
-    std::string where = fmt("0x%lx", (unsigned long)a);
-    if (g_arena_ok && a - g_lo < g_size)
-        where = "global memory: " + describe_global(w->job, a);
-    else if (a - (uintptr_t)w->dyn_map < kDynWindow + 2 * page_size() || (a - w->ssm_lo < w->ssm_size))
-        where = describe_shared(w, a);
     w->in_kernel = false;
-    fiber_fault(w, fmt("memcheck: %s: misaligned %u-byte vector access to %s", thread_name(w->job, w->cur->linear).c_str(),
-                       n, where.c_str()));
+    std::string msg;
+    {
+        std::string where = fmt("0x%lx", (unsigned long)a);
+        if (g_arena_ok && a - g_lo < g_size)
+            where = "global memory: " + describe_global(w->job, a);
+        else if (a - (uintptr_t)w->dyn_map < kDynWindow + 2 * page_size() || (a - w->ssm_lo < w->ssm_size))
+            where = describe_shared(w, a);
+        msg = fmt("memcheck: %s: misaligned %u-byte vector access to %s", thread_name(w->job, w->cur->linear).c_str(), n,
+                  where.c_str());
+    }
+    fiber_fault(w, std::move(msg));
 }
 
 // The entry points GCC's -fsanitize=thread instrumentation calls (their
@@ -643,10 +668,15 @@ uint64_t sim_alloc(size_t bytes) {
     std::call_once(g_arena_once, arena_init);
     if (!g_arena_ok) return 0;
     size_t pg = page_size();
+#if defined(FMGPU_SIM_ASAN)
+    bool checked = true;
+#else
     bool checked = hooks_compiled();
-    // With the access hooks the start is 256-byte aligned (cuMemAlloc's)
-    // and the valid shadow bounds the allocation to the byte; without them
-    // it ends exactly at the guard page, which bounds it then.
+#endif
+    // With the access hooks (or AddressSanitizer) the start is 256-byte
+    // aligned, as cuMemAlloc's, and the valid shadow (or AddressSanitizer's)
+    // bounds the allocation to the byte; without them it ends exactly at
+    // the guard page, which bounds it then.
     size_t body = checked ? round_up(bytes, 256) : bytes;
     size_t data = round_up(body, pg), len = data + 2 * pg;
     uintptr_t r;
@@ -670,6 +700,8 @@ uint64_t sim_alloc(size_t bytes) {
         memset(g_valid + granule(r), 0, len / 4);
         memset(g_valid + granule(p), 4, bytes / 4);
         if (bytes % 4) g_valid[granule(p) + bytes / 4] = (uint8_t)(bytes % 4);
+        SIM_POISON(r + pg, data);
+        SIM_UNPOISON(p, bytes);
         memset((void*)p, 0xFF, bytes);  // NaN: uninitialised reads show
         g_live[p] = Alloc{p, bytes, r, len};
         return (uint64_t)p;
@@ -685,6 +717,7 @@ void sim_free(uint64_t p) {
     size_t pg = page_size();
     uintptr_t data = a.region + pg;
     size_t dlen = a.region_len - 2 * pg;
+    SIM_POISON(data, dlen);
     madvise((void*)data, dlen, MADV_DONTNEED);
     mprotect((void*)data, dlen, PROT_NONE);  // a late access faults even unchecked
     memset(g_valid + granule(a.p), kFreed, round_up(a.bytes, 4) / 4);

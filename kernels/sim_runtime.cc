@@ -230,9 +230,10 @@ SIM_HOOK static void fiber_main(void* arg) {
     abort();  // a finished fiber is never resumed
 }
 
-void fiber_fault(Worker* w, const std::string& msg) {
+void fiber_fault(Worker* w, std::string&& msg) {
     Fiber* f = w->cur;
-    if (w->err.empty()) w->err = msg;
+    if (w->err.empty()) w->err.assign(msg);
+    std::string().swap(msg);  // its heap memory, if any, is freed: the frame never unwinds
     f->state = kFaulted;
     park(w, f);
     abort();  // a faulted fiber is never resumed
@@ -766,13 +767,13 @@ SIM_HOOK uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int a
     f->warg = arg;
     f->wwidth = width;
     if (!(mask >> lane & 1))
-        fiber_fault(w, fmt("synccheck: %s with mask 0x%08x in %s (lane %u of warp %u), which is not in the mask",
+        SIM_FAULT(w, fmt("synccheck: %s with mask 0x%08x in %s (lane %u of warp %u), which is not in the mask",
                            warp_op_name(*f), mask, thread_name(w->job, f->linear).c_str(), lane, wi));
     if (nl < 32 && mask >> nl != 0)
-        fiber_fault(w, fmt("synccheck: %s with mask 0x%08x in %s: warp %u has %u lanes (the block has %u threads)",
+        SIM_FAULT(w, fmt("synccheck: %s with mask 0x%08x in %s: warp %u has %u lanes (the block has %u threads)",
                            warp_op_name(*f), mask, thread_name(w->job, f->linear).c_str(), wi, nl, w->nthreads));
     if (op == kWarpShfl && (width <= 0 || width > 32 || (width & (width - 1)) != 0))
-        fiber_fault(w, fmt("synccheck: %s in %s: width %d is not a power of 2 in [1, 32]", warp_op_name(*f),
+        SIM_FAULT(w, fmt("synccheck: %s in %s: width %d is not a power of 2 in [1, 32]", warp_op_name(*f),
                            thread_name(w->job, f->linear).c_str(), width));
     f->state = kAtWarpOp;
     park(w, f);
@@ -781,7 +782,7 @@ SIM_HOOK uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int a
 
 void sim_fault(const char* msg) {
     Worker* w = tls_worker;
-    fiber_fault(w, fmt("%s: %s", thread_name(w->job, w->cur->linear).c_str(), msg));
+    SIM_FAULT(w, fmt("%s: %s", thread_name(w->job, w->cur->linear).c_str(), msg));
 }
 
 void* sim_dynamic_smem(void) { return dyn_smem(tls_worker); }
@@ -844,6 +845,38 @@ int sim_kernel_resources(const char* name, int sm, int* regs, int* smem, int* st
     return 0;
 }
 
+// launch_check: CUDA's limits for compute capability 8.0 and 9.0, and the
+// kernel's resources from the ptxas report.
+static std::string launch_check(const SimKernel* k, const char* name, const unsigned grid[3], const unsigned block[3],
+                                size_t shared) {
+    if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || grid[0] > 0x7fffffffu || grid[1] > 65535 || grid[2] > 65535)
+        return fmt("%s: invalid grid (%u, %u, %u)", name, grid[0], grid[1], grid[2]);
+    unsigned long nthr = (unsigned long)block[0] * block[1] * block[2];
+    if (block[0] == 0 || block[1] == 0 || block[2] == 0 || block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
+        nthr > 1024)
+        return fmt("%s: invalid block (%u, %u, %u)", name, block[0], block[1], block[2]);
+    if (shared > (227u << 10)) return fmt("%s: %zu bytes of dynamic shared memory, above every GPU's limit", name, shared);
+    {
+        std::lock_guard<std::mutex> g(g_res_mu);
+        size_t attr = g_max_dynamic.empty() ? 0 : g_max_dynamic[k - sim_kernel_table];
+        size_t maxdyn = attr == 0 ? (48u << 10) : attr;
+        if (shared > maxdyn)
+            return fmt("resources: %s: %zu bytes of dynamic shared memory, above the kernel's maximum of %zu (48 KiB "
+                       "without the opt-in attribute)",
+                       name, shared, maxdyn);
+    }
+    return check_resources((int)(k - sim_kernel_table), name, (unsigned)nthr, shared);
+}
+
+int sim_launch_check(const char* name, const unsigned grid[3], const unsigned block[3], size_t shared, char* err,
+                     size_t errlen) {
+    const SimKernel* k = find_kernel(name);
+    std::string m = k ? launch_check(k, name, grid, block, shared) : fmt("no kernel named %s", name);
+    if (m.empty()) return 0;
+    snprintf(err, errlen, "%s", m.c_str());
+    return 1;
+}
+
 int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3], size_t shared,
                const uint64_t* args, int nargs, const char* sig, char* err, size_t errlen) {
     std::lock_guard<std::mutex> launch_lock(g_launch_mu);
@@ -855,25 +888,7 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
     if (!k) return fail(fmt("no kernel named %s", name));
     if ((int)strlen(k->sig) != nargs || strcmp(k->sig, sig) != 0)
         return fail(fmt("%s: launched with arguments (%s), the kernel takes (%s)", name, sig, k->sig));
-    // CUDA's limits (compute capability 8.0 and 9.0).
-    if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || grid[0] > 0x7fffffffu || grid[1] > 65535 || grid[2] > 65535)
-        return fail(fmt("%s: invalid grid (%u, %u, %u)", name, grid[0], grid[1], grid[2]));
-    unsigned long nthr = (unsigned long)block[0] * block[1] * block[2];
-    if (block[0] == 0 || block[1] == 0 || block[2] == 0 || block[0] > 1024 || block[1] > 1024 || block[2] > 64 ||
-        nthr > 1024)
-        return fail(fmt("%s: invalid block (%u, %u, %u)", name, block[0], block[1], block[2]));
-    if (shared > (227u << 10))
-        return fail(fmt("%s: %zu bytes of dynamic shared memory, above every GPU's limit", name, shared));
-    {
-        std::lock_guard<std::mutex> g(g_res_mu);
-        size_t attr = g_max_dynamic.empty() ? 0 : g_max_dynamic[k - sim_kernel_table];
-        size_t maxdyn = attr == 0 ? (48u << 10) : attr;
-        if (shared > maxdyn)
-            return fail(fmt("resources: %s: %zu bytes of dynamic shared memory, above the kernel's maximum of %zu "
-                            "(48 KiB without the opt-in attribute)",
-                            name, shared, maxdyn));
-    }
-    std::string r = check_resources((int)(k - sim_kernel_table), name, (unsigned)nthr, shared);
+    std::string r = launch_check(k, name, grid, block, shared);
     if (!r.empty()) return fail(r);
     Job job;
     job.kernel = k;
