@@ -69,6 +69,13 @@ func SimConfig(threads int, order SimOrder, seed uint64, checks SimChecks) {
 	C.sim_configure(C.int(threads), C.int(order), C.uint64_t(seed), C.int(checks))
 }
 
+// SimSampling makes the access checks run on the first `first` launches of
+// each configuration (kernel, grid, block, dynamic shared memory) and then
+// on one launch in `every` (0: no more); the other launches run unchecked
+// but for synccheck and the guard pages. SimSampling(0, 1), the default,
+// checks every launch.
+func SimSampling(first, every int) { C.sim_set_sampling(C.int(first), C.int(every)) }
+
 // SimLoadPtxasReport replaces the resource report the launches are checked
 // against (tests plant faults with it; PtxasReport is the real one).
 func SimLoadPtxasReport(report []byte) error {

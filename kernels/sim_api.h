@@ -26,6 +26,12 @@ void sim_configure(int threads, int order, uint64_t seed, int checks);
 // hooks (memcheck of every access, racecheck, initcheck), 0 otherwise.
 int sim_checks_available(void);
 
+// sim_set_sampling: the access checks run on the first `first` launches of
+// each configuration (kernel, grid, block, dynamic shared memory), then on
+// one launch in `every` (0: none); the others run unchecked (synccheck and
+// the guard pages stay). The default, (0, 1), checks every launch.
+void sim_set_sampling(int first, int every);
+
 // sim_load_ptxas_report reads nvcc's resource report (kernels/
 // ptxas-report.txt: registers, static shared memory and stack of every
 // kernel per architecture); launches are then checked against the limits

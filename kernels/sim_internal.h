@@ -96,7 +96,8 @@ struct Job {
     long nblocks = 0;
     uint64_t seq = 0;
     uint64_t tag = 0;  // launch tag of the global racecheck shadow (1..kTagMax)
-    int checks = 0;
+    bool hooked = false;  // the access hooks check this launch (sim_set_sampling)
+    int checks = 0;       // the optional checks, when hooked
     std::atomic<long> next{0};
     std::atomic<bool> failed{false};
     std::mutex err_mu;
@@ -153,7 +154,7 @@ struct Worker {
     // block_stamp is the stamp at the block's start; epoch counts the
     // block's barriers (for the global shadow); wep[w] counts warp w's
     // __syncwarp calls in the interval (they order the warp's accesses).
-    bool in_kernel = false;
+    bool in_kernel = false;  // a fiber of a hooked launch runs
     uint32_t stamp = 0, block_stamp = 0, epoch = 0;
     bool global_race = false;  // racecheck of global memory for this block
     uint32_t wep[32] = {};
@@ -170,6 +171,8 @@ struct Worker {
     // address, and the shadow cells of the span they cover (words between
     // them are out of bounds).
     std::vector<SharedVar> ssm_vars;
+    static const int kSeen = 64;
+    uintptr_t ssm_seen[kSeen] = {};  // addresses already registered (a cache)
     uintptr_t ssm_lo = 0;
     size_t ssm_size = 0;
     std::vector<SmemCell> ssm_cells;

@@ -286,7 +286,7 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
     for (uintptr_t x = p & ~(uintptr_t)3; x < p + size; x += 4) w->ssm_cells[(x - lo) / 4] = SmemCell{0, 0, 0, 0, 0};
 }
 
-static bool hooks_on(const Job* job) { return hooks_compiled() && job->checks != 0; }
+static bool hooks_on(const Job* job) { return job->hooked; }
 
 SIM_HOOK void smem_block_start(Worker* w, const Job* job) {
     if (w->stamp >= 0xFFFFFF00u) {  // the stamps wrap: forget every record
@@ -318,7 +318,7 @@ void* dyn_smem(Worker* w) { return w->dyn; }
 void global_launch_start(Job* job) {
     static const uint64_t kTags = 4095;
     job->tag = job->seq % kTags + 1;
-    if (job->tag == 1 && job->seq > 0 && g_race && hooks_on(job)) {
+    if (job->tag == 1 && job->seq > 0 && g_race) {
         // The tags wrap: forget the records of earlier launches.
         std::lock_guard<std::mutex> g(g_alloc_mu);
         madvise(g_race, g_bump / 4 * 24, MADV_DONTNEED);
@@ -548,8 +548,11 @@ SIM_HOOK static inline void on_access(const volatile void* p, size_t n, int kind
 
 using namespace sim;
 
-extern "C" void sim_shared_var(void* p, size_t size, const char* fn, const char* name) {
+extern "C" SIM_HOOK void sim_shared_var(void* p, size_t size, const char* fn, const char* name) {
     Worker* w = tls_worker;
+    uintptr_t* seen = &w->ssm_seen[((uintptr_t)p >> 4) % Worker::kSeen];
+    if (*seen == (uintptr_t)p) return;  // registered: every thread of every block passes here
+    *seen = (uintptr_t)p;
     bool on = w->in_kernel;
     w->in_kernel = false;
     register_shared(w, (uintptr_t)p, size, fn, name);

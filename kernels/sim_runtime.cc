@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <map>
 #include <thread>
 
 #include "sim_api.h"
@@ -129,6 +130,12 @@ static std::atomic<uint64_t> g_seed{0x5eed};
 std::atomic<int> g_checks{kCheckRace | kCheckInit};
 static std::atomic<uint64_t> g_launch_seq{0};
 
+// Sampling of the access checks (sim_set_sampling): launches of one
+// configuration (kernel, grid, block, dynamic shared memory) beyond the
+// first are checked one in g_check_every; every launch by default.
+static int g_check_first = 0, g_check_every = 1;
+static std::map<std::string, uint64_t> g_config_launches;  // under g_launch_mu
+
 #if defined(FMGPU_SIM_ASAN)
 static const size_t kStackSize = 512 << 10;  // AddressSanitizer's frames are larger
 #else
@@ -197,7 +204,7 @@ SIM_HOOK static void resume(Worker* w, Fiber* f) {
 #if defined(FMGPU_SIM_ASAN)
     __sanitizer_start_switch_fiber(&w->sched_fake_stack, f->stack + getpagesize(), kStackSize);
 #endif
-    w->in_kernel = true;
+    w->in_kernel = w->job->hooked;
     ctx_switch(&w->sched, &f->ctx);
     w->in_kernel = false;
 #if defined(FMGPU_SIM_ASAN)
@@ -796,6 +803,12 @@ void sim_configure(int threads, int order, uint64_t seed, int checks) {
 
 int sim_checks_available(void) { return hooks_compiled() ? 1 : 0; }
 
+void sim_set_sampling(int first, int every) {
+    std::lock_guard<std::mutex> g(g_launch_mu);
+    g_check_first = first < 0 ? 0 : first;
+    g_check_every = every < 0 ? 0 : every;
+}
+
 int sim_load_ptxas_report(const char* text, size_t len, char* err, size_t errlen) {
     std::vector<KernelRes> res;
     std::string e;
@@ -900,7 +913,14 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
     job.shared = shared;
     job.nblocks = (long)grid[0] * grid[1] * grid[2];
     job.seq = g_launch_seq++;
-    job.checks = hooks_compiled() ? g_checks.load() : 0;
+    {
+        std::string key = fmt("%s %u %u %u %u %u %u %zu", name, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+                              shared);
+        uint64_t n = g_config_launches[key]++;
+        job.hooked = hooks_compiled() &&
+                     ((int64_t)n < g_check_first || (g_check_every > 0 && (n - g_check_first) % g_check_every == 0));
+    }
+    job.checks = job.hooked ? g_checks.load() : 0;
     global_launch_start(&job);
     int threads = g_threads.load();
     if (threads <= 0) threads = (int)std::thread::hardware_concurrency();
