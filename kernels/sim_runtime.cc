@@ -255,18 +255,26 @@ SIM_HOOK static uint64_t mix64(uint64_t x) {
     return x;
 }
 
-SIM_HOOK static void make_order(Worker* w, int mode, uint64_t phase_seed) {
-    unsigned n = w->nthreads, *ord = w->ord;
-    for (unsigned i = 0; i < n; i++) ord[i] = mode == 1 ? n - 1 - i : i;
+// make_order lists the runnable fibers in the order they run in this
+// phase (forward, reverse, or shuffled from phase_seed) and returns how
+// many there are; after a warp operation only its lanes are runnable.
+SIM_HOOK static unsigned make_order(Worker* w, int mode, uint64_t phase_seed) {
+    unsigned n = w->nthreads, *ord = w->ord, r = 0;
+    const Fiber* fib = w->fib;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned k = mode == 1 ? n - 1 - i : i;
+        if (fib[k].state == kRunnable) ord[r++] = k;
+    }
     if (mode == 2) {
         uint64_t s = mix64(phase_seed);
-        for (unsigned i = n; i > 1; i--) {
+        for (unsigned i = r; i > 1; i--) {
             s = mix64(s + 0x9E3779B97F4A7C15ull);
             unsigned j = (unsigned)(s % i), t = ord[i - 1];
             ord[i - 1] = ord[j];
             ord[j] = t;
         }
     }
+    return r;
 }
 
 // ---- warp operations ------------------------------------------------------
@@ -511,11 +519,10 @@ SIM_HOOK static void run_block(Worker* w, Job* job, long b) {
     unsigned done = 0;
     uint64_t phase = 0;
     for (;;) {
-        make_order(w, mode, seed ^ (job->seq << 20) ^ ((uint64_t)b << 40) ^ phase++);
+        unsigned nr = make_order(w, mode, seed ^ (job->seq << 20) ^ ((uint64_t)b << 40) ^ phase++);
         const unsigned* ord = w->ord;
-        for (unsigned k = 0; k < n; k++) {
+        for (unsigned k = 0; k < nr; k++) {
             Fiber& f = fib[ord[k]];
-            if (f.state != kRunnable) continue;
             threadIdx = f.tid;
             w->cur = &f;
             resume(w, &f);

@@ -13,8 +13,9 @@
 // memory above 48 KiB needs cuFuncSetAttribute), else it is refused; a
 // failed launch makes the context unusable (every later call returns the
 // launch's error, as after a real kernel fault); stream capture records
-// launches and a graph replays them. Kernels run with every check of the
-// harness (kernels/README.md, "Checks"): a race, an out-of-bounds or
+// launches and a graph replays them. Kernels run with the checks of the
+// harness (kernels/README.md, "Checks"; sampled over repeated launches as
+// in the kernelsim backend): a race, an out-of-bounds or
 // misaligned access, an uninitialised shared read or a divergent barrier
 // fails the launch with the harness's message on stderr.
 //
@@ -29,6 +30,8 @@
 //   FMGPU_FAKECUDA_MEM=BYTES  device memory (default 16 GiB)
 //   FMGPU_FAKECUDA_CHECKS=N   the harness's optional checks (SIM_CHECK_*
 //                             bits of sim_api.h; default 3, every one)
+//   FMGPU_FAKECUDA_CHECK_EVERY=N  after a launch configuration's first 4
+//                             launches, check one in N (default 16; 1: all)
 //   CUDA_VISIBLE_DEVICES      honoured as the driver does ("" = none)
 
 #include <stdint.h>
@@ -206,6 +209,9 @@ CUresult cuInit(unsigned flags) {
         // FMGPU_FAKECUDA_CHECKS says otherwise (SIM_CHECK_* bits).
         sim_configure(env_int("FMGPU_FAKECUDA_THREADS", 0), 2, 1,
                       env_int("FMGPU_FAKECUDA_CHECKS", SIM_CHECK_RACE | SIM_CHECK_INIT));
+        // Sampled as the kernelsim backend's (gpu/kernelsim.go): each launch
+        // configuration's first 4 launches, then one in 16.
+        sim_set_sampling(4, env_int("FMGPU_FAKECUDA_CHECK_EVERY", 16));
         char err[256];
         if (sim_load_ptxas_report(fmgpu_fake_ptxas_report, strlen(fmgpu_fake_ptxas_report), err, sizeof err) != 0) {
             fprintf(stderr, "fake libcuda: %s\n", err);
