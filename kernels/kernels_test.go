@@ -595,3 +595,31 @@ ptxas info    : Used 16 registers, 40960 bytes smem, 384 bytes cmem[0]
 	err = launch("fill_forward_kernel", [3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, 0, []uint64{out.p, 0, 1}, "pfi")
 	wantErr(t, "a kernel missing from the report", err, "fill_forward_kernel is not in ptxas-report.txt")
 }
+
+// Sampling: with SimSampling(first, every), launches of one configuration
+// after the first `first` are checked one in `every`; a changed grid is
+// another configuration.
+func TestSimSampling(t *testing.T) {
+	needChecks(t)
+	defer SimSampling(0, 1)
+	out := alloc(t, 4*256)
+	race := func(blocks uint32) error {
+		return launch("simtest_shared_race_kernel", [3]uint32{blocks, 1, 1}, [3]uint32{256, 1, 1}, 0, []uint64{out.p, 1}, "pi")
+	}
+	SimSampling(2, 3)
+	var got []bool
+	for i := 0; i < 8; i++ {
+		got = append(got, race(2) != nil)
+	}
+	want := []bool{true, true, true, false, false, true, false, false} // launches 0, 1, then 2, 5, ...
+	if !slices.Equal(got, want) {
+		t.Errorf("checked launches %v, want %v", got, want)
+	}
+	if race(3) == nil {
+		t.Error("the first launch of another grid went unchecked")
+	}
+	SimSampling(0, 0)
+	if err := race(4); err != nil {
+		t.Errorf("SimSampling(0, 0) checked a launch: %v", err)
+	}
+}

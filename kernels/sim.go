@@ -73,7 +73,7 @@ func SimConfig(threads int, order SimOrder, seed uint64, checks SimChecks) {
 // each configuration (kernel, grid, block, dynamic shared memory) and then
 // on one launch in `every` (0: no more); the other launches run unchecked
 // but for synccheck and the guard pages. SimSampling(0, 1), the default,
-// checks every launch.
+// checks every launch. The counts start again at every call.
 func SimSampling(first, every int) { C.sim_set_sampling(C.int(first), C.int(every)) }
 
 // SimLoadPtxasReport replaces the resource report the launches are checked

@@ -29,7 +29,8 @@ int sim_checks_available(void);
 // sim_set_sampling: the access checks run on the first `first` launches of
 // each configuration (kernel, grid, block, dynamic shared memory), then on
 // one launch in `every` (0: none); the others run unchecked (synccheck and
-// the guard pages stay). The default, (0, 1), checks every launch.
+// the guard pages stay). The default, (0, 1), checks every launch. The
+// counts start again at every call.
 void sim_set_sampling(int first, int every);
 
 // sim_load_ptxas_report reads nvcc's resource report (kernels/

@@ -814,6 +814,7 @@ void sim_set_sampling(int first, int every) {
     std::lock_guard<std::mutex> g(g_launch_mu);
     g_check_first = first < 0 ? 0 : first;
     g_check_every = every < 0 ? 0 : every;
+    g_config_launches.clear();  // counts start again
 }
 
 int sim_load_ptxas_report(const char* text, size_t len, char* err, size_t errlen) {

@@ -1,6 +1,7 @@
 // Host shim of the kernelsim build: the subset of CUDA C++ that fmgpu's
 // kernels use, mapped onto host C++ so that kernels/*.cu compile unchanged
-// with g++ and run in the harness of sim_runtime.cc.
+// with g++ and run in the harness of sim_runtime.cc (static shared
+// variables through common.cuh's FM_SHARED).
 //
 // Execution model (sim_runtime.cc): each CUDA thread of a block is a host
 // fiber with its own stack; a block's fibers run on one OS thread, and up
@@ -16,8 +17,9 @@
 //     same mask; the scheduler then computes each lane's result (a mask
 //     without the calling lane, naming lanes that do not exist or have
 //     returned, or lanes meeting at different operations, is an error);
-//   - __shared__ variables are static thread_local: one copy per OS thread,
-//     which runs one block at a time, so one copy per block in flight;
+//   - static shared variables (FM_SHARED) are static thread_local: one copy
+//     per OS thread, which runs one block at a time, so one copy per block
+//     in flight;
 //   - dynamic shared memory is a per-OS-thread window with guard pages;
 //   - both are poisoned (0xFF: NaN) at every block start;
 //   - atomics are the compiler's __atomic builtins (blocks on different OS
@@ -38,10 +40,11 @@ struct sim_dim3 {
 typedef sim_dim3 dim3;
 typedef sim_dim3 uint3;
 
-extern __thread sim_dim3 threadIdx;  // __thread: no C++ TLS wrapper call per access
-extern __thread sim_dim3 blockIdx;  // __thread: no C++ TLS wrapper call per access
-extern __thread sim_dim3 blockDim;  // __thread: no C++ TLS wrapper call per access
-extern __thread sim_dim3 gridDim;  // __thread: no C++ TLS wrapper call per access
+// __thread rather than thread_local: no C++ TLS wrapper call per access.
+extern __thread sim_dim3 threadIdx;
+extern __thread sim_dim3 blockIdx;
+extern __thread sim_dim3 blockDim;
+extern __thread sim_dim3 gridDim;
 static const int warpSize = 32;
 
 #define __global__
