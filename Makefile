@@ -62,8 +62,11 @@ endif
 # compiled for the host, through the conformance suite (gpu/gputest) and
 # every other test: in a kernelsim build the CLI's train, sample and
 # likelihood and internal/e2e go through the device backend.
+# The simulated device runs every GPU thread on the CPU: internal/cli's
+# image test alone takes about 6 minutes on two busy cores, near go test's
+# default 10-minute limit per package.
 kernel-check:
-	$(GO) test -tags kernelsim -count=1 ./...
+	$(GO) test -tags kernelsim -count=1 -timeout 30m ./...
 
 # kernel-check-asan: the whole simulator (harness, kernels, fake libcuda)
 # built with AddressSanitizer and UBSan instead of the access hooks

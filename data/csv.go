@@ -8,21 +8,76 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
+
+// plural is "1 field", "2 fields".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
 
 // maxCSVLine bounds one line, the unit the parser holds in memory: a file
 // without newlines must not be read whole before it is rejected. 16 MiB is
 // about a million columns.
 const maxCSVLine = 16 << 20
 
+// CSVOptions are the choices ReadCSVWith leaves open.
+type CSVOptions struct {
+	// Delimiter separates the fields (0: a comma). It may not be a double
+	// quote, a line break or a character a number can hold.
+	Delimiter rune
+	// Header makes the first non-blank line a header, skipped whatever it
+	// holds (a header of numbers, such as pandas' "0,1", cannot be told
+	// from data otherwise).
+	Header bool
+}
+
+func (o CSVOptions) delimiter() rune {
+	if o.Delimiter == 0 {
+		return ','
+	}
+	return o.Delimiter
+}
+
+func (o CSVOptions) check() error {
+	switch d := o.delimiter(); {
+	case d == '"' || d == '\r' || d == '\n' || d == '\ufeff' || d == utf8.RuneError:
+		return fmt.Errorf("delimiter %q: want a character that is not a quote or a line break", d)
+	case d >= '0' && d <= '9', strings.ContainsRune("+-.eEinfINFaAyY", d):
+		return fmt.Errorf("delimiter %q: a number can hold it", d)
+	}
+	return nil
+}
+
+// CSVDelimiterError is a CSV read with one delimiter that seems written
+// with another: a line of one field that holds Seen, which is not a number.
+type CSVDelimiterError struct {
+	Err  error
+	Seen rune // the delimiter the line seems to use
+}
+
+func (e *CSVDelimiterError) Error() string { return e.Err.Error() }
+func (e *CSVDelimiterError) Unwrap() error { return e.Err }
+
 // LoadCSV reads a .csv file; see ReadCSV.
 func LoadCSV(path string) (*Dataset, error) {
+	return LoadCSVWith(path, CSVOptions{})
+}
+
+// LoadCSVWith reads a .csv file; see ReadCSVWith.
+func LoadCSVWith(path string, o CSVOptions) (*Dataset, error) {
+	if err := o.check(); err != nil {
+		return nil, errorf(path, "%v", err)
+	}
 	f, _, err := openData(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return ReadCSV(f, path)
+	return ReadCSVWith(f, path, o)
 }
 
 // ReadCSV reads comma-separated numbers, one point per line, streaming: the
@@ -36,6 +91,18 @@ func LoadCSV(path string) (*Dataset, error) {
 // float32 range are rejected with their line and column (both from 1).
 // name appears in every error.
 func ReadCSV(r io.Reader, name string) (*Dataset, error) {
+	return ReadCSVWith(r, name, CSVOptions{})
+}
+
+// ReadCSVWith is ReadCSV with another delimiter, or a header declared (see
+// CSVOptions). A line of a single field that is not a number but holds a
+// semicolon, a tab or a comma other than the delimiter is reported as a
+// *CSVDelimiterError.
+func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
+	if err := o.check(); err != nil {
+		return nil, errorf(name, "%v", err)
+	}
+	delim := string(o.delimiter())
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxCSVLine)
 	var (
@@ -55,13 +122,13 @@ func ReadCSV(r io.Reader, name string) (*Dataset, error) {
 		if strings.TrimSpace(s) == "" {
 			continue
 		}
-		fields := strings.Split(s, ",")
+		fields := strings.Split(s, delim)
 		for i, f := range fields {
 			fields[i] = csvField(f)
 		}
 		if !sawFirst {
 			sawFirst = true
-			if isHeader(fields) {
+			if o.Header || isHeader(fields) {
 				cols, colsLine, headerLine = len(fields), line, line
 				continue
 			}
@@ -73,7 +140,7 @@ func ReadCSV(r io.Reader, name string) (*Dataset, error) {
 			if colsLine == headerLine {
 				where = "in the header on line"
 			}
-			return nil, errorf(name, "line %d has %d fields, want %d as %s %d", line, len(fields), cols, where, colsLine)
+			return nil, errorf(name, "line %d has %s, want %d as %s %d", line, plural(len(fields), "field"), cols, where, colsLine)
 		}
 		for j, f := range fields {
 			v, err := strconv.ParseFloat(f, 64)
@@ -84,6 +151,13 @@ func ReadCSV(r io.Reader, name string) (*Dataset, error) {
 				v = 0 // underflow: ParseFloat already returned the nearest value, 0
 			case errors.Is(err, strconv.ErrRange):
 				return nil, errorf(name, "line %d, column %d: %s is outside the float32 range", line, j+1, quote(f))
+			case err != nil && len(fields) == 1:
+				for _, seen := range ";\t," {
+					if string(seen) != delim && strings.ContainsRune(f, seen) {
+						return nil, &CSVDelimiterError{Seen: seen, Err: errorf(name, "line %d, column 1: %s is not a number: the fields seem separated by %q, not %q", line, quote(f), seen, o.delimiter())}
+					}
+				}
+				return nil, errorf(name, "line %d, column %d: %s is not a number", line, j+1, quote(f))
 			case err != nil:
 				return nil, errorf(name, "line %d, column %d: %s is not a number", line, j+1, quote(f))
 			case math.IsNaN(v) || math.IsInf(v, 0):

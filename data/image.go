@@ -129,8 +129,12 @@ var splitNames = []string{"train", "test"}
 
 // IsImageData reports whether spec names image data that LoadImages reads:
 // mnist or fashion-mnist with or without a ":split" (a bad split is then
-// LoadImages's error), or an existing directory.
+// LoadImages's error), or an existing directory. Names win over
+// directories: a directory called moons or mnist is "./moons", "./mnist".
 func IsImageData(spec string) bool {
+	if IsBuiltin(spec) {
+		return false
+	}
 	name, _, _ := strings.Cut(spec, ":")
 	if _, ok := idxSets[name]; ok {
 		return true

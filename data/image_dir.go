@@ -42,6 +42,9 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 	if !st.IsDir() {
 		return nil, errorf(dir, "not a directory of images, nor mnist or fashion-mnist")
 	}
+	if ck := findCheckpoint(dir); ck != "" {
+		return nil, errorf(dir, "holds a checkpoint (%s): a training run's output directory is never image data; move it out", quote(ck))
+	}
 	files, classes, skipped, err := listImages(dir)
 	if err != nil {
 		return nil, err
@@ -225,6 +228,28 @@ func listImages(dir string) (files []imageFile, classes []string, skipped int, e
 		}
 	}
 	return files, sub, skipped, nil
+}
+
+// findCheckpoint returns the path, relative to dir, of a .safetensors file
+// in dir or below it ("" when there is none): a run's output directory
+// (fmgpu train --out) that sits in an image folder must not become a class
+// of it, nor its sample grids training images.
+func findCheckpoint(dir string) string {
+	found := ""
+	filepath.WalkDir(dir+string(filepath.Separator), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found != "" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() && filepath.Clean(p) != filepath.Clean(dir) && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir // as listImages skips it
+		}
+		if !d.IsDir() && strings.EqualFold(filepath.Ext(d.Name()), ".safetensors") {
+			found, _ = filepath.Rel(dir, p)
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }
 
 func isImageName(name string) bool {

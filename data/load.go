@@ -14,10 +14,26 @@ import (
 // Load returns the built-in set pathOrName (n points drawn with seed) or
 // else reads the file pathOrName by its extension, .npy or .csv in any
 // case; n and seed matter only for built-in sets. A built-in name wins over
-// a file of the same name, which could only be a file without an extension.
+// a file or directory of the same name (which is then "./name").
 func Load(pathOrName string, n int, seed uint64) (*Dataset, error) {
+	return LoadWith(pathOrName, LoadOptions{N: n, Seed: seed})
+}
+
+// LoadOptions are the choices of LoadWith.
+type LoadOptions struct {
+	// N and Seed are the points drawn for a built-in set; N is also the
+	// most images read from mnist or fashion-mnist (0: all).
+	N    int
+	Seed uint64
+	// CSV are the options of a .csv file.
+	CSV CSVOptions
+}
+
+// LoadWith is Load with the options of every kind of data.
+func LoadWith(pathOrName string, o LoadOptions) (*Dataset, error) {
+	n := o.N
 	if IsBuiltin(pathOrName) {
-		return Builtin(pathOrName, n, seed)
+		return Builtin(pathOrName, n, o.Seed)
 	}
 	if IsImageData(pathOrName) { // mnist[:split], fashion-mnist[:split] (first n images) or a directory: LoadImages
 		return loadImageData(pathOrName, n)
@@ -27,7 +43,7 @@ func Load(pathOrName string, n int, seed uint64) (*Dataset, error) {
 	case ".npy":
 		return LoadNPY(pathOrName)
 	case ".csv":
-		return LoadCSV(pathOrName)
+		return LoadCSVWith(pathOrName, o.CSV)
 	case "":
 		return nil, errorf(pathOrName, "not a built-in data set (%s) nor a .npy or .csv file", names)
 	default:

@@ -62,7 +62,7 @@ func TestLoadErrors(t *testing.T) {
 		{"moonz", "moonz", "not a built-in data set (8gaussians, checkerboard, circles, gaussian, moons, spirals) nor a .npy or .csv file"},
 		{"Moons", "Moons", "not a built-in data set"},
 		{missing, missing, "no such file or directory"},
-		{bad, bad, "line 2 has 1 fields, want 2 as on line 1"},
+		{bad, bad, "line 2 has 1 field, want 2 as on line 1"},
 		{"a\nb.csv", `"a\nb.csv"`, "no such file"},
 	}
 	for _, c := range cases {

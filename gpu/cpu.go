@@ -1,43 +1,33 @@
 package gpu
 
-import (
-	"fmt"
-
-	"github.com/fmgpu/fmgpu/flow"
-	"github.com/fmgpu/fmgpu/internal/sgemm"
-)
+import "fmt"
 
 // CPU is the pure-Go backend: buffers are Go slices, ops run synchronously
 // on the calling goroutine or split over a fixed pool of workers. It is the
-// reference the CUDA backend is checked against.
+// reference the device backend is checked against.
+//
+// Each op checks its arguments (its family's check), fills its task in
+// the backend and hands it to the pool (parallel.go): the tasks and
+// scratch of family F live in F's state below, defined in cpu_F.go, so
+// that a call allocates nothing. Reductions sum fixed chunks into float64
+// partials added in order, so no result depends on the thread count.
 type CPU struct {
-	pool     *workPool
-	threads  int
-	epilogue sgemm.Epilogue // reused so that Linear allocates nothing
+	pool    *workPool
+	threads int
+	paths   pathCache // the Draw ops' path
+	// partials holds the float64 partial sums of a chunked reduction.
+	partials []float64
 
-	// Each op's task lives here, so that handing it to the pool allocates
-	// nothing (see parallel.go).
-	biasAct  biasActTask
-	embed    embedTask
-	mse      mseTask
-	sumSq    sumSqTask
-	adam     adamTask
-	target   targetTask
-	draw     drawTask
-	normal   normalTask
-	axpy     axpyTask
-	lincomb  linCombTask
-	errNorm  errNormTask
-	rowDot   rowDotTask
-	partials []float64 // one partial sum per reduceChunk elements
-	// the bias gradient's partial column sums, one row per row chunk
-	biasPartials []float64
-	img          imageState // the image ops' tasks and scratch (cpu_image.go)
-
-	// the last path built from a Spec, so that ops do not rebuild (and
-	// allocate) it on every call
-	lastSpec flow.Spec
-	lastPath flow.Path
+	products  productsState
+	dense     denseState
+	optimizer optimizerState
+	draw      drawState
+	random    randomState
+	ode       odeState
+	conv      convState
+	norm      normState
+	layout    layoutState
+	attention attentionState
 }
 
 // NewCPU returns a CPU backend using threads workers (<= 0: GOMAXPROCS).
@@ -82,61 +72,54 @@ func HostData(b Buffer) (data []float32, ok bool) {
 	return cb.d, true
 }
 
-func (c *CPU) Info() DeviceInfo {
-	return DeviceInfo{Backend: "cpu", Name: cpuName(), Threads: c.threads}
-}
+// reduceChunk is the length of the chunks a reduction sums into one
+// float64 partial each.
+const reduceChunk = 4096
 
-func (c *CPU) Alloc(n int) Buffer {
-	if n < 0 {
-		panic("gpu: negative allocation")
+// reduce runs a chunked reduction task over n elements and returns the
+// ordered float64 sum of its partials.
+func (c *CPU) reduce(t interface {
+	task
+	setPartials([]float64)
+}, n, work int) float64 {
+	chunks := (n + reduceChunk - 1) / reduceChunk
+	if cap(c.partials) < chunks {
+		c.partials = make([]float64, chunks)
 	}
-	return &cpuBuffer{make([]float32, n)}
-}
-
-func (c *CPU) Free(Buffer)  {}
-func (c *CPU) Sync() error  { return nil }
-func (c *CPU) Close() error { c.pool.close(); return nil }
-func (c *CPU) Threads() int { return c.threads }
-func checkLen(name string, b []float32, n int) {
-	if len(b) < n {
-		panic(fmt.Sprintf("gpu: %s has %d elements, need %d", name, len(b), n))
+	parts := c.partials[:chunks]
+	t.setPartials(parts)
+	c.pool.do(t, chunks, work*reduceChunk)
+	sum := 0.0
+	for _, v := range parts {
+		sum += v
 	}
+	return sum
 }
 
-func (c *CPU) Upload(dst Buffer, src []float32) {
-	d := host(dst)
-	checkLen("upload destination", d, len(src))
-	copy(d, src)
-}
-
-func (c *CPU) Download(dst []float32, src Buffer) {
-	s := host(src)
-	checkLen("download source", s, len(dst))
-	copy(dst, s)
-}
-
-func (c *CPU) Copy(dst, src Buffer) {
-	d, s := host(dst), host(src)
-	checkLen("copy destination", d, len(s))
-	copy(d, s)
-}
-
-func (c *CPU) Fill(dst Buffer, v float32) {
-	d := host(dst)
-	for i := range d {
-		d[i] = v
+// scratch returns (*buf)[:n], grown when needed.
+func scratch(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
 	}
+	return (*buf)[:n]
 }
 
-func (c *CPU) Gemm(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, cb Buffer, ldc int) {
-	sgemm.Gemm(transA, transB, m, n, k, alpha, host(a), lda, host(b), ldb, beta, host(cb), ldc)
-}
-
-// Linear runs as one product with the bias, the pre-activation copy and
-// the activation fused into its epilogue, applied tile by tile while the
-// tile is in cache.
-func (c *CPU) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buffer, act Act, pre, y Buffer) {
-	ep := &c.epilogue
-	*ep = sgemm.Epilogue{Bias: host(bias), Act: sgemm.Activation(act), Pre: host(pre), LdPre: out}
-	sgemm.GemmEpilogue(false, true, rows, out, in, 1, host(x), ldx, host(w), in, 0, host(y), out, ep)
+// sum64 is sum x in float64. Like the other float64 sums of the CPU backend
+// (cpu_norm.go) it runs four interleaved accumulators (one add chain would
+// wait on the adder's latency) combined in a fixed order: the result
+// depends on the data only.
+func sum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		v := x[i : i+4 : i+4]
+		s0 += float64(v[0])
+		s1 += float64(v[1])
+		s2 += float64(v[2])
+		s3 += float64(v[3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
 }

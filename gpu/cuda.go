@@ -26,6 +26,10 @@ type CUDAOptions struct {
 	// for per-kernel breakdowns, not for timing whole steps (the events
 	// add work between launches).
 	Profile bool
+	// NoGraphs turns CUDA graphs off: Capture returns nil and callers
+	// launch every kernel themselves (graphs are also off with Profile or
+	// SyncEachLaunch, and on a driver without them).
+	NoGraphs bool
 }
 
 // NewCUDADriver returns the device backend over the CUDA driver, loaded at
@@ -61,6 +65,21 @@ func (e *CUDAUnavailable) Error() string {
 }
 
 func (e *CUDAUnavailable) Unwrap() error { return e.Err }
+
+// Brief is what is missing and the driver's word for it, without the
+// hint: "no NVIDIA driver (libcuda.so.1 not found)", "no CUDA device
+// (cuInit: CUDA_ERROR_NO_DEVICE)".
+func (e *CUDAUnavailable) Brief() string {
+	var le *cudadriver.LoadError
+	var de *cudadriver.Error
+	switch {
+	case errors.As(e.Err, &le):
+		return fmt.Sprintf("%s (%s not found)", e.Missing, le.Path)
+	case errors.As(e.Err, &de) && de.Name != "":
+		return fmt.Sprintf("%s (%s: %s)", e.Missing, de.Func, de.Name)
+	}
+	return e.Error()
+}
 
 // cudaUnavailable classifies a start-up failure of the driver.
 func cudaUnavailable(stage string, err error) error {
@@ -99,8 +118,11 @@ func ProbeCUDADriver(o CUDAOptions) (DeviceInfo, error) {
 // launches are queued without waiting (the caller goes on describing the
 // next one while the driver goroutine launches); their errors are kept and
 // returned by the next request that waits (sync, a copy, an allocation), as
-// the Backend's sticky errors allow. All work goes to the legacy default
-// stream, which runs it in order; a copy to the host waits for it.
+// the Backend's sticky errors allow. All work goes to one stream of the
+// launcher's own (launches, copies, fills: in order), which stream capture
+// can record into a graph (Capture); a copy to the host waits for it. On a
+// driver without the stream-ordered copies it is the legacy default
+// stream, and graphs are off.
 type cudaLauncher struct {
 	mu       sync.Mutex // serializes requests that wait for their answer
 	req      chan cudaReq
@@ -120,6 +142,8 @@ type cudaLauncher struct {
 	inf      DeviceInfo
 	syncEach bool
 	closed   bool
+	stream   cudadriver.Stream // 0: the legacy default stream
+	graphs   bool              // capture allowed
 
 	statsMu sync.Mutex
 	stats   map[string]KernelStat
@@ -134,11 +158,13 @@ type timedLaunch struct {
 	start, end cudadriver.Event
 }
 
-// cudaReq is one request to the driver goroutine: a queued launch (k, no
-// answer) or a function whose error is answered on resp.
+// cudaReq is one request to the driver goroutine: a queued launch (k, or
+// the graph replay graph; no answer) or a function whose error is
+// answered on resp.
 type cudaReq struct {
-	f func() error
-	k kernelCall
+	f     func() error
+	k     kernelCall
+	graph cudadriver.GraphExec
 }
 
 // cudaQueue is how many launches may wait for the driver goroutine.
@@ -186,8 +212,21 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 			drv.PrimaryCtxRelease(c.dev)
 			return err
 		}
+		if drv.HasAsync() {
+			// Non-blocking: nothing else of the process's CUDA work (a
+			// library on the legacy stream) orders against it.
+			if c.stream, err = drv.StreamCreate(cudaStreamNonBlocking); err != nil {
+				drv.CtxSetCurrent(0)
+				drv.PrimaryCtxRelease(c.dev)
+				return err
+			}
+			c.graphs = drv.HasGraphs() && !o.NoGraphs && !o.Profile && !o.SyncEachLaunch
+		}
 		stage = "kernel load"
 		if c.mod, err = drv.ModuleLoadData(kernels.Fatbin); err != nil {
+			if c.stream != 0 {
+				drv.StreamDestroy(c.stream)
+			}
 			drv.CtxSetCurrent(0)
 			drv.PrimaryCtxRelease(c.dev)
 			return fmt.Errorf("load the kernels (sm_80/sm_90 SASS, compute_90 PTX) on %s (compute capability %s): %w",
@@ -210,7 +249,13 @@ func (c *cudaLauncher) serve() {
 	for r := range c.req {
 		if r.f == nil {
 			c.queued = true
-			if err := c.launchNow(&r.k); err != nil && c.asyncErr == nil {
+			var err error
+			if r.graph != 0 {
+				err = c.drv.GraphLaunch(r.graph, c.stream)
+			} else {
+				err = c.launchNow(&r.k)
+			}
+			if err != nil && c.asyncErr == nil {
 				c.asyncErr = err
 			}
 			continue
@@ -306,8 +351,16 @@ func (c *cudaLauncher) free(p devPtr) error {
 	})
 }
 
+// cudaStreamNonBlocking is CU_STREAM_NON_BLOCKING.
+const cudaStreamNonBlocking = 1
+
+// upload queues the copy on the stream: from pageable memory the driver
+// stages src before returning, so the caller may reuse it at once.
 func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
 	return c.do(func() error {
+		if c.stream != 0 {
+			return c.drv.MemcpyHtoDAsync(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src), c.stream)
+		}
 		return c.drv.MemcpyHtoD(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src))
 	})
 }
@@ -315,18 +368,70 @@ func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
 func (c *cudaLauncher) download(dst []float32, src devPtr) error {
 	return c.do(func() error {
 		c.queued = false // the copy waits for the queued kernels
+		if c.stream != 0 {
+			if err := c.drv.MemcpyDtoHAsync(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst), c.stream); err != nil {
+				return err
+			}
+			return c.drv.StreamSynchronize(c.stream)
+		}
 		return c.drv.MemcpyDtoH(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst))
 	})
 }
 
 func (c *cudaLauncher) copyDtoD(dst, src devPtr, bytes int) error {
 	return c.do(func() error {
+		if c.stream != 0 {
+			return c.drv.MemcpyDtoDAsync(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes, c.stream)
+		}
 		return c.drv.MemcpyDtoD(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes)
 	})
 }
 
 func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
-	return c.do(func() error { return c.drv.MemsetD32(cudadriver.DevicePtr(dst), v, n) })
+	return c.do(func() error {
+		if c.stream != 0 {
+			return c.drv.MemsetD32Async(cudadriver.DevicePtr(dst), v, n, c.stream)
+		}
+		return c.drv.MemsetD32(cudadriver.DevicePtr(dst), v, n)
+	})
+}
+
+func (c *cudaLauncher) canCapture() bool { return c.graphs }
+
+// beginCapture records the stream's work from now on; thread-local mode:
+// only this launcher's driver thread is watched for calls a capture
+// forbids.
+func (c *cudaLauncher) beginCapture() error {
+	return c.do(func() error { return c.drv.StreamBeginCapture(c.stream, cudadriver.CaptureModeThreadLocal) })
+}
+
+func (c *cudaLauncher) endCapture() (uint64, error) {
+	var exec cudadriver.GraphExec
+	err := c.do(func() error {
+		c.queued = false // the launches were recorded, not queued
+		g, err := c.drv.StreamEndCapture(c.stream)
+		if err != nil {
+			return err
+		}
+		exec, err = c.drv.GraphInstantiate(g)
+		return errors.Join(err, c.drv.GraphDestroy(g))
+	})
+	return uint64(exec), err
+}
+
+// launchGraph queues one replay, as launch queues a kernel.
+func (c *cudaLauncher) launchGraph(g uint64) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{graph: cudadriver.GraphExec(g)}
+	return nil
+}
+
+func (c *cudaLauncher) destroyGraph(g uint64) error {
+	return c.do(func() error { return c.drv.GraphExecDestroy(cudadriver.GraphExec(g)) })
 }
 
 // launch queues the launch (a copy of k) for the driver goroutine, or
@@ -382,12 +487,12 @@ func (c *cudaLauncher) launchNow(k *kernelCall) error {
 		}
 	}
 	if err := c.drv.LaunchKernel(fn, [3]uint32{k.grid.x, k.grid.y, k.grid.z}, [3]uint32{k.block.x, k.block.y, k.block.z},
-		k.shared, 0, params); err != nil {
+		k.shared, c.stream, params); err != nil {
 		return fmt.Errorf("launch %s grid (%d,%d,%d) block (%d,%d,%d) args (%s): %w", k.name,
 			k.grid.x, k.grid.y, k.grid.z, k.block.x, k.block.y, k.block.z, k.signature(), err)
 	}
 	if c.profile {
-		if err := c.drv.EventRecord(tl.end, 0); err != nil {
+		if err := c.drv.EventRecord(tl.end, c.stream); err != nil {
 			return err
 		}
 		c.timed = append(c.timed, tl)
@@ -414,7 +519,7 @@ func (c *cudaLauncher) startTimed(name string) (timedLaunch, error) {
 			return tl, err
 		}
 	}
-	return tl, c.drv.EventRecord(tl.start, 0)
+	return tl, c.drv.EventRecord(tl.start, c.stream)
 }
 
 // readTimes waits for the profiled launches and adds their times to the
@@ -458,10 +563,14 @@ func (c *cudaLauncher) close() error {
 		for _, e := range c.events {
 			c.drv.EventDestroy(e)
 		}
+		var errD error
+		if c.stream != 0 {
+			errD = c.drv.StreamDestroy(c.stream)
+		}
 		errU := c.drv.ModuleUnload(c.mod)
 		errS := c.drv.CtxSetCurrent(0)
 		errR := c.drv.PrimaryCtxRelease(c.dev)
-		return errors.Join(errT, errU, errS, errR)
+		return errors.Join(errT, errD, errU, errS, errR)
 	})
 	c.shutdown()
 	return err

@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// devPtr is a device address: a CUdeviceptr in the cuda build, the address
+// devPtr is a device address: a CUdeviceptr through the CUDA driver, the address
 // of host memory standing in for device memory in the kernelsim build.
 type devPtr uint64
 
@@ -19,9 +19,10 @@ const maxKernelArgs = 32
 
 // kernelCall is one kernel launch as the device backend describes it to a
 // launcher: the kernel's name in kernels/*.cu, its grid, block and dynamic
-// shared memory, and its arguments, each in an 8-byte slot (gorgonia.org/cu
-// copies 8 bytes from every argument pointer; a 4-byte int or float sits
-// in the slot's low bytes, which is where a little-endian kernel reads it)
+// shared memory, and its arguments, each in an 8-byte slot (the driver
+// reads each parameter's size, from its kernel's signature, at the slot's
+// address; a 4-byte int or float sits in the slot's low bytes, which is
+// where a little-endian kernel reads it)
 // with a signature letter per argument that the kernelsim harness checks
 // against the kernel's C++ parameter types.
 type kernelCall struct {
@@ -60,6 +61,9 @@ func (k *kernelCall) f32(v float32) *kernelCall { return k.arg(uint64(math.Float
 // f64 appends a double argument.
 func (k *kernelCall) f64(v float64) *kernelCall { return k.arg(math.Float64bits(v), 'd') }
 
+// u32 appends an unsigned int argument.
+func (k *kernelCall) u32(v uint32) *kernelCall { return k.arg(uint64(v), 'u') }
+
 // u64 appends an unsigned long long argument.
 func (k *kernelCall) u64(v uint64) *kernelCall { return k.arg(v, 'L') }
 
@@ -68,9 +72,12 @@ func (k *kernelCall) signature() string { return string(k.sig[:k.n]) }
 
 // launcher is all the device backend needs of a device: memory, copies and
 // kernel launches, in one stream (every call is ordered after the previous
-// ones). The cuda build implements it with the CUDA driver API
-// (cuda_launcher.go), the kernelsim build with the host-compiled kernels
-// (kernelsim.go). Errors of asynchronous work may surface at a later call.
+// ones). cuda.go implements it with the CUDA driver loaded at run time (a
+// real GPU, or the fake libcuda in tests), kernelsim.go (build tag
+// kernelsim) with the host-compiled kernels called directly.
+// Errors of asynchronous work may surface at a later call, whatever that
+// call is: alloc then returns the new allocation together with such an
+// error, and the device backend keeps it.
 type launcher interface {
 	info() DeviceInfo
 	alloc(bytes int) (devPtr, error)

@@ -17,14 +17,20 @@ type recLauncher struct {
 	next     devPtr
 	calls    []kernelCall
 	failNext error // returned by the next launch
+	// asyncErr is returned by the next call that waits, with its result:
+	// the failure of a kernel queued earlier, as a GPU reports it.
+	asyncErr error
+	freed    []devPtr
 }
 
 func (r *recLauncher) info() DeviceInfo { return DeviceInfo{Backend: "rec"} }
 func (r *recLauncher) alloc(bytes int) (devPtr, error) {
 	r.next += 1 << 32
-	return r.next, nil
+	err := r.asyncErr
+	r.asyncErr = nil
+	return r.next, err
 }
-func (r *recLauncher) free(devPtr) error                  { return nil }
+func (r *recLauncher) free(p devPtr) error                { r.freed = append(r.freed, p); return nil }
 func (r *recLauncher) upload(devPtr, []float32) error     { return nil }
 func (r *recLauncher) download([]float32, devPtr) error   { return nil }
 func (r *recLauncher) copyDtoD(devPtr, devPtr, int) error { return nil }
@@ -137,7 +143,7 @@ func TestDeviceEmptyOps(t *testing.T) {
 	for _, c := range r.calls {
 		names = append(names, c.name)
 	}
-	if got := strings.Join(names, " "); got != "sum_final_reduce_kernel sum_final_reduce_kernel adam_ema_update_kernel" {
+	if got := strings.Join(names, " "); got != "sum_squares_reduce_kernel mse_loss_backward_kernel adam_ema_update_kernel" {
 		t.Errorf("launches %s", got)
 	}
 }
@@ -177,9 +183,70 @@ func TestDeviceStepShapesAndAllocs(t *testing.T) {
 	if err := d.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	// DrawBatch builds its flow.Path (one interface value): the only
-	// allocation in a step.
-	if a := testing.AllocsPerRun(20, step); a > 1 {
+	// DrawBatch keeps the flow.Path it built for the last Spec: a step
+	// allocates nothing.
+	if a := testing.AllocsPerRun(20, step); a > 0 {
 		t.Errorf("%.0f allocations per training step's ops", a)
 	}
 }
+
+// A launcher reports a queued kernel's failure at its next call: when that
+// call is an allocation that itself succeeded, the allocation is kept (Free
+// and Close release it) and the error names the kernels queued before, not
+// the allocation.
+func TestDeviceAllocAfterAKernelFailed(t *testing.T) {
+	d, r := newRec()
+	x := d.Alloc(10)
+	d.Fill(x, 1)
+	r.asyncErr = errors.New("illegal address")
+	y := d.Alloc(20)
+	p := d.buf(y).a.ptr
+	if p == 0 {
+		t.Fatal("the allocation was dropped")
+	}
+	err := d.Sync()
+	if err == nil || !strings.Contains(err.Error(), "a kernel queued before allocating 20 floats") || !strings.Contains(err.Error(), "illegal address") {
+		t.Errorf("Sync() = %v", err)
+	}
+	d.Free(y)
+	if len(r.freed) != 1 || r.freed[0] != p {
+		t.Errorf("freed %#x, want %#x", r.freed, p)
+	}
+	// kept until Close otherwise
+	z := d.Alloc(30)
+	r.asyncErr = errors.New("illegal address")
+	d.Alloc(40)
+	if err := d.Sync(); err == nil {
+		t.Error("no error")
+	}
+	r.freed = nil
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.freed) != 3 { // x, z and the one allocated with the error
+		t.Errorf("Close freed %d allocations, want 3", len(r.freed))
+	}
+	_ = z
+}
+
+// A failed allocation with kernels queued since the last wait may be one
+// of theirs: the error says so, and only then.
+func TestDeviceAllocErrorAfterQueuedKernels(t *testing.T) {
+	d, r := newRec()
+	x := d.Alloc(10)
+	d.Fill(x, 1)
+	d.l = failingAlloc{r}
+	d.Alloc(10)
+	if err := d.Sync(); err == nil || !strings.Contains(err.Error(), "allocate 10 floats (or a kernel queued before it): out of memory") {
+		t.Errorf("after a launch: Sync() = %v", err)
+	}
+	d.Alloc(10)
+	if err := d.Sync(); err == nil || strings.Contains(err.Error(), "queued") {
+		t.Errorf("after a Sync: Sync() = %v, want the allocation's error only", err)
+	}
+}
+
+// failingAlloc is a recLauncher whose allocations fail.
+type failingAlloc struct{ *recLauncher }
+
+func (f failingAlloc) alloc(int) (devPtr, error) { return 0, errors.New("out of memory") }

@@ -183,9 +183,9 @@ var (
 )
 
 // simLaunchBounds reads every kernel's __launch_bounds__ from the sources
-// the harness was built from; a kernel without one is an error (CONVENTIONS:
-// every kernel states its launch preconditions, and nvcc needs the bound to
-// budget registers).
+// the harness was built from; a kernel without one is an error (every
+// kernel states its launch preconditions, docs/design.md, and nvcc needs
+// the bound to budget registers).
 func simLaunchBounds() (map[string]int, error) {
 	launchBoundsOnce.Do(func() {
 		launchBounds = map[string]int{}

@@ -50,3 +50,11 @@ func TestKernelSimReport(t *testing.T) {
 	defer be.Close()
 	runDeviceReport(t, be, 1024, time.Millisecond)
 }
+
+// The image ops against the CPU backend in the device report's form, at
+// batch 1 (size 128 divides the GPU report's batch of 128).
+func TestKernelSimImageReport(t *testing.T) {
+	be := newKernelSim(t, gpu.KernelSimOptions{})
+	defer be.Close()
+	runImageReport(t, be, 128, time.Millisecond)
+}

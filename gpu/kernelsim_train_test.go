@@ -14,7 +14,7 @@ import (
 )
 
 // Whole training steps agree between the CPU backend and the device
-// backend (DESIGN.md): same seed, same Philox draws, so the losses and
+// backend (docs/design.md): same seed, same Philox draws, so the losses and
 // gradient norms differ only by float32 rounding (summation orders of the
 // products and reductions), which the optimizer carries forward. 1e-3
 // relative bounds 40 steps of that drift (measured: 2e-7).

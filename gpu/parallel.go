@@ -33,8 +33,6 @@ func newWorkPool(n int) *workPool {
 	return &workPool{n: max(n, 1)}
 }
 
-func (p *workPool) close() {}
-
 // minParallelWork is the rough flop count below which an op runs on the
 // calling goroutine: handing work to another core costs a microsecond or
 // two even when the workers are awake.

@@ -9,10 +9,18 @@
 //     declares __launch_bounds__ and opens with its math, shapes and launch
 //     preconditions;
 //   - buffers are float32 row-major; element counts and sizes are int
-//     (the Go side checks they fit); scalars arrive one per 8-byte slot;
+//     (a device buffer holds fewer than 2^31 elements: gpu/device.go);
+//     scalars arrive one per 8-byte slot;
+//   - a loop counter that steps past a count (a grid-stride loop, a block
+//     striding over a row or an image) is 64-bit: near 2^31 elements the
+//     step past the end would overflow an int (an unsigned counter also
+//     holds count + step when the step is a block's or a warp's width).
+//     Inside the loop the index is below the count and may be narrowed to
+//     an int for arithmetic;
 //   - float arithmetic that the CPU backend does in float32 is written with
 //     fm_mul/fm_add (no FMA contraction), so that elementwise results are
-//     bit-identical to gpu/cpu.go; reductions accumulate in double.
+//     bit-identical to the CPU backend (gpu/cpu_*.go); reductions
+//     accumulate in double.
 #pragma once
 
 #ifdef __CUDACC__
@@ -29,6 +37,7 @@
 FM_DEVICE float fm_mul(float a, float b) { return __fmul_rn(a, b); }
 FM_DEVICE float fm_add(float a, float b) { return __fadd_rn(a, b); }
 FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
+FM_DEVICE float fm_rcp(float a) { return __frcp_rn(a); }
 #else
 #include "sim_shim.h"
 // Inlined and unrolled as nvcc does: arrays indexed by unrolled loops
@@ -41,9 +50,10 @@ FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
 static inline float fm_mul(float a, float b) { return a * b; }
 static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }
+static inline float fm_rcp(float a) { return 1.0f / a; }
 #endif
 
-// Activation codes: gpu.Act (gpu/backend.go) is part of this ABI.
+// Activation codes: gpu.Act (gpu/dense.go) is part of this ABI.
 #define FM_ACT_NONE 0
 #define FM_ACT_SILU 1
 
@@ -52,11 +62,21 @@ FM_DEVICE int imax(int a, int b) { return a > b ? a : b; }
 FM_DEVICE float fabs32(float v) { return v < 0.0f ? -v : v; }
 FM_DEVICE float fmax32(float a, float b) { return a > b ? a : b; }
 
-// Global linear thread id and grid stride of a 1-D launch.
-FM_DEVICE int global_tid() { return (int)(blockIdx.x * blockDim.x + threadIdx.x); }
-FM_DEVICE int grid_stride() { return (int)(gridDim.x * blockDim.x); }
+// Global linear thread id and grid stride of a 1-D launch, for the 64-bit
+// counters of grid-stride loops.
+FM_DEVICE long long global_tid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+FM_DEVICE long long grid_stride() { return (long long)gridDim.x * blockDim.x; }
 
-// silu(z) = z sigmoid(z), as gpu/cpu.go computes it in float32.
+// Streaming kernels whose output may alias an input cannot have a thread's
+// next loads issued before its store (the compiler must assume the store
+// may change them): each thread handles FM_VEC elements per pass of a
+// grid-stride loop, e, e + stride, ..., loading all of them before it
+// stores any, so FM_VEC loads are in flight instead of one. (Exact aliasing
+// only: each element is read and written by the same thread.) The grid
+// for n elements is then about n / (256 FM_VEC) blocks (gpu.blocksVec).
+#define FM_VEC 4
+
+// silu(z) = z sigmoid(z), as the CPU backend computes it in float32.
 FM_DEVICE float silu_f(float z) { return z / (1.0f + expf(-z)); }
 
 // d/dz silu(z) = s (1 + z (1 - s)), s = sigmoid(z).
@@ -88,4 +108,57 @@ FM_DEVICE double block_sum_d(double v) {
         v = warp_sum_d(v);
     }
     return v;
+}
+
+// One-pass deterministic reductions. A reduction kernel writes one double
+// partial per block, then the last block to finish adds the partials in a
+// fixed order (the same tree whatever block finishes last), so no second
+// launch is needed and the sum is the same bits on every run. A block
+// learns that it is last from an unsigned completion counter in device
+// memory (an integer atomic: no float atomics), which the last block sets
+// back to 0 for the next launch; every launch of the stream may use the
+// same counters because launches of a stream do not overlap.
+FM_DEVICE void fm_fence() { __threadfence(); }
+#ifdef __CUDACC__
+// fm_ldcg loads at the L2 (bypassing a possibly stale L1): another block's
+// partials.
+template <typename T>
+FM_DEVICE T fm_ldcg(const T* p) {
+    return __ldcg(p);
+}
+#else
+template <typename T>
+static inline T fm_ldcg(const T* p) {
+    return *(const volatile T*)p;
+}
+#endif
+
+// last_block_of: called by every thread of a block after it wrote its
+// partials; true in every thread of the block that finishes last of the
+// total blocks counting on *counter (the counter is then reset to 0).
+// Preconditions: every thread of the block calls it (it contains
+// __syncthreads), once per counter per launch.
+FM_DEVICE bool last_block_of(unsigned* counter, unsigned total) {
+    FM_SHARED(bool, last);
+    __syncthreads();
+    if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
+        fm_fence();  // this block's partials before its count
+        unsigned done = atomicAdd(counter, 1u);
+        last = done == total - 1;
+        if (last) *counter = 0;
+    }
+    __syncthreads();
+    if (last) fm_fence();  // the others' partials after their counts
+    return last;
+}
+
+// final_sum_d: the sum of count double partials, in thread 0 of a 1-D
+// block, in the order of sum_final_reduce_kernel (threads stride over the
+// partials, then block_sum_d); used by the last block of a one-pass
+// reduction. Preconditions: as block_sum_d, and a __syncthreads since any
+// earlier block_sum_d of the kernel.
+FM_DEVICE double final_sum_d(const double* partial, int count) {
+    double acc = 0.0;
+    for (int i = (int)threadIdx.x; i < count; i += (int)blockDim.x) acc += fm_ldcg(partial + i);
+    return block_sum_d(acc);
 }

@@ -1,9 +1,9 @@
-// 2-D convolution over NCHW images (gpu.ConvShape) as implicit matrix
-// products: the three passes are GEMMs whose operands are gathered from the
-// images on the fly into the shared-memory tiles of gemm.cuh's layout
-// (64 x 64 outputs per block of 16 x 16 threads, k steps of 16, 4 x 4
-// outputs per thread read with 128-bit shared loads), so no im2col buffer
-// is ever written. With KK = K K, P = OH OW and q = (c, u, v) flattened as
+// The Conv family (gpu/conv.go): 2-D convolution over NCHW images
+// (gpu.ConvShape) and its gradients as implicit matrix products: the three
+// passes are GEMMs whose operands are gathered from the images on the fly
+// into the shared-memory tiles of gemm.cuh's layout (64 x 64 outputs per
+// block of 16 x 16 threads, k steps of 16, 4 x 4 outputs per thread read
+// with 128-bit shared loads), so no im2col buffer is ever written. With KK = K K, P = OH OW and q = (c, u, v) flattened as
 // c KK + u K + v (the filter's own layout):
 //   forward        y[b, o, p]  = bias[o] + sum_q w[o, q] col_b[q, p]
 //   backward data  dx[b, c, s] = sum_(o,u,v) w[o, c, u, v] dy[b, o, i, j]
@@ -12,24 +12,32 @@
 // where col_b[q, (i, j)] = x[b, c, i S + u - Pad, j S + v - Pad] (zero
 // outside the image). Accumulation is float32 as in the tiled GEMM; the
 // filter gradient's long sum over batch and positions is split into chunks
-// (blockIdx.z) whose float partials bias_grad_reduce_kernel adds in double
-// in a fixed order, and the bias gradient is a block reduction in double:
+// (blockIdx.z) whose partials the last block of each tile adds in double in
+// a fixed order, and the bias gradient is summed in double beside it:
 // every result is deterministic.
 #include "gemm.cuh"
 
 // conv_igemm_tile accumulates acc[i][j] = sum_{kk in [kBegin, kEnd)}
-// A(row0 + 4 ty + i, kk) B(kk, col0 + 4 tx + j) for the block's tile, the
-// operands gathered by g (zero outside rows < m, columns < n and the k
-// range). Each thread stages the same four rows of A and four columns of B
-// at every k step, so the gather splits in two: g.row(r) and g.col(c)
-// describe them once (image base, window origin...), and g.a(row, kk),
-// g.b(kk, col) read one element. AK (BK) says that consecutive threads
-// load consecutive kk of A (of B) rather than consecutive rows (columns):
-// the gather's contiguous direction, for coalescing:
-//   AK: rows tid / 16 + 16 s, kk offset tid % 16; else rows tid % 64, kk
-//   offsets tid / 64 + 4 s (s = 0..3); B likewise with columns.
+// A(row0 + TM ty + i, kk) B(kk, col0 + 4 tx + j) for the block's tile of
+// BM = 16 TM rows by 64 columns, the operands gathered by g (zero outside
+// rows < m, columns < n and the k range). TM = 4 is gemm.cuh's 64 x 64
+// tile; TM = 2 a 32 x 64 tile for products of at most 32 rows (a layer of
+// 32 channels), which the 64-row tile would half fill. Each thread stages
+// the same rows of A and columns of B at every k step, so the gather
+// splits in two: g.row(r) and g.col(c) describe them once (image base,
+// window origin...), and g.a(row, kk), g.b(kk, col) read one element. AK
+// (BK) says that consecutive threads load consecutive kk of A (of B)
+// rather than consecutive rows (columns): the gather's contiguous
+// direction, for coalescing:
+//   AK: rows tid / 16 + 16 s, kk offset tid % 16; else rows tid % BM, kk
+//   offsets tid / BM + (256 / BM) s (s < TM); B likewise with 64 columns.
 // The staging tiles t are the kernel's __shared__ conv_tiles (one per
-// kernel, whichever instantiations it calls).
+// kernel, whichever instantiations it calls; TM = 2 uses the first 32
+// columns of A). With sumA, threads tid < BM also add, in double, the k
+// values of A's row row0 + tid into asum (the filter gradient's bias: dy's
+// sums; a flag and a reference rather than a pointer, which would put
+// asum in local memory). The block's tile is (blockIdx.y BM,
+// blockIdx.x 64).
 // Preconditions: blockDim = (16, 16, 1); every thread of the block calls it
 // (it contains __syncthreads).
 struct conv_tiles {
@@ -37,44 +45,65 @@ struct conv_tiles {
     float B[GEMM_BK][GEMM_BN + GEMM_PAD];
 };
 
-template <bool AK, bool BK, class G>
-FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[4][4]) {
+template <int TM, bool AK, bool BK, class G>
+FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM][4],
+                               bool sumA, double& asum) {
+    constexpr int BM = 16 * TM;
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
-    const int row0 = (int)blockIdx.y * GEMM_BM, col0 = (int)blockIdx.x * GEMM_BN;
+    const int row0 = (int)blockIdx.y * BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < TM; i++)
         FM_UNROLL
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-    typename G::Row ra[4];
+    typename G::Row ra[TM];
     typename G::Col cb[4];
-    int ai[4], ap[4], bj[4], bq[4];
-    bool av[4], bv[4];
+    int ai[TM], ap[TM], bj[4], bq[4];
+    bool av[TM], bv[4];
+    FM_UNROLL
+    for (int s = 0; s < TM; s++) {
+        ai[s] = AK ? tid / GEMM_BK + 16 * s : tid % BM;
+        ap[s] = AK ? tid % GEMM_BK : tid / BM + (256 / BM) * s;
+        av[s] = row0 + ai[s] < m;
+        ra[s] = g.row(av[s] ? row0 + ai[s] : 0);
+    }
     FM_UNROLL
     for (int s = 0; s < 4; s++) {
-        ai[s] = AK ? tid / GEMM_BK + 16 * s : tid % GEMM_BM;
-        ap[s] = AK ? tid % GEMM_BK : tid / GEMM_BM + 4 * s;
         bj[s] = BK ? tid / GEMM_BK + 16 * s : tid % GEMM_BN;
         bq[s] = BK ? tid % GEMM_BK : tid / GEMM_BN + 4 * s;
-        av[s] = row0 + ai[s] < m;
         bv[s] = col0 + bj[s] < n;
-        ra[s] = g.row(av[s] ? row0 + ai[s] : 0);
         cb[s] = g.col(bv[s] ? col0 + bj[s] : 0);
     }
-    for (int k0 = kBegin; k0 < kEnd; k0 += GEMM_BK) {
+    // k0 runs over the tiles by count: k0 + GEMM_BK past kEnd may overflow
+    const int ktiles = (kEnd - kBegin) / GEMM_BK + ((kEnd - kBegin) % GEMM_BK != 0);
+    for (int kt = 0; kt < ktiles; kt++) {
+        const int k0 = kBegin + kt * GEMM_BK;
+        FM_UNROLL
+        for (int s = 0; s < TM; s++) {
+            int ka = k0 + ap[s];
+            t.A[ap[s]][ai[s]] = (av[s] && ka < kEnd) ? g.a(ra[s], ka) : 0.0f;
+        }
         FM_UNROLL
         for (int s = 0; s < 4; s++) {
-            int ka = k0 + ap[s], kb = k0 + bq[s];
-            t.A[ap[s]][ai[s]] = (av[s] && ka < kEnd) ? g.a(ra[s], ka) : 0.0f;
+            int kb = k0 + bq[s];
             t.B[bq[s]][bj[s]] = (bv[s] && kb < kEnd) ? g.b(kb, cb[s]) : 0.0f;
         }
         __syncthreads();
+        if (sumA && tid < BM) {
+            double s = 0.0;
+            FM_UNROLL
+            for (int p = 0; p < GEMM_BK; p++) s += (double)t.A[p][tid];
+            asum += s;
+        }
         FM_UNROLL
         for (int p = 0; p < GEMM_BK; p++) {
-            float a[4], b[4];
-            lds4(&t.A[p][4 * ty], a);
+            float a[TM], b[4];
+            if (TM == 4)
+                lds4(&t.A[p][4 * ty], a);
+            else
+                lds2(&t.A[p][2 * ty], a);
             lds4(&t.B[p][4 * tx], b);
             FM_UNROLL
-            for (int i = 0; i < 4; i++)
+            for (int i = 0; i < TM; i++)
                 FM_UNROLL
             for (int j = 0; j < 4; j++) acc[i][j] += a[i] * b[j];
         }
@@ -86,6 +115,11 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
 struct conv_shape {
     int batch, inC, h, w, outC, k, stride, pad, oh, ow;
 };
+
+// conv_rows is the rows of a product's output tile for m output rows
+// (channels): 32 for m <= 32 (TM = 2: a 32-channel layer fills it), else
+// 64. gpu/device_conv.go's convRows is the same rule.
+FM_DEVICE int conv_rows(int m) { return m <= 32 ? 32 : 64; }
 
 #define FM_CONV_PARAMS int batch, int inC, int h, int w, int outC, int k, int stride, int pad, int oh, int ow
 #define FM_CONV_SHAPE \
@@ -133,21 +167,22 @@ struct conv_fwd_gather {
     }
 };
 
-template <int KC>
+template <int KC, int TM>
 FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ x, const float* __restrict__ wt,
                                    const float* __restrict__ bias, float* __restrict__ y) {
     const int P = s.oh * s.ow, n = s.batch * P, kdim = s.inC * s.k * s.k;
     conv_fwd_gather<KC> g{s, x, wt};
-    float acc[4][4];
-    conv_igemm_tile<true, false>(t, g, s.outC, n, 0, kdim, acc);
-    const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    float acc[TM][4];
+    double unused = 0.0;
+    conv_igemm_tile<TM, true, false>(t, g, s.outC, n, 0, kdim, acc, false, unused);
+    const int row0 = (int)blockIdx.y * 16 * TM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
     FM_UNROLL
     for (int j = 0; j < 4; j++) {
         int col = col0 + j;
         if (col >= n) continue;
         int b = col / P, p = col - b * P;
         FM_UNROLL
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < TM; i++) {
             int o = row0 + i;
             if (o >= s.outC) continue;
             float v = acc[i][j];
@@ -158,29 +193,39 @@ FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const flo
 }
 
 // conv2d_forward_kernel: y[b, o, p] = bias[o] + sum_q w[o, q] col_b[q, p]
-// (gpu.Backend.Conv2D); bias may be null (no bias), added in float32 after
+// (gpu.Conv.Conv2D); bias may be null (no bias), added in float32 after
 // the product.
 // Shapes: x (batch, inC, h, w); w (outC, inC, k, k); bias (outC); y (batch,
 // outC, oh, ow) with oh = (h + 2 pad - k) / stride + 1, ow likewise; y must
 // not alias x. batch inC h w, batch outC oh ow and outC inC k k < 2^31.
-// Launch: grid (ceil(batch oh ow / 64), ceil(outC / 64)), block (16, 16).
+// Launch: grid (ceil(batch oh ow / 64), ceil(outC / BM)), block (16, 16),
+// BM = conv_rows(outC).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, float* __restrict__ y) {
     FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
-    if (k == 3)
-        conv2d_forward_body<3>(t, s, x, wt, bias, y);
+    if (conv_rows(outC) == 32) {
+        if (k == 3)
+            conv2d_forward_body<3, 2>(t, s, x, wt, bias, y);
+        else if (k == 1)
+            conv2d_forward_body<1, 2>(t, s, x, wt, bias, y);
+        else
+            conv2d_forward_body<0, 2>(t, s, x, wt, bias, y);
+    } else if (k == 3)
+        conv2d_forward_body<3, 4>(t, s, x, wt, bias, y);
     else if (k == 1)
-        conv2d_forward_body<1>(t, s, x, wt, bias, y);
+        conv2d_forward_body<1, 4>(t, s, x, wt, bias, y);
     else
-        conv2d_forward_body<0>(t, s, x, wt, bias, y);
+        conv2d_forward_body<0, 4>(t, s, x, wt, bias, y);
 }
 
 // The data gradient's product: A(c, (o,u,v)) = w[o, c, u, v] (inC x outC KK),
 // B((o,u,v), (b,h,w)) = dy[b, o, i, j] where i S + u - Pad = h and
-// j S + v - Pad = w have solutions inside dy (zero otherwise).
-template <int KC>
+// j S + v - Pad = w have solutions inside dy (zero otherwise). SC > 0 is
+// the stride S known at compile time (1 and 2: no division per element);
+// SC = 0 reads s.stride.
+template <int KC, int SC>
 struct conv_bwd_data_gather {
     conv_shape s;
     const float* __restrict__ dy;
@@ -209,27 +254,37 @@ struct conv_bwd_data_gather {
         conv_kk<KC>(s, kk, &o, &u, &v);
         int ti = c.th - u, tj = c.tw - v;
         if (ti < 0 || tj < 0) return 0.0f;
-        int i = ti / s.stride, j = tj / s.stride;
-        if (i * s.stride != ti || j * s.stride != tj || i >= s.oh || j >= s.ow) return 0.0f;
+        int i, j;
+        if (SC == 1) {
+            i = ti, j = tj;
+        } else if (SC == 2) {
+            if ((ti | tj) & 1) return 0.0f;
+            i = ti >> 1, j = tj >> 1;
+        } else {
+            i = ti / s.stride, j = tj / s.stride;
+            if (i * s.stride != ti || j * s.stride != tj) return 0.0f;
+        }
+        if (i >= s.oh || j >= s.ow) return 0.0f;
         return c.dy[((long long)o * s.oh + i) * s.ow + j];
     }
 };
 
-template <int KC>
+template <int KC, int SC, int TM>
 FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ dy,
                                          const float* __restrict__ wt, float* __restrict__ dx) {
     const int HW = s.h * s.w, n = s.batch * HW, kdim = s.outC * s.k * s.k;
-    conv_bwd_data_gather<KC> g{s, dy, wt};
-    float acc[4][4];
-    conv_igemm_tile<true, false>(t, g, s.inC, n, 0, kdim, acc);
-    const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    conv_bwd_data_gather<KC, SC> g{s, dy, wt};
+    float acc[TM][4];
+    double unused = 0.0;
+    conv_igemm_tile<TM, true, false>(t, g, s.inC, n, 0, kdim, acc, false, unused);
+    const int row0 = (int)blockIdx.y * 16 * TM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
     FM_UNROLL
     for (int j = 0; j < 4; j++) {
         int col = col0 + j;
         if (col >= n) continue;
         int b = col / HW, hw = col - b * HW;
         FM_UNROLL
-        for (int i = 0; i < 4; i++) {
+        for (int i = 0; i < TM; i++) {
             int c = row0 + i;
             if (c < s.inC) dx[(long long)(b * s.inC + c) * HW + hw] = acc[i][j];
         }
@@ -237,23 +292,35 @@ FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, con
 }
 
 // conv2d_data_backward_kernel: dx = the gradient of sum(dy * y) with
-// respect to x (gpu.Backend.Conv2DBackwardData), overwritten:
+// respect to x (gpu.Conv.Conv2DBackwardData), overwritten:
 // dx[b, c, h, w] = sum over (o, u, v) with h = i S + u - Pad and
 // w = j S + v - Pad for some output (i, j) of w[o, c, u, v] dy[b, o, i, j].
 // Shapes: dy (batch, outC, oh, ow); w (outC, inC, k, k); dx (batch, inC, h,
 // w), not aliasing dy. Sizes as conv2d_forward_kernel.
-// Launch: grid (ceil(batch h w / 64), ceil(inC / 64)), block (16, 16).
+// Launch: grid (ceil(batch h w / 64), ceil(inC / BM)), block (16, 16), BM =
+// conv_rows(inC).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 float* __restrict__ dx) {
     FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
-    if (k == 3)
-        conv2d_data_backward_body<3>(t, s, dy, wt, dx);
-    else if (k == 1)
-        conv2d_data_backward_body<1>(t, s, dy, wt, dx);
+    if (conv_rows(inC) == 32) {
+        if (k == 3 && stride == 1)
+            conv2d_data_backward_body<3, 1, 2>(t, s, dy, wt, dx);
+        else if (k == 3 && stride == 2)
+            conv2d_data_backward_body<3, 2, 2>(t, s, dy, wt, dx);
+        else if (k == 1 && stride == 1)
+            conv2d_data_backward_body<1, 1, 2>(t, s, dy, wt, dx);
+        else
+            conv2d_data_backward_body<0, 0, 2>(t, s, dy, wt, dx);
+    } else if (k == 3 && stride == 1)
+        conv2d_data_backward_body<3, 1, 4>(t, s, dy, wt, dx);
+    else if (k == 3 && stride == 2)
+        conv2d_data_backward_body<3, 2, 4>(t, s, dy, wt, dx);
+    else if (k == 1 && stride == 1)
+        conv2d_data_backward_body<1, 1, 4>(t, s, dy, wt, dx);
     else
-        conv2d_data_backward_body<0>(t, s, dy, wt, dx);
+        conv2d_data_backward_body<0, 0, 4>(t, s, dy, wt, dx);
 }
 
 // The filter gradient's product: A(o, (b,p)) = dy[b, o, p] (outC x batch P),
@@ -291,70 +358,95 @@ struct conv_bwd_filter_gather {
     }
 };
 
-// conv2d_filter_backward_kernel: the gradient of sum(dy * y) with respect
-// to w (gpu.Backend.Conv2DBackwardFilter), its sum over batch P terms split
-// into gridDim.z chunks of `chunk`: chunk z covers terms [z chunk,
-// (z + 1) chunk). With partial null (one chunk) it writes
-// dw[o, q] = sum_(b,p) dy[b, o, p] col_b[q, p]; otherwise
-// partial[z, o, q] = the chunk's sum, in double, for
-// bias_grad_reduce_kernel(partial, gridDim.z, outC inC k k, dw).
-// Shapes: x (batch, inC, h, w); dy (batch, outC, oh, ow); dw (outC, inC, k,
-// k); partial (gridDim.z, outC, inC k k) doubles. Sizes as
-// conv2d_forward_kernel; chunk a positive multiple of 16.
-// Launch: grid (ceil(inC k k / 64), ceil(outC / 64), ceil(batch oh ow /
-// chunk)), block (16, 16).
-extern "C" __global__ void __launch_bounds__(256)
-    conv2d_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
-                                  int chunk, float* __restrict__ dw, double* __restrict__ partial) {
-    FM_SHARED(__align__(16) conv_tiles, t);
-    const conv_shape s = FM_CONV_SHAPE;
-    const int kdim = batch * oh * ow, n = inC * k * k;
+// conv2d_filter_backward_body: conv2d_filter_backward_kernel with TM rows a
+// thread (conv_igemm_tile).
+template <int TM>
+FM_DEVICE void conv2d_filter_backward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ x,
+                                           const float* __restrict__ dy, int chunk, float* __restrict__ dw,
+                                           float* __restrict__ dbias, double* __restrict__ partial,
+                                           double* __restrict__ biasPartial, unsigned* __restrict__ counters) {
+    constexpr int BM = 16 * TM;
+    const int outC = s.outC;
+    const int kdim = s.batch * s.oh * s.ow, n = s.inC * s.k * s.k;
     const int k0 = (int)blockIdx.z * chunk, k1 = imin(kdim, k0 + chunk);
+    const int tid = (int)threadIdx.y * 16 + (int)threadIdx.x;
+    const bool sumBias = dbias != nullptr && blockIdx.x == 0;  // uniform across the block
     conv_bwd_filter_gather g{s, x, dy};
-    float acc[4][4];
-    conv_igemm_tile<true, true>(t, g, outC, n, k0, k1, acc);
-    const int row0 = (int)blockIdx.y * GEMM_BM + 4 * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    float acc[TM][4];
+    double asum = 0.0;
+    conv_igemm_tile<TM, true, true>(t, g, outC, n, k0, k1, acc, sumBias, asum);
+    const int row0 = (int)blockIdx.y * BM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    const int bo = (int)blockIdx.y * BM + tid;  // the bias row of threads tid < BM
+    if (gridDim.z == 1) {
+        FM_UNROLL
+        for (int i = 0; i < TM; i++) {
+            int o = row0 + i;
+            if (o >= outC) continue;
+            FM_UNROLL
+            for (int j = 0; j < 4; j++)
+                if (col0 + j < n) dw[(long long)o * n + col0 + j] = acc[i][j];
+        }
+        if (sumBias && tid < BM && bo < outC) dbias[bo] = (float)asum;
+        return;
+    }
+    const long long nw = (long long)outC * n;
     FM_UNROLL
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < TM; i++) {
+        int o = row0 + i;
+        if (o >= outC) continue;
+        FM_UNROLL
+        for (int j = 0; j < 4; j++)
+            if (col0 + j < n) partial[blockIdx.z * nw + (long long)o * n + col0 + j] = (double)acc[i][j];
+    }
+    if (sumBias && tid < BM && bo < outC) biasPartial[(long long)blockIdx.z * outC + bo] = asum;
+    if (!last_block_of(counters + blockIdx.y * gridDim.x + blockIdx.x, gridDim.z)) return;
+    FM_UNROLL
+    for (int i = 0; i < TM; i++) {
         int o = row0 + i;
         if (o >= outC) continue;
         FM_UNROLL
         for (int j = 0; j < 4; j++) {
-            int q = col0 + j;
-            if (q >= n) continue;
-            long long e = (long long)o * n + q;
-            if (partial)
-                partial[(long long)blockIdx.z * outC * n + e] = (double)acc[i][j];
-            else
-                dw[e] = acc[i][j];
+            if (col0 + j >= n) continue;
+            const long long e = (long long)o * n + col0 + j;
+            double sum = 0.0;
+            for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(partial + z * nw + e);
+            dw[e] = (float)sum;
         }
+    }
+    if (sumBias && tid < BM && bo < outC) {
+        double sum = 0.0;
+        for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(biasPartial + (long long)z * outC + bo);
+        dbias[bo] = (float)sum;
     }
 }
 
-// conv2d_bias_backward_kernel: dbias[o] = sum_(b,p) dy[b, o, p] in double,
-// rounded once (the bias gradient of Conv2DBackwardFilter), in a fixed
-// order.
-// Shapes: dy (batch, outC, P); dbias (outC).
-// Launch: grid (outC), 256 threads (a multiple of 32: block_sum_d); block o
-// reduces channel o.
+// conv2d_filter_backward_kernel: the gradients of sum(dy * y) with respect
+// to w and the bias (gpu.Conv.Conv2DBackwardFilter), the sum over batch P
+// terms split into gridDim.z chunks of `chunk`: chunk z covers terms
+// [z chunk, (z + 1) chunk). The blocks of tile column 0 also sum dy's rows
+// (the bias gradient, in double, when dbias is not null). With one chunk
+// the block writes dw[o, q] = sum_(b,p) dy[b, o, p] col_b[q, p] and
+// dbias[o] = sum_(b,p) dy[b, o, p]; otherwise each block writes its
+// chunk's sums, in double, to partial[z, o, q] and biasPartial[z, o], and
+// the last block of the tile (last_block_of, counter by gridDim.x + bx)
+// adds the chunks in order z = 0, 1, ... and rounds once (as
+// bias_grad_reduce_kernel): the same bits on every run.
+// Shapes: x (batch, inC, h, w); dy (batch, outC, oh, ow); dw (outC, inC, k,
+// k); dbias (outC) or null; partial (gridDim.z, outC, inC k k) and
+// biasPartial (gridDim.z, outC) doubles and counters (gridDim.x gridDim.y),
+// 0 before the launch (and after it), when gridDim.z > 1. Sizes as
+// conv2d_forward_kernel; chunk a positive multiple of 16.
+// Launch: grid (ceil(inC k k / 64), ceil(outC / BM), ceil(batch oh ow /
+// chunk)), block (16, 16), BM = conv_rows(outC).
 extern "C" __global__ void __launch_bounds__(256)
-    conv2d_bias_backward_kernel(int batch, int outC, int P, const float* __restrict__ dy, float* __restrict__ dbias) {
-    const int o = (int)blockIdx.x, step = (int)blockDim.x;
-    const int ne = batch * P;
-    // Element e = b P + p of the channel; stepping e by blockDim.x steps
-    // (b, p) by (qb, rp) with a carry, so no division per element.
-    const int qb = step / P, rp = step % P;
-    int b = (int)threadIdx.x / P, p = (int)threadIdx.x % P;
-    double acc = 0.0;
-    for (int e = threadIdx.x; e < ne; e += step) {
-        acc += (double)dy[(long long)(b * outC + o) * P + p];
-        b += qb;
-        p += rp;
-        if (p >= P) {
-            p -= P;
-            b++;
-        }
-    }
-    acc = block_sum_d(acc);
-    if (threadIdx.x == 0) dbias[o] = (float)acc;
+    conv2d_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
+    FM_SHARED(__align__(16) conv_tiles, t);
+    const conv_shape s = FM_CONV_SHAPE;
+    if (conv_rows(outC) == 32)
+        conv2d_filter_backward_body<2>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    else
+        conv2d_filter_backward_body<4>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }

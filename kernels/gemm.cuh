@@ -1,5 +1,6 @@
-// The tiled matrix product shared by gemm.cu (C = alpha op(A) op(B) +
-// beta C) and mlp.cu (the Linear layer with its fused epilogue).
+// The tiled matrix product shared by products.cu (C = alpha op(A) op(B) +
+// beta C) and dense.cu (the Linear layer with its fused epilogue); conv.cu
+// gathers its operands into the same tiles.
 //
 // Tiling: a block of 16 x 16 threads computes a GEMM_BM x GEMM_BN = 64 x 64
 // tile of the output; thread (tx, ty) owns the 4 x 4 outputs at rows
@@ -22,16 +23,25 @@
 #define GEMM_THREADS 256
 #define GEMM_PAD 4
 
-// lds4 reads four consecutive floats of shared memory (16-byte aligned).
+// lds4 reads four consecutive floats of shared memory (16-byte aligned),
+// lds2 two (8-byte aligned).
 #ifdef __CUDACC__
 FM_DEVICE void lds4(const float* p, float v[4]) {
     float4 q = *reinterpret_cast<const float4*>(p);
     v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
 }
+FM_DEVICE void lds2(const float* p, float v[2]) {
+    float2 q = *reinterpret_cast<const float2*>(p);
+    v[0] = q.x, v[1] = q.y;
+}
 #else
 FM_DEVICE void lds4(const float* p, float v[4]) {
     sim_check_aligned(p, 16);
     memcpy(v, p, 4 * sizeof(float));
+}
+FM_DEVICE void lds2(const float* p, float v[2]) {
+    sim_check_aligned(p, 8);
+    memcpy(v, p, 2 * sizeof(float));
 }
 #endif
 
@@ -39,18 +49,27 @@ FM_DEVICE void lds4(const float* p, float v[4]) {
 // op(B)[p, col0 + 4 tx + j] for the block's tile.
 // Preconditions: blockDim = (16, 16, 1); every thread of the block calls it
 // (it contains __syncthreads).
+//
+// gemm_tile_at is the same for the tile at (row0, col0), for kernels that
+// place their tiles themselves; with sumA it also adds, in double, the k
+// values of row row0 + tid of op(A) into asum in threads tid < 64 (the
+// bias gradient beside a weight-gradient product: column sums of dY; a
+// flag and a reference rather than a pointer, which would put asum in
+// local memory).
 template <bool TA, bool TB>
-FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
-                         int ldb, float acc[4][4]) {
+FM_DEVICE void gemm_tile_at(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
+                            int ldb, int row0, int col0, float acc[4][4], bool sumA, double& asum) {
     FM_SHARED(__align__(16) float, As, [GEMM_BK][GEMM_BM + GEMM_PAD]);
     FM_SHARED(__align__(16) float, Bs, [GEMM_BK][GEMM_BN + GEMM_PAD]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
-    const int row0 = (int)blockIdx.y * GEMM_BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL
     for (int i = 0; i < 4; i++)
         FM_UNROLL
     for (int j = 0; j < 4; j++) acc[i][j] = 0.0f;
-    for (int k0 = 0; k0 < k; k0 += GEMM_BK) {
+    // k0 runs over the tiles by count: k0 + GEMM_BK past k may overflow
+    const int ktiles = k / GEMM_BK + (k % GEMM_BK != 0);
+    for (int kt = 0; kt < ktiles; kt++) {
+        const int k0 = kt * GEMM_BK;
         FM_UNROLL
         for (int s = 0; s < (GEMM_BM * GEMM_BK) / GEMM_THREADS; s++) {
             int l = tid + GEMM_THREADS * s;
@@ -70,6 +89,12 @@ FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int l
             Bs[q][j] = b;
         }
         __syncthreads();
+        if (sumA && tid < GEMM_BM) {
+            double s = 0.0;
+            FM_UNROLL
+            for (int p = 0; p < GEMM_BK; p++) s += (double)As[p][tid];
+            asum += s;
+        }
         FM_UNROLL
         for (int p = 0; p < GEMM_BK; p++) {
             float a[4], b[4];
@@ -82,4 +107,12 @@ FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int l
         }
         __syncthreads();
     }
+}
+
+template <bool TA, bool TB>
+FM_DEVICE void gemm_tile(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
+                         int ldb, float acc[4][4]) {
+    double unused = 0.0;
+    gemm_tile_at<TA, TB>(m, n, k, A, lda, B, ldb, (int)blockIdx.y * GEMM_BM, (int)blockIdx.x * GEMM_BN, acc, false,
+                         unused);
 }

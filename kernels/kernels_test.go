@@ -447,6 +447,40 @@ func TestSimRacecheckGlobal(t *testing.T) {
 	}
 }
 
+// racecheck across blocks ordered by __threadfence: the one-pass
+// reductions' last block reads the other blocks' partials after their
+// fences and its own (common.cuh, last_block_of); without the fences, or
+// with a partial written after its block's fence, the read is a race.
+func TestSimRacecheckFence(t *testing.T) {
+	needChecks(t)
+	const blocks, threads = 6, 64
+	part, out := alloc(t, blocks), alloc(t, 1)
+	counter := alloc(t, 1)
+	for _, c := range []struct {
+		mode int
+		race bool
+	}{{0, false}, {1, true}, {2, true}} {
+		for _, threadsOS := range []int{1, 3} {
+			SimHtoD(counter.p, []float32{0})
+			SimHtoD(out.p, []float32{0})
+			SimConfig(threadsOS, SimShuffle, 3, SimAllChecks)
+			err := launch("simtest_last_block_kernel", [3]uint32{blocks, 1, 1}, [3]uint32{threads, 1, 1}, 0,
+				[]uint64{part.p, counter.p, out.p, uint64(c.mode)}, "pppi")
+			defaultConfig()
+			what := fmt.Sprintf("mode %d, %d OS threads", c.mode, threadsOS)
+			if c.race {
+				wantErr(t, what, err, "racecheck: global memory: allocation", "kernel argument 0", "(blocks are unordered)")
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s: %v", what, err)
+			} else if got := out.get()[0]; got != blocks*(blocks+1)/2 {
+				t.Errorf("%s: the last block's sum %v, want %d", what, got, blocks*(blocks+1)/2)
+			}
+		}
+	}
+}
+
 // initcheck: static shared memory is poisoned at every block start (the
 // harness used to keep the previous block's values); reading it before any
 // thread of the block wrote it is an error.

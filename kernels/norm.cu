@@ -1,8 +1,10 @@
-// Group normalization over NCHW images (gpu.GroupNormShape): one block per
-// (image, group), whose C/G channels of HW positions are one contiguous
-// run of n = (C/G) HW floats. Statistics and gradient sums are accumulated
+// The Norm family (gpu/norm.go): group normalization over NCHW images
+// (gpu.GroupNormShape) and its gradient, one block per (image, group),
+// whose C/G channels of HW positions are one contiguous run of
+// n = (C/G) HW floats. Statistics and gradient sums are accumulated
 // in double in a fixed order (block and warp reductions of a fixed shape,
-// then the images in order), so every result is deterministic.
+// then the images in order, by the last block), so every result is
+// deterministic.
 #include "common.cuh"
 
 // block_allsum_d: the sum of v over a 1-D block, returned to every thread
@@ -26,24 +28,34 @@ FM_DEVICE double block_allsum_d(double v) {
 //   mean = sum x_e / n,  var = sum (x_e - mean)^2 / n (two passes, double),
 //   rstd = 1 / sqrt(var + eps) (double, rounded to float),
 //   y_e = ((x_e - mean) rstd) gamma[c] + beta[c] in float32, c = e's channel;
-// mean[b G + g] and rstd[b G + g] are written (float) for the backward pass.
-// y may alias x.
-// Shapes: x, y (batch, C, HW); gamma, beta (C); mean, rstd (batch, G);
-// C % G == 0; batch C HW < 2^31.
+// mean[b G + g] and rstd[b G + g] are written (float) for the backward pass;
+// when a is not null, a_e = act(y_e) as activate_forward_kernel
+// (gpu.Norm.GroupNormAct). When xBias is not null, x_e += xBias[b, c]
+// first, in place, one float32 addition (as add_channel_bias_forward_
+// kernel), and the normalization is of the sum. y may alias x; a aliases
+// neither.
+// Shapes: x, y, a (batch, C, HW); gamma, beta (C); mean, rstd (batch, G);
+// xBias (batch, C); C % G == 0; batch C HW < 2^31.
 // Launch: grid (batch G), 256 threads (a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
-    group_norm_forward_kernel(int C, int HW, int G, float eps, const float* x, const float* __restrict__ gamma,
+    group_norm_forward_kernel(int C, int HW, int G, float eps, float* x, const float* __restrict__ gamma,
                               const float* __restrict__ beta, float* y, float* __restrict__ mean,
-                              float* __restrict__ rstd) {
+                              float* __restrict__ rstd, int act, float* __restrict__ a,
+                              const float* __restrict__ xBias) {
     const int bg = (int)blockIdx.x, cpg = C / G, n = cpg * HW;
     const int c0 = (bg % G) * cpg;
     const long long base = (long long)bg * n;  // (b C + g cpg) HW
     const int step = (int)blockDim.x;
+    if (xBias) {
+        // Each thread adds the bias to the elements it reads below.
+        const float* bb = xBias + (long long)(bg / G) * C + c0;
+        for (long long e = threadIdx.x; e < n; e += step) x[base + e] = fm_add(x[base + e], bb[(int)e / HW]);
+    }
     double s = 0.0;
-    for (int e = threadIdx.x; e < n; e += step) s += (double)x[base + e];
+    for (long long e = threadIdx.x; e < n; e += step) s += (double)x[base + e];
     const double mu = block_allsum_d(s) / (double)n;
     double ss = 0.0;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         double d = (double)x[base + e] - mu;
         ss += d * d;
     }
@@ -57,10 +69,12 @@ extern "C" __global__ void __launch_bounds__(256)
     // (qc, rp) with a carry.
     const int qc = step / HW, rp = step % HW;
     int ch = (int)threadIdx.x / HW, p = (int)threadIdx.x % HW;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         int c = c0 + ch;
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
-        y[base + e] = fm_add(fm_mul(xh, gamma[c]), beta[c]);
+        float yv = fm_add(fm_mul(xh, gamma[c]), beta[c]);
+        y[base + e] = yv;
+        if (a) a[base + e] = act == FM_ACT_SILU ? silu_f(yv) : yv;
         ch += qc;
         p += rp;
         if (p >= HW) {
@@ -70,37 +84,50 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// group_norm_backward_kernel: the input gradient of GroupNorm, and per image
-// the parameter gradients' partial sums (group_norm_param_backward_reduce_
-// kernel adds the images). For block b G + g, with xh_e = (x_e - mean) rstd
+// group_norm_backward_kernel: the input and parameter gradients of
+// GroupNorm, of dy = dA act'(yAct) (gpu.Norm.GroupNormActBackward; act none:
+// dy = dA, yAct not read). For block b G + g, with xh_e = (x_e - mean) rstd
 // (float32, from the forward pass's mean and rstd) and the group's n
 // elements:
 //   part[b, c]        = sum_p dy[b, c, p] xh        (dgamma's term of image b)
 //   part[batch + b, c] = sum_p dy[b, c, p]          (dbeta's)
 //   A = sum_c gamma[c] sum_p dy / n,  B = sum_c gamma[c] sum_p dy xh / n,
-//   dx_e = rstd (dy_e gamma[c] - A - xh_e B) in float32,
-// the sums in double (one warp per channel, then the warps in order).
-// dx may alias dy.
-// Shapes: dy, x, dx (batch, C, HW); gamma (C); mean, rstd (batch, G); part
-// (2 batch, C) doubles. Sizes as group_norm_forward_kernel.
+//   dx_e = rstd (dy_e gamma[c] - A - xh_e B) in float32 (+ add_e after it,
+//   one float32 addition, when add is not null),
+// the sums in double (one warp per channel, then the warps in order); the
+// last block (last_block_of) adds the images' parts in order: dgamma[c] =
+// sum_b part[b, c], dbeta[c] = sum_b part[batch + b, c]. dy_e = dA_e
+// act'(yAct_e) as bias_act_backward_kernel. When dxSum is not null,
+// dxSum[b, c] = sum_p dx[b, c, p] in double (as channel_sum_reduce_kernel).
+// dx may alias dA or add (each element is read before it is written), not
+// yAct.
+// Shapes: dA, yAct, x, add, dx (batch, C, HW); gamma, dgamma, dbeta (C);
+// mean, rstd (batch, G); part (2 batch, C) doubles; counter (1), 0 before
+// the launch (and after it). Sizes as group_norm_forward_kernel; batch > 0.
 // Launch: grid (batch G), 256 threads (a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
-    group_norm_backward_kernel(int batch, int C, int HW, int G, const float* dy, const float* __restrict__ x,
-                               const float* __restrict__ gamma, const float* __restrict__ mean,
-                               const float* __restrict__ rstd, float* dx, double* __restrict__ part) {
+    group_norm_backward_kernel(int batch, int C, int HW, int G, int act, const float* dA, const float* yAct,
+                               const float* __restrict__ x, const float* __restrict__ gamma,
+                               const float* __restrict__ mean, const float* __restrict__ rstd, const float* add,
+                               float* dx, double* __restrict__ part, unsigned* __restrict__ counter,
+                               float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dxSum) {
     FM_SHARED(double, wsum, [2][32]);
     const int bg = (int)blockIdx.x, b = bg / G, cpg = C / G, n = cpg * HW;
     const int c0 = (bg % G) * cpg;
     const long long base = (long long)bg * n;
     const float mf = mean[bg], rf = rstd[bg];
+    const bool silu = act == FM_ACT_SILU;
     const int lane = (int)threadIdx.x & 31, w = (int)threadIdx.x >> 5, nw = (int)blockDim.x >> 5;
     // Pass 1: warp w takes channels w, w + nw, ...
     double ga = 0.0, gb = 0.0;
     for (int ch = w; ch < cpg; ch += nw) {
         const long long cb = base + (long long)ch * HW;
         double sd = 0.0, sdx = 0.0;
-        for (int p = lane; p < HW; p += 32) {
-            float g = dy[cb + p];
+        // unsigned, not 64-bit: HW + 32 < 2^32, and a 64-bit counter
+        // makes this loop spill registers on sm_90
+        for (unsigned p = lane; p < (unsigned)HW; p += 32) {
+            float g = dA[cb + p];
+            if (silu) g = fm_mul(g, silu_grad_f(yAct[cb + p]));
             float xh = fm_mul(fm_sub(x[cb + p], mf), rf);
             sd += (double)g;
             sdx += (double)g * (double)xh;
@@ -130,11 +157,15 @@ extern "C" __global__ void __launch_bounds__(256)
     const int step = (int)blockDim.x;
     const int qc = step / HW, rp = step % HW;
     int ch = (int)threadIdx.x / HW, p = (int)threadIdx.x % HW;
-    for (int e = threadIdx.x; e < n; e += step) {
+    for (long long e = threadIdx.x; e < n; e += step) {
         int c = c0 + ch;
+        float g = dA[base + e];
+        if (silu) g = fm_mul(g, silu_grad_f(yAct[base + e]));
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
-        float t = fm_sub(fm_sub(fm_mul(dy[base + e], gamma[c]), A), fm_mul(xh, B));
-        dx[base + e] = fm_mul(rf, t);
+        float t = fm_sub(fm_sub(fm_mul(g, gamma[c]), A), fm_mul(xh, B));
+        float v = fm_mul(rf, t);
+        if (add) v = fm_add(add[base + e], v);
+        dx[base + e] = v;
         ch += qc;
         p += rp;
         if (p >= HW) {
@@ -142,21 +173,22 @@ extern "C" __global__ void __launch_bounds__(256)
             ch++;
         }
     }
-}
-
-// group_norm_param_backward_reduce_kernel: dgamma[c] = sum_b part[b, c] and
-// dbeta[c] = sum_b part[batch + b, c], the images in order, in double
-// (zero for batch = 0).
-// Shapes: part (2 batch, C) doubles; dgamma, dbeta (C).
-// Launch: 1-D, any grid (grid-stride loop over channels), block <= 256.
-extern "C" __global__ void __launch_bounds__(256)
-    group_norm_param_backward_reduce_kernel(int batch, int C, const double* __restrict__ part,
-                                            float* __restrict__ dgamma, float* __restrict__ dbeta) {
-    for (int c = global_tid(); c < C; c += grid_stride()) {
+    if (dxSum) {  // uniform across the block
+        __syncthreads();  // the block's dx written
+        for (int c = w; c < cpg; c += nw) {
+            const float* dc = dx + base + (long long)c * HW;
+            double sum = 0.0;
+            for (unsigned q = lane; q < (unsigned)HW; q += 32) sum += (double)dc[q];
+            sum = warp_sum_d(sum);
+            if (lane == 0) dxSum[(long long)b * C + c0 + c] = (float)sum;
+        }
+    }
+    if (!last_block_of(counter, gridDim.x)) return;
+    for (int c = (int)threadIdx.x; c < C; c += step) {
         double sg = 0.0, sb = 0.0;
-        for (int b = 0; b < batch; b++) {
-            sg += part[(long long)b * C + c];
-            sb += part[(long long)(batch + b) * C + c];
+        for (int bb = 0; bb < batch; bb++) {
+            sg += fm_ldcg(part + (long long)bb * C + c);
+            sb += fm_ldcg(part + (long long)(batch + bb) * C + c);
         }
         dgamma[c] = (float)sg;
         dbeta[c] = (float)sb;

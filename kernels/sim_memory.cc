@@ -369,9 +369,34 @@ SIM_HOOK static inline uint64_t gmem_acc(const Worker* w, unsigned tid) {
 
 static const uint64_t kSameThread = ~((uint64_t)0xFFFFF << 10);  // tag, block, thread
 
-SIM_HOOK static inline bool gmem_conc(uint64_t x, uint64_t me) {
+// The blocks whose fences the global racecheck tells apart (the block
+// field of a record).
+static const long kReleasedSlots = 1L << 22;
+
+// fence_ordered: whether record x, of another block of the launch, is
+// ordered before the current block's accesses by __threadfence: x's block
+// fenced after x, in a later barrier interval of its own (accesses before
+// the barrier that precedes the fence), and that fence ran before the
+// current block's latest one. That is the last-block pattern of
+// common.cuh's last_block_of (partials, barrier, fence, count; the last
+// block's count, fence, then the partials), where the atomic counter makes
+// the order the fences ran in here their order on a GPU. A block that
+// fences twice is known by its latest fence (kernels fence once before
+// they count); above kReleasedSlots blocks, block numbers in the records
+// wrap, and a launch that fenced reports no race between blocks.
+SIM_HOOK __attribute__((noinline)) static bool fence_ordered(const Worker* w, uint64_t x) {
+    const Job* job = w->job;
+    std::atomic<uint64_t>* rel = job->released.load(std::memory_order_acquire);
+    if (!rel || w->acquired == 0) return false;
+    if (job->nblocks > kReleasedSlots) return true;
+    uint64_t r = rel[(x >> 30) & 0x3FFFFF].load(std::memory_order_relaxed);
+    return r != 0 && ((x >> 10) & 0xFFFFF) < (r & 0xFFFFF) && (r >> 20) < w->acquired;
+}
+
+SIM_HOOK static inline bool gmem_conc(const Worker* w, uint64_t x, uint64_t me) {
     if (x == 0 || (x >> 52) != (me >> 52)) return false;            // another launch, or none
-    if (((x >> 30) & 0x3FFFFF) != ((me >> 30) & 0x3FFFFF)) return true;  // another block
+    if (((x >> 30) & 0x3FFFFF) != ((me >> 30) & 0x3FFFFF))
+        return !fence_ordered(w, x);                                 // another block
     if ((x & 1023) == (me & 1023)) return false;                     // the same thread
     return ((x >> 10) & 0xFFFFF) == ((me >> 10) & 0xFFFFF);          // same barrier interval
 }
@@ -417,7 +442,7 @@ SIM_HOOK static inline bool gmem_conc(uint64_t x, uint64_t me) {
 // an access it races with (0: none). The records are relaxed: a race
 // between two blocks running at the very same moment on two OS threads can
 // go unseen; a report is never false.
-SIM_HOOK static inline uint64_t global_race(uint64_t* s, uint64_t me, int kind, int* okind) {
+SIM_HOOK static inline uint64_t global_race(const Worker* w, uint64_t* s, uint64_t me, int kind, int* okind) {
     if (kind == kRead) {
         *okind = kWrite;
         uint64_t r = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
@@ -426,11 +451,11 @@ SIM_HOOK static inline uint64_t global_race(uint64_t* s, uint64_t me, int kind, 
             __atomic_store_n(&s[1], me, __ATOMIC_RELAXED);
         }
         uint64_t wv = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
-        return gmem_conc(wv, me) ? wv : 0;
+        return gmem_conc(w, wv, me) ? wv : 0;
     }
     uint64_t old = __atomic_load_n(&s[0], __ATOMIC_RELAXED);
     for (;;) {
-        if (gmem_conc(old, me)) {
+        if (gmem_conc(w, old, me)) {
             *okind = kWrite;
             return old;
         }
@@ -438,9 +463,9 @@ SIM_HOOK static inline uint64_t global_race(uint64_t* s, uint64_t me, int kind, 
     }
     *okind = kRead;
     uint64_t r = __atomic_load_n(&s[1], __ATOMIC_RELAXED);
-    if (gmem_conc(r, me)) return r;
+    if (gmem_conc(w, r, me)) return r;
     r = __atomic_load_n(&s[2], __ATOMIC_RELAXED);
-    return gmem_conc(r, me) ? r : 0;
+    return gmem_conc(w, r, me) ? r : 0;
 }
 
 SIM_HOOK __attribute__((noinline)) static void global_access(Worker* w, uintptr_t a, size_t n, int kind, bool sized) {
@@ -465,7 +490,7 @@ SIM_HOOK __attribute__((noinline)) static void global_access(Worker* w, uintptr_
     uint64_t me = gmem_acc(w, tid);
     for (size_t g = g0; g <= g1; g++) {
         int okind;
-        uint64_t other = global_race(g_race + 3 * g, me, kind, &okind);
+        uint64_t other = global_race(w, g_race + 3 * g, me, kind, &okind);
         if (other)
             race_fault(w, g_lo + 4 * g, true, kind, okind, other);
     }
@@ -557,6 +582,32 @@ extern "C" SIM_HOOK void sim_shared_var(void* p, size_t size, const char* fn, co
     w->in_kernel = false;
     register_shared(w, (uintptr_t)p, size, fn, name);
     w->in_kernel = on;
+}
+
+// __threadfence: a fence, and for the global racecheck a release of the
+// block's accesses before it and an acquire of the fences before it
+// (fence_ordered).
+extern "C" SIM_HOOK void sim_threadfence(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    Worker* w = tls_worker;
+    if (!w || !w->in_kernel || !w->global_race) return;
+    Job* job = w->job;
+    std::atomic<uint64_t>* rel = job->released.load(std::memory_order_acquire);
+    if (!rel) {
+        w->in_kernel = false;
+        {
+            std::lock_guard<std::mutex> g(job->released_mu);
+            rel = job->released.load(std::memory_order_relaxed);
+            if (!rel) {
+                rel = new std::atomic<uint64_t>[std::min(job->nblocks, kReleasedSlots)]();
+                job->released.store(rel, std::memory_order_release);
+            }
+        }
+        w->in_kernel = true;
+    }
+    uint64_t t = job->fence_clock.fetch_add(1) + 1;
+    rel[w->block_linear & 0x3FFFFF].store(t << 20 | (w->epoch & 0xFFFFF), std::memory_order_release);
+    w->acquired = t;
 }
 
 extern "C" void sim_misaligned(const void* p, unsigned n) {

@@ -170,6 +170,42 @@ extern "C" __global__ void __launch_bounds__(256) simtest_global_race_kernel(flo
     }
 }
 
+// racecheck, global memory, across blocks ordered by __threadfence (the
+// one-pass reductions' last block: common.cuh's last_block_of): thread 0
+// of every block writes part[blockIdx.x]; the block that counts last on
+// *counter (0 before the launch) writes their sum to out[0].
+//   mode 0: last_block_of (correct);
+//   mode 1: its counter without the fences (race);
+//   mode 2: the fences, but the partial written after the block's fence
+//           (race).
+extern "C" __global__ void __launch_bounds__(256)
+    simtest_last_block_kernel(float* part, unsigned* counter, float* out, int mode) {
+    FM_SHARED(bool, last);
+    if (threadIdx.x == 0 && mode != 2) part[blockIdx.x] = (float)(blockIdx.x + 1);
+    if (mode == 0) {
+        if (!last_block_of(counter, gridDim.x)) return;
+    } else {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (mode == 2) {
+                __threadfence();
+                part[blockIdx.x] = (float)(blockIdx.x + 1);
+            }
+            unsigned done = atomicAdd(counter, 1u);
+            last = done == gridDim.x - 1;
+            if (last) *counter = 0;
+        }
+        __syncthreads();
+        if (!last) return;
+        if (mode == 2) __threadfence();
+    }
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (unsigned b = 0; b < gridDim.x; b++) sum += fm_ldcg(part + b);
+        out[0] = sum;
+    }
+}
+
 // initcheck: only block 0 writes the shared array; the other blocks read
 // it (on a GPU: whatever another kernel left there).
 extern "C" __global__ void __launch_bounds__(256) simtest_uninit_shared_kernel(float* out) {

@@ -62,7 +62,10 @@ void* sim_dynamic_smem(void);
 // sim_fault records misuse a GPU would fault on: the thread stops and the
 // launch fails with msg.
 void sim_fault(const char* msg);
+// sim_threadfence: __threadfence, seen by the global racecheck.
+void sim_threadfence(void);
 }
+static inline void __threadfence() { sim_threadfence(); }
 
 // sim_check_aligned: vector accesses must be aligned as on the GPU, where
 // a misaligned one is a launch failure (sim_misaligned names the memory).

@@ -1,7 +1,8 @@
 // Package model holds fmgpu's velocity networks v_theta(t, x [, class]),
 // written over gpu.Backend with hand-written backward passes: parameters
 // live in one flat buffer (so that the optimizer is one fused op over all of
-// them) and every layer's weights are views into it.
+// them) and every layer's weights are views into it. A network of a
+// caller's own implements Net the same way and joins them with Register.
 package model
 
 import (
@@ -12,11 +13,36 @@ import (
 	"github.com/fmgpu/fmgpu/gpu"
 )
 
+// Kind names a network architecture. Its value is what a checkpoint's
+// JSON records and the train command's --model flag takes.
+type Kind string
+
+const (
+	KindMLP  Kind = "mlp"
+	KindUNet Kind = "unet"
+)
+
+// Kinds lists every kind.
+func Kinds() []Kind { return []Kind{KindMLP, KindUNet} }
+
+// String is the kind's name.
+func (k Kind) String() string { return string(k) }
+
+// ParseKind turns a name into a Kind.
+func ParseKind(s string) (Kind, error) {
+	for _, k := range Kinds() {
+		if s == string(k) {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("model kind %q: want mlp or unet", s)
+}
+
 // Config fully describes a network's shape; a checkpoint stores it as JSON
 // and rebuilds the network from it with no other flag.
 type Config struct {
-	Kind      string            `json:"kind"` // "mlp"
-	Dim       int               `json:"dim"`  // data dimension D (input and output)
+	Kind      Kind              `json:"kind"`
+	Dim       int               `json:"dim"` // data dimension D (input and output)
 	Hidden    []int             `json:"hidden"`
 	TimeEmbed gpu.TimeEmbedding `json:"time_embed"`
 	// Classes > 0 makes the network class-conditional with a learned
@@ -24,7 +50,7 @@ type Config struct {
 	// classifier-free guidance drops labels to; 0 is unconditional.
 	Classes int `json:"classes,omitempty"`
 
-	// Image and UNet describe the U-Net (Kind "unet"): Dim is
+	// Image and UNet describe the U-Net (KindUNet): Dim is
 	// Channels*Height*Width, rows of data are NCHW images.
 	Image *ImageShape `json:"image,omitempty"`
 	UNet  *UNetConfig `json:"unet,omitempty"`
@@ -78,11 +104,11 @@ func ParseHidden(s string) ([]int, error) {
 func (c Config) String() string {
 	var b strings.Builder
 	switch {
-	case c.Kind == "unet" && c.Image != nil && c.UNet != nil:
+	case c.Kind == KindUNet && c.Image != nil && c.UNet != nil:
 		u := c.UNet
 		fmt.Fprintf(&b, "unet %dx%dx%d base %d mults %v res-blocks %d attention %t groups %d",
 			c.Image.Channels, c.Image.Height, c.Image.Width, u.Base, u.Mults, u.ResBlocks, u.Attention, u.Groups)
-	case c.Kind == "mlp":
+	case c.Kind == KindMLP:
 		fmt.Fprintf(&b, "mlp dim %d hidden %v", c.Dim, c.Hidden)
 	default:
 		fmt.Fprintf(&b, "%s dim %d", c.Kind, c.Dim)
@@ -107,7 +133,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("class count %d outside 0..65536", c.Classes)
 	}
 	switch c.Kind {
-	case "mlp":
+	case KindMLP:
 		if len(c.Hidden) == 0 || len(c.Hidden) > 64 {
 			return fmt.Errorf("model needs 1 to 64 hidden layers, got %d", len(c.Hidden))
 		}
@@ -123,8 +149,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("an mlp has no image or unet settings")
 		}
 		return nil
-	case "unet":
+	case KindUNet:
 		return validateUNet(c)
+	}
+	if a, ok := registered(c.Kind); ok {
+		return a.Validate(c)
 	}
 	return fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
@@ -151,19 +180,12 @@ func TensorLayout(c Config) ([]Tensor, int, error) {
 	if err := c.Validate(); err != nil {
 		return nil, 0, err
 	}
-	if c.Kind == "unet" {
+	if c.Kind == KindUNet {
 		return unetTensorLayout(c)
 	}
-	dims := append([]int{c.Dim + c.TimeEmbed.Width()}, c.Hidden...)
-	dims = append(dims, c.Dim)
-	var ts []Tensor
-	off := 0
-	for l := 0; l+1 < len(dims); l++ {
-		in, out := dims[l], dims[l+1]
-		ts = append(ts,
-			Tensor{Name: fmt.Sprintf("layers.%d.weight", l), Shape: []int{out, in}, Offset: off},
-			Tensor{Name: fmt.Sprintf("layers.%d.bias", l), Shape: []int{out}, Offset: off + out*in})
-		off += out*in + out
+	if a, ok := registered(c.Kind); ok {
+		return registeredLayout(a, c)
 	}
-	return ts, off, nil
+	p := mlpParams(c)
+	return p.tensors, p.size, nil
 }

@@ -2,8 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math"
-	"math/rand/v2"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
@@ -16,26 +14,36 @@ type MLP struct {
 	cfg     Config
 	b       gpu.Backend
 	dims    []int // dims[0] = D + embedding width, dims[len] = D
-	tensors []Tensor
-	nParams int
+	params  *paramSet
+	layers  []dense
+	weights gpu.Buffer
+	wv, gv  tensorViews // views of the weights and of the last gradient buffer
+	rows    int         // rows of the last Forward, for Backward
 
-	params gpu.Buffer
-	w, bs  []gpu.Buffer // per layer views of params
+	// Workspaces, kept from one call to the next so that a training step
+	// allocates nothing.
+	ws       workspaces
+	in       *workspace   // network input, dims[0] a row
+	pre, act []*workspace // hidden pre-activations and activations
+	grad     [2]*workspace
+	tFill    *workspace // a constant time for Velocity
+	pass     pass
+}
 
-	// Workspaces for up to capRows rows, kept from one call to the next so
-	// a training step allocates nothing.
-	capRows int
-	in      gpu.Buffer   // network input, rows x dims[0]
-	pre     []gpu.Buffer // hidden pre-activations, rows x dims[l+1]
-	act     []gpu.Buffer // hidden activations
-	dA, dB  gpu.Buffer   // backward ping-pong, rows x max hidden width
-	tFill   gpu.Buffer   // a constant time for Velocity
-	tRows   gpu.Buffer   // tFill's view of the last Velocity's rows
+// mlpDims are the widths of an MLP's layers, input first.
+func mlpDims(c Config) []int {
+	dims := append([]int{c.Dim + c.TimeEmbed.Width()}, c.Hidden...)
+	return append(dims, c.Dim)
+}
 
-	gradsOf   gpu.Buffer   // the gradient buffer gradViews are views of
-	gradViews []gpu.Buffer // per tensor
-	rows      int          // rows of the last Forward, for Backward
-	owned     []gpu.Buffer
+// mlpParams lays out an MLP's tensors: layers.l.weight and .bias.
+func mlpParams(c Config) *paramSet {
+	dims := mlpDims(c)
+	s := &paramSet{}
+	for l := 0; l+1 < len(dims); l++ {
+		s.weightBias(fmt.Sprintf("layers.%d", l), false, dims[l+1], dims[l])
+	}
+	return s
 }
 
 // NewMLP allocates an MLP with zero parameters on b; call Init or load
@@ -44,54 +52,65 @@ func NewMLP(b gpu.Backend, cfg Config) (*MLP, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	m := &MLP{cfg: cfg, b: b}
-	m.dims = append([]int{cfg.Dim + cfg.TimeEmbed.Width()}, cfg.Hidden...)
-	m.dims = append(m.dims, cfg.Dim)
-	var err error
-	if m.tensors, m.nParams, err = TensorLayout(cfg); err != nil {
-		return nil, err
+	if cfg.Kind != KindMLP {
+		return nil, fmt.Errorf("model kind %q is not mlp", cfg.Kind)
 	}
-	m.setParams(b.Alloc(m.nParams))
+	m := buildMLP(b, cfg)
+	m.setWeights(b.Alloc(m.params.size))
 	return m, nil
 }
 
-func (m *MLP) setParams(p gpu.Buffer) {
-	if p.Len() < m.nParams {
-		panic(fmt.Sprintf("model: parameter buffer of %d elements, need %d", p.Len(), m.nParams))
+// buildMLP lays out a validated configuration with no buffer allocated.
+func buildMLP(b gpu.Backend, cfg Config) *MLP {
+	m := &MLP{cfg: cfg, b: b, dims: mlpDims(cfg), params: mlpParams(cfg)}
+	ws := &m.ws
+	m.in = ws.stored("input", m.dims[0])
+	widest := 0
+	for l, h := range cfg.Hidden {
+		m.pre = append(m.pre, ws.stored(fmt.Sprintf("layers.%d.pre", l), h))
+		m.act = append(m.act, ws.stored(fmt.Sprintf("layers.%d.act", l), h))
+		widest = max(widest, h)
 	}
-	m.params = p
-	m.w, m.bs = m.w[:0], m.bs[:0]
-	for i := 0; i < len(m.tensors); i += 2 {
-		wt, bt := m.tensors[i], m.tensors[i+1]
-		m.w = append(m.w, p.Slice(wt.Offset, wt.Size()))
-		m.bs = append(m.bs, p.Slice(bt.Offset, bt.Size()))
+	m.grad = [2]*workspace{ws.stored("grad.0", widest), ws.stored("grad.1", widest)}
+	m.tFill = ws.stored("velocity.t", 1)
+	for l := 0; l+1 < len(m.dims); l++ {
+		m.layers = append(m.layers, dense{w: param(2 * l), b: param(2*l + 1), in: m.dims[l], out: m.dims[l+1]})
 	}
+	return m
 }
 
-// WithParams returns an MLP of the same shape that reads its weights from p
-// (the EMA weights, say) and has workspaces of its own.
-func (m *MLP) WithParams(p gpu.Buffer) *MLP {
-	c := &MLP{cfg: m.cfg, b: m.b, dims: m.dims, tensors: m.tensors, nParams: m.nParams}
-	c.setParams(p)
+func (m *MLP) setWeights(p gpu.Buffer) {
+	m.pass.w = m.wv.bind(p, m.params)
+	m.weights = p
+}
+
+// WithWeights returns an MLP of the same shape that reads its weights from
+// p (the EMA weights, say) and has workspaces of its own.
+func (m *MLP) WithWeights(p gpu.Buffer) Net {
+	c := buildMLP(m.b, m.cfg)
+	c.setWeights(p)
 	return c
 }
 
+// SetLabels: the MLP is unconditional (Config.Validate rejects classes).
+func (m *MLP) SetLabels(gpu.Buffer) {}
+
 func (m *MLP) Config() Config       { return m.cfg }
 func (m *MLP) Dim() int             { return m.cfg.Dim }
-func (m *MLP) NumParams() int       { return m.nParams }
-func (m *MLP) Params() gpu.Buffer   { return m.params }
-func (m *MLP) Tensors() []Tensor    { return m.tensors }
+func (m *MLP) NumParams() int       { return m.params.size }
+func (m *MLP) Params() gpu.Buffer   { return m.weights }
+func (m *MLP) Tensors() []Tensor    { return m.params.tensors }
 func (m *MLP) Backend() gpu.Backend { return m.b }
 
 // Layers is the number of linear layers.
-func (m *MLP) Layers() int { return len(m.dims) - 1 }
+func (m *MLP) Layers() int { return len(m.layers) }
 
 // FLOPsPerRow is the multiply-add count (times 2) of one forward row; a
 // training step costs about three times that per row.
 func (m *MLP) FLOPsPerRow() int {
 	f := 0
-	for l := 0; l+1 < len(m.dims); l++ {
-		f += 2 * m.dims[l] * m.dims[l+1]
+	for _, d := range m.layers {
+		f += 2 * d.in * d.out
 	}
 	return f
 }
@@ -100,54 +119,22 @@ func (m *MLP) FLOPsPerRow() int {
 // [-1/sqrt(in), 1/sqrt(in)] (kaiming_uniform with a = sqrt(5)), from a
 // seeded generator, and uploads it.
 func (m *MLP) Init(seed uint64) {
-	r := rand.New(rand.NewPCG(seed, 0x6d6c70696e6974)) // "mlpinit"
-	host := make([]float32, m.nParams)
-	for i := 0; i < len(m.tensors); i += 2 {
-		wt, bt := m.tensors[i], m.tensors[i+1]
-		bound := 1 / math.Sqrt(float64(wt.Shape[1]))
-		for j := wt.Offset; j < wt.Offset+wt.Size(); j++ {
-			host[j] = float32((2*r.Float64() - 1) * bound)
-		}
-		for j := bt.Offset; j < bt.Offset+bt.Size(); j++ {
-			host[j] = float32((2*r.Float64() - 1) * bound)
-		}
-	}
-	m.b.Upload(m.params, host)
+	m.b.Upload(m.weights, m.params.initial(seed, 0x6d6c70696e6974)) // "mlpinit"
 }
 
 // Reserve makes the workspaces hold at least rows rows.
-func (m *MLP) Reserve(rows int) {
-	// At least one row: Forward indexes the per-layer workspaces even for
-	// an empty batch.
-	rows = max(rows, 1)
-	if rows <= m.capRows {
-		return
-	}
-	m.Release()
-	alloc := func(n int) gpu.Buffer {
-		buf := m.b.Alloc(n)
-		m.owned = append(m.owned, buf)
-		return buf
-	}
-	m.in = alloc(rows * m.dims[0])
-	widest := m.cfg.Dim // the output layer's dZ shares these buffers
-	m.pre, m.act = m.pre[:0], m.act[:0]
-	for _, h := range m.cfg.Hidden {
-		m.pre = append(m.pre, alloc(rows*h))
-		m.act = append(m.act, alloc(rows*h))
-		widest = max(widest, h)
-	}
-	m.dA, m.dB = alloc(rows*widest), alloc(rows*widest)
-	m.tFill = alloc(rows)
-	m.capRows = rows
-}
+func (m *MLP) Reserve(rows int) { m.ws.reserve(m.b, rows) }
 
 // Release frees the workspaces (parameters stay).
-func (m *MLP) Release() {
-	for _, buf := range m.owned {
-		m.b.Free(buf)
-	}
-	m.owned, m.capRows, m.tRows = nil, 0, nil
+func (m *MLP) Release() { m.ws.release(m.b) }
+
+// begin readies the pass of a call over rows rows; grads nil: no parameter
+// gradient.
+func (m *MLP) begin(rows int, grads gpu.Buffer) *pass {
+	p := &m.pass
+	p.b, p.rows = m.b, rows
+	p.g = m.gv.bind(grads, m.params)
+	return p
 }
 
 // Forward computes out = v(t, x) for rows rows (t: rows, x and out: rows x
@@ -162,23 +149,20 @@ func (m *MLP) Forward(rows int, t, x, out gpu.Buffer) {
 func (m *MLP) forward(rows int, t, x, out gpu.Buffer, keep bool) {
 	m.Reserve(rows)
 	m.rows = rows
-	d := m.cfg.Dim
-	m.b.EmbedInput(rows, d, x, t, m.cfg.TimeEmbed, m.in)
-	src := m.in
-	last := m.Layers() - 1
-	for l := 0; l <= last; l++ {
-		in, o := m.dims[l], m.dims[l+1]
-		if l == last {
-			m.b.Linear(rows, in, o, src, in, m.w[l], m.bs[l], gpu.ActNone, nil, out)
-			break
-		}
+	p := m.begin(rows, nil)
+	src := m.in.at(rows)
+	m.b.EmbedInput(rows, m.cfg.Dim, x, t, m.cfg.TimeEmbed, src)
+	last := len(m.layers) - 1
+	for l := range m.layers[:last] {
 		var pre gpu.Buffer
 		if keep {
-			pre = m.pre[l]
+			pre = m.pre[l].at(rows)
 		}
-		m.b.Linear(rows, in, o, src, in, m.w[l], m.bs[l], gpu.ActSiLU, pre, m.act[l])
-		src = m.act[l]
+		act := m.act[l].at(rows)
+		m.layers[l].Forward(p, gpu.ActSiLU, src, pre, act)
+		src = act
 	}
+	m.layers[last].Forward(p, gpu.ActNone, src, nil, out)
 }
 
 // Backward writes into grads (laid out like Params) the gradient of a
@@ -194,64 +178,32 @@ func (m *MLP) InputVJP(e, w gpu.Buffer) {
 	m.backward(e, nil, w)
 }
 
+// backward runs the layers backward from dOut; the gradient between two
+// layers alternates between the two grad workspaces. Each layer is one
+// LinearBackward: its weight and bias gradients, when the pass wants them,
+// and the gradient of the previous layer's pre-activation (the SiLU's
+// backward fused in). dx, where not nil, receives the gradient of x (the
+// input's first D columns). dOut (the output layer has no activation: it
+// is that layer's pre-activation gradient) is not modified.
 func (m *MLP) backward(dOut, grads, dx gpu.Buffer) {
 	rows := m.rows
-	last := m.Layers() - 1
-	dZ := dOut
-	cur, next := m.dA, m.dB
+	p := m.begin(rows, grads)
+	last := len(m.layers) - 1
+	dPre, next := dOut, 0
 	for l := last; l >= 0; l-- {
-		in, o := m.dims[l], m.dims[l+1]
-		if l < last {
-			// dZ = dA * silu'(pre), in place
-			var db gpu.Buffer
-			if grads != nil {
-				db = m.gradView(grads, 2*l+1)
-			}
-			m.b.BiasActBackward(gpu.ActSiLU, rows, o, cur, m.pre[l], cur, db)
-			dZ = cur
-		} else if grads != nil {
-			// identity activation: dPre is dOut itself, only the bias gradient is new
-			m.b.BiasActBackward(gpu.ActNone, rows, o, dOut, nil, dOut, m.gradView(grads, 2*l+1))
+		d := &m.layers[l]
+		var dW, dB gpu.Buffer
+		if p.grads() {
+			dW, dB = p.g[d.w], p.g[d.b]
 		}
-		if grads != nil {
-			x := m.in
-			if l > 0 {
-				x = m.act[l-1]
-			}
-			m.b.Gemm(true, false, o, in, rows, 1, dZ, o, x, in, 0, m.gradView(grads, 2*l), in)
+		if l == 0 {
+			m.b.LinearBackward(rows, d.in, d.out, dPre, m.in.at(rows), d.in, p.w[d.w], dW, dB, m.cfg.Dim, gpu.ActNone, nil, 0, dx)
+			break
 		}
-		switch {
-		case l > 0:
-			m.b.Gemm(false, false, rows, in, o, 1, dZ, o, m.w[l], in, 0, next, in)
-			cur, next = next, cur
-		case dx != nil:
-			// only the x columns of the input: W_0[:, :D], row stride in
-			d := m.cfg.Dim
-			m.b.Gemm(false, false, rows, d, o, 1, dZ, o, m.w[0], in, 0, dx, d)
-		}
+		din := m.grad[next].view(rows, d.in)
+		m.b.LinearBackward(rows, d.in, d.out, dPre, m.act[l-1].at(rows), d.in, p.w[d.w], dW, dB, d.in, gpu.ActSiLU, m.pre[l-1].at(rows), 0, din)
+		dPre, next = din, 1-next
 	}
-}
-
-// gradView returns tensor i's view of grads; the views are made once per
-// gradient buffer, so a training step allocates nothing.
-func (m *MLP) gradView(grads gpu.Buffer, i int) gpu.Buffer {
-	if grads != m.gradsOf {
-		m.gradViews = m.gradViews[:0]
-		for _, t := range m.tensors {
-			m.gradViews = append(m.gradViews, grads.Slice(t.Offset, t.Size()))
-		}
-		m.gradsOf = grads
-	}
-	return m.gradViews[i]
-}
-
-// rowsView returns a view of buf's first n elements, reusing *cache when it
-// already is one.
-func rowsView(cache *gpu.Buffer, buf gpu.Buffer, n int) gpu.Buffer {
-	if *cache == nil || (*cache).Len() != n {
-		*cache = buf.Slice(0, n)
-	}
-	return *cache
 }
 
 // Velocity is the sampler's field: v(t, x) with one t for every row. It
@@ -262,7 +214,7 @@ func (m *MLP) Velocity(t float64, rows int, x, v gpu.Buffer) {
 
 func (m *MLP) fillTime(t float64, rows int) gpu.Buffer {
 	m.Reserve(rows)
-	tb := rowsView(&m.tRows, m.tFill, rows)
+	tb := m.tFill.at(rows)
 	m.b.Fill(tb, float32(t))
 	return tb
 }

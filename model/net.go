@@ -44,23 +44,24 @@ type Net interface {
 	FLOPsPerRow() int
 }
 
-// New builds the network a configuration describes, with zero weights.
+// New builds the network a configuration describes, with zero weights: the
+// MLP, the U-Net, or a kind added with Register.
 func New(b gpu.Backend, c Config) (Net, error) {
 	switch c.Kind {
-	case "mlp":
+	case KindMLP:
 		m, err := NewMLP(b, c)
 		if err != nil {
 			return nil, err // not a nil *MLP inside a non-nil Net
 		}
 		return m, nil
-	case "unet":
+	case KindUNet:
 		return newUNet(b, c)
+	}
+	if a, ok := registered(c.Kind); ok {
+		if err := c.Validate(); err != nil {
+			return nil, err
+		}
+		return newRegistered(a, b, c)
 	}
 	return nil, fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
 }
-
-// WithWeights is WithParams as a Net.
-func (m *MLP) WithWeights(p gpu.Buffer) Net { return m.WithParams(p) }
-
-// SetLabels: the MLP is unconditional (Config.Validate rejects classes).
-func (m *MLP) SetLabels(gpu.Buffer) {}

@@ -114,7 +114,7 @@ func TestTensorLayout(t *testing.T) {
 }
 
 // forwardHost runs Forward and returns a copy of the output.
-func forwardHost(t *testing.T, b gpu.Backend, m *model.MLP, bt batch) []float32 {
+func forwardHost(t *testing.T, b gpu.Backend, m model.Net, bt batch) []float32 {
 	t.Helper()
 	out := b.Alloc(bt.rows * m.Dim())
 	m.Forward(bt.rows, upload(b, bt.t), upload(b, bt.x), out)
@@ -126,7 +126,7 @@ func forwardHost(t *testing.T, b gpu.Backend, m *model.MLP, bt batch) []float32 
 
 // backwardHost runs Backward after the last Forward with dOut = bt.tgt and
 // returns a copy of the gradient.
-func backwardHost(t *testing.T, b gpu.Backend, m *model.MLP, bt batch) []float32 {
+func backwardHost(t *testing.T, b gpu.Backend, m model.Net, bt batch) []float32 {
 	t.Helper()
 	g := b.Alloc(m.NumParams())
 	m.Backward(upload(b, bt.tgt), g)
@@ -136,7 +136,7 @@ func backwardHost(t *testing.T, b gpu.Backend, m *model.MLP, bt batch) []float32
 	return slices.Clone(hostData(t, g))
 }
 
-func TestWithParams(t *testing.T) {
+func TestWithWeights(t *testing.T) {
 	b := newBackend(t)
 	cfg := testCases[3].cfg
 	r := rand.New(rand.NewPCG(5, 5))
@@ -148,33 +148,33 @@ func TestWithParams(t *testing.T) {
 	wantM := forwardHost(t, b, m, bt17)
 	wantGrad := backwardHost(t, b, m, bt17)
 
-	c := m.WithParams(other.Params())
+	c := m.WithWeights(other.Params())
 	if c.Params() != other.Params() || c.NumParams() != m.NumParams() || !reflect.DeepEqual(c.Tensors(), m.Tensors()) {
-		t.Fatal("WithParams: not the given buffer, or another layout")
+		t.Fatal("WithWeights: not the given buffer, or another layout")
 	}
 	// m's forward, then c's on another batch size, then m's backward: c
 	// reads other's weights and has workspaces of its own.
 	if got := forwardHost(t, b, m, bt17); !slices.Equal(got, wantM) {
-		t.Error("Forward changed after WithParams")
+		t.Error("Forward changed after WithWeights")
 	}
 	if got := forwardHost(t, b, c, bt3); !slices.Equal(got, wantOther) {
-		t.Error("WithParams(other.Params()) does not compute other's forward")
+		t.Error("WithWeights(other.Params()) does not compute other's forward")
 	}
 	if got := backwardHost(t, b, m, bt17); !slices.Equal(got, wantGrad) {
-		t.Error("a forward of the WithParams copy changed the original's backward")
+		t.Error("a forward of the WithWeights copy changed the original's backward")
 	}
 	// A view, not a copy: new values in the buffer are seen.
 	other.Init(3)
 	fresh := newMLP(t, b, cfg, 3)
 	if got, want := forwardHost(t, b, c, bt3), forwardHost(t, b, fresh, bt3); !slices.Equal(got, want) {
-		t.Error("WithParams copy does not see new values in its buffer")
+		t.Error("WithWeights copy does not see new values in its buffer")
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("WithParams with a short buffer did not panic")
+			t.Error("WithWeights with a short buffer did not panic")
 		}
 	}()
-	m.WithParams(b.Alloc(m.NumParams() - 1))
+	m.WithWeights(b.Alloc(m.NumParams() - 1))
 }
 
 func TestVelocityEqualsForward(t *testing.T) {

@@ -170,7 +170,7 @@ func refForward(cfg model.Config, tensors []model.Tensor, p []float64, rows int,
 	return h
 }
 
-// refLoss is flow matching's minibatch loss (MATH.md): the sum over the
+// refLoss is flow matching's minibatch loss (docs/math.md): the sum over the
 // batch of ||v - target||^2 divided by rows.
 func refLoss(rows int, v, tgt []float64) float64 {
 	s := 0.0

@@ -45,7 +45,7 @@ const (
 // rejection). The step is clipped to land exactly on each save time and on
 // T1; after an accepted clipped step the step size before clipping is kept
 // when larger.
-func dopri5(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
+func dopri5(b Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 	n := sys.size()
 	var ks [7]gpu.Buffer
 	for i := range ks {
@@ -127,6 +127,12 @@ func dopri5(b gpu.Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 		target := p.t
 		rejectedLast := false
 		for t != target {
+			if o.Stop != nil {
+				if err := o.Stop(); err != nil {
+					settle()
+					return st, err
+				}
+			}
 			if st.Steps+st.Rejected >= o.MaxSteps {
 				settle()
 				return st, fmt.Errorf("sampler: dopri5 at t = %g before T1 = %g after %d steps (%d rejected): MaxSteps = %d: %w",

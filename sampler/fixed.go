@@ -15,14 +15,14 @@ var (
 // stepper holds the workspace of a fixed-step method: stage buffers k and a
 // stage state tmp, allocated once per solve.
 type stepper struct {
-	b   gpu.Backend
+	b   Backend
 	sys system
 	m   Method
 	k   []gpu.Buffer
 	tmp gpu.Buffer
 }
 
-func newStepper(b gpu.Backend, sys system, m Method) *stepper {
+func newStepper(b Backend, sys system, m Method) *stepper {
 	n := sys.size()
 	s := &stepper{b: b, sys: sys, m: m, k: make([]gpu.Buffer, m.Stages())}
 	for i := range s.k {
@@ -76,7 +76,7 @@ func (s *stepper) step(t, h float64, y gpu.Buffer) {
 }
 
 // fixedSteps integrates y over the fixed grid of o (o normalized).
-func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) Stats {
+func fixedSteps(b Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 	pts := mergeSaves(fixedGrid(o), o)
 	s := newStepper(b, sys, o.Method)
 	defer s.free()
@@ -90,11 +90,28 @@ func fixedSteps(b gpu.Backend, sys system, y gpu.Buffer, o Options) Stats {
 	}
 	emit(pts[0])
 	for i := 1; i < len(pts); i++ {
+		if o.Stop != nil {
+			if err := o.Stop(); err != nil {
+				st.NFE = st.Steps * o.Method.Stages()
+				return st, err
+			}
+		}
 		t := pts[i-1].t
 		s.step(t, pts[i].t-t, y)
 		st.Steps++
 		emit(pts[i])
 	}
 	st.NFE = st.Steps * o.Method.Stages()
+	return st, nil
+}
+
+// run steps y over the grid points ts (no saves).
+func (s *stepper) run(ts []float64, y gpu.Buffer) Stats {
+	var st Stats
+	for i := 1; i < len(ts); i++ {
+		s.step(ts[i-1], ts[i]-ts[i-1], y)
+		st.Steps++
+	}
+	st.NFE = st.Steps * s.m.Stages()
 	return st
 }

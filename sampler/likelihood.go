@@ -98,7 +98,7 @@ type LikelihoodOptions struct {
 // [x (rows*d) | delta (rows)]: dx/dt = v(t, x), d delta/dt = div v(t, x),
 // so that the same stage ops update both.
 type augSystem struct {
-	b      gpu.Backend
+	b      Backend
 	f      Field
 	rows   int
 	d      int
@@ -163,7 +163,7 @@ func (s *augSystem) divHutchinson(t float64, x, v, dd gpu.Buffer) {
 // which for T0 = 1, T1 = 0 is log p0(x(0)) - integral_0^1 div v dt. With
 // Dopri5, error control covers the whole augmented state (as FFJORD's
 // torchdiffeq solve does).
-func LogLikelihood(b gpu.Backend, f Field, x gpu.Buffer, rows int, o LikelihoodOptions) ([]float64, Stats, error) {
+func LogLikelihood(b Backend, f Field, x gpu.Buffer, rows int, o LikelihoodOptions) ([]float64, Stats, error) {
 	d := f.Dim()
 	if rows < 1 || d < 1 {
 		return nil, Stats{}, fmt.Errorf("sampler: likelihood of %d rows of dimension %d", rows, d)

@@ -142,6 +142,15 @@ type Options struct {
 	// rows x Dim buffer that is being integrated, or a workspace buffer
 	// holding it: read it during the call, do not keep or modify it).
 	OnSave func(t float64, x gpu.Buffer)
+	// Stop, when set, is called before every step; a non-nil result ends
+	// the solve, which returns it with the state part-way (a caller passes
+	// ctx.Err to make a solve cancellable). A solve that Recorder replays
+	// asks it once, before it starts: a replay runs to its end.
+	Stop func() error
+	// Recorder, when not nil, records a fixed-step solve without saves as
+	// one graph and replays it in later solves of the same field, rows
+	// and grid (the chunks of a sampling run): see Recorder.
+	Recorder *Recorder
 }
 
 // DefaultOptions is Dopri5 from t = 0 to t = 1 with rtol = atol = 1e-5 and
@@ -306,12 +315,22 @@ func (s *velocitySystem) eval(t float64, y, dy gpu.Buffer) {
 	s.f.Velocity(t, s.rows, y, dy)
 }
 
+// Backend is what the solvers run on: the Memory family (buffers, copies,
+// Sync), the ODE family's updates and the Random family's draws (the
+// Hutchinson probes). Every gpu.Backend is one; the velocity field brings
+// its own.
+type Backend interface {
+	gpu.Memory
+	gpu.ODE
+	gpu.Random
+}
+
 // Solve integrates dx/dt = f.Velocity(t, x) from o.T0 to o.T1 for rows
 // states of f.Dim() elements held in x (row-major, at least rows*Dim
 // elements; the first rows*Dim are used), in place. Dopri5 uses one step size
 // for the whole batch: its error norm is the root mean square of the scaled
 // error over all rows*Dim elements, so the batch moves together.
-func Solve(b gpu.Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, error) {
+func Solve(b Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, error) {
 	if rows < 1 {
 		return Stats{}, fmt.Errorf("sampler: rows = %d: need at least one state", rows)
 	}
@@ -323,11 +342,16 @@ func Solve(b gpu.Backend, f Field, x gpu.Buffer, rows int, o Options) (Stats, er
 		return Stats{}, fmt.Errorf("sampler: state buffer has %d elements, need rows*Dim = %d*%d", x.Len(), rows, d)
 	}
 	sys := &velocitySystem{f: f, rows: rows}
+	if r := o.Recorder; r != nil && o.Method != Dopri5 && len(o.SaveAt) == 0 {
+		if st, ok, err := r.solve(b, f, sys, x.Slice(0, rows*d), o); ok {
+			return st, err
+		}
+	}
 	return integrate(b, sys, x.Slice(0, rows*d), o, o.OnSave)
 }
 
 // integrate solves sys in place over y, calling save at o.SaveAt.
-func integrate(b gpu.Backend, sys system, y gpu.Buffer, o Options, save func(float64, gpu.Buffer)) (Stats, error) {
+func integrate(b Backend, sys system, y gpu.Buffer, o Options, save func(float64, gpu.Buffer)) (Stats, error) {
 	o, err := o.normalized()
 	if err != nil {
 		return Stats{}, err
@@ -337,7 +361,7 @@ func integrate(b gpu.Backend, sys system, y gpu.Buffer, o Options, save func(flo
 	if o.Method == Dopri5 {
 		st, err = dopri5(b, sys, y, o)
 	} else {
-		st = fixedSteps(b, sys, y, o)
+		st, err = fixedSteps(b, sys, y, o)
 	}
 	st.FieldCalls = sys.fieldCalls()
 	if err == nil {

@@ -314,6 +314,35 @@ func TestDopri5MaxSteps(t *testing.T) {
 	}
 }
 
+// Stop is asked before every step, and its error ends the solve at once,
+// with the steps taken so far counted.
+func TestStop(t *testing.T) {
+	b := newCPU(t)
+	stopErr := errors.New("stop")
+	for _, m := range []Method{Euler, RK4, Dopri5} {
+		f := &linearField{b: b, d: 1, a: -1}
+		x := upload(b, []float32{1})
+		asked := 0
+		o := Options{Method: m, Steps: 50, Rtol: 1e-6, Atol: 1e-6, Stop: func() error {
+			asked++
+			if asked > 3 {
+				return stopErr
+			}
+			return nil
+		}}
+		st, err := Solve(b, f, x, 1, o)
+		if !errors.Is(err, stopErr) {
+			t.Fatalf("%v: err = %v, want the Stop error", m, err)
+		}
+		if st.Steps+st.Rejected != 3 || asked != 4 {
+			t.Errorf("%v: %d steps and %d rejected after Stop was asked %d times, want 3 steps", m, st.Steps, st.Rejected, asked)
+		}
+		if f.calls != st.NFE {
+			t.Errorf("%v: %d field calls, NFE %d", m, f.calls, st.NFE)
+		}
+	}
+}
+
 // Save times are reported exactly (the t passed to OnSave is the requested
 // value, bit for bit), in the order of integration, with the state at that
 // time: Dopri5 clips its steps onto them; a fixed-step solve splits the step

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # gpu-bundle.sh DIR: assemble the device bundle in DIR (make gpu-bundle):
-# the fmgpu binary, the test binaries gpu.test and e2e.test, gpu-report,
+# the fmgpu binary, the test binaries gpu.test, e2e.test and
+# collective.test, gpu-report,
 # the list of kernels in the fatbin, the PyTorch peers when PEERS_DIR has
 # them, and gpu-run.sh. Copy DIR to a machine with an NVIDIA GPU and run
 # `DIR/gpu-run.sh OUTDIR` there: it needs only the NVIDIA driver (python3
@@ -15,6 +16,7 @@ export CGO_ENABLED=0 # no libc dependency beyond the loader purego needs
 go build -o "$out/fmgpu" ./cmd/fmgpu
 go test -c -o "$out/gpu.test" ./gpu
 go test -c -o "$out/e2e.test" ./internal/e2e
+go test -c -o "$out/collective.test" ./collective
 go build -o "$out/gpu-report" ./scripts/gpu-report
 perl -0777 -ne 'print "$1\n" while /extern "C" __global__ void\s+(?:__launch_bounds__\(\d+\)\s+)?(\w+)\s*\(/g' kernels/*.cu | sort -u > "$out/kernels.txt"
 peers=${PEERS_DIR:-../shared/peers}

@@ -16,11 +16,14 @@
 #   profile     e2e.test: one training step per workload, every kernel
 #               timed with CUDA events
 #   bench       fmgpu bench --device cuda
+#   nccl        collective.test: one NCCL rank through the real libnccl.so.2
+#               (PyTorch's CUDA wheels ship one), all-reduce per workload
 #   sanitizer   compute-sanitizer memcheck and racecheck over the
 #               conformance suite, where the tool is present
 #   peers       the PyTorch peers on the same GPU: eager fp32, tf32, bf16
 #               autocast, bf16 with torch.compile (the MLPs); fp32 and
-#               compiled bf16 (the MNIST U-Net, batch 128)
+#               compiled bf16 (the MNIST U-Net, batch 128); PEERS=0 skips
+#               them
 # and ends with gpu-report's one-screen summary (OUTDIR/summary.txt; the
 # per-kernel table in OUTDIR/kernels-table.txt).
 set -uo pipefail
@@ -64,7 +67,7 @@ cat "$out/header.txt" >&2
 lib=${FMGPU_LIBCUDA:-libcuda.so.1}
 
 rm -f "$out/conformance-kernels.tsv"
-if ! step conformance 60 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance)$' -test.v \
+if ! step conformance 60 ./gpu.test -test.run '^(TestCUDAProbe|TestCUDAConformance|TestCUDACapture)$' -test.v \
 	-cuda.lib="$lib" -cuda.kernellog="$out/conformance-kernels.tsv"; then
 	step conformance-sync 45 ./gpu.test -test.run '^TestCUDAConformance$' -test.v -cuda.lib="$lib" -cuda.sync
 fi
@@ -73,16 +76,26 @@ step e2e 40 ./e2e.test -test.run '^TestTrainSampleW2$' -test.v -cuda.lib="$lib"
 step profile 45 ./e2e.test -test.run '^TestStepProfile$' -test.v -cuda.lib="$lib"
 step bench-fmgpu 40 ./fmgpu bench --device cuda --workload all
 
+nccl=${FMGPU_LIBNCCL:-$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib", "libnccl.so.2"))' 2> /dev/null)}
+if [ -n "$nccl" ] && [ -f "$nccl" ]; then
+	FMGPU_NCCL_DEVICE_TEST=1 FMGPU_LIBNCCL=$nccl step nccl 30 ./collective.test -test.run '^TestNCCLDevice$' -test.v
+else
+	echo "no libnccl.so.2 found (set FMGPU_LIBNCCL): no NCCL run" > "$out/nccl.log"
+fi
+
 if command -v compute-sanitizer > /dev/null; then
 	step sanitizer-memcheck 40 compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
 		./gpu.test -test.run '^TestCUDAConformance$' -cuda.lib="$lib"
-	step sanitizer-racecheck 45 compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
-		./gpu.test -test.run '^TestCUDAConformance$' -cuda.lib="$lib"
+	# racecheck is slow: the ops whose kernels share memory between threads.
+	step sanitizer-racecheck 75 compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
+		./gpu.test -test.run '^TestCUDAConformance$/^(Gemm|GemmBatched|Linear|Conv2D.*|GroupNorm.*|SumSquares|MSELoss|ErrorNorm|RowDot|Softmax.*|ChannelSum|BiasActBackward)$' -cuda.lib="$lib"
 else
 	echo "compute-sanitizer not on PATH: no sanitizer runs" > "$out/sanitizer.log"
 fi
 
-if python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
+if [ "${PEERS:-1}" = 0 ]; then
+	echo "PEERS=0: no peer columns" > "$out/torch.log"
+elif python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
 	for v in "fp32" "tf32" "bf16" "bf16 --compile"; do
 		set -- $v
 		tag=$1${2:+-compile}

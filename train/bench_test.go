@@ -11,7 +11,7 @@ import (
 )
 
 // peerWorkloads are the PyTorch peer's training workloads
-// (../shared/peers/torch_cfm.py): mlp256-b256, mlp256-b4096, mlp512x4-b4096.
+// (docs/performance.md): mlp256-b256, mlp256-b4096, mlp512x4-b4096.
 var peerWorkloads = []peerWorkload{
 	{[]int{256, 256, 256}, 256}, {[]int{256, 256, 256}, 4096}, {[]int{512, 512, 512, 512}, 4096},
 }
@@ -34,7 +34,7 @@ func (w peerWorkload) config() Config {
 }
 
 // BenchmarkStep times whole training steps of the PyTorch peer's workloads
-// (../shared/peers/torch_cfm.py) on the CPU backend; steps/s is
+// (docs/performance.md) on the CPU backend; steps/s is
 // 1e9 / ns/op. fmgpu bench runs the same through the CLI.
 func BenchmarkStep(b *testing.B) {
 	ds, _ := data.Builtin("8gaussians", 100000, 1)
@@ -60,5 +60,24 @@ func BenchmarkStep(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "steps/s")
 		})
+	}
+}
+
+// TestStepAllocatesNothing holds the CPU training step at zero heap
+// allocations: a step that allocates puts the garbage collector in every
+// run's profile.
+func TestStepAllocatesNothing(t *testing.T) {
+	ds, _ := data.Builtin("8gaussians", 4096, 1)
+	c := peerWorkload{[]int{64, 64}, 128}.config()
+	be := gpu.NewCPU(1)
+	defer be.Close()
+	tr, err := New(be, c, ds.X, ds.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Step()
+	if a := testing.AllocsPerRun(20, tr.Step); a != 0 {
+		t.Fatalf("a training step allocates %.1f times, want 0", a)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
+	"strings"
 
 	"github.com/nlpodyssey/safetensors"
 
@@ -48,6 +50,11 @@ type DataInfo struct {
 	Dim    int    `json:"dim"`
 	// Classes names the labels of a class-conditional model's data.
 	Classes []string `json:"classes,omitempty"`
+	// SHA256 is data.Checksum of the training data as loaded (before
+	// standardization), so that a resumed run can tell the same data from
+	// other data of the same shape; empty in checkpoints written before it
+	// was recorded.
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // RNGState is the generator's state as stored in a checkpoint.
@@ -259,6 +266,16 @@ func parseCheckpoint(path string, raw []byte) (ck *Checkpoint, err error) {
 	if ck.AdamV, err = read(prefixV); err != nil {
 		return nil, err
 	}
+	// Second moments are averages of squares: a negative one (a corrupted
+	// or hand-edited file) would make the next update's square root NaN,
+	// which training would blame on the learning rate.
+	for _, t := range tensors {
+		for i, v := range ck.AdamV[t.Offset : t.Offset+t.Size()] {
+			if v < 0 {
+				return nil, fail("tensor %s holds a negative second moment at %d", prefixV+t.Name, i)
+			}
+		}
+	}
 	return ck, nil
 }
 
@@ -294,21 +311,64 @@ func (tr *Trainer) Resume(ck *Checkpoint) error {
 }
 
 // compatible reports the first setting in which a run's configuration
-// contradicts its checkpoint's; the step count may grow.
+// contradicts its checkpoint's state: the network (whose weights the
+// checkpoint holds), the path, the time sampling, the seed and the batch
+// (which fix every later batch). The step count and the optimizer's
+// hyperparameters may change.
 func compatible(run, ck Config) error {
 	a, _ := json.Marshal(run.Model)
 	b, _ := json.Marshal(ck.Model)
 	if string(a) != string(b) {
-		return fmt.Errorf("the network differs (checkpoint %s, flags %s)", b, a)
+		return fmt.Errorf("the network differs (checkpoint %s, run %s)", b, a)
 	}
 	if run.Path != ck.Path {
-		return fmt.Errorf("--path differs (checkpoint %s, flags %s)", ck.Path, run.Path)
+		return fmt.Errorf("the path differs (checkpoint %s, run %s)", ck.Path, run.Path)
 	}
 	if run.Time != ck.Time {
-		return fmt.Errorf("--time-sampling differs (checkpoint %+v, flags %+v)", ck.Time, run.Time)
+		return fmt.Errorf("the time sampling differs (checkpoint %+v, run %+v)", ck.Time, run.Time)
 	}
 	if run.Seed != ck.Seed || run.Batch != ck.Batch {
-		return fmt.Errorf("--seed/--batch differ (checkpoint %d/%d, flags %d/%d)", ck.Seed, ck.Batch, run.Seed, run.Batch)
+		return fmt.Errorf("the seed or batch differs (checkpoint %d/%d, run %d/%d)", ck.Seed, ck.Batch, run.Seed, run.Batch)
 	}
 	return nil
+}
+
+// Change is a setting whose value differs between two configurations: a
+// checkpoint's and the run that resumes it.
+type Change struct {
+	// Setting is the Config field's JSON name ("lr", "steps", "model").
+	Setting string
+	// Was and Now are the two values as JSON.
+	Was, Now json.RawMessage
+}
+
+// Diff lists the top-level settings of Config in which now differs from
+// was, in the order of Config's fields.
+func Diff(was, now Config) []Change {
+	a, b := configFields(was), configFields(now)
+	var out []Change
+	for _, k := range configFieldOrder() {
+		if string(a[k]) != string(b[k]) {
+			out = append(out, Change{Setting: k, Was: a[k], Now: b[k]})
+		}
+	}
+	return out
+}
+
+func configFields(c Config) map[string]json.RawMessage {
+	js, _ := json.Marshal(c)
+	m := map[string]json.RawMessage{}
+	_ = json.Unmarshal(js, &m)
+	return m
+}
+
+// configFieldOrder is Config's JSON names in field order.
+func configFieldOrder() []string {
+	t := reflect.TypeFor[Config]()
+	names := make([]string, 0, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
 }

@@ -353,6 +353,7 @@ func checkpointSeeds(tb testing.TB) map[string][]byte {
 		"nan_param":      edit(func(p *ckParts) { p.setF32("layers.0.weight", 3, float32(math.NaN())) }),
 		"inf_adam_v":     edit(func(p *ckParts) { p.setF32("optim.exp_avg_sq.layers.0.bias", 1, float32(math.Inf(1))) }),
 		"neg_inf_ema":    edit(func(p *ckParts) { p.setF32("ema.layers.1.weight", 7, float32(math.Inf(-1))) }),
+		"neg_adam_v":     edit(func(p *ckParts) { p.setF32("optim.exp_avg_sq.layers.1.weight", 2, -1e-6) }),
 	}
 }
 

@@ -33,7 +33,7 @@ var rejectReasons = map[string]string{
 	"meta_empty":      "layout version 0, this fmgpu reads 1",
 	"version_2":       "layout version 2, this fmgpu reads 1",
 	"kind_unknown":    `bad configuration: model kind "transformer": want mlp or unet`,
-	"bad_lr":          "bad configuration: --lr 0",
+	"bad_lr":          "bad configuration: lr 0: need a finite learning rate > 0",
 	"bad_path":        "bad configuration: path ot: sigma-min 1 outside [0, 1)",
 	"step_over":       "step 11 outside 0..10",
 	"step_negative":   "step -1 outside 0..10",
@@ -54,6 +54,7 @@ var rejectReasons = map[string]string{
 	"nan_param":        "tensor layers.0.weight holds a non-finite value at 3",
 	"inf_adam_v":       "tensor optim.exp_avg_sq.layers.0.bias holds a non-finite value at 1",
 	"neg_inf_ema":      "tensor ema.layers.1.weight holds a non-finite value at 7",
+	"neg_adam_v":       "tensor optim.exp_avg_sq.layers.1.weight holds a negative second moment at 2",
 }
 
 // Each way a checkpoint can be wrong is rejected with one line that names

@@ -1,5 +1,6 @@
 // Package train runs flow-matching training on a gpu.Backend: the fused
-// batch draw, the network's forward and backward, the loss, gradient
+// batch draw (or, for a streaming trainer, a batch read from a Source and
+// uploaded), the network's forward and backward, the loss, gradient
 // clipping and the fused Adam(W) + EMA update, with a learning-rate
 // schedule, metrics and safetensors checkpoints that record everything a
 // later `sample`, `likelihood` or `--resume` needs.
@@ -23,20 +24,75 @@ type Config struct {
 	Batch int    `json:"batch"`
 	Seed  uint64 `json:"seed"`
 
-	Optimizer   string  `json:"optimizer"` // "adam" or "adamw"
-	LR          float64 `json:"lr"`
-	Beta1       float64 `json:"beta1"`
-	Beta2       float64 `json:"beta2"`
-	Eps         float64 `json:"eps"`
-	WeightDecay float64 `json:"weight_decay"`
-	MaxGradNorm float64 `json:"max_grad_norm"` // 0: no clipping
-	Warmup      int     `json:"warmup"`        // linear warm-up steps
-	Schedule    string  `json:"schedule"`      // "cosine" or "constant" after warm-up
-	MinLRFrac   float64 `json:"min_lr_frac"`   // cosine decays to LR*MinLRFrac
-	EMADecay    float64 `json:"ema_decay"`     // 0: no EMA
+	Optimizer   Optimizer `json:"optimizer"`
+	LR          float64   `json:"lr"`
+	Beta1       float64   `json:"beta1"`
+	Beta2       float64   `json:"beta2"`
+	Eps         float64   `json:"eps"`
+	WeightDecay float64   `json:"weight_decay"`
+	MaxGradNorm float64   `json:"max_grad_norm"` // 0: no clipping
+	Warmup      int       `json:"warmup"`        // linear warm-up steps
+	Schedule    Schedule  `json:"schedule"`      // after warm-up
+	MinLRFrac   float64   `json:"min_lr_frac"`   // cosine decays to LR*MinLRFrac
+	EMADecay    float64   `json:"ema_decay"`     // 0: no EMA
 	// ClassDropout is the probability that a class-conditional model sees
 	// the null class instead of a row's label (classifier-free guidance).
 	ClassDropout float64 `json:"class_dropout,omitempty"`
+}
+
+// Optimizer names the update rule.
+type Optimizer string
+
+const (
+	// Adam adds the weight decay to the gradient (L2 regularization).
+	Adam Optimizer = "adam"
+	// AdamW decays the weights directly, outside the moments (decoupled).
+	AdamW Optimizer = "adamw"
+)
+
+// ParseOptimizer reads an optimizer's name.
+func ParseOptimizer(s string) (Optimizer, error) {
+	switch o := Optimizer(s); o {
+	case Adam, AdamW:
+		return o, nil
+	}
+	return "", fmt.Errorf("unknown optimizer %q: want adam or adamw", s)
+}
+
+// Schedule names the learning-rate schedule after the warm-up.
+type Schedule string
+
+const (
+	// Cosine decays from LR to LR*MinLRFrac at the last step.
+	Cosine Schedule = "cosine"
+	// Constant keeps LR.
+	Constant Schedule = "constant"
+)
+
+// ParseSchedule reads a schedule's name.
+func ParseSchedule(s string) (Schedule, error) {
+	switch sc := Schedule(s); sc {
+	case Cosine, Constant:
+		return sc, nil
+	}
+	return "", fmt.Errorf("unknown schedule %q: want cosine or constant", s)
+}
+
+// FieldError is a Config field whose value is out of range. Field is the
+// field's JSON name (as a checkpoint stores it); a caller that took the
+// value from elsewhere (a command-line flag) can name its own source.
+type FieldError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s %v: %s", e.Field, e.Value, e.Reason)
+}
+
+func fieldErr(field string, v any, reason string) error {
+	return &FieldError{Field: field, Value: v, Reason: reason}
 }
 
 // Defaults fills the optimizer fields a caller left zero with fmgpu's
@@ -44,7 +100,7 @@ type Config struct {
 // 10% after 2% warm-up... chosen on the built-in 2-D sets (README).
 func (c *Config) Defaults() {
 	if c.Optimizer == "" {
-		c.Optimizer = "adam"
+		c.Optimizer = Adam
 	}
 	if c.Beta1 == 0 {
 		c.Beta1 = 0.9
@@ -56,11 +112,12 @@ func (c *Config) Defaults() {
 		c.Eps = 1e-8
 	}
 	if c.Schedule == "" {
-		c.Schedule = "cosine"
+		c.Schedule = Cosine
 	}
 }
 
-// Validate checks every field, naming the CLI flag a user would fix.
+// Validate checks every field; an optimizer setting out of range is a
+// *FieldError.
 func (c Config) Validate() error {
 	if err := c.Model.Validate(); err != nil {
 		return err
@@ -73,31 +130,33 @@ func (c Config) Validate() error {
 	}
 	switch {
 	case c.Steps < 1:
-		return fmt.Errorf("--steps %d: need at least 1", c.Steps)
+		return fieldErr("steps", c.Steps, "need at least 1")
 	case c.Batch < 1 || c.Batch > 1<<24:
-		return fmt.Errorf("--batch %d: need 1..%d", c.Batch, 1<<24)
-	case c.Optimizer != "adam" && c.Optimizer != "adamw":
-		return fmt.Errorf("--optimizer %q: want adam or adamw", c.Optimizer)
+		return fieldErr("batch", c.Batch, fmt.Sprintf("need 1..%d", 1<<24))
+	case c.Optimizer != Adam && c.Optimizer != AdamW:
+		return fieldErr("optimizer", fmt.Sprintf("%q", string(c.Optimizer)), "want adam or adamw")
 	case !(c.LR > 0) || math.IsInf(c.LR, 0):
-		return fmt.Errorf("--lr %g: need a finite learning rate > 0", c.LR)
-	case !(c.Beta1 >= 0 && c.Beta1 < 1) || !(c.Beta2 >= 0 && c.Beta2 < 1):
-		return fmt.Errorf("--beta1 %g, --beta2 %g: need 0 <= beta < 1", c.Beta1, c.Beta2)
+		return fieldErr("lr", c.LR, "need a finite learning rate > 0")
+	case !(c.Beta1 >= 0 && c.Beta1 < 1):
+		return fieldErr("beta1", c.Beta1, "need 0 <= beta < 1")
+	case !(c.Beta2 >= 0 && c.Beta2 < 1):
+		return fieldErr("beta2", c.Beta2, "need 0 <= beta < 1")
 	case !(c.Eps > 0):
-		return fmt.Errorf("--adam-eps %g: need > 0", c.Eps)
+		return fieldErr("eps", c.Eps, "need > 0")
 	case !(c.WeightDecay >= 0) || math.IsInf(c.WeightDecay, 0):
-		return fmt.Errorf("--weight-decay %g: need >= 0", c.WeightDecay)
+		return fieldErr("weight_decay", c.WeightDecay, "need >= 0")
 	case !(c.MaxGradNorm >= 0) || math.IsInf(c.MaxGradNorm, 0):
-		return fmt.Errorf("--clip-grad %g: need >= 0 (0 disables)", c.MaxGradNorm)
+		return fieldErr("max_grad_norm", c.MaxGradNorm, "need >= 0 (0 disables)")
 	case c.Warmup < 0:
-		return fmt.Errorf("--warmup %d: need >= 0", c.Warmup)
-	case c.Schedule != "cosine" && c.Schedule != "constant":
-		return fmt.Errorf("--schedule %q: want cosine or constant", c.Schedule)
+		return fieldErr("warmup", c.Warmup, "need >= 0")
+	case c.Schedule != Cosine && c.Schedule != Constant:
+		return fieldErr("schedule", fmt.Sprintf("%q", string(c.Schedule)), "want cosine or constant")
 	case !(c.MinLRFrac >= 0 && c.MinLRFrac <= 1):
-		return fmt.Errorf("--min-lr-frac %g: need 0..1", c.MinLRFrac)
+		return fieldErr("min_lr_frac", c.MinLRFrac, "need 0..1")
 	case !(c.EMADecay >= 0 && c.EMADecay < 1):
-		return fmt.Errorf("--ema %g: need 0 <= decay < 1", c.EMADecay)
+		return fieldErr("ema_decay", c.EMADecay, "need 0 <= decay < 1")
 	case !(c.ClassDropout >= 0 && c.ClassDropout < 1):
-		return fmt.Errorf("--class-dropout %g: need 0 <= p < 1", c.ClassDropout)
+		return fieldErr("class_dropout", c.ClassDropout, "need 0 <= p < 1")
 	}
 	return nil
 }
@@ -109,7 +168,7 @@ func (c Config) LRAt(s int) float64 {
 	if s <= c.Warmup {
 		return c.LR * float64(s) / float64(c.Warmup)
 	}
-	if c.Schedule == "constant" || c.Steps <= c.Warmup {
+	if c.Schedule == Constant || c.Steps <= c.Warmup {
 		return c.LR
 	}
 	p := float64(s-c.Warmup) / float64(c.Steps-c.Warmup)

@@ -23,14 +23,24 @@ const CheckpointName = "checkpoint.safetensors"
 // MetricsName is the run's metrics log, one JSON object per line.
 const MetricsName = "metrics.jsonl"
 
-// Metric is one line of metrics.jsonl.
+// Metric is one line of metrics.jsonl: the progress at a step, or (Event
+// set) something that happened there.
 type Metric struct {
-	Step       int     `json:"step"`
+	Step int `json:"step"`
+	// Loss is the CFM loss per element, averaged over the batch and the D
+	// dimensions (what PyTorch's mse_loss reports), over the steps since
+	// the previous line; LossSum is the same summed over the dimensions
+	// (D times Loss).
 	Loss       float64 `json:"loss"`
+	LossSum    float64 `json:"loss_sum"`
 	LR         float64 `json:"lr"`
 	GradNorm   float64 `json:"grad_norm"`
 	StepsPerS  float64 `json:"steps_per_s"`
 	ElapsedSec float64 `json:"elapsed_s"`
+	// Event is "resume" on the line a resumed run writes when settings
+	// changed, with the changes by setting: [checkpoint's, this run's].
+	Event   string                        `json:"event,omitempty"`
+	Changed map[string][2]json.RawMessage `json:"changed,omitempty"`
 }
 
 // RunOptions control Run.
@@ -49,6 +59,12 @@ type RunOptions struct {
 	// that step with a checkpoint, as if interrupted there: a long run can
 	// be done in chunks (batch-queue time limits) and resumed exactly.
 	StopAt int
+	// OnStep, when set, is called after every step is queued (it must be
+	// cheap: the device is not waited for).
+	OnStep func(step int)
+	// Changes are the settings a resumed run changed from its checkpoint's;
+	// Run notes them in metrics.jsonl at the step it starts from.
+	Changes []Change
 }
 
 // Run trains until the configured step count, reading progress every
@@ -63,10 +79,21 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	}
 	ckPath := filepath.Join(o.OutDir, CheckpointName)
 	mPath := filepath.Join(o.OutDir, MetricsName)
-	metrics, err := readMetrics(mPath, tr.step)
+	metrics, err := readMetrics(mPath, tr.step, tr.cfg.Model.Dim)
 	if err != nil {
 		return err
 	}
+	if len(o.Changes) > 0 {
+		ev := Metric{Step: tr.step, Event: "resume", Changed: map[string][2]json.RawMessage{}}
+		for _, c := range o.Changes {
+			ev.Changed[c.Setting] = [2]json.RawMessage{c.Was, c.Now}
+		}
+		metrics = append(metrics, ev)
+		if err := writeMetrics(mPath, metrics); err != nil {
+			return err
+		}
+	}
+	d := float64(tr.cfg.Model.Dim)
 	save := func() error { return tr.Save(ckPath, o.Std, o.Data) }
 	// saveAndHook is a checkpoint outside an interrupt: the hook may take a
 	// while (sampling), which an interrupted run must not wait for.
@@ -86,8 +113,21 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		end = o.StopAt
 	}
 	for tr.step < end {
-		tr.Step()
+		if err := tr.advance(ctx); err != nil {
+			// a streaming trainer's source failed or was cancelled: keep the
+			// steps done
+			if tr.step == 0 {
+				return err
+			}
+			if saveErr := save(); saveErr != nil {
+				return fmt.Errorf("%w, and saving failed: %v", err, saveErr)
+			}
+			return err
+		}
 		s := tr.step
+		if o.OnStep != nil {
+			o.OnStep(s)
+		}
 		due := s%o.LogEvery == 0 || s == end
 		ckDue := o.CheckpointEvery > 0 && s%o.CheckpointEvery == 0
 		cancelled := ctx.Err() != nil
@@ -99,7 +139,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			return err
 		}
 		now := time.Now()
-		m := Metric{Step: s, Loss: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
+		m := Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
 			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
@@ -125,8 +165,10 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 }
 
 // readMetrics keeps the lines of an earlier run up to step (a resumed run
-// continues the file; a fresh run, step 0, starts it anew).
-func readMetrics(path string, step int) ([]Metric, error) {
+// continues the file; a fresh run, step 0, starts it anew). Lines written
+// before loss_sum was recorded hold the sum over the dim dimensions in
+// loss; they are read into the current form.
+func readMetrics(path string, step, dim int) ([]Metric, error) {
 	if step == 0 {
 		return nil, nil
 	}
@@ -146,6 +188,9 @@ func readMetrics(path string, step int) ([]Metric, error) {
 		}
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			return nil, fmt.Errorf("metrics %s line %d: %v", path, line, err)
+		}
+		if m.Event == "" && !bytes.Contains(sc.Bytes(), []byte(`"loss_sum"`)) {
+			m.LossSum, m.Loss = m.Loss, m.Loss/float64(dim)
 		}
 		if m.Step <= step {
 			out = append(out, m)
@@ -178,6 +223,9 @@ func finiteMetric(m Metric) map[string]any {
 		}
 		return v
 	}
-	return map[string]any{"step": m.Step, "loss": f(m.Loss), "lr": f(m.LR), "grad_norm": f(m.GradNorm),
+	if m.Event != "" {
+		return map[string]any{"step": m.Step, "event": m.Event, "changed": m.Changed}
+	}
+	return map[string]any{"step": m.Step, "loss": f(m.Loss), "loss_sum": f(m.LossSum), "lr": f(m.LR), "grad_norm": f(m.GradNorm),
 		"steps_per_s": f(m.StepsPerS), "elapsed_s": f(m.ElapsedSec)}
 }

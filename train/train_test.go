@@ -34,7 +34,7 @@ func standardized(t *testing.T, name string) (*data.Dataset, data.Standardizatio
 }
 
 // gaussianLossFloor is the minimum of the CFM loss (ot path, sigma_min 0)
-// for data N(m, S) in 2-D: E||x1 - x0 - u(t, x_t)||^2 with MATH.md's exact
+// for data N(m, S) in 2-D: E||x1 - x0 - u(t, x_t)||^2 with docs/math.md's exact
 // marginal field u(t, x) = m + (t S - (1-t) I) C_t^{-1} (x - t m), estimated
 // by Monte Carlo in float64 over n draws.
 func gaussianLossFloor(m [2]float64, S [2][2]float64, n int) float64 {

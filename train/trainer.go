@@ -11,7 +11,13 @@ import (
 
 // Trainer holds the device state of one training run. Step queues one
 // training step and never waits for the device; Read is the only host
-// round trip, done every few steps for logging.
+// round trip, done every few steps for logging. On a backend that records
+// graphs (gpu.Capture) the step is recorded once, at the second step (the
+// first, run op by op, sizes the backend's scratch space), and replayed
+// from then on: one launch a step. The values that change from step to
+// step (learning rate, bias corrections, EMA decay, the step number and
+// the Philox step) are in device memory, written before each step, so the
+// replays compute exactly what the ops would.
 type Trainer struct {
 	cfg   Config
 	b     gpu.Backend
@@ -23,14 +29,28 @@ type Trainer struct {
 	grads, m, v, ema gpu.Buffer
 	xt, ut, t, pred  gpu.Buffer
 	dPred            gpu.Buffer
-	loss, lossSum    gpu.Buffer // this step's loss; sum since the last Read
+	// readout holds what Read downloads, adjacent so that one copy brings
+	// all three: lossSum (the loss summed since the last Read), gradSq and
+	// status (views of it).
+	readout, lossSum gpu.Buffer
 	gradSq, status   gpu.Buffer
 	emaNet           model.Net
 	labels, y        gpu.Buffer // class labels of the data and of the batch (conditional nets)
+	// scalars holds the step's values the kernels read (stepScalars), and
+	// hostScalars their host copy; adamScalars and stepFrom are its two
+	// parts, sliced once so that a step allocates nothing.
+	scalars     gpu.Buffer
+	adamScalars gpu.Buffer
+	stepFrom    gpu.Buffer
+	hostScalars [stepScalarCount]float32
+	graph       *gpu.Graph // the recorded step, nil before it is recorded or without graphs
+	noGraph     bool       // the backend records no graph (or failed to)
+	ranOnce     bool       // a step ran op by op: the scratch space is sized
 
 	step      int // steps completed
 	sinceRead int
 	owned     []gpu.Buffer
+	stream    *streamState // the source of a streaming trainer (stream.go)
 }
 
 // New builds a trainer for cfg on b over the (already standardized) data,
@@ -83,7 +103,10 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 	bs := cfg.Batch
 	tr.xt, tr.ut, tr.pred, tr.dPred = alloc(bs*d), alloc(bs*d), alloc(bs*d), alloc(bs*d)
 	tr.t = alloc(bs)
-	tr.loss, tr.lossSum, tr.gradSq, tr.status = alloc(1), alloc(1), alloc(1), alloc(1)
+	tr.readout = alloc(3)
+	tr.scalars = alloc(stepScalarCount)
+	tr.adamScalars, tr.stepFrom = tr.scalars.Slice(0, gpu.AdamScalars), tr.scalars.Slice(stepWords, 2)
+	tr.lossSum, tr.gradSq, tr.status = tr.readout.Slice(0, 1), tr.readout.Slice(1, 1), tr.readout.Slice(2, 1)
 	if labels != nil {
 		lf := make([]float32, len(labels))
 		for i, l := range labels {
@@ -102,8 +125,11 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 
 // Close frees the trainer's device buffers.
 func (tr *Trainer) Close() {
+	tr.graph.Close()
+	tr.graph = nil
 	tr.net.Release()
 	tr.emaNet.Release()
+	tr.b.Free(tr.net.Params()) // model.New allocated it
 	for _, buf := range tr.owned {
 		tr.b.Free(buf)
 	}
@@ -121,38 +147,120 @@ func (c Config) emaDecayAt(s int) float64 {
 	return math.Min(c.EMADecay, float64(1+s)/float64(10+s))
 }
 
+// The step scalars: gpu.AdamScalars values for AdamStep.Scalars, then the
+// Philox step's two words for BatchDraw.StepFrom.
+const (
+	stepWords       = gpu.AdamScalars
+	stepScalarCount = gpu.AdamScalars + 2
+)
+
 // Step queues one training step: draw (x0, x1, t) and the path target on
 // the device, forward, loss gradient, backward, gradient norm, and the
-// fused Adam + EMA update.
+// fused Adam + EMA update; a replay of the recorded step where the backend
+// records graphs.
 func (tr *Trainer) Step() {
-	c := tr.cfg
+	if tr.stream != nil {
+		panic("train: Step on a streaming trainer (StepStream draws its rows)")
+	}
 	s := tr.step + 1
+	tr.uploadScalars(s)
+	if !tr.replay() {
+		tr.queueStep()
+		tr.ranOnce = true
+	}
+	tr.step = s
+	tr.sinceRead++
+}
+
+// uploadScalars writes the changing values of step s (1-based) where the
+// step's ops read them.
+func (tr *Trainer) uploadScalars(s int) {
+	sc := gpu.AdamScalarValues(tr.adamStep(s))
+	copy(tr.hostScalars[:], sc[:])
+	w := gpu.StepWords(uint64(s - 1))
+	copy(tr.hostScalars[stepWords:], w[:])
+	tr.b.Upload(tr.scalars, tr.hostScalars[:])
+}
+
+// replay launches the recorded step, recording it first when it is time;
+// false: queue the ops one by one.
+func (tr *Trainer) replay() bool {
+	if tr.graph != nil {
+		if tr.graph.Launch() == nil {
+			return true
+		}
+		// Stale (a buffer it used was freed or the scratch moved): record
+		// it again.
+		tr.graph.Close()
+		tr.graph = nil
+	}
+	if tr.noGraph || !tr.ranOnce {
+		return false
+	}
+	g, err := gpu.Capture(tr.b, tr.queueStep)
+	if g == nil || err != nil {
+		tr.noGraph = true // unsupported, or failed: run op by op from now on
+		return false
+	}
+	tr.graph = g
+	return g.Launch() == nil
+}
+
+// Recorded reports whether the steps run as replays of a recorded graph
+// (gpu.Capture) and how many kernels one replay runs.
+func (tr *Trainer) Recorded() (bool, int64) {
+	if tr.graph == nil {
+		return false, 0
+	}
+	return true, tr.graph.Kernels()
+}
+
+// adamStep is the optimizer step s (1-based) as the fields say; queueStep
+// passes its changing scalars through device memory.
+func (tr *Trainer) adamStep(s int) gpu.AdamStep {
+	c := tr.cfg
+	return gpu.AdamStep{
+		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
+		WeightDecay: float32(c.WeightDecay), Decoupled: c.Optimizer == AdamW,
+		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
+		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
+	}
+}
+
+// queueStep queues the ops of a step with its changing values read from
+// tr.scalars: the same ops whether run directly or recorded.
+func (tr *Trainer) queueStep() {
+	c := tr.cfg
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
-	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, Step: uint64(tr.step)}
+	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.stepFrom}
 	b.DrawBatch(dr, tr.data, tr.nData, d, bs, nil, nil, tr.t, tr.xt, tr.ut)
 	if tr.labels != nil {
 		b.DrawLabels(dr, tr.labels, tr.nData, bs, float32(c.ClassDropout), float32(c.Model.Classes), tr.y)
 	}
+	tr.queueUpdate()
+}
+
+// queueUpdate queues the part of a step after its batch is drawn (t, x_t,
+// u_t and the labels in place): forward, loss gradient, backward, gradient
+// norm and the fused Adam + EMA update, with the changing values read from
+// tr.scalars. The streaming step (stream.go) shares it.
+func (tr *Trainer) queueUpdate() {
+	c := tr.cfg
+	b, bs := tr.b, c.Batch
 	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
-	b.MSELoss(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.loss)
+	b.MSELossAccumulate(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.lossSum)
 	tr.net.Backward(tr.dPred, tr.grads)
 	b.SumSquares(tr.grads, tr.gradSq)
-	wd := float32(c.WeightDecay)
-	b.AdamEMA(gpu.AdamStep{
-		LR: float32(c.LRAt(s)), Beta1: float32(c.Beta1), Beta2: float32(c.Beta2), Eps: float32(c.Eps),
-		WeightDecay: wd, Decoupled: c.Optimizer == "adamw",
-		BiasCorr1: float32(1 - math.Pow(c.Beta1, float64(s))), BiasCorr2: float32(1 - math.Pow(c.Beta2, float64(s))),
-		EMADecay: float32(c.emaDecayAt(s)), MaxGradNorm: float32(c.MaxGradNorm), Step: s,
-	}, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
-	b.Axpy(1, tr.loss, tr.lossSum)
-	tr.step = s
-	tr.sinceRead++
+	a := tr.adamStep(1) // the fixed fields; the rest from Scalars
+	a.EMADecay = float32(c.EMADecay)
+	a.Scalars = tr.adamScalars
+	b.AdamEMA(a, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
 }
 
 // Progress is what a Read returns.
 type Progress struct {
 	Step     int     // steps completed
-	Loss     float64 // mean loss over the steps since the previous Read
+	Loss     float64 // mean loss (summed over the D dimensions) over the steps since the previous Read
 	GradNorm float64 // gradient norm of the last step, before clipping
 	LR       float64 // learning rate of the last step
 }
@@ -165,16 +273,14 @@ type NonFiniteError struct {
 }
 
 func (e *NonFiniteError) Error() string {
-	return fmt.Sprintf("step %d: non-finite %s; training stopped (lower --lr or set --clip-grad)", e.Step, e.What)
+	return fmt.Sprintf("step %d: non-finite %s; training stopped", e.Step, e.What)
 }
 
 // Read waits for the device and returns the progress since the previous
 // Read, or a *NonFiniteError when a loss or gradient was not finite.
 func (tr *Trainer) Read() (Progress, error) {
 	var h [3]float32
-	tr.b.Download(h[0:1], tr.lossSum)
-	tr.b.Download(h[1:2], tr.gradSq)
-	tr.b.Download(h[2:3], tr.status)
+	tr.b.Download(h[:], tr.readout) // lossSum, gradSq, status: one copy, one wait
 	tr.b.Fill(tr.lossSum, 0)
 	if err := tr.b.Sync(); err != nil {
 		return Progress{}, err

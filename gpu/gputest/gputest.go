@@ -14,7 +14,10 @@
 // known-answer tests); Box-Muller, the time transform and the paths'
 // arithmetic are evaluated here in float64 from the documentation.
 //
-// Tolerances (CONVENTIONS.md), each check stating its bound:
+// The checks of each op family of package gpu are in the file of its name
+// (gpu/F.go: F.go here), its benchmarks beside them.
+//
+// Tolerances (docs/design.md, "Conventions"), each check stating its bound:
 //   - elementwise float32 arithmetic: rtol 1e-5 (a few roundings of
 //     2^-24 = 6e-8 each), relative to the sum of the magnitudes of the terms
 //     where a result may cancel;
@@ -32,6 +35,7 @@ package gputest
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -62,14 +66,16 @@ const (
 // it poisons a result and writing over it is seen bit for bit.
 var sentinel = math.Float32frombits(0x7fc0dead)
 
-// Run runs the conformance suite: one subtest per Backend method, each on a
-// backend from newBackend (called once per subtest; the suite Syncs it,
-// checks that no error was recorded, and Closes it when the subtest ends).
+// Run runs the conformance suite: one subtest per Backend method, family by
+// family, each on a backend from newBackend (called once per subtest; the
+// suite Syncs it, checks that no error was recorded, and Closes it when the
+// subtest ends).
 func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 	tests := []struct {
 		name string
 		fn   func(e *env)
 	}{
+		// Memory (memory.go)
 		{"Info", testInfo},
 		{"Alloc", testAlloc},
 		{"Free", testFree},
@@ -78,41 +84,54 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"Copy", testCopy},
 		{"Fill", testFill},
 		{"Sync", testSync},
+		// Products (products.go)
 		{"Gemm", testGemm},
+		{"GemmBatched", testGemmBatched},
+		// Dense (dense.go)
 		{"Linear", testLinear},
+		{"LinearBackward", testLinearBackward},
 		{"BiasActBackward", testBiasActBackward},
+		{"Activate", testActivate},
 		{"EmbedInput", testEmbedInput},
+		{"OneHot", testOneHot},
 		{"MSELoss", testMSELoss},
+		// Optimizer (optimizer.go)
 		{"SumSquares", testSumSquares},
 		{"AdamEMA", testAdamEMA},
+		// Draw (draw.go)
 		{"PathTarget", testPathTarget},
 		{"DrawBatch", testDrawBatch},
+		{"DrawLabels", testDrawLabels},
+		// Random (random.go)
 		{"RandNormal", testRandNormal},
 		{"RandRademacher", testRandRademacher},
+		// ODE (ode.go)
 		{"Axpy", testAxpy},
 		{"LinComb", testLinComb},
 		{"ErrorNorm", testErrorNorm},
 		{"RowDot", testRowDot},
 		{"UnitColumn", testUnitColumn},
+		// Conv (conv.go)
 		{"Conv2D", testConv2D},
 		{"Conv2DBackwardData", testConv2DBackwardData},
 		{"Conv2DBackwardFilter", testConv2DBackwardFilter},
+		// Norm (norm.go)
 		{"GroupNorm", testGroupNorm},
 		{"GroupNormBackward", testGroupNormBackward},
-		{"Activate", testActivate},
+		{"GroupNormAct", testGroupNormAct},
+		{"GroupNormActBackward", testGroupNormActBackward},
+		// Layout (layout.go)
 		{"AddChannelBias", testAddChannelBias},
 		{"ChannelSum", testChannelSum},
 		{"Upsample2x", testUpsample2x},
 		{"Upsample2xBackward", testUpsample2xBackward},
 		{"CopyChannels", testCopyChannels},
-		{"GemmBatched", testGemmBatched},
+		{"Transpose", testTranspose},
+		// Attention (attention.go)
 		{"Softmax", testSoftmax},
 		{"SoftmaxBackward", testSoftmaxBackward},
-		{"Transpose", testTranspose},
-		{"OneHot", testOneHot},
-		{"DrawLabels", testDrawLabels},
 	}
-	for i, tc := range tests {
+	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			be := newBackend(t)
 			closed := false
@@ -121,9 +140,12 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 					be.Close()
 				}
 			}()
-			// A fixed seed per subtest: failures reproduce, and a subtest
-			// run alone (-run) sees the same inputs as in the full suite.
-			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, uint64(i)))}
+			// A fixed seed per subtest, from its name: failures reproduce,
+			// and a subtest run alone (-run) sees the same inputs as in the
+			// full suite, whatever the table's order.
+			seed := fnv.New64a()
+			seed.Write([]byte(tc.name))
+			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, seed.Sum64()))}
 			tc.fn(e)
 			if err := be.Sync(); err != nil {
 				t.Errorf("Sync after %s: %v", tc.name, err)
@@ -302,3 +324,44 @@ var (
 	rowSizes   = []int{1, 3, 17, 255, 257, 1000}
 	widthSizes = []int{1, 2, 3, 31, 64, 257}
 )
+
+// fdIndices picks up to n distinct indices below size (all of them when
+// size <= n).
+func fdIndices(rng *rand.Rand, size, n int) []int {
+	if size <= n {
+		idx := make([]int, size)
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	return rng.Perm(size)[:n]
+}
+
+// checkFD checks got[i] (a backend's gradient) at the indices idx against
+// the central difference of f in the coordinate i of v, (f(v + h e_i) -
+// f(v - h e_i)) / 2h, within tol(i, fd).
+func checkFD(e *env, name string, got []float32, v []float64, idx []int, h float64, f func([]float64) float64, tol func(i int, fd float64) float64) {
+	e.t.Helper()
+	p := append([]float64(nil), v...)
+	want, tl, gotI := make([]float64, len(idx)), make([]float64, len(idx)), make([]float32, len(idx))
+	for k, i := range idx {
+		p[i] = v[i] + h
+		fp := f(p)
+		p[i] = v[i] - h
+		fm := f(p)
+		p[i] = v[i]
+		want[k] = (fp - fm) / (2 * h)
+		tl[k] = tol(i, want[k])
+		gotI[k] = got[i]
+	}
+	checkTol(e.t, fmt.Sprintf("%s at indices %v against central differences", name, idx), gotI, want, tl, 0)
+}
+
+// f64or is f64, nil for nil.
+func f64or(v []float32) []float64 {
+	if v == nil {
+		return nil
+	}
+	return f64(v)
+}

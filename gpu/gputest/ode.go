@@ -3,9 +3,12 @@ package gputest
 import (
 	"fmt"
 	"math"
+	"testing"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
+
+// The ODE family (gpu/ode.go) against float64 references.
 
 // vecSizes are the vector lengths of the solver ops: the row sizes, a
 // 2-D batch (20000 x 2) and an image-like one (4096 x 3 + 1).
@@ -208,4 +211,49 @@ func testUnitColumn(e *env) {
 			e.checkOutside(name, p)
 		}
 	}
+}
+
+// benchODE times the solvers' updates at the samplers' sizes.
+func benchODE(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
+	b.Run("Axpy", func(b *testing.B) {
+		for _, sh := range [][2]int{{20000, 2}, {4096, 784}} {
+			n := sh[0] * sh[1]
+			bench(b, fmt.Sprintf("rows=%d,d=%d", sh[0], sh[1]), newBackend, func(w *workload) (float64, float64, func()) {
+				x, y := w.normals(n), w.normals(n)
+				return 12 * float64(n), 0, func() { w.be.Axpy(1e-3, x, y) }
+			})
+		}
+	})
+	b.Run("LinComb", func(b *testing.B) {
+		for _, sh := range [][2]int{{20000, 2}, {4096, 784}} {
+			n := sh[0] * sh[1]
+			bench(b, fmt.Sprintf("stages=7/rows=%d,d=%d", sh[0], sh[1]), newBackend, func(w *workload) (float64, float64, func()) {
+				x, dst, ks := w.normals(n), w.alloc(n), w.stages(n, gpu.MaxStages)
+				coef := []float32{35.0 / 384, 0.1, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0.2}
+				return 4 * float64(n*(gpu.MaxStages+2)), 0, func() { w.be.LinComb(dst, x, 0.01, coef, ks) }
+			})
+		}
+	})
+	b.Run("ErrorNorm", func(b *testing.B) {
+		const rows, d = 4096, 784
+		const n = rows * d
+		bench(b, fmt.Sprintf("stages=7/rows=%d,d=%d", rows, d), newBackend, func(w *workload) (float64, float64, func()) {
+			x, xn, out, ks := w.normals(n), w.normals(n), w.alloc(1), w.stages(n, gpu.MaxStages)
+			return 4 * float64(n*(gpu.MaxStages+2)), 0, func() { w.be.ErrorNorm(x, xn, 0.01, dopriErr, ks, 1e-3, 1e-6, out) }
+		})
+	})
+	b.Run("RowDot", func(b *testing.B) {
+		const rows, cols = 4096, 784
+		bench(b, fmt.Sprintf("rows=%d,cols=%d", rows, cols), newBackend, func(w *workload) (float64, float64, func()) {
+			x, y, out := w.normals(rows*cols), w.normals(rows*cols), w.alloc(rows)
+			return 8 * rows * cols, 2 * rows * cols, func() { w.be.RowDot(rows, cols, 1, x, y, 1, out) }
+		})
+	})
+	b.Run("UnitColumn", func(b *testing.B) {
+		const rows, cols = 4096, 784
+		bench(b, fmt.Sprintf("rows=%d,cols=%d", rows, cols), newBackend, func(w *workload) (float64, float64, func()) {
+			e := w.alloc(rows * cols)
+			return 4 * rows * cols, 0, func() { w.be.UnitColumn(rows, cols, 7, e) }
+		})
+	})
 }

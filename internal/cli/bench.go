@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime"
@@ -17,8 +18,9 @@ import (
 	"github.com/fmgpu/fmgpu/train"
 )
 
-// benchWorkload is one of the PyTorch peer's workloads
-// (../shared/peers/torch_cfm.py), with exactly its configuration.
+// benchWorkload is one of the PyTorch peer's workloads (a torch
+// conditional flow-matching script; docs/performance.md), with exactly its
+// configuration.
 type benchWorkload struct {
 	name   string
 	hidden []int
@@ -38,8 +40,32 @@ const (
 	benchSampleSteps = 100
 )
 
-// launchCounter is implemented by device backends that count kernel launches.
-type launchCounter interface{ Launches() int64 }
+// launchCounter is implemented by device backends that count kernel
+// launches (the kernels run, replays of recorded graphs included) and
+// graph launches.
+type launchCounter interface {
+	Launches() int64
+	GraphLaunches() int64
+}
+
+// launchFields are bench's counts over steps steps since the counts l0, g0:
+// launches_per_step (the name earlier versions printed) and
+// kernels_per_step are the kernels run, graph_launches_per_step the
+// replays of recorded graphs (each runs many of those kernels with one
+// launch).
+func launchFields(lc launchCounter, l0, g0 int64, steps int) string {
+	k := float64(lc.Launches()-l0) / float64(steps)
+	return fmt.Sprintf(" launches_per_step=%.1f kernels_per_step=%.1f graph_launches_per_step=%.2f",
+		k, k, float64(lc.GraphLaunches()-g0)/float64(steps))
+}
+
+// benchOptions are the settings of `fmgpu bench`.
+type benchOptions struct {
+	workloads []string // names, "all" expanded
+	dev       deviceOptions
+	steps     int // timed steps, 0: the peer's per workload
+	seed      uint64
+}
 
 func benchCommand() *ucli.Command {
 	return &ucli.Command{
@@ -48,43 +74,59 @@ func benchCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all"},
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
-			&ucli.IntFlag{Name: "steps", Value: 0, Usage: "timed steps (0: the peer's per-workload default)"},
+			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
 		Action: func(c *ucli.Context) error {
-			names := []string{c.String("workload")}
-			if names[0] == "all" {
-				names = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
-			}
-			for _, n := range names {
-				if n != "sample-euler" && findWorkload(n) == nil {
-					return usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
-				}
-			}
-			if c.Int("steps") < 0 || c.Int("threads") < 0 {
-				return usagef("--steps and --threads must be >= 0")
-			}
-			b, err := openBackend(c.String("device"), c.Int("threads"))
+			o, err := benchOptionsFrom(c)
 			if err != nil {
 				return err
 			}
-			defer b.Close()
-			ds, _ := data.Builtin("8gaussians", benchDataRows, c.Uint64("seed"))
-			fmt.Fprintf(c.App.ErrWriter, "fmgpu bench on %s\n", describeBackend(b))
-			for _, n := range names {
-				if n == "sample-euler" {
-					err = benchSample(c.App.Writer, b, ds, c.Uint64("seed"))
-				} else {
-					err = benchTrain(c.App.Writer, b, ds, *findWorkload(n), c.Int("steps"), c.Uint64("seed"))
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
+			return runBench(c.Context, o, c.App.Writer, c.App.ErrWriter)
 		},
 	}
+}
+
+func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
+	o := benchOptions{workloads: []string{c.String("workload")}, steps: c.Int("steps"), seed: c.Uint64("seed"),
+		dev: deviceOptions{device: c.String("device"), threads: c.Int("threads")}}
+	if o.workloads[0] == "all" {
+		o.workloads = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
+	}
+	for _, n := range o.workloads {
+		if n != "sample-euler" && findWorkload(n) == nil {
+			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler or all", n)
+		}
+	}
+	if o.steps < 0 || o.dev.threads < 0 {
+		return o, usagef("--steps and --threads must be >= 0")
+	}
+	return o, nil
+}
+
+func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) error {
+	b, err := openBackend(o.dev.device, o.dev.threads)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	ds, _ := data.Builtin("8gaussians", benchDataRows, o.seed)
+	fmt.Fprintf(stderr, "fmgpu bench on %s\n", describeBackend(b))
+	for _, n := range o.workloads {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if n == "sample-euler" {
+			err = benchSample(stdout, b, ds, o.steps, o.seed)
+		} else {
+			err = benchTrain(stdout, b, ds, *findWorkload(n), o.steps, o.seed)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func findWorkload(name string) *benchWorkload {
@@ -125,9 +167,9 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 		return err
 	}
 	lc, counts := b.(launchCounter)
-	var l0 int64
+	var l0, g0 int64
 	if counts {
-		l0 = lc.Launches()
+		l0, g0 = lc.Launches(), lc.GraphLaunches()
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -146,7 +188,7 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	gflops := 3 * float64(tr.Net().FLOPsPerRow()) * float64(wl.batch) * sps / 1e9
 	extra := fmt.Sprintf("allocs_per_step=%.1f", float64(ms1.Mallocs-ms0.Mallocs)/float64(steps))
 	if counts {
-		extra += fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(steps))
+		extra += launchFields(lc, l0, g0, steps)
 	}
 	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
 	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
@@ -156,7 +198,10 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	return nil
 }
 
-func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) error {
+func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed uint64) error {
+	if steps == 0 {
+		steps = benchSampleSteps
+	}
 	// The peer samples with the mlp256 network after 50 training steps;
 	// the weights do not change the cost.
 	tr, err := train.New(b, benchConfig(benchWorkloads[0], 55, seed), ds.X, ds.N)
@@ -174,18 +219,30 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) erro
 	x := b.Alloc(benchSamplePts * 2)
 	defer b.Free(x)
 	b.RandNormal(x, seed, 0, 1)
-	o := sampler.Options{Method: sampler.Euler, Steps: benchSampleSteps, T0: 0, T1: 1}
+	o := sampler.Options{Method: sampler.Euler, Steps: steps, T0: 0, T1: 1}
 	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1}); err != nil {
 		return err
+	}
+	if gpu.CanCapture(b) {
+		// The timed solve replays a recorded graph: one solve op by op,
+		// one recorded first.
+		rec := sampler.NewRecorder(b)
+		defer rec.Close()
+		o.Recorder = rec
+		for i := 0; i < 2; i++ {
+			if _, err := sampler.Solve(b, net, x, benchSamplePts, o); err != nil {
+				return err
+			}
+		}
 	}
 	b.RandNormal(x, seed, 1, 1)
 	if err := b.Sync(); err != nil {
 		return err
 	}
 	lc, counts := b.(launchCounter)
-	var l0 int64
+	var l0, g0 int64
 	if counts {
-		l0 = lc.Launches()
+		l0, g0 = lc.Launches(), lc.GraphLaunches()
 	}
 	start := time.Now()
 	st, err := sampler.Solve(b, net, x, benchSamplePts, o)
@@ -199,7 +256,7 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, seed uint64) erro
 	gflops := float64(net.FLOPsPerRow()) * benchSamplePts * float64(st.NFE) / el / 1e9
 	extra := ""
 	if counts {
-		extra = fmt.Sprintf(" launches_per_step=%.1f", float64(lc.Launches()-l0)/float64(benchSampleSteps))
+		extra = launchFields(lc, l0, g0, steps)
 	}
 	fmt.Fprintf(w, "workload=sample-euler points_per_s=%.0f gflops=%.1f nfe=%d%s device=%s\n",
 		float64(benchSamplePts)/el, gflops, st.NFE, extra, strings.TrimSpace(b.Info().Backend))

@@ -116,7 +116,7 @@ func TestTrainSampleLikelihood(t *testing.T) {
 	}
 }
 
-// MATH.md's test vector through the CLI.
+// docs/math.md's test vector through the CLI.
 func TestPathCommand(t *testing.T) {
 	code, stdout, stderr := fmgpu(t, "path", "--path", "linear-vp", "--t", "0.6", "--x0", "0.5", "--x1", "1")
 	if code != 0 {

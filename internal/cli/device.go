@@ -1,14 +1,19 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
 
 // openBackend returns the backend --device asks for: "cpu", "cuda", or
-// "auto" (CUDA when this binary is a CUDA build and a device answers, else
-// the CPU). threads bounds the CPU backend's workers (0: all cores).
+// "auto" (the GPU when the NVIDIA driver loads and a device answers, else
+// the CPU, and describeBackend then says why). threads bounds the CPU
+// backend's workers (0: all cores). --device cuda without a usable GPU is
+// an error naming what is missing.
 func openBackend(device string, threads int) (gpu.Backend, error) {
 	switch device {
 	case "cpu":
@@ -20,14 +25,39 @@ func openBackend(device string, threads int) (gpu.Backend, error) {
 		}
 		return b, nil
 	case "auto", "":
-		if gpu.Flavor != "cpu" {
-			if b, err := gpu.NewCUDA(); err == nil {
-				return b, nil
-			}
+		b, err := gpu.NewCUDA()
+		if err == nil {
+			return b, nil
 		}
-		return gpu.NewCPU(threads), nil
+		cpu := gpu.NewCPU(threads)
+		autoFallback.Store(cpu, briefCUDAError(err))
+		return cpu, nil
 	}
 	return nil, usagef("--device %q: want auto, cpu or cuda", device)
+}
+
+// autoFallback holds, for each CPU backend --device auto chose, why the GPU
+// was not used: the commands print it with the device they run on, once
+// their inputs are known to be good.
+var autoFallback sync.Map // gpu.Backend -> string
+
+// fallbackNote is the line a command prints before its work when --device
+// auto fell back to the CPU ("" otherwise).
+func fallbackNote(command string, b gpu.Backend) string {
+	if _, ok := autoFallback.Load(b); !ok {
+		return ""
+	}
+	return fmt.Sprintf("%s on %s\n", command, describeBackend(b))
+}
+
+// briefCUDAError is why the GPU is not used, in a few words ("no NVIDIA
+// driver (libcuda.so.1: not found)").
+func briefCUDAError(err error) string {
+	var u *gpu.CUDAUnavailable
+	if errors.As(err, &u) {
+		return u.Brief()
+	}
+	return err.Error()
 }
 
 func describeBackend(b gpu.Backend) string {
@@ -45,5 +75,22 @@ func describeBackend(b gpu.Backend) string {
 	if in.Threads > 0 {
 		s += fmt.Sprintf(", %d threads", in.Threads)
 	}
+	if why, ok := autoFallback.Load(b); ok {
+		s += fmt.Sprintf(" (no GPU: %s)", why)
+	}
 	return s
+}
+
+// describeDevices writes one line per device kind this binary knows, for
+// `fmgpu info`.
+func describeDevices(w io.Writer) {
+	cpu := gpu.NewCPU(0)
+	fmt.Fprintf(w, "device cpu: %s\n", describeBackend(cpu))
+	cpu.Close()
+	if b, err := gpu.NewCUDA(); err != nil {
+		fmt.Fprintf(w, "device cuda: unavailable: %v\n", err)
+	} else {
+		fmt.Fprintf(w, "device cuda: %s\n", describeBackend(b))
+		b.Close()
+	}
 }

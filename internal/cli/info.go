@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"runtime"
 	"strings"
 
@@ -11,6 +13,11 @@ import (
 	"github.com/fmgpu/fmgpu/train"
 )
 
+// infoOptions are the settings of `fmgpu info`.
+type infoOptions struct {
+	checkpoint string // describe this checkpoint too ("": none)
+}
+
 func infoCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "info",
@@ -19,37 +26,31 @@ func infoCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "checkpoint", Usage: "describe a checkpoint too"},
 		},
 		Action: func(c *ucli.Context) error {
-			w := c.App.Writer
-			fmt.Fprintf(w, "fmgpu %s (%s build, %s, %s/%s)\n", Version, gpu.Flavor, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-			cpu := gpu.NewCPU(0)
-			fmt.Fprintf(w, "device cpu: %s\n", describeBackend(cpu))
-			cpu.Close()
-			if gpu.Flavor == "cpu" {
-				fmt.Fprintln(w, "device cuda: not in this build (build bin/fmgpu-cuda with `make cuda`, or use Dockerfile.cuda)")
-			} else if b, err := gpu.NewCUDA(); err != nil {
-				fmt.Fprintf(w, "device cuda: unavailable: %v\n", err)
-			} else {
-				fmt.Fprintf(w, "device cuda: %s\n", describeBackend(b))
-				b.Close()
-			}
-			if p := c.String("checkpoint"); p != "" {
-				ck, err := train.Load(p)
-				if err != nil {
-					return err
-				}
-				m := ck.Meta
-				fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
-					p, m.Step, m.Config.Steps, m.Config.Model, m.Config.Path,
-					m.Config.Time.Kind, len(ck.Params), m.Data.Source, m.Data.Rows, m.Data.Dim)
-				// The EMA and Adam moments repeat every weight's name under a
-				// prefix; listing them four times would bury the weights.
-				names := make([]string, len(ck.Tensors))
-				for i, t := range ck.Tensors {
-					names[i] = t.Name + fmt.Sprint(t.Shape)
-				}
-				fmt.Fprintf(w, "tensors (%d, each also as ema.*, optim.exp_avg.*, optim.exp_avg_sq.*): %s\n", len(names), strings.Join(names, " "))
-			}
-			return nil
+			return runInfo(c.Context, infoOptions{checkpoint: c.String("checkpoint")}, c.App.Writer, c.App.ErrWriter)
 		},
 	}
+}
+
+func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
+	fmt.Fprintf(w, "fmgpu %s (%s build, %s, %s/%s)\n", Version, gpu.Flavor, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	describeDevices(w)
+	if o.checkpoint == "" {
+		return nil
+	}
+	ck, err := train.Load(o.checkpoint)
+	if err != nil {
+		return err
+	}
+	m := ck.Meta
+	fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
+		o.checkpoint, m.Step, m.Config.Steps, m.Config.Model, m.Config.Path,
+		m.Config.Time.Kind, len(ck.Params), m.Data.Source, m.Data.Rows, m.Data.Dim)
+	// The EMA and Adam moments repeat every weight's name under a
+	// prefix; listing them four times would bury the weights.
+	names := make([]string, len(ck.Tensors))
+	for i, t := range ck.Tensors {
+		names[i] = t.Name + fmt.Sprint(t.Shape)
+	}
+	fmt.Fprintf(w, "tensors (%d, each also as ema.*, optim.exp_avg.*, optim.exp_avg_sq.*): %s\n", len(names), strings.Join(names, " "))
+	return nil
 }

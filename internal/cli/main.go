@@ -1,6 +1,8 @@
 // Package cli is the fmgpu command line: one file per command, each with
-// its flags, the validation that names the flag at fault, and a run
-// function that calls the packages. No math lives here.
+// its flags, an options struct, a function that fills it from the flags
+// and names the flag at fault, and runX(ctx, opts, stdout, stderr), which
+// calls the packages (sampling and likelihoods through package generate).
+// No math lives here.
 package cli
 
 import (
@@ -10,14 +12,16 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 
 	ucli "github.com/urfave/cli/v2"
 )
 
-// Exit codes (CONVENTIONS.md): 0 ok, 1 failure, 2 bad usage, 130
-// interrupted after saving.
+// Exit codes (docs/design.md): 0 ok, 1 failure, 2 bad usage, 130
+// interrupted by SIGINT or SIGTERM (after saving what can be saved).
 const (
 	ExitOK          = 0
 	ExitFailure     = 1
@@ -37,33 +41,58 @@ func (e usageError) Unwrap() error { return e.err }
 // usagef builds a usageError; by convention the message names the flag.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
-// errInterrupted is returned by a command stopped by a signal after it
-// saved its work.
+// errInterrupted is matched (errors.Is) by every error of a command stopped
+// by a signal.
 var errInterrupted = errors.New("interrupted")
+
+// interruptedError is a command stopped by a signal; what says what it did
+// ("nothing written", "saved DIR/checkpoint.safetensors at step N").
+type interruptedError struct{ what string }
+
+func (e interruptedError) Error() string        { return "interrupted; " + e.what }
+func (e interruptedError) Is(target error) bool { return target == errInterrupted }
+
+func interrupted(format string, a ...any) error {
+	return interruptedError{fmt.Sprintf(format, a...)}
+}
 
 // Main runs the command line and returns the process exit code.
 func Main(args []string) int {
 	return run(context.Background(), args, os.Stdout, os.Stderr)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	ctx, stop := withSignals(ctx, stderr)
 	defer stop()
+	defer recoverPanic(stderr, &code)
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	if err == nil {
 		return ExitOK
 	}
-	code := ExitFailure
+	code = ExitFailure
 	var ue usageError
 	switch {
 	case errors.Is(err, errInterrupted):
 		code = ExitInterrupted
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// a command that wrote nothing before it stopped
+		code, err = ExitInterrupted, interrupted("nothing written")
 	case errors.As(err, &ue), isParseError(err):
 		code = ExitUsage
 	}
 	fmt.Fprintf(stderr, "fmgpu: %s\n", oneLine(err.Error()))
 	return code
+}
+
+// recoverPanic, deferred, turns a panic of the command into exit code 1
+// with the stack: unrecovered, a panic exits with 2, the code of a usage
+// error, which scripts would read as their own mistake.
+func recoverPanic(stderr io.Writer, code *int) {
+	if r := recover(); r != nil {
+		fmt.Fprintf(stderr, "fmgpu: internal error (a bug; please report it with this output): %v\n%s", r, debug.Stack())
+		*code = ExitFailure
+	}
 }
 
 // isParseError recognises the errors urfave/cli returns before any action
@@ -82,11 +111,33 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
 }
 
+// interruptNote is what a command does when a signal arrives, shown at
+// once; a command sets it with onInterrupt as it enters each phase.
+type interruptNote struct {
+	mu   sync.Mutex
+	what string
+}
+
+type noteKey struct{}
+
+// onInterrupt sets what the first SIGINT or SIGTERM will be answered with
+// ("saving a checkpoint"); the default is "stopping; nothing will be
+// written".
+func onInterrupt(ctx context.Context, what string) {
+	if n, ok := ctx.Value(noteKey{}).(*interruptNote); ok {
+		n.mu.Lock()
+		n.what = what
+		n.mu.Unlock()
+	}
+}
+
 // withSignals cancels ctx on the first SIGINT or SIGTERM, so that a command
-// can save and exit with 130; a second one exits at once, leaving the files
-// on disk as they were (every write is atomic).
+// stops between steps, saves what it saves and exits with 130; a second
+// one exits at once, leaving the files on disk as they were (every write
+// is atomic).
 func withSignals(parent context.Context, stderr io.Writer) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(parent)
+	note := &interruptNote{what: "stopping; nothing will be written"}
+	ctx, cancel := context.WithCancel(context.WithValue(parent, noteKey{}, note))
 	ch := make(chan os.Signal, 2)
 	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
 	done := make(chan struct{})
@@ -96,11 +147,14 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 		case <-done:
 			return
 		}
-		fmt.Fprintln(stderr, "\nfmgpu: interrupted, saving a checkpoint (interrupt again to quit at once)")
+		note.mu.Lock()
+		what := note.what
+		note.mu.Unlock()
+		fmt.Fprintf(stderr, "\nfmgpu: interrupted; %s (interrupt again to quit at once)\n", what)
 		cancel()
 		select {
 		case <-ch:
-			fmt.Fprintln(stderr, "fmgpu: quit without saving")
+			fmt.Fprintln(stderr, "fmgpu: quit at once; the files on disk are as they were")
 			os.Exit(ExitInterrupted)
 		case <-done:
 		}
@@ -112,11 +166,46 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 	}
 }
 
+func init() {
+	// urfave/cli writes one-letter flags as -n; fmgpu's help, like its
+	// README, spells every flag with two dashes (both are accepted).
+	orig := ucli.FlagStringer
+	ucli.FlagStringer = func(f ucli.Flag) string {
+		s := orig(f)
+		if names := f.Names(); len(names) > 0 && len(names[0]) == 1 && names[0] != "h" && strings.HasPrefix(s, "-"+names[0]) {
+			s = "-" + s
+		}
+		return s
+	}
+}
+
+// requireFlags is the check of required flags: one line naming the first
+// missing one, where urfave/cli would print the whole help before it.
+func requireFlags(c *ucli.Context, names ...string) error {
+	for _, n := range names {
+		if !c.IsSet(n) {
+			return usagef("--%s is required (see fmgpu %s --help)", n, c.Command.Name)
+		}
+	}
+	return nil
+}
+
+// noArgs refuses positional arguments, which no command takes: a flag
+// value with a space in it, or a flag missing its dashes, would otherwise
+// be ignored.
+func noArgs(c *ucli.Context) error {
+	if c.Args().Present() {
+		return usagef("unexpected argument %q: fmgpu %s takes only flags (see fmgpu %s --help)", c.Args().First(), c.Command.Name, c.Command.Name)
+	}
+	return nil
+}
+
 func newApp(stdout, stderr io.Writer) *ucli.App {
 	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
 	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
+		c.Before = noArgs
 	}
 	return &ucli.App{
 		Name:           "fmgpu",

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"image/color"
@@ -14,6 +15,7 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/generate"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/sampler"
@@ -84,11 +86,14 @@ func lossPlot(path, metricsPath string) error {
 		if err := dec.Decode(&m); err != nil {
 			return fmt.Errorf("metrics %s: %w", metricsPath, err)
 		}
+		if m.Event != "" {
+			continue
+		}
 		pts = append(pts, plotter.XY{X: float64(m.Step), Y: finiteOrZero(m.Loss)})
 	}
 	p := plot.New()
 	p.Title.Text = "training loss"
-	p.X.Label.Text, p.Y.Label.Text = "step", "CFM loss"
+	p.X.Label.Text, p.Y.Label.Text = "step", "CFM loss per element"
 	l, err := plotter.NewLine(pts)
 	if err != nil {
 		return err
@@ -100,27 +105,49 @@ func lossPlot(path, metricsPath string) error {
 
 // trainPlots draws loss.png and samples.png after training: for 2-D data
 // samples over data points, for images a grid; sampled from the checkpoint
-// just written, as `fmgpu sample` would.
-func trainPlots(b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
+// just written, as `fmgpu sample` would. The samples are drawn first, so
+// that an interrupt leaves neither picture.
+func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
+	var draw func() error
+	switch {
+	case ds.Image != nil:
+		m, err := generate.FromTrainer(b, tr, std)
+		if err != nil {
+			return err
+		}
+		n := gridSide * gridSide
+		x, err := gridSamples(ctx, m, o.cfg.Seed+1, -1, defaultGuidance)
+		if err != nil {
+			return err
+		}
+		img := ds.Image
+		draw = func() error {
+			return writeGridPNG(filepath.Join(o.out, "samples.png"), x, n, img.Channels, img.Height, img.Width)
+		}
+	case ds.D == 2:
+		m, err := generate.Load(ctx, b, filepath.Join(o.out, train.CheckpointName), generate.LoadOptions{})
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		x, _, err := generate.Sample(ctx, m, plotPoints, generate.SampleOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: 100}, Seed: o.cfg.Seed + 1})
+		if err != nil {
+			return sampleError(err)
+		}
+		draw = func() error {
+			return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := lossPlot(filepath.Join(o.out, "loss.png"), filepath.Join(o.out, train.MetricsName)); err != nil {
 		return err
 	}
-	if ds.Image != nil {
-		return writeSampleGrid(b, trainingModel(tr, std), ds.Image, filepath.Join(o.out, "samples.png"), o.cfg.Seed+1, -1, defaultGuidance)
+	if draw != nil {
+		return draw()
 	}
-	if ds.D != 2 {
-		return nil
-	}
-	lm, err := loadModel(b, filepath.Join(o.out, train.CheckpointName), true)
-	if err != nil {
-		return err
-	}
-	defer lm.net.Release()
-	x, _, err := generate(b, lm, plotPoints, sampler.Options{Method: sampler.RK4, Steps: 100}, genOptions{seed: o.cfg.Seed + 1})
-	if err != nil {
-		return err
-	}
-	return scatterPlot(filepath.Join(o.out, "samples.png"), fmt.Sprintf("%s: samples (rk4, 100 steps) over data", filepath.Base(o.data)), ds.X, x, 2)
+	return nil
 }
 
 // gridSolver is how training's sample grids are drawn: cheap enough to run
@@ -132,20 +159,34 @@ var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 10}
 const defaultGuidance = 2.0
 
 // sampleGridAt writes DIR/samples_STEP.png during training of image data.
-func sampleGridAt(b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
-	lm := trainingModel(tr, data.Identity(ds.D))
-	return writeSampleGrid(b, lm, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
-}
-
-// writeSampleGrid draws a 10 x 10 grid of samples (one row per class for a
-// conditional model, or class k everywhere when k >= 0) to a PNG.
-func writeSampleGrid(b gpu.Backend, lm *loadedModel, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
-	n := gridSide * gridSide
-	x, _, err := generate(b, lm, n, gridSolver, genOptions{seed: seed, labels: gridLabels(lm.classes(), k), guidance: guidance})
+func sampleGridAt(ctx context.Context, b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
+	m, err := generate.FromTrainer(b, tr, data.Identity(ds.D))
 	if err != nil {
 		return err
 	}
-	return writeGridPNG(path, x, n, img.Channels, img.Height, img.Width)
+	return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
+}
+
+// gridSamples draws the samples of a 10 x 10 grid (one row per class for
+// a conditional model, or class k everywhere when k >= 0).
+func gridSamples(ctx context.Context, m *generate.Model, seed uint64, k int, guidance float64) ([]float32, error) {
+	x, _, err := generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: gridSolver, Seed: seed, Labels: gridLabels(m.Classes(), k), Guidance: guidance})
+	if err != nil {
+		return nil, sampleError(err)
+	}
+	return x, nil
+}
+
+// writeSampleGrid draws a 10 x 10 grid of samples to a PNG (gridSamples).
+func writeSampleGrid(ctx context.Context, m *generate.Model, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
+	x, err := gridSamples(ctx, m, seed, k, guidance)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return writeGridPNG(path, x, gridSide*gridSide, img.Channels, img.Height, img.Width)
 }
 
 func writeGridPNG(path string, x []float32, n, c, h, w int) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -12,16 +13,27 @@ import (
 	"github.com/fmgpu/fmgpu/train"
 )
 
-// progress shows training progress: an mpb bar (step, loss, steps/s, ETA)
-// when stderr is a terminal, otherwise a plain line every few seconds.
+// progress reports a long computation on stderr: an mpb bar that moves at
+// every step when stderr is a terminal the bar can draw on (one with a
+// window size), else a plain line at most every plainEvery; a line for
+// each slow phase (phase); nothing when quiet.
 type progress struct {
-	w        io.Writer
-	quiet    bool
-	total    int
-	bar      *mpb.Bar
-	p        *mpb.Progress
-	last     train.Metric
+	w     io.Writer
+	quiet bool
+	name  string // "fmgpu train"
+	unit  string // "step", "samples", "points"
+	total int
+
+	mu       sync.Mutex // the bar's decorators read the fields below
+	count    int
+	first    int // count at start, for the rate
+	start    time.Time
+	last     train.Metric // the latest logged metric (training)
+	haveLoss bool
 	lastLine time.Time
+
+	bar *mpb.Bar
+	p   *mpb.Progress
 }
 
 const plainEvery = 5 * time.Second
@@ -35,17 +47,36 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func newProgress(w io.Writer, quiet bool, done, total int) *progress {
-	pr := &progress{w: w, quiet: quiet, total: total, lastLine: time.Now()}
-	if quiet || !isTerminal(w) {
+// canDrawBar reports whether w is a terminal with a width: a
+// pseudo-terminal without a window size (some CI runners, `script`, a
+// container started without one) is a terminal on which a bar draws
+// nothing.
+func canDrawBar(w io.Writer) bool {
+	if !isTerminal(w) {
+		return false
+	}
+	return terminalWidth(w.(*os.File)) > 0
+}
+
+// newProgress starts the report of total units, done of them already.
+func newProgress(w io.Writer, quiet bool, name, unit string, done, total int) *progress {
+	now := time.Now()
+	pr := &progress{w: w, quiet: quiet, name: name, unit: unit, total: total, count: done, first: done, start: now, lastLine: now}
+	if quiet || !canDrawBar(w) {
 		return pr
 	}
 	pr.p = mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 	pr.bar = pr.p.AddBar(int64(total),
-		mpb.PrependDecorators(decor.CountersNoUnit("step %d/%d", decor.WCSyncSpace)),
+		mpb.PrependDecorators(decor.Any(func(decor.Statistics) string {
+			pr.mu.Lock()
+			defer pr.mu.Unlock()
+			return fmt.Sprintf("%s %d/%d", pr.unit, pr.count, pr.total)
+		}, decor.WCSyncSpace)),
 		mpb.AppendDecorators(
 			decor.Any(func(decor.Statistics) string {
-				return fmt.Sprintf("loss %.4f  %.3g steps/s", pr.last.Loss, pr.last.StepsPerS)
+				pr.mu.Lock()
+				defer pr.mu.Unlock()
+				return pr.detailLocked()
 			}, decor.WCSyncSpace),
 			decor.OnComplete(decor.AverageETA(decor.ET_STYLE_GO, decor.WCSyncSpace), "done"),
 		))
@@ -53,22 +84,106 @@ func newProgress(w io.Writer, quiet bool, done, total int) *progress {
 	return pr
 }
 
-func (pr *progress) update(m train.Metric) {
-	pr.last = m
+// rate is units per second since the start, or 0.
+func (pr *progress) rateLocked() float64 {
+	el := time.Since(pr.start).Seconds()
+	if el <= 0 || pr.count <= pr.first {
+		return 0
+	}
+	return float64(pr.count-pr.first) / el
+}
+
+// detailLocked is what follows the count: the loss and rate for training,
+// the rate otherwise.
+func (pr *progress) detailLocked() string {
+	rate := formatRate(pr.rateLocked())
+	if pr.unit != "step" {
+		return rate + " " + pr.unit + "/s"
+	}
+	loss := "-"
+	if pr.haveLoss {
+		loss = fmt.Sprintf("%.4f", pr.last.Loss)
+	}
+	return fmt.Sprintf("loss %s  %s steps/s", loss, rate)
+}
+
+// status is the report in one line, as the plain lines show it.
+func (pr *progress) status() string {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	s := fmt.Sprintf("%s %d/%d", pr.unit, pr.count, pr.total)
+	if pr.unit == "step" && pr.haveLoss {
+		m := pr.last
+		return fmt.Sprintf("%s loss %.4f grad_norm %.3f lr %.2e %s steps/s", s, m.Loss, m.GradNorm, m.LR, formatRate(pr.rateLocked()))
+	}
+	return s + " " + pr.detailLocked()
+}
+
+// formatRate writes a rate without exponents: 1234, 57.3, 0.412.
+func formatRate(v float64) string {
+	if v >= 100 {
+		return fmt.Sprintf("%.0f", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// step moves the report to count units done; it is cheap enough for
+// every training step.
+func (pr *progress) step(count int) {
 	if pr.quiet {
 		return
 	}
+	pr.mu.Lock()
+	pr.count = count
+	pr.mu.Unlock()
+	if pr.bar != nil {
+		pr.bar.SetCurrent(int64(count))
+		return
+	}
+	pr.plainLine(false)
+}
+
+// log records a training metric (the loss the report shows); the plain
+// report writes a line at the last step.
+func (pr *progress) log(m train.Metric) {
+	if pr.quiet {
+		return
+	}
+	pr.mu.Lock()
+	pr.last, pr.haveLoss, pr.count = m, true, m.Step
+	pr.mu.Unlock()
 	if pr.bar != nil {
 		pr.bar.SetCurrent(int64(m.Step))
 		return
 	}
-	if time.Since(pr.lastLine) >= plainEvery || m.Step == pr.total {
-		pr.lastLine = time.Now()
-		fmt.Fprintf(pr.w, "step %d/%d loss %.4f grad_norm %.3f lr %.2e %.3g steps/s\n",
-			m.Step, pr.total, m.Loss, m.GradNorm, m.LR, m.StepsPerS)
-	}
+	pr.plainLine(m.Step == pr.total)
 }
 
+// plainLine writes the status when plainEvery has passed since the last
+// line, or when forced.
+func (pr *progress) plainLine(force bool) {
+	if time.Since(pr.lastLine) < plainEvery && !force {
+		return
+	}
+	pr.lastLine = time.Now()
+	fmt.Fprintf(pr.w, "%s: %s\n", pr.name, pr.status())
+}
+
+// phase announces a slow phase on a line of its own (above the bar).
+func (pr *progress) phase(format string, a ...any) {
+	if pr.quiet {
+		return
+	}
+	line := fmt.Sprintf("%s: %s\n", pr.name, fmt.Sprintf(format, a...))
+	if pr.p != nil {
+		if _, err := pr.p.Write([]byte(line)); err == nil {
+			return
+		}
+	}
+	fmt.Fprint(pr.w, line)
+}
+
+// finish ends the report: the bar completes (ok) or stops where it is.
 func (pr *progress) finish(ok bool) {
 	if pr.bar == nil {
 		return
@@ -79,4 +194,5 @@ func (pr *progress) finish(ok bool) {
 		pr.bar.SetCurrent(int64(pr.total))
 	}
 	pr.p.Wait()
+	pr.bar, pr.p = nil, nil
 }

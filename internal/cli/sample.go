@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -12,40 +14,73 @@ import (
 
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/generate"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/sampler"
 )
 
+// deviceOptions are --device and --threads.
+type deviceOptions struct {
+	device  string
+	threads int
+}
+
+// solveOptions are the flags solverFlags defines.
+type solveOptions struct {
+	solver     sampler.Options
+	dev        deviceOptions
+	rawWeights bool // --no-ema
+	quiet      bool
+}
+
 func solverFlags(defaultSolver string, defaultSteps int) []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "solver", Value: defaultSolver, Usage: "euler, midpoint, heun, rk4 or dopri5"},
-		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "steps of a fixed-step solver"},
-		&ucli.Float64Flag{Name: "rtol", Value: 1e-5, Usage: "dopri5 relative tolerance"},
-		&ucli.Float64Flag{Name: "atol", Value: 1e-5, Usage: "dopri5 absolute tolerance"},
+		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "steps of a fixed-step solver (not dopri5)"},
+		&ucli.Float64Flag{Name: "rtol", Value: 1e-5, Usage: "dopri5: relative tolerance"},
+		&ucli.Float64Flag{Name: "atol", Value: 1e-5, Usage: "dopri5: absolute tolerance"},
 		&ucli.IntFlag{Name: "max-steps", Value: sampler.DefaultMaxSteps, Usage: "dopri5: most steps before giving up"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 		&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
-		&ucli.BoolFlag{Name: "no-ema", Usage: "use the raw weights instead of their EMA"},
+		&ucli.BoolFlag{Name: "no-ema", DisableDefaultText: true, Usage: "use the raw weights instead of their EMA"},
+		&ucli.BoolFlag{Name: "quiet", DisableDefaultText: true, Usage: "no progress output"},
 	}
 }
 
-func solverOptions(c *ucli.Context) (sampler.Options, error) {
+func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 	m, err := sampler.ParseMethod(c.String("solver"))
 	if err != nil {
-		return sampler.Options{}, usagef("--solver: %v", err)
+		return solveOptions{}, usagef("--solver: %v", err)
 	}
-	o := sampler.Options{Method: m, Steps: c.Int("steps"), Rtol: c.Float64("rtol"), Atol: c.Float64("atol"), MaxSteps: c.Int("max-steps")}
+	o := solveOptions{
+		solver:     sampler.Options{Method: m, Steps: c.Int("steps"), Rtol: c.Float64("rtol"), Atol: c.Float64("atol"), MaxSteps: c.Int("max-steps")},
+		dev:        deviceOptions{device: c.String("device"), threads: c.Int("threads")},
+		rawWeights: c.Bool("no-ema"),
+		quiet:      c.Bool("quiet"),
+	}
+	s := o.solver
 	switch {
-	case o.Steps < 1 || o.Steps > 1<<20:
-		return o, usagef("--steps %d: need 1..%d", o.Steps, 1<<20)
-	case !(o.Rtol > 0 && o.Rtol < 1):
-		return o, usagef("--rtol %g: need 0 < rtol < 1", o.Rtol)
-	case !(o.Atol > 0 && o.Atol < 1):
-		return o, usagef("--atol %g: need 0 < atol < 1", o.Atol)
-	case o.MaxSteps < 1:
-		return o, usagef("--max-steps %d: need >= 1", o.MaxSteps)
-	case c.Int("threads") < 0:
-		return o, usagef("--threads %d: need >= 0", c.Int("threads"))
+	case s.Steps < 1 || s.Steps > 1<<20:
+		return o, usagef("--steps %d: need 1..%d", s.Steps, 1<<20)
+	case !(s.Rtol > 0 && s.Rtol < 1):
+		return o, usagef("--rtol %g: need 0 < rtol < 1", s.Rtol)
+	case !(s.Atol > 0 && s.Atol < 1):
+		return o, usagef("--atol %g: need 0 < atol < 1", s.Atol)
+	case s.MaxSteps < 1:
+		return o, usagef("--max-steps %d: need >= 1", s.MaxSteps)
+	case o.dev.threads < 0:
+		return o, usagef("--threads %d: need >= 0", o.dev.threads)
+	}
+	// a flag the chosen solver would ignore
+	if m.Adaptive() && c.IsSet("steps") {
+		return o, usagef("--steps applies to fixed-step solvers; dopri5 chooses its own steps (see --rtol, --atol)")
+	}
+	if !m.Adaptive() {
+		for _, f := range []string{"rtol", "atol", "max-steps"} {
+			if c.IsSet(f) {
+				return o, usagef("--%s applies to --solver dopri5, not %s", f, m)
+			}
+		}
 	}
 	return o, nil
 }
@@ -71,16 +106,30 @@ func writeMatrix(path string, x []float32, rows, cols int) error {
 	})
 }
 
+// sampleOptions are the settings of `fmgpu sample`.
+type sampleOptions struct {
+	solveOptions
+	checkpoint string
+	n          int
+	seed       uint64
+	// outputs: any of them may be empty, but not out and grid both
+	out, trajectory, plot, grid string
+	class                       int  // -1: every class in turn
+	classSet                    bool // --class given
+	guidance                    float64
+	guidanceSet                 bool // --guidance given
+}
+
 func sampleCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "checkpoint", Required: true, Usage: "DIR/checkpoint.safetensors from fmgpu train"},
+		&ucli.StringFlag{Name: "checkpoint", Usage: "(required) DIR/checkpoint.safetensors from fmgpu train"},
 		&ucli.IntFlag{Name: "n", Value: 1000, Usage: "number of samples"},
 		&ucli.StringFlag{Name: "out", Usage: "FILE.npy or FILE.csv (n x D, data units); required unless --grid is given"},
 		&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "seed of the noise x0"},
 		&ucli.StringFlag{Name: "trajectory", Usage: "also write the states at every step, FILE.npy of shape (steps+1, n, D)"},
 		&ucli.StringFlag{Name: "plot", Usage: "also draw the samples (first two dimensions) to FILE.png"},
 		&ucli.StringFlag{Name: "grid", Usage: "image models: a 10 x 10 grid of samples to FILE.png (one row per class when class-conditional)"},
-		&ucli.IntFlag{Name: "class", Value: -1, Usage: "class-conditional models: sample this class only (default: every class in turn)"},
+		&ucli.IntFlag{Name: "class", Value: -1, DefaultText: "every class in turn", Usage: "class-conditional models: sample this class only"},
 		&ucli.Float64Flag{Name: "guidance", Value: defaultGuidance, Usage: "class-conditional models: classifier-free guidance weight w in v_null + w (v_class - v_null)"},
 	}
 	return &ucli.Command{
@@ -88,138 +137,247 @@ func sampleCommand() *ucli.Command {
 		Usage: "draw samples from a trained model by solving its ODE from noise",
 		Flags: append(flags, solverFlags("rk4", 100)...),
 		Action: func(c *ucli.Context) error {
-			o, err := solverOptions(c)
+			o, err := sampleOptionsFrom(c)
 			if err != nil {
 				return err
 			}
-			n := c.Int("n")
-			if n < 1 || n > 1<<26 {
-				return usagef("--n %d: need 1..%d", n, 1<<26)
-			}
-			out, gridPath := c.String("out"), c.String("grid")
-			if out == "" && gridPath == "" {
-				return usagef("give --out FILE.npy|FILE.csv, --grid FILE.png, or both")
-			}
-			if out != "" {
-				if _, err := outputFormat("out", out, ".npy", ".csv"); err != nil {
-					return err
-				}
-			}
-			if gridPath != "" {
-				if _, err := outputFormat("grid", gridPath, ".png"); err != nil {
-					return err
-				}
-			}
-			traj, plot := c.String("trajectory"), c.String("plot")
-			if traj != "" {
-				if _, err := outputFormat("trajectory", traj, ".npy"); err != nil {
-					return err
-				}
-				if o.Method == sampler.Dopri5 {
-					return usagef("--trajectory needs a fixed-step --solver (euler, midpoint, heun, rk4)")
-				}
-			}
-			if plot != "" {
-				if _, err := outputFormat("plot", plot, ".png"); err != nil {
-					return err
-				}
-			}
-			guidance := c.Float64("guidance")
-			if math.IsNaN(guidance) || math.IsInf(guidance, 0) || guidance < 0 || guidance > 100 {
-				return usagef("--guidance %g: need 0..100", guidance)
-			}
-			b, err := openBackend(c.String("device"), c.Int("threads"))
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			lm, err := loadModel(b, c.String("checkpoint"), !c.Bool("no-ema"))
-			if err != nil {
-				return err
-			}
-			classes, k := lm.classes(), c.Int("class")
-			if c.IsSet("class") && (classes == 0 || k < 0 || k >= classes) {
-				if classes == 0 {
-					return usagef("--class: this model is unconditional")
-				}
-				return usagef("--class %d: the model has classes 0..%d (%s)", k, classes-1, strings.Join(lm.ck.Meta.Data.Classes, ", "))
-			}
-			mc := lm.net.Config()
-			if gridPath != "" && mc.Image == nil {
-				return usagef("--grid needs an image model; use --plot for 2-D data")
-			}
-			g := genOptions{seed: c.Uint64("seed"), guidance: guidance}
-			if classes > 0 {
-				g.labels = make([]int, n)
-				for i := range g.labels {
-					g.labels[i] = i % classes
-					if k >= 0 {
-						g.labels[i] = k
-					}
-				}
-			}
-			d := lm.net.Dim()
-			var trajectory []float32
-			if traj != "" {
-				lo, hi := lm.path.TimeRange()
-				for i := 0; i <= o.Steps; i++ {
-					// the solver's own grid points, so saving does not split steps
-					s := flow.ShiftTime(float64(i)/float64(o.Steps), lm.shift)
-					o.SaveAt = append(o.SaveAt, lo+(hi-lo)*s)
-				}
-				trajectory = make([]float32, (o.Steps+1)*n*d)
-				g.onSave = func(step, first int, xs []float32) {
-					if step <= o.Steps {
-						copy(trajectory[(step*n+first)*d:], xs)
-					}
-				}
-			}
-			start := time.Now()
-			var x []float32
-			var st sampler.Stats
-			if out != "" || traj != "" || plot != "" {
-				if x, st, err = generate(b, lm, n, o, g); err != nil {
-					return err
-				}
-			}
-			el := time.Since(start)
-			if out != "" {
-				if err := writeMatrix(out, x, n, d); err != nil {
-					return err
-				}
-			}
-			if trajectory != nil {
-				if err := atomicfile.Write(traj, func(w io.Writer) error {
-					return data.WriteNPYShape(w, trajectory, []int{o.Steps + 1, n, d})
-				}); err != nil {
-					return err
-				}
-			}
-			if plot != "" {
-				if d < 2 {
-					return usagef("--plot needs data of at least 2 dimensions, the model has %d", d)
-				}
-				if err := scatterPlot(plot, "samples", nil, x, d); err != nil {
-					return err
-				}
-			}
-			if gridPath != "" {
-				im := mc.Image
-				gx, _, err := generate(b, lm, gridSide*gridSide, o, genOptions{seed: c.Uint64("seed"), labels: gridLabels(classes, k), guidance: guidance})
-				if err != nil {
-					return err
-				}
-				if err := writeGridPNG(gridPath, gx, gridSide*gridSide, im.Channels, im.Height, im.Width); err != nil {
-					return err
-				}
-				fmt.Fprintf(c.App.Writer, "wrote a %dx%d grid to %s\n", gridSide, gridSide, gridPath)
-			}
-			if out == "" {
-				return nil
-			}
-			fmt.Fprintf(c.App.Writer, "wrote %d samples to %s (solver %s, NFE %d, %.2fs, %.0f points/s)\n",
-				n, out, o.Method, st.NFE, el.Seconds(), float64(n)/el.Seconds())
-			return nil
+			return runSample(c.Context, o, c.App.Writer, c.App.ErrWriter)
 		},
 	}
 }
+
+// maxOutputValues bounds the float32 values of one output (the samples,
+// or the trajectory): 4 GiB.
+const maxOutputValues = 1 << 30
+
+// sampleOptionsFrom reads and checks the flags that need no checkpoint.
+func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
+	if err := requireFlags(c, "checkpoint"); err != nil {
+		return sampleOptions{}, err
+	}
+	so, err := solveOptionsFrom(c)
+	if err != nil {
+		return sampleOptions{}, err
+	}
+	o := sampleOptions{
+		solveOptions: so, checkpoint: c.String("checkpoint"), n: c.Int("n"), seed: c.Uint64("seed"),
+		out: c.String("out"), trajectory: c.String("trajectory"), plot: c.String("plot"), grid: c.String("grid"),
+		class: c.Int("class"), classSet: c.IsSet("class"), guidance: c.Float64("guidance"), guidanceSet: c.IsSet("guidance"),
+	}
+	if o.n < 1 || o.n > 1<<26 {
+		return o, usagef("--n %d: need 1..%d", o.n, 1<<26)
+	}
+	if o.out == "" && o.grid == "" {
+		return o, usagef("give --out FILE.npy|FILE.csv, --grid FILE.png, or both")
+	}
+	if o.out != "" {
+		if _, err := outputFormat("out", o.out, ".npy", ".csv"); err != nil {
+			return o, err
+		}
+	}
+	if o.grid != "" {
+		if _, err := outputFormat("grid", o.grid, ".png"); err != nil {
+			return o, err
+		}
+	}
+	if o.trajectory != "" {
+		if _, err := outputFormat("trajectory", o.trajectory, ".npy"); err != nil {
+			return o, err
+		}
+		if o.solver.Method == sampler.Dopri5 {
+			return o, usagef("--trajectory needs a fixed-step --solver (euler, midpoint, heun, rk4)")
+		}
+	}
+	if o.plot != "" {
+		if _, err := outputFormat("plot", o.plot, ".png"); err != nil {
+			return o, err
+		}
+	}
+	if g := o.guidance; math.IsNaN(g) || math.IsInf(g, 0) || g < 0 || g > 100 {
+		return o, usagef("--guidance %g: need 0..100", g)
+	}
+	if err := checkOutputs(output{"out", o.out}, output{"trajectory", o.trajectory}, output{"plot", o.plot}, output{"grid", o.grid}); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// checkSampleModel checks the options against the model before any
+// sampling: what the model must be for each flag, and the output sizes.
+func checkSampleModel(o sampleOptions, m *generate.Model) error {
+	classes, k := m.Classes(), o.class
+	if o.classSet && (classes == 0 || k < 0 || k >= classes) {
+		if classes == 0 {
+			return usagef("--class: this model is unconditional")
+		}
+		return usagef("--class %d: the model has classes 0..%d (%s)", k, classes-1, strings.Join(m.Checkpoint.Meta.Data.Classes, ", "))
+	}
+	if o.guidanceSet && classes == 0 {
+		return usagef("--guidance: this model is unconditional (guidance needs a class-conditional model)")
+	}
+	if o.rawWeights && m.Checkpoint.Meta.Config.EMADecay == 0 {
+		return usagef("--no-ema: this checkpoint was trained without an EMA (--ema 0); its weights are the raw ones")
+	}
+	mc := m.Config()
+	if o.grid != "" && mc.Image == nil {
+		return usagef("--grid needs an image model; use --plot for 2-D data")
+	}
+	d := m.Dim()
+	if o.plot != "" && d < 2 {
+		return usagef("--plot needs data of at least 2 dimensions, the model has %d", d)
+	}
+	if v := int64(o.n) * int64(d); v > maxOutputValues {
+		return usagef("--n %d: %d samples of %d values are %s, more than the %s one output may hold; sample in parts with --seed", o.n, o.n, d, gib(v), gib(maxOutputValues))
+	}
+	if o.trajectory != "" {
+		if v := int64(o.solver.Steps+1) * int64(o.n) * int64(d); v > maxOutputValues {
+			return usagef("--trajectory: (--steps %d + 1) x --n %d x %d values are %s, more than the %s a trajectory may hold; lower --n or --steps", o.solver.Steps, o.n, d, gib(v), gib(maxOutputValues))
+		}
+	}
+	return nil
+}
+
+// gib writes a count of float32 values as GiB.
+func gib(values int64) string {
+	return fmt.Sprintf("%.1f GiB", float64(values)*4/(1<<30))
+}
+
+func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) error {
+	b, err := openBackend(o.dev.device, o.dev.threads)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	m, err := generate.Load(ctx, b, o.checkpoint, generate.LoadOptions{RawWeights: o.rawWeights})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	if err := checkSampleModel(o, m); err != nil {
+		return err
+	}
+	classes, k := m.Classes(), o.class
+	n, d := o.n, m.Dim()
+	so := o.solver
+	g := generate.SampleOptions{Seed: o.seed, Guidance: o.guidance}
+	if classes > 0 {
+		g.Labels = make([]int, n)
+		for i := range g.Labels {
+			g.Labels[i] = i % classes
+			if k >= 0 {
+				g.Labels[i] = k
+			}
+		}
+	}
+	var trajectory []float32
+	if o.trajectory != "" {
+		lo, hi := m.Path.TimeRange()
+		for i := 0; i <= so.Steps; i++ {
+			// the solver's own grid points, so saving does not split steps
+			s := flow.ShiftTime(float64(i)/float64(so.Steps), m.TimeShift)
+			so.SaveAt = append(so.SaveAt, lo+(hi-lo)*s)
+		}
+		trajectory = make([]float32, (so.Steps+1)*n*d)
+		g.OnSave = func(step, first int, xs []float32) {
+			if step <= so.Steps {
+				copy(trajectory[(step*n+first)*d:], xs)
+			}
+		}
+	}
+	g.Solver = so
+	if note := fallbackNote("fmgpu sample", b); note != "" && !o.quiet {
+		fmt.Fprint(stderr, note)
+	}
+	prog := newProgress(stderr, o.quiet, "fmgpu sample", "samples", 0, n)
+	g.OnProgress = func(done, _ int, _ generate.Stats) { prog.step(done) }
+	start := time.Now()
+	var x []float32
+	var st generate.Stats
+	if o.out != "" || o.trajectory != "" || o.plot != "" {
+		x, st, err = generate.Sample(ctx, m, n, g)
+	}
+	el := time.Since(start)
+	prog.finish(err == nil)
+	if err != nil {
+		return sampleError(err)
+	}
+	var gx []float32
+	if o.grid != "" {
+		gx, _, err = generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: o.solver, Seed: o.seed, Labels: gridLabels(classes, k), Guidance: o.guidance})
+		if err != nil {
+			return sampleError(err)
+		}
+	}
+	// Everything is computed: write, unless a signal came meanwhile.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if o.out != "" {
+		if err := writeMatrix(o.out, x, n, d); err != nil {
+			return err
+		}
+	}
+	if trajectory != nil {
+		if err := atomicfile.Write(o.trajectory, func(w io.Writer) error {
+			return data.WriteNPYShape(w, trajectory, []int{so.Steps + 1, n, d})
+		}); err != nil {
+			return err
+		}
+	}
+	if o.plot != "" {
+		if err := scatterPlot(o.plot, "samples", nil, x, d); err != nil {
+			return err
+		}
+	}
+	if o.grid != "" {
+		im := m.Config().Image
+		if err := writeGridPNG(o.grid, gx, gridSide*gridSide, im.Channels, im.Height, im.Width); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote a %dx%d grid to %s\n", gridSide, gridSide, o.grid)
+	}
+	if o.out == "" {
+		return nil
+	}
+	fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s, %.2fs, %s points/s)\n",
+		n, o.out, so.Method, st.NFE, totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
+	return nil
+}
+
+// totalNFE notes the evaluations of all chunks when there were several.
+func totalNFE(st generate.Stats) string {
+	if st.Chunks < 2 {
+		return ""
+	}
+	return fmt.Sprintf("; %d in all over %d chunks", st.TotalNFE, st.Chunks)
+}
+
+// sampleError words generate's errors for the command line.
+func sampleError(err error) error {
+	var nf *generate.NonFiniteError
+	if errors.As(err, &nf) {
+		return fmt.Errorf("sample %d came out non-finite (a diverged model or solver: try --solver rk4 or another checkpoint)", nf.Index)
+	}
+	return err
+}
+
+// gridLabels are the labels of a 10 x 10 grid: one row per class for a
+// conditional model (the first ten classes, or class k everywhere when k
+// >= 0), nil for an unconditional one.
+func gridLabels(classes, k int) []int {
+	if classes == 0 {
+		return nil
+	}
+	labels := make([]int, gridSide*gridSide)
+	for i := range labels {
+		switch {
+		case k >= 0:
+			labels[i] = k
+		default:
+			labels[i] = (i / gridSide) % classes
+		}
+	}
+	return labels
+}
+
+const gridSide = 10

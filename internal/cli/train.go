@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
+	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/model"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -28,11 +30,42 @@ const (
 	defaultHidden    = "256,256,256"
 	defaultEMA       = 0.999
 	defaultClip      = 1.0
-	defaultWarmup    = 200
 	defaultBuiltinN  = 100000
 	defaultLogEvery  = 100
 	defaultTimeFreqs = 16
 )
+
+// defaultWarmup is the warm-up of a run of steps steps when --warmup is not
+// given: 200 steps (the measured choice for the default 2-D and image
+// runs of 6000 and 1500 steps), and a fifth of a shorter run.
+func defaultWarmup(steps int) int { return min(200, steps/5) }
+
+// Help categories of the train flags.
+const (
+	catData   = "Data"
+	catModel  = "Model"
+	catOptim  = "Optimizer and schedule"
+	catOutput = "Output and run"
+	catPath   = "Path and time"
+)
+
+// resumeMayChange are the settings (train.Config JSON names) a resumed run
+// may change when their flag is given: the optimization's course, not the
+// state the checkpoint holds nor the batches it will draw.
+var resumeMayChange = map[string]bool{
+	"steps": true, "lr": true, "warmup": true, "schedule": true, "min_lr_frac": true,
+	"weight_decay": true, "max_grad_norm": true, "ema_decay": true,
+}
+
+// settingFlags are the train flags that set each train.Config field.
+var settingFlags = map[string][]string{
+	"model": {"model", "hidden", "base", "mults", "res-blocks", "attention", "groups", "time-freqs", "unconditional"},
+	"path":  {"path", "sigma-min", "sigma-max", "beta-min", "beta-max"},
+	"time":  {"time-sampling", "logit-mean", "logit-std", "time-shift"},
+	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
+	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
+	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"},
+}
 
 type trainOptions struct {
 	data, out, device                  string
@@ -45,6 +78,7 @@ type trainOptions struct {
 	modelKind                          string
 	unconditional                      bool
 	image                              data.ImageOptions
+	csv                                data.CSVOptions
 	explicit                           map[string]bool // flags the user set
 }
 
@@ -78,11 +112,11 @@ func (o *trainOptions) applyImageDefaults() {
 
 func pathFlags() []ucli.Flag {
 	return []ucli.Flag{
-		&ucli.StringFlag{Name: "path", Value: "ot", Usage: "probability path: ot, linear-vp, cosine, vp or ve"},
-		&ucli.Float64Flag{Name: "sigma-min", Usage: "ot: sigma_min (default 0); ve: sigma_min (default 0.01)"},
-		&ucli.Float64Flag{Name: "sigma-max", Usage: "ve: sigma_max (default 10)"},
-		&ucli.Float64Flag{Name: "beta-min", Usage: "vp: beta_min (default 0.1)"},
-		&ucli.Float64Flag{Name: "beta-max", Usage: "vp: beta_max (default 20)"},
+		&ucli.StringFlag{Name: "path", Value: "ot", Category: catPath, Usage: "probability path: ot, linear-vp, cosine, vp or ve"},
+		&ucli.Float64Flag{Name: "sigma-min", Category: catPath, DefaultText: "ot 0, ve 0.01", Usage: "ot and ve: sigma_min"},
+		&ucli.Float64Flag{Name: "sigma-max", Category: catPath, DefaultText: "10", Usage: "ve: sigma_max"},
+		&ucli.Float64Flag{Name: "beta-min", Category: catPath, DefaultText: "0.1", Usage: "vp: beta_min"},
+		&ucli.Float64Flag{Name: "beta-max", Category: catPath, DefaultText: "20", Usage: "vp: beta_max"},
 	}
 }
 
@@ -124,52 +158,114 @@ func pathFromFlags(c *ucli.Context) (flow.Spec, error) {
 	return s, nil
 }
 
+// csvFlags are the options of CSV input.
+func csvFlags(category string) []ucli.Flag {
+	return []ucli.Flag{
+		&ucli.StringFlag{Name: "delimiter", Value: ",", Category: category, Usage: "FILE.csv: the field separator, one character or \"tab\""},
+		&ucli.BoolFlag{Name: "header", Category: category, DisableDefaultText: true, Usage: "FILE.csv: the first line is a header even if it looks like numbers"},
+	}
+}
+
+// csvOptionsFrom reads --delimiter and --header, which only a .csv file
+// takes.
+func csvOptionsFrom(c *ucli.Context, dataFlag string, paths ...string) (data.CSVOptions, error) {
+	var o data.CSVOptions
+	d := c.String("delimiter")
+	switch {
+	case d == "tab" || d == `\t`:
+		o.Delimiter = '\t'
+	case len([]rune(d)) == 1:
+		o.Delimiter = []rune(d)[0]
+	default:
+		return o, usagef("--delimiter %q: want one character or \"tab\"", d)
+	}
+	o.Header = c.Bool("header")
+	if len(paths) > 0 && (c.IsSet("delimiter") || c.IsSet("header")) {
+		csv := false
+		for _, p := range paths {
+			csv = csv || strings.EqualFold(filepath.Ext(p), ".csv")
+		}
+		if !csv {
+			flag := "delimiter"
+			if !c.IsSet("delimiter") {
+				flag = "header"
+			}
+			return o, usagef("--%s applies to a .csv file, not --%s %s", flag, dataFlag, strings.Join(paths, ", "))
+		}
+	}
+	return o, nil
+}
+
+// dataError is a usage error for data that did not load, with the flag to
+// use when a CSV file seems to have another delimiter.
+func dataError(err error) error {
+	var de *data.CSVDelimiterError
+	if errors.As(err, &de) {
+		d := string(de.Seen)
+		if de.Seen == '\t' {
+			d = "tab"
+		}
+		return usagef("%v (pass --delimiter '%s')", err, d)
+	}
+	return usageError{err}
+}
+
 func trainCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "data", Required: true, Usage: "built-in set (" + strings.Join(data.BuiltinNames(), ", ") + "), FILE.npy / FILE.csv, an image set (" + strings.Join(data.ImageDataNames(), ", ") + ") or a DIR of PNG/JPEG images"},
-		&ucli.StringFlag{Name: "out", Required: true, Usage: "output directory (checkpoint, metrics, plots)"},
-		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Usage: "training steps (image data: 1500)"},
-		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Usage: "batch size (image data: 64)"},
-		&ucli.Float64Flag{Name: "lr", Value: defaultLR, Usage: "peak learning rate (image data: 1e-3)"},
-		&ucli.StringFlag{Name: "hidden", Value: defaultHidden, Usage: "hidden layer widths"},
-		&ucli.Float64Flag{Name: "ema", Value: defaultEMA, Usage: "EMA decay of the weights used for sampling (0: off)"},
-		&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed (initialization, batches, built-in data)"},
-		&ucli.StringFlag{Name: "time-sampling", Value: "uniform", Usage: "uniform or logit-normal"},
-		&ucli.Float64Flag{Name: "logit-mean", Value: 0, Usage: "logit-normal time sampling: mean m"},
-		&ucli.Float64Flag{Name: "logit-std", Value: 1, Usage: "logit-normal time sampling: std s"},
-		&ucli.Float64Flag{Name: "time-shift", Value: 1, Usage: "SD3 time shift (1: none), applied in training and sampling"},
-		&ucli.IntFlag{Name: "checkpoint-every", Value: 0, Usage: "also write the checkpoint every N steps (0: only at the end; image data: 500, with a grid of samples each time)"},
-		&ucli.BoolFlag{Name: "resume", Usage: "continue from OUT/checkpoint.safetensors"},
-		&ucli.IntFlag{Name: "stop-after", Usage: "end this run after step K of --steps with a checkpoint (resume later with --resume)"},
-		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
-		&ucli.StringFlag{Name: "optimizer", Value: "adam", Usage: "adam or adamw"},
-		&ucli.Float64Flag{Name: "weight-decay", Value: 0, Usage: "weight decay (L2 for adam, decoupled for adamw)"},
-		&ucli.Float64Flag{Name: "clip-grad", Value: defaultClip, Usage: "clip the global gradient norm (0: off)"},
-		&ucli.IntFlag{Name: "warmup", Value: defaultWarmup, Usage: "linear learning-rate warm-up steps"},
-		&ucli.StringFlag{Name: "schedule", Value: "cosine", Usage: "after warm-up: cosine or constant"},
-		&ucli.Float64Flag{Name: "min-lr-frac", Value: 0.05, Usage: "cosine schedule ends at lr*min-lr-frac"},
-		&ucli.IntFlag{Name: "time-freqs", Value: defaultTimeFreqs, Usage: "sinusoidal time-embedding frequencies (0: feed t itself)"},
-		&ucli.IntFlag{Name: "n-data", Value: defaultBuiltinN, Usage: "points drawn for a built-in data set"},
-		&ucli.IntFlag{Name: "log-every", Value: defaultLogEvery, Usage: "read the loss and write metrics every N steps"},
-		&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
-		&ucli.BoolFlag{Name: "no-plot", Usage: "do not draw samples.png and loss.png"},
-		&ucli.StringFlag{Name: "model", Value: "auto", Usage: "mlp, unet, or auto (unet for images, mlp otherwise)"},
-		&ucli.IntFlag{Name: "base", Value: 32, Usage: "unet: channels of the first level"},
-		&ucli.StringFlag{Name: "mults", Value: "1,2,2", Usage: "unet: channel multiplier per level (each level after the first halves the resolution)"},
-		&ucli.IntFlag{Name: "res-blocks", Value: 1, Usage: "unet: residual blocks per level"},
-		&ucli.BoolFlag{Name: "attention", Usage: "unet: self-attention at the lowest resolution"},
-		&ucli.IntFlag{Name: "groups", Value: 8, Usage: "unet: GroupNorm groups"},
-		&ucli.Float64Flag{Name: "class-dropout", Value: 0.1, Usage: "class-conditional models: probability of training on the null class (classifier-free guidance)"},
-		&ucli.BoolFlag{Name: "unconditional", Usage: "ignore the class labels of image data"},
-		&ucli.IntFlag{Name: "image-size", Usage: "image folders: side of the square images (0: native, or 32 when sizes differ)"},
-		&ucli.IntFlag{Name: "channels", Usage: "image folders: 1 (gray) or 3 (RGB), 0: as the images are"},
-		&ucli.StringFlag{Name: "data-dir", Usage: "mnist / fashion-mnist: the directory holding the idx files (default: see README)"},
-		&ucli.BoolFlag{Name: "quiet", Usage: "no progress output"},
+		&ucli.StringFlag{Name: "data", Category: catData, Usage: "(required) built-in set (" + strings.Join(data.BuiltinNames(), ", ") + "), FILE.npy / FILE.csv, an image set (" + strings.Join(data.ImageDataNames(), ", ") + ") or a DIR of PNG/JPEG images (a directory named like a built-in set is ./NAME); with --resume, the checkpoint's when not given"},
+		&ucli.IntFlag{Name: "n-data", Value: defaultBuiltinN, Category: catData, Usage: "points drawn for a built-in set, or the first images of mnist / fashion-mnist / a DIR"},
+		&ucli.StringFlag{Name: "data-dir", Category: catData, DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files"},
+		&ucli.IntFlag{Name: "image-size", Category: catData, DefaultText: "native, or 32 when sizes differ", Usage: "image folders: side of the square images"},
+		&ucli.IntFlag{Name: "channels", Category: catData, DefaultText: "as the images are", Usage: "image folders: 1 (gray) or 3 (RGB)"},
+		&ucli.BoolFlag{Name: "unconditional", Category: catData, DisableDefaultText: true, Usage: "ignore the class labels of image data"},
+
+		&ucli.StringFlag{Name: "model", Value: "auto", Category: catModel, Usage: "mlp, unet, or auto (unet for images, mlp otherwise)"},
+		&ucli.StringFlag{Name: "hidden", Value: defaultHidden, Category: catModel, Usage: "mlp: hidden layer widths"},
+		&ucli.IntFlag{Name: "time-freqs", Value: defaultTimeFreqs, Category: catModel, Usage: "sinusoidal time-embedding frequencies (0: feed t itself)"},
+		&ucli.IntFlag{Name: "base", Value: 32, Category: catModel, Usage: "unet: channels of the first level"},
+		&ucli.StringFlag{Name: "mults", Value: "1,2,2", Category: catModel, Usage: "unet: channel multiplier per level (each level after the first halves the resolution)"},
+		&ucli.IntFlag{Name: "res-blocks", Value: 1, Category: catModel, Usage: "unet: residual blocks per level"},
+		&ucli.BoolFlag{Name: "attention", Category: catModel, DisableDefaultText: true, Usage: "unet: self-attention at the lowest resolution"},
+		&ucli.IntFlag{Name: "groups", Value: 8, Category: catModel, Usage: "unet: GroupNorm groups"},
+		&ucli.Float64Flag{Name: "class-dropout", Value: 0.1, Category: catModel, Usage: "class-conditional models: probability of training on the null class (classifier-free guidance)"},
+
+		&ucli.StringFlag{Name: "time-sampling", Value: "uniform", Category: catPath, Usage: "uniform or logit-normal"},
+		&ucli.Float64Flag{Name: "logit-mean", Value: 0, Category: catPath, Usage: "logit-normal time sampling: mean m"},
+		&ucli.Float64Flag{Name: "logit-std", Value: 1, Category: catPath, Usage: "logit-normal time sampling: std s"},
+		&ucli.Float64Flag{Name: "time-shift", Value: 1, Category: catPath, Usage: "SD3 time shift, applied in training and sampling (0 or 1: none)"},
+
+		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Category: catOptim, Usage: "training steps (image data: 1500)"},
+		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Category: catOptim, Usage: "batch size (image data: 64)"},
+		&ucli.Float64Flag{Name: "lr", Value: defaultLR, Category: catOptim, Usage: "peak learning rate (image data: 1e-3)"},
+		&ucli.StringFlag{Name: "optimizer", Value: "adam", Category: catOptim, Usage: "adam or adamw"},
+		&ucli.Float64Flag{Name: "weight-decay", Value: 0, Category: catOptim, Usage: "weight decay (L2 for adam, decoupled for adamw)"},
+		&ucli.Float64Flag{Name: "clip-grad", Value: defaultClip, Category: catOptim, Usage: "clip the global gradient norm (0: off)"},
+		&ucli.IntFlag{Name: "warmup", Category: catOptim, DefaultText: "min(200, steps/5)", Usage: "linear learning-rate warm-up steps"},
+		&ucli.StringFlag{Name: "schedule", Value: "cosine", Category: catOptim, Usage: "after warm-up: cosine or constant"},
+		&ucli.Float64Flag{Name: "min-lr-frac", Value: 0.05, Category: catOptim, Usage: "cosine schedule ends at lr*min-lr-frac"},
+		&ucli.Float64Flag{Name: "ema", Value: defaultEMA, Category: catOptim, Usage: "EMA decay of the weights used for sampling (0: off)"},
+		&ucli.Uint64Flag{Name: "seed", Value: 1, Category: catOptim, Usage: "random seed (initialization, batches, built-in data)"},
+
+		&ucli.StringFlag{Name: "out", Category: catOutput, Usage: "(required) output directory (checkpoint, metrics, plots); one run at a time"},
+		&ucli.BoolFlag{Name: "resume", Category: catOutput, DisableDefaultText: true, Usage: "continue OUT/checkpoint.safetensors exactly: settings not given are the checkpoint's; " +
+			"--steps, --lr, --warmup, --schedule, --min-lr-frac, --weight-decay, --clip-grad and --ema may be changed (noted in metrics.jsonl), " +
+			"other settings and the data may not"},
+		&ucli.IntFlag{Name: "stop-after", Category: catOutput, Usage: "end this run after step K of --steps with a checkpoint (resume later with --resume)"},
+		&ucli.IntFlag{Name: "checkpoint-every", Value: 0, Category: catOutput, Usage: "also write the checkpoint every N steps (0: only at the end; image data: 500, with a grid of samples each time)"},
+		&ucli.IntFlag{Name: "log-every", Value: defaultLogEvery, Category: catOutput, Usage: "read the loss and write metrics every N steps"},
+		&ucli.BoolFlag{Name: "no-plot", Category: catOutput, DisableDefaultText: true, Usage: "do not draw samples.png and loss.png"},
+		&ucli.BoolFlag{Name: "quiet", Category: catOutput, DisableDefaultText: true, Usage: "no progress output"},
+		&ucli.StringFlag{Name: "device", Value: "auto", Category: catOutput, Usage: "auto, cpu or cuda"},
+		&ucli.IntFlag{Name: "threads", Value: 0, Category: catOutput, Usage: "CPU worker threads (0: all cores)"},
 	}
+	flags = append(flags, pathFlags()...)
+	flags = append(flags, csvFlags(catData)...)
 	return &ucli.Command{
 		Name:  "train",
 		Usage: "train a flow-matching model",
-		Flags: append(flags, pathFlags()...),
+		Description: "Writes OUT/checkpoint.safetensors and OUT/metrics.jsonl (the loss per element at every --log-every steps), " +
+			"and OUT/samples.png and OUT/loss.png unless --no-plot. Ctrl-C or SIGTERM saves a checkpoint and exits with 130.",
+		Flags: flags,
 		Action: func(c *ucli.Context) error {
 			o, err := trainOptionsFrom(c)
 			if err != nil {
@@ -189,8 +285,21 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		image:    data.ImageOptions{Size: c.Int("image-size"), Channels: c.Int("channels"), Dir: c.String("data-dir")},
 		explicit: map[string]bool{},
 	}
-	for _, f := range []string{"steps", "batch", "lr", "checkpoint-every"} {
-		o.explicit[f] = c.IsSet(f)
+	for _, f := range c.Command.Flags {
+		for _, n := range f.Names() {
+			o.explicit[n] = c.IsSet(n)
+		}
+	}
+	if err := requireFlags(c, "out"); err != nil {
+		return o, err
+	}
+	if !o.resume {
+		if err := requireFlags(c, "data"); err != nil {
+			return o, err
+		}
+	}
+	if steps := c.Int("steps"); steps < 1 {
+		return o, usagef("--steps %d: need at least 1", steps)
 	}
 	switch o.modelKind {
 	case "auto", "mlp", "unet":
@@ -217,6 +326,12 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	ts := flow.DefaultTimeSampler(tk)
 	if tk == flow.TimeLogitNormal {
 		ts.Mean, ts.Std = c.Float64("logit-mean"), c.Float64("logit-std")
+	} else {
+		for _, f := range []string{"logit-mean", "logit-std"} {
+			if c.IsSet(f) {
+				return o, usagef("--%s applies to --time-sampling logit-normal", f)
+			}
+		}
 	}
 	if sh := c.Float64("time-shift"); sh != 1 {
 		ts.Shift = sh
@@ -234,12 +349,20 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		emb = model.DefaultTimeEmbedding
 		emb.Freqs, emb.Scale, emb.MaxPeriod = 0, 0, 0
 	}
+	opt, err := train.ParseOptimizer(c.String("optimizer"))
+	if err != nil {
+		return o, usagef("--optimizer %q: want adam or adamw", c.String("optimizer"))
+	}
+	sched, err := train.ParseSchedule(c.String("schedule"))
+	if err != nil {
+		return o, usagef("--schedule %q: want cosine or constant", c.String("schedule"))
+	}
 	o.cfg = train.Config{
 		Model: model.Config{Kind: "mlp", Hidden: hidden, TimeEmbed: emb},
 		Path:  ps, Time: ts,
 		Steps: c.Int("steps"), Batch: c.Int("batch"), Seed: c.Uint64("seed"),
-		Optimizer: c.String("optimizer"), LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
-		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: c.String("schedule"),
+		Optimizer: opt, LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
+		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: sched,
 		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"), ClassDropout: c.Float64("class-dropout"),
 	}
 	o.cfg.Model.UNet = unet
@@ -253,19 +376,43 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		return o, usagef("--n-data %d: need 1..%d", o.nData, 1<<26)
 	case o.threads < 0:
 		return o, usagef("--threads %d: need >= 0", o.threads)
-	case o.stopAfter < 0 || o.stopAfter > o.cfg.Steps:
-		return o, usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
-	case o.cfg.Warmup > o.cfg.Steps:
-		return o, usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
+	case o.stopAfter < 0:
+		return o, usagef("--stop-after %d: need 0..--steps", o.stopAfter)
+	case o.explicit["warmup"] && o.cfg.Warmup < 0:
+		return o, usagef("--warmup %d: need >= 0", o.cfg.Warmup)
 	}
 	if o.cfg.EMADecay != 0 && !(o.cfg.EMADecay > 0 && o.cfg.EMADecay < 1) {
 		return o, usagef("--ema %g: need 0 <= decay < 1", o.cfg.EMADecay)
 	}
+	var paths []string
+	if o.data != "" {
+		paths = []string{o.data}
+		if err := checkDataFlags(o); err != nil {
+			return o, err
+		}
+	}
+	if o.csv, err = csvOptionsFrom(c, "data", paths...); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
+// checkDataFlags refuses data flags that the kind of --data would ignore.
+func checkDataFlags(o trainOptions) error {
+	if data.IsBuiltin(o.data) || data.IsImageData(o.data) {
+		return nil
+	}
+	if o.explicit["n-data"] {
+		return usagef("--n-data applies to built-in sets and image data, not --data %s (every row of a file is used)", o.data)
+	}
+	if o.image != (data.ImageOptions{}) {
+		return usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
+	}
+	return nil
+}
+
 // loadTrainingData reads --data: an image set through LoadImages (with the
-// image flags), anything else through data.Load.
+// image flags), anything else through data.LoadWith.
 func loadTrainingData(o trainOptions) (*data.Dataset, error) {
 	if data.IsImageData(o.data) {
 		opts := o.image
@@ -276,14 +423,12 @@ func loadTrainingData(o trainOptions) (*data.Dataset, error) {
 		}
 		return is.Dataset, nil
 	}
-	if o.image != (data.ImageOptions{}) {
-		return nil, usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
-	}
-	return data.Load(o.data, o.nData, o.cfg.Seed)
+	return data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.cfg.Seed, CSV: o.csv})
 }
 
 // fitModel completes the model configuration from the data: its dimension,
-// the kind (auto: unet for images), the image shape and the classes.
+// the kind (auto: unet for images), the image shape and the classes; flags
+// of the other kind of network are refused, not ignored.
 func fitModel(o *trainOptions, ds *data.Dataset) error {
 	m := &o.cfg.Model
 	m.Dim = ds.D
@@ -294,41 +439,205 @@ func fitModel(o *trainOptions, ds *data.Dataset) error {
 			kind = "unet"
 		}
 	}
-	m.Kind = kind
+	m.Kind = model.Kind(kind)
 	if kind == "mlp" {
+		for _, f := range []string{"base", "mults", "res-blocks", "attention", "groups"} {
+			if o.explicit[f] {
+				return usagef("--%s applies to --model unet; %s trains an MLP (see --hidden)", f, o.data)
+			}
+		}
+		if o.unconditional || o.explicit["class-dropout"] {
+			flag := "--class-dropout"
+			if o.unconditional {
+				flag = "--unconditional"
+			}
+			return usagef("%s applies to labelled image data, not %s", flag, o.data)
+		}
 		m.UNet = nil
 		return nil
 	}
 	if ds.Image == nil {
 		return usagef("--model unet needs image data (mnist, fashion-mnist or a directory of images), not %s", o.data)
 	}
+	if o.explicit["hidden"] {
+		return usagef("--hidden applies to --model mlp; %s trains a U-Net (see --base, --mults, --res-blocks)", o.data)
+	}
 	m.Hidden = nil
 	m.Image = &model.ImageShape{Channels: ds.Image.Channels, Height: ds.Image.Height, Width: ds.Image.Width}
 	if m.TimeEmbed.Freqs == 0 {
 		return usagef("--model unet needs a sinusoidal time embedding (--time-freqs > 0)")
 	}
-	if len(ds.Image.Classes) > 0 && ds.Labels != nil && !o.unconditional {
+	labelled := len(ds.Image.Classes) > 0 && ds.Labels != nil
+	if !labelled && (o.unconditional || o.explicit["class-dropout"]) {
+		flag := "--class-dropout"
+		if o.unconditional {
+			flag = "--unconditional"
+		}
+		return usagef("%s applies to labelled image data; %s has no classes", flag, o.data)
+	}
+	if labelled && !o.unconditional {
 		m.Classes = len(ds.Image.Classes)
+	} else if o.explicit["class-dropout"] {
+		return usagef("--class-dropout applies to class-conditional models, not with --unconditional")
 	}
 	return nil
 }
 
-func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) error {
-	ds, err := loadTrainingData(o)
-	if err != nil {
-		return usageError{err}
+// checkOutOutsideData refuses an --out inside an image --data folder: the
+// run's checkpoint and grids would become training images of the next run.
+func checkOutOutsideData(o trainOptions) error {
+	if !data.IsImageData(o.data) {
+		return nil
 	}
-	if ds.Image != nil {
-		o.applyImageDefaults()
-		if o.cfg.Warmup > o.cfg.Steps {
-			return usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
+	if st, err := os.Stat(o.data); err != nil || !st.IsDir() {
+		return nil
+	}
+	d, err1 := absReal(o.data)
+	out, err2 := absReal(o.out)
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	if rel, err := filepath.Rel(d, out); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return usagef("--out %s is inside --data %s: its checkpoint and sample grids would be read as images next time; choose a directory outside it", o.out, o.data)
+	}
+	return nil
+}
+
+// absReal is path made absolute with its existing part's links resolved.
+func absReal(path string) (string, error) {
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	var rest []string
+	for {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return filepath.Join(append([]string{r}, rest...)...), nil
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return filepath.Join(append([]string{p}, rest...)...), nil
+		}
+		rest = append([]string{filepath.Base(p)}, rest...)
+		p = parent
+	}
+}
+
+// resumeData takes from the checkpoint what a resumed run was not told:
+// the data source, the points drawn (--n-data) and the seed they were
+// drawn with (which, given, must be the checkpoint's: it draws every
+// batch).
+func resumeData(o *trainOptions, ck *train.Checkpoint) error {
+	if o.data == "" {
+		o.data = ck.Meta.Data.Source
+	}
+	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
+		o.nData = ck.Meta.Data.Rows
+	}
+	if was := ck.Meta.Config.Seed; !o.explicit["seed"] {
+		o.cfg.Seed = was
+	} else if o.cfg.Seed != was {
+		return usagef("--resume: --seed differs from the checkpoint's (checkpoint %d, flags %d); it cannot change in a resumed run", was, o.cfg.Seed)
+	}
+	return nil
+}
+
+// checkResumeData refuses to continue a run on other data than it was
+// trained on: another source, other rows (--n-data), other contents.
+func checkResumeData(o trainOptions, ck *train.Checkpoint, ds *data.Dataset, sum string) error {
+	in := ck.Meta.Data
+	same := o.data == in.Source || sameFile(o.data, in.Source)
+	if in.SHA256 != "" && sum == in.SHA256 {
+		return nil // the same points, whatever the file is called now
+	}
+	if !same {
+		return usagef("--resume: --data differs from the checkpoint's (checkpoint %s, flags %s); a resumed run continues on the same data", in.Source, o.data)
+	}
+	if ds.N != in.Rows {
+		if data.IsBuiltin(o.data) || data.IsImageData(o.data) {
+			return usagef("--resume: --n-data differs from the checkpoint's (checkpoint %d, flags %d)", in.Rows, o.nData)
+		}
+		return usagef("--resume: --data %s has %d rows, the checkpoint's data had %d: the file changed", o.data, ds.N, in.Rows)
+	}
+	if ds.D != in.Dim {
+		return usagef("--resume: --data %s has %d columns, the checkpoint's data had %d", o.data, ds.D, in.Dim)
+	}
+	if in.SHA256 != "" {
+		return usagef("--resume: --data %s holds other values than the data the checkpoint was trained on (same %d x %d shape): the file changed", o.data, ds.N, ds.D)
+	}
+	return nil
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// resumeConfig reconciles the run's configuration with the checkpoint's:
+// a setting whose flag was not given takes the checkpoint's value; one
+// given and different is a change a resumed run may make (returned, to be
+// noted in metrics.jsonl) or refused, naming the flag.
+func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error) {
+	was := ck.Meta.Config
+	var changes []train.Change
+	for _, c := range train.Diff(was, o.cfg) {
+		flag := ""
+		for _, f := range settingFlags[c.Setting] {
+			if o.explicit[f] {
+				flag = f
+				break
+			}
+		}
+		switch {
+		case flag == "":
+			if err := setConfigField(&o.cfg, c.Setting, c.Was); err != nil {
+				return nil, err
+			}
+		case resumeMayChange[c.Setting]:
+			changes = append(changes, c)
+		case c.Setting == "model":
+			return nil, usagef("--resume: the network differs from the checkpoint's (--%s; checkpoint %v, flags %v)", flag, was.Model, o.cfg.Model)
+		default:
+			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint %s, flags %s); it cannot change in a resumed run", flag, c.Was, c.Now)
 		}
 	}
-	if err := fitModel(&o, ds); err != nil {
+	return changes, nil
+}
+
+// setConfigField sets one top-level field of c, by its JSON name, from JSON.
+func setConfigField(c *train.Config, name string, v json.RawMessage) error {
+	js, err := json.Marshal(c)
+	if err != nil {
 		return err
 	}
-	if err := o.cfg.Validate(); err != nil {
-		return usageError{err}
+	m := map[string]json.RawMessage{}
+	if err := json.Unmarshal(js, &m); err != nil {
+		return err
+	}
+	m[name] = v
+	if js, err = json.Marshal(m); err != nil {
+		return err
+	}
+	var out train.Config
+	if err := json.Unmarshal(js, &out); err != nil {
+		return err
+	}
+	*c = out
+	return nil
+}
+
+func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (err error) {
+	if err := checkOutOutsideData(o); err != nil {
+		return err
+	}
+	if _, statErr := os.Stat(o.out); errors.Is(statErr, os.ErrNotExist) {
+		// a run refused before it wrote anything leaves no empty --out
+		defer func() {
+			if err != nil {
+				os.Remove(o.out) // only if empty
+			}
+		}()
 	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return fmt.Errorf("--out %s: %w", o.out, err)
@@ -336,20 +645,85 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	if err := atomicfile.CheckWritable(o.out); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}
+	release, err := dirlock.Lock(o.out)
+	var held *dirlock.HeldError
+	if errors.As(err, &held) {
+		return usagef("--out %v; wait for it to end or choose another directory", err)
+	}
+	if err != nil {
+		return fmt.Errorf("--out %s: lock: %w", o.out, err)
+	}
+	defer release()
 	ckPath := filepath.Join(o.out, train.CheckpointName)
 	var ck *train.Checkpoint
 	if o.resume {
 		if ck, err = train.Load(ckPath); err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
+		if err := resumeData(&o, ck); err != nil {
+			return err
+		}
+		if err := checkOutOutsideData(o); err != nil {
+			return err
+		}
+	} else if _, err := os.Stat(ckPath); err == nil {
+		return usagef("--out %s already holds a checkpoint: pass --resume to continue it or choose another directory", o.out)
+	}
+	say := func(format string, a ...any) {
+		if !o.quiet {
+			fmt.Fprintf(stderr, "fmgpu train: "+format+"\n", a...)
+		}
+	}
+	if data.IsImageData(o.data) {
+		say("loading %s", o.data)
+	}
+	ds, err := loadTrainingData(o)
+	if err != nil {
+		return dataError(err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err // interrupted while loading: nothing written
+	}
+	for _, w := range data.Warnings(ds) {
+		fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
+	}
+	sum := data.Checksum(ds)
+	if ck != nil {
+		if err := checkResumeData(o, ck, ds, sum); err != nil {
+			return err
+		}
+	}
+	if ds.Image != nil {
+		o.applyImageDefaults()
+	}
+	if !o.explicit["warmup"] {
+		o.cfg.Warmup = defaultWarmup(o.cfg.Steps)
+	}
+	if err := fitModel(&o, ds); err != nil {
+		return err
+	}
+	var changes []train.Change
+	if ck != nil {
+		if changes, err = resumeConfig(&o, ck); err != nil {
+			return err
+		}
+	}
+	if err := o.cfg.Validate(); err != nil {
+		return configError(err)
+	}
+	switch {
+	case o.explicit["warmup"] && o.cfg.Warmup > o.cfg.Steps:
+		return usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
+	case o.stopAfter > o.cfg.Steps:
+		return usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
+	}
+	if ck != nil {
 		if o.stopAfter > 0 && o.stopAfter <= ck.Meta.Step {
 			return usagef("--stop-after %d: the checkpoint is already at step %d", o.stopAfter, ck.Meta.Step)
 		}
 		if ck.Meta.Step >= o.cfg.Steps {
 			return usagef("--resume: %s is at step %d; raise --steps above it to train further", ckPath, ck.Meta.Step)
 		}
-	} else if _, err := os.Stat(ckPath); err == nil {
-		return usagef("--out %s already holds a checkpoint: pass --resume to continue it or choose another directory", o.out)
 	}
 	std := data.Fit(ds)
 	if ds.Image != nil {
@@ -388,27 +762,35 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 	if !o.quiet {
 		fmt.Fprintf(stderr, "fmgpu train: %s, %d x %d data from %s, %s path, %d parameters, on %s\n",
 			o.cfg.Model.Kind, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b))
+		for _, c := range changes {
+			fmt.Fprintf(stderr, "fmgpu train: resuming with %s %s (the checkpoint's was %s)\n", c.Setting, c.Now, c.Was)
+		}
 	}
-	prog := newProgress(stderr, o.quiet, tr.StepsDone(), o.cfg.Steps)
+	info := dataInfo(o.data, ds)
+	info.SHA256 = sum
+	prog := newProgress(stderr, o.quiet, "fmgpu train", "step", tr.StepsDone(), o.cfg.Steps)
+	onInterrupt(ctx, "saving a checkpoint")
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
-		Std: std, Data: dataInfo(o.data, ds),
-		OnLog: prog.update, StopAt: o.stopAfter,
+		Std: std, Data: info, Changes: changes,
+		OnLog: prog.log, OnStep: prog.step, StopAt: o.stopAfter,
 		OnCheckpoint: func(step int) error {
 			if !o.plot || ds.Image == nil {
 				return nil
 			}
-			return sampleGridAt(b, tr, o, ds, step)
+			onInterrupt(ctx, fmt.Sprintf("skipping the sample grid (the checkpoint of step %d is saved)", step))
+			defer onInterrupt(ctx, "saving a checkpoint")
+			prog.phase("drawing samples_%06d.png", step)
+			return sampleGridAt(ctx, b, tr, o, ds, step)
 		},
 	})
 	prog.finish(runErr == nil)
 	var nf *train.NonFiniteError
 	switch {
 	case errors.Is(runErr, context.Canceled):
-		fmt.Fprintf(stderr, "fmgpu train: saved %s at step %d\n", ckPath, tr.StepsDone())
-		return errInterrupted
+		return interrupted("saved %s at step %d; continue with --resume", ckPath, tr.StepsDone())
 	case errors.As(runErr, &nf):
-		return fmt.Errorf("%w; the last good checkpoint is kept", runErr)
+		return nonFiniteError(nf, o, ckPath)
 	case runErr != nil:
 		return runErr
 	}
@@ -417,7 +799,12 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		return nil
 	}
 	if o.plot {
-		if err := trainPlots(b, tr, std, ds, o); err != nil {
+		onInterrupt(ctx, "skipping the plots (the checkpoint is saved)")
+		say("drawing loss.png and samples.png")
+		if err := trainPlots(ctx, b, tr, std, ds, o); err != nil {
+			if errors.Is(err, context.Canceled) {
+				return interrupted("saved %s at step %d; loss.png and samples.png were not drawn", ckPath, tr.StepsDone())
+			}
 			return err
 		}
 	}
@@ -425,6 +812,40 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "wrote %s and %s\n", ckPath, filepath.Join(o.out, train.MetricsName))
 	}
 	return nil
+}
+
+// nonFiniteError words a diverged run's error by what is true: whether
+// the gradients were clipped already, and which checkpoint (if any) is
+// on disk.
+func nonFiniteError(nf *train.NonFiniteError, o trainOptions, ckPath string) error {
+	hint := "lower --lr or set --clip-grad"
+	if o.cfg.MaxGradNorm > 0 {
+		hint = fmt.Sprintf("lower --lr (gradients are clipped at norm %g already)", o.cfg.MaxGradNorm)
+	}
+	kept := "no checkpoint was written"
+	if ck, err := train.Load(ckPath); err == nil {
+		kept = fmt.Sprintf("%s of step %d is kept", ckPath, ck.Meta.Step)
+	}
+	return fmt.Errorf("%v: %s; %s", nf, hint, kept)
+}
+
+// configFlags names the train flag of each train.Config field that has one.
+var configFlags = map[string]string{
+	"steps": "steps", "batch": "batch", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight-decay",
+	"max_grad_norm": "clip-grad", "warmup": "warmup", "schedule": "schedule", "min_lr_frac": "min-lr-frac",
+	"ema_decay": "ema", "class_dropout": "class-dropout",
+}
+
+// configError is a usage error for a configuration train.Config rejects,
+// naming the flag that set the field at fault.
+func configError(err error) error {
+	var fe *train.FieldError
+	if errors.As(err, &fe) {
+		if flag, ok := configFlags[fe.Field]; ok {
+			return usagef("--%s %v: %s", flag, fe.Value, fe.Reason)
+		}
+	}
+	return usageError{err}
 }
 
 // finiteOrZero keeps a logged value printable.

@@ -153,7 +153,7 @@ type Driver struct {
 	cuFuncGetAttribute, cuFuncSetAttribute, cuLaunchKernel                                 uintptr
 	cuMemAlloc, cuMemFree, cuMemGetInfo                                                    uintptr
 	cuMemcpyHtoD, cuMemcpyDtoH, cuMemcpyDtoD, cuMemsetD32                                  uintptr
-	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemsetD32Async                                 uintptr
+	cuMemcpyHtoDAsync, cuMemcpyDtoHAsync, cuMemsetD32Async, cuMemcpyDtoDAsync              uintptr
 	cuStreamCreate, cuStreamDestroy, cuStreamSynchronize                                   uintptr
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy   uintptr
 	cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch   uintptr
@@ -255,6 +255,7 @@ func open(path string) (*Driver, error) {
 		{&d.cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2"},
 		{&d.cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2"},
 		{&d.cuMemsetD32Async, "cuMemsetD32Async"},
+		{&d.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2"},
 		{&d.cuStreamBeginCapture, "cuStreamBeginCapture_v2"},
 		{&d.cuStreamEndCapture, "cuStreamEndCapture"},
 		{&d.cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags"},
@@ -282,6 +283,27 @@ func (d *Driver) call(name string, fn uintptr, args ...uintptr) error {
 	}
 	return nil
 }
+
+// callValues is call for entry points whose arguments are all values
+// (handles, device addresses, sizes), none a pointer into Go memory: their
+// arguments go through a pooled array, so the calls made on every step
+// (a graph replay, a stream-ordered copy between device buffers, a fill)
+// allocate nothing.
+func (d *Driver) callValues(name string, fn uintptr, args ...uintptr) error {
+	if fn == 0 {
+		return &Error{Func: name, Code: ErrorNotFound, Name: "CUDA_ERROR_NOT_FOUND", Desc: "entry point not in " + d.Path}
+	}
+	a := valueArgs.Get().(*[15]uintptr)
+	n := copy(a[:], args)
+	r, _, _ := purego.SyscallN(fn, a[:n]...)
+	valueArgs.Put(a)
+	if res := Result(int32(r)); res != Success {
+		return d.errorOf(name, res)
+	}
+	return nil
+}
+
+var valueArgs = sync.Pool{New: func() any { return new([15]uintptr) }}
 
 func (d *Driver) errorOf(name string, res Result) *Error {
 	e := &Error{Func: name, Code: res}
@@ -500,9 +522,21 @@ func (d *Driver) MemcpyDtoHAsync(dst unsafe.Pointer, src DevicePtr, bytes int, s
 	return d.call("cuMemcpyDtoHAsync_v2", d.cuMemcpyDtoHAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
 }
 
+// MemcpyDtoDAsync queues a device-to-device copy on stream.
+func (d *Driver) MemcpyDtoDAsync(dst, src DevicePtr, bytes int, s Stream) error {
+	return d.callValues("cuMemcpyDtoDAsync_v2", d.cuMemcpyDtoDAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+}
+
+// HasAsync reports whether the driver exports the stream-ordered copies
+// and fill (a launcher that queues everything on one stream of its own
+// needs all four).
+func (d *Driver) HasAsync() bool {
+	return d.cuMemcpyHtoDAsync != 0 && d.cuMemcpyDtoHAsync != 0 && d.cuMemcpyDtoDAsync != 0 && d.cuMemsetD32Async != 0
+}
+
 // MemsetD32Async queues a 32-bit fill on stream.
 func (d *Driver) MemsetD32Async(dst DevicePtr, v uint32, n int, s Stream) error {
-	return d.call("cuMemsetD32Async", d.cuMemsetD32Async, uintptr(dst), uintptr(v), uintptr(n), uintptr(s))
+	return d.callValues("cuMemsetD32Async", d.cuMemsetD32Async, uintptr(dst), uintptr(v), uintptr(n), uintptr(s))
 }
 
 // StreamCreate makes a stream; flags 1 (CU_STREAM_NON_BLOCKING) does not
@@ -520,7 +554,7 @@ func (d *Driver) StreamDestroy(s Stream) error {
 
 // StreamSynchronize waits for the work queued on s.
 func (d *Driver) StreamSynchronize(s Stream) error {
-	return d.call("cuStreamSynchronize", d.cuStreamSynchronize, uintptr(s))
+	return d.callValues("cuStreamSynchronize", d.cuStreamSynchronize, uintptr(s))
 }
 
 // EventCreate makes an event (flags 0: timing enabled).
@@ -532,7 +566,7 @@ func (d *Driver) EventCreate(flags int) (Event, error) {
 
 // EventRecord queues e on s.
 func (d *Driver) EventRecord(e Event, s Stream) error {
-	return d.call("cuEventRecord", d.cuEventRecord, uintptr(e), uintptr(s))
+	return d.callValues("cuEventRecord", d.cuEventRecord, uintptr(e), uintptr(s))
 }
 
 // EventSynchronize waits for e.
@@ -582,7 +616,7 @@ func (d *Driver) GraphInstantiate(g Graph) (GraphExec, error) {
 
 // GraphLaunch queues one replay of e on s.
 func (d *Driver) GraphLaunch(e GraphExec, s Stream) error {
-	return d.call("cuGraphLaunch", d.cuGraphLaunch, uintptr(e), uintptr(s))
+	return d.callValues("cuGraphLaunch", d.cuGraphLaunch, uintptr(e), uintptr(s))
 }
 
 // GraphExecDestroy destroys e.

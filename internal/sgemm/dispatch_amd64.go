@@ -6,12 +6,10 @@ import "golang.org/x/sys/cpu"
 
 // Register tiles of the generated kernels; they must match asm/gen.go.
 const (
-	mr512  = 12
-	nr512  = 32
-	mr512y = 6
-	nr512y = 32
-	mr256  = 6
-	nr256  = 16
+	mr512 = 12
+	nr512 = 32
+	mr256 = 6
+	nr256 = 16
 )
 
 // dotRowsTab: rows of C per dot-kernel call, by n (asm/gen.go dotRows).
@@ -22,8 +20,9 @@ const hasAsm = true
 
 // archKernels returns the assembly kernels this CPU supports, default
 // first. Zen 4 splits each zmm FMA into two 256-bit halves; the zmm
-// kernel still measured faster than the ymm one here (see doc.go), so
-// AVX-512 leads.
+// kernel still measured faster than the same tiles on ymm registers
+// (avx512ymm, which only the tests register: kernels_ymm_amd64_test.go;
+// docs/performance.md), so AVX-512 leads.
 func archKernels() []*kernelImpl {
 	var ks []*kernelImpl
 	avx512 := cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW
@@ -40,19 +39,6 @@ func archKernels() []*kernelImpl {
 			dotRows: dotRowsTab,
 			dot:     [dotMaxN]microKernel{nil, dot512N1R4, dot512N2R4, dot512N3R3, dot512N4R2, dot512N5R1, dot512N6R1, dot512N7R1},
 			dot1:    [dotMaxN]microKernel{nil, dot512N1R1, dot512N2R1, dot512N3R1, dot512N4R1, dot512N5R1, dot512N6R1, dot512N7R1},
-		})
-	}
-	if avx512 {
-		ks = append(ks, &kernelImpl{
-			name: "avx512ymm", mr: mr512y, nr: nr512y, kc: 256, nc: 512,
-			rowA: []microKernel{kern512yR1, kern512yR2, kern512yR3, kern512yR4, kern512yR5, kern512yR6},
-			colA: []microKernel{kern512yC1, kern512yC2, kern512yC3, kern512yC4, kern512yC5, kern512yC6},
-			epi:  epi256, epiW: 8,
-			siluGrad: siluGrad256, colSum: colSum256, sumW: 4,
-			adam: adamYMM, sumSq: sumSquares256, sqW: 16,
-			dotRows: dotRowsTab,
-			dot:     [dotMaxN]microKernel{nil, dot256N1R4, dot256N2R4, dot256N3R3, dot256N4R2, dot256N5R1, dot256N6R1, dot256N7R1},
-			dot1:    [dotMaxN]microKernel{nil, dot256N1R1, dot256N2R1, dot256N3R1, dot256N4R1, dot256N5R1, dot256N6R1, dot256N7R1},
 		})
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {

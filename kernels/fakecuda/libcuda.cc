@@ -67,6 +67,7 @@ enum : CUresult {
     NOT_READY = 600,
     LAUNCH_OUT_OF_RESOURCES = 701,
     LAUNCH_FAILED = 719,
+    STREAM_CAPTURE_UNSUPPORTED = 900,
     STREAM_CAPTURE_INVALIDATED = 901,
     STREAM_CAPTURE_UNMATCHED = 903,
     UNKNOWN = 999,
@@ -92,6 +93,7 @@ const ErrorText kErrors[] = {
     {NOT_READY, "CUDA_ERROR_NOT_READY", "device not ready"},
     {LAUNCH_OUT_OF_RESOURCES, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
     {LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+    {STREAM_CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
     {STREAM_CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", "operation failed due to a previous error during capture"},
     {STREAM_CAPTURE_UNMATCHED, "CUDA_ERROR_STREAM_CAPTURE_UNMATCHED", "operation not permitted on an event last recorded in a capturing stream"},
     {UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
@@ -124,6 +126,7 @@ int g_retains = 0;
 thread_local bool t_current = false;
 std::vector<Func> g_funcs;  // index: kernel table index
 bool g_capturing = false;
+bool g_capture_invalid = false;  // a forbidden call was made during the capture
 uintptr_t g_capture_stream = 0;
 Graph* g_capture = nullptr;
 int g_next_stream = 1;
@@ -146,6 +149,16 @@ void compute_capability(int* major, int* minor) {
     *major = 9;
     *minor = 0;
     if (v && *v) sscanf(v, "%d.%d", major, minor);
+}
+
+// capture_forbids answers a call that a stream capture forbids (a
+// synchronization, an allocation, a copy on the legacy stream) while one
+// is under way: the driver refuses it and invalidates the capture.
+CUresult capture_forbids() {
+    std::lock_guard<std::mutex> g(g_mu);
+    if (!g_capturing) return OK;
+    g_capture_invalid = true;
+    return STREAM_CAPTURE_UNSUPPORTED;
 }
 
 // need checks what every context-bound call needs.
@@ -308,7 +321,10 @@ CUresult cuCtxSetCurrent(void* ctx) {
     return OK;
 }
 
-CUresult cuCtxSynchronize(void) { return need_context(); }
+CUresult cuCtxSynchronize(void) {
+    if (CUresult r = need_context()) return r;
+    return capture_forbids();
+}
 
 CUresult cuModuleLoadData(void** mod, const void* image) {
     if (CUresult r = need_context()) return r;
@@ -419,6 +435,7 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
 
 CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     if (bytes == 0) return INVALID_VALUE;
     *p = sim_alloc(bytes);
     return *p ? OK : OUT_OF_MEMORY;
@@ -426,6 +443,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* p, size_t bytes) {
 
 CUresult cuMemFree_v2(CUdeviceptr p) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     sim_free(p);
     return OK;
 }
@@ -440,24 +458,28 @@ CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total) {
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void* src, size_t bytes) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     sim_htod(dst, src, bytes);
     return OK;
 }
 
 CUresult cuMemcpyDtoH_v2(void* dst, CUdeviceptr src, size_t bytes) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     sim_dtoh(dst, src, bytes);
     return OK;
 }
 
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     sim_dtod(dst, src, bytes);
     return OK;
 }
 
 CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned v, size_t n) {
     if (CUresult r = need_context()) return r;
+    if (CUresult r = capture_forbids()) return r;
     sim_memset32(dst, v, n);
     return OK;
 }
@@ -466,17 +488,22 @@ CUresult cuMemsetD32_v2(CUdeviceptr dst, unsigned v, size_t n) {
 // memory); inside a capture they are refused, since fmgpu captures only
 // kernels.
 CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void* src, size_t bytes, void* stream) {
-    if (g_capturing && (uintptr_t)stream == g_capture_stream) return STREAM_CAPTURE_INVALIDATED;
+    if (g_capturing) return STREAM_CAPTURE_INVALIDATED;
     return cuMemcpyHtoD_v2(dst, src, bytes);
 }
 
 CUresult cuMemcpyDtoHAsync_v2(void* dst, CUdeviceptr src, size_t bytes, void* stream) {
-    if (g_capturing && (uintptr_t)stream == g_capture_stream) return STREAM_CAPTURE_INVALIDATED;
+    if (g_capturing) return STREAM_CAPTURE_INVALIDATED;
     return cuMemcpyDtoH_v2(dst, src, bytes);
 }
 
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t bytes, void* stream) {
+    if (g_capturing) return STREAM_CAPTURE_INVALIDATED;
+    return cuMemcpyDtoD_v2(dst, src, bytes);
+}
+
 CUresult cuMemsetD32Async(CUdeviceptr dst, unsigned v, size_t n, void* stream) {
-    if (g_capturing && (uintptr_t)stream == g_capture_stream) return STREAM_CAPTURE_INVALIDATED;
+    if (g_capturing) return STREAM_CAPTURE_INVALIDATED;
     return cuMemsetD32_v2(dst, v, n);
 }
 
@@ -542,6 +569,7 @@ CUresult cuStreamBeginCapture_v2(void* s, int mode) {
     std::lock_guard<std::mutex> g(g_mu);
     if (g_capturing) return INVALID_VALUE;
     g_capturing = true;
+    g_capture_invalid = false;
     g_capture_stream = (uintptr_t)s;
     g_capture = new Graph;
     return OK;
@@ -552,6 +580,12 @@ CUresult cuStreamEndCapture(void* s, void** graph) {
     std::lock_guard<std::mutex> g(g_mu);
     if (!g_capturing || (uintptr_t)s != g_capture_stream) return STREAM_CAPTURE_UNMATCHED;
     g_capturing = false;
+    if (g_capture_invalid) {
+        delete g_capture;
+        g_capture = nullptr;
+        *graph = nullptr;
+        return STREAM_CAPTURE_INVALIDATED;
+    }
     *graph = g_capture;
     g_capture = nullptr;
     return OK;

@@ -85,6 +85,7 @@ type report struct {
 	peers       map[string]map[string]string // workload -> variant -> value
 	variants    []string
 	sanitizer   []string
+	nccl        []string
 }
 
 func (r *report) lines(name string) []string {
@@ -235,6 +236,14 @@ func (r *report) load(kernelList string) error {
 			r.peers[w][v] = m["steps_per_s"] + m["points_per_s"]
 		}
 	}
+	logRe := regexp.MustCompile(`\.go:\d+: (.*)`)
+	for _, l := range r.lines("nccl.log") {
+		if m := logRe.FindStringSubmatch(l); m != nil {
+			r.nccl = append(r.nccl, m[1])
+		} else if strings.HasPrefix(l, "no libnccl") || strings.HasPrefix(l, "--- FAIL") {
+			r.nccl = append(r.nccl, l)
+		}
+	}
 	for _, name := range []string{"sanitizer-memcheck.log", "sanitizer-racecheck.log", "sanitizer.log"} {
 		for _, l := range r.lines(name) {
 			if strings.Contains(l, "ERROR SUMMARY") || strings.Contains(l, "RACECHECK SUMMARY") || strings.HasPrefix(l, "compute-sanitizer not") {
@@ -367,7 +376,11 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 		for _, wl := range r.benchOrder {
 			m := r.bench[wl]
 			val := m["steps_per_s"] + m["points_per_s"]
-			fmt.Fprintf(w, "%-16s %-26s", wl, val+" ("+m["launches_per_step"]+" launches)")
+			counts := m["launches_per_step"] + " kernels"
+			if g := m["graph_launches_per_step"]; g != "" && g != "0.00" {
+				counts += ", " + g + " graphs"
+			}
+			fmt.Fprintf(w, "%-16s %-26s", wl, val+" ("+counts+")")
 			f, _ := strconv.ParseFloat(val, 64)
 			for _, v := range r.variants {
 				p := r.peers[wl][v]
@@ -393,6 +406,9 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 	}
 	for _, s := range r.sanitizer {
 		fmt.Fprintln(w, "sanitizer "+s)
+	}
+	for _, s := range r.nccl {
+		fmt.Fprintln(w, "nccl: "+s)
 	}
 }
 

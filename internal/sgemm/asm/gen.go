@@ -17,7 +17,8 @@ import (
 )
 
 // Register-tile geometry. These must agree with the constants in
-// internal/sgemm/dispatch_amd64.go (TestKernelGeometry checks them).
+// internal/sgemm/dispatch_amd64.go and, for the ymm kernels,
+// kernels_ymm_amd64_test.go (TestKernelGeometry checks them).
 const (
 	mr512  = 12 // rows of C per AVX-512 micro-tile (12 x 2 zmm accumulators)
 	nr512  = 32 // columns of C per AVX-512 micro-tile (two zmm)

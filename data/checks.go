@@ -1,0 +1,74 @@
+package data
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"math"
+)
+
+// Checksum is the SHA-256 of the data as fmgpu trains on it: N, D, every
+// value of X as little-endian float32 bits and the labels, in hex. Two
+// loads give the same checksum exactly when they give the same points in
+// the same order with the same labels.
+func Checksum(ds *Dataset) string {
+	h := sha256.New()
+	var buf [8]byte
+	binary.LittleEndian.PutUint32(buf[:4], uint32(ds.N))
+	binary.LittleEndian.PutUint32(buf[4:], uint32(ds.D))
+	h.Write(buf[:])
+	b := make([]byte, 0, 4096)
+	flush := func() {
+		h.Write(b)
+		b = b[:0]
+	}
+	for _, v := range ds.X {
+		b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))
+		if len(b) == cap(b) {
+			flush()
+		}
+	}
+	flush()
+	for _, l := range ds.Labels {
+		b = binary.LittleEndian.AppendUint32(b, uint32(l))
+		if len(b) == cap(b) {
+			flush()
+		}
+	}
+	flush()
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Warnings lists what makes ds a degenerate sample of a density, in one
+// line each: a single row, or columns that hold one value (standardized
+// to 0, a point mass whose log-density is unbounded). Image data, whose
+// border pixels are often constant, are not checked for constant columns.
+func Warnings(ds *Dataset) []string {
+	var out []string
+	if ds.N == 1 {
+		out = append(out, fmt.Sprintf("%s has a single row: a model of it can only learn that point", displayName(ds.Name)))
+		return out
+	}
+	if ds.Image != nil || ds.N == 0 {
+		return out
+	}
+	var constant []int
+	first := ds.Row(0)
+	for j := range ds.D {
+		same := true
+		for i := 1; i < ds.N && same; i++ {
+			same = ds.X[i*ds.D+j] == first[j]
+		}
+		if same {
+			constant = append(constant, j+1)
+		}
+	}
+	switch {
+	case len(constant) == 1:
+		out = append(out, fmt.Sprintf("%s: column %d is constant (%g): its density is a point mass, and log-likelihoods are dominated by it", displayName(ds.Name), constant[0], first[constant[0]-1]))
+	case len(constant) > 1:
+		out = append(out, fmt.Sprintf("%s: columns %v are constant: their density is a point mass, and log-likelihoods are dominated by them", displayName(ds.Name), constant))
+	}
+	return out
+}

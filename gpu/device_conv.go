@@ -1,0 +1,106 @@
+package gpu
+
+import (
+	"fmt"
+	"math"
+)
+
+// The device backend's Conv ops: conv.cu's implicit products, one launch
+// per op (the filter gradient's split sum and its bias reduced in the
+// kernel).
+
+// convArgs appends the kernels' ten shape arguments (FM_CONV_PARAMS).
+func convArgs(k *kernelCall, s ConvShape) *kernelCall {
+	return k.i32(s.Batch).i32(s.InC).i32(s.H).i32(s.W).i32(s.OutC).i32(s.K).i32(s.Stride).i32(s.Pad).
+		i32(s.OutH()).i32(s.OutW())
+}
+
+// convRows is the rows of the implicit GEMMs' output tiles for m rows
+// (conv.cu's conv_rows): 32 for at most 32, where a 64-row tile would be
+// half empty, else 64.
+func convRows(m int) int {
+	if m <= 32 {
+		return 32
+	}
+	return 64
+}
+
+// tileGrid is the implicit GEMM's grid over an m x n output (convRows(m) x
+// 64 tiles).
+func tileGrid(what string, m, n, z int) dim3 {
+	gy := (m + convRows(m) - 1) / convRows(m)
+	gx := (n + gemmTile - 1) / gemmTile
+	if gy > 65535 || gx > math.MaxInt32 || z > 65535 {
+		panic(fmt.Sprintf("gpu: %s: grid (%d, %d, %d) beyond the device's limits", what, gx, gy, z))
+	}
+	return dim3{uint32(gx), uint32(gy), uint32(z)}
+}
+
+func (d *DeviceBackend) Conv2D(s ConvShape, x, w, bias, y Buffer) {
+	checkConv2D(s, x, w, bias, y)
+	if s.Batch == 0 || !d.usable(x, w, bias, y) {
+		return
+	}
+	k := d.call("conv2d_forward_kernel", tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
+	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(w)).ptr(d.ptr(bias)).ptr(d.ptr(y)))
+}
+
+func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
+	checkConv2DBackwardData(s, dy, w, dx)
+	if s.Batch == 0 || !d.usable(dy, w, dx) {
+		return
+	}
+	k := d.call("conv2d_data_backward_kernel", tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
+	d.launch(convArgs(k, s).ptr(d.ptr(dy)).ptr(d.ptr(w)).ptr(d.ptr(dx)))
+}
+
+// The filter gradient's sum over batch x positions is split into chunks
+// (blockIdx.z) when its 64 x 64 output tiles alone would leave the GPU
+// idle: enough chunks for about filterBlocks blocks (several waves on a
+// GPU of 100+ SMs holding 3 of these blocks each), each of at least
+// filterMinChunk and at most filterMaxChunk terms (float32 accumulation
+// within a chunk, double across). The split depends on the shape only.
+const (
+	filterBlocks   = 1024
+	filterMinChunk = 256
+	filterMaxChunk = 4096
+)
+
+// filterSplit returns the chunk length (a multiple of the tile depth 16)
+// and the number of chunks for a sum of kdim terms over tiles output tiles.
+func filterSplit(kdim, tiles int) (chunk, splits int) {
+	splits = min((filterBlocks+tiles-1)/tiles, (kdim+filterMinChunk-1)/filterMinChunk)
+	splits = max(splits, (kdim+filterMaxChunk-1)/filterMaxChunk, 1)
+	chunk = max((kdim+splits-1)/splits, (kdim+65534)/65535)
+	chunk = (chunk + 15) / 16 * 16
+	return chunk, (kdim + chunk - 1) / chunk
+}
+
+func (d *DeviceBackend) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffer) {
+	checkConv2DBackwardFilter(s, x, dy, dw, dbias)
+	if !d.usable(x, dy, dw, dbias) {
+		return
+	}
+	p := s.OutH() * s.OutW()
+	nw := s.OutC * s.InC * s.K * s.K
+	if s.Batch == 0 {
+		d.Fill(dw.Slice(0, nw), 0)
+		if dbias != nil {
+			d.Fill(dbias.Slice(0, s.OutC), 0)
+		}
+		return
+	}
+	kdim, n := s.Batch*p, s.InC*s.K*s.K
+	grid := tileGrid("Conv2DBackwardFilter", s.OutC, n, 1)
+	chunk, splits := filterSplit(kdim, int(grid.x*grid.y))
+	grid.z = uint32(splits)
+	var partial, biasPartial, counters devPtr
+	if splits > 1 {
+		partial = d.scratchPtr(8*splits*nw + 8*splits*s.OutC)
+		biasPartial = partial + devPtr(8*splits*nw)
+		counters = d.countersPtr(int(grid.x * grid.y))
+	}
+	k := d.call("conv2d_filter_backward_kernel", grid, gemmBlock)
+	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(d.ptr(dbias)).
+		ptr(partial).ptr(biasPartial).ptr(counters))
+}

@@ -1,0 +1,468 @@
+package fmgpu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/internal/dirlock"
+	"github.com/fmgpu/fmgpu/model"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// DefaultConfig is the configuration `fmgpu train` uses for vector data
+// of dim columns: an MLP of three hidden layers of 256 over a 16-frequency
+// time embedding, the OT path with uniform times, 6000 steps of batch 256,
+// Adam at 2e-3 with 200 warm-up steps and a cosine decay to 5%, gradients
+// clipped at norm 1, an EMA of 0.999, seed 1. The command line takes the
+// warm-up as min(200, Steps/5): set Warmup when changing Steps.
+func DefaultConfig(dim int) train.Config {
+	c := train.Config{
+		Model: model.Config{Kind: model.KindMLP, Dim: dim, Hidden: []int{256, 256, 256}, TimeEmbed: model.DefaultTimeEmbedding},
+		Path:  flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
+		Steps: 6000, Batch: 256, Seed: 1,
+		Optimizer: train.Adam, LR: 2e-3, MaxGradNorm: 1, Warmup: 200, Schedule: train.Cosine, MinLRFrac: 0.05,
+		EMADecay: 0.999, ClassDropout: 0.1,
+	}
+	c.Defaults()
+	return c
+}
+
+// DefaultImageConfig is the configuration `fmgpu train` uses for images
+// of the given shape (rows of channels x height x width values, NCHW,
+// pixels in [-1, 1]): a U-Net of base width 32, levels 1, 2, 2, one
+// residual block a level and 8 groups, 1500 steps of batch 64 at 1e-3,
+// otherwise as DefaultConfig. classes > 0 makes it class-conditional, its
+// labels dropped to the null class with probability 0.1 (for
+// classifier-free guidance).
+func DefaultImageConfig(channels, height, width, classes int) train.Config {
+	c := DefaultConfig(channels * height * width)
+	c.Model.Kind, c.Model.Hidden, c.Model.Classes = model.KindUNet, nil, classes
+	c.Model.Image = &model.ImageShape{Channels: channels, Height: height, Width: width}
+	c.Model.UNet = &model.UNetConfig{Base: 32, Mults: []int{1, 2, 2}, ResBlocks: 1, Groups: 8}
+	c.Steps, c.Batch, c.LR = 1500, 64, 1e-3
+	return c
+}
+
+// TrainOptions are the choices of a Trainer beyond its configuration.
+type TrainOptions struct {
+	// Device runs the training; nil opens DeviceAuto for the trainer alone.
+	// A Device given here is shared: Close leaves it open.
+	Device *Device
+	// OutDir, when set, receives checkpoint.safetensors and metrics.jsonl
+	// as `fmgpu train --out` writes them: the checkpoint every
+	// CheckpointEvery steps (0: at the end only), when Run stops on a
+	// cancelled context or a failing source, and at the end. One Trainer at
+	// a time may use a directory. Empty: nothing is written (Save writes a
+	// checkpoint on demand).
+	OutDir          string
+	CheckpointEvery int
+	// Resume continues the checkpoint in OutDir: its weights, optimizer
+	// state, step and standardization. The configuration must be the
+	// checkpoint's except for Steps, LR, Warmup, Schedule, MinLRFrac,
+	// WeightDecay, MaxGradNorm and EMADecay (the settings `fmgpu train
+	// --resume` may change), and in-memory rows must be the ones it was
+	// trained on. Without Resume, an OutDir holding a checkpoint is an
+	// error.
+	Resume bool
+	// LogEvery is how often (in steps) the loss is read back and OnLog
+	// called (0: 100).
+	LogEvery int
+	// OnLog receives the progress at every read.
+	OnLog func(train.Metric)
+	// StopAt, between the current step and Steps, ends Run after that
+	// step, as if interrupted there, to be resumed later.
+	StopAt int
+	// Standardization maps data units to the units the network trains in
+	// (and a checkpoint records it, so that samples come back in data
+	// units). nil fits it: to every row of an in-memory Source, to the
+	// first FitRows rows of a stream (read ahead, then trained on first);
+	// image models (Model.Image set) take the identity, their pixels
+	// being scaled already. data.Identity turns it off.
+	Standardization *data.Standardization
+	// FitRows is how many rows of a stream fit the standardization (0:
+	// 10000).
+	FitRows int
+	// DataName names the data in the checkpoint (its data.source); "" is
+	// the data set's name for DatasetRows, else "go".
+	DataName string
+	// ClassNames names the classes of a class-conditional model in the
+	// checkpoint.
+	ClassNames []string
+}
+
+// Trainer trains a flow-matching model on rows from a Source: an
+// in-memory one (Rows, LabeledRows, DatasetRows) is uploaded once and its
+// batches drawn on the device; any other is streamed, each step's rows
+// read from it on the host and uploaded (train.NewStream).
+//
+// What a run guarantees: the initial weights, and each step's noise x0
+// and times t, come from seeded counter-based generators indexed by the
+// step, so a run is reproducible whenever its rows are. In memory, the
+// rows of each step are drawn the same way, and a run resumed from its
+// checkpoint ends with the weights of an uninterrupted run, bit for bit
+// on the same device. A stream gives the rows it gives: a resumed stream
+// run is exact when its source is a RowSeeker that, sought to row
+// Step x Batch, delivers what the first run would have read next (a
+// source that read rows ahead to fit the standardization counts them as
+// read).
+type Trainer struct {
+	tr      *train.Trainer
+	dev     *Device
+	ownsDev bool
+	std     data.Standardization
+	info    train.DataInfo
+	o       TrainOptions
+	cfg     train.Config
+	changes []train.Change
+	unlock  func()
+	steps   atomic.Int64 // steps done, readable while Run runs
+}
+
+// defaultFitRows is TrainOptions.FitRows when it is 0: enough rows that
+// the means and deviations are within about 1% of the stream's.
+const defaultFitRows = 10000
+
+// resumeMayChange are the settings (train.Config JSON names) a resumed run
+// may change, those of `fmgpu train --resume`.
+var resumeMayChange = map[string]bool{
+	"steps": true, "lr": true, "warmup": true, "schedule": true, "min_lr_frac": true,
+	"weight_decay": true, "max_grad_norm": true, "ema_decay": true,
+}
+
+// NewTrainer builds a trainer for cfg over src. cfg.Model.Dim, when 0, is
+// src's. A configuration out of range is an error naming the field
+// (*train.FieldError for the optimizer's settings). ctx bounds what
+// NewTrainer reads from a stream to fit the standardization.
+func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOptions) (t *Trainer, err error) {
+	if src == nil {
+		return nil, errors.New("fmgpu: NewTrainer without a source")
+	}
+	if cfg.Model.Dim == 0 {
+		cfg.Model.Dim = src.Dim()
+	}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if d := src.Dim(); d != cfg.Model.Dim {
+		return nil, fmt.Errorf("fmgpu: the source's rows have %d values, the model's %d", d, cfg.Model.Dim)
+	}
+	switch {
+	case o.CheckpointEvery < 0:
+		return nil, fmt.Errorf("fmgpu: CheckpointEvery %d: need >= 0", o.CheckpointEvery)
+	case o.LogEvery < 0:
+		return nil, fmt.Errorf("fmgpu: LogEvery %d: need >= 0", o.LogEvery)
+	case o.StopAt < 0 || o.StopAt > cfg.Steps:
+		return nil, fmt.Errorf("fmgpu: StopAt %d: need 0..Steps (%d)", o.StopAt, cfg.Steps)
+	case o.FitRows < 0:
+		return nil, fmt.Errorf("fmgpu: FitRows %d: need >= 0", o.FitRows)
+	case o.Resume && o.OutDir == "":
+		return nil, errors.New("fmgpu: Resume needs the OutDir holding the checkpoint")
+	case o.Standardization != nil && o.Standardization.Validate() != nil:
+		return nil, fmt.Errorf("fmgpu: Standardization: %w", o.Standardization.Validate())
+	case o.Standardization != nil && o.Standardization.Dim() != cfg.Model.Dim:
+		return nil, fmt.Errorf("fmgpu: a standardization of %d dimensions for a model of %d", o.Standardization.Dim(), cfg.Model.Dim)
+	}
+	if o.LogEvery == 0 {
+		o.LogEvery = 100
+	}
+	if o.FitRows == 0 {
+		o.FitRows = defaultFitRows
+	}
+	t = &Trainer{o: o, cfg: cfg, unlock: func() {}}
+	defer func() {
+		if err != nil {
+			t.Close()
+			t = nil
+		}
+	}()
+	var ck *train.Checkpoint
+	if o.OutDir != "" {
+		if ck, err = t.lockOut(cfg); err != nil {
+			return t, err
+		}
+	}
+	if ck != nil {
+		for _, c := range train.Diff(ck.Meta.Config, cfg) {
+			if !resumeMayChange[c.Setting] {
+				return t, fmt.Errorf("fmgpu: Resume: %s differs from the checkpoint's (checkpoint %s, now %s); it cannot change in a resumed run", c.Setting, c.Was, c.Now)
+			}
+			t.changes = append(t.changes, c)
+		}
+		if ck.Meta.Step >= cfg.Steps {
+			return t, fmt.Errorf("fmgpu: Resume: the checkpoint is at step %d; raise Steps above it to train further", ck.Meta.Step)
+		}
+		if o.StopAt > 0 && o.StopAt <= ck.Meta.Step {
+			return t, fmt.Errorf("fmgpu: StopAt %d: the checkpoint is at step %d already", o.StopAt, ck.Meta.Step)
+		}
+		std := ck.Meta.Standardization
+		o.Standardization = &std
+	}
+	if o.Standardization == nil && cfg.Model.Image != nil {
+		id := data.Identity(cfg.Model.Dim)
+		o.Standardization = &id
+	}
+	t.o = o
+	if t.dev, t.ownsDev, err = deviceFor(o.Device); err != nil {
+		return t, err
+	}
+	if err := t.dev.acquire(ctx); err != nil {
+		return t, err
+	}
+	defer t.dev.release()
+	if ms, ok := src.(*memSource); ok {
+		err = t.buildInMemory(cfg, ms, ck)
+	} else {
+		err = t.buildStream(ctx, cfg, src)
+	}
+	if err != nil {
+		return t, err
+	}
+	if t.info.Source == "" {
+		t.info.Source = "go"
+	}
+	t.info.Dim, t.info.Classes = cfg.Model.Dim, o.ClassNames
+	if o.DataName != "" {
+		t.info.Source = o.DataName
+	}
+	if ck != nil {
+		if err := t.tr.Resume(ck); err != nil {
+			return t, err
+		}
+	}
+	t.steps.Store(int64(t.tr.StepsDone()))
+	return t, nil
+}
+
+// lockOut makes and locks OutDir and returns its checkpoint when resuming.
+func (t *Trainer) lockOut(cfg train.Config) (*train.Checkpoint, error) {
+	dir := t.o.OutDir
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("fmgpu: OutDir: %w", err)
+	}
+	release, err := dirlock.Lock(dir)
+	if err != nil {
+		return nil, fmt.Errorf("fmgpu: OutDir: %w", err)
+	}
+	t.unlock = release
+	path := filepath.Join(dir, train.CheckpointName)
+	if !t.o.Resume {
+		if _, err := os.Stat(path); err == nil {
+			return nil, fmt.Errorf("fmgpu: OutDir %s already holds a checkpoint: set Resume to continue it, or choose another directory", dir)
+		}
+		return nil, nil
+	}
+	return train.Load(path)
+}
+
+// buildInMemory builds the trainer over rows uploaded once.
+func (t *Trainer) buildInMemory(cfg train.Config, ms *memSource, ck *train.Checkpoint) error {
+	n, err := ms.rows()
+	if err != nil {
+		return err
+	}
+	ds := &data.Dataset{Name: ms.name, X: ms.x, N: n, D: ms.d, Labels: ms.labels}
+	sum := data.Checksum(ds)
+	if ck != nil && ck.Meta.Data.SHA256 != "" && ck.Meta.Data.SHA256 != sum {
+		return fmt.Errorf("fmgpu: Resume: the rows differ from those the checkpoint was trained on (%d x %d now, %d x %d then)", n, ms.d, ck.Meta.Data.Rows, ck.Meta.Data.Dim)
+	}
+	std := data.Fit(ds)
+	if t.o.Standardization != nil {
+		std = *t.o.Standardization
+	}
+	x := append([]float32(nil), ms.x...)
+	std.Apply(x)
+	var labels []int32
+	if cfg.Model.Classes > 0 {
+		if ms.labels == nil {
+			return fmt.Errorf("fmgpu: a model of %d classes needs labelled rows (LabeledRows)", cfg.Model.Classes)
+		}
+		labels = ms.labels
+	}
+	tr, err := train.NewConditional(t.dev.b, cfg, x, labels, n)
+	if err != nil {
+		return err
+	}
+	t.tr, t.std = tr, std
+	t.info = train.DataInfo{Source: ms.name, Rows: n, SHA256: sum}
+	return nil
+}
+
+// buildStream builds the streaming trainer.
+func (t *Trainer) buildStream(ctx context.Context, cfg train.Config, src Source) error {
+	s, std, err := newStdSource(ctx, src, t.o.Standardization, t.o.FitRows, cfg.Model.Classes > 0)
+	if err != nil {
+		return err
+	}
+	tr, err := train.NewStream(t.dev.b, cfg, s)
+	if err != nil {
+		return err
+	}
+	t.tr, t.std = tr, std
+	return nil
+}
+
+// Run trains until the configured step count (or StopAt). It stops when
+// ctx is done, returning ctx's error, after saving a checkpoint when
+// OutDir is set (a later Trainer continues it with Resume; this one
+// continues with another Run); a failing stream is a *train.SourceError,
+// a diverged run a *train.NonFiniteError.
+func (t *Trainer) Run(ctx context.Context) error {
+	if err := t.dev.acquire(ctx); err != nil {
+		return err
+	}
+	defer t.dev.release()
+	if t.tr == nil {
+		return errTrainerClosed
+	}
+	if t.o.OutDir != "" {
+		changes := t.changes
+		t.changes = nil
+		return t.tr.Run(ctx, train.RunOptions{OutDir: t.o.OutDir, CheckpointEvery: t.o.CheckpointEvery, LogEvery: t.o.LogEvery,
+			Std: t.std, Data: t.info, OnLog: t.o.OnLog, StopAt: t.o.StopAt, Changes: changes,
+			OnStep: func(s int) { t.steps.Store(int64(s)) }})
+	}
+	return t.runInMemory(ctx)
+}
+
+var errTrainerClosed = errors.New("fmgpu: the trainer is closed")
+
+// runInMemory is Run without an OutDir: the same steps and reads, nothing
+// written.
+func (t *Trainer) runInMemory(ctx context.Context) error {
+	tr, c := t.tr, t.tr.Config()
+	end := c.Steps
+	if t.o.StopAt > 0 && t.o.StopAt < end {
+		end = t.o.StopAt
+	}
+	d := float64(c.Model.Dim)
+	start := time.Now()
+	lastT, lastStep := start, tr.StepsDone()
+	for tr.StepsDone() < end {
+		var err error
+		if tr.Streaming() {
+			err = tr.StepStream(ctx)
+		} else {
+			tr.Step()
+		}
+		if err != nil {
+			return err
+		}
+		s := tr.StepsDone()
+		t.steps.Store(int64(s))
+		cancelled := ctx.Err() != nil
+		if s%t.o.LogEvery != 0 && s != end && !cancelled {
+			continue
+		}
+		p, err := tr.Read()
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if t.o.OnLog != nil {
+			t.o.OnLog(train.Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
+				StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()})
+		}
+		lastT, lastStep = now, s
+		if cancelled {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Save writes the run's checkpoint to path, as Run writes it in OutDir.
+func (t *Trainer) Save(ctx context.Context, path string) error {
+	if err := t.dev.acquire(ctx); err != nil {
+		return err
+	}
+	defer t.dev.release()
+	if t.tr == nil {
+		return errTrainerClosed
+	}
+	return t.tr.Save(path, t.std, t.info)
+}
+
+// StepsDone is the number of steps trained (queued on the device), which
+// may be read while Run runs.
+func (t *Trainer) StepsDone() int { return int(t.steps.Load()) }
+
+// Config is the run's configuration.
+func (t *Trainer) Config() train.Config { return t.cfg }
+
+// Standardization is the map from data units to the units the network
+// trains in.
+func (t *Trainer) Standardization() data.Standardization { return t.std }
+
+// Device is the device the trainer runs on.
+func (t *Trainer) Device() *Device { return t.dev }
+
+// Changes are the settings this run changed from the checkpoint it
+// resumed (noted in OutDir's metrics.jsonl by the next Run).
+func (t *Trainer) Changes() []train.Change { return t.changes }
+
+// Model is the network in training with its EMA weights (the raw ones
+// when EMADecay is 0), as they are at each call, for samples and scores
+// during a run. It shares the trainer's
+// device and network: it must not be used after the Trainer's Close, and
+// its own Close does nothing.
+func (t *Trainer) Model() (*Model, error) {
+	if t.tr == nil {
+		return nil, errTrainerClosed
+	}
+	g, err := generate.FromTrainer(t.dev.b, t.tr, t.std)
+	if err != nil {
+		return nil, err
+	}
+	return &Model{g: g, dev: t.dev, cfg: t.cfg, std: t.std, info: t.info, trainer: t}, nil
+}
+
+// Close releases the trainer's device memory, the lock on OutDir, and the
+// device when NewTrainer opened it.
+func (t *Trainer) Close() error {
+	var err error
+	if t.dev != nil {
+		t.dev.turn <- struct{}{}
+		if t.tr != nil {
+			t.tr.Close()
+			t.tr = nil
+		}
+		t.dev.release()
+		err = closeOwned(t.dev, t.ownsDev)
+		t.dev, t.ownsDev = nil, false
+	}
+	t.unlock()
+	t.unlock = func() {}
+	return err
+}
+
+// Train trains cfg on src (NewTrainer, Run) and returns the trained model,
+// ready to sample and score: its EMA weights on the training device. The
+// returned Model's Close releases the training's resources as well. An
+// error from Run closes everything, after saving a checkpoint in OutDir
+// when one was set.
+func Train(ctx context.Context, cfg train.Config, src Source, o TrainOptions) (*Model, error) {
+	t, err := NewTrainer(ctx, cfg, src, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Run(ctx); err != nil {
+		t.Close()
+		return nil, err
+	}
+	m, err := t.Model()
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	m.ownsTrainer = true
+	return m, nil
+}
