@@ -449,8 +449,9 @@ func TestSimRacecheckGlobal(t *testing.T) {
 
 // racecheck across blocks ordered by __threadfence: the one-pass
 // reductions' last block reads the other blocks' partials after their
-// fences and its own (common.cuh, last_block_of); without the fences, or
-// with a partial written after its block's fence, the read is a race.
+// fences and its own after its count (common.cuh, last_block_of); without
+// the fences, with a partial written after its block's fence, or without
+// the last block's fence after its count, the read is a race.
 func TestSimRacecheckFence(t *testing.T) {
 	needChecks(t)
 	const blocks, threads = 6, 64
@@ -459,7 +460,7 @@ func TestSimRacecheckFence(t *testing.T) {
 	for _, c := range []struct {
 		mode int
 		race bool
-	}{{0, false}, {1, true}, {2, true}} {
+	}{{0, false}, {1, true}, {2, true}, {3, true}} {
 		for _, threadsOS := range []int{1, 3} {
 			SimHtoD(counter.p, []float32{0})
 			SimHtoD(out.p, []float32{0})

@@ -104,7 +104,7 @@ struct Job {
     std::string err;
     // __threadfence as the global racecheck sees it (sim_memory.cc,
     // fence_ordered): fence_clock counts the launch's fences; released[b]
-    // is block b's latest fence, its time << 20 | its block's epoch then
+    // is block b's latest fence, its number << 20 | its block's epoch then
     // (made at the first fence of the launch, kReleasedSlots at most).
     std::atomic<uint64_t> fence_clock{0};
     std::atomic<std::atomic<uint64_t>*> released{nullptr};
@@ -166,7 +166,10 @@ struct Worker {
     bool in_kernel = false;  // a fiber of a hooked launch runs
     uint32_t stamp = 0, block_stamp = 0, epoch = 0;
     bool global_race = false;  // racecheck of global memory for this block
-    uint64_t acquired = 0;     // the time of the block's latest __threadfence (0: none)
+    // The global racecheck's fences (sim_memory.cc, fence_ordered): seen is
+    // the launch's fence count after the block's latest global atomic,
+    // acquired the value of seen at the block's latest __threadfence.
+    uint64_t seen = 0, acquired = 0;
     uint32_t wep[32] = {};
 
     // Dynamic shared memory: a mapping with a guard page before and after

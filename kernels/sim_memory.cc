@@ -374,23 +374,24 @@ static const uint64_t kSameThread = ~((uint64_t)0xFFFFF << 10);  // tag, block, 
 static const long kReleasedSlots = 1L << 22;
 
 // fence_ordered: whether record x, of another block of the launch, is
-// ordered before the current block's accesses by __threadfence: x's block
-// fenced after x, in a later barrier interval of its own (accesses before
-// the barrier that precedes the fence), and that fence ran before the
-// current block's latest one. That is the last-block pattern of
-// common.cuh's last_block_of (partials, barrier, fence, count; the last
-// block's count, fence, then the partials), where the atomic counter makes
-// the order the fences ran in here their order on a GPU. A block that
-// fences twice is known by its latest fence (kernels fence once before
-// they count); above kReleasedSlots blocks, block numbers in the records
-// wrap, and a launch that fenced reports no race between blocks.
+// ordered before the current block's accesses by __threadfence, as in the
+// last-block pattern of common.cuh's last_block_of (partials, barrier,
+// fence, count; the last block's count, fence, then the partials): x's
+// block fenced after x, in a later barrier interval of its own (accesses
+// before the barrier that precedes the fence), and the current block made
+// a global atomic after that fence ran (the count that sees it), then a
+// fence of its own. The fences and atomics run in an order a GPU could
+// have; which atomic saw which is not followed. A block that fences twice
+// is known by its latest fence (kernels fence once before they count);
+// above kReleasedSlots blocks, block numbers in the records wrap, and a
+// launch that fenced reports no race between blocks.
 SIM_HOOK __attribute__((noinline)) static bool fence_ordered(const Worker* w, uint64_t x) {
     const Job* job = w->job;
     std::atomic<uint64_t>* rel = job->released.load(std::memory_order_acquire);
     if (!rel || w->acquired == 0) return false;
     if (job->nblocks > kReleasedSlots) return true;
     uint64_t r = rel[(x >> 30) & 0x3FFFFF].load(std::memory_order_relaxed);
-    return r != 0 && ((x >> 10) & 0xFFFFF) < (r & 0xFFFFF) && (r >> 20) < w->acquired;
+    return r != 0 && ((x >> 10) & 0xFFFFF) < (r & 0xFFFFF) && (r >> 20) <= w->acquired;
 }
 
 SIM_HOOK static inline bool gmem_conc(const Worker* w, uint64_t x, uint64_t me) {
@@ -585,8 +586,8 @@ extern "C" SIM_HOOK void sim_shared_var(void* p, size_t size, const char* fn, co
 }
 
 // __threadfence: a fence, and for the global racecheck a release of the
-// block's accesses before it and an acquire of the fences before it
-// (fence_ordered).
+// block's accesses before it and an acquire of the fences its atomics came
+// after (fence_ordered).
 extern "C" SIM_HOOK void sim_threadfence(void) {
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     Worker* w = tls_worker;
@@ -607,8 +608,20 @@ extern "C" SIM_HOOK void sim_threadfence(void) {
     }
     uint64_t t = job->fence_clock.fetch_add(1) + 1;
     rel[w->block_linear & 0x3FFFFF].store(t << 20 | (w->epoch & 0xFFFFF), std::memory_order_release);
-    w->acquired = t;
+    w->acquired = w->seen;
 }
+
+// AtomicHook checks an atomic access before it and, after it (its
+// destructor), notes for fence_ordered the fences that ran before an
+// atomic of global memory.
+struct AtomicHook {
+    const volatile void* a;
+    SIM_HOOK AtomicHook(const volatile void* p, size_t n) : a(p) { on_access(p, n, kAtomic, true); }
+    SIM_HOOK ~AtomicHook() {
+        Worker* w = tls_worker;
+        if (w && w->in_kernel && (uintptr_t)a - g_lo < g_size) w->seen = w->job->fence_clock.load();
+    }
+};
 
 extern "C" void sim_misaligned(const void* p, unsigned n) {
     Worker* w = tls_worker;
@@ -655,53 +668,53 @@ SIM_TSAN_RW(16)
 
 #define SIM_TSAN_ATOMIC(N, T)                                                                              \
     SIM_HOOK T __tsan_atomic##N##_load(const volatile void* a, int) {                                      \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_load_n((const volatile T*)a, __ATOMIC_SEQ_CST);                                    \
     }                                                                                                      \
     SIM_HOOK void __tsan_atomic##N##_store(volatile void* a, T v, int) {                                   \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         __atomic_store_n((volatile T*)a, v, __ATOMIC_SEQ_CST);                                             \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_exchange(volatile void* a, T v, int) {                                   \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_exchange_n((volatile T*)a, v, __ATOMIC_SEQ_CST);                                   \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_add(volatile void* a, T v, int) {                                  \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_add((volatile T*)a, v, __ATOMIC_SEQ_CST);                                    \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_sub(volatile void* a, T v, int) {                                  \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_sub((volatile T*)a, v, __ATOMIC_SEQ_CST);                                    \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_and(volatile void* a, T v, int) {                                  \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_and((volatile T*)a, v, __ATOMIC_SEQ_CST);                                    \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_or(volatile void* a, T v, int) {                                   \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_or((volatile T*)a, v, __ATOMIC_SEQ_CST);                                     \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_xor(volatile void* a, T v, int) {                                  \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_xor((volatile T*)a, v, __ATOMIC_SEQ_CST);                                    \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_fetch_nand(volatile void* a, T v, int) {                                 \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_fetch_nand((volatile T*)a, v, __ATOMIC_SEQ_CST);                                   \
     }                                                                                                      \
     SIM_HOOK bool __tsan_atomic##N##_compare_exchange_strong(volatile void* a, void* c, T v, int, int) {   \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_compare_exchange_n((volatile T*)a, (T*)c, v, false, __ATOMIC_SEQ_CST,              \
                                            __ATOMIC_SEQ_CST);                                              \
     }                                                                                                      \
     SIM_HOOK bool __tsan_atomic##N##_compare_exchange_weak(volatile void* a, void* c, T v, int, int) {     \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         return __atomic_compare_exchange_n((volatile T*)a, (T*)c, v, false, __ATOMIC_SEQ_CST,              \
                                            __ATOMIC_SEQ_CST);                                              \
     }                                                                                                      \
     SIM_HOOK T __tsan_atomic##N##_compare_exchange_val(volatile void* a, T c, T v, int, int) {             \
-        on_access(a, sizeof(T), kAtomic, true);                                                            \
+        AtomicHook hook(a, sizeof(T));                                                                     \
         __atomic_compare_exchange_n((volatile T*)a, &c, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);     \
         return c;                                                                                          \
     }

@@ -499,7 +499,7 @@ SIM_HOOK static void run_block(Worker* w, Job* job, long b) {
     w->err.clear();
     for (auto& c : w->wep) c = 0;
     w->epoch = 0;
-    w->acquired = 0;
+    w->seen = w->acquired = 0;
     w->global_race = (job->checks & kCheckRace) != 0;
     smem_block_start(w, job);
     w->ensure_fibers(n);

@@ -177,7 +177,9 @@ extern "C" __global__ void __launch_bounds__(256) simtest_global_race_kernel(flo
 //   mode 0: last_block_of (correct);
 //   mode 1: its counter without the fences (race);
 //   mode 2: the fences, but the partial written after the block's fence
-//           (race).
+//           (race);
+//   mode 3: the fence before the count, none after it in the last block
+//           (race: the count orders nothing after it).
 extern "C" __global__ void __launch_bounds__(256)
     simtest_last_block_kernel(float* part, unsigned* counter, float* out, int mode) {
     FM_SHARED(bool, last);
@@ -187,10 +189,8 @@ extern "C" __global__ void __launch_bounds__(256)
     } else {
         __syncthreads();
         if (threadIdx.x == 0) {
-            if (mode == 2) {
-                __threadfence();
-                part[blockIdx.x] = (float)(blockIdx.x + 1);
-            }
+            if (mode >= 2) __threadfence();
+            if (mode == 2) part[blockIdx.x] = (float)(blockIdx.x + 1);
             unsigned done = atomicAdd(counter, 1u);
             last = done == gridDim.x - 1;
             if (last) *counter = 0;
