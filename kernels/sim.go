@@ -160,3 +160,15 @@ func SimKernels() map[string]string {
 	}
 	return m
 }
+
+// SimCheckedLaunches counts, by kernel, the launches that ran with the
+// access checks (memcheck, and racecheck and initcheck as SimConfig says)
+// since the process started.
+func SimCheckedLaunches() map[string]uint64 {
+	n := int(C.sim_kernel_count())
+	m := make(map[string]uint64, n)
+	for i := 0; i < n; i++ {
+		m[C.GoString(C.sim_kernel_name(C.int(i)))] = uint64(C.sim_checked_launches(C.int(i)))
+	}
+	return m
+}

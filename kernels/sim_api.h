@@ -74,6 +74,9 @@ void sim_memset32(uint64_t dst, uint32_t v, size_t n);
 int sim_kernel_count(void);
 const char* sim_kernel_name(int i);
 const char* sim_kernel_sig(int i);
+// sim_checked_launches: how many launches of kernel i ran with the access
+// checks (memcheck, and racecheck and initcheck as configured).
+uint64_t sim_checked_launches(int i);
 
 #ifdef __cplusplus
 }

@@ -135,6 +135,7 @@ static std::atomic<uint64_t> g_launch_seq{0};
 // first are checked one in g_check_every; every launch by default.
 static int g_check_first = 0, g_check_every = 1;
 static std::map<std::string, uint64_t> g_config_launches;  // under g_launch_mu
+static std::vector<uint64_t> g_checked_launches;           // by kernel; under g_launch_mu
 
 #if defined(FMGPU_SIM_ASAN)
 static const size_t kStackSize = 512 << 10;  // AddressSanitizer's frames are larger
@@ -930,6 +931,10 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
                      ((int64_t)n < g_check_first || (g_check_every > 0 && (n - g_check_first) % g_check_every == 0));
     }
     job.checks = job.hooked ? g_checks.load() : 0;
+    if (job.hooked) {
+        g_checked_launches.resize(sim_kernel_table_len);
+        g_checked_launches[k - sim_kernel_table]++;
+    }
     global_launch_start(&job);
     int threads = g_threads.load();
     if (threads <= 0) threads = (int)std::thread::hardware_concurrency();
@@ -942,5 +947,9 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
 int sim_kernel_count(void) { return sim_kernel_table_len; }
 const char* sim_kernel_name(int i) { return sim_kernel_table[i].name; }
 const char* sim_kernel_sig(int i) { return sim_kernel_table[i].sig; }
+uint64_t sim_checked_launches(int i) {
+    std::lock_guard<std::mutex> g(g_launch_mu);
+    return i >= 0 && (size_t)i < g_checked_launches.size() ? g_checked_launches[i] : 0;
+}
 
 }  // extern "C"
