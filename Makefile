@@ -35,7 +35,7 @@ NVCC_FLAGS := -std=c++17 -O3 $(NVCC_ARCH) --Werror all-warnings -Xcompiler -Wall
 KERNEL_SRCS := $(wildcard kernels/*.cu kernels/*.cuh)
 BUNDLE := dist/gpu-bundle
 
-.PHONY: kernels kernels-verify kernel-check cuda gpu-bundle
+.PHONY: kernels kernels-verify kernel-check kernel-check-asan kernel-mutants cuda gpu-bundle
 
 ifeq ($(NVCC),)
 kernels kernels-verify:
@@ -67,6 +67,19 @@ endif
 # default 10-minute limit per package.
 kernel-check:
 	$(GO) test -tags kernelsim -count=1 -timeout 30m ./...
+
+# kernel-check-asan: the whole simulator (harness, kernels, fake libcuda)
+# built with AddressSanitizer and UBSan instead of the access hooks
+# (kernels/README.md, "Checks"), over the harness's tests, the kernelsim
+# conformance suite and the fake libcuda's; any report fails it.
+KERNEL_ASAN_TESTS := ^(TestSim|TestKernelSim(Conformance|Report)$$|TestCUDA(Conformance|Probe|Unavailable)$$)
+kernel-check-asan:
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(GO) test -asan -tags kernelsim,simasan -count=1 -run '$(KERNEL_ASAN_TESTS)' ./kernels ./gpu
+
+# kernel-mutants: faults planted in the real kernels one at a time must be
+# caught by the checkers (scripts/kernel-mutants.sh; minutes each).
+kernel-mutants:
+	scripts/kernel-mutants.sh
 
 # cuda: what a GPU host needs, the kernels (rebuilt when nvcc is here and
 # the sources changed) and bin/fmgpu; bin/fmgpu-cuda is the name earlier

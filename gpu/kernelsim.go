@@ -5,6 +5,7 @@ package gpu
 import (
 	"fmt"
 	"io/fs"
+	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -25,9 +26,24 @@ type KernelSimOptions struct {
 	// Seed), "forward" or "reverse".
 	Order string
 	Seed  uint64
-	// NoGuard turns off the guard page after every allocation.
-	NoGuard bool
+	// NoRacecheck and NoInitcheck turn off those checks of every access
+	// (kernels/README.md, "Checks"); memcheck and synccheck stay on.
+	NoRacecheck, NoInitcheck bool
+	// CheckFirst and CheckEvery sample the access checks over repeated
+	// launches: each configuration (kernel, grid, block) is checked on its
+	// first CheckFirst launches, then on one in CheckEvery. Zero takes the
+	// default (DefaultCheckFirst, DefaultCheckEvery, or CheckEvery from
+	// $FMGPU_KERNELSIM_CHECK_EVERY); CheckEvery 1 checks every launch.
+	CheckFirst, CheckEvery int
 }
+
+// The default sampling of the kernelsim access checks: a training repeats
+// the same launches thousands of times, and checking each costs about
+// twice the unchecked run.
+const (
+	DefaultCheckFirst = 4
+	DefaultCheckEvery = 16
+)
 
 // NewCUDA, in the kernelsim build, returns the kernelsim backend: code that
 // asks for the GPU (fmgpu --device cuda, end-to-end tests) runs the CUDA
@@ -71,7 +87,29 @@ func NewKernelSimWith(o KernelSimOptions) (Backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	kernels.SimConfig(threads, order, o.Seed, !o.NoGuard)
+	checks := kernels.SimAllChecks
+	if o.NoRacecheck {
+		checks &^= kernels.SimRacecheck
+	}
+	if o.NoInitcheck {
+		checks &^= kernels.SimInitcheck
+	}
+	first, every := o.CheckFirst, o.CheckEvery
+	if first <= 0 {
+		first = DefaultCheckFirst
+	}
+	if every <= 0 {
+		every = DefaultCheckEvery
+		if v := os.Getenv("FMGPU_KERNELSIM_CHECK_EVERY"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return nil, fmt.Errorf("kernelsim: FMGPU_KERNELSIM_CHECK_EVERY=%q is not a positive integer", v)
+			}
+			every = n
+		}
+	}
+	kernels.SimConfig(threads, order, o.Seed, checks)
+	kernels.SimSampling(first, every)
 	return newDeviceBackend(&simLauncher{threads: threads, bounds: bounds, sigs: kernels.SimKernels()}), nil
 }
 

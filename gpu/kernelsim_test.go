@@ -3,11 +3,15 @@
 package gpu_test
 
 import (
+	"flag"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/gpu/gputest"
+	"github.com/fmgpu/fmgpu/kernels"
 )
 
 func newKernelSim(t testing.TB, o gpu.KernelSimOptions) gpu.Backend {
@@ -20,9 +24,24 @@ func newKernelSim(t testing.TB, o gpu.KernelSimOptions) gpu.Backend {
 
 // The conformance suite on the device backend with the kernels compiled for
 // the host: the CUDA backend's Go code and kernels, everything but the
-// driver calls.
+// driver calls. Run whole, it must have launched every kernel with the
+// access checks (kernels/README.md, "Checks").
 func TestKernelSimConformance(t *testing.T) {
+	before := kernels.SimCheckedLaunches()
 	gputest.Run(t, func(t *testing.T) gpu.Backend { return newKernelSim(t, gpu.KernelSimOptions{}) })
+	if strings.Contains(flag.Lookup("test.run").Value.String(), "/") || t.Failed() || !kernels.SimChecksAvailable() {
+		return // part of the suite, or no checks in this build
+	}
+	var unchecked []string
+	for name, n := range kernels.SimCheckedLaunches() {
+		if !strings.HasPrefix(name, "simtest_") && n == before[name] {
+			unchecked = append(unchecked, name)
+		}
+	}
+	slices.Sort(unchecked)
+	if len(unchecked) > 0 {
+		t.Errorf("the conformance suite launched no kernel of %v with the checks", unchecked)
+	}
 }
 
 func BenchmarkKernelSim(b *testing.B) {

@@ -1,7 +1,7 @@
 // Shared definitions of fmgpu's kernels: one header that every kernels/*.cu
 // includes first. Under nvcc it maps the few helpers below onto CUDA; in the
 // kernelsim build (no __CUDACC__) sim_shim.h supplies threadIdx, blockIdx,
-// __syncthreads, __shared__, warp shuffles and atomics on the host, so that
+// __syncthreads, shared memory, warp shuffles and atomics on the host, so that
 // the same sources compile as C++ and run in the host harness.
 //
 // Conventions (kernels/README.md):
@@ -26,6 +26,11 @@
 #ifdef __CUDACC__
 #include <stdint.h>
 #define FM_DEVICE __device__ __forceinline__
+// A static shared variable: FM_SHARED(float, tile, [32][33]) declares
+// __shared__ float tile[32][33] (the host build registers it with the
+// kernelsim harness, which poisons and checks it; kernels_files_test.go
+// requires every static shared variable to be declared so).
+#define FM_SHARED(T, name, ...) __shared__ T name __VA_ARGS__
 // Dynamic shared memory of a launch (its size is the launch's shared bytes).
 #define FM_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
 #define FM_UNROLL _Pragma("unroll")
@@ -35,9 +40,13 @@ FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
 FM_DEVICE float fm_rcp(float a) { return __frcp_rn(a); }
 #else
 #include "sim_shim.h"
-#define FM_DEVICE static inline
+// Inlined and unrolled as nvcc does: arrays indexed by unrolled loops
+// (accumulators, staging registers) stay in host registers instead of
+// memory every access of which the kernelsim checks would see.
+#define FM_DEVICE static inline __attribute__((always_inline))
+#define FM_SHARED(T, name, ...) SIM_SHARED(T, name, __VA_ARGS__)
 #define FM_DYNAMIC_SMEM(T, name) T* name = (T*)sim_dynamic_smem()
-#define FM_UNROLL
+#define FM_UNROLL _Pragma("GCC unroll 16")
 static inline float fm_mul(float a, float b) { return a * b; }
 static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }
@@ -88,7 +97,7 @@ FM_DEVICE double warp_sum_d(double v) {
 // threads get partial values). Preconditions: blockDim.x is a multiple of
 // 32 and at most 1024, every thread calls it, at most once per kernel.
 FM_DEVICE double block_sum_d(double v) {
-    __shared__ double warp_part[32];
+    FM_SHARED(double, warp_part, [32]);
     int lane = (int)threadIdx.x & 31, w = (int)threadIdx.x >> 5;
     v = warp_sum_d(v);
     if (lane == 0) warp_part[w] = v;
@@ -109,8 +118,8 @@ FM_DEVICE double block_sum_d(double v) {
 // memory (an integer atomic: no float atomics), which the last block sets
 // back to 0 for the next launch; every launch of the stream may use the
 // same counters because launches of a stream do not overlap.
-#ifdef __CUDACC__
 FM_DEVICE void fm_fence() { __threadfence(); }
+#ifdef __CUDACC__
 // fm_ldcg loads at the L2 (bypassing a possibly stale L1): another block's
 // partials.
 template <typename T>
@@ -118,7 +127,6 @@ FM_DEVICE T fm_ldcg(const T* p) {
     return __ldcg(p);
 }
 #else
-static inline void fm_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 template <typename T>
 static inline T fm_ldcg(const T* p) {
     return *(const volatile T*)p;
@@ -131,7 +139,7 @@ static inline T fm_ldcg(const T* p) {
 // Preconditions: every thread of the block calls it (it contains
 // __syncthreads), once per counter per launch.
 FM_DEVICE bool last_block_of(unsigned* counter, unsigned total) {
-    __shared__ bool last;
+    FM_SHARED(bool, last);
     __syncthreads();
     if (threadIdx.x == 0 && threadIdx.y == 0 && threadIdx.z == 0) {
         fm_fence();  // this block's partials before its count

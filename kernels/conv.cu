@@ -203,7 +203,7 @@ FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const flo
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, float* __restrict__ y) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     if (conv_rows(outC) == 32) {
         if (k == 3)
@@ -302,7 +302,7 @@ FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, con
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 float* __restrict__ dx) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     if (conv_rows(inC) == 32) {
         if (k == 3 && stride == 1)
@@ -443,7 +443,7 @@ extern "C" __global__ void __launch_bounds__(256)
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
-    __shared__ __align__(16) conv_tiles t;
+    FM_SHARED(__align__(16) conv_tiles, t);
     const conv_shape s = FM_CONV_SHAPE;
     if (conv_rows(outC) == 32)
         conv2d_filter_backward_body<2>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);

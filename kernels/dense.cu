@@ -153,7 +153,7 @@ extern "C" __global__ void __launch_bounds__(256)
     bias_act_backward_kernel(int act, int rows, int cols, const float* dY, const float* pre, float* dPre,
                              double* __restrict__ partial, int chunk, unsigned* __restrict__ counters,
                              float* __restrict__ dBias) {
-    __shared__ double colsum[8][32];
+    FM_SHARED(double, colsum, [8][32]);
     int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     int c = (int)blockIdx.x * 32 + tx;
     const long long r0 = (long long)blockIdx.y * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;

@@ -80,7 +80,7 @@ extern "C" __global__ void __launch_bounds__(256)
     path_target_forward_kernel(int kind, double p0, double p1, int rows, int d, const float* __restrict__ x0,
                                const float* __restrict__ x1, const float* __restrict__ t, float* __restrict__ xt,
                                float* __restrict__ ut, int rpb) {
-    __shared__ float coef[256][4];
+    FM_SHARED(float, coef, [256][4]);
     int r0 = (int)blockIdx.x * rpb;
     int nr = imin(rpb, rows - r0);
     if ((int)threadIdx.x < nr) path_coef(kind, p0, p1, (double)t[r0 + threadIdx.x], coef[threadIdx.x]);
@@ -132,9 +132,9 @@ extern "C" __global__ void __launch_bounds__(256) draw_batch_forward_kernel(
     float priorStd, int timeKind, double tMean, double tStd, double tShift, const float* __restrict__ data,
     unsigned nData, int d, int rows, float* __restrict__ x0, float* __restrict__ x1, float* __restrict__ t, float* __restrict__ xt,
     float* __restrict__ ut, int rpb, const unsigned* __restrict__ stepFrom) {
-    __shared__ float coef[256][4];
+    FM_SHARED(float, coef, [256][4]);
     if (stepFrom) step = (unsigned long long)stepFrom[0] | (unsigned long long)stepFrom[1] << 32;
-    __shared__ unsigned idx[256];
+    FM_SHARED(unsigned, idx, [256]);
     int r0 = (int)blockIdx.x * rpb;
     int nr = imin(rpb, rows - r0);
     if ((int)threadIdx.x < nr) {

@@ -59,8 +59,8 @@ FM_DEVICE void lds2(const float* p, float v[2]) {
 template <bool TA, bool TB>
 FM_DEVICE void gemm_tile_at(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B,
                             int ldb, int row0, int col0, float acc[4][4], bool sumA, double& asum) {
-    __shared__ __align__(16) float As[GEMM_BK][GEMM_BM + GEMM_PAD];
-    __shared__ __align__(16) float Bs[GEMM_BK][GEMM_BN + GEMM_PAD];
+    FM_SHARED(__align__(16) float, As, [GEMM_BK][GEMM_BM + GEMM_PAD]);
+    FM_SHARED(__align__(16) float, Bs, [GEMM_BK][GEMM_BN + GEMM_PAD]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
     FM_UNROLL
     for (int i = 0; i < 4; i++)

@@ -48,6 +48,30 @@ func sourceKernels(t *testing.T) (fatbin, selftest []string) {
 	return fatbin, selftest
 }
 
+// Static shared variables are declared with FM_SHARED (common.cuh), which
+// registers them with the kernelsim harness (poisoning, bounds and race
+// checks, their names in messages); a bare __shared__ declaration would
+// escape those checks.
+func TestSharedDeclarations(t *testing.T) {
+	paths, err := filepath.Glob("*.cu*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths = append(paths, "sim_selftest.h")
+	bare := regexp.MustCompile(`^\s*(static\s+)?__shared__\s`)
+	for _, path := range paths {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range bytes.Split(src, []byte("\n")) {
+			if bare.Match(line) {
+				t.Errorf("%s:%d: %s: declare static shared memory with FM_SHARED(type, name, dims)", path, i+1, bytes.TrimSpace(line))
+			}
+		}
+	}
+}
+
 // Every kernel is named <op>_<direction>_kernel and declares its launch
 // bounds (sourceKernels checks those).
 func TestKernelNames(t *testing.T) {

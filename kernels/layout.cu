@@ -93,7 +93,7 @@ extern "C" __global__ void __launch_bounds__(256)
 // bz, bz + gridDim.z, ...
 extern "C" __global__ void __launch_bounds__(256)
     transpose_forward_kernel(int batch, int rows, int cols, const float* __restrict__ x, float* __restrict__ y) {
-    __shared__ float tile[32][33];
+    FM_SHARED(float, tile, [32][33]);
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y;
     const long long c0 = (long long)blockIdx.x * 32;
     const long long mn = (long long)rows * cols;

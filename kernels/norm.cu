@@ -12,7 +12,7 @@
 // Preconditions: blockDim.x is a multiple of 32 and at most 1024; every
 // thread calls it; it may be called repeatedly (it ends with a barrier).
 FM_DEVICE double block_allsum_d(double v) {
-    __shared__ double part[32];
+    FM_SHARED(double, part, [32]);
     int lane = (int)threadIdx.x & 31, w = (int)threadIdx.x >> 5, nw = (int)blockDim.x >> 5;
     v = warp_sum_d(v);
     if (lane == 0) part[w] = v;
@@ -111,7 +111,7 @@ extern "C" __global__ void __launch_bounds__(256)
                                const float* __restrict__ mean, const float* __restrict__ rstd, const float* add,
                                float* dx, double* __restrict__ part, unsigned* __restrict__ counter,
                                float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dxSum) {
-    __shared__ double wsum[2][32];
+    FM_SHARED(double, wsum, [2][32]);
     const int bg = (int)blockIdx.x, b = bg / G, cpg = C / G, n = cpg * HW;
     const int c0 = (bg % G) * cpg;
     const long long base = (long long)bg * n;

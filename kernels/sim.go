@@ -2,8 +2,12 @@
 
 package kernels
 
+// -Wno-maybe-uninitialized: once FM_UNROLL unrolls a kernel's staging
+// loops (a value written under `if (i < n)` and stored under the same
+// test), GCC no longer sees that the store follows the write.
+
 /*
-#cgo CXXFLAGS: -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unused-function
+#cgo CXXFLAGS: -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -Wno-unused-function -Wno-maybe-uninitialized
 #cgo LDFLAGS: -lstdc++ -lm -lpthread
 #include <stdlib.h>
 #include "sim_api.h"
@@ -24,6 +28,20 @@ import (
 //go:embed *.cu *.cuh
 var Sources embed.FS
 
+// PtxasReport is kernels/ptxas-report.txt, which `make kernels` writes with
+// the fatbin: every kernel's registers and static shared memory on sm_80
+// and sm_90. The harness checks each launch against those GPUs' limits
+// with it.
+//
+//go:embed ptxas-report.txt
+var PtxasReport []byte
+
+func init() {
+	if err := SimLoadPtxasReport(PtxasReport); err != nil {
+		panic("kernels/ptxas-report.txt: " + err.Error())
+	}
+}
+
 // SimOrder is the order in which the harness runs a block's threads
 // between two barriers.
 type SimOrder int
@@ -34,15 +52,45 @@ const (
 	SimShuffle SimOrder = 2 // a fresh pseudo-random permutation per phase
 )
 
+// SimChecks selects the optional checks of every access (memcheck and
+// synccheck are always on).
+type SimChecks int
+
+const (
+	SimRacecheck SimChecks = C.SIM_CHECK_RACE // races in shared and global memory
+	SimInitcheck SimChecks = C.SIM_CHECK_INIT // shared memory read before written
+	SimAllChecks           = SimRacecheck | SimInitcheck
+)
+
+// SimChecksAvailable reports whether the kernels were compiled with the
+// access hooks (not in the simasan build, nor with -race): without them
+// only guard pages, explicit alignment checks and synccheck remain.
+func SimChecksAvailable() bool { return C.sim_checks_available() != 0 }
+
 // SimConfig configures the harness for the launches that follow.
-// Threads <= 0 runs blocks on every core. Guard ends each allocation at an
-// inaccessible page, so a kernel reading or writing past a buffer faults.
-func SimConfig(threads int, order SimOrder, seed uint64, guard bool) {
-	g := 0
-	if guard {
-		g = 1
+// Threads <= 0 runs blocks on every core.
+func SimConfig(threads int, order SimOrder, seed uint64, checks SimChecks) {
+	C.sim_configure(C.int(threads), C.int(order), C.uint64_t(seed), C.int(checks))
+}
+
+// SimSampling makes the access checks run on the first `first` launches of
+// each configuration (kernel, grid, block, dynamic shared memory) and then
+// on one launch in `every` (0: no more); the other launches run unchecked
+// but for synccheck and the guard pages. SimSampling(0, 1), the default,
+// checks every launch. The counts start again at every call.
+func SimSampling(first, every int) { C.sim_set_sampling(C.int(first), C.int(every)) }
+
+// SimLoadPtxasReport replaces the resource report the launches are checked
+// against (tests plant faults with it; PtxasReport is the real one).
+func SimLoadPtxasReport(report []byte) error {
+	if len(report) == 0 {
+		return errors.New("empty report")
 	}
-	C.sim_configure(C.int(threads), C.int(order), C.uint64_t(seed), C.int(g))
+	var msg [512]C.char
+	if C.sim_load_ptxas_report((*C.char)(unsafe.Pointer(&report[0])), C.size_t(len(report)), &msg[0], C.size_t(len(msg))) != 0 {
+		return errors.New(C.GoString(&msg[0]))
+	}
+	return nil
 }
 
 // SimLaunch runs kernel name over grid x block threads with shared bytes
@@ -72,7 +120,8 @@ func SimLaunch(name string, grid, block [3]uint32, shared int, args []uint64, si
 }
 
 // SimAlloc returns bytes of harness "device" memory (host memory, its
-// contents NaN), or 0 when bytes is 0 or the allocation fails.
+// contents NaN, between guard pages), or 0 when bytes is 0 or the
+// allocation fails.
 func SimAlloc(bytes int) uint64 { return uint64(C.sim_alloc(C.size_t(bytes))) }
 
 // SimFree releases an allocation of SimAlloc.
@@ -108,6 +157,18 @@ func SimKernels() map[string]string {
 	m := make(map[string]string, n)
 	for i := 0; i < n; i++ {
 		m[C.GoString(C.sim_kernel_name(C.int(i)))] = C.GoString(C.sim_kernel_sig(C.int(i)))
+	}
+	return m
+}
+
+// SimCheckedLaunches counts, by kernel, the launches that ran with the
+// access checks (memcheck, and racecheck and initcheck as SimConfig says)
+// since the process started.
+func SimCheckedLaunches() map[string]uint64 {
+	n := int(C.sim_kernel_count())
+	m := make(map[string]uint64, n)
+	for i := 0; i < n; i++ {
+		m[C.GoString(C.sim_kernel_name(C.int(i)))] = uint64(C.sim_checked_launches(C.int(i)))
 	}
 	return m
 }

@@ -66,5 +66,14 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(simtest_index_kernel),
     SIM_KERNEL(simtest_overrun_kernel),
     SIM_KERNEL(simtest_args_kernel),
+    SIM_KERNEL(simtest_shared_race_kernel),
+    SIM_KERNEL(simtest_global_race_kernel),
+    SIM_KERNEL(simtest_last_block_kernel),
+    SIM_KERNEL(simtest_uninit_shared_kernel),
+    SIM_KERNEL(simtest_mask_kernel),
+    SIM_KERNEL(simtest_vote_kernel),
+    SIM_KERNEL(simtest_barrier_sites_kernel),
+    SIM_KERNEL(simtest_load_kernel),
+    SIM_KERNEL(simtest_misaligned_kernel),
 };
 extern const int sim_kernel_table_len = sizeof(sim_kernel_table) / sizeof(sim_kernel_table[0]);

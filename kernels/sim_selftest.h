@@ -7,7 +7,7 @@
 // Reverses each block's slice through shared memory: correct only with
 // the barrier between the write and the read.
 extern "C" __global__ void __launch_bounds__(1024) simtest_reverse_kernel(const float* in, float* out, int sync) {
-    __shared__ float s[1024];
+    FM_SHARED(float, s, [1024]);
     int n = (int)blockDim.x, base = (int)blockIdx.x * n, i = (int)threadIdx.x;
     s[i] = in[base + i];
     if (sync) __syncthreads();
@@ -44,16 +44,17 @@ extern "C" __global__ void __launch_bounds__(1024)
     if (i == 0) sum[0] = s;
 }
 
-// Dynamic shared memory starts as NaN in the harness; out gets what thread
-// i reads from slot i before and after writing it.
+// Dynamic shared memory starts as NaN in the harness; before and after get
+// what thread i of each block reads from slot i before writing it and
+// from slot n - 1 - i after.
 extern "C" __global__ void __launch_bounds__(256) simtest_dynamic_smem_kernel(float* before, float* after) {
     FM_DYNAMIC_SMEM(float, s);
-    int i = (int)threadIdx.x;
-    before[i] = s[i];
+    int i = (int)threadIdx.x, n = (int)blockDim.x, o = (int)blockIdx.x * n;
+    before[o + i] = s[i];
     __syncthreads();
     s[i] = (float)i;
     __syncthreads();
-    after[i] = s[(int)blockDim.x - 1 - i];
+    after[o + i] = s[n - 1 - i];
 }
 
 // Index kernel: out[linear thread id] = its (threadIdx, blockIdx) packed,
@@ -81,4 +82,237 @@ extern "C" __global__ void __launch_bounds__(32) simtest_args_kernel(int i, floa
         out[3] = (double)(u >> 32);
         out[4] = (double)(u & 0xffffffffu);
     }
+}
+
+// ---- planted faults: each checker must catch its own (kernels_test.go) ----
+
+// racecheck, shared memory. After a barrier-separated initialisation:
+//   mode 0: each thread writes s[i] and reads s[i + 1] (no barrier: race);
+//   mode 1: every thread writes s[0] (race);
+//   mode 2: mode 0 with the barrier (correct);
+//   mode 3: write s[i], __syncwarp, read s[i ^ 1] (a warp's lanes: correct);
+//   mode 4: mode 3 without the __syncwarp (race);
+//   mode 5: every thread atomicAdds s[0] (atomics do not race).
+extern "C" __global__ void __launch_bounds__(256) simtest_shared_race_kernel(float* out, int mode) {
+    FM_SHARED(float, s, [257]);
+    FM_SHARED(int, count);
+    int i = (int)threadIdx.x, n = (int)blockDim.x;
+    s[i] = 0.0f;
+    if (i == 0) s[n] = 0.0f, count = 0;
+    __syncthreads();
+    float v = 0.0f;
+    switch (mode) {
+        case 0:
+            s[i] = (float)i;
+            v = s[i + 1];
+            break;
+        case 1:
+            s[0] = (float)i;
+            break;
+        case 2:
+            s[i] = (float)i;
+            __syncthreads();
+            v = s[i + 1];
+            break;
+        case 3:
+            s[i] = (float)i;
+            __syncwarp();
+            v = s[i ^ 1];
+            break;
+        case 4:
+            s[i] = (float)i;
+            v = s[i ^ 1];
+            break;
+        case 5:
+            atomicAdd(&count, 1);
+            __syncthreads();
+            v = (float)count;
+            break;
+    }
+    out[blockIdx.x * n + i] = v;
+}
+
+// racecheck, global memory, over a 1-D launch with buf of at least
+// (gridDim.x + 1) blockDim.x floats:
+//   mode 0: every thread of a block writes buf[0] (race);
+//   mode 1: thread 0 of every block writes buf[0] (race between blocks);
+//   mode 2: thread i writes buf[i] and reads buf[i + 1] (race);
+//   mode 3: mode 2 with a barrier between (correct within a block);
+//   mode 4: mode 3, but the read crosses into the next block's slice
+//           (race: blocks are unordered, barriers order a block only);
+//   mode 5: every thread atomicAdds buf[0] (atomics do not race).
+extern "C" __global__ void __launch_bounds__(256) simtest_global_race_kernel(float* buf, int mode) {
+    int i = (int)threadIdx.x, g = (int)(blockIdx.x * blockDim.x) + i;
+    float v;
+    switch (mode) {
+        case 0:
+            buf[0] = (float)i;
+            break;
+        case 1:
+            if (i == 0) buf[0] = (float)blockIdx.x;
+            break;
+        case 2:
+            buf[g] = (float)g;
+            v = buf[g + 1];
+            buf[g] = v;
+            break;
+        case 3:
+        case 4:
+            buf[g] = (float)g;
+            __syncthreads();
+            v = mode == 3 && i == (int)blockDim.x - 1 ? 0.0f : buf[g + 1];
+            __syncthreads();
+            buf[g] = v;
+            break;
+        case 5:
+            atomicAdd(&buf[0], 1.0f);
+            break;
+    }
+}
+
+// racecheck, global memory, across blocks ordered by __threadfence (the
+// one-pass reductions' last block: common.cuh's last_block_of): thread 0
+// of every block writes part[blockIdx.x]; the block that counts last on
+// *counter (0 before the launch) writes their sum to out[0].
+//   mode 0: last_block_of (correct);
+//   mode 1: its counter without the fences (race);
+//   mode 2: the fences, but the partial written after the block's fence
+//           (race);
+//   mode 3: the fence before the count, none after it in the last block
+//           (race: the count orders nothing after it).
+extern "C" __global__ void __launch_bounds__(256)
+    simtest_last_block_kernel(float* part, unsigned* counter, float* out, int mode) {
+    FM_SHARED(bool, last);
+    if (threadIdx.x == 0 && mode != 2) part[blockIdx.x] = (float)(blockIdx.x + 1);
+    if (mode == 0) {
+        if (!last_block_of(counter, gridDim.x)) return;
+    } else {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (mode >= 2) __threadfence();
+            if (mode == 2) part[blockIdx.x] = (float)(blockIdx.x + 1);
+            unsigned done = atomicAdd(counter, 1u);
+            last = done == gridDim.x - 1;
+            if (last) *counter = 0;
+        }
+        __syncthreads();
+        if (!last) return;
+        if (mode == 2) __threadfence();
+    }
+    if (threadIdx.x == 0) {
+        float sum = 0.0f;
+        for (unsigned b = 0; b < gridDim.x; b++) sum += fm_ldcg(part + b);
+        out[0] = sum;
+    }
+}
+
+// initcheck: only block 0 writes the shared array; the other blocks read
+// it (on a GPU: whatever another kernel left there).
+extern "C" __global__ void __launch_bounds__(256) simtest_uninit_shared_kernel(float* out) {
+    FM_SHARED(float, s, [256]);
+    int i = (int)threadIdx.x;
+    if (blockIdx.x == 0) s[i] = 1.0f;
+    __syncthreads();
+    out[blockIdx.x * blockDim.x + i] = s[i];
+}
+
+// synccheck, warp masks (one warp unless said):
+//   mode 0: all 32 lanes shuffle with mask 0x0000ffff (16..31 not in it);
+//   mode 1: lanes 0..15 return, the rest shuffle with the full mask;
+//   mode 2: lanes 0..15 shuffle among themselves (mask 0x0000ffff) while
+//           lanes 16..31 __syncwarp among themselves (correct);
+//   mode 3: mode 2, but lane 3 reads lane 20 (not in its mask);
+//   mode 4: the full mask in a block of 48 threads (warp 1 has 16 lanes);
+//   mode 5: lanes 0..15 __syncwarp, lanes 16..31 shuffle, both with the
+//           full mask (different operations).
+extern "C" __global__ void __launch_bounds__(64) simtest_mask_kernel(int* out, int mode) {
+    int i = (int)threadIdx.x, lane = i & 31, v = i;
+    switch (mode) {
+        case 0:
+            v = __shfl_sync(0x0000ffffu, v, 0);
+            break;
+        case 1:
+            if (lane < 16) return;
+            v = __shfl_xor_sync(0xffffffffu, v, 1);
+            break;
+        case 2:
+        case 3:
+            if (lane < 16)
+                v = __shfl_sync(0x0000ffffu, v, mode == 3 && lane == 3 ? 20 : 15 - lane);
+            else
+                __syncwarp(0xffff0000u);
+            break;
+        case 4:
+            v = __shfl_xor_sync(0xffffffffu, v, 1);
+            break;
+        case 5:
+            if (lane < 16)
+                __syncwarp();
+            else
+                v = __shfl_xor_sync(0xffffffffu, v, 1);
+            break;
+    }
+    out[i] = v;
+}
+
+// Votes and the upward shuffle: per lane, the ballot of pred over the
+// warp, any, all, and the lane value 2 lanes down (shfl_up by 2).
+extern "C" __global__ void __launch_bounds__(64)
+    simtest_vote_kernel(const int* pred, unsigned* ballot, int* any, int* all, int* up) {
+    int i = (int)threadIdx.x;
+    ballot[i] = __ballot_sync(0xffffffffu, pred[i]);
+    any[i] = __any_sync(0xffffffffu, pred[i]);
+    all[i] = __all_sync(0xffffffffu, pred[i]);
+    up[i] = __shfl_up_sync(0xffffffffu, i & 31, 2);
+}
+
+// synccheck: the warps of a block reach different __syncthreads.
+extern "C" __global__ void __launch_bounds__(64) simtest_barrier_sites_kernel(float* out) {
+    if (threadIdx.x < 32) {
+        __syncthreads();
+        out[threadIdx.x] = 1.0f;
+    } else {
+        __syncthreads();
+        out[threadIdx.x] = 2.0f;
+    }
+}
+
+// memcheck: one thread's load of in[off] into out[0] (off may be negative).
+extern "C" __global__ void __launch_bounds__(32) simtest_load_kernel(const float* in, long long off, float* out) {
+    if (threadIdx.x == 0) out[0] = in[off];
+}
+
+// memcheck, alignment: thread 0 accesses in + off floats as
+//   mode 0: a float2 load;  mode 1: a float4 load;  mode 2: a double load;
+//   mode 3: an unsigned long long store;  mode 4: a float4 shared load
+//   from a 16-byte aligned array + off floats.
+extern "C" __global__ void __launch_bounds__(32) simtest_misaligned_kernel(float* in, int off, int mode, float* out) {
+    FM_SHARED(__align__(16) float, s, [16]);
+    if (threadIdx.x != 0) return;
+    for (int k = 0; k < 16; k++) s[k] = (float)k;
+    float v = 0.0f;
+    switch (mode) {
+        case 0: {
+            float2 q = *reinterpret_cast<const float2*>(in + off);
+            v = q.x + q.y;
+            break;
+        }
+        case 1: {
+            float4 q = *reinterpret_cast<const float4*>(in + off);
+            v = q.x + q.w;
+            break;
+        }
+        case 2:
+            v = (float)*reinterpret_cast<const double*>(in + off);
+            break;
+        case 3:
+            *reinterpret_cast<unsigned long long*>(in + off) = 0;
+            break;
+        case 4: {
+            float4 q = *reinterpret_cast<const float4*>(s + off);
+            v = q.x + q.w;
+            break;
+        }
+    }
+    out[0] = v;
 }

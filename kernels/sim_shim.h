@@ -1,6 +1,7 @@
 // Host shim of the kernelsim build: the subset of CUDA C++ that fmgpu's
 // kernels use, mapped onto host C++ so that kernels/*.cu compile unchanged
-// with g++ and run in the harness of sim_runtime.cc.
+// with g++ and run in the harness of sim_runtime.cc (static shared
+// variables through common.cuh's FM_SHARED).
 //
 // Execution model (sim_runtime.cc): each CUDA thread of a block is a host
 // fiber with its own stack; a block's fibers run on one OS thread, and up
@@ -8,19 +9,25 @@
 //   - threadIdx, blockIdx, blockDim, gridDim are thread_local variables
 //     that the scheduler sets before it resumes a fiber;
 //   - __syncthreads() parks the fiber until every thread of the block has
-//     reached it (reaching it after another thread of the block returned is
-//     reported as an error: CUDA leaves that undefined);
-//   - warp shuffles and __syncwarp park the fiber until the 32 lanes of its
-//     warp arrive, then exchange values through a per-warp buffer;
-//   - __shared__ variables are static thread_local: one copy per OS thread,
-//     which runs one block at a time, so one copy per block in flight;
-//   - dynamic shared memory is a per-OS-thread buffer filled with NaN
-//     before each block;
+//     reached it, at the same call site (a barrier reached after another
+//     thread returned, or in divergent code, is a launch error: CUDA leaves
+//     both undefined);
+//   - warp operations (shuffles, votes, __syncwarp) park the fiber until
+//     every lane of their mask has arrived at the same operation with the
+//     same mask; the scheduler then computes each lane's result (a mask
+//     without the calling lane, naming lanes that do not exist or have
+//     returned, or lanes meeting at different operations, is an error);
+//   - static shared variables (FM_SHARED) are static thread_local: one copy
+//     per OS thread, which runs one block at a time, so one copy per block
+//     in flight;
+//   - dynamic shared memory is a per-OS-thread window with guard pages;
+//   - both are poisoned (0xFF: NaN) at every block start;
 //   - atomics are the compiler's __atomic builtins (blocks on different OS
 //     threads really do run concurrently).
 // Between barriers the fibers of a block run in an order that changes from
 // one phase to the next (FMGPU_SIM_ORDER), so a missing __syncthreads shows
-// up as a wrong result instead of passing by luck.
+// up as a wrong result instead of passing by luck; with the access checks
+// (sim_memory.cc) it is reported as a race.
 #pragma once
 
 #include <math.h>
@@ -33,69 +40,134 @@ struct sim_dim3 {
 typedef sim_dim3 dim3;
 typedef sim_dim3 uint3;
 
-extern thread_local sim_dim3 threadIdx;
-extern thread_local sim_dim3 blockIdx;
-extern thread_local sim_dim3 blockDim;
-extern thread_local sim_dim3 gridDim;
+// __thread rather than thread_local: no C++ TLS wrapper call per access.
+extern __thread sim_dim3 threadIdx;
+extern __thread sim_dim3 blockIdx;
+extern __thread sim_dim3 blockDim;
+extern __thread sim_dim3 gridDim;
 static const int warpSize = 32;
 
 #define __global__
 #define __device__
 #define __host__
-#define __forceinline__ inline
+#define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...)
-#define __shared__ static thread_local
 #define __align__(n) __attribute__((aligned(n)))
 
 extern "C" {
-void sim_syncthreads(void);
-void sim_syncwarp(void);
-uint64_t sim_shfl(uint64_t v, int mode, int arg, int width);
+void sim_syncthreads_at(const char* file, int line);
+void sim_shared_var(void* p, size_t size, const char* fn, const char* name);
+uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int arg, int width);
 void* sim_dynamic_smem(void);
-// sim_fault records misuse a GPU would fault on (the launch fails with msg).
+// sim_fault records misuse a GPU would fault on: the thread stops and the
+// launch fails with msg.
 void sim_fault(const char* msg);
+// sim_threadfence: __threadfence, seen by the global racecheck.
+void sim_threadfence(void);
 }
+static inline void __threadfence() { sim_threadfence(); }
 
 // sim_check_aligned: vector accesses must be aligned as on the GPU, where
-// a misaligned one is a launch failure.
+// a misaligned one is a launch failure (sim_misaligned names the memory).
+extern "C" void sim_misaligned(const void* p, unsigned n);
 static inline void sim_check_aligned(const void* p, unsigned n) {
-    if ((uintptr_t)p % n != 0) sim_fault("misaligned vector access to shared or global memory");
+    if ((uintptr_t)p % n != 0) sim_misaligned(p, n);
 }
 
-static inline void __syncthreads(void) { sim_syncthreads(); }
-static inline void __syncwarp(unsigned mask = 0xffffffffu) {
-    (void)mask;
-    sim_syncwarp();
-}
+// Static shared variables (common.cuh's FM_SHARED): thread_local, so one
+// copy per OS thread, which runs one block at a time; each thread passing
+// the declaration registers the variable with the harness (poisoning,
+// bounds, names in messages), which keeps the first registration.
+#define SIM_SHARED(T, name, ...)            \
+    static thread_local T name __VA_ARGS__; \
+    sim_shared_var((void*)&name, sizeof(name), __func__, #name)
+
+// The call site names the barrier: threads must all reach the same one.
+#define __syncthreads() sim_syncthreads_at(__FILE__, __LINE__)
+
+// Operations of sim_warp_op (sim_internal.h's WarpOp).
+#define SIM_WARP_SYNC 0
+#define SIM_WARP_SHFL 1
+#define SIM_WARP_BALLOT 2
+#define SIM_WARP_ANY 3
+#define SIM_WARP_ALL 4
 
 #define SIM_SHFL_XOR 0
 #define SIM_SHFL_DOWN 1
 #define SIM_SHFL_IDX 2
+#define SIM_SHFL_UP 3
+
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { sim_warp_op(SIM_WARP_SYNC, mask, 0, 0, 0, 32); }
 
 template <typename T>
-static inline T sim_shfl_t(T v, int mode, int arg, int width) {
+static inline T sim_shfl_t(unsigned mask, T v, int mode, int arg, int width) {
     static_assert(sizeof(T) <= 8, "shuffle of a type wider than 8 bytes");
     uint64_t bits = 0;
     memcpy(&bits, &v, sizeof(T));
-    bits = sim_shfl(bits, mode, arg, width);
+    bits = sim_warp_op(SIM_WARP_SHFL, mask, bits, mode, arg, width);
     T out;
     memcpy(&out, &bits, sizeof(T));
     return out;
 }
 template <typename T>
 static inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
-    (void)mask;
-    return sim_shfl_t(v, SIM_SHFL_XOR, laneMask, width);
+    return sim_shfl_t(mask, v, SIM_SHFL_XOR, laneMask, width);
 }
 template <typename T>
 static inline T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
-    (void)mask;
-    return sim_shfl_t(v, SIM_SHFL_DOWN, (int)delta, width);
+    return sim_shfl_t(mask, v, SIM_SHFL_DOWN, (int)delta, width);
+}
+template <typename T>
+static inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    return sim_shfl_t(mask, v, SIM_SHFL_UP, (int)delta, width);
 }
 template <typename T>
 static inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-    (void)mask;
-    return sim_shfl_t(v, SIM_SHFL_IDX, src, width);
+    return sim_shfl_t(mask, v, SIM_SHFL_IDX, src, width);
+}
+static inline unsigned __ballot_sync(unsigned mask, int pred) {
+    return (unsigned)sim_warp_op(SIM_WARP_BALLOT, mask, pred != 0, 0, 0, 32);
+}
+static inline int __any_sync(unsigned mask, int pred) { return (int)sim_warp_op(SIM_WARP_ANY, mask, pred != 0, 0, 0, 32); }
+static inline int __all_sync(unsigned mask, int pred) { return (int)sim_warp_op(SIM_WARP_ALL, mask, pred != 0, 0, 0, 32); }
+
+// Vector types. On the GPU a load or store of one is a single 8- or
+// 16-byte access that must be aligned to its size; the host compiler may
+// split it into scalar accesses, so copying one from or to memory checks
+// the alignment itself.
+#define SIM_VECTOR_TYPE(T, E, A, ...)                                    \
+    struct __align__(A) T {                                             \
+        E __VA_ARGS__;                                                  \
+        T() = default;                                                  \
+        T(const T& o) {                                                 \
+            sim_check_aligned(&o, A);                                   \
+            memcpy((void*)this, (const void*)&o, sizeof(T));            \
+        }                                                               \
+        T& operator=(const T& o) {                                      \
+            sim_check_aligned(this, A);                                 \
+            sim_check_aligned(&o, A);                                   \
+            memcpy((void*)this, (const void*)&o, sizeof(T));            \
+            return *this;                                               \
+        }                                                               \
+    }
+SIM_VECTOR_TYPE(float2, float, 8, x, y);
+SIM_VECTOR_TYPE(float4, float, 16, x, y, z, w);
+SIM_VECTOR_TYPE(double2, double, 16, x, y);
+#undef SIM_VECTOR_TYPE
+static inline float2 make_float2(float x, float y) {
+    float2 v;
+    v.x = x, v.y = y;
+    return v;
+}
+static inline float4 make_float4(float x, float y, float z, float w) {
+    float4 v;
+    v.x = x, v.y = y, v.z = z, v.w = w;
+    return v;
+}
+static inline double2 make_double2(double x, double y) {
+    double2 v;
+    v.x = x, v.y = y;
+    return v;
 }
 
 // Atomics.

@@ -60,7 +60,8 @@ func kernelsDir() (string, error) {
 }
 
 // sources are the files the library is built from (the hash covers them
-// all: kernels, harness, fake driver).
+// all: kernels, harness, fake driver, the ptxas report it checks launches
+// against).
 func sources(dir string) ([]string, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
@@ -68,7 +69,7 @@ func sources(dir string) ([]string, error) {
 			return err
 		}
 		switch filepath.Ext(p) {
-		case ".cu", ".cuh", ".cc", ".h":
+		case ".cu", ".cuh", ".cc", ".h", ".txt":
 			files = append(files, p)
 		}
 		return nil
@@ -90,13 +91,18 @@ func build() (string, error) {
 	if cxx == "" {
 		cxx = "g++"
 	}
-	flags := []string{"-std=c++17", "-O2", "-g", "-fPIC", "-shared", "-pthread",
+	flags := []string{"-std=c++17", "-O2", "-g", "-fPIC", "-pthread",
 		"-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-Wno-unused-function",
-		// The library's own references bind to its own definitions, even
-		// in a test binary that links the kernelsim harness statically.
-		"-Wl,-Bsymbolic", "-I" + dir}
+		"-Wno-maybe-uninitialized", // as kernels/sim.go: the unrolled staging loops
+		"-I" + dir}
+	// The kernels' access checks (kernels/sim_checks.go) or, in the
+	// simasan build, AddressSanitizer and UBSan over the whole library.
+	flags = append(flags, sanitizeFlags...)
+	// The library's own references bind to its own definitions, even in a
+	// test binary that links the kernelsim harness statically.
+	linkFlags := append([]string{"-shared", "-pthread", "-Wl,-Bsymbolic"}, sanitizeLinkFlags...)
 	h := sha256.New()
-	fmt.Fprintln(h, cxx, strings.Join(flags, " "))
+	fmt.Fprintln(h, cxx, strings.Join(flags, " "), strings.Join(linkFlags, " "))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -117,21 +123,42 @@ func build() (string, error) {
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
-	// Several test binaries may build at once: each writes its own file
-	// and renames it into place.
-	tmp, err := os.CreateTemp(outDir, "libcuda-*.so")
+	// Several test binaries may build at once: each builds in its own
+	// directory and renames the library into place.
+	tmp, err := os.MkdirTemp(outDir, "build-*")
 	if err != nil {
 		return "", err
 	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	args := append(flags, "-o", tmp.Name(),
-		filepath.Join(dir, "sim_runtime.cc"), filepath.Join(dir, "sim_kernels.cc"), filepath.Join(dir, "fakecuda", "libcuda.cc"))
-	cmd := exec.Command(cxx, args...)
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("%s: %v\n%s", cxx, err, msg)
+	defer os.RemoveAll(tmp)
+	// The ptxas report, compiled in: the fake driver checks every launch
+	// against it as the harness does, and answers cuFuncGetAttribute.
+	report, err := os.ReadFile(filepath.Join(dir, "ptxas-report.txt"))
+	if err != nil {
+		return "", err
 	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
+	if strings.Contains(string(report), ")FMGPU\"") {
+		return "", fmt.Errorf("ptxas-report.txt cannot be quoted")
+	}
+	reportSrc := filepath.Join(tmp, "ptxas_report.cc")
+	if err := os.WriteFile(reportSrc, []byte("extern \"C\" const char fmgpu_fake_ptxas_report[] = R\"FMGPU("+string(report)+")FMGPU\";\n"), 0o644); err != nil {
+		return "", err
+	}
+	// Compiled one by one, then linked: the ThreadSanitizer instrumentation
+	// of the checks is wanted at compile time only (no runtime is linked).
+	var objs []string
+	for _, src := range []string{filepath.Join(dir, "sim_runtime.cc"), filepath.Join(dir, "sim_memory.cc"),
+		filepath.Join(dir, "sim_kernels.cc"), filepath.Join(dir, "fakecuda", "libcuda.cc"), reportSrc} {
+		obj := filepath.Join(tmp, strings.TrimSuffix(filepath.Base(src), ".cc")+".o")
+		if msg, err := exec.Command(cxx, append(append([]string{}, flags...), "-c", "-o", obj, src)...).CombinedOutput(); err != nil {
+			return "", fmt.Errorf("%s %s: %v\n%s", cxx, filepath.Base(src), err, msg)
+		}
+		objs = append(objs, obj)
+	}
+	lib := filepath.Join(tmp, "libcuda.so.1")
+	if msg, err := exec.Command(cxx, append(append(append([]string{}, linkFlags...), "-o", lib), objs...)...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s: linking: %v\n%s", cxx, err, msg)
+	}
+	if err := os.Rename(lib, out); err != nil {
 		return "", err
 	}
 	return out, nil

@@ -8,10 +8,16 @@
 //
 // It keeps the driver's rules that a launcher can get wrong: every call but
 // the device queries needs cuInit first and a context current on the
-// calling thread; dynamic shared memory above 48 KiB needs
-// cuFuncSetAttribute; a failed launch makes the context unusable (every
-// later call returns the launch's error, as after a real kernel fault);
-// stream capture records launches and a graph replays them.
+// calling thread; a launch must fit the device's registers and shared
+// memory with the kernel's figures from ptxas-report.txt (dynamic shared
+// memory above 48 KiB needs cuFuncSetAttribute), else it is refused; a
+// failed launch makes the context unusable (every later call returns the
+// launch's error, as after a real kernel fault); stream capture records
+// launches and a graph replays them. Kernels run with the checks of the
+// harness (kernels/README.md, "Checks"; sampled over repeated launches as
+// in the kernelsim backend): a race, an out-of-bounds or
+// misaligned access, an uninitialised shared read or a divergent barrier
+// fails the launch with the harness's message on stderr.
 //
 // Environment, for the tests of the start-up paths:
 //   FMGPU_FAKECUDA_INIT=N     cuInit returns CUresult N (100: no device)
@@ -22,6 +28,10 @@
 //                             carries SASS for sm_80/sm_90 and PTX for
 //                             compute_90 only
 //   FMGPU_FAKECUDA_MEM=BYTES  device memory (default 16 GiB)
+//   FMGPU_FAKECUDA_CHECKS=N   the harness's optional checks (SIM_CHECK_*
+//                             bits of sim_api.h; default 3, every one)
+//   FMGPU_FAKECUDA_CHECK_EVERY=N  after a launch configuration's first 4
+//                             launches, check one in N (default 16; 1: all)
 //   CUDA_VISIBLE_DEVICES      honoured as the driver does ("" = none)
 
 #include <stdint.h>
@@ -35,6 +45,9 @@
 #include <vector>
 
 #include "../sim_api.h"
+
+// ptxas-report.txt, compiled in by internal/fakecuda.
+extern "C" const char fmgpu_fake_ptxas_report[];
 
 namespace {
 
@@ -87,7 +100,7 @@ const ErrorText kErrors[] = {
 };
 
 const size_t kDefaultSharedLimit = 48 * 1024;
-const size_t kOptinSharedLimit = 227 * 1024;  // sm_90
+const size_t kOptinSharedLimit = 227 * 1024;  // sm_90 (the harness checks the device's own)
 
 // A recorded launch of a captured stream: the kernel and its argument
 // values, copied at capture time as the driver copies kernel parameters.
@@ -205,8 +218,21 @@ CUresult cuInit(unsigned flags) {
     std::lock_guard<std::mutex> g(g_mu);
     if (!g_init) {
         g_init = true;
-        // Guard pages after every allocation: an overrun faults at once.
-        sim_configure(env_int("FMGPU_FAKECUDA_THREADS", 0), 2, 1, 1);
+        // Every check of the harness (kernels/README.md, "Checks"), unless
+        // FMGPU_FAKECUDA_CHECKS says otherwise (SIM_CHECK_* bits).
+        sim_configure(env_int("FMGPU_FAKECUDA_THREADS", 0), 2, 1,
+                      env_int("FMGPU_FAKECUDA_CHECKS", SIM_CHECK_RACE | SIM_CHECK_INIT));
+        // Sampled as the kernelsim backend's (gpu/kernelsim.go): each launch
+        // configuration's first 4 launches, then one in 16.
+        sim_set_sampling(4, env_int("FMGPU_FAKECUDA_CHECK_EVERY", 16));
+        char err[256];
+        if (sim_load_ptxas_report(fmgpu_fake_ptxas_report, strlen(fmgpu_fake_ptxas_report), err, sizeof err) != 0) {
+            fprintf(stderr, "fake libcuda: %s\n", err);
+            return UNKNOWN;
+        }
+        int major, minor;
+        compute_capability(&major, &minor);
+        sim_set_arch(major * 10);  // sm_80 SASS runs on 8.x, sm_90 on 9.x
         g_funcs.assign(sim_kernel_count(), Func{});
     }
     return OK;
@@ -334,12 +360,29 @@ static int func_index(void* fn) {
     return (i >= 0 && i < sim_kernel_count()) ? (int)i : -1;
 }
 
+// The kernel's figures from the ptxas report for the device's architecture.
+static bool resources(int fn, int* regs, int* smem, int* stack) {
+    int major, minor;
+    compute_capability(&major, &minor);
+    return sim_kernel_resources(sim_kernel_name(fn), major * 10, regs, smem, stack) == 0;
+}
+
 CUresult cuFuncGetAttribute(int* v, int attr, void* fn) {
     if (CUresult r = need_context()) return r;
     int i = func_index(fn);
     if (i < 0) return INVALID_HANDLE;
+    int regs = 0, smem = 0, stack = 0;
+    resources(i, &regs, &smem, &stack);
     switch (attr) {
-        case 0: *v = 1024; break;  // max threads per block
+        case 0: {  // max threads per block: what the registers allow (warps allocate in 256s)
+            int per_warp = (regs * 32 + 255) / 256 * 256;
+            int warps = per_warp > 0 ? 65536 / per_warp : 32;
+            *v = warps >= 32 ? 1024 : warps * 32;
+            break;
+        }
+        case 1: *v = smem; break;   // static shared memory
+        case 3: *v = stack; break;  // local memory per thread
+        case 4: *v = regs; break;   // registers per thread
         case 8: *v = (int)g_funcs[i].max_dynamic_shared; break;
         default: *v = 0; break;
     }
@@ -351,7 +394,9 @@ CUresult cuFuncSetAttribute(void* fn, int attr, int value) {
     int i = func_index(fn);
     if (i < 0) return INVALID_HANDLE;
     if (attr == 8) {
-        if (value < 0 || (size_t)value > kOptinSharedLimit) return INVALID_VALUE;
+        char err[256];
+        if (value < 0 || sim_set_max_dynamic_shared(sim_kernel_name(i), (size_t)value, err, sizeof err) != 0)
+            return INVALID_VALUE;
         g_funcs[i].max_dynamic_shared = (size_t)value;
     }
     return OK;
@@ -363,8 +408,13 @@ CUresult cuLaunchKernel(void* fn, unsigned gx, unsigned gy, unsigned gz, unsigne
     int i = func_index(fn);
     if (i < 0) return INVALID_HANDLE;
     if (extra) return INVALID_VALUE;  // fmgpu passes arguments through params only
-    if (shared > g_funcs[i].max_dynamic_shared) return INVALID_VALUE;
-    if ((unsigned long)bx * by * bz > 1024) return INVALID_VALUE;
+    const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+    char err[1024];
+    if (sim_launch_check(sim_kernel_name(i), grid, block, shared, err, sizeof err) != 0) {
+        // Refused before it runs, as the driver does: the context stays usable.
+        fprintf(stderr, "fake libcuda: %s\n", err);
+        return strncmp(err, "resources:", 10) == 0 ? LAUNCH_OUT_OF_RESOURCES : INVALID_VALUE;
+    }
     Launch l;
     l.fn = i;
     l.grid[0] = gx, l.grid[1] = gy, l.grid[2] = gz;

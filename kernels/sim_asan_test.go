@@ -1,0 +1,5 @@
+//go:build kernelsim && simasan
+
+package kernels
+
+const simASan = true
