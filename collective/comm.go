@@ -262,6 +262,9 @@ func (f *faultState) get() error {
 // Describe is a one-line account of c for a run's log: the engine, its
 // library and the number of ranks.
 func Describe(c Comm) string {
+	if w, ok := c.(interface{ Unwrap() Comm }); ok { // a wrapper (train's, running NCCL on its context thread)
+		c = w.Unwrap()
+	}
 	switch c := c.(type) {
 	case *mpiComm:
 		return fmt.Sprintf("mpi (%s, %s), %d ranks", c.lib.version, c.lib.path, c.size)
