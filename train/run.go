@@ -162,6 +162,13 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
+		if cancelled {
+			// the checkpoint first: a launcher may kill the process soon
+			// after the signal (mpirun: SIGKILL a second after SIGTERM)
+			if err := save(); err != nil {
+				return fmt.Errorf("interrupted at step %d, and saving failed: %w", s, err)
+			}
+		}
 		if tr.writes() {
 			if err := writeMetrics(mPath, metrics); err != nil {
 				return err
@@ -171,9 +178,6 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			o.OnLog(m)
 		}
 		if cancelled {
-			if err := save(); err != nil {
-				return fmt.Errorf("interrupted at step %d, and saving failed: %w", s, err)
-			}
 			if ctx.Err() == nil {
 				return ErrPeerInterrupted
 			}

@@ -105,6 +105,12 @@ func cudaDevices() (int, error) {
 // Abort ends the job and does not return, so the error is written first.
 func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Writer) error {
 	var nf *train.NonFiniteError
+	if l.ByMPI() && (errors.Is(runErr, context.Canceled) || errors.Is(runErr, errInterrupted)) {
+		// The launcher is ending the job (mpirun sends SIGTERM, then
+		// SIGKILL a second later): MPI_Finalize would wait for it, and the
+		// rank be killed before it exits with its own status.
+		return runErr
+	}
 	if runErr == nil || errors.Is(runErr, context.Canceled) || errors.Is(runErr, errInterrupted) || errors.As(runErr, &nf) {
 		if err := c.Close(); err != nil && runErr == nil {
 			return fmt.Errorf("rank %d: %w", c.Rank(), err)
