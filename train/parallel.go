@@ -26,8 +26,16 @@ import (
 //
 // The sum carries one more float after the gradient: 1 from a rank whose
 // run was interrupted (Ctrl-C, SIGTERM), else 0. Every rank reads it after
-// every step, so the ranks agree on the step to stop at without a
-// collective of its own, and rank 0 saves that step's checkpoint.
+// the same steps (every step on CPUs, every deviceStopEvery on GPUs), so
+// the ranks agree on the step to stop at without a collective of its own,
+// and rank 0 saves that step's checkpoint.
+
+// deviceStopEvery is how often a GPU rank reads the stop flags: reading
+// waits for the device, which every step would keep from queuing the next
+// step while one runs; a flag set before step s is in every later step's
+// sum (an interrupted rank keeps setting it), so the ranks stop within
+// deviceStopEvery steps of a signal. On a CPU, reading is free: every step.
+const deviceStopEvery = 16
 
 // streamBackend is a backend whose buffers live on a CUDA device
 // (gpu.DeviceBackend): NCCL works on them on its stream and context thread.
@@ -103,6 +111,7 @@ type parallel struct {
 	flag      gpu.Buffer // sum's last element
 	toBuffer  func(gpu.Buffer) (collective.Buffer, error)
 	stopLocal bool  // this rank's run was interrupted
+	stopEvery int   // read the summed stop flags after every stopEvery-th step
 	err       error // the first collective that failed; the run stops
 }
 
@@ -163,6 +172,7 @@ func (tr *Trainer) Distribute(c collective.Comm) error {
 		p.toBuffer = func(b gpu.Buffer) (collective.Buffer, error) {
 			return collective.Device(sb.DevicePointer(b), b.Len(), stream), nil
 		}
+		p.stopEvery = deviceStopEvery
 	} else {
 		p.toBuffer = func(b gpu.Buffer) (collective.Buffer, error) {
 			h, ok := gpu.HostData(b)
@@ -171,6 +181,7 @@ func (tr *Trainer) Distribute(c collective.Comm) error {
 			}
 			return collective.Host(h), nil
 		}
+		p.stopEvery = 1
 	}
 	// The ranks start from the same state: the same step, and rank 0's
 	// weights, EMA and moments.

@@ -145,9 +145,13 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		ckDue := o.CheckpointEvery > 0 && s%o.CheckpointEvery == 0
 		cancelled := ctx.Err() != nil
 		if tr.par != nil {
-			// the ranks stop together, after the step a rank's flag was in
-			if cancelled, err = tr.stopAgreed(); err != nil {
-				return err
+			// the ranks stop together, after a step they all read the
+			// summed stop flags of
+			cancelled = false
+			if s%tr.par.stopEvery == 0 || due || ckDue {
+				if cancelled, err = tr.stopAgreed(); err != nil {
+					return err
+				}
 			}
 		}
 		if !due && !ckDue && !cancelled {

@@ -54,20 +54,25 @@ func mpirunPath(t *testing.T) string {
 	return ""
 }
 
-// mpirunCmd is np ranks of fmgpu args under mpirun.
-func mpirunCmd(t *testing.T, np int, args ...string) *exec.Cmd {
+// mpirunCmd is np ranks of fmgpu args under mpirun, with the variables
+// env (NAME=value) passed to every rank.
+func mpirunCmd(t *testing.T, np int, env []string, args ...string) *exec.Cmd {
 	t.Helper()
 	mpirun := mpirunPath(t)
-	a := []string{"--oversubscribe", "-np", strconv.Itoa(np),
-		"-x", "FMGPU_CLI_MAIN", "-x", "OMPI_MCA_btl_vader_single_copy_mechanism"}
-	if os.Geteuid() == 0 {
-		a = append([]string{"--allow-run-as-root"}, a...)
-	}
-	cmd := exec.Command(mpirun, append(append(a, os.Args[0]), args...)...)
-	cmd.Env = append(os.Environ(), "FMGPU_CLI_MAIN=1",
+	env = append(env, "FMGPU_CLI_MAIN=1",
 		// containers often forbid the cross-memory attach of Open MPI's
 		// shared-memory transport; plain copies work everywhere
 		"OMPI_MCA_btl_vader_single_copy_mechanism=none")
+	a := []string{"--oversubscribe", "-np", strconv.Itoa(np)}
+	if os.Geteuid() == 0 {
+		a = append([]string{"--allow-run-as-root"}, a...)
+	}
+	for _, e := range env {
+		k, _, _ := strings.Cut(e, "=")
+		a = append(a, "-x", k)
+	}
+	cmd := exec.Command(mpirun, append(append(a, os.Args[0]), args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	return cmd
 }
 
@@ -75,7 +80,12 @@ func mpirunCmd(t *testing.T, np int, args ...string) *exec.Cmd {
 // exit code and the output of every rank.
 func mpirunFmgpu(t *testing.T, np int, limit time.Duration, args ...string) (int, string) {
 	t.Helper()
-	cmd := mpirunCmd(t, np, args...)
+	return mpirunFmgpuEnv(t, np, limit, nil, args...)
+}
+
+func mpirunFmgpuEnv(t *testing.T, np int, limit time.Duration, env []string, args ...string) (int, string) {
+	t.Helper()
+	cmd := mpirunCmd(t, np, env, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -309,7 +319,7 @@ func (l *lockedBuffer) String() string {
 // rank.
 func startMPIRanks(t *testing.T, np int, out string, extra ...string) (*exec.Cmd, *lockedBuffer, []int) {
 	t.Helper()
-	cmd := mpirunCmd(t, np, longArgs(out, extra...)...)
+	cmd := mpirunCmd(t, np, nil, longArgs(out, extra...)...)
 	buf := newLockedBuffer()
 	cmd.Stdout, cmd.Stderr = buf, buf
 	if err := cmd.Start(); err != nil {
@@ -555,6 +565,20 @@ func TestDistributedTorchrunNCCL(t *testing.T) {
 	if ck := closeCheckpoints(t, one, two); ck.Meta.Parallel == nil || ck.Meta.Parallel.Engine != "nccl" {
 		t.Errorf("checkpoint metadata: parallel %+v, want engine nccl", ck.Meta.Parallel)
 	}
+
+	// Under mpirun, the NCCL id goes over MPI.
+	t.Run("mpirun", func(t *testing.T) {
+		two := filepath.Join(t.TempDir(), "run")
+		code, out := mpirunFmgpuEnv(t, 2, 5*time.Minute, env, ncclArgs(two)...)
+		if code != 0 {
+			t.Fatalf("mpirun: exit %d:\n%s", code, out)
+		}
+		if !regexp.MustCompile(`(?m)^fmgpu train: mlp, .*; data-parallel: world_size 2, engine nccl .*bootstrap mpi.*, openmpi launch$`).MatchString(out) {
+			t.Errorf("the first line does not name the NCCL engine and its MPI bootstrap:\n%s", out)
+		}
+		sameTrace(t, one, two)
+		closeCheckpoints(t, one, two)
+	})
 }
 
 // A GPU rank killed in a torchrun-style run: the survivor sees its
