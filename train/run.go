@@ -79,9 +79,12 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	}
 	ckPath := filepath.Join(o.OutDir, CheckpointName)
 	mPath := filepath.Join(o.OutDir, MetricsName)
-	metrics, err := readMetrics(mPath, tr.step, tr.cfg.Model.Dim)
-	if err != nil {
-		return err
+	var metrics []Metric
+	var err error
+	if tr.writes() {
+		if metrics, err = readMetrics(mPath, tr.step, tr.cfg.Model.Dim); err != nil {
+			return err
+		}
 	}
 	if len(o.Changes) > 0 && tr.writes() {
 		ev := Metric{Step: tr.step, Event: "resume", Changed: map[string][2]json.RawMessage{}}

@@ -695,7 +695,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return err // interrupted while loading: nothing written
 	}
 	for _, w := range data.Warnings(ds) {
-		fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
+		if rank == 0 {
+			fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
+		}
 	}
 	sum := data.Checksum(ds)
 	if ck != nil {
