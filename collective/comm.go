@@ -45,6 +45,10 @@ func Device(ptr uint64, n int, stream uintptr) Buffer {
 	return Buffer{dev: ptr, n: n, stream: stream, onDev: true}
 }
 
+// HostData is the memory of a Host buffer, nil for a Device one: for a
+// Comm implemented outside this package (a test's, in one process).
+func (b Buffer) HostData() []float32 { return b.host }
+
 // Len is the number of float32 elements.
 func (b Buffer) Len() int { return b.n }
 
