@@ -75,6 +75,6 @@ cuda: kernels build
 	ln -sf fmgpu bin/fmgpu-cuda
 
 # gpu-bundle: everything scripts/gpu-run.sh needs on an NVIDIA host
-# (dist/gpu-bundle; PEERS_DIR names the folder of the PyTorch peers).
+# (dist/gpu-bundle, with the PyTorch peers of peers/; PEERS_DIR= another folder).
 gpu-bundle:
 	scripts/gpu-bundle.sh $(BUNDLE)

@@ -165,7 +165,29 @@ type cudaReq struct {
 	f     func() error
 	k     kernelCall
 	graph cudadriver.GraphExec
+	x     cudaTransfer
 }
+
+// cudaTransfer is a copy, fill or synchronization a step makes, sent as
+// values rather than a closure so that it allocates nothing.
+type cudaTransfer struct {
+	op       transferOp
+	dst, src devPtr
+	host     unsafe.Pointer // the host side of an upload or download
+	n        int            // bytes; words for a fill
+	val      uint32
+}
+
+type transferOp uint8
+
+const (
+	noTransfer transferOp = iota
+	opUpload
+	opDownload
+	opCopy
+	opFill
+	opSync
+)
 
 // cudaQueue is how many launches may wait for the driver goroutine.
 const cudaQueue = 1024
@@ -247,6 +269,14 @@ func (c *cudaLauncher) serve() {
 	// context was current on) ends with it.
 	runtime.LockOSThread()
 	for r := range c.req {
+		if r.x.op != noTransfer {
+			err := c.transfer(&r.x)
+			if c.asyncErr != nil {
+				err, c.asyncErr = c.asyncErr, nil
+			}
+			c.resp <- err
+			continue
+		}
 		if r.f == nil {
 			c.queued = true
 			var err error
@@ -278,6 +308,60 @@ func (c *cudaLauncher) do(f func() error) error {
 	}
 	c.req <- cudaReq{f: f}
 	return <-c.resp
+}
+
+// doTransfer is do for a cudaTransfer.
+func (c *cudaLauncher) doTransfer(x cudaTransfer) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cuda: backend closed")
+	}
+	c.req <- cudaReq{x: x}
+	return <-c.resp
+}
+
+// transfer runs x on the driver goroutine: on the launcher's stream when
+// it has one (stream-ordered after the queued kernels), else on the
+// context's default stream. x.host came through the request channel, so
+// it points into the heap, where the collector does not move it.
+func (c *cudaLauncher) transfer(x *cudaTransfer) error {
+	d, s := c.drv, c.stream
+	switch x.op {
+	case opUpload:
+		// From pageable memory the driver stages the source before
+		// returning, so the caller may reuse it at once.
+		if s != 0 {
+			return d.MemcpyHtoDAsync(cudadriver.DevicePtr(x.dst), x.host, x.n, s)
+		}
+		return d.MemcpyHtoD(cudadriver.DevicePtr(x.dst), x.host, x.n)
+	case opDownload:
+		c.queued = false // the copy waits for the queued kernels
+		if s != 0 {
+			if err := d.MemcpyDtoHAsync(x.host, cudadriver.DevicePtr(x.src), x.n, s); err != nil {
+				return err
+			}
+			return d.StreamSynchronize(s)
+		}
+		return d.MemcpyDtoH(x.host, cudadriver.DevicePtr(x.src), x.n)
+	case opCopy:
+		if s != 0 {
+			return d.MemcpyDtoDAsync(cudadriver.DevicePtr(x.dst), cudadriver.DevicePtr(x.src), x.n, s)
+		}
+		return d.MemcpyDtoD(cudadriver.DevicePtr(x.dst), cudadriver.DevicePtr(x.src), x.n)
+	case opFill:
+		if s != 0 {
+			return d.MemsetD32Async(cudadriver.DevicePtr(x.dst), x.val, x.n, s)
+		}
+		return d.MemsetD32(cudadriver.DevicePtr(x.dst), x.val, x.n)
+	case opSync:
+		c.queued = false
+		if err := d.CtxSynchronize(); err != nil {
+			return err
+		}
+		return c.readTimes()
+	}
+	return fmt.Errorf("cuda: unknown transfer %d", x.op)
 }
 
 func (c *cudaLauncher) shutdown() {
@@ -357,43 +441,19 @@ const cudaStreamNonBlocking = 1
 // upload queues the copy on the stream: from pageable memory the driver
 // stages src before returning, so the caller may reuse it at once.
 func (c *cudaLauncher) upload(dst devPtr, src []float32) error {
-	return c.do(func() error {
-		if c.stream != 0 {
-			return c.drv.MemcpyHtoDAsync(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src), c.stream)
-		}
-		return c.drv.MemcpyHtoD(cudadriver.DevicePtr(dst), unsafe.Pointer(&src[0]), 4*len(src))
-	})
+	return c.doTransfer(cudaTransfer{op: opUpload, dst: dst, host: unsafe.Pointer(&src[0]), n: 4 * len(src)})
 }
 
 func (c *cudaLauncher) download(dst []float32, src devPtr) error {
-	return c.do(func() error {
-		c.queued = false // the copy waits for the queued kernels
-		if c.stream != 0 {
-			if err := c.drv.MemcpyDtoHAsync(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst), c.stream); err != nil {
-				return err
-			}
-			return c.drv.StreamSynchronize(c.stream)
-		}
-		return c.drv.MemcpyDtoH(unsafe.Pointer(&dst[0]), cudadriver.DevicePtr(src), 4*len(dst))
-	})
+	return c.doTransfer(cudaTransfer{op: opDownload, src: src, host: unsafe.Pointer(&dst[0]), n: 4 * len(dst)})
 }
 
 func (c *cudaLauncher) copyDtoD(dst, src devPtr, bytes int) error {
-	return c.do(func() error {
-		if c.stream != 0 {
-			return c.drv.MemcpyDtoDAsync(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes, c.stream)
-		}
-		return c.drv.MemcpyDtoD(cudadriver.DevicePtr(dst), cudadriver.DevicePtr(src), bytes)
-	})
+	return c.doTransfer(cudaTransfer{op: opCopy, dst: dst, src: src, n: bytes})
 }
 
 func (c *cudaLauncher) memset32(dst devPtr, v uint32, n int) error {
-	return c.do(func() error {
-		if c.stream != 0 {
-			return c.drv.MemsetD32Async(cudadriver.DevicePtr(dst), v, n, c.stream)
-		}
-		return c.drv.MemsetD32(cudadriver.DevicePtr(dst), v, n)
-	})
+	return c.doTransfer(cudaTransfer{op: opFill, dst: dst, val: v, n: n})
 }
 
 func (c *cudaLauncher) canCapture() bool { return c.graphs }
@@ -548,13 +608,7 @@ func (c *cudaLauncher) readTimes() error {
 }
 
 func (c *cudaLauncher) sync() error {
-	return c.do(func() error {
-		c.queued = false
-		if err := c.drv.CtxSynchronize(); err != nil {
-			return err
-		}
-		return c.readTimes()
-	})
+	return c.doTransfer(cudaTransfer{op: opSync})
 }
 
 func (c *cudaLauncher) close() error {

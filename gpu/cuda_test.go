@@ -164,3 +164,30 @@ func fp32PeakTFLOPS(in gpu.DeviceInfo) float64 {
 	}
 	return float64(in.Multiprocessors) * lanes * 2 * float64(in.ClockKHz) * 1e3 / 1e12
 }
+
+// TestCUDATransfersAllocateNothing: the copies a training step makes (its
+// scalars uploaded, the loss read back every few steps, device copies and
+// fills) allocate nothing on the Go heap, so that a long run on the GPU
+// does not wake the garbage collector.
+func TestCUDATransfersAllocateNothing(t *testing.T) {
+	be := newCUDA(t)
+	defer be.Close()
+	a, b := be.Alloc(64), be.Alloc(64)
+	host := make([]float32, 64)
+	ops := map[string]func(){
+		"upload":   func() { be.Upload(a, host) },
+		"download": func() { be.Download(host, a) },
+		"copy":     func() { be.Copy(b, a) },
+		"fill":     func() { be.Fill(b, 1) },
+		"sync":     func() { be.Sync() },
+	}
+	for name, op := range ops {
+		op()
+		if n := testing.AllocsPerRun(50, op); n != 0 {
+			t.Errorf("%s allocates %.1f times, want 0", name, n)
+		}
+	}
+	if err := be.Sync(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs `fmgpu bench` and the PyTorch peer (../shared/peers/run_torch_peer.sh,
+# Runs `fmgpu bench` and the PyTorch peer (peers/run_torch_peer.sh,
 # or $PEER) workload by workload, alternating, in one go on this machine,
 # and prints the ratio fmgpu/torch for each. The machines are shared and
 # noisy: ROUNDS alternations (default 2) of each pair, best of each side.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 device=cpu
 if [ "${1:-}" = --device ]; then device=$2; shift 2; fi
 workloads=${*:-mlp256-b256 mlp256-b4096 mlp512x4-b4096 sample-euler}
-peer=${PEER:-../shared/peers/run_torch_peer.sh}
+peer=${PEER:-peers/run_torch_peer.sh}
 rounds=${ROUNDS:-2}
 [ -x "$peer" ] || { echo "bench-vs-torch: peer $peer not found (set PEER=)" >&2; exit 2; }
 mkdir -p bin

@@ -62,3 +62,22 @@ func BenchmarkStep(b *testing.B) {
 		})
 	}
 }
+
+// TestStepAllocatesNothing holds the CPU training step at zero heap
+// allocations: a step that allocates puts the garbage collector in every
+// run's profile.
+func TestStepAllocatesNothing(t *testing.T) {
+	ds, _ := data.Builtin("8gaussians", 4096, 1)
+	c := peerWorkload{[]int{64, 64}, 128}.config()
+	be := gpu.NewCPU(1)
+	defer be.Close()
+	tr, err := New(be, c, ds.X, ds.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Step()
+	if a := testing.AllocsPerRun(20, tr.Step); a != 0 {
+		t.Fatalf("a training step allocates %.1f times, want 0", a)
+	}
+}

@@ -37,8 +37,11 @@ type Trainer struct {
 	emaNet           model.Net
 	labels, y        gpu.Buffer // class labels of the data and of the batch (conditional nets)
 	// scalars holds the step's values the kernels read (stepScalars), and
-	// hostScalars their host copy.
+	// hostScalars their host copy; adamScalars and stepFrom are its two
+	// parts, sliced once so that a step allocates nothing.
 	scalars     gpu.Buffer
+	adamScalars gpu.Buffer
+	stepFrom    gpu.Buffer
 	hostScalars [stepScalarCount]float32
 	graph       *gpu.Graph // the recorded step, nil before it is recorded or without graphs
 	noGraph     bool       // the backend records no graph (or failed to)
@@ -103,6 +106,7 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 	tr.t = alloc(bs)
 	tr.readout = alloc(3)
 	tr.scalars = alloc(stepScalarCount)
+	tr.adamScalars, tr.stepFrom = tr.scalars.Slice(0, gpu.AdamScalars), tr.scalars.Slice(stepWords, 2)
 	tr.lossSum, tr.gradSq, tr.status = tr.readout.Slice(0, 1), tr.readout.Slice(1, 1), tr.readout.Slice(2, 1)
 	if labels != nil {
 		lf := make([]float32, len(labels))
@@ -229,7 +233,7 @@ func (tr *Trainer) adamStep(s int) gpu.AdamStep {
 func (tr *Trainer) queueStep() {
 	c := tr.cfg
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
-	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.scalars.Slice(stepWords, 2)}
+	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.stepFrom}
 	b.DrawBatch(dr, tr.data, tr.nData, d, bs, nil, nil, tr.t, tr.xt, tr.ut)
 	if tr.labels != nil {
 		b.DrawLabels(dr, tr.labels, tr.nData, bs, float32(c.ClassDropout), float32(c.Model.Classes), tr.y)
@@ -252,7 +256,7 @@ func (tr *Trainer) queueUpdate() {
 	b.SumSquares(tr.grads, tr.gradSq)
 	a := tr.adamStep(1) // the fixed fields; the rest from Scalars
 	a.EMADecay = float32(c.EMADecay)
-	a.Scalars = tr.scalars.Slice(0, gpu.AdamScalars)
+	a.Scalars = tr.adamScalars
 	b.AdamEMA(a, tr.net.Params(), tr.grads, tr.m, tr.v, tr.ema, tr.gradSq, tr.status)
 }
 

@@ -284,11 +284,12 @@ func (d *Driver) call(name string, fn uintptr, args ...uintptr) error {
 	return nil
 }
 
-// callValues is call for entry points whose arguments are all values
-// (handles, device addresses, sizes), none a pointer into Go memory: their
-// arguments go through a pooled array, so the calls made on every step
-// (a graph replay, a stream-ordered copy between device buffers, a fill)
-// allocate nothing.
+// callValues is call with its arguments in a pooled array, so that the
+// calls made on every step (a graph replay, the copies and fills) allocate
+// nothing. An argument that is a Go pointer must point into the heap
+// (which the collector does not move) and be kept alive by the caller
+// past the call: the host side of the copies is, since it reaches the
+// driver goroutine through a channel.
 func (d *Driver) callValues(name string, fn uintptr, args ...uintptr) error {
 	if fn == 0 {
 		return &Error{Func: name, Code: ErrorNotFound, Name: "CUDA_ERROR_NOT_FOUND", Desc: "entry point not in " + d.Path}
@@ -489,16 +490,20 @@ func (d *Driver) MemGetInfo() (free, total int64, err error) {
 	return int64(f), int64(t), err
 }
 
-// MemcpyHtoD copies bytes from host memory at src (kept alive by the
+// MemcpyHtoD copies bytes from host memory at src (heap memory, kept alive by the
 // caller) to dst, synchronously with respect to the host.
 func (d *Driver) MemcpyHtoD(dst DevicePtr, src unsafe.Pointer, bytes int) error {
-	return d.call("cuMemcpyHtoD_v2", d.cuMemcpyHtoD, uintptr(dst), uintptr(src), uintptr(bytes))
+	err := d.callValues("cuMemcpyHtoD_v2", d.cuMemcpyHtoD, uintptr(dst), uintptr(src), uintptr(bytes))
+	runtime.KeepAlive(src)
+	return err
 }
 
 // MemcpyDtoH copies bytes from dst to host memory at dst after the work
 // queued before it.
 func (d *Driver) MemcpyDtoH(dst unsafe.Pointer, src DevicePtr, bytes int) error {
-	return d.call("cuMemcpyDtoH_v2", d.cuMemcpyDtoH, uintptr(dst), uintptr(src), uintptr(bytes))
+	err := d.callValues("cuMemcpyDtoH_v2", d.cuMemcpyDtoH, uintptr(dst), uintptr(src), uintptr(bytes))
+	runtime.KeepAlive(dst)
+	return err
 }
 
 // MemcpyDtoD copies bytes between device buffers.
@@ -514,12 +519,16 @@ func (d *Driver) MemsetD32(dst DevicePtr, v uint32, n int) error {
 // MemcpyHtoDAsync queues a copy on stream; src must stay unchanged until
 // the stream reaches it (page-locked memory makes it truly asynchronous).
 func (d *Driver) MemcpyHtoDAsync(dst DevicePtr, src unsafe.Pointer, bytes int, s Stream) error {
-	return d.call("cuMemcpyHtoDAsync_v2", d.cuMemcpyHtoDAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+	err := d.callValues("cuMemcpyHtoDAsync_v2", d.cuMemcpyHtoDAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+	runtime.KeepAlive(src)
+	return err
 }
 
 // MemcpyDtoHAsync queues a copy to host memory on stream.
 func (d *Driver) MemcpyDtoHAsync(dst unsafe.Pointer, src DevicePtr, bytes int, s Stream) error {
-	return d.call("cuMemcpyDtoHAsync_v2", d.cuMemcpyDtoHAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+	err := d.callValues("cuMemcpyDtoHAsync_v2", d.cuMemcpyDtoHAsync, uintptr(dst), uintptr(src), uintptr(bytes), uintptr(s))
+	runtime.KeepAlive(dst)
+	return err
 }
 
 // MemcpyDtoDAsync queues a device-to-device copy on stream.
