@@ -287,6 +287,19 @@ func (tr *Trainer) stopAgreed() (bool, error) {
 	return f[0] > 0, nil
 }
 
+// waitForRank0 holds every rank of an interrupted run until rank 0 has
+// saved: a launcher that sees one rank exit may end the others (mpirun
+// does, with SIGTERM, which rank 0 would take for a second interrupt).
+func (tr *Trainer) waitForRank0() error {
+	if tr.par == nil {
+		return nil
+	}
+	if err := tr.par.comm.Barrier(); err != nil {
+		return &CollectiveError{Err: err}
+	}
+	return nil
+}
+
 // sumHost all-reduces a few host floats (the loss of a read).
 func (p *parallel) sumHost(x []float32) error {
 	if p.err != nil {

@@ -185,6 +185,9 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			o.OnLog(m)
 		}
 		if cancelled {
+			if err := tr.waitForRank0(); err != nil {
+				return err
+			}
 			if ctx.Err() == nil {
 				return ErrPeerInterrupted
 			}
