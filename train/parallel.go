@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/fmgpu/fmgpu/collective"
 	"github.com/fmgpu/fmgpu/gpu"
@@ -54,7 +55,14 @@ func OpenComm(b gpu.Backend, opts collective.Options) (collective.Comm, error) {
 	if !onDevice {
 		return collective.Open(collective.EngineMPI, opts)
 	}
-	if opts.Launch != nil && opts.Launch.Size <= 1 && !opts.Force {
+	if opts.Launch == nil {
+		l, err := collective.DetectLaunch(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		opts.Launch = &l
+	}
+	if opts.Launch.Size <= 1 && !opts.Force {
 		return collective.Open(collective.EngineNCCL, opts)
 	}
 	var c collective.Comm
