@@ -45,6 +45,10 @@ func Device(ptr uint64, n int, stream uintptr) Buffer {
 	return Buffer{dev: ptr, n: n, stream: stream, onDev: true}
 }
 
+// HostData is the memory of a Host buffer, nil for a Device one: for a
+// Comm implemented outside this package (a test's, in one process).
+func (b Buffer) HostData() []float32 { return b.host }
+
 // Len is the number of float32 elements.
 func (b Buffer) Len() int { return b.n }
 
@@ -262,6 +266,9 @@ func (f *faultState) get() error {
 // Describe is a one-line account of c for a run's log: the engine, its
 // library and the number of ranks.
 func Describe(c Comm) string {
+	if w, ok := c.(interface{ Unwrap() Comm }); ok { // a wrapper (train's, running NCCL on its context thread)
+		c = w.Unwrap()
+	}
 	switch c := c.(type) {
 	case *mpiComm:
 		return fmt.Sprintf("mpi (%s, %s), %d ranks", c.lib.version, c.lib.path, c.size)

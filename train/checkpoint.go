@@ -41,6 +41,16 @@ type Meta struct {
 	// RNG is the state of the counter-based generator: draws of step s use
 	// Philox stream s of Seed, so (seed, step) is the whole state.
 	RNG RNGState `json:"rng"`
+	// Parallel records the engine and the ranks of a data-parallel run
+	// (absent for a single process). A checkpoint resumes on any number
+	// of ranks: it holds the whole state.
+	Parallel *ParallelInfo `json:"parallel,omitempty"`
+}
+
+// ParallelInfo is how a data-parallel run was spread.
+type ParallelInfo struct {
+	Engine    string `json:"engine"` // collective.Engine: mpi or nccl
+	WorldSize int    `json:"world_size"`
 }
 
 // DataInfo records where the training data came from.
@@ -97,6 +107,9 @@ func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) er
 		Version: CheckpointVersion, Config: tr.cfg, Step: tr.step,
 		Standardization: std, Data: info,
 		RNG: RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
+	}
+	if c := tr.Comm(); c != nil {
+		meta.Parallel = &ParallelInfo{Engine: string(c.Engine()), WorldSize: c.Size()}
 	}
 	bufs := map[string]gpu.Buffer{"": tr.net.Params(), prefixEMA: tr.ema, prefixM: tr.m, prefixV: tr.v}
 	return writeCheckpoint(path, tr.b, tr.net.Tensors(), bufs, meta)

@@ -79,11 +79,14 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	}
 	ckPath := filepath.Join(o.OutDir, CheckpointName)
 	mPath := filepath.Join(o.OutDir, MetricsName)
-	metrics, err := readMetrics(mPath, tr.step, tr.cfg.Model.Dim)
-	if err != nil {
-		return err
+	var metrics []Metric
+	var err error
+	if tr.writes() {
+		if metrics, err = readMetrics(mPath, tr.step, tr.cfg.Model.Dim); err != nil {
+			return err
+		}
 	}
-	if len(o.Changes) > 0 {
+	if len(o.Changes) > 0 && tr.writes() {
 		ev := Metric{Step: tr.step, Event: "resume", Changed: map[string][2]json.RawMessage{}}
 		for _, c := range o.Changes {
 			ev.Changed[c.Setting] = [2]json.RawMessage{c.Was, c.Now}
@@ -94,10 +97,19 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		}
 	}
 	d := float64(tr.cfg.Model.Dim)
-	save := func() error { return tr.Save(ckPath, o.Std, o.Data) }
+	// In a data-parallel run, rank 0 alone writes the files.
+	save := func() error {
+		if !tr.writes() {
+			return nil
+		}
+		return tr.Save(ckPath, o.Std, o.Data)
+	}
 	// saveAndHook is a checkpoint outside an interrupt: the hook may take a
 	// while (sampling), which an interrupted run must not wait for.
 	saveAndHook := func() error {
+		if !tr.writes() {
+			return nil
+		}
 		if err := save(); err != nil {
 			return err
 		}
@@ -113,10 +125,14 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		end = o.StopAt
 	}
 	for tr.step < end {
+		if tr.par != nil {
+			tr.par.stopLocal = ctx.Err() != nil
+		}
 		if err := tr.advance(ctx); err != nil {
 			// a streaming trainer's source failed or was cancelled: keep the
-			// steps done
-			if tr.step == 0 {
+			// steps done (not after a failed collective: its step's update
+			// is not the sum of every rank's gradient)
+			if tr.step == 0 || tr.collectiveErr() != nil {
 				return err
 			}
 			if saveErr := save(); saveErr != nil {
@@ -131,6 +147,16 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		due := s%o.LogEvery == 0 || s == end
 		ckDue := o.CheckpointEvery > 0 && s%o.CheckpointEvery == 0
 		cancelled := ctx.Err() != nil
+		if tr.par != nil {
+			// the ranks stop together, after a step they all read the
+			// summed stop flags of
+			cancelled = false
+			if s%tr.par.stopEvery == 0 || due || ckDue {
+				if cancelled, err = tr.stopAgreed(); err != nil {
+					return err
+				}
+			}
+		}
 		if !due && !ckDue && !cancelled {
 			continue
 		}
@@ -143,15 +169,27 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
-		if err := writeMetrics(mPath, metrics); err != nil {
-			return err
+		if cancelled {
+			// the checkpoint first: a launcher may kill the process soon
+			// after the signal (mpirun: SIGKILL a second after SIGTERM)
+			if err := save(); err != nil {
+				return fmt.Errorf("interrupted at step %d, and saving failed: %w", s, err)
+			}
+		}
+		if tr.writes() {
+			if err := writeMetrics(mPath, metrics); err != nil {
+				return err
+			}
 		}
 		if o.OnLog != nil {
 			o.OnLog(m)
 		}
 		if cancelled {
-			if err := save(); err != nil {
-				return fmt.Errorf("interrupted at step %d, and saving failed: %w", s, err)
+			if err := tr.waitForRank0(); err != nil {
+				return err
+			}
+			if ctx.Err() == nil {
+				return ErrPeerInterrupted
 			}
 			return ctx.Err()
 		}

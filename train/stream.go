@@ -217,7 +217,7 @@ func (st *streamState) dropLabels(c Config, step uint64) {
 func (tr *Trainer) advance(ctx context.Context) error {
 	if tr.stream == nil {
 		tr.Step()
-		return nil
+		return tr.collectiveErr()
 	}
 	return tr.StepStream(ctx)
 }

@@ -51,6 +51,7 @@ type Trainer struct {
 	sinceRead int
 	owned     []gpu.Buffer
 	stream    *streamState // the source of a streaming trainer (stream.go)
+	par       *parallel    // this rank's part of a data-parallel run (parallel.go)
 }
 
 // New builds a trainer for cfg on b over the (already standardized) data,
@@ -247,9 +248,11 @@ func (tr *Trainer) queueStep() {
 func (tr *Trainer) queueUpdate() {
 	c := tr.cfg
 	b, bs := tr.b, c.Batch
-	tr.net.Forward(bs, tr.t, tr.xt, tr.pred)
-	b.MSELossAccumulate(tr.pred, tr.ut, float32(1/float64(bs)), tr.dPred, tr.lossSum)
-	tr.net.Backward(tr.dPred, tr.grads)
+	rows, t, xt, ut, pred, dPred := tr.batchRows()
+	tr.net.Forward(rows, t, xt, pred)
+	b.MSELossAccumulate(pred, ut, float32(1/float64(bs)), dPred, tr.lossSum)
+	tr.net.Backward(dPred, tr.grads)
+	tr.sumGradients()
 	b.SumSquares(tr.grads, tr.gradSq)
 	a := tr.adamStep(1) // the fixed fields; the rest from Scalars
 	a.EMADecay = float32(c.EMADecay)
@@ -284,6 +287,11 @@ func (tr *Trainer) Read() (Progress, error) {
 	tr.b.Fill(tr.lossSum, 0)
 	if err := tr.b.Sync(); err != nil {
 		return Progress{}, err
+	}
+	if tr.par != nil { // every rank's share of the loss
+		if err := tr.par.sumHost(h[:1]); err != nil {
+			return Progress{}, err
+		}
 	}
 	p := Progress{Step: tr.step, GradNorm: math.Sqrt(float64(h[1])), LR: tr.cfg.LRAt(tr.step)}
 	if tr.sinceRead > 0 {

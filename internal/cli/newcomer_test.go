@@ -502,7 +502,7 @@ func TestHelpAndREADME(t *testing.T) {
 		t.Error("README's tour does not cover eval")
 	}
 	// every flag the README spells exists in some command's help
-	known := map[string]bool{"help": true, "version": true, "gpus": true /* docker's */}
+	known := map[string]bool{"help": true, "version": true, "gpus": true /* docker's */, "kill-on-bad-exit": true /* srun's */, "allow-run-as-root": true /* mpirun's */}
 	for _, c := range newApp(nil, nil).Commands {
 		for _, f := range c.Flags {
 			for _, n := range f.Names() {

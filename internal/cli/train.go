@@ -628,10 +628,18 @@ func setConfigField(c *train.Config, name string, v json.RawMessage) error {
 }
 
 func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (err error) {
+	launch, err := detectLaunch()
+	if err != nil {
+		return err
+	}
+	rank := launch.Rank
+	if rank != 0 { // rank 0 alone writes and reports (distributed.go)
+		o.quiet, o.plot = true, false
+	}
 	if err := checkOutOutsideData(o); err != nil {
 		return err
 	}
-	if _, statErr := os.Stat(o.out); errors.Is(statErr, os.ErrNotExist) {
+	if _, statErr := os.Stat(o.out); rank == 0 && errors.Is(statErr, os.ErrNotExist) {
 		// a run refused before it wrote anything leaves no empty --out
 		defer func() {
 			if err != nil {
@@ -639,21 +647,23 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			}
 		}()
 	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return fmt.Errorf("--out %s: %w", o.out, err)
+	if rank == 0 {
+		if err := os.MkdirAll(o.out, 0o755); err != nil {
+			return fmt.Errorf("--out %s: %w", o.out, err)
+		}
+		if err := atomicfile.CheckWritable(o.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		release, err := dirlock.Lock(o.out)
+		var held *dirlock.HeldError
+		if errors.As(err, &held) {
+			return usagef("--out %v; wait for it to end or choose another directory", err)
+		}
+		if err != nil {
+			return fmt.Errorf("--out %s: lock: %w", o.out, err)
+		}
+		defer release()
 	}
-	if err := atomicfile.CheckWritable(o.out); err != nil {
-		return fmt.Errorf("--out: %w", err)
-	}
-	release, err := dirlock.Lock(o.out)
-	var held *dirlock.HeldError
-	if errors.As(err, &held) {
-		return usagef("--out %v; wait for it to end or choose another directory", err)
-	}
-	if err != nil {
-		return fmt.Errorf("--out %s: lock: %w", o.out, err)
-	}
-	defer release()
 	ckPath := filepath.Join(o.out, train.CheckpointName)
 	var ck *train.Checkpoint
 	if o.resume {
@@ -674,8 +684,8 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			fmt.Fprintf(stderr, "fmgpu train: "+format+"\n", a...)
 		}
 	}
-	if data.IsImageData(o.data) {
-		say("loading %s", o.data)
+	if data.IsImageData(o.data) && !launch.Distributed() {
+		say("loading %s", o.data) // a distributed run's first line names its engine
 	}
 	ds, err := loadTrainingData(o)
 	if err != nil {
@@ -685,7 +695,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return err // interrupted while loading: nothing written
 	}
 	for _, w := range data.Warnings(ds) {
-		fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
+		if rank == 0 {
+			fmt.Fprintf(stderr, "fmgpu train: warning: %s\n", w)
+		}
 	}
 	sum := data.Checksum(ds)
 	if ck != nil {
@@ -735,11 +747,25 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	x := append([]float32(nil), ds.X...)
 	std.Apply(x)
 
-	b, err := openBackend(o.device, o.threads)
+	b, err := openRankBackend(launch, o.device, o.threads)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	copts, err := commOptions(launch)
+	if err != nil {
+		return err
+	}
+	comm, err := train.OpenComm(b, copts)
+	if err != nil {
+		return err
+	}
+	commOpen := launch.Distributed()
+	defer func() {
+		if commOpen { // failed before the run ended
+			err = endComm(comm, launch, err, stderr)
+		}
+	}()
 	var labels []int32
 	if o.cfg.Model.Classes > 0 {
 		labels = ds.Labels
@@ -751,17 +777,30 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	defer tr.Close()
 	// a checkpoint holds four copies of the parameters; the atomic write
 	// needs room for the old and the new file at once
-	if err := atomicfile.CheckSpace(o.out, 2*(16*int64(tr.Net().NumParams())+1<<16)); err != nil {
-		return fmt.Errorf("--out: %w", err)
+	if rank == 0 {
+		if err := atomicfile.CheckSpace(o.out, 2*(16*int64(tr.Net().NumParams())+1<<16)); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
 	}
 	if ck != nil {
 		if err := tr.Resume(ck); err != nil {
 			return usageError{err}
 		}
 	}
+	parallel := ""
+	if launch.Distributed() {
+		if err := tr.Distribute(comm); err != nil {
+			var fe *train.FieldError
+			if errors.As(err, &fe) {
+				return configError(err)
+			}
+			return err
+		}
+		parallel = describeParallel(comm, launch)
+	}
 	if !o.quiet {
-		fmt.Fprintf(stderr, "fmgpu train: %s, %d x %d data from %s, %s path, %d parameters, on %s\n",
-			o.cfg.Model.Kind, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b))
+		fmt.Fprintf(stderr, "fmgpu train: %s, %d x %d data from %s, %s path, %d parameters, on %s%s\n",
+			o.cfg.Model.Kind, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b), parallel)
 		for _, c := range changes {
 			fmt.Fprintf(stderr, "fmgpu train: resuming with %s %s (the checkpoint's was %s)\n", c.Setting, c.Now, c.Was)
 		}
@@ -785,8 +824,14 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		},
 	})
 	prog.finish(runErr == nil)
+	if commOpen { // every rank ends the run here; rank 0 alone goes on to the plots
+		commOpen = false
+		runErr = endComm(comm, launch, runErr, stderr)
+	}
 	var nf *train.NonFiniteError
 	switch {
+	case errors.Is(runErr, context.Canceled) && rank != 0:
+		return interrupted("rank %d stopped after step %d; rank 0 saves the checkpoint", rank, tr.StepsDone())
 	case errors.Is(runErr, context.Canceled):
 		return interrupted("saved %s at step %d; continue with --resume", ckPath, tr.StepsDone())
 	case errors.As(runErr, &nf):
@@ -794,7 +839,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	case runErr != nil:
 		return runErr
 	}
-	if tr.StepsDone() < o.cfg.Steps {
+	if tr.StepsDone() < o.cfg.Steps && rank == 0 {
 		fmt.Fprintf(stderr, "fmgpu train: stopped at step %d of %d as asked; continue with --resume\n", tr.StepsDone(), o.cfg.Steps)
 		return nil
 	}

@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/fmgpu/fmgpu/collective"
+	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/cudadriver"
+	"github.com/fmgpu/fmgpu/train"
+)
+
+// A data-parallel `fmgpu train` (docs/distributed.md): every rank runs the
+// same command; collective.DetectLaunch finds its place from the
+// launcher's environment (mpirun, srun, torchrun-style variables). Rank 0
+// does what a single process does; the other ranks compute their share of
+// every step, write nothing and print only their errors.
+
+// detectLaunch reads the launch from the environment; its error names the
+// variable at fault.
+func detectLaunch() (collective.Launch, error) {
+	l, err := collective.DetectLaunch(os.Getenv)
+	if err != nil {
+		return l, fmt.Errorf("%w (the launcher's environment; docs/distributed.md)", err)
+	}
+	return l, nil
+}
+
+// EnvCollectiveTimeout bounds the rendezvous of a distributed run and each
+// MPI collective (a Go duration: 90s, 10m; default 10 minutes, as
+// PyTorch's).
+const EnvCollectiveTimeout = "FMGPU_COLLECTIVE_TIMEOUT"
+
+// commOptions are the collective options of a run of launch l.
+func commOptions(l collective.Launch) (collective.Options, error) {
+	o := collective.Options{Launch: &l}
+	if v := os.Getenv(EnvCollectiveTimeout); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return o, fmt.Errorf("%s=%q: want a positive duration such as 90s or 10m", EnvCollectiveTimeout, v)
+		}
+		o.Timeout = d
+	}
+	return o, nil
+}
+
+// describeParallel is what a distributed run's first line says of it: the
+// engine and its library, world_size and the launcher.
+func describeParallel(c collective.Comm, l collective.Launch) string {
+	d := strings.TrimSuffix(collective.Describe(c), fmt.Sprintf(", %d ranks", c.Size()))
+	return fmt.Sprintf("; data-parallel: world_size %d, engine %s, %s launch", c.Size(), d, l.Launcher)
+}
+
+// openRankBackend is openBackend for a rank of a distributed run: on GPUs,
+// the device of its local rank (collective.Launch.DeviceOrdinal).
+func openRankBackend(l collective.Launch, device string, threads int) (gpu.Backend, error) {
+	if !l.Distributed() || device == "cpu" || gpu.Flavor == "kernelsim" {
+		return openBackend(device, threads)
+	}
+	if device != "cuda" && device != "auto" {
+		return openBackend(device, threads) // the usage error
+	}
+	n, err := cudaDevices()
+	if err != nil {
+		if device == "auto" {
+			return openBackend(device, threads) // the CPU, saying why
+		}
+		return nil, fmt.Errorf("--device cuda: %w", err)
+	}
+	ord, err := l.DeviceOrdinal(n)
+	if err != nil {
+		return nil, fmt.Errorf("--device %s: %w", device, err)
+	}
+	b, err := gpu.NewCUDADriver(gpu.CUDAOptions{Device: ord})
+	if err != nil {
+		if device == "auto" {
+			return openBackend(device, threads)
+		}
+		return nil, fmt.Errorf("--device cuda (device %d of rank %d): %w", ord, l.Rank, err)
+	}
+	return b, nil
+}
+
+// cudaDevices is the number of CUDA devices this process sees.
+func cudaDevices() (int, error) {
+	drv, err := cudadriver.Open("")
+	if err != nil {
+		return 0, err
+	}
+	if err := drv.Init(); err != nil {
+		return 0, err
+	}
+	return drv.DeviceCount()
+}
+
+// endComm ends this rank's membership after the run: Close when every
+// rank ended the same way (completed, interrupted together, or stopped on
+// the same non-finite step), else Abort, so that the others stop instead
+// of waiting for this rank in the next collective. Under an MPI launcher
+// Abort ends the job and does not return, so the error is written first.
+func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Writer) error {
+	var nf *train.NonFiniteError
+	if l.ByMPI() && (errors.Is(runErr, context.Canceled) || errors.Is(runErr, errInterrupted)) {
+		// The launcher is ending the job (mpirun sends SIGTERM, then
+		// SIGKILL a second later): MPI_Finalize would wait for it, and the
+		// rank be killed before it exits with its own status.
+		return runErr
+	}
+	if runErr == nil || errors.Is(runErr, context.Canceled) || errors.Is(runErr, errInterrupted) || errors.As(runErr, &nf) {
+		if err := c.Close(); err != nil && runErr == nil {
+			return fmt.Errorf("rank %d: %w", c.Rank(), err)
+		}
+		return runErr
+	}
+	runErr = fmt.Errorf("rank %d: %w", c.Rank(), runErr)
+	if l.ByMPI() {
+		fmt.Fprintf(stderr, "fmgpu: %s\n", oneLine(runErr.Error()))
+	}
+	c.Abort(errors.New(oneLine(runErr.Error())))
+	return runErr
+}
