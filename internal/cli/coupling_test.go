@@ -67,3 +67,19 @@ func TestTrainCouplingBadFlags(t *testing.T) {
 		}
 	}
 }
+
+// bench --workload coupling-ot times the coupled step beside the
+// independent one and reports the coupling's share.
+func TestBenchCoupling(t *testing.T) {
+	for _, w := range []string{"coupling-ot", "coupling-sinkhorn"} {
+		f := benchFields(t, "--device", "cpu", "--workload", w, "--steps", "10")
+		if f["workload"] != w+"-b256" {
+			t.Fatalf("workload=%q", f["workload"])
+		}
+		step, coupled, pairing := number(t, f, "step_ms"), number(t, f, "coupled_step_ms"), number(t, f, "pairing_ms")
+		if !(step > 0 && pairing > 0 && coupled > pairing) {
+			t.Errorf("%s: step %g ms, coupled %g ms, pairing %g ms", w, step, coupled, pairing)
+		}
+		number(t, f, "cost_pct")
+	}
+}
