@@ -27,7 +27,9 @@ type Coupling struct {
 const CouplingPairs = "pairs"
 
 // IsIndependent reports whether c keeps the batch as drawn.
-func (c Coupling) IsIndependent() bool { return c.Kind == "" || c.Kind == coupling.KindIndependent.String() }
+func (c Coupling) IsIndependent() bool {
+	return c.Kind == "" || c.Kind == coupling.KindIndependent.String()
+}
 
 // normalized is c with the empty kind spelled out.
 func (c Coupling) normalized() Coupling {

@@ -47,7 +47,7 @@ type Trainer struct {
 	step      int // steps completed
 	sinceRead int
 	owned     []gpu.Buffer
-	stream    *streamState // the source of a streaming trainer (stream.go)
+	stream    *streamState   // the source of a streaming trainer (stream.go)
 	cpl       *couplingState // a coupling other than independent (coupling.go)
 	stepErr   error          // a coupled step's failure, reported by Read
 }
