@@ -13,6 +13,7 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/model"
 )
 
 // The empty coupling of old checkpoints and "independent" train the same
@@ -302,4 +303,61 @@ func asFieldError(err error, fe **FieldError) bool {
 	f, ok := err.(*FieldError)
 	*fe = f
 	return ok
+}
+
+// With class labels the pairs are made within each class: every row's
+// paired data row has the row's own label (the one the network is shown,
+// before dropout), and the classes' pairs are each optimal.
+func TestOTCouplingWithinClasses(t *testing.T) {
+	b := gpu.NewCPU(1)
+	defer b.Close()
+	const side, classes, n = 4, 3, 60
+	cfg := Config{
+		Model: model.Config{Kind: model.KindUNet, Dim: side * side, TimeEmbed: gpu.TimeEmbedding{Freqs: 4, Scale: 1000, MaxPeriod: 10000},
+			Classes: classes, Image: &model.ImageShape{Channels: 1, Height: side, Width: side},
+			UNet: &model.UNetConfig{Base: 4, Mults: []int{1}, ResBlocks: 1, Groups: 2}},
+		Path: flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
+		Steps: 4, Batch: 24, Seed: 5, LR: 1e-3, Coupling: Coupling{Kind: "ot"},
+	}
+	cfg.Defaults()
+	x := make([]float32, n*side*side)
+	labels := make([]int32, n)
+	for i := range n {
+		labels[i] = int32(i % classes)
+		for j := range side * side {
+			// a class's images sit apart from the others': unconstrained OT
+			// would pair across classes
+			x[i*side*side+j] = float32(math.Sin(float64(i*side*side+j)*0.37)) + float32(labels[i]-1)*0.8
+		}
+	}
+	tr, err := NewConditional(b, cfg, x, labels, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Step()
+	if _, err := tr.Read(); err != nil {
+		t.Fatal(err)
+	}
+	d := side * side
+	x1, y := download(t, b, tr.cpl.x1), download(t, b, tr.y)
+	for r := range cfg.Batch {
+		row := x1[r*d : (r+1)*d]
+		found := -1
+		for i := range n {
+			if slices.Equal(row, x[i*d:(i+1)*d]) {
+				found = i
+				break
+			}
+		}
+		if found < 0 {
+			t.Fatalf("row %d of the batch is no data row", r)
+		}
+		if float32(labels[found]) != y[r] {
+			t.Fatalf("row %d: the network sees class %v, its data row %d is class %d", r, y[r], found, labels[found])
+		}
+	}
+	if last, _, _ := tr.CouplingStats(); last.Classes < 2 {
+		t.Errorf("paired %d classes separately", last.Classes)
+	}
 }
