@@ -10,14 +10,15 @@ out=${1:-reflow-table}
 shift || true
 sets=${*:-moons 8gaussians checkerboard}
 fmgpu=${FMGPU:-bin/fmgpu}
+pairs="--pairs 50000 --solver rk4 --steps 20"
 mkdir -p "$out"
 ratio() { "$fmgpu" eval --samples "$1" --data "$2" --quiet | sed -n 's/.*ratio=\([0-9.]*\).*/\1/p'; }
 for d in $sets; do
 	m=$out/$d
 	[ -e "$m/independent/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --out "$m/independent" --no-plot --quiet
 	[ -e "$m/ot/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --coupling ot --out "$m/ot" --no-plot --quiet
-	[ -e "$m/ot-reflow/checkpoint.safetensors" ] || "$fmgpu" reflow --checkpoint "$m/ot/checkpoint.safetensors" --out "$m/ot-reflow" --quiet
-	[ -e "$m/ot-reflow-distill1/checkpoint.safetensors" ] || "$fmgpu" distill --checkpoint "$m/ot-reflow/checkpoint.safetensors" --steps-per-sample 1 --out "$m/ot-reflow-distill1" --quiet
+	[ -e "$m/ot-reflow/checkpoint.safetensors" ] || "$fmgpu" reflow --checkpoint "$m/ot/checkpoint.safetensors" --out "$m/ot-reflow" $pairs --quiet
+	[ -e "$m/ot-reflow-distill1/checkpoint.safetensors" ] || "$fmgpu" distill --checkpoint "$m/ot-reflow/checkpoint.safetensors" --steps-per-sample 1 --out "$m/ot-reflow-distill1" $pairs --quiet
 	for v in independent ot ot-reflow ot-reflow-distill1; do
 		row="| $d | $v |"
 		for s in "euler 1" "euler 4" "rk4 100"; do
