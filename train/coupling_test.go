@@ -361,3 +361,62 @@ func TestOTCouplingWithinClasses(t *testing.T) {
 		t.Errorf("paired %d classes separately", last.Classes)
 	}
 }
+
+// On a device backend (a GPU, or the kernel simulator under -tags
+// kernelsim) the coupled and paired steps follow the CPU backend's: the
+// same draws, pairs and updates, to float32 rounding (as the plain step,
+// gpu's TestKernelSimTrainingMatchesCPU: 1e-3 relative over a few steps).
+func TestCouplingOnDevice(t *testing.T) {
+	dev, err := gpu.NewCUDA()
+	if err != nil {
+		t.Skipf("no device backend: %v", err)
+	}
+	defer dev.Close()
+	ds, _ := standardized(t, "8gaussians")
+	x0 := make([]float32, len(ds.X))
+	for i := range x0 {
+		x0[i] = float32(math.Sin(float64(i)*1.7)) * 1.5
+	}
+	for _, c := range []struct {
+		name string
+		cp   Coupling
+		k    int
+	}{{"ot", Coupling{Kind: "ot"}, 0}, {"pairs", Coupling{Kind: CouplingPairs}, 0}, {"distill", Coupling{Kind: CouplingPairs}, 2}} {
+		cfg := testConfig()
+		cfg.Steps, cfg.Batch, cfg.Model.Hidden = 12, 64, []int{32, 32}
+		cfg.Coupling, cfg.DistillSteps = c.cp, c.k
+		run := func(b gpu.Backend) []Progress {
+			var tr *Trainer
+			var err error
+			if c.cp.Kind == CouplingPairs {
+				tr, err = NewPairs(b, cfg, x0, ds.X, nil, ds.N)
+			} else {
+				tr, err = New(b, cfg, ds.X, ds.N)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			var ps []Progress
+			for s := range cfg.Steps {
+				tr.Step()
+				if (s+1)%4 == 0 {
+					p, err := tr.Read()
+					if err != nil {
+						t.Fatal(err)
+					}
+					ps = append(ps, p)
+				}
+			}
+			return ps
+		}
+		cpu, d := run(gpu.NewCPU(0)), run(dev)
+		for i := range cpu {
+			for _, v := range [][2]float64{{cpu[i].Loss, d[i].Loss}, {cpu[i].GradNorm, d[i].GradNorm}} {
+				if rel := math.Abs(v[0]-v[1]) / math.Abs(v[0]); !(rel <= 1e-3) {
+					t.Errorf("%s step %d: cpu %.7g, device %.7g", c.name, cpu[i].Step, v[0], v[1])
+				}
+			}
+		}
+	}
+}
