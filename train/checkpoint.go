@@ -343,7 +343,7 @@ func compatible(run, ck Config) error {
 	if run.Seed != ck.Seed || run.Batch != ck.Batch {
 		return fmt.Errorf("the seed or batch differs (checkpoint %d/%d, run %d/%d)", ck.Seed, ck.Batch, run.Seed, run.Batch)
 	}
-	return nil
+	return sameCoupling(run, ck)
 }
 
 // Change is a setting whose value differs between two configurations: a

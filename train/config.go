@@ -38,6 +38,13 @@ type Config struct {
 	// ClassDropout is the probability that a class-conditional model sees
 	// the null class instead of a row's label (classifier-free guidance).
 	ClassDropout float64 `json:"class_dropout,omitempty"`
+	// Coupling pairs the noise with the data of each batch (coupling.go);
+	// checkpoints written before it was recorded have none: independent.
+	Coupling Coupling `json:"coupling,omitzero"`
+	// DistillSteps, when > 0, trains a student for that many Euler steps:
+	// the training times are the points of its grid (DistillGrid), on
+	// fixed pairs; sampling takes that solver by default.
+	DistillSteps int `json:"distill_steps,omitempty"`
 }
 
 // Optimizer names the update rule.
@@ -158,7 +165,10 @@ func (c Config) Validate() error {
 	case !(c.ClassDropout >= 0 && c.ClassDropout < 1):
 		return fieldErr("class_dropout", c.ClassDropout, "need 0 <= p < 1")
 	}
-	return nil
+	if err := c.Coupling.validate(); err != nil {
+		return err
+	}
+	return c.validateDistill()
 }
 
 // LRAt is the learning rate of 1-based step s: linear warm-up from LR/Warmup

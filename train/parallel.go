@@ -166,6 +166,9 @@ func (tr *Trainer) Distribute(c collective.Comm) error {
 	if tr.par != nil {
 		return errors.New("train: Distribute called twice")
 	}
+	if tr.cpl != nil {
+		return errors.New("train: a coupling other than independent cannot run data-parallel yet (its pairing over the global batch is not yet checked against one process)")
+	}
 	n, r, bs := c.Size(), c.Rank(), tr.cfg.Batch
 	if bs < n {
 		return &FieldError{Field: "batch", Value: bs, Reason: fmt.Sprintf("the global batch must have at least one row for each of the %d ranks", n)}

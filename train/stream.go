@@ -74,6 +74,9 @@ func NewStream(b gpu.Backend, cfg Config, src Source) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if !cfg.Coupling.IsIndependent() {
+		return nil, fmt.Errorf("train: coupling %s: a streaming run pairs its rows as they come (independent only)", cfg.Coupling.Kind)
+	}
 	d := cfg.Model.Dim
 	if src.Dim() != d {
 		return nil, fmt.Errorf("data source: rows of %d values, the model's are %d", src.Dim(), d)

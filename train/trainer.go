@@ -50,8 +50,10 @@ type Trainer struct {
 	step      int // steps completed
 	sinceRead int
 	owned     []gpu.Buffer
-	stream    *streamState // the source of a streaming trainer (stream.go)
-	par       *parallel    // this rank's part of a data-parallel run (parallel.go)
+	stream    *streamState   // the source of a streaming trainer (stream.go)
+	par       *parallel      // this rank's part of a data-parallel run (parallel.go)
+	cpl       *couplingState // a coupling other than independent (coupling.go)
+	stepErr   error          // a coupled step's failure, reported by Read
 }
 
 // New builds a trainer for cfg on b over the (already standardized) data,
@@ -64,6 +66,15 @@ func New(b gpu.Backend, cfg Config, data []float32, nData int) (*Trainer, error)
 // data row, in [0, cfg.Model.Classes)) are drawn with the rows, and dropped
 // to the null class with probability cfg.ClassDropout.
 func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, nData int) (*Trainer, error) {
+	if cfg.Coupling.Kind == CouplingPairs {
+		return nil, fmt.Errorf("train: coupling %s needs the pairs' noise (NewPairs)", CouplingPairs)
+	}
+	return newTrainer(b, cfg, data, labels, nData, nil)
+}
+
+// newTrainer is NewConditional, with the noise of fixed pairs for
+// coupling pairs (NewPairs).
+func newTrainer(b gpu.Backend, cfg Config, data []float32, labels []int32, nData int, pairX0 []float32) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,6 +132,10 @@ func NewConditional(b gpu.Backend, cfg Config, data []float32, labels []int32, n
 	net.Init(cfg.Seed)
 	b.Copy(tr.ema, net.Params())
 	tr.emaNet = net.WithWeights(tr.ema)
+	if err := tr.setupCoupling(pairX0); err != nil {
+		tr.Close()
+		return nil, err
+	}
 	return tr, b.Sync()
 }
 
@@ -164,7 +179,16 @@ func (tr *Trainer) Step() {
 		panic("train: Step on a streaming trainer (StepStream draws its rows)")
 	}
 	s := tr.step + 1
+	if tr.cpl.hostPaired() {
+		if tr.stepErr == nil {
+			tr.stepErr = tr.stepCoupled(s)
+		}
+		tr.step = s
+		tr.sinceRead++
+		return
+	}
 	tr.uploadScalars(s)
+	tr.uploadTimes(s)
 	if !tr.replay() {
 		tr.queueStep()
 		tr.ranOnce = true
@@ -231,6 +255,10 @@ func (tr *Trainer) adamStep(s int) gpu.AdamStep {
 // queueStep queues the ops of a step with its changing values read from
 // tr.scalars: the same ops whether run directly or recorded.
 func (tr *Trainer) queueStep() {
+	if tr.cpl.paired() {
+		tr.queuePairsStep()
+		return
+	}
 	c := tr.cfg
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
 	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.stepFrom}
@@ -282,6 +310,9 @@ func (e *NonFiniteError) Error() string {
 // Read waits for the device and returns the progress since the previous
 // Read, or a *NonFiniteError when a loss or gradient was not finite.
 func (tr *Trainer) Read() (Progress, error) {
+	if tr.stepErr != nil {
+		return Progress{Step: tr.step}, tr.stepErr
+	}
 	var h [3]float32
 	tr.b.Download(h[:], tr.readout) // lossSum, gradSq, status: one copy, one wait
 	tr.b.Fill(tr.lossSum, 0)

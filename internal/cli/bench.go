@@ -76,7 +76,7 @@ func benchCommand() *ucli.Command {
 		Name:  "bench",
 		Usage: "time the PyTorch peer's workloads (training steps/s, sampling points/s)",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, or all (the first four)"},
+			&ucli.StringFlag{Name: "workload", Value: "all", Usage: "mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, coupling-ot, coupling-sinkhorn, or all (the first four and coupling-ot)"},
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
@@ -96,11 +96,11 @@ func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
 	o := benchOptions{workloads: []string{c.String("workload")}, steps: c.Int("steps"), seed: c.Uint64("seed"),
 		dev: deviceOptions{device: c.String("device"), threads: c.Int("threads")}}
 	if o.workloads[0] == "all" {
-		o.workloads = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler"}
+		o.workloads = []string{"mlp256-b256", "mlp256-b4096", "mlp512x4-b4096", "sample-euler", "coupling-ot"}
 	}
 	for _, n := range o.workloads {
-		if n != "sample-euler" && findWorkload(n) == nil {
-			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn or all", n)
+		if n != "sample-euler" && !isCouplingWorkload(n) && findWorkload(n) == nil {
+			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, coupling-ot, coupling-sinkhorn or all", n)
 		}
 	}
 	if o.steps < 0 || o.dev.threads < 0 {
@@ -121,9 +121,12 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if n == "sample-euler" {
+		switch {
+		case n == "sample-euler":
 			err = benchSample(stdout, b, ds, o.steps, o.seed)
-		} else {
+		case isCouplingWorkload(n):
+			err = benchCoupling(stdout, b, ds, n, o.steps, o.seed)
+		default:
 			err = benchTrain(stdout, b, ds, *findWorkload(n), o.steps, o.seed)
 		}
 		if err != nil {

@@ -45,6 +45,16 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 	fmt.Fprintf(w, "checkpoint %s: step %d of %d, model %v, path %s, time %s, %d parameters, data %s (%d x %d)\n",
 		o.checkpoint, m.Step, m.Config.Steps, m.Config.Model, m.Config.Path,
 		m.Config.Time.Kind, len(ck.Params), m.Data.Source, m.Data.Rows, m.Data.Dim)
+	if cp := m.Config.Coupling; !cp.IsIndependent() {
+		line := "coupling " + cp.Kind
+		if cp.Reg > 0 {
+			line += fmt.Sprintf(" (reg %g)", cp.Reg)
+		}
+		if k := m.Config.DistillSteps; k > 0 {
+			line += fmt.Sprintf(", a student of %d Euler steps (sample's default solver)", k)
+		}
+		fmt.Fprintln(w, line)
+	}
 	// The EMA and Adam moments repeat every weight's name under a
 	// prefix; listing them four times would bury the weights.
 	names := make([]string, len(ck.Tensors))

@@ -202,7 +202,7 @@ func noArgs(c *ucli.Context) error {
 
 func newApp(stdout, stderr io.Writer) *ucli.App {
 	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
-	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand()}
+	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand(), reflowCommand(), distillCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage
 		c.Before = noArgs

@@ -31,6 +31,7 @@ type solveOptions struct {
 	dev        deviceOptions
 	rawWeights bool // --no-ema
 	quiet      bool
+	solverSet  bool // --solver or --steps given
 }
 
 func solverFlags(defaultSolver string, defaultSteps int) []ucli.Flag {
@@ -57,6 +58,7 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 		dev:        deviceOptions{device: c.String("device"), threads: c.Int("threads")},
 		rawWeights: c.Bool("no-ema"),
 		quiet:      c.Bool("quiet"),
+		solverSet:  c.IsSet("solver") || c.IsSet("steps"),
 	}
 	s := o.solver
 	switch {
@@ -253,6 +255,9 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		return err
 	}
 	defer m.Close()
+	if !o.solverSet {
+		o.solver = distillSolver(o.solver, m.Checkpoint.Meta.Config)
+	}
 	if err := checkSampleModel(o, m); err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ var settingFlags = map[string][]string{
 	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
 	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
 	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"},
+	"coupling": {"coupling", "ot-reg"},
 }
 
 type trainOptions struct {
@@ -233,6 +234,8 @@ func trainCommand() *ucli.Command {
 		&ucli.Float64Flag{Name: "logit-mean", Value: 0, Category: catPath, Usage: "logit-normal time sampling: mean m"},
 		&ucli.Float64Flag{Name: "logit-std", Value: 1, Category: catPath, Usage: "logit-normal time sampling: std s"},
 		&ucli.Float64Flag{Name: "time-shift", Value: 1, Category: catPath, Usage: "SD3 time shift, applied in training and sampling (0 or 1: none)"},
+		&ucli.StringFlag{Name: "coupling", Value: "independent", Category: catPath, Usage: "pairing of each batch's noise with its data: independent, ot (exact minibatch optimal transport) or sinkhorn (entropic plan); within each class for labelled data"},
+		&ucli.Float64Flag{Name: "ot-reg", Value: defaultOTReg, Category: catPath, Usage: "--coupling sinkhorn: entropic regularization, in squared standardized distance"},
 
 		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Category: catOptim, Usage: "training steps (image data: 1500)"},
 		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Category: catOptim, Usage: "batch size (image data: 64)"},
@@ -366,6 +369,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"), ClassDropout: c.Float64("class-dropout"),
 	}
 	o.cfg.Model.UNet = unet
+	if o.cfg.Coupling, err = couplingFromFlags(c); err != nil {
+		return o, err
+	}
 	o.cfg.Defaults()
 	switch {
 	case o.checkpointEvery < 0:
@@ -676,6 +682,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		if err := checkOutOutsideData(o); err != nil {
 			return err
 		}
+		if err := checkTrainResumable(ck, o.out); err != nil {
+			return err
+		}
 	} else if _, err := os.Stat(ckPath); err == nil {
 		return usagef("--out %s already holds a checkpoint: pass --resume to continue it or choose another directory", o.out)
 	}
@@ -878,7 +887,7 @@ func nonFiniteError(nf *train.NonFiniteError, o trainOptions, ckPath string) err
 var configFlags = map[string]string{
 	"steps": "steps", "batch": "batch", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight-decay",
 	"max_grad_norm": "clip-grad", "warmup": "warmup", "schedule": "schedule", "min_lr_frac": "min-lr-frac",
-	"ema_decay": "ema", "class_dropout": "class-dropout",
+	"ema_decay": "ema", "class_dropout": "class-dropout", "ot_reg": "ot-reg",
 }
 
 // configError is a usage error for a configuration train.Config rejects,

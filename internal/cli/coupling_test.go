@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fmgpu/fmgpu/train"
+)
+
+var couplingArgs = []string{"--data", "8gaussians", "--steps", "80", "--batch", "64", "--hidden", "16,16",
+	"--n-data", "3000", "--warmup", "10", "--log-every", "20", "--quiet", "--no-plot"}
+
+// --coupling is recorded in the checkpoint, kept by --resume (which
+// continues bit-identically) and may not be changed there.
+func TestTrainCouplingResume(t *testing.T) {
+	for _, cp := range [][]string{{"--coupling", "ot"}, {"--coupling", "sinkhorn", "--ot-reg", "0.5"}} {
+		t.Run(cp[1], func(t *testing.T) {
+			straight, chunked := t.TempDir(), t.TempDir()
+			args := append(append([]string(nil), couplingArgs...), cp...)
+			if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, args...)...); code != 0 {
+				t.Fatal(e)
+			}
+			ck, err := train.Load(filepath.Join(straight, train.CheckpointName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ck.Meta.Config.Coupling; got.Kind != cp[1] || (cp[1] == "sinkhorn") != (got.Reg == 0.5) {
+				t.Fatalf("checkpoint records coupling %+v", got)
+			}
+			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "40"}, args...)...); code != 0 {
+				t.Fatal(e)
+			}
+			// the coupling is the checkpoint's when not given
+			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--resume"}, couplingArgs...)...); code != 0 {
+				t.Fatal(e)
+			}
+			sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(chunked, train.CheckpointName))
+			for _, bad := range [][]string{{"--coupling", "independent"}, {"--coupling", "sinkhorn", "--ot-reg", "0.25"}} {
+				code, _, e := fmgpu(t, append(append([]string{"train", "--out", chunked, "--resume"}, couplingArgs...), append(bad, "--steps", "100")...)...)
+				if bad[1] == cp[1] && len(bad) == 2 {
+					continue
+				}
+				if code != 2 || !strings.Contains(e, "--coupling") && !strings.Contains(e, "--ot-reg") {
+					t.Errorf("resume with %v: exit %d, %q", bad, code, e)
+				}
+			}
+		})
+	}
+}
+
+func TestTrainCouplingBadFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--coupling", "hungarian"}, "--coupling \"hungarian\": want independent, ot, sinkhorn"},
+		{[]string{"--coupling", "ot", "--ot-reg", "0.1"}, "--ot-reg applies to --coupling sinkhorn"},
+		{[]string{"--coupling", "sinkhorn", "--ot-reg", "0"}, "--ot-reg 0: need"},
+		{[]string{"--coupling", "sinkhorn", "--ot-reg", "NaN"}, "--ot-reg NaN: need"},
+		{[]string{"--coupling", "pairs"}, "--coupling \"pairs\""},
+	} {
+		dir := filepath.Join(t.TempDir(), "out")
+		code, _, e := fmgpu(t, append(append([]string{"train", "--out", dir}, couplingArgs...), c.args...)...)
+		if code != ExitUsage || !strings.Contains(e, c.want) || strings.Count(strings.TrimSpace(e), "\n") != 0 {
+			t.Errorf("%v: exit %d, %q (want %q)", c.args, code, e, c.want)
+		}
+	}
+}
+
+// bench --workload coupling-ot times the coupled step beside the
+// independent one and reports the coupling's share.
+func TestBenchCoupling(t *testing.T) {
+	for _, w := range []string{"coupling-ot", "coupling-sinkhorn"} {
+		f := benchFields(t, "--device", "cpu", "--workload", w, "--steps", "10")
+		if f["workload"] != w+"-b256" {
+			t.Fatalf("workload=%q", f["workload"])
+		}
+		step, coupled, pairing := number(t, f, "step_ms"), number(t, f, "coupled_step_ms"), number(t, f, "pairing_ms")
+		if !(step > 0 && pairing > 0 && coupled > 0) {
+			t.Errorf("%s: step %g ms, coupled %g ms, pairing %g ms", w, step, coupled, pairing)
+		}
+		number(t, f, "cost_pct")
+	}
+}
+
+// A run trained before --coupling existed (or without it) is independent:
+// resuming it with another coupling is refused, and reflow's runs are
+// continued by reflow, not train.
+func TestTrainCouplingResumeDefault(t *testing.T) {
+	dir := t.TempDir()
+	args := append([]string{"train", "--out", dir, "--stop-after", "40"}, couplingArgs...)
+	if code, _, e := fmgpu(t, args...); code != 0 {
+		t.Fatal(e)
+	}
+	code, _, e := fmgpu(t, append(append([]string{"train", "--out", dir, "--resume"}, couplingArgs...), "--coupling", "ot")...)
+	if code != ExitUsage || !strings.Contains(e, "--coupling differs") {
+		t.Errorf("resume of an independent run with --coupling ot: exit %d, %q", code, e)
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--resume"}, couplingArgs...)...); code != 0 {
+		t.Errorf("resume: %s", e)
+	}
+	r := filepath.Join(t.TempDir(), "r")
+	if code, _, e := fmgpu(t, "reflow", "--checkpoint", filepath.Join(dir, train.CheckpointName), "--out", r, "--pairs", "100", "--train-steps", "20", "--steps", "2", "--quiet"); code != 0 {
+		t.Fatal(e)
+	}
+	code, _, e = fmgpu(t, "train", "--out", r, "--resume", "--steps", "40", "--quiet")
+	if code != ExitUsage || !strings.Contains(e, "fmgpu reflow or distill") {
+		t.Errorf("train --resume of a reflow run: exit %d, %q", code, e)
+	}
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Reproduces docs/flows.md's table: for each built-in 2-D set, W2 of
+# 2,000 samples to fresh data over the noise floor (fmgpu eval's ratio) at
+# 1 and 4 Euler steps (and RK4 at 100 steps for reference), for default
+# training with the independent and the ot coupling, one reflow of the ot
+# model, and a 1-step distillation of the reflowed one.
+#   scripts/reflow-table.sh [OUTDIR] [SETS...]
+set -euo pipefail
+out=${1:-reflow-table}
+shift || true
+sets=${*:-moons 8gaussians checkerboard}
+fmgpu=${FMGPU:-bin/fmgpu}
+pairs="--pairs 50000 --solver rk4 --steps 20"
+mkdir -p "$out"
+ratio() { "$fmgpu" eval --samples "$1" --data "$2" --quiet | sed -n 's/.*ratio=\([0-9.]*\).*/\1/p'; }
+for d in $sets; do
+	m=$out/$d
+	[ -e "$m/independent/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --out "$m/independent" --no-plot --quiet
+	[ -e "$m/ot/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --coupling ot --out "$m/ot" --no-plot --quiet
+	[ -e "$m/ot-reflow/checkpoint.safetensors" ] || "$fmgpu" reflow --checkpoint "$m/ot/checkpoint.safetensors" --out "$m/ot-reflow" $pairs --quiet
+	[ -e "$m/ot-reflow-distill1/checkpoint.safetensors" ] || "$fmgpu" distill --checkpoint "$m/ot-reflow/checkpoint.safetensors" --steps-per-sample 1 --out "$m/ot-reflow-distill1" $pairs --quiet
+	for v in independent ot ot-reflow ot-reflow-distill1; do
+		row="| $d | $v |"
+		for s in "euler 1" "euler 4" "rk4 100"; do
+			set -- $s
+			f=$m/$v/samples-$1-$2.npy
+			"$fmgpu" sample --checkpoint "$m/$v/checkpoint.safetensors" --n 2000 --solver "$1" --steps "$2" --out "$f" --quiet >/dev/null
+			row="$row $(ratio "$f" "$d") |"
+		done
+		echo "$row"
+	done
+done
