@@ -51,8 +51,8 @@ func presetNames() []string {
 	return n
 }
 
-// modelFlags are the U-Net flags of the blocks the presets use beyond the
-// basic U-Net, and --preset itself.
+// presetFlags are --preset and the U-Net flags of the blocks the presets
+// use beyond the basic U-Net.
 func presetFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{Name: "preset", Category: catModel, Usage: "a published recipe's settings (" + strings.Join(presetNames(), ", ") + "); flags given too override them. " + presets[0].name + ": " + presets[0].usage},
