@@ -114,7 +114,7 @@ func LoadCIFAR10(spec string, opts ImageOptions) (*ImageSet, error) {
 // cifarDir finds the directory holding first: dir (or $FMGPU_CIFAR10_DIR
 // when dir is empty), or its cifar-10-batches-bin subfolder.
 func cifarDir(spec, dir, first string) (string, error) {
-	howTo := fmt.Sprintf("download %s, extract it and give its %s folder with the data directory option or %s", CIFAR10URL, cifarSubdir, EnvCIFAR10Dir)
+	howTo := fmt.Sprintf("download %s, extract it and pass its %s folder as the data directory (fmgpu's --data-dir) or in $%s", CIFAR10URL, cifarSubdir, EnvCIFAR10Dir)
 	if dir == "" {
 		dir = imageEnv(EnvCIFAR10Dir)
 	}

@@ -137,3 +137,48 @@ func TestLoadCIFAR10Errors(t *testing.T) {
 		t.Error(CIFAR10URL)
 	}
 }
+
+// TestCIFAR10ThroughLoadImages: "cifar10" is image data that LoadImages
+// and LoadWith read like MNIST, labels and all; a missing directory is
+// LoadCIFAR10's error naming where to get the data.
+func TestCIFAR10ThroughLoadImages(t *testing.T) {
+	dir := t.TempDir()
+	writeCIFAR(t, dir, 2)
+	t.Setenv(EnvCIFAR10Dir, "")
+	for _, spec := range []string{"cifar10", "cifar10:train", "cifar10:test"} {
+		if !IsImageData(spec) {
+			t.Errorf("IsImageData(%q) = false", spec)
+		}
+	}
+	want, err := LoadCIFAR10("cifar10", ImageOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := LoadImages("cifar10", ImageOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is.N != 10 || is.D != 3072 || len(is.Labels) != 10 || len(is.Image.Classes) != 10 || !slicesEqual(is.X, want.X) {
+		t.Errorf("LoadImages(cifar10): N %d D %d, %d labels", is.N, is.D, len(is.Labels))
+	}
+	t.Setenv(EnvCIFAR10Dir, dir)
+	ds, err := LoadWith("cifar10:test", LoadOptions{N: 1})
+	if err != nil || ds.N != 1 || ds.Labels[0] != 5 {
+		t.Errorf("LoadWith(cifar10:test, N 1): %v", err)
+	}
+	t.Setenv(EnvCIFAR10Dir, "")
+	_, err = LoadImages("cifar10", ImageOptions{})
+	checkLoadErr(t, err, "cifar10", "no CIFAR-10 directory given (download "+CIFAR10URL)
+}
+
+func slicesEqual(a, b []float32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}

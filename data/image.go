@@ -73,7 +73,8 @@ type ImageOptions struct {
 	// the idx file's, or a directory's sorted paths (class by class).
 	Max int
 	// Dir is the directory holding the idx files of mnist or
-	// fashion-mnist, searched instead of the default places (mnist.go).
+	// fashion-mnist, searched instead of the default places (mnist.go),
+	// or the CIFAR-10 batches (cifar10.go).
 	Dir string
 }
 
@@ -136,7 +137,7 @@ func IsImageData(spec string) bool {
 		return false
 	}
 	name, _, _ := strings.Cut(spec, ":")
-	if _, ok := idxSets[name]; ok {
+	if _, ok := idxSets[name]; ok || IsCIFAR10(spec) {
 		return true
 	}
 	st, err := os.Stat(spec)
@@ -146,10 +147,11 @@ func IsImageData(spec string) bool {
 // ImageDataNames lists the named image sets with their splits, for usage
 // text: mnist, mnist:test, fashion-mnist, fashion-mnist:test.
 func ImageDataNames() []string {
-	return []string{"mnist", "mnist:test", "fashion-mnist", "fashion-mnist:test"}
+	return []string{"mnist", "mnist:test", "fashion-mnist", "fashion-mnist:test", "cifar10", "cifar10:test"}
 }
 
 // LoadImages reads image data and returns it scaled to [-1, 1].
+// "cifar10" and "cifar10:test" are LoadCIFAR10's.
 //
 // spec is "mnist" or "fashion-mnist", the training split (60000 images of
 // 28 x 28, 10 classes), or the same followed by ":train" or ":test" (the
@@ -172,6 +174,9 @@ func LoadImages(spec string, opts ImageOptions) (*ImageSet, error) {
 	}
 	if opts.Max < 0 {
 		return nil, errorf(spec, "max %d images: want 0 (all) or more", opts.Max)
+	}
+	if IsCIFAR10(spec) {
+		return LoadCIFAR10(spec, opts)
 	}
 	name, split, hasSplit := strings.Cut(spec, ":")
 	set, ok := idxSets[name]
@@ -263,7 +268,7 @@ func (is *ImageSet) finish() {
 // for built-in sets only.
 func loadImageData(spec string, n int) (*Dataset, error) {
 	opts := ImageOptions{}
-	if name, _, _ := strings.Cut(spec, ":"); idxSets[name].name != "" {
+	if name, _, _ := strings.Cut(spec, ":"); idxSets[name].name != "" || IsCIFAR10(spec) {
 		opts.Max = max(n, 0)
 	}
 	is, err := LoadImages(spec, opts)

@@ -22,7 +22,7 @@ func Load(pathOrName string, n int, seed uint64) (*Dataset, error) {
 // LoadOptions are the choices of LoadWith.
 type LoadOptions struct {
 	// N and Seed are the points drawn for a built-in set; N is also the
-	// most images read from mnist or fashion-mnist (0: all).
+	// most images read from mnist, fashion-mnist or cifar10 (0: all).
 	N    int
 	Seed uint64
 	// CSV are the options of a .csv file.
@@ -35,7 +35,7 @@ func LoadWith(pathOrName string, o LoadOptions) (*Dataset, error) {
 	if IsBuiltin(pathOrName) {
 		return Builtin(pathOrName, n, o.Seed)
 	}
-	if IsImageData(pathOrName) { // mnist[:split], fashion-mnist[:split] (first n images) or a directory: LoadImages
+	if IsImageData(pathOrName) { // mnist[:split], fashion-mnist[:split], cifar10[:split] (first n images) or a directory: LoadImages
 		return loadImageData(pathOrName, n)
 	}
 	names := strings.Join(builtinNames, ", ")

@@ -3,7 +3,8 @@ package gpu
 // The CPU backend's Random ops.
 
 type randomState struct {
-	fill randomTask
+	fill    randomTask
+	dropout dropoutTask
 }
 
 // normalsAt fills dst with elements [first, first+len(dst)) of the normal
@@ -51,4 +52,36 @@ func (c *CPU) RandNormal(dst Buffer, seed, stream uint64, std float32) {
 func (c *CPU) RandRademacher(dst Buffer, seed, stream uint64) {
 	c.random.fill = randomTask{d: host(dst), seed: seed, stream: stream, rademacher: true}
 	c.pool.do(&c.random.fill, (len(c.random.fill.d)+3)/4, 40)
+}
+
+// dropoutTask masks blocks [lo, hi) of four elements.
+type dropoutTask struct {
+	x, y       []float32
+	seed, step uint64
+	purpose    uint32
+	p, scale   float32
+}
+
+func (t *dropoutTask) run(lo, hi int) {
+	for blk := lo; blk < hi; blk++ {
+		w := PhiloxBlock(t.seed, t.purpose, t.step, uint32(blk))
+		for lane := range 4 {
+			i := 4*blk + lane
+			if i >= len(t.x) {
+				return
+			}
+			if Uniform01(w[lane]) < t.p {
+				t.y[i] = 0
+			} else {
+				t.y[i] = t.x[i] * t.scale
+			}
+		}
+	}
+}
+
+func (c *CPU) Dropout(dr DropoutDraw, p float32, x, y Buffer) {
+	n := checkDropout(dr, p, x, y)
+	c.random.dropout = dropoutTask{x: host(x)[:n], y: host(y)[:n], seed: dr.Seed, step: dr.hostStep(),
+		purpose: dr.Purpose(), p: p, scale: DropoutScale(p)}
+	c.pool.do(&c.random.dropout, (n+3)/4, 60)
 }

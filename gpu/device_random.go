@@ -22,3 +22,13 @@ func (d *DeviceBackend) RandRademacher(dst Buffer, seed, stream uint64) {
 	d.launch(d.call("rand_rademacher_forward_kernel", philoxGrid(n), elemBlock).
 		ptr(d.ptr(dst)).i32(n).u64(seed).u64(stream))
 }
+
+func (d *DeviceBackend) Dropout(dr DropoutDraw, p float32, x, y Buffer) {
+	n := checkDropout(dr, p, x, y)
+	if n == 0 || !d.usable(x, y, dr.StepFrom) {
+		return
+	}
+	d.launch(d.call("dropout_forward_kernel", philoxGrid(n), elemBlock).
+		ptr(d.ptr(x)).ptr(d.ptr(y)).i32(n).f32(p).f32(DropoutScale(p)).
+		u64(dr.Seed).u32(dr.Purpose()).u64(dr.Step).ptr(d.ptr(dr.StepFrom)))
+}

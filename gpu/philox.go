@@ -29,6 +29,9 @@ const (
 	PurposeNoise     uint32 = 4 // DrawBatch: x0
 	PurposeGenericU  uint32 = 5 // uniform fills
 	PurposeLabelDrop uint32 = 6 // DrawLabels: label dropout uniforms
+	// PurposeDropout is the low byte of Dropout's purpose word; the upper
+	// 24 bits are the layer (DropoutDraw.Purpose).
+	PurposeDropout uint32 = 7
 )
 
 // Philox4x32 is the bijection itself: ten rounds over a 128-bit counter

@@ -16,6 +16,7 @@
 #define FM_PURPOSE_NOISE 4u
 #define FM_PURPOSE_GENERIC_U 5u
 #define FM_PURPOSE_LABEL_DROP 6u
+#define FM_PURPOSE_DROPOUT 7u
 
 struct fm_u32x4 {
     unsigned w[4];

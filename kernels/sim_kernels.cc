@@ -23,6 +23,7 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(copy_channels_forward_kernel),
     SIM_KERNEL(draw_batch_forward_kernel),
     SIM_KERNEL(draw_labels_forward_kernel),
+    SIM_KERNEL(dropout_forward_kernel),
     SIM_KERNEL(embed_input_forward_kernel),
     SIM_KERNEL(error_norm_reduce_kernel),
     SIM_KERNEL(fill_forward_kernel),

@@ -77,7 +77,22 @@ type UNetConfig struct {
 	Attention bool `json:"attention"`
 	// Groups is the GroupNorm group count; it divides every width.
 	Groups int `json:"groups"`
+	// AttentionRes lists image heights at which a level's residual blocks
+	// (down and up) are each followed by a self-attention block, as
+	// attention_resolutions in ADM's U-Net (16 for 16 x 16 of a 32 x 32
+	// image); empty: none.
+	AttentionRes []int `json:"attention_res,omitempty"`
+	// Heads is the number of attention heads (0 stands for 1); it divides
+	// the width of every level with attention.
+	Heads int `json:"heads,omitempty"`
+	// Dropout is the probability of zeroing an element of each residual
+	// block's second convolution's input while training (DDPM's place);
+	// sampling never drops.
+	Dropout float64 `json:"dropout,omitempty"`
 }
+
+// HeadCount is Heads with 0 read as 1.
+func (u *UNetConfig) HeadCount() int { return max(u.Heads, 1) }
 
 // DefaultTimeEmbedding is the sinusoidal embedding the CLI trains with:
 // 16 frequencies from 1 to 1/1000 cycles per unit of Scale*t, Scale 1000
@@ -108,6 +123,15 @@ func (c Config) String() string {
 		u := c.UNet
 		fmt.Fprintf(&b, "unet %dx%dx%d base %d mults %v res-blocks %d attention %t groups %d",
 			c.Image.Channels, c.Image.Height, c.Image.Width, u.Base, u.Mults, u.ResBlocks, u.Attention, u.Groups)
+		if len(u.AttentionRes) > 0 {
+			fmt.Fprintf(&b, " attention-res %v", u.AttentionRes)
+		}
+		if u.Heads > 1 {
+			fmt.Fprintf(&b, " heads %d", u.Heads)
+		}
+		if u.Dropout > 0 {
+			fmt.Fprintf(&b, " dropout %g", u.Dropout)
+		}
 	case c.Kind == KindMLP:
 		fmt.Fprintf(&b, "mlp dim %d hidden %v", c.Dim, c.Hidden)
 	default:

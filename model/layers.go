@@ -15,6 +15,9 @@ type pass struct {
 	// discard receives the parameter gradients GroupNormBackward writes
 	// when the call wants none.
 	discard *workspace
+	// drop, when not nil, turns the dropout layers on with masks from
+	// this draw (each layer sets Layer); nil: no element is dropped.
+	drop *gpu.DropoutDraw
 }
 
 func (p *pass) grads() bool { return p.g != nil }
@@ -153,9 +156,32 @@ func (d *dense) backwardPre(p *pass, x, dPre gpu.Buffer, xAct gpu.Act, xPre, dx 
 type normSiLUConv struct {
 	norm groupNorm
 	n    *workspace // GroupNorm(x), stored
-	a    *workspace // SiLU(n), stored: the filter gradient's input
+	a    *workspace // SiLU(n), stored (after the dropout): the filter gradient's input
 	conv *conv
 	inC  int // elements of an image of x
+	// drop, when not nil and the pass trains with dropout, masks SiLU(n)
+	// before the convolution (in place in a).
+	drop *dropout
+}
+
+// dropout is a dropout layer: the elements of its input dropped with
+// probability p (the mask of Philox stream layer of the pass's draw) and
+// the rest scaled by 1 / (1 - p). The mask depends only on the draw, the
+// layer and the element's index, so Backward applies the same op to the
+// output's gradient: nothing is stored.
+type dropout struct {
+	p     float32
+	layer uint32
+}
+
+// apply masks x into y (the same buffer or not) when the pass drops.
+func (d *dropout) apply(p *pass, x, y gpu.Buffer) {
+	if d == nil || p.drop == nil {
+		return
+	}
+	dr := *p.drop
+	dr.Layer = d.layer
+	p.b.Dropout(dr, d.p, x, y)
 }
 
 func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
@@ -167,16 +193,19 @@ func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
 func (l *normSiLUConv) forwardBias(p *pass, x, xBias, y gpu.Buffer) {
 	n, a, s := l.n.at(p.rows), l.a.at(p.rows), &l.norm
 	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, xBias, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
+	l.drop.apply(p, a, a)
 	l.conv.Forward(p, a, y)
 }
 
-// backwardConv writes into da the gradient of the SiLU's output for dy
+// backwardConv writes into da the gradient of the SiLU's output (through
+// the dropout when there is one) for dy
 // (and the convolution's parameter gradients); da is inC elements a row.
 func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
 	if p.grads() {
 		l.conv.backwardFilter(p, l.a.at(p.rows), dy)
 	}
 	l.conv.backwardData(p, dy, da)
+	l.drop.apply(p, da, da)
 }
 
 // backwardNorm takes da (from backwardConv; used as workspace) through the

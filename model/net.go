@@ -44,6 +44,14 @@ type Net interface {
 	FLOPsPerRow() int
 }
 
+// Dropper is a Net with dropout layers (the U-Net): the trainer turns
+// them on with SetDropout(&draw), its step's Philox stream, so that a
+// resumed run draws the same masks; nil turns them off. Sampling (Velocity,
+// VJP) never drops.
+type Dropper interface {
+	SetDropout(d *gpu.DropoutDraw)
+}
+
 // New builds the network a configuration describes, with zero weights: the
 // MLP, the U-Net, or a kind added with Register.
 func New(b gpu.Backend, c Config) (Net, error) {

@@ -2,6 +2,8 @@ package model
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/fmgpu/fmgpu/gpu"
 )
@@ -39,6 +41,9 @@ type UNet struct {
 	wv, gv  tensorViews // views of the weights and of the last gradient buffer
 	labels  gpu.Buffer  // SetLabels' buffer; nil: the null class
 	rows    int         // rows of the last Forward
+	// drop is SetDropout's draw (nil: off); lastDrop the last Forward's,
+	// which its Backward and InputVJP reuse (nil for Velocity's).
+	drop, lastDrop *gpu.DropoutDraw
 
 	cond  *embedding
 	nodes []node
@@ -76,6 +81,9 @@ type unetBuilder struct {
 	ws      *workspaces
 	flops   int
 	maxNorm int // the widest GroupNorm: the discarded dgamma and dbeta
+	// dropLayers counts the dropout layers so far: each draws its masks
+	// from a Philox stream of its own.
+	dropLayers uint32
 }
 
 func (bd *unetBuilder) conv(name string, cin, cout, k, stride, h, w int, zero bool) *conv {
@@ -138,6 +146,10 @@ func (bd *unetBuilder) res(name string, cond *embedding, cat *concat, cin, cout,
 	r.emb = bd.dense(name+".emb", cond.width, cout)
 	r.h = bd.ws.stored(name+".h", cout*hw)
 	r.in2 = bd.normSiLUConv(name+".norm2", name+".conv2", cout, cout, h, w, true)
+	if p := bd.c.UNet.Dropout; p > 0 {
+		r.in2.drop = &dropout{p: float32(p), layer: bd.dropLayers}
+		bd.dropLayers++
+	}
 	if cin != cout {
 		r.skip = bd.conv(name+".skip", cin, cout, 1, 1, h, w, false)
 	}
@@ -158,15 +170,16 @@ func (bd *unetBuilder) res(name string, cond *embedding, cat *concat, cin, cout,
 
 func (bd *unetBuilder) attention(name string, c, h, w int) *attention {
 	t := h * w
-	a := &attention{c: c, t: t}
+	heads := bd.c.UNet.HeadCount()
+	a := &attention{c: c, t: t, heads: heads}
 	a.norm = bd.norm(name+".norm", c, t)
 	a.qkv = bd.conv(name+".qkv", c, 3*c, 1, 1, h, w, false)
 	a.proj = bd.conv(name+".proj", c, c, 1, 1, h, w, true)
 	bd.flops += 4 * t * t * c // q^T k and v P^T
 	ws := bd.ws
-	a.n, a.q, a.probs, a.o = ws.stored(name+".n", c*t), ws.stored(name+".qkv", 3*c*t), ws.stored(name+".probs", t*t), ws.stored(name+".o", c*t)
+	a.n, a.q, a.probs, a.o = ws.stored(name+".n", c*t), ws.stored(name+".qkv", 3*c*t), ws.stored(name+".probs", heads*t*t), ws.stored(name+".o", c*t)
 	ws.layer()
-	a.dO, a.dQKV, a.dP = ws.temp(name+".dO", c*t), ws.temp(name+".dQKV", 3*c*t), ws.temp(name+".dP", t*t)
+	a.dO, a.dQKV, a.dP = ws.temp(name+".dO", c*t), ws.temp(name+".dQKV", 3*c*t), ws.temp(name+".dP", heads*t*t)
 	return a
 }
 
@@ -202,9 +215,15 @@ func buildUNet(c Config) *UNet {
 	last := len(c.UNet.Mults) - 1
 	for l, m := range c.UNet.Mults {
 		co := base * m
+		attn := slices.Contains(c.UNet.AttentionRes, h)
 		for j := 0; j < c.UNet.ResBlocks; j++ {
 			name := fmt.Sprintf("down.%d.res.%d", l, j)
-			skips = append(skips, skipRef{add(name, bd.res(name, u.cond, nil, ch, co, h, w), co*h*w), co})
+			i := add(name, bd.res(name, u.cond, nil, ch, co, h, w), co*h*w)
+			if attn {
+				an := fmt.Sprintf("down.%d.attn.%d", l, j)
+				i = add(an, bd.attention(an, co, h, w), co*h*w)
+			}
+			skips = append(skips, skipRef{i, co})
 			ch = co
 		}
 		if l < last {
@@ -231,6 +250,10 @@ func buildUNet(c Config) *UNet {
 			cat.dskip = ws.stored(name+".dskip", sk.c*h*w)
 			u.nodes[sk.node].skipGrad = cat.dskip
 			add(name, bd.res(name, u.cond, cat, ch+sk.c, co, h, w), co*h*w)
+			if slices.Contains(c.UNet.AttentionRes, h) {
+				an := fmt.Sprintf("up.%d.attn.%d", l, j)
+				add(an, bd.attention(an, co, h, w), co*h*w)
+			}
 			ch = co
 		}
 		if l > 0 {
@@ -349,13 +372,31 @@ func (u *UNet) begin(rows int, grads gpu.Buffer) *pass {
 	p := &u.pass
 	p.b, p.rows = u.b, rows
 	p.g = u.gv.bind(grads, u.params)
+	p.drop = u.lastDrop
 	return p
+}
+
+// SetDropout turns the dropout layers (Config.UNet.Dropout) on for the
+// following Forward calls, and the Backward and InputVJP after each, with
+// masks from d (its Layer field is each layer's own); nil turns them off.
+// Velocity and VJP never drop: they are the sampler's field.
+func (u *UNet) SetDropout(d *gpu.DropoutDraw) {
+	if d == nil {
+		u.drop = nil
+		return
+	}
+	c := *d
+	u.drop = &c
 }
 
 // Forward computes out = v(t, x, labels) for rows rows (t: rows, x and
 // out: rows x Dim) and keeps what Backward and InputVJP need (x is copied).
-func (u *UNet) Forward(rows int, t, x, out gpu.Buffer) {
+func (u *UNet) Forward(rows int, t, x, out gpu.Buffer) { u.forward(rows, t, x, out, u.drop) }
+
+// forward is Forward with the dropout draw drop (nil: none).
+func (u *UNet) forward(rows int, t, x, out gpu.Buffer, drop *gpu.DropoutDraw) {
 	u.Reserve(rows)
+	u.lastDrop = drop
 	u.rows = rows
 	if rows == 0 {
 		return
@@ -392,7 +433,7 @@ func (u *UNet) Velocity(t float64, rows int, x, v gpu.Buffer) {
 	u.Reserve(rows)
 	tb := u.tFill.at(rows)
 	u.b.Fill(tb, float32(t))
-	u.Forward(rows, tb, x, v)
+	u.forward(rows, tb, x, v, nil)
 }
 
 // VJP is Velocity followed by InputVJP: v = v(t, x), w = e^T dv/dx.
@@ -480,6 +521,38 @@ func validateUNet(c Config) error {
 	if t := (im.Height >> (len(u.Mults) - 1)) * (im.Width >> (len(u.Mults) - 1)); u.Attention && t > unetMaxTokens {
 		return fmt.Errorf("attention over %d positions at the lowest resolution (at most %d: its scores are positions^2 an image); add levels", t, unetMaxTokens)
 	}
+	if !(u.Dropout >= 0 && u.Dropout < 1) {
+		return fmt.Errorf("unet dropout %g: need 0 <= p < 1", u.Dropout)
+	}
+	if u.Heads < 0 || u.Heads > unetMaxWidth {
+		return fmt.Errorf("unet attention heads %d outside 0..%d", u.Heads, unetMaxWidth)
+	}
+	if len(u.AttentionRes) > len(u.Mults) {
+		return fmt.Errorf("unet attention resolutions %v: more than the %d levels", u.AttentionRes, len(u.Mults))
+	}
+	heads := u.HeadCount()
+	if u.Attention {
+		if w := u.Base * u.Mults[len(u.Mults)-1]; w%heads != 0 {
+			return fmt.Errorf("unet attention heads %d do not divide the lowest level's width %d", heads, w)
+		}
+	}
+	for i, r := range u.AttentionRes {
+		l := -1
+		for lv := range u.Mults {
+			if im.Height>>lv == r {
+				l = lv
+			}
+		}
+		if l < 0 || slices.Contains(u.AttentionRes[:i], r) {
+			return fmt.Errorf("unet attention resolution %d: want distinct heights of the levels (%s)", r, levelHeights(im.Height, len(u.Mults)))
+		}
+		if t := (im.Height >> l) * (im.Width >> l); t > unetMaxTokens {
+			return fmt.Errorf("attention over %d positions at resolution %d (at most %d: its scores are positions^2 an image)", t, r, unetMaxTokens)
+		}
+		if w := u.Base * u.Mults[l]; w%heads != 0 {
+			return fmt.Errorf("unet attention heads %d do not divide the width %d of the level at resolution %d", heads, w, r)
+		}
+	}
 	if u.Groups < 1 || u.Base%u.Groups != 0 {
 		return fmt.Errorf("group norm groups %d must divide the base width %d", u.Groups, u.Base)
 	}
@@ -489,4 +562,16 @@ func validateUNet(c Config) error {
 		}
 	}
 	return nil
+}
+
+// levelHeights lists the image heights of the levels, "32, 16, 8".
+func levelHeights(h, levels int) string {
+	var b strings.Builder
+	for l := range levels {
+		if l > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, h>>l)
+	}
+	return b.String()
 }

@@ -161,59 +161,88 @@ func (r *resBlock) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	}
 }
 
-// attention is single-head self-attention over an image's H*W positions
+// attention is multi-head self-attention over an image's H*W positions
 // as tokens, in NCHW with no transposes: per image q, k, v are the C x T
-// blocks of qkv,
+// blocks of qkv, and head h of Heads takes rows [h d, (h+1) d) of each,
+// d = C / Heads:
 //
-//	qkv = conv1x1(GroupNorm(x)),  P = softmax(q^T k / sqrt(C)) (over each row),
-//	y = x + proj(v P^T)
+//	qkv = conv1x1(GroupNorm(x)),  P_h = softmax(q_h^T k_h / sqrt(d)) (over each row),
+//	y = x + proj([v_0 P_0^T; ...; v_{Heads-1} P_{Heads-1}^T])
+//
+// Each product runs once a head over the batch of images (one call with
+// Heads 1, as before heads existed), the softmax once over every head.
 type attention struct {
-	norm      groupNorm
-	qkv, proj *conv
-	c, t      int
+	norm        groupNorm
+	qkv, proj   *conv
+	c, t, heads int
 
-	n, q, probs, o *workspace // stored: GroupNorm(x), qkv, P, v P^T
+	n, q, probs, o *workspace // stored: GroupNorm(x), qkv, P (Heads T x T blocks an image), the heads' outputs
 	dO, dQKV, dP   *workspace // temporaries
 }
 
-func attnScale(c int) float32 { return float32(1 / math.Sqrt(float64(c))) }
+func attnScale(d int) float32 { return float32(1 / math.Sqrt(float64(d))) }
+
+// head returns the views of head h: its rows of q, k and v (or of their
+// gradients in from) and its P block; strides between images are 3 C T
+// and Heads T^2.
+func (a *attention) head(rows, h int, from *workspace) (q, k, v gpu.Buffer) {
+	ct, dt := a.c*a.t, a.c/a.heads*a.t
+	return from.from(rows, h*dt), from.from(rows, ct+h*dt), from.from(rows, 2*ct+h*dt)
+}
 
 func (a *attention) Forward(p *pass, x, y gpu.Buffer) {
 	b, rows := p.b, p.rows
-	c, t := a.c, a.t
-	ct, tt := c*t, t*t
-	n, probs, o := a.n.at(rows), a.probs.at(rows), a.o.at(rows)
-	q, k, v := a.q.at(rows), a.q.from(rows, ct), a.q.from(rows, 2*ct)
+	c, t, heads := a.c, a.t, a.heads
+	d := c / heads
+	ct, tt, dt := c*t, t*t, d*t
+	n, o := a.n.at(rows), a.o.at(rows)
 	a.norm.Forward(p, x, n)
-	a.qkv.Forward(p, n, q)
-	b.GemmBatched(true, false, rows, t, t, c, attnScale(c), q, t, 3*ct, k, t, 3*ct, 0, probs, t, tt)
-	b.Softmax(rows*t, t, probs, probs)
-	b.GemmBatched(false, true, rows, c, t, t, 1, v, t, 3*ct, probs, t, tt, 0, o, t, ct)
+	a.qkv.Forward(p, n, a.q.at(rows))
+	scale := attnScale(d)
+	for h := range heads {
+		q, k, _ := a.head(rows, h, a.q)
+		b.GemmBatched(true, false, rows, t, t, d, scale, q, t, 3*ct, k, t, 3*ct, 0, a.probs.from(rows, h*tt), t, heads*tt)
+	}
+	probs := a.probs.at(rows)
+	b.Softmax(rows*heads*t, t, probs, probs)
+	for h := range heads {
+		_, _, v := a.head(rows, h, a.q)
+		b.GemmBatched(false, true, rows, d, t, t, 1, v, t, 3*ct, a.probs.from(rows, h*tt), t, heads*tt, 0, a.o.from(rows, h*dt), t, ct)
+	}
 	a.proj.Forward(p, o, y)
 	b.Axpy(1, x, y)
 }
 
 func (a *attention) Backward(p *pass, x, dy, dx gpu.Buffer) {
 	b, rows := p.b, p.rows
-	c, t := a.c, a.t
-	ct, tt := c*t, t*t
-	probs := a.probs.at(rows)
-	q, k, v := a.q.at(rows), a.q.from(rows, ct), a.q.from(rows, 2*ct)
-	dO, dP := a.dO.at(rows), a.dP.at(rows)
-	dq, dk, dv := a.dQKV.at(rows), a.dQKV.from(rows, ct), a.dQKV.from(rows, 2*ct)
+	c, t, heads := a.c, a.t, a.heads
+	d := c / heads
+	ct, tt, dt := c*t, t*t, d*t
+	dO := a.dO.at(rows)
 
 	// y = x + proj(o)
 	a.proj.Backward(p, a.o.at(rows), dy, dO)
-	// o = v P^T: dv = do P, dP = do^T v
-	b.GemmBatched(false, false, rows, c, t, t, 1, dO, t, ct, probs, t, tt, 0, dv, t, 3*ct)
-	b.GemmBatched(true, false, rows, t, t, c, 1, dO, t, ct, v, t, 3*ct, 0, dP, t, tt)
+	// o_h = v_h P_h^T: dv_h = do_h P_h, dP_h = do_h^T v_h
+	for h := range heads {
+		_, _, v := a.head(rows, h, a.q)
+		_, _, dv := a.head(rows, h, a.dQKV)
+		P, dP, dOh := a.probs.from(rows, h*tt), a.dP.from(rows, h*tt), a.dO.from(rows, h*dt)
+		b.GemmBatched(false, false, rows, d, t, t, 1, dOh, t, ct, P, t, heads*tt, 0, dv, t, 3*ct)
+		b.GemmBatched(true, false, rows, t, t, d, 1, dOh, t, ct, v, t, 3*ct, 0, dP, t, heads*tt)
+	}
 	// P = softmax(S), S = scale q^T k: dq = scale k dS^T, dk = scale q dS
-	b.SoftmaxBackward(rows*t, t, probs, dP, dP)
-	scale := attnScale(c)
-	b.GemmBatched(false, true, rows, c, t, t, scale, k, t, 3*ct, dP, t, tt, 0, dq, t, 3*ct)
-	b.GemmBatched(false, false, rows, c, t, t, scale, q, t, 3*ct, dP, t, tt, 0, dk, t, 3*ct)
+	dP := a.dP.at(rows)
+	b.SoftmaxBackward(rows*heads*t, t, a.probs.at(rows), dP, dP)
+	scale := attnScale(d)
+	for h := range heads {
+		q, k, _ := a.head(rows, h, a.q)
+		dq, dk, _ := a.head(rows, h, a.dQKV)
+		dPh := a.dP.from(rows, h*tt)
+		b.GemmBatched(false, true, rows, d, t, t, scale, k, t, 3*ct, dPh, t, heads*tt, 0, dq, t, 3*ct)
+		b.GemmBatched(false, false, rows, d, t, t, scale, q, t, 3*ct, dPh, t, heads*tt, 0, dk, t, 3*ct)
+	}
 	// qkv = conv(n), n = GroupNorm(x); dO is spent and takes dn
-	a.qkv.Backward(p, a.n.at(rows), dq, dO)
+	a.qkv.Backward(p, a.n.at(rows), a.dQKV.at(rows), dO)
 	a.norm.backwardAct(p, gpu.ActNone, x, dO, nil, dy, dx, nil)
 }
 

@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/numtest"
 	"github.com/fmgpu/fmgpu/model"
 )
@@ -48,6 +50,28 @@ type oracleBuilder struct {
 	consts  int
 	eyes    map[int]*G.Node
 	err     error
+	heads   int
+	// drop, when not nil, is the dropout draw: residual block number
+	// dropLayer (in build order) multiplies SiLU(GroupNorm2(h)) by its
+	// mask over 1 - dropP.
+	drop      *gpu.DropoutDraw
+	dropP     float32
+	dropLayer uint32
+}
+
+// dropoutMask is the mask of a dropout layer over n elements: 0 where the
+// Philox uniform is below p (the float32 comparison the backends make),
+// else 1 / (1 - p) in float64.
+func dropoutMask(dr gpu.DropoutDraw, layer uint32, p float32, n int) []float64 {
+	dr.Layer = layer
+	m := make([]float64, n)
+	for i := range m {
+		w := gpu.PhiloxBlock(dr.Seed, dr.Purpose(), dr.Step, uint32(i/4))[i%4]
+		if gpu.Uniform01(w) >= p {
+			m[i] = 1 / (1 - float64(p))
+		}
+	}
+	return m
 }
 
 func (ob *oracleBuilder) must(n *G.Node, err error) *G.Node {
@@ -215,7 +239,13 @@ func (ob *oracleBuilder) res(name string, x, semb *G.Node, co int) *G.Node {
 		return nil
 	}
 	h = ob.addChannel(h, ob.mat(eb, s[0]*co, 1))
-	h = ob.conv(name+".conv2", ob.silu(ob.groupNorm(name+".norm2", h)), co, 3, 1)
+	a := ob.silu(ob.groupNorm(name+".norm2", h))
+	if ob.drop != nil && ob.err == nil {
+		sh := a.Shape().Clone()
+		a = ob.must(G.HadamardProd(a, ob.constant(sh, dropoutMask(*ob.drop, ob.dropLayer, ob.dropP, sh.TotalSize()))))
+		ob.dropLayer++
+	}
+	h = ob.conv(name+".conv2", a, co, 3, 1)
 	skip := x
 	if s[1] != co {
 		skip = ob.conv(name+".skip", x, co, 1, 1)
@@ -242,8 +272,10 @@ func (ob *oracleBuilder) upsample(x *G.Node) *G.Node {
 	return ob.must(G.Reshape(y, tensor.Shape{n, c, 2 * h, 2 * w}))
 }
 
-// attention is the self-attention block, one image at a time: q, k, v the
-// C x T row blocks of qkv, o = v softmax(q^T k / sqrt(C))^T.
+// attention is the self-attention block, one image and one head at a
+// time: q, k, v the C x T row blocks of qkv, head h their rows [h d, (h+1)
+// d) with d = C / heads, o_h = v_h softmax(q_h^T k_h / sqrt(d))^T, o the
+// heads' outputs stacked.
 func (ob *oracleBuilder) attention(name string, x *G.Node) *G.Node {
 	s := x.Shape().Clone()
 	n, c, t := s[0], s[1], s[2]*s[3]
@@ -252,15 +284,21 @@ func (ob *oracleBuilder) attention(name string, x *G.Node) *G.Node {
 		return nil
 	}
 	qkv2 := ob.mat(qkv, n*3*c, t)
-	scale := G.NewConstant(1 / math.Sqrt(float64(c)))
+	heads := max(ob.heads, 1)
+	d := c / heads
+	scale := G.NewConstant(1 / math.Sqrt(float64(d)))
 	var outs G.Nodes
 	for b := 0; b < n; b++ {
-		q := ob.fresh(ob.must(G.Slice(qkv2, G.S(3*b*c, 3*b*c+c))))
-		k := ob.fresh(ob.must(G.Slice(qkv2, G.S(3*b*c+c, 3*b*c+2*c))))
-		v := ob.fresh(ob.must(G.Slice(qkv2, G.S(3*b*c+2*c, 3*b*c+3*c))))
-		sc := ob.must(G.Mul(ob.must(G.Mul(ob.must(G.Transpose(q)), k)), scale))
-		p := ob.must(G.SoftMax(sc))
-		outs = append(outs, ob.must(G.Mul(v, ob.must(G.Transpose(ob.fresh(p))))))
+		for h := 0; h < heads; h++ {
+			at := func(part int) *G.Node {
+				lo := 3*b*c + part*c + h*d
+				return ob.fresh(ob.must(G.Slice(qkv2, G.S(lo, lo+d))))
+			}
+			q, k, v := at(0), at(1), at(2)
+			sc := ob.must(G.Mul(ob.must(G.Mul(ob.must(G.Transpose(q)), k)), scale))
+			p := ob.must(G.SoftMax(sc))
+			outs = append(outs, ob.must(G.Mul(v, ob.must(G.Transpose(ob.fresh(p))))))
+		}
 	}
 	o := outs[0]
 	if n > 1 {
@@ -273,10 +311,14 @@ func (ob *oracleBuilder) attention(name string, x *G.Node) *G.Node {
 // newUNetOracle builds the graph for parameters p (laid out as tensors),
 // rows images x, times t, labels (nil: the null class) and cotangent e;
 // with grads it also builds gorgonia.Grad of f.
-func newUNetOracle(t *testing.T, cfg model.Config, tensors []model.Tensor, p []float64, rows int, x, tv, e []float64, labels []int, grads bool) *unetOracle {
+func newUNetOracle(t *testing.T, cfg model.Config, tensors []model.Tensor, p []float64, rows int, x, tv, e []float64, labels []int, grads bool, drop *gpu.DropoutDraw) *unetOracle {
 	t.Helper()
 	o := &unetOracle{g: G.NewGraph(), cfg: cfg, rows: rows, params: map[string]*G.Node{}}
-	ob := &oracleBuilder{o: o, tensors: map[string]model.Tensor{}, p: p, n: rows, groups: cfg.UNet.Groups, eyes: map[int]*G.Node{}}
+	ob := &oracleBuilder{o: o, tensors: map[string]model.Tensor{}, p: p, n: rows, groups: cfg.UNet.Groups, eyes: map[int]*G.Node{},
+		heads: cfg.UNet.Heads}
+	if drop != nil && cfg.UNet.Dropout > 0 {
+		ob.drop, ob.dropP = drop, float32(cfg.UNet.Dropout)
+	}
 	for _, ts := range tensors {
 		ob.tensors[ts.Name] = ts
 	}
@@ -310,8 +352,12 @@ func newUNetOracle(t *testing.T, cfg model.Config, tensors []model.Tensor, p []f
 	hs := []*G.Node{h}
 	last := len(u.Mults) - 1
 	for l, m := range u.Mults {
+		attn := slices.Contains(u.AttentionRes, im.Height>>l)
 		for j := 0; j < u.ResBlocks; j++ {
 			h = ob.res(fmt.Sprintf("down.%d.res.%d", l, j), h, semb, u.Base*m)
+			if attn && ob.err == nil {
+				h = ob.attention(fmt.Sprintf("down.%d.attn.%d", l, j), h)
+			}
 			hs = append(hs, h)
 		}
 		if l < last {
@@ -334,6 +380,9 @@ func newUNetOracle(t *testing.T, cfg model.Config, tensors []model.Tensor, p []f
 			}
 			cat := ob.must(G.Concat(1, h, skip))
 			h = ob.res(fmt.Sprintf("up.%d.res.%d", l, j), cat, semb, u.Base*u.Mults[l])
+			if slices.Contains(u.AttentionRes, im.Height>>l) && ob.err == nil {
+				h = ob.attention(fmt.Sprintf("up.%d.attn.%d", l, j), h)
+			}
 		}
 		if l > 0 && ob.err == nil {
 			h = ob.conv(fmt.Sprintf("up.%d.upsample", l), ob.upsample(h), u.Base*u.Mults[l], 3, 1)
@@ -450,6 +499,7 @@ func newUNetGradSetup(t *testing.T, tc unetGradCase, seed uint64) *unetGradSetup
 	if tc.labels != nil {
 		u.SetLabels(labelsBuf(b, tc.labels...))
 	}
+	u.SetDropout(tc.dropout)
 	x, tb, e := upload(b, bt.x), upload(b, bt.t), upload(b, ev)
 	d := tc.cfg.Dim
 	v, g, w := b.Alloc(tc.rows*d), b.Alloc(u.NumParams()), b.Alloc(tc.rows*d)
@@ -473,7 +523,7 @@ func TestUNetMatchesGorgonia(t *testing.T) {
 	for ci, tc := range unetGradCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newUNetGradSetup(t, tc, uint64(500+ci))
-			o := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, true)
+			o := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, true, tc.dropout)
 			o.run(t)
 			want := nodeData(t, o.v)
 			scale := rms(want)
@@ -529,12 +579,12 @@ func TestUNetCentralDifferences(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			s := newUNetGradSetup(t, tc, uint64(600+ci))
-			og := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, true)
+			og := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, true, tc.dropout)
 			og.run(t)
 			gg, gx := og.gradients(t, s.net.Tensors(), s.net.NumParams())
 			// A forward-only graph over the same slices: moving s.p[i] or
 			// s.x[i] moves its input.
-			o := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, false)
+			o := newUNetOracle(t, tc.cfg, s.net.Tensors(), s.p, tc.rows, s.x, s.t, s.e, tc.labels, false, tc.dropout)
 			f := func() float64 { o.run(t); return o.value(t) }
 			if f0, f1 := og.value(t), f(); !numtest.Close(f1, f0, 0, 1e-14) {
 				t.Fatalf("forward-only graph f = %.17g, gradient graph %.17g", f1, f0)

@@ -122,6 +122,10 @@ type unetGradCase struct {
 	cdPerTensor int
 	cdInputs    int  // 0: all
 	cdLong      bool // differenced only without -short
+	// dropout, when not nil, trains with dropout (SetDropout) with this
+	// draw: the masks are fixed, so the gradients are those of a fixed
+	// linear map in each dropout.
+	dropout *gpu.DropoutDraw
 }
 
 // unetGradCases: 1x8x8 two levels, no attention, unconditional; 2x4x4 two
@@ -130,10 +134,20 @@ type unetGradCase struct {
 // levels, two blocks a level (identity skips on the way down), a level
 // that keeps its width, attention on 2x2, 2 classes, labels nil (null).
 var unetGradCases = []unetGradCase{
-	{"1x8x8-b4-m1,2-r1", unetConfig(1, 8, 8, 4, []int{1, 2}, 1, 2, false, 0), 3, nil, 1, 12, true},
-	{"2x4x4-b4-m1,2-r1-attn-c3", unetConfig(2, 4, 4, 4, []int{1, 2}, 1, 2, true, 3), 3, []int{2, 0, 3}, 3, 0, false},
-	{"1x8x8-b4-m1,1,2-r2-attn-c2-null", unetConfig(1, 8, 8, 4, []int{1, 1, 2}, 2, 2, true, 2), 2, nil, 1, 12, true},
+	{"1x8x8-b4-m1,2-r1", unetConfig(1, 8, 8, 4, []int{1, 2}, 1, 2, false, 0), 3, nil, 1, 12, true, nil},
+	{"2x4x4-b4-m1,2-r1-attn-c3", unetConfig(2, 4, 4, 4, []int{1, 2}, 1, 2, true, 3), 3, []int{2, 0, 3}, 3, 0, false, nil},
+	{"1x8x8-b4-m1,1,2-r2-attn-c2-null", unetConfig(1, 8, 8, 4, []int{1, 1, 2}, 2, 2, true, 2), 2, nil, 1, 12, true, nil},
+	{"2x8x8-b4-m1,2-r1-attn8-heads2-dropout0.3-c3", cifarLikeUNet, 2, []int{1, 3}, 2, 12, false, &gpu.DropoutDraw{Seed: 11, Step: 5}},
 }
+
+// cifarLikeUNet has the blocks of the cifar10 preset at a tiny size:
+// attention after the residual blocks of the 8x8 level (down and up) and
+// in the middle, two heads everywhere, dropout 0.3, 3 classes.
+var cifarLikeUNet = func() model.Config {
+	c := unetConfig(2, 8, 8, 4, []int{1, 2}, 1, 2, true, 3)
+	c.UNet.AttentionRes, c.UNet.Heads, c.UNet.Dropout = []int{8}, 2, 0.3
+	return c
+}()
 
 // smallUNet is a configuration with every kind of block (attention,
 // classes, identity and 1x1 skips) for the property tests.

@@ -9,6 +9,8 @@ package train
 import (
 	"fmt"
 	"math"
+	"strings"
+	"unicode"
 
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/model"
@@ -45,6 +47,10 @@ type Config struct {
 	// the training times are the points of its grid (DistillGrid), on
 	// fixed pairs; sampling takes that solver by default.
 	DistillSteps int `json:"distill_steps,omitempty"`
+	// Preset names the recipe the settings were taken from (the train
+	// command's --preset, "cifar10"), recorded for the record; the
+	// settings themselves are the fields above. Empty: none.
+	Preset string `json:"preset,omitempty"`
 }
 
 // Optimizer names the update rule.
@@ -164,6 +170,8 @@ func (c Config) Validate() error {
 		return fieldErr("ema_decay", c.EMADecay, "need 0 <= decay < 1")
 	case !(c.ClassDropout >= 0 && c.ClassDropout < 1):
 		return fieldErr("class_dropout", c.ClassDropout, "need 0 <= p < 1")
+	case len(c.Preset) > 64 || strings.IndexFunc(c.Preset, func(r rune) bool { return !unicode.IsPrint(r) || r == ' ' }) >= 0:
+		return fieldErr("preset", fmt.Sprintf("%q", c.Preset), "need a name of at most 64 printable characters without spaces")
 	}
 	if err := c.Coupling.validate(); err != nil {
 		return err

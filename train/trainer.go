@@ -128,6 +128,12 @@ func newTrainer(b gpu.Backend, cfg Config, data []float32, labels []int32, nData
 		b.Upload(tr.labels, lf)
 		net.SetLabels(tr.y)
 	}
+	if d, ok := net.(model.Dropper); ok {
+		// The masks of step s are Philox stream s - 1 of the run's seed,
+		// read from the step's scalars like the batch draw's: a resumed
+		// run (or a replayed graph) drops what the uninterrupted one does.
+		d.SetDropout(&gpu.DropoutDraw{Seed: cfg.Seed, StepFrom: tr.stepFrom})
+	}
 	net.Reserve(bs)
 	net.Init(cfg.Seed)
 	b.Copy(tr.ema, net.Params())

@@ -105,6 +105,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		// Random (random.go)
 		{"RandNormal", testRandNormal},
 		{"RandRademacher", testRandRademacher},
+		{"Dropout", testDropout},
 		// ODE (ode.go)
 		{"Axpy", testAxpy},
 		{"LinComb", testLinComb},

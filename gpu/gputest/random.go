@@ -139,3 +139,75 @@ func benchRandom(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
 		})
 	})
 }
+
+// Dropout: y[i] = 0 where Uniform01(word i of stream (seed, PurposeDropout
+// | layer << 8, step)) < p, else x[i] / (1 - p) in float64 within rtolElem
+// (two roundings: the scale's and the product's); into views at offsets,
+// in place, with the step in device memory (a wrong Step beside it). The
+// layers' masks differ, the same draw gives the same mask (the backward
+// pass relies on it), and over 2^16 elements the dropped fraction is
+// within 5 standard errors of p.
+func testDropout(e *env) {
+	cases := []struct {
+		n     int
+		p     float32
+		layer uint32
+	}{
+		{1, 0.5, 0}, {3, 0.1, 1}, {17, 0, 2}, {255, 0.9, 3}, {1000, 0.1, 1<<24 - 1}, {4097, 0.3, 77}, {64, 0.999, 5},
+	}
+	for ci, c := range cases {
+		seed, step := streamCases[ci][0], streamCases[ci][1]
+		dr := gpu.DropoutDraw{Seed: seed, Layer: c.layer, Step: step}
+		if ci%2 == 1 {
+			w := gpu.StepWords(step)
+			dr.StepFrom = e.upload(w[:])
+			dr.Step ^= 0x5a5a
+		}
+		x := normals(e.rng, c.n, 1)
+		px := e.viewOf(x, ci%3, 1)
+		py := e.viewOf(filled(c.n, sentinel), 1+ci%2, 2)
+		e.be.Dropout(dr, c.p, px.view, py.view)
+		want, tol := make([]float64, c.n), make([]float64, c.n)
+		purpose := gpu.PurposeDropout | c.layer<<8
+		for i := range want {
+			if gpu.Uniform01(word(seed, purpose, step, i)) >= c.p {
+				want[i] = float64(x[i]) / (1 - float64(c.p))
+				tol[i] = rtolElem * math.Abs(want[i])
+			}
+		}
+		name := fmt.Sprintf("Dropout(n=%d, p=%g, seed=%#x, layer=%d, step=%#x)", c.n, c.p, seed, c.layer, step)
+		got := e.download(py.view)
+		checkTol(e.t, name, got, want, tol, 0)
+		e.checkOutside(name, py)
+		checkBits(e.t, name+": x", e.download(px.parent), px.host, nil)
+		// In place, and again: the same draw is the same mask.
+		e.be.Dropout(dr, c.p, px.view, px.view)
+		checkBits(e.t, name+" in place", e.download(px.view), got, nil)
+		e.checkOutside(name+" in place", px)
+	}
+
+	const n = 1 << 16
+	const p = 0.1
+	x := e.upload(filled(n, 1))
+	y0, y1 := e.be.Alloc(n), e.be.Alloc(n)
+	e.be.Dropout(gpu.DropoutDraw{Seed: 5, Layer: 0, Step: 9}, p, x, y0)
+	e.be.Dropout(gpu.DropoutDraw{Seed: 5, Layer: 1, Step: 9}, p, x, y1)
+	a, b := e.download(y0), e.download(y1)
+	dropped, both := 0, 0
+	for i := range a {
+		if a[i] == 0 {
+			dropped++
+			if b[i] == 0 {
+				both++
+			}
+		}
+	}
+	se := math.Sqrt(p * (1 - p) / n)
+	if f := float64(dropped) / n; math.Abs(f-p) > 5*se {
+		e.t.Errorf("Dropout(p=%g) dropped %.4f of %d elements, want %g within %.2g", p, f, n, p, 5*se)
+	}
+	// Independent layers: both dropped about p^2 of the time.
+	if f := float64(both) / n; math.Abs(f-p*p) > 5*math.Sqrt(p*p*(1-p*p)/n) {
+		e.t.Errorf("Dropout layers 0 and 1 both dropped %.4f of %d elements, want about %g", f, n, p*p)
+	}
+}

@@ -59,12 +59,12 @@ var resumeMayChange = map[string]bool{
 
 // settingFlags are the train flags that set each train.Config field.
 var settingFlags = map[string][]string{
-	"model": {"model", "hidden", "base", "mults", "res-blocks", "attention", "groups", "time-freqs", "unconditional"},
+	"model": {"model", "hidden", "base", "mults", "res-blocks", "attention", "groups", "time-freqs", "unconditional", "attention-res", "heads", "dropout"},
 	"path":  {"path", "sigma-min", "sigma-max", "beta-min", "beta-max"},
 	"time":  {"time-sampling", "logit-mean", "logit-std", "time-shift"},
 	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
 	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
-	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"},
+	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"}, "preset": {"preset"},
 	"coupling": {"coupling", "ot-reg"},
 }
 
@@ -215,7 +215,7 @@ func trainCommand() *ucli.Command {
 	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: "data", Category: catData, Usage: "(required) built-in set (" + strings.Join(data.BuiltinNames(), ", ") + "), FILE.npy / FILE.csv, an image set (" + strings.Join(data.ImageDataNames(), ", ") + ") or a DIR of PNG/JPEG images (a directory named like a built-in set is ./NAME); with --resume, the checkpoint's when not given"},
 		&ucli.IntFlag{Name: "n-data", Value: defaultBuiltinN, Category: catData, Usage: "points drawn for a built-in set, or the first images of mnist / fashion-mnist / a DIR"},
-		&ucli.StringFlag{Name: "data-dir", Category: catData, DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files"},
+		&ucli.StringFlag{Name: "data-dir", Category: catData, DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files; cifar10: the cifar-10-batches-bin folder (or $FMGPU_CIFAR10_DIR)"},
 		&ucli.IntFlag{Name: "image-size", Category: catData, DefaultText: "native, or 32 when sizes differ", Usage: "image folders: side of the square images"},
 		&ucli.IntFlag{Name: "channels", Category: catData, DefaultText: "as the images are", Usage: "image folders: 1 (gray) or 3 (RGB)"},
 		&ucli.BoolFlag{Name: "unconditional", Category: catData, DisableDefaultText: true, Usage: "ignore the class labels of image data"},
@@ -263,6 +263,7 @@ func trainCommand() *ucli.Command {
 	}
 	flags = append(flags, pathFlags()...)
 	flags = append(flags, csvFlags(catData)...)
+	flags = append(flags, presetFlags()...)
 	return &ucli.Command{
 		Name:  "train",
 		Usage: "train a flow-matching model",
@@ -280,6 +281,9 @@ func trainCommand() *ucli.Command {
 }
 
 func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
+	if err := applyPreset(c); err != nil {
+		return trainOptions{}, err
+	}
 	o := trainOptions{
 		data: c.String("data"), out: c.String("out"), device: c.String("device"),
 		checkpointEvery: c.Int("checkpoint-every"), logEvery: c.Int("log-every"), threads: c.Int("threads"),
@@ -314,6 +318,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		return o, usagef("--mults: %v", err)
 	}
 	unet := &model.UNetConfig{Base: c.Int("base"), Mults: mults, ResBlocks: c.Int("res-blocks"), Attention: c.Bool("attention"), Groups: c.Int("groups")}
+	if err := unetBlocksFrom(c, unet); err != nil {
+		return o, err
+	}
 	hidden, err := model.ParseHidden(c.String("hidden"))
 	if err != nil {
 		return o, usagef("--hidden: %v", err)
@@ -367,6 +374,7 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		Optimizer: opt, LR: c.Float64("lr"), WeightDecay: c.Float64("weight-decay"),
 		MaxGradNorm: c.Float64("clip-grad"), Warmup: c.Int("warmup"), Schedule: sched,
 		MinLRFrac: c.Float64("min-lr-frac"), EMADecay: c.Float64("ema"), ClassDropout: c.Float64("class-dropout"),
+		Preset: c.String("preset"),
 	}
 	o.cfg.Model.UNet = unet
 	if o.cfg.Coupling, err = couplingFromFlags(c); err != nil {
@@ -438,6 +446,9 @@ func loadTrainingData(o trainOptions) (*data.Dataset, error) {
 func fitModel(o *trainOptions, ds *data.Dataset) error {
 	m := &o.cfg.Model
 	m.Dim = ds.D
+	if o.cfg.Preset != "" && ds.Image == nil {
+		return usagef("--preset %s trains a U-Net on image data, not %s", o.cfg.Preset, o.data)
+	}
 	kind := o.modelKind
 	if kind == "auto" {
 		kind = "mlp"
@@ -447,7 +458,7 @@ func fitModel(o *trainOptions, ds *data.Dataset) error {
 	}
 	m.Kind = model.Kind(kind)
 	if kind == "mlp" {
-		for _, f := range []string{"base", "mults", "res-blocks", "attention", "groups"} {
+		for _, f := range []string{"base", "mults", "res-blocks", "attention", "groups", "attention-res", "heads", "dropout"} {
 			if o.explicit[f] {
 				return usagef("--%s applies to --model unet; %s trains an MLP (see --hidden)", f, o.data)
 			}
@@ -808,8 +819,12 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		parallel = describeParallel(comm, launch)
 	}
 	if !o.quiet {
-		fmt.Fprintf(stderr, "fmgpu train: %s, %d x %d data from %s, %s path, %d parameters, on %s%s\n",
-			o.cfg.Model.Kind, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b), parallel)
+		preset := ""
+		if o.cfg.Preset != "" {
+			preset = " (preset " + o.cfg.Preset + ")"
+		}
+		fmt.Fprintf(stderr, "fmgpu train: %s%s, %d x %d data from %s, %s path, %d parameters, on %s%s\n",
+			o.cfg.Model.Kind, preset, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b), parallel)
 		for _, c := range changes {
 			fmt.Fprintf(stderr, "fmgpu train: resuming with %s %s (the checkpoint's was %s)\n", c.Setting, c.Now, c.Was)
 		}
