@@ -277,7 +277,7 @@ func (tr *Trainer) uploadTimes(s int) {
 func (tr *Trainer) queuePairsStep() {
 	c, cs := tr.cfg, tr.cpl
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
-	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.scalars.Slice(stepWords, 2)}
+	dr := gpu.BatchDraw{Path: c.Path, Time: c.Time, Seed: c.Seed, StepFrom: tr.stepFrom}
 	t := tr.t
 	if cs.tDraw != nil {
 		t = cs.tDraw // the step's times were uploaded into tr.t
