@@ -74,7 +74,7 @@ kernel-check:
 # conformance suite and the fake libcuda's; any report fails it.
 KERNEL_ASAN_TESTS := ^(TestSim|TestKernelSim(Conformance|Report)$$|TestCUDA(Conformance|Probe|Unavailable)$$)
 kernel-check-asan:
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(GO) test -asan -tags kernelsim,simasan -count=1 -run '$(KERNEL_ASAN_TESTS)' ./kernels ./gpu
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(GO) test -asan -tags kernelsim,simasan -count=1 -timeout 30m -run '$(KERNEL_ASAN_TESTS)' ./kernels ./gpu
 
 # kernel-mutants: faults planted in the real kernels one at a time must be
 # caught by the checkers (scripts/kernel-mutants.sh; minutes each).
