@@ -413,4 +413,28 @@ func benchNorm(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
 			return 12 * float64(n), 0, func() { w.be.GroupNormBackward(gn, dy, x, g, m, r, dx, dg, db) }
 		})
 	})
+	// The U-Net's unit: SiLU after the norm, its widest level at batch 64.
+	un := gpu.GroupNormShape{Batch: 64, C: 32, HW: 784, Groups: 8, Eps: 1e-5}
+	uname := fmt.Sprintf("b=%d,c=%d,hw=%d,groups=%d", un.Batch, un.C, un.HW, un.Groups)
+	un1 := un.Batch * un.C * un.HW
+	b.Run("GroupNormAct", func(b *testing.B) {
+		bench(b, uname, newBackend, func(w *workload) (float64, float64, func()) {
+			x, g, bt, y, a := w.normals(un1), w.normals(un.C), w.normals(un.C), w.alloc(un1), w.alloc(un1)
+			m, r := w.alloc(un.Batch*un.Groups), w.alloc(un.Batch*un.Groups)
+			// x read, y and a written
+			return 12 * float64(un1), 0, func() { w.be.GroupNormAct(un, gpu.ActSiLU, x, nil, g, bt, y, a, m, r) }
+		})
+	})
+	b.Run("GroupNormActBackward", func(b *testing.B) {
+		bench(b, uname, newBackend, func(w *workload) (float64, float64, func()) {
+			x, g, dA, add, dx := w.normals(un1), w.normals(un.C), w.normals(un1), w.normals(un1), w.alloc(un1)
+			y, m, r := w.alloc(un1), w.alloc(un.Batch*un.Groups), w.alloc(un.Batch*un.Groups)
+			dg, db, sum := w.alloc(un.C), w.alloc(un.C), w.alloc(un.Batch*un.C)
+			w.be.GroupNorm(un, x, g, g, y, m, r)
+			// dA, y, x and add read, dx written
+			return 20 * float64(un1), 0, func() {
+				w.be.GroupNormActBackward(un, gpu.ActSiLU, dA, y, x, g, m, r, add, dx, dg, db, sum)
+			}
+		})
+	})
 }

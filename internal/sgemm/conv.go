@@ -34,7 +34,11 @@ import (
 // The layout costs two transpositions of the activations per call (16 x
 // 16 in registers, in cache) and no wasted products, unlike an NCHW
 // implicit product over padded rows, whose vectors run along a row and
-// carry its padding.
+// carry its padding. The transpositions' own cost is small; what they
+// wait for is memory (the batch's activations are far larger than the
+// caches): so while a whole-image forward unit runs its tiles, it
+// prefetches, a few lines after each tile, its output planes and the next
+// image's input, which the unit's transpositions then find in L2.
 
 // convKernels are a kernel set's direct convolution kernels.
 type convKernels struct {
@@ -47,6 +51,56 @@ type convKernels struct {
 	pack   func(src *float32, cstride int, n int, dst *float32, pstride int)
 	unpack func(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
 	add    func(n int, dst, src *float32) // dst += src
+	// prefetch brings n cache lines from p into L2 (nil: none).
+	prefetch func(p *float32, n int)
+}
+
+// prefetcher spreads the prefetch of a few ranges (a unit's output, the
+// next unit's input) over the kernel calls of a unit, so that the memory
+// traffic of the transposes runs while the products do.
+type prefetcher struct {
+	k      *convKernels
+	ranges [2][]float32
+	nr     int
+	per    int // lines per step
+}
+
+// add queues the lines of r.
+func (f *prefetcher) add(r []float32) {
+	if len(r) > 0 && f.nr < len(f.ranges) {
+		f.ranges[f.nr] = r
+		f.nr++
+	}
+}
+
+// plan spreads the queued lines over steps steps.
+func (f *prefetcher) plan(steps int) {
+	lines := 0
+	for _, r := range f.ranges[:f.nr] {
+		lines += (len(r) + 15) / 16
+	}
+	f.per = (lines + steps - 1) / max(1, steps)
+}
+
+// step prefetches the next per lines.
+func (f *prefetcher) step() {
+	if f.k.prefetch == nil {
+		f.nr = 0
+		return
+	}
+	n := f.per
+	for n > 0 && f.nr > 0 {
+		r := f.ranges[0]
+		m := min(n, (len(r)+15)/16)
+		f.k.prefetch(&r[0], m)
+		n -= m
+		if 16*m >= len(r) {
+			copy(f.ranges[:], f.ranges[1:f.nr])
+			f.nr--
+			continue
+		}
+		f.ranges[0] = r[16*m:]
+	}
 }
 
 type convFwdKernel func(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
@@ -304,19 +358,30 @@ func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, par
 func (t *convFwdTask) Run(lo, hi int) {
 	s := t.cs.scratch(t.blkLen + t.ysLen)
 	blk, ys := s[:t.blkLen], s[t.blkLen:]
+	pf := &prefetcher{k: t.k}
+	g := t.g
+	hw, ohw := g.h*g.w, g.oh*g.ow
 	for u := lo; u < hi; u++ {
 		b, r0 := u/t.perImg, u%t.perImg*t.rows
 		rows := min(t.rows, t.g.oh-r0)
+		pf.nr = 0
+		if t.perImg == 1 {
+			// whole images: this one's output, the next one's input
+			pf.add(t.y[b*g.outC*ohw : (b+1)*g.outC*ohw])
+			if u+1 < hi {
+				pf.add(t.x[(b+1)*g.inC*hw : (b+2)*g.inC*hw])
+			}
+		}
 		if t.g.parity {
-			t.parityUnit(b, r0, rows, blk, ys)
+			t.parityUnit(b, r0, rows, blk, ys, pf)
 		} else {
-			t.unit(b, r0, rows, blk, ys)
+			t.unit(b, r0, rows, blk, ys, pf)
 		}
 	}
 	t.cs.release(s)
 }
 
-func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
+func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 	g := t.g
 	s, wp, C, cp, op := g.stride, g.w+2, g.inC, t.cp, t.op
 	hw := g.h * g.w
@@ -324,6 +389,7 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 	// Tiles of up to convMaxMR positions: runs along a row, or pairs of
 	// rows when two fit.
 	pair := 2*g.ow <= convMaxMR
+	pf.plan((op + 31) / 32 * rows * ((g.ow + convMaxMR - 1) / convMaxMR))
 	for p0 := 0; p0 < op; p0 += 32 {
 		nv := min(32, op-p0) / 16
 		bp := &t.wpck[p0*9*C]
@@ -332,6 +398,8 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 				a := &blk[s*i*wp*cp]
 				c := &ys[i*g.ow*op+p0]
 				t.k.fwd2[nv-1][g.ow-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				pf.step()
+				pf.step()
 				i += 2
 				continue
 			}
@@ -340,6 +408,7 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 				a := &blk[(s*i*wp+s*j0)*cp]
 				c := &ys[(i*g.ow+j0)*op+p0]
 				t.k.fwd[nv-1][mr-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				pf.step()
 			}
 			i++
 		}
@@ -350,7 +419,7 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 
 // parityUnit computes dx rows [r0, r0+rows) of image b for the stride-2
 // backward data (t.g: dy of h x w, dx of oh x ow).
-func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
+func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 	g := t.g
 	wp, C, cp, op := g.w+2, g.inC, t.cp, t.op
 	// dx rows 2m + pr for m in [m0, m1) read dy rows m0 .. m1 (m1 < h
@@ -359,6 +428,7 @@ func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
 	hw := g.h * g.w
 	packRows(t.k, blk, t.x[b*C*hw:(b+1)*C*hw], C, cp, g.h, g.w, m0, m1-m0+1)
 	off, k := 0, 0
+	pf.plan((op + 31) / 32 * 4 * (m1 - m0))
 	for pr := 0; pr < 2; pr++ {
 		for pc := 0; pc < 2; pc++ {
 			nt := len(parityTaps[pr]) * len(parityTaps[pc])
@@ -377,6 +447,7 @@ func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
 						c := &ys[((r-r0)*g.ow+2*n0+pc)*op+p0]
 						t.k.fwd[nv-1][mr-1](nt, &t.cs.taps[k][0], C, a, 4*cp, 0, bp, c, 8*op)
 					}
+					pf.step()
 				}
 			}
 			off += nt * C * op

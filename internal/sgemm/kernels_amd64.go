@@ -515,6 +515,11 @@ func convPack16(src *float32, cstride int, n int, dst *float32, pstride int)
 //go:noescape
 func convUnpack16(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
 
+// convPrefetch prefetches the n cache lines from p into L2.
+//
+//go:noescape
+func convPrefetch(p *float32, n int)
+
 // normSums sets out[0] = sum x, out[1] = sum x^2 over n floats, in float64.
 //
 //go:noescape

@@ -41229,6 +41229,34 @@ convUnpack16_done:
 	VZEROUPPER
 	RET
 
+// func convPrefetch(p *float32, n int)
+// Requires: MMX+
+TEXT ·convPrefetch(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+
+convPrefetch_loop4:
+	CMPQ       CX, $0x04
+	JL         convPrefetch_one
+	PREFETCHT1 (AX)
+	PREFETCHT1 64(AX)
+	PREFETCHT1 128(AX)
+	PREFETCHT1 192(AX)
+	ADDQ       $0x00000100, AX
+	SUBQ       $0x04, CX
+	JMP        convPrefetch_loop4
+
+convPrefetch_one:
+	TESTQ      CX, CX
+	JE         convPrefetch_done
+	PREFETCHT1 (AX)
+	ADDQ       $0x40, AX
+	DECQ       CX
+	JMP        convPrefetch_one
+
+convPrefetch_done:
+	RET
+
 // func normSums(n int, x *float32, out *float64)
 // Requires: AVX, AVX512F, AVX512VL, BMI2
 TEXT ·normSums(SB), NOSPLIT, $0-24

@@ -30,6 +30,37 @@ func convKernels() {
 	}
 	convPack()
 	convUnpack()
+	convPrefetch()
+}
+
+// convPrefetch emits convPrefetch(p *float32, n int): a prefetch into L2
+// of the n cache lines from p, so that a unit's next operands arrive
+// while its products run.
+func convPrefetch() {
+	TEXT("convPrefetch", NOSPLIT, "func(p *float32, n int)")
+	Pragma("noescape")
+	Doc("convPrefetch prefetches the n cache lines from p into L2.")
+	p, n := GP64(), GP64()
+	Load(Param("p"), p)
+	Load(Param("n"), n)
+	Label("convPrefetch_loop4")
+	CMPQ(n, U8(4))
+	JL(LabelRef("convPrefetch_one"))
+	for i := 0; i < 4; i++ {
+		PREFETCHT1(Mem{Base: p}.Offset(64 * i))
+	}
+	ADDQ(U32(256), p)
+	SUBQ(U8(4), n)
+	JMP(LabelRef("convPrefetch_loop4"))
+	Label("convPrefetch_one")
+	TESTQ(n, n)
+	JE(LabelRef("convPrefetch_done"))
+	PREFETCHT1(Mem{Base: p})
+	ADDQ(U8(64), p)
+	DECQ(n)
+	JMP(LabelRef("convPrefetch_one"))
+	Label("convPrefetch_done")
+	RET()
 }
 
 var zregs = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
