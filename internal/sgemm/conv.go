@@ -535,7 +535,8 @@ const convFilterBytes = 256 << 10
 const convGroupImages = 8
 
 // convFilterTask runs filter-gradient units: group g's partial sums,
-// part[g][u][o][v][c] (c < cp).
+// part[g][o][u][v][c] (c < cp): an output channel's 9 cp sums contiguous,
+// so that the groups' sums are added as long vectors.
 type convFilterTask struct {
 	cs           *ConvState
 	k            *convKernels
@@ -619,7 +620,7 @@ func (t *convFilterTask) group(g int, blk []float32) {
 					nv := min(32, cp-c0) / 16
 					kern[nv-1](n, oh, ow, &dy[o*ohw], 4*ohw, 4*(O-1)*ohw,
 						&blk[u*wp*cp+c0], 4*st*cp, 4*cp, 4*(st*wp-st*ow)*cp, 4*(blkImg-st*oh*wp*cp),
-						&part[((u*O+o)*3)*cp+c0], 12*cp, beta)
+						&part[(9*o+3*u)*cp+c0], 36*cp, beta)
 				}
 			}
 			o += mr
@@ -628,7 +629,7 @@ func (t *convFilterTask) group(g int, blk []float32) {
 }
 
 // Run adds the partial sums of output channels [lo, hi) in group order
-// (into group 0's): dw(o, c, u, v) = sum over groups of part(u, o, v, c);
+// (into group 0's): dw(o, c, u, v) = sum over groups of part(o, u, v, c);
 // db(o) = the sum of dy(b, o) over the images (each a float64 sum) in
 // image order.
 func (r *convReduceTask) Run(lo, hi int) {
@@ -637,17 +638,17 @@ func (r *convReduceTask) Run(lo, hi int) {
 	C, O := s.C, s.OutC
 	nw := 9 * cp * O
 	ohw := s.OutH() * s.OutW()
+	acc := t.part[9*cp*lo : 9*cp*hi]
+	for g := 1; g < t.groups; g++ {
+		t.k.add(len(acc), &acc[0], &t.part[g*nw+9*cp*lo])
+	}
 	for o := lo; o < hi; o++ {
-		for u := 0; u < 3; u++ {
-			for v := 0; v < 3; v++ {
-				off := ((u*O+o)*3 + v) * cp
-				acc := t.part[off : off+cp]
-				for g := 1; g < t.groups; g++ {
-					t.k.add(cp, &acc[0], &t.part[g*nw+off])
-				}
-				for c := 0; c < C; c++ {
-					r.dw[(o*C+c)*9+3*u+v] = acc[c]
-				}
+		a := t.part[9*cp*o : 9*cp*(o+1)]
+		dw := r.dw[o*C*9 : (o+1)*C*9]
+		for c := 0; c < C; c++ {
+			d := dw[9*c : 9*c+9]
+			for k := range d {
+				d[k] = a[k*cp+c]
 			}
 		}
 		if r.db == nil {
