@@ -314,6 +314,12 @@ type convFwdTask struct {
 	x, bias, y, wpck []float32
 }
 
+// convChunks is the ranges of forward units per thread: units are claimed
+// range by range, so that a thread that falls behind (descheduled on a
+// shared machine) leaves at most one short range to wait for, while a
+// unit still finds the next image of its range to prefetch.
+const convChunks = 8
+
 func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, parts int) {
 	t := &cs.fwd
 	*t = convFwdTask{cs: cs, k: current.Load().conv, g: g, cp: pad16(g.inC), op: pad16(g.outC), x: x, bias: bias, y: y, wpck: cs.wpack}
@@ -351,7 +357,7 @@ func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, par
 		}
 	}
 	units := batch * t.perImg
-	ParallelFor(t, units, min(units, 4*max(1, parts)))
+	ParallelFor(t, units, min(units, convChunks*max(1, parts)))
 }
 
 // Run computes units [lo, hi).
