@@ -193,7 +193,7 @@ func (cs *ConvState) Forward(s Conv3x3, x, w, bias, y []float32, parts int) {
 		panic("sgemm: Conv3x3 forward: short bias")
 	}
 	op := pad16(s.OutC)
-	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, false)
+	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, 9, false)
 	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.OutH(), ow: s.OutW(), stride: s.Stride}
 	cs.runForward(s.Batch, g, x, bias, y, parts)
 }
@@ -205,7 +205,7 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 	cp := pad16(s.C)
 	if s.Stride == 1 {
 		// The convolution of dy with w flipped, its channel axes swapped.
-		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, true)
+		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, 9, true)
 		g := convGeom{inC: s.OutC, h: s.H, w: s.W, outC: s.C, oh: s.H, ow: s.W, stride: 1}
 		cs.runForward(s.Batch, g, dy, nil, dx, parts)
 		return
@@ -215,12 +215,78 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 	cs.runForward(s.Batch, g, dy, nil, dx, parts)
 }
 
+// Conv1x1 is the shape of a pointwise convolution: Batch NCHW images of
+// C channels, H x W, to OutC channels; filter (OutC, C, 1, 1), stride 1,
+// no padding. It runs on the forward tiles of the 3 x 3 convolutions with
+// one tap (the channel products of a position), on the same blocks.
+type Conv1x1 struct {
+	Batch, C, H, W, OutC int
+}
+
+// DirectPointwise reports whether the kernel set in use runs s directly:
+// where the products it replaces (per image, y = w x and dx = w^T dy) run
+// the main kernels in one block of k (so each output is one chain of
+// multiply-adds over the channels in order, then the bias added), which
+// the direct tiles reproduce bit for bit. Smaller products take other
+// paths (a plain loop, dot products, the transposed product) whose
+// roundings differ.
+func DirectPointwise(s Conv1x1) bool {
+	hw := s.H * s.W
+	return DirectConv(Conv3x3{Batch: s.Batch, C: s.C, H: s.H, W: s.W, OutC: s.OutC, Stride: 1}) &&
+		hw >= max(dotMaxN, swapN) && s.C <= current.Load().kc && s.OutC <= current.Load().kc &&
+		min(s.C, s.OutC)*max(s.C, s.OutC)*hw > smallMNK
+}
+
+func (s Conv1x1) check(op string, x, w, y []float32) {
+	if !DirectPointwise(s) {
+		panic(fmt.Sprintf("sgemm: %s: no direct kernels for %+v", op, s))
+	}
+	if len(x) < s.Batch*s.C*s.H*s.W || len(y) < s.Batch*s.OutC*s.H*s.W || len(w) < s.OutC*s.C {
+		panic(fmt.Sprintf("sgemm: %s: short operands for %+v", op, s))
+	}
+}
+
+// ForwardPointwise sets y = conv(x, w) + bias for a 1 x 1 filter (bias
+// nil: none): each output the sum over the input channels in order, then
+// the bias added.
+func (cs *ConvState) ForwardPointwise(s Conv1x1, x, w, bias, y []float32, parts int) {
+	s.check("Conv1x1 forward", x, w, y)
+	if bias != nil && len(bias) < s.OutC {
+		panic("sgemm: Conv1x1 forward: short bias")
+	}
+	op := pad16(s.OutC)
+	packFilter(grow(&cs.wpack, s.C*op), w, s.OutC, s.C, op, 1, false)
+	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.H, ow: s.W, stride: 1, pointwise: true}
+	cs.runForward(s.Batch, g, x, bias, y, parts)
+}
+
+// BackwardDataPointwise sets dx to the gradient of sum(dy * conv(x, w))
+// with respect to x for a 1 x 1 filter: each the sum over the output
+// channels in order.
+func (cs *ConvState) BackwardDataPointwise(s Conv1x1, dy, w, dx []float32, parts int) {
+	s.check("Conv1x1 backward data", dx, w, dy)
+	cp := pad16(s.C)
+	packFilter(grow(&cs.wpack, s.OutC*cp), w, s.OutC, s.C, cp, 1, true)
+	g := convGeom{inC: s.OutC, h: s.H, w: s.W, outC: s.C, oh: s.H, ow: s.W, stride: 1, pointwise: true}
+	cs.runForward(s.Batch, g, dy, nil, dx, parts)
+}
+
 // convGeom is a forward-kernel convolution: inC channels of h x w to outC
 // of oh x ow. parity: the stride-2 backward data, where the input is dy
 // (h x w its output size) and the output dx, in four parity classes.
+// pointwise: a 1 x 1 filter (stride 1), one tap at the centre of the
+// 3 x 3 convolution's padded block.
 type convGeom struct {
 	inC, h, w, outC, oh, ow, stride int
-	parity                          bool
+	parity, pointwise               bool
+}
+
+// taps is the number of filter taps of g's forward tiles.
+func (g convGeom) taps() int {
+	if g.pointwise {
+		return 1
+	}
+	return 9
 }
 
 // parityTaps lists, for an input row (or column) parity, the filter taps
@@ -228,21 +294,22 @@ type convGeom struct {
 // gets w[u] dy[m + di].
 var parityTaps = [2][]struct{ u, di int }{{{1, 0}}, {{0, 1}, {2, 0}}}
 
-// packFilter packs w (outC, inC, 3, 3) as the panels the forward kernels
-// read: output channels in panels of 32 (the last one of 16 when op is an
-// odd multiple of 16; channels from outC to op zero), each panel
-// tap-major, then input channel, then its output channels. With flip it
-// packs instead the filter of the stride-1 backward data, inC outputs
-// (padded to op) from outC inputs: w'(c, o, t) = w(o, c, 8 - t).
-func packFilter(dst, w []float32, outC, inC, op int, flip bool) {
+// packFilter packs w (outC, inC, k, k), kk = k k taps (9 or 1), as the
+// panels the forward kernels read: output channels in panels of 32 (the
+// last one of 16 when op is an odd multiple of 16; channels from outC to
+// op zero), each panel tap-major, then input channel, then its output
+// channels. With flip it packs instead the filter of the stride-1
+// backward data, inC outputs (padded to op) from outC inputs: w'(c, o, t)
+// = w(o, c, kk - 1 - t).
+func packFilter(dst, w []float32, outC, inC, op, kk int, flip bool) {
 	no, ni := outC, inC
 	if flip {
 		no, ni = inC, outC
 	}
 	for p0 := 0; p0 < op; p0 += 32 {
 		nr := min(32, op-p0)
-		panel := dst[p0*9*ni : (p0+nr)*9*ni]
-		for t := 0; t < 9; t++ {
+		panel := dst[p0*kk*ni : (p0+nr)*kk*ni]
+		for t := 0; t < kk; t++ {
 			for c := 0; c < ni; c++ {
 				row := panel[(t*ni+c)*nr : (t*ni+c+1)*nr]
 				for j := range row {
@@ -251,9 +318,9 @@ func packFilter(dst, w []float32, outC, inC, op int, flip bool) {
 					case o >= no:
 						row[j] = 0
 					case flip:
-						row[j] = w[(c*inC+o)*9+8-t]
+						row[j] = w[(c*inC+o)*kk+kk-1-t]
 					default:
-						row[j] = w[(o*inC+c)*9+t]
+						row[j] = w[(o*inC+c)*kk+t]
 					}
 				}
 			}
@@ -355,6 +422,9 @@ func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, par
 				cs.taps[0][3*u+v] = 4 * (u*wp + v) * t.cp
 			}
 		}
+		if g.pointwise {
+			cs.taps[0][0] = 4 * (wp + 1) * t.cp
+		}
 	}
 	units := batch * t.perImg
 	ParallelFor(t, units, min(units, convChunks*max(1, parts)))
@@ -395,15 +465,16 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 	// Tiles of up to convMaxMR positions: runs along a row, or pairs of
 	// rows when two fit.
 	pair := 2*g.ow <= convMaxMR
+	nt := g.taps()
 	pf.plan((op + 31) / 32 * rows * ((g.ow + convMaxMR - 1) / convMaxMR))
 	for p0 := 0; p0 < op; p0 += 32 {
 		nv := min(32, op-p0) / 16
-		bp := &t.wpck[p0*9*C]
+		bp := &t.wpck[p0*nt*C]
 		for i := 0; i < rows; {
 			if pair && i+1 < rows {
 				a := &blk[s*i*wp*cp]
 				c := &ys[i*g.ow*op+p0]
-				t.k.fwd2[nv-1][g.ow-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				t.k.fwd2[nv-1][g.ow-1](nt, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
 				pf.step()
 				pf.step()
 				i += 2
@@ -413,7 +484,7 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 				mr := min(convMaxMR, g.ow-j0)
 				a := &blk[(s*i*wp+s*j0)*cp]
 				c := &ys[(i*g.ow+j0)*op+p0]
-				t.k.fwd[nv-1][mr-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				t.k.fwd[nv-1][mr-1](nt, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
 				pf.step()
 			}
 			i++
