@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"math"
+	"sync"
 
 	"github.com/fmgpu/fmgpu/internal/sgemm"
 )
@@ -14,6 +15,28 @@ import (
 type normState struct {
 	task groupNormTask
 	part []float64 // GroupNormBackward: per (image, channel) sums of dy, dy xhat
+	// free holds the recomputation buffers (normRecompute floats) of
+	// the task's ranges, which run concurrently.
+	mu   sync.Mutex
+	free [][]float32
+}
+
+// buffer returns a recomputation buffer.
+func (n *normState) buffer() []float32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if k := len(n.free); k > 0 {
+		b := n.free[k-1]
+		n.free = n.free[:k-1]
+		return b
+	}
+	return make([]float32, normRecompute)
+}
+
+func (n *normState) release(b []float32) {
+	n.mu.Lock()
+	n.free = append(n.free, b)
+	n.mu.Unlock()
 }
 
 // groupNormTask runs groups (image b, group g) u = b Groups + g in [lo, hi).
@@ -30,11 +53,13 @@ type groupNormTask struct {
 	xBias, a []float32
 	act      Act
 	// GroupNormActBackward: dy (dA) is first taken through act at yAct
-	// (act'(yAct) dy in place, as SiLUGradPart of the whole pass), and
+	// (act'(yAct) dy in place, as SiLUGradPart of the whole pass; yAct
+	// nil: recomputed from x, mean, rstd, gamma and beta), and
 	// each channel's input gradient goes to out plus add (when add is
 	// not nil; dx is then dA, the gradient's workspace), its sums into
 	// dxSum (when not nil), while the group is in cache.
 	yAct, add, out, dxSum []float32
+	norm                  *normState // the recomputation buffers
 }
 
 func (t *groupNormTask) run(lo, hi int) {
@@ -72,27 +97,50 @@ func (t *groupNormTask) run(lo, hi int) {
 		r32 := float32(1 / math.Sqrt(vr+float64(s.Eps)))
 		t.mean[u], t.rstd[u] = m32, r32
 		for k := 0; k < cpg; k++ {
-			a, b := r32*t.gamma[c0+k], t.beta[c0+k]
 			xs := x[k*s.HW : (k+1)*s.HW]
 			ys := t.y[off+k*s.HW:][:len(xs)]
-			if t.vec {
-				sgemm.NormApply(xs, ys, m32, a, b)
-				if t.a != nil {
-					// element by element as activateTask: the vector SiLU
-					// does not depend on where a slice starts or ends
-					as := t.a[off+k*s.HW:][:len(ys)]
-					if t.act == ActSiLU {
-						sgemm.SiLU(ys, as)
-					} else {
-						copy(as, ys)
-					}
+			normApply(xs, ys, m32, r32, t.gamma[c0+k], t.beta[c0+k], t.vec)
+			if t.vec && t.a != nil {
+				// element by element as activateTask: the vector SiLU
+				// does not depend on where a slice starts or ends (and
+				// runs in place when y is a)
+				as := t.a[off+k*s.HW:][:len(ys)]
+				if t.act == ActSiLU {
+					sgemm.SiLU(ys, as)
+				} else if &as[0] != &ys[0] {
+					copy(as, ys)
 				}
-				continue
-			}
-			for i, v := range xs {
-				ys[i] = (v-m32)*a + b
 			}
 		}
+	}
+}
+
+// normApply writes y = (x - m) r gamma + beta, the normalization of one
+// channel: GroupNorm's values, which GroupNormActBackward recomputes.
+func normApply(x, y []float32, m, r, gamma, beta float32, vec bool) {
+	a := r * gamma
+	if vec {
+		sgemm.NormApply(x, y, m, a, beta)
+		return
+	}
+	for i, v := range x {
+		y[i] = (v-m)*a + beta
+	}
+}
+
+// normRecompute is the chunk of a channel in which GroupNormActBackward
+// recomputes y (on the stack).
+const normRecompute = 512
+
+// siluGradRecomputed is SiLUGradPart(dy, y, dy, at, total) over a
+// channel of x, with y = normApply(x) recomputed chunk by chunk into y
+// (normRecompute floats).
+func (t *groupNormTask) siluGradRecomputed(y, dy, x []float32, m, r, gamma, beta float32, at, total int) {
+	for i := 0; i < len(x); i += normRecompute {
+		j := min(len(x), i+normRecompute)
+		ys := y[:j-i]
+		normApply(x[i:j], ys, m, r, gamma, beta, t.vec)
+		sgemm.SiLUGradPart(dy[i:j], ys, dy[i:j], at+i, total)
 	}
 }
 
@@ -105,13 +153,24 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 	n := cpg * s.HW
 	inv := 1 / float64(n)
 	total := len(t.dy)
+	var y []float32 // the recomputation buffer, when needed
 	for u := lo; u < hi; u++ {
 		c0 := u % s.Groups * cpg
 		off := u * n
 		m, r := t.mean[u], t.rstd[u]
-		if t.act == ActSiLU {
+		switch {
+		case t.act != ActSiLU:
+		case t.yAct != nil:
 			dy := t.dy[off : off+n]
 			sgemm.SiLUGradPart(dy, t.yAct[off:off+n], dy, off, total)
+		default:
+			if y == nil {
+				y = t.norm.buffer()
+			}
+			for k := 0; k < cpg; k++ {
+				o := off + k*s.HW
+				t.siluGradRecomputed(y, t.dy[o:o+s.HW], t.x[o:o+s.HW], m, r, t.gamma[c0+k], t.beta[c0+k], o, total)
+			}
 		}
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {
@@ -151,6 +210,9 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 				t.finish(off+k*s.HW, u/s.Groups*s.C+c0+k)
 			}
 		}
+	}
+	if y != nil {
+		t.norm.release(y)
 	}
 }
 
@@ -281,6 +343,10 @@ func (c *CPU) groupNormBackward(t *groupNormTask, dg, db []float32, work int) {
 
 func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
 	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if y == nil {
+		// the normalization into a, then the activation in place
+		y = a
+	}
 	if sgemm.NormKernels() && s.Batch*s.C*s.HW > 0 {
 		t := &c.norm.task
 		*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
@@ -301,14 +367,16 @@ func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, 
 	c.pool.do(t, (n+activateBlock-1)/activateBlock, 10*activateBlock)
 }
 
-func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
-	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
+func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	checkGroupNormActBackward(s, act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum)
 	n := s.Batch * s.C * s.HW
 	t := &c.norm.task
 	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
-		dy: host(dA), act: act, out: host(dx)[:n], dxSum: host(dxSum)}
-	if act != ActNone {
+		dy: host(dA), act: act, out: host(dx)[:n], dxSum: host(dxSum), norm: &c.norm}
+	if act != ActNone && y != nil {
 		t.yAct = host(y)[:n]
+	} else if act != ActNone {
+		t.beta = host(beta)
 	}
 	// The norm's gradient goes straight to dx, or, with add, to dA first.
 	t.dx = t.out

@@ -85,7 +85,8 @@ func TestCPUGroupNormActFused(t *testing.T) {
 // GroupNormActBackward (one pass over the groups) leaves dx, dgamma,
 // dbeta and dxSum bit for bit as the ops it stands for one after the
 // other: BiasActBackward over the whole buffer, GroupNormBackward in
-// place, then Copy or Axpy into dx, then ChannelSum. The shapes have
+// place, then Copy or Axpy into dx, then ChannelSum; and so when it
+// recomputes y (nil) from x and the statistics. The shapes have
 // groups and whole buffers that are not whole vectors (the SiLU
 // gradient's tail path), and dx is given distinct from, or as, add and dA.
 func TestCPUGroupNormActBackwardFused(t *testing.T) {
@@ -141,8 +142,9 @@ func TestCPUGroupNormActBackwardFused(t *testing.T) {
 						if where == dxIsAdd && !withAdd {
 							continue
 						}
-						for _, withSum := range []bool{false, true} {
-							name := fmt.Sprintf("%s/shape %d/act %d/add %v/dx %d/sum %v", kern, si, act, withAdd, where, withSum)
+						for _, variant := range []int{0, 1, 2} { // dxSum or not, y recomputed
+							withSum, recompute := variant > 0, variant == 2
+							name := fmt.Sprintf("%s/shape %d/act %d/add %v/dx %d/sum %v/recompute %v", kern, si, act, withAdd, where, withSum, recompute)
 							dA, addv := normals(n, 1, 0), normals(n, 1, 0.2)
 							// fused
 							fdA, fadd := upload(dA), upload(addv)
@@ -162,7 +164,11 @@ func TestCPUGroupNormActBackwardFused(t *testing.T) {
 								sum, sum2 = c.Alloc(s.Batch*s.C), c.Alloc(s.Batch*s.C)
 							}
 							dg, db := c.Alloc(s.C), c.Alloc(s.C)
-							c.GroupNormActBackward(s, act, fdA, y, px, pg, m, rs, add, dx, dg, db, sum)
+							yArg, bArg := y, Buffer(nil)
+							if recompute {
+								yArg, bArg = nil, pb
+							}
+							c.GroupNormActBackward(s, act, fdA, yArg, px, pg, bArg, m, rs, add, dx, dg, db, sum)
 
 							// the ops one after the other
 							udA, uadd, dx2 := upload(dA), upload(addv), c.Alloc(n)
