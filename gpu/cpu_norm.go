@@ -132,15 +132,23 @@ func normApply(x, y []float32, m, r, gamma, beta float32, vec bool) {
 // recomputes y (on the stack).
 const normRecompute = 512
 
-// siluGradRecomputed is SiLUGradPart(dy, y, dy, at, total) over a
-// channel of x, with y = normApply(x) recomputed chunk by chunk into y
-// (normRecompute floats).
-func (t *groupNormTask) siluGradRecomputed(y, dy, x []float32, m, r, gamma, beta float32, at, total int) {
+// siluGradRecomputed is SiLUGradPart(dy, y, dy, at, total) over group
+// u (dy and x its elements, at its offset), with y = normApply(x)
+// recomputed chunk by chunk into y (normRecompute floats), each chunk
+// over as many channels as it spans: the gradient's partial vectors come
+// only at the group's ends, as with a stored y.
+func (t *groupNormTask) siluGradRecomputed(y, dy, x []float32, u int, m, r float32, at, total int) {
+	s := t.s
+	c0 := u % s.Groups * (s.C / s.Groups)
 	for i := 0; i < len(x); i += normRecompute {
 		j := min(len(x), i+normRecompute)
-		ys := y[:j-i]
-		normApply(x[i:j], ys, m, r, gamma, beta, t.vec)
-		sgemm.SiLUGradPart(dy[i:j], ys, dy[i:j], at+i, total)
+		for e := i; e < j; {
+			k := e / s.HW // the channel in the group
+			f := min(j, (k+1)*s.HW)
+			normApply(x[e:f], y[e-i:f-i], m, r, t.gamma[c0+k], t.beta[c0+k], t.vec)
+			e = f
+		}
+		sgemm.SiLUGradPart(dy[i:j], y[:j-i], dy[i:j], at+i, total)
 	}
 }
 
@@ -167,10 +175,7 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 			if y == nil {
 				y = t.norm.buffer()
 			}
-			for k := 0; k < cpg; k++ {
-				o := off + k*s.HW
-				t.siluGradRecomputed(y, t.dy[o:o+s.HW], t.x[o:o+s.HW], m, r, t.gamma[c0+k], t.beta[c0+k], o, total)
-			}
+			t.siluGradRecomputed(y, t.dy[off:off+n], t.x[off:off+n], u, m, r, off, total)
 		}
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {

@@ -1,6 +1,9 @@
 package sgemm
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // SiLUGrad sets dz[i] = dy[i] * silu'(z[i]) for i < len(dz), where
 //
@@ -52,16 +55,23 @@ func SiLUGradPart(dy, z, dz []float32, at, total int) {
 	}
 	if r := v - full; r > 0 {
 		// a piece's last partial vector: through the kernel on a copy
-		var ty, tz, td [32]float32
+		tmp := siluGradTmp.Get().(*[3][32]float32)
+		ty, tz, td := tmp[0][:], tmp[1][:], tmp[2][:]
 		copy(ty[:r], dy[full:v])
 		copy(tz[:r], z[full:v])
 		k.siluGrad(k.epiW, &ty[0], &tz[0], &td[0])
 		copy(dz[full:v], td[:r])
+		siluGradTmp.Put(tmp)
 	}
 	for i := v; i < n; i++ {
 		dz[i] = dy[i] * siluGrad64(z[i])
 	}
 }
+
+// siluGradTmp holds SiLUGradPart's copies of a partial vector (the kernel
+// is called through a function value, so arrays on the stack would
+// escape: one allocation a call).
+var siluGradTmp = sync.Pool{New: func() any { return new([3][32]float32) }}
 
 // siluGrad64 is silu'(z) computed in float64.
 func siluGrad64(z float32) float32 {
