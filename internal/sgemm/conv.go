@@ -136,8 +136,9 @@ func pad16(n int) int { return (n + 15) &^ 15 }
 // convolutions, reused from call to call (nothing is allocated once the
 // largest shape has run). Its methods must not run concurrently.
 type ConvState struct {
-	wpack []float32 // the packed filter
-	part  []float32 // BackwardFilter: per image group, the partial dW
+	wpack  []float32 // the packed filter
+	part   []float32 // BackwardFilter: per image group, the partial dW
+	dbPart []float64 // BackwardFilter: per image and output channel, the sum of dy
 	taps  [4][9]int // the forward tiles' tap offsets (bytes), per parity class
 
 	mu   sync.Mutex
@@ -621,6 +622,10 @@ type convFilterTask struct {
 	cp           int
 	x, dy, part  []float32
 	groups, nimg int // image groups; images per kernel call
+	// dbPart, when the bias gradient is wanted, receives each image's
+	// float64 sums of dy over positions (b OutC + o), taken while the
+	// kernel calls have dy in cache.
+	dbPart []float64
 }
 
 // convReduceTask adds the groups' partial sums into dw and computes db,
@@ -645,6 +650,12 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 	t := &cs.filt
 	*t = convFilterTask{cs: cs, k: current.Load().conv, s: s, cp: cp, x: x, dy: dy, part: grow(&cs.part, groups*nw),
 		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg))}
+	if db != nil {
+		if n := s.Batch * s.OutC; cap(cs.dbPart) < n {
+			cs.dbPart = make([]float64, n)
+		}
+		t.dbPart = cs.dbPart[:s.Batch*s.OutC]
+	}
 	if groups == 0 {
 		clear(dw[:9*s.C*s.OutC])
 		if db != nil {
@@ -702,19 +713,25 @@ func (t *convFilterTask) group(g int, blk []float32) {
 			}
 			o += mr
 		}
+		if t.dbPart != nil {
+			for i := 0; i < n; i++ {
+				for o := 0; o < O; o++ {
+					t.dbPart[(b0+i)*O+o], _ = NormSums(dy[(i*O+o)*ohw : (i*O+o+1)*ohw])
+				}
+			}
+		}
 	}
 }
 
 // Run adds the partial sums of output channels [lo, hi) in group order
 // (into group 0's): dw(o, c, u, v) = sum over groups of part(o, u, v, c);
-// db(o) = the sum of dy(b, o) over the images (each a float64 sum) in
-// image order.
+// db(o) = the sum of dy(b, o) over the images (each a float64 sum, taken
+// by the group's task) in image order.
 func (r *convReduceTask) Run(lo, hi int) {
 	t := r.t
 	s, cp := t.s, t.cp
 	C, O := s.C, s.OutC
 	nw := 9 * cp * O
-	ohw := s.OutH() * s.OutW()
 	acc := t.part[9*cp*lo : 9*cp*hi]
 	for g := 1; g < t.groups; g++ {
 		t.k.add(len(acc), &acc[0], &t.part[g*nw+9*cp*lo])
@@ -733,8 +750,7 @@ func (r *convReduceTask) Run(lo, hi int) {
 		}
 		sum := 0.0
 		for b := 0; b < s.Batch; b++ {
-			v, _ := NormSums(t.dy[(b*O+o)*ohw : (b*O+o+1)*ohw])
-			sum += v
+			sum += t.dbPart[b*O+o]
 		}
 		r.db[o] = float32(sum)
 	}
