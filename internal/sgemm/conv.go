@@ -53,7 +53,15 @@ type convKernels struct {
 	add    func(n int, dst, src *float32) // dst += src
 	// prefetch brings n cache lines from p into L2 (nil: none).
 	prefetch func(p *float32, n int)
+	// thinF[r-1]: r rows of a thin forward (conv_thin.go); thinW: the
+	// thin filter gradient.
+	thinF [convThinRows]convThinFKernel
+	thinW convThinWKernel
 }
+
+type convThinFKernel func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+type convThinWKernel func(nimg, rows, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
 
 // prefetcher spreads the prefetch of a few ranges (the next unit's input)
 // over the kernel calls of a unit, so that the memory traffic of the
@@ -145,6 +153,7 @@ type ConvState struct {
 	free [][]float32 // scratch blocks of the running units
 
 	fwd  convFwdTask
+	thin convThinTask
 	filt convFilterTask
 	red  convReduceTask
 }
@@ -193,9 +202,14 @@ func (cs *ConvState) Forward(s Conv3x3, x, w, bias, y []float32, parts int) {
 	if bias != nil && len(bias) < s.OutC {
 		panic("sgemm: Conv3x3 forward: short bias")
 	}
+	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.OutH(), ow: s.OutW(), stride: s.Stride}
+	if g.thinForward() {
+		packThin(grow(&cs.wpack, 9*s.C*s.OutC), w, s.OutC, s.C, false)
+		cs.runThinForward(s.Batch, g, x, bias, y, parts)
+		return
+	}
 	op := pad16(s.OutC)
 	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, 9, false)
-	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.OutH(), ow: s.OutW(), stride: s.Stride}
 	cs.runForward(s.Batch, g, x, bias, y, parts)
 }
 
@@ -206,8 +220,13 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 	cp := pad16(s.C)
 	if s.Stride == 1 {
 		// The convolution of dy with w flipped, its channel axes swapped.
-		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, 9, true)
 		g := convGeom{inC: s.OutC, h: s.H, w: s.W, outC: s.C, oh: s.H, ow: s.W, stride: 1}
+		if g.thinForward() {
+			packThin(grow(&cs.wpack, 9*s.OutC*s.C), w, s.OutC, s.C, true)
+			cs.runThinForward(s.Batch, g, dy, nil, dx, parts)
+			return
+		}
+		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, 9, true)
 		cs.runForward(s.Batch, g, dy, nil, dx, parts)
 		return
 	}
@@ -622,6 +641,7 @@ type convFilterTask struct {
 	cp           int
 	x, dy, part  []float32
 	groups, nimg int // image groups; images per kernel call
+	thin         bool // the thin kernel (s.thinFilter)
 	// dbPart, when the bias gradient is wanted, receives each image's
 	// float64 sums of dy over positions (b OutC + o), taken while the
 	// kernel calls have dy in cache.
@@ -649,7 +669,7 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 	blkImg := 4 * (s.H + 2) * (s.W + 2) * cp
 	t := &cs.filt
 	*t = convFilterTask{cs: cs, k: current.Load().conv, s: s, cp: cp, x: x, dy: dy, part: grow(&cs.part, groups*nw),
-		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg))}
+		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg)), thin: s.thinFilter()}
 	if db != nil {
 		if n := s.Batch * s.OutC; cap(cs.dbPart) < n {
 			cs.dbPart = make([]float64, n)
@@ -672,6 +692,14 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 func (t *convFilterTask) Run(lo, hi int) {
 	s := t.s
 	blkImg := (s.H + 2) * (s.W + 2) * t.cp
+	if t.thin {
+		buf := t.cs.scratch(t.thinScratch())
+		for g := lo; g < hi; g++ {
+			t.thinGroup(g, buf)
+		}
+		t.cs.release(buf)
+		return
+	}
 	blk := t.cs.scratch(t.nimg*blkImg + 16)
 	for g := lo; g < hi; g++ {
 		t.group(g, blk)

@@ -18,4 +18,6 @@ var avx512Conv = &convKernels{
 	unpack:   convUnpack16,
 	add:      convAdd,
 	prefetch: convPrefetch,
+	thinF:    [convThinRows]convThinFKernel{convThinF1, convThinF2, convThinF3, convThinF4},
+	thinW:    convThinW,
 }

@@ -203,6 +203,51 @@ func TestConv1x1(t *testing.T) {
 	}
 }
 
+// TestConvThin: the thin kernels (few output channels forward and in the
+// backward data, few input channels in the filter gradient) leave y, dx,
+// dw and db bit for bit as the channels-last tiles do, on the U-Net's
+// input and output layers, several images groups, widths past 32
+// positions and odd sizes; the float64 reference checks both in
+// TestConv3x3.
+func TestConvThin(t *testing.T) {
+	if current.Load().conv == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	defer func() { convThin = true }()
+	for _, s := range []Conv3x3{
+		{64, 1, 28, 28, 32, 1}, {64, 32, 28, 28, 1, 1}, {9, 3, 32, 32, 64, 1}, {3, 64, 32, 32, 3, 1},
+		{2, 4, 5, 37, 4, 1}, {3, 2, 7, 3, 40, 1}, {17, 1, 3, 2, 16, 1}, {2, 1, 1, 1, 1, 1}, {1, 5, 9, 70, 2, 1},
+	} {
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.OutC)))
+			hw := s.H * s.W
+			x, w, bias := randConv(r, s.Batch*s.C*hw), randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+			dy := randConv(r, s.Batch*s.OutC*hw)
+			type result struct{ y, dx, dw, db []float32 }
+			run := func(thin bool) result {
+				convThin = thin
+				var cs ConvState
+				res := result{make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w)), make([]float32, s.OutC)}
+				cs.Forward(s, x, w, bias, res.y, 2)
+				cs.BackwardData(s, dy, w, res.dx, 2)
+				cs.BackwardFilter(s, x, dy, res.dw, res.db, 2)
+				return res
+			}
+			want, got := run(false), run(true)
+			for _, c := range []struct {
+				name      string
+				got, want []float32
+			}{{"y", got.y, want.y}, {"dx", got.dx, want.dx}, {"dw", got.dw, want.dw}, {"db", got.db, want.db}} {
+				for i := range c.want {
+					if math.Float32bits(c.got[i]) != math.Float32bits(c.want[i]) {
+						t.Fatalf("%s[%d] = %v, the tiles' %v", c.name, i, c.got[i], c.want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestConvTranspose checks the 16 x 16 transposing copies on every length
 // of a partial block.
 func TestConvTranspose(t *testing.T) {
