@@ -147,7 +147,7 @@ type ConvState struct {
 	wpack  []float32 // the packed filter
 	part   []float32 // BackwardFilter: per image group, the partial dW
 	dbPart []float64 // BackwardFilter: per image and output channel, the sum of dy
-	taps  [4][9]int // the forward tiles' tap offsets (bytes), per parity class
+	taps   [4][9]int // the forward tiles' tap offsets (bytes), per parity class
 
 	mu   sync.Mutex
 	free [][]float32 // scratch blocks of the running units
@@ -640,7 +640,7 @@ type convFilterTask struct {
 	s            Conv3x3
 	cp           int
 	x, dy, part  []float32
-	groups, nimg int // image groups; images per kernel call
+	groups, nimg int  // image groups; images per kernel call
 	thin         bool // the thin kernel (s.thinFilter)
 	// dbPart, when the bias gradient is wanted, receives each image's
 	// float64 sums of dy over positions (b OutC + o), taken while the
