@@ -21,6 +21,7 @@
 package mnistnet
 
 import (
+	"context"
 	"fmt"
 	"math"
 
@@ -417,7 +418,7 @@ const featureBatch = 100
 // forEachBatch runs the network over the n images of x in batches and
 // calls f with the first image of the batch, its count and the
 // activations.
-func (n *Net) forEachBatch(x []float32, count int, f func(first, b int, w *work)) error {
+func (n *Net) forEachBatch(ctx context.Context, x []float32, count int, f func(first, b int, w *work)) error {
 	if len(n.Params) != NumParams {
 		return fmt.Errorf("mnistnet: %d parameters, want %d", len(n.Params), NumParams)
 	}
@@ -427,6 +428,9 @@ func (n *Net) forEachBatch(x []float32, count int, f func(first, b int, w *work)
 	w := newWork(featureBatch, false)
 	buf := make([]float32, featureBatch*Pixels)
 	for first := 0; first < count; first += featureBatch {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		b := min(featureBatch, count-first)
 		copy(buf, x[first*Pixels:(first+b)*Pixels])
 		clear(buf[b*Pixels:])
@@ -438,10 +442,12 @@ func (n *Net) forEachBatch(x []float32, count int, f func(first, b int, w *work)
 
 // Features returns the 128 features (the penultimate layer, after its
 // ReLU) of each of the count images of x (count x Pixels values in
-// [-1, 1], row-major 28 x 28), count x FeatureDim values.
-func (n *Net) Features(x []float32, count int) ([]float32, error) {
+// [-1, 1], row-major 28 x 28), count x FeatureDim values. It checks ctx
+// between batches of 100 images and returns its error once it is
+// cancelled.
+func (n *Net) Features(ctx context.Context, x []float32, count int) ([]float32, error) {
 	out := make([]float32, count*FeatureDim)
-	err := n.forEachBatch(x, count, func(first, b int, w *work) {
+	err := n.forEachBatch(ctx, x, count, func(first, b int, w *work) {
 		copy(out[first*FeatureDim:], w.h1[:b*FeatureDim])
 	})
 	if err != nil {
@@ -454,7 +460,7 @@ func (n *Net) Features(x []float32, count int) ([]float32, error) {
 // equal logits).
 func (n *Net) Predict(x []float32, count int) ([]int, error) {
 	out := make([]int, count)
-	err := n.forEachBatch(x, count, func(first, b int, w *work) {
+	err := n.forEachBatch(context.Background(), x, count, func(first, b int, w *work) {
 		for i := range b {
 			row := w.logits[i*Classes : (i+1)*Classes]
 			best := 0

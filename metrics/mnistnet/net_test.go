@@ -200,12 +200,12 @@ func TestFeaturesDeterministic(t *testing.T) {
 	n := Init(2)
 	const count = 2*featureBatch + 13
 	x := randomImages(r, count)
-	all, err := n.Features(x, count)
+	all, err := n.Features(context.Background(), x, count)
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, _ := n.Features(x, count)
-	part, _ := n.Features(x[150*Pixels:], 7) // images 150..156 without their neighbours
+	again, _ := n.Features(context.Background(), x, count)
+	part, _ := n.Features(context.Background(), x[150*Pixels:], 7) // images 150..156 without their neighbours
 	for i := range all {
 		if all[i] != again[i] {
 			t.Fatalf("feature %d: %v then %v", i, all[i], again[i])
@@ -237,8 +237,8 @@ func TestRejects(t *testing.T) {
 	x := make([]float32, 2*Pixels)
 	x[Pixels+3] = float32(math.NaN())
 	for name, err := range map[string]error{
-		"short":  func() error { _, err := n.Features(x, 3); return err }(),
-		"nan":    func() error { _, err := n.Features(x, 2); return err }(),
+		"short":  func() error { _, err := n.Features(context.Background(), x, 3); return err }(),
+		"nan":    func() error { _, err := n.Features(context.Background(), x, 2); return err }(),
 		"none":   func() error { _, err := n.Predict(x, 0); return err }(),
 		"labels": func() error { _, err := n.Accuracy(x, []int32{1}, 2); return err }(),
 		"badlabel": func() error {

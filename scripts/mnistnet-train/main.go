@@ -78,7 +78,7 @@ func run(ctx context.Context, out string, trainN int, o mnistnet.TrainOptions) e
 	}
 	info := mnistnet.Info{TrainImages: trainN, TestAccuracy: test, HeldOutAccuracy: held,
 		Epochs: cmp0(o.Epochs, mnistnet.DefaultEpochs), Batch: cmp0(o.Batch, mnistnet.DefaultBatch), LR: o.LR, Seed: o.Seed,
-		Kernel: sgemm.Kernel(), Command: "go run ./scripts/mnistnet-train " + strings.Join(os.Args[1:], " "),
+		Kernel: sgemm.Kernel(), Command: strings.TrimSpace("go run ./scripts/mnistnet-train " + strings.Join(os.Args[1:], " ")),
 		Date: time.Now().UTC().Format("2006-01-02")}
 	if info.LR == 0 {
 		info.LR = mnistnet.DefaultLR
