@@ -24,10 +24,13 @@ type Info struct {
 	// HeldOutAccuracy is the same on the training split's images it did
 	// not see.
 	HeldOutAccuracy float64 `json:"held_out_accuracy"`
-	Epochs          int     `json:"epochs"`
-	Batch           int     `json:"batch"`
-	LR              float64 `json:"lr"`
-	Seed            uint64  `json:"seed"`
+	// FeatureScale is Net.FeatureScale, set by Calibrate on the training
+	// images.
+	FeatureScale float32 `json:"feature_scale"`
+	Epochs       int     `json:"epochs"`
+	Batch        int     `json:"batch"`
+	LR           float64 `json:"lr"`
+	Seed         uint64  `json:"seed"`
 	// Kernel is internal/sgemm's kernel the training ran on (the products'
 	// rounding, and so the exact weights, depend on it).
 	Kernel  string `json:"sgemm_kernel"`
@@ -49,8 +52,9 @@ func (v f32View) Data() []byte             { return v.data }
 func (v f32View) DataLen() uint64          { return uint64(len(v.data)) }
 
 // Write writes the network and info as safetensors, one F32 tensor per
-// entry of Tensors.
+// entry of Tensors; info.FeatureScale is set to the network's.
 func (n *Net) Write(w io.Writer, info Info) error {
+	info.FeatureScale = n.FeatureScale
 	if len(n.Params) != NumParams {
 		return fmt.Errorf("mnistnet: %d parameters, want %d", len(n.Params), NumParams)
 	}
@@ -97,7 +101,11 @@ func Read(raw []byte) (n *Net, info Info, err error) {
 	if err := json.Unmarshal([]byte(js), &info); err != nil {
 		return nil, info, fmt.Errorf("bad %q metadata: %v", metaKey, err)
 	}
+	if s := info.FeatureScale; math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) || s < 0 {
+		return nil, info, fmt.Errorf("feature scale %v: want a finite value >= 0", s)
+	}
 	n = New()
+	n.FeatureScale = info.FeatureScale
 	for i, t := range Tensors {
 		tv, ok := st.Tensor(t.Name)
 		if !ok {

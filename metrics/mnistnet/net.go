@@ -114,9 +114,21 @@ const (
 const NumParams = nPar
 
 // Net is the classifier's parameters (NumParams values in the layout of
-// Tensors). Its methods do not modify it and may run concurrently.
+// Tensors) and the scale of its features. Its methods do not modify it
+// and may run concurrently.
 type Net struct {
 	Params []float32
+	// FeatureScale divides the features (0 is taken as 1): Calibrate sets
+	// it to their root mean square over the training images, so that the
+	// features are O(1), the scale KID's kernel (a . b / d + 1)^3 assumes.
+	FeatureScale float32
+}
+
+func (n *Net) scale() float32 {
+	if n.FeatureScale > 0 {
+		return n.FeatureScale
+	}
+	return 1
 }
 
 // New returns a network with zero parameters.
@@ -136,7 +148,7 @@ type work struct {
 	arg1                []int32 // index into a1 of each pooled value
 	cols2, a2, p2       []float32
 	arg2                []int32
-	h1, logits          []float32
+	z1, h1, logits      []float32 // fc1's output before and after its ReLU, fc2's
 	dlog, dh1, dp2, da2 []float32
 	dcols2, dp1, da1    []float32
 	grads               bool
@@ -149,7 +161,7 @@ func newWork(capacity int, grads bool) *work {
 		p1: make([]float32, capacity*pool1), arg1: make([]int32, capacity*pool1),
 		cols2: make([]float32, capacity*pos2*k2), a2: make([]float32, capacity*act2),
 		p2: make([]float32, capacity*flat), arg2: make([]int32, capacity*flat),
-		h1: make([]float32, capacity*FeatureDim), logits: make([]float32, capacity*Classes),
+		z1: make([]float32, capacity*FeatureDim), h1: make([]float32, capacity*FeatureDim), logits: make([]float32, capacity*Classes),
 	}
 	if grads {
 		w.dlog = make([]float32, capacity*Classes)
@@ -179,8 +191,11 @@ func (n *Net) forward(w *work, x []float32, b int) {
 	biasReLU(w.a2[:b*act2], view(p, tConv2B))
 	maxPool(w.p2[:b*flat], w.arg2[:b*flat], w.a2[:b*act2], b, side2, ch2)
 	// fc1, fc2
-	sgemm.Gemm(false, true, b, FeatureDim, flat, 1, w.p2, flat, view(p, tFC1W), flat, 0, w.h1, FeatureDim)
-	biasReLU(w.h1[:b*FeatureDim], view(p, tFC1B))
+	sgemm.Gemm(false, true, b, FeatureDim, flat, 1, w.p2, flat, view(p, tFC1W), flat, 0, w.z1, FeatureDim)
+	addBias(w.z1[:b*FeatureDim], view(p, tFC1B))
+	for i, v := range w.z1[:b*FeatureDim] {
+		w.h1[i] = max(v, 0)
+	}
 	sgemm.Gemm(false, true, b, Classes, FeatureDim, 1, w.h1, FeatureDim, view(p, tFC2W), FeatureDim, 0, w.logits, Classes)
 	addBias(w.logits[:b*Classes], view(p, tFC2B))
 }
@@ -440,15 +455,23 @@ func (n *Net) forEachBatch(ctx context.Context, x []float32, count int, f func(f
 	return nil
 }
 
-// Features returns the 128 features (the penultimate layer, after its
-// ReLU) of each of the count images of x (count x Pixels values in
-// [-1, 1], row-major 28 x 28), count x FeatureDim values. It checks ctx
+// Features returns the 128 features of each of the count images of x
+// (count x Pixels values in [-1, 1], row-major 28 x 28), count x
+// FeatureDim values: the penultimate layer's outputs before its ReLU,
+// divided by FeatureScale. Before the ReLU, because after it 49 of the
+// shipped network's 128 units are 0 on every test image (their
+// coordinates would carry nothing) and the others are clipped at 0, far
+// from the Gaussian that FD fits; the pre-activations are the same linear
+// read-out of the convolutional features, unclipped. It checks ctx
 // between batches of 100 images and returns its error once it is
 // cancelled.
 func (n *Net) Features(ctx context.Context, x []float32, count int) ([]float32, error) {
 	out := make([]float32, count*FeatureDim)
 	err := n.forEachBatch(ctx, x, count, func(first, b int, w *work) {
-		copy(out[first*FeatureDim:], w.h1[:b*FeatureDim])
+		inv := 1 / n.scale()
+		for i, v := range w.z1[:b*FeatureDim] {
+			out[first*FeatureDim+i] = v * inv
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -495,4 +518,23 @@ func (n *Net) Accuracy(x []float32, labels []int32, count int) (float64, error) 
 		}
 	}
 	return float64(right) / float64(count), nil
+}
+
+// Calibrate sets FeatureScale to the root mean square of the features
+// (before any scale) over the count images of x.
+func (n *Net) Calibrate(ctx context.Context, x []float32, count int) error {
+	n.FeatureScale = 0
+	f, err := n.Features(ctx, x, count)
+	if err != nil {
+		return err
+	}
+	ss := 0.0
+	for _, v := range f {
+		ss += float64(v) * float64(v)
+	}
+	n.FeatureScale = float32(math.Sqrt(ss / float64(len(f))))
+	if !(n.FeatureScale > 0) {
+		return fmt.Errorf("mnistnet: the features of %d images are all zero", count)
+	}
+	return nil
 }

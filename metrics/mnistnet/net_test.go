@@ -216,13 +216,30 @@ func TestFeaturesDeterministic(t *testing.T) {
 			t.Fatalf("image %d feature %d: %v alone, %v in the batch", 150+i/FeatureDim, i%FeatureDim, part[i], all[150*FeatureDim+i])
 		}
 	}
+	// Calibrate scales the features to a mean square of 1
+	if err := n.Calibrate(context.Background(), x, count); err != nil {
+		t.Fatal(err)
+	}
+	scaled, _ := n.Features(context.Background(), x, count)
+	ms := 0.0
+	for i, v := range scaled {
+		ms += float64(v) * float64(v)
+		// one float32 division
+		if want := all[i] / n.FeatureScale; math.Abs(float64(v-want)) > 1e-6*math.Abs(float64(want)) {
+			t.Fatalf("scaled feature %d: %v, want %v / %v", i, v, all[i], n.FeatureScale)
+		}
+	}
+	// float32 rounding of FeatureScale: 1e-6 relative
+	if ms /= float64(len(scaled)); math.Abs(ms-1) > 1e-6 {
+		t.Errorf("mean square of the calibrated features %g, want 1", ms)
+	}
 	var buf bytes.Buffer
 	if err := n.Write(&buf, Info{Seed: 2, TestAccuracy: 0.5}); err != nil {
 		t.Fatal(err)
 	}
 	m, info, err := Read(buf.Bytes())
-	if err != nil || info.Seed != 2 || info.TestAccuracy != 0.5 {
-		t.Fatalf("read back: %v %+v", err, info)
+	if err != nil || info.Seed != 2 || info.TestAccuracy != 0.5 || m.FeatureScale != n.FeatureScale {
+		t.Fatalf("read back: %v %+v (feature scale %v, wrote %v)", err, info, m.FeatureScale, n.FeatureScale)
 	}
 	for i := range n.Params {
 		if math.Float32bits(n.Params[i]) != math.Float32bits(m.Params[i]) {

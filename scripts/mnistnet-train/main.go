@@ -68,6 +68,9 @@ func run(ctx context.Context, out string, trainN int, o mnistnet.TrainOptions) e
 	if err != nil {
 		return err
 	}
+	if err := net.Calibrate(ctx, tr.X, trainN); err != nil {
+		return err
+	}
 	held, err := net.Accuracy(tr.X[trainN*mnistnet.Pixels:], tr.Labels[trainN:], tr.N-trainN)
 	if err != nil {
 		return err
@@ -89,7 +92,7 @@ func run(ctx context.Context, out string, trainN int, o mnistnet.TrainOptions) e
 	if err := atomicfile.Write(out, func(w io.Writer) error { return net.Write(w, info) }); err != nil {
 		return err
 	}
-	fmt.Printf("test_accuracy=%.4f held_out_accuracy=%.4f train_images=%d seconds=%.0f wrote %s\n", test, held, trainN, time.Since(start).Seconds(), out)
+	fmt.Printf("test_accuracy=%.4f held_out_accuracy=%.4f feature_scale=%.5g train_images=%d seconds=%.0f wrote %s\n", test, held, net.FeatureScale, trainN, time.Since(start).Seconds(), out)
 	return nil
 }
 
