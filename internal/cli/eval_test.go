@@ -73,7 +73,7 @@ func TestEvalCheckpoint(t *testing.T) {
 	ck := tinyTrain(t, dir, "--no-plot")
 	plot := filepath.Join(dir, "steps.png")
 	args := []string{"eval", "--checkpoint", ck, "--n", "300", "--floors", "2", "--solver", "midpoint", "--steps", "3,1",
-		"--sample-seed", "5", "--path-steps", "50", "--quiet", "--device", "cpu"}
+		"--sample-seed", "5", "--path-steps", "400", "--quiet", "--device", "cpu"}
 	code, out, e := fmgpu(t, append(args, "--plot", plot)...)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 5 {
@@ -101,7 +101,7 @@ func TestEvalCheckpoint(t *testing.T) {
 			t.Errorf("%d steps: eval --checkpoint's row %q, eval --samples of fmgpu sample's output %q", steps, lines[2+i], so)
 		}
 	}
-	pm := regexp.MustCompile(`^straightness=([0-9.]+) kinetic=([0-9.]+) displacement=([0-9.]+) trajectories=300 rk4_steps=50$`).FindStringSubmatch(lines[4])
+	pm := regexp.MustCompile(`^straightness=([0-9.]+) kinetic=([0-9.]+) displacement=([0-9.]+) trajectories=300 rk4_steps=400$`).FindStringSubmatch(lines[4])
 	if pm == nil {
 		t.Fatalf("path line %q", lines[4])
 	}
@@ -109,7 +109,8 @@ func TestEvalCheckpoint(t *testing.T) {
 	k, _ := strconv.ParseFloat(pm[2], 64)
 	d, _ := strconv.ParseFloat(pm[3], 64)
 	// S = K - E|x1 - x0|^2 up to the quadrature (docs/math.md §12.2): 5%
-	// of K on this barely trained network's 50 steps
+	// of K at 400 steps (this barely trained network varies fast in t: at
+	// 50 steps the two sides differed by 40%)
 	if !(s > 0) || abs(k-d-s) > 0.05*k {
 		t.Errorf("S %v, K %v, E|x1-x0|^2 %v", s, k, d)
 	}
@@ -119,7 +120,7 @@ func TestEvalCheckpoint(t *testing.T) {
 	}
 	im, err := png.Decode(f)
 	f.Close()
-	if err != nil || im.Bounds().Dx() < 2*im.Bounds().Dy() {
+	if err != nil || im.Bounds().Dx() < im.Bounds().Dy()*3/2 { // two panels side by side
 		t.Errorf("--plot: %v, %v", err, im.Bounds())
 	}
 
@@ -215,9 +216,15 @@ func TestEvalImages(t *testing.T) {
 	dir := t.TempDir()
 	const n = 500
 	real := filepath.Join(dir, "real.npy")
-	// images 40000.. of the training split: not the held-out ones the
-	// floor uses
-	writeMatrix(real, tr.X[40000*784:(40000+n)*784], n, 784)
+	// every 97th image of the training split's first 48,500: spread over
+	// the file (contiguous blocks differ by more than chance: images
+	// 40000..40499 scored 1.65 times the floor), and not the held-out
+	// ones the floor uses
+	rx := make([]float32, 0, n*784)
+	for i := range n {
+		rx = append(rx, tr.X[i*97*784:(i*97+1)*784]...)
+	}
+	writeMatrix(real, rx, n, 784)
 	noise := filepath.Join(dir, "noise.npy")
 	nx := make([]float32, n*784)
 	for i := range nx {
@@ -235,10 +242,9 @@ func TestEvalImages(t *testing.T) {
 		ratio[name], _ = strconv.ParseFloat(m[4], 64)
 		t.Logf("%s: %s", name, strings.ReplaceAll(out, "\n", " | "))
 	}
-	// real images: within a factor 2 of the floor (block to block, real
-	// 2,000-image sets range over a factor 2.3, docs/metrics.md); noise
-	// a hundred times above it
-	if ratio["real"] > 2 || ratio["noise"] < 100 {
+	// real images: within 1.3 times the floor; noise a hundred times
+	// above it
+	if ratio["real"] > 1.3 || ratio["noise"] < 100 {
 		t.Errorf("FD ratios %v", ratio)
 	}
 }
