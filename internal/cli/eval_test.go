@@ -2,6 +2,8 @@ package cli
 
 import (
 	"encoding/json"
+	"flag"
+	"fmt"
 	"image/png"
 	"os"
 	"path/filepath"
@@ -273,5 +275,55 @@ func TestEvalCheckpointSignals(t *testing.T) {
 			t.Errorf("%s: wrote %s after the signal", name, plot)
 		}
 		t.Logf("%s: exit %d %.2fs after SIGINT", name, code, el)
+	}
+}
+
+var evalFloorsFlag = flag.Bool("eval-floors", false, "TestEvalFloors: print eval's noise floors (docs/metrics.md)")
+
+// TestEvalFloors prints the noise floors eval reports with its defaults
+// (--n 2000, 5 floor pairs) for each built-in set, and for MNIST at
+// --n 1000, 2000 and 5000 (docs/metrics.md's tables):
+//
+//	go test ./internal/cli -run EvalFloors -v -eval-floors
+func TestEvalFloors(t *testing.T) {
+	if !*evalFloorsFlag {
+		t.Skip("measurement; run with -eval-floors")
+	}
+	dir := t.TempDir()
+	for _, name := range data.BuiltinNames() {
+		// the samples: one more fresh draw, so that the samples' line is a
+		// sixth floor pair
+		s := filepath.Join(dir, name+".npy")
+		ds, _ := data.Builtin(name, 2000, 1)
+		writeMatrix(s, ds.X, ds.N, ds.D)
+		code, out, e := fmgpu(t, "eval", "--samples", s, "--data", name, "--quiet", "--json")
+		var r evalReport
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("%s: exit %d %q %q", name, code, out, e)
+		}
+		fmt.Printf("| %s | %.4f | %.4f | %.2f | %.1e | %.1e | %.1e | %.3f |\n", name, r.W2.Floor, r.W2.FloorSD, *r.W2.Ratio,
+			r.MMD2.Floor, r.MMD2.FloorSD, *r.MMD2.Value, r.MMD2.Bandwidth)
+	}
+	tr, err := data.LoadImages("mnist", data.ImageOptions{})
+	if err != nil {
+		t.Skipf("no MNIST: %v", err)
+	}
+	for _, n := range []int{1000, 2000, 5000} {
+		// the samples: n images spread over the first 50,000 training
+		// images (which the classifier saw; the floors use the others)
+		s := filepath.Join(dir, fmt.Sprintf("mnist%d.npy", n))
+		x := make([]float32, 0, n*784)
+		for i := range n {
+			j := i * (50000 / n)
+			x = append(x, tr.X[j*784:(j+1)*784]...)
+		}
+		writeMatrix(s, x, n, 784)
+		code, out, e := fmgpu(t, "eval", "--samples", s, "--data", "mnist", "--n", strconv.Itoa(n), "--quiet", "--json")
+		var r evalReport
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("mnist %d: exit %d %q %q", n, code, out, e)
+		}
+		fmt.Printf("| %d | %d | %.4f | %.4f | %.3f | %.1e | %.1e | %.1e | %d |\n", n, r.Floors, r.FD.Floor, r.FD.FloorSD, *r.FD.Ratio,
+			r.KID.Floor, r.KID.FloorSD, *r.KID.Value, r.KID.SubsetSize)
 	}
 }
