@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"image/png"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -219,9 +220,10 @@ func TestEvalImages(t *testing.T) {
 	const n = 500
 	real := filepath.Join(dir, "real.npy")
 	// every 97th image of the training split's first 48,500: spread over
-	// the file (contiguous blocks differ by more than chance: images
-	// 40000..40499 scored 1.65 times the floor), and not the held-out
-	// ones the floor uses
+	// the file, with an odd stride (the file is not in random order:
+	// images 40000..40499 scored 1.65 times the floor, and even and odd
+	// images differ, docs/metrics.md), and not the held-out ones the
+	// floor uses
 	rx := make([]float32, 0, n*784)
 	for i := range n {
 		rx = append(rx, tr.X[i*97*784:(i*97+1)*784]...)
@@ -281,10 +283,9 @@ func TestEvalCheckpointSignals(t *testing.T) {
 var evalFloorsFlag = flag.Bool("eval-floors", false, "TestEvalFloors: print eval's noise floors (docs/metrics.md)")
 
 // TestEvalFloors prints the noise floors eval reports with its defaults
-// (--n 2000, 5 floor pairs) for each built-in set, and for MNIST at
-// --n 1000, 2000 and 5000 (docs/metrics.md's tables):
+// (--n 2000, 5 floor pairs) for each built-in set (docs/metrics.md):
 //
-//	go test ./internal/cli -run EvalFloors -v -eval-floors
+//	go test ./internal/cli -run 'EvalFloors$' -v -eval-floors
 func TestEvalFloors(t *testing.T) {
 	if !*evalFloorsFlag {
 		t.Skip("measurement; run with -eval-floors")
@@ -304,17 +305,30 @@ func TestEvalFloors(t *testing.T) {
 		fmt.Printf("| %s | %.4f | %.4f | %.2f | %.1e | %.1e | %.1e | %.3f |\n", name, r.W2.Floor, r.W2.FloorSD, *r.W2.Ratio,
 			r.MMD2.Floor, r.MMD2.FloorSD, *r.MMD2.Value, r.MMD2.Bandwidth)
 	}
+}
+
+// TestEvalFloorsMNIST is TestEvalFloors for MNIST at --n 1000, 2000 and
+// 5000, then the FD of subsets of the training file that are not random
+// (docs/metrics.md):
+//
+//	go test ./internal/cli -run EvalFloorsMNIST -v -eval-floors
+func TestEvalFloorsMNIST(t *testing.T) {
+	if !*evalFloorsFlag {
+		t.Skip("measurement; run with -eval-floors")
+	}
+	dir := t.TempDir()
 	tr, err := data.LoadImages("mnist", data.ImageOptions{})
 	if err != nil {
 		t.Skipf("no MNIST: %v", err)
 	}
 	for _, n := range []int{1000, 2000, 5000} {
-		// the samples: n images spread over the first 50,000 training
-		// images (which the classifier saw; the floors use the others)
+		// the samples: n random images of the first 50,000 training images
+		// (which the classifier saw; the floors use the others). Random,
+		// not every k-th: the training file's even and odd images differ
+		// (docs/metrics.md), and every 10th image scores 4 times the floor.
 		s := filepath.Join(dir, fmt.Sprintf("mnist%d.npy", n))
 		x := make([]float32, 0, n*784)
-		for i := range n {
-			j := i * (50000 / n)
+		for _, j := range rand.New(rand.NewPCG(uint64(n), 1)).Perm(50000)[:n] {
 			x = append(x, tr.X[j*784:(j+1)*784]...)
 		}
 		writeMatrix(s, x, n, 784)
@@ -325,5 +339,28 @@ func TestEvalFloors(t *testing.T) {
 		}
 		fmt.Printf("| %d | %d | %.4f | %.4f | %.3f | %.1e | %.1e | %.1e | %d |\n", n, r.Floors, r.FD.Floor, r.FD.FloorSD, *r.FD.Ratio,
 			r.KID.Floor, r.KID.FloorSD, *r.KID.Value, r.KID.SubsetSize)
+	}
+	// 2,000 training images chosen by rule, not at random
+	for _, c := range []struct {
+		what          string
+		first, stride int
+	}{
+		{"images 0, 2, 4, ..., 3998", 0, 2}, {"images 1, 3, 5, ..., 3999", 1, 2}, {"images 0, 10, 20, ..., 19990", 0, 10},
+		{"images 0, 25, 50, ..., 49975", 0, 25}, {"images 0 to 1999", 0, 1}, {"images 20000 to 21999", 20000, 1},
+		{"images 40000 to 41999", 40000, 1}, {"images 48000 to 49999", 48000, 1},
+	} {
+		s := filepath.Join(dir, "rule.npy")
+		x := make([]float32, 0, 2000*784)
+		for i := range 2000 {
+			j := c.first + i*c.stride
+			x = append(x, tr.X[j*784:(j+1)*784]...)
+		}
+		writeMatrix(s, x, 2000, 784)
+		code, out, e := fmgpu(t, "eval", "--samples", s, "--data", "mnist", "--quiet", "--json")
+		var r evalReport
+		if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+			t.Fatalf("%s: exit %d %q %q", c.what, code, out, e)
+		}
+		fmt.Printf("| %s | %.4f | %.2f | %.1e |\n", c.what, *r.FD.Value, *r.FD.Ratio, *r.KID.Value)
 	}
 }

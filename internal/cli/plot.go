@@ -217,7 +217,8 @@ func stepsPlot(ctx context.Context, path, name string, dataPts []float32, d int,
 		}
 		p := plot.New()
 		r := rows[k]
-		p.Title.Text = fmt.Sprintf("%s, %s %d (NFE %d)\nW2 %.2fx the floor", name, r.Solver, r.Steps, r.NFE, r.Ratio)
+		p.Title.Text = fmt.Sprintf("%s\n%s, %d step%s (NFE %d)\nW2 %.2fx the floor", name, r.Solver, r.Steps, plural(r.Steps), r.NFE, r.Ratio)
+		p.Title.TextStyle.Font.Size = vg.Points(10)
 		for j, ax := range []*plot.Axis{&p.X, &p.Y} {
 			m := 0.1 * (hi[j] - lo[j])
 			ax.Min, ax.Max = lo[j]-m, hi[j]+m
@@ -237,7 +238,7 @@ func stepsPlot(ctx context.Context, path, name string, dataPts []float32, d int,
 		row[k] = p
 	}
 	const side = 2.6 * vg.Inch
-	img := vgimg.NewWith(vgimg.UseWH(vg.Length(len(row))*side, side+0.3*vg.Inch), vgimg.UseDPI(110))
+	img := vgimg.NewWith(vgimg.UseWH(vg.Length(len(row))*side, side+0.4*vg.Inch), vgimg.UseDPI(110))
 	tiles := draw.Tiles{Rows: 1, Cols: len(row), PadX: 2 * vg.Millimeter, PadTop: vg.Millimeter, PadBottom: vg.Millimeter, PadLeft: vg.Millimeter, PadRight: 2 * vg.Millimeter}
 	canvases := plot.Align([][]*plot.Plot{row}, tiles, draw.New(img))
 	for k, p := range row {
@@ -247,4 +248,11 @@ func stepsPlot(ctx context.Context, path, name string, dataPts []float32, d int,
 		_, err := vgimg.PngCanvas{Canvas: img}.WriteTo(out)
 		return err
 	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
