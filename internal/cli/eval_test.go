@@ -251,6 +251,16 @@ func TestEvalImages(t *testing.T) {
 	if ratio["real"] > 1.3 || ratio["noise"] < 100 {
 		t.Errorf("FD ratios %v", ratio)
 	}
+	// Fashion-MNIST: measured in the digit classifier's features, with a
+	// warning saying so
+	if _, err := data.LoadImages("fashion-mnist:test", data.ImageOptions{Max: 1}); err != nil {
+		t.Logf("no Fashion-MNIST (%v): its warning is not checked", err)
+		return
+	}
+	code, out, e := fmgpu(t, "eval", "--samples", noise, "--data", "fashion-mnist", "--n", "500", "--floors", "1", "--quiet")
+	if code != 0 || !strings.Contains(out, "features=mnistnet") || !strings.Contains(e, "warning: the features are those of an MNIST digit classifier") {
+		t.Errorf("fashion-mnist: exit %d %q %q", code, out, e)
+	}
 }
 
 // eval --checkpoint stops on the first SIGINT within seconds, exit 130,
