@@ -71,9 +71,8 @@ var checkpointOnly = []string{"solver", "steps", "sample-seed", "path-n", "path-
 func evalCommand() *ucli.Command {
 	return &ucli.Command{
 		Name: "eval",
-		Usage: "sample quality against fresh data with the noise floor of two fresh draws: exact W2 and RBF MMD for points, " +
-			"Fréchet distance and KID in an MNIST classifier's features for mnist / fashion-mnist; with --checkpoint, against the number of solver steps, " +
-			"and the flow's straightness",
+		Usage: "sample quality beside its noise floor (the same measure between two draws of the data): W2 and MMD for points, " +
+			"FD and KID in an MNIST classifier's features for mnist images; with --checkpoint, against the solver's steps, and the flow's straightness",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "samples", Usage: "FILE.npy or FILE.csv from fmgpu sample (this or --checkpoint is required)"},
 			&ucli.StringFlag{Name: "checkpoint", Usage: "DIR/checkpoint.safetensors: draw the samples from this model at each of --steps and measure its flow"},
@@ -96,7 +95,7 @@ func evalCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "--checkpoint: auto, cpu or cuda"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "--checkpoint: CPU worker threads (0: all cores)"},
 			&ucli.BoolFlag{Name: "no-ema", DisableDefaultText: true, Usage: "--checkpoint: use the raw weights instead of their EMA"},
-			&ucli.StringFlag{Name: "plot", Usage: "--checkpoint, 2-D models: draw the samples of each step count over the data to FILE.png"},
+			&ucli.StringFlag{Name: "plot", Usage: "--checkpoint: draw the samples of each step count to FILE.png (points: over the data, a panel per step count; images: a row of 10 per step count)"},
 		}, csvFlags("")...),
 		Action: func(c *ucli.Context) error {
 			o, err := evalOptionsFrom(c)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/metrics/mnistnet"
 	"github.com/fmgpu/fmgpu/sampler"
 )
@@ -52,8 +53,8 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 	if features && (mc.Image == nil || d != mnistnet.Pixels) {
 		return usagef("--data %s: the model makes %d values per sample, not 28 x 28 images", name, d)
 	}
-	if o.plot != "" && (mc.Image != nil || d < 2) {
-		return usagef("--plot draws points of 2 or more dimensions; this model makes %s", modelOutput(mc.Image != nil, d))
+	if o.plot != "" && mc.Image == nil && d < 2 {
+		return usagef("--plot draws points of 2 or more dimensions, or images; this model makes points of %d dimension", d)
 	}
 	if !o.pathNSet {
 		o.pathN = o.n
@@ -176,7 +177,14 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 		rows[k].Solver, rows[k].Steps, rows[k].NFE = o.solver.String(), o.steps[k], nfe[k]
 	}
 	rep.Table = rows
-	if o.plot != "" {
+	if o.plot != "" && mc.Image != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := stepsGrid(o.plot, samples, n, mc.Image.Channels, mc.Image.Height, mc.Image.Width); err != nil {
+			return err
+		}
+	} else if o.plot != "" {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -197,10 +205,18 @@ func setName(spec string) string {
 	return name
 }
 
-// modelOutput describes what a model's samples are, for messages.
-func modelOutput(image bool, d int) string {
-	if image {
-		return "images"
+// stepsGrid draws the first gridSide samples of each step count (the
+// labels 0, 1, 2, ... of a class-conditional model), one row per step
+// count in the order of --steps: the same noise, solved more finely down
+// the rows.
+func stepsGrid(path string, samples [][]float32, n, c, h, w int) error {
+	k := min(gridSide, n)
+	per := c * h * w
+	x := make([]float32, 0, len(samples)*k*per)
+	for _, s := range samples {
+		x = append(x, s[:k*per]...)
 	}
-	return fmt.Sprintf("points of %d dimension(s)", d)
+	return atomicfile.Write(path, func(out io.Writer) error {
+		return data.WriteGrid(out, x, len(samples)*k, c, h, w, k)
+	})
 }

@@ -374,3 +374,31 @@ func TestEvalFloorsMNIST(t *testing.T) {
 		fmt.Printf("| %s | %.4f | %.2f | %.1e |\n", c.what, *r.FD.Value, *r.FD.Ratio, *r.KID.Value)
 	}
 }
+
+// eval --checkpoint of an image model that has no feature network: W2
+// and MMD on the pixels, a guided field for the path statistics, and
+// --plot as a grid with one row of samples per step count.
+func TestEvalCheckpointImageGrid(t *testing.T) {
+	imgs := imageFolder(t)
+	dir := t.TempDir()
+	if code, _, e := fmgpu(t, append([]string{"train", "--data", imgs, "--out", dir, "--steps", "5", "--no-plot", "--device", "cpu"}, tinyUNet...)...); code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	grid := filepath.Join(dir, "grid.png")
+	code, out, e := fmgpu(t, "eval", "--checkpoint", filepath.Join(dir, "checkpoint.safetensors"), "--n", "10", "--steps", "1,3", "--path-n", "4", "--path-steps", "2",
+		"--guidance", "1.5", "--plot", grid, "--quiet", "--device", "cpu")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 5 || !strings.HasPrefix(lines[0], "n=10 dim=64 w2_floor=") || !strings.HasSuffix(lines[4], "trajectories=4 rk4_steps=2") {
+		t.Fatalf("exit %d %q %q", code, out, e)
+	}
+	f, err := os.Open(grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := png.DecodeConfig(f)
+	// 10 columns and 2 rows of 8 x 8 images (and the grid's separators)
+	if err != nil || cfg.Width < 80 || cfg.Height < 16 || cfg.Width < 4*cfg.Height {
+		t.Errorf("grid %+v, %v", cfg, err)
+	}
+}
