@@ -74,7 +74,7 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 		if err != nil {
 			return err
 		}
-		featureWarning(setName(name), stderr)
+		featureWarning(setName(name), o.n, stderr)
 		if ir, err = loadImageRef(ctx, o, name, floors, stderr); err != nil {
 			return err
 		}

@@ -60,10 +60,19 @@ func imageFloors(o evalOptions) (int, error) {
 	return min(o.floors, avail), nil
 }
 
-// featureWarning is printed for a set the classifier was not trained on.
-func featureWarning(name string, stderr io.Writer) {
+// smallImageN is the sample count below which eval warns that FD and KID
+// are far from their large-sample values (FD's covariance of 128 features
+// is singular below 129 samples).
+const smallImageN = 1000
+
+// featureWarning warns of features the classifier was not trained on, and
+// of sample counts too small for FD and KID to mean much.
+func featureWarning(name string, n int, stderr io.Writer) {
 	if name != "mnist" {
 		fmt.Fprintf(stderr, "fmgpu eval: warning: the features are those of an MNIST digit classifier (metrics/mnistnet); on %s, FD and KID compare with their floor below and with each other, not with figures computed in other features\n", name)
+	}
+	if n < smallImageN {
+		fmt.Fprintf(stderr, "fmgpu eval: warning: --n %d: FD and KID of fewer than %d images are noisy and biased (FD fits a covariance of %d features); compare them with the floor at the same --n only\n", n, smallImageN, mnistnet.FeatureDim)
 	}
 }
 
@@ -198,7 +207,7 @@ func runEvalImageSamples(ctx context.Context, o evalOptions, s *data.Dataset, st
 		return err
 	}
 	name, _, _ := strings.Cut(o.data, ":")
-	featureWarning(name, stderr)
+	featureWarning(name, o.n, stderr)
 	r, err := loadImageRef(ctx, o, o.data, floors, stderr)
 	if err != nil {
 		return err
