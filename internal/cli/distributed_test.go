@@ -259,6 +259,35 @@ func TestDistributedMPIMatchesOneProcess(t *testing.T) {
 	}
 }
 
+// A coupled batch over 2 ranks is paired as one process pairs it: over
+// the global batch on every rank (the default), or in blocks, here one a
+// rank; the checkpoint records the coupling.
+func TestDistributedMPICoupling(t *testing.T) {
+	mpirunPath(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		want train.Coupling
+	}{
+		{"ot-global", []string{"--coupling", "ot"}, train.Coupling{Kind: "ot"}},
+		{"sinkhorn-blocks", []string{"--coupling", "sinkhorn", "--ot-reg", "0.5", "--coupling-blocks", "2"}, train.Coupling{Kind: "sinkhorn", Reg: 0.5, Blocks: 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			one, two := t.TempDir(), filepath.Join(t.TempDir(), "run")
+			trainOnce(t, dpArgs(one, c.args...)...)
+			code, out := mpirunFmgpu(t, 2, 2*time.Minute, dpArgs(two, c.args...)...)
+			if code != 0 {
+				t.Fatalf("mpirun: exit %d:\n%s", code, out)
+			}
+			sameTrace(t, one, two)
+			ck := closeCheckpoints(t, one, two)
+			if ck.Meta.Config.Coupling != c.want || ck.Meta.Parallel == nil || ck.Meta.Parallel.WorldSize != 2 {
+				t.Errorf("checkpoint: coupling %+v, parallel %+v", ck.Meta.Config.Coupling, ck.Meta.Parallel)
+			}
+		})
+	}
+}
+
 // A checkpoint of 2 ranks resumes on 1, and one of 1 on 2: the chunked
 // runs end where an unbroken single process does.
 func TestDistributedResumeOnOtherRanks(t *testing.T) {

@@ -65,7 +65,7 @@ var settingFlags = map[string][]string{
 	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
 	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
 	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"}, "preset": {"preset"},
-	"coupling": {"coupling", "ot-reg"},
+	"coupling": {"coupling", "ot-reg", "coupling-blocks"},
 }
 
 type trainOptions struct {
@@ -236,6 +236,7 @@ func trainCommand() *ucli.Command {
 		&ucli.Float64Flag{Name: "time-shift", Value: 1, Category: catPath, Usage: "SD3 time shift, applied in training and sampling (0 or 1: none)"},
 		&ucli.StringFlag{Name: "coupling", Value: "independent", Category: catPath, Usage: "pairing of each batch's noise with its data: independent, ot (exact minibatch optimal transport) or sinkhorn (entropic plan); within each class for labelled data"},
 		&ucli.Float64Flag{Name: "ot-reg", Value: defaultOTReg, Category: catPath, Usage: "--coupling sinkhorn: entropic regularization, in squared standardized distance"},
+		&ucli.IntFlag{Name: "coupling-blocks", Value: 1, Category: catPath, Usage: "--coupling ot|sinkhorn: pair the batch in this many contiguous blocks of rows, each on its own; with as many blocks as data-parallel ranks each rank pairs only its own rows (1: the whole global batch, on every rank)"},
 
 		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Category: catOptim, Usage: "training steps (image data: 1500)"},
 		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Category: catOptim, Usage: "batch size (image data: 64)"},
@@ -903,6 +904,7 @@ var configFlags = map[string]string{
 	"steps": "steps", "batch": "batch", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight-decay",
 	"max_grad_norm": "clip-grad", "warmup": "warmup", "schedule": "schedule", "min_lr_frac": "min-lr-frac",
 	"ema_decay": "ema", "class_dropout": "class-dropout", "ot_reg": "ot-reg",
+	"coupling_blocks": "coupling-blocks",
 }
 
 // configError is a usage error for a configuration train.Config rejects,
