@@ -29,6 +29,12 @@ func TestTrainCouplingResume(t *testing.T) {
 			if got := ck.Meta.Config.Coupling; got.Kind != cp[1] || (cp[1] == "sinkhorn") != (got.Reg == 0.5) || slices.Contains(cp, "--coupling-blocks") != (got.Blocks == 4) {
 				t.Fatalf("checkpoint records coupling %+v", got)
 			}
+			if slices.Contains(cp, "--coupling-blocks") {
+				code, out, e := fmgpu(t, "info", "--checkpoint", filepath.Join(straight, train.CheckpointName))
+				if code != 0 || !strings.Contains(out, "coupling ot, paired in 4 blocks of the batch") {
+					t.Errorf("info: exit %d, %q %q", code, out, e)
+				}
+			}
 			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "40"}, args...)...); code != 0 {
 				t.Fatal(e)
 			}
