@@ -650,6 +650,52 @@ func TestDistributedTorchrunKilledRank(t *testing.T) {
 	}
 }
 
+// A GPU rank killed under a launcher that lets the others run on (srun
+// without --kill-on-bad-exit; here mpirun told so): NCCL was bootstrapped
+// over MPI, so no rendezvous watches the peers, and NCCL itself would wait
+// for rank 1 forever. Rank 0's watchdog times its collective out, names
+// the rank whose process is gone, and ends the job.
+func TestDistributedNCCLKilledRankWatchdog(t *testing.T) {
+	env := append(ncclEnv(t, 2), "OMPI_MCA_orte_abort_on_non_zero_status=0", EnvCollectiveTimeout+"=3s")
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := mpirunCmd(t, 2, env, ncclArgs(out, "--steps", "5000000", "--log-every", "1")...)
+	buf := newLockedBuffer()
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	var pids []int
+	for {
+		if pids = rankPids(cmd.Process.Pid, 2); pids != nil {
+			if st, err := os.Stat(filepath.Join(out, train.MetricsName)); err == nil && st.Size() > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no step logged within 3 minutes:\n%s", buf.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	code, output := waitLimit(t, cmd, time.Minute, buf)
+	t.Logf("the run ended %v after rank 1 was killed, exit %d", time.Since(killed).Round(time.Millisecond), code)
+	want := regexp.MustCompile(`(?m)^fmgpu: collective: nccl (all-reduce|broadcast) of \d+ floats on rank 0 did not complete within 3s: rank 1 \(pid ` + strconv.Itoa(pids[1]) + `\) has exited$`)
+	if code == 0 || !want.MatchString(output) || strings.Count(output, "fmgpu: ") != 1 {
+		t.Fatalf("exit %d, want a failure and one line matching %q:\n%s", code, want, output)
+	}
+	t.Logf("output:\n%s", output)
+}
+
 // A rendezvous that never completes (rank 0 never starts) times out with
 // a message naming MASTER_ADDR:MASTER_PORT.
 func TestDistributedRendezvousTimeout(t *testing.T) {
