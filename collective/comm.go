@@ -164,8 +164,6 @@ const (
 	EnvLibNCCL = "FMGPU_LIBNCCL"
 )
 
-
-
 // Open joins the run described by opts.Launch with engine: EngineMPI for
 // host buffers (CPU training), EngineNCCL for device buffers (GPU
 // training). A single process gets the no-op engine and loads nothing,
