@@ -166,6 +166,16 @@ func IsImageData(spec string) bool {
 	return err == nil && st.IsDir()
 }
 
+// IsImageDir reports whether spec is image data read from a directory of
+// image files (the data ImageOptions.Shard applies to), not a named set.
+func IsImageDir(spec string) bool {
+	name, _, _ := strings.Cut(spec, ":")
+	if _, ok := idxSets[name]; ok || IsCIFAR10(spec) {
+		return false
+	}
+	return IsImageData(spec)
+}
+
 // ImageDataNames lists the named image sets with their splits, for usage
 // text: mnist, mnist:test, fashion-mnist, fashion-mnist:test.
 func ImageDataNames() []string {

@@ -288,6 +288,46 @@ func TestDistributedMPICoupling(t *testing.T) {
 	}
 }
 
+// An image directory is read in shards (each rank decodes half of the
+// files and the ranks exchange them): 2 ranks train what one process
+// does, and the checkpoint records the data's checksum of one process's
+// read. A file that does not decode fails both ranks, with one line from
+// the rank that read it.
+func TestDistributedImageDirSharded(t *testing.T) {
+	mpirunPath(t)
+	imgs := imageFolder(t)
+	args := func(out string) []string {
+		a := append([]string{"train", "--data", imgs, "--out", out}, tinyUNet...)
+		return append(a, "--steps", "6", "--log-every", "2", "--seed", "4", "--device", "cpu", "--threads", "1", "--no-plot")
+	}
+	one, two := t.TempDir(), filepath.Join(t.TempDir(), "run")
+	trainOnce(t, args(one)...)
+	code, out := mpirunFmgpu(t, 2, 3*time.Minute, args(two)...)
+	if code != 0 {
+		t.Fatalf("mpirun: exit %d:\n%s", code, out)
+	}
+	sameTrace(t, one, two)
+	ck := closeCheckpoints(t, one, two)
+	ck1, err := train.Load(filepath.Join(one, train.CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Meta.Data.SHA256 == "" || ck.Meta.Data.SHA256 != ck1.Meta.Data.SHA256 {
+		t.Errorf("data checksum %q, one process's %q", ck.Meta.Data.SHA256, ck1.Meta.Data.SHA256)
+	}
+
+	// The last file (rank 1's share) is broken.
+	bad := filepath.Join(imgs, "right", "l.png")
+	if err := os.WriteFile(bad, []byte("not a png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out = mpirunFmgpu(t, 2, 3*time.Minute, args(filepath.Join(t.TempDir(), "run"))...)
+	if code == 0 || !strings.Contains(out, bad+": not a PNG or JPEG image") {
+		t.Fatalf("a broken file: exit %d, want its error:\n%s", code, out)
+	}
+	t.Logf("a broken file:\n%s", out)
+}
+
 // A checkpoint of 2 ranks resumes on 1, and one of 1 on 2: the chunked
 // runs end where an unbroken single process does.
 func TestDistributedResumeOnOtherRanks(t *testing.T) {

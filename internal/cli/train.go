@@ -13,8 +13,10 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/fmgpu/fmgpu/collective"
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/model"
@@ -705,6 +707,47 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			fmt.Fprintf(stderr, "fmgpu train: "+format+"\n", a...)
 		}
 	}
+	// The backend and the engine open after the data, so that bad data is
+	// reported before a device is opened; but before it when the ranks of
+	// a distributed run read an image directory, each decoding its share
+	// of the files (data.ImageShard) and the engine exchanging them.
+	var b gpu.Backend
+	var comm collective.Comm
+	commOpen := false
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
+	defer func() {
+		if commOpen { // failed before the run ended
+			err = endComm(comm, launch, err, stderr)
+		}
+	}()
+	openEngine := func() error {
+		var err error
+		if b, err = openRankBackend(launch, o.device, o.threads); err != nil {
+			return err
+		}
+		copts, err := commOptions(launch)
+		if err != nil {
+			return err
+		}
+		if comm, err = train.OpenComm(b, copts); err != nil {
+			return err
+		}
+		commOpen = launch.Distributed()
+		return nil
+	}
+	shard := launch.Distributed() && data.IsImageDir(o.data)
+	if shard {
+		if err := openEngine(); err != nil {
+			return err
+		}
+		o.image.Shard = &data.ImageShard{Rank: comm.Rank(), Size: comm.Size(), Reduce: func(x []float32) error {
+			return comm.AllReduceSum(collective.Host(x))
+		}}
+	}
 	if data.IsImageData(o.data) && !launch.Distributed() {
 		say("loading %s", o.data) // a distributed run's first line names its engine
 	}
@@ -768,25 +811,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	x := append([]float32(nil), ds.X...)
 	std.Apply(x)
 
-	b, err := openRankBackend(launch, o.device, o.threads)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	copts, err := commOptions(launch)
-	if err != nil {
-		return err
-	}
-	comm, err := train.OpenComm(b, copts)
-	if err != nil {
-		return err
-	}
-	commOpen := launch.Distributed()
-	defer func() {
-		if commOpen { // failed before the run ended
-			err = endComm(comm, launch, err, stderr)
+	if !shard {
+		if err := openEngine(); err != nil {
+			return err
 		}
-	}()
+	}
 	var labels []int32
 	if o.cfg.Model.Classes > 0 {
 		labels = ds.Labels
