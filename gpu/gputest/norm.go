@@ -473,10 +473,9 @@ func benchNorm(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
 	un1 := un.Batch * un.C * un.HW
 	b.Run("GroupNormAct", func(b *testing.B) {
 		bench(b, uname, newBackend, func(w *workload) (float64, float64, func()) {
-			x, g, bt, y, a := w.normals(un1), w.normals(un.C), w.normals(un.C), w.alloc(un1), w.alloc(un1)
+			x, g, bt, a := w.normals(un1), w.normals(un.C), w.normals(un.C), w.alloc(un1)
 			m, r := w.alloc(un.Batch*un.Groups), w.alloc(un.Batch*un.Groups)
 			// x read, a written (y not kept, as the U-Net runs it)
-			_ = y
 			return 8 * float64(un1), 0, func() { w.be.GroupNormAct(un, gpu.ActSiLU, x, nil, g, bt, nil, a, m, r) }
 		})
 	})
