@@ -3,9 +3,10 @@ package gpu
 import "github.com/fmgpu/fmgpu/internal/sgemm"
 
 // The CPU backend's Conv ops. The 3x3 convolutions with padding 1 and
-// stride 1 or 2 (all of the U-Net's but the 1x1 ones) run on
-// internal/sgemm's direct kernels where it has them (the AVX-512 set);
-// the others go through im2col and one matrix product:
+// stride 1 or 2 (all of the U-Net's but the 1x1 ones), and the forward
+// and data gradient of 1x1 ones, run on internal/sgemm's direct kernels
+// where it has them (the AVX-512 set); the others go through im2col and
+// one matrix product:
 //
 // For a group of nb images, col is the (InC K K) x N matrix whose row
 // r = (c K + u) K + v holds, for every output position (image, i, j),
@@ -142,6 +143,14 @@ func pointwise(s ConvShape) bool { return s.K == 1 && s.Stride == 1 && s.Pad == 
 func directConv(s ConvShape) (d sgemm.Conv3x3, ok bool) {
 	d = sgemm.Conv3x3{Batch: s.Batch, C: s.InC, H: s.H, W: s.W, OutC: s.OutC, Stride: s.Stride}
 	return d, s.K == 3 && s.Pad == 1 && sgemm.DirectConv(d)
+}
+
+// directPointwise returns a pointwise s as sgemm's direct convolution, ok
+// when it runs one (the shapes where it computes what the products per
+// image would, bit for bit: sgemm.DirectPointwise).
+func directPointwise(s ConvShape) (d sgemm.Conv1x1, ok bool) {
+	d = sgemm.Conv1x1{Batch: s.Batch, C: s.InC, H: s.H, W: s.W, OutC: s.OutC}
+	return d, pointwise(s) && sgemm.DirectPointwise(d)
 }
 
 // convPlan is a convolution's derived sizes.
@@ -567,6 +576,10 @@ func (c *CPU) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 		c.conv.direct.Forward(d, host(x), host(w), host(bias), host(y), c.pool.n)
 		return
 	}
+	if d, ok := directPointwise(s); ok {
+		c.conv.direct.ForwardPointwise(d, host(x), host(w), host(bias), host(y), c.pool.n)
+		return
+	}
 	if pointwise(s) {
 		t := &c.conv.pointwise
 		*t = pointwiseTask{op: pointwiseForward, s: s, hw: s.H * s.W, x: host(x), w: host(w), b: host(bias), y: host(y)}
@@ -583,6 +596,10 @@ func (c *CPU) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	checkConv2DBackwardData(s, dy, w, dx)
 	if d, ok := directConv(s); ok {
 		c.conv.direct.BackwardData(d, host(dy), host(w), host(dx), c.pool.n)
+		return
+	}
+	if d, ok := directPointwise(s); ok {
+		c.conv.direct.BackwardDataPointwise(d, host(dy), host(w), host(dx), c.pool.n)
 		return
 	}
 	c.conv.plan = newConvPlan(s, false)

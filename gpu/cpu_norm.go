@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"math"
+	"sync"
 
 	"github.com/fmgpu/fmgpu/internal/sgemm"
 )
@@ -14,6 +15,28 @@ import (
 type normState struct {
 	task groupNormTask
 	part []float64 // GroupNormBackward: per (image, channel) sums of dy, dy xhat
+	// free holds the recomputation buffers (normRecompute floats) of
+	// the task's ranges, which run concurrently.
+	mu   sync.Mutex
+	free [][]float32
+}
+
+// buffer returns a recomputation buffer.
+func (n *normState) buffer() []float32 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if k := len(n.free); k > 0 {
+		b := n.free[k-1]
+		n.free = n.free[:k-1]
+		return b
+	}
+	return make([]float32, normRecompute)
+}
+
+func (n *normState) release(b []float32) {
+	n.mu.Lock()
+	n.free = append(n.free, b)
+	n.mu.Unlock()
 }
 
 // groupNormTask runs groups (image b, group g) u = b Groups + g in [lo, hi).
@@ -29,6 +52,14 @@ type groupNormTask struct {
 	// while the group is in cache (nil: not fused).
 	xBias, a []float32
 	act      Act
+	// GroupNormActBackward: dy (dA) is first taken through act at yAct
+	// (act'(yAct) dy in place, as SiLUGradPart of the whole pass; yAct
+	// nil: recomputed from x, mean, rstd, gamma and beta), and
+	// each channel's input gradient goes to out plus add (when add is
+	// not nil; dx is then dA, the gradient's workspace), its sums into
+	// dxSum (when not nil), while the group is in cache.
+	yAct, add, out, dxSum []float32
+	norm                  *normState // the recomputation buffers
 }
 
 func (t *groupNormTask) run(lo, hi int) {
@@ -66,27 +97,58 @@ func (t *groupNormTask) run(lo, hi int) {
 		r32 := float32(1 / math.Sqrt(vr+float64(s.Eps)))
 		t.mean[u], t.rstd[u] = m32, r32
 		for k := 0; k < cpg; k++ {
-			a, b := r32*t.gamma[c0+k], t.beta[c0+k]
 			xs := x[k*s.HW : (k+1)*s.HW]
 			ys := t.y[off+k*s.HW:][:len(xs)]
-			if t.vec {
-				sgemm.NormApply(xs, ys, m32, a, b)
-				if t.a != nil {
-					// element by element as activateTask: the vector SiLU
-					// does not depend on where a slice starts or ends
-					as := t.a[off+k*s.HW:][:len(ys)]
-					if t.act == ActSiLU {
-						sgemm.SiLU(ys, as)
-					} else {
-						copy(as, ys)
-					}
+			normApply(xs, ys, m32, r32, t.gamma[c0+k], t.beta[c0+k], t.vec)
+			if t.vec && t.a != nil {
+				// element by element as activateTask: the vector SiLU
+				// does not depend on where a slice starts or ends (and
+				// runs in place when y is a)
+				as := t.a[off+k*s.HW:][:len(ys)]
+				if t.act == ActSiLU {
+					sgemm.SiLU(ys, as)
+				} else if &as[0] != &ys[0] {
+					copy(as, ys)
 				}
-				continue
-			}
-			for i, v := range xs {
-				ys[i] = (v-m32)*a + b
 			}
 		}
+	}
+}
+
+// normApply writes y = (x - m) r gamma + beta, the normalization of one
+// channel: GroupNorm's values, which GroupNormActBackward recomputes.
+func normApply(x, y []float32, m, r, gamma, beta float32, vec bool) {
+	a := r * gamma
+	if vec {
+		sgemm.NormApply(x, y, m, a, beta)
+		return
+	}
+	for i, v := range x {
+		y[i] = (v-m)*a + beta
+	}
+}
+
+// normRecompute is the chunk of a channel in which GroupNormActBackward
+// recomputes y (on the stack).
+const normRecompute = 512
+
+// siluGradRecomputed is SiLUGradPart(dy, y, dy, at, total) over group
+// u (dy and x its elements, at its offset), with y = normApply(x)
+// recomputed chunk by chunk into y (normRecompute floats), each chunk
+// over as many channels as it spans: the gradient's partial vectors come
+// only at the group's ends, as with a stored y.
+func (t *groupNormTask) siluGradRecomputed(y, dy, x []float32, u int, m, r float32, at, total int) {
+	s := t.s
+	c0 := u % s.Groups * (s.C / s.Groups)
+	for i := 0; i < len(x); i += normRecompute {
+		j := min(len(x), i+normRecompute)
+		for e := i; e < j; {
+			k := e / s.HW // the channel in the group
+			f := min(j, (k+1)*s.HW)
+			normApply(x[e:f], y[e-i:f-i], m, r, t.gamma[c0+k], t.beta[c0+k], t.vec)
+			e = f
+		}
+		sgemm.SiLUGradPart(dy[i:j], y[:j-i], dy[i:j], at+i, total)
 	}
 }
 
@@ -98,10 +160,23 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 	cpg := s.C / s.Groups
 	n := cpg * s.HW
 	inv := 1 / float64(n)
+	total := len(t.dy)
+	var y []float32 // the recomputation buffer, when needed
 	for u := lo; u < hi; u++ {
 		c0 := u % s.Groups * cpg
 		off := u * n
 		m, r := t.mean[u], t.rstd[u]
+		switch {
+		case t.act != ActSiLU:
+		case t.yAct != nil:
+			dy := t.dy[off : off+n]
+			sgemm.SiLUGradPart(dy, t.yAct[off:off+n], dy, off, total)
+		default:
+			if y == nil {
+				y = t.norm.buffer()
+			}
+			t.siluGradRecomputed(y, t.dy[off:off+n], t.x[off:off+n], u, m, r, off, total)
+		}
 		var s1, s2 float64 // sum g dy, sum g dy xhat
 		for k := 0; k < cpg; k++ {
 			g := float64(t.gamma[c0+k])
@@ -130,13 +205,43 @@ func (t *groupNormTask) runBackward(lo, hi int) {
 				// r (g dy - m1 - (x - m) r m2), as A dy + B (x - m) + C
 				r64, m2r := float64(r), float64(r)*float64(m2)
 				sgemm.NormBackApply(dys, xs, dxs, float32(r64*float64(g)), m, float32(-r64*m2r), float32(-r64*float64(m1)))
-				continue
+			} else {
+				for i, v := range xs {
+					xh := (v - m) * r
+					dxs[i] = r * (g*dys[i] - m1 - xh*m2)
+				}
 			}
-			for i, v := range xs {
-				xh := (v - m) * r
-				dxs[i] = r * (g*dys[i] - m1 - xh*m2)
+			if t.out != nil {
+				t.finish(off+k*s.HW, u/s.Groups*s.C+c0+k)
 			}
 		}
+	}
+	if y != nil {
+		t.norm.release(y)
+	}
+}
+
+// finish moves the gradient of the channel at off (in dx) to out, plus
+// add, as GroupNormActBackward's copy or Axpy would, and its sum to
+// dxSum[row].
+func (t *groupNormTask) finish(off, row int) {
+	hw := t.s.HW
+	d := t.out[off : off+hw]
+	if t.add != nil {
+		g, ad := t.dx[off:off+hw], t.add[off:off+hw]
+		switch {
+		case &d[0] == &g[0]:
+			// g + add rounds as add + g
+			sgemm.Axpy(1, ad, d)
+		default:
+			if &ad[0] != &d[0] {
+				copy(d, ad)
+			}
+			sgemm.Axpy(1, g, d)
+		}
+	}
+	if t.dxSum != nil {
+		t.dxSum[row] = float32(sum64(d))
 	}
 }
 
@@ -201,13 +306,23 @@ func (c *CPU) GroupNorm(s GroupNormShape, x, gamma, beta, y, mean, rstd Buffer) 
 func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, dgamma, dbeta Buffer) {
 	checkGroupNormBackward(s, dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
 	t := &c.norm.task
+	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
+		dy: host(dy), dx: host(dx)}
+	c.groupNormBackward(t, host(dgamma), host(dbeta), 12)
+}
+
+// groupNormBackward runs t (its backward fields set but part) over the
+// groups, work per element, and writes the parameter gradients.
+func (c *CPU) groupNormBackward(t *groupNormTask, dg, db []float32, work int) {
+	s := t.s
 	if need := 2 * s.Batch * s.C; cap(c.norm.part) < need {
 		c.norm.part = make([]float64, need)
 	}
-	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
-		dy: host(dy), dx: host(dx), part: c.norm.part[:2*s.Batch*s.C], backward: true, vec: sgemm.NormKernels()}
-	dg, db := host(dgamma), host(dbeta)
-	c.pool.do(t, s.Batch*s.Groups, 12*s.C/s.Groups*s.HW)
+	t.part, t.backward, t.vec = c.norm.part[:2*s.Batch*s.C], true, sgemm.NormKernels()
+	if n := s.Batch * s.C * s.HW; n > 0 {
+		t.dy, t.x, t.dx = t.dy[:n], t.x[:n], t.dx[:n]
+	}
+	c.pool.do(t, s.Batch*s.Groups, work*s.C/s.Groups*s.HW)
 	// the channel sums over the batch, in image order
 	for ch := 0; ch < s.C; ch++ {
 		var sd, sdx float64
@@ -225,11 +340,18 @@ func (c *CPU) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, 
 // GroupNormAct with sgemm's norm kernels adds the bias and applies the
 // activation inside the group norm's pass (elementwise, so in any order);
 // otherwise, and GroupNormActBackward always, run the ops one after the
-// other (the backward's SiLU gradient takes a scalar path for a slice's
-// tail, so splitting it by groups would change its rounding).
+// other. GroupNormActBackward runs as one pass over the groups, each
+// taken through the activation's gradient, the norm's and the add while
+// in cache: the SiLU gradient as SiLUGradPart of the whole buffer (a
+// group's elements on the vector or the tail path as the whole pass
+// would put them), the add and the sums as Axpy and ChannelSum.
 
 func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer) {
 	checkGroupNormAct(s, act, x, xBias, gamma, beta, y, a, mean, rstd)
+	if y == nil {
+		// the normalization into a, then the activation in place
+		y = a
+	}
 	if sgemm.NormKernels() && s.Batch*s.C*s.HW > 0 {
 		t := &c.norm.task
 		*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), beta: host(beta), y: host(y), mean: host(mean), rstd: host(rstd),
@@ -250,26 +372,21 @@ func (c *CPU) GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, 
 	c.pool.do(t, (n+activateBlock-1)/activateBlock, 10*activateBlock)
 }
 
-func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
-	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
-	if dxSum != nil {
-		defer c.ChannelSum(s.Batch, s.C, s.HW, dx, dxSum)
-	}
+func (c *CPU) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	checkGroupNormActBackward(s, act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum)
 	n := s.Batch * s.C * s.HW
-	if act != ActNone && n > 0 {
-		c.BiasActBackward(act, 1, n, dA, y, dA, nil)
+	t := &c.norm.task
+	*t = groupNormTask{s: s, x: host(x), gamma: host(gamma), mean: host(mean), rstd: host(rstd),
+		dy: host(dA), act: act, out: host(dx)[:n], dxSum: host(dxSum), norm: &c.norm}
+	if act != ActNone && y != nil {
+		t.yAct = host(y)[:n]
+	} else if act != ActNone {
+		t.beta = host(beta)
 	}
-	// The gradient in place in dA, then into dx as Copy or Axpy(1, ., add)
-	// would.
-	c.GroupNormBackward(s, dA, x, gamma, mean, rstd, dA, dgamma, dbeta)
-	g, d := host(dA)[:n], host(dx)[:n]
-	if add == nil {
-		copy(d, g)
-		return
+	// The norm's gradient goes straight to dx, or, with add, to dA first.
+	t.dx = t.out
+	if add != nil {
+		t.add, t.dx = host(add)[:n], t.dy[:n]
 	}
-	if ad := host(add)[:n]; n > 0 && &ad[0] != &d[0] {
-		copy(d, ad)
-	}
-	c.ode.axpy = axpyTask{alpha: 1, x: g, y: d}
-	c.pool.do(&c.ode.axpy, n, 2)
+	c.groupNormBackward(t, host(dgamma), host(dbeta), 24)
 }

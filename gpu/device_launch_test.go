@@ -69,7 +69,7 @@ func TestDeviceLaunchesPerOp(t *testing.T) {
 			d.GroupNormBackward(gn, buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(16), buf(16))
 		}, "group_norm_backward_kernel"},
 		{"GroupNormActBackward", func() {
-			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16), buf(64))
+			d.GroupNormActBackward(gn, ActSiLU, buf(4096), buf(4096), buf(4096), buf(16), nil, buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16), buf(64))
 		}, "group_norm_backward_kernel"},
 		{"GroupNormAct", func() {
 			d.GroupNormAct(gn, ActSiLU, buf(4096), buf(64), buf(16), buf(16), buf(4096), buf(4096), buf(16), buf(16))

@@ -25,16 +25,19 @@ func (d *DeviceBackend) groupNorm(s GroupNormShape, act Act, x, xBias, gamma, be
 
 func (d *DeviceBackend) GroupNormBackward(s GroupNormShape, dy, x, gamma, mean, rstd, dx, dgamma, dbeta Buffer) {
 	checkGroupNormBackward(s, dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
-	d.groupNormBackward(s, ActNone, dy, nil, x, gamma, mean, rstd, nil, dx, dgamma, dbeta, nil)
+	d.groupNormBackward(s, ActNone, dy, nil, x, gamma, nil, mean, rstd, nil, dx, dgamma, dbeta, nil)
 }
 
-func (d *DeviceBackend) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
-	checkGroupNormActBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
-	d.groupNormBackward(s, act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum)
+func (d *DeviceBackend) GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	checkGroupNormActBackward(s, act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum)
+	d.groupNormBackward(s, act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum)
 }
 
-func (d *DeviceBackend) groupNormBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
-	if !d.usable(dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum) {
+func (d *DeviceBackend) groupNormBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+	if act == ActNone || y != nil {
+		beta = nil // read only to recompute y
+	}
+	if !d.usable(dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum) {
 		return
 	}
 	if s.Batch == 0 {
@@ -48,6 +51,6 @@ func (d *DeviceBackend) groupNormBackward(s GroupNormShape, act Act, dA, y, x, g
 	part := d.scratchPtr(8 * 2 * s.Batch * s.C)
 	d.launch(d.call("group_norm_backward_kernel", dim3{uint32(s.Batch * s.Groups), 1, 1}, dim3{redThreads, 1, 1}).
 		i32(s.Batch).i32(s.C).i32(s.HW).i32(s.Groups).i32(int(act)).ptr(d.ptr(dA)).ptr(d.ptr(y)).ptr(d.ptr(x)).
-		ptr(d.ptr(gamma)).ptr(d.ptr(mean)).ptr(d.ptr(rstd)).ptr(d.ptr(add)).ptr(d.ptr(dx)).ptr(part).
+		ptr(d.ptr(gamma)).ptr(d.ptr(beta)).ptr(d.ptr(mean)).ptr(d.ptr(rstd)).ptr(d.ptr(add)).ptr(d.ptr(dx)).ptr(part).
 		ptr(d.countersPtr(1)).ptr(d.ptr(dgamma)).ptr(d.ptr(dbeta)).ptr(d.ptr(dxSum)))
 }

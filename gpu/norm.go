@@ -17,8 +17,9 @@ type Norm interface {
 	// (as Activate) when a is not nil: the normalization and the
 	// activation after it in one pass. When xBias (Batch x C) is not nil
 	// it is added to x first, in place (as AddChannelBias(x, xBias, x)),
-	// and the normalization is of the sum. y may alias x; a aliases
-	// neither.
+	// and the normalization is of the sum. y may be nil (a not nil): y is
+	// then not kept, only a, mean and rstd (and the sum in x) are
+	// written. y may alias x; a aliases neither.
 	GroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, mean, rstd Buffer)
 
 	// GroupNormActBackward is the gradient through a = act(y), y =
@@ -27,10 +28,12 @@ type Norm interface {
 	// GroupNormBackward's, and dx with its input gradient plus add when
 	// add is not nil (one float32 addition: what Axpy(1, gradient, add)
 	// leaves in add). When dxSum (Batch x C) is not nil it receives the
-	// sums of dx over each image's channels (as ChannelSum(dx)). dA is a
-	// workspace: its values afterwards are unspecified. dx may alias dA or
-	// add, not y.
-	GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer)
+	// sums of dx over each image's channels (as ChannelSum(dx)). y may be
+	// nil: it is then recomputed from x, mean, rstd, gamma and beta, bit
+	// for bit what GroupNorm (and GroupNormAct) write for them (beta is
+	// read only then: nil otherwise). dA is a workspace: its values
+	// afterwards are unspecified. dx may alias dA or add, not y.
+	GroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer)
 }
 
 // GroupNormShape describes group normalization over a batch of NCHW
@@ -79,7 +82,12 @@ func checkGroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, m
 	}
 	need(op, "gamma", gamma, s.C)
 	need(op, "beta", beta, s.C)
-	need(op, "y", y, n)
+	if y == nil && a == nil {
+		panic("gpu: GroupNormAct: neither y nor a")
+	}
+	if y != nil {
+		need(op, "y", y, n)
+	}
 	if a != nil {
 		need(op, "a", a, n)
 	}
@@ -87,13 +95,17 @@ func checkGroupNormAct(s GroupNormShape, act Act, x, xBias, gamma, beta, y, a, m
 	need(op, "rstd", rstd, stats)
 }
 
-func checkGroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
+func checkGroupNormActBackward(s GroupNormShape, act Act, dA, y, x, gamma, beta, mean, rstd, add, dx, dgamma, dbeta, dxSum Buffer) {
 	const op = "GroupNormActBackward"
 	checkAct(op, act)
 	n, stats := groupNormLens(op, s)
 	need(op, "dA", dA, n)
 	if act != ActNone {
-		need(op, "y", y, n)
+		if y != nil {
+			need(op, "y", y, n)
+		} else {
+			need(op, "beta (y recomputed)", beta, s.C)
+		}
 	}
 	need(op, "x", x, n)
 	need(op, "gamma", gamma, s.C)

@@ -32,8 +32,8 @@ FM_DEVICE double block_allsum_d(double v) {
 // when a is not null, a_e = act(y_e) as activate_forward_kernel
 // (gpu.Norm.GroupNormAct). When xBias is not null, x_e += xBias[b, c]
 // first, in place, one float32 addition (as add_channel_bias_forward_
-// kernel), and the normalization is of the sum. y may alias x; a aliases
-// neither.
+// kernel), and the normalization is of the sum. y may be null (a not
+// null): y is then not written. y may alias x; a aliases neither.
 // Shapes: x, y, a (batch, C, HW); gamma, beta (C); mean, rstd (batch, G);
 // xBias (batch, C); C % G == 0; batch C HW < 2^31.
 // Launch: grid (batch G), 256 threads (a multiple of 32).
@@ -73,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(256)
         int c = c0 + ch;
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
         float yv = fm_add(fm_mul(xh, gamma[c]), beta[c]);
-        y[base + e] = yv;
+        if (y) y[base + e] = yv;
         if (a) a[base + e] = act == FM_ACT_SILU ? silu_f(yv) : yv;
         ch += qc;
         p += rp;
@@ -86,7 +86,9 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // group_norm_backward_kernel: the input and parameter gradients of
 // GroupNorm, of dy = dA act'(yAct) (gpu.Norm.GroupNormActBackward; act none:
-// dy = dA, yAct not read). For block b G + g, with xh_e = (x_e - mean) rstd
+// dy = dA, yAct not read; yAct null with act silu: yAct_e recomputed from
+// x_e as group_norm_forward_kernel computes y_e, with beta, which is read
+// only then). For block b G + g, with xh_e = (x_e - mean) rstd
 // (float32, from the forward pass's mean and rstd) and the group's n
 // elements:
 //   part[b, c]        = sum_p dy[b, c, p] xh        (dgamma's term of image b)
@@ -101,14 +103,15 @@ extern "C" __global__ void __launch_bounds__(256)
 // dxSum[b, c] = sum_p dx[b, c, p] in double (as channel_sum_reduce_kernel).
 // dx may alias dA or add (each element is read before it is written), not
 // yAct.
-// Shapes: dA, yAct, x, add, dx (batch, C, HW); gamma, dgamma, dbeta (C);
+// Shapes: dA, yAct, x, add, dx (batch, C, HW); gamma, beta, dgamma, dbeta (C);
 // mean, rstd (batch, G); part (2 batch, C) doubles; counter (1), 0 before
 // the launch (and after it). Sizes as group_norm_forward_kernel; batch > 0.
 // Launch: grid (batch G), 256 threads (a multiple of 32).
 extern "C" __global__ void __launch_bounds__(256)
     group_norm_backward_kernel(int batch, int C, int HW, int G, int act, const float* dA, const float* yAct,
                                const float* __restrict__ x, const float* __restrict__ gamma,
-                               const float* __restrict__ mean, const float* __restrict__ rstd, const float* add,
+                               const float* __restrict__ beta, const float* __restrict__ mean,
+                               const float* __restrict__ rstd, const float* add,
                                float* dx, double* __restrict__ part, unsigned* __restrict__ counter,
                                float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ dxSum) {
     FM_SHARED(double, wsum, [2][32]);
@@ -127,8 +130,8 @@ extern "C" __global__ void __launch_bounds__(256)
         // makes this loop spill registers on sm_90
         for (unsigned p = lane; p < (unsigned)HW; p += 32) {
             float g = dA[cb + p];
-            if (silu) g = fm_mul(g, silu_grad_f(yAct[cb + p]));
             float xh = fm_mul(fm_sub(x[cb + p], mf), rf);
+            if (silu) g = fm_mul(g, silu_grad_f(yAct ? yAct[cb + p] : fm_add(fm_mul(xh, gamma[c0 + ch]), beta[c0 + ch])));
             sd += (double)g;
             sdx += (double)g * (double)xh;
         }
@@ -160,8 +163,8 @@ extern "C" __global__ void __launch_bounds__(256)
     for (long long e = threadIdx.x; e < n; e += step) {
         int c = c0 + ch;
         float g = dA[base + e];
-        if (silu) g = fm_mul(g, silu_grad_f(yAct[base + e]));
         float xh = fm_mul(fm_sub(x[base + e], mf), rf);
+        if (silu) g = fm_mul(g, silu_grad_f(yAct ? yAct[base + e] : fm_add(fm_mul(xh, gamma[c]), beta[c])));
         float t = fm_sub(fm_sub(fm_mul(g, gamma[c]), A), fm_mul(xh, B));
         float v = fm_mul(rf, t);
         if (add) v = fm_add(add[base + e], v);

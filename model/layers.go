@@ -96,7 +96,8 @@ func (n *groupNorm) Backward(p *pass, x, dy, dx gpu.Buffer) {
 }
 
 // backwardAct is the backward of act(GroupNorm(x)), whose output y the
-// forward pass stored, from dA, the gradient of act's output (used as
+// forward pass stored (nil: the backend recomputes it from x and the
+// statistics), from dA, the gradient of act's output (used as
 // workspace); dx receives the input gradient plus add when add is not
 // nil, dxSum (when not nil) its sums per image and channel.
 func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx, dxSum gpu.Buffer) {
@@ -107,7 +108,11 @@ func (n *groupNorm) backwardAct(p *pass, act gpu.Act, x, dA, y, add, dx, dxSum g
 		c := n.shape.C
 		dg, db = p.discard.slice(0, c), p.discard.slice(c, c)
 	}
-	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db, dxSum)
+	var beta gpu.Buffer
+	if y == nil && act != gpu.ActNone {
+		beta = p.w[n.beta]
+	}
+	p.b.GroupNormActBackward(n.at(p.rows), act, dA, y, x, p.w[n.gamma], beta, n.mean.at(p.rows), n.rstd.at(p.rows), add, dx, dg, db, dxSum)
 }
 
 // dense is a fully connected layer y = act(x W^T + b), W out x in
@@ -149,14 +154,15 @@ func (d *dense) backwardPre(p *pass, x, dPre gpu.Buffer, xAct gpu.Act, xPre, dx 
 }
 
 // normSiLUConv is y = conv(SiLU(GroupNorm(x))), the unit of DDPM's residual
-// block and output head. Forward stores the GroupNorm output and its SiLU
-// (computed in one pass, kept rather than recomputed in Backward: one
-// launch fewer a unit for a workspace of its input's size). The caller
-// lends the backward's temporary.
+// block and output head. Forward stores the SiLU of the GroupNorm output
+// (computed in one pass, kept rather than recomputed in Backward: the
+// filter gradient's input), not the GroupNorm output itself: the
+// backward pass, which reads x anyway, recomputes it (a workspace of the
+// input's size less, written once and read once less a step). The
+// caller lends the backward's temporary.
 type normSiLUConv struct {
 	norm groupNorm
-	n    *workspace // GroupNorm(x), stored
-	a    *workspace // SiLU(n), stored (after the dropout): the filter gradient's input
+	a    *workspace // SiLU(GroupNorm(x)), stored (after the dropout): the filter gradient's input
 	conv *conv
 	inC  int // elements of an image of x
 	// drop, when not nil and the pass trains with dropout, masks SiLU(n)
@@ -191,8 +197,8 @@ func (l *normSiLUConv) Forward(p *pass, x, y gpu.Buffer) {
 // forwardBias is Forward of x plus xBias (one value per image and
 // channel, added into x in place) when xBias is not nil.
 func (l *normSiLUConv) forwardBias(p *pass, x, xBias, y gpu.Buffer) {
-	n, a, s := l.n.at(p.rows), l.a.at(p.rows), &l.norm
-	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, xBias, p.w[s.gamma], p.w[s.beta], n, a, s.mean.at(p.rows), s.rstd.at(p.rows))
+	a, s := l.a.at(p.rows), &l.norm
+	p.b.GroupNormAct(s.at(p.rows), gpu.ActSiLU, x, xBias, p.w[s.gamma], p.w[s.beta], nil, a, s.mean.at(p.rows), s.rstd.at(p.rows))
 	l.drop.apply(p, a, a)
 	l.conv.Forward(p, a, y)
 }
@@ -213,7 +219,7 @@ func (l *normSiLUConv) backwardConv(p *pass, dy, da gpu.Buffer) {
 // dxSum, when not nil, its sums per image and channel (forwardBias's
 // xBias gradient).
 func (l *normSiLUConv) backwardNorm(p *pass, x, da, add, dx, dxSum gpu.Buffer) {
-	l.norm.backwardAct(p, gpu.ActSiLU, x, da, l.n.at(p.rows), add, dx, dxSum)
+	l.norm.backwardAct(p, gpu.ActSiLU, x, da, nil, add, dx, dxSum)
 }
 
 // Backward: da is a temporary of inC elements a row.

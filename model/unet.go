@@ -112,7 +112,6 @@ func (bd *unetBuilder) dense(name string, in, out int) dense {
 // at h x w.
 func (bd *unetBuilder) normSiLUConv(norm, conv string, cin, cout, h, w int, zero bool) normSiLUConv {
 	l := normSiLUConv{norm: bd.norm(norm, cin, h*w), inC: cin * h * w}
-	l.n = bd.ws.stored(norm+".out", cin*h*w)
 	l.a = bd.ws.stored(norm+".silu", cin*h*w)
 	l.conv = bd.conv(conv, cin, cout, 3, 1, h, w, zero)
 	return l

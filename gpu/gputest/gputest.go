@@ -121,6 +121,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"GroupNormBackward", testGroupNormBackward},
 		{"GroupNormAct", testGroupNormAct},
 		{"GroupNormActBackward", testGroupNormActBackward},
+		{"GroupNormActBackwardRecompute", testGroupNormActBackwardRecompute},
 		// Layout (layout.go)
 		{"AddChannelBias", testAddChannelBias},
 		{"ChannelSum", testChannelSum},

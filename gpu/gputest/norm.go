@@ -319,6 +319,60 @@ func testGroupNormAct(e *env) {
 		checkTol(e.t, name+": a", e.download(pa.view), want, tol, s.HW)
 		e.checkOutside(name+": y", py)
 		e.checkOutside(name+": a", pa)
+
+		// y nil: the same a, statistics and sum in x, and nothing else
+		px3 := e.upload(x)
+		var xb3 gpu.Buffer
+		if xBias != nil {
+			xb3 = e.upload(e.download(xBias))
+		}
+		pa3 := e.viewOf(filled(n, sentinel), 1, 1)
+		pm3, pr3 := e.upload(filled(ng, sentinel)), e.upload(filled(ng, sentinel))
+		e.be.GroupNormAct(s, act, px3, xb3, pg, pb, nil, pa3.view, pm3, pr3)
+		checkBits(e.t, name+" without y: x", e.download(px3), e.download(px), nil)
+		checkBits(e.t, name+" without y: a", e.download(pa3.view), e.download(pa.view), nil)
+		checkBits(e.t, name+" without y: mean", e.download(pm3), e.download(pm.view), nil)
+		checkBits(e.t, name+" without y: rstd", e.download(pr3), e.download(pr.view), nil)
+		e.checkOutside(name+" without y: a", pa3)
+	}
+}
+
+// GroupNormActBackward with y nil (recomputed from x and the statistics)
+// against the same op given the y that GroupNorm wrote for them: the
+// same bits (the reference values are testGroupNormActBackward's).
+func testGroupNormActBackwardRecompute(e *env) {
+	for ci, s := range groupNormCases {
+		x, gamma, beta := groupNormInputs(e, s)
+		n, ng := len(x), s.Batch*s.Groups
+		px, pg, pb := e.upload(x), e.upload(gamma), e.upload(beta)
+		py, pm, pr := e.upload(filled(n, sentinel)), e.upload(filled(ng, sentinel)), e.upload(filled(ng, sentinel))
+		e.be.GroupNorm(s, px, pg, pb, py, pm, pr)
+		dA := normals(e.rng, n, 1)
+		var add []float32
+		if ci%2 == 1 {
+			add = normals(e.rng, n, 1)
+		}
+		run := func(y gpu.Buffer) (dx, dg, db, sum []float32) {
+			var padd gpu.Buffer
+			if add != nil {
+				padd = e.upload(add)
+			}
+			pdx, pdg, pdb := e.upload(filled(n, sentinel)), e.upload(filled(s.C, sentinel)), e.upload(filled(s.C, sentinel))
+			psum := e.upload(filled(s.Batch*s.C, sentinel))
+			var b gpu.Buffer
+			if y == nil {
+				b = pb
+			}
+			e.be.GroupNormActBackward(s, gpu.ActSiLU, e.upload(dA), y, px, pg, b, pm, pr, padd, pdx, pdg, pdb, psum)
+			return e.download(pdx), e.download(pdg), e.download(pdb), e.download(psum)
+		}
+		dx, dg, db, sum := run(py)
+		dx2, dg2, db2, sum2 := run(nil)
+		name := fmt.Sprintf("GroupNormActBackward(%+v, y recomputed, add=%v)", s, add != nil)
+		checkBits(e.t, name+": dx", dx2, dx, nil)
+		checkBits(e.t, name+": dgamma", dg2, dg, nil)
+		checkBits(e.t, name+": dbeta", db2, db, nil)
+		checkBits(e.t, name+": dxSum", sum2, sum, nil)
 	}
 }
 
@@ -372,7 +426,7 @@ func testGroupNormActBackward(e *env) {
 			pds = e.viewOf(filled(s.Batch*s.C, sentinel), 1, 1)
 			dxSum = pds.view
 		}
-		e.be.GroupNormActBackward(s, act, pdA, py, px, pg, pm, pr, padd, pdx.view, pdg.view, pdb.view, dxSum)
+		e.be.GroupNormActBackward(s, act, pdA, py, px, pg, nil, pm, pr, padd, pdx.view, pdg.view, pdb.view, dxSum)
 		name := fmt.Sprintf("GroupNormActBackward(%+v, act=%d, add=%v, dxSum=%v)", s, act, add != nil, dxSum != nil)
 		if dxSum != nil {
 			want, tol := make([]float64, s.Batch*s.C), make([]float64, s.Batch*s.C)
@@ -411,6 +465,31 @@ func benchNorm(b *testing.B, newBackend func(b *testing.B) gpu.Backend) {
 			m, r, dg, db := w.alloc(gn.Batch*gn.Groups), w.alloc(gn.Batch*gn.Groups), w.alloc(gn.C), w.alloc(gn.C)
 			w.be.GroupNorm(gn, x, g, g, dx, m, r)
 			return 12 * float64(n), 0, func() { w.be.GroupNormBackward(gn, dy, x, g, m, r, dx, dg, db) }
+		})
+	})
+	// The U-Net's unit: SiLU after the norm, its widest level at batch 64.
+	un := gpu.GroupNormShape{Batch: 64, C: 32, HW: 784, Groups: 8, Eps: 1e-5}
+	uname := fmt.Sprintf("b=%d,c=%d,hw=%d,groups=%d", un.Batch, un.C, un.HW, un.Groups)
+	un1 := un.Batch * un.C * un.HW
+	b.Run("GroupNormAct", func(b *testing.B) {
+		bench(b, uname, newBackend, func(w *workload) (float64, float64, func()) {
+			x, g, bt, a := w.normals(un1), w.normals(un.C), w.normals(un.C), w.alloc(un1)
+			m, r := w.alloc(un.Batch*un.Groups), w.alloc(un.Batch*un.Groups)
+			// x read, a written (y not kept, as the U-Net runs it)
+			return 8 * float64(un1), 0, func() { w.be.GroupNormAct(un, gpu.ActSiLU, x, nil, g, bt, nil, a, m, r) }
+		})
+	})
+	b.Run("GroupNormActBackward", func(b *testing.B) {
+		bench(b, uname, newBackend, func(w *workload) (float64, float64, func()) {
+			x, g, dA, add, dx := w.normals(un1), w.normals(un.C), w.normals(un1), w.normals(un1), w.alloc(un1)
+			y, m, r := w.alloc(un1), w.alloc(un.Batch*un.Groups), w.alloc(un.Batch*un.Groups)
+			dg, db, sum := w.alloc(un.C), w.alloc(un.C), w.alloc(un.Batch*un.C)
+			w.be.GroupNorm(un, x, g, g, y, m, r)
+			// dA, x and add read (y recomputed, as the U-Net runs it), dx
+			// written
+			return 16 * float64(un1), 0, func() {
+				w.be.GroupNormActBackward(un, gpu.ActSiLU, dA, nil, x, g, g, m, r, add, dx, dg, db, sum)
+			}
 		})
 	})
 }

@@ -34,7 +34,11 @@ import (
 // The layout costs two transpositions of the activations per call (16 x
 // 16 in registers, in cache) and no wasted products, unlike an NCHW
 // implicit product over padded rows, whose vectors run along a row and
-// carry its padding.
+// carry its padding. The transpositions' own cost is small; what they
+// wait for is memory (the batch's activations are far larger than the
+// caches): so while a whole-image forward unit runs its tiles, it
+// prefetches, a few lines after each tile, the next image's input, which
+// the next unit's transposition then finds in L2.
 
 // convKernels are a kernel set's direct convolution kernels.
 type convKernels struct {
@@ -47,6 +51,64 @@ type convKernels struct {
 	pack   func(src *float32, cstride int, n int, dst *float32, pstride int)
 	unpack func(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
 	add    func(n int, dst, src *float32) // dst += src
+	// prefetch brings n cache lines from p into L2 (nil: none).
+	prefetch func(p *float32, n int)
+	// thinF[r-1]: r rows of a thin forward (conv_thin.go); thinW: the
+	// thin filter gradient.
+	thinF [convThinRows]convThinFKernel
+	thinW convThinWKernel
+}
+
+type convThinFKernel func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+type convThinWKernel func(nimg, rows, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
+
+// prefetcher spreads the prefetch of a few ranges (the next unit's input)
+// over the kernel calls of a unit, so that the memory traffic of the
+// transposes runs while the products do.
+type prefetcher struct {
+	k      *convKernels
+	ranges [2][]float32
+	nr     int
+	per    int // lines per step
+}
+
+// add queues the lines of r.
+func (f *prefetcher) add(r []float32) {
+	if len(r) > 0 && f.nr < len(f.ranges) {
+		f.ranges[f.nr] = r
+		f.nr++
+	}
+}
+
+// plan spreads the queued lines over steps steps.
+func (f *prefetcher) plan(steps int) {
+	lines := 0
+	for _, r := range f.ranges[:f.nr] {
+		lines += (len(r) + 15) / 16
+	}
+	f.per = (lines + steps - 1) / max(1, steps)
+}
+
+// step prefetches the next per lines.
+func (f *prefetcher) step() {
+	if f.k.prefetch == nil {
+		f.nr = 0
+		return
+	}
+	n := f.per
+	for n > 0 && f.nr > 0 {
+		r := f.ranges[0]
+		m := min(n, (len(r)+15)/16)
+		f.k.prefetch(&r[0], m)
+		n -= m
+		if 16*m >= len(r) {
+			copy(f.ranges[:], f.ranges[1:f.nr])
+			f.nr--
+			continue
+		}
+		f.ranges[0] = r[16*m:]
+	}
 }
 
 type convFwdKernel func(ntap int, tap *int, kc int, a *float32, sa int, srow int, b *float32, c *float32, ldc int)
@@ -82,14 +144,16 @@ func pad16(n int) int { return (n + 15) &^ 15 }
 // convolutions, reused from call to call (nothing is allocated once the
 // largest shape has run). Its methods must not run concurrently.
 type ConvState struct {
-	wpack []float32 // the packed filter
-	part  []float32 // BackwardFilter: per image group, the partial dW
-	taps  [4][9]int // the forward tiles' tap offsets (bytes), per parity class
+	wpack  []float32 // the packed filter
+	part   []float32 // BackwardFilter: per image group, the partial dW
+	dbPart []float64 // BackwardFilter: per image and output channel, the sum of dy
+	taps   [4][9]int // the forward tiles' tap offsets (bytes), per parity class
 
 	mu   sync.Mutex
 	free [][]float32 // scratch blocks of the running units
 
 	fwd  convFwdTask
+	thin convThinTask
 	filt convFilterTask
 	red  convReduceTask
 }
@@ -138,9 +202,14 @@ func (cs *ConvState) Forward(s Conv3x3, x, w, bias, y []float32, parts int) {
 	if bias != nil && len(bias) < s.OutC {
 		panic("sgemm: Conv3x3 forward: short bias")
 	}
-	op := pad16(s.OutC)
-	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, false)
 	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.OutH(), ow: s.OutW(), stride: s.Stride}
+	if g.thinForward() {
+		packThin(grow(&cs.wpack, 9*s.C*s.OutC), w, s.OutC, s.C, false)
+		cs.runThinForward(s.Batch, g, x, bias, y, parts)
+		return
+	}
+	op := pad16(s.OutC)
+	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, 9, false)
 	cs.runForward(s.Batch, g, x, bias, y, parts)
 }
 
@@ -151,8 +220,13 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 	cp := pad16(s.C)
 	if s.Stride == 1 {
 		// The convolution of dy with w flipped, its channel axes swapped.
-		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, true)
 		g := convGeom{inC: s.OutC, h: s.H, w: s.W, outC: s.C, oh: s.H, ow: s.W, stride: 1}
+		if g.thinForward() {
+			packThin(grow(&cs.wpack, 9*s.OutC*s.C), w, s.OutC, s.C, true)
+			cs.runThinForward(s.Batch, g, dy, nil, dx, parts)
+			return
+		}
+		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, 9, true)
 		cs.runForward(s.Batch, g, dy, nil, dx, parts)
 		return
 	}
@@ -161,12 +235,78 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 	cs.runForward(s.Batch, g, dy, nil, dx, parts)
 }
 
+// Conv1x1 is the shape of a pointwise convolution: Batch NCHW images of
+// C channels, H x W, to OutC channels; filter (OutC, C, 1, 1), stride 1,
+// no padding. It runs on the forward tiles of the 3 x 3 convolutions with
+// one tap (the channel products of a position), on the same blocks.
+type Conv1x1 struct {
+	Batch, C, H, W, OutC int
+}
+
+// DirectPointwise reports whether the kernel set in use runs s directly:
+// where the products it replaces (per image, y = w x and dx = w^T dy) run
+// the main kernels in one block of k (so each output is one chain of
+// multiply-adds over the channels in order, then the bias added), which
+// the direct tiles reproduce bit for bit. Smaller products take other
+// paths (a plain loop, dot products, the transposed product) whose
+// roundings differ.
+func DirectPointwise(s Conv1x1) bool {
+	hw := s.H * s.W
+	return DirectConv(Conv3x3{Batch: s.Batch, C: s.C, H: s.H, W: s.W, OutC: s.OutC, Stride: 1}) &&
+		hw >= max(dotMaxN, swapN) && s.C <= current.Load().kc && s.OutC <= current.Load().kc &&
+		min(s.C, s.OutC)*max(s.C, s.OutC)*hw > smallMNK
+}
+
+func (s Conv1x1) check(op string, x, w, y []float32) {
+	if !DirectPointwise(s) {
+		panic(fmt.Sprintf("sgemm: %s: no direct kernels for %+v", op, s))
+	}
+	if len(x) < s.Batch*s.C*s.H*s.W || len(y) < s.Batch*s.OutC*s.H*s.W || len(w) < s.OutC*s.C {
+		panic(fmt.Sprintf("sgemm: %s: short operands for %+v", op, s))
+	}
+}
+
+// ForwardPointwise sets y = conv(x, w) + bias for a 1 x 1 filter (bias
+// nil: none): each output the sum over the input channels in order, then
+// the bias added.
+func (cs *ConvState) ForwardPointwise(s Conv1x1, x, w, bias, y []float32, parts int) {
+	s.check("Conv1x1 forward", x, w, y)
+	if bias != nil && len(bias) < s.OutC {
+		panic("sgemm: Conv1x1 forward: short bias")
+	}
+	op := pad16(s.OutC)
+	packFilter(grow(&cs.wpack, s.C*op), w, s.OutC, s.C, op, 1, false)
+	g := convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.H, ow: s.W, stride: 1, pointwise: true}
+	cs.runForward(s.Batch, g, x, bias, y, parts)
+}
+
+// BackwardDataPointwise sets dx to the gradient of sum(dy * conv(x, w))
+// with respect to x for a 1 x 1 filter: each the sum over the output
+// channels in order.
+func (cs *ConvState) BackwardDataPointwise(s Conv1x1, dy, w, dx []float32, parts int) {
+	s.check("Conv1x1 backward data", dx, w, dy)
+	cp := pad16(s.C)
+	packFilter(grow(&cs.wpack, s.OutC*cp), w, s.OutC, s.C, cp, 1, true)
+	g := convGeom{inC: s.OutC, h: s.H, w: s.W, outC: s.C, oh: s.H, ow: s.W, stride: 1, pointwise: true}
+	cs.runForward(s.Batch, g, dy, nil, dx, parts)
+}
+
 // convGeom is a forward-kernel convolution: inC channels of h x w to outC
 // of oh x ow. parity: the stride-2 backward data, where the input is dy
 // (h x w its output size) and the output dx, in four parity classes.
+// pointwise: a 1 x 1 filter (stride 1), one tap at the centre of the
+// 3 x 3 convolution's padded block.
 type convGeom struct {
 	inC, h, w, outC, oh, ow, stride int
-	parity                          bool
+	parity, pointwise               bool
+}
+
+// taps is the number of filter taps of g's forward tiles.
+func (g convGeom) taps() int {
+	if g.pointwise {
+		return 1
+	}
+	return 9
 }
 
 // parityTaps lists, for an input row (or column) parity, the filter taps
@@ -174,21 +314,22 @@ type convGeom struct {
 // gets w[u] dy[m + di].
 var parityTaps = [2][]struct{ u, di int }{{{1, 0}}, {{0, 1}, {2, 0}}}
 
-// packFilter packs w (outC, inC, 3, 3) as the panels the forward kernels
-// read: output channels in panels of 32 (the last one of 16 when op is an
-// odd multiple of 16; channels from outC to op zero), each panel
-// tap-major, then input channel, then its output channels. With flip it
-// packs instead the filter of the stride-1 backward data, inC outputs
-// (padded to op) from outC inputs: w'(c, o, t) = w(o, c, 8 - t).
-func packFilter(dst, w []float32, outC, inC, op int, flip bool) {
+// packFilter packs w (outC, inC, k, k), kk = k k taps (9 or 1), as the
+// panels the forward kernels read: output channels in panels of 32 (the
+// last one of 16 when op is an odd multiple of 16; channels from outC to
+// op zero), each panel tap-major, then input channel, then its output
+// channels. With flip it packs instead the filter of the stride-1
+// backward data, inC outputs (padded to op) from outC inputs: w'(c, o, t)
+// = w(o, c, kk - 1 - t).
+func packFilter(dst, w []float32, outC, inC, op, kk int, flip bool) {
 	no, ni := outC, inC
 	if flip {
 		no, ni = inC, outC
 	}
 	for p0 := 0; p0 < op; p0 += 32 {
 		nr := min(32, op-p0)
-		panel := dst[p0*9*ni : (p0+nr)*9*ni]
-		for t := 0; t < 9; t++ {
+		panel := dst[p0*kk*ni : (p0+nr)*kk*ni]
+		for t := 0; t < kk; t++ {
 			for c := 0; c < ni; c++ {
 				row := panel[(t*ni+c)*nr : (t*ni+c+1)*nr]
 				for j := range row {
@@ -197,9 +338,9 @@ func packFilter(dst, w []float32, outC, inC, op int, flip bool) {
 					case o >= no:
 						row[j] = 0
 					case flip:
-						row[j] = w[(c*inC+o)*9+8-t]
+						row[j] = w[(c*inC+o)*kk+kk-1-t]
 					default:
-						row[j] = w[(o*inC+c)*9+t]
+						row[j] = w[(o*inC+c)*kk+t]
 					}
 				}
 			}
@@ -260,6 +401,12 @@ type convFwdTask struct {
 	x, bias, y, wpck []float32
 }
 
+// convChunks is the ranges of forward units per thread: units are claimed
+// range by range, so that a thread that falls behind (descheduled on a
+// shared machine) leaves at most one short range to wait for, while a
+// unit still finds the next image of its range to prefetch.
+const convChunks = 8
+
 func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, parts int) {
 	t := &cs.fwd
 	*t = convFwdTask{cs: cs, k: current.Load().conv, g: g, cp: pad16(g.inC), op: pad16(g.outC), x: x, bias: bias, y: y, wpck: cs.wpack}
@@ -295,43 +442,61 @@ func (cs *ConvState) runForward(batch int, g convGeom, x, bias, y []float32, par
 				cs.taps[0][3*u+v] = 4 * (u*wp + v) * t.cp
 			}
 		}
+		if g.pointwise {
+			cs.taps[0][0] = 4 * (wp + 1) * t.cp
+		}
 	}
 	units := batch * t.perImg
-	ParallelFor(t, units, min(units, 4*max(1, parts)))
+	ParallelFor(t, units, min(units, convChunks*max(1, parts)))
 }
 
 // Run computes units [lo, hi).
 func (t *convFwdTask) Run(lo, hi int) {
 	s := t.cs.scratch(t.blkLen + t.ysLen)
 	blk, ys := s[:t.blkLen], s[t.blkLen:]
+	pf := &prefetcher{k: t.k}
+	g := t.g
+	hw := g.h * g.w
 	for u := lo; u < hi; u++ {
 		b, r0 := u/t.perImg, u%t.perImg*t.rows
 		rows := min(t.rows, t.g.oh-r0)
+		pf.nr = 0
+		if t.perImg == 1 && u+1 < hi {
+			// whole images: the next one's input (not this one's output:
+			// lines prefetched for reading and then written cost more
+			// than lines written cold, measured on Zen 5)
+			pf.add(t.x[(b+1)*g.inC*hw : (b+2)*g.inC*hw])
+		}
 		if t.g.parity {
-			t.parityUnit(b, r0, rows, blk, ys)
+			t.parityUnit(b, r0, rows, blk, ys, pf)
 		} else {
-			t.unit(b, r0, rows, blk, ys)
+			t.unit(b, r0, rows, blk, ys, pf)
 		}
 	}
 	t.cs.release(s)
 }
 
-func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
+func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 	g := t.g
 	s, wp, C, cp, op := g.stride, g.w+2, g.inC, t.cp, t.op
 	hw := g.h * g.w
 	packRows(t.k, blk, t.x[b*C*hw:(b+1)*C*hw], C, cp, g.h, g.w, s*r0-1, s*(rows-1)+3)
 	// Tiles of up to convMaxMR positions: runs along a row, or pairs of
-	// rows when two fit.
+	// rows when two fit. (Packing and unpacking row by row between the
+	// tiles, to spread their memory traffic, ran 5% to 10% slower.)
 	pair := 2*g.ow <= convMaxMR
+	nt := g.taps()
+	pf.plan((op + 31) / 32 * rows * ((g.ow + convMaxMR - 1) / convMaxMR))
 	for p0 := 0; p0 < op; p0 += 32 {
 		nv := min(32, op-p0) / 16
-		bp := &t.wpck[p0*9*C]
+		bp := &t.wpck[p0*nt*C]
 		for i := 0; i < rows; {
 			if pair && i+1 < rows {
 				a := &blk[s*i*wp*cp]
 				c := &ys[i*g.ow*op+p0]
-				t.k.fwd2[nv-1][g.ow-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				t.k.fwd2[nv-1][g.ow-1](nt, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				pf.step()
+				pf.step()
 				i += 2
 				continue
 			}
@@ -339,7 +504,8 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 				mr := min(convMaxMR, g.ow-j0)
 				a := &blk[(s*i*wp+s*j0)*cp]
 				c := &ys[(i*g.ow+j0)*op+p0]
-				t.k.fwd[nv-1][mr-1](9, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				t.k.fwd[nv-1][mr-1](nt, &t.cs.taps[0][0], C, a, 4*s*cp, 4*s*wp*cp, bp, c, 4*op)
+				pf.step()
 			}
 			i++
 		}
@@ -350,7 +516,7 @@ func (t *convFwdTask) unit(b, r0, rows int, blk, ys []float32) {
 
 // parityUnit computes dx rows [r0, r0+rows) of image b for the stride-2
 // backward data (t.g: dy of h x w, dx of oh x ow).
-func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
+func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32, pf *prefetcher) {
 	g := t.g
 	wp, C, cp, op := g.w+2, g.inC, t.cp, t.op
 	// dx rows 2m + pr for m in [m0, m1) read dy rows m0 .. m1 (m1 < h
@@ -359,6 +525,7 @@ func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
 	hw := g.h * g.w
 	packRows(t.k, blk, t.x[b*C*hw:(b+1)*C*hw], C, cp, g.h, g.w, m0, m1-m0+1)
 	off, k := 0, 0
+	pf.plan((op + 31) / 32 * 4 * (m1 - m0))
 	for pr := 0; pr < 2; pr++ {
 		for pc := 0; pc < 2; pc++ {
 			nt := len(parityTaps[pr]) * len(parityTaps[pc])
@@ -377,6 +544,7 @@ func (t *convFwdTask) parityUnit(b, r0, rows int, blk, ys []float32) {
 						c := &ys[((r-r0)*g.ow+2*n0+pc)*op+p0]
 						t.k.fwd[nv-1][mr-1](nt, &t.cs.taps[k][0], C, a, 4*cp, 0, bp, c, 8*op)
 					}
+					pf.step()
 				}
 			}
 			off += nt * C * op
@@ -464,14 +632,20 @@ const convFilterBytes = 256 << 10
 const convGroupImages = 8
 
 // convFilterTask runs filter-gradient units: group g's partial sums,
-// part[g][u][o][v][c] (c < cp).
+// part[g][o][u][v][c] (c < cp): an output channel's 9 cp sums contiguous,
+// so that the groups' sums are added as long vectors.
 type convFilterTask struct {
 	cs           *ConvState
 	k            *convKernels
 	s            Conv3x3
 	cp           int
 	x, dy, part  []float32
-	groups, nimg int // image groups; images per kernel call
+	groups, nimg int  // image groups; images per kernel call
+	thin         bool // the thin kernel (s.thinFilter)
+	// dbPart, when the bias gradient is wanted, receives each image's
+	// float64 sums of dy over positions (b OutC + o), taken while the
+	// kernel calls have dy in cache.
+	dbPart []float64
 }
 
 // convReduceTask adds the groups' partial sums into dw and computes db,
@@ -495,7 +669,13 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 	blkImg := 4 * (s.H + 2) * (s.W + 2) * cp
 	t := &cs.filt
 	*t = convFilterTask{cs: cs, k: current.Load().conv, s: s, cp: cp, x: x, dy: dy, part: grow(&cs.part, groups*nw),
-		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg))}
+		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg)), thin: s.thinFilter()}
+	if db != nil {
+		if n := s.Batch * s.OutC; cap(cs.dbPart) < n {
+			cs.dbPart = make([]float64, n)
+		}
+		t.dbPart = cs.dbPart[:s.Batch*s.OutC]
+	}
 	if groups == 0 {
 		clear(dw[:9*s.C*s.OutC])
 		if db != nil {
@@ -512,6 +692,14 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 func (t *convFilterTask) Run(lo, hi int) {
 	s := t.s
 	blkImg := (s.H + 2) * (s.W + 2) * t.cp
+	if t.thin {
+		buf := t.cs.scratch(t.thinScratch())
+		for g := lo; g < hi; g++ {
+			t.thinGroup(g, buf)
+		}
+		t.cs.release(buf)
+		return
+	}
 	blk := t.cs.scratch(t.nimg*blkImg + 16)
 	for g := lo; g < hi; g++ {
 		t.group(g, blk)
@@ -548,35 +736,41 @@ func (t *convFilterTask) group(g int, blk []float32) {
 					nv := min(32, cp-c0) / 16
 					kern[nv-1](n, oh, ow, &dy[o*ohw], 4*ohw, 4*(O-1)*ohw,
 						&blk[u*wp*cp+c0], 4*st*cp, 4*cp, 4*(st*wp-st*ow)*cp, 4*(blkImg-st*oh*wp*cp),
-						&part[((u*O+o)*3)*cp+c0], 12*cp, beta)
+						&part[(9*o+3*u)*cp+c0], 36*cp, beta)
 				}
 			}
 			o += mr
+		}
+		if t.dbPart != nil {
+			for i := 0; i < n; i++ {
+				for o := 0; o < O; o++ {
+					t.dbPart[(b0+i)*O+o], _ = NormSums(dy[(i*O+o)*ohw : (i*O+o+1)*ohw])
+				}
+			}
 		}
 	}
 }
 
 // Run adds the partial sums of output channels [lo, hi) in group order
-// (into group 0's): dw(o, c, u, v) = sum over groups of part(u, o, v, c);
-// db(o) = the sum of dy(b, o) over the images (each a float64 sum) in
-// image order.
+// (into group 0's): dw(o, c, u, v) = sum over groups of part(o, u, v, c);
+// db(o) = the sum of dy(b, o) over the images (each a float64 sum, taken
+// by the group's task) in image order.
 func (r *convReduceTask) Run(lo, hi int) {
 	t := r.t
 	s, cp := t.s, t.cp
 	C, O := s.C, s.OutC
 	nw := 9 * cp * O
-	ohw := s.OutH() * s.OutW()
+	acc := t.part[9*cp*lo : 9*cp*hi]
+	for g := 1; g < t.groups; g++ {
+		t.k.add(len(acc), &acc[0], &t.part[g*nw+9*cp*lo])
+	}
 	for o := lo; o < hi; o++ {
-		for u := 0; u < 3; u++ {
-			for v := 0; v < 3; v++ {
-				off := ((u*O+o)*3 + v) * cp
-				acc := t.part[off : off+cp]
-				for g := 1; g < t.groups; g++ {
-					t.k.add(cp, &acc[0], &t.part[g*nw+off])
-				}
-				for c := 0; c < C; c++ {
-					r.dw[(o*C+c)*9+3*u+v] = acc[c]
-				}
+		a := t.part[9*cp*o : 9*cp*(o+1)]
+		dw := r.dw[o*C*9 : (o+1)*C*9]
+		for c := 0; c < C; c++ {
+			d := dw[9*c : 9*c+9]
+			for k := range d {
+				d[k] = a[k*cp+c]
 			}
 		}
 		if r.db == nil {
@@ -584,8 +778,7 @@ func (r *convReduceTask) Run(lo, hi int) {
 		}
 		sum := 0.0
 		for b := 0; b < s.Batch; b++ {
-			v, _ := NormSums(t.dy[(b*O+o)*ohw : (b*O+o+1)*ohw])
-			sum += v
+			sum += t.dbPart[b*O+o]
 		}
 		r.db[o] = float32(sum)
 	}

@@ -131,6 +131,123 @@ func TestConv3x3(t *testing.T) {
 	}
 }
 
+// TestConv1x1 checks the direct pointwise convolutions against the
+// float64 reference (each value within 1e-5 of the sum of its terms'
+// magnitudes: a few float32 roundings a term) and, bit for bit, against
+// the products they replace (per image, y = w x with y preset to the bias
+// and beta 1; dx = w^T dy), whose sums run over the channels in the same
+// order: a network's results do not change with the path.
+func TestConv1x1(t *testing.T) {
+	if current.Load().conv == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	for _, s := range []Conv1x1{
+		{2, 96, 28, 28, 32}, {3, 128, 14, 14, 64}, {2, 64, 7, 7, 192}, {2, 32, 14, 14, 64},
+		{1, 5, 3, 17, 7}, {3, 21, 9, 4, 48}, {17, 16, 2, 1, 16}, {0, 16, 8, 8, 16}, {2, 70, 7, 7, 67}, {1, 3, 1, 1, 1}, {2, 7, 5, 13, 40},
+	} {
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
+			if !DirectPointwise(s) {
+				if s.H*s.W >= 64 && s.C >= 16 && s.OutC >= 16 {
+					t.Fatalf("no direct path for %+v", s)
+				}
+				t.Skip("the products take another path")
+			}
+			r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.W)))
+			hw := s.H * s.W
+			x, w, bias := randConv(r, s.Batch*s.C*hw), randConv(r, s.OutC*s.C), randConv(r, s.OutC)
+			dy := randConv(r, s.Batch*s.OutC*hw)
+			y0, dx0 := make([]float32, len(dy)), make([]float32, len(x))
+			refY, refYAbs := make([]float64, len(dy)), make([]float64, len(dy))
+			refX, refXAbs := make([]float64, len(x)), make([]float64, len(x))
+			for b := 0; b < s.Batch; b++ {
+				yb := y0[b*s.OutC*hw : (b+1)*s.OutC*hw]
+				for o := 0; o < s.OutC; o++ {
+					for p := 0; p < hw; p++ {
+						yb[o*hw+p] = bias[o]
+						i := (b*s.OutC+o)*hw + p
+						refY[i], refYAbs[i] = float64(bias[o]), math.Abs(float64(bias[o]))
+						for c := 0; c < s.C; c++ {
+							xi := (b*s.C+c)*hw + p
+							v := float64(w[o*s.C+c]) * float64(x[xi])
+							refY[i] += v
+							refYAbs[i] += math.Abs(v)
+							g := float64(w[o*s.C+c]) * float64(dy[i])
+							refX[xi] += g
+							refXAbs[xi] += math.Abs(g)
+						}
+					}
+				}
+				Gemm(false, false, s.OutC, hw, s.C, 1, w, s.C, x[b*s.C*hw:], hw, 1, yb, hw)
+				Gemm(true, false, s.C, hw, s.OutC, 1, w, s.C, dy[b*s.OutC*hw:], hw, 0, dx0[b*s.C*hw:], hw)
+			}
+			var cs ConvState
+			for _, parts := range []int{1, 3} {
+				y := randConv(r, len(dy))
+				cs.ForwardPointwise(s, x, w, bias, y, parts)
+				checkClose(t, "y", y, refY, refYAbs, 1e-5)
+				dx := randConv(r, len(x))
+				cs.BackwardDataPointwise(s, dy, w, dx, parts)
+				checkClose(t, "dx", dx, refX, refXAbs, 1e-5)
+				for i := range y {
+					if math.Float32bits(y[i]) != math.Float32bits(y0[i]) {
+						t.Fatalf("y[%d] = %v, the product's %v", i, y[i], y0[i])
+					}
+				}
+				for i := range dx {
+					if math.Float32bits(dx[i]) != math.Float32bits(dx0[i]) {
+						t.Fatalf("dx[%d] = %v, the product's %v", i, dx[i], dx0[i])
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestConvThin: the thin kernels (few output channels forward and in the
+// backward data, few input channels in the filter gradient) leave y, dx,
+// dw and db bit for bit as the channels-last tiles do, on the U-Net's
+// input and output layers, several images groups, widths past 32
+// positions and odd sizes; the float64 reference checks both in
+// TestConv3x3.
+func TestConvThin(t *testing.T) {
+	if current.Load().conv == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	defer func() { convThin = true }()
+	for _, s := range []Conv3x3{
+		{64, 1, 28, 28, 32, 1}, {64, 32, 28, 28, 1, 1}, {9, 3, 32, 32, 64, 1}, {3, 64, 32, 32, 3, 1},
+		{2, 4, 5, 37, 4, 1}, {3, 2, 7, 3, 40, 1}, {17, 1, 3, 2, 16, 1}, {2, 1, 1, 1, 1, 1}, {1, 5, 9, 70, 2, 1},
+	} {
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.OutC)))
+			hw := s.H * s.W
+			x, w, bias := randConv(r, s.Batch*s.C*hw), randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+			dy := randConv(r, s.Batch*s.OutC*hw)
+			type result struct{ y, dx, dw, db []float32 }
+			run := func(thin bool) result {
+				convThin = thin
+				var cs ConvState
+				res := result{make([]float32, len(dy)), make([]float32, len(x)), make([]float32, len(w)), make([]float32, s.OutC)}
+				cs.Forward(s, x, w, bias, res.y, 2)
+				cs.BackwardData(s, dy, w, res.dx, 2)
+				cs.BackwardFilter(s, x, dy, res.dw, res.db, 2)
+				return res
+			}
+			want, got := run(false), run(true)
+			for _, c := range []struct {
+				name      string
+				got, want []float32
+			}{{"y", got.y, want.y}, {"dx", got.dx, want.dx}, {"dw", got.dw, want.dw}, {"db", got.db, want.db}} {
+				for i := range c.want {
+					if math.Float32bits(c.got[i]) != math.Float32bits(c.want[i]) {
+						t.Fatalf("%s[%d] = %v, the tiles' %v", c.name, i, c.got[i], c.want[i])
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestConvTranspose checks the 16 x 16 transposing copies on every length
 // of a partial block.
 func TestConvTranspose(t *testing.T) {

@@ -1,6 +1,9 @@
 package sgemm
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // SiLUGrad sets dz[i] = dy[i] * silu'(z[i]) for i < len(dz), where
 //
@@ -29,6 +32,46 @@ func SiLUGrad(dy, z, dz []float32) {
 		dz[i] = dy[i] * siluGrad64(z[i])
 	}
 }
+
+// SiLUGradPart is SiLUGrad over elements [at, at+len(dz)) of a pass over
+// total elements: each element gets what SiLUGrad over the whole pass
+// would give it (the vector path up to the pass's last whole vector, the
+// tail path after), so that a pass cut into pieces, as the group norm's
+// backward cuts it into groups, computes the same bits.
+func SiLUGradPart(dy, z, dz []float32, at, total int) {
+	n := len(dz)
+	if n == 0 {
+		return
+	}
+	_, _ = dy[n-1], z[n-1]
+	k := current.Load()
+	v := 0 // elements on the vector path
+	if k.siluGrad != nil && total >= k.epiW {
+		v = min(n, max(0, total-total%k.epiW-at))
+	}
+	full := v - v%max(1, k.epiW)
+	if full > 0 {
+		k.siluGrad(full, &dy[0], &z[0], &dz[0])
+	}
+	if r := v - full; r > 0 {
+		// a piece's last partial vector: through the kernel on a copy
+		tmp := siluGradTmp.Get().(*[3][32]float32)
+		ty, tz, td := tmp[0][:], tmp[1][:], tmp[2][:]
+		copy(ty[:r], dy[full:v])
+		copy(tz[:r], z[full:v])
+		k.siluGrad(k.epiW, &ty[0], &tz[0], &td[0])
+		copy(dz[full:v], td[:r])
+		siluGradTmp.Put(tmp)
+	}
+	for i := v; i < n; i++ {
+		dz[i] = dy[i] * siluGrad64(z[i])
+	}
+}
+
+// siluGradTmp holds SiLUGradPart's copies of a partial vector (the kernel
+// is called through a function value, so arrays on the stack would
+// escape: one allocation a call).
+var siluGradTmp = sync.Pool{New: func() any { return new([3][32]float32) }}
 
 // siluGrad64 is silu'(z) computed in float64.
 func siluGrad64(z float32) float32 {

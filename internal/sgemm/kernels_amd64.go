@@ -515,6 +515,36 @@ func convPack16(src *float32, cstride int, n int, dst *float32, pstride int)
 //go:noescape
 func convUnpack16(src *float32, pstride int, n int, dst *float32, cstride int, bias *float32)
 
+// convPrefetch prefetches the n cache lines from p into L2.
+//
+//go:noescape
+func convPrefetch(p *float32, n int)
+
+// convThinF1 computes 1 rows of 32 outputs of a thin convolution (see conv.go in asm).
+//
+//go:noescape
+func convThinF1(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+// convThinF2 computes 2 rows of 32 outputs of a thin convolution (see conv.go in asm).
+//
+//go:noescape
+func convThinF2(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+// convThinF3 computes 3 rows of 32 outputs of a thin convolution (see conv.go in asm).
+//
+//go:noescape
+func convThinF3(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+// convThinF4 computes 4 rows of 32 outputs of a thin convolution (see conv.go in asm).
+//
+//go:noescape
+func convThinF4(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+
+// convThinW accumulates a thin filter-gradient tile of 9 taps x 32 output channels (see conv.go in asm).
+//
+//go:noescape
+func convThinW(nimg int, rows int, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
+
 // normSums sets out[0] = sum x, out[1] = sum x^2 over n floats, in float64.
 //
 //go:noescape

@@ -41229,6 +41229,332 @@ convUnpack16_done:
 	VZEROUPPER
 	RET
 
+// func convPrefetch(p *float32, n int)
+// Requires: MMX+
+TEXT ·convPrefetch(SB), NOSPLIT, $0-16
+	MOVQ p+0(FP), AX
+	MOVQ n+8(FP), CX
+
+convPrefetch_loop4:
+	CMPQ       CX, $0x04
+	JL         convPrefetch_one
+	PREFETCHT1 (AX)
+	PREFETCHT1 64(AX)
+	PREFETCHT1 128(AX)
+	PREFETCHT1 192(AX)
+	ADDQ       $0x00000100, AX
+	SUBQ       $0x04, CX
+	JMP        convPrefetch_loop4
+
+convPrefetch_one:
+	TESTQ      CX, CX
+	JE         convPrefetch_done
+	PREFETCHT1 (AX)
+	ADDQ       $0x40, AX
+	DECQ       CX
+	JMP        convPrefetch_one
+
+convPrefetch_done:
+	RET
+
+// func convThinF1(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+// Requires: AVX, AVX512F
+TEXT ·convThinF1(SB), NOSPLIT, $0-80
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   ntap+0(FP), AX
+	MOVQ   tap+8(FP), CX
+	MOVQ   x+24(FP), DX
+	MOVQ   cs+32(FP), BX
+	MOVQ   rs+40(FP), SI
+	MOVQ   w+48(FP), DI
+	LEAQ   (SI)(SI*2), SI
+
+convThinF1_tap:
+	MOVQ (CX), SI
+	ADDQ DX, SI
+	MOVQ kc+16(FP), R8
+
+convThinF1_c:
+	VBROADCASTSS (DI), Z31
+	VFMADD231PS  (SI), Z31, Z0
+	VFMADD231PS  64(SI), Z31, Z1
+	ADDQ         BX, SI
+	ADDQ         $0x04, DI
+	DECQ         R8
+	JNE          convThinF1_c
+	ADDQ         $0x08, CX
+	DECQ         AX
+	JNE          convThinF1_tap
+	MOVQ         y+56(FP), AX
+	MOVQ         ys+64(FP), CX
+	MOVQ         mask+72(FP), CX
+	KMOVW        CX, K1
+	SHRQ         $0x10, CX
+	KMOVW        CX, K2
+	VMOVUPS      Z0, K1, (AX)
+	VMOVUPS      Z1, K2, 64(AX)
+	VZEROUPPER
+	RET
+
+// func convThinF2(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+// Requires: AVX, AVX512F
+TEXT ·convThinF2(SB), NOSPLIT, $0-80
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   ntap+0(FP), AX
+	MOVQ   tap+8(FP), CX
+	MOVQ   x+24(FP), DX
+	MOVQ   cs+32(FP), BX
+	MOVQ   rs+40(FP), SI
+	MOVQ   w+48(FP), DI
+	LEAQ   (SI)(SI*2), R8
+
+convThinF2_tap:
+	MOVQ (CX), R8
+	ADDQ DX, R8
+	MOVQ kc+16(FP), R9
+
+convThinF2_c:
+	VBROADCASTSS (DI), Z31
+	VFMADD231PS  (R8), Z31, Z0
+	VFMADD231PS  64(R8), Z31, Z1
+	VFMADD231PS  (R8)(SI*1), Z31, Z2
+	VFMADD231PS  64(R8)(SI*1), Z31, Z3
+	ADDQ         BX, R8
+	ADDQ         $0x04, DI
+	DECQ         R9
+	JNE          convThinF2_c
+	ADDQ         $0x08, CX
+	DECQ         AX
+	JNE          convThinF2_tap
+	MOVQ         y+56(FP), AX
+	MOVQ         ys+64(FP), CX
+	MOVQ         mask+72(FP), DX
+	KMOVW        DX, K1
+	SHRQ         $0x10, DX
+	KMOVW        DX, K2
+	VMOVUPS      Z0, K1, (AX)
+	VMOVUPS      Z1, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z2, K1, (AX)
+	VMOVUPS      Z3, K2, 64(AX)
+	VZEROUPPER
+	RET
+
+// func convThinF3(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+// Requires: AVX, AVX512F
+TEXT ·convThinF3(SB), NOSPLIT, $0-80
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   ntap+0(FP), AX
+	MOVQ   tap+8(FP), CX
+	MOVQ   x+24(FP), DX
+	MOVQ   cs+32(FP), BX
+	MOVQ   rs+40(FP), SI
+	MOVQ   w+48(FP), DI
+	LEAQ   (SI)(SI*2), R8
+
+convThinF3_tap:
+	MOVQ (CX), R8
+	ADDQ DX, R8
+	MOVQ kc+16(FP), R9
+
+convThinF3_c:
+	VBROADCASTSS (DI), Z31
+	VFMADD231PS  (R8), Z31, Z0
+	VFMADD231PS  64(R8), Z31, Z1
+	VFMADD231PS  (R8)(SI*1), Z31, Z2
+	VFMADD231PS  64(R8)(SI*1), Z31, Z3
+	VFMADD231PS  (R8)(SI*2), Z31, Z4
+	VFMADD231PS  64(R8)(SI*2), Z31, Z5
+	ADDQ         BX, R8
+	ADDQ         $0x04, DI
+	DECQ         R9
+	JNE          convThinF3_c
+	ADDQ         $0x08, CX
+	DECQ         AX
+	JNE          convThinF3_tap
+	MOVQ         y+56(FP), AX
+	MOVQ         ys+64(FP), CX
+	MOVQ         mask+72(FP), DX
+	KMOVW        DX, K1
+	SHRQ         $0x10, DX
+	KMOVW        DX, K2
+	VMOVUPS      Z0, K1, (AX)
+	VMOVUPS      Z1, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z2, K1, (AX)
+	VMOVUPS      Z3, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z4, K1, (AX)
+	VMOVUPS      Z5, K2, 64(AX)
+	VZEROUPPER
+	RET
+
+// func convThinF4(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+// Requires: AVX, AVX512F
+TEXT ·convThinF4(SB), NOSPLIT, $0-80
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   ntap+0(FP), AX
+	MOVQ   tap+8(FP), CX
+	MOVQ   x+24(FP), DX
+	MOVQ   cs+32(FP), BX
+	MOVQ   rs+40(FP), SI
+	MOVQ   w+48(FP), DI
+	LEAQ   (SI)(SI*2), R8
+
+convThinF4_tap:
+	MOVQ (CX), R9
+	ADDQ DX, R9
+	MOVQ kc+16(FP), R10
+
+convThinF4_c:
+	VBROADCASTSS (DI), Z31
+	VFMADD231PS  (R9), Z31, Z0
+	VFMADD231PS  64(R9), Z31, Z1
+	VFMADD231PS  (R9)(SI*1), Z31, Z2
+	VFMADD231PS  64(R9)(SI*1), Z31, Z3
+	VFMADD231PS  (R9)(SI*2), Z31, Z4
+	VFMADD231PS  64(R9)(SI*2), Z31, Z5
+	VFMADD231PS  (R9)(R8*1), Z31, Z6
+	VFMADD231PS  64(R9)(R8*1), Z31, Z7
+	ADDQ         BX, R9
+	ADDQ         $0x04, DI
+	DECQ         R10
+	JNE          convThinF4_c
+	ADDQ         $0x08, CX
+	DECQ         AX
+	JNE          convThinF4_tap
+	MOVQ         y+56(FP), AX
+	MOVQ         ys+64(FP), CX
+	MOVQ         mask+72(FP), DX
+	KMOVW        DX, K1
+	SHRQ         $0x10, DX
+	KMOVW        DX, K2
+	VMOVUPS      Z0, K1, (AX)
+	VMOVUPS      Z1, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z2, K1, (AX)
+	VMOVUPS      Z3, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z4, K1, (AX)
+	VMOVUPS      Z5, K2, 64(AX)
+	ADDQ         CX, AX
+	VMOVUPS      Z6, K1, (AX)
+	VMOVUPS      Z7, K2, 64(AX)
+	VZEROUPPER
+	RET
+
+// func convThinW(nimg int, rows int, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
+// Requires: AVX, AVX512F
+TEXT ·convThinW(SB), NOSPLIT, $0-72
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ   nimg+0(FP), AX
+	MOVQ   x+24(FP), BX
+	MOVQ   rsx+32(FP), SI
+	MOVQ   dy+56(FP), DI
+
+convThinW_img:
+	MOVQ rows+8(FP), CX
+
+convThinW_row:
+	MOVQ cols+16(FP), DX
+
+convThinW_col:
+	VMOVUPS      (DI), Z18
+	VMOVUPS      64(DI), Z19
+	VBROADCASTSS (BX), Z20
+	VFMADD231PS  Z18, Z20, Z0
+	VFMADD231PS  Z19, Z20, Z1
+	VBROADCASTSS 4(BX), Z20
+	VFMADD231PS  Z18, Z20, Z2
+	VFMADD231PS  Z19, Z20, Z3
+	VBROADCASTSS 8(BX), Z20
+	VFMADD231PS  Z18, Z20, Z4
+	VFMADD231PS  Z19, Z20, Z5
+	VBROADCASTSS (BX)(SI*1), Z20
+	VFMADD231PS  Z18, Z20, Z6
+	VFMADD231PS  Z19, Z20, Z7
+	VBROADCASTSS 4(BX)(SI*1), Z20
+	VFMADD231PS  Z18, Z20, Z8
+	VFMADD231PS  Z19, Z20, Z9
+	VBROADCASTSS 8(BX)(SI*1), Z20
+	VFMADD231PS  Z18, Z20, Z10
+	VFMADD231PS  Z19, Z20, Z11
+	VBROADCASTSS (BX)(SI*2), Z20
+	VFMADD231PS  Z18, Z20, Z12
+	VFMADD231PS  Z19, Z20, Z13
+	VBROADCASTSS 4(BX)(SI*2), Z20
+	VFMADD231PS  Z18, Z20, Z14
+	VFMADD231PS  Z19, Z20, Z15
+	VBROADCASTSS 8(BX)(SI*2), Z20
+	VFMADD231PS  Z18, Z20, Z16
+	VFMADD231PS  Z19, Z20, Z17
+	ADDQ         $0x04, BX
+	ADDQ         $0x00000080, DI
+	DECQ         DX
+	JNE          convThinW_col
+	MOVQ         brow+40(FP), DX
+	ADDQ         DX, BX
+	DECQ         CX
+	JNE          convThinW_row
+	MOVQ         bimg+48(FP), CX
+	ADDQ         CX, BX
+	DECQ         AX
+	JNE          convThinW_img
+	MOVQ         c+64(FP), AX
+	VMOVUPS      Z0, (AX)
+	VMOVUPS      Z1, 64(AX)
+	VMOVUPS      Z2, 128(AX)
+	VMOVUPS      Z3, 192(AX)
+	VMOVUPS      Z4, 256(AX)
+	VMOVUPS      Z5, 320(AX)
+	VMOVUPS      Z6, 384(AX)
+	VMOVUPS      Z7, 448(AX)
+	VMOVUPS      Z8, 512(AX)
+	VMOVUPS      Z9, 576(AX)
+	VMOVUPS      Z10, 640(AX)
+	VMOVUPS      Z11, 704(AX)
+	VMOVUPS      Z12, 768(AX)
+	VMOVUPS      Z13, 832(AX)
+	VMOVUPS      Z14, 896(AX)
+	VMOVUPS      Z15, 960(AX)
+	VMOVUPS      Z16, 1024(AX)
+	VMOVUPS      Z17, 1088(AX)
+	VZEROUPPER
+	RET
+
 // func normSums(n int, x *float32, out *float64)
 // Requires: AVX, AVX512F, AVX512VL, BMI2
 TEXT ·normSums(SB), NOSPLIT, $0-24

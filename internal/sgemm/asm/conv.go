@@ -30,6 +30,41 @@ func convKernels() {
 	}
 	convPack()
 	convUnpack()
+	convPrefetch()
+	for rows := 1; rows <= 4; rows++ {
+		convThinForward(rows)
+	}
+	convThinFilter()
+}
+
+// convPrefetch emits convPrefetch(p *float32, n int): a prefetch into L2
+// of the n cache lines from p, so that a unit's next operands arrive
+// while its products run.
+func convPrefetch() {
+	TEXT("convPrefetch", NOSPLIT, "func(p *float32, n int)")
+	Pragma("noescape")
+	Doc("convPrefetch prefetches the n cache lines from p into L2.")
+	p, n := GP64(), GP64()
+	Load(Param("p"), p)
+	Load(Param("n"), n)
+	Label("convPrefetch_loop4")
+	CMPQ(n, U8(4))
+	JL(LabelRef("convPrefetch_one"))
+	for i := 0; i < 4; i++ {
+		PREFETCHT1(Mem{Base: p}.Offset(64 * i))
+	}
+	ADDQ(U32(256), p)
+	SUBQ(U8(4), n)
+	JMP(LabelRef("convPrefetch_loop4"))
+	Label("convPrefetch_one")
+	TESTQ(n, n)
+	JE(LabelRef("convPrefetch_done"))
+	PREFETCHT1(Mem{Base: p})
+	ADDQ(U8(64), p)
+	DECQ(n)
+	JMP(LabelRef("convPrefetch_one"))
+	Label("convPrefetch_done")
+	RET()
 }
 
 var zregs = []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
@@ -481,6 +516,175 @@ func convUnpack() {
 	SUBQ(U8(16), n)
 	JGE(LabelRef("convUnpack16_block"))
 	Label("convUnpack16_done")
+	VZEROUPPER()
+	RET()
+}
+
+// The thin convolutions: a 3 x 3 convolution to or from a few channels
+// (a network's output and input layers), whose channels-last tiles would
+// pad the few channels to 16. Their vectors run along positions instead,
+// over planes with a zero border, and every output keeps the forward
+// tiles' order of multiply-adds (taps, then channels), so that the
+// results are the same bits.
+
+// convThinForward emits convThinF{rows}:
+//
+//	func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
+//
+// rows x 32 outputs of one output channel: Y(r, q) = sum over taps t <
+// ntap, channels c < kc of w[t kc + c] X_t(c, r, q), with X_t(c, r, q) at
+// x + tap[t] + c cs + r rs + 4q (strides in bytes; the plane has a zero
+// border and room to read 32 floats past any row). Y(r, q) is stored at
+// y + r ys + 4q for the q whose bit is set in mask (bit q of 32).
+func convThinForward(rows int) {
+	name := fmt.Sprintf("convThinF%d", rows)
+	TEXT(name, NOSPLIT, "func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s computes %d rows of 32 outputs of a thin convolution (see conv.go in asm).", name, rows))
+	acc := func(r, v int) VecPhysical { return zregs[2*r+v] }
+	wb := zregs[31]
+	for r := 0; r < rows; r++ {
+		for v := 0; v < 2; v++ {
+			VPXORD(acc(r, v), acc(r, v), acc(r, v))
+		}
+	}
+	ntap, tapp, x, cs, rs, w := GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("ntap"), ntap)
+	Load(Param("tap"), tapp)
+	Load(Param("x"), x)
+	Load(Param("cs"), cs)
+	Load(Param("rs"), rs)
+	Load(Param("w"), w)
+	rs3 := GP64()
+	LEAQ(Mem{Base: rs, Index: rs, Scale: 2}, rs3)
+	row := func(p GPVirtual, r, v int) Mem {
+		var m Mem
+		switch r {
+		case 0:
+			m = Mem{Base: p}
+		case 1:
+			m = Mem{Base: p, Index: rs, Scale: 1}
+		case 2:
+			m = Mem{Base: p, Index: rs, Scale: 2}
+		default:
+			m = Mem{Base: p, Index: rs3, Scale: 1}
+		}
+		return m.Offset(64 * v)
+	}
+	p, kc := GP64(), GP64()
+	Label(name + "_tap")
+	MOVQ(Mem{Base: tapp}, p)
+	ADDQ(x, p)
+	Load(Param("kc"), kc)
+	Label(name + "_c")
+	VBROADCASTSS(Mem{Base: w}, wb)
+	for r := 0; r < rows; r++ {
+		for v := 0; v < 2; v++ {
+			VFMADD231PS(row(p, r, v), wb, acc(r, v))
+		}
+	}
+	ADDQ(cs, p)
+	ADDQ(U8(4), w)
+	DECQ(kc)
+	JNE(LabelRef(name + "_c"))
+	ADDQ(U8(8), tapp)
+	DECQ(ntap)
+	JNE(LabelRef(name + "_tap"))
+
+	y, ys, m := GP64(), GP64(), GP64()
+	Load(Param("y"), y)
+	Load(Param("ys"), ys)
+	Load(Param("mask"), m)
+	KMOVW(m.As32(), K1)
+	SHRQ(U8(16), m)
+	KMOVW(m.As32(), K2)
+	for r := 0; r < rows; r++ {
+		VMOVUPS(acc(r, 0), K1, Mem{Base: y})
+		VMOVUPS(acc(r, 1), K2, Mem{Base: y}.Offset(64))
+		if r+1 < rows {
+			ADDQ(ys, y)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// convThinFilter emits convThinW:
+//
+//	func(nimg int, rows int, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
+//
+// the filter gradient of a thin input, one channel, to 32 output
+// channels: C(t, o) = sum over positions p of X(p + s_t) DY(p, o) for the
+// 9 taps t = 3u + v (s_t = u rows and v columns), p over nimg images of
+// rows x cols. X(p) is a float of a plane with a zero border: from x, 4
+// bytes a column, rsx bytes a row (u), brow bytes more after each row and
+// bimg after each image. DY(p, o) is 32 floats a position, contiguous. C
+// is 9 rows of 32 floats at c, overwritten.
+func convThinFilter() {
+	name := "convThinW"
+	TEXT(name, NOSPLIT, "func(nimg int, rows int, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)")
+	Pragma("noescape")
+	Doc(name + " accumulates a thin filter-gradient tile of 9 taps x 32 output channels (see conv.go in asm).")
+	acc := func(t, v int) VecPhysical { return zregs[2*t+v] }
+	d0, d1, xb := zregs[18], zregs[19], zregs[20]
+	for t := 0; t < 9; t++ {
+		for v := 0; v < 2; v++ {
+			VPXORD(acc(t, v), acc(t, v), acc(t, v))
+		}
+	}
+	nimg, rows, cols, x, rsx, dy := GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("nimg"), nimg)
+	Load(Param("x"), x)
+	Load(Param("rsx"), rsx)
+	Load(Param("dy"), dy)
+	Label(name + "_img")
+	Load(Param("rows"), rows)
+	Label(name + "_row")
+	Load(Param("cols"), cols)
+	Label(name + "_col")
+	VMOVUPS(Mem{Base: dy}, d0)
+	VMOVUPS(Mem{Base: dy}.Offset(64), d1)
+	for u := 0; u < 3; u++ {
+		for v := 0; v < 3; v++ {
+			var m Mem
+			switch u {
+			case 0:
+				m = Mem{Base: x}
+			case 1:
+				m = Mem{Base: x, Index: rsx, Scale: 1}
+			default:
+				m = Mem{Base: x, Index: rsx, Scale: 2}
+			}
+			VBROADCASTSS(m.Offset(4*v), xb)
+			VFMADD231PS(d0, xb, acc(3*u+v, 0))
+			VFMADD231PS(d1, xb, acc(3*u+v, 1))
+		}
+	}
+	ADDQ(U8(4), x)
+	ADDQ(U32(128), dy)
+	DECQ(cols)
+	JNE(LabelRef(name + "_col"))
+	{
+		t := GP64()
+		Load(Param("brow"), t)
+		ADDQ(t, x)
+	}
+	DECQ(rows)
+	JNE(LabelRef(name + "_row"))
+	{
+		t := GP64()
+		Load(Param("bimg"), t)
+		ADDQ(t, x)
+	}
+	DECQ(nimg)
+	JNE(LabelRef(name + "_img"))
+	c := GP64()
+	Load(Param("c"), c)
+	for t := 0; t < 9; t++ {
+		for v := 0; v < 2; v++ {
+			VMOVUPS(acc(t, v), Mem{Base: c}.Offset(128*t+64*v))
+		}
+	}
 	VZEROUPPER()
 	RET()
 }
