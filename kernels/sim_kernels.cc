@@ -76,5 +76,8 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(simtest_barrier_sites_kernel),
     SIM_KERNEL(simtest_load_kernel),
     SIM_KERNEL(simtest_misaligned_kernel),
+    SIM_KERNEL(simtest_mma_kernel),
+    SIM_KERNEL(simtest_ldmatrix_kernel),
+    SIM_KERNEL(simtest_cp_async_kernel),
 };
 extern const int sim_kernel_table_len = sizeof(sim_kernel_table) / sizeof(sim_kernel_table[0]);

@@ -1,0 +1,165 @@
+// Host emulation of mma.cuh's tensor-core and asynchronous-copy
+// instructions for the kernelsim harness, from the PTX ISA's definitions
+// (mma.cuh lists the fragment layouts):
+//   - cvt.rna.tf32.f32 keeps the 10 high mantissa bits, rounding to nearest
+//     with ties away from zero (add half of the dropped 13 bits' weight to
+//     the magnitude, then clear them; a carry moves into the exponent, up to
+//     infinity, as rounding does);
+//   - mma.sync and ldmatrix are warp collectives (sim_shim.h's
+//     SimWarpCollective): every lane parks with a record of its registers
+//     and the last to arrive has the scheduler compute all 32 lanes'
+//     results. A batch of MT x NT products is one collective (one park per
+//     call of fm_mma_tf32, not per instruction: the emulation's cost). An
+//     mma operand that is not a tf32 value (low 13 bits set: not rounded
+//     with cvt.rna.tf32.f32, whose absence a GPU would hide by truncating)
+//     is a launch error. The products of tf32 values are exact in double and
+//     the eight of a k step are added in double, then to C, rounded once:
+//     at least as accurate as the GPU (the PTX ISA promises an fp32
+//     accumulation without saying how it rounds);
+//   - ldmatrix exchanges the 32 row addresses in the collective; each lane
+//     then reads its own four words, so that the access checks see every
+//     read (initcheck: a tile not yet written);
+//   - cp.async queues the copy in the issuing thread (sim_runtime.cc) and
+//     wait_group applies the completed groups' copies, in that thread, as
+//     checked loads and stores: the latest moment a GPU may perform them. A
+//     kernel that reads the destination before its wait_group reads the
+//     poisoned (NaN) or stale shared memory, and initcheck or racecheck
+//     report it.
+#pragma once
+#include <stdio.h>
+
+static inline uint32_t fm_tf32(float x) {
+    uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return (u & 0x007fffffu) != 0 ? 0x7fffe000u : u;  // NaN, infinity
+    return (u + 0x1000u) & 0xffffe000u;
+}
+
+// sim_lane is the calling thread's lane in its warp.
+static inline unsigned sim_lane() {
+    return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) & 31;
+}
+
+// ---- mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 --------------------
+
+#define SIM_MMA_MAX 8  // most m16 (or n8) tiles of one fm_mma_tf32 call
+
+struct SimMmaLane {
+    SimWarpCollective hdr;
+    int mt, nt;
+    const uint32_t* a;  // [mt][4]
+    const uint32_t* b;  // [nt][2]
+    float* c;           // [mt][nt][4]
+};
+
+SIM_NO_CHECKS static int sim_mma_run(SimWarpCollective* const* lanes, char* err, size_t errlen) {
+    const SimMmaLane* L[32];
+    for (int l = 0; l < 32; l++) L[l] = (const SimMmaLane*)lanes[l];
+    const int mt = L[0]->mt, nt = L[0]->nt;
+    for (int l = 1; l < 32; l++)
+        if (L[l]->mt != mt || L[l]->nt != nt) {
+            snprintf(err, errlen, "lanes 0 and %d issue %d x %d and %d x %d products", l, mt, nt, L[l]->mt, L[l]->nt);
+            return 1;
+        }
+    // Gather the warp's matrices: A_i (16 x 8), B_j (8 x 8, k by n).
+    static thread_local double A[SIM_MMA_MAX][16][8], B[SIM_MMA_MAX][8][8];
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < mt; i++)
+            for (int r = 0; r < 4; r++) {
+                uint32_t v = L[l]->a[i * 4 + r];
+                if ((v & 0x1fffu) != 0) {
+                    snprintf(err, errlen, "operand a%d of m-tile %d in lane %d is 0x%08x, not a tf32 value (round it with "
+                             "cvt.rna.tf32.f32)", r, i, l, v);
+                    return 1;
+                }
+                A[i][g + 8 * (r & 1)][t + 4 * (r >> 1)] = (double)__uint_as_float(v);
+            }
+        for (int j = 0; j < nt; j++)
+            for (int r = 0; r < 2; r++) {
+                uint32_t v = L[l]->b[j * 2 + r];
+                if ((v & 0x1fffu) != 0) {
+                    snprintf(err, errlen, "operand b%d of n-tile %d in lane %d is 0x%08x, not a tf32 value (round it with "
+                             "cvt.rna.tf32.f32)", r, j, l, v);
+                    return 1;
+                }
+                B[j][t + 4 * r][g] = (double)__uint_as_float(v);
+            }
+    }
+    // Each lane's four outputs of each product: D = C + A_i B_j.
+    for (int l = 0; l < 32; l++) {
+        const int g = l >> 2, t = l & 3;
+        for (int i = 0; i < mt; i++)
+            for (int j = 0; j < nt; j++)
+                for (int r = 0; r < 4; r++) {
+                    const int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+                    double s = 0.0;
+                    for (int k = 0; k < 8; k++) s += A[i][row][k] * B[j][k][col];
+                    float* c = L[l]->c + (i * nt + j) * 4 + r;
+                    *c = (float)((double)*c + s);
+                }
+    }
+    return 0;
+}
+
+template <int MT, int NT>
+static inline void fm_mma_tf32(float acc[MT][NT][4], const uint32_t a[MT][4], const uint32_t b[NT][2]) {
+    static_assert(MT <= SIM_MMA_MAX && NT <= SIM_MMA_MAX, "raise SIM_MMA_MAX");
+    SimMmaLane rec;
+    rec.hdr.fn = sim_mma_run;
+    rec.mt = MT, rec.nt = NT;
+    rec.a = &a[0][0], rec.b = &b[0][0], rec.c = &acc[0][0][0];
+    sim_warp_op(SIM_WARP_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&rec, 0, 0, 32);
+}
+
+// ---- ldmatrix.sync.aligned.m8n8.x4.shared.b16 -------------------------------
+
+struct SimLdmatrixLane {
+    SimWarpCollective hdr;
+    const float* row;     // this lane's row address
+    const float* src[4];  // the rows this lane reads, one per matrix
+};
+
+SIM_NO_CHECKS static int sim_ldmatrix_run(SimWarpCollective* const* lanes, char*, size_t) {
+    SimLdmatrixLane* L[32];
+    for (int l = 0; l < 32; l++) L[l] = (SimLdmatrixLane*)lanes[l];
+    for (int l = 0; l < 32; l++)
+        for (int i = 0; i < 4; i++) L[l]->src[i] = L[8 * i + (l >> 2)]->row;
+    return 0;
+}
+
+static inline void fm_ldmatrix_x4(uint32_t r[4], const float* row) {
+    sim_check_aligned(row, 16);
+    SimLdmatrixLane rec;
+    rec.hdr.fn = sim_ldmatrix_run;
+    rec.row = row;
+    sim_warp_op(SIM_WARP_LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&rec, 0, 0, 32);
+    const unsigned w = sim_lane() & 3;
+    for (int i = 0; i < 4; i++) r[i] = __float_as_uint(rec.src[i][w]);
+}
+
+// ---- cp.async ---------------------------------------------------------------
+
+static inline void fm_cp_async16(float* dst, const float* src, int src_bytes) {
+    sim_check_aligned(dst, 16);
+    sim_check_aligned(src, 16);
+    if (src_bytes < 0 || src_bytes > 16 || src_bytes % 4 != 0)
+        sim_fault("cp.async with a src-size not a multiple of 4 in [0, 16]");
+    sim_cp_async(dst, src, 16, (unsigned)src_bytes);
+}
+
+static inline void fm_cp_async_commit() { sim_cp_async_commit(); }
+
+// sim_cp_apply performs one copy as the thread's own checked accesses.
+static inline void sim_cp_apply(const SimAsyncCopy& c) {
+    float* d = (float*)c.dst;
+    const float* s = (const float*)c.src;
+    const unsigned words = c.bytes / 4, valid = c.src_bytes / 4;
+    for (unsigned w = 0; w < words; w++) d[w] = w < valid ? s[w] : 0.0f;
+}
+
+template <int N>
+static inline void fm_cp_async_wait() {
+    SimAsyncCopy c[SIM_MAX_ASYNC_COPIES];
+    const int n = sim_cp_async_take(N, c);
+    for (int i = 0; i < n; i++) sim_cp_apply(c[i]);
+}
