@@ -31,8 +31,10 @@
 // kernelsim harness, which poisons and checks it; kernels_files_test.go
 // requires every static shared variable to be declared so).
 #define FM_SHARED(T, name, ...) __shared__ T name __VA_ARGS__
-// Dynamic shared memory of a launch (its size is the launch's shared bytes).
-#define FM_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+// Dynamic shared memory of a launch (its size is the launch's shared bytes),
+// 16-byte aligned (cp.async and float4 accesses) after any static shared
+// variables of the kernel.
+#define FM_DYNAMIC_SMEM(T, name) extern __shared__ __align__(16) T name[]
 #define FM_UNROLL _Pragma("unroll")
 FM_DEVICE float fm_mul(float a, float b) { return __fmul_rn(a, b); }
 FM_DEVICE float fm_add(float a, float b) { return __fadd_rn(a, b); }

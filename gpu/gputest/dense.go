@@ -30,22 +30,31 @@ func testLinear(e *env) {
 		act           gpu.Act
 		pre, padX     int
 		biasStd       float64
+		aligned       bool // x at a 16-byte aligned offset (padX a multiple of 4)
 	}{
-		{1, 1, 1, gpu.ActNone, preSep, 0, 1},
-		{3, 3, 31, gpu.ActSiLU, preSep, 2, 1},
-		{17, 64, 64, gpu.ActSiLU, preNil, 0, 0.1},
-		{255, 31, 257, gpu.ActNone, preIsY, 5, 1},
-		{257, 2, 3, gpu.ActSiLU, preSep, 1, 1},
-		{1000, 64, 31, gpu.ActSiLU, preSep, 0, 0.1},
-		{1000, 257, 17, gpu.ActNone, preNil, 3, 1},
-		{17, 31, 64, gpu.ActSiLU, preSep, 0, 90},
+		{1, 1, 1, gpu.ActNone, preSep, 0, 1, false},
+		{3, 3, 31, gpu.ActSiLU, preSep, 2, 1, false},
+		{17, 64, 64, gpu.ActSiLU, preNil, 0, 0.1, false},
+		{255, 31, 257, gpu.ActNone, preIsY, 5, 1, false},
+		{257, 2, 3, gpu.ActSiLU, preSep, 1, 1, false},
+		{1000, 64, 31, gpu.ActSiLU, preSep, 0, 0.1, false},
+		{1000, 257, 17, gpu.ActNone, preNil, 3, 1, false},
+		{17, 31, 64, gpu.ActSiLU, preSep, 0, 90, false},
+		// operands a tensor-core product can copy (gpu/device_products.go)
+		{130, 36, 260, gpu.ActSiLU, preSep, 0, 1, true},
+		{257, 64, 33, gpu.ActNone, preIsY, 4, 1, true},
+		{5, 4, 3, gpu.ActSiLU, preNil, 0, 1, true},
 	}
 	for ci, c := range cases {
 		ldx := c.in + c.padX
 		xv := strided(e.rng, c.rows, c.in, ldx)
 		wv := normals(e.rng, c.out*c.in, 1/math.Sqrt(float64(c.in)))
 		bv := normals(e.rng, c.out, c.biasStd)
-		px := e.viewOf(xv, ci%4, 3)
+		offX := ci % 4
+		if c.aligned {
+			offX = 4 * (ci % 2)
+		}
+		px := e.viewOf(xv, offX, 3)
 		w, bias := e.upload(wv), e.upload(bv)
 		py := e.viewOf(filled(c.rows*c.out, sentinel), 1+ci%3, 2)
 		var pp padded
@@ -73,8 +82,8 @@ func testLinear(e *env) {
 				}
 				i := r*c.out + j
 				wantPre[i] = z
-				// a product plus the bias: 1e-4 of sum |x||w| + |b|
-				tolPre[i] = rtolRed*sc + tiny
+				// a product plus the bias: 1e-4 (tf32: rtolTF32) of sum |x||w| + |b|
+				tolPre[i] = e.rtolProd()*sc + tiny
 				wantY[i], tolY[i] = z, tolPre[i]
 				if c.act == gpu.ActSiLU {
 					wantY[i] = silu64(z)
@@ -125,17 +134,24 @@ func testLinearBackward(e *env) {
 		padX                int
 		dW, dBias, dX       bool
 		beta                float32
+		aligned             bool // dPre and x at 16-byte aligned offsets
 	}{
-		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0},
-		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1},
-		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0},
-		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5},
-		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0}, // k = 1000: a split weight gradient
-		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0},
-		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1}, // no parameter gradient (InputVJP)
-		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0},     // the first layer without an input gradient
-		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0},       // an empty batch: zero gradients
-		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1}, // a gradient added to (the U-Net's embedding)
+		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0, false},
+		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1, false},
+		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0, false},
+		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5, false},
+		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0, false}, // k = 1000: a split weight gradient
+		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0, false},
+		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1, false}, // no parameter gradient (InputVJP)
+		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0, false},     // the first layer without an input gradient
+		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0, false},       // an empty batch: zero gradients
+		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1, false}, // a gradient added to (the U-Net's embedding)
+		// operands a tensor-core product can copy (gpu/device_products.go)
+		{300, 64, 32, 64, gpu.ActSiLU, 0, true, true, true, 0, true},
+		{1100, 36, 20, 36, gpu.ActNone, 4, true, true, true, 0.5, true}, // a split weight gradient
+		{130, 132, 260, 100, gpu.ActSiLU, 0, true, false, true, 0, true},
+		{40, 8, 4, 0, gpu.ActNone, 0, true, true, false, 0, true},
+		{33, 16, 12, 16, gpu.ActSiLU, 0, false, false, true, -1, true},
 	}
 	for ci, c := range cases {
 		ldx := c.in + c.padX
@@ -144,8 +160,12 @@ func testLinearBackward(e *env) {
 		wv := normals(e.rng, c.out*c.in, 1/math.Sqrt(float64(c.in)))
 		pre := normals(e.rng, c.rows*c.cols, 3)
 		extremes(pre)
-		pdp := e.viewOf(dp, ci%3, 1)
-		px := e.viewOf(xv, 1, ci%2)
+		offP, offX := ci%3, 1
+		if c.aligned {
+			offP, offX = 4*(ci%2), 4*((ci+1)%2)
+		}
+		pdp := e.viewOf(dp, offP, 1)
+		px := e.viewOf(xv, offX, ci%2)
 		w, ppre := e.upload(wv), e.upload(pre)
 		var pdw, pdb, pdx padded
 		var dW, dBias, dX gpu.Buffer
@@ -179,8 +199,8 @@ func testLinearBackward(e *env) {
 						z += p
 						sc += math.Abs(p)
 					}
-					// a product: 1e-4 of sum |dPre||x|
-					want[o*c.in+i], tol[o*c.in+i] = z, rtolRed*sc+tiny
+					// a product: 1e-4 (tf32: rtolTF32) of sum |dPre||x|
+					want[o*c.in+i], tol[o*c.in+i] = z, e.rtolProd()*sc+tiny
 				}
 			}
 			checkTol(e.t, name+": dW", e.download(pdw.view), want, tol, c.in)
@@ -216,8 +236,8 @@ func testLinearBackward(e *env) {
 						g += p
 						sc += math.Abs(p)
 					}
-					// a product (plus beta dX): 1e-4 of sum |dPre||W| + |beta dX|
-					want[i], tol[i] = g, rtolRed*sc+tiny
+					// a product (plus beta dX): 1e-4 (tf32: rtolTF32) of sum |dPre||W| + |beta dX|
+					want[i], tol[i] = g, e.rtolProd()*sc+tiny
 					if c.act == gpu.ActSiLU {
 						z := float64(pre[i])
 						s := logistic64(z)

@@ -29,6 +29,16 @@
 //     lengths used here (k <= 4097: typical error sqrt(k) 2^-24 < 4e-6,
 //     blocked or pairwise sums far less than the sequential worst case).
 //
+// Precisions (gpu.Precision): the products of Gemm, Linear and
+// LinearBackward run once in each precision the backend accepts (subtests
+// Gemm, Gemm_tf32x3, Gemm_tf32, ...; a backend refusing one skips it,
+// saying why). fp32 and tf32x3 are held to the bound above (3xTF32 is
+// within about 2^-21 of sum |a||b|: gpu/precision.go). tf32 rounds each
+// operand to 10 mantissa bits (relative error <= 2^-11), so a product a b
+// to within 2^-10 |a b| and a sum of them to within 2^-10 sum |a||b|
+// whatever k (a worst case; with random signs the error is nearer
+// 2^-11 sqrt(k) |a b|), plus the accumulation: rtolTF32.
+//
 // NaN never passes (numtest.Close). A failure prints the first few bad
 // indices with got, want and the tolerance.
 package gputest
@@ -55,6 +65,9 @@ const (
 	atolTrans = 1e-6
 	// rtolRed: reductions and products, relative to sum |a||b|.
 	rtolRed = 1e-4
+	// rtolTF32: products of operands rounded to tf32, relative to sum
+	// |a||b|: 2^-10 for the rounding, rtolRed for the accumulation.
+	rtolTF32 = 0x1p-10 + rtolRed
 	// tiny: absolute floor for results whose scale is exactly zero (a
 	// product of zeros is exact in any order, so this never hides an error
 	// of size).
@@ -86,6 +99,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"Sync", testSync},
 		// Products (products.go)
 		{"Gemm", testGemm},
+		{"GemmAligned", testGemmAligned},
 		{"GemmBatched", testGemmBatched},
 		// Dense (dense.go)
 		{"Linear", testLinear},
@@ -132,7 +146,31 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"Softmax", testSoftmax},
 		{"SoftmaxBackward", testSoftmaxBackward},
 	}
+	// The products run in every precision: fp32 under their own name, the
+	// others as name_precision.
+	var runs []struct {
+		name string
+		fn   func(e *env)
+		prec gpu.Precision
+	}
 	for _, tc := range tests {
+		runs = append(runs, struct {
+			name string
+			fn   func(e *env)
+			prec gpu.Precision
+		}{tc.name, tc.fn, gpu.PrecisionFP32})
+		if !precisionOps[tc.name] {
+			continue
+		}
+		for _, p := range gpu.Precisions()[1:] {
+			runs = append(runs, struct {
+				name string
+				fn   func(e *env)
+				prec gpu.Precision
+			}{tc.name + "_" + p.String(), tc.fn, p})
+		}
+	}
+	for _, tc := range runs {
 		t.Run(tc.name, func(t *testing.T) {
 			be := newBackend(t)
 			closed := false
@@ -146,7 +184,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 			// full suite, whatever the table's order.
 			seed := fnv.New64a()
 			seed.Write([]byte(tc.name))
-			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, seed.Sum64()))}
+			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, seed.Sum64())), prec: tc.prec}
+			if err := gpu.SetPrecision(be, tc.prec); err != nil {
+				t.Skipf("the backend refuses precision %s: %v", tc.prec, err)
+			}
 			tc.fn(e)
 			if err := be.Sync(); err != nil {
 				t.Errorf("Sync after %s: %v", tc.name, err)
@@ -159,11 +200,25 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 	}
 }
 
+// precisionOps are the checks of the ops whose products depend on the
+// backend's precision: Run repeats them in every precision.
+var precisionOps = map[string]bool{"Gemm": true, "GemmAligned": true, "Linear": true, "LinearBackward": true}
+
 // env is what a conformance check works with.
 type env struct {
-	t   *testing.T
-	be  gpu.Backend
-	rng *rand.Rand
+	t    *testing.T
+	be   gpu.Backend
+	rng  *rand.Rand
+	prec gpu.Precision // the backend's, set by Run
+}
+
+// rtolProd is the bound of a product's error relative to sum |a||b| in the
+// backend's precision (package comment).
+func (e *env) rtolProd() float64 {
+	if e.prec == gpu.PrecisionTF32 {
+		return rtolTF32
+	}
+	return rtolRed
 }
 
 // sync fails the test if the backend recorded an error.

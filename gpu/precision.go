@@ -1,0 +1,123 @@
+package gpu
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Precision is how a backend computes its matrix products: Gemm (the
+// Products family) and the products inside Linear and LinearBackward (the
+// Dense family). Everything else (GemmBatched, the convolutions, the
+// elementwise ops, the optimizer) computes in float32 whatever the
+// precision. A backend starts at PrecisionFP32; SetPrecision changes it.
+//
+// Error of an element c = sum_l a_l b_l of a product, relative to sum_l
+// |a_l||b_l| (the scale of the conformance suite's bound, gpu/gputest):
+//   - fp32: float32 accumulation, about sqrt(k) 2^-24 typically (the
+//     conformance bound is 1e-4);
+//   - tf32x3: about 2^-21 (the dropped a_lo b_lo and the rounding of the
+//     lo parts), plus the float32 accumulation's: within the same 1e-4;
+//   - tf32: each operand rounded to tf32 (relative error <= 2^-11), so each
+//     product to within 2^-10 and the sum to within 2^-10 of sum |a||b|
+//     (worst case; with random signs the errors add as a random walk,
+//     about 2^-11 sqrt(k) times a typical |a_l b_l|).
+type Precision uint8
+
+const (
+	// PrecisionFP32: float32 operands, float32 or float64 accumulation;
+	// the device backend's SIMT kernels (one FMA a multiply-add), the CPU
+	// backend's sgemm. The default.
+	PrecisionFP32 Precision = iota
+	// PrecisionTF32x3: float32 accuracy on the tensor cores, by the
+	// 3xTF32 split (kernels/gemm_tc.cuh): three tf32 products a multiply-
+	// add. The CPU backend accepts it and computes in float32, which has
+	// that accuracy.
+	PrecisionTF32x3
+	// PrecisionTF32: one tf32 product on the tensor cores (operands rounded
+	// to 10 mantissa bits, float32 accumulation), as PyTorch's
+	// allow_tf32. Device backends only: the CPU backend refuses it.
+	PrecisionTF32
+)
+
+var precisionNames = [...]string{PrecisionFP32: "fp32", PrecisionTF32x3: "tf32x3", PrecisionTF32: "tf32"}
+
+func (p Precision) String() string {
+	if int(p) < len(precisionNames) {
+		return precisionNames[p]
+	}
+	return fmt.Sprintf("Precision(%d)", p)
+}
+
+// Precisions lists every precision, the default first.
+func Precisions() []Precision { return []Precision{PrecisionFP32, PrecisionTF32x3, PrecisionTF32} }
+
+// ParsePrecision reads a precision's name (fp32, tf32x3, tf32).
+func ParsePrecision(s string) (Precision, error) {
+	for _, p := range Precisions() {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown precision %q (want %s)", s, precisionList())
+}
+
+func precisionList() string {
+	var names []string
+	for _, p := range Precisions() {
+		names = append(names, p.String())
+	}
+	return strings.Join(names, ", ")
+}
+
+// precisioned is a backend with a product precision.
+type precisioned interface {
+	setPrecision(p Precision) error
+	precision() Precision
+}
+
+// SetPrecision sets b's product precision for the ops that follow; an
+// error (and no change) when b does not offer it. Backends that do not
+// know precisions offer PrecisionFP32 only.
+func SetPrecision(b Backend, p Precision) error {
+	if int(p) >= len(precisionNames) {
+		return fmt.Errorf("gpu: unknown precision %d", p)
+	}
+	if s, ok := b.(precisioned); ok {
+		return s.setPrecision(p)
+	}
+	if p != PrecisionFP32 {
+		return fmt.Errorf("gpu: precision %s: the %s backend computes in fp32 only", p, b.Info().Backend)
+	}
+	return nil
+}
+
+// PrecisionOf is b's product precision.
+func PrecisionOf(b Backend) Precision {
+	if s, ok := b.(precisioned); ok {
+		return s.precision()
+	}
+	return PrecisionFP32
+}
+
+// errCPUTF32 is why the CPU backend refuses PrecisionTF32: it would have to
+// round every operand in a separate pass to mimic the tensor cores, which
+// only slows it down (the conformance suite's tf32 reference rounds in
+// float64 itself).
+var errCPUTF32 = fmt.Errorf("gpu: precision tf32 is for a GPU's tensor cores: the CPU backend computes products in fp32 (use fp32)")
+
+func (c *CPU) setPrecision(p Precision) error {
+	if p == PrecisionTF32 {
+		return errCPUTF32
+	}
+	c.prec = p
+	return nil
+}
+
+func (c *CPU) precision() Precision { return c.prec }
+
+func (d *DeviceBackend) setPrecision(p Precision) error {
+	d.prec = p
+	return nil
+}
+
+func (d *DeviceBackend) precision() Precision { return d.prec }
