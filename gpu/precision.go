@@ -61,6 +61,25 @@ func ParsePrecision(s string) (Precision, error) {
 	return 0, fmt.Errorf("unknown precision %q (want %s)", s, precisionList())
 }
 
+// MarshalText writes the precision's name (checkpoints record it:
+// train.Config.Precision).
+func (p Precision) MarshalText() ([]byte, error) {
+	if int(p) >= len(precisionNames) {
+		return nil, fmt.Errorf("gpu: unknown precision %d", p)
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText reads a precision's name; an unknown one is an error.
+func (p *Precision) UnmarshalText(b []byte) error {
+	q, err := ParsePrecision(string(b))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
 func precisionList() string {
 	var names []string
 	for _, p := range Precisions() {

@@ -86,28 +86,38 @@ FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT]
     FM_UNROLL
     for (int kk = 0; kk < TC_BK; kk += 8) {
         float af[TC_MT][4], bf[TC_NT][2];
-        FM_UNROLL
-        for (int i = 0; i < TC_MT; i++) {
-            const int r0 = wm0 + 16 * i;
-            if (!TA) {
-                // matrix lane >> 3: rows + 8 (its bit 0), k + 4 (its bit 1)
-                uint32_t r[4];
-                fm_ldmatrix_x4(r, sA + (r0 + (lane & 7) + 8 * ((lane >> 3) & 1)) * TC_KROW + kk + 4 * (lane >> 4));
+        if (!TA) {
+            // matrix lane >> 3 of m-tile i: rows + 8 (its bit 0), k + 4 (its bit 1)
+            uint32_t r[TC_MT][4];
+            const float* rows[TC_MT];
+            FM_UNROLL
+            for (int i = 0; i < TC_MT; i++)
+                rows[i] = sA + (wm0 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1)) * TC_KROW + kk + 4 * (lane >> 4);
+            fm_ldmatrix_x4<TC_MT>(r, rows);
+            FM_UNROLL
+            for (int i = 0; i < TC_MT; i++)
                 FM_UNROLL
-                for (int q = 0; q < 4; q++) af[i][q] = __uint_as_float(r[q]);
-            } else {
-                const float* p = sA + (kk + t) * TC_MROW + r0 + g;
+            for (int q = 0; q < 4; q++) af[i][q] = __uint_as_float(r[i][q]);
+        } else {
+            FM_UNROLL
+            for (int i = 0; i < TC_MT; i++) {
+                const float* p = sA + (kk + t) * TC_MROW + wm0 + 16 * i + g;
                 af[i][0] = p[0], af[i][1] = p[8], af[i][2] = p[4 * TC_MROW], af[i][3] = p[4 * TC_MROW + 8];
             }
         }
         if (TB) {
+            // matrix lane >> 3 of n-tiles (2 h, 2 h + 1): k + 4 (its bit 0),
+            // the second tile (its bit 1)
+            uint32_t r[TC_NT / 2][4];
+            const float* rows[TC_NT / 2];
             FM_UNROLL
-            for (int j = 0; j < TC_NT; j += 2) {
-                // matrix lane >> 3: k + 4 (its bit 0), the next n tile (its bit 1)
-                uint32_t r[4];
-                fm_ldmatrix_x4(r, sB + (wn0 + 8 * j + (lane & 7) + 8 * (lane >> 4)) * TC_KROW + kk + 4 * ((lane >> 3) & 1));
-                bf[j][0] = __uint_as_float(r[0]), bf[j][1] = __uint_as_float(r[1]);
-                bf[j + 1][0] = __uint_as_float(r[2]), bf[j + 1][1] = __uint_as_float(r[3]);
+            for (int h = 0; h < TC_NT / 2; h++)
+                rows[h] = sB + (wn0 + 16 * h + (lane & 7) + 8 * (lane >> 4)) * TC_KROW + kk + 4 * ((lane >> 3) & 1);
+            fm_ldmatrix_x4<TC_NT / 2>(r, rows);
+            FM_UNROLL
+            for (int h = 0; h < TC_NT / 2; h++) {
+                bf[2 * h][0] = __uint_as_float(r[h][0]), bf[2 * h][1] = __uint_as_float(r[h][1]);
+                bf[2 * h + 1][0] = __uint_as_float(r[h][2]), bf[2 * h + 1][1] = __uint_as_float(r[h][3]);
             }
         } else {
             FM_UNROLL
@@ -126,9 +136,7 @@ FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT]
             for (int j = 0; j < TC_NT; j++)
                 FM_UNROLL
             for (int q = 0; q < 2; q++) fm_tf32_split(bf[j][q], bhi[j][q], blo[j][q]);
-            fm_mma_tf32<TC_MT, TC_NT>(acc, alo, bhi);
-            fm_mma_tf32<TC_MT, TC_NT>(acc, ahi, blo);
-            fm_mma_tf32<TC_MT, TC_NT>(acc, ahi, bhi);
+            fm_mma_tf32x3<TC_MT, TC_NT>(acc, ahi, alo, bhi, blo);
         } else {
             uint32_t a[TC_MT][4], b[TC_NT][2];
             FM_UNROLL

@@ -3,15 +3,17 @@
 // under nvcc they are the PTX instructions (inline asm, sm_80 and newer);
 // in the kernelsim build sim_mma.h emulates them from the PTX ISA's
 // definitions, with the harness's checks, so that the same kernel code
-// runs in both.
+// runs in both. A call may stand for several instructions (MT x NT
+// products, N loads): the emulation meets the warp once per call.
 //
 //   fm_tf32(x)            cvt.rna.tf32.f32: x rounded to tf32 (10 stored
 //                         mantissa bits, round to nearest, ties away from
 //                         zero), as the 32-bit pattern an mma operand takes;
 //   fm_mma_tf32<MT, NT>   MT x NT mma.sync.aligned.m16n8k8.row.col.f32.tf32
 //                         .tf32.f32: acc[i][j] += A_i B_j, one warp;
-//   fm_ldmatrix_x4        ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8 x 4
-//                         matrices of 32-bit words, one warp;
+//   fm_mma_tf32x3<MT, NT> the three products of the 3xTF32 split;
+//   fm_ldmatrix_x4<N>     N ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8 x 4
+//                         matrices of 32-bit words each, one warp;
 //   fm_cp_async16, fm_cp_async_commit, fm_cp_async_wait<N>
 //                         cp.async.cg.shared.global (16 bytes, zero-filled
 //                         past src_bytes), cp.async.commit_group,
@@ -52,12 +54,28 @@ FM_DEVICE void fm_mma_tf32(float acc[MT][NT][4], const uint32_t a[MT][4], const 
             : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
 }
 
-FM_DEVICE void fm_ldmatrix_x4(uint32_t r[4], const float* row) {
-    unsigned s = (unsigned)__cvta_generic_to_shared(row);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(s)
-                 : "memory");
+// fm_mma_tf32x3: the 3xTF32 products of fm_tf32_split's parts, acc +=
+// A_lo B_hi, then A_hi B_lo, then A_hi B_hi (the small terms first).
+template <int MT, int NT>
+FM_DEVICE void fm_mma_tf32x3(float acc[MT][NT][4], const uint32_t ahi[MT][4], const uint32_t alo[MT][4],
+                             const uint32_t bhi[NT][2], const uint32_t blo[NT][2]) {
+    fm_mma_tf32<MT, NT>(acc, alo, bhi);
+    fm_mma_tf32<MT, NT>(acc, ahi, blo);
+    fm_mma_tf32<MT, NT>(acc, ahi, bhi);
+}
+
+// fm_ldmatrix_x4: N ldmatrix .x4 instructions, the i-th from this lane's
+// row address rows[i] into r[i].
+template <int N>
+FM_DEVICE void fm_ldmatrix_x4(uint32_t r[N][4], const float* const rows[N]) {
+    FM_UNROLL
+    for (int i = 0; i < N; i++) {
+        unsigned s = (unsigned)__cvta_generic_to_shared(rows[i]);
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(r[i][0]), "=r"(r[i][1]), "=r"(r[i][2]), "=r"(r[i][3])
+                     : "r"(s)
+                     : "memory");
+    }
 }
 
 // fm_cp_async16 copies the first src_bytes (0..16, a multiple of 4) of

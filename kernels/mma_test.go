@@ -73,23 +73,35 @@ func TestSimMmaTF32(t *testing.T) {
 		[]uint64{da.p, db.p, dc.p, dd.p, 1}, "ppppi"); err != nil {
 		t.Fatal(err)
 	}
-	got := dd.get()
-	bad := 0
-	for i := 0; i < m; i++ {
-		for j := 0; j < n; j++ {
-			want, scale := float64(c[i*n+j]), math.Abs(float64(c[i*n+j]))
-			for l := 0; l < k; l++ {
-				p := float64(tf32(a[i*k+l])) * float64(tf32(b[l*n+j]))
-				want += p
-				scale += math.Abs(p)
-			}
-			if d := math.Abs(float64(got[i*n+j]) - want); !(d <= scale*math.Ldexp(1, -23)) {
-				if bad++; bad <= 5 {
-					t.Errorf("D[%d][%d] = %v, want %v (difference %.3g, bound %.3g)", i, j, got[i*n+j], want, d, scale*math.Ldexp(1, -23))
+	check := func(what string, round func(float32) float64, rtol float64) {
+		t.Helper()
+		got := dd.get()
+		bad := 0
+		for i := 0; i < m; i++ {
+			for j := 0; j < n; j++ {
+				want, scale := float64(c[i*n+j]), math.Abs(float64(c[i*n+j]))
+				for l := 0; l < k; l++ {
+					p := round(a[i*k+l]) * round(b[l*n+j])
+					want += p
+					scale += math.Abs(p)
+				}
+				if d := math.Abs(float64(got[i*n+j]) - want); !(d <= scale*rtol) {
+					if bad++; bad <= 5 {
+						t.Errorf("%s: D[%d][%d] = %v, want %v (difference %.3g, bound %.3g)", what, i, j, got[i*n+j], want, d, scale*rtol)
+					}
 				}
 			}
 		}
 	}
+	check("tf32", func(x float32) float64 { return float64(tf32(x)) }, 0x1p-23)
+	// The 3xTF32 split against the exact product: the dropped lo x lo terms
+	// and the lo parts' rounding (about 2^-21 each), and three roundings of
+	// D to float32: 2^-19 of sum |terms| bounds them.
+	if err := launch("simtest_mma_kernel", [3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, 0,
+		[]uint64{da.p, db.p, dc.p, dd.p, 2}, "ppppi"); err != nil {
+		t.Fatal(err)
+	}
+	check("tf32x3", func(x float32) float64 { return float64(x) }, 0x1p-19)
 	// Operands not rounded to tf32 are refused.
 	err := launch("simtest_mma_kernel", [3]uint32{1, 1, 1}, [3]uint32{32, 1, 1}, 0, []uint64{da.p, db.p, dc.p, dd.p, 0}, "ppppi")
 	wantErr(t, "unrounded operand", err, "mma.sync", "not a tf32 value", "cvt.rna.tf32.f32")
@@ -99,10 +111,11 @@ func TestSimMmaTF32(t *testing.T) {
 }
 
 // ldmatrix .x4 over a k-contiguous 16 x 8 tile gives every lane the A
-// fragments of the PTX layout: register r of lane l = A[g + 8 (r & 1)][t + 4 (r >> 1)].
+// fragments of the PTX layout: register r of lane l = A[g + 8 (r & 1)][t +
+// 4 (r >> 1)]; two loads in one call (the emulation's batch), two tiles.
 func TestSimLdmatrix(t *testing.T) {
-	in, out := alloc(t, 16*8), alloc(t, 32*4)
-	a := make([]float32, 16*8)
+	in, out := alloc(t, 32*8), alloc(t, 32*8)
+	a := make([]float32, 32*8)
 	for i := range a {
 		a[i] = float32(i)
 	}
@@ -113,9 +126,11 @@ func TestSimLdmatrix(t *testing.T) {
 	got := out.get()
 	for l := 0; l < 32; l++ {
 		g, tg := l>>2, l&3
-		for r := 0; r < 4; r++ {
-			if want := a[(g+8*(r&1))*8+tg+4*(r>>1)]; got[4*l+r] != want {
-				t.Errorf("lane %d register %d: %v, want %v", l, r, got[4*l+r], want)
+		for h := 0; h < 2; h++ {
+			for r := 0; r < 4; r++ {
+				if want := a[(16*h+g+8*(r&1))*8+tg+4*(r>>1)]; got[8*l+4*h+r] != want {
+					t.Errorf("lane %d load %d register %d: %v, want %v", l, h, r, got[8*l+4*h+r], want)
+				}
 			}
 		}
 	}

@@ -8,8 +8,9 @@
 //   - mma.sync and ldmatrix are warp collectives (sim_shim.h's
 //     SimWarpCollective): every lane parks with a record of its registers
 //     and the last to arrive has the scheduler compute all 32 lanes'
-//     results. A batch of MT x NT products is one collective (one park per
-//     call of fm_mma_tf32, not per instruction: the emulation's cost). An
+//     results. A call is one collective whatever instructions it stands for
+//     (fm_mma_tf32's MT x NT products, fm_mma_tf32x3's three times as
+//     many, fm_ldmatrix_x4's N loads): parks are the emulation's cost. An
 //     mma operand that is not a tf32 value (low 13 bits set: not rounded
 //     with cvt.rna.tf32.f32, whose absence a GPU would hide by truncating)
 //     is a launch error. The products of tf32 values are exact in double and
@@ -41,100 +42,136 @@ static inline unsigned sim_lane() {
 
 // ---- mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 --------------------
 
-#define SIM_MMA_MAX 8  // most m16 (or n8) tiles of one fm_mma_tf32 call
+#define SIM_MMA_MAX 8  // most m16 (or n8) tiles of one call
 
 struct SimMmaLane {
     SimWarpCollective hdr;
-    int mt, nt;
-    const uint32_t* a;  // [mt][4]
-    const uint32_t* b;  // [nt][2]
-    float* c;           // [mt][nt][4]
+    int mt, nt, nprod;
+    const uint32_t* a[3];  // [mt][4] each: the products' A fragments, in order
+    const uint32_t* b[3];  // [nt][2] each
+    float* c;              // [mt][nt][4]
 };
 
+// sim_tf32_operand checks that v is a tf32 value (its low 13 bits zero).
+SIM_NO_CHECKS static int sim_tf32_operand(uint32_t v, char op, int r, int tile, int lane, char* err, size_t errlen) {
+    if ((v & 0x1fffu) == 0) return 0;
+    snprintf(err, errlen, "operand %c%d of %c-tile %d in lane %d is 0x%08x, not a tf32 value (round it with "
+             "cvt.rna.tf32.f32)", op, r, op == 'a' ? 'm' : 'n', tile, lane, v);
+    return 1;
+}
+
+// sim_mma_run performs, for each product in order, every lane's MT x NT
+// instructions D = C + A_i B_j (each instruction's D rounded to float32,
+// as the next one reads it).
 SIM_NO_CHECKS static int sim_mma_run(SimWarpCollective* const* lanes, char* err, size_t errlen) {
     const SimMmaLane* L[32];
     for (int l = 0; l < 32; l++) L[l] = (const SimMmaLane*)lanes[l];
-    const int mt = L[0]->mt, nt = L[0]->nt;
+    const int mt = L[0]->mt, nt = L[0]->nt, np = L[0]->nprod;
     for (int l = 1; l < 32; l++)
-        if (L[l]->mt != mt || L[l]->nt != nt) {
-            snprintf(err, errlen, "lanes 0 and %d issue %d x %d and %d x %d products", l, mt, nt, L[l]->mt, L[l]->nt);
+        if (L[l]->mt != mt || L[l]->nt != nt || L[l]->nprod != np) {
+            snprintf(err, errlen, "lanes 0 and %d issue different products (%d x %d x %d, %d x %d x %d)", l, np, mt,
+                     nt, L[l]->nprod, L[l]->mt, L[l]->nt);
             return 1;
         }
-    // Gather the warp's matrices: A_i (16 x 8), B_j (8 x 8, k by n).
     static thread_local double A[SIM_MMA_MAX][16][8], B[SIM_MMA_MAX][8][8];
-    for (int l = 0; l < 32; l++) {
-        const int g = l >> 2, t = l & 3;
-        for (int i = 0; i < mt; i++)
-            for (int r = 0; r < 4; r++) {
-                uint32_t v = L[l]->a[i * 4 + r];
-                if ((v & 0x1fffu) != 0) {
-                    snprintf(err, errlen, "operand a%d of m-tile %d in lane %d is 0x%08x, not a tf32 value (round it with "
-                             "cvt.rna.tf32.f32)", r, i, l, v);
-                    return 1;
-                }
-                A[i][g + 8 * (r & 1)][t + 4 * (r >> 1)] = (double)__uint_as_float(v);
-            }
-        for (int j = 0; j < nt; j++)
-            for (int r = 0; r < 2; r++) {
-                uint32_t v = L[l]->b[j * 2 + r];
-                if ((v & 0x1fffu) != 0) {
-                    snprintf(err, errlen, "operand b%d of n-tile %d in lane %d is 0x%08x, not a tf32 value (round it with "
-                             "cvt.rna.tf32.f32)", r, j, l, v);
-                    return 1;
-                }
-                B[j][t + 4 * r][g] = (double)__uint_as_float(v);
-            }
-    }
-    // Each lane's four outputs of each product: D = C + A_i B_j.
-    for (int l = 0; l < 32; l++) {
-        const int g = l >> 2, t = l & 3;
-        for (int i = 0; i < mt; i++)
-            for (int j = 0; j < nt; j++)
+    for (int p = 0; p < np; p++) {
+        // Gather the warp's matrices: A_i (16 x 8), B_j (8 x 8, k by n).
+        for (int l = 0; l < 32; l++) {
+            const int g = l >> 2, t = l & 3;
+            for (int i = 0; i < mt; i++)
                 for (int r = 0; r < 4; r++) {
-                    const int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
-                    double s = 0.0;
-                    for (int k = 0; k < 8; k++) s += A[i][row][k] * B[j][k][col];
-                    float* c = L[l]->c + (i * nt + j) * 4 + r;
-                    *c = (float)((double)*c + s);
+                    uint32_t v = L[l]->a[p][i * 4 + r];
+                    if (sim_tf32_operand(v, 'a', r, i, l, err, errlen)) return 1;
+                    A[i][g + 8 * (r & 1)][t + 4 * (r >> 1)] = (double)__uint_as_float(v);
                 }
+            for (int j = 0; j < nt; j++)
+                for (int r = 0; r < 2; r++) {
+                    uint32_t v = L[l]->b[p][j * 2 + r];
+                    if (sim_tf32_operand(v, 'b', r, j, l, err, errlen)) return 1;
+                    B[j][t + 4 * r][g] = (double)__uint_as_float(v);
+                }
+        }
+        // Each lane's four outputs of each instruction.
+        for (int l = 0; l < 32; l++) {
+            const int g = l >> 2, t = l & 3;
+            for (int i = 0; i < mt; i++)
+                for (int j = 0; j < nt; j++)
+                    for (int r = 0; r < 4; r++) {
+                        const int row = g + 8 * (r >> 1), col = 2 * t + (r & 1);
+                        double s = 0.0;
+                        for (int k = 0; k < 8; k++) s += A[i][row][k] * B[j][k][col];
+                        float* c = L[l]->c + (i * nt + j) * 4 + r;
+                        *c = (float)((double)*c + s);
+                    }
+        }
     }
     return 0;
 }
 
 template <int MT, int NT>
-static inline void fm_mma_tf32(float acc[MT][NT][4], const uint32_t a[MT][4], const uint32_t b[NT][2]) {
+static inline void sim_mma(float acc[MT][NT][4], int nprod, const uint32_t (*const a[3])[4],
+                           const uint32_t (*const b[3])[2]) {
     static_assert(MT <= SIM_MMA_MAX && NT <= SIM_MMA_MAX, "raise SIM_MMA_MAX");
     SimMmaLane rec;
     rec.hdr.fn = sim_mma_run;
-    rec.mt = MT, rec.nt = NT;
-    rec.a = &a[0][0], rec.b = &b[0][0], rec.c = &acc[0][0][0];
+    rec.mt = MT, rec.nt = NT, rec.nprod = nprod;
+    for (int p = 0; p < nprod; p++) rec.a[p] = &a[p][0][0], rec.b[p] = &b[p][0][0];
+    rec.c = &acc[0][0][0];
     sim_warp_op(SIM_WARP_MMA, 0xffffffffu, (uint64_t)(uintptr_t)&rec, 0, 0, 32);
+}
+
+template <int MT, int NT>
+static inline void fm_mma_tf32(float acc[MT][NT][4], const uint32_t a[MT][4], const uint32_t b[NT][2]) {
+    const uint32_t(*const as[3])[4] = {a, nullptr, nullptr};
+    const uint32_t(*const bs[3])[2] = {b, nullptr, nullptr};
+    sim_mma<MT, NT>(acc, 1, as, bs);
+}
+
+template <int MT, int NT>
+static inline void fm_mma_tf32x3(float acc[MT][NT][4], const uint32_t ahi[MT][4], const uint32_t alo[MT][4],
+                                 const uint32_t bhi[NT][2], const uint32_t blo[NT][2]) {
+    const uint32_t(*const as[3])[4] = {alo, ahi, ahi};
+    const uint32_t(*const bs[3])[2] = {bhi, blo, bhi};
+    sim_mma<MT, NT>(acc, 3, as, bs);
 }
 
 // ---- ldmatrix.sync.aligned.m8n8.x4.shared.b16 -------------------------------
 
+#define SIM_LDMATRIX_MAX 8  // most instructions of one call
+
 struct SimLdmatrixLane {
     SimWarpCollective hdr;
-    const float* row;     // this lane's row address
-    const float* src[4];  // the rows this lane reads, one per matrix
+    int n;
+    const float* const* rows;             // [n]: this lane's row addresses
+    const float* src[SIM_LDMATRIX_MAX][4];  // the rows this lane reads, per instruction and matrix
 };
 
-SIM_NO_CHECKS static int sim_ldmatrix_run(SimWarpCollective* const* lanes, char*, size_t) {
+SIM_NO_CHECKS static int sim_ldmatrix_run(SimWarpCollective* const* lanes, char* err, size_t errlen) {
     SimLdmatrixLane* L[32];
     for (int l = 0; l < 32; l++) L[l] = (SimLdmatrixLane*)lanes[l];
+    for (int l = 1; l < 32; l++)
+        if (L[l]->n != L[0]->n) {
+            snprintf(err, errlen, "lanes 0 and %d issue %d and %d loads", l, L[0]->n, L[l]->n);
+            return 1;
+        }
     for (int l = 0; l < 32; l++)
-        for (int i = 0; i < 4; i++) L[l]->src[i] = L[8 * i + (l >> 2)]->row;
+        for (int q = 0; q < L[l]->n; q++)
+            for (int i = 0; i < 4; i++) L[l]->src[q][i] = L[8 * i + (l >> 2)]->rows[q];
     return 0;
 }
 
-static inline void fm_ldmatrix_x4(uint32_t r[4], const float* row) {
-    sim_check_aligned(row, 16);
+template <int N>
+static inline void fm_ldmatrix_x4(uint32_t r[N][4], const float* const rows[N]) {
+    static_assert(N <= SIM_LDMATRIX_MAX, "raise SIM_LDMATRIX_MAX");
+    for (int q = 0; q < N; q++) sim_check_aligned(rows[q], 16);
     SimLdmatrixLane rec;
     rec.hdr.fn = sim_ldmatrix_run;
-    rec.row = row;
+    rec.n = N;
+    rec.rows = rows;
     sim_warp_op(SIM_WARP_LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&rec, 0, 0, 32);
     const unsigned w = sim_lane() & 3;
-    for (int i = 0; i < 4; i++) r[i] = __float_as_uint(rec.src[i][w]);
+    for (int q = 0; q < N; q++)
+        for (int i = 0; i < 4; i++) r[q][i] = __float_as_uint(rec.src[q][i][w]);
 }
 
 // ---- cp.async ---------------------------------------------------------------

@@ -322,40 +322,53 @@ extern "C" __global__ void __launch_bounds__(32) simtest_misaligned_kernel(float
 
 // One warp: D = C + A B by fm_mma_tf32<2, 2> (2 x 2 m16n8k8 products),
 // A 32 x 8 and B 8 x 16 row-major, C and D 32 x 16, each lane loading its
-// fragments by the PTX layouts (mma.cuh). round = 0 passes A's raw float32
-// bits (an emulation error: not tf32 values).
+// fragments by the PTX layouts (mma.cuh). mode 0 passes A's raw float32
+// bits (an emulation error: not tf32 values), 1 the tf32-rounded operands,
+// 2 their 3xTF32 split (fm_mma_tf32x3).
 extern "C" __global__ void __launch_bounds__(32)
-    simtest_mma_kernel(const float* A, const float* B, const float* C, float* D, int round) {
+    simtest_mma_kernel(const float* A, const float* B, const float* C, float* D, int mode) {
     const int l = (int)threadIdx.x, g = l >> 2, t = l & 3;
-    uint32_t a[2][4], b[2][2];
+    uint32_t a[2][4], b[2][2], alo[2][4], blo[2][2];
     float acc[2][2][4];
     for (int i = 0; i < 2; i++)
         for (int r = 0; r < 4; r++) {
             float v = A[(16 * i + g + 8 * (r & 1)) * 8 + t + 4 * (r >> 1)];
-            a[i][r] = round ? fm_tf32(v) : __float_as_uint(v);
+            a[i][r] = mode == 1 ? fm_tf32(v) : __float_as_uint(v);
+            if (mode == 2) fm_tf32_split(v, a[i][r], alo[i][r]);
         }
     for (int j = 0; j < 2; j++)
-        for (int r = 0; r < 2; r++) b[j][r] = fm_tf32(B[(t + 4 * r) * 16 + 8 * j + g]);
+        for (int r = 0; r < 2; r++) {
+            float v = B[(t + 4 * r) * 16 + 8 * j + g];
+            b[j][r] = fm_tf32(v);
+            if (mode == 2) fm_tf32_split(v, b[j][r], blo[j][r]);
+        }
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)
             for (int r = 0; r < 4; r++) acc[i][j][r] = C[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)];
-    fm_mma_tf32<2, 2>(acc, a, b);
+    if (mode == 2)
+        fm_mma_tf32x3<2, 2>(acc, a, alo, b, blo);
+    else
+        fm_mma_tf32<2, 2>(acc, a, b);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 2; j++)
             for (int r = 0; r < 4; r++) D[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)] = acc[i][j][r];
 }
 
-// One warp: the A fragments of a 16 x 8 row-major matrix in (k-contiguous
-// rows of 12 floats in shared memory) by fm_ldmatrix_x4; out[4 l + r] is
-// lane l's register r, as float bits.
+// One warp: the A fragments of the two 16 x 8 halves of a 32 x 8 row-major
+// matrix (k-contiguous rows of 12 floats in shared memory) by one
+// fm_ldmatrix_x4<2>; out[8 l + 4 h + r] is lane l's register r of half h,
+// as float bits.
 extern "C" __global__ void __launch_bounds__(32) simtest_ldmatrix_kernel(const float* in, float* out) {
-    FM_SHARED(__align__(16) float, s, [16 * 12]);
+    FM_SHARED(__align__(16) float, s, [32 * 12]);
     const int l = (int)threadIdx.x;
-    for (int e = l; e < 16 * 8; e += 32) s[(e / 8) * 12 + e % 8] = in[e];
+    for (int e = l; e < 32 * 8; e += 32) s[(e / 8) * 12 + e % 8] = in[e];
     __syncthreads();
-    uint32_t r[4];
-    fm_ldmatrix_x4(r, s + ((l & 7) + 8 * ((l >> 3) & 1)) * 12 + 4 * (l >> 4));
-    for (int i = 0; i < 4; i++) out[4 * l + i] = __uint_as_float(r[i]);
+    uint32_t r[2][4];
+    const float* rows[2];
+    for (int h = 0; h < 2; h++) rows[h] = s + (16 * h + (l & 7) + 8 * ((l >> 3) & 1)) * 12 + 4 * (l >> 4);
+    fm_ldmatrix_x4<2>(r, rows);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) out[8 * l + 4 * h + i] = __uint_as_float(r[h][i]);
 }
 
 // cp.async: 64 threads copy in[0, n) (zero-filled to 256 floats) into
