@@ -54,6 +54,7 @@ func TestTrainSampleW2(t *testing.T) {
 	// The simulator's sampling takes RK4 20 steps (80 evaluations of the
 	// network over the 2000 points), a GPU's 100.
 	steps, hidden, maxRatio, solverSteps := 60, []int{32, 32}, math.Inf(1), 20
+	precisions := gpu.Precisions()
 	switch {
 	case *cudaLib != "":
 		b, err = gpu.NewCUDADriver(gpu.CUDAOptions{Library: *cudaLib})
@@ -62,6 +63,10 @@ func TestTrainSampleW2(t *testing.T) {
 		b, err = gpu.NewCUDA()
 	default:
 		b, err = gpu.NewCUDADriver(gpu.CUDAOptions{Library: fakecuda.Library(t)})
+		// The real launcher's part (the kernels' shared-memory attribute,
+		// graphs of tensor-core steps) with one tensor-core precision: the
+		// kernelsim flavor runs them all.
+		precisions = []gpu.Precision{gpu.PrecisionFP32, gpu.PrecisionTF32}
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +86,7 @@ func TestTrainSampleW2(t *testing.T) {
 		floor += w2(other.X, fresh.X) / pairs
 	}
 	w2fp32, var32 := 0.0, []float32(nil)
-	for _, prec := range gpu.Precisions() {
+	for _, prec := range precisions {
 		cfg := train.Config{
 			Model: model.Config{Kind: "mlp", Dim: 2, Hidden: hidden, TimeEmbed: model.DefaultTimeEmbedding},
 			Path:  flow.DefaultSpec(flow.KindOT), Time: flow.DefaultTimeSampler(flow.TimeUniform),
@@ -90,7 +95,7 @@ func TestTrainSampleW2(t *testing.T) {
 		}
 		cfg.Defaults()
 		gpu.ResetKernelStats(b)
-		samples, p, sps := trainAndSample(t, b, cfg, ds, solverSteps)
+		samples, p, sps, stats := trainAndSample(t, b, cfg, ds, solverSteps)
 		std.Invert(samples)
 		for i, v := range samples {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
@@ -121,12 +126,13 @@ func TestTrainSampleW2(t *testing.T) {
 		// Its tensor-core kernels ran in the training: the hidden layers'
 		// forward and backward (the first layer's 2 + 32 inputs and the
 		// output's 2 columns are not multiples of 4: the SIMT kernels).
-		stats := gpu.KernelStats(b)
+		// Where the step is a CUDA graph from its second step on, the
+		// launcher sees its kernels twice (the first step, the capture),
+		// and the replays run the same ones.
 		for _, dir := range []string{"forward", "backward"} {
 			name := "linear_" + prec.String() + "_" + dir + "_kernel"
-			if stats[name].Launches < int64(steps) {
-				t.Errorf("%s: %s launched %d times in %d training steps: the training did not reach the tensor cores (kernels: %v)",
-					prec, name, stats[name].Launches, steps, stats)
+			if stats[name].Launches < 1 {
+				t.Errorf("%s: the training launched no %s: it did not reach the tensor cores (kernels: %v)", prec, name, stats)
 			}
 		}
 	}
@@ -143,9 +149,10 @@ func TestTrainSampleW2(t *testing.T) {
 func w2Tol(w2fp32, floor float64) float64 { return 0.02*w2fp32 + 0.1*floor }
 
 // trainAndSample trains cfg on ds (standardized) and draws points samples
-// with the EMA weights by RK4 in solverSteps steps, returning them (standardized), the last
-// progress and the training's steps per second.
-func trainAndSample(t *testing.T, b gpu.Backend, cfg train.Config, ds *data.Dataset, solverSteps int) ([]float32, train.Progress, float64) {
+// with the EMA weights by RK4 in solverSteps steps, returning them
+// (standardized), the last progress, the training's steps per second and
+// the kernels the training launched (gpu.KernelStats).
+func trainAndSample(t *testing.T, b gpu.Backend, cfg train.Config, ds *data.Dataset, solverSteps int) ([]float32, train.Progress, float64, map[string]gpu.KernelStat) {
 	t.Helper()
 	tr, err := train.New(b, cfg, ds.X, ds.N)
 	if err != nil {
@@ -161,6 +168,7 @@ func trainAndSample(t *testing.T, b gpu.Backend, cfg train.Config, ds *data.Data
 		t.Fatal(err)
 	}
 	sps := float64(cfg.Steps) / time.Since(start).Seconds()
+	stats := gpu.KernelStats(b)
 	x := b.Alloc(points * 2)
 	defer b.Free(x)
 	b.RandNormal(x, 7, 0, 1)
@@ -172,5 +180,5 @@ func trainAndSample(t *testing.T, b gpu.Backend, cfg train.Config, ds *data.Data
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	return samples, p, sps
+	return samples, p, sps, stats
 }
