@@ -101,8 +101,9 @@ type Options struct {
 	// Force loads the engine even for a single process (Size 1): to
 	// measure it or check that it is installed.
 	Force bool
-	// Timeout bounds the rendezvous (every rank joining) and, for the MPI
-	// engine, each collective. Default 10 minutes, as PyTorch's default
+	// Timeout bounds the rendezvous (every rank joining) and each
+	// collective (the MPI engine's call; an NCCL collective from its call
+	// until its stream has run it). Default 10 minutes, as PyTorch's default
 	// collective timeout.
 	Timeout time.Duration
 	// Heartbeat is the period of the liveness messages on the rendezvous
@@ -110,12 +111,15 @@ type Options struct {
 	// 10 x Heartbeat is declared lost. Default 2 s. A peer that exits is
 	// seen at once, whatever the period.
 	Heartbeat time.Duration
-	// OnFault is called, from the watchdog's goroutine, when a peer of a
+	// OnFault is called, from a watchdog's goroutine, when a peer of a
 	// run bootstrapped over the TCP rendezvous dies, goes silent or
-	// aborts, while this rank may be blocked inside NCCL. The communicator
-	// is aborted first, so a blocked call returns (with the same error).
-	// The default writes the error on one line to stderr and exits with
-	// status 1. (The MPI engine returns its faults from the collectives.)
+	// aborts, or when an NCCL collective does not complete within Timeout
+	// or its communicator reports an asynchronous error, while this rank
+	// may be blocked inside NCCL. The communicator is aborted first, so a
+	// blocked call returns (with the same error). The default writes the
+	// error on one line to stderr and exits with status 1, through
+	// MPI_Abort when NCCL was bootstrapped over MPI. (The MPI engine
+	// returns its faults from the collectives.)
 	OnFault func(error)
 	// MPILibrary and NCCLLibrary override the libraries' paths (default:
 	// $FMGPU_LIBMPI / $FMGPU_LIBNCCL, else the sonames searched by the
@@ -145,9 +149,6 @@ func (o *Options) fill() error {
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = defaultHeartbeat
 	}
-	if o.OnFault == nil {
-		o.OnFault = exitOnFault
-	}
 	if o.MPILibrary == "" {
 		o.MPILibrary = os.Getenv(EnvLibMPI)
 	}
@@ -162,11 +163,6 @@ const (
 	EnvLibMPI  = "FMGPU_LIBMPI"
 	EnvLibNCCL = "FMGPU_LIBNCCL"
 )
-
-func exitOnFault(err error) {
-	fmt.Fprintf(os.Stderr, "fmgpu: %v\n", err)
-	os.Exit(1)
-}
 
 // Open joins the run described by opts.Launch with engine: EngineMPI for
 // host buffers (CPU training), EngineNCCL for device buffers (GPU

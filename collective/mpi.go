@@ -328,11 +328,18 @@ func (m *mpiComm) stuck(what string, count int) error {
 	if len(m.peers) != m.size {
 		return fmt.Errorf("collective: mpi %s on rank %d did not complete within %v: a rank did not join", op, m.rank, m.timeout)
 	}
-	me := m.peers[m.rank]
+	return fmt.Errorf("collective: mpi %s on rank %d did not complete within %v: %s", op, m.rank, m.timeout, diagnoseStuck(m.rank, m.peers))
+}
+
+// diagnoseStuck says why a collective of rank may not complete: the ranks
+// of its node whose process has ended are named; ranks on other nodes
+// cannot be checked from here.
+func diagnoseStuck(rank int, peers []identity) string {
+	me := peers[rank]
 	var gone, remote []int
-	for r, p := range m.peers {
+	for r, p := range peers {
 		switch {
-		case r == m.rank:
+		case r == rank:
 		case p.host != me.host:
 			remote = append(remote, r)
 		case !processAlive(p.pid):
@@ -343,7 +350,7 @@ func (m *mpiComm) stuck(what string, count int) error {
 	if len(gone) > 0 {
 		var s []string
 		for _, r := range gone {
-			s = append(s, fmt.Sprintf("rank %d (pid %d)", r, m.peers[r].pid))
+			s = append(s, fmt.Sprintf("rank %d (pid %d)", r, peers[r].pid))
 		}
 		why = strings.Join(s, ", ") + " has exited"
 		if len(gone) > 1 {
@@ -352,7 +359,7 @@ func (m *mpiComm) stuck(what string, count int) error {
 	} else if len(remote) > 0 {
 		why = fmt.Sprintf("no rank of this node has exited; %s on other nodes cannot be checked from here", rankList(remote))
 	}
-	return fmt.Errorf("collective: mpi %s on rank %d did not complete within %v: %s", op, m.rank, m.timeout, why)
+	return why
 }
 
 // processAlive reports whether pid is a running process of this node (a

@@ -2,6 +2,7 @@ package collective
 
 import (
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -161,6 +162,10 @@ type ncclComm struct {
 	bootstrapVia     string
 	streamCreated    bool
 	scratchAllocated bool
+	// the watchdog of the collectives (ncclwatch.go), for more than one
+	// rank
+	watch                *collWatch
+	watchStop, watchDone chan struct{}
 }
 
 func openNCCL(opts Options) (_ *ncclComm, err error) {
@@ -245,6 +250,9 @@ func openNCCL(opts Options) (_ *ncclComm, err error) {
 		return nil, fmt.Errorf("collective: nccl engine stream: %w", err)
 	}
 	c.streamCreated = true
+	if c.size > 1 {
+		c.startWatch(opts.Timeout)
+	}
 	return c, nil
 }
 
@@ -262,7 +270,30 @@ func (c *ncclComm) peerFault(e *PeerError) {
 		}
 		c.commMu.Unlock()
 	}
-	c.onFault(e)
+	c.reportFault(e)
+}
+
+// reportFault hands a fault its watchdog found to the owner's OnFault; by
+// default, the error on one line to stderr and exit status 1, through
+// MPI_Abort when the run was bootstrapped over MPI (a launcher that lets
+// the other ranks run on when one exits still ends the job; those ranks
+// may be waiting in NCCL for this one).
+func (c *ncclComm) reportFault(err error) {
+	if c.onFault != nil {
+		c.onFault(err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "fmgpu: %v\n", err)
+	c.exitOnFault(err)
+}
+
+// exitOnFault ends the process after a fault, through MPI_Abort where MPI
+// is loaded.
+func (c *ncclComm) exitOnFault(err error) {
+	if c.mpi != nil {
+		c.mpi.Abort(err) // does not return
+	}
+	os.Exit(1)
 }
 
 func (c *ncclComm) Engine() Engine { return EngineNCCL }
@@ -317,7 +348,9 @@ func (c *ncclComm) AllReduceSum(b Buffer) error {
 }
 
 func (c *ncclComm) allReduce(ptr uint64, n int, stream uintptr) error {
-	r := ncclCall(c.lib.allReduce, uintptr(ptr), uintptr(ptr), uintptr(n), ncclFloat32, ncclSum, c.comm.Load(), stream)
+	r := c.timed("all-reduce", n, stream, func() uintptr {
+		return ncclCall(c.lib.allReduce, uintptr(ptr), uintptr(ptr), uintptr(n), ncclFloat32, ncclSum, c.comm.Load(), stream)
+	})
 	return c.check("ncclAllReduce", r)
 }
 
@@ -338,7 +371,9 @@ func (c *ncclComm) Broadcast(b Buffer) error {
 }
 
 func (c *ncclComm) broadcast(ptr uint64, n int, stream uintptr) error {
-	r := ncclCall(c.lib.broadcast, uintptr(ptr), uintptr(ptr), uintptr(n), ncclFloat32, 0, c.comm.Load(), stream)
+	r := c.timed("broadcast", n, stream, func() uintptr {
+		return ncclCall(c.lib.broadcast, uintptr(ptr), uintptr(ptr), uintptr(n), ncclFloat32, 0, c.comm.Load(), stream)
+	})
 	return c.check("ncclBroadcast", r)
 }
 
@@ -446,6 +481,7 @@ func (c *ncclComm) release(abort error, fatal bool) {
 	if c.streamCreated && abort == nil {
 		c.drv.StreamSynchronize(c.stream)
 	}
+	c.stopWatch()
 	if c.rv != nil {
 		c.rv.close(abort)
 	}

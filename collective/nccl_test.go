@@ -115,6 +115,104 @@ func TestNCCLMismatch(t *testing.T) {
 	allPassed(t, runs)
 }
 
+// TestNCCLKilledRankWatchdog: under a launcher that lets the other ranks
+// run when one dies (srun without --kill-on-bad-exit; here mpirun told
+// so), the NCCL id went over MPI and no rendezvous watches the peers: rank
+// 0's watchdog times its all-reduce out, finds rank 1's process gone, and
+// the rank ends with one line naming it.
+func TestNCCLKilledRankWatchdog(t *testing.T) {
+	t.Parallel()
+	env := append(fakeEnv(t, 2), "OMPI_MCA_orte_abort_on_non_zero_status=0", "FMGPU_COLLECTIVE_TEST_TIMEOUT=3s")
+	r := mpirunRanks(t, 2, "TestRankNCCL", "kill-quiet", time.Minute, env...)
+	want := regexp.MustCompile(`(?m)^fmgpu: collective: nccl all-reduce of 1000 floats on rank 0 did not complete within 3s: rank 1 \(pid \d+\) has exited$`)
+	if r.err == nil || !want.MatchString(r.out) || r.elapsed > 30*time.Second {
+		t.Fatalf("after %v, %v, want %q:\n%s", r.elapsed, r.err, want, r.out)
+	}
+	t.Logf("stopped after %v", r.elapsed.Round(time.Millisecond))
+}
+
+// TestNCCLStuckRankWatchdog: rank 1 is alive but stops calling
+// collectives; rank 0's all-reduce times out, it aborts its communicator
+// and says why, and rank 1 learns it over the rendezvous.
+func TestNCCLStuckRankWatchdog(t *testing.T) {
+	t.Parallel()
+	ps := spawnRanks(t, 2, "TestRankNCCL", "stuck", append(fakeEnv(t, 2), "FMGPU_COLLECTIVE_TEST_TIMEOUT=2s")...)
+	runs := waitRanks(t, ps, time.Minute)
+	const why = "nccl all-reduce of 1000 floats on rank 0 did not complete within 2s: every rank is still running (one stopped calling collectives, or calls them in another order)"
+	want := []string{"fmgpu: collective: " + why + "\n", "fmgpu: collective: rank 0 failed: " + why + "\n"}
+	for r := range 2 {
+		if runs[r].err == nil || !strings.Contains(runs[r].out, want[r]) {
+			t.Errorf("rank %d: %v, want %q:\n%s", r, runs[r].err, want[r], runs[r].out)
+		}
+		if runs[r].elapsed > 30*time.Second {
+			t.Errorf("rank %d stopped after %v", r, runs[r].elapsed)
+		}
+	}
+	t.Logf("stopped after %v and %v", runs[0].elapsed.Round(time.Millisecond), runs[1].elapsed.Round(time.Millisecond))
+}
+
+// The watchdog's bookkeeping, with events that complete when the test
+// says: collectives retire in order as their events complete, one still
+// in its call holds back those after it, and the oldest pending one fires
+// once, after the timeout.
+func TestCollWatch(t *testing.T) {
+	now := time.Unix(1000, 0)
+	done := map[cudadriver.Event]bool{}
+	w := &collWatch{timeout: 10 * time.Second, eventsOK: true, now: func() time.Time { return now },
+		query: func(e cudadriver.Event) (bool, error) { return done[e], nil }}
+	next := cudadriver.Event(0)
+	newEvent := func() (cudadriver.Event, error) { next++; return next, nil }
+	issue := func(n int) *collOp {
+		op := w.begin("all-reduce", n)
+		ev, ok := w.takeEvent(newEvent)
+		if !ok {
+			t.Fatal("no event")
+		}
+		w.queued(op, ev, true)
+		return op
+	}
+	a := issue(1)
+	now = now.Add(4 * time.Second)
+	b := issue(2)
+	if op, err := w.poll(); op != nil || err != nil || len(w.pending) != 2 {
+		t.Fatalf("after 4 s: %v %v, %d pending", op, err, len(w.pending))
+	}
+	done[a.ev] = true
+	now = now.Add(7 * time.Second) // a is 11 s old but complete; b is 7 s old
+	if op, err := w.poll(); op != nil || err != nil || len(w.pending) != 1 || w.pending[0] != b {
+		t.Fatalf("a complete: %v %v, pending %v", op, err, w.pending)
+	}
+	if ev, _ := w.takeEvent(newEvent); ev != a.ev {
+		t.Errorf("a's event %v was not reused (got %v)", a.ev, ev)
+	} else {
+		w.free = append(w.free, ev)
+	}
+	// c is in its call (not queued): it holds back d, whose event is done.
+	c := w.begin("broadcast", 3)
+	d := issue(4)
+	done[b.ev], done[d.ev] = true, true
+	if op, _ := w.poll(); op != nil || len(w.pending) != 2 || w.pending[0] != c {
+		t.Fatalf("c in its call: %v, pending %v", op, w.pending)
+	}
+	now = now.Add(11 * time.Second)
+	if op, _ := w.poll(); op != c {
+		t.Fatalf("c 11 s in its call: fired %v", op)
+	}
+	if op, _ := w.poll(); op != nil {
+		t.Fatalf("fired twice: %v", op)
+	}
+	// A call that failed, or ran without events, leaves the queue.
+	w2 := &collWatch{timeout: time.Second, now: time.Now, query: w.query}
+	op := w2.begin("all-reduce", 5)
+	w2.queued(op, 0, false)
+	if len(w2.pending) != 0 {
+		t.Fatalf("a returned call without an event is still pending")
+	}
+	if evs := w.events(); len(evs) != 2 { // b's, free again, and d's (a's, reused)
+		t.Errorf("events to destroy: %v", evs)
+	}
+}
+
 func TestNCCLErrorText(t *testing.T) {
 	lib, err := loadNCCL(fakenccl.Library(t))
 	must(t, err)
@@ -171,6 +269,9 @@ func TestRankNCCL(t *testing.T) {
 	must(t, err)
 	must(t, drv.CtxSetCurrent(ctx))
 	opts := Options{Timeout: 30 * time.Second}
+	if d, err := time.ParseDuration(os.Getenv("FMGPU_COLLECTIVE_TEST_TIMEOUT")); err == nil {
+		opts.Timeout = d
+	}
 	faults := make(chan error, 1)
 	switch scen {
 	case "mismatch":
@@ -244,6 +345,21 @@ func TestRankNCCL(t *testing.T) {
 		if err := c.Close(); err == nil || !strings.HasPrefix(err.Error(), want) {
 			t.Errorf("Close: %v", err)
 		}
+	case "kill-quiet", "stuck":
+		// Rank 1 dies, or lives on without calling collectives, while rank
+		// 0 waits for it in an all-reduce; nothing but rank 0's watchdog
+		// sees it.
+		must(t, c.Barrier())
+		if c.Rank() == 1 {
+			time.Sleep(300 * time.Millisecond)
+			if scen == "kill-quiet" {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			time.Sleep(time.Minute) // the rendezvous tells it rank 0's reason
+			t.Fatal("rank 1 was not stopped")
+		}
+		err := c.AllReduceSum(Host(rankData(1, 0, 1000)))
+		t.Fatalf("the all-reduce returned %v (the default OnFault exits first)", err)
 	case "kill", "abort":
 		must(t, c.Barrier())
 		x := rankData(1, c.Rank(), 1000)

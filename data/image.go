@@ -76,6 +76,28 @@ type ImageOptions struct {
 	// fashion-mnist, searched instead of the default places (mnist.go),
 	// or the CIFAR-10 batches (cifar10.go).
 	Dir string
+	// Shard, for a directory read by several processes at once (the ranks
+	// of a data-parallel run), has each decode only its share of the
+	// files and the processes exchange what they decoded: every one ends
+	// with the whole set, as if it had read it alone. Nil: read it all.
+	Shard *ImageShard
+}
+
+// ImageShard is one process's part in reading a directory of images
+// together with others (ImageOptions.Shard): process Rank of Size reads
+// the headers of, and decodes, only its contiguous share of the sorted
+// files (Size shares, the first len mod Size one file longer), and the
+// processes sum what they decoded (each has zeros where the others'
+// images go) with Reduce, so that the pixels are exact. Errors agree: a
+// file that fails on one process fails the load on every one (the one
+// that read it names the reason; the others name the file and that
+// process).
+type ImageShard struct {
+	Rank, Size int
+	// Reduce replaces x, on every process, by the elementwise sum of
+	// every process's x (an all-reduce). The load calls it the same number
+	// of times with the same lengths on every process, whatever it finds.
+	Reduce func(x []float32) error
 }
 
 // DefaultImageSize is the side images from a directory are resized to when
@@ -142,6 +164,16 @@ func IsImageData(spec string) bool {
 	}
 	st, err := os.Stat(spec)
 	return err == nil && st.IsDir()
+}
+
+// IsImageDir reports whether spec is image data read from a directory of
+// image files (the data ImageOptions.Shard applies to), not a named set.
+func IsImageDir(spec string) bool {
+	name, _, _ := strings.Cut(spec, ":")
+	if _, ok := idxSets[name]; ok || IsCIFAR10(spec) {
+		return false
+	}
+	return IsImageData(spec)
 }
 
 // ImageDataNames lists the named image sets with their splits, for usage

@@ -53,21 +53,43 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 		files = files[:opts.Max]
 	}
 
-	// First pass: every header, so that a bad file fails before anything
-	// is decoded, and the native size is known.
+	sh := opts.Shard
+	if sh != nil && (sh.Size <= 1 || len(files) >= maxShardFiles) {
+		sh = nil // nothing to share, or file indices that a float32 sum would round
+	}
+	lo, hi := sh.share(len(files))
+
+	// First pass: every header (of this process's share, and the first
+	// file's, whose size the others are compared with), so that a bad
+	// file fails before anything is decoded, and the native size is known.
 	size := opts.Size
 	var w0, h0 int
-	same := true
+	bad, notSame := -1, 0
+	var badErr error
 	for i, f := range files {
+		if i != 0 && (i < lo || i >= hi) {
+			continue
+		}
 		w, h, err := imageConfig(f.path)
 		if err != nil {
-			return nil, err
+			bad, badErr = i, err
+			break
 		}
 		if i == 0 {
 			w0, h0 = w, h
 		}
-		same = same && w == w0 && h == h0
+		if w != w0 || h != h0 {
+			notSame++
+		}
 	}
+	flags, err := sh.agree(bad, float32(notSame))
+	if err != nil {
+		return nil, err
+	}
+	if err := sh.failure(files, flags, bad, badErr); err != nil {
+		return nil, err
+	}
+	same := flags[len(flags)-1] == 0
 	if size == 0 {
 		size = DefaultImageSize
 		if same && min(w0, h0) <= MaxImageSize {
@@ -83,15 +105,15 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 		return nil, err
 	}
 
-	// Second pass: decode and resize, in parallel; the first error
-	// in file order wins.
+	// Second pass: decode and resize this process's share, in parallel;
+	// the first error in file order wins.
 	plane := size * size
 	pixels := make([]uint8, len(files)*nc*plane)
 	errs := make([]error, len(files))
-	var next int
+	next := lo
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(files)) {
+	for range min(runtime.GOMAXPROCS(0), hi-lo) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -100,7 +122,7 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 				i := next
 				next++
 				mu.Unlock()
-				if i >= len(files) {
+				if i >= hi {
 					return
 				}
 				b, err := readImageFile(files[i].path)
@@ -113,7 +135,7 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 				if err != nil {
 					errs[i] = err
 					mu.Lock()
-					next = len(files) // stop the others early
+					next = hi // stop the others early
 					mu.Unlock()
 					return
 				}
@@ -121,14 +143,29 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
+	bad, badErr = -1, nil
+	for i, err := range errs {
 		if err != nil {
-			return nil, err
+			bad, badErr = i, err
+			break
 		}
+	}
+	colour := 0
+	if opts.Channels == 0 && !allGray(pixels[lo*nc*plane:hi*nc*plane], plane) {
+		colour = 1
+	}
+	if flags, err = sh.agree(bad, float32(colour)); err != nil {
+		return nil, err
+	}
+	if err := sh.failure(files, flags, bad, badErr); err != nil {
+		return nil, err
+	}
+	if err := sh.exchange(pixels); err != nil {
+		return nil, err
 	}
 
 	c := nc
-	if opts.Channels == 0 && allGray(pixels, plane) {
+	if opts.Channels == 0 && flags[len(flags)-1] == 0 {
 		c = 1
 		gray := make([]uint8, len(files)*plane)
 		for i := range files {
@@ -150,6 +187,86 @@ func loadImageDir(dir string, opts ImageOptions) (*ImageSet, error) {
 	}
 	is.finish()
 	return is, nil
+}
+
+// maxShardFiles bounds the files of a directory read in shards: their
+// indices pass through float32 sums, exact below 2^24.
+const maxShardFiles = 1 << 24
+
+// shardChunk is how many pixels one exchange of a sharded read carries
+// (64 MiB of float32).
+const shardChunk = 1 << 24
+
+// share is the files [lo, hi) of n that this process reads: all of them
+// without a shard.
+func (s *ImageShard) share(n int) (lo, hi int) {
+	if s == nil {
+		return 0, n
+	}
+	q, m := n/s.Size, n%s.Size
+	lo = s.Rank*q + min(s.Rank, m)
+	hi = lo + q
+	if s.Rank < m {
+		hi++
+	}
+	return lo, hi
+}
+
+// agree sums, over the processes, one slot per process holding 1 + the
+// index of its first failing file (0: none) and a count of its own; it
+// returns the slots and the summed count last. Without a shard, no
+// exchange.
+func (s *ImageShard) agree(bad int, count float32) ([]float32, error) {
+	if s == nil {
+		return []float32{float32(bad + 1), count}, nil
+	}
+	flags := make([]float32, s.Size+1)
+	flags[s.Rank] = float32(bad + 1)
+	flags[s.Size] = count
+	return flags, s.Reduce(flags)
+}
+
+// failure is the load's error after agree: nil when no process failed;
+// the first failing file's error on the process that read it (or failed
+// on the same file); on the others, the file and the process that read it.
+func (s *ImageShard) failure(files []imageFile, flags []float32, bad int, err error) error {
+	first, by := -1, -1
+	for r, v := range flags[:len(flags)-1] {
+		if i := int(v) - 1; i >= 0 && (first < 0 || i < first) {
+			first, by = i, r
+		}
+	}
+	switch {
+	case first < 0:
+		return nil
+	case first == bad:
+		return err
+	}
+	return errorf(files[first].path, "could not be read or decoded by rank %d of %d, which says why", by, s.Size)
+}
+
+// exchange sums the processes' pixels, each with zeros where the others'
+// images are: every process gets every image, exactly (0..255 are exact
+// in float32).
+func (s *ImageShard) exchange(pixels []uint8) error {
+	if s == nil {
+		return nil
+	}
+	buf := make([]float32, min(len(pixels), shardChunk))
+	for off := 0; off < len(pixels); off += len(buf) {
+		part := pixels[off:min(len(pixels), off+len(buf))]
+		x := buf[:len(part)]
+		for i, p := range part {
+			x[i] = float32(p)
+		}
+		if err := s.Reduce(x); err != nil {
+			return err
+		}
+		for i, v := range x {
+			part[i] = uint8(v)
+		}
+	}
+	return nil
 }
 
 // listImages walks dir: the image files in sorted path order, the class

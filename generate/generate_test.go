@@ -10,6 +10,7 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/numtest"
 	"github.com/fmgpu/fmgpu/model"
 	"github.com/fmgpu/fmgpu/sampler"
 	"github.com/fmgpu/fmgpu/train"
@@ -283,5 +284,70 @@ func (c cancelAfter) count() {
 	*c.calls++
 	if *c.calls == c.after {
 		c.cancel()
+	}
+}
+
+// PathStats follows the model's own trajectories from Sample's noise:
+// its mean displacement E|x1 - x0|^2 is that of the RK4 samples drawn
+// from the same seed, and on an accurate solve S = K - E|x1 - x0|^2
+// (docs/math.md §12.2).
+func TestPathStats(t *testing.T) {
+	b := gpu.NewCPU(1)
+	defer b.Close()
+	tr, _ := mlpTrainer(t, b, 40)
+	defer tr.Close()
+	m, _ := FromTrainer(b, tr, data.Identity(2))
+	ctx := context.Background()
+	// 200 steps: this barely trained network varies fast in t (its time
+	// embedding's high frequencies), and the quadrature of S converges
+	// only from about 200 steps (K - E|x1-x0|^2 - S: -4.5e-3, -4.0e-3,
+	// 1.1e-3, -4.5e-6, 4.5e-6 at 25, 50, 100, 200, 400 steps).
+	const n, steps, seed = 300, 200, 11
+	st, err := PathStats(ctx, m, n, PathOptions{Steps: steps, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x1, _, err := Sample(ctx, m, n, SampleOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: steps}, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x0 := b.Alloc(n * 2)
+	defer b.Free(x0)
+	b.RandNormal(x0, seed, 0, 1)
+	h0 := make([]float32, n*2)
+	b.Download(h0, x0)
+	disp := 0.0
+	for i := range h0 {
+		e := float64(x1[i]) - float64(h0[i])
+		disp += e * e
+	}
+	disp /= n
+	// two float32 RK4 implementations of the same solve: 1e-5 relative
+	if !numtest.Close(st.Displacement, disp, 1e-5, 0) {
+		t.Errorf("displacement %g, from Sample's RK4 samples %g", st.Displacement, disp)
+	}
+	// 1e-3 of K: 60 times the gap at 200 steps
+	if d := st.Kinetic - st.Displacement - st.Straightness; math.Abs(d) > 1e-3*st.Kinetic || !(st.Straightness > 0) {
+		t.Errorf("S = %g, K - E|x1-x0|^2 = %g - %g", st.Straightness, st.Kinetic, st.Displacement)
+	}
+	if st.Nodes != steps+1 {
+		t.Errorf("%d nodes, want %d", st.Nodes, steps+1)
+	}
+	for name, o := range map[string]PathOptions{
+		"no steps":   {},
+		"labels":     {Steps: 1, Labels: make([]int, n)},
+		"guidance<0": {Steps: 1, Guidance: -1},
+	} {
+		if _, err := PathStats(ctx, m, n, o); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	// a cancel stops it within a network evaluation
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	calls := 0
+	m.Net = cancelAfter{Net: m.Net, calls: &calls, after: 5, cancel: cancel}
+	if _, err := PathStats(cctx, m, n, PathOptions{Steps: 1000}); !errors.Is(err, context.Canceled) || calls != 5 {
+		t.Errorf("cancelled: %v after %d network calls, want context.Canceled after 5", err, calls)
 	}
 }

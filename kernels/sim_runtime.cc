@@ -14,6 +14,7 @@
 // access, are sim_memory.cc's.
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +170,29 @@ static const char* base_name(const char* path) {
 
 __thread Worker* tls_worker = nullptr;
 
+// A worker lives as long as its thread. Threads do exit: the fake libcuda's
+// stream threads, and Go threads locked to a goroutine that returns; the key's
+// destructor frees their worker (LeakSanitizer found ~1 MB per exited
+// thread), and glibc keeps __thread storage valid while key destructors run.
+static pthread_key_t worker_key;
+static pthread_once_t worker_key_once = PTHREAD_ONCE_INIT;
+
+static void free_worker(void* p) {
+    delete static_cast<Worker*>(p);
+    tls_worker = nullptr;
+}
+
 Worker* this_worker() {
-    if (!tls_worker) tls_worker = new Worker();  // lives as long as its thread
+    if (!tls_worker) {
+        pthread_once(&worker_key_once, [] {
+            if (pthread_key_create(&worker_key, free_worker) != 0) {
+                fprintf(stderr, "kernelsim: pthread_key_create failed\n");
+                abort();
+            }
+        });
+        tls_worker = new Worker();
+        pthread_setspecific(worker_key, tls_worker);
+    }
     return tls_worker;
 }
 

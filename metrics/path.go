@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"fmt"
 	"math"
 )
@@ -124,8 +125,9 @@ func (p *PathIntegral) Stats() (PathStats, error) {
 // t = 1 with `steps` classical Runge-Kutta (RK4) steps of equal length and
 // returns the PathStats on the step boundaries (each step's first stage is
 // the velocity at its node; one more evaluation at t = 1) and the final
-// states x1. It makes 4 steps + 1 calls of v.
-func FlowPathStats(v Velocity, x0 []float32, n, d, steps int) (PathStats, []float32, error) {
+// states x1. It makes 4 steps + 1 calls of v, and checks ctx before each:
+// once ctx is cancelled it returns ctx's error.
+func FlowPathStats(ctx context.Context, v Velocity, x0 []float32, n, d, steps int) (PathStats, []float32, error) {
 	if steps < 1 {
 		return PathStats{}, nil, fmt.Errorf("path stats: %d steps: want >= 1", steps)
 	}
@@ -147,20 +149,39 @@ func FlowPathStats(v Velocity, x0 []float32, n, d, steps int) (PathStats, []floa
 		}
 		return tmp
 	}
+	// eval is v(t, x) into out after a look at ctx: a network evaluation can
+	// take a second, a whole step four.
+	eval := func(t float64, x, out []float32) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		v(t, x, out)
+		return nil
+	}
 	for s := range steps {
 		t := float64(s) * h
-		v(t, x, k[0])
+		if err := eval(t, x, k[0]); err != nil {
+			return PathStats{}, nil, err
+		}
 		if err := p.Add(t, x, k[0]); err != nil {
 			return PathStats{}, nil, fmt.Errorf("path stats: %w", err)
 		}
-		v(t+h/2, stage(k[0], h/2), k[1])
-		v(t+h/2, stage(k[1], h/2), k[2])
-		v(t+h, stage(k[2], h), k[3])
+		if err := eval(t+h/2, stage(k[0], h/2), k[1]); err != nil {
+			return PathStats{}, nil, err
+		}
+		if err := eval(t+h/2, stage(k[1], h/2), k[2]); err != nil {
+			return PathStats{}, nil, err
+		}
+		if err := eval(t+h, stage(k[2], h), k[3]); err != nil {
+			return PathStats{}, nil, err
+		}
 		for i := range x {
 			x[i] = float32(float64(x[i]) + h/6*(float64(k[0][i])+2*float64(k[1][i])+2*float64(k[2][i])+float64(k[3][i])))
 		}
 	}
-	v(1, x, k[0])
+	if err := eval(1, x, k[0]); err != nil {
+		return PathStats{}, nil, err
+	}
 	if err := p.Add(1, x, k[0]); err != nil {
 		return PathStats{}, nil, fmt.Errorf("path stats: %w", err)
 	}

@@ -1,6 +1,8 @@
 package metrics
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -31,7 +33,7 @@ func TestPathStatsConstantField(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	const n, d = 50, 3
 	c := []float32{0.5, -2, 1}
-	st, x1, err := FlowPathStats(func(_ float64, x, v []float32) {
+	st, x1, err := FlowPathStats(context.Background(), func(_ float64, x, v []float32) {
 		for i := range v {
 			v[i] = c[i%d]
 		}
@@ -55,7 +57,7 @@ func TestPathStatsStraightLinearFlow(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	const n, s = 200, 3.0
 	x0 := normalSet(r, n)
-	st, _, err := FlowPathStats(func(tt float64, x, v []float32) {
+	st, _, err := FlowPathStats(context.Background(), func(tt float64, x, v []float32) {
 		for i := range v {
 			v[i] = float32((s - 1) * float64(x[i]) / (1 + (s-1)*tt))
 		}
@@ -90,7 +92,7 @@ func TestPathStatsRotation(t *testing.T) {
 	wantK := w * w * r2
 	var errS [2]float64
 	for k, steps := range []int{20, 40} {
-		st, _, err := FlowPathStats(field, x0, n, 2, steps)
+		st, _, err := FlowPathStats(context.Background(), field, x0, n, 2, steps)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +192,26 @@ func TestPathIntegralErrors(t *testing.T) {
 			t.Errorf("t=%v: %v, want %q", c.t, err, c.want)
 		}
 	}
-	if _, _, err := FlowPathStats(func(float64, []float32, []float32) {}, ok, 2, 1, 0); err == nil {
+	if _, _, err := FlowPathStats(context.Background(), func(float64, []float32, []float32) {}, ok, 2, 1, 0); err == nil {
 		t.Error("0 steps accepted")
+	}
+}
+
+// A context cancelled during the integration stops it before the next
+// evaluation of the field, with the context's error.
+func TestFlowPathStatsCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	calls := 0
+	field := func(_ float64, x, v []float32) {
+		calls++
+		if calls == 6 {
+			cancel()
+		}
+		copy(v, x)
+	}
+	_, x1, err := FlowPathStats(ctx, field, []float32{1, 2}, 1, 2, 1000)
+	if !errors.Is(err, context.Canceled) || x1 != nil || calls != 6 {
+		t.Errorf("%v after %d calls, x1 %v: want context.Canceled after 6 calls", err, calls, x1)
 	}
 }

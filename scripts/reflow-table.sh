@@ -4,7 +4,12 @@
 # 1 and 4 Euler steps (and RK4 at 100 steps for reference), for default
 # training with the independent and the ot coupling, one reflow of the ot
 # model, and a 1-step distillation of the reflowed one.
-#   scripts/reflow-table.sh [OUTDIR] [SETS...]
+# eval's floor pairs share its reference draw (--seed s against s+1..s+5),
+# and W2 between two draws of 2,000 points varies by a factor up to 2 with
+# the draw (moons: 0.057 to 0.107), so one --seed can flatter or wrong a
+# model; each cell is the mean over the reference draws of SEEDS (spaced
+# so that no two share a draw), with its standard error.
+#   SEEDS="1000 2000 3000 4000 5000" scripts/reflow-table.sh [OUTDIR] [SETS...]
 set -euo pipefail
 out=${1:-reflow-table}
 shift || true
@@ -12,7 +17,12 @@ sets=${*:-moons 8gaussians checkerboard}
 fmgpu=${FMGPU:-bin/fmgpu}
 pairs="--pairs 50000 --solver rk4 --steps 20"
 mkdir -p "$out"
-ratio() { "$fmgpu" eval --samples "$1" --data "$2" --quiet | sed -n 's/.*ratio=\([0-9.]*\).*/\1/p'; }
+seeds=${SEEDS:-1000 2000 3000 4000 5000}
+ratio() {
+	for s in $seeds; do
+		"$fmgpu" eval --samples "$1" --data "$2" --seed "$s" --quiet | sed -n 's/.*ratio=\([0-9.]*\).*/\1/p'
+	done | awk '{s += $1; q += $1 * $1; n++} END {m = s / n; v = n > 1 ? (q - n * m * m) / (n - 1) : 0; if (v < 0) v = 0; printf "%.2f ± %.2f", m, sqrt(v / n)}'
+}
 for d in $sets; do
 	m=$out/$d
 	[ -e "$m/independent/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --out "$m/independent" --no-plot --quiet

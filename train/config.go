@@ -179,7 +179,7 @@ func (c Config) Validate() error {
 	case len(c.Preset) > 64 || strings.IndexFunc(c.Preset, func(r rune) bool { return !unicode.IsPrint(r) || r == ' ' }) >= 0:
 		return fieldErr("preset", fmt.Sprintf("%q", c.Preset), "need a name of at most 64 printable characters without spaces")
 	}
-	if err := c.Coupling.validate(); err != nil {
+	if err := c.Coupling.validate(c.Batch); err != nil {
 		return err
 	}
 	return c.validateDistill()

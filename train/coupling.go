@@ -20,6 +20,16 @@ type Coupling struct {
 	// Reg is Sinkhorn's entropic regularization, in the units of the
 	// squared distance between standardized rows.
 	Reg float64 `json:"reg,omitempty"`
+	// Blocks, when > 1, pairs the batch in that many contiguous blocks of
+	// rows, each among its own rows only (the shares batchShare makes: the
+	// rows rank k of a run of Blocks ranks computes); 0 or 1: the whole
+	// batch at once. It is part of the configuration, not of the run's
+	// size: a data-parallel run of N ranks with Blocks N pairs what one
+	// process with Blocks N pairs, each rank solving its own block only
+	// (TorchCFM's per-GPU coupling, but reproducible on any number of
+	// ranks); Blocks 1 on N ranks pairs the global batch, every rank
+	// solving the same problem (docs/distributed.md).
+	Blocks int `json:"blocks,omitempty"`
 }
 
 // CouplingPairs trains on fixed (x0, x1) pairs (NewPairs): the noise of
@@ -36,8 +46,14 @@ func (c Coupling) normalized() Coupling {
 	if c.Kind == "" {
 		c.Kind = coupling.KindIndependent.String()
 	}
+	if c.Blocks == 1 {
+		c.Blocks = 0 // one block is the whole batch
+	}
 	return c
 }
+
+// blocks is the number of blocks the batch is paired in.
+func (c Coupling) blocks() int { return max(c.Blocks, 1) }
 
 // options is the coupling package's form of an "ot" or "sinkhorn" c.
 func (c Coupling) options() (coupling.Options, error) {
@@ -52,8 +68,17 @@ func (c Coupling) options() (coupling.Options, error) {
 // "independent".
 func (c Coupling) Normalized() Coupling { return c.normalized() }
 
-// validate checks the kind and Reg, which only "sinkhorn" takes.
-func (c Coupling) validate() error {
+// validate checks the kind, Reg, which only "sinkhorn" takes, and
+// Blocks, which "ot" and "sinkhorn" take, against the batch.
+func (c Coupling) validate(batch int) error {
+	if c.Blocks < 0 || c.Blocks > 1 && c.Blocks > batch {
+		return fieldErr("coupling_blocks", c.Blocks, fmt.Sprintf("need 1..--batch (%d)", batch))
+	}
+	if c.Blocks > 1 {
+		if k := c.normalized().Kind; k != coupling.KindOT.String() && k != coupling.KindSinkhorn.String() {
+			return fieldErr("coupling_blocks", c.Blocks, fmt.Sprintf("applies to the ot and sinkhorn couplings only (not %s)", k))
+		}
+	}
 	if c.Kind == CouplingPairs {
 		if c.Reg != 0 {
 			return fieldErr("coupling", c.Kind, "a regularization applies to sinkhorn only")
@@ -117,7 +142,8 @@ type couplingState struct {
 	// the device, the pairs made on the host and the data rows reordered
 	// before the path op; op by op, since the host decides between ops.
 	coupler  *coupling.Coupler
-	cost     gpu.Buffer // Batch x Batch
+	blocks   []couplingBlock // the batch's blocks (Coupling.Blocks), in row order
+	cost     gpu.Buffer      // every block's cost, one after the other
 	costHost []float32
 	x1Host   []float32
 	x1Perm   []float32
@@ -140,6 +166,10 @@ type couplingState struct {
 	spent  time.Duration // host time forming and solving the pairs
 	steps  int
 }
+
+// couplingBlock is one block of a batch paired on its own: rows [lo,
+// lo+n), whose n x n cost is at off in the cost buffers.
+type couplingBlock struct{ lo, n, off int }
 
 // setupCoupling prepares the buffers of a coupled or paired trainer;
 // pairX0 is the noise of fixed pairs (coupling pairs only).
@@ -183,8 +213,14 @@ func (tr *Trainer) setupCoupling(pairX0 []float32) error {
 	if cs.coupler, err = coupling.NewCoupler(o); err != nil {
 		return err
 	}
-	cs.cost = alloc(bs * bs)
-	cs.costHost, cs.x1Host, cs.x1Perm = make([]float32, bs*bs), make([]float32, bs*d), make([]float32, bs*d)
+	k, nc := c.Coupling.blocks(), 0
+	for i := range k {
+		lo, n := batchShare(bs, k, i)
+		cs.blocks = append(cs.blocks, couplingBlock{lo: lo, n: n, off: nc})
+		nc += n * n
+	}
+	cs.cost = alloc(nc)
+	cs.costHost, cs.x1Host, cs.x1Perm = make([]float32, nc), make([]float32, bs*d), make([]float32, bs*d)
 	cs.idx = make([]int, bs)
 	if o.Kind == coupling.KindSinkhorn {
 		cs.u = make([]float64, bs)
@@ -204,8 +240,12 @@ func (cs *couplingState) hostPaired() bool { return cs != nil && cs.coupler != n
 func (cs *couplingState) paired() bool { return cs != nil && cs.pairX0 != nil }
 
 // stepCoupled queues step s of an ot or sinkhorn trainer: the draw, the
-// cost product on the device, the pairs on the host (waiting for the
+// cost products on the device, the pairs on the host (waiting for the
 // device), the data rows reordered, the path target, and Step's update.
+// Only the blocks that hold rows this trainer computes are paired (all of
+// them in a single process; a rank's own in a data-parallel run whose
+// blocks are its shares): the other rows keep their draw, and no rank
+// reads them.
 func (tr *Trainer) stepCoupled(s int) error {
 	c, cs := tr.cfg, tr.cpl
 	b, bs, d := tr.b, c.Batch, c.Model.Dim
@@ -217,32 +257,74 @@ func (tr *Trainer) stepCoupled(s int) error {
 		// the pairs are made within the true classes, before the dropout
 		b.DrawLabels(dr, tr.labels, tr.nData, bs, 0, float32(c.Model.Classes), cs.yTrue)
 	}
-	// -2 X0 X1^T: the squared distances up to a constant per row and per
-	// column, which no coupling depends on (coupling/cost.go)
-	b.Gemm(false, true, bs, bs, d, -2, cs.x0, d, cs.x1, d, 0, cs.cost, bs)
+	lo, hi := 0, bs // the rows this trainer computes
+	if p := tr.par; p != nil {
+		lo, hi = p.lo, p.lo+p.rows
+	}
+	mine := func(k couplingBlock) bool { return k.lo < hi && k.lo+k.n > lo }
+	for _, k := range cs.blocks {
+		if !mine(k) {
+			continue
+		}
+		// -2 X0 X1^T: the squared distances up to a constant per row and
+		// per column, which no coupling depends on (coupling/cost.go)
+		x0, x1 := cs.x0.Slice(k.lo*d, k.n*d), cs.x1.Slice(k.lo*d, k.n*d)
+		b.Gemm(false, true, k.n, k.n, d, -2, x0, d, x1, d, 0, cs.cost.Slice(k.off, k.n*k.n), k.n)
+	}
 	start := time.Now()
-	b.Download(cs.costHost, cs.cost)
+	if len(cs.blocks) == 1 {
+		b.Download(cs.costHost, cs.cost)
+	} else {
+		for _, k := range cs.blocks {
+			if mine(k) {
+				b.Download(cs.costHost[k.off:k.off+k.n*k.n], cs.cost.Slice(k.off, k.n*k.n))
+			}
+		}
+	}
 	b.Download(cs.x1Host, cs.x1)
-	var labels []int32
 	if cs.yTrue != nil {
 		b.Download(cs.yHost, cs.yTrue)
-		for i, v := range cs.yHost {
-			cs.labels[i] = int32(v)
-		}
-		labels = cs.labels
 	}
 	if err := b.Sync(); err != nil {
 		return err
 	}
+	if cs.yTrue != nil {
+		for i, v := range cs.yHost {
+			cs.labels[i] = int32(v)
+		}
+	}
 	if cs.u != nil {
 		coupling.StepUniforms(cs.u, c.Seed, uint64(s-1))
 	}
-	st, err := cs.coupler.Pair(cs.idx, cs.costHost, bs, labels, cs.u)
-	if err != nil {
-		return fmt.Errorf("step %d: coupling %s: %w", s, c.Coupling.Kind, err)
-	}
-	for i, j := range cs.idx {
-		copy(cs.x1Perm[i*d:(i+1)*d], cs.x1Host[j*d:(j+1)*d])
+	copy(cs.x1Perm, cs.x1Host)
+	var st coupling.Stats
+	paired := 0
+	for _, k := range cs.blocks {
+		if !mine(k) {
+			continue
+		}
+		var labels []int32
+		var u []float64
+		if cs.yTrue != nil {
+			labels = cs.labels[k.lo : k.lo+k.n]
+		}
+		if cs.u != nil {
+			u = cs.u[k.lo : k.lo+k.n]
+		}
+		idx := cs.idx[k.lo : k.lo+k.n]
+		bst, err := cs.coupler.Pair(idx, cs.costHost[k.off:k.off+k.n*k.n], k.n, labels, u)
+		if err != nil {
+			if len(cs.blocks) > 1 {
+				err = fmt.Errorf("block of rows %d..%d: %w", k.lo, k.lo+k.n-1, err)
+			}
+			return fmt.Errorf("step %d: coupling %s: %w", s, c.Coupling.Kind, err)
+		}
+		for i, j := range idx {
+			r := k.lo + i
+			copy(cs.x1Perm[r*d:(r+1)*d], cs.x1Host[(k.lo+j)*d:(k.lo+j+1)*d])
+		}
+		st = addStats(st, bst, paired, k.n)
+		paired += k.n
 	}
 	b.Upload(cs.x1, cs.x1Perm)
 	cs.spent += time.Since(start)
@@ -251,6 +333,24 @@ func (tr *Trainer) stepCoupled(s int) error {
 	b.PathTarget(c.Path, bs, d, cs.x0, cs.x1, tr.t, tr.xt, tr.ut)
 	tr.queueUpdate()
 	return nil
+}
+
+// addStats merges the stats of a block of n rows into those of the m rows
+// paired before it: mean costs weighted by rows, counts summed, the worst
+// Sinkhorn error.
+func addStats(a, b coupling.Stats, m, n int) coupling.Stats {
+	if m == 0 {
+		return b
+	}
+	w := float64(n) / float64(m+n)
+	a.Before += w * (b.Before - a.Before)
+	a.After += w * (b.After - a.After)
+	a.Classes += b.Classes
+	a.Sinkhorn.Iters += b.Sinkhorn.Iters
+	a.Sinkhorn.Levels += b.Sinkhorn.Levels
+	a.Sinkhorn.Err = math.Max(a.Sinkhorn.Err, b.Sinkhorn.Err)
+	a.Sinkhorn.Converged = a.Sinkhorn.Converged && b.Sinkhorn.Converged
+	return a
 }
 
 // uploadTimes writes a distilling trainer's times of step s (1-based):
@@ -350,10 +450,14 @@ func sameCoupling(run, ck Config) error {
 }
 
 func describeCoupling(c Coupling) string {
+	s := c.Kind
 	if c.Kind == coupling.KindSinkhorn.String() {
-		return fmt.Sprintf("%s reg %g", c.Kind, c.Reg)
+		s = fmt.Sprintf("%s reg %g", c.Kind, c.Reg)
 	}
-	return c.Kind
+	if c.Blocks > 1 {
+		s += fmt.Sprintf(" in %d blocks", c.Blocks)
+	}
+	return s
 }
 
 // CouplingNames lists the couplings `train --coupling` takes.

@@ -119,6 +119,66 @@ func TestOTCouplingPairsOptimally(t *testing.T) {
 	}
 }
 
+// In blocks, each block of rows is paired among its own rows only, each
+// optimally: its data rows are a permutation of the block's drawn rows,
+// with the optimal assignment's cost; one block is the whole batch, bit
+// for bit.
+func TestOTCouplingInBlocks(t *testing.T) {
+	b := gpu.NewCPU(0)
+	ds, _ := standardized(t, "8gaussians")
+	cfg := testConfig()
+	cfg.Batch, cfg.Steps = 64, 3
+	params := map[int][]float32{}
+	for _, blocks := range []int{0, 1, 3} {
+		cfg.Coupling = Coupling{Kind: "ot", Blocks: blocks}
+		tr, err := New(b, cfg, ds.X, ds.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Step()
+		if _, err := tr.Read(); err != nil {
+			t.Fatal(err)
+		}
+		n, d := cfg.Batch, cfg.Model.Dim
+		x0, x1 := download(t, b, tr.cpl.x0), download(t, b, tr.cpl.x1)
+		drawn := b.Alloc(n * d)
+		scratch := [3]gpu.Buffer{b.Alloc(n), b.Alloc(n * d), b.Alloc(n * d)}
+		b.DrawBatch(gpu.BatchDraw{Path: cfg.Path, Time: cfg.Time, Seed: cfg.Seed, Step: 0}, tr.data, tr.nData, d, n, nil, drawn, scratch[0], scratch[1], scratch[2])
+		rows := download(t, b, drawn)
+		k := max(blocks, 1)
+		for i := range k {
+			lo, m := batchShare(n, k, i)
+			cost := make([]float32, m*m)
+			coupling.SqDist(cost, x0[lo*d:], rows[lo*d:], m, m, d)
+			perm := make([]int, m)
+			var as coupling.Assigner
+			if err := as.Assign(perm, cost, m); err != nil {
+				t.Fatal(err)
+			}
+			for r := range m { // the pairs are the optimal permutation's
+				got, want := x1[(lo+r)*d:(lo+r+1)*d], rows[(lo+perm[r])*d:(lo+perm[r]+1)*d]
+				if !slices.Equal(got, want) {
+					t.Fatalf("%d blocks: row %d has data %v, the optimal assignment within its block %v", k, lo+r, got, want)
+				}
+			}
+		}
+		if last, _, _ := tr.CouplingStats(); last.Classes != k {
+			t.Errorf("%d blocks: stats of %d blocks", k, last.Classes)
+		}
+		for range cfg.Steps - 1 {
+			tr.Step()
+		}
+		params[blocks] = download(t, b, tr.Net().Params())
+		tr.Close()
+	}
+	if !slices.Equal(params[0], params[1]) {
+		t.Error("one block trains other weights than the whole batch")
+	}
+	if slices.Equal(params[0], params[3]) {
+		t.Error("three blocks train the weights of the whole batch")
+	}
+}
+
 // The exact-resume guarantee holds for every coupling: N steps straight
 // and N/2, save, load, N/2 more give bit-identical state.
 func TestCoupledResumeIsExact(t *testing.T) {
@@ -133,7 +193,7 @@ func TestCoupledResumeIsExact(t *testing.T) {
 		name string
 		cp   Coupling
 		k    int
-	}{{"ot", Coupling{Kind: "ot"}, 0}, {"sinkhorn", Coupling{Kind: "sinkhorn", Reg: 0.5}, 0}, {"pairs", Coupling{Kind: CouplingPairs}, 0}, {"distill", Coupling{Kind: CouplingPairs}, 2}} {
+	}{{"ot", Coupling{Kind: "ot"}, 0}, {"sinkhorn", Coupling{Kind: "sinkhorn", Reg: 0.5}, 0}, {"ot-blocks", Coupling{Kind: "ot", Blocks: 3}, 0}, {"pairs", Coupling{Kind: CouplingPairs}, 0}, {"distill", Coupling{Kind: CouplingPairs}, 2}} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := testConfig()
 			cfg.Steps, cfg.Batch = 16, 32
@@ -277,6 +337,11 @@ func TestCouplingValidate(t *testing.T) {
 		{Coupling{Kind: "ot"}, 2, flow.KindOT, "distill_steps"},
 		{Coupling{Kind: CouplingPairs}, 2, flow.KindVP, "distill_steps"},
 		{Coupling{Kind: CouplingPairs}, -1, flow.KindOT, "distill_steps"},
+		{Coupling{Kind: "ot", Blocks: -1}, 0, flow.KindOT, "coupling_blocks"},
+		{Coupling{Kind: "ot", Blocks: base.Batch + 1}, 0, flow.KindOT, "coupling_blocks"},
+		{Coupling{Kind: "independent", Blocks: 2}, 0, flow.KindOT, "coupling_blocks"},
+		{Coupling{Blocks: 2}, 0, flow.KindOT, "coupling_blocks"},
+		{Coupling{Kind: CouplingPairs, Blocks: 2}, 0, flow.KindOT, "coupling_blocks"},
 	} {
 		cfg := base
 		cfg.Coupling, cfg.DistillSteps, cfg.Path = c.cp, c.k, flow.DefaultSpec(c.path)
@@ -286,10 +351,12 @@ func TestCouplingValidate(t *testing.T) {
 			t.Errorf("%+v k=%d path %s: %v, want a %s error", c.cp, c.k, c.path, err, c.field)
 		}
 	}
-	ok := base
-	ok.Coupling = Coupling{Kind: "sinkhorn", Reg: 0.1}
-	if err := ok.Validate(); err != nil {
-		t.Error(err)
+	for _, cp := range []Coupling{{Kind: "sinkhorn", Reg: 0.1}, {Kind: "ot", Blocks: base.Batch}, {Kind: "sinkhorn", Reg: 1, Blocks: 3}, {Kind: "independent", Blocks: 1}} {
+		ok := base
+		ok.Coupling = cp
+		if err := ok.Validate(); err != nil {
+			t.Errorf("%+v: %v", cp, err)
+		}
 	}
 	ds, _ := data.Builtin("moons", 10, 1)
 	pairs := base
@@ -381,7 +448,7 @@ func TestCouplingOnDevice(t *testing.T) {
 		name string
 		cp   Coupling
 		k    int
-	}{{"ot", Coupling{Kind: "ot"}, 0}, {"pairs", Coupling{Kind: CouplingPairs}, 0}, {"distill", Coupling{Kind: CouplingPairs}, 2}} {
+	}{{"ot", Coupling{Kind: "ot"}, 0}, {"ot-blocks", Coupling{Kind: "ot", Blocks: 3}, 0}, {"pairs", Coupling{Kind: CouplingPairs}, 0}, {"distill", Coupling{Kind: CouplingPairs}, 2}} {
 		cfg := testConfig()
 		cfg.Steps, cfg.Batch, cfg.Model.Hidden = 12, 64, []int{32, 32}
 		cfg.Coupling, cfg.DistillSteps = c.cp, c.k

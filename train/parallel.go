@@ -25,6 +25,15 @@ import (
 // by 1/Batch on every rank, so the sum over ranks is the single-process
 // gradient up to the float32 order of the sums.
 //
+// A coupled batch (ot, sinkhorn) is paired as one process pairs it: every
+// rank holds the whole drawn batch, so each pairs the blocks of
+// Coupling.Blocks that hold its rows, the same problems on the same
+// numbers as one process, and keeps its rows of the result. With one block
+// (the default) every rank solves the whole global batch's plan; with as
+// many blocks as ranks, each solves its own share's only. Fixed pairs
+// (reflow, distillation) are drawn by global row like the independent
+// batch.
+//
 // The sum carries one more float after the gradient: 1 from a rank whose
 // run was interrupted (Ctrl-C, SIGTERM), else 0. Every rank reads it after
 // the same steps (every step on CPUs, every deviceStopEvery on GPUs), so
@@ -165,9 +174,6 @@ func (tr *Trainer) Distribute(c collective.Comm) error {
 	}
 	if tr.par != nil {
 		return errors.New("train: Distribute called twice")
-	}
-	if tr.cpl != nil {
-		return errors.New("train: a coupling other than independent cannot run data-parallel yet (its pairing over the global batch is not yet checked against one process)")
 	}
 	n, r, bs := c.Size(), c.Rank(), tr.cfg.Batch
 	if bs < n {

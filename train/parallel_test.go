@@ -141,7 +141,17 @@ func newParallelTestTrainer(t *testing.T, cfg Config) *Trainer {
 			labels[i] = int32(i % cfg.Model.Classes)
 		}
 	}
-	tr, err := NewConditional(b, cfg, x, labels, n)
+	var tr *Trainer
+	var err error
+	if cfg.Coupling.Kind == CouplingPairs { // pairs of noise x0 with the data
+		x0 := make([]float32, len(x))
+		for i := range x0 {
+			x0[i] = float32(math.Cos(float64(i) * 1.3))
+		}
+		tr, err = NewPairs(b, cfg, x0, x, labels, n)
+	} else {
+		tr, err = NewConditional(b, cfg, x, labels, n)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,49 +188,107 @@ func (tr *Trainer) runSteps(t *testing.T) parallelResult {
 // gradient norms and weights, within the float32 rounding of the other
 // order of the sums (tolerances as internal/cli's, which measures them).
 func TestParallelMatchesOneProcess(t *testing.T) {
-	const ranks = 3
 	for _, cfg := range parallelConfigs() {
-		t.Run(string(cfg.Model.Kind), func(t *testing.T) {
-			want := newParallelTestTrainer(t, cfg).runSteps(t)
-			g := newMemGroup(ranks)
-			got := make([]parallelResult, ranks)
-			trs := make([]*Trainer, ranks)
-			for r := range trs {
-				trs[r] = newParallelTestTrainer(t, cfg)
-			}
-			var wg sync.WaitGroup
-			for r := range ranks {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					if err := trs[r].Distribute(memComm{g, r}); err != nil {
-						t.Error(err)
-						return
-					}
-					got[r] = trs[r].runSteps(t)
-				}()
-			}
-			wg.Wait()
-			if t.Failed() {
+		t.Run(string(cfg.Model.Kind), func(t *testing.T) { checkParallel(t, cfg, 3) })
+	}
+}
+
+// A coupled batch is paired over the global batch, or in blocks that are
+// the ranks' shares, or in blocks that are not: in each case N ranks
+// train what one process does with the same configuration, and a rank
+// pairs only the blocks that hold its rows.
+func TestParallelCoupledMatchesOneProcess(t *testing.T) {
+	const ranks = 3
+	mlp, unet := parallelConfigs()[0], parallelConfigs()[1]
+	unet.Batch = 12 // 4 rows a rank, of 3 classes: some pairing within classes on each
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		cp   Coupling
+		// the blocks (or classes) rank r pairs, against one process's
+		ranksPair, onePair int
+	}{
+		{"ot-global", mlp, Coupling{Kind: "ot"}, 1, 1},
+		{"ot-blocks-per-rank", mlp, Coupling{Kind: "ot", Blocks: ranks}, 1, ranks},
+		{"sinkhorn-blocks-2", mlp, Coupling{Kind: "sinkhorn", Reg: 0.5, Blocks: 2}, 0, 2},
+		{"ot-classes", unet, Coupling{Kind: "ot"}, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Coupling = c.cp
+			one, trs := checkParallel(t, cfg, ranks)
+			if c.onePair == 0 {
 				return
 			}
-			for r := range ranks {
-				for i, w := range want.loss {
-					if d := math.Abs(got[r].loss[i]-w) / math.Abs(w); !(d <= 1e-5) {
-						t.Errorf("rank %d, read %d: loss or gradient norm %v, want %v", r, i/2, got[r].loss[i], w)
-					}
+			if last, _, _ := one.CouplingStats(); last.Classes != c.onePair {
+				t.Errorf("one process paired %d blocks, want %d", last.Classes, c.onePair)
+			}
+			for r, tr := range trs {
+				last, _, _ := tr.CouplingStats()
+				if want := c.ranksPair; want > 0 && last.Classes != want {
+					t.Errorf("rank %d paired %d blocks, want %d", r, last.Classes, want)
 				}
-				for i, w := range want.params {
-					if d := math.Abs(float64(got[r].params[i] - w)); !(d <= 1e-5) {
-						t.Fatalf("rank %d: weight %d is %v, want %v", r, i, got[r].params[i], w)
-					}
-					if got[r].params[i] != got[0].params[i] {
-						t.Fatalf("rank %d: weight %d is %v, rank 0's %v: the ranks' weights must be the same bits", r, i, got[r].params[i], got[0].params[i])
-					}
+				// blocks of 35 rows over shares of 24, 23, 23: rank 1 holds rows of both
+				if c.name == "sinkhorn-blocks-2" && last.Classes != map[int]int{0: 1, 1: 2, 2: 1}[r] {
+					t.Errorf("rank %d paired %d blocks of 2", r, last.Classes)
 				}
 			}
 		})
 	}
+}
+
+// Fixed pairs (reflow, distillation) are drawn by global row too.
+func TestParallelPairsMatchOneProcess(t *testing.T) {
+	cfg := parallelConfigs()[0]
+	cfg.Path = flow.DefaultSpec(flow.KindOT)
+	cfg.Coupling, cfg.DistillSteps = Coupling{Kind: CouplingPairs}, 2
+	checkParallel(t, cfg, 2)
+}
+
+// checkParallel trains cfg in one process and over the given number of
+// goroutine ranks, and checks that they agree; it returns the trainers.
+func checkParallel(t *testing.T, cfg Config, ranks int) (*Trainer, []*Trainer) {
+	t.Helper()
+	one := newParallelTestTrainer(t, cfg)
+	want := one.runSteps(t)
+	g := newMemGroup(ranks)
+	got := make([]parallelResult, ranks)
+	trs := make([]*Trainer, ranks)
+	for r := range trs {
+		trs[r] = newParallelTestTrainer(t, cfg)
+	}
+	var wg sync.WaitGroup
+	for r := range ranks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := trs[r].Distribute(memComm{g, r}); err != nil {
+				t.Error(err)
+				return
+			}
+			got[r] = trs[r].runSteps(t)
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return one, trs
+	}
+	for r := range ranks {
+		for i, w := range want.loss {
+			if d := math.Abs(got[r].loss[i]-w) / math.Abs(w); !(d <= 1e-5) {
+				t.Errorf("rank %d, read %d: loss or gradient norm %v, want %v", r, i/2, got[r].loss[i], w)
+			}
+		}
+		for i, w := range want.params {
+			if d := math.Abs(float64(got[r].params[i] - w)); !(d <= 1e-5) {
+				t.Fatalf("rank %d: weight %d is %v, want %v", r, i, got[r].params[i], w)
+			}
+			if got[r].params[i] != got[0].params[i] {
+				t.Fatalf("rank %d: weight %d is %v, rank 0's %v: the ranks' weights must be the same bits", r, i, got[r].params[i], got[0].params[i])
+			}
+		}
+	}
+	return one, trs
 }
 
 // An interrupted rank stops every rank after the same step; rank 0 alone

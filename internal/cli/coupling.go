@@ -16,8 +16,8 @@ import (
 // defaultOTReg is --ot-reg: TorchCFM's default for its Sinkhorn plan.
 const defaultOTReg = 0.05
 
-// couplingFromFlags reads --coupling and --ot-reg (which only sinkhorn
-// takes).
+// couplingFromFlags reads --coupling, --ot-reg (which only sinkhorn
+// takes) and --coupling-blocks (ot and sinkhorn).
 func couplingFromFlags(c *ucli.Context) (train.Coupling, error) {
 	k := c.String("coupling")
 	ok := false
@@ -28,6 +28,18 @@ func couplingFromFlags(c *ucli.Context) (train.Coupling, error) {
 		return train.Coupling{}, usagef("--coupling %q: want %s", k, strings.Join(train.CouplingNames(), ", "))
 	}
 	cp := train.Coupling{Kind: k}
+	if c.IsSet("coupling-blocks") {
+		n := c.Int("coupling-blocks")
+		if k != "ot" && k != "sinkhorn" {
+			return cp, usagef("--coupling-blocks applies to --coupling ot and sinkhorn, not %s", k)
+		}
+		if n < 1 {
+			return cp, usagef("--coupling-blocks %d: need 1..--batch", n)
+		}
+		if n > 1 {
+			cp.Blocks = n
+		}
+	}
 	if k != "sinkhorn" {
 		if c.IsSet("ot-reg") {
 			return cp, usagef("--ot-reg applies to --coupling sinkhorn, not %s", k)

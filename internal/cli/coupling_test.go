@@ -2,6 +2,7 @@ package cli
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,8 +15,8 @@ var couplingArgs = []string{"--data", "8gaussians", "--steps", "80", "--batch", 
 // --coupling is recorded in the checkpoint, kept by --resume (which
 // continues bit-identically) and may not be changed there.
 func TestTrainCouplingResume(t *testing.T) {
-	for _, cp := range [][]string{{"--coupling", "ot"}, {"--coupling", "sinkhorn", "--ot-reg", "0.5"}} {
-		t.Run(cp[1], func(t *testing.T) {
+	for _, cp := range [][]string{{"--coupling", "ot"}, {"--coupling", "sinkhorn", "--ot-reg", "0.5"}, {"--coupling", "ot", "--coupling-blocks", "4"}} {
+		t.Run(strings.Join(cp, ""), func(t *testing.T) {
 			straight, chunked := t.TempDir(), t.TempDir()
 			args := append(append([]string(nil), couplingArgs...), cp...)
 			if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, args...)...); code != 0 {
@@ -25,8 +26,14 @@ func TestTrainCouplingResume(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := ck.Meta.Config.Coupling; got.Kind != cp[1] || (cp[1] == "sinkhorn") != (got.Reg == 0.5) {
+			if got := ck.Meta.Config.Coupling; got.Kind != cp[1] || (cp[1] == "sinkhorn") != (got.Reg == 0.5) || slices.Contains(cp, "--coupling-blocks") != (got.Blocks == 4) {
 				t.Fatalf("checkpoint records coupling %+v", got)
+			}
+			if slices.Contains(cp, "--coupling-blocks") {
+				code, out, e := fmgpu(t, "info", "--checkpoint", filepath.Join(straight, train.CheckpointName))
+				if code != 0 || !strings.Contains(out, "coupling ot, paired in 4 blocks of the batch") {
+					t.Errorf("info: exit %d, %q %q", code, out, e)
+				}
 			}
 			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "40"}, args...)...); code != 0 {
 				t.Fatal(e)
@@ -36,12 +43,12 @@ func TestTrainCouplingResume(t *testing.T) {
 				t.Fatal(e)
 			}
 			sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(chunked, train.CheckpointName))
-			for _, bad := range [][]string{{"--coupling", "independent"}, {"--coupling", "sinkhorn", "--ot-reg", "0.25"}} {
+			for _, bad := range [][]string{{"--coupling", "independent"}, {"--coupling", "sinkhorn", "--ot-reg", "0.25"}, {"--coupling", "ot", "--coupling-blocks", "2"}} {
 				code, _, e := fmgpu(t, append(append([]string{"train", "--out", chunked, "--resume"}, couplingArgs...), append(bad, "--steps", "100")...)...)
 				if bad[1] == cp[1] && len(bad) == 2 {
 					continue
 				}
-				if code != 2 || !strings.Contains(e, "--coupling") && !strings.Contains(e, "--ot-reg") {
+				if code != 2 || !strings.Contains(e, "--coupling") && !strings.Contains(e, "--ot-reg") || strings.Count(strings.TrimSpace(e), "\n") != 0 {
 					t.Errorf("resume with %v: exit %d, %q", bad, code, e)
 				}
 			}
@@ -59,6 +66,9 @@ func TestTrainCouplingBadFlags(t *testing.T) {
 		{[]string{"--coupling", "sinkhorn", "--ot-reg", "0"}, "--ot-reg 0: need"},
 		{[]string{"--coupling", "sinkhorn", "--ot-reg", "NaN"}, "--ot-reg NaN: need"},
 		{[]string{"--coupling", "pairs"}, "--coupling \"pairs\""},
+		{[]string{"--coupling-blocks", "2"}, "--coupling-blocks applies to --coupling ot and sinkhorn, not independent"},
+		{[]string{"--coupling", "ot", "--coupling-blocks", "0"}, "--coupling-blocks 0: need 1..--batch"},
+		{[]string{"--coupling", "ot", "--coupling-blocks", "65"}, "--coupling-blocks 65: need 1..--batch (64)"},
 	} {
 		dir := filepath.Join(t.TempDir(), "out")
 		code, _, e := fmgpu(t, append(append([]string{"train", "--out", dir}, couplingArgs...), c.args...)...)

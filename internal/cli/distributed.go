@@ -32,8 +32,8 @@ func detectLaunch() (collective.Launch, error) {
 }
 
 // EnvCollectiveTimeout bounds the rendezvous of a distributed run and each
-// MPI collective (a Go duration: 90s, 10m; default 10 minutes, as
-// PyTorch's).
+// collective, MPI's or NCCL's (a Go duration: 90s, 10m; default 10
+// minutes, as PyTorch's).
 const EnvCollectiveTimeout = "FMGPU_COLLECTIVE_TIMEOUT"
 
 // commOptions are the collective options of a run of launch l.

@@ -259,6 +259,75 @@ func TestDistributedMPIMatchesOneProcess(t *testing.T) {
 	}
 }
 
+// A coupled batch over 2 ranks is paired as one process pairs it: over
+// the global batch on every rank (the default), or in blocks, here one a
+// rank; the checkpoint records the coupling.
+func TestDistributedMPICoupling(t *testing.T) {
+	mpirunPath(t)
+	for _, c := range []struct {
+		name string
+		args []string
+		want train.Coupling
+	}{
+		{"ot-global", []string{"--coupling", "ot"}, train.Coupling{Kind: "ot"}},
+		{"sinkhorn-blocks", []string{"--coupling", "sinkhorn", "--ot-reg", "0.5", "--coupling-blocks", "2"}, train.Coupling{Kind: "sinkhorn", Reg: 0.5, Blocks: 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			one, two := t.TempDir(), filepath.Join(t.TempDir(), "run")
+			trainOnce(t, dpArgs(one, c.args...)...)
+			code, out := mpirunFmgpu(t, 2, 2*time.Minute, dpArgs(two, c.args...)...)
+			if code != 0 {
+				t.Fatalf("mpirun: exit %d:\n%s", code, out)
+			}
+			sameTrace(t, one, two)
+			ck := closeCheckpoints(t, one, two)
+			if ck.Meta.Config.Coupling != c.want || ck.Meta.Parallel == nil || ck.Meta.Parallel.WorldSize != 2 {
+				t.Errorf("checkpoint: coupling %+v, parallel %+v", ck.Meta.Config.Coupling, ck.Meta.Parallel)
+			}
+		})
+	}
+}
+
+// An image directory is read in shards (each rank decodes half of the
+// files and the ranks exchange them): 2 ranks train what one process
+// does, and the checkpoint records the data's checksum of one process's
+// read. A file that does not decode fails both ranks, with one line from
+// the rank that read it.
+func TestDistributedImageDirSharded(t *testing.T) {
+	mpirunPath(t)
+	imgs := imageFolder(t)
+	args := func(out string) []string {
+		a := append([]string{"train", "--data", imgs, "--out", out}, tinyUNet...)
+		return append(a, "--steps", "6", "--log-every", "2", "--seed", "4", "--device", "cpu", "--threads", "1", "--no-plot")
+	}
+	one, two := t.TempDir(), filepath.Join(t.TempDir(), "run")
+	trainOnce(t, args(one)...)
+	code, out := mpirunFmgpu(t, 2, 3*time.Minute, args(two)...)
+	if code != 0 {
+		t.Fatalf("mpirun: exit %d:\n%s", code, out)
+	}
+	sameTrace(t, one, two)
+	ck := closeCheckpoints(t, one, two)
+	ck1, err := train.Load(filepath.Join(one, train.CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck.Meta.Data.SHA256 == "" || ck.Meta.Data.SHA256 != ck1.Meta.Data.SHA256 {
+		t.Errorf("data checksum %q, one process's %q", ck.Meta.Data.SHA256, ck1.Meta.Data.SHA256)
+	}
+
+	// The last file (rank 1's share) is broken.
+	bad := filepath.Join(imgs, "right", "l.png")
+	if err := os.WriteFile(bad, []byte("not a png"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out = mpirunFmgpu(t, 2, 3*time.Minute, args(filepath.Join(t.TempDir(), "run"))...)
+	if code == 0 || !strings.Contains(out, bad+": not a PNG or JPEG image") {
+		t.Fatalf("a broken file: exit %d, want its error:\n%s", code, out)
+	}
+	t.Logf("a broken file:\n%s", out)
+}
+
 // A checkpoint of 2 ranks resumes on 1, and one of 1 on 2: the chunked
 // runs end where an unbroken single process does.
 func TestDistributedResumeOnOtherRanks(t *testing.T) {
@@ -619,6 +688,52 @@ func TestDistributedTorchrunKilledRank(t *testing.T) {
 	if code == 0 || !want.MatchString(output) {
 		t.Fatalf("rank 0: exit %d, want a failure and a line matching %q:\n%s", code, want, output)
 	}
+}
+
+// A GPU rank killed under a launcher that lets the others run on (srun
+// without --kill-on-bad-exit; here mpirun told so): NCCL was bootstrapped
+// over MPI, so no rendezvous watches the peers, and NCCL itself would wait
+// for rank 1 forever. Rank 0's watchdog times its collective out, names
+// the rank whose process is gone, and ends the job.
+func TestDistributedNCCLKilledRankWatchdog(t *testing.T) {
+	env := append(ncclEnv(t, 2), "OMPI_MCA_orte_abort_on_non_zero_status=0", EnvCollectiveTimeout+"=3s")
+	out := filepath.Join(t.TempDir(), "run")
+	cmd := mpirunCmd(t, 2, env, ncclArgs(out, "--steps", "5000000", "--log-every", "1")...)
+	buf := newLockedBuffer()
+	cmd.Stdout, cmd.Stderr = buf, buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	deadline := time.Now().Add(3 * time.Minute)
+	var pids []int
+	for {
+		if pids = rankPids(cmd.Process.Pid, 2); pids != nil {
+			if st, err := os.Stat(filepath.Join(out, train.MetricsName)); err == nil && st.Size() > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no step logged within 3 minutes:\n%s", buf.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	killed := time.Now()
+	if err := syscall.Kill(pids[1], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	code, output := waitLimit(t, cmd, time.Minute, buf)
+	t.Logf("the run ended %v after rank 1 was killed, exit %d", time.Since(killed).Round(time.Millisecond), code)
+	want := regexp.MustCompile(`(?m)^fmgpu: collective: nccl (all-reduce|broadcast) of \d+ floats on rank 0 did not complete within 3s: rank 1 \(pid ` + strconv.Itoa(pids[1]) + `\) has exited$`)
+	if code == 0 || !want.MatchString(output) || strings.Count(output, "fmgpu: ") != 1 {
+		t.Fatalf("exit %d, want a failure and one line matching %q:\n%s", code, want, output)
+	}
+	t.Logf("output:\n%s", output)
 }
 
 // A rendezvous that never completes (rank 0 never starts) times out with

@@ -50,6 +50,9 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 		if cp.Reg > 0 {
 			line += fmt.Sprintf(" (reg %g)", cp.Reg)
 		}
+		if cp.Blocks > 1 {
+			line += fmt.Sprintf(", paired in %d blocks of the batch", cp.Blocks)
+		}
 		if k := m.Config.DistillSteps; k > 0 {
 			line += fmt.Sprintf(", a student of %d Euler steps (sample's default solver)", k)
 		}

@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/generate"
@@ -193,4 +196,63 @@ func writeGridPNG(path string, x []float32, n, c, h, w int) error {
 	return atomicfile.Write(path, func(out io.Writer) error {
 		return data.WriteGrid(out, x, n, c, h, w, gridSide)
 	})
+}
+
+// stepsPlot draws, side by side, the samples of each step count of an
+// eval --checkpoint table (first two columns, blue) over the reference
+// data (grey), each panel titled with its step count and W2 ratio; all
+// panels share the data's axes, so that a few-step sampler's stray points
+// fall outside.
+func stepsPlot(ctx context.Context, path, name string, dataPts []float32, d int, samples [][]float32, rows []evalRow) error {
+	lo, hi := [2]float64{math.Inf(1), math.Inf(1)}, [2]float64{math.Inf(-1), math.Inf(-1)}
+	for i := 0; i+d <= len(dataPts); i += d {
+		for j := range 2 {
+			lo[j], hi[j] = math.Min(lo[j], float64(dataPts[i+j])), math.Max(hi[j], float64(dataPts[i+j]))
+		}
+	}
+	row := make([]*plot.Plot, len(samples))
+	for k, x := range samples {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		p := plot.New()
+		r := rows[k]
+		p.Title.Text = fmt.Sprintf("%s\n%s, %d step%s (NFE %d)\nW2 %.2fx the floor", name, r.Solver, r.Steps, plural(r.Steps), r.NFE, r.Ratio)
+		p.Title.TextStyle.Font.Size = vg.Points(10)
+		for j, ax := range []*plot.Axis{&p.X, &p.Y} {
+			m := 0.1 * (hi[j] - lo[j])
+			ax.Min, ax.Max = lo[j]-m, hi[j]+m
+		}
+		for _, set := range []struct {
+			pts []float32
+			c   color.RGBA
+		}{{dataPts, color.RGBA{R: 190, G: 190, B: 190, A: 255}}, {x, color.RGBA{R: 31, G: 119, B: 180, A: 255}}} {
+			s, err := plotter.NewScatter(xys(set.pts, d, plotPoints/2))
+			if err != nil {
+				return err
+			}
+			s.GlyphStyle.Color = set.c
+			s.GlyphStyle.Radius = vg.Points(0.8)
+			p.Add(s)
+		}
+		row[k] = p
+	}
+	const side = 2.6 * vg.Inch
+	img := vgimg.NewWith(vgimg.UseWH(vg.Length(len(row))*side, side+0.4*vg.Inch), vgimg.UseDPI(110))
+	tiles := draw.Tiles{Rows: 1, Cols: len(row), PadX: 2 * vg.Millimeter, PadTop: vg.Millimeter, PadBottom: vg.Millimeter, PadLeft: vg.Millimeter, PadRight: 2 * vg.Millimeter}
+	canvases := plot.Align([][]*plot.Plot{row}, tiles, draw.New(img))
+	for k, p := range row {
+		p.Draw(canvases[0][k])
+	}
+	return atomicfile.Write(path, func(out io.Writer) error {
+		_, err := vgimg.PngCanvas{Canvas: img}.WriteTo(out)
+		return err
+	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -13,8 +13,10 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/fmgpu/fmgpu/collective"
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/model"
@@ -65,7 +67,7 @@ var settingFlags = map[string][]string{
 	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
 	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
 	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"}, "preset": {"preset"},
-	"coupling": {"coupling", "ot-reg"}, "precision": {"precision"},
+	"coupling": {"coupling", "ot-reg", "coupling-blocks"}, "precision": {"precision"},
 }
 
 type trainOptions struct {
@@ -236,6 +238,7 @@ func trainCommand() *ucli.Command {
 		&ucli.Float64Flag{Name: "time-shift", Value: 1, Category: catPath, Usage: "SD3 time shift, applied in training and sampling (0 or 1: none)"},
 		&ucli.StringFlag{Name: "coupling", Value: "independent", Category: catPath, Usage: "pairing of each batch's noise with its data: independent, ot (exact minibatch optimal transport) or sinkhorn (entropic plan); within each class for labelled data"},
 		&ucli.Float64Flag{Name: "ot-reg", Value: defaultOTReg, Category: catPath, Usage: "--coupling sinkhorn: entropic regularization, in squared standardized distance"},
+		&ucli.IntFlag{Name: "coupling-blocks", Value: 1, Category: catPath, Usage: "--coupling ot|sinkhorn: pair the batch in this many contiguous blocks of rows, each on its own; with as many blocks as data-parallel ranks each rank pairs only its own rows (1: the whole global batch, on every rank)"},
 
 		&ucli.IntFlag{Name: "steps", Value: defaultSteps, Category: catOptim, Usage: "training steps (image data: 1500)"},
 		&ucli.IntFlag{Name: "batch", Value: defaultBatch, Category: catOptim, Usage: "batch size (image data: 64)"},
@@ -716,6 +719,47 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			fmt.Fprintf(stderr, "fmgpu train: "+format+"\n", a...)
 		}
 	}
+	// The backend and the engine open after the data, so that bad data is
+	// reported before a device is opened; but before it when the ranks of
+	// a distributed run read an image directory, each decoding its share
+	// of the files (data.ImageShard) and the engine exchanging them.
+	var b gpu.Backend
+	var comm collective.Comm
+	commOpen := false
+	defer func() {
+		if b != nil {
+			b.Close()
+		}
+	}()
+	defer func() {
+		if commOpen { // failed before the run ended
+			err = endComm(comm, launch, err, stderr)
+		}
+	}()
+	openEngine := func() error {
+		var err error
+		if b, err = openRankBackend(launch, o.device, o.threads); err != nil {
+			return err
+		}
+		copts, err := commOptions(launch)
+		if err != nil {
+			return err
+		}
+		if comm, err = train.OpenComm(b, copts); err != nil {
+			return err
+		}
+		commOpen = launch.Distributed()
+		return nil
+	}
+	shard := launch.Distributed() && data.IsImageDir(o.data)
+	if shard {
+		if err := openEngine(); err != nil {
+			return err
+		}
+		o.image.Shard = &data.ImageShard{Rank: comm.Rank(), Size: comm.Size(), Reduce: func(x []float32) error {
+			return comm.AllReduceSum(collective.Host(x))
+		}}
+	}
 	if data.IsImageData(o.data) && !launch.Distributed() {
 		say("loading %s", o.data) // a distributed run's first line names its engine
 	}
@@ -779,28 +823,14 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	x := append([]float32(nil), ds.X...)
 	std.Apply(x)
 
-	b, err := openRankBackend(launch, o.device, o.threads)
-	if err != nil {
-		return err
+	if !shard {
+		if err := openEngine(); err != nil {
+			return err
+		}
 	}
-	defer b.Close()
 	if err := setPrecision(b, o.cfg.Precision); err != nil {
 		return err
 	}
-	copts, err := commOptions(launch)
-	if err != nil {
-		return err
-	}
-	comm, err := train.OpenComm(b, copts)
-	if err != nil {
-		return err
-	}
-	commOpen := launch.Distributed()
-	defer func() {
-		if commOpen { // failed before the run ended
-			err = endComm(comm, launch, err, stderr)
-		}
-	}()
 	var labels []int32
 	if o.cfg.Model.Classes > 0 {
 		labels = ds.Labels
@@ -918,6 +948,7 @@ var configFlags = map[string]string{
 	"steps": "steps", "batch": "batch", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight-decay",
 	"max_grad_norm": "clip-grad", "warmup": "warmup", "schedule": "schedule", "min_lr_frac": "min-lr-frac",
 	"ema_decay": "ema", "class_dropout": "class-dropout", "ot_reg": "ot-reg",
+	"coupling_blocks": "coupling-blocks",
 }
 
 // configError is a usage error for a configuration train.Config rejects,

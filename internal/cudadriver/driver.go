@@ -49,6 +49,7 @@ const (
 	ErrorNoBinaryForGPU   Result = 209
 	ErrorUnsupportedPTX   Result = 222
 	ErrorNotFound         Result = 500
+	ErrorNotReady         Result = 600
 	ErrorInsufficientDrv  Result = 35
 	ErrorSystemDrvMismtch Result = 803
 	ErrorCompatNotSupp    Result = 804
@@ -158,6 +159,7 @@ type Driver struct {
 	cuEventCreate, cuEventRecord, cuEventSynchronize, cuEventElapsedTime, cuEventDestroy   uintptr
 	cuStreamBeginCapture, cuStreamEndCapture, cuGraphInstantiateWithFlags, cuGraphLaunch   uintptr
 	cuGraphExecDestroy, cuGraphDestroy                                                     uintptr
+	cuEventQuery, cuCtxGetCurrent                                                          uintptr
 }
 
 var (
@@ -262,6 +264,8 @@ func open(path string) (*Driver, error) {
 		{&d.cuGraphLaunch, "cuGraphLaunch"},
 		{&d.cuGraphExecDestroy, "cuGraphExecDestroy"},
 		{&d.cuGraphDestroy, "cuGraphDestroy"},
+		{&d.cuEventQuery, "cuEventQuery"},
+		{&d.cuCtxGetCurrent, "cuCtxGetCurrent"},
 	} {
 		*s.p, _ = purego.Dlsym(lib, s.name)
 	}
@@ -589,6 +593,31 @@ func (d *Driver) EventElapsedMs(start, end Event) (float32, error) {
 	var ms float32
 	err := d.call("cuEventElapsedTime", d.cuEventElapsedTime, uintptr(unsafe.Pointer(&ms)), uintptr(start), uintptr(end))
 	return ms, err
+}
+
+// EventQuery reports whether the work queued before e's last record has
+// completed (true for an event never recorded). Unlike a
+// synchronization it never blocks, so a watchdog can poll it while
+// another thread waits on the stream; the caller makes e's context
+// current on its own thread first (CtxSetCurrent: a context may be
+// current on several threads).
+func (d *Driver) EventQuery(e Event) (bool, error) {
+	err := d.callValues("cuEventQuery", d.cuEventQuery, uintptr(e))
+	var de *Error
+	if errors.As(err, &de) && de.Code == ErrorNotReady {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// HasEventQuery reports whether the library has cuEventQuery.
+func (d *Driver) HasEventQuery() bool { return d.cuEventQuery != 0 && d.cuCtxGetCurrent != 0 }
+
+// CtxGetCurrent is the context current on the calling thread (0: none).
+func (d *Driver) CtxGetCurrent() (Context, error) {
+	var c uintptr
+	err := d.call("cuCtxGetCurrent", d.cuCtxGetCurrent, uintptr(unsafe.Pointer(&c)))
+	return Context(c), err
 }
 
 // EventDestroy destroys e.

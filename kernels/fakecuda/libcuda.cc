@@ -123,7 +123,7 @@ std::mutex g_mu;  // guards the state below; launches themselves are serialized 
 bool g_init = false;
 CUresult g_sticky = OK;  // a failed launch poisons the context, as a kernel fault does
 int g_retains = 0;
-thread_local bool t_current = false;
+thread_local void* t_current = nullptr;  // the context current on this thread
 std::vector<Func> g_funcs;  // index: kernel table index
 bool g_capturing = false;
 bool g_capture_invalid = false;  // a forbidden call was made during the capture
@@ -317,7 +317,14 @@ CUresult cuDevicePrimaryCtxRelease_v2(int dev) {
 
 CUresult cuCtxSetCurrent(void* ctx) {
     if (!g_init) return NOT_INITIALIZED;
-    t_current = ctx != nullptr;
+    t_current = ctx;
+    return OK;
+}
+
+CUresult cuCtxGetCurrent(void** ctx) {
+    if (!g_init) return NOT_INITIALIZED;
+    if (!ctx) return INVALID_VALUE;
+    *ctx = t_current;
     return OK;
 }
 
@@ -543,6 +550,13 @@ CUresult cuEventRecord(void* e, void* stream) {
 }
 
 CUresult cuEventSynchronize(void* e) {
+    if (CUresult r = need_context()) return r;
+    return e ? OK : INVALID_HANDLE;
+}
+
+// Every stream's work is complete when queued: a recorded event has
+// completed, as has one never recorded.
+CUresult cuEventQuery(void* e) {
     if (CUresult r = need_context()) return r;
     return e ? OK : INVALID_HANDLE;
 }
