@@ -140,21 +140,22 @@ extern "C" __global__ void __launch_bounds__(256)
     }
 }
 
-// linear_{tf32,tf32x3}_forward_kernel: linear_forward_kernel on the tensor
-// cores (gemm_tc.cuh: tf32, one TF32 product; tf32x3, the 3xTF32 split),
-// the same epilogue.
+// linear_{tf32,tf32x3,bf16}_forward_kernel: linear_forward_kernel on the
+// tensor cores (gemm_tc.cuh: tf32, one TF32 product; tf32x3, the 3xTF32
+// split; bf16, one product of the operands rounded to bf16), the same
+// epilogue.
 // Shapes: as linear_forward_kernel.
 // Preconditions: in >= 1; x and W 16-byte aligned, ldx and in multiples of 4.
 // Launch: grid (ceil(out / 128), ceil(rows / 128)), block (256, 1, 1),
 // TC_SMEM_BYTES of dynamic shared memory.
-template <bool X3>
+template <int P>
 FM_DEVICE void linear_tc_forward(int rows, int in, int out, const float* __restrict__ x, int ldx,
                                  const float* __restrict__ W, const float* __restrict__ bias, int act, float* pre,
                                  float* y) {
     const int row0 = (int)blockIdx.y * TC_BM, col0 = (int)blockIdx.x * TC_BN;
     float acc[TC_MT][TC_NT][4];
     double unused = 0.0;
-    tc_tile<false, true, X3>(rows, out, in, x, ldx, W, in, row0, col0, acc, false, unused);
+    tc_tile<false, true, P>(rows, out, in, x, ldx, W, in, row0, col0, acc, false, unused);
     tc_epilogue(acc, rows, out, row0, col0, [&](int r, int c, float v) {
         const long long o = (long long)r * out + c;
         float z = v;
@@ -170,14 +171,18 @@ FM_DEVICE void linear_tc_forward(int rows, int in, int out, const float* __restr
 #define FM_LINEAR_TC_ARGS rows, in, out, x, ldx, W, bias, act, pre, y
 
 extern "C" __global__ void __launch_bounds__(256) linear_tf32_forward_kernel(FM_LINEAR_TC_PARAMS) {
-    linear_tc_forward<false>(FM_LINEAR_TC_ARGS);
+    linear_tc_forward<TC_TF32>(FM_LINEAR_TC_ARGS);
 }
 
 extern "C" __global__ void __launch_bounds__(256) linear_tf32x3_forward_kernel(FM_LINEAR_TC_PARAMS) {
-    linear_tc_forward<true>(FM_LINEAR_TC_ARGS);
+    linear_tc_forward<TC_TF32X3>(FM_LINEAR_TC_ARGS);
 }
 
-// linear_{tf32,tf32x3}_backward_kernel: linear_backward_kernel on the
+extern "C" __global__ void __launch_bounds__(256) linear_bf16_forward_kernel(FM_LINEAR_TC_PARAMS) {
+    linear_tc_forward<TC_BF16>(FM_LINEAR_TC_ARGS);
+}
+
+// linear_{tf32,tf32x3,bf16}_backward_kernel: linear_backward_kernel on the
 // tensor cores, with 128 x 128 tiles: blocks [0, wBlocks) the weight
 // gradient dW = dPre^T x by tiles of dW, tile t in blocks t splits .. t
 // splits + splits - 1 over the row slices of kSlice (split-K, the partials
@@ -193,7 +198,7 @@ extern "C" __global__ void __launch_bounds__(256) linear_tf32x3_forward_kernel(F
 // 4; with input-gradient blocks, W 16-byte aligned and in a multiple of 4.
 // Launch: grid (wBlocks + ceil(rows / 128) ceil(cols / 128)), block (256, 1,
 // 1), TC_SMEM_BYTES of dynamic shared memory.
-template <bool X3>
+template <int P>
 FM_DEVICE void linear_tc_backward(int rows, int in, int out, const float* __restrict__ dPre,
                                   const float* __restrict__ x, int ldx, const float* __restrict__ W,
                                   float* __restrict__ dW, float* __restrict__ dBias, int splits, int kSlice,
@@ -207,7 +212,7 @@ FM_DEVICE void linear_tc_backward(int rows, int in, int out, const float* __rest
         const int bb = b - wBlocks, tilesX = (cols + TC_BN - 1) / TC_BN;
         const int row0 = (bb / tilesX) * TC_BM, col0 = (bb % tilesX) * TC_BN;
         double unused = 0.0;
-        tc_tile<false, false, X3>(rows, cols, out, dPre, out, W, in, row0, col0, acc, false, unused);
+        tc_tile<false, false, P>(rows, cols, out, dPre, out, W, in, row0, col0, acc, false, unused);
         tc_epilogue(acc, rows, cols, row0, col0, [&](int r, int c, float v) {
             const long long o = (long long)r * cols + c;
             float g = v;
@@ -223,7 +228,7 @@ FM_DEVICE void linear_tc_backward(int rows, int in, int out, const float* __rest
     const int kLen = rows - k0 < kSlice ? (int)(rows - k0) : kSlice;
     const bool sumBias = dBias != nullptr && col0 == 0;  // uniform across the block
     double asum = 0.0;
-    tc_tile<true, false, X3>(out, in, kLen, dPre + k0 * out, out, x + k0 * ldx, ldx, row0, col0, acc, sumBias, asum);
+    tc_tile<true, false, P>(out, in, kLen, dPre + k0 * out, out, x + k0 * ldx, ldx, row0, col0, acc, sumBias, asum);
     const int br = row0 + tid;  // the bias row of threads tid < 128
     if (splits == 1) {
         tc_epilogue(acc, out, in, row0, col0, [&](int r, int c, float v) { dW[(long long)r * in + c] = v; });
@@ -257,11 +262,15 @@ FM_DEVICE void linear_tc_backward(int rows, int in, int out, const float* __rest
         preX, beta, dX
 
 extern "C" __global__ void __launch_bounds__(256) linear_tf32_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
-    linear_tc_backward<false>(FM_LINEAR_BACKWARD_TC_ARGS);
+    linear_tc_backward<TC_TF32>(FM_LINEAR_BACKWARD_TC_ARGS);
 }
 
 extern "C" __global__ void __launch_bounds__(256) linear_tf32x3_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
-    linear_tc_backward<true>(FM_LINEAR_BACKWARD_TC_ARGS);
+    linear_tc_backward<TC_TF32X3>(FM_LINEAR_BACKWARD_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) linear_bf16_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
+    linear_tc_backward<TC_BF16>(FM_LINEAR_BACKWARD_TC_ARGS);
 }
 
 // bias_act_backward_kernel: dPre = dY * act'(pre) elementwise, and when

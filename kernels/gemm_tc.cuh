@@ -1,20 +1,29 @@
 // The tensor-core tiled product shared by products.cu (Gemm) and dense.cu
 // (Linear, LinearBackward): the same C = op(A) op(B) as gemm.cuh's tile,
-// on the tf32 tensor cores (mma.cuh), in two precisions:
-//   tf32   (X3 false): one mma per k step of the operands rounded to tf32
+// on the tensor cores (mma.cuh), in three precisions (the template
+// parameter P):
+//   tf32   (TC_TF32): one mma per k step of the operands rounded to tf32
 //          (cvt.rna: 10 mantissa bits, relative error <= 2^-11 each), so
 //          each product a b carries a relative error <= 2^-10 and an element
 //          of C an error <= 2^-10 sum |a||b| plus the accumulation's;
-//   tf32x3 (X3 true): the 3xTF32 split a = a_hi + a_lo (fm_tf32_split),
+//   tf32x3 (TC_TF32X3): the 3xTF32 split a = a_hi + a_lo (fm_tf32_split),
 //          acc += a_lo b_hi + a_hi b_lo + a_hi b_hi (the small terms first):
 //          the dropped a_lo b_lo and the rounding of the lo parts leave a
 //          relative error near 2^-21 of sum |a||b|, float32 accuracy for
 //          the conformance suite's bound (1e-4 of sum |a||b|) with three
-//          times the tf32 mma count.
+//          times the tf32 mma count;
+//   bf16   (TC_BF16): one m16n8k16 bf16 mma per k step of 16, the operands
+//          rounded to bf16 as the fragments are built (cvt.rn.bf16x2:
+//          8 significant bits, relative error <= 2^-8 each), so each
+//          product a b to within 2^-7 + 2^-16 of |a b| and an element of C
+//          to within that of sum |a||b| plus the float32 accumulation's. Only
+//          the products are bf16: the tiles stay float32 in global and
+//          shared memory (the same copies as tf32's), so this saves the
+//          tensor cores' time, not memory traffic.
 //
 // Tiling: a block of 256 threads (8 warps) computes a TC_BM x TC_BN = 128 x
 // 128 tile of C; warp w owns the 64 x 32 sub-tile at rows 64 (w >> 2),
-// columns 32 (w & 3), as TC_MT x TC_NT = 4 x 4 m16n8k8 products (64
+// columns 32 (w & 3), as TC_MT x TC_NT = 4 x 4 m16n8k8 (bf16: m16n8k16) products (64
 // accumulators a thread, in the C fragment layout of mma.cuh). k advances
 // by TC_BK = 32 through a TC_STAGES = 3 stage cp.async pipeline in dynamic
 // shared memory (TC_SMEM_BYTES = 108 KiB: above 48 KiB, so the launcher
@@ -51,6 +60,10 @@
 #define TC_SMEM_BYTES (TC_STAGES * 2 * TC_TILE * 4)
 #define TC_MT 4
 #define TC_NT 4
+// the precisions (P)
+#define TC_TF32 0
+#define TC_TF32X3 1
+#define TC_BF16 2
 
 static_assert(TC_BM == TC_BN && TC_TILE >= TC_BK * TC_MROW, "one tile size holds either layout");
 
@@ -77,11 +90,62 @@ FM_DEVICE void tc_load(float* s, int rows, int k, const float* __restrict__ X, i
     }
 }
 
+// tc_step_bf16 is tc_step for bf16: two k steps of 16, each building the
+// warp's packed bf16 fragments (mma.cuh's m16n8k16 layouts) from the
+// float32 tiles, two consecutive k of a row or column to a register, and
+// issuing the TC_MT x TC_NT products. A k-contiguous tile gives the two k
+// of a register in one 8-byte load (rows of TC_KROW floats: 8-byte
+// aligned at even k).
+template <bool TA, bool TB>
+FM_DEVICE void tc_step_bf16(const float* sA, const float* sB, float acc[TC_MT][TC_NT][4], int wm0, int wn0,
+                            int lane) {
+    const int g = lane >> 2, t = lane & 3;
+    FM_UNROLL
+    for (int kk = 0; kk < TC_BK; kk += 16) {
+        uint32_t a[TC_MT][4], b[TC_NT][2];
+        FM_UNROLL
+        for (int i = 0; i < TC_MT; i++) {
+            // register r: row g + 8 (r & 1), k 2t + 8 (r >> 1) (+ 1)
+            FM_UNROLL
+            for (int r = 0; r < 4; r++) {
+                const int row = wm0 + 16 * i + g + 8 * (r & 1), kc = kk + 2 * t + 8 * (r >> 1);
+                if (!TA) {
+                    const float2 v = *reinterpret_cast<const float2*>(sA + row * TC_KROW + kc);
+                    a[i][r] = fm_bf16x2(v.x, v.y);
+                } else {
+                    a[i][r] = fm_bf16x2(sA[kc * TC_MROW + row], sA[(kc + 1) * TC_MROW + row]);
+                }
+            }
+        }
+        FM_UNROLL
+        for (int j = 0; j < TC_NT; j++) {
+            // register r: k 2t + 8 r (+ 1), column g
+            FM_UNROLL
+            for (int r = 0; r < 2; r++) {
+                const int col = wn0 + 8 * j + g, kc = kk + 2 * t + 8 * r;
+                if (TB) {
+                    const float2 v = *reinterpret_cast<const float2*>(sB + col * TC_KROW + kc);
+                    b[j][r] = fm_bf16x2(v.x, v.y);
+                } else {
+                    b[j][r] = fm_bf16x2(sB[kc * TC_MROW + col], sB[(kc + 1) * TC_MROW + col]);
+                }
+            }
+        }
+        fm_mma_bf16<TC_MT, TC_NT>(acc, a, b);
+    }
+}
+
 // tc_step multiplies one stage: four k steps of 8, each loading the warp's
 // A fragments (TC_MT m16 tiles) and B fragments (TC_NT n8 tiles) and
-// issuing the TC_MT x TC_NT products (three times for X3).
-template <bool TA, bool TB, bool X3>
+// issuing the TC_MT x TC_NT products (three times for tf32x3); bf16's is
+// tc_step_bf16.
+template <bool TA, bool TB, int P>
 FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT][4], int wm0, int wn0, int lane) {
+    if (P == TC_BF16) {
+        tc_step_bf16<TA, TB>(sA, sB, acc, wm0, wn0, lane);
+        return;
+    }
+    constexpr bool X3 = P == TC_TF32X3;
     const int g = lane >> 2, t = lane & 3;
     FM_UNROLL
     for (int kk = 0; kk < TC_BK; kk += 8) {
@@ -161,7 +225,7 @@ FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT]
 // Preconditions: those of the file comment; every thread of the block
 // calls it (it contains __syncthreads); the block's shared memory is not in
 // use by the caller.
-template <bool TA, bool TB, bool X3>
+template <bool TA, bool TB, int P>
 FM_DEVICE void tc_tile(int m, int n, int k, const float* __restrict__ A, int lda, const float* __restrict__ B, int ldb,
                        int row0, int col0, float acc[TC_MT][TC_NT][4], bool sumA, double& asum) {
     FM_DYNAMIC_SMEM(float, tc_smem);
@@ -204,7 +268,7 @@ FM_DEVICE void tc_tile(int m, int n, int k, const float* __restrict__ A, int lda
             for (int p = 0; p < TC_BK; p++) s += (double)(TA ? st[p * TC_MROW + tid] : st[tid * TC_KROW + p]);
             asum += s;
         }
-        tc_step<TA, TB, X3>(st, st + TC_TILE, acc, wm0, wn0, lane);
+        tc_step<TA, TB, P>(st, st + TC_TILE, acc, wm0, wn0, lane);
     }
 }
 

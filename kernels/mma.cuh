@@ -1,4 +1,4 @@
-// The tensor-core and asynchronous-copy instructions of the tf32 products
+// The tensor-core and asynchronous-copy instructions of the tf32 and bf16 products
 // (gemm_tc.cuh), behind one set of functions that both builds provide:
 // under nvcc they are the PTX instructions (inline asm, sm_80 and newer);
 // in the kernelsim build sim_mma.h emulates them from the PTX ISA's
@@ -12,6 +12,12 @@
 //   fm_mma_tf32<MT, NT>   MT x NT mma.sync.aligned.m16n8k8.row.col.f32.tf32
 //                         .tf32.f32: acc[i][j] += A_i B_j, one warp;
 //   fm_mma_tf32x3<MT, NT> the three products of the 3xTF32 split;
+//   fm_bf16x2(lo, hi)     cvt.rn.bf16x2.f32: lo and hi rounded to bf16 (8
+//                         significant bits, round to nearest, ties to even),
+//                         packed lo in bits 0-15, hi in bits 16-31, as an
+//                         mma .bf16 operand register holds two elements;
+//   fm_mma_bf16<MT, NT>   MT x NT mma.sync.aligned.m16n8k16.row.col.f32.bf16
+//                         .bf16.f32: acc[i][j] += A_i B_j, one warp;
 //   fm_ldmatrix_x4<N>     N ldmatrix.sync.aligned.m8n8.x4.shared.b16: four 8 x 4
 //                         matrices of 32-bit words each, one warp;
 //   fm_cp_async16, fm_cp_async_commit, fm_cp_async_wait<N>
@@ -25,6 +31,12 @@
 //   A (16 x 8, row):  a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4);
 //   B (8 x 8, col):   b0 (k = t, n = g), b1 (k = t + 4, n = g);
 //   C, D (16 x 8):    c0 (g, 2t), c1 (g, 2t + 1), c2 (g + 8, 2t), c3 (g + 8, 2t + 1).
+// Fragment layouts of m16n8k16 with .bf16 operands (PTX ISA, "Matrix
+// Fragments for mma.m16n8k16 with floating point type"): register r holds
+// two elements, h = 0 in its low half and h = 1 in its high half:
+//   A (16 x 16, row): register r = (g + 8 (r & 1), 2t + 8 (r >> 1) + h);
+//   B (16 x 8, col):  register r = (k = 2t + 8 r + h, n = g);
+//   C, D (16 x 8):    as m16n8k8's.
 // ldmatrix .x4: lanes 8 i .. 8 i + 7 give the addresses of rows 0..7 of
 // matrix i (16 bytes each, 16-byte aligned, in shared memory); lane l
 // receives in r[i] the 32-bit word l & 3 of row l >> 2 of matrix i. With
@@ -49,6 +61,27 @@ FM_DEVICE void fm_mma_tf32(float acc[MT][NT][4], const uint32_t a[MT][4], const 
     for (int j = 0; j < NT; j++)
         asm volatile(
             "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+            "{%0, %1, %2, %3};"
+            : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
+            : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+}
+
+// cvt.rn.bf16x2.f32 d, a, b puts a's bf16 in d's upper half and b's in its
+// lower half.
+FM_DEVICE uint32_t fm_bf16x2(float lo, float hi) {
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+template <int MT, int NT>
+FM_DEVICE void fm_mma_bf16(float acc[MT][NT][4], const uint32_t a[MT][4], const uint32_t b[NT][2]) {
+    FM_UNROLL
+    for (int i = 0; i < MT; i++)
+        FM_UNROLL
+    for (int j = 0; j < NT; j++)
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
             "{%0, %1, %2, %3};"
             : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
             : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));

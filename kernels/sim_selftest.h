@@ -399,3 +399,39 @@ extern "C" __global__ void __launch_bounds__(64) simtest_cp_async_kernel(const f
     }
     if (mode == 3) fm_cp_async_wait<0>();
 }
+
+// One warp: D = C + A B by fm_mma_bf16<2, 2> (2 x 2 m16n8k16 products), A
+// 32 x 16 and B 16 x 16 row-major, C and D 32 x 16, each lane building its
+// packed bf16 fragments by the PTX layouts (mma.cuh) with fm_bf16x2. mode 1
+// converts every element; mode 0 swaps the two halves of A's registers (a
+// wrong fragment layout, which the results must expose).
+extern "C" __global__ void __launch_bounds__(32)
+    simtest_mma_bf16_kernel(const float* A, const float* B, const float* C, float* D, int mode) {
+    const int l = (int)threadIdx.x, g = l >> 2, t = l & 3;
+    uint32_t a[2][4], b[2][2];
+    float acc[2][2][4];
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 4; r++) {
+            const float* p = A + (16 * i + g + 8 * (r & 1)) * 16 + 2 * t + 8 * (r >> 1);
+            a[i][r] = mode == 0 ? fm_bf16x2(p[1], p[0]) : fm_bf16x2(p[0], p[1]);
+        }
+    for (int j = 0; j < 2; j++)
+        for (int r = 0; r < 2; r++) {
+            const int k = 2 * t + 8 * r;
+            b[j][r] = fm_bf16x2(B[k * 16 + 8 * j + g], B[(k + 1) * 16 + 8 * j + g]);
+        }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) acc[i][j][r] = C[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)];
+    fm_mma_bf16<2, 2>(acc, a, b);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) D[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)] = acc[i][j][r];
+}
+
+// fm_bf16x2 of in[2 i] (low half) and in[2 i + 1] (high half) into out[i],
+// as the bits of a float, for i < n (one thread each).
+extern "C" __global__ void __launch_bounds__(32) simtest_bf16x2_kernel(const float* in, float* out, int n) {
+    const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n) out[i] = __uint_as_float(fm_bf16x2(in[2 * i], in[2 * i + 1]));
+}
