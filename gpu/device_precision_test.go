@@ -55,6 +55,19 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 		{PrecisionTF32x3, "LinearBackward, the first layer (x of 34 columns)", func() {
 			d.LinearBackward(256, 34, 256, buf(256*256), buf(256*34), 34, buf(256*34), buf(256*34), buf(256), 0, ActNone, nil, 0, nil)
 		}, "linear_backward_kernel"},
+		{PrecisionBF16, "Gemm", func() { d.Gemm(true, false, 300, 200, 100, 1, buf(30000), 300, buf(20000), 200, 0, odd(60000), 200) },
+			"gemm_bf16_tn_forward_kernel"},
+		{PrecisionBF16, "Gemm, A at an unaligned view", func() { d.Gemm(false, true, 64, 64, 64, 1, odd(4096), 64, buf(4096), 64, 0, buf(4096), 64) },
+			"gemm_nt_forward_kernel"},
+		{PrecisionBF16, "Linear", func() {
+			d.Linear(4096, 256, 256, buf(1<<20), 256, buf(1<<16), buf(256), ActSiLU, buf(1<<20), buf(1<<20))
+		},
+			"linear_bf16_forward_kernel"},
+		{PrecisionBF16, "Linear, the MLP's first layer (2 + 32 inputs)", func() { d.Linear(4096, 34, 256, buf(1<<20), 34, buf(1<<16), buf(256), ActSiLU, buf(1<<20), buf(1<<20)) },
+			"linear_forward_kernel"},
+		{PrecisionBF16, "LinearBackward", func() {
+			d.LinearBackward(4096, 256, 256, buf(1<<20), buf(1<<20), 256, buf(1<<16), buf(1<<16), buf(256), 256, ActSiLU, buf(1<<20), 0, buf(1<<20))
+		}, "linear_bf16_backward_kernel"},
 		{PrecisionTF32, "GemmBatched (fp32 in every precision)", func() {
 			d.GemmBatched(false, true, 4, 64, 64, 64, 1, buf(4*4096), 64, 4096, buf(4*4096), 64, 4096, 0, buf(4*4096), 64, 4096)
 		}, "gemm_batched_nt_forward_kernel"},
@@ -69,7 +82,7 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 		}
 		checkShapes(t, r.calls)
 		for _, k := range r.calls {
-			tc := strings.Contains(k.name, "_tf32")
+			tc := strings.Contains(k.name, "_tf32") || strings.Contains(k.name, "_bf16")
 			if tc && (k.shared != tcSmemBytes || k.block != tcBlock) || !tc && k.shared != 0 {
 				t.Errorf("%s: %s with block %v and %d bytes of dynamic shared memory", c.op, k.name, k.block, k.shared)
 			}
@@ -109,7 +122,8 @@ func TestTCSplit(t *testing.T) {
 }
 
 // The CPU backend computes in fp32: it takes tf32x3 (float32 accuracy) and
-// refuses tf32 with a message saying so; an unknown precision is refused.
+// refuses tf32 and bf16 with a message saying so; an unknown precision is
+// refused.
 func TestSetPrecisionCPU(t *testing.T) {
 	c := NewCPU(1)
 	defer c.Close()
@@ -119,6 +133,10 @@ func TestSetPrecisionCPU(t *testing.T) {
 	err := SetPrecision(c, PrecisionTF32)
 	if err == nil || !strings.Contains(err.Error(), "CPU backend computes products in fp32") {
 		t.Errorf("SetPrecision(tf32) = %v", err)
+	}
+	err = SetPrecision(c, PrecisionBF16)
+	if err == nil || !strings.Contains(err.Error(), "precision bf16 is for a GPU's tensor cores") {
+		t.Errorf("SetPrecision(bf16) = %v", err)
 	}
 	if PrecisionOf(c) != PrecisionTF32x3 {
 		t.Errorf("a refused precision changed it to %s", PrecisionOf(c))
@@ -131,7 +149,7 @@ func TestSetPrecisionCPU(t *testing.T) {
 			t.Errorf("ParsePrecision(%q) = %v, %v", p, q, err)
 		}
 	}
-	if _, err := ParsePrecision("bf16"); err == nil || !strings.Contains(err.Error(), "fp32, tf32x3, tf32") {
-		t.Errorf("ParsePrecision(bf16) = %v", err)
+	if _, err := ParsePrecision("fp16"); err == nil || !strings.Contains(err.Error(), "fp32, tf32x3, tf32, bf16") {
+		t.Errorf("ParsePrecision(fp16) = %v", err)
 	}
 }

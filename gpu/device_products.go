@@ -106,7 +106,7 @@ func tcGrid(m, n int) dim3 {
 func tcSplit(m, n, k int) (splits, slice int) { return splitK(m, n, k, tcTile, tcSliceAlign) }
 
 // tensorCores reports whether a product of inner dimension k runs on the
-// tensor-core kernels: a tf32 precision (SetPrecision) and k >= 1 (k = 0,
+// tensor-core kernels: a precision other than fp32 (SetPrecision) and k >= 1 (k = 0,
 // C = beta C, is the SIMT kernels' affair). The caller also checks its
 // operands with tcOperand.
 func (d *DeviceBackend) tensorCores(k int) bool { return d.prec != PrecisionFP32 && k > 0 }
@@ -214,7 +214,7 @@ func (d *DeviceBackend) gemmSplitK(transA, transB bool, m, n, k, splits, slice i
 		i32(m).i32(n).i32(splits).f32(alpha).ptr(partial).f32(beta).ptr(d.ptr(c)).i32(ldc))
 }
 
-// gemmTC runs Gemm on the tensor-core kernels (gemm_{tf32,tf32x3}_*):
+// gemmTC runs Gemm on the tensor-core kernels (gemm_{tf32,tf32x3,bf16}_*):
 // split-K as gemmSplitK does, over tcSplit's slices (the partials in the
 // scratch buffer, then gemm_split_reduce_kernel), or one launch per block
 // of rows. Preconditions: tensorCores(k), tcOperand(a, lda), tcOperand(b,

@@ -195,6 +195,8 @@ func reportCases(s int) []reportCase {
 		withPrecision(gemm(true, false, 256, 256, rows), gpu.PrecisionTF32x3),
 		withPrecision(linear(rows), gpu.PrecisionTF32),
 		withPrecision(linear(rows), gpu.PrecisionTF32x3),
+		withPrecision(gemm(false, false, gm, gm, gm), gpu.PrecisionBF16),
+		withPrecision(linear(rows), gpu.PrecisionBF16),
 	}
 }
 
@@ -220,10 +222,14 @@ func withPrecision(c reportCase, p gpu.Precision) reportCase {
 // reportMaxErr bounds a case's normwise error against the CPU backend:
 // 1e-4, and 2e-3 for a tf32 product (its error reaches 2^-10 of sum |a||b|,
 // gpu/gputest; relative to max |c| of normal operands, typically 3e-4 at
-// k = 2048).
+// k = 2048), 1.6e-2 for a bf16 product (operands rounded to 8 bits instead
+// of 11: eight times tf32's).
 func reportMaxErr(name string) float64 {
-	if strings.HasSuffix(name, " tf32") {
+	switch {
+	case strings.HasSuffix(name, " tf32"):
 		return 2e-3
+	case strings.HasSuffix(name, " bf16"):
+		return 1.6e-2
 	}
 	return 1e-4
 }

@@ -23,14 +23,27 @@ func tf32(x float32) float64 {
 	return math.Round(float64(x)/ulp) * ulp
 }
 
+// bf16 is cvt.rn.bf16.f32 by arithmetic: x to a multiple of its binade's
+// bf16 spacing 2^(e - 8), halves to even.
+func bf16(x float32) float64 {
+	if x == 0 || math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
+		return float64(x)
+	}
+	_, e := math.Frexp(float64(x))
+	ulp := math.Ldexp(1, max(e, -125)-8)
+	return math.RoundToEven(float64(x)/ulp) * ulp
+}
+
 // The tensor-core kernels' numbers beyond the conformance suite's bounds
 // (which hold any fp32-accurate result in tf32 too): in tf32 the product
 // is that of the operands rounded to nearest, ties away (cvt.rna), to
 // float32 accumulation (1e-6 of sum |a||b| here, where truncating the
 // operands instead would be off by about 2^-12 / sqrt(k) = 1.4e-5), and
 // far from the exact product (the rounding happened); in tf32x3 within
-// 2^-19 of the exact product (3xTF32: about 2^-21). Each launches its own
-// kernel, split over k or not.
+// 2^-19 of the exact product (3xTF32: about 2^-21); in bf16 the product is
+// that of the operands rounded to nearest, ties to even (cvt.rn), to
+// float32 accumulation, and far from the exact product. Each launches its
+// own kernel, split over k or not.
 func TestKernelSimTensorCoreNumbers(t *testing.T) {
 	be := newKernelSim(t, gpu.KernelSimOptions{})
 	defer be.Close()
@@ -63,7 +76,11 @@ func TestKernelSimTensorCoreNumbers(t *testing.T) {
 			}
 			return a[i*c.k+l]
 		}
-		for _, p := range []gpu.Precision{gpu.PrecisionTF32, gpu.PrecisionTF32x3} {
+		for _, p := range []gpu.Precision{gpu.PrecisionTF32, gpu.PrecisionTF32x3, gpu.PrecisionBF16} {
+			round := tf32
+			if p == gpu.PrecisionBF16 {
+				round = bf16
+			}
 			if err := gpu.SetPrecision(be, p); err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +108,7 @@ func TestKernelSimTensorCoreNumbers(t *testing.T) {
 					for l := 0; l < c.k; l++ {
 						av, bv := at(i, l), b[l*c.n+j]
 						exact += float64(av) * float64(bv)
-						rounded += tf32(av) * tf32(bv)
+						rounded += round(av) * round(bv)
 						scale += math.Abs(float64(av) * float64(bv))
 					}
 					g := float64(got[i*c.n+j])
@@ -99,7 +116,7 @@ func TestKernelSimTensorCoreNumbers(t *testing.T) {
 					worstRounded = max(worstRounded, math.Abs(g-rounded)/scale)
 				}
 			}
-			t.Logf("%s %dx%dx%d: worst error relative to sum |a||b|: %.3g against the exact product, %.3g against that of the tf32-rounded operands",
+			t.Logf("%s %dx%dx%d: worst error relative to sum |a||b|: %.3g against the exact product, %.3g against that of the rounded operands",
 				p, c.m, c.n, c.k, worstExact, worstRounded)
 			switch p {
 			case gpu.PrecisionTF32:
@@ -109,6 +126,10 @@ func TestKernelSimTensorCoreNumbers(t *testing.T) {
 			case gpu.PrecisionTF32x3:
 				if !(worstExact <= 0x1p-19) {
 					t.Errorf("tf32x3: %.3g from the exact product, want <= 2^-19", worstExact)
+				}
+			case gpu.PrecisionBF16:
+				if !(worstRounded <= 1e-6) || !(worstExact >= 2e-5) {
+					t.Errorf("bf16: %.3g from the rounded operands' product (want <= 1e-6), %.3g from the exact one (want >= 2e-5)", worstRounded, worstExact)
 				}
 			}
 		}

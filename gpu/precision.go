@@ -20,7 +20,19 @@ import (
 //   - tf32: each operand rounded to tf32 (relative error <= 2^-11), so each
 //     product to within 2^-10 and the sum to within 2^-10 of sum |a||b|
 //     (worst case; with random signs the errors add as a random walk,
-//     about 2^-11 sqrt(k) times a typical |a_l b_l|).
+//     about 2^-11 sqrt(k) times a typical |a_l b_l|);
+//   - bf16: each operand rounded to bf16 (8 significant bits, round to
+//     nearest even: relative error <= 2^-8), so each product to within
+//     2^-7 + 2^-16 and the sum to within that of sum |a||b| (worst case;
+//     typically about 2^-9 sqrt(k) times a typical |a_l b_l|), plus the
+//     float32 accumulation's.
+//
+// bf16 here means bf16 products, not bf16 storage: activations, weights,
+// gradients, the optimizer's state, the loss and checkpoints stay float32
+// in memory, and the kernels round the operands as they build the tensor
+// cores' fragments. Mixed-precision training as PyTorch's autocast does it
+// also stores activations in bf16, halving their memory traffic; that is
+// not done here (kernels/README.md, "Numerics").
 type Precision uint8
 
 const (
@@ -37,9 +49,14 @@ const (
 	// to 10 mantissa bits, float32 accumulation), as PyTorch's
 	// allow_tf32. Device backends only: the CPU backend refuses it.
 	PrecisionTF32
+	// PrecisionBF16: one bf16 product on the tensor cores (operands rounded
+	// to 8 significant bits as the fragments are built, float32
+	// accumulation and storage). Device backends only: the CPU backend
+	// refuses it.
+	PrecisionBF16
 )
 
-var precisionNames = [...]string{PrecisionFP32: "fp32", PrecisionTF32x3: "tf32x3", PrecisionTF32: "tf32"}
+var precisionNames = [...]string{PrecisionFP32: "fp32", PrecisionTF32x3: "tf32x3", PrecisionTF32: "tf32", PrecisionBF16: "bf16"}
 
 func (p Precision) String() string {
 	if int(p) < len(precisionNames) {
@@ -49,9 +66,11 @@ func (p Precision) String() string {
 }
 
 // Precisions lists every precision, the default first.
-func Precisions() []Precision { return []Precision{PrecisionFP32, PrecisionTF32x3, PrecisionTF32} }
+func Precisions() []Precision {
+	return []Precision{PrecisionFP32, PrecisionTF32x3, PrecisionTF32, PrecisionBF16}
+}
 
-// ParsePrecision reads a precision's name (fp32, tf32x3, tf32).
+// ParsePrecision reads a precision's name (fp32, tf32x3, tf32, bf16).
 func ParsePrecision(s string) (Precision, error) {
 	for _, p := range Precisions() {
 		if s == p.String() {
@@ -124,9 +143,17 @@ func PrecisionOf(b Backend) Precision {
 // float64 itself).
 var errCPUTF32 = fmt.Errorf("gpu: precision tf32 is for a GPU's tensor cores: the CPU backend computes products in fp32 (use fp32)")
 
+// errCPUBF16 is why the CPU backend refuses PrecisionBF16, as errCPUTF32:
+// rounding the operands in a separate pass would only slow it down, and
+// its float32 products gain nothing from bf16.
+var errCPUBF16 = fmt.Errorf("gpu: precision bf16 is for a GPU's tensor cores: the CPU backend computes products in fp32 (use fp32)")
+
 func (c *CPU) setPrecision(p Precision) error {
-	if p == PrecisionTF32 {
+	switch p {
+	case PrecisionTF32:
 		return errCPUTF32
+	case PrecisionBF16:
+		return errCPUBF16
 	}
 	c.prec = p
 	return nil

@@ -72,18 +72,21 @@ func testLinear(e *env) {
 		wantY := make([]float64, c.rows*c.out)
 		tolPre := make([]float64, c.rows*c.out)
 		tolY := make([]float64, c.rows*c.out)
+		round, rtol := e.prodRef(c.aligned)
+		xr, wr := round(xv), round(wv)
 		for r := 0; r < c.rows; r++ {
 			for j := 0; j < c.out; j++ {
 				z, sc := float64(bv[j]), math.Abs(float64(bv[j]))
 				for l := 0; l < c.in; l++ {
-					p := float64(xv[r*ldx+l]) * float64(wv[j*c.in+l])
+					p := float64(xr[r*ldx+l]) * float64(wr[j*c.in+l])
 					z += p
 					sc += math.Abs(p)
 				}
 				i := r*c.out + j
 				wantPre[i] = z
-				// a product plus the bias: 1e-4 (tf32: rtolTF32) of sum |x||w| + |b|
-				tolPre[i] = e.rtolProd()*sc + tiny
+				// a product plus the bias: 1e-4 (tf32: rtolTF32; bf16: rtolBF16,
+				// or 1e-4 from the rounded operands' product) of sum |x||w| + |b|
+				tolPre[i] = rtol*sc + tiny
 				wantY[i], tolY[i] = z, tolPre[i]
 				if c.act == gpu.ActSiLU {
 					wantY[i] = silu64(z)
@@ -189,18 +192,20 @@ func testLinearBackward(e *env) {
 
 		name := fmt.Sprintf("LinearBackward(rows=%d, in=%d, out=%d, cols=%d, ldx=%d, act=%d, dW=%v, dBias=%v, dX=%v, beta=%g)",
 			c.rows, c.in, c.out, c.cols, ldx, c.act, c.dW, c.dBias, c.dX, c.beta)
+		round, rtol := e.prodRef(c.aligned)
+		dpr, xr, wr := round(dp), round(xv), round(wv)
 		if c.dW {
 			want, tol := make([]float64, c.out*c.in), make([]float64, c.out*c.in)
 			for o := 0; o < c.out; o++ {
 				for i := 0; i < c.in; i++ {
 					z, sc := 0.0, 0.0
 					for r := 0; r < c.rows; r++ {
-						p := float64(dp[r*c.out+o]) * float64(xv[r*ldx+i])
+						p := float64(dpr[r*c.out+o]) * float64(xr[r*ldx+i])
 						z += p
 						sc += math.Abs(p)
 					}
-					// a product: 1e-4 (tf32: rtolTF32) of sum |dPre||x|
-					want[o*c.in+i], tol[o*c.in+i] = z, e.rtolProd()*sc+tiny
+					// a product: 1e-4 (tf32: rtolTF32; bf16: prodRef's) of sum |dPre||x|
+					want[o*c.in+i], tol[o*c.in+i] = z, rtol*sc+tiny
 				}
 			}
 			checkTol(e.t, name+": dW", e.download(pdw.view), want, tol, c.in)
@@ -226,7 +231,7 @@ func testLinearBackward(e *env) {
 				for j := 0; j < c.cols; j++ {
 					g, sc := 0.0, 0.0
 					for o := 0; o < c.out; o++ {
-						p := float64(dp[r*c.out+o]) * float64(wv[o*c.in+j])
+						p := float64(dpr[r*c.out+o]) * float64(wr[o*c.in+j])
 						g += p
 						sc += math.Abs(p)
 					}
@@ -237,7 +242,7 @@ func testLinearBackward(e *env) {
 						sc += math.Abs(p)
 					}
 					// a product (plus beta dX): 1e-4 (tf32: rtolTF32) of sum |dPre||W| + |beta dX|
-					want[i], tol[i] = g, e.rtolProd()*sc+tiny
+					want[i], tol[i] = g, rtol*sc+tiny
 					if c.act == gpu.ActSiLU {
 						z := float64(pre[i])
 						s := logistic64(z)
