@@ -49,7 +49,7 @@ type Config struct {
 	// fixed pairs; sampling takes that solver by default.
 	DistillSteps int `json:"distill_steps,omitempty"`
 	// Precision is the backend's product precision while training
-	// (gpu.Precision: fp32, tf32x3 or tf32), which New sets on the backend
+	// (gpu.Precision: fp32, tf32x3, tf32 or bf16), which New sets on the backend
 	// (gpu.SetPrecision); the zero value, fp32, is omitted from the
 	// checkpoint, as checkpoints written before it was recorded have it.
 	Precision gpu.Precision `json:"precision,omitzero"`

@@ -11,7 +11,7 @@ import (
 )
 
 // --precision on the commands that compute products: an unknown name and
-// tf32 on the CPU (which computes in fp32 only) are usage errors naming the
+// tf32 or bf16 on the CPU (which computes in fp32 only) are usage errors naming the
 // flag; tf32x3, float32 accuracy, runs on the CPU and is recorded in the
 // checkpoint, which a resumed run keeps unless --precision is given.
 func TestPrecisionFlag(t *testing.T) {
@@ -28,7 +28,11 @@ func TestPrecisionFlag(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"train", "--data", "moons", "--out", filepath.Join(dir, "a"), "--precision", "bf16"}, "--precision: unknown precision \"bf16\""},
+		{[]string{"train", "--data", "moons", "--out", filepath.Join(dir, "a"), "--precision", "fp16"}, "--precision: unknown precision \"fp16\""},
+		{[]string{"train", "--data", "moons", "--out", filepath.Join(dir, "c"), "--device", "cpu", "--precision", "bf16", "--quiet"}, "--precision bf16 on cpu"},
+		{[]string{"sample", "--checkpoint", ck, "--n", "10", "--out", filepath.Join(dir, "s.npy"), "--device", "cpu", "--precision", "bf16"}, "--precision bf16 on cpu: gpu: precision bf16 is for a GPU's tensor cores"},
+		{[]string{"likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "10", "--device", "cpu", "--precision", "bf16"}, "--precision bf16 on cpu"},
+		{[]string{"bench", "--workload", "mlp256-b256", "--steps", "1", "--device", "cpu", "--precision", "bf16"}, "--precision bf16 on cpu"},
 		{[]string{"train", "--data", "moons", "--out", filepath.Join(dir, "b"), "--device", "cpu", "--precision", "tf32", "--quiet"}, "--precision tf32 on cpu"},
 		{[]string{"sample", "--checkpoint", ck, "--n", "10", "--out", filepath.Join(dir, "s.npy"), "--device", "cpu", "--precision", "tf32"}, "--precision tf32 on cpu"},
 		{[]string{"likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "10", "--device", "cpu", "--precision", "tf32"}, "--precision tf32 on cpu"},
@@ -58,5 +62,33 @@ func TestPrecisionFlag(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "s.npy")); err == nil {
 		t.Error("a refused sample wrote its output")
+	}
+}
+
+// bf16 on the device backend (the kernelsim build's; the default build has
+// no GPU here): a training records it in the checkpoint, launches the bf16
+// kernels, and a resumed run without --precision keeps it.
+func TestPrecisionBF16Resume(t *testing.T) {
+	if gpu.Flavor != "kernelsim" {
+		t.Skip("bf16 needs a device backend: the kernelsim build runs this test")
+	}
+	dir := t.TempDir()
+	ck := tinyTrain(t, dir, "--device", "cuda", "--precision", "bf16", "--steps", "10", "--no-plot")
+	loaded, err := train.Load(ck)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := loaded.Meta.Config.Precision; p != gpu.PrecisionBF16 {
+		t.Errorf("checkpoint precision %s, want bf16", p)
+	}
+	code, _, stderr := fmgpu(t, "train", "--out", dir, "--resume", "--steps", "15", "--device", "cuda", "--no-plot", "--quiet")
+	if code != 0 {
+		t.Fatalf("resume: exit %d %s", code, stderr)
+	}
+	if loaded, err = train.Load(ck); err != nil || loaded.Meta.Config.Precision != gpu.PrecisionBF16 {
+		t.Errorf("resumed without --precision: precision %s (%v), want the checkpoint's bf16", loaded.Meta.Config.Precision, err)
+	}
+	if loaded.Meta.Step != 15 {
+		t.Errorf("resumed to step %d, want 15", loaded.Meta.Step)
 	}
 }
