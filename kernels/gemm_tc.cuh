@@ -18,8 +18,9 @@
 //          product a b to within 2^-7 + 2^-16 of |a b| and an element of C
 //          to within that of sum |a||b| plus the float32 accumulation's. Only
 //          the products are bf16: the tiles stay float32 in global and
-//          shared memory (the same copies as tf32's), so this saves the
-//          tensor cores' time, not memory traffic.
+//          shared memory (the same copies and fragment loads as tf32's,
+//          tc_step), so this saves tensor-core time and instructions, not
+//          memory traffic.
 //
 // Tiling: a block of 256 threads (8 warps) computes a TC_BM x TC_BN = 128 x
 // 128 tile of C; warp w owns the 64 x 32 sub-tile at rows 64 (w >> 2),
@@ -90,106 +91,100 @@ FM_DEVICE void tc_load(float* s, int rows, int k, const float* __restrict__ X, i
     }
 }
 
-// tc_step_bf16 is tc_step for bf16: two k steps of 16, each building the
-// warp's packed bf16 fragments (mma.cuh's m16n8k16 layouts) from the
-// float32 tiles, two consecutive k of a row or column to a register, and
-// issuing the TC_MT x TC_NT products. A k-contiguous tile gives the two k
-// of a register in one 8-byte load (rows of TC_KROW floats: 8-byte
-// aligned at even k).
+// tc_frags loads the warp's float32 fragments of the k step [kk, kk + 8)
+// in m16n8k8's layouts (mma.cuh): af[i] of m-tile i (a0..a3: (g, t), (g + 8,
+// t), (g, t + 4), (g + 8, t + 4)), bf[j] of n-tile j (b0, b1: (k = t, n =
+// g), (k = t + 4, n = g)).
 template <bool TA, bool TB>
-FM_DEVICE void tc_step_bf16(const float* sA, const float* sB, float acc[TC_MT][TC_NT][4], int wm0, int wn0,
-                            int lane) {
+FM_DEVICE void tc_frags(const float* sA, const float* sB, int kk, int wm0, int wn0, int lane, float af[TC_MT][4],
+                        float bf[TC_NT][2]) {
     const int g = lane >> 2, t = lane & 3;
-    FM_UNROLL
-    for (int kk = 0; kk < TC_BK; kk += 16) {
-        uint32_t a[TC_MT][4], b[TC_NT][2];
+    if (!TA) {
+        // matrix lane >> 3 of m-tile i: rows + 8 (its bit 0), k + 4 (its bit 1)
+        uint32_t r[TC_MT][4];
+        const float* rows[TC_MT];
+        FM_UNROLL
+        for (int i = 0; i < TC_MT; i++)
+            rows[i] = sA + (wm0 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1)) * TC_KROW + kk + 4 * (lane >> 4);
+        fm_ldmatrix_x4<TC_MT>(r, rows);
+        FM_UNROLL
+        for (int i = 0; i < TC_MT; i++)
+            FM_UNROLL
+        for (int q = 0; q < 4; q++) af[i][q] = __uint_as_float(r[i][q]);
+    } else {
         FM_UNROLL
         for (int i = 0; i < TC_MT; i++) {
-            // register r: row g + 8 (r & 1), k 2t + 8 (r >> 1) (+ 1)
-            FM_UNROLL
-            for (int r = 0; r < 4; r++) {
-                const int row = wm0 + 16 * i + g + 8 * (r & 1), kc = kk + 2 * t + 8 * (r >> 1);
-                if (!TA) {
-                    const float2 v = *reinterpret_cast<const float2*>(sA + row * TC_KROW + kc);
-                    a[i][r] = fm_bf16x2(v.x, v.y);
-                } else {
-                    a[i][r] = fm_bf16x2(sA[kc * TC_MROW + row], sA[(kc + 1) * TC_MROW + row]);
-                }
-            }
+            const float* p = sA + (kk + t) * TC_MROW + wm0 + 16 * i + g;
+            af[i][0] = p[0], af[i][1] = p[8], af[i][2] = p[4 * TC_MROW], af[i][3] = p[4 * TC_MROW + 8];
         }
+    }
+    if (TB) {
+        // matrix lane >> 3 of n-tiles (2 h, 2 h + 1): k + 4 (its bit 0),
+        // the second tile (its bit 1)
+        uint32_t r[TC_NT / 2][4];
+        const float* rows[TC_NT / 2];
+        FM_UNROLL
+        for (int h = 0; h < TC_NT / 2; h++)
+            rows[h] = sB + (wn0 + 16 * h + (lane & 7) + 8 * (lane >> 4)) * TC_KROW + kk + 4 * ((lane >> 3) & 1);
+        fm_ldmatrix_x4<TC_NT / 2>(r, rows);
+        FM_UNROLL
+        for (int h = 0; h < TC_NT / 2; h++) {
+            bf[2 * h][0] = __uint_as_float(r[h][0]), bf[2 * h][1] = __uint_as_float(r[h][1]);
+            bf[2 * h + 1][0] = __uint_as_float(r[h][2]), bf[2 * h + 1][1] = __uint_as_float(r[h][3]);
+        }
+    } else {
         FM_UNROLL
         for (int j = 0; j < TC_NT; j++) {
-            // register r: k 2t + 8 r (+ 1), column g
-            FM_UNROLL
-            for (int r = 0; r < 2; r++) {
-                const int col = wn0 + 8 * j + g, kc = kk + 2 * t + 8 * r;
-                if (TB) {
-                    const float2 v = *reinterpret_cast<const float2*>(sB + col * TC_KROW + kc);
-                    b[j][r] = fm_bf16x2(v.x, v.y);
-                } else {
-                    b[j][r] = fm_bf16x2(sB[kc * TC_MROW + col], sB[(kc + 1) * TC_MROW + col]);
-                }
-            }
+            const float* p = sB + (kk + t) * TC_MROW + wn0 + 8 * j + g;
+            bf[j][0] = p[0], bf[j][1] = p[4 * TC_MROW];
         }
-        fm_mma_bf16<TC_MT, TC_NT>(acc, a, b);
     }
 }
 
-// tc_step multiplies one stage: four k steps of 8, each loading the warp's
-// A fragments (TC_MT m16 tiles) and B fragments (TC_NT n8 tiles) and
-// issuing the TC_MT x TC_NT products (three times for tf32x3); bf16's is
-// tc_step_bf16.
+// tc_step multiplies one stage: four k steps of 8 (tc_frags), each issuing
+// the TC_MT x TC_NT m16n8k8 products (three times for tf32x3); or, in
+// bf16, two k steps of 16, each issuing TC_MT x TC_NT m16n8k16 products.
+//
+// bf16 builds its fragments from the two m16n8k8 fragments of [kk, kk + 8)
+// and [kk + 8, kk + 16), so that it reads shared memory exactly as tf32
+// does (ldmatrix, free of bank conflicts), by permuting k: an mma sums over
+// its 16 k, so the order in which their pairs sit in the registers is free
+// as long as A and B agree. Its k slot s (mma.cuh's m16n8k16 layout: A
+// register r of lane (g, t) holds the slots 2t + 8 (r >> 1) + h, B register
+// r the slots 2t + 8 r + h) holds the k = kk + 8 (s >> 3) + (s >> 1 & 3) + 4
+// (s & 1): for A, register r = (af of step r >> 1)[r & 1] (low half) and
+// [2 + (r & 1)] (high half), that is (row g + 8 (r & 1), k t) and (k t + 4);
+// for B, register r = (bf of step r)[0] and [1], (k t) and (k t + 4).
 template <bool TA, bool TB, int P>
 FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT][4], int wm0, int wn0, int lane) {
     if (P == TC_BF16) {
-        tc_step_bf16<TA, TB>(sA, sB, acc, wm0, wn0, lane);
+        // not unrolled: the next k step's loads hoisted above this one's
+        // mma would push linear_bf16_forward past 128 registers, where
+        // ptxas spills
+        FM_NO_UNROLL
+        for (int kk = 0; kk < TC_BK; kk += 16) {
+            uint32_t a[TC_MT][4], b[TC_NT][2];
+            FM_UNROLL
+            for (int step = 0; step < 2; step++) {
+                float af[TC_MT][4], bf[TC_NT][2];
+                tc_frags<TA, TB>(sA, sB, kk + 8 * step, wm0, wn0, lane, af, bf);
+                FM_UNROLL
+                for (int i = 0; i < TC_MT; i++) {
+                    a[i][2 * step] = fm_bf16x2(af[i][0], af[i][2]);
+                    a[i][2 * step + 1] = fm_bf16x2(af[i][1], af[i][3]);
+                }
+                FM_UNROLL
+                for (int j = 0; j < TC_NT; j++) b[j][step] = fm_bf16x2(bf[j][0], bf[j][1]);
+            }
+            fm_mma_bf16<TC_MT, TC_NT>(acc, a, b);
+        }
         return;
     }
     constexpr bool X3 = P == TC_TF32X3;
-    const int g = lane >> 2, t = lane & 3;
     FM_UNROLL
     for (int kk = 0; kk < TC_BK; kk += 8) {
         float af[TC_MT][4], bf[TC_NT][2];
-        if (!TA) {
-            // matrix lane >> 3 of m-tile i: rows + 8 (its bit 0), k + 4 (its bit 1)
-            uint32_t r[TC_MT][4];
-            const float* rows[TC_MT];
-            FM_UNROLL
-            for (int i = 0; i < TC_MT; i++)
-                rows[i] = sA + (wm0 + 16 * i + (lane & 7) + 8 * ((lane >> 3) & 1)) * TC_KROW + kk + 4 * (lane >> 4);
-            fm_ldmatrix_x4<TC_MT>(r, rows);
-            FM_UNROLL
-            for (int i = 0; i < TC_MT; i++)
-                FM_UNROLL
-            for (int q = 0; q < 4; q++) af[i][q] = __uint_as_float(r[i][q]);
-        } else {
-            FM_UNROLL
-            for (int i = 0; i < TC_MT; i++) {
-                const float* p = sA + (kk + t) * TC_MROW + wm0 + 16 * i + g;
-                af[i][0] = p[0], af[i][1] = p[8], af[i][2] = p[4 * TC_MROW], af[i][3] = p[4 * TC_MROW + 8];
-            }
-        }
-        if (TB) {
-            // matrix lane >> 3 of n-tiles (2 h, 2 h + 1): k + 4 (its bit 0),
-            // the second tile (its bit 1)
-            uint32_t r[TC_NT / 2][4];
-            const float* rows[TC_NT / 2];
-            FM_UNROLL
-            for (int h = 0; h < TC_NT / 2; h++)
-                rows[h] = sB + (wn0 + 16 * h + (lane & 7) + 8 * (lane >> 4)) * TC_KROW + kk + 4 * ((lane >> 3) & 1);
-            fm_ldmatrix_x4<TC_NT / 2>(r, rows);
-            FM_UNROLL
-            for (int h = 0; h < TC_NT / 2; h++) {
-                bf[2 * h][0] = __uint_as_float(r[h][0]), bf[2 * h][1] = __uint_as_float(r[h][1]);
-                bf[2 * h + 1][0] = __uint_as_float(r[h][2]), bf[2 * h + 1][1] = __uint_as_float(r[h][3]);
-            }
-        } else {
-            FM_UNROLL
-            for (int j = 0; j < TC_NT; j++) {
-                const float* p = sB + (kk + t) * TC_MROW + wn0 + 8 * j + g;
-                bf[j][0] = p[0], bf[j][1] = p[4 * TC_MROW];
-            }
-        }
+        tc_frags<TA, TB>(sA, sB, kk, wm0, wn0, lane, af, bf);
         if (X3) {
             uint32_t ahi[TC_MT][4], alo[TC_MT][4], bhi[TC_NT][2], blo[TC_NT][2];
             FM_UNROLL
