@@ -15,6 +15,7 @@ type CPU struct {
 	pool    *workPool
 	threads int
 	paths   pathCache // the Draw ops' path
+	prec    Precision // SetPrecision's: fp32 or tf32x3, both computed in float32
 	// partials holds the float64 partial sums of a chunked reduction.
 	partials []float64
 

@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -124,16 +125,19 @@ func ProbeCUDADriver(o CUDAOptions) (DeviceInfo, error) {
 // driver without the stream-ordered copies it is the legacy default
 // stream, and graphs are off.
 type cudaLauncher struct {
-	mu       sync.Mutex // serializes requests that wait for their answer
-	req      chan cudaReq
-	resp     chan error
-	drv      *cudadriver.Driver
-	dev      cudadriver.Device
-	ctx      cudadriver.Context
-	mod      cudadriver.Module
-	fns      map[string]cudadriver.Function // driver goroutine only
-	asyncErr error                          // driver goroutine only: first failed queued launch
-	queued   bool                           // driver goroutine only: launches since the last synchronize
+	mu   sync.Mutex // serializes requests that wait for their answer
+	req  chan cudaReq
+	resp chan error
+	drv  *cudadriver.Driver
+	dev  cudadriver.Device
+	ctx  cudadriver.Context
+	mod  cudadriver.Module
+	fns  map[string]cudadriver.Function // driver goroutine only
+	// smem is each kernel's maximum dynamic shared memory attribute as set
+	// (driver goroutine only; absent: the default 48 KiB).
+	smem     map[string]int
+	asyncErr error // driver goroutine only: first failed queued launch
+	queued   bool  // driver goroutine only: launches since the last synchronize
 	// params holds the kernel parameter array the driver reads at launch:
 	// one pointer per argument, to that argument's 8-byte slot in slots.
 	// Both live as long as the launcher (driver goroutine only).
@@ -198,7 +202,7 @@ func newCUDALauncher(o CUDAOptions) (*cudaLauncher, error) {
 		return nil, cudaUnavailable("driver", err)
 	}
 	c := &cudaLauncher{drv: drv, req: make(chan cudaReq, cudaQueue), resp: make(chan error),
-		fns: map[string]cudadriver.Function{}, syncEach: o.SyncEachLaunch, profile: o.Profile, stats: map[string]KernelStat{},
+		fns: map[string]cudadriver.Function{}, smem: map[string]int{}, syncEach: o.SyncEachLaunch, profile: o.Profile, stats: map[string]KernelStat{},
 		params: new([maxKernelArgs]unsafe.Pointer), slots: new([maxKernelArgs]uint64)}
 	for i := range c.params {
 		c.params[i] = unsafe.Pointer(&c.slots[i])
@@ -534,6 +538,13 @@ func (c *cudaLauncher) launchNow(k *kernelCall) error {
 		}
 		c.fns[k.name] = fn
 	}
+	if k.shared > maxDefaultSmem && c.smem[k.name] < k.shared {
+		// Above 48 KiB a kernel's launch needs its opt-in maximum first.
+		if err := c.drv.FuncSetAttribute(fn, cudadriver.FuncAttrMaxDynamicSharedBytes, k.shared); err != nil {
+			return fmt.Errorf("%s: %d bytes of dynamic shared memory: %w", k.name, k.shared, err)
+		}
+		c.smem[k.name] = k.shared
+	}
 	copy(c.slots[:k.n], k.slots[:k.n])
 	var params unsafe.Pointer
 	if k.n > 0 {
@@ -640,28 +651,48 @@ type KernelStat struct {
 
 // KernelStats returns the per-kernel statistics of a CUDA backend since it
 // started or since the last ResetKernelStats (times are complete after a
-// Sync), or nil for another backend.
+// Sync), the launch counts of a kernelsim backend, or nil for another
+// backend.
 func KernelStats(b Backend) map[string]KernelStat {
-	c := cudaLauncherOf(b)
-	if c == nil {
+	if s := kernelStatsOf(b); s != nil {
+		return s.kernelStats()
+	}
+	return nil
+}
+
+// kernelStatser is a launcher that counts its launches by kernel: the CUDA
+// launcher, and the kernelsim launcher (launches only: no times).
+type kernelStatser interface {
+	kernelStats() map[string]KernelStat
+	resetKernelStats()
+}
+
+func kernelStatsOf(b Backend) kernelStatser {
+	d, ok := b.(*DeviceBackend)
+	if !ok {
 		return nil
 	}
+	s, _ := d.l.(kernelStatser)
+	return s
+}
+
+func (c *cudaLauncher) kernelStats() map[string]KernelStat {
 	c.statsMu.Lock()
 	defer c.statsMu.Unlock()
-	m := make(map[string]KernelStat, len(c.stats))
-	for k, v := range c.stats {
-		m[k] = v
-	}
-	return m
+	return maps.Clone(c.stats)
+}
+
+func (c *cudaLauncher) resetKernelStats() {
+	c.statsMu.Lock()
+	c.stats = map[string]KernelStat{}
+	c.statsMu.Unlock()
 }
 
 // ResetKernelStats clears the statistics KernelStats returns (after a Sync,
 // so that no profiled launch is still pending).
 func ResetKernelStats(b Backend) {
-	if c := cudaLauncherOf(b); c != nil {
-		c.statsMu.Lock()
-		c.stats = map[string]KernelStat{}
-		c.statsMu.Unlock()
+	if s := kernelStatsOf(b); s != nil {
+		s.resetKernelStats()
 	}
 }
 

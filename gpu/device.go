@@ -59,6 +59,7 @@ type DeviceBackend struct {
 	queued bool
 	closed bool
 	paths  pathCache  // the Draw ops' path
+	prec   Precision  // the products' (SetPrecision): which kernels Gemm and the Linear ops launch
 	kc     kernelCall // the call being described (ops run one at a time)
 }
 

@@ -12,6 +12,10 @@ func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buf
 	if rows == 0 || out == 0 || !d.usable(x, w, bias, pre, y) {
 		return
 	}
+	name, grid, block, smem := "linear_forward_kernel", gemmGrid, gemmBlock, 0
+	if d.tensorCores(in) && d.tcOperand(x, ldx) && d.tcOperand(w, in) {
+		name, grid, block, smem = d.tcKernel("linear", "", "forward"), tcGrid, tcBlock, tcSmemBytes
+	}
 	for r0 := 0; r0 < rows; r0 += maxGemmRows {
 		n := min(maxGemmRows, rows-r0)
 		var px, pp devPtr // x is not read when in = 0; pre may be nil
@@ -21,7 +25,7 @@ func (d *DeviceBackend) Linear(rows, in, out int, x Buffer, ldx int, w, bias Buf
 		if pre != nil {
 			pp = d.ptrAt(pre, r0*out)
 		}
-		d.launch(d.call("linear_forward_kernel", gemmGrid(n, out), gemmBlock).
+		d.launch(d.call(name, grid(n, out), block).smem(smem).
 			i32(n).i32(in).i32(out).ptr(px).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(bias)).
 			i32(int(act)).ptr(pp).ptr(d.ptrAt(y, r0*out)))
 	}
@@ -48,11 +52,18 @@ func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx in
 		}
 		return
 	}
+	// The tensor-core kernels when every operand the launch reads suits
+	// them, else the SIMT kernel, for the whole launch.
+	name, block, tile, smem, split := "linear_backward_kernel", gemmBlock, gemmTile, 0, gemmSplit
+	if d.tensorCores(out) && d.tcOperand(dPre, out) && (dW == nil || d.tcOperand(x, ldx)) &&
+		(dX == nil || cols == 0 || d.tcOperand(w, in)) {
+		name, block, tile, smem, split = d.tcKernel("linear", "", "backward"), tcBlock, tcTile, tcSmemBytes, tcSplit
+	}
 	splits, slice, wBlocks := 1, rows, 0
 	var partial, biasPartial, counters devPtr
 	if dW != nil {
-		tiles := ((out + gemmTile - 1) / gemmTile) * ((in + gemmTile - 1) / gemmTile)
-		splits, slice = gemmSplit(out, in, rows)
+		tiles := ((out + tile - 1) / tile) * ((in + tile - 1) / tile)
+		splits, slice = split(out, in, rows)
 		wBlocks = tiles * splits
 		if splits > 1 {
 			floats := (splits*out*in + 1) &^ 1 // the doubles after them 8-byte aligned
@@ -63,7 +74,7 @@ func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx in
 	}
 	xBlocks := 0
 	if dX != nil && cols > 0 {
-		xBlocks = ((rows + gemmTile - 1) / gemmTile) * ((cols + gemmTile - 1) / gemmTile)
+		xBlocks = ((rows + tile - 1) / tile) * ((cols + tile - 1) / tile)
 	}
 	if wBlocks+xBlocks == 0 {
 		return
@@ -71,7 +82,7 @@ func (d *DeviceBackend) LinearBackward(rows, in, out int, dPre, x Buffer, ldx in
 	if wBlocks+xBlocks > math.MaxInt32 {
 		panic(fmt.Sprintf("gpu: LinearBackward: %d blocks beyond the device's grid", wBlocks+xBlocks))
 	}
-	d.launch(d.call("linear_backward_kernel", dim3{uint32(wBlocks + xBlocks), 1, 1}, gemmBlock).
+	d.launch(d.call(name, dim3{uint32(wBlocks + xBlocks), 1, 1}, block).smem(smem).
 		i32(rows).i32(in).i32(out).ptr(d.ptr(dPre)).ptr(d.ptr(x)).i32(ldx).ptr(d.ptr(w)).ptr(d.ptr(dW)).ptr(d.ptr(dBias)).
 		i32(splits).i32(slice).ptr(partial).ptr(biasPartial).ptr(counters).i32(wBlocks).
 		i32(cols).i32(int(act)).ptr(d.ptr(preX)).f32(beta).ptr(d.ptr(dX)))

@@ -61,6 +61,19 @@ func (k *kernelCall) f32(v float32) *kernelCall { return k.arg(uint64(math.Float
 // f64 appends a double argument.
 func (k *kernelCall) f64(v float64) *kernelCall { return k.arg(math.Float64bits(v), 'd') }
 
+// smem sets the launch's dynamic shared memory in bytes. Above
+// maxDefaultSmem the launchers first raise the kernel's maximum (the
+// driver's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, once per
+// kernel), as a GPU refuses the launch otherwise.
+func (k *kernelCall) smem(bytes int) *kernelCall {
+	k.shared = bytes
+	return k
+}
+
+// maxDefaultSmem is the dynamic shared memory a kernel may use without the
+// attribute (48 KiB, less its static shared memory, on every GPU).
+const maxDefaultSmem = 48 << 10
+
 // u32 appends an unsigned int argument.
 func (k *kernelCall) u32(v uint32) *kernelCall { return k.arg(uint64(v), 'u') }
 

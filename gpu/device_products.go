@@ -68,21 +68,87 @@ const (
 )
 
 // gemmSplit returns the number of k slices and their length for an m x n x
-// k product (1, k: no split).
-func gemmSplit(m, n, k int) (splits, slice int) {
-	tiles := ((m + gemmTile - 1) / gemmTile) * ((n + gemmTile - 1) / gemmTile)
+// k product (1, k: no split) of the SIMT kernels' tiles.
+func gemmSplit(m, n, k int) (splits, slice int) { return splitK(m, n, k, gemmTile, gemmSliceAlign) }
+
+// splitK is gemmSplit for tiles of tile x tile outputs and slices a
+// multiple of align.
+func splitK(m, n, k, tile, align int) (splits, slice int) {
+	tiles := ((m + tile - 1) / tile) * ((n + tile - 1) / tile)
 	if 2*tiles >= gemmSplitTarget || k < 2*gemmMinSlice {
 		return 1, k
 	}
 	splits = min((gemmSplitTarget+tiles-1)/tiles, k/gemmMinSlice)
 	slice = (k + splits - 1) / splits
-	slice = (slice + gemmSliceAlign - 1) / gemmSliceAlign * gemmSliceAlign
+	slice = (slice + align - 1) / align * align
 	return (k + slice - 1) / slice, slice
+}
+
+// The tensor-core products (gemm_tc.cuh): TC_BM x TC_BN = 128 x 128
+// outputs per block of 256 threads (one dimension), k slices of split-K a
+// multiple of TC_BK, and the pipeline's TC_SMEM_BYTES of dynamic shared
+// memory (3 stages of two 128 x 36-float tiles: 108 KiB).
+const (
+	tcTile       = 128
+	tcThreads    = 256
+	tcSliceAlign = 32
+	tcSmemBytes  = 3 * 2 * 128 * 36 * 4
+)
+
+var tcBlock = dim3{tcThreads, 1, 1}
+
+// tcGrid is the grid over an m x n output of tensor-core tiles.
+func tcGrid(m, n int) dim3 {
+	return dim3{uint32((n + tcTile - 1) / tcTile), uint32((m + tcTile - 1) / tcTile), 1}
+}
+
+// tcSplit is gemmSplit for the tensor-core tiles.
+func tcSplit(m, n, k int) (splits, slice int) { return splitK(m, n, k, tcTile, tcSliceAlign) }
+
+// tensorCores reports whether a product of inner dimension k runs on the
+// tensor-core kernels: a precision other than fp32 (SetPrecision) and k >= 1 (k = 0,
+// C = beta C, is the SIMT kernels' affair). The caller also checks its
+// operands with tcOperand.
+func (d *DeviceBackend) tensorCores(k int) bool { return d.prec != PrecisionFP32 && k > 0 }
+
+// tcOperand reports whether a product may read b, a matrix of row stride
+// ld, with the tensor-core kernels' 16-byte asynchronous copies: its first
+// element 16-byte aligned and ld a multiple of 4 floats, so that every
+// row's start is. A view at an offset that is not a multiple of 4, or a
+// row stride such as the MLP's first layer's 2 + 32, falls back to the
+// SIMT kernels (with the same result within the precision's bound).
+func (d *DeviceBackend) tcOperand(b Buffer, ld int) bool { return d.ptr(b)%16 == 0 && ld%4 == 0 }
+
+// tcKernel names the tensor-core kernel of op (gemm, linear) in the
+// backend's precision, with the transpose letters of a gemm ("" for the
+// others) and direction.
+func (d *DeviceBackend) tcKernel(op, trans, direction string) string {
+	name := op + "_" + d.prec.String() + "_"
+	if trans != "" {
+		name += trans + "_"
+	}
+	return name + direction + "_kernel"
+}
+
+// transLetters are a product's transpose letters (nn, nt, tn, tt).
+func transLetters(transA, transB bool) string {
+	l := [2]byte{'n', 'n'}
+	if transA {
+		l[0] = 't'
+	}
+	if transB {
+		l[1] = 't'
+	}
+	return string(l[:])
 }
 
 func (d *DeviceBackend) Gemm(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
 	checkGemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
 	if m == 0 || n == 0 || !d.usable(a, b, c) {
+		return
+	}
+	if d.tensorCores(k) && d.tcOperand(a, lda) && d.tcOperand(b, ldb) {
+		d.gemmTC(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	if splits, slice := gemmSplit(m, n, k); splits > 1 && m <= maxGemmRows {
@@ -146,4 +212,33 @@ func (d *DeviceBackend) gemmSplitK(transA, transB bool, m, n, k, splits, slice i
 		i32(m).i32(n).i32(k).i32(slice).ptr(d.ptr(a)).i32(lda).ptr(d.ptr(b)).i32(ldb).ptr(partial))
 	d.launch(d.call("gemm_split_reduce_kernel", blocks1D(m*n), elemBlock).
 		i32(m).i32(n).i32(splits).f32(alpha).ptr(partial).f32(beta).ptr(d.ptr(c)).i32(ldc))
+}
+
+// gemmTC runs Gemm on the tensor-core kernels (gemm_{tf32,tf32x3,bf16}_*):
+// split-K as gemmSplitK does, over tcSplit's slices (the partials in the
+// scratch buffer, then gemm_split_reduce_kernel), or one launch per block
+// of rows. Preconditions: tensorCores(k), tcOperand(a, lda), tcOperand(b,
+// ldb).
+func (d *DeviceBackend) gemmTC(transA, transB bool, m, n, k int, alpha float32, a Buffer, lda int, b Buffer, ldb int, beta float32, c Buffer, ldc int) {
+	name := d.tcKernel("gemm", transLetters(transA, transB), "forward")
+	if splits, slice := tcSplit(m, n, k); splits > 1 && m <= maxGemmRows {
+		partial := d.scratchPtr(4 * splits * m * n)
+		if partial == 0 {
+			return
+		}
+		grid := tcGrid(m, n)
+		grid.z = uint32(splits)
+		d.launch(d.call(name, grid, tcBlock).smem(tcSmemBytes).
+			i32(m).i32(n).i32(k).i32(slice).f32(alpha).ptr(d.ptr(a)).i32(lda).ptr(d.ptr(b)).i32(ldb).
+			f32(beta).ptr(d.ptr(c)).i32(ldc).ptr(partial))
+		d.launch(d.call("gemm_split_reduce_kernel", blocks1D(m*n), elemBlock).
+			i32(m).i32(n).i32(splits).f32(alpha).ptr(partial).f32(beta).ptr(d.ptr(c)).i32(ldc))
+		return
+	}
+	for r0 := 0; r0 < m; r0 += maxGemmRows {
+		rows := min(maxGemmRows, m-r0)
+		d.launch(d.call(name, tcGrid(rows, n), tcBlock).smem(tcSmemBytes).
+			i32(rows).i32(n).i32(k).i32(k).f32(alpha).ptr(d.ptrAt(a, rowOffsetA(transA, r0, lda))).i32(lda).
+			ptr(d.ptr(b)).i32(ldb).f32(beta).ptr(d.ptrAt(c, r0*ldc)).i32(ldc).ptr(0))
+	}
 }

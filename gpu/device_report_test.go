@@ -90,6 +90,12 @@ func reportCases(s int) []reportCase {
 				return func() { be.Gemm(ta, tb, m, nn, k, 1, a, lda, b, ldb, 0, c, nn) }, []gpu.Buffer{c}
 			}}
 	}
+	linear := func(rows int) reportCase {
+		return reportCase{fmt.Sprintf("Linear silu %dx512->512", rows), 4 * float64(rows*512*3+512*512), 2 * float64(rows) * 512 * 512, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
+			x, w, b, pre, y := h.normals(rows*512), h.normals(512*512), h.normals(512), h.alloc(rows*512), h.alloc(rows*512)
+			return func() { be.Linear(rows, 512, 512, x, 512, w, b, gpu.ActSiLU, pre, y) }, []gpu.Buffer{pre, y}
+		}}
+	}
 	return []reportCase{
 		{fmt.Sprintf("Copy n=%d (bandwidth ceiling)", n), 8 * float64(n), 0, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
 			x, y := h.normals(n), h.alloc(n)
@@ -181,11 +187,51 @@ func reportCases(s int) []reportCase {
 		gemm(false, false, rows, 256, 256),
 		gemm(false, true, rows, 256, 256),
 		gemm(false, false, 256, 256, 256),
-		{fmt.Sprintf("Linear silu %dx512->512", rows), 4 * float64(rows*512*3+512*512), 2 * float64(rows) * 512 * 512, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
-			x, w, b, pre, y := h.normals(rows*512), h.normals(512*512), h.normals(512), h.alloc(rows*512), h.alloc(rows*512)
-			return func() { be.Linear(rows, 512, 512, x, 512, w, b, gpu.ActSiLU, pre, y) }, []gpu.Buffer{pre, y}
-		}},
+		linear(rows),
+		// The tensor-core products (gpu.Precision): the square product,
+		// the weight gradient (split over k) and the Linear layer.
+		withPrecision(gemm(false, false, gm, gm, gm), gpu.PrecisionTF32),
+		withPrecision(gemm(false, false, gm, gm, gm), gpu.PrecisionTF32x3),
+		withPrecision(gemm(true, false, 256, 256, rows), gpu.PrecisionTF32x3),
+		withPrecision(linear(rows), gpu.PrecisionTF32),
+		withPrecision(linear(rows), gpu.PrecisionTF32x3),
+		withPrecision(gemm(false, false, gm, gm, gm), gpu.PrecisionBF16),
+		withPrecision(linear(rows), gpu.PrecisionBF16),
 	}
+}
+
+// withPrecision is case c run in precision p on the device backend (the
+// CPU backend, the reference, computes in fp32), named with it.
+func withPrecision(c reportCase, p gpu.Precision) reportCase {
+	setup := c.setup
+	c.name += " " + p.String()
+	c.setup = func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
+		op, outs := setup(be, h)
+		if _, dev := be.(*gpu.DeviceBackend); !dev {
+			return op, outs
+		}
+		return func() {
+			gpu.SetPrecision(be, p)
+			op()
+			gpu.SetPrecision(be, gpu.PrecisionFP32)
+		}, outs
+	}
+	return c
+}
+
+// reportMaxErr bounds a case's normwise error against the CPU backend:
+// 1e-4, and 2e-3 for a tf32 product (its error reaches 2^-10 of sum |a||b|,
+// gpu/gputest; relative to max |c| of normal operands, typically 3e-4 at
+// k = 2048), 1.6e-2 for a bf16 product (operands rounded to 8 bits instead
+// of 11: eight times tf32's).
+func reportMaxErr(name string) float64 {
+	switch {
+	case strings.HasSuffix(name, " tf32"):
+		return 2e-3
+	case strings.HasSuffix(name, " bf16"):
+		return 1.6e-2
+	}
+	return 1e-4
 }
 
 func isqrt(s int) int { return int(math.Sqrt(float64(s))) }
@@ -246,7 +292,7 @@ func runDeviceReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durat
 		}
 		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s kernels=%s\n", dev.Info().Backend,
 			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate, kernels)
-		if errn > 1e-4 || math.IsNaN(errn) {
+		if errn > reportMaxErr(c.name) || math.IsNaN(errn) {
 			t.Errorf("%s: normwise error %.3g against the CPU backend", c.name, errn)
 		}
 		hd.free()

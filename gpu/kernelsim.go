@@ -5,6 +5,7 @@ package gpu
 import (
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"regexp"
 	"runtime"
@@ -110,7 +111,8 @@ func NewKernelSimWith(o KernelSimOptions) (Backend, error) {
 	}
 	kernels.SimConfig(threads, order, o.Seed, checks)
 	kernels.SimSampling(first, every)
-	return newDeviceBackend(&simLauncher{threads: threads, bounds: bounds, sigs: kernels.SimKernels()}), nil
+	return newDeviceBackend(&simLauncher{threads: threads, bounds: bounds, sigs: kernels.SimKernels(),
+		smem: map[string]int{}, stats: map[string]KernelStat{}}), nil
 }
 
 // simLauncher implements launcher with the kernelsim harness: memory is
@@ -119,7 +121,12 @@ type simLauncher struct {
 	threads int
 	bounds  map[string]int    // kernel -> __launch_bounds__
 	sigs    map[string]string // kernel -> argument signature
+	smem    map[string]int    // kernel -> its maximum dynamic shared memory attribute, as set
+	stats   map[string]KernelStat
 }
+
+func (s *simLauncher) kernelStats() map[string]KernelStat { return maps.Clone(s.stats) }
+func (s *simLauncher) resetKernelStats()                  { clear(s.stats) }
 
 func (s *simLauncher) info() DeviceInfo {
 	return DeviceInfo{Backend: "kernelsim", Name: "kernelsim on " + cpuName(), ComputeCapability: "host", Threads: s.threads}
@@ -166,6 +173,16 @@ func (s *simLauncher) launch(k *kernelCall) error {
 	}
 	if threads := int(k.block.x) * int(k.block.y) * int(k.block.z); threads > bound {
 		return fmt.Errorf("kernelsim: %s: block of %d threads exceeds its __launch_bounds__(%d)", k.name, threads, bound)
+	}
+	st := s.stats[k.name]
+	st.Launches++
+	s.stats[k.name] = st
+	if k.shared > maxDefaultSmem && s.smem[k.name] < k.shared {
+		// as the CUDA launcher does (gpu/cuda.go)
+		if err := kernels.SimSetMaxDynamicShared(k.name, k.shared); err != nil {
+			return fmt.Errorf("kernelsim: %w", err)
+		}
+		s.smem[k.name] = k.shared
 	}
 	return kernels.SimLaunch(k.name, [3]uint32{k.grid.x, k.grid.y, k.grid.z}, [3]uint32{k.block.x, k.block.y, k.block.z},
 		k.shared, k.slots[:k.n], k.signature())

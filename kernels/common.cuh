@@ -31,9 +31,12 @@
 // kernelsim harness, which poisons and checks it; kernels_files_test.go
 // requires every static shared variable to be declared so).
 #define FM_SHARED(T, name, ...) __shared__ T name __VA_ARGS__
-// Dynamic shared memory of a launch (its size is the launch's shared bytes).
-#define FM_DYNAMIC_SMEM(T, name) extern __shared__ T name[]
+// Dynamic shared memory of a launch (its size is the launch's shared bytes),
+// 16-byte aligned (cp.async and float4 accesses) after any static shared
+// variables of the kernel.
+#define FM_DYNAMIC_SMEM(T, name) extern __shared__ __align__(16) T name[]
 #define FM_UNROLL _Pragma("unroll")
+#define FM_NO_UNROLL _Pragma("unroll 1")
 FM_DEVICE float fm_mul(float a, float b) { return __fmul_rn(a, b); }
 FM_DEVICE float fm_add(float a, float b) { return __fadd_rn(a, b); }
 FM_DEVICE float fm_sub(float a, float b) { return __fsub_rn(a, b); }
@@ -47,6 +50,7 @@ FM_DEVICE float fm_rcp(float a) { return __frcp_rn(a); }
 #define FM_SHARED(T, name, ...) SIM_SHARED(T, name, __VA_ARGS__)
 #define FM_DYNAMIC_SMEM(T, name) T* name = (T*)sim_dynamic_smem()
 #define FM_UNROLL _Pragma("GCC unroll 16")
+#define FM_NO_UNROLL _Pragma("GCC unroll 1")
 static inline float fm_mul(float a, float b) { return a * b; }
 static inline float fm_add(float a, float b) { return a + b; }
 static inline float fm_sub(float a, float b) { return a - b; }

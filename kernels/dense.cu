@@ -3,6 +3,7 @@
 // the bias gradient's column sums, the activation alone, the network's input encodings (the time
 // embedding, one-hot labels), and the MSE loss with its gradient.
 #include "gemm.cuh"
+#include "gemm_tc.cuh"
 
 // linear_forward_kernel: pre = x W^T + bias, y = act(pre) (gpu.Dense.Linear).
 // The product is gemm_nt's tile; the epilogue adds the bias and applies the
@@ -137,6 +138,139 @@ extern "C" __global__ void __launch_bounds__(256)
         for (int q = 0; q < splits; q++) s += fm_ldcg(biasPartial + (long long)q * out + br);
         dBias[br] = (float)s;
     }
+}
+
+// linear_{tf32,tf32x3,bf16}_forward_kernel: linear_forward_kernel on the
+// tensor cores (gemm_tc.cuh: tf32, one TF32 product; tf32x3, the 3xTF32
+// split; bf16, one product of the operands rounded to bf16), the same
+// epilogue.
+// Shapes: as linear_forward_kernel.
+// Preconditions: in >= 1; x and W 16-byte aligned, ldx and in multiples of 4.
+// Launch: grid (ceil(out / 128), ceil(rows / 128)), block (256, 1, 1),
+// TC_SMEM_BYTES of dynamic shared memory.
+template <int P>
+FM_DEVICE void linear_tc_forward(int rows, int in, int out, const float* __restrict__ x, int ldx,
+                                 const float* __restrict__ W, const float* __restrict__ bias, int act, float* pre,
+                                 float* y) {
+    const int row0 = (int)blockIdx.y * TC_BM, col0 = (int)blockIdx.x * TC_BN;
+    float acc[TC_MT][TC_NT][4];
+    double unused = 0.0;
+    tc_tile<false, true, P>(rows, out, in, x, ldx, W, in, row0, col0, acc, false, unused);
+    tc_epilogue(acc, rows, out, row0, col0, [&](int r, int c, float v) {
+        const long long o = (long long)r * out + c;
+        float z = v;
+        if (bias) z = fm_add(z, bias[c]);
+        if (pre) pre[o] = z;
+        y[o] = act == FM_ACT_SILU ? silu_f(z) : z;
+    });
+}
+
+#define FM_LINEAR_TC_PARAMS                                                                                        \
+    int rows, int in, int out, const float *__restrict__ x, int ldx, const float *__restrict__ W,                  \
+        const float *__restrict__ bias, int act, float *pre, float *y
+#define FM_LINEAR_TC_ARGS rows, in, out, x, ldx, W, bias, act, pre, y
+
+extern "C" __global__ void __launch_bounds__(256) linear_tf32_forward_kernel(FM_LINEAR_TC_PARAMS) {
+    linear_tc_forward<TC_TF32>(FM_LINEAR_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) linear_tf32x3_forward_kernel(FM_LINEAR_TC_PARAMS) {
+    linear_tc_forward<TC_TF32X3>(FM_LINEAR_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) linear_bf16_forward_kernel(FM_LINEAR_TC_PARAMS) {
+    linear_tc_forward<TC_BF16>(FM_LINEAR_TC_ARGS);
+}
+
+// linear_{tf32,tf32x3,bf16}_backward_kernel: linear_backward_kernel on the
+// tensor cores, with 128 x 128 tiles: blocks [0, wBlocks) the weight
+// gradient dW = dPre^T x by tiles of dW, tile t in blocks t splits .. t
+// splits + splits - 1 over the row slices of kSlice (split-K, the partials
+// added by the tile's last block in order, in double), the blocks of tile
+// column 0 summing dBias beside; blocks [wBlocks, gridDim.x) the input
+// gradient dX = ((dPre W)[:, :cols] + beta dX) * act'(preX) by tiles of
+// the rows x cols output. Numbers as linear_backward_kernel but for the
+// products' precision.
+// Shapes: as linear_backward_kernel, with tiles of 128 x 128 (counters:
+// the tiles of dW; kSlice a multiple of 32).
+// Preconditions: rows, in, out >= 1; dPre 16-byte aligned and out a
+// multiple of 4; with wBlocks > 0, x 16-byte aligned and ldx a multiple of
+// 4; with input-gradient blocks, W 16-byte aligned and in a multiple of 4.
+// Launch: grid (wBlocks + ceil(rows / 128) ceil(cols / 128)), block (256, 1,
+// 1), TC_SMEM_BYTES of dynamic shared memory.
+template <int P>
+FM_DEVICE void linear_tc_backward(int rows, int in, int out, const float* __restrict__ dPre,
+                                  const float* __restrict__ x, int ldx, const float* __restrict__ W,
+                                  float* __restrict__ dW, float* __restrict__ dBias, int splits, int kSlice,
+                                  float* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters, int wBlocks, int cols, int act,
+                                  const float* __restrict__ preX, float beta, float* __restrict__ dX) {
+    const int tid = (int)threadIdx.x;
+    const int b = (int)blockIdx.x;
+    float acc[TC_MT][TC_NT][4];
+    if (b >= wBlocks) {
+        const int bb = b - wBlocks, tilesX = (cols + TC_BN - 1) / TC_BN;
+        const int row0 = (bb / tilesX) * TC_BM, col0 = (bb % tilesX) * TC_BN;
+        double unused = 0.0;
+        tc_tile<false, false, P>(rows, cols, out, dPre, out, W, in, row0, col0, acc, false, unused);
+        tc_epilogue(acc, rows, cols, row0, col0, [&](int r, int c, float v) {
+            const long long o = (long long)r * cols + c;
+            float g = v;
+            if (beta != 0.0f) g += beta * dX[o];
+            if (act == FM_ACT_SILU) g = fm_mul(g, silu_grad_f(preX[o]));
+            dX[o] = g;
+        });
+        return;
+    }
+    const int z = b % splits, t = b / splits, tilesX = (in + TC_BN - 1) / TC_BN;
+    const int row0 = (t / tilesX) * TC_BM, col0 = (t % tilesX) * TC_BN;
+    const long long k0 = (long long)z * kSlice;
+    const int kLen = rows - k0 < kSlice ? (int)(rows - k0) : kSlice;
+    const bool sumBias = dBias != nullptr && col0 == 0;  // uniform across the block
+    double asum = 0.0;
+    tc_tile<true, false, P>(out, in, kLen, dPre + k0 * out, out, x + k0 * ldx, ldx, row0, col0, acc, sumBias, asum);
+    const int br = row0 + tid;  // the bias row of threads tid < 128
+    if (splits == 1) {
+        tc_epilogue(acc, out, in, row0, col0, [&](int r, int c, float v) { dW[(long long)r * in + c] = v; });
+        if (sumBias && tid < TC_BM && br < out) dBias[br] = (float)asum;
+        return;
+    }
+    const long long mn = (long long)out * in;
+    tc_epilogue(acc, out, in, row0, col0, [&](int r, int c, float v) { partial[z * mn + (long long)r * in + c] = v; });
+    if (sumBias && tid < TC_BM && br < out) biasPartial[(long long)z * out + br] = asum;
+    if (!last_block_of(counters + t, (unsigned)splits)) return;
+    tc_epilogue(acc, out, in, row0, col0, [&](int r, int c, float) {
+        const long long e = (long long)r * in + c;
+        double s = 0.0;
+        for (int q = 0; q < splits; q++) s += (double)fm_ldcg(partial + q * mn + e);
+        dW[e] = (float)s;
+    });
+    if (sumBias && tid < TC_BM && br < out) {
+        double s = 0.0;
+        for (int q = 0; q < splits; q++) s += fm_ldcg(biasPartial + (long long)q * out + br);
+        dBias[br] = (float)s;
+    }
+}
+
+#define FM_LINEAR_BACKWARD_TC_PARAMS                                                                               \
+    int rows, int in, int out, const float *__restrict__ dPre, const float *__restrict__ x, int ldx,               \
+        const float *__restrict__ W, float *__restrict__ dW, float *__restrict__ dBias, int splits, int kSlice,    \
+        float *__restrict__ partial, double *__restrict__ biasPartial, unsigned *__restrict__ counters,            \
+        int wBlocks, int cols, int act, const float *__restrict__ preX, float beta, float *__restrict__ dX
+#define FM_LINEAR_BACKWARD_TC_ARGS                                                                                 \
+    rows, in, out, dPre, x, ldx, W, dW, dBias, splits, kSlice, partial, biasPartial, counters, wBlocks, cols, act, \
+        preX, beta, dX
+
+extern "C" __global__ void __launch_bounds__(256) linear_tf32_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
+    linear_tc_backward<TC_TF32>(FM_LINEAR_BACKWARD_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) linear_tf32x3_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
+    linear_tc_backward<TC_TF32X3>(FM_LINEAR_BACKWARD_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) linear_bf16_backward_kernel(FM_LINEAR_BACKWARD_TC_PARAMS) {
+    linear_tc_backward<TC_BF16>(FM_LINEAR_BACKWARD_TC_ARGS);
 }
 
 // bias_act_backward_kernel: dPre = dY * act'(pre) elementwise, and when

@@ -1,6 +1,7 @@
 // The Products family (gpu/products.go): general and batched matrix
 // products for the networks' forward and backward passes.
 #include "gemm.cuh"
+#include "gemm_tc.cuh"
 
 // gemm_body: C = alpha op(A) op(B) + beta C over the block's tile; C is not
 // read when beta = 0 (it may hold NaN).
@@ -170,4 +171,96 @@ extern "C" __global__ void __launch_bounds__(256) gemm_batched_tn_forward_kernel
 
 extern "C" __global__ void __launch_bounds__(256) gemm_batched_tt_forward_kernel(FM_GEMM_BATCHED_PARAMS) {
     gemm_batched_body<true, true>(FM_GEMM_BATCHED_ARGS);
+}
+
+// gemm_{tf32,tf32x3,bf16}_{nn,nt,tn,tt}_forward_kernel: C = alpha op(A)
+// op(B) + beta C as gemm_*_forward_kernel, on the tensor cores
+// (gemm_tc.cuh: tf32, one TF32 product; tf32x3, the 3xTF32 split, float32
+// accuracy; bf16, one product of the operands rounded to bf16); with
+// gridDim.z > 1, block (bx, by, z) instead writes the unscaled partial
+// product over the k slice [z kSlice, min(k, (z + 1) kSlice)) to partial +
+// z m n, and gemm_split_reduce_kernel adds the slices in order, as
+// gemm_*_split_forward_kernel (kSlice is read only then).
+// Shapes: as gemm_*_forward_kernel; partial (gridDim.z, m, n) when
+// gridDim.z > 1.
+// Preconditions: k >= 1; A and B 16-byte aligned, lda and ldb multiples of
+// 4; kSlice a multiple of 32 (TC_BK).
+// Launch: grid (ceil(n / 128), ceil(m / 128), splits), block (256, 1, 1),
+// TC_SMEM_BYTES of dynamic shared memory.
+template <bool TA, bool TB, int PREC>
+FM_DEVICE void gemm_tc_body(int m, int n, int k, int kSlice, float alpha, const float* __restrict__ A, int lda,
+                            const float* __restrict__ B, int ldb, float beta, float* __restrict__ C, int ldc,
+                            float* __restrict__ partial) {
+    const bool split = gridDim.z > 1;
+    const long long k0 = split ? (long long)blockIdx.z * kSlice : 0;
+    const int kLen = !split ? k : (k - k0 < kSlice ? (int)(k - k0) : kSlice);
+    const int row0 = (int)blockIdx.y * TC_BM, col0 = (int)blockIdx.x * TC_BN;
+    float acc[TC_MT][TC_NT][4];
+    double unused = 0.0;
+    tc_tile<TA, TB, PREC>(m, n, kLen, TA ? A + k0 * lda : A + k0, lda, TB ? B + k0 : B + k0 * ldb, ldb, row0, col0,
+                          acc, false, unused);
+    if (split) {
+        float* P = partial + (long long)blockIdx.z * m * n;
+        tc_epilogue(acc, m, n, row0, col0, [&](int r, int c, float v) { P[(long long)r * n + c] = v; });
+        return;
+    }
+    tc_epilogue(acc, m, n, row0, col0, [&](int r, int c, float v) {
+        float* cp = C + (long long)r * ldc + c;
+        float o = alpha * v;
+        if (beta != 0.0f) o += beta * *cp;
+        *cp = o;
+    });
+}
+
+#define FM_GEMM_TC_PARAMS                                                                                        \
+    int m, int n, int k, int kSlice, float alpha, const float *__restrict__ A, int lda, const float *__restrict__ B, \
+        int ldb, float beta, float *__restrict__ C, int ldc, float *__restrict__ partial
+#define FM_GEMM_TC_ARGS m, n, k, kSlice, alpha, A, lda, B, ldb, beta, C, ldc, partial
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32_nn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, false, TC_TF32>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32_nt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, true, TC_TF32>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32_tn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, false, TC_TF32>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32_tt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, true, TC_TF32>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32x3_nn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, false, TC_TF32X3>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32x3_nt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, true, TC_TF32X3>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32x3_tn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, false, TC_TF32X3>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_tf32x3_tt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, true, TC_TF32X3>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_nn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, false, TC_BF16>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_nt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<false, true, TC_BF16>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tn_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, false, TC_BF16>(FM_GEMM_TC_ARGS);
+}
+
+extern "C" __global__ void __launch_bounds__(256) gemm_bf16_tt_forward_kernel(FM_GEMM_TC_PARAMS) {
+    gemm_tc_body<true, true, TC_BF16>(FM_GEMM_TC_ARGS);
 }

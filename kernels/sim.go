@@ -119,6 +119,19 @@ func SimLaunch(name string, grid, block [3]uint32, shared int, args []uint64, si
 	return nil
 }
 
+// SimSetMaxDynamicShared sets kernel name's maximum dynamic shared memory
+// (cuFuncSetAttribute's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES:
+// the opt-in above 48 KiB); an error when a targeted GPU cannot give it.
+func SimSetMaxDynamicShared(name string, bytes int) error {
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	var msg [512]C.char
+	if C.sim_set_max_dynamic_shared(cname, C.size_t(bytes), &msg[0], C.size_t(len(msg))) != 0 {
+		return errors.New(C.GoString(&msg[0]))
+	}
+	return nil
+}
+
 // SimAlloc returns bytes of harness "device" memory (host memory, its
 // contents NaN, between guard pages), or 0 when bytes is 0 or the
 // allocation fails.

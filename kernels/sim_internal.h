@@ -63,7 +63,15 @@ extern std::atomic<int> g_checks;
 enum FiberState { kRunnable, kAtBlockBarrier, kAtWarpOp, kDone, kFaulted };
 
 // Warp operations (sim_warp_op): what the lanes of a mask meet at.
-enum WarpOp : int { kWarpSync = 0, kWarpShfl = 1, kWarpBallot = 2, kWarpAny = 3, kWarpAll = 4 };
+enum WarpOp : int {
+    kWarpSync = 0,
+    kWarpShfl = 1,
+    kWarpBallot = 2,
+    kWarpAny = 3,
+    kWarpAll = 4,
+    kWarpMma = 5,       // mma.sync: a SimWarpCollective (sim_shim.h)
+    kWarpLdmatrix = 6,  // ldmatrix: a SimWarpCollective
+};
 
 struct Fiber {
     Ctx ctx;
@@ -81,6 +89,14 @@ struct Fiber {
     uint64_t wval = 0;
     int wmode = 0, warg = 0, wwidth = 32;
     uint64_t wresult = 0;
+    // cp.async (sim_shim.h): the copies issued and not yet handed back,
+    // oldest first; groups[i] is the number of copies up to the end of
+    // committed group i (the oldest pending group first). Empty at every
+    // block start.
+    SimAsyncCopy acopies[SIM_MAX_ASYNC_COPIES];
+    int nacopies = 0;
+    int agroups[SIM_MAX_ASYNC_COPIES];
+    int nagroups = 0;
 #if defined(FMGPU_SIM_ASAN)
     void* fake_stack = nullptr;
 #endif

@@ -312,6 +312,10 @@ static const char* warp_op_name(const Fiber& f) {
             return "__any_sync";
         case kWarpAll:
             return "__all_sync";
+        case kWarpMma:
+            return "mma.sync";
+        case kWarpLdmatrix:
+            return "ldmatrix";
         default:
             switch (f.wmode) {
                 case SIM_SHFL_XOR:
@@ -364,6 +368,29 @@ SIM_HOOK static unsigned shfl_source(unsigned l, int mode, int arg, int width) {
 // wi, all of which have arrived at it: their results, then runnable.
 SIM_HOOK static bool release_group(Worker* w, unsigned wi, unsigned m) {
     Fiber* lanes = w->fib + wi * 32;
+    if (lanes[__builtin_ctz(m)].wop == kWarpMma || lanes[__builtin_ctz(m)].wop == kWarpLdmatrix) {
+        // A tensor-core instruction: the whole warp (sim_warp_op checked
+        // the mask), one call computing every lane's result.
+        SimWarpCollective* rec[32];
+        for (unsigned l = 0; l < 32; l++) rec[l] = (SimWarpCollective*)(uintptr_t)lanes[l].wval;
+        for (unsigned l = 1; l < 32; l++)
+            if (rec[l]->fn != rec[0]->fn) {
+                if (w->err.empty())
+                    w->err = fmt("synccheck: lanes 0 and %u of warp %u meet at different %s instructions", l, wi,
+                                 warp_op_name(lanes[0]));
+                return false;
+            }
+        char err[512];
+        err[0] = 0;
+        if (rec[0]->fn(rec, err, sizeof err) != 0) {
+            if (w->err.empty())
+                w->err = fmt("%s in warp %u (%s..): %s", warp_op_name(lanes[0]), wi,
+                             thread_name(w->job, lanes[0].linear).c_str(), err);
+            return false;
+        }
+        for (unsigned l = 0; l < 32; l++) lanes[l].state = kRunnable;
+        return true;
+    }
     uint64_t ballot = 0;
     for (unsigned l = 0; l < 32; l++)
         if (m >> l & 1 && lanes[l].wval != 0) ballot |= 1ull << l;
@@ -534,6 +561,7 @@ SIM_HOOK static void run_block(Worker* w, Job* job, long b) {
     for (unsigned i = 0; i < n; i++) {
         Fiber& f = fib[i];
         f.state = kRunnable;
+        f.nacopies = f.nagroups = 0;
         f.linear = i;
         f.tid = sim_dim3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
         ctx_init(&f.ctx, f.stack + page, kStackSize, fiber_main, w);
@@ -810,12 +838,48 @@ SIM_HOOK uint64_t sim_warp_op(int op, unsigned mask, uint64_t v, int mode, int a
     if (nl < 32 && mask >> nl != 0)
         SIM_FAULT(w, fmt("synccheck: %s with mask 0x%08x in %s: warp %u has %u lanes (the block has %u threads)",
                            warp_op_name(*f), mask, thread_name(w->job, f->linear).c_str(), wi, nl, w->nthreads));
+    if ((op == kWarpMma || op == kWarpLdmatrix) && (mask != 0xffffffffu || nl != 32))
+        SIM_FAULT(w, fmt("synccheck: %s in %s with mask 0x%08x in a warp of %u lanes: the instruction is "
+                         ".sync.aligned (every lane of a full warp)",
+                         warp_op_name(*f), thread_name(w->job, f->linear).c_str(), mask, nl));
     if (op == kWarpShfl && (width <= 0 || width > 32 || (width & (width - 1)) != 0))
         SIM_FAULT(w, fmt("synccheck: %s in %s: width %d is not a power of 2 in [1, 32]", warp_op_name(*f),
                            thread_name(w->job, f->linear).c_str(), width));
     f->state = kAtWarpOp;
     park(w, f);
     return f->wresult;
+}
+
+SIM_HOOK void sim_cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes) {
+    Worker* w = tls_worker;
+    Fiber* f = w->cur;
+    if (f->nacopies == SIM_MAX_ASYNC_COPIES)
+        SIM_FAULT(w, fmt("%s: more than %d cp.async copies pending (a missing cp.async.wait_group?)",
+                         thread_name(w->job, f->linear).c_str(), SIM_MAX_ASYNC_COPIES));
+    f->acopies[f->nacopies++] = SimAsyncCopy{dst, src, bytes, src_bytes};
+}
+
+SIM_HOOK void sim_cp_async_commit(void) {
+    Worker* w = tls_worker;
+    Fiber* f = w->cur;
+    if (f->nagroups == SIM_MAX_ASYNC_COPIES)
+        SIM_FAULT(w, fmt("%s: more than %d cp.async groups pending (a missing cp.async.wait_group?)",
+                         thread_name(w->job, f->linear).c_str(), SIM_MAX_ASYNC_COPIES));
+    f->agroups[f->nagroups++] = f->nacopies;
+}
+
+SIM_HOOK int sim_cp_async_take(int keep, SimAsyncCopy* out) {
+    Fiber* f = tls_worker->cur;
+    if (keep < 0) keep = 0;
+    if (f->nagroups <= keep) return 0;
+    // The oldest nagroups - keep groups complete: their copies, in order.
+    int done = f->nagroups - keep, n = f->agroups[done - 1];
+    memcpy(out, f->acopies, (size_t)n * sizeof(SimAsyncCopy));
+    memmove(f->acopies, f->acopies + n, (size_t)(f->nacopies - n) * sizeof(SimAsyncCopy));
+    f->nacopies -= n;
+    for (int g = done; g < f->nagroups; g++) f->agroups[g - done] = f->agroups[g] - n;
+    f->nagroups = keep;
+    return n;
 }
 
 void sim_fault(const char* msg) {

@@ -3,6 +3,7 @@
 // names start with simtest_.
 #pragma once
 #include "common.cuh"
+#include "mma.cuh"
 
 // Reverses each block's slice through shared memory: correct only with
 // the barrier between the write and the read.
@@ -315,4 +316,122 @@ extern "C" __global__ void __launch_bounds__(32) simtest_misaligned_kernel(float
         }
     }
     out[0] = v;
+}
+
+// ---- tensor-core instructions (mma.cuh, emulated by sim_mma.h) ----
+
+// One warp: D = C + A B by fm_mma_tf32<2, 2> (2 x 2 m16n8k8 products),
+// A 32 x 8 and B 8 x 16 row-major, C and D 32 x 16, each lane loading its
+// fragments by the PTX layouts (mma.cuh). mode 0 passes A's raw float32
+// bits (an emulation error: not tf32 values), 1 the tf32-rounded operands,
+// 2 their 3xTF32 split (fm_mma_tf32x3).
+extern "C" __global__ void __launch_bounds__(32)
+    simtest_mma_kernel(const float* A, const float* B, const float* C, float* D, int mode) {
+    const int l = (int)threadIdx.x, g = l >> 2, t = l & 3;
+    uint32_t a[2][4], b[2][2], alo[2][4], blo[2][2];
+    float acc[2][2][4];
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 4; r++) {
+            float v = A[(16 * i + g + 8 * (r & 1)) * 8 + t + 4 * (r >> 1)];
+            a[i][r] = mode == 1 ? fm_tf32(v) : __float_as_uint(v);
+            if (mode == 2) fm_tf32_split(v, a[i][r], alo[i][r]);
+        }
+    for (int j = 0; j < 2; j++)
+        for (int r = 0; r < 2; r++) {
+            float v = B[(t + 4 * r) * 16 + 8 * j + g];
+            b[j][r] = fm_tf32(v);
+            if (mode == 2) fm_tf32_split(v, b[j][r], blo[j][r]);
+        }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) acc[i][j][r] = C[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)];
+    if (mode == 2)
+        fm_mma_tf32x3<2, 2>(acc, a, alo, b, blo);
+    else
+        fm_mma_tf32<2, 2>(acc, a, b);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) D[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)] = acc[i][j][r];
+}
+
+// One warp: the A fragments of the two 16 x 8 halves of a 32 x 8 row-major
+// matrix (k-contiguous rows of 12 floats in shared memory) by one
+// fm_ldmatrix_x4<2>; out[8 l + 4 h + r] is lane l's register r of half h,
+// as float bits.
+extern "C" __global__ void __launch_bounds__(32) simtest_ldmatrix_kernel(const float* in, float* out) {
+    FM_SHARED(__align__(16) float, s, [32 * 12]);
+    const int l = (int)threadIdx.x;
+    for (int e = l; e < 32 * 8; e += 32) s[(e / 8) * 12 + e % 8] = in[e];
+    __syncthreads();
+    uint32_t r[2][4];
+    const float* rows[2];
+    for (int h = 0; h < 2; h++) rows[h] = s + (16 * h + (l & 7) + 8 * ((l >> 3) & 1)) * 12 + 4 * (l >> 4);
+    fm_ldmatrix_x4<2>(r, rows);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) out[8 * l + 4 * h + i] = __uint_as_float(r[h][i]);
+}
+
+// cp.async: 64 threads copy in[0, n) (zero-filled to 256 floats) into
+// shared memory in two groups of 16 bytes a thread (threads 0..31 the first
+// 128 floats, in the group committed first), then out[i] = s[255 - i]:
+//   mode 0: wait_group 0, __syncthreads, read (correct);
+//   mode 1: no wait_group (the reads see poisoned memory: initcheck);
+//   mode 2: wait_group 0 without the __syncthreads (racecheck or initcheck);
+//   mode 3: wait_group 1 (the second group may be pending), __syncthreads,
+//           read only the first group's floats (correct);
+//   mode 4: mode 3 reading everything (initcheck).
+extern "C" __global__ void __launch_bounds__(64) simtest_cp_async_kernel(const float* in, int n, float* out, int mode) {
+    FM_SHARED(__align__(16) float, s, [256]);
+    const int i = (int)threadIdx.x;
+    for (int grp = 0; grp < 2; grp++) {
+        if ((i < 32) == (grp == 0)) {
+            const int e = 4 * i, valid = imax(0, imin(4, n - e));
+            fm_cp_async16(s + e, valid > 0 ? in + e : in, 4 * valid);
+        }
+        fm_cp_async_commit();
+    }
+    if (mode == 0 || mode == 2) fm_cp_async_wait<0>();
+    if (mode == 3 || mode == 4) fm_cp_async_wait<1>();
+    if (mode != 2) __syncthreads();
+    for (int e = i; e < 256; e += 64) {
+        if (mode == 3 && 255 - e >= 128) continue;
+        out[e] = s[255 - e];
+    }
+    if (mode == 3) fm_cp_async_wait<0>();
+}
+
+// One warp: D = C + A B by fm_mma_bf16<2, 2> (2 x 2 m16n8k16 products), A
+// 32 x 16 and B 16 x 16 row-major, C and D 32 x 16, each lane building its
+// packed bf16 fragments by the PTX layouts (mma.cuh) with fm_bf16x2. mode 1
+// converts every element; mode 0 swaps the two halves of A's registers (a
+// wrong fragment layout, which the results must expose).
+extern "C" __global__ void __launch_bounds__(32)
+    simtest_mma_bf16_kernel(const float* A, const float* B, const float* C, float* D, int mode) {
+    const int l = (int)threadIdx.x, g = l >> 2, t = l & 3;
+    uint32_t a[2][4], b[2][2];
+    float acc[2][2][4];
+    for (int i = 0; i < 2; i++)
+        for (int r = 0; r < 4; r++) {
+            const float* p = A + (16 * i + g + 8 * (r & 1)) * 16 + 2 * t + 8 * (r >> 1);
+            a[i][r] = mode == 0 ? fm_bf16x2(p[1], p[0]) : fm_bf16x2(p[0], p[1]);
+        }
+    for (int j = 0; j < 2; j++)
+        for (int r = 0; r < 2; r++) {
+            const int k = 2 * t + 8 * r;
+            b[j][r] = fm_bf16x2(B[k * 16 + 8 * j + g], B[(k + 1) * 16 + 8 * j + g]);
+        }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) acc[i][j][r] = C[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)];
+    fm_mma_bf16<2, 2>(acc, a, b);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            for (int r = 0; r < 4; r++) D[(16 * i + g + 8 * (r >> 1)) * 16 + 8 * j + 2 * t + (r & 1)] = acc[i][j][r];
+}
+
+// fm_bf16x2 of in[2 i] (low half) and in[2 i + 1] (high half) into out[i],
+// as the bits of a float, for i < n (one thread each).
+extern "C" __global__ void __launch_bounds__(32) simtest_bf16x2_kernel(const float* in, float* out, int n) {
+    const int i = (int)(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < n) out[i] = __uint_as_float(fm_bf16x2(in[2 * i], in[2 * i + 1]));
 }

@@ -97,6 +97,38 @@ static inline void sim_check_aligned(const void* p, unsigned n) {
 #define SIM_SHFL_IDX 2
 #define SIM_SHFL_UP 3
 
+// Warp-wide instructions of the tensor cores (mma.sync, ldmatrix: mma.cuh,
+// emulated in sim_mma.h): every lane of a full warp parks with a pointer
+// to its own SimWarpCollective; when all 32 have arrived the scheduler
+// calls fn once with the 32 lanes' records (lanes[l] is lane l's), which
+// computes every lane's result from the others' operands. fn returns 0,
+// or nonzero with a message in err (a launch error). It runs on the
+// scheduler's stack: it must not use the access checks (no_sanitize_thread).
+#define SIM_WARP_MMA 5
+#define SIM_WARP_LDMATRIX 6
+struct SimWarpCollective {
+    int (*fn)(SimWarpCollective* const* lanes, char* err, size_t errlen);
+};
+#define SIM_NO_CHECKS __attribute__((no_sanitize_thread))
+
+// cp.async (mma.cuh) as the harness emulates it: a copy is queued in the
+// issuing thread (sim_cp_async), a commit closes the queued copies into a
+// group, and wait_group n hands back the copies of every committed group
+// but the n most recent (sim_cp_async_take), which the thread then applies
+// itself (sim_mma.h): until then the destination keeps whatever it held,
+// so a read before the wait sees stale or poisoned memory, as a GPU may.
+struct SimAsyncCopy {
+    void* dst;
+    const void* src;
+    unsigned bytes, src_bytes;
+};
+#define SIM_MAX_ASYNC_COPIES 128
+extern "C" {
+void sim_cp_async(void* dst, const void* src, unsigned bytes, unsigned src_bytes);
+void sim_cp_async_commit(void);
+int sim_cp_async_take(int keep, SimAsyncCopy* out);
+}
+
 static inline void __syncwarp(unsigned mask = 0xffffffffu) { sim_warp_op(SIM_WARP_SYNC, mask, 0, 0, 0, 32); }
 
 template <typename T>
@@ -201,6 +233,16 @@ static inline int __float_as_int(float v) {
     int i;
     memcpy(&i, &v, 4);
     return i;
+}
+static inline float __uint_as_float(unsigned v) {
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+static inline unsigned __float_as_uint(float v) {
+    unsigned u;
+    memcpy(&u, &v, 4);
+    return u;
 }
 static inline float rsqrtf(float v) { return (float)(1.0 / sqrt((double)v)); }
 

@@ -13,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/fmgpu/fmgpu/flow"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/model"
 )
 
@@ -47,6 +48,11 @@ type Config struct {
 	// the training times are the points of its grid (DistillGrid), on
 	// fixed pairs; sampling takes that solver by default.
 	DistillSteps int `json:"distill_steps,omitempty"`
+	// Precision is the backend's product precision while training
+	// (gpu.Precision: fp32, tf32x3, tf32 or bf16), which New sets on the backend
+	// (gpu.SetPrecision); the zero value, fp32, is omitted from the
+	// checkpoint, as checkpoints written before it was recorded have it.
+	Precision gpu.Precision `json:"precision,omitzero"`
 	// Preset names the recipe the settings were taken from (the train
 	// command's --preset, "cifar10"), recorded for the record; the
 	// settings themselves are the fields above. Empty: none.

@@ -78,6 +78,9 @@ func newTrainer(b gpu.Backend, cfg Config, data []float32, labels []int32, nData
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := gpu.SetPrecision(b, cfg.Precision); err != nil {
+		return nil, err
+	}
 	d := cfg.Model.Dim
 	if nData < 1 || len(data) != nData*d {
 		return nil, fmt.Errorf("training data: %d values for %d rows of %d columns", len(data), nData, d)

@@ -30,22 +30,31 @@ func testLinear(e *env) {
 		act           gpu.Act
 		pre, padX     int
 		biasStd       float64
+		aligned       bool // x at a 16-byte aligned offset (padX a multiple of 4)
 	}{
-		{1, 1, 1, gpu.ActNone, preSep, 0, 1},
-		{3, 3, 31, gpu.ActSiLU, preSep, 2, 1},
-		{17, 64, 64, gpu.ActSiLU, preNil, 0, 0.1},
-		{255, 31, 257, gpu.ActNone, preIsY, 5, 1},
-		{257, 2, 3, gpu.ActSiLU, preSep, 1, 1},
-		{1000, 64, 31, gpu.ActSiLU, preSep, 0, 0.1},
-		{1000, 257, 17, gpu.ActNone, preNil, 3, 1},
-		{17, 31, 64, gpu.ActSiLU, preSep, 0, 90},
+		{1, 1, 1, gpu.ActNone, preSep, 0, 1, false},
+		{3, 3, 31, gpu.ActSiLU, preSep, 2, 1, false},
+		{17, 64, 64, gpu.ActSiLU, preNil, 0, 0.1, false},
+		{255, 31, 257, gpu.ActNone, preIsY, 5, 1, false},
+		{257, 2, 3, gpu.ActSiLU, preSep, 1, 1, false},
+		{1000, 64, 31, gpu.ActSiLU, preSep, 0, 0.1, false},
+		{1000, 257, 17, gpu.ActNone, preNil, 3, 1, false},
+		{17, 31, 64, gpu.ActSiLU, preSep, 0, 90, false},
+		// operands a tensor-core product can copy (gpu/device_products.go)
+		{130, 36, 260, gpu.ActSiLU, preSep, 0, 1, true},
+		{257, 64, 33, gpu.ActNone, preIsY, 4, 1, true},
+		{5, 4, 3, gpu.ActSiLU, preNil, 0, 1, true},
 	}
 	for ci, c := range cases {
 		ldx := c.in + c.padX
 		xv := strided(e.rng, c.rows, c.in, ldx)
 		wv := normals(e.rng, c.out*c.in, 1/math.Sqrt(float64(c.in)))
 		bv := normals(e.rng, c.out, c.biasStd)
-		px := e.viewOf(xv, ci%4, 3)
+		offX := ci % 4
+		if c.aligned {
+			offX = 4 * (ci % 2)
+		}
+		px := e.viewOf(xv, offX, 3)
 		w, bias := e.upload(wv), e.upload(bv)
 		py := e.viewOf(filled(c.rows*c.out, sentinel), 1+ci%3, 2)
 		var pp padded
@@ -63,18 +72,21 @@ func testLinear(e *env) {
 		wantY := make([]float64, c.rows*c.out)
 		tolPre := make([]float64, c.rows*c.out)
 		tolY := make([]float64, c.rows*c.out)
+		round, rtol := e.prodRef(c.aligned)
+		xr, wr := round(xv), round(wv)
 		for r := 0; r < c.rows; r++ {
 			for j := 0; j < c.out; j++ {
 				z, sc := float64(bv[j]), math.Abs(float64(bv[j]))
 				for l := 0; l < c.in; l++ {
-					p := float64(xv[r*ldx+l]) * float64(wv[j*c.in+l])
+					p := float64(xr[r*ldx+l]) * float64(wr[j*c.in+l])
 					z += p
 					sc += math.Abs(p)
 				}
 				i := r*c.out + j
 				wantPre[i] = z
-				// a product plus the bias: 1e-4 of sum |x||w| + |b|
-				tolPre[i] = rtolRed*sc + tiny
+				// a product plus the bias: 1e-4 (tf32: rtolTF32; bf16: rtolBF16,
+				// or 1e-4 from the rounded operands' product) of sum |x||w| + |b|
+				tolPre[i] = rtol*sc + tiny
 				wantY[i], tolY[i] = z, tolPre[i]
 				if c.act == gpu.ActSiLU {
 					wantY[i] = silu64(z)
@@ -125,17 +137,24 @@ func testLinearBackward(e *env) {
 		padX                int
 		dW, dBias, dX       bool
 		beta                float32
+		aligned             bool // dPre and x at 16-byte aligned offsets
 	}{
-		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0},
-		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1},
-		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0},
-		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5},
-		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0}, // k = 1000: a split weight gradient
-		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0},
-		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1}, // no parameter gradient (InputVJP)
-		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0},     // the first layer without an input gradient
-		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0},       // an empty batch: zero gradients
-		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1}, // a gradient added to (the U-Net's embedding)
+		{1, 1, 1, 1, gpu.ActSiLU, 0, true, true, true, 0, false},
+		{3, 5, 2, 5, gpu.ActNone, 0, true, true, true, 1, false},
+		{17, 34, 256, 34, gpu.ActSiLU, 0, true, true, true, 0, false},
+		{300, 70, 65, 2, gpu.ActNone, 3, true, true, true, 0.5, false},
+		{1000, 64, 3, 64, gpu.ActSiLU, 0, true, true, true, 0, false}, // k = 1000: a split weight gradient
+		{4097, 130, 67, 130, gpu.ActSiLU, 1, true, false, true, 0, false},
+		{33, 20, 7, 20, gpu.ActSiLU, 0, false, false, true, -1, false}, // no parameter gradient (InputVJP)
+		{65, 9, 9, 0, gpu.ActNone, 0, true, true, false, 0, false},     // the first layer without an input gradient
+		{0, 4, 3, 4, gpu.ActSiLU, 0, true, true, true, 0, false},       // an empty batch: zero gradients
+		{70, 128, 40, 128, gpu.ActNone, 0, true, true, true, 1, false}, // a gradient added to (the U-Net's embedding)
+		// operands a tensor-core product can copy (gpu/device_products.go)
+		{300, 64, 32, 64, gpu.ActSiLU, 0, true, true, true, 0, true},
+		{1100, 36, 20, 36, gpu.ActNone, 4, true, true, true, 0.5, true}, // a split weight gradient
+		{130, 132, 260, 100, gpu.ActSiLU, 0, true, false, true, 0, true},
+		{40, 8, 4, 0, gpu.ActNone, 0, true, true, false, 0, true},
+		{33, 16, 12, 16, gpu.ActSiLU, 0, false, false, true, -1, true},
 	}
 	for ci, c := range cases {
 		ldx := c.in + c.padX
@@ -144,8 +163,12 @@ func testLinearBackward(e *env) {
 		wv := normals(e.rng, c.out*c.in, 1/math.Sqrt(float64(c.in)))
 		pre := normals(e.rng, c.rows*c.cols, 3)
 		extremes(pre)
-		pdp := e.viewOf(dp, ci%3, 1)
-		px := e.viewOf(xv, 1, ci%2)
+		offP, offX := ci%3, 1
+		if c.aligned {
+			offP, offX = 4*(ci%2), 4*((ci+1)%2)
+		}
+		pdp := e.viewOf(dp, offP, 1)
+		px := e.viewOf(xv, offX, ci%2)
 		w, ppre := e.upload(wv), e.upload(pre)
 		var pdw, pdb, pdx padded
 		var dW, dBias, dX gpu.Buffer
@@ -169,18 +192,20 @@ func testLinearBackward(e *env) {
 
 		name := fmt.Sprintf("LinearBackward(rows=%d, in=%d, out=%d, cols=%d, ldx=%d, act=%d, dW=%v, dBias=%v, dX=%v, beta=%g)",
 			c.rows, c.in, c.out, c.cols, ldx, c.act, c.dW, c.dBias, c.dX, c.beta)
+		round, rtol := e.prodRef(c.aligned)
+		dpr, xr, wr := round(dp), round(xv), round(wv)
 		if c.dW {
 			want, tol := make([]float64, c.out*c.in), make([]float64, c.out*c.in)
 			for o := 0; o < c.out; o++ {
 				for i := 0; i < c.in; i++ {
 					z, sc := 0.0, 0.0
 					for r := 0; r < c.rows; r++ {
-						p := float64(dp[r*c.out+o]) * float64(xv[r*ldx+i])
+						p := float64(dpr[r*c.out+o]) * float64(xr[r*ldx+i])
 						z += p
 						sc += math.Abs(p)
 					}
-					// a product: 1e-4 of sum |dPre||x|
-					want[o*c.in+i], tol[o*c.in+i] = z, rtolRed*sc+tiny
+					// a product: 1e-4 (tf32: rtolTF32; bf16: prodRef's) of sum |dPre||x|
+					want[o*c.in+i], tol[o*c.in+i] = z, rtol*sc+tiny
 				}
 			}
 			checkTol(e.t, name+": dW", e.download(pdw.view), want, tol, c.in)
@@ -206,7 +231,7 @@ func testLinearBackward(e *env) {
 				for j := 0; j < c.cols; j++ {
 					g, sc := 0.0, 0.0
 					for o := 0; o < c.out; o++ {
-						p := float64(dp[r*c.out+o]) * float64(wv[o*c.in+j])
+						p := float64(dpr[r*c.out+o]) * float64(wr[o*c.in+j])
 						g += p
 						sc += math.Abs(p)
 					}
@@ -216,8 +241,8 @@ func testLinearBackward(e *env) {
 						g += p
 						sc += math.Abs(p)
 					}
-					// a product (plus beta dX): 1e-4 of sum |dPre||W| + |beta dX|
-					want[i], tol[i] = g, rtolRed*sc+tiny
+					// a product (plus beta dX): 1e-4 (tf32: rtolTF32) of sum |dPre||W| + |beta dX|
+					want[i], tol[i] = g, rtol*sc+tiny
 					if c.act == gpu.ActSiLU {
 						z := float64(pre[i])
 						s := logistic64(z)

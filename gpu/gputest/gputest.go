@@ -29,6 +29,25 @@
 //     lengths used here (k <= 4097: typical error sqrt(k) 2^-24 < 4e-6,
 //     blocked or pairwise sums far less than the sequential worst case).
 //
+// Precisions (gpu.Precision): the products of Gemm, Linear and
+// LinearBackward run once in each precision the backend accepts (subtests
+// Gemm, Gemm_tf32x3, Gemm_tf32, ...; a backend refusing one skips it,
+// saying why). fp32 and tf32x3 are held to the bound above (3xTF32 is
+// within about 2^-21 of sum |a||b|: gpu/precision.go). tf32 rounds each
+// operand to 10 mantissa bits (relative error <= 2^-11), so a product a b
+// to within 2^-10 |a b| and a sum of them to within 2^-10 sum |a||b|
+// whatever k (a worst case; with random signs the error is nearer
+// 2^-11 sqrt(k) |a b|), plus the accumulation: rtolTF32. bf16 rounds each
+// operand to 8 significant bits (unit roundoff 2^-8), so a product to
+// within (1 + 2^-8)^2 - 1 = 2^-7 + 2^-16 of |a b| and a sum to within
+// that of sum |a||b|, plus the accumulation: rtolBF16. Where a device
+// backend runs a product on its tensor cores (the checks' aligned
+// operands: gpu/device_products.go), the bf16 result is also held to the
+// tighter bound of the float32 accumulation alone, rtolRed, against a
+// float64 reference of the operands rounded to bf16 (to nearest even, as
+// cvt.rn.bf16x2.f32): that catches a kernel rounding the wrong way, or
+// not at all, which rtolBF16 would hide.
+//
 // NaN never passes (numtest.Close). A failure prints the first few bad
 // indices with got, want and the tolerance.
 package gputest
@@ -55,6 +74,12 @@ const (
 	atolTrans = 1e-6
 	// rtolRed: reductions and products, relative to sum |a||b|.
 	rtolRed = 1e-4
+	// rtolTF32: products of operands rounded to tf32, relative to sum
+	// |a||b|: 2^-10 for the rounding, rtolRed for the accumulation.
+	rtolTF32 = 0x1p-10 + rtolRed
+	// rtolBF16: products of operands rounded to bf16, relative to sum
+	// |a||b|: 2^-7 + 2^-16 for the rounding, rtolRed for the accumulation.
+	rtolBF16 = 0x1p-7 + 0x1p-16 + rtolRed
 	// tiny: absolute floor for results whose scale is exactly zero (a
 	// product of zeros is exact in any order, so this never hides an error
 	// of size).
@@ -86,6 +111,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"Sync", testSync},
 		// Products (products.go)
 		{"Gemm", testGemm},
+		{"GemmAligned", testGemmAligned},
 		{"GemmBatched", testGemmBatched},
 		// Dense (dense.go)
 		{"Linear", testLinear},
@@ -133,7 +159,31 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 		{"Softmax", testSoftmax},
 		{"SoftmaxBackward", testSoftmaxBackward},
 	}
+	// The products run in every precision: fp32 under their own name, the
+	// others as name_precision.
+	var runs []struct {
+		name string
+		fn   func(e *env)
+		prec gpu.Precision
+	}
 	for _, tc := range tests {
+		runs = append(runs, struct {
+			name string
+			fn   func(e *env)
+			prec gpu.Precision
+		}{tc.name, tc.fn, gpu.PrecisionFP32})
+		if !precisionOps[tc.name] {
+			continue
+		}
+		for _, p := range gpu.Precisions()[1:] {
+			runs = append(runs, struct {
+				name string
+				fn   func(e *env)
+				prec gpu.Precision
+			}{tc.name + "_" + p.String(), tc.fn, p})
+		}
+	}
+	for _, tc := range runs {
 		t.Run(tc.name, func(t *testing.T) {
 			be := newBackend(t)
 			closed := false
@@ -147,7 +197,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 			// full suite, whatever the table's order.
 			seed := fnv.New64a()
 			seed.Write([]byte(tc.name))
-			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, seed.Sum64()))}
+			e := &env{t: t, be: be, rng: rand.New(rand.NewPCG(0x5eed, seed.Sum64())), prec: tc.prec}
+			if err := gpu.SetPrecision(be, tc.prec); err != nil {
+				t.Skipf("the backend refuses precision %s: %v", tc.prec, err)
+			}
 			tc.fn(e)
 			if err := be.Sync(); err != nil {
 				t.Errorf("Sync after %s: %v", tc.name, err)
@@ -160,11 +213,61 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 	}
 }
 
+// precisionOps are the checks of the ops whose products depend on the
+// backend's precision: Run repeats them in every precision.
+var precisionOps = map[string]bool{"Gemm": true, "GemmAligned": true, "Linear": true, "LinearBackward": true}
+
 // env is what a conformance check works with.
 type env struct {
-	t   *testing.T
-	be  gpu.Backend
-	rng *rand.Rand
+	t    *testing.T
+	be   gpu.Backend
+	rng  *rand.Rand
+	prec gpu.Precision // the backend's, set by Run
+}
+
+// rtolProd is the bound of a product's error relative to sum |a||b| in the
+// backend's precision (package comment).
+func (e *env) rtolProd() float64 {
+	switch e.prec {
+	case gpu.PrecisionTF32:
+		return rtolTF32
+	case gpu.PrecisionBF16:
+		return rtolBF16
+	}
+	return rtolRed
+}
+
+// prodRef is how a check computes the reference of a product: the
+// operands through round, and the bound rtol relative to sum |a||b| of
+// those. In bf16 on operands a tensor-core kernel reads (aligned), round
+// rounds them to bf16 and rtol is rtolRed (package comment); otherwise
+// round keeps them and rtol is rtolProd's.
+func (e *env) prodRef(aligned bool) (round func([]float32) []float32, rtol float64) {
+	if e.prec == gpu.PrecisionBF16 && aligned {
+		return roundBF16s, rtolRed
+	}
+	return func(v []float32) []float32 { return v }, e.rtolProd()
+}
+
+// roundBF16 is x rounded to bf16 (cvt.rn.bf16.f32), by arithmetic: to a
+// multiple of its binade's spacing 2^(e - 8), halves to even; infinity
+// past the largest bf16.
+func roundBF16(x float32) float32 {
+	if x == 0 || math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
+		return x
+	}
+	_, ex := math.Frexp(float64(x))
+	ulp := math.Ldexp(1, max(ex, -125)-8)
+	return float32(math.RoundToEven(float64(x)/ulp) * ulp)
+}
+
+// roundBF16s is a copy of v with every element rounded to bf16.
+func roundBF16s(v []float32) []float32 {
+	r := make([]float32, len(v))
+	for i, x := range v {
+		r[i] = roundBF16(x)
+	}
+	return r
 }
 
 // sync fails the test if the backend recorded an error.

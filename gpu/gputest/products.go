@@ -113,10 +113,75 @@ func testGemm(e *env) {
 				tol := make([]float64, m*n)
 				for i := range tol {
 					// products and their sums: 1e-4 relative to
-					// |alpha| sum |a||b| + |beta c| (package comment)
-					tol[i] = rtolRed*scale[i] + tiny
+					// |alpha| sum |a||b| + |beta c| (package comment; in
+					// tf32, rtolTF32)
+					tol[i] = e.rtolProd()*scale[i] + tiny
 				}
 				checkTol(e.t, name, gotC, want, tol, n)
+				checkBits(e.t, name+": C outside the m x n matrix", got, pc.host, func(i int) bool { return !inC(i) })
+				checkBits(e.t, name+": A", e.download(pa.parent), pa.host, nil)
+				checkBits(e.t, name+": B", e.download(pb.parent), pb.host, nil)
+				for _, p := range []padded{pa, pb, pc} {
+					e.be.Free(p.parent)
+				}
+			}
+		}
+	}
+}
+
+// GemmAligned: Gemm on operands a backend's vectorized copies can read
+// (each operand's first element 16-byte aligned, row strides multiples of 4
+// floats: the tensor-core kernels' preconditions, gpu/device_products.go),
+// so that every precision's own kernels run: the four transpose pairs over
+// shapes off the 128 x 128 x 32 tiles by one and far below them, k long
+// enough for a split-K product, alpha and beta including beta = 0 over a C
+// full of NaN, padded rows, and C at an unaligned offset with any stride
+// (its stores are scalar).
+func testGemmAligned(e *env) {
+	shapes := [][3]int{
+		{1, 1, 1}, {3, 5, 7}, {128, 128, 32}, {129, 127, 33}, {257, 65, 100},
+		{64, 300, 513}, {200, 3, 1200}, {5, 260, 4},
+	}
+	scalars := [][2]float32{{1, 0}, {0.5, 1}, {-1.5, 0.25}, {2, -1}, {0.75, 0}}
+	ceil4 := func(v int) int { return (v + 3) &^ 3 }
+	for _, ta := range []bool{false, true} {
+		for _, tb := range []bool{false, true} {
+			for s, sh := range shapes {
+				m, n, k := sh[0], sh[1], sh[2]
+				alpha, beta := scalars[s%len(scalars)][0], scalars[s%len(scalars)][1]
+				rowsA, colsA := gpu.StoredShape(ta, m, k)
+				rowsB, colsB := gpu.StoredShape(tb, k, n)
+				// row strides: multiples of 4, some padded by 4 more
+				lda, ldb, ldc := ceil4(colsA)+4*(s%2), ceil4(colsB)+4*((s+1)%2), n+s%3
+				av := strided(e.rng, rowsA, colsA, lda)
+				bv := strided(e.rng, rowsB, colsB, ldb)
+				cv := strided(e.rng, m, n, ldc)
+				if beta == 0 {
+					cv = filled(len(cv), sentinel) // C must not be read
+				}
+				round, rtol := e.prodRef(true)
+				want, scale := refGemm(ta, tb, m, n, k, float64(alpha), round(av), lda, round(bv), ldb, float64(beta), cv, ldc)
+				pa := e.viewOf(av, 4*(s%2), 3)
+				pb := e.viewOf(bv, 4*((s+1)%3), 2)
+				pc := e.viewOf(cv, 1+s%3, 4)
+				e.be.Gemm(ta, tb, m, n, k, alpha, pa.view, lda, pb.view, ldb, beta, pc.view, ldc)
+				name := fmt.Sprintf("Gemm(ta=%v, tb=%v, m=%d, n=%d, k=%d, alpha=%g, lda=%d, ldb=%d, beta=%g, ldc=%d)", ta, tb, m, n, k, alpha, lda, ldb, beta, ldc)
+				got := e.download(pc.parent)
+				gotC := make([]float32, 0, m*n)
+				for i := 0; i < m; i++ {
+					gotC = append(gotC, got[pc.off+i*ldc:pc.off+i*ldc+n]...)
+				}
+				tol := make([]float64, m*n)
+				for i := range tol {
+					// the precision's bound relative to |alpha| sum |a||b| + |beta c|
+					// (bf16: rtolRed from the rounded operands' product)
+					tol[i] = rtol*scale[i] + tiny
+				}
+				checkTol(e.t, name, gotC, want, tol, n)
+				inC := func(i int) bool {
+					i -= pc.off
+					return i >= 0 && i < len(cv) && i%ldc < n
+				}
 				checkBits(e.t, name+": C outside the m x n matrix", got, pc.host, func(i int) bool { return !inC(i) })
 				checkBits(e.t, name+": A", e.download(pa.parent), pa.host, nil)
 				checkBits(e.t, name+": B", e.download(pb.parent), pb.host, nil)

@@ -80,6 +80,7 @@ func benchCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 			&ucli.IntFlag{Name: "steps", Value: 0, DefaultText: "the peer's per workload", Usage: "timed steps: training steps, or sample-euler's Euler steps (100)"},
 			&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
+			precisionFlag(""),
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
 		Action: func(c *ucli.Context) error {
@@ -106,6 +107,10 @@ func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
 	if o.steps < 0 || o.dev.threads < 0 {
 		return o, usagef("--steps and --threads must be >= 0")
 	}
+	var err error
+	if o.dev.precision, err = precisionFrom(c); err != nil {
+		return o, err
+	}
 	return o, nil
 }
 
@@ -115,8 +120,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		return err
 	}
 	defer b.Close()
+	if err := setPrecision(b, o.dev.precision); err != nil {
+		return err
+	}
 	ds, _ := data.Builtin("8gaussians", benchDataRows, o.seed)
-	fmt.Fprintf(stderr, "fmgpu bench on %s\n", describeBackend(b))
+	fmt.Fprintf(stderr, "fmgpu bench on %s%s\n", describeBackend(b), precisionNote(b))
 	for _, n := range o.workloads {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -200,8 +208,12 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	// loss_mean: over the timed steps, and per element (fmgpu's loss sums
 	// the D dimensions; torch_cfm.py's .mean() averages them), so that it
 	// reads beside the peer's loss values.
-	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s%s device=%s\n",
-		wl.name, sps, gflops, p.Loss/float64(dim), extra, peakFields(b, gflops), b.Info().Backend)
+	prec := ""
+	if q := gpu.PrecisionOf(b); q != gpu.PrecisionFP32 {
+		prec = " precision=" + q.String() // absent for fp32: the line as before
+	}
+	fmt.Fprintf(w, "workload=%s steps_per_s=%.2f gflops=%.1f loss_mean=%.4f %s%s device=%s%s\n",
+		wl.name, sps, gflops, p.Loss/float64(dim), extra, peakFields(b, gflops), b.Info().Backend, prec)
 	return nil
 }
 
@@ -211,7 +223,9 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed u
 	}
 	// The peer samples with the mlp256 network after 50 training steps;
 	// the weights do not change the cost.
-	tr, err := train.New(b, benchConfig(benchWorkloads[0], 55, seed), ds.X, ds.N)
+	cfg := benchConfig(benchWorkloads[0], 55, seed)
+	cfg.Precision = gpu.PrecisionOf(b) // --precision (runBench set it)
+	tr, err := train.New(b, cfg, ds.X, ds.N)
 	if err != nil {
 		return err
 	}

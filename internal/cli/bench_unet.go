@@ -51,10 +51,13 @@ func benchImageConfig(wl benchWorkload, seed uint64) train.Config {
 // MLPs train on ds) and returns it with the data dimension.
 func newBenchTrainer(b gpu.Backend, wl benchWorkload, total int, seed uint64, ds *data.Dataset) (*train.Trainer, int, error) {
 	if wl.unet == nil {
-		tr, err := train.New(b, benchConfig(wl, total, seed), ds.X, ds.N)
+		cfg := benchConfig(wl, total, seed)
+		cfg.Precision = gpu.PrecisionOf(b) // --precision (runBench set it)
+		tr, err := train.New(b, cfg, ds.X, ds.N)
 		return tr, ds.D, err
 	}
 	cfg := benchImageConfig(wl, seed)
+	cfg.Precision = gpu.PrecisionOf(b)
 	r := rand.New(rand.NewPCG(seed, 14))
 	x := make([]float32, benchImages*cfg.Model.Dim)
 	for i := range x {

@@ -96,6 +96,7 @@ func benchCoupling(w io.Writer, b gpu.Backend, ds *data.Dataset, name string, st
 	per := max(1, steps/rounds)
 	total := 2*per*rounds + 10
 	cfgI := benchConfig(wl, total, seed)
+	cfgI.Precision = gpu.PrecisionOf(b) // --precision (runBench set it)
 	cfgC := cfgI
 	cfgC.Coupling = train.Coupling{Kind: strings.TrimPrefix(name, couplingWorkloadPrefix)}
 	if cfgC.Coupling.Kind == "sinkhorn" {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sync"
 
+	ucli "github.com/urfave/cli/v2"
+
 	"github.com/fmgpu/fmgpu/gpu"
 )
 
@@ -34,6 +36,41 @@ func openBackend(device string, threads int) (gpu.Backend, error) {
 		return cpu, nil
 	}
 	return nil, usagef("--device %q: want auto, cpu or cuda", device)
+}
+
+// precisionUsage is --precision's help, the same on every command.
+const precisionUsage = "matrix products: fp32 (float32 FMA), tf32x3 (float32 accuracy on a GPU's tensor cores, 3xTF32), tf32 (one TF32 product, about 3 significant digits: GPU only) or bf16 (one BF16 product, about 2 significant digits, float32 storage: GPU only); docs/performance.md, \"Precision\""
+
+func precisionFlag(category string) *ucli.StringFlag {
+	return &ucli.StringFlag{Name: "precision", Value: gpu.PrecisionFP32.String(), Category: category, Usage: precisionUsage}
+}
+
+// precisionFrom reads --precision.
+func precisionFrom(c *ucli.Context) (gpu.Precision, error) {
+	p, err := gpu.ParsePrecision(c.String("precision"))
+	if err != nil {
+		return p, usagef("--precision: %v", err)
+	}
+	return p, nil
+}
+
+// setPrecision gives b the products' precision, or a usage error naming
+// --precision when b does not offer it (the CPU backend and tf32 or bf16).
+func setPrecision(b gpu.Backend, p gpu.Precision) error {
+	if err := gpu.SetPrecision(b, p); err != nil {
+		return usagef("--precision %s on %s: %v", p, b.Info().Backend, err)
+	}
+	return nil
+}
+
+// precisionNote is ", precision P" for a backend whose products are not
+// fp32, for the line a command prints about its device ("" for fp32: the
+// line as before precisions existed).
+func precisionNote(b gpu.Backend) string {
+	if p := gpu.PrecisionOf(b); p != gpu.PrecisionFP32 {
+		return ", precision " + p.String()
+	}
+	return ""
 }
 
 // autoFallback holds, for each CPU backend --device auto chose, why the GPU

@@ -136,6 +136,9 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		return err
 	}
 	defer b.Close()
+	if err := setPrecision(b, o.dev.precision); err != nil {
+		return err
+	}
 	m, err := generate.Load(ctx, b, o.checkpoint, generate.LoadOptions{RawWeights: o.rawWeights})
 	if err != nil {
 		return err

@@ -194,6 +194,7 @@ func studentConfig(o reflowOptions, teacher train.Config) train.Config {
 	c.Coupling = train.Coupling{Kind: train.CouplingPairs}
 	c.DistillSteps = o.distill
 	c.Seed = o.seed
+	c.Precision = o.dev.precision
 	if o.explicit["train-steps"] {
 		c.Steps = o.trainSteps
 	}
@@ -311,6 +312,9 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 		return err
 	}
 	defer b.Close()
+	if err := setPrecision(b, o.dev.precision); err != nil {
+		return err
+	}
 	if done := reflow.Done(o.out, spec); done < spec.Chunks() {
 		teacher, err := generate.FromCheckpoint(b, tck, generate.LoadOptions{RawWeights: o.rawWeights})
 		if err != nil {

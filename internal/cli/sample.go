@@ -15,14 +15,16 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/sampler"
 )
 
-// deviceOptions are --device and --threads.
+// deviceOptions are --device, --threads and --precision.
 type deviceOptions struct {
-	device  string
-	threads int
+	device    string
+	threads   int
+	precision gpu.Precision
 }
 
 // solveOptions are the flags solverFlags defines.
@@ -43,6 +45,7 @@ func solverFlags(defaultSolver string, defaultSteps int) []ucli.Flag {
 		&ucli.IntFlag{Name: "max-steps", Value: sampler.DefaultMaxSteps, Usage: "dopri5: most steps before giving up"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Usage: "auto, cpu or cuda"},
 		&ucli.IntFlag{Name: "threads", Value: 0, Usage: "CPU worker threads (0: all cores)"},
+		precisionFlag(""),
 		&ucli.BoolFlag{Name: "no-ema", DisableDefaultText: true, Usage: "use the raw weights instead of their EMA"},
 		&ucli.BoolFlag{Name: "quiet", DisableDefaultText: true, Usage: "no progress output"},
 	}
@@ -59,6 +62,9 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 		rawWeights: c.Bool("no-ema"),
 		quiet:      c.Bool("quiet"),
 		solverSet:  c.IsSet("solver") || c.IsSet("steps"),
+	}
+	if o.dev.precision, err = precisionFrom(c); err != nil {
+		return o, err
 	}
 	s := o.solver
 	switch {
@@ -250,6 +256,9 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		return err
 	}
 	defer b.Close()
+	if err := setPrecision(b, o.dev.precision); err != nil {
+		return err
+	}
 	m, err := generate.Load(ctx, b, o.checkpoint, generate.LoadOptions{RawWeights: o.rawWeights})
 	if err != nil {
 		return err

@@ -56,7 +56,7 @@ const (
 // state the checkpoint holds nor the batches it will draw.
 var resumeMayChange = map[string]bool{
 	"steps": true, "lr": true, "warmup": true, "schedule": true, "min_lr_frac": true,
-	"weight_decay": true, "max_grad_norm": true, "ema_decay": true,
+	"weight_decay": true, "max_grad_norm": true, "ema_decay": true, "precision": true,
 }
 
 // settingFlags are the train flags that set each train.Config field.
@@ -67,7 +67,7 @@ var settingFlags = map[string][]string{
 	"steps": {"steps"}, "batch": {"batch"}, "seed": {"seed"}, "optimizer": {"optimizer"}, "lr": {"lr"},
 	"weight_decay": {"weight-decay"}, "max_grad_norm": {"clip-grad"}, "warmup": {"warmup"}, "schedule": {"schedule"},
 	"min_lr_frac": {"min-lr-frac"}, "ema_decay": {"ema"}, "class_dropout": {"class-dropout"}, "preset": {"preset"},
-	"coupling": {"coupling", "ot-reg", "coupling-blocks"},
+	"coupling": {"coupling", "ot-reg", "coupling-blocks"}, "precision": {"precision"},
 }
 
 type trainOptions struct {
@@ -262,6 +262,7 @@ func trainCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: "no-plot", Category: catOutput, DisableDefaultText: true, Usage: "do not draw samples.png and loss.png"},
 		&ucli.BoolFlag{Name: "quiet", Category: catOutput, DisableDefaultText: true, Usage: "no progress output"},
 		&ucli.StringFlag{Name: "device", Value: "auto", Category: catOutput, Usage: "auto, cpu or cuda"},
+		precisionFlag(catOutput),
 		&ucli.IntFlag{Name: "threads", Value: 0, Category: catOutput, Usage: "CPU worker threads (0: all cores)"},
 	}
 	flags = append(flags, pathFlags()...)
@@ -381,6 +382,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	}
 	o.cfg.Model.UNet = unet
 	if o.cfg.Coupling, err = couplingFromFlags(c); err != nil {
+		return o, err
+	}
+	if o.cfg.Precision, err = precisionFrom(c); err != nil {
 		return o, err
 	}
 	o.cfg.Defaults()
@@ -615,6 +619,14 @@ func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error)
 				return nil, err
 			}
 		case resumeMayChange[c.Setting]:
+			if c.Setting == "precision" {
+				// fp32 is omitted from a checkpoint's configuration: name it
+				for _, v := range []*json.RawMessage{&c.Was, &c.Now} {
+					if len(*v) == 0 {
+						*v = json.RawMessage(`"fp32"`)
+					}
+				}
+			}
 			changes = append(changes, c)
 		case c.Setting == "model":
 			return nil, usagef("--resume: the network differs from the checkpoint's (--%s; checkpoint %v, flags %v)", flag, was.Model, o.cfg.Model)
@@ -816,6 +828,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			return err
 		}
 	}
+	if err := setPrecision(b, o.cfg.Precision); err != nil {
+		return err
+	}
 	var labels []int32
 	if o.cfg.Model.Classes > 0 {
 		labels = ds.Labels
@@ -853,8 +868,8 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		if o.cfg.Preset != "" {
 			preset = " (preset " + o.cfg.Preset + ")"
 		}
-		fmt.Fprintf(stderr, "fmgpu train: %s%s, %d x %d data from %s, %s path, %d parameters, on %s%s\n",
-			o.cfg.Model.Kind, preset, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b), parallel)
+		fmt.Fprintf(stderr, "fmgpu train: %s%s, %d x %d data from %s, %s path, %d parameters, on %s%s%s\n",
+			o.cfg.Model.Kind, preset, ds.N, ds.D, o.data, o.cfg.Path, tr.Net().NumParams(), describeBackend(b), precisionNote(b), parallel)
 		for _, c := range changes {
 			fmt.Fprintf(stderr, "fmgpu train: resuming with %s %s (the checkpoint's was %s)\n", c.Setting, c.Now, c.Was)
 		}
