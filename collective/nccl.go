@@ -262,6 +262,12 @@ func (c *ncclComm) peerFault(e *PeerError) {
 	if !c.fault.set(e) {
 		return
 	}
+	if c.onFault == nil {
+		// The default report ends the process: it goes first, so that a
+		// call the abort would unblock cannot return the fault to its
+		// caller before the one-line report is out and the exit taken.
+		c.reportFault(e)
+	}
 	// Unless Close or Abort is destroying the communicator right now
 	// (then it is being freed: nothing to unblock).
 	if c.commMu.TryLock() {
