@@ -25,21 +25,8 @@ func TestCPUGroupNormActFused(t *testing.T) {
 		{Batch: 2, C: 32, HW: 784, Groups: 8, Eps: 1e-5},
 	}
 	r := rand.New(rand.NewPCG(3, 4))
-	normals := func(n int, scale, shift float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64()*scale + shift)
-		}
-		return v
-	}
-	same := func(name string, got, want []float32) {
-		t.Helper()
-		for i := range want {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("%s[%d] = %v, want %v (the unfused ops')", name, i, got[i], want[i])
-			}
-		}
-	}
+	normals := func(n int, scale, shift float64) []float32 { return normalFloats(r, n, scale, shift) }
+	same := func(name string, got, want []float32) { t.Helper(); sameBitsAsUnfused(t, name, got, want) }
 	for _, kern := range sgemm.Kernels() {
 		if err := sgemm.SetKernel(kern); err != nil {
 			t.Fatal(err)
@@ -102,21 +89,8 @@ func TestCPUGroupNormActBackwardFused(t *testing.T) {
 		{Batch: 0, C: 8, HW: 4, Groups: 2, Eps: 1e-5},
 	}
 	r := rand.New(rand.NewPCG(5, 6))
-	normals := func(n int, scale, shift float64) []float32 {
-		v := make([]float32, n)
-		for i := range v {
-			v[i] = float32(r.NormFloat64()*scale + shift)
-		}
-		return v
-	}
-	same := func(name string, got, want []float32) {
-		t.Helper()
-		for i := range want {
-			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-				t.Fatalf("%s[%d] = %v, want %v (the unfused ops')", name, i, got[i], want[i])
-			}
-		}
-	}
+	normals := func(n int, scale, shift float64) []float32 { return normalFloats(r, n, scale, shift) }
+	same := func(name string, got, want []float32) { t.Helper(); sameBitsAsUnfused(t, name, got, want) }
 	// dx: where the fused op writes: a buffer of its own, add's, or dA's.
 	const (
 		dxOwn = iota
@@ -196,5 +170,25 @@ func TestCPUGroupNormActBackwardFused(t *testing.T) {
 			}
 		}
 		c.Close()
+	}
+}
+
+// normalFloats draws n values of N(shift, scale^2) from r.
+func normalFloats(r *rand.Rand, n int, scale, shift float64) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64()*scale + shift)
+	}
+	return v
+}
+
+// sameBitsAsUnfused fails t unless got equals want (the unfused ops'
+// result) bit for bit.
+func sameBitsAsUnfused(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range want {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s[%d] = %v, want %v (the unfused ops')", name, i, got[i], want[i])
+		}
 	}
 }
