@@ -244,7 +244,12 @@ void smem_init(Worker* w) {
     w->dyn = w->dyn_map + pg;
 }
 
-void smem_release(Worker* w) { munmap(w->dyn_map, kDynWindow + 2 * page_size()); }
+void smem_release(Worker* w) {
+    // The shadow outlives the mapping: clear the window's poison, or memory
+    // mapped here later (a fiber's stack) would inherit it.
+    SIM_UNPOISON(w->dyn, kDynWindow);
+    munmap(w->dyn_map, kDynWindow + 2 * page_size());
+}
 
 static std::string describe_shared(const Worker* w, uintptr_t a) {
     if (a - (uintptr_t)w->dyn_map < kDynWindow + 2 * page_size()) {

@@ -30,6 +30,7 @@
 #include "sim_internal.h"
 
 #if defined(FMGPU_SIM_ASAN)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 
@@ -199,8 +200,13 @@ Worker* this_worker() {
 Worker::Worker() { smem_init(this); }
 
 Worker::~Worker() {
-    for (auto& f : fibers)
-        if (f.stack) munmap(f.stack, kStackSize + (size_t)getpagesize());
+    for (auto& f : fibers) {
+        if (!f.stack) continue;
+#if defined(FMGPU_SIM_ASAN)
+        ASAN_UNPOISON_MEMORY_REGION(f.stack + getpagesize(), kStackSize);  // as smem_release
+#endif
+        munmap(f.stack, kStackSize + (size_t)getpagesize());
+    }
     smem_release(this);
 }
 
@@ -560,10 +566,17 @@ SIM_HOOK static void run_block(Worker* w, Job* job, long b) {
     size_t page = (size_t)getpagesize();
     for (unsigned i = 0; i < n; i++) {
         Fiber& f = fib[i];
-        f.state = kRunnable;
         f.nacopies = f.nagroups = 0;
         f.linear = i;
         f.tid = sim_dim3{i % bd.x, (i / bd.x) % bd.y, i / (bd.x * bd.y)};
+#if defined(FMGPU_SIM_ASAN)
+        // A fiber the previous block left faulted or parked never unwound:
+        // its frames' redzones stay poisoned in the shadow, and the next
+        // kernel's prologues (which poison redzones but do not clear the
+        // rest) would find them over their own variables.
+        if (f.state != kDone) ASAN_UNPOISON_MEMORY_REGION(f.stack + page, kStackSize);
+#endif
+        f.state = kRunnable;
         ctx_init(&f.ctx, f.stack + page, kStackSize, fiber_main, w);
     }
     int mode = g_order.load();
