@@ -9,13 +9,16 @@
 # the draw (moons: 0.057 to 0.107), so one --seed can flatter or wrong a
 # model; each cell is the mean over the reference draws of SEEDS (spaced
 # so that no two share a draw), with its standard error.
-#   SEEDS="1000 2000 3000 4000 5000" scripts/reflow-table.sh [OUTDIR] [SETS...]
+# TRAIN_FLAGS go to both trainings (reflow and distill keep the teacher's
+# settings, its number of steps included).
+#   SEEDS="1000 2000 3000 4000 5000" TRAIN_FLAGS="--steps 20000" scripts/reflow-table.sh [OUTDIR] [SETS...]
 set -euo pipefail
 out=${1:-reflow-table}
 shift || true
 sets=${*:-moons 8gaussians checkerboard}
 fmgpu=${FMGPU:-bin/fmgpu}
 pairs="--pairs 50000 --solver rk4 --steps 20"
+train_flags=${TRAIN_FLAGS:-}
 mkdir -p "$out"
 seeds=${SEEDS:-1000 2000 3000 4000 5000}
 ratio() {
@@ -25,8 +28,8 @@ ratio() {
 }
 for d in $sets; do
 	m=$out/$d
-	[ -e "$m/independent/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --out "$m/independent" --no-plot --quiet
-	[ -e "$m/ot/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" --coupling ot --out "$m/ot" --no-plot --quiet
+	[ -e "$m/independent/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" $train_flags --out "$m/independent" --no-plot --quiet
+	[ -e "$m/ot/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" $train_flags --coupling ot --out "$m/ot" --no-plot --quiet
 	[ -e "$m/ot-reflow/checkpoint.safetensors" ] || "$fmgpu" reflow --checkpoint "$m/ot/checkpoint.safetensors" --out "$m/ot-reflow" $pairs --quiet
 	[ -e "$m/ot-reflow-distill1/checkpoint.safetensors" ] || "$fmgpu" distill --checkpoint "$m/ot-reflow/checkpoint.safetensors" --steps-per-sample 1 --out "$m/ot-reflow-distill1" $pairs --quiet
 	for v in independent ot ot-reflow ot-reflow-distill1; do
