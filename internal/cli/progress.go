@@ -31,6 +31,7 @@ type progress struct {
 	last     train.Metric // the latest logged metric (training)
 	haveLoss bool
 	lastLine time.Time
+	now      func() time.Time // time.Now; tests fix it so rates are exact
 
 	bar *mpb.Bar
 	p   *mpb.Progress
@@ -61,7 +62,7 @@ func canDrawBar(w io.Writer) bool {
 // newProgress starts the report of total units, done of them already.
 func newProgress(w io.Writer, quiet bool, name, unit string, done, total int) *progress {
 	now := time.Now()
-	pr := &progress{w: w, quiet: quiet, name: name, unit: unit, total: total, count: done, first: done, start: now, lastLine: now}
+	pr := &progress{w: w, quiet: quiet, name: name, unit: unit, total: total, count: done, first: done, start: now, lastLine: now, now: time.Now}
 	if quiet || !canDrawBar(w) {
 		return pr
 	}
@@ -86,7 +87,7 @@ func newProgress(w io.Writer, quiet bool, name, unit string, done, total int) *p
 
 // rate is units per second since the start, or 0.
 func (pr *progress) rateLocked() float64 {
-	el := time.Since(pr.start).Seconds()
+	el := pr.now().Sub(pr.start).Seconds()
 	if el <= 0 || pr.count <= pr.first {
 		return 0
 	}
@@ -162,10 +163,10 @@ func (pr *progress) log(m train.Metric) {
 // plainLine writes the status when plainEvery has passed since the last
 // line, or when forced.
 func (pr *progress) plainLine(force bool) {
-	if time.Since(pr.lastLine) < plainEvery && !force {
+	if pr.now().Sub(pr.lastLine) < plainEvery && !force {
 		return
 	}
-	pr.lastLine = time.Now()
+	pr.lastLine = pr.now()
 	fmt.Fprintf(pr.w, "%s: %s\n", pr.name, pr.status())
 }
 

@@ -14,7 +14,9 @@ import (
 func TestProgressMovesEveryStep(t *testing.T) {
 	var buf bytes.Buffer
 	pr := newProgress(&buf, false, "fmgpu train", "step", 0, 100)
-	pr.start = time.Now().Add(-time.Second)
+	t0 := time.Now()
+	pr.now = func() time.Time { return t0 }
+	pr.start = t0.Add(-time.Second)
 	pr.step(7)
 	if s := pr.status(); !strings.HasPrefix(s, "step 7/100 loss -") || !strings.Contains(s, "7 steps/s") {
 		t.Errorf("after 7 steps: %q", s)
@@ -27,7 +29,7 @@ func TestProgressMovesEveryStep(t *testing.T) {
 	if buf.Len() != 0 {
 		t.Errorf("a plain line before %v: %q", plainEvery, buf.String())
 	}
-	pr.lastLine = time.Now().Add(-plainEvery)
+	pr.lastLine = t0.Add(-plainEvery)
 	pr.step(11)
 	if !strings.HasPrefix(buf.String(), "fmgpu train: step 11/100 loss 0.5000") {
 		t.Errorf("plain line %q", buf.String())
