@@ -14,6 +14,7 @@
 # its standard error.
 # TRAIN_FLAGS go to both trainings (reflow and distill keep the teacher's
 # settings, its number of steps included).
+# MODELS picks the rows (all four by default; every model is still trained).
 #   SEEDS="1000 2000 3000 4000 5000" TRAIN_FLAGS="--steps 20000" scripts/reflow-table.sh [OUTDIR] [SETS...]
 set -euo pipefail
 out=${1:-reflow-table}
@@ -24,6 +25,7 @@ pairs="--pairs 50000 --solver rk4 --steps 20"
 train_flags=${TRAIN_FLAGS:-}
 mkdir -p "$out"
 seeds=${SEEDS:-1000 2000 3000 4000 5000}
+models=${MODELS:-independent ot ot-reflow ot-reflow-distill1}
 # ratio CHECKPOINT SOLVER STEPS SET DIR: "mean ± standard error" over SEEDS.
 ratio() {
 	local i=0 r
@@ -39,7 +41,7 @@ for d in $sets; do
 	[ -e "$m/ot/checkpoint.safetensors" ] || "$fmgpu" train --data "$d" $train_flags --coupling ot --out "$m/ot" --no-plot --quiet
 	[ -e "$m/ot-reflow/checkpoint.safetensors" ] || "$fmgpu" reflow --checkpoint "$m/ot/checkpoint.safetensors" --out "$m/ot-reflow" $pairs --quiet
 	[ -e "$m/ot-reflow-distill1/checkpoint.safetensors" ] || "$fmgpu" distill --checkpoint "$m/ot-reflow/checkpoint.safetensors" --steps-per-sample 1 --out "$m/ot-reflow-distill1" $pairs --quiet
-	for v in independent ot ot-reflow ot-reflow-distill1; do
+	for v in $models; do
 		row="| $d | $v |"
 		for s in "euler 1" "euler 4" "rk4 100"; do
 			set -- $s
