@@ -7,7 +7,20 @@ import (
 
 // The device backend's Conv ops: conv.cu's implicit products, one launch
 // per op (the filter gradient's split sum and its bias reduced in the
-// kernel).
+// kernel), in the backend's precision: fp32 on the SIMT kernels
+// (conv2d_<direction>_kernel), the others on the tensor cores
+// (conv2d_<precision>_<direction>_kernel, the same shapes and launch: the
+// operands are gathered element by element, so unlike the products' 16-byte
+// copies they ask nothing of alignment).
+
+// convKernel names the kernel of a Conv op's direction in the backend's
+// precision.
+func (d *DeviceBackend) convKernel(direction string) string {
+	if d.prec == PrecisionFP32 {
+		return "conv2d_" + direction + "_kernel"
+	}
+	return "conv2d_" + d.prec.String() + "_" + direction + "_kernel"
+}
 
 // convArgs appends the kernels' ten shape arguments (FM_CONV_PARAMS).
 func convArgs(k *kernelCall, s ConvShape) *kernelCall {
@@ -41,7 +54,7 @@ func (d *DeviceBackend) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	if s.Batch == 0 || !d.usable(x, w, bias, y) {
 		return
 	}
-	k := d.call("conv2d_forward_kernel", tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
+	k := d.call(d.convKernel("forward"), tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(w)).ptr(d.ptr(bias)).ptr(d.ptr(y)))
 }
 
@@ -50,7 +63,7 @@ func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	if s.Batch == 0 || !d.usable(dy, w, dx) {
 		return
 	}
-	k := d.call("conv2d_data_backward_kernel", tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
+	k := d.call(d.convKernel("data_backward"), tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(dy)).ptr(d.ptr(w)).ptr(d.ptr(dx)))
 }
 
@@ -100,7 +113,7 @@ func (d *DeviceBackend) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffe
 		biasPartial = partial + devPtr(8*splits*nw)
 		counters = d.countersPtr(int(grid.x * grid.y))
 	}
-	k := d.call("conv2d_filter_backward_kernel", grid, gemmBlock)
+	k := d.call(d.convKernel("filter_backward"), grid, gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(d.ptr(dbias)).
 		ptr(partial).ptr(biasPartial).ptr(counters))
 }

@@ -52,6 +52,14 @@ func imageReportCases(s int) []imageReportCase {
 	const c, t = 128, 49 // attention at 7 x 7
 	cases := []imageReportCase{conv(0, c3), conv(1, c3), conv(2, c3), conv(0, down), conv(1, down), conv(2, down),
 		conv(0, c7), conv(2, c7), conv(0, skip)}
+	// the tensor-core convolutions (gpu.Precision) on the 3 x 3 layer
+	for _, p := range gpu.Precisions()[1:] {
+		for dir := range 3 {
+			c := conv(dir, c3)
+			c.reportCase = withPrecision(c.reportCase, p)
+			cases = append(cases, c)
+		}
+	}
 	return append(cases, []imageReportCase{
 		{reportCase{fmt.Sprintf("GroupNorm b=%d c=64 hw=784 g=8", b), 8 * float64(n), 0, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
 			x, g, bt, y, m, r := h.normals(n), h.normals(64), h.normals(64), h.alloc(n), h.alloc(b*8), h.alloc(b*8)
@@ -188,7 +196,7 @@ func runImageReport(t *testing.T, dev gpu.Backend, size int, minTime time.Durati
 		}
 		fmt.Printf("report backend=%s op=%q maxerr=%.2e time_us=%.1f %s kernels=%s\n", dev.Info().Backend,
 			strings.ReplaceAll(c.name, " ", "_"), errn, sec*1e6, rate, kernels)
-		if errn > 1e-4 || math.IsNaN(errn) {
+		if errn > reportMaxErr(c.name) || math.IsNaN(errn) {
 			t.Errorf("%s: normwise error %.3g against the CPU backend", c.name, errn)
 		}
 		hd.free()

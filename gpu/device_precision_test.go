@@ -11,6 +11,8 @@ import (
 // SIMT kernels otherwise, visibly. A training whose operands never suit
 // them would silently compute in fp32: these say when that happens.
 func TestDevicePrecisionDispatch(t *testing.T) {
+	// a 3 x 3 convolution of the MNIST U-Net: 32 channels at 14 x 14, batch 2
+	convCase := ConvShape{Batch: 2, InC: 32, H: 14, W: 14, OutC: 32, K: 3, Stride: 1, Pad: 1}
 	d, r := newRec()
 	big := d.Alloc(1 << 22) // its views at offsets of 4 elements are 16-byte aligned
 	buf := func(n int) Buffer { return big.Slice(0, n) }
@@ -68,6 +70,17 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 		{PrecisionBF16, "LinearBackward", func() {
 			d.LinearBackward(4096, 256, 256, buf(1<<20), buf(1<<20), 256, buf(1<<16), buf(1<<16), buf(256), 256, ActSiLU, buf(1<<20), 0, buf(1<<20))
 		}, "linear_bf16_backward_kernel"},
+		{PrecisionFP32, "Conv2D", func() { d.Conv2D(convCase, buf(1<<16), buf(1<<14), buf(32), buf(1<<16)) },
+			"conv2d_forward_kernel"},
+		{PrecisionTF32, "Conv2D, operands at unaligned views (gathered element by element)", func() {
+			d.Conv2D(convCase, odd(1<<16), odd(1<<14), nil, odd(1<<16))
+		}, "conv2d_tf32_forward_kernel"},
+		{PrecisionTF32x3, "Conv2DBackwardData", func() { d.Conv2DBackwardData(convCase, buf(1<<16), buf(1<<14), buf(1<<16)) },
+			"conv2d_tf32x3_data_backward_kernel"},
+		{PrecisionBF16, "Conv2DBackwardFilter", func() { d.Conv2DBackwardFilter(convCase, buf(1<<16), buf(1<<16), buf(1<<14), buf(32)) },
+			"conv2d_bf16_filter_backward_kernel"},
+		{PrecisionFP32, "Conv2DBackwardFilter", func() { d.Conv2DBackwardFilter(convCase, buf(1<<16), buf(1<<16), buf(1<<14), nil) },
+			"conv2d_filter_backward_kernel"},
 		{PrecisionTF32, "GemmBatched (fp32 in every precision)", func() {
 			d.GemmBatched(false, true, 4, 64, 64, 64, 1, buf(4*4096), 64, 4096, buf(4*4096), 64, 4096, 0, buf(4*4096), 64, 4096)
 		}, "gemm_batched_nt_forward_kernel"},
@@ -82,8 +95,10 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 		}
 		checkShapes(t, r.calls)
 		for _, k := range r.calls {
-			tc := strings.Contains(k.name, "_tf32") || strings.Contains(k.name, "_bf16")
-			if tc && (k.shared != tcSmemBytes || k.block != tcBlock) || !tc && k.shared != 0 {
+			// the tensor-core convolutions keep the SIMT ones' block and
+			// static shared memory
+			tc := !strings.HasPrefix(k.name, "conv2d_") && (strings.Contains(k.name, "_tf32") || strings.Contains(k.name, "_bf16"))
+			if tc && (k.shared != tcSmemBytes || k.block != tcBlock) || !tc && (k.shared != 0 || strings.HasPrefix(k.name, "conv2d_") && k.block != gemmBlock) {
 				t.Errorf("%s: %s with block %v and %d bytes of dynamic shared memory", c.op, k.name, k.block, k.shared)
 			}
 			if k.name == "gemm_tf32_tn_forward_kernel" && k.grid.z < 2 {

@@ -196,7 +196,7 @@ var (
 	launchBounds     map[string]int
 	launchBoundsErr  error
 	// kernelDecl matches a kernel's declaration in kernels/*.cu.
-	kernelDecl = regexp.MustCompile(`extern "C" __global__ void\s+(?:__launch_bounds__\((\d+)\)\s+)?(\w+)\s*\(`)
+	kernelDecl = regexp.MustCompile(`extern "C" __global__ void\s+(?:__launch_bounds__\((\d+)(?:,\s*\d+)?\)\s+)?(\w+)\s*\(`)
 )
 
 // simLaunchBounds reads every kernel's __launch_bounds__ from the sources

@@ -6,10 +6,13 @@ import (
 )
 
 // Precision is how a backend computes its matrix products: Gemm (the
-// Products family) and the products inside Linear and LinearBackward (the
-// Dense family). Everything else (GemmBatched, the convolutions, the
-// elementwise ops, the optimizer) computes in float32 whatever the
-// precision. A backend starts at PrecisionFP32; SetPrecision changes it.
+// Products family), the products inside Linear and LinearBackward (the
+// Dense family) and the implicit products of Conv2D, Conv2DBackwardData
+// and Conv2DBackwardFilter (the Conv family; the bias gradient is a sum of
+// dy, unrounded in every precision). Everything else (GemmBatched, the
+// elementwise ops, the norms, the optimizer) computes in float32 whatever
+// the precision. A backend starts at PrecisionFP32; SetPrecision changes
+// it.
 //
 // Error of an element c = sum_l a_l b_l of a product, relative to sum_l
 // |a_l||b_l| (the scale of the conformance suite's bound, gpu/gputest):

@@ -16,6 +16,7 @@
 // a fixed order, and the bias gradient is summed in double beside it:
 // every result is deterministic.
 #include "gemm.cuh"
+#include "gemm_tc.cuh"
 
 // conv_igemm_tile accumulates acc[i][j] = sum_{kk in [kBegin, kEnd)}
 // A(row0 + TM ty + i, kk) B(kk, col0 + 4 tx + j) for the block's tile of
@@ -111,6 +112,191 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
     }
 }
 
+// The tensor-core variant (P = TC_TF32, TC_TF32X3 or TC_BF16: gemm_tc.cuh's
+// precisions; CONV_SIMT is the float32 tile above): the same tile of BM x
+// 64 outputs, the same gathers and the same thread-to-element staging, but
+// two stages of shared memory, the next k slice gathered into registers
+// while the warps multiply the current one, and the products on the tensor
+// cores: warp w owns rows BM / 2 (w >> 2) .. + BM / 2 and columns 16 (w & 3)
+// .. + 16 as MT = TM / 2 by 2 m16n8 tiles (m16n8k8 in tf32 and tf32x3,
+// m16n8k16 in bf16, from the fragments of two k steps of 8 as tc_step
+// builds them). The tiles are stored [k][row] as conv_tiles, padded by 8
+// rather than 4: the fragment loads at (k = t, row = g) then fall in bank
+// 8 t + g, distinct over the warp. The operands are rounded as the
+// fragments are built, so the shared tiles (and sumA's sums) hold them
+// unrounded.
+#define CONV_SIMT (-1)
+#define CONV_TC_PAD 8
+struct conv_tc_tiles {
+    float A[2][GEMM_BK][GEMM_BM + CONV_TC_PAD];
+    float B[2][GEMM_BK][GEMM_BN + CONV_TC_PAD];
+};
+
+// conv_tc_frags loads the warp's float32 fragments of the k step [kk, kk +
+// 8) from a stage in m16n8k8's layouts (mma.cuh): af[i] of the m-tile at
+// row wm0 + 16 i, bf[j] of the n-tile at column wn0 + 8 j.
+template <int MT>
+FM_DEVICE void conv_tc_frags(const float (*A)[GEMM_BM + CONV_TC_PAD], const float (*B)[GEMM_BN + CONV_TC_PAD], int kk,
+                             int wm0, int wn0, int lane, float af[MT][4], float bf[2][2]) {
+    const int g = lane >> 2, t = lane & 3;
+    FM_UNROLL
+    for (int i = 0; i < MT; i++) {
+        const int r = wm0 + 16 * i + g;
+        af[i][0] = A[kk + t][r], af[i][1] = A[kk + t][r + 8], af[i][2] = A[kk + t + 4][r], af[i][3] = A[kk + t + 4][r + 8];
+    }
+    FM_UNROLL
+    for (int j = 0; j < 2; j++) {
+        const int c = wn0 + 8 * j + g;
+        bf[j][0] = B[kk + t][c], bf[j][1] = B[kk + t + 4][c];
+    }
+}
+
+// conv_acc is a thread's share of the block's output tile, by precision:
+// each(m, n, f) calls f(row, column, value) for those of its elements
+// inside the m x n output.
+template <int TM, int P>
+struct conv_acc {
+    float v[TM / 2][2][4];  // acc[i][j][q] of mma.cuh's C layout
+    template <class F>
+    __device__ __forceinline__ void each(int m, int n, F f) const {
+        const int tid = (int)threadIdx.y * 16 + (int)threadIdx.x, warp = tid >> 5, lane = tid & 31;
+        const int r0 = (int)blockIdx.y * 16 * TM + (warp >> 2) * 8 * TM + (lane >> 2);
+        const int c0 = (int)blockIdx.x * GEMM_BN + (warp & 3) * 16 + 2 * (lane & 3);
+        FM_UNROLL
+        for (int i = 0; i < TM / 2; i++)
+            FM_UNROLL
+        for (int j = 0; j < 2; j++)
+            FM_UNROLL
+        for (int q = 0; q < 4; q++) {
+            const int r = r0 + 16 * i + 8 * (q >> 1), c = c0 + 8 * j + (q & 1);
+            if (r < m && c < n) f(r, c, v[i][j][q]);
+        }
+    }
+};
+
+template <int TM>
+struct conv_acc<TM, CONV_SIMT> {
+    float v[TM][4];
+    template <class F>
+    __device__ __forceinline__ void each(int m, int n, F f) const {
+        const int r0 = (int)blockIdx.y * 16 * TM + TM * (int)threadIdx.y, c0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+        FM_UNROLL
+        for (int i = 0; i < TM; i++)
+            FM_UNROLL
+        for (int j = 0; j < 4; j++)
+            if (r0 + i < m && c0 + j < n) f(r0 + i, c0 + j, v[i][j]);
+    }
+};
+
+// conv_smem is the shared memory of a precision's tiles.
+template <int P>
+struct conv_smem {
+    using type = conv_tc_tiles;
+};
+template <>
+struct conv_smem<CONV_SIMT> {
+    using type = conv_tiles;
+};
+
+// conv_tc_tile is conv_igemm_tile on the tensor cores (see above), with the
+// same arguments and preconditions but for its tiles and accumulators.
+template <int TM, bool AK, bool BK, int P, class G>
+FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM / 2][2][4],
+                            bool sumA, double& asum) {
+    constexpr int BM = 16 * TM, MT = TM / 2;
+    const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx, warp = tid >> 5, lane = tid & 31;
+    const int row0 = (int)blockIdx.y * BM, col0 = (int)blockIdx.x * GEMM_BN;
+    const int wm0 = (warp >> 2) * 8 * TM, wn0 = (warp & 3) * 16;
+    FM_UNROLL
+    for (int i = 0; i < MT; i++)
+        FM_UNROLL
+    for (int j = 0; j < 2; j++)
+        FM_UNROLL
+    for (int q = 0; q < 4; q++) acc[i][j][q] = 0.0f;
+    typename G::Row ra[TM];
+    typename G::Col cb[4];
+    int ai[TM], ap[TM], bj[4], bq[4];
+    bool av[TM], bv[4];
+    FM_UNROLL
+    for (int s = 0; s < TM; s++) {
+        ai[s] = AK ? tid / GEMM_BK + 16 * s : tid % BM;
+        ap[s] = AK ? tid % GEMM_BK : tid / BM + (256 / BM) * s;
+        av[s] = row0 + ai[s] < m;
+        ra[s] = g.row(av[s] ? row0 + ai[s] : 0);
+    }
+    FM_UNROLL
+    for (int s = 0; s < 4; s++) {
+        bj[s] = BK ? tid / GEMM_BK + 16 * s : tid % GEMM_BN;
+        bq[s] = BK ? tid % GEMM_BK : tid / GEMM_BN + 4 * s;
+        bv[s] = col0 + bj[s] < n;
+        cb[s] = g.col(bv[s] ? col0 + bj[s] : 0);
+    }
+    float na[TM], nb[4];  // the next slice, gathered while the current one multiplies
+    auto gather = [&](int k0) {
+        FM_UNROLL
+        for (int s = 0; s < TM; s++) {
+            int ka = k0 + ap[s];
+            na[s] = (av[s] && ka < kEnd) ? g.a(ra[s], ka) : 0.0f;
+        }
+        FM_UNROLL
+        for (int s = 0; s < 4; s++) {
+            int kb = k0 + bq[s];
+            nb[s] = (bv[s] && kb < kEnd) ? g.b(kb, cb[s]) : 0.0f;
+        }
+    };
+    // k0 runs over the tiles by count: k0 + GEMM_BK past kEnd may overflow
+    const int ktiles = (kEnd - kBegin) / GEMM_BK + ((kEnd - kBegin) % GEMM_BK != 0);
+    if (ktiles > 0) gather(kBegin);
+    for (int kt = 0; kt < ktiles; kt++) {
+        // Stage kt & 1 was last read by the products of slice kt - 2, which
+        // every thread finished before passing slice kt - 1's barrier.
+        const int st = kt & 1;
+        FM_UNROLL
+        for (int s = 0; s < TM; s++) t.A[st][ap[s]][ai[s]] = na[s];
+        FM_UNROLL
+        for (int s = 0; s < 4; s++) t.B[st][bq[s]][bj[s]] = nb[s];
+        __syncthreads();
+        if (kt + 1 < ktiles) gather(kBegin + (kt + 1) * GEMM_BK);
+        if (sumA && tid < BM) {
+            double s = 0.0;
+            FM_UNROLL
+            for (int p = 0; p < GEMM_BK; p++) s += (double)t.A[st][p][tid];
+            asum += s;
+        }
+        if constexpr (P == TC_BF16) {
+            uint32_t a[MT][4], b[2][2];
+            FM_UNROLL
+            for (int step = 0; step < 2; step++) {
+                float af[MT][4], bf[2][2];
+                conv_tc_frags<MT>(t.A[st], t.B[st], 8 * step, wm0, wn0, lane, af, bf);
+                tc_pack_bf16<MT, 2>(step, af, bf, a, b);
+            }
+            fm_mma_bf16<MT, 2>(acc, a, b);
+        } else {
+            FM_UNROLL
+            for (int kk = 0; kk < GEMM_BK; kk += 8) {
+                float af[MT][4], bf[2][2];
+                conv_tc_frags<MT>(t.A[st], t.B[st], kk, wm0, wn0, lane, af, bf);
+                // an m-tile at a time: tf32x3's hi and lo parts of all
+                // of them at once pushed the filter gradient into spills
+                FM_UNROLL
+                for (int i = 0; i < MT; i++) tc_mma8<P, 1, 2>(acc + i, af + i, bf);
+            }
+        }
+    }
+}
+
+// conv_product computes the block's tile of the implicit product in
+// precision P into acc: conv_igemm_tile or conv_tc_tile.
+template <int TM, bool AK, bool BK, int P, class G>
+FM_DEVICE void conv_product(typename conv_smem<P>::type& t, const G& g, int m, int n, int kBegin, int kEnd,
+                            conv_acc<TM, P>& acc, bool sumA, double& asum) {
+    if constexpr (P == CONV_SIMT)
+        conv_igemm_tile<TM, AK, BK>(t, g, m, n, kBegin, kEnd, acc.v, sumA, asum);
+    else
+        conv_tc_tile<TM, AK, BK, P>(t, g, m, n, kBegin, kEnd, acc.v, sumA, asum);
+}
+
 // conv_shape: gpu.ConvShape with its output size, as the kernels take it.
 struct conv_shape {
     int batch, inC, h, w, outC, k, stride, pad, oh, ow;
@@ -167,29 +353,40 @@ struct conv_fwd_gather {
     }
 };
 
-template <int KC, int TM>
-FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ x, const float* __restrict__ wt,
-                                   const float* __restrict__ bias, float* __restrict__ y) {
+template <int KC, int TM, int PR>
+FM_DEVICE void conv2d_forward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ x,
+                                   const float* __restrict__ wt, const float* __restrict__ bias, float* __restrict__ y) {
     const int P = s.oh * s.ow, n = s.batch * P, kdim = s.inC * s.k * s.k;
     conv_fwd_gather<KC> g{s, x, wt};
-    float acc[TM][4];
+    conv_acc<TM, PR> acc;
     double unused = 0.0;
-    conv_igemm_tile<TM, true, false>(t, g, s.outC, n, 0, kdim, acc, false, unused);
-    const int row0 = (int)blockIdx.y * 16 * TM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
-    FM_UNROLL
-    for (int j = 0; j < 4; j++) {
-        int col = col0 + j;
-        if (col >= n) continue;
+    conv_product<TM, true, false, PR>(t, g, s.outC, n, 0, kdim, acc, false, unused);
+    acc.each(s.outC, n, [&](int o, int col, float v) {
         int b = col / P, p = col - b * P;
-        FM_UNROLL
-        for (int i = 0; i < TM; i++) {
-            int o = row0 + i;
-            if (o >= s.outC) continue;
-            float v = acc[i][j];
-            if (bias) v = fm_add(v, bias[o]);
-            y[(long long)(b * s.outC + o) * P + p] = v;
-        }
-    }
+        if (bias) v = fm_add(v, bias[o]);
+        y[(long long)(b * s.outC + o) * P + p] = v;
+    });
+}
+
+// conv2d_forward: the forward kernels' dispatch over the tile height and
+// the filter size.
+template <int PR>
+FM_DEVICE void conv2d_forward(const conv_shape& s, const float* __restrict__ x, const float* __restrict__ wt,
+                              const float* __restrict__ bias, float* __restrict__ y) {
+    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
+    if (conv_rows(s.outC) == 32) {
+        if (s.k == 3)
+            conv2d_forward_body<3, 2, PR>(t, s, x, wt, bias, y);
+        else if (s.k == 1)
+            conv2d_forward_body<1, 2, PR>(t, s, x, wt, bias, y);
+        else
+            conv2d_forward_body<0, 2, PR>(t, s, x, wt, bias, y);
+    } else if (s.k == 3)
+        conv2d_forward_body<3, 4, PR>(t, s, x, wt, bias, y);
+    else if (s.k == 1)
+        conv2d_forward_body<1, 4, PR>(t, s, x, wt, bias, y);
+    else
+        conv2d_forward_body<0, 4, PR>(t, s, x, wt, bias, y);
 }
 
 // conv2d_forward_kernel: y[b, o, p] = bias[o] + sum_q w[o, q] col_b[q, p]
@@ -203,21 +400,26 @@ FM_DEVICE void conv2d_forward_body(conv_tiles& t, const conv_shape& s, const flo
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, float* __restrict__ y) {
-    FM_SHARED(__align__(16) conv_tiles, t);
-    const conv_shape s = FM_CONV_SHAPE;
-    if (conv_rows(outC) == 32) {
-        if (k == 3)
-            conv2d_forward_body<3, 2>(t, s, x, wt, bias, y);
-        else if (k == 1)
-            conv2d_forward_body<1, 2>(t, s, x, wt, bias, y);
-        else
-            conv2d_forward_body<0, 2>(t, s, x, wt, bias, y);
-    } else if (k == 3)
-        conv2d_forward_body<3, 4>(t, s, x, wt, bias, y);
-    else if (k == 1)
-        conv2d_forward_body<1, 4>(t, s, x, wt, bias, y);
-    else
-        conv2d_forward_body<0, 4>(t, s, x, wt, bias, y);
+    conv2d_forward<CONV_SIMT>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+
+// conv2d_{tf32,tf32x3,bf16}_forward_kernel: conv2d_forward_kernel with the
+// products on the tensor cores in that precision (conv_tc_tile); the same
+// shapes and launch.
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_tf32_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                             const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_TF32>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_tf32x3_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                             const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_TF32X3>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_bf16_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                             const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_BF16>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 
 // The data gradient's product: A(c, (o,u,v)) = w[o, c, u, v] (inC x outC KK),
@@ -269,26 +471,43 @@ struct conv_bwd_data_gather {
     }
 };
 
-template <int KC, int SC, int TM>
-FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ dy,
+template <int KC, int SC, int TM, int PR>
+FM_DEVICE void conv2d_data_backward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ dy,
                                          const float* __restrict__ wt, float* __restrict__ dx) {
     const int HW = s.h * s.w, n = s.batch * HW, kdim = s.outC * s.k * s.k;
     conv_bwd_data_gather<KC, SC> g{s, dy, wt};
-    float acc[TM][4];
+    conv_acc<TM, PR> acc;
     double unused = 0.0;
-    conv_igemm_tile<TM, true, false>(t, g, s.inC, n, 0, kdim, acc, false, unused);
-    const int row0 = (int)blockIdx.y * 16 * TM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
-    FM_UNROLL
-    for (int j = 0; j < 4; j++) {
-        int col = col0 + j;
-        if (col >= n) continue;
+    conv_product<TM, true, false, PR>(t, g, s.inC, n, 0, kdim, acc, false, unused);
+    acc.each(s.inC, n, [&](int c, int col, float v) {
         int b = col / HW, hw = col - b * HW;
-        FM_UNROLL
-        for (int i = 0; i < TM; i++) {
-            int c = row0 + i;
-            if (c < s.inC) dx[(long long)(b * s.inC + c) * HW + hw] = acc[i][j];
-        }
-    }
+        dx[(long long)(b * s.inC + c) * HW + hw] = v;
+    });
+}
+
+// conv2d_data_backward: the data-gradient kernels' dispatch over the tile
+// height, the filter size and the stride.
+template <int PR>
+FM_DEVICE void conv2d_data_backward(const conv_shape& s, const float* __restrict__ dy, const float* __restrict__ wt,
+                                    float* __restrict__ dx) {
+    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
+    if (conv_rows(s.inC) == 32) {
+        if (s.k == 3 && s.stride == 1)
+            conv2d_data_backward_body<3, 1, 2, PR>(t, s, dy, wt, dx);
+        else if (s.k == 3 && s.stride == 2)
+            conv2d_data_backward_body<3, 2, 2, PR>(t, s, dy, wt, dx);
+        else if (s.k == 1 && s.stride == 1)
+            conv2d_data_backward_body<1, 1, 2, PR>(t, s, dy, wt, dx);
+        else
+            conv2d_data_backward_body<0, 0, 2, PR>(t, s, dy, wt, dx);
+    } else if (s.k == 3 && s.stride == 1)
+        conv2d_data_backward_body<3, 1, 4, PR>(t, s, dy, wt, dx);
+    else if (s.k == 3 && s.stride == 2)
+        conv2d_data_backward_body<3, 2, 4, PR>(t, s, dy, wt, dx);
+    else if (s.k == 1 && s.stride == 1)
+        conv2d_data_backward_body<1, 1, 4, PR>(t, s, dy, wt, dx);
+    else
+        conv2d_data_backward_body<0, 0, 4, PR>(t, s, dy, wt, dx);
 }
 
 // conv2d_data_backward_kernel: dx = the gradient of sum(dy * y) with
@@ -302,25 +521,25 @@ FM_DEVICE void conv2d_data_backward_body(conv_tiles& t, const conv_shape& s, con
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 float* __restrict__ dx) {
-    FM_SHARED(__align__(16) conv_tiles, t);
-    const conv_shape s = FM_CONV_SHAPE;
-    if (conv_rows(inC) == 32) {
-        if (k == 3 && stride == 1)
-            conv2d_data_backward_body<3, 1, 2>(t, s, dy, wt, dx);
-        else if (k == 3 && stride == 2)
-            conv2d_data_backward_body<3, 2, 2>(t, s, dy, wt, dx);
-        else if (k == 1 && stride == 1)
-            conv2d_data_backward_body<1, 1, 2>(t, s, dy, wt, dx);
-        else
-            conv2d_data_backward_body<0, 0, 2>(t, s, dy, wt, dx);
-    } else if (k == 3 && stride == 1)
-        conv2d_data_backward_body<3, 1, 4>(t, s, dy, wt, dx);
-    else if (k == 3 && stride == 2)
-        conv2d_data_backward_body<3, 2, 4>(t, s, dy, wt, dx);
-    else if (k == 1 && stride == 1)
-        conv2d_data_backward_body<1, 1, 4>(t, s, dy, wt, dx);
-    else
-        conv2d_data_backward_body<0, 0, 4>(t, s, dy, wt, dx);
+    conv2d_data_backward<CONV_SIMT>(FM_CONV_SHAPE, dy, wt, dx);
+}
+
+// conv2d_{tf32,tf32x3,bf16}_data_backward_kernel: conv2d_data_backward_kernel
+// on the tensor cores in that precision; the same shapes and launch.
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_tf32_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                   float* __restrict__ dx) {
+    conv2d_data_backward<TC_TF32>(FM_CONV_SHAPE, dy, wt, dx);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_tf32x3_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                   float* __restrict__ dx) {
+    conv2d_data_backward<TC_TF32X3>(FM_CONV_SHAPE, dy, wt, dx);
+}
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_bf16_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                   float* __restrict__ dx) {
+    conv2d_data_backward<TC_BF16>(FM_CONV_SHAPE, dy, wt, dx);
 }
 
 // The filter gradient's product: A(o, (b,p)) = dy[b, o, p] (outC x batch P),
@@ -359,9 +578,9 @@ struct conv_bwd_filter_gather {
 };
 
 // conv2d_filter_backward_body: conv2d_filter_backward_kernel with TM rows a
-// thread (conv_igemm_tile).
-template <int TM>
-FM_DEVICE void conv2d_filter_backward_body(conv_tiles& t, const conv_shape& s, const float* __restrict__ x,
+// thread (conv_igemm_tile) in precision PR.
+template <int TM, int PR>
+FM_DEVICE void conv2d_filter_backward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ x,
                                            const float* __restrict__ dy, int chunk, float* __restrict__ dw,
                                            float* __restrict__ dbias, double* __restrict__ partial,
                                            double* __restrict__ biasPartial, unsigned* __restrict__ counters) {
@@ -372,52 +591,46 @@ FM_DEVICE void conv2d_filter_backward_body(conv_tiles& t, const conv_shape& s, c
     const int tid = (int)threadIdx.y * 16 + (int)threadIdx.x;
     const bool sumBias = dbias != nullptr && blockIdx.x == 0;  // uniform across the block
     conv_bwd_filter_gather g{s, x, dy};
-    float acc[TM][4];
+    conv_acc<TM, PR> acc;
     double asum = 0.0;
-    conv_igemm_tile<TM, true, true>(t, g, outC, n, k0, k1, acc, sumBias, asum);
-    const int row0 = (int)blockIdx.y * BM + TM * (int)threadIdx.y, col0 = (int)blockIdx.x * GEMM_BN + 4 * (int)threadIdx.x;
+    conv_product<TM, true, true, PR>(t, g, outC, n, k0, k1, acc, sumBias, asum);
     const int bo = (int)blockIdx.y * BM + tid;  // the bias row of threads tid < BM
     if (gridDim.z == 1) {
-        FM_UNROLL
-        for (int i = 0; i < TM; i++) {
-            int o = row0 + i;
-            if (o >= outC) continue;
-            FM_UNROLL
-            for (int j = 0; j < 4; j++)
-                if (col0 + j < n) dw[(long long)o * n + col0 + j] = acc[i][j];
-        }
+        acc.each(outC, n, [&](int o, int q, float v) { dw[(long long)o * n + q] = v; });
         if (sumBias && tid < BM && bo < outC) dbias[bo] = (float)asum;
         return;
     }
     const long long nw = (long long)outC * n;
-    FM_UNROLL
-    for (int i = 0; i < TM; i++) {
-        int o = row0 + i;
-        if (o >= outC) continue;
-        FM_UNROLL
-        for (int j = 0; j < 4; j++)
-            if (col0 + j < n) partial[blockIdx.z * nw + (long long)o * n + col0 + j] = (double)acc[i][j];
-    }
+    acc.each(outC, n, [&](int o, int q, float v) { partial[blockIdx.z * nw + (long long)o * n + q] = (double)v; });
     if (sumBias && tid < BM && bo < outC) biasPartial[(long long)blockIdx.z * outC + bo] = asum;
     if (!last_block_of(counters + blockIdx.y * gridDim.x + blockIdx.x, gridDim.z)) return;
-    FM_UNROLL
-    for (int i = 0; i < TM; i++) {
-        int o = row0 + i;
-        if (o >= outC) continue;
-        FM_UNROLL
-        for (int j = 0; j < 4; j++) {
-            if (col0 + j >= n) continue;
-            const long long e = (long long)o * n + col0 + j;
-            double sum = 0.0;
-            for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(partial + z * nw + e);
-            dw[e] = (float)sum;
-        }
+    // The tile's elements, a thread each in turn (whatever the precision's
+    // layout of acc), their chunks added in order z = 0, 1, ...
+    for (int e = tid; e < BM * GEMM_BN; e += 256) {
+        const int o = (int)blockIdx.y * BM + e / GEMM_BN, q = (int)blockIdx.x * GEMM_BN + e % GEMM_BN;
+        if (o >= outC || q >= n) continue;
+        const long long w = (long long)o * n + q;
+        double sum = 0.0;
+        for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(partial + z * nw + w);
+        dw[w] = (float)sum;
     }
     if (sumBias && tid < BM && bo < outC) {
         double sum = 0.0;
         for (unsigned z = 0; z < gridDim.z; z++) sum += fm_ldcg(biasPartial + (long long)z * outC + bo);
         dbias[bo] = (float)sum;
     }
+}
+
+template <int PR>
+FM_DEVICE void conv2d_filter_backward(const conv_shape& s, const float* __restrict__ x, const float* __restrict__ dy,
+                                      int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                      double* __restrict__ partial, double* __restrict__ biasPartial,
+                                      unsigned* __restrict__ counters) {
+    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
+    if (conv_rows(s.outC) == 32)
+        conv2d_filter_backward_body<2, PR>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    else
+        conv2d_filter_backward_body<4, PR>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 
 // conv2d_filter_backward_kernel: the gradients of sum(dy * y) with respect
@@ -443,10 +656,32 @@ extern "C" __global__ void __launch_bounds__(256)
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
-    FM_SHARED(__align__(16) conv_tiles, t);
-    const conv_shape s = FM_CONV_SHAPE;
-    if (conv_rows(outC) == 32)
-        conv2d_filter_backward_body<2>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
-    else
-        conv2d_filter_backward_body<4>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    conv2d_filter_backward<CONV_SIMT>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+
+// conv2d_{tf32,tf32x3,bf16}_filter_backward_kernel:
+// conv2d_filter_backward_kernel with the products on the tensor cores in
+// that precision (the chunks' partials and the bias still summed in
+// double); the same shapes and launch. At least two blocks an SM: without
+// that bound ptxas held tf32x3's to 80 registers and spilled.
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                     int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                     double* __restrict__ partial, double* __restrict__ biasPartial,
+                                     unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_TF32>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32x3_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                     int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                     double* __restrict__ partial, double* __restrict__ biasPartial,
+                                     unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_TF32X3>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_bf16_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                     int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                     double* __restrict__ partial, double* __restrict__ biasPartial,
+                                     unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_BF16>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }

@@ -141,23 +141,64 @@ FM_DEVICE void tc_frags(const float* sA, const float* sB, int kk, int wm0, int w
     }
 }
 
+// tc_pack_bf16 packs the float32 fragments of the k step [kk + 8 step, kk
+// + 8 step + 8) (tc_frags' layouts) into the bf16 registers of the m16n8k16
+// products over [kk, kk + 16), k permuted alike in A and B: an mma sums
+// over its 16 k, so the order in which their pairs sit in the registers is
+// free as long as A and B agree. Its k slot s (mma.cuh's m16n8k16 layout:
+// A register r of lane (g, t) holds the slots 2t + 8 (r >> 1) + h, B
+// register r the slots 2t + 8 r + h) holds the k = kk + 8 (s >> 3) + (s >>
+// 1 & 3) + 4 (s & 1): for A, register r = (af of step r >> 1)[r & 1] (low
+// half) and [2 + (r & 1)] (high half), that is (row g + 8 (r & 1), k t)
+// and (k t + 4); for B, register r = (bf of step r)[0] and [1], (k t) and
+// (k t + 4). So bf16 reads shared memory exactly as tf32 does.
+template <int MT, int NT>
+FM_DEVICE void tc_pack_bf16(int step, const float af[MT][4], const float bf[NT][2], uint32_t a[MT][4], uint32_t b[NT][2]) {
+    FM_UNROLL
+    for (int i = 0; i < MT; i++) {
+        a[i][2 * step] = fm_bf16x2(af[i][0], af[i][2]);
+        a[i][2 * step + 1] = fm_bf16x2(af[i][1], af[i][3]);
+    }
+    FM_UNROLL
+    for (int j = 0; j < NT; j++) b[j][step] = fm_bf16x2(bf[j][0], bf[j][1]);
+}
+
+// tc_mma8 issues the MT x NT m16n8k8 products of one k step of 8 from its
+// float32 fragments, in tf32 (P = TC_TF32) or tf32x3 (TC_TF32X3).
+template <int P, int MT, int NT>
+FM_DEVICE void tc_mma8(float acc[MT][NT][4], const float af[MT][4], const float bf[NT][2]) {
+    if constexpr (P == TC_TF32X3) {
+        uint32_t ahi[MT][4], alo[MT][4], bhi[NT][2], blo[NT][2];
+        FM_UNROLL
+        for (int i = 0; i < MT; i++)
+            FM_UNROLL
+        for (int q = 0; q < 4; q++) fm_tf32_split(af[i][q], ahi[i][q], alo[i][q]);
+        FM_UNROLL
+        for (int j = 0; j < NT; j++)
+            FM_UNROLL
+        for (int q = 0; q < 2; q++) fm_tf32_split(bf[j][q], bhi[j][q], blo[j][q]);
+        fm_mma_tf32x3<MT, NT>(acc, ahi, alo, bhi, blo);
+    } else {
+        uint32_t a[MT][4], b[NT][2];
+        FM_UNROLL
+        for (int i = 0; i < MT; i++)
+            FM_UNROLL
+        for (int q = 0; q < 4; q++) a[i][q] = fm_tf32(af[i][q]);
+        FM_UNROLL
+        for (int j = 0; j < NT; j++)
+            FM_UNROLL
+        for (int q = 0; q < 2; q++) b[j][q] = fm_tf32(bf[j][q]);
+        fm_mma_tf32<MT, NT>(acc, a, b);
+    }
+}
+
 // tc_step multiplies one stage: four k steps of 8 (tc_frags), each issuing
 // the TC_MT x TC_NT m16n8k8 products (three times for tf32x3); or, in
-// bf16, two k steps of 16, each issuing TC_MT x TC_NT m16n8k16 products.
-//
-// bf16 builds its fragments from the two m16n8k8 fragments of [kk, kk + 8)
-// and [kk + 8, kk + 16), so that it reads shared memory exactly as tf32
-// does (ldmatrix, free of bank conflicts), by permuting k: an mma sums over
-// its 16 k, so the order in which their pairs sit in the registers is free
-// as long as A and B agree. Its k slot s (mma.cuh's m16n8k16 layout: A
-// register r of lane (g, t) holds the slots 2t + 8 (r >> 1) + h, B register
-// r the slots 2t + 8 r + h) holds the k = kk + 8 (s >> 3) + (s >> 1 & 3) + 4
-// (s & 1): for A, register r = (af of step r >> 1)[r & 1] (low half) and
-// [2 + (r & 1)] (high half), that is (row g + 8 (r & 1), k t) and (k t + 4);
-// for B, register r = (bf of step r)[0] and [1], (k t) and (k t + 4).
+// bf16, two k steps of 16, each issuing TC_MT x TC_NT m16n8k16 products
+// from the fragments of two k steps of 8 (tc_pack_bf16).
 template <bool TA, bool TB, int P>
 FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT][4], int wm0, int wn0, int lane) {
-    if (P == TC_BF16) {
+    if constexpr (P == TC_BF16) {
         // not unrolled: the next k step's loads hoisted above this one's
         // mma would push linear_bf16_forward past 128 registers, where
         // ptxas spills
@@ -168,45 +209,16 @@ FM_DEVICE void tc_step(const float* sA, const float* sB, float acc[TC_MT][TC_NT]
             for (int step = 0; step < 2; step++) {
                 float af[TC_MT][4], bf[TC_NT][2];
                 tc_frags<TA, TB>(sA, sB, kk + 8 * step, wm0, wn0, lane, af, bf);
-                FM_UNROLL
-                for (int i = 0; i < TC_MT; i++) {
-                    a[i][2 * step] = fm_bf16x2(af[i][0], af[i][2]);
-                    a[i][2 * step + 1] = fm_bf16x2(af[i][1], af[i][3]);
-                }
-                FM_UNROLL
-                for (int j = 0; j < TC_NT; j++) b[j][step] = fm_bf16x2(bf[j][0], bf[j][1]);
+                tc_pack_bf16<TC_MT, TC_NT>(step, af, bf, a, b);
             }
             fm_mma_bf16<TC_MT, TC_NT>(acc, a, b);
         }
-        return;
-    }
-    constexpr bool X3 = P == TC_TF32X3;
-    FM_UNROLL
-    for (int kk = 0; kk < TC_BK; kk += 8) {
-        float af[TC_MT][4], bf[TC_NT][2];
-        tc_frags<TA, TB>(sA, sB, kk, wm0, wn0, lane, af, bf);
-        if (X3) {
-            uint32_t ahi[TC_MT][4], alo[TC_MT][4], bhi[TC_NT][2], blo[TC_NT][2];
-            FM_UNROLL
-            for (int i = 0; i < TC_MT; i++)
-                FM_UNROLL
-            for (int q = 0; q < 4; q++) fm_tf32_split(af[i][q], ahi[i][q], alo[i][q]);
-            FM_UNROLL
-            for (int j = 0; j < TC_NT; j++)
-                FM_UNROLL
-            for (int q = 0; q < 2; q++) fm_tf32_split(bf[j][q], bhi[j][q], blo[j][q]);
-            fm_mma_tf32x3<TC_MT, TC_NT>(acc, ahi, alo, bhi, blo);
-        } else {
-            uint32_t a[TC_MT][4], b[TC_NT][2];
-            FM_UNROLL
-            for (int i = 0; i < TC_MT; i++)
-                FM_UNROLL
-            for (int q = 0; q < 4; q++) a[i][q] = fm_tf32(af[i][q]);
-            FM_UNROLL
-            for (int j = 0; j < TC_NT; j++)
-                FM_UNROLL
-            for (int q = 0; q < 2; q++) b[j][q] = fm_tf32(bf[j][q]);
-            fm_mma_tf32<TC_MT, TC_NT>(acc, a, b);
+    } else {
+        FM_UNROLL
+        for (int kk = 0; kk < TC_BK; kk += 8) {
+            float af[TC_MT][4], bf[TC_NT][2];
+            tc_frags<TA, TB>(sA, sB, kk, wm0, wn0, lane, af, bf);
+            tc_mma8<P, TC_MT, TC_NT>(acc, af, bf);
         }
     }
 }

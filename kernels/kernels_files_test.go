@@ -14,7 +14,7 @@ import (
 // products against the sources.
 
 // kernelDecl matches a kernel declaration in the sources.
-var kernelDecl = regexp.MustCompile(`extern "C" __global__ void\s+(?:__launch_bounds__\((\d+)\)\s+)?(\w+)\s*\(`)
+var kernelDecl = regexp.MustCompile(`extern "C" __global__ void\s+(?:__launch_bounds__\((\d+)(?:,\s*\d+)?\)\s+)?(\w+)\s*\(`)
 
 // sourceKernels lists the kernels declared in *.cu (the fatbin's) and in
 // sim_selftest.h (the harness's own).

@@ -18,7 +18,7 @@ go test -c -o "$out/gpu.test" ./gpu
 go test -c -o "$out/e2e.test" ./internal/e2e
 go test -c -o "$out/collective.test" ./collective
 go build -o "$out/gpu-report" ./scripts/gpu-report
-perl -0777 -ne 'print "$1\n" while /extern "C" __global__ void\s+(?:__launch_bounds__\(\d+\)\s+)?(\w+)\s*\(/g' kernels/*.cu | sort -u > "$out/kernels.txt"
+perl -0777 -ne 'print "$1\n" while /extern "C" __global__ void\s+(?:__launch_bounds__\(\d+(?:,\s*\d+)?\)\s+)?(\w+)\s*\(/g' kernels/*.cu | sort -u > "$out/kernels.txt"
 peers=${PEERS_DIR:-peers}
 for p in torch_cfm.py torch_unet.py; do
 	if [ -f "$peers/$p" ]; then

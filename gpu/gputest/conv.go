@@ -189,11 +189,14 @@ func testConv2D(e *env) {
 			bias = pb.view
 		}
 		e.be.Conv2D(s, px.view, pw.view, bias, py.view)
-		want, scale := refConv(s, f64(x), f64(w), f64or(b))
+		round, rtol := e.prodRef(true)
+		want, scale := refConv(s, f64(round(x)), f64(round(w)), f64or(b))
 		tol := make([]float64, ny)
 		for i := range tol {
-			// a sum of InC K K products plus the bias: 1e-4 of sum |w x| + |b|
-			tol[i] = rtolRed*scale[i] + tiny
+			// a sum of InC K K products plus the bias, in the backend's
+			// precision: rtol of sum |w x| + |b| (bf16: the operands
+			// rounded, the bias not)
+			tol[i] = rtol*scale[i] + tiny
 		}
 		name := fmt.Sprintf("Conv2D(%+v, bias=%v)", s, c.bias)
 		checkTol(e.t, name+": y", e.download(py.view), want, tol, s.OutW())
@@ -220,11 +223,14 @@ func testConv2DBackwardData(e *env) {
 		pdy, pw := e.viewOf(dy, 1+ci%3, 2), e.viewOf(w, ci%2, 3)
 		pdx := e.viewOf(filled(nx, sentinel), 2+ci%3, 1)
 		e.be.Conv2DBackwardData(s, pdy.view, pw.view, pdx.view)
-		want, scale := refConvData(s, f64(dy), f64(w))
+		round, rtol := e.prodRef(true)
+		dyr, wr := round(dy), round(w)
+		want, scale := refConvData(s, f64(dyr), f64(wr))
 		tol := make([]float64, nx)
 		for i := range tol {
-			// a sum of products dy w: 1e-4 of sum |dy w|
-			tol[i] = rtolRed*scale[i] + tiny
+			// a sum of products dy w in the backend's precision: rtol of
+			// sum |dy w|
+			tol[i] = rtol*scale[i] + tiny
 		}
 		name := fmt.Sprintf("Conv2DBackwardData(%+v)", s)
 		got := e.download(pdx.view)
@@ -235,7 +241,8 @@ func testConv2DBackwardData(e *env) {
 		if nx == 0 {
 			continue
 		}
-		w64, b64, dy64 := f64(w), f64or(b), f64(dy)
+		// dx is the loss's gradient with the operands the kernel multiplied
+		w64, b64, dy64 := f64(wr), f64or(b), f64(dyr)
 		_, lscale := convLoss(s, f64(x), w64, b64, dy64)
 		loss := func(xv []float64) float64 { l, _ := convLoss(s, xv, w64, b64, dy64); return l }
 		checkFD(e, name+": dx", got, f64(x), fdIndices(e.rng, nx, fdCount(s)), 0.5, loss,
@@ -261,14 +268,18 @@ func testConv2DBackwardFilter(e *env) {
 			dbias = pdb.view
 		}
 		e.be.Conv2DBackwardFilter(s, px.view, pdy.view, pdw.view, dbias)
-		wantW, scaleW, wantB, scaleB := refConvFilter(s, f64(x), f64(dy))
+		round, rtol := e.prodRef(true)
+		xr, dyr := round(x), round(dy)
+		wantW, scaleW, _, _ := refConvFilter(s, f64(xr), f64(dyr))
+		_, _, wantB, scaleB := refConvFilter(s, f64(x), f64(dy))
 		tolW, tolB := make([]float64, nw), make([]float64, s.OutC)
 		for i := range tolW {
-			// sums over the batch and positions of dy x: 1e-4 of sum |dy x|
-			tolW[i] = rtolRed*scaleW[i] + tiny
+			// sums over the batch and positions of dy x in the backend's
+			// precision: rtol of sum |dy x|
+			tolW[i] = rtol*scaleW[i] + tiny
 		}
 		for i := range tolB {
-			// sums of dy: 1e-4 of sum |dy|
+			// sums of dy, unrounded in every precision: 1e-4 of sum |dy|
 			tolB[i] = rtolRed*scaleB[i] + tiny
 		}
 		name := fmt.Sprintf("Conv2DBackwardFilter(%+v, dbias=%v)", s, c.bias)
@@ -286,9 +297,12 @@ func testConv2DBackwardFilter(e *env) {
 		if nx == 0 {
 			continue
 		}
+		// dw is the loss's gradient with the operands the kernel
+		// multiplied, dbias with dy as it is
 		x64, w64, b64, dy64 := f64(x), f64(w), f64(b), f64(dy)
+		xr64, dyr64 := f64(xr), f64(dyr)
 		_, lscale := convLoss(s, x64, w64, b64, dy64)
-		lossW := func(wv []float64) float64 { l, _ := convLoss(s, x64, wv, b64, dy64); return l }
+		lossW := func(wv []float64) float64 { l, _ := convLoss(s, xr64, wv, b64, dyr64); return l }
 		checkFD(e, name+": dw", gotW, w64, fdIndices(e.rng, nw, fdCount(s)), 0.5, lossW,
 			func(i int, _ float64) float64 { return tolW[i] + 1e-10*lscale })
 		if c.bias {

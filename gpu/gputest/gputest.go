@@ -215,7 +215,10 @@ func Run(t *testing.T, newBackend func(t *testing.T) gpu.Backend) {
 
 // precisionOps are the checks of the ops whose products depend on the
 // backend's precision: Run repeats them in every precision.
-var precisionOps = map[string]bool{"Gemm": true, "GemmAligned": true, "Linear": true, "LinearBackward": true}
+var precisionOps = map[string]bool{
+	"Gemm": true, "GemmAligned": true, "Linear": true, "LinearBackward": true,
+	"Conv2D": true, "Conv2DBackwardData": true, "Conv2DBackwardFilter": true,
+}
 
 // env is what a conformance check works with.
 type env struct {
