@@ -30,9 +30,9 @@
 //     blocked or pairwise sums far less than the sequential worst case).
 //
 // Precisions (gpu.Precision): the products of Gemm, Linear and
-// LinearBackward run once in each precision the backend accepts (subtests
-// Gemm, Gemm_tf32x3, Gemm_tf32, ...; a backend refusing one skips it,
-// saying why). fp32 and tf32x3 are held to the bound above (3xTF32 is
+// LinearBackward and the convolutions run once in each precision the
+// backend accepts (subtests Gemm, Gemm_tf32x3, Gemm_tf32, ...; a backend
+// refusing one skips it, saying why). fp32 and tf32x3 are held to the bound above (3xTF32 is
 // within about 2^-21 of sum |a||b|: gpu/precision.go). tf32 rounds each
 // operand to 10 mantissa bits (relative error <= 2^-11), so a product a b
 // to within 2^-10 |a b| and a sum of them to within 2^-10 sum |a||b|
@@ -42,7 +42,8 @@
 // within (1 + 2^-8)^2 - 1 = 2^-7 + 2^-16 of |a b| and a sum to within
 // that of sum |a||b|, plus the accumulation: rtolBF16. Where a device
 // backend runs a product on its tensor cores (the checks' aligned
-// operands: gpu/device_products.go), the bf16 result is also held to the
+// operands: gpu/device_products.go; every convolution, whose gathers take
+// any alignment: gpu/device_conv.go), the bf16 result is also held to the
 // tighter bound of the float32 accumulation alone, rtolRed, against a
 // float64 reference of the operands rounded to bf16 (to nearest even, as
 // cvt.rn.bf16x2.f32): that catches a kernel rounding the wrong way, or
