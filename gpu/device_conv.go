@@ -13,14 +13,25 @@ import (
 // operands are gathered element by element, so unlike the products' 16-byte
 // copies they ask nothing of alignment).
 
+// The Conv ops' directions, convKernels' second index.
+const (
+	convForward = iota
+	convDataBackward
+	convFilterBackward
+)
+
+// convKernels names the kernel of each precision and direction (a table:
+// a step's launches allocate nothing).
+var convKernels = [...][3]string{
+	PrecisionFP32:   {"conv2d_forward_kernel", "conv2d_data_backward_kernel", "conv2d_filter_backward_kernel"},
+	PrecisionTF32x3: {"conv2d_tf32x3_forward_kernel", "conv2d_tf32x3_data_backward_kernel", "conv2d_tf32x3_filter_backward_kernel"},
+	PrecisionTF32:   {"conv2d_tf32_forward_kernel", "conv2d_tf32_data_backward_kernel", "conv2d_tf32_filter_backward_kernel"},
+	PrecisionBF16:   {"conv2d_bf16_forward_kernel", "conv2d_bf16_data_backward_kernel", "conv2d_bf16_filter_backward_kernel"},
+}
+
 // convKernel names the kernel of a Conv op's direction in the backend's
 // precision.
-func (d *DeviceBackend) convKernel(direction string) string {
-	if d.prec == PrecisionFP32 {
-		return "conv2d_" + direction + "_kernel"
-	}
-	return "conv2d_" + d.prec.String() + "_" + direction + "_kernel"
-}
+func (d *DeviceBackend) convKernel(direction int) string { return convKernels[d.prec][direction] }
 
 // convArgs appends the kernels' ten shape arguments (FM_CONV_PARAMS).
 func convArgs(k *kernelCall, s ConvShape) *kernelCall {
@@ -54,7 +65,7 @@ func (d *DeviceBackend) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	if s.Batch == 0 || !d.usable(x, w, bias, y) {
 		return
 	}
-	k := d.call(d.convKernel("forward"), tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
+	k := d.call(d.convKernel(convForward), tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(w)).ptr(d.ptr(bias)).ptr(d.ptr(y)))
 }
 
@@ -63,7 +74,7 @@ func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	if s.Batch == 0 || !d.usable(dy, w, dx) {
 		return
 	}
-	k := d.call(d.convKernel("data_backward"), tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
+	k := d.call(d.convKernel(convDataBackward), tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(dy)).ptr(d.ptr(w)).ptr(d.ptr(dx)))
 }
 
@@ -113,7 +124,7 @@ func (d *DeviceBackend) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffe
 		biasPartial = partial + devPtr(8*splits*nw)
 		counters = d.countersPtr(int(grid.x * grid.y))
 	}
-	k := d.call(d.convKernel("filter_backward"), grid, gemmBlock)
+	k := d.call(d.convKernel(convFilterBackward), grid, gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(d.ptr(dbias)).
 		ptr(partial).ptr(biasPartial).ptr(counters))
 }
