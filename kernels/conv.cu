@@ -26,7 +26,8 @@
 // 32 channels), which the 64-row tile would half fill. Each thread stages
 // the same rows of A and columns of B at every k step, so the gather
 // splits in two: g.row(r) and g.col(c) describe them once (image base,
-// window origin...), and g.a(row, kk), g.b(kk, col) read one element. AK
+// window origin...), and g.pa(row, kk), g.pb(kk, col) give one element's
+// address (pb: null for a zero outside the image). AK
 // (BK) says that consecutive threads load consecutive kk of A (of B)
 // rather than consecutive rows (columns): the gather's contiguous
 // direction, for coalescing:
@@ -45,6 +46,9 @@ struct conv_tiles {
     float A[GEMM_BK][GEMM_BM + GEMM_PAD];
     float B[GEMM_BK][GEMM_BN + GEMM_PAD];
 };
+
+// conv_value is the element a gather's address names: 0 for null.
+__device__ __forceinline__ float conv_value(const float* p) { return p ? *p : 0.0f; }
 
 template <int TM, bool AK, bool BK, class G>
 FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM][4],
@@ -81,12 +85,12 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
         FM_UNROLL
         for (int s = 0; s < TM; s++) {
             int ka = k0 + ap[s];
-            t.A[ap[s]][ai[s]] = (av[s] && ka < kEnd) ? g.a(ra[s], ka) : 0.0f;
+            t.A[ap[s]][ai[s]] = (av[s] && ka < kEnd) ? *g.pa(ra[s], ka) : 0.0f;
         }
         FM_UNROLL
         for (int s = 0; s < 4; s++) {
             int kb = k0 + bq[s];
-            t.B[bq[s]][bj[s]] = (bv[s] && kb < kEnd) ? g.b(kb, cb[s]) : 0.0f;
+            t.B[bq[s]][bj[s]] = (bv[s] && kb < kEnd) ? conv_value(g.pb(kb, cb[s])) : 0.0f;
         }
         __syncthreads();
         if (sumA && tid < BM) {
@@ -115,9 +119,10 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
 // The tensor-core variant (P = TC_TF32, TC_TF32X3 or TC_BF16: gemm_tc.cuh's
 // precisions; CONV_SIMT is the float32 tile above): the same tile of BM x
 // 64 outputs, the same gathers and the same thread-to-element staging, but
-// two stages of shared memory, the next k slice gathered into registers
-// while the warps multiply the current one, and the products on the tensor
-// cores: warp w owns rows BM / 2 (w >> 2) .. + BM / 2 and columns 16 (w & 3)
+// the elements copied by 4-byte cp.async (zero-filled outside the image)
+// through CONV_TC_STAGES stages of shared memory, so that the gathers of
+// the next slices are in flight while the warps multiply the current one,
+// and the products on the tensor cores: warp w owns rows BM / 2 (w >> 2) .. + BM / 2 and columns 16 (w & 3)
 // .. + 16 as MT = TM / 2 by 2 m16n8 tiles (m16n8k8 in tf32 and tf32x3,
 // m16n8k16 in bf16, from the fragments of two k steps of 8 as tc_step
 // builds them). The tiles are stored [k][row] as conv_tiles, padded by 8
@@ -127,9 +132,10 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
 // unrounded.
 #define CONV_SIMT (-1)
 #define CONV_TC_PAD 8
+#define CONV_TC_STAGES 3
 struct conv_tc_tiles {
-    float A[2][GEMM_BK][GEMM_BM + CONV_TC_PAD];
-    float B[2][GEMM_BK][GEMM_BN + CONV_TC_PAD];
+    float A[CONV_TC_STAGES][GEMM_BK][GEMM_BM + CONV_TC_PAD];
+    float B[CONV_TC_STAGES][GEMM_BK][GEMM_BN + CONV_TC_PAD];
 };
 
 // conv_tc_frags loads the warp's float32 fragments of the k step [kk, kk +
@@ -231,32 +237,40 @@ FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBeg
         bv[s] = col0 + bj[s] < n;
         cb[s] = g.col(bv[s] ? col0 + bj[s] : 0);
     }
-    float na[TM], nb[4];  // the next slice, gathered while the current one multiplies
-    auto gather = [&](int k0) {
-        FM_UNROLL
-        for (int s = 0; s < TM; s++) {
-            int ka = k0 + ap[s];
-            na[s] = (av[s] && ka < kEnd) ? g.a(ra[s], ka) : 0.0f;
-        }
-        FM_UNROLL
-        for (int s = 0; s < 4; s++) {
-            int kb = k0 + bq[s];
-            nb[s] = (bv[s] && kb < kEnd) ? g.b(kb, cb[s]) : 0.0f;
-        }
-    };
+    // a valid global address for the zero-filling copies, which read nothing
+    const float* zsrc = g.pa(g.row(0), 0);
     // k0 runs over the tiles by count: k0 + GEMM_BK past kEnd may overflow
     const int ktiles = (kEnd - kBegin) / GEMM_BK + ((kEnd - kBegin) % GEMM_BK != 0);
-    if (ktiles > 0) gather(kBegin);
+    // issue(kt) starts the copies of slice kt into stage kt % CONV_TC_STAGES,
+    // one group a slice (empty past the last: the waits' counts stay right)
+    auto issue = [&](int kt) {
+        if (kt < ktiles) {
+            const int st = kt % CONV_TC_STAGES, k0 = kBegin + kt * GEMM_BK;
+            FM_UNROLL
+            for (int s = 0; s < TM; s++) {
+                const int ka = k0 + ap[s];
+                const float* p = (av[s] && ka < kEnd) ? g.pa(ra[s], ka) : nullptr;
+                fm_cp_async4(&t.A[st][ap[s]][ai[s]], p ? p : zsrc, p ? 4 : 0);
+            }
+            FM_UNROLL
+            for (int s = 0; s < 4; s++) {
+                const int kb = k0 + bq[s];
+                const float* p = (bv[s] && kb < kEnd) ? g.pb(kb, cb[s]) : nullptr;
+                fm_cp_async4(&t.B[st][bq[s]][bj[s]], p ? p : zsrc, p ? 4 : 0);
+            }
+        }
+        fm_cp_async_commit();
+    };
+    FM_UNROLL
+    for (int kt = 0; kt < CONV_TC_STAGES - 1; kt++) issue(kt);
     for (int kt = 0; kt < ktiles; kt++) {
-        // Stage kt & 1 was last read by the products of slice kt - 2, which
-        // every thread finished before passing slice kt - 1's barrier.
-        const int st = kt & 1;
-        FM_UNROLL
-        for (int s = 0; s < TM; s++) t.A[st][ap[s]][ai[s]] = na[s];
-        FM_UNROLL
-        for (int s = 0; s < 4; s++) t.B[st][bq[s]][bj[s]] = nb[s];
+        // slice kt's copies, this thread's then (the barrier) everyone's,
+        // have landed; and every warp has finished with slice kt - 1, whose
+        // stage the copies of slice kt + CONV_TC_STAGES - 1 overwrite
+        fm_cp_async_wait<CONV_TC_STAGES - 2>();
         __syncthreads();
-        if (kt + 1 < ktiles) gather(kBegin + (kt + 1) * GEMM_BK);
+        issue(kt + CONV_TC_STAGES - 1);
+        const int st = kt % CONV_TC_STAGES;
         if (sumA && tid < BM) {
             double s = 0.0;
             FM_UNROLL
@@ -343,13 +357,13 @@ struct conv_fwd_gather {
         int i = p / s.ow, j = p - i * s.ow;
         return Col{x + (long long)b * s.inC * s.h * s.w, i * s.stride - s.pad, j * s.stride - s.pad};
     }
-    __device__ __forceinline__ float a(Row r, int q) const { return r.w[q]; }
-    __device__ __forceinline__ float b(int q, Col c) const {
+    __device__ __forceinline__ const float* pa(Row r, int q) const { return r.w + q; }
+    __device__ __forceinline__ const float* pb(int q, Col c) const {
         int ch, u, v;
         conv_kk<KC>(s, q, &ch, &u, &v);
         int ih = c.ih0 + u, iw = c.iw0 + v;
-        if ((unsigned)ih >= (unsigned)s.h || (unsigned)iw >= (unsigned)s.w) return 0.0f;
-        return c.x[((long long)ch * s.h + ih) * s.w + iw];
+        if ((unsigned)ih >= (unsigned)s.h || (unsigned)iw >= (unsigned)s.w) return nullptr;
+        return c.x + ((long long)ch * s.h + ih) * s.w + iw;
     }
 };
 
@@ -446,28 +460,28 @@ struct conv_bwd_data_gather {
         int ih = hw / s.w, iw = hw - ih * s.w;
         return Col{dy + (long long)b * s.outC * s.oh * s.ow, ih + s.pad, iw + s.pad};
     }
-    __device__ __forceinline__ float a(Row r, int kk) const {
+    __device__ __forceinline__ const float* pa(Row r, int kk) const {
         const int K = KC > 0 ? KC : s.k, KK = K * K;
         int o = kk / KK, uv = kk - o * KK;
-        return r.w[(long long)o * s.inC * KK + uv];
+        return r.w + (long long)o * s.inC * KK + uv;
     }
-    __device__ __forceinline__ float b(int kk, Col c) const {
+    __device__ __forceinline__ const float* pb(int kk, Col c) const {
         int o, u, v;
         conv_kk<KC>(s, kk, &o, &u, &v);
         int ti = c.th - u, tj = c.tw - v;
-        if (ti < 0 || tj < 0) return 0.0f;
+        if (ti < 0 || tj < 0) return nullptr;
         int i, j;
         if (SC == 1) {
             i = ti, j = tj;
         } else if (SC == 2) {
-            if ((ti | tj) & 1) return 0.0f;
+            if ((ti | tj) & 1) return nullptr;
             i = ti >> 1, j = tj >> 1;
         } else {
             i = ti / s.stride, j = tj / s.stride;
-            if (i * s.stride != ti || j * s.stride != tj) return 0.0f;
+            if (i * s.stride != ti || j * s.stride != tj) return nullptr;
         }
-        if (i >= s.oh || j >= s.ow) return 0.0f;
-        return c.dy[((long long)o * s.oh + i) * s.ow + j];
+        if (i >= s.oh || j >= s.ow) return nullptr;
+        return c.dy + ((long long)o * s.oh + i) * s.ow + j;
     }
 };
 
@@ -531,7 +545,7 @@ extern "C" __global__ void __launch_bounds__(256)
                                    float* __restrict__ dx) {
     conv2d_data_backward<TC_TF32>(FM_CONV_SHAPE, dy, wt, dx);
 }
-extern "C" __global__ void __launch_bounds__(256)
+extern "C" __global__ void __launch_bounds__(256, 2)
     conv2d_tf32x3_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                    float* __restrict__ dx) {
     conv2d_data_backward<TC_TF32X3>(FM_CONV_SHAPE, dy, wt, dx);
@@ -562,18 +576,18 @@ struct conv_bwd_filter_gather {
         conv_kk<0>(s, q, &c, &u, &v);
         return Col{c * s.h * s.w, u, v};
     }
-    __device__ __forceinline__ float a(Row r, int kk) const {
+    __device__ __forceinline__ const float* pa(Row r, int kk) const {
         int P = s.oh * s.ow;
         int b = kk / P, p = kk - b * P;
-        return r.dy[(long long)b * s.outC * P + p];
+        return r.dy + (long long)b * s.outC * P + p;
     }
-    __device__ __forceinline__ float b(int kk, Col c) const {
+    __device__ __forceinline__ const float* pb(int kk, Col c) const {
         int P = s.oh * s.ow;
         int b = kk / P, p = kk - b * P;
         int i = p / s.ow, j = p - i * s.ow;
         int ih = i * s.stride + c.u - s.pad, iw = j * s.stride + c.v - s.pad;
-        if ((unsigned)ih >= (unsigned)s.h || (unsigned)iw >= (unsigned)s.w) return 0.0f;
-        return x[(long long)b * s.inC * s.h * s.w + c.choff + ih * s.w + iw];
+        if ((unsigned)ih >= (unsigned)s.h || (unsigned)iw >= (unsigned)s.w) return nullptr;
+        return x + (long long)b * s.inC * s.h * s.w + c.choff + ih * s.w + iw;
     }
 };
 

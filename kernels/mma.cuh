@@ -23,7 +23,9 @@
 //   fm_cp_async16, fm_cp_async_commit, fm_cp_async_wait<N>
 //                         cp.async.cg.shared.global (16 bytes, zero-filled
 //                         past src_bytes), cp.async.commit_group,
-//                         cp.async.wait_group N.
+//                         cp.async.wait_group N;
+//   fm_cp_async4          cp.async.ca.shared.global of 4 bytes (zero-filled
+//                         when src_bytes is 0): the convolutions' gathers.
 //
 // Fragment layouts of m16n8k8 with .tf32 operands (PTX ISA, "Matrix
 // Fragments for mma.m16n8k8"), lane l, g = l >> 2 (groupID), t = l & 3
@@ -118,6 +120,14 @@ FM_DEVICE void fm_ldmatrix_x4(uint32_t r[N][4], const float* const rows[N]) {
 FM_DEVICE void fm_cp_async16(float* dst, const float* src, int src_bytes) {
     unsigned s = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "r"(src_bytes) : "memory");
+}
+
+// fm_cp_async4 copies the float at src to dst (src_bytes = 4) or zeros
+// dst (src_bytes = 0, reading nothing; src must still be a global
+// address); both 4-byte aligned.
+FM_DEVICE void fm_cp_async4(float* dst, const float* src, int src_bytes) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(src), "r"(src_bytes) : "memory");
 }
 
 FM_DEVICE void fm_cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }

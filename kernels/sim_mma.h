@@ -229,6 +229,13 @@ static inline void fm_cp_async16(float* dst, const float* src, int src_bytes) {
     sim_cp_async(dst, src, 16, (unsigned)src_bytes);
 }
 
+static inline void fm_cp_async4(float* dst, const float* src, int src_bytes) {
+    sim_check_aligned(dst, 4);
+    sim_check_aligned(src, 4);
+    if (src_bytes != 0 && src_bytes != 4) sim_fault("cp.async of 4 bytes with a src-size other than 0 or 4");
+    sim_cp_async(dst, src, 4, (unsigned)src_bytes);
+}
+
 static inline void fm_cp_async_commit() { sim_cp_async_commit(); }
 
 // sim_cp_apply performs one copy as the thread's own checked accesses.
