@@ -540,6 +540,8 @@ extern "C" __global__ void __launch_bounds__(256)
 
 // conv2d_{tf32,tf32x3,bf16}_data_backward_kernel: conv2d_data_backward_kernel
 // on the tensor cores in that precision; the same shapes and launch.
+// tf32x3's is bounded to two blocks an SM: without that bound ptxas held it
+// to 80 registers and spilled.
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_tf32_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                    float* __restrict__ dx) {
