@@ -122,8 +122,9 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
 // the elements copied by 4-byte cp.async (zero-filled outside the image)
 // through CONV_TC_STAGES stages of shared memory, so that the gathers of
 // the next slices are in flight while the warps multiply the current one,
-// and the products on the tensor cores: warp w owns rows BM / 2 (w >> 2) .. + BM / 2 and columns 16 (w & 3)
-// .. + 16 as MT = TM / 2 by 2 m16n8 tiles (m16n8k8 in tf32 and tf32x3,
+// and the products on the tensor cores: warp w owns rows BM / 2 (w >> 2)
+// .. + BM / 2 and columns 16 (w & 3) .. + 16 as MT = TM / 2 by 2 m16n8
+// tiles (m16n8k8 in tf32 and tf32x3,
 // m16n8k16 in bf16, from the fragments of two k steps of 8 as tc_step
 // builds them). The tiles are stored [k][row] as conv_tiles, padded by 8
 // rather than 4: the fragment loads at (k = t, row = g) then fall in bank
