@@ -21,11 +21,13 @@ import (
 type Assigner struct {
 	c      []float64 // n x n working copy of the cost
 	v      []float64 // column prices
-	d      []float64 // shortest path lengths
+	d      []float64 // shortest path lengths of the unsettled columns
+	vs     []float64 // column prices in a search, -Inf once settled
+	ds     []float64 // the settled columns' path lengths, in cols' order
 	rowCol []int32   // column of each row, -1 when free
 	colRow []int32   // row of each column, -1 when free
 	free   []int32   // free rows
-	cols   []int32   // column order of the Dijkstra search
+	cols   []int32   // the columns a search settled, in order
 	pred   []int32   // row before each column on the shortest path tree
 	count  []int32   // column reduction: how many columns chose each row
 }
@@ -69,11 +71,13 @@ func (a *Assigner) grow(n int) {
 	a.c = a.c[:n*n]
 	if cap(a.v) < n {
 		a.v, a.d = make([]float64, n), make([]float64, n)
+		a.vs, a.ds = make([]float64, n), make([]float64, n)
 		a.rowCol, a.colRow = make([]int32, n), make([]int32, n)
 		a.free, a.cols = make([]int32, n), make([]int32, n)
 		a.pred, a.count = make([]int32, n), make([]int32, n)
 	}
 	a.v, a.d = a.v[:n], a.d[:n]
+	a.vs, a.ds = a.vs[:n], a.ds[:n]
 	a.rowCol, a.colRow = a.rowCol[:n], a.colRow[:n]
 	a.free, a.cols = a.free[:n], a.cols[:n]
 	a.pred, a.count = a.pred[:n], a.count[:n]
@@ -114,15 +118,7 @@ func (a *Assigner) reduceColumns(n int) {
 		best[j] = 0
 	}
 	for i := 1; i < n; i++ {
-		row := c[i*n : (i+1)*n]
-		for j, x := range row {
-			b := best[j]
-			if x < v[j] {
-				b = int32(i)
-			}
-			best[j] = b
-			v[j] = min(v[j], x)
-		}
+		columnMin(c[i*n:(i+1)*n], v, best, int32(i))
 	}
 	for i := range n {
 		a.rowCol[i], a.colRow[i], a.count[i] = -1, -1, 0
@@ -193,20 +189,7 @@ func (a *Assigner) reduceRows(n, nfree int) int {
 			continue
 		}
 		budget--
-		row := c[i*n : (i+1)*n]
-		u1, u2 := row[0]-v[0], math.Inf(1)
-		j1, j2 := 0, -1
-		for j := 1; j < n; j++ {
-			h := row[j] - v[j]
-			if h < u2 {
-				if h >= u1 {
-					u2, j2 = h, j
-				} else {
-					u2, j2 = u1, j1
-					u1, j1 = h, j
-				}
-			}
-		}
+		u1, j1, u2, j2 := rowTop2(c[i*n:(i+1)*n], v)
 		i0 := a.colRow[j1]
 		moved := u1 < u2
 		switch {
@@ -235,75 +218,36 @@ func (a *Assigner) reduceRows(n, nfree int) int {
 }
 
 // augment assigns the free row f by a shortest augmenting path over the
-// reduced costs C[i, j] - v_j - u_i (Dijkstra, with the columns at the
-// current minimum distance scanned as a block), then lowers the price of
-// each column settled before the path's end by the final distance minus
-// its own, which keeps every reduced cost >= 0.
+// reduced costs C[i, j] - v_j - u_i: Dijkstra on the dense graph, which
+// settles the nearest unsettled column and relaxes all columns through
+// its row in one branch-free pass (relaxMin, vectorized where the CPU
+// allows) that also finds the next nearest, a free one where several are
+// nearest. Settled columns leave the
+// search through their working prices: vs_j = -Inf makes every later
+// candidate distance +Inf, so no pass needs to skip them. The pass ends at
+// the first free column settled; the columns settled before it lower their
+// prices by the final distance minus their own, which keeps every reduced
+// cost >= 0.
 func (a *Assigner) augment(n int, f int32) {
-	c, v, d, cols, pred := a.c, a.v, a.d, a.cols, a.pred
-	row := c[int(f)*n : (int(f)+1)*n]
+	c, v, d, vs, pred := a.c, a.v, a.d, a.vs, a.pred
+	inf := math.Inf(1)
 	for j := range n {
-		d[j] = row[j] - v[j]
-		pred[j] = f
-		cols[j] = int32(j)
+		d[j], vs[j] = inf, v[j]
 	}
-	// cols[:lo] are scanned, cols[lo:hi] are at distance dmin and not yet
-	// scanned, cols[hi:] are farther.
-	lo, hi, last := 0, 0, 0
-	end := int32(-1)
-	dmin := 0.0
-	for end < 0 {
-		if lo == hi {
-			last = lo
-			dmin = d[cols[hi]]
-			hi++
-			for k := hi; k < n; k++ {
-				j := cols[k]
-				h := d[j]
-				if h <= dmin {
-					if h < dmin {
-						hi, dmin = lo, h
-					}
-					cols[k], cols[hi] = cols[hi], j
-					hi++
-				}
-			}
-			for k := lo; k < hi; k++ {
-				if a.colRow[cols[k]] < 0 {
-					end = cols[k]
-					break
-				}
-			}
-			if end >= 0 {
-				break
-			}
-		}
-		j1 := cols[lo]
-		lo++
-		i := int(a.colRow[j1])
-		ri := c[i*n : (i+1)*n]
-		h := ri[j1] - v[j1] - dmin
-		for k := hi; k < n; k++ {
-			j := cols[k]
-			dj := ri[j] - v[j] - h
-			old, p := d[j], pred[j]
-			if dj < old { // a conditional move, not a branch
-				p = int32(i)
-			}
-			d[j], pred[j] = min(old, dj), p
-			if dj == dmin { // j joins the columns at the minimum
-				if a.colRow[j] < 0 {
-					end = j
-					break
-				}
-				cols[k], cols[hi] = cols[hi], j
-				hi++
-			}
-		}
+	dmin, j := relaxMin(d, vs, c[int(f)*n:(int(f)+1)*n], pred, a.colRow, 0, f)
+	nset := 0
+	for a.colRow[j] >= 0 {
+		a.cols[nset], a.ds[nset] = int32(j), dmin
+		nset++
+		d[j], vs[j] = inf, math.Inf(-1)
+		i := a.colRow[j]
+		ri := c[int(i)*n : (int(i)+1)*n]
+		dmin, j = relaxMin(d, vs, ri, pred, a.colRow, ri[j]-v[j]-a.ds[nset-1], i)
 	}
-	for _, j := range cols[:last] {
-		v[j] += d[j] - dmin
+	for k, jk := range a.cols[:nset] {
+		v[jk] += a.ds[k] - dmin
 	}
+	end := int32(j)
 	for {
 		i := pred[end]
 		a.colRow[end] = i
@@ -314,4 +258,75 @@ func (a *Assigner) augment(n int, f int32) {
 		}
 		end = next
 	}
+}
+
+// columnMinGo is columnMin in plain Go, the reference of the vectorized
+// kernels: v_j = row_j and best_j = i where row_j < v_j.
+func columnMinGo(row, v []float64, best []int32, i int32) {
+	v, best = v[:len(row)], best[:len(row)]
+	for j, x := range row {
+		if x < v[j] {
+			v[j], best[j] = x, i
+		}
+	}
+}
+
+// rowTop2Go is rowTop2 in plain Go, the reference of the vectorized
+// kernels: the smallest and the second smallest row_j - v_j and their
+// columns, each the first column among equals (j2 = -1, u2 = +Inf when
+// the row has one column).
+func rowTop2Go(row, v []float64) (u1 float64, j1 int, u2 float64, j2 int) {
+	u1, u2, j1, j2 = math.Inf(1), math.Inf(1), -1, -1
+	v = v[:len(row)]
+	for j, x := range row {
+		h := x - v[j]
+		if h < u2 {
+			if h >= u1 {
+				u2, j2 = h, j
+			} else {
+				u2, j2 = u1, j1
+				u1, j1 = h, j
+			}
+		}
+	}
+	return u1, j1, u2, j2
+}
+
+// relaxMinGo is relaxMin in plain Go, the reference of the vectorized
+// kernels: d_j = min(d_j, r_j - vs_j - h) with pred_j = i where r_j - vs_j
+// - h is smaller; then the smallest d_j and the first column that has it,
+// or the first free column (colRow_j < 0) that has it if there is one
+// (-1 and +Inf if every d_j is +Inf).
+func relaxMinGo(d, vs, r []float64, pred, colRow []int32, h float64, i int32) (float64, int) {
+	best, jb, bestFree, jf := relaxMinGo4(d, vs, r, pred, colRow, h, i)
+	return pickFree(best, jb, bestFree, jf)
+}
+
+// relaxMinGo4 is the pass of relaxMinGo, returning the smallest d_j and
+// its first column over all columns and over the free ones.
+func relaxMinGo4(d, vs, r []float64, pred, colRow []int32, h float64, i int32) (best float64, jb int, bestFree float64, jf int) {
+	best, bestFree, jb, jf = math.Inf(1), math.Inf(1), -1, -1
+	r, vs, pred, colRow = r[:len(d)], vs[:len(d)], pred[:len(d)], colRow[:len(d)]
+	for j, old := range d {
+		dj := r[j] - vs[j] - h
+		if dj < old {
+			d[j], pred[j], old = dj, i, dj
+		}
+		if old < best {
+			best, jb = old, j
+		}
+		if colRow[j] < 0 && old < bestFree {
+			bestFree, jf = old, j
+		}
+	}
+	return best, jb, bestFree, jf
+}
+
+// pickFree prefers a free column among those at the smallest distance:
+// the search can end there at once.
+func pickFree(best float64, jb int, bestFree float64, jf int) (float64, int) {
+	if jf >= 0 && bestFree == best {
+		return best, jf
+	}
+	return best, jb
 }

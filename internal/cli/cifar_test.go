@@ -78,13 +78,15 @@ func TestCIFAR10Missing(t *testing.T) {
 // flag overrides them, recorded with the preset's name; a conditional
 // model of the 10 classes whose loss falls in 40 steps; an interrupted
 // and resumed run (dropout masks and all) ends bit for bit where a
-// straight one does; the class-conditional sampler runs on it.
+// straight one does; the class-conditional sampler runs on it. On the CPU
+// in every build: the same network on the device is
+// TestKernelSimUNetDropoutTrainingMatchesCPU's (package gpu).
 func TestCIFAR10PresetTrain(t *testing.T) {
 	dir := cifarFolder(t, 12)
 	t.Setenv(data.EnvCIFAR10Dir, dir)
 	straight := t.TempDir()
 	args := append([]string{"train", "--data", "cifar10", "--out", straight, "--steps", "40", "--lr", "2e-3"}, tinyCIFAR...)
-	if code, _, e := fmgpu(t, args...); code != 0 {
+	if code, _, e := cpuRun(t, args...); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
 	ckPath := filepath.Join(straight, train.CheckpointName)
@@ -114,16 +116,16 @@ func TestCIFAR10PresetTrain(t *testing.T) {
 
 	chunked := t.TempDir()
 	args[4] = chunked
-	if code, _, e := fmgpu(t, append(args, "--stop-after", "17")...); code != 0 {
+	if code, _, e := cpuRun(t, append(args, "--stop-after", "17")...); code != 0 {
 		t.Fatalf("train --stop-after: %s", e)
 	}
 	// --resume takes the checkpoint's settings, preset included.
-	if code, _, e := fmgpu(t, "train", "--out", chunked, "--resume", "--quiet", "--no-plot"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--out", chunked, "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Fatalf("resume: %s", e)
 	}
 	sameCheckpointTensors(t, ckPath, filepath.Join(chunked, train.CheckpointName))
 
-	code, _, e := fmgpu(t, "sample", "--checkpoint", ckPath, "--out", filepath.Join(t.TempDir(), "s.npy"), "--n", "3",
+	code, _, e := cpuRun(t, "sample", "--checkpoint", ckPath, "--out", filepath.Join(t.TempDir(), "s.npy"), "--n", "3",
 		"--class", "4", "--solver", "euler", "--steps", "2")
 	if code != 0 {
 		t.Errorf("sample: %s", e)

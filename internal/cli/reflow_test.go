@@ -175,12 +175,15 @@ func cancelWhen(path string, cancel func()) (stop func()) {
 
 // An interrupted reflow (during the pairs, then during training) keeps
 // what it made and exits 130; the same command continues, and ends with
-// the pairs and the checkpoint of an uninterrupted run, bit for bit.
+// the pairs and the checkpoint of an uninterrupted run, bit for bit. On
+// the CPU in every build (the kernelsim build's default device would take
+// minutes over the 20,000 solves); reflow on the device is
+// TestReflowAndDistill's.
 func TestReflowInterruptedContinues(t *testing.T) {
 	dir := t.TempDir()
-	teacher := tinyTrain(t, filepath.Join(dir, "a"), "--no-plot")
+	teacher := tinyTrain(t, filepath.Join(dir, "a"), "--no-plot", "--device", "cpu")
 	args := []string{"--checkpoint", teacher, "--pairs", "20000", "--train-steps", "3000", "--batch", "64",
-		"--solver", "euler", "--steps", "300", "--log-every", "10", "--quiet"}
+		"--solver", "euler", "--steps", "300", "--log-every", "10", "--quiet", "--device", "cpu"}
 	straight, chunked := filepath.Join(dir, "straight"), filepath.Join(dir, "chunked")
 	if code, _, e := fmgpu(t, append([]string{"reflow", "--out", straight}, args...)...); code != 0 {
 		t.Fatal(e)

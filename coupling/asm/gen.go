@@ -1,0 +1,254 @@
+// Command asm generates the amd64 assembly of package coupling with avo:
+// the AVX-512 passes of the exact assignment (coupling/assign.go): the
+// column minima of the column reduction, a row's two smallest reduced
+// costs for the augmenting row reduction, and the relaxation of the
+// shortest-path search. Each has a plain-Go reference in assign.go that
+// it matches bit for bit (relax_amd64_test.go).
+//
+// Run it through go generate in coupling (see gen.go there).
+package main
+
+import (
+	"math"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// VCMPPD's predicates: the costs are finite, so no NaN reaches them.
+const (
+	cmpEQ = 0 // equal, ordered
+	cmpLT = 1 // less than, ordered
+)
+
+var lanes Mem
+
+func main() {
+	ConstraintExpr("!noasm")
+	// The lane numbers 0..7, then eight 8s (the second block's offset).
+	lanes = GLOBL("couplinglanes", RODATA|NOPTR)
+	for l := range 16 {
+		DATA(4*l, U32(uint32(min(l, 8))))
+	}
+	columnMin()
+	rowTop2()
+	relaxMin()
+	Generate()
+}
+
+// broadcastInf sets z to +Inf in every lane.
+func broadcastInf(z VecVirtual) {
+	inf, x := GP64(), XMM()
+	MOVQ(U64(math.Float64bits(math.Inf(1))), inf)
+	MOVQ(inf, x)
+	VBROADCASTSD(x, z)
+}
+
+// broadcast32 sets y's eight int32 lanes to v.
+func broadcast32(y VecVirtual, v uint32) {
+	r := GP32()
+	MOVL(U32(v), r)
+	VPBROADCASTD(r, y)
+}
+
+// columnMin is columnMinGo over columns [0, n), n a multiple of 8.
+func columnMin() {
+	TEXT("columnMinAVX512", NOSPLIT, "func(row, v *float64, best *int32, n int, i int32)")
+	Pragma("noescape")
+	Doc("columnMinAVX512 lowers v_j to row_j and sets best_j = i where row_j < v_j, for j < n (a multiple of 8).")
+	row := Load(Param("row"), GP64())
+	v := Load(Param("v"), GP64())
+	best := Load(Param("best"), GP64())
+	n := Load(Param("n"), GP64())
+	iv := YMM()
+	VPBROADCASTD(Load(Param("i"), GP32()), iv)
+	j := GP64()
+	XORQ(j, j)
+	Label("colloop")
+	x, vj := ZMM(), ZMM()
+	VMOVUPD(Mem{Base: row, Index: j, Scale: 8}, x)
+	VMOVUPD(Mem{Base: v, Index: j, Scale: 8}, vj)
+	VCMPPD(U8(cmpLT), vj, x, K1) // K1: x < v_j
+	VMOVUPD(x, K1, Mem{Base: v, Index: j, Scale: 8})
+	VMOVDQU32(iv, K1, Mem{Base: best, Index: j, Scale: 4})
+	ADDQ(U8(8), j)
+	CMPQ(j, n)
+	JLT(LabelRef("colloop"))
+	VZEROUPPER()
+	RET()
+}
+
+// rowTop2 is rowTop2Go over columns [0, n), n a multiple of 8, each lane
+// on its own columns (every 8th): the caller merges the lanes.
+func rowTop2() {
+	TEXT("rowTop2AVX512", NOSPLIT, "func(row, v *float64, n int, u *[16]float64, js *[16]int32)")
+	Pragma("noescape")
+	Doc("rowTop2AVX512 writes each lane's smallest and second smallest row_j - v_j (u[0:8], u[8:16]) and their columns (js), the first column on ties.")
+	row := Load(Param("row"), GP64())
+	v := Load(Param("v"), GP64())
+	n := Load(Param("n"), GP64())
+	u1, u2 := ZMM(), ZMM()
+	col, j1, j2, eight := YMM(), YMM(), YMM(), YMM()
+	broadcastInf(u1)
+	VMOVAPD(u1, u2)
+	VMOVDQU32(lanes, col)
+	VPCMPEQD(j1, j1, j1) // -1
+	VMOVDQA32(j1, j2)
+	broadcast32(eight, 8)
+	j := GP64()
+	XORQ(j, j)
+	Label("toploop")
+	h := ZMM()
+	VMOVUPD(Mem{Base: row, Index: j, Scale: 8}, h)
+	VSUBPD(Mem{Base: v, Index: j, Scale: 8}, h, h)
+	VCMPPD(U8(cmpLT), u1, h, K1) // K1: h < u1
+	VCMPPD(U8(cmpLT), u2, h, K2) // K2: h < u2
+	VMOVAPD(h, K2, u2)
+	VMOVDQA32(col, K2, j2)
+	VMOVAPD(u1, K1, u2)
+	VMOVDQA32(j1, K1, j2)
+	VMOVAPD(h, K1, u1)
+	VMOVDQA32(col, K1, j1)
+	VPADDD(eight, col, col)
+	ADDQ(U8(8), j)
+	CMPQ(j, n)
+	JLT(LabelRef("toploop"))
+	up := Load(Param("u"), GP64())
+	VMOVUPD(u1, Mem{Base: up})
+	VMOVUPD(u2, Mem{Base: up, Disp: 64})
+	jp := Load(Param("js"), GP64())
+	VMOVDQU32(j1, Mem{Base: jp})
+	VMOVDQU32(j2, Mem{Base: jp, Disp: 32})
+	VZEROUPPER()
+	RET()
+}
+
+// relaxMin is relaxMinGo over columns [0, n), n a multiple of 16. Each
+// lane keeps its smallest distance and the first of its columns that has
+// it, over all its columns and over its free ones (colRow_j < 0), in two
+// sets of registers (the even and the odd blocks of 8 columns: one chain
+// of compare and blend a block would bound the loop by its latency); the
+// sets are merged lane by lane in the order (distance, column) and the
+// lanes reduced in registers. A lane's columns start at -1 and only a
+// finite distance replaces them, so a reduction over no finite distance
+// gives +Inf and -1.
+func relaxMin() {
+	TEXT("relaxMinAVX512", NOSPLIT, "func(d, vs, r *float64, pred, colRow *int32, n int, h float64, i int32) (best float64, jb int, bestFree float64, jf int)")
+	Pragma("noescape")
+	Doc("relaxMinAVX512 is relaxMinGo over columns [0, n), n a multiple of 16, with the smallest distance over all and over the free columns.")
+	d := Load(Param("d"), GP64())
+	vs := Load(Param("vs"), GP64())
+	r := Load(Param("r"), GP64())
+	pred := Load(Param("pred"), GP64())
+	colRow := Load(Param("colRow"), GP64())
+	n := Load(Param("n"), GP64())
+	hx := Load(Param("h"), XMM())
+	h := ZMM()
+	rowV, col, sixteen := YMM(), YMM(), YMM()
+	VBROADCASTSD(hx, h)
+	VPBROADCASTD(Load(Param("i"), GP32()), rowV)
+	VMOVDQU32(lanes, col)
+	broadcast32(sixteen, 16)
+	var sets [2]minSet
+	for k := range sets {
+		sets[k] = newMinSet()
+	}
+
+	j := GP64()
+	XORQ(j, j)
+	Label("relaxloop")
+	for k := range sets {
+		at := func(base Register, scale uint8) Mem {
+			return Mem{Base: base, Index: j, Scale: scale, Disp: 8 * k * int(scale)}
+		}
+		dj, old, owner := ZMM(), ZMM(), YMM()
+		VMOVUPD(at(r, 8), dj)
+		VSUBPD(at(vs, 8), dj, dj)
+		VSUBPD(h, dj, dj)
+		VMOVUPD(at(d, 8), old)
+		VCMPPD(U8(cmpLT), old, dj, K1) // K1: dj < old
+		VMOVAPD(dj, K1, old)
+		VMOVUPD(old, at(d, 8))
+		VMOVDQU32(rowV, K1, at(pred, 4))
+		cols := col
+		if k == 1 {
+			cols = YMM()
+			VPADDD(lanes.Offset(32), col, cols) // the first block's columns + 8
+		}
+		s := sets[k]
+		VCMPPD(U8(cmpLT), s.allD, old, K2) // K2: old < the lane's best
+		VMOVAPD(old, K2, s.allD)
+		VMOVDQA32(cols, K2, s.allCol)
+		VMOVDQU32(at(colRow, 4), owner)
+		VPMOVD2M(owner, K3)                     // K3: free (colRow_j < 0)
+		VCMPPD(U8(cmpLT), s.freeD, old, K3, K4) // K4: free and old < the lane's best free
+		VMOVAPD(old, K4, s.freeD)
+		VMOVDQA32(cols, K4, s.freeCol)
+	}
+	VPADDD(sixteen, col, col)
+	ADDQ(U8(16), j)
+	CMPQ(j, n)
+	JLT(LabelRef("relaxloop"))
+
+	mergeFirstMin(sets[0].allD, sets[0].allCol, sets[1].allD, sets[1].allCol)
+	mergeFirstMin(sets[0].freeD, sets[0].freeCol, sets[1].freeD, sets[1].freeCol)
+	reduceFirstMin(sets[0].allD, sets[0].allCol, 0)
+	reduceFirstMin(sets[0].freeD, sets[0].freeCol, 2)
+	VZEROUPPER()
+	RET()
+}
+
+// minSet is one set of per-lane minima of relaxMin.
+type minSet struct {
+	allD, freeD     VecVirtual // zmm: the smallest distance, of all and of the free columns
+	allCol, freeCol VecVirtual // ymm: its first column, -1 for none
+}
+
+func newMinSet() minSet {
+	s := minSet{ZMM(), ZMM(), YMM(), YMM()}
+	broadcastInf(s.allD)
+	VMOVAPD(s.allD, s.freeD)
+	VPCMPEQD(s.allCol, s.allCol, s.allCol) // -1
+	VMOVDQA32(s.allCol, s.freeCol)
+	return s
+}
+
+// mergeFirstMin sets each lane of (d, c) to the smaller of (d, c) and
+// (d2, c2) in the order (distance, column).
+func mergeFirstMin(d, c, d2, c2 VecVirtual) {
+	VCMPPD(U8(cmpLT), d, d2, K1)     // K1: d2 < d
+	VCMPPD(U8(cmpEQ), d, d2, K2)     // K2: d2 == d
+	VPCMPD(U8(cmpLT), c, c2, K2, K2) // K2: d2 == d and c2 < c
+	KORW(K1, K2, K1)
+	VMOVAPD(d2, K1, d)
+	VMOVDQA32(c2, K1, c)
+}
+
+// reduceFirstMin stores the smallest of the eight distances in vals and
+// the first of the columns in cols that has it as results ret and ret+1.
+func reduceFirstMin(vals, cols VecVirtual, ret int) {
+	hi, m, x := YMM(), ZMM(), XMM()
+	VEXTRACTF64X4(U8(1), vals, hi)
+	VMINPD(hi, vals.AsY(), m.AsY())
+	VEXTRACTF128(U8(1), m.AsY(), x)
+	VMINPD(x, m.AsX(), m.AsX())
+	VPERMILPD(U8(1), m.AsX(), x)
+	VMINPD(x, m.AsX(), m.AsX())
+	Store(m.AsX(), ReturnIndex(ret))
+	VBROADCASTSD(m.AsX(), m)
+	VCMPPD(U8(cmpEQ), m, vals, K5)
+	cand := YMM()
+	broadcast32(cand, math.MaxInt32)
+	VMOVDQA32(cols, K5, cand)
+	VEXTRACTI128(U8(1), cand, x)
+	VPMINSD(x, cand.AsX(), cand.AsX())
+	VPSHUFD(U8(0x4e), cand.AsX(), x)
+	VPMINSD(x, cand.AsX(), cand.AsX())
+	VPSHUFD(U8(0xb1), cand.AsX(), x)
+	VPMINSD(x, cand.AsX(), cand.AsX())
+	c32, c64 := GP32(), GP64()
+	VMOVD(cand.AsX(), c32)
+	MOVLQSX(c32, c64)
+	Store(c64, ReturnIndex(ret+1))
+}

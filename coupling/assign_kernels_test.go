@@ -1,0 +1,79 @@
+package coupling
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// kernelInput draws n values, from few distinct ones when ties is set (the
+// passes' tie rules are then what decides), with some entries set to inf.
+func kernelInput(r *rand.Rand, n int, ties bool, inf float64, pInf float64) []float64 {
+	x := make([]float64, n)
+	for j := range x {
+		switch {
+		case r.Float64() < pInf:
+			x[j] = inf
+		case ties:
+			x[j] = float64(r.IntN(4))
+		default:
+			x[j] = r.NormFloat64()
+		}
+	}
+	return x
+}
+
+var kernelSizes = []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 255, 256, 259}
+
+// The assignment's passes (vectorized where the CPU has AVX-512) give the
+// plain-Go references' results bit for bit, ties and tails included.
+func TestAssignKernelsMatchGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, n := range kernelSizes {
+		for trial := range 20 {
+			ties := trial%2 == 0
+			row := kernelInput(r, n, ties, 0, 0)
+			v := kernelInput(r, n, ties, 0, 0)
+
+			v1, v2 := slices.Clone(v), slices.Clone(v)
+			b1, b2 := make([]int32, n), make([]int32, n)
+			columnMin(row, v1, b1, 5)
+			columnMinGo(row, v2, b2, 5)
+			if !slices.Equal(v1, v2) || !slices.Equal(b1, b2) {
+				t.Fatalf("columnMin n=%d: %v %v, want %v %v", n, v1, b1, v2, b2)
+			}
+
+			u1, j1, u2, j2 := rowTop2(row, v)
+			w1, k1, w2, k2 := rowTop2Go(row, v)
+			if u1 != w1 || j1 != k1 || u2 != w2 || j2 != k2 {
+				t.Fatalf("rowTop2 n=%d row %v v %v: (%v, %d, %v, %d), want (%v, %d, %v, %d)", n, row, v, u1, j1, u2, j2, w1, k1, w2, k2)
+			}
+
+			// A search part way: settled columns have d = +Inf and vs = -Inf.
+			pSettled := []float64{0, 0.5, 1}[trial%3]
+			d := kernelInput(r, n, ties, math.Inf(1), pSettled)
+			vs := slices.Clone(v)
+			for j := range d {
+				if math.IsInf(d[j], 1) {
+					vs[j] = math.Inf(-1)
+				}
+			}
+			h := float64(r.IntN(3)) - 1
+			d1, d2 := slices.Clone(d), slices.Clone(d)
+			p1, p2 := make([]int32, n), make([]int32, n)
+			colRow := make([]int32, n)
+			for j := range colRow {
+				colRow[j] = int32(r.IntN(3)) - 1 // a third free
+			}
+			m1, i1 := relaxMin(d1, vs, row, p1, colRow, h, 3)
+			m2, i2 := relaxMinGo(d2, vs, row, p2, colRow, h, 3)
+			if m1 != m2 || i1 != i2 || !slices.Equal(d1, d2) || !slices.Equal(p1, p2) {
+				t.Fatalf("relaxMin n=%d: (%v, %d) d %v pred %v, want (%v, %d) d %v pred %v", n, m1, i1, d1, p1, m2, i2, d2, p2)
+			}
+			if pSettled == 1 && (i2 != -1 || !math.IsInf(m2, 1)) {
+				t.Fatalf("relaxMinGo with every column settled: (%v, %d), want (+Inf, -1)", m2, i2)
+			}
+		}
+	}
+}
