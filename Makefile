@@ -78,10 +78,15 @@ kernel-check:
 # kernel-check-asan: the whole simulator (harness, kernels, fake libcuda)
 # built with AddressSanitizer and UBSan instead of the access hooks
 # (kernels/README.md, "Checks"), over the harness's tests, the kernelsim
-# conformance suite and the fake libcuda's; any report fails it.
+# conformance suite and the fake libcuda's; any report fails it. Through
+# the fake libcuda the suite runs in fp32 only: its tf32, tf32x3 and bf16
+# runs (5 of the suite's 7 minutes there) launch other kernels through the
+# same driver code, and those kernels run under the sanitizers in
+# TestKernelSimConformance's.
 KERNEL_ASAN_TESTS := ^(TestSim|TestKernelSim(Conformance|Report)$$|TestCUDA(Conformance|Probe|Unavailable)$$)
+KERNEL_ASAN_SKIP := ^TestCUDAConformance$$/_
 kernel-check-asan:
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(GO) test -asan -tags kernelsim,simasan -count=1 -timeout 30m -run '$(KERNEL_ASAN_TESTS)' ./kernels ./gpu
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(GO) test -asan -tags kernelsim,simasan -count=1 -timeout 30m -run '$(KERNEL_ASAN_TESTS)' -skip '$(KERNEL_ASAN_SKIP)' ./kernels ./gpu
 
 # kernel-mutants: faults planted in the real kernels one at a time must be
 # caught by the checkers (scripts/kernel-mutants.sh; minutes each).

@@ -1,12 +1,16 @@
 //go:build kernelsim
 
-package kernels
+package kernels_test
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	// An external test package (with the package's names in scope): an
+	// internal one would compile the C++ harness a second time, for minutes.
+	. "github.com/fmgpu/fmgpu/kernels"
 )
 
 // The emulation of the tensor-core instructions (mma.cuh, sim_mma.h)

@@ -1,79 +1,39 @@
 //go:build kernelsim
 
-// The kernels of fmgpu.cu compiled for the host, and their table for the
-// kernelsim harness (sim_runtime.cc). kernels_test.go checks that the table
-// names exactly the extern "C" __global__ functions of the sources, plus
-// the harness self-tests of sim_selftest.h.
+// The kernels of fmgpu.cu compiled for the host, and their tables for the
+// kernelsim harness (sim_runtime.cc joins them). The op families are split
+// over four translation units, this one and sim_kernels_{conv,dense,
+// products}.cc, so that the compiler runs on several cores: as one, with
+// the sanitizers' instrumentation, they took 6 minutes of one core. This one has
+// the small families and the harness self-tests of sim_selftest.h.
+// kernels_test.go checks that the tables name exactly the extern "C"
+// __global__ functions of the sources, plus the self-tests.
 #include "sim_registry.h"
 
-#include "fmgpu.cu"
+#include "attention.cu"
+#include "draw.cu"
+#include "layout.cu"
+#include "memory.cu"
+#include "norm.cu"
+#include "ode.cu"
+#include "optimizer.cu"
+#include "random.cu"
 #include "sim_selftest.h"
 
-extern const SimKernel sim_kernel_table[] = {
-    SIM_KERNEL(act_backward_kernel),
-    SIM_KERNEL(activate_forward_kernel),
+extern const SimKernel sim_kernels_misc[] = {
     SIM_KERNEL(adam_ema_update_kernel),
     SIM_KERNEL(add_channel_bias_forward_kernel),
     SIM_KERNEL(axpy_update_kernel),
-    SIM_KERNEL(bias_act_backward_kernel),
     SIM_KERNEL(channel_sum_reduce_kernel),
-    SIM_KERNEL(conv2d_bf16_data_backward_kernel),
-    SIM_KERNEL(conv2d_bf16_filter_backward_kernel),
-    SIM_KERNEL(conv2d_bf16_forward_kernel),
-    SIM_KERNEL(conv2d_data_backward_kernel),
-    SIM_KERNEL(conv2d_filter_backward_kernel),
-    SIM_KERNEL(conv2d_forward_kernel),
-    SIM_KERNEL(conv2d_tf32_data_backward_kernel),
-    SIM_KERNEL(conv2d_tf32_filter_backward_kernel),
-    SIM_KERNEL(conv2d_tf32_forward_kernel),
-    SIM_KERNEL(conv2d_tf32x3_data_backward_kernel),
-    SIM_KERNEL(conv2d_tf32x3_filter_backward_kernel),
-    SIM_KERNEL(conv2d_tf32x3_forward_kernel),
     SIM_KERNEL(copy_channels_forward_kernel),
     SIM_KERNEL(draw_batch_forward_kernel),
     SIM_KERNEL(draw_labels_forward_kernel),
     SIM_KERNEL(dropout_forward_kernel),
-    SIM_KERNEL(embed_input_forward_kernel),
     SIM_KERNEL(error_norm_reduce_kernel),
     SIM_KERNEL(fill_forward_kernel),
-    SIM_KERNEL(gemm_batched_nn_forward_kernel),
-    SIM_KERNEL(gemm_batched_nt_forward_kernel),
-    SIM_KERNEL(gemm_batched_tn_forward_kernel),
-    SIM_KERNEL(gemm_batched_tt_forward_kernel),
-    SIM_KERNEL(gemm_nn_forward_kernel),
-    SIM_KERNEL(gemm_nn_split_forward_kernel),
-    SIM_KERNEL(gemm_nt_split_forward_kernel),
-    SIM_KERNEL(gemm_split_reduce_kernel),
-    SIM_KERNEL(gemm_tn_split_forward_kernel),
-    SIM_KERNEL(gemm_tt_split_forward_kernel),
-    SIM_KERNEL(gemm_nt_forward_kernel),
-    SIM_KERNEL(gemm_tn_forward_kernel),
-    SIM_KERNEL(gemm_tt_forward_kernel),
-    SIM_KERNEL(gemm_bf16_nn_forward_kernel),
-    SIM_KERNEL(gemm_bf16_nt_forward_kernel),
-    SIM_KERNEL(gemm_bf16_tn_forward_kernel),
-    SIM_KERNEL(gemm_bf16_tt_forward_kernel),
-    SIM_KERNEL(gemm_tf32_nn_forward_kernel),
-    SIM_KERNEL(gemm_tf32_nt_forward_kernel),
-    SIM_KERNEL(gemm_tf32_tn_forward_kernel),
-    SIM_KERNEL(gemm_tf32_tt_forward_kernel),
-    SIM_KERNEL(gemm_tf32x3_nn_forward_kernel),
-    SIM_KERNEL(gemm_tf32x3_nt_forward_kernel),
-    SIM_KERNEL(gemm_tf32x3_tn_forward_kernel),
-    SIM_KERNEL(gemm_tf32x3_tt_forward_kernel),
     SIM_KERNEL(group_norm_backward_kernel),
     SIM_KERNEL(group_norm_forward_kernel),
     SIM_KERNEL(lin_comb_update_kernel),
-    SIM_KERNEL(linear_backward_kernel),
-    SIM_KERNEL(linear_forward_kernel),
-    SIM_KERNEL(linear_bf16_backward_kernel),
-    SIM_KERNEL(linear_bf16_forward_kernel),
-    SIM_KERNEL(linear_tf32_backward_kernel),
-    SIM_KERNEL(linear_tf32_forward_kernel),
-    SIM_KERNEL(linear_tf32x3_backward_kernel),
-    SIM_KERNEL(linear_tf32x3_forward_kernel),
-    SIM_KERNEL(mse_loss_backward_kernel),
-    SIM_KERNEL(one_hot_forward_kernel),
     SIM_KERNEL(path_target_forward_kernel),
     SIM_KERNEL(rand_normal_forward_kernel),
     SIM_KERNEL(rand_rademacher_forward_kernel),
@@ -85,7 +45,6 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(unit_column_forward_kernel),
     SIM_KERNEL(upsample2x_backward_kernel),
     SIM_KERNEL(upsample2x_forward_kernel),
-    // sim_selftest.h
     SIM_KERNEL(simtest_reverse_kernel),
     SIM_KERNEL(simtest_early_exit_kernel),
     SIM_KERNEL(simtest_divergent_kernel),
@@ -109,4 +68,4 @@ extern const SimKernel sim_kernel_table[] = {
     SIM_KERNEL(simtest_ldmatrix_kernel),
     SIM_KERNEL(simtest_cp_async_kernel),
 };
-extern const int sim_kernel_table_len = sizeof(sim_kernel_table) / sizeof(sim_kernel_table[0]);
+extern const int sim_kernels_misc_len = sizeof(sim_kernels_misc) / sizeof(sim_kernels_misc[0]);

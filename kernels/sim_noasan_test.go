@@ -1,5 +1,5 @@
 //go:build kernelsim && !simasan
 
-package kernels
+package kernels_test
 
 const simASan = false

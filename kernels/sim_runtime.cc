@@ -39,10 +39,31 @@ __thread sim_dim3 blockIdx;
 __thread sim_dim3 blockDim;
 __thread sim_dim3 gridDim;
 
-extern const SimKernel sim_kernel_table[];
-extern const int sim_kernel_table_len;
+// The kernel tables of sim_kernels*.cc, one per translation unit.
+extern const SimKernel sim_kernels_conv[], sim_kernels_dense[], sim_kernels_products[], sim_kernels_misc[];
+extern const int sim_kernels_conv_len, sim_kernels_dense_len, sim_kernels_products_len, sim_kernels_misc_len;
 
 namespace sim {
+
+// The kernels of every table, in one array: a kernel's index in it is its
+// slot in the per-kernel state below. Built on first use (a function-local
+// static), after the tables' own initialization.
+static const std::vector<SimKernel>& kernel_table() {
+    static const std::vector<SimKernel> table = [] {
+        std::vector<SimKernel> t;
+        const std::pair<const SimKernel*, int> parts[] = {
+            {sim_kernels_conv, sim_kernels_conv_len},
+            {sim_kernels_dense, sim_kernels_dense_len},
+            {sim_kernels_products, sim_kernels_products_len},
+            {sim_kernels_misc, sim_kernels_misc_len},
+        };
+        for (const auto& p : parts) t.insert(t.end(), p.first, p.first + p.second);
+        return t;
+    }();
+    return table;
+}
+static inline const SimKernel* sim_kernel_table() { return kernel_table().data(); }
+static inline int sim_kernel_table_len() { return (int)kernel_table().size(); }
 
 // ---- fiber contexts -------------------------------------------------------
 
@@ -672,8 +693,8 @@ static Pool g_pool;
 static std::mutex g_launch_mu;
 
 static const SimKernel* find_kernel(const char* name) {
-    for (int i = 0; i < sim_kernel_table_len; i++)
-        if (strcmp(sim_kernel_table[i].name, name) == 0) return &sim_kernel_table[i];
+    for (int i = 0; i < sim_kernel_table_len(); i++)
+        if (strcmp(sim_kernel_table()[i].name, name) == 0) return &sim_kernel_table()[i];
     return nullptr;
 }
 
@@ -712,7 +733,7 @@ static int arch_index(int sm) {
 
 static int kernel_index(const char* name) {
     const SimKernel* k = find_kernel(name);
-    return k ? (int)(k - sim_kernel_table) : -1;
+    return k ? (int)(k - sim_kernel_table()) : -1;
 }
 
 static bool is_selftest(const char* name) { return strncmp(name, "simtest_", 8) == 0; }
@@ -764,7 +785,7 @@ static std::string check_resources(int ki, const char* name, unsigned threads, s
 }
 
 static bool parse_report(const char* text, size_t len, std::vector<KernelRes>* out, std::string* err) {
-    out->assign(sim_kernel_table_len, KernelRes{});
+    out->assign(sim_kernel_table_len(), KernelRes{});
     std::string s(text, len);
     size_t pos = 0;
     int cur = -1, arch = -1, nentries = 0;
@@ -952,7 +973,7 @@ int sim_set_max_dynamic_shared(const char* name, size_t bytes, char* err, size_t
             return 1;
         }
     }
-    if (g_max_dynamic.empty()) g_max_dynamic.assign(sim_kernel_table_len, 0);
+    if (g_max_dynamic.empty()) g_max_dynamic.assign(sim_kernel_table_len(), 0);
     g_max_dynamic[ki] = bytes;
     return 0;
 }
@@ -980,14 +1001,14 @@ static std::string launch_check(const SimKernel* k, const char* name, const unsi
     if (shared > (227u << 10)) return fmt("%s: %zu bytes of dynamic shared memory, above every GPU's limit", name, shared);
     {
         std::lock_guard<std::mutex> g(g_res_mu);
-        size_t attr = g_max_dynamic.empty() ? 0 : g_max_dynamic[k - sim_kernel_table];
+        size_t attr = g_max_dynamic.empty() ? 0 : g_max_dynamic[k - sim_kernel_table()];
         size_t maxdyn = attr == 0 ? (48u << 10) : attr;
         if (shared > maxdyn)
             return fmt("resources: %s: %zu bytes of dynamic shared memory, above the kernel's maximum of %zu (48 KiB "
                        "without the opt-in attribute)",
                        name, shared, maxdyn);
     }
-    return check_resources((int)(k - sim_kernel_table), name, (unsigned)nthr, shared);
+    return check_resources((int)(k - sim_kernel_table()), name, (unsigned)nthr, shared);
 }
 
 int sim_launch_check(const char* name, const unsigned grid[3], const unsigned block[3], size_t shared, char* err,
@@ -1031,8 +1052,8 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
     }
     job.checks = job.hooked ? g_checks.load() : 0;
     if (job.hooked) {
-        g_checked_launches.resize(sim_kernel_table_len);
-        g_checked_launches[k - sim_kernel_table]++;
+        g_checked_launches.resize(sim_kernel_table_len());
+        g_checked_launches[k - sim_kernel_table()]++;
     }
     global_launch_start(&job);
     int threads = g_threads.load();
@@ -1043,9 +1064,9 @@ int sim_launch(const char* name, const unsigned grid[3], const unsigned block[3]
     return 0;
 }
 
-int sim_kernel_count(void) { return sim_kernel_table_len; }
-const char* sim_kernel_name(int i) { return sim_kernel_table[i].name; }
-const char* sim_kernel_sig(int i) { return sim_kernel_table[i].sig; }
+int sim_kernel_count(void) { return sim_kernel_table_len(); }
+const char* sim_kernel_name(int i) { return sim_kernel_table()[i].name; }
+const char* sim_kernel_sig(int i) { return sim_kernel_table()[i].sig; }
 uint64_t sim_checked_launches(int i) {
     std::lock_guard<std::mutex> g(g_launch_mu);
     return i >= 0 && (size_t)i < g_checked_launches.size() ? g_checked_launches[i] : 0;

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -143,16 +144,45 @@ func build() (string, error) {
 	if err := os.WriteFile(reportSrc, []byte("extern \"C\" const char fmgpu_fake_ptxas_report[] = R\"FMGPU("+string(report)+")FMGPU\";\n"), 0o644); err != nil {
 		return "", err
 	}
-	// Compiled one by one, then linked: the ThreadSanitizer instrumentation
-	// of the checks is wanted at compile time only (no runtime is linked).
-	var objs []string
-	for _, src := range []string{filepath.Join(dir, "sim_runtime.cc"), filepath.Join(dir, "sim_memory.cc"),
-		filepath.Join(dir, "sim_kernels.cc"), filepath.Join(dir, "fakecuda", "libcuda.cc"), reportSrc} {
-		obj := filepath.Join(tmp, strings.TrimSuffix(filepath.Base(src), ".cc")+".o")
-		if msg, err := exec.Command(cxx, append(append([]string{}, flags...), "-c", "-o", obj, src)...).CombinedOutput(); err != nil {
-			return "", fmt.Errorf("%s %s: %v\n%s", cxx, filepath.Base(src), err, msg)
+	// Compiled file by file, several at once (the kernels' translation
+	// units take minutes each with the sanitizers), then linked: the
+	// ThreadSanitizer instrumentation of the checks is wanted at compile
+	// time only (no runtime is linked).
+	// The op families with tensor-core kernels (sim_kernels_*.cc) first,
+	// products (the longest) to conv: started last, one of them would
+	// leave a core idle while it finishes.
+	var srcs, rest []string
+	for _, f := range slices.Backward(files) {
+		switch b := filepath.Base(f); {
+		case filepath.Dir(f) != dir || !strings.HasPrefix(b, "sim_") || !strings.HasSuffix(b, ".cc"):
+		case strings.HasPrefix(b, "sim_kernels_"):
+			srcs = append(srcs, f)
+		default:
+			rest = append(rest, f)
 		}
-		objs = append(objs, obj)
+	}
+	srcs = append(append(srcs, rest...), filepath.Join(dir, "fakecuda", "libcuda.cc"), reportSrc)
+	objs := make([]string, len(srcs))
+	errs := make([]error, len(srcs))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for k, src := range srcs {
+		objs[k] = filepath.Join(tmp, strings.TrimSuffix(filepath.Base(src), ".cc")+".o")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if msg, err := exec.Command(cxx, append(append([]string{}, flags...), "-c", "-o", objs[k], src)...).CombinedOutput(); err != nil {
+				errs[k] = fmt.Errorf("%s %s: %v\n%s", cxx, filepath.Base(src), err, msg)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return "", err
+		}
 	}
 	lib := filepath.Join(tmp, "libcuda.so.1")
 	if msg, err := exec.Command(cxx, append(append(append([]string{}, linkFlags...), "-o", lib), objs...)...).CombinedOutput(); err != nil {
