@@ -4,8 +4,12 @@
 // kernelsim harness (sim_runtime.cc joins them). The op families are split
 // over four translation units, this one and sim_kernels_{conv,dense,
 // products}.cc, so that the compiler runs on several cores: as one, with
-// the sanitizers' instrumentation, they took 6 minutes of one core. This one has
-// the small families and the harness self-tests of sim_selftest.h.
+// the sanitizers' instrumentation, they took 6 minutes of one core. Their
+// objects must be linked next to each other, as the file order does (cgo,
+// internal/fakecuda): the harness takes the static shared variables of
+// the four (thread-local) for one span of memory (sim_memory.cc,
+// register_shared). This one has the small families and the harness
+// self-tests of sim_selftest.h.
 // kernels_test.go checks that the tables name exactly the extern "C"
 // __global__ functions of the sources, plus the self-tests.
 #include "sim_registry.h"

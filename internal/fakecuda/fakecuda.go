@@ -147,36 +147,50 @@ func build() (string, error) {
 	// Compiled file by file, several at once (the kernels' translation
 	// units take minutes each with the sanitizers), then linked: the
 	// ThreadSanitizer instrumentation of the checks is wanted at compile
-	// time only (no runtime is linked).
-	// The op families with tensor-core kernels (sim_kernels_*.cc) first,
-	// products (the longest) to conv: started last, one of them would
-	// leave a core idle while it finishes.
-	var srcs, rest []string
-	for _, f := range slices.Backward(files) {
-		switch b := filepath.Base(f); {
-		case filepath.Dir(f) != dir || !strings.HasPrefix(b, "sim_") || !strings.HasSuffix(b, ".cc"):
-		case strings.HasPrefix(b, "sim_kernels_"):
+	// time only (no runtime is linked). Linked in the sources' order, which
+	// keeps the kernels' translation units (sim_kernels*.cc) next to each
+	// other: the harness takes their static shared variables (thread-local)
+	// for one span of memory, and another file's thread-local variables
+	// inside it would read as shared memory.
+	var srcs []string
+	for _, f := range files {
+		if b := filepath.Base(f); filepath.Dir(f) == dir && strings.HasPrefix(b, "sim_") && strings.HasSuffix(b, ".cc") {
 			srcs = append(srcs, f)
-		default:
-			rest = append(rest, f)
 		}
 	}
-	srcs = append(append(srcs, rest...), filepath.Join(dir, "fakecuda", "libcuda.cc"), reportSrc)
+	srcs = append(srcs, filepath.Join(dir, "fakecuda", "libcuda.cc"), reportSrc)
+	// The op families with tensor-core kernels (sim_kernels_*.cc) start
+	// first, products (the longest) to conv: started last, one of them
+	// would leave a core idle while it finishes.
+	order := make([]int, len(srcs))
+	for k := range order {
+		order[k] = k
+	}
+	heavy := func(k int) bool { return strings.HasPrefix(filepath.Base(srcs[k]), "sim_kernels_") }
+	slices.SortStableFunc(order, func(a, b int) int {
+		switch {
+		case heavy(a) && heavy(b):
+			return b - a
+		case heavy(a):
+			return -1
+		case heavy(b):
+			return 1
+		}
+		return 0
+	})
 	objs := make([]string, len(srcs))
 	errs := make([]error, len(srcs))
 	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
 	var wg sync.WaitGroup
-	for k, src := range srcs {
-		objs[k] = filepath.Join(tmp, strings.TrimSuffix(filepath.Base(src), ".cc")+".o")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			slots <- struct{}{}
+	for _, k := range order {
+		objs[k] = filepath.Join(tmp, strings.TrimSuffix(filepath.Base(srcs[k]), ".cc")+".o")
+		slots <- struct{}{}
+		wg.Go(func() {
 			defer func() { <-slots }()
-			if msg, err := exec.Command(cxx, append(append([]string{}, flags...), "-c", "-o", objs[k], src)...).CombinedOutput(); err != nil {
-				errs[k] = fmt.Errorf("%s %s: %v\n%s", cxx, filepath.Base(src), err, msg)
+			if msg, err := exec.Command(cxx, append(append([]string{}, flags...), "-c", "-o", objs[k], srcs[k])...).CombinedOutput(); err != nil {
+				errs[k] = fmt.Errorf("%s %s: %v\n%s", cxx, filepath.Base(srcs[k]), err, msg)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for _, err := range errs {
