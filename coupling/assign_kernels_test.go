@@ -62,9 +62,19 @@ func TestAssignKernelsMatchGo(t *testing.T) {
 			h := float64(r.IntN(3)) - 1
 			d1, d2 := slices.Clone(d), slices.Clone(d)
 			p1, p2 := make([]int32, n), make([]int32, n)
+			// No column free, a third free, or all (the first column at
+			// the minimum is then decided over all columns, or over the
+			// free ones).
 			colRow := make([]int32, n)
 			for j := range colRow {
-				colRow[j] = int32(r.IntN(3)) - 1 // a third free
+				switch trial % 4 {
+				case 0, 1:
+					colRow[j] = int32(r.IntN(n))
+				case 2:
+					colRow[j] = int32(r.IntN(3)) - 1
+				case 3:
+					colRow[j] = -1
+				}
 			}
 			m1, i1 := relaxMin(d1, vs, row, p1, colRow, h, 3)
 			m2, i2 := relaxMinGo(d2, vs, row, p2, colRow, h, 3)
