@@ -222,12 +222,11 @@ func (a *Assigner) reduceRows(n, nfree int) int {
 // settles the nearest unsettled column and relaxes all columns through
 // its row in one branch-free pass (relaxMin, vectorized where the CPU
 // allows) that also finds the next nearest, a free one where several are
-// nearest. Settled columns leave the
-// search through their working prices: vs_j = -Inf makes every later
-// candidate distance +Inf, so no pass needs to skip them. The pass ends at
-// the first free column settled; the columns settled before it lower their
-// prices by the final distance minus their own, which keeps every reduced
-// cost >= 0.
+// nearest. Settled columns leave the search through their working prices:
+// vs_j = -Inf makes every later candidate distance +Inf, so no pass needs
+// to skip them. The search ends at the first free column it reaches; the
+// columns settled before it lower their prices by the final distance minus
+// their own, which keeps every reduced cost >= 0.
 func (a *Assigner) augment(n int, f int32) {
 	c, v, d, vs, pred := a.c, a.v, a.d, a.vs, a.pred
 	inf := math.Inf(1)
