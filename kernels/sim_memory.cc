@@ -281,6 +281,18 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
     if (lo != w->ssm_lo || hi - lo != w->ssm_size) {
         // A wider span: move the cells over; new words are gaps until a
         // variable covers them.
+        // The span must hold the kernels' variables only: a thread-local of
+        // the harness inside it would read as shared memory, as when the
+        // kernels' translation units are linked apart (sim_kernels.cc).
+        for (uintptr_t own : {(uintptr_t)&threadIdx, (uintptr_t)&gridDim, (uintptr_t)&tls_worker}) {
+            if (own - lo < hi - lo) {
+                fprintf(stderr,
+                        "kernelsim: the static __shared__ variables up to %s::%s span the harness's own "
+                        "thread-locals: link the kernels' objects (sim_kernels*.cc) next to each other\n",
+                        fn, name);
+                abort();
+            }
+        }
         std::vector<SmemCell> cells((hi - lo) / 4, SmemCell{0, kCellGap, 0, 0, 0});
         for (size_t i = 0; i < w->ssm_cells.size(); i++) cells[(w->ssm_lo - lo) / 4 + i] = w->ssm_cells[i];
         w->ssm_cells.swap(cells);
