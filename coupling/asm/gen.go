@@ -3,7 +3,7 @@
 // column minima of the column reduction, a row's two smallest reduced
 // costs for the augmenting row reduction, and the relaxation of the
 // shortest-path search. Each has a plain-Go reference in assign.go that
-// it matches bit for bit (relax_amd64_test.go).
+// it matches bit for bit (assign_kernels_test.go).
 //
 // Run it through go generate in coupling (see gen.go there).
 package main
