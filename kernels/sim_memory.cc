@@ -279,8 +279,6 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
     uintptr_t lo = w->ssm_vars.front().p & ~(uintptr_t)3, hi = 0;
     for (const auto& v : w->ssm_vars) hi = std::max<uintptr_t>(hi, round_up(v.p + v.size, 4));
     if (lo != w->ssm_lo || hi - lo != w->ssm_size) {
-        // A wider span: move the cells over; new words are gaps until a
-        // variable covers them.
         // The span must hold the kernels' variables only: a thread-local of
         // the harness inside it would read as shared memory, as when the
         // kernels' translation units are linked apart (sim_kernels.cc).
@@ -293,6 +291,8 @@ static void register_shared(Worker* w, uintptr_t p, size_t size, const char* fn,
                 abort();
             }
         }
+        // A wider span: move the cells over; new words are gaps until a
+        // variable covers them.
         std::vector<SmemCell> cells((hi - lo) / 4, SmemCell{0, kCellGap, 0, 0, 0});
         for (size_t i = 0; i < w->ssm_cells.size(); i++) cells[(w->ssm_lo - lo) / 4 + i] = w->ssm_cells[i];
         w->ssm_cells.swap(cells);

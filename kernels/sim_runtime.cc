@@ -693,8 +693,8 @@ static Pool g_pool;
 static std::mutex g_launch_mu;
 
 static const SimKernel* find_kernel(const char* name) {
-    for (int i = 0; i < sim_kernel_table_len(); i++)
-        if (strcmp(sim_kernel_table()[i].name, name) == 0) return &sim_kernel_table()[i];
+    for (const SimKernel& k : kernel_table())
+        if (strcmp(k.name, name) == 0) return &k;
     return nullptr;
 }
 
