@@ -57,6 +57,9 @@ type convKernels struct {
 	// thin filter gradient.
 	thinF [convThinRows]convThinFKernel
 	thinW convThinWKernel
+	// wgIn, wgOut: the Winograd transforms of 16 channels (winograd.go).
+	wgIn  func(n int, src *float32, sa int, srow int, dst *float32, st int, sx int)
+	wgOut func(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
 }
 
 type convThinFKernel func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
@@ -209,6 +212,11 @@ func (cs *ConvState) Forward(s Conv3x3, x, w, bias, y []float32, parts int) {
 		return
 	}
 	op := pad16(s.OutC)
+	if g.winograd() {
+		packWinograd(grow(&cs.wpack, 16*s.C*op), w, s.OutC, s.C, op, false)
+		cs.runWinograd(s.Batch, g, x, bias, y, parts)
+		return
+	}
 	packFilter(grow(&cs.wpack, 9*s.C*op), w, s.OutC, s.C, op, 9, false)
 	cs.runForward(s.Batch, g, x, bias, y, parts)
 }
@@ -224,6 +232,11 @@ func (cs *ConvState) BackwardData(s Conv3x3, dy, w, dx []float32, parts int) {
 		if g.thinForward() {
 			packThin(grow(&cs.wpack, 9*s.OutC*s.C), w, s.OutC, s.C, true)
 			cs.runThinForward(s.Batch, g, dy, nil, dx, parts)
+			return
+		}
+		if g.winograd() {
+			packWinograd(grow(&cs.wpack, 16*s.OutC*cp), w, s.OutC, s.C, cp, true)
+			cs.runWinograd(s.Batch, g, dy, nil, dx, parts)
 			return
 		}
 		packFilter(grow(&cs.wpack, 9*s.OutC*cp), w, s.OutC, s.C, cp, 9, true)
@@ -399,6 +412,7 @@ type convFwdTask struct {
 	rows, perImg     int // rows per unit, units per image
 	blkLen, ysLen    int
 	x, bias, y, wpck []float32
+	wino             winoPlan // the Winograd units' (wino.band > 0)
 }
 
 // convChunks is the ranges of forward units per thread: units are claimed
@@ -467,9 +481,12 @@ func (t *convFwdTask) Run(lo, hi int) {
 			// than lines written cold, measured on Zen 5)
 			pf.add(t.x[(b+1)*g.inC*hw : (b+2)*g.inC*hw])
 		}
-		if t.g.parity {
+		switch {
+		case t.wino.band > 0:
+			t.winoUnit(b, r0, rows, blk, ys, pf)
+		case t.g.parity:
 			t.parityUnit(b, r0, rows, blk, ys, pf)
-		} else {
+		default:
 			t.unit(b, r0, rows, blk, ys, pf)
 		}
 	}

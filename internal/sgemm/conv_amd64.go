@@ -20,4 +20,6 @@ var avx512Conv = &convKernels{
 	prefetch: convPrefetch,
 	thinF:    [convThinRows]convThinFKernel{convThinF1, convThinF2, convThinF3, convThinF4},
 	thinW:    convThinW,
+	wgIn:     wgInput16,
+	wgOut:    wgOutput16,
 }

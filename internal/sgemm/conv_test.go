@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -96,38 +97,52 @@ func TestConv3x3(t *testing.T) {
 		{1, 16, 3, 17, 48, 1}, {2, 48, 6, 9, 16, 1}, {1, 32, 4, 30, 96, 1}, {17, 16, 2, 1, 16, 1}, {0, 16, 4, 4, 16, 1},
 		{2, 1, 28, 28, 32, 1}, {2, 32, 28, 28, 1, 1}, {3, 3, 5, 6, 5, 1}, {2, 21, 9, 4, 7, 1}, {1, 70, 7, 7, 67, 1},
 		{2, 32, 28, 28, 32, 2}, {3, 64, 14, 14, 64, 2}, {2, 16, 7, 7, 16, 2}, {2, 5, 9, 11, 3, 2}, {9, 33, 6, 5, 18, 2},
-		{1, 16, 1, 1, 16, 2}, {2, 16, 2, 3, 32, 2}, {1, 48, 30, 29, 32, 2},
+		{1, 16, 1, 1, 16, 2}, {2, 16, 2, 3, 32, 2}, {1, 48, 30, 29, 32, 2}, {1, 64, 40, 41, 80, 1},
 	} {
-		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.W)))
-			hw, ohw := s.H*s.W, s.OutH()*s.OutW()
-			x := randConv(r, s.Batch*s.C*hw)
-			w := randConv(r, s.OutC*s.C*9)
-			bias := randConv(r, s.OutC)
-			dy := randConv(r, s.Batch*s.OutC*ohw)
-			ref := newConvRef(s, x, w, bias, dy)
-			var cs ConvState
-			for _, parts := range []int{1, 3} {
-				y := randConv(r, s.Batch*s.OutC*ohw)
-				cs.Forward(s, x, w, bias, y, parts)
-				checkClose(t, "y", y, ref.y, ref.yAbs, 1e-5)
-				dx := randConv(r, s.Batch*s.C*hw)
-				cs.BackwardData(s, dy, w, dx, parts)
-				checkClose(t, "dx", dx, ref.dx, ref.dxAbs, 1e-5)
-				dw, db := randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
-				cs.BackwardFilter(s, x, dy, dw, db, parts)
-				checkClose(t, "dw", dw, ref.dw, ref.dwAbs, 2e-5)
-				dbAbs := make([]float64, s.OutC)
-				for o := range dbAbs {
-					for b := 0; b < s.Batch; b++ {
-						for _, v := range dy[(b*s.OutC+o)*ohw : (b*s.OutC+o+1)*ohw] {
-							dbAbs[o] += math.Abs(float64(v))
-						}
-					}
+		for _, wino := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%+v/winograd=%v", s, wino), func(t *testing.T) {
+				defer func(on bool) { convWinograd = on }(convWinograd)
+				convWinograd = wino
+				testConv3x3(t, s)
+			})
+		}
+	}
+}
+
+// testConv3x3 runs one shape of TestConv3x3. Where the Winograd
+// convolutions are on and apply, it also checks that they ran.
+func testConv3x3(t *testing.T, s Conv3x3) {
+	r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.W)))
+	hw, ohw := s.H*s.W, s.OutH()*s.OutW()
+	x := randConv(r, s.Batch*s.C*hw)
+	w := randConv(r, s.OutC*s.C*9)
+	bias := randConv(r, s.OutC)
+	dy := randConv(r, s.Batch*s.OutC*ohw)
+	ref := newConvRef(s, x, w, bias, dy)
+	var cs ConvState
+	for _, parts := range []int{1, 3} {
+		y := randConv(r, s.Batch*s.OutC*ohw)
+		cs.Forward(s, x, w, bias, y, parts)
+		checkClose(t, "y", y, ref.y, ref.yAbs, 1e-5)
+		fwdWino := cs.fwd.wino.band > 0
+		dx := randConv(r, s.Batch*s.C*hw)
+		cs.BackwardData(s, dy, w, dx, parts)
+		checkClose(t, "dx", dx, ref.dx, ref.dxAbs, 1e-5)
+		if want := convWinograd && s.Stride == 1 && min(s.C, s.OutC) >= wgMinC; fwdWino != want || (cs.fwd.wino.band > 0) != want {
+			t.Errorf("Winograd forward %v, backward data %v; want %v", fwdWino, cs.fwd.wino.band > 0, want)
+		}
+		dw, db := randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
+		cs.BackwardFilter(s, x, dy, dw, db, parts)
+		checkClose(t, "dw", dw, ref.dw, ref.dwAbs, 2e-5)
+		dbAbs := make([]float64, s.OutC)
+		for o := range dbAbs {
+			for b := 0; b < s.Batch; b++ {
+				for _, v := range dy[(b*s.OutC+o)*ohw : (b*s.OutC+o+1)*ohw] {
+					dbAbs[o] += math.Abs(float64(v))
 				}
-				checkClose(t, "db", db, ref.db, dbAbs, 1e-6)
 			}
-		})
+		}
+		checkClose(t, "db", db, ref.db, dbAbs, 1e-6)
 	}
 }
 
@@ -323,8 +338,15 @@ func BenchmarkConv3x3(b *testing.B) {
 		var cs ConvState
 		flop := benchShape{m: s.Batch * ohw, n: s.OutC, k: 9 * s.C}
 		name := fmt.Sprintf("%dx%d/%d-%d/s%d", s.H, s.W, s.C, s.OutC, s.Stride)
-		for _, op := range []string{"forward", "data", "filter"} {
+		ops := []string{"forward", "data", "filter"}
+		if s.Stride == 1 && min(s.C, s.OutC) >= wgMinC {
+			ops = []string{"forward/winograd", "forward/direct", "data/winograd", "data/direct", "filter"}
+		}
+		for _, op := range ops {
 			b.Run(name+"/"+op, func(b *testing.B) {
+				defer func(on bool) { convWinograd = on }(convWinograd)
+				op, path, _ := strings.Cut(op, "/")
+				convWinograd = path != "direct"
 				run := func() {
 					switch op {
 					case "forward":

@@ -545,6 +545,16 @@ func convThinF4(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float
 //go:noescape
 func convThinW(nimg int, rows int, cols int, x *float32, rsx int, brow int, bimg int, dy *float32, c *float32)
 
+// wgInput16 computes the Winograd F(2x2, 3x3) input transform of n tiles of 16 channels (see winograd.go in asm).
+//
+//go:noescape
+func wgInput16(n int, src *float32, sa int, srow int, dst *float32, st int, sx int)
+
+// wgOutput16 computes the Winograd F(2x2, 3x3) output transform of n tiles of 16 channels (see winograd.go in asm).
+//
+//go:noescape
+func wgOutput16(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
+
 // normSums sets out[0] = sum x, out[1] = sum x^2 over n floats, in float64.
 //
 //go:noescape

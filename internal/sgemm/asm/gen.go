@@ -90,6 +90,7 @@ func main() {
 	addChain()
 	loadProbes()
 	convKernels()
+	winogradKernels()
 	normKernels()
 	Generate()
 }
