@@ -58,8 +58,9 @@ type convKernels struct {
 	thinF [convThinRows]convThinFKernel
 	thinW convThinWKernel
 	// wgIn, wgOut: the Winograd transforms of 16 channels (winograd.go).
-	wgIn  func(n int, src *float32, sa int, srow int, dst *float32, st int, sx int)
-	wgOut func(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
+	wgIn   func(n int, src *float32, sa int, srow int, dst *float32, st int, sx int)
+	wgOut  func(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
+	wgGrad func(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)
 }
 
 type convThinFKernel func(ntap int, tap *int, kc int, x *float32, cs int, rs int, w *float32, y *float32, ys int, mask int)
@@ -657,8 +658,9 @@ type convFilterTask struct {
 	s            Conv3x3
 	cp           int
 	x, dy, part  []float32
-	groups, nimg int  // image groups; images per kernel call
-	thin         bool // the thin kernel (s.thinFilter)
+	groups, nimg int            // image groups; images per kernel call
+	thin         bool           // the thin kernel (s.thinFilter)
+	wino         winoFilterPlan // the Winograd filter gradient's (wino.band > 0)
 	// dbPart, when the bias gradient is wanted, receives each image's
 	// float64 sums of dy over positions (b OutC + o), taken while the
 	// kernel calls have dy in cache.
@@ -681,12 +683,19 @@ func (cs *ConvState) BackwardFilter(s Conv3x3, x, dy, dw, db []float32, parts in
 		panic("sgemm: Conv3x3 backward filter: short db")
 	}
 	cp := pad16(s.C)
+	wino := s.winogradFilter()
 	nw := 9 * cp * s.OutC
+	if wino {
+		nw = 16 * cp * s.OutC
+	}
 	groups := (s.Batch + convGroupImages - 1) / convGroupImages
 	blkImg := 4 * (s.H + 2) * (s.W + 2) * cp
 	t := &cs.filt
 	*t = convFilterTask{cs: cs, k: current.Load().conv, s: s, cp: cp, x: x, dy: dy, part: grow(&cs.part, groups*nw),
 		groups: groups, nimg: max(1, min(convGroupImages, convFilterBytes/blkImg)), thin: s.thinFilter()}
+	if wino {
+		t.planWinograd()
+	}
 	if db != nil {
 		if n := s.Batch * s.OutC; cap(cs.dbPart) < n {
 			cs.dbPart = make([]float64, n)
@@ -713,6 +722,14 @@ func (t *convFilterTask) Run(lo, hi int) {
 		buf := t.cs.scratch(t.thinScratch())
 		for g := lo; g < hi; g++ {
 			t.thinGroup(g, buf)
+		}
+		t.cs.release(buf)
+		return
+	}
+	if t.wino.band > 0 {
+		buf := t.cs.scratch(t.wino.scratch)
+		for g := lo; g < hi; g++ {
+			t.winoGroup(g, buf)
 		}
 		t.cs.release(buf)
 		return
@@ -776,16 +793,24 @@ func (r *convReduceTask) Run(lo, hi int) {
 	t := r.t
 	s, cp := t.s, t.cp
 	C, O := s.C, s.OutC
-	nw := 9 * cp * O
-	acc := t.part[9*cp*lo : 9*cp*hi]
+	taps := 9 // per output channel, taps x cp partial sums
+	if t.wino.band > 0 {
+		taps = 16 // the transformed positions'
+	}
+	nw := taps * cp * O
+	acc := t.part[taps*cp*lo : taps*cp*hi]
 	for g := 1; g < t.groups; g++ {
-		t.k.add(len(acc), &acc[0], &t.part[g*nw+9*cp*lo])
+		t.k.add(len(acc), &acc[0], &t.part[g*nw+taps*cp*lo])
 	}
 	for o := lo; o < hi; o++ {
-		a := t.part[9*cp*o : 9*cp*(o+1)]
+		a := t.part[taps*cp*o : taps*cp*(o+1)]
 		dw := r.dw[o*C*9 : (o+1)*C*9]
 		for c := 0; c < C; c++ {
 			d := dw[9*c : 9*c+9]
+			if taps == 16 {
+				winogradFilterGrad(d, a[c:], cp)
+				continue
+			}
 			for k := range d {
 				d[k] = a[k*cp+c]
 			}

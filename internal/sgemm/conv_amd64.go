@@ -22,4 +22,5 @@ var avx512Conv = &convKernels{
 	thinW:    convThinW,
 	wgIn:     wgInput16,
 	wgOut:    wgOutput16,
+	wgGrad:   wgGrad16,
 }

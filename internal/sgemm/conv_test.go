@@ -98,6 +98,7 @@ func TestConv3x3(t *testing.T) {
 		{2, 1, 28, 28, 32, 1}, {2, 32, 28, 28, 1, 1}, {3, 3, 5, 6, 5, 1}, {2, 21, 9, 4, 7, 1}, {1, 70, 7, 7, 67, 1},
 		{2, 32, 28, 28, 32, 2}, {3, 64, 14, 14, 64, 2}, {2, 16, 7, 7, 16, 2}, {2, 5, 9, 11, 3, 2}, {9, 33, 6, 5, 18, 2},
 		{1, 16, 1, 1, 16, 2}, {2, 16, 2, 3, 32, 2}, {1, 48, 30, 29, 32, 2}, {1, 64, 40, 41, 80, 1},
+		{9, 16, 13, 13, 16, 1}, {1, 70, 9, 15, 67, 1}, {2, 20, 14, 14, 36, 1},
 	} {
 		for _, wino := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%+v/winograd=%v", s, wino), func(t *testing.T) {
@@ -119,7 +120,17 @@ func testConv3x3(t *testing.T, s Conv3x3) {
 	bias := randConv(r, s.OutC)
 	dy := randConv(r, s.Batch*s.OutC*ohw)
 	ref := newConvRef(s, x, w, bias, dy)
+	wino := convWinograd && s.Stride == 1 && min(s.C, s.OutC) >= wgMinC && s.W >= wgMinW
+	dbAbs := make([]float64, s.OutC)
+	for o := range dbAbs {
+		for b := 0; b < s.Batch; b++ {
+			for _, v := range dy[(b*s.OutC+o)*ohw : (b*s.OutC+o+1)*ohw] {
+				dbAbs[o] += math.Abs(float64(v))
+			}
+		}
+	}
 	var cs ConvState
+	var first [][]float32 // the results with parts = 1
 	for _, parts := range []int{1, 3} {
 		y := randConv(r, s.Batch*s.OutC*ohw)
 		cs.Forward(s, x, w, bias, y, parts)
@@ -128,21 +139,28 @@ func testConv3x3(t *testing.T, s Conv3x3) {
 		dx := randConv(r, s.Batch*s.C*hw)
 		cs.BackwardData(s, dy, w, dx, parts)
 		checkClose(t, "dx", dx, ref.dx, ref.dxAbs, 1e-5)
-		if want := convWinograd && s.Stride == 1 && min(s.C, s.OutC) >= wgMinC; fwdWino != want || (cs.fwd.wino.band > 0) != want {
-			t.Errorf("Winograd forward %v, backward data %v; want %v", fwdWino, cs.fwd.wino.band > 0, want)
-		}
+		dataWino := cs.fwd.wino.band > 0
 		dw, db := randConv(r, s.OutC*s.C*9), randConv(r, s.OutC)
 		cs.BackwardFilter(s, x, dy, dw, db, parts)
 		checkClose(t, "dw", dw, ref.dw, ref.dwAbs, 2e-5)
-		dbAbs := make([]float64, s.OutC)
-		for o := range dbAbs {
-			for b := 0; b < s.Batch; b++ {
-				for _, v := range dy[(b*s.OutC+o)*ohw : (b*s.OutC+o+1)*ohw] {
-					dbAbs[o] += math.Abs(float64(v))
+		checkClose(t, "db", db, ref.db, dbAbs, 1e-6)
+		if filtWino := cs.filt.wino.band > 0; fwdWino != wino || dataWino != wino || filtWino != wino {
+			t.Errorf("Winograd forward %v, backward data %v, filter gradient %v; want %v", fwdWino, dataWino, filtWino, wino)
+		}
+		// The results do not depend on the number of parts.
+		got := [][]float32{y, dx, dw, db}
+		if first == nil {
+			first = got
+			continue
+		}
+		for i, name := range []string{"y", "dx", "dw", "db"} {
+			for j := range got[i] {
+				if math.Float32bits(got[i][j]) != math.Float32bits(first[i][j]) {
+					t.Errorf("%s[%d] = %g with 3 parts, %g with 1", name, j, got[i][j], first[i][j])
+					break
 				}
 			}
 		}
-		checkClose(t, "db", db, ref.db, dbAbs, 1e-6)
 	}
 }
 
@@ -339,8 +357,8 @@ func BenchmarkConv3x3(b *testing.B) {
 		flop := benchShape{m: s.Batch * ohw, n: s.OutC, k: 9 * s.C}
 		name := fmt.Sprintf("%dx%d/%d-%d/s%d", s.H, s.W, s.C, s.OutC, s.Stride)
 		ops := []string{"forward", "data", "filter"}
-		if s.Stride == 1 && min(s.C, s.OutC) >= wgMinC {
-			ops = []string{"forward/winograd", "forward/direct", "data/winograd", "data/direct", "filter"}
+		if s.Stride == 1 && min(s.C, s.OutC) >= wgMinC && s.W >= wgMinW {
+			ops = []string{"forward/winograd", "forward/direct", "data/winograd", "data/direct", "filter/winograd", "filter/direct"}
 		}
 		for _, op := range ops {
 			b.Run(name+"/"+op, func(b *testing.B) {

@@ -555,6 +555,11 @@ func wgInput16(n int, src *float32, sa int, srow int, dst *float32, st int, sx i
 //go:noescape
 func wgOutput16(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
 
+// wgGrad16 computes the Winograd F(2x2, 3x3) transform of the output gradient along a row of 16 tiles of one channel (see winograd.go in asm).
+//
+//go:noescape
+func wgGrad16(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)
+
 // normSums sets out[0] = sum x, out[1] = sum x^2 over n floats, in float64.
 //
 //go:noescape

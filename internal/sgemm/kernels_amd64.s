@@ -41726,6 +41726,114 @@ wgOutput16_done:
 	VZEROUPPER
 	RET
 
+DATA wgdeint<>+0(SB)/4, $0x00000000
+DATA wgdeint<>+4(SB)/4, $0x00000002
+DATA wgdeint<>+8(SB)/4, $0x00000004
+DATA wgdeint<>+12(SB)/4, $0x00000006
+DATA wgdeint<>+16(SB)/4, $0x00000008
+DATA wgdeint<>+20(SB)/4, $0x0000000a
+DATA wgdeint<>+24(SB)/4, $0x0000000c
+DATA wgdeint<>+28(SB)/4, $0x0000000e
+DATA wgdeint<>+32(SB)/4, $0x00000010
+DATA wgdeint<>+36(SB)/4, $0x00000012
+DATA wgdeint<>+40(SB)/4, $0x00000014
+DATA wgdeint<>+44(SB)/4, $0x00000016
+DATA wgdeint<>+48(SB)/4, $0x00000018
+DATA wgdeint<>+52(SB)/4, $0x0000001a
+DATA wgdeint<>+56(SB)/4, $0x0000001c
+DATA wgdeint<>+60(SB)/4, $0x0000001e
+DATA wgdeint<>+64(SB)/4, $0x00000001
+DATA wgdeint<>+68(SB)/4, $0x00000003
+DATA wgdeint<>+72(SB)/4, $0x00000005
+DATA wgdeint<>+76(SB)/4, $0x00000007
+DATA wgdeint<>+80(SB)/4, $0x00000009
+DATA wgdeint<>+84(SB)/4, $0x0000000b
+DATA wgdeint<>+88(SB)/4, $0x0000000d
+DATA wgdeint<>+92(SB)/4, $0x0000000f
+DATA wgdeint<>+96(SB)/4, $0x00000011
+DATA wgdeint<>+100(SB)/4, $0x00000013
+DATA wgdeint<>+104(SB)/4, $0x00000015
+DATA wgdeint<>+108(SB)/4, $0x00000017
+DATA wgdeint<>+112(SB)/4, $0x00000019
+DATA wgdeint<>+116(SB)/4, $0x0000001b
+DATA wgdeint<>+120(SB)/4, $0x0000001d
+DATA wgdeint<>+124(SB)/4, $0x0000001f
+GLOBL wgdeint<>(SB), RODATA|NOPTR, $128
+
+// func wgGrad16(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)
+// Requires: AVX, AVX512F
+TEXT ·wgGrad16(SB), NOSPLIT, $0-40
+	MOVQ      src0+0(FP), AX
+	MOVQ      src1+8(FP), CX
+	MOVQ      cmask+16(FP), DX
+	MOVQ      dst+24(FP), BX
+	MOVQ      sx+32(FP), SI
+	KMOVW     DX, K1
+	SHRQ      $0x10, DX
+	KMOVW     DX, K2
+	VMOVUPS   wgdeint<>+0(SB), Z24
+	VMOVUPS   wgdeint<>+64(SB), Z25
+	VMOVUPS.Z (AX), K1, Z0
+	VMOVUPS.Z 64(AX), K2, Z1
+	VMOVAPS   Z24, Z2
+	VPERMI2PS Z1, Z0, Z2
+	VMOVAPS   Z25, Z3
+	VPERMI2PS Z1, Z0, Z3
+	VMOVUPS.Z (CX), K1, Z4
+	VMOVUPS.Z 64(CX), K2, Z5
+	VMOVAPS   Z24, Z6
+	VPERMI2PS Z5, Z4, Z6
+	VMOVAPS   Z25, Z7
+	VPERMI2PS Z5, Z4, Z7
+	VPXORD    Z0, Z0, Z0
+	VMOVAPS   Z2, Z8
+	VADDPS    Z3, Z2, Z9
+	VSUBPS    Z3, Z2, Z10
+	VSUBPS    Z3, Z0, Z11
+	VMOVAPS   Z6, Z12
+	VADDPS    Z7, Z6, Z13
+	VSUBPS    Z7, Z6, Z14
+	VSUBPS    Z7, Z0, Z15
+	VMOVAPS   Z8, Z16
+	VADDPS    Z12, Z8, Z20
+	VSUBPS    Z12, Z8, Z24
+	VSUBPS    Z12, Z0, Z28
+	VMOVAPS   Z9, Z17
+	VADDPS    Z13, Z9, Z21
+	VSUBPS    Z13, Z9, Z25
+	VSUBPS    Z13, Z0, Z29
+	VMOVAPS   Z10, Z18
+	VADDPS    Z14, Z10, Z22
+	VSUBPS    Z14, Z10, Z26
+	VSUBPS    Z14, Z0, Z30
+	VMOVAPS   Z11, Z19
+	VADDPS    Z15, Z11, Z23
+	VSUBPS    Z15, Z11, Z27
+	VSUBPS    Z15, Z0, Z31
+	LEAQ      (SI)(SI*2), AX
+	MOVQ      BX, CX
+	VMOVUPS   Z16, (CX)
+	VMOVUPS   Z17, (CX)(SI*1)
+	VMOVUPS   Z18, (CX)(SI*2)
+	VMOVUPS   Z19, (CX)(AX*1)
+	LEAQ      (CX)(SI*4), CX
+	VMOVUPS   Z20, (CX)
+	VMOVUPS   Z21, (CX)(SI*1)
+	VMOVUPS   Z22, (CX)(SI*2)
+	VMOVUPS   Z23, (CX)(AX*1)
+	LEAQ      (CX)(SI*4), CX
+	VMOVUPS   Z24, (CX)
+	VMOVUPS   Z25, (CX)(SI*1)
+	VMOVUPS   Z26, (CX)(SI*2)
+	VMOVUPS   Z27, (CX)(AX*1)
+	LEAQ      (CX)(SI*4), CX
+	VMOVUPS   Z28, (CX)
+	VMOVUPS   Z29, (CX)(SI*1)
+	VMOVUPS   Z30, (CX)(SI*2)
+	VMOVUPS   Z31, (CX)(AX*1)
+	VZEROUPPER
+	RET
+
 // func normSums(n int, x *float32, out *float64)
 // Requires: AVX, AVX512F, AVX512VL, BMI2
 TEXT ·normSums(SB), NOSPLIT, $0-24

@@ -34,6 +34,13 @@ var convWinograd = true
 // the transforms.
 const wgMinC = 16
 
+// wgMinW is the narrowest image of a Winograd convolution. In narrower
+// ones the tiles are few and, at odd widths, a large part padding: at
+// 7 x 7 the direct kernels were as fast (forward, backward data) or 1.3
+// to 2 times faster (the filter gradient, whose output-gradient transform
+// runs along a row of tiles, 16 a zmm).
+const wgMinW = 13
+
 // wgBandBytes bounds a band's transformed input and products (V and M).
 const wgBandBytes = 256 << 10
 
@@ -41,7 +48,7 @@ const wgBandBytes = 256 << 10
 func (g convGeom) winograd() bool {
 	k := current.Load().conv
 	return convWinograd && k != nil && k.wgIn != nil && g.stride == 1 && !g.parity && !g.pointwise &&
-		g.inC >= wgMinC && g.outC >= wgMinC
+		g.inC >= wgMinC && g.outC >= wgMinC && g.w >= wgMinW
 }
 
 // winoPlan is a Winograd forward task's tiling: ntc tiles a row (the
@@ -66,32 +73,43 @@ func packWinograd(dst, w []float32, outC, inC, op int, flip bool) {
 	if flip {
 		no, ni = inC, outC
 	}
-	for o := 0; o < op; o++ {
-		p0 := o &^ 31
-		nr, j := min(32, op-p0), o-p0
+	xs := op * ni // one transformed position's filter
+	for p0 := 0; p0 < op; p0 += 32 {
+		nr := min(32, op-p0)
 		for c := 0; c < ni; c++ {
-			var u [16]float64
-			if o < no {
+			row := p0*ni + c*nr
+			for j := 0; j < nr; j++ {
+				o := p0 + j
+				if o >= no {
+					for x := 0; x < 16; x++ {
+						dst[x*xs+row+j] = 0
+					}
+					continue
+				}
 				var g [9]float64
-				for t := range g {
-					if flip {
-						g[t] = float64(w[(c*inC+o)*9+8-t])
-					} else {
-						g[t] = float64(w[(o*inC+c)*9+t])
+				if flip {
+					f := w[(c*inC+o)*9 : (c*inC+o)*9+9]
+					for t := range g {
+						g[t] = float64(f[8-t])
+					}
+				} else {
+					f := w[(o*inC+c)*9 : (o*inC+c)*9+9]
+					for t := range g {
+						g[t] = float64(f[t])
 					}
 				}
-				u = winogradFilter(g)
-			}
-			for x, v := range u {
-				dst[x*op*ni+p0*ni+c*nr+j] = float32(v)
+				u := filterTransform(&g)
+				for x := 0; x < 16; x++ {
+					dst[x*xs+row+j] = float32(u[x])
+				}
 			}
 		}
 	}
 }
 
-// winogradFilter returns G g G^T (4 x 4, row-major) of a 3 x 3 filter g,
+// filterTransform returns G g G^T (4 x 4, row-major) of a 3 x 3 filter g,
 // with G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1].
-func winogradFilter(g [9]float64) [16]float64 {
+func filterTransform(g *[9]float64) (u [16]float64) {
 	var t [4][3]float64 // G g
 	for k := 0; k < 3; k++ {
 		g0, g1, g2 := g[k], g[3+k], g[6+k]
@@ -100,7 +118,6 @@ func winogradFilter(g [9]float64) [16]float64 {
 		t[2][k] = (g0 - g1 + g2) / 2
 		t[3][k] = g2
 	}
-	var u [16]float64
 	for a := 0; a < 4; a++ {
 		r0, r1, r2 := t[a][0], t[a][1], t[a][2]
 		u[4*a] = r0
@@ -185,5 +202,164 @@ func (t *convFwdTask) winoUnit(b, r0, rows int, blk, scr []float32, pf *prefetch
 	}
 	for r := 0; r < rows; r++ {
 		unpackRows(t.k, ys[r*p.owp*op:], op, g.ow, yb, g.outC, ohw, (r0+r)*g.ow, t.bias)
+	}
+}
+
+// The filter gradient. With Z = A dY A^T the transform of a tile's 2x2
+// output gradient, the gradient of the transformed filter is dU = sum over
+// tiles of Z . V (V the tile's transformed input), and that of the filter
+// is G^T dU G. For each transformed position x the sum over tiles is a
+// product dU_x = Z_x V_x, of output channels x tiles by tiles x input
+// channels: the forward tiles with one tap, over the tiles, with Z_x
+// channel-major (wgGrad16 transforms dy in place, NCHW, 16 tiles a zmm)
+// and V_x in the kernel's 32-channel panels. Each image's bands of tile
+// rows are summed into its group's partial sums (16 per output and input
+// channel), in image order; the groups are added in order, as for the
+// direct kernels, then transformed back (float64).
+
+// wgGradAhead is how many planes ahead of its transform a band's rows of
+// dy are prefetched: the transform reads a few lines of each of many
+// planes, too many streams for the hardware prefetchers.
+const wgGradAhead = 4
+
+// wgFilterBandBytes bounds a filter-gradient band's V and Z.
+const wgFilterBandBytes = 512 << 10
+
+// winoFilterPlan is a Winograd filter gradient's tiling: ntr x ntc tiles
+// an image, band tile rows a band (bandT tiles, of one or more images), and the scratch a task
+// needs: the NHWC block (blkLen), V, Z, a band's product (16 cp OutC) and
+// a zero row.
+type winoFilterPlan struct {
+	ntr, ntc, band, bandT int
+	blkLen, vLen, zLen    int
+	scratch               int
+}
+
+// winogradFilter reports whether s's filter gradient runs as a Winograd
+// convolution (where the forward pass does: convGeom.winograd).
+func (s Conv3x3) winogradFilter() bool {
+	return convGeom{inC: s.C, h: s.H, w: s.W, outC: s.OutC, oh: s.OutH(), ow: s.OutW(), stride: s.Stride}.winograd()
+}
+
+func (t *convFilterTask) planWinograd() {
+	s, p := t.s, &t.wino
+	p.ntr, p.ntc = (s.H+1)/2, (s.W+1)/2
+	p.band = max(1, min(convGroupImages*p.ntr, wgFilterBandBytes/(4*16*p.ntc*(t.cp+s.OutC))))
+	p.bandT = p.band * p.ntc
+	p.blkLen = (2*p.ntr+2)*(s.W+2)*t.cp + t.cp
+	p.vLen = 16 * p.bandT * t.cp
+	p.zLen = 16 * (p.bandT + 16) * s.OutC
+	p.scratch = p.blkLen + p.vLen + p.zLen + 16*t.cp*s.OutC + 32
+}
+
+// winoGroup computes the partial sums of image group g: part(o, x, c).
+// A band holds up to bandT tiles, whole tile rows, of one or more of the
+// group's images (small images share a band, so that the products' sums
+// over tiles are not too short).
+func (t *convFilterTask) winoGroup(g int, buf []float32) {
+	s, p := t.s, &t.wino
+	C, cp, O, hw, wp := s.C, t.cp, s.OutC, s.H*s.W, s.W+2
+	oh, ow := s.OutH(), s.OutW()
+	ohw := oh * ow
+	nw := 16 * cp * O
+	bt := p.bandT
+	// Z_x: O rows of bt tiles and 16 floats for the whole-zmm stores of
+	// the last tile row (of each image, in a shared band) written there.
+	zrow := bt + 16
+	zx := O * zrow
+	blk := buf[:p.blkLen]
+	v := buf[p.blkLen : p.blkLen+p.vLen]
+	z := buf[p.blkLen+p.vLen : p.blkLen+p.vLen+p.zLen]
+	tmp := buf[p.blkLen+p.vLen+p.zLen : p.blkLen+p.vLen+p.zLen+nw]
+	zero := buf[p.blkLen+p.vLen+p.zLen+nw : p.blkLen+p.vLen+p.zLen+nw+32]
+	clear(zero)
+	part := t.part[g*nw : (g+1)*nw]
+	nt, first := 0, true
+	flush := func() {
+		dst := tmp
+		if first {
+			dst = part
+		}
+		for x := 0; x < 16; x++ {
+			zs, vx := z[x*zx:], v[x*bt*cp:]
+			for pc := 0; pc < cp; pc += 32 {
+				nv := min(32, cp-pc) / 16
+				for o0 := 0; o0 < O; o0 += convMaxMR {
+					mr := min(convMaxMR, O-o0)
+					t.k.fwd[nv-1][mr-1](1, &winoTap[0], nt, &zs[o0*zrow], 4*zrow, 0, &vx[pc*bt], &dst[o0*16*cp+x*cp+pc], 4*16*cp)
+				}
+			}
+		}
+		if !first {
+			t.k.add(nw, &part[0], &tmp[0])
+		}
+		first, nt = false, 0
+	}
+	b1 := min(s.Batch, (g+1)*convGroupImages)
+	for b := g * convGroupImages; b < b1; b++ {
+		packRows(t.k, blk, t.x[b*C*hw:(b+1)*C*hw], C, cp, s.H, s.W, -1, 2*p.ntr+2)
+		clear(blk[p.blkLen-cp:])
+		dy := t.dy[b*O*ohw : (b+1)*O*ohw]
+		for i0 := 0; i0 < p.ntr; {
+			nb := min(p.ntr-i0, (bt-nt)/p.ntc) // tile rows into this band
+			if nb == 0 {
+				flush()
+				continue
+			}
+			for i := 0; i < nb; i++ {
+				src := 2 * (i0 + i) * wp * cp
+				slot := nt + i*p.ntc
+				for c0 := 0; c0 < cp; c0 += 16 {
+					pc := c0 &^ 31
+					nr := min(32, cp-pc)
+					t.k.wgIn(p.ntc, &blk[src+c0], 4*cp, 4*wp*cp, &v[pc*bt+slot*nr+c0-pc], 4*nr, 4*bt*cp)
+				}
+			}
+			span := min(ohw, 2*(i0+nb)*ow) - 2*i0*ow // the rows' floats of a plane
+			for o := 0; o < O; o++ {
+				plane := dy[o*ohw : (o+1)*ohw]
+				if o+wgGradAhead < O && t.k.prefetch != nil {
+					t.k.prefetch(&dy[(o+wgGradAhead)*ohw+2*i0*ow], (span+15)/16)
+				}
+				for i := 0; i < nb; i++ {
+					r := 2 * (i0 + i)
+					row0, row1 := plane[r*ow:], zero
+					if r+1 < oh {
+						row1 = plane[(r+1)*ow:]
+					}
+					for j0 := 0; j0 < p.ntc; j0 += 16 {
+						cols := min(32, ow-2*j0)
+						t.k.wgGrad(&row0[2*j0], &row1[2*j0%len(row1)], 1<<cols-1, &z[o*zrow+nt+i*p.ntc+j0], 4*zx)
+					}
+				}
+			}
+			nt += nb * p.ntc
+			i0 += nb
+		}
+		if t.dbPart != nil {
+			for o := 0; o < O; o++ {
+				t.dbPart[b*O+o], _ = NormSums(dy[o*ohw : (o+1)*ohw])
+			}
+		}
+	}
+	if nt > 0 {
+		flush()
+	}
+}
+
+// winogradFilterGrad sets d (3 x 3) to G^T dU G, dU(x) = a[x cp] (x <
+// 16, 4 x 4 row-major), with G as in filterTransform.
+func winogradFilterGrad(d []float32, a []float32, cp int) {
+	var t [4][3]float64 // dU G
+	for r := 0; r < 4; r++ {
+		u0, u1, u2, u3 := float64(a[(4*r)*cp]), float64(a[(4*r+1)*cp]), float64(a[(4*r+2)*cp]), float64(a[(4*r+3)*cp])
+		t[r][0] = u0 + (u1+u2)/2
+		t[r][1] = (u1 - u2) / 2
+		t[r][2] = (u1+u2)/2 + u3
+	}
+	for k := 0; k < 3; k++ {
+		d[k] = float32(t[0][k] + (t[1][k]+t[2][k])/2)
+		d[3+k] = float32((t[1][k] - t[2][k]) / 2)
+		d[6+k] = float32((t[1][k]+t[2][k])/2 + t[3][k])
 	}
 }

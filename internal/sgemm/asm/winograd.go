@@ -15,6 +15,7 @@ import (
 func winogradKernels() {
 	winogradInput()
 	winogradOutput()
+	winogradGrad()
 }
 
 // winogradInput emits wgInput16:
@@ -144,6 +145,77 @@ func winogradOutput() {
 	DECQ(n)
 	JNE(LabelRef("wgOutput16_tile"))
 	Label("wgOutput16_done")
+	VZEROUPPER()
+	RET()
+}
+
+// winogradGrad emits wgGrad16:
+//
+//	func(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)
+//
+// the transform of the output gradient for the filter gradient, along a
+// row of tiles of one channel (NCHW): for 16 tiles j, dy(r, c) = src_r[2j
+// + c] (r, c < 2; of the 32 floats from src_r, those whose bit is set in
+// cmask, the others zero), Z = A dy A^T, where A^T = [1 1 1 0; 0 1 -1
+// -1]; Z(a, b) of tile j is stored at dst + (4a + b) sx + 4j. The stores
+// are whole zmm (masked stores are slow on Zen): the caller leaves room
+// for 16 tiles and writes the tiles after a short row afterwards.
+func winogradGrad() {
+	deint := GLOBL("wgdeint", RODATA|NOPTR)
+	for i := 0; i < 32; i++ { // the even indices, then the odd ones
+		DATA(4*i, U32(2*(i%16)+i/16))
+	}
+	TEXT("wgGrad16", NOSPLIT, "func(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)")
+	Pragma("noescape")
+	Doc("wgGrad16 computes the Winograd F(2x2, 3x3) transform of the output gradient along a row of 16 tiles of one channel (see winograd.go in asm).")
+	src0, src1, cmask, dst, sx := GP64(), GP64(), GP64(), GP64(), GP64()
+	Load(Param("src0"), src0)
+	Load(Param("src1"), src1)
+	Load(Param("cmask"), cmask)
+	Load(Param("dst"), dst)
+	Load(Param("sx"), sx)
+	KMOVW(cmask.As32(), K1)
+	SHRQ(U8(16), cmask)
+	KMOVW(cmask.As32(), K2)
+	// The index vectors live in z's registers until z is written, zero
+	// in a loaded row's after the deinterleave.
+	idxE, idxO, zero := zregs[24], zregs[25], zregs[0]
+	VMOVUPS(deint.Offset(0), idxE)
+	VMOVUPS(deint.Offset(64), idxO)
+	// e[r], o[r]: the even and odd columns of row r (the tiles' dy(r, 0)
+	// and dy(r, 1)).
+	var e, o [2]VecPhysical
+	for r, src := range []GPVirtual{src0, src1} {
+		lo, hi := zregs[4*r], zregs[4*r+1]
+		e[r], o[r] = zregs[4*r+2], zregs[4*r+3]
+		VMOVUPS_Z(Mem{Base: src}, K1, lo)
+		VMOVUPS_Z(Mem{Base: src}.Offset(64), K2, hi)
+		VMOVAPS(idxE, e[r])
+		VPERMI2PS(hi, lo, e[r])
+		VMOVAPS(idxO, o[r])
+		VPERMI2PS(hi, lo, o[r])
+	}
+	VPXORD(zero, zero, zero)
+	// t(r, b) = (dy A^T)(r, b): e, e + o, e - o, -o.
+	t := func(r, b int) VecPhysical { return zregs[8+4*r+b] }
+	for r := 0; r < 2; r++ {
+		VMOVAPS(e[r], t(r, 0))
+		VADDPS(o[r], e[r], t(r, 1))
+		VSUBPS(o[r], e[r], t(r, 2))
+		VSUBPS(o[r], zero, t(r, 3))
+	}
+	// Z(a, b) = (A t)(a, b): t0, t0 + t1, t0 - t1, -t1.
+	z := func(a, b int) VecPhysical { return zregs[16+4*a+b] }
+	for b := 0; b < 4; b++ {
+		VMOVAPS(t(0, b), z(0, b))
+		VADDPS(t(1, b), t(0, b), z(1, b))
+		VSUBPS(t(1, b), t(0, b), z(2, b))
+		VSUBPS(t(1, b), zero, z(3, b))
+	}
+	out := newStrided(dst, sx)
+	for x := 0; x < 16; x++ {
+		VMOVUPS(z(x/4, x%4), out.at(x))
+	}
 	VZEROUPPER()
 	RET()
 }
