@@ -5,8 +5,9 @@ import "github.com/fmgpu/fmgpu/internal/sgemm"
 // The CPU backend's Conv ops. The 3x3 convolutions with padding 1 and
 // stride 1 or 2 (all of the U-Net's but the 1x1 ones), and the forward
 // and data gradient of 1x1 ones, run on internal/sgemm's direct kernels
-// where it has them (the AVX-512 set); the others go through im2col and
-// one matrix product:
+// where it has them (the AVX-512 set; at stride 1, from 16 channels and
+// 13 positions wide, as Winograd convolutions F(2x2, 3x3)); the others go
+// through im2col and one matrix product:
 //
 // For a group of nb images, col is the (InC K K) x N matrix whose row
 // r = (c K + u) K + v holds, for every output position (image, i, j),

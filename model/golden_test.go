@@ -60,7 +60,8 @@ var goldenInit = map[string]string{
 // U-Nets with setRandomParams weights), computed before the U-Net was
 // rebuilt from layers: the rebuild is bit for bit the same computation.
 // amd64/avx512/unet-mnist was recorded again when its stride-1 3x3
-// convolutions of 16 channels or more went to the Winograd kernels.
+// convolutions (16 channels or more, 13 positions wide or more) went to
+// the Winograd kernels.
 var goldenRun = map[string]string{
 	"amd64/avx2/mlp-D2-h8,16-sin16":      "f236188f6e1fbb62",
 	"amd64/avx2/mlp-D3-h5,7,4-raw":       "f6a6b6c1f0c06b5b",

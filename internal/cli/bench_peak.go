@@ -12,7 +12,10 @@ import (
 // measured peak of the cores the backend runs on (sgemm.MeasuredPeak: the
 // clock and FMA rate timed on this machine, not looked up) and the
 // fraction of it reached. Other backends, and builds that cannot
-// measure it, add nothing.
+// measure it, add nothing. gflops counts the network's multiply-adds as
+// the direct computation does them (three times the forward's), so
+// convolutions that take fewer (the CPU's Winograd ones) count at their
+// effective rate: the fraction can pass what the FMA units did.
 func peakFields(b gpu.Backend, gflops float64) string {
 	in := b.Info()
 	if strings.TrimSpace(in.Backend) != "cpu" {

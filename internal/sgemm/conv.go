@@ -7,7 +7,8 @@ import (
 
 // Direct 3x3 convolutions (zero padding 1, stride 1 or 2: the U-Net's
 // convolutions but its 1x1 ones) on the AVX-512 kernels, without an im2col
-// matrix.
+// matrix. (At stride 1, from wgMinC channels and wgMinW positions wide,
+// they run as Winograd convolutions instead: winograd.go.)
 //
 // The operands are NCHW, as everywhere in the gpu package. A unit of
 // work copies the input rows it needs into a channels-last (NHWC) block,
