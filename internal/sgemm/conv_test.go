@@ -386,3 +386,17 @@ func BenchmarkConv3x3(b *testing.B) {
 		}
 	}
 }
+
+// TestConv3x3Random runs TestConv3x3's checks on random stride-1 shapes
+// around the Winograd path's limits (channels from 1 to 80, 1 to 40
+// positions wide, a few images).
+func TestConv3x3Random(t *testing.T) {
+	if current.Load().conv == nil {
+		t.Skip("no direct convolution kernels on this CPU or build")
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	for i := 0; i < 12; i++ {
+		s := Conv3x3{Batch: r.IntN(10), C: 1 + r.IntN(80), H: 1 + r.IntN(30), W: 10 + r.IntN(31), OutC: 1 + r.IntN(80), Stride: 1}
+		t.Run(fmt.Sprintf("%+v", s), func(t *testing.T) { testConv3x3(t, s) })
+	}
+}
