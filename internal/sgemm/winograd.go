@@ -2,8 +2,9 @@ package sgemm
 
 // Winograd convolutions F(2x2, 3x3) (Lavin and Gray, "Fast Algorithms for
 // Convolutional Neural Networks", 2015) for the stride-1 3x3 convolutions
-// with at least wgMinC channels on both sides: the forward pass and the
-// backward data (the same convolution with the filter flipped). A 2x2
+// with at least wgMinC channels on both sides, at least wgMinW positions
+// wide: the forward pass, the backward data (the same convolution with
+// the filter flipped) and the filter gradient (below). A 2x2
 // output tile is Y = A^T [(G g G^T) . (B^T d B)] A summed over the input
 // channels, where d is the tile's 4x4 input patch and g the 3x3 filter:
 // 16 products per tile and channel pair instead of the direct tiles' 36,
@@ -226,9 +227,9 @@ const wgGradAhead = 4
 const wgFilterBandBytes = 512 << 10
 
 // winoFilterPlan is a Winograd filter gradient's tiling: ntr x ntc tiles
-// an image, band tile rows a band (bandT tiles, of one or more images), and the scratch a task
-// needs: the NHWC block (blkLen), V, Z, a band's product (16 cp OutC) and
-// a zero row.
+// an image, band tile rows a band (bandT tiles, of one or more images),
+// and the scratch a task needs: the NHWC block (blkLen), V, Z, a band's
+// product (16 cp OutC) and a zero row.
 type winoFilterPlan struct {
 	ntr, ntc, band, bandT int
 	blkLen, vLen, zLen    int
@@ -323,13 +324,15 @@ func (t *convFilterTask) winoGroup(g int, buf []float32) {
 				}
 				for i := 0; i < nb; i++ {
 					r := 2 * (i0 + i)
-					row0, row1 := plane[r*ow:], zero
-					if r+1 < oh {
-						row1 = plane[(r+1)*ow:]
-					}
 					for j0 := 0; j0 < p.ntc; j0 += 16 {
+						// the loads read cols floats (masked): the
+						// row's, or a zero row's below an odd height
 						cols := min(32, ow-2*j0)
-						t.k.wgGrad(&row0[2*j0], &row1[2*j0%len(row1)], 1<<cols-1, &z[o*zrow+nt+i*p.ntc+j0], 4*zx)
+						row1 := &zero[0]
+						if r+1 < oh {
+							row1 = &plane[(r+1)*ow+2*j0]
+						}
+						t.k.wgGrad(&plane[r*ow+2*j0], row1, 1<<cols-1, &z[o*zrow+nt+i*p.ntc+j0], 4*zx)
 					}
 				}
 			}
