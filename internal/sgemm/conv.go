@@ -58,7 +58,7 @@ type convKernels struct {
 	// thin filter gradient.
 	thinF [convThinRows]convThinFKernel
 	thinW convThinWKernel
-	// wgIn, wgOut: the Winograd transforms of 16 channels (winograd.go).
+	// wgIn, wgOut, wgGrad: the Winograd transforms (winograd.go).
 	wgIn   func(n int, src *float32, sa int, srow int, dst *float32, st int, sx int)
 	wgOut  func(n int, src *float32, st int, sx int, dst *float32, sa int, srow int)
 	wgGrad func(src0 *float32, src1 *float32, cmask int, dst *float32, sx int)
@@ -652,7 +652,8 @@ const convGroupImages = 8
 
 // convFilterTask runs filter-gradient units: group g's partial sums,
 // part[g][o][u][v][c] (c < cp): an output channel's 9 cp sums contiguous,
-// so that the groups' sums are added as long vectors.
+// so that the groups' sums are added as long vectors (Winograd:
+// part[g][o][x][c], 16 cp sums, one per transformed position x).
 type convFilterTask struct {
 	cs           *ConvState
 	k            *convKernels
@@ -787,7 +788,8 @@ func (t *convFilterTask) group(g int, blk []float32) {
 }
 
 // Run adds the partial sums of output channels [lo, hi) in group order
-// (into group 0's): dw(o, c, u, v) = sum over groups of part(o, u, v, c);
+// (into group 0's): dw(o, c, u, v) = sum over groups of part(o, u, v, c)
+// (Winograd: G^T dU G of the sums dU(x) = part(o, x, c));
 // db(o) = the sum of dy(b, o) over the images (each a float64 sum, taken
 // by the group's task) in image order.
 func (r *convReduceTask) Run(lo, hi int) {
