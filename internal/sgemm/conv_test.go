@@ -84,10 +84,12 @@ func randConv(r *rand.Rand, n int) []float32 {
 	return s
 }
 
-// TestConv3x3 checks the direct convolutions against the float64
-// reference on the U-Net's shapes and edge cases (widths that leave
-// partial tiles or pair rows, 16-channel panels, images in several
-// groups), each result within a few float32 roundings per term.
+// TestConv3x3 checks the direct and Winograd convolutions (each shape
+// with the Winograd path on, then off) against the float64 reference on
+// the U-Net's shapes and edge cases (widths that leave partial tiles or
+// pair rows, 16-channel panels, images in several groups, odd sizes on
+// the Winograd path), each result within a few float32 roundings per
+// term.
 func TestConv3x3(t *testing.T) {
 	if current.Load().conv == nil {
 		t.Skip("no direct convolution kernels on this CPU or build")
@@ -110,8 +112,9 @@ func TestConv3x3(t *testing.T) {
 	}
 }
 
-// testConv3x3 runs one shape of TestConv3x3. Where the Winograd
-// convolutions are on and apply, it also checks that they ran.
+// testConv3x3 runs one shape of TestConv3x3: the three passes against
+// the reference, which path each took (Winograd where it is on and
+// applies, else direct), and the same bits with 1 and 3 parts.
 func testConv3x3(t *testing.T, s Conv3x3) {
 	r := rand.New(rand.NewPCG(uint64(s.C), uint64(s.W)))
 	hw, ohw := s.H*s.W, s.OutH()*s.OutW()
@@ -388,8 +391,8 @@ func BenchmarkConv3x3(b *testing.B) {
 }
 
 // TestConv3x3Random runs TestConv3x3's checks on random stride-1 shapes
-// around the Winograd path's limits (channels from 1 to 80, 1 to 40
-// positions wide, a few images).
+// around the Winograd path's limits (channels from 1 to 80, 10 to 40
+// positions wide, up to 9 images).
 func TestConv3x3Random(t *testing.T) {
 	if current.Load().conv == nil {
 		t.Skip("no direct convolution kernels on this CPU or build")
