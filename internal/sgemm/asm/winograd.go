@@ -158,8 +158,8 @@ func winogradOutput() {
 // + c] (r, c < 2; of the 32 floats from src_r, those whose bit is set in
 // cmask, the others zero), Z = A dy A^T, where A^T = [1 1 1 0; 0 1 -1
 // -1]; Z(a, b) of tile j is stored at dst + (4a + b) sx + 4j. The stores
-// are whole zmm (masked stores are slow on Zen): the caller leaves room
-// for 16 tiles and writes the tiles after a short row afterwards.
+// are whole zmm, unmasked, whatever the row's length: the caller leaves
+// room for 16 tiles and writes the tiles after a short row afterwards.
 func winogradGrad() {
 	deint := GLOBL("wgdeint", RODATA|NOPTR)
 	for i := 0; i < 32; i++ { // the even indices, then the odd ones
