@@ -50,6 +50,11 @@ func (b *timedBackend) Linear(rows, in, out int, x gpu.Buffer, ldx int, w, bias 
 	b.Backend.Linear(rows, in, out, x, ldx, w, bias, act, pre, y)
 }
 
+func (b *timedBackend) LinearBackward(rows, in, out int, dPre, x gpu.Buffer, ldx int, w, dW, dBias gpu.Buffer, cols int, act gpu.Act, preX gpu.Buffer, beta float32, dX gpu.Buffer) {
+	defer b.rec(opKey{"linearBackward", rows, out, in}, time.Now())
+	b.Backend.LinearBackward(rows, in, out, dPre, x, ldx, w, dW, dBias, cols, act, preX, beta, dX)
+}
+
 func (b *timedBackend) BiasActBackward(act gpu.Act, rows, cols int, dY, pre, dPre, dBias gpu.Buffer) {
 	defer b.rec(opKey{"biasActBackward", rows, cols, int(act)}, time.Now())
 	b.Backend.BiasActBackward(act, rows, cols, dY, pre, dPre, dBias)
