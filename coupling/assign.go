@@ -41,8 +41,16 @@ func (a *Assigner) Assign(perm []int, cost []float32, n int) error {
 		return err
 	}
 	a.grow(n)
+	c := a.c[:n*n]
+	nonFinite := false
 	for k, x := range cost[:n*n] {
-		a.c[k] = float64(x)
+		// x - x is 0 for every finite x and NaN for NaN and +-Inf: one
+		// subtraction, no branch, while the cost is converted.
+		c[k] = float64(x)
+		nonFinite = nonFinite || x-x != 0
+	}
+	if nonFinite {
+		return nonFiniteCost(c, n)
 	}
 	return a.solve(perm, n)
 }
@@ -54,7 +62,25 @@ func (a *Assigner) Assign64(perm []int, cost []float64, n int) error {
 	}
 	a.grow(n)
 	copy(a.c, cost[:n*n])
+	nonFinite := false
+	for _, x := range a.c {
+		nonFinite = nonFinite || x-x != 0
+	}
+	if nonFinite {
+		return nonFiniteCost(a.c, n)
+	}
 	return a.solve(perm, n)
+}
+
+// nonFiniteCost returns the error naming the first cost that is NaN or
+// infinite.
+func nonFiniteCost(c []float64, n int) error {
+	for k, x := range c {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("coupling: cost[%d][%d] = %v: costs must be finite", k/n, k%n, x)
+		}
+	}
+	return nil
 }
 
 func checkSquare(nperm, ncost, n int) error {
@@ -83,13 +109,8 @@ func (a *Assigner) grow(n int) {
 	a.pred, a.count = a.pred[:n], a.count[:n]
 }
 
-// solve runs the four phases on a.c.
+// solve runs the four phases on a.c, whose costs are finite.
 func (a *Assigner) solve(perm []int, n int) error {
-	for k, x := range a.c {
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Errorf("coupling: cost[%d][%d] = %v: costs must be finite", k/n, k%n, x)
-		}
-	}
 	if n == 0 {
 		return nil
 	}
