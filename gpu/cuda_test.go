@@ -170,6 +170,9 @@ func fp32PeakTFLOPS(in gpu.DeviceInfo) float64 {
 // fills) allocate nothing on the Go heap, so that a long run on the GPU
 // does not wake the garbage collector.
 func TestCUDATransfersAllocateNothing(t *testing.T) {
+	if raceDetector {
+		t.Skip("allocation counts under -race include the detector's")
+	}
 	be := newCUDA(t)
 	defer be.Close()
 	a, b := be.Alloc(64), be.Alloc(64)
