@@ -7,6 +7,8 @@
 # peer, torch_unet.py beside $PEER (or $UNET_PEER), at batch 64 for
 # UNET_STEPS timed steps (default 20), without and with --attention, with
 # the same OpenBLAS and malloc settings as run_torch_peer.sh.
+# HOG=N runs N busy shell loops beside both sides (a machine shared with
+# other work): how each degrades when its threads are descheduled.
 # Usage: scripts/bench-vs-torch.sh [--device cpu|cuda] [workload...]
 # Needs: apt-get install -y python3-torch libopenblas0-openmp
 set -euo pipefail
@@ -18,6 +20,17 @@ peer=${PEER:-peers/run_torch_peer.sh}
 unet_peer=${UNET_PEER:-$(dirname "$peer")/torch_unet.py}
 unet_steps=${UNET_STEPS:-20}
 rounds=${ROUNDS:-2}
+hog=${HOG:-0}
+[[ $hog =~ ^[0-9]+$ ]] || { echo "bench-vs-torch: HOG=$hog: want a number of busy loops" >&2; exit 2; }
+hogs=()
+stop_hogs() {
+	if [ ${#hogs[@]} -gt 0 ]; then
+		kill "${hogs[@]}" 2>/dev/null || true
+	fi
+	hogs=()
+}
+trap stop_hogs EXIT
+trap 'stop_hogs; exit 130' INT TERM
 [ -x "$peer" ] || { echo "bench-vs-torch: peer $peer not found (set PEER=)" >&2; exit 2; }
 case " $workloads " in *" unet-"*)
 	[ -f "$unet_peer" ] || { echo "bench-vs-torch: image peer $unet_peer not found (set UNET_PEER=)" >&2; exit 2; } ;;
@@ -52,6 +65,11 @@ fi
 value() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<< " $2"; }
 best() { awk 'BEGIN{m=0} {if ($1+0 > m) m=$1+0} END{print m}'; }
 
+for _ in $(seq "$hog"); do
+	(while :; do :; done) &
+	hogs+=($!)
+done
+if [ "$hog" -gt 0 ]; then echo "($hog busy loops running beside both sides)"; fi
 printf '%-20s %14s %14s %8s  %s\n' workload fmgpu torch ratio unit
 for w in $workloads; do
 	f=() t=()
