@@ -8,8 +8,9 @@ import (
 // Assigner solves dense square linear assignment problems exactly:
 // given an n x n cost matrix C, it finds the permutation p minimizing
 // sum_i C[i, p(i)] (docs/math.md §11.2). It follows Jonker and Volgenant
-// (1987): three cheap initial phases (column reduction, reduction
-// transfer, augmenting row reduction) assign most rows, and a shortest
+// (1987) on the costs less each row's minimum: three cheap initial phases
+// (column reduction, reduction transfer, augmenting row reduction) assign
+// most rows, and a shortest
 // augmenting path search (Dijkstra over reduced costs) assigns the rest,
 // keeping column prices v such that every reduced cost
 // C[i, j] - u_i - v_j is >= 0 and is 0 on the assignment, which proves
@@ -114,6 +115,7 @@ func (a *Assigner) solve(perm []int, n int) error {
 	if n == 0 {
 		return nil
 	}
+	a.subtractRowMinima(n)
 	a.reduceColumns(n)
 	nfree := a.transfer(n)
 	for pass := 0; pass < 2 && nfree > 0; pass++ {
@@ -126,6 +128,32 @@ func (a *Assigner) solve(perm []int, n int) error {
 		perm[i] = int(j)
 	}
 	return nil
+}
+
+// subtractRowMinima subtracts from each row of a.c its smallest cost. The
+// optimal permutations stay the same (every permutation's total falls by
+// the same amount), but the initial phases then work alike whatever
+// constant each row carries: the trainer's cost -2 X0 X1^T lacks the
+// squared distances' |x0_i|^2, and on its batches the search ran twice as
+// many passes without this (docs/performance.md, "Couplings").
+func (a *Assigner) subtractRowMinima(n int) {
+	for i := range n {
+		row := a.c[i*n : (i+1)*n]
+		// four running minima: one would chain every comparison
+		m0, m1, m2, m3 := row[0], row[0], row[0], row[0]
+		j := 0
+		for ; j+4 <= n; j += 4 {
+			m0, m1 = min(m0, row[j]), min(m1, row[j+1])
+			m2, m3 = min(m2, row[j+2]), min(m3, row[j+3])
+		}
+		for ; j < n; j++ {
+			m0 = min(m0, row[j])
+		}
+		m := min(min(m0, m1), min(m2, m3))
+		for j := range row {
+			row[j] -= m
+		}
+	}
 }
 
 // reduceColumns sets each column's price to its smallest cost and gives

@@ -54,8 +54,14 @@ var (
 	mnistX    []float32
 )
 
-// benchCosts returns the squared-distance costs of benchBatches batches.
-func benchCosts(b testing.TB, c benchCase) ([][]float32, string) {
+// Cost forms of benchCosts.
+const (
+	costSqDist = iota // |x0_i - x1_j|^2
+	costGram          // -2 x0_i . x1_j, the trainer's (it leaves out the terms of one row or one column)
+)
+
+// benchCosts returns the costs of benchBatches batches, in the form given.
+func benchCosts(b testing.TB, c benchCase, form int) ([][]float32, string) {
 	name := c.name
 	costs := make([][]float32, benchBatches)
 	for k := range costs {
@@ -87,7 +93,17 @@ func benchCosts(b testing.TB, c benchCase) ([][]float32, string) {
 			}
 		}
 		costs[k] = make([]float32, c.n*c.n)
+		if form == costGram {
+			Gram(costs[k], x0, x1, c.n, c.n, c.d)
+			for i := range costs[k] {
+				costs[k][i] *= -2
+			}
+			continue
+		}
 		SqDist(costs[k], x0, x1, c.n, c.n, c.d)
+	}
+	if form == costGram {
+		name += "/gram"
 	}
 	return costs, fmt.Sprintf("%s/n=%d,d=%d", name, c.n, c.d)
 }
@@ -107,22 +123,25 @@ func BenchmarkSqDist(b *testing.B) {
 	}
 }
 
-// BenchmarkAssign times the exact solver on a batch's cost matrix.
+// BenchmarkAssign times the exact solver on a batch's cost matrix, as
+// squared distances and in the trainer's form.
 func BenchmarkAssign(b *testing.B) {
 	for _, c := range benchCases {
-		costs, name := benchCosts(b, c)
-		b.Run(name, func(b *testing.B) {
-			p := make([]int, c.n)
-			var a Assigner
-			b.ReportAllocs()
-			k := 0
-			for b.Loop() {
-				if err := a.Assign(p, costs[k%benchBatches], c.n); err != nil {
-					b.Fatal(err)
+		for _, form := range []int{costSqDist, costGram} {
+			costs, name := benchCosts(b, c, form)
+			b.Run(name, func(b *testing.B) {
+				p := make([]int, c.n)
+				var a Assigner
+				b.ReportAllocs()
+				k := 0
+				for b.Loop() {
+					if err := a.Assign(p, costs[k%benchBatches], c.n); err != nil {
+						b.Fatal(err)
+					}
+					k++
 				}
-				k++
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -130,7 +149,7 @@ func BenchmarkAssign(b *testing.B) {
 // the default tolerance and iteration limit.
 func BenchmarkSinkhorn(b *testing.B) {
 	for _, c := range benchCases {
-		costs, name := benchCosts(b, c)
+		costs, name := benchCosts(b, c, costSqDist)
 		for _, reg := range []float64{0.05, 0.5, 5} {
 			b.Run(fmt.Sprintf("%s,reg=%g", name, reg), func(b *testing.B) {
 				cp, err := NewCoupler(Options{Kind: KindSinkhorn, Sinkhorn: SinkhornOptions{Reg: reg}})
