@@ -138,21 +138,26 @@ func (a *Assigner) solve(perm []int, n int) error {
 // many passes without this (docs/performance.md, "Couplings").
 func (a *Assigner) subtractRowMinima(n int) {
 	for i := range n {
-		row := a.c[i*n : (i+1)*n]
-		// four running minima: one would chain every comparison
-		m0, m1, m2, m3 := row[0], row[0], row[0], row[0]
-		j := 0
-		for ; j+4 <= n; j += 4 {
-			m0, m1 = min(m0, row[j]), min(m1, row[j+1])
-			m2, m3 = min(m2, row[j+2]), min(m3, row[j+3])
+		subtractRowMin(a.c[i*n : (i+1)*n])
+	}
+}
+
+// subtractRowMinGo is subtractRowMin in plain Go, the reference of the
+// vectorized kernel: row_j -= m for m the smallest row_j, made +0 when it
+// is a zero (the kernel's lanes meet a row's -0 and +0 in another order).
+func subtractRowMinGo(row []float64) {
+	if len(row) == 0 {
+		return
+	}
+	m := row[0]
+	for _, x := range row[1:] {
+		if x < m {
+			m = x
 		}
-		for ; j < n; j++ {
-			m0 = min(m0, row[j])
-		}
-		m := min(min(m0, m1), min(m2, m3))
-		for j := range row {
-			row[j] -= m
-		}
+	}
+	m += 0
+	for j := range row {
+		row[j] -= m
 	}
 }
 

@@ -11,6 +11,15 @@ import "golang.org/x/sys/cpu"
 // ties, as in the scalar passes.
 var assignAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
 
+func subtractRowMin(row []float64) {
+	n := len(row)
+	if !assignAVX512 || n == 0 || n%8 != 0 {
+		subtractRowMinGo(row)
+		return
+	}
+	rowMinSubAVX512(&row[0], n)
+}
+
 func columnMin(row, v []float64, best []int32, i int32) {
 	n := len(row)
 	n8 := n &^ 7

@@ -22,6 +22,63 @@ DATA couplinglanes<>+56(SB)/4, $0x00000008
 DATA couplinglanes<>+60(SB)/4, $0x00000008
 GLOBL couplinglanes<>(SB), RODATA|NOPTR, $64
 
+// func rowMinSubAVX512(row *float64, n int)
+// Requires: AVX, AVX512F, SSE2
+TEXT ·rowMinSubAVX512(SB), NOSPLIT, $0-16
+	MOVQ         row+0(FP), AX
+	MOVQ         n+8(FP), CX
+	MOVQ         $0x7ff0000000000000, DX
+	MOVQ         DX, X0
+	VBROADCASTSD X0, Z0
+	VMOVAPD      Z0, Z1
+	VMOVAPD      Z0, Z2
+	VMOVAPD      Z0, Z3
+	MOVQ         CX, DX
+	ANDQ         $-32, DX
+	XORQ         BX, BX
+
+rowmin32:
+	CMPQ   BX, DX
+	JGE    rowmin8
+	VMINPD (AX)(BX*8), Z0, Z0
+	VMINPD 64(AX)(BX*8), Z1, Z1
+	VMINPD 128(AX)(BX*8), Z2, Z2
+	VMINPD 192(AX)(BX*8), Z3, Z3
+	ADDQ   $0x20, BX
+	JMP    rowmin32
+
+rowmin8:
+	CMPQ   BX, CX
+	JGE    rowminreduce
+	VMINPD (AX)(BX*8), Z0, Z0
+	ADDQ   $0x08, BX
+	JMP    rowmin8
+
+rowminreduce:
+	VMINPD        Z1, Z0, Z0
+	VMINPD        Z3, Z2, Z2
+	VMINPD        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VMINPD        Y1, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VMINPD        X1, X0, X0
+	VPERMILPD     $0x01, X0, X1
+	VMINPD        X1, X0, X0
+	VXORPD        X1, X1, X1
+	VADDSD        X1, X0, X0
+	VBROADCASTSD  X0, Z0
+	XORQ          BX, BX
+
+rowsub:
+	VMOVUPD (AX)(BX*8), Z1
+	VSUBPD  Z0, Z1, Z1
+	VMOVUPD Z1, (AX)(BX*8)
+	ADDQ    $0x08, BX
+	CMPQ    BX, CX
+	JLT     rowsub
+	VZEROUPPER
+	RET
+
 // func columnMinAVX512(row *float64, v *float64, best *int32, n int, i int32)
 // Requires: AVX, AVX512F, AVX512VL
 TEXT ·columnMinAVX512(SB), NOSPLIT, $0-36

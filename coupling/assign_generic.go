@@ -2,6 +2,8 @@
 
 package coupling
 
+func subtractRowMin(row []float64) { subtractRowMinGo(row) }
+
 func columnMin(row, v []float64, best []int32, i int32) { columnMinGo(row, v, best, i) }
 
 func rowTop2(row, v []float64) (float64, int, float64, int) { return rowTop2Go(row, v) }

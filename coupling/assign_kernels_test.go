@@ -27,7 +27,8 @@ func kernelInput(r *rand.Rand, n int, ties bool, inf float64, pInf float64) []fl
 var kernelSizes = []int{1, 2, 7, 8, 9, 15, 16, 17, 31, 64, 255, 256, 259}
 
 // The assignment's passes (vectorized where the CPU has AVX-512) give the
-// plain-Go references' results bit for bit, ties and tails included.
+// plain-Go references' results bit for bit, ties, signed zeros and tails
+// included.
 func TestAssignKernelsMatchGo(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	for _, n := range kernelSizes {
@@ -48,6 +49,24 @@ func TestAssignKernelsMatchGo(t *testing.T) {
 			w1, k1, w2, k2 := rowTop2Go(row, v)
 			if u1 != w1 || j1 != k1 || u2 != w2 || j2 != k2 {
 				t.Fatalf("rowTop2 n=%d row %v v %v: (%v, %d, %v, %d), want (%v, %d, %v, %d)", n, row, v, u1, j1, u2, j2, w1, k1, w2, k2)
+			}
+
+			// Each row less its minimum, the zeros of tied rows of both
+			// signs: the result's bits must not depend on the order in
+			// which the lanes meet them.
+			sub := slices.Clone(row)
+			for j := range sub {
+				if sub[j] == 0 && r.IntN(2) == 0 {
+					sub[j] = math.Copysign(0, -1)
+				}
+			}
+			s1, s2 := slices.Clone(sub), slices.Clone(sub)
+			subtractRowMin(s1)
+			subtractRowMinGo(s2)
+			for j := range s1 {
+				if math.Float64bits(s1[j]) != math.Float64bits(s2[j]) {
+					t.Fatalf("subtractRowMin n=%d row %v: %v, want %v", n, sub, s1, s2)
+				}
 			}
 
 			// A search part way: settled columns have d = +Inf and vs = -Inf.

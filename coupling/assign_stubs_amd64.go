@@ -4,6 +4,11 @@
 
 package coupling
 
+// rowMinSubAVX512 subtracts from row[0:n] (n a multiple of 8) its smallest value (+0 for a zero).
+//
+//go:noescape
+func rowMinSubAVX512(row *float64, n int)
+
 // columnMinAVX512 lowers v_j to row_j and sets best_j = i where row_j < v_j, for j < n (a multiple of 8).
 //
 //go:noescape

@@ -1,6 +1,6 @@
 // Command asm generates the amd64 assembly of package coupling with avo:
-// the AVX-512 passes of the exact assignment (coupling/assign.go): the
-// column minima of the column reduction, a row's two smallest reduced
+// the AVX-512 passes of the exact assignment (coupling/assign.go): each
+// row less its minimum, the column minima of the column reduction, a row's two smallest reduced
 // costs for the augmenting row reduction, and the relaxation of the
 // shortest-path search. Each has a plain-Go reference in assign.go that
 // it matches bit for bit (assign_kernels_test.go).
@@ -31,6 +31,7 @@ func main() {
 	for l := range 16 {
 		DATA(4*l, U32(uint32(min(l, 8))))
 	}
+	rowMinSub()
 	columnMin()
 	rowTop2()
 	relaxMin()
@@ -50,6 +51,66 @@ func broadcast32(y VecVirtual, v uint32) {
 	r := GP32()
 	MOVL(U32(v), r)
 	VPBROADCASTD(r, y)
+}
+
+// rowMinSub is subtractRowMinGo over a row of n values, n a multiple of
+// 8: the minimum over four accumulators of 8 lanes, made +0 if a zero
+// (so that the lanes' order does not decide its sign), then subtracted.
+func rowMinSub() {
+	TEXT("rowMinSubAVX512", NOSPLIT, "func(row *float64, n int)")
+	Pragma("noescape")
+	Doc("rowMinSubAVX512 subtracts from row[0:n] (n a multiple of 8) its smallest value (+0 for a zero).")
+	row := Load(Param("row"), GP64())
+	n := Load(Param("n"), GP64())
+	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	broadcastInf(acc[0])
+	for k := 1; k < len(acc); k++ {
+		VMOVAPD(acc[0], acc[k])
+	}
+	n32 := GP64()
+	MOVQ(n, n32)
+	ANDQ(I32(-32), n32)
+	j := GP64()
+	XORQ(j, j)
+	Label("rowmin32")
+	CMPQ(j, n32)
+	JGE(LabelRef("rowmin8"))
+	for k := range acc {
+		VMINPD(Mem{Base: row, Index: j, Scale: 8, Disp: 64 * k}, acc[k], acc[k])
+	}
+	ADDQ(U8(32), j)
+	JMP(LabelRef("rowmin32"))
+	Label("rowmin8")
+	CMPQ(j, n)
+	JGE(LabelRef("rowminreduce"))
+	VMINPD(Mem{Base: row, Index: j, Scale: 8}, acc[0], acc[0])
+	ADDQ(U8(8), j)
+	JMP(LabelRef("rowmin8"))
+	Label("rowminreduce")
+	VMINPD(acc[1], acc[0], acc[0])
+	VMINPD(acc[3], acc[2], acc[2])
+	VMINPD(acc[2], acc[0], acc[0])
+	hi, m, x, zero := YMM(), ZMM(), XMM(), XMM()
+	VEXTRACTF64X4(U8(1), acc[0], hi)
+	VMINPD(hi, acc[0].AsY(), m.AsY())
+	VEXTRACTF128(U8(1), m.AsY(), x)
+	VMINPD(x, m.AsX(), m.AsX())
+	VPERMILPD(U8(1), m.AsX(), x)
+	VMINPD(x, m.AsX(), m.AsX())
+	VXORPD(zero, zero, zero)
+	VADDSD(zero, m.AsX(), m.AsX()) // -0 + 0 = +0
+	VBROADCASTSD(m.AsX(), m)
+	XORQ(j, j)
+	Label("rowsub")
+	v := ZMM()
+	VMOVUPD(Mem{Base: row, Index: j, Scale: 8}, v)
+	VSUBPD(m, v, v)
+	VMOVUPD(v, Mem{Base: row, Index: j, Scale: 8})
+	ADDQ(U8(8), j)
+	CMPQ(j, n)
+	JLT(LabelRef("rowsub"))
+	VZEROUPPER()
+	RET()
 }
 
 // columnMin is columnMinGo over columns [0, n), n a multiple of 8.
