@@ -10,9 +10,8 @@ import (
 // sum_i C[i, p(i)] (docs/math.md §11.2). It follows Jonker and Volgenant
 // (1987) on the costs less each row's minimum: three cheap initial phases
 // (column reduction, reduction transfer, augmenting row reduction) assign
-// most rows, and a shortest
-// augmenting path search (Dijkstra over reduced costs) assigns the rest,
-// keeping column prices v such that every reduced cost
+// most rows, and a shortest augmenting path search (Dijkstra over reduced
+// costs) assigns the rest, keeping column prices v such that every reduced cost
 // C[i, j] - u_i - v_j is >= 0 and is 0 on the assignment, which proves
 // the result optimal (linear programming duality). O(n^3) in the worst
 // case; arithmetic in float64.
@@ -46,7 +45,7 @@ func (a *Assigner) Assign(perm []int, cost []float32, n int) error {
 	nonFinite := false
 	for k, x := range cost[:n*n] {
 		// x - x is 0 for every finite x and NaN for NaN and +-Inf: one
-		// subtraction, no branch, while the cost is converted.
+		// subtraction and comparison while the cost is converted.
 		c[k] = float64(x)
 		nonFinite = nonFinite || x-x != 0
 	}
@@ -110,7 +109,7 @@ func (a *Assigner) grow(n int) {
 	a.pred, a.count = a.pred[:n], a.count[:n]
 }
 
-// solve runs the four phases on a.c, whose costs are finite.
+// solve runs the phases on a.c, whose costs are finite.
 func (a *Assigner) solve(perm []int, n int) error {
 	if n == 0 {
 		return nil
