@@ -267,3 +267,91 @@ relaxloop:
 	MOVQ          AX, jf+88(FP)
 	VZEROUPPER
 	RET
+
+// func matVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·matVecAVX512(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), AX
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ n+24(FP), BX
+	MOVQ n32+32(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x03, DI
+	XORQ R8, R8
+
+mvrow:
+	VXORPD Z0, Z0, Z0
+	VXORPD Z1, Z1, Z1
+	VXORPD Z2, Z2, Z2
+	VXORPD Z3, Z3, Z3
+	XORQ   R9, R9
+
+mvcol:
+	VMOVUPD       (DX)(R9*8), Z4
+	VFMADD231PD   (CX)(R9*8), Z4, Z0
+	VMOVUPD       64(DX)(R9*8), Z4
+	VFMADD231PD   64(CX)(R9*8), Z4, Z1
+	VMOVUPD       128(DX)(R9*8), Z4
+	VFMADD231PD   128(CX)(R9*8), Z4, Z2
+	VMOVUPD       192(DX)(R9*8), Z4
+	VFMADD231PD   192(CX)(R9*8), Z4, Z3
+	ADDQ          $0x20, R9
+	CMPQ          R9, SI
+	JLT           mvcol
+	VADDPD        Z1, Z0, Z0
+	VADDPD        Z3, Z2, Z2
+	VADDPD        Z2, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPD        Y1, Y0, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VPERMILPD     $0x01, X1, X0
+	VADDSD        X0, X1, X1
+	VMOVSD        X1, (AX)(R8*8)
+	ADDQ          DI, CX
+	INCQ          R8
+	CMPQ          R8, BX
+	JLT           mvrow
+	VZEROUPPER
+	RET
+
+// func matTVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·matTVecAVX512(SB), NOSPLIT, $0-40
+	MOVQ out+0(FP), AX
+	MOVQ k+8(FP), CX
+	MOVQ x+16(FP), DX
+	MOVQ n+24(FP), BX
+	MOVQ n32+32(FP), SI
+	MOVQ BX, DI
+	SHLQ $0x03, DI
+	XORQ R8, R8
+
+mtblock:
+	VXORPD Z0, Z0, Z0
+	VXORPD Z1, Z1, Z1
+	VXORPD Z2, Z2, Z2
+	VXORPD Z3, Z3, Z3
+	LEAQ   (CX)(R8*8), R9
+	XORQ   R10, R10
+
+mtrow:
+	VBROADCASTSD (DX)(R10*8), Z4
+	VFMADD231PD  (R9), Z4, Z0
+	VFMADD231PD  64(R9), Z4, Z1
+	VFMADD231PD  128(R9), Z4, Z2
+	VFMADD231PD  192(R9), Z4, Z3
+	ADDQ         DI, R9
+	INCQ         R10
+	CMPQ         R10, BX
+	JLT          mtrow
+	VMOVUPD      Z0, (AX)(R8*8)
+	VMOVUPD      Z1, 64(AX)(R8*8)
+	VMOVUPD      Z2, 128(AX)(R8*8)
+	VMOVUPD      Z3, 192(AX)(R8*8)
+	ADDQ         $0x20, R8
+	CMPQ         R8, SI
+	JLT          mtblock
+	VZEROUPPER
+	RET

@@ -23,3 +23,13 @@ func rowTop2AVX512(row *float64, v *float64, n int, u *[16]float64, js *[16]int3
 //
 //go:noescape
 func relaxMinAVX512(d *float64, vs *float64, r *float64, pred *int32, colRow *int32, n int, h float64, i int32) (best float64, jb int, bestFree float64, jf int)
+
+// matVecAVX512 writes out_i = sum over j < n32 of k_ij x_j for i < n (k n x n row-major, n32 a multiple of 32 > 0), summed as matVecGo sums.
+//
+//go:noescape
+func matVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)
+
+// matTVecAVX512 writes out_j = sum over i < n of k_ij x_i for j < n32 (k n x n row-major, n32 a multiple of 32 > 0), summed as matTVecGo sums.
+//
+//go:noescape
+func matTVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)

@@ -293,20 +293,63 @@ func (s *Sinkhorn) absorb(c []float32, n int, eps float64) {
 	s.kernel(c, n, eps)
 }
 
-// matVec writes out = K x for the n x n row-major K.
-func matVec(out, k, x []float64, n int) {
+// matVecGo writes out = K x for the n x n row-major K, the reference of
+// the vectorized kernel: row i's products over its whole blocks of 32
+// columns go to 32 running sums (column j to sum j mod 32, by fused
+// multiply-adds), which are added in the kernel's order (sums l, l+8,
+// l+16, l+24 in pairs, then the eight lanes' halves, quarters and last
+// pair); the remaining columns are added one by one after.
+func matVecGo(out, k, x []float64, n int) {
+	n32 := n &^ 31
 	for i := range out[:n] {
 		row := k[i*n : (i+1)*n]
 		s := 0.0
-		for j, kij := range row {
-			s += kij * x[j]
+		if n32 > 0 {
+			var p [32]float64
+			for j := 0; j < n32; j += 32 {
+				for l := range p {
+					p[l] = math.FMA(row[j+l], x[j+l], p[l])
+				}
+			}
+			s = sum32(&p)
+		}
+		out[i] = s
+	}
+	matVecTail(out, k, x, n, n32)
+}
+
+// matVecTail adds to each out_i the products of columns from..n-1, one by
+// one.
+func matVecTail(out, k, x []float64, n, from int) {
+	if from == n {
+		return
+	}
+	for i := range out[:n] {
+		row := k[i*n : (i+1)*n]
+		s := out[i]
+		for j := from; j < n; j++ {
+			s = math.FMA(row[j], x[j], s)
 		}
 		out[i] = s
 	}
 }
 
-// matTVec writes out = K^T x.
-func matTVec(out, k, x []float64, n int) {
+// sum32 adds 32 running sums in the vectorized kernel's order.
+func sum32(p *[32]float64) float64 {
+	var l8 [8]float64
+	for l := range l8 {
+		l8[l] = (p[l] + p[8+l]) + (p[16+l] + p[24+l])
+	}
+	var l4 [4]float64
+	for l := range l4 {
+		l4[l] = l8[l] + l8[l+4]
+	}
+	return (l4[0] + l4[2]) + (l4[1] + l4[3])
+}
+
+// matTVecGo writes out = K^T x, the reference of the vectorized kernel:
+// each column's sum over the rows in order, by fused multiply-adds.
+func matTVecGo(out, k, x []float64, n int) {
 	out = out[:n]
 	for j := range out {
 		out[j] = 0
@@ -314,8 +357,20 @@ func matTVec(out, k, x []float64, n int) {
 	for i, xi := range x[:n] {
 		row := k[i*n : (i+1)*n]
 		for j, kij := range row {
-			out[j] += kij * xi
+			out[j] = math.FMA(kij, xi, out[j])
 		}
+	}
+}
+
+// matTVecColumns computes out_j as matTVecGo does for the columns
+// from..n-1 only.
+func matTVecColumns(out, k, x []float64, n, from int) {
+	for j := from; j < n; j++ {
+		s := 0.0
+		for i, xi := range x[:n] {
+			s = math.FMA(k[i*n+j], xi, s)
+		}
+		out[j] = s
 	}
 }
 

@@ -1,5 +1,6 @@
 // Command asm generates the amd64 assembly of package coupling with avo:
-// the AVX-512 passes of the exact assignment (coupling/assign.go): each
+// the matrix-vector products of Sinkhorn's iterations (coupling/sinkhorn.go)
+// and the AVX-512 passes of the exact assignment (coupling/assign.go): each
 // row less its minimum, the column minima of the column reduction, a row's two smallest reduced
 // costs for the augmenting row reduction, and the relaxation of the
 // shortest-path search. Each has a plain-Go reference in assign.go that
@@ -35,6 +36,8 @@ func main() {
 	columnMin()
 	rowTop2()
 	relaxMin()
+	matVec()
+	matTVec()
 	Generate()
 }
 
@@ -312,4 +315,103 @@ func reduceFirstMin(vals, cols VecVirtual, ret int) {
 	VMOVD(cand.AsX(), c32)
 	MOVLQSX(c32, c64)
 	Store(c64, ReturnIndex(ret+1))
+}
+
+// matVec is matVecGo's whole blocks of 32 columns: for each of the n rows,
+// four accumulators of 8 lanes take the fused multiply-adds of columns j
+// mod 32 (accumulator j mod 32 / 8, lane j mod 8), then add up as sum32
+// does, and the row's sum is stored in out.
+func matVec() {
+	TEXT("matVecAVX512", NOSPLIT, "func(out, k, x *float64, n, n32 int)")
+	Pragma("noescape")
+	Doc("matVecAVX512 writes out_i = sum over j < n32 of k_ij x_j for i < n (k n x n row-major, n32 a multiple of 32 > 0), summed as matVecGo sums.")
+	out := Load(Param("out"), GP64())
+	k := Load(Param("k"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	n32 := Load(Param("n32"), GP64())
+	stride := GP64()
+	MOVQ(n, stride)
+	SHLQ(U8(3), stride)
+	i := GP64()
+	XORQ(i, i)
+	Label("mvrow")
+	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	for _, a := range acc {
+		VXORPD(a, a, a)
+	}
+	j := GP64()
+	XORQ(j, j)
+	Label("mvcol")
+	for q, a := range acc {
+		xv := ZMM()
+		VMOVUPD(Mem{Base: x, Index: j, Scale: 8, Disp: 64 * q}, xv)
+		VFMADD231PD(Mem{Base: k, Index: j, Scale: 8, Disp: 64 * q}, xv, a)
+	}
+	ADDQ(U8(32), j)
+	CMPQ(j, n32)
+	JLT(LabelRef("mvcol"))
+	VADDPD(acc[1], acc[0], acc[0])
+	VADDPD(acc[3], acc[2], acc[2])
+	VADDPD(acc[2], acc[0], acc[0])
+	hi, m, t := YMM(), YMM(), XMM()
+	VEXTRACTF64X4(U8(1), acc[0], hi)
+	VADDPD(hi, acc[0].AsY(), m)
+	VEXTRACTF128(U8(1), m, t)
+	VADDPD(t, m.AsX(), t)
+	u := XMM()
+	VPERMILPD(U8(1), t, u)
+	VADDSD(u, t, t)
+	VMOVSD(t, Mem{Base: out, Index: i, Scale: 8})
+	ADDQ(stride, k)
+	INCQ(i)
+	CMPQ(i, n)
+	JLT(LabelRef("mvrow"))
+	VZEROUPPER()
+	RET()
+}
+
+// matTVec is matTVecGo for the columns j < n32: 32 columns at a time in
+// four accumulators, each lane a column's sum over the rows in order.
+func matTVec() {
+	TEXT("matTVecAVX512", NOSPLIT, "func(out, k, x *float64, n, n32 int)")
+	Pragma("noescape")
+	Doc("matTVecAVX512 writes out_j = sum over i < n of k_ij x_i for j < n32 (k n x n row-major, n32 a multiple of 32 > 0), summed as matTVecGo sums.")
+	out := Load(Param("out"), GP64())
+	k := Load(Param("k"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	n32 := Load(Param("n32"), GP64())
+	stride := GP64()
+	MOVQ(n, stride)
+	SHLQ(U8(3), stride)
+	jb := GP64()
+	XORQ(jb, jb)
+	Label("mtblock")
+	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	for _, a := range acc {
+		VXORPD(a, a, a)
+	}
+	p := GP64()
+	LEAQ(Mem{Base: k, Index: jb, Scale: 8}, p)
+	i := GP64()
+	XORQ(i, i)
+	Label("mtrow")
+	xi := ZMM()
+	VBROADCASTSD(Mem{Base: x, Index: i, Scale: 8}, xi)
+	for q, a := range acc {
+		VFMADD231PD(Mem{Base: p, Disp: 64 * q}, xi, a)
+	}
+	ADDQ(stride, p)
+	INCQ(i)
+	CMPQ(i, n)
+	JLT(LabelRef("mtrow"))
+	for q, a := range acc {
+		VMOVUPD(a, Mem{Base: out, Index: jb, Scale: 8, Disp: 64 * q})
+	}
+	ADDQ(U8(32), jb)
+	CMPQ(jb, n32)
+	JLT(LabelRef("mtblock"))
+	VZEROUPPER()
+	RET()
 }
