@@ -325,21 +325,11 @@ func matVec() {
 	TEXT("matVecAVX512", NOSPLIT, "func(out, k, x *float64, n, n32 int)")
 	Pragma("noescape")
 	Doc("matVecAVX512 writes out_i = sum over j < n32 of k_ij x_j for i < n (k n x n row-major, n32 a multiple of 32 > 0), summed as matVecGo sums.")
-	out := Load(Param("out"), GP64())
-	k := Load(Param("k"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
-	n32 := Load(Param("n32"), GP64())
-	stride := GP64()
-	MOVQ(n, stride)
-	SHLQ(U8(3), stride)
+	out, k, x, n, n32, stride := matArgs()
 	i := GP64()
 	XORQ(i, i)
 	Label("mvrow")
-	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
-	for _, a := range acc {
-		VXORPD(a, a, a)
-	}
+	acc := zeroAccs()
 	j := GP64()
 	XORQ(j, j)
 	Label("mvcol")
@@ -377,21 +367,11 @@ func matTVec() {
 	TEXT("matTVecAVX512", NOSPLIT, "func(out, k, x *float64, n, n32 int)")
 	Pragma("noescape")
 	Doc("matTVecAVX512 writes out_j = sum over i < n of k_ij x_i for j < n32 (k n x n row-major, n32 a multiple of 32 > 0), summed as matTVecGo sums.")
-	out := Load(Param("out"), GP64())
-	k := Load(Param("k"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
-	n32 := Load(Param("n32"), GP64())
-	stride := GP64()
-	MOVQ(n, stride)
-	SHLQ(U8(3), stride)
+	out, k, x, n, n32, stride := matArgs()
 	jb := GP64()
 	XORQ(jb, jb)
 	Label("mtblock")
-	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
-	for _, a := range acc {
-		VXORPD(a, a, a)
-	}
+	acc := zeroAccs()
 	p := GP64()
 	LEAQ(Mem{Base: k, Index: jb, Scale: 8}, p)
 	i := GP64()
@@ -414,4 +394,27 @@ func matTVec() {
 	JLT(LabelRef("mtblock"))
 	VZEROUPPER()
 	RET()
+}
+
+// matArgs loads the products' arguments (func(out, k, x *float64, n, n32
+// int)) and the row stride in bytes, 8n.
+func matArgs() (out, k, x, n, n32, stride Register) {
+	out = Load(Param("out"), GP64())
+	k = Load(Param("k"), GP64())
+	x = Load(Param("x"), GP64())
+	n = Load(Param("n"), GP64())
+	n32 = Load(Param("n32"), GP64())
+	stride = GP64()
+	MOVQ(n, stride)
+	SHLQ(U8(3), stride)
+	return
+}
+
+// zeroAccs returns four zmm accumulators set to zero.
+func zeroAccs() []VecVirtual {
+	acc := []VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	for _, a := range acc {
+		VXORPD(a, a, a)
+	}
+	return acc
 }
