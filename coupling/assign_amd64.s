@@ -355,3 +355,95 @@ mtrow:
 	JLT          mtblock
 	VZEROUPPER
 	RET
+
+// func expKernelRowAVX512(k *float64, c *float32, gj *float64, n int, fi float64, eps float64)
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·expKernelRowAVX512(SB), NOSPLIT, $0-48
+	VBROADCASTSD couplingexp<>+0(SB), Z0
+	VBROADCASTSD couplingexp<>+8(SB), Z1
+	VBROADCASTSD couplingexp<>+16(SB), Z2
+	VBROADCASTSD couplingexp<>+24(SB), Z3
+	VBROADCASTSD couplingexp<>+32(SB), Z4
+	VBROADCASTSD couplingexp<>+40(SB), Z5
+	VBROADCASTSD couplingexp<>+48(SB), Z6
+	VBROADCASTSD couplingexp<>+56(SB), Z7
+	VBROADCASTSD couplingexp<>+64(SB), Z8
+	VBROADCASTSD couplingexp<>+72(SB), Z9
+	VBROADCASTSD couplingexp<>+80(SB), Z10
+	VBROADCASTSD couplingexp<>+88(SB), Z11
+	VBROADCASTSD couplingexp<>+96(SB), Z12
+	VBROADCASTSD couplingexp<>+104(SB), Z13
+	VBROADCASTSD couplingexp<>+112(SB), Z14
+	VBROADCASTSD couplingexp<>+120(SB), Z15
+	VBROADCASTSD couplingexp<>+128(SB), Z16
+	VBROADCASTSD couplingexp<>+136(SB), Z17
+	VBROADCASTSD couplingexp<>+144(SB), Z18
+	VPBROADCASTQ couplingexp<>+152(SB), Z19
+	MOVQ         k+0(FP), AX
+	MOVQ         c+8(FP), CX
+	MOVQ         gj+16(FP), DX
+	MOVQ         n+24(FP), BX
+	VBROADCASTSD fi+32(FP), Z20
+	VBROADCASTSD eps+40(FP), Z21
+	VXORPD       Z22, Z22, Z22
+	XORQ         SI, SI
+
+expkrow:
+	VADDPD       (DX)(SI*8), Z20, Z23
+	VCVTPS2PD    (CX)(SI*4), Z24
+	VSUBPD       Z24, Z23, Z23
+	VDIVPD       Z21, Z23, Z23
+	VCMPPD       $0x1e, Z3, Z23, K1
+	VCMPPD       $0x11, Z4, Z23, K2
+	VMULPD       Z0, Z23, Z24
+	VRNDSCALEPD  $0x00, Z24, Z24
+	VMOVAPD      Z23, Z23
+	VFNMADD231PD Z1, Z24, Z23
+	VFNMADD231PD Z2, Z24, Z23
+	VMOVAPD      Z18, Z25
+	VFMADD213PD  Z17, Z23, Z25
+	VFMADD213PD  Z16, Z23, Z25
+	VFMADD213PD  Z15, Z23, Z25
+	VFMADD213PD  Z14, Z23, Z25
+	VFMADD213PD  Z13, Z23, Z25
+	VFMADD213PD  Z12, Z23, Z25
+	VFMADD213PD  Z11, Z23, Z25
+	VFMADD213PD  Z10, Z23, Z25
+	VFMADD213PD  Z9, Z23, Z25
+	VFMADD213PD  Z8, Z23, Z25
+	VFMADD213PD  Z7, Z23, Z25
+	VFMADD213PD  Z6, Z23, Z25
+	VCVTTPD2QQ   Z24, Z23
+	VPADDQ       Z19, Z23, Z23
+	VPSLLQ       $0x34, Z23, Z23
+	VMULPD       Z23, Z25, Z25
+	VMOVAPD      Z5, K1, Z25
+	VMOVAPD      Z22, K2, Z25
+	VMOVUPD      Z25, (AX)(SI*8)
+	ADDQ         $0x08, SI
+	CMPQ         SI, BX
+	JLT          expkrow
+	VZEROUPPER
+	RET
+
+DATA couplingexp<>+0(SB)/8, $0x3ff71547652b82fe
+DATA couplingexp<>+8(SB)/8, $0x3fe62e42fee00000
+DATA couplingexp<>+16(SB)/8, $0x3dea39ef35793c76
+DATA couplingexp<>+24(SB)/8, $0x4086280000000000
+DATA couplingexp<>+32(SB)/8, $0xc086200000000000
+DATA couplingexp<>+40(SB)/8, $0x7ff0000000000000
+DATA couplingexp<>+48(SB)/8, $0x3ff0000000000000
+DATA couplingexp<>+56(SB)/8, $0x3ff0000000000000
+DATA couplingexp<>+64(SB)/8, $0x3fe0000000000000
+DATA couplingexp<>+72(SB)/8, $0x3fc5555555555555
+DATA couplingexp<>+80(SB)/8, $0x3fa5555555555555
+DATA couplingexp<>+88(SB)/8, $0x3f81111111111111
+DATA couplingexp<>+96(SB)/8, $0x3f56c16c16c16c17
+DATA couplingexp<>+104(SB)/8, $0x3f2a01a01a01a01a
+DATA couplingexp<>+112(SB)/8, $0x3efa01a01a01a01a
+DATA couplingexp<>+120(SB)/8, $0x3ec71de3a556c734
+DATA couplingexp<>+128(SB)/8, $0x3e927e4fb7789f5c
+DATA couplingexp<>+136(SB)/8, $0x3e5ae64567f544e4
+DATA couplingexp<>+144(SB)/8, $0x3e21eed8eff8d898
+DATA couplingexp<>+152(SB)/8, $0x00000000000003ff
+GLOBL couplingexp<>(SB), RODATA|NOPTR, $160

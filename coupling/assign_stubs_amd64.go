@@ -33,3 +33,8 @@ func matVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)
 //
 //go:noescape
 func matTVecAVX512(out *float64, k *float64, x *float64, n int, n32 int)
+
+// expKernelRowAVX512 writes k_j = exp64((fi + g_j - c_j) / eps) for j < n (a multiple of 8).
+//
+//go:noescape
+func expKernelRowAVX512(k *float64, c *float32, gj *float64, n int, fi float64, eps float64)

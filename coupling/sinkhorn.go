@@ -200,15 +200,11 @@ func (s *Sinkhorn) Plan(plan []float64, cost []float32, n int, opt SinkhornOptio
 }
 
 // kernel computes K = exp((f_i + g_j - C_ij)/eps) for the current
-// potentials and resets the scalings to 1.
+// potentials (exp64: e^x within a few ulps, 0 below e^-708) and resets
+// the scalings to 1.
 func (s *Sinkhorn) kernel(c []float32, n int, eps float64) {
 	for i := range n {
-		fi := s.f[i]
-		row := c[i*n : (i+1)*n]
-		k := s.k[i*n : (i+1)*n]
-		for j, x := range row {
-			k[j] = math.Exp((fi + s.g[j] - float64(x)) / eps)
-		}
+		expKernelRow(s.k[i*n:(i+1)*n], c[i*n:(i+1)*n], s.f[i], s.g[:n], eps)
 		s.a[i], s.b[i] = 1, 1
 	}
 }

@@ -2,9 +2,26 @@
 
 package coupling
 
-// Sinkhorn's products in AVX-512 where the CPU has it (assignAVX512), over
-// the whole blocks of 32 columns, the rest in Go; the results are
-// matVecGo's and matTVecGo's bit for bit.
+import "golang.org/x/sys/cpu"
+
+// Sinkhorn's kernel rows and products in AVX-512 where the CPU has it
+// (assignAVX512; the kernel rows' conversions need AVX-512DQ too), over
+// the whole blocks of 8 (32) columns, the rest in Go; the results are
+// expKernelRowGo's, matVecGo's and matTVecGo's bit for bit.
+
+var expAVX512 = assignAVX512 && cpu.X86.HasAVX512DQ
+
+func expKernelRow(k []float64, c []float32, fi float64, g []float64, eps float64) {
+	n := len(k)
+	n8 := n &^ 7
+	if !expAVX512 || n8 == 0 {
+		expKernelRowGo(k, c, fi, g, eps)
+		return
+	}
+	_, _ = c[n-1], g[n-1]
+	expKernelRowAVX512(&k[0], &c[0], &g[0], n8, fi, eps)
+	expKernelRowGo(k[n8:], c[n8:], fi, g[n8:], eps)
+}
 
 func matVec(out, k, x []float64, n int) {
 	n32 := n &^ 31

@@ -1,5 +1,6 @@
 // Command asm generates the amd64 assembly of package coupling with avo:
-// the matrix-vector products of Sinkhorn's iterations (coupling/sinkhorn.go)
+// the kernel rows and matrix-vector products of Sinkhorn's iterations
+// (coupling/sinkhorn.go, coupling/exp.go)
 // and the AVX-512 passes of the exact assignment (coupling/assign.go): each
 // row less its minimum, the column minima of the column reduction, a row's two smallest reduced
 // costs for the augmenting row reduction, and the relaxation of the
@@ -38,6 +39,7 @@ func main() {
 	relaxMin()
 	matVec()
 	matTVec()
+	expKernelRow()
 	Generate()
 }
 
@@ -417,4 +419,102 @@ func zeroAccs() []VecVirtual {
 		VXORPD(a, a, a)
 	}
 	return acc
+}
+
+// The constants of exp64 (coupling/exp.go), which expKernelRow must
+// compute with exactly: the same values, in the same operations.
+const (
+	expLog2e = 1.44269504088896338700e+00
+	expLn2Hi = 6.93147180369123816490e-01
+	expLn2Lo = 1.90821492927058770002e-10
+	expMax   = 709.0
+	expMin   = -708.0
+)
+
+// expKernelRow is expKernelRowGo over n values, n a multiple of 8: each
+// lane computes exp64 of (fi + g_j - c_j) / eps, the comparisons with
+// expMax and expMin as masks applied last.
+func expKernelRow() {
+	TEXT("expKernelRowAVX512", NOSPLIT, "func(k *float64, c *float32, gj *float64, n int, fi, eps float64)")
+	Pragma("noescape")
+	Doc("expKernelRowAVX512 writes k_j = exp64((fi + g_j - c_j) / eps) for j < n (a multiple of 8).")
+	consts := GLOBL("couplingexp", RODATA|NOPTR)
+	vals := []float64{expLog2e, expLn2Hi, expLn2Lo, expMax, expMin, math.Inf(1)}
+	fact := 1.0
+	for i := 0; i <= 12; i++ {
+		if i > 0 {
+			fact *= float64(i)
+		}
+		vals = append(vals, 1/fact)
+	}
+	for i, v := range vals {
+		DATA(8*i, U64(math.Float64bits(v)))
+	}
+	DATA(8*len(vals), U64(1023))
+	bc := func(i int) VecVirtual {
+		z := ZMM()
+		VBROADCASTSD(consts.Offset(8*i), z)
+		return z
+	}
+	log2e, ln2hi, ln2lo, hi, lo, inf := bc(0), bc(1), bc(2), bc(3), bc(4), bc(5)
+	var taylor [13]VecVirtual
+	for i := range taylor {
+		taylor[i] = bc(6 + i)
+	}
+	bias := ZMM()
+	VPBROADCASTQ(consts.Offset(8*len(vals)), bias)
+	k := Load(Param("k"), GP64())
+	c := Load(Param("c"), GP64())
+	g := Load(Param("gj"), GP64()) // not "g": the Go assembler's name of a register
+	n := Load(Param("n"), GP64())
+	fi, eps := ZMM(), ZMM()
+	// straight from the arguments' memory: an SSE load cannot reach the
+	// upper sixteen registers the allocator may pick
+	for _, a := range []struct {
+		name string
+		z    VecVirtual
+	}{{"fi", fi}, {"eps", eps}} {
+		b, err := Param(a.name).Resolve()
+		if err != nil {
+			panic(err)
+		}
+		VBROADCASTSD(b.Addr, a.z)
+	}
+	zero := ZMM()
+	VXORPD(zero, zero, zero)
+	j := GP64()
+	XORQ(j, j)
+	Label("expkrow")
+	x, cv := ZMM(), ZMM()
+	VADDPD(Mem{Base: g, Index: j, Scale: 8}, fi, x)
+	VCVTPS2PD(Mem{Base: c, Index: j, Scale: 4}, cv)
+	VSUBPD(cv, x, x)
+	VDIVPD(eps, x, x)
+	VCMPPD(U8(0x1e), hi, x, K1) // K1: x > expMax (greater than, ordered, quiet)
+	VCMPPD(U8(0x11), lo, x, K2) // K2: x < expMin (less than, ordered, quiet)
+	nv := ZMM()
+	VMULPD(log2e, x, nv)
+	VRNDSCALEPD(U8(0), nv, nv) // to the nearest integer, ties to even
+	r := ZMM()
+	VMOVAPD(x, r)
+	VFNMADD231PD(ln2hi, nv, r) // r = x - n ln2hi, one rounding
+	VFNMADD231PD(ln2lo, nv, r)
+	p := ZMM()
+	VMOVAPD(taylor[12], p)
+	for i := 11; i >= 0; i-- {
+		VFMADD213PD(taylor[i], r, p) // p = p r + 1/i!
+	}
+	e := ZMM()
+	VCVTTPD2QQ(nv, e)
+	VPADDQ(bias, e, e)
+	VPSLLQ(U8(52), e, e)
+	VMULPD(e, p, p)
+	VMOVAPD(inf, K1, p)
+	VMOVAPD(zero, K2, p)
+	VMOVUPD(p, Mem{Base: k, Index: j, Scale: 8})
+	ADDQ(U8(8), j)
+	CMPQ(j, n)
+	JLT(LabelRef("expkrow"))
+	VZEROUPPER()
+	RET()
 }
