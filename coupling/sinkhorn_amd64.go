@@ -6,8 +6,9 @@ import "golang.org/x/sys/cpu"
 
 // Sinkhorn's kernel rows and products in AVX-512 where the CPU has it
 // (assignAVX512; the kernel rows' conversions need AVX-512DQ too), over
-// the whole blocks of 8 (32) columns, the rest in Go; the results are
-// expKernelRowGo's, matVecGo's and matTVecGo's bit for bit.
+// the whole blocks of 8 columns (kernel rows) or 32 (products), the rest
+// in Go; the results are expKernelRowGo's, matVecGo's and matTVecGo's bit
+// for bit.
 
 var expAVX512 = assignAVX512 && cpu.X86.HasAVX512DQ
 
