@@ -42,17 +42,24 @@ func (a *Assigner) Assign(perm []int, cost []float32, n int) error {
 	}
 	a.grow(n)
 	c := a.c[:n*n]
-	nonFinite := false
-	for k, x := range cost[:n*n] {
-		// x - x is 0 for every finite x and NaN for NaN and +-Inf: one
-		// subtraction and comparison while the cost is converted.
-		c[k] = float64(x)
-		nonFinite = nonFinite || x-x != 0
-	}
-	if nonFinite {
+	if !widenCosts(c, cost[:n*n]) {
 		return nonFiniteCost(c, n)
 	}
 	return a.solve(perm, n)
+}
+
+// widenCostsGo is widenCosts in plain Go, the reference of the vectorized
+// kernel: dst_k = src_k in float64; false if some src_k is NaN or
+// infinite (x - x is 0 for every finite x, NaN otherwise: one subtraction
+// and comparison a cost).
+func widenCostsGo(dst []float64, src []float32) bool {
+	dst = dst[:len(src)]
+	nonFinite := false
+	for k, x := range src {
+		dst[k] = float64(x)
+		nonFinite = nonFinite || x-x != 0
+	}
+	return !nonFinite
 }
 
 // Assign64 is Assign for a float64 cost matrix.

@@ -11,6 +11,17 @@ import "golang.org/x/sys/cpu"
 // ties, as in the scalar passes.
 var assignAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
 
+func widenCosts(dst []float64, src []float32) bool {
+	n := len(src)
+	n16 := n &^ 15
+	if !expAVX512 || n16 == 0 {
+		return widenCostsGo(dst, src)
+	}
+	_ = dst[n-1]
+	finite := widenCostsAVX512(&dst[0], &src[0], n16)
+	return widenCostsGo(dst[n16:n], src[n16:]) && finite
+}
+
 func subtractRowMin(row []float64) {
 	n := len(row)
 	if !assignAVX512 || n == 0 || n%8 != 0 {

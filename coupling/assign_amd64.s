@@ -22,6 +22,33 @@ DATA couplinglanes<>+56(SB)/4, $0x00000008
 DATA couplinglanes<>+60(SB)/4, $0x00000008
 GLOBL couplinglanes<>(SB), RODATA|NOPTR, $64
 
+// func widenCostsAVX512(dst *float64, src *float32, n int) bool
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·widenCostsAVX512(SB), NOSPLIT, $0-25
+	MOVQ dst+0(FP), AX
+	MOVQ src+8(FP), CX
+	MOVQ n+16(FP), DX
+	XORL BX, BX
+	XORQ DI, DI
+
+widen:
+	VCVTPS2PD   (CX)(DI*4), Z0
+	VCVTPS2PD   32(CX)(DI*4), Z1
+	VMOVUPD     Z0, (AX)(DI*8)
+	VMOVUPD     Z1, 64(AX)(DI*8)
+	VMOVUPS     (CX)(DI*4), Z0
+	VFPCLASSPSZ $0x99, Z0, K1
+	KMOVW       K1, SI
+	ORL         SI, BX
+	ADDQ        $0x10, DI
+	CMPQ        DI, DX
+	JLT         widen
+	TESTL       BX, BX
+	SETEQ       AL
+	MOVB        AL, ret+24(FP)
+	VZEROUPPER
+	RET
+
 // func rowMinSubAVX512(row *float64, n int)
 // Requires: AVX, AVX512F, SSE2
 TEXT ·rowMinSubAVX512(SB), NOSPLIT, $0-16

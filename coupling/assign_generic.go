@@ -2,6 +2,8 @@
 
 package coupling
 
+func widenCosts(dst []float64, src []float32) bool { return widenCostsGo(dst, src) }
+
 func subtractRowMin(row []float64) { subtractRowMinGo(row) }
 
 func columnMin(row, v []float64, best []int32, i int32) { columnMinGo(row, v, best, i) }

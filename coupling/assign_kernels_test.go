@@ -135,3 +135,32 @@ func TestSinkhornKernelsMatchGo(t *testing.T) {
 		}
 	}
 }
+
+// The costs' conversion (vectorized where the CPU has AVX-512) gives the
+// plain-Go reference's values and verdict: a NaN or an infinity anywhere,
+// in the vectorized part or the tail, makes it report false.
+func TestWidenCostsMatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	bad := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
+	for _, n := range []int{1, 15, 16, 17, 64, 100, 256} {
+		for trial := range 8 {
+			src := make([]float32, n)
+			for k := range src {
+				src[k] = float32(r.NormFloat64())
+			}
+			if trial > 0 {
+				src[r.IntN(n)] = bad[trial%len(bad)]
+			}
+			got, want := make([]float64, n), make([]float64, n)
+			okGot, okWant := widenCosts(got, src), widenCostsGo(want, src)
+			if okGot != okWant || okWant != (trial == 0) {
+				t.Fatalf("n=%d trial %d: finite %v, want %v", n, trial, okGot, okWant)
+			}
+			for k := range got {
+				if math.Float64bits(got[k]) != math.Float64bits(want[k]) {
+					t.Fatalf("n=%d: dst[%d] = %v, want %v", n, k, got[k], want[k])
+				}
+			}
+		}
+	}
+}

@@ -4,6 +4,11 @@
 
 package coupling
 
+// widenCostsAVX512 converts src[0:n] (n a multiple of 16) to float64 in dst and reports whether every value is finite.
+//
+//go:noescape
+func widenCostsAVX512(dst *float64, src *float32, n int) bool
+
 // rowMinSubAVX512 subtracts from row[0:n] (n a multiple of 8) its smallest value (+0 for a zero).
 //
 //go:noescape

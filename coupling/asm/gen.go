@@ -33,6 +33,7 @@ func main() {
 	for l := range 16 {
 		DATA(4*l, U32(uint32(min(l, 8))))
 	}
+	widenCosts()
 	rowMinSub()
 	columnMin()
 	rowTop2()
@@ -56,6 +57,43 @@ func broadcast32(y VecVirtual, v uint32) {
 	r := GP32()
 	MOVL(U32(v), r)
 	VPBROADCASTD(r, y)
+}
+
+// widenCosts is widenCostsGo over n costs, n a multiple of 16: 16 float32
+// a step converted to float64 in two halves, and VFPCLASSPS flagging
+// NaNs and infinities into a mask kept across the steps.
+func widenCosts() {
+	TEXT("widenCostsAVX512", NOSPLIT, "func(dst *float64, src *float32, n int) bool")
+	Pragma("noescape")
+	Doc("widenCostsAVX512 converts src[0:n] (n a multiple of 16) to float64 in dst and reports whether every value is finite.")
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	bad, flags := GP32(), GP32()
+	XORL(bad, bad)
+	j := GP64()
+	XORQ(j, j)
+	Label("widen")
+	lo, hi := ZMM(), ZMM()
+	VCVTPS2PD(Mem{Base: src, Index: j, Scale: 4}, lo)
+	VCVTPS2PD(Mem{Base: src, Index: j, Scale: 4, Disp: 32}, hi)
+	VMOVUPD(lo, Mem{Base: dst, Index: j, Scale: 8})
+	VMOVUPD(hi, Mem{Base: dst, Index: j, Scale: 8, Disp: 64})
+	x := ZMM()
+	VMOVUPS(Mem{Base: src, Index: j, Scale: 4}, x)
+	// classes QNaN (0x01), +Inf (0x08), -Inf (0x10), SNaN (0x80)
+	VFPCLASSPSZ(U8(0x99), x, K1)
+	KMOVW(K1, flags)
+	ORL(flags, bad)
+	ADDQ(U8(16), j)
+	CMPQ(j, n)
+	JLT(LabelRef("widen"))
+	TESTL(bad, bad)
+	ok := GP8()
+	SETEQ(ok)
+	Store(ok, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
 }
 
 // rowMinSub is subtractRowMinGo over a row of n values, n a multiple of
