@@ -5,16 +5,20 @@ package coupling
 import "golang.org/x/sys/cpu"
 
 // The assignment's passes in AVX-512 where the CPU has it, over the
-// columns up to the last multiple of 8, the rest in Go. The results are
-// the plain-Go references' bit for bit: each lane computes the same
-// float64 expressions, and where lanes are merged the first column wins
-// ties, as in the scalar passes.
+// columns up to the last multiple of 8 (16 for the costs' conversion), the
+// rest in Go. The results are the plain-Go references' bit for bit: each
+// lane computes the same float64 expressions, and where lanes are merged
+// the first column wins ties, as in the scalar passes.
 var assignAVX512 = cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL
+
+// avx512DQ adds AVX-512DQ, which the costs' classification (VFPCLASSPS)
+// and the kernel rows' conversions (VCVTTPD2QQ) need.
+var avx512DQ = assignAVX512 && cpu.X86.HasAVX512DQ
 
 func widenCosts(dst []float64, src []float32) bool {
 	n := len(src)
 	n16 := n &^ 15
-	if !expAVX512 || n16 == 0 {
+	if !avx512DQ || n16 == 0 {
 		return widenCostsGo(dst, src)
 	}
 	_ = dst[n-1]

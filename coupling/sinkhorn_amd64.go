@@ -2,20 +2,15 @@
 
 package coupling
 
-import "golang.org/x/sys/cpu"
-
 // Sinkhorn's kernel rows and products in AVX-512 where the CPU has it
-// (assignAVX512; the kernel rows' conversions need AVX-512DQ too), over
-// the whole blocks of 8 columns (kernel rows) or 32 (products), the rest
-// in Go; the results are expKernelRowGo's, matVecGo's and matTVecGo's bit
-// for bit.
-
-var expAVX512 = assignAVX512 && cpu.X86.HasAVX512DQ
+// (assignAVX512; the kernel rows need avx512DQ), over the whole blocks of
+// 8 columns (kernel rows) or 32 (products), the rest in Go; the results
+// are expKernelRowGo's, matVecGo's and matTVecGo's bit for bit.
 
 func expKernelRow(k []float64, c []float32, fi float64, g []float64, eps float64) {
 	n := len(k)
 	n8 := n &^ 7
-	if !expAVX512 || n8 == 0 {
+	if !avx512DQ || n8 == 0 {
 		expKernelRowGo(k, c, fi, g, eps)
 		return
 	}
