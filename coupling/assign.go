@@ -70,13 +70,31 @@ func (a *Assigner) Assign64(perm []int, cost []float64, n int) error {
 	a.grow(n)
 	copy(a.c, cost[:n*n])
 	nonFinite := false
+	big := 0.0
 	for _, x := range a.c {
 		nonFinite = nonFinite || x-x != 0
+		big = max(big, math.Abs(x))
 	}
 	if nonFinite {
 		return nonFiniteCost(a.c, n)
 	}
+	if limit := maxCost64(n); big > limit {
+		for k, x := range a.c {
+			if math.Abs(x) > limit {
+				return fmt.Errorf("coupling: cost[%d][%d] = %g: a %d x %d problem takes costs up to %g in magnitude (the solve's float64 sums of several costs must stay finite)", k/n, k%n, x, n, n, limit)
+			}
+		}
+	}
 	return a.solve(perm, n)
+}
+
+// maxCost64 bounds the magnitude of Assign64's costs for size n: the
+// solve subtracts costs and adds reduced costs along augmenting paths, so
+// a cost near the float64 limit overflows to an infinite price (a 3 x 3
+// checkerboard of +-1e308 indexed column -1; costs of 3 2^1022 returned a
+// permutation that was not optimal). Float32 costs (Assign) are far below.
+func maxCost64(n int) float64 {
+	return math.MaxFloat64 / float64(8*max(n, 1))
 }
 
 // nonFiniteCost returns the error naming the first cost that is NaN or

@@ -326,6 +326,35 @@ func TestAssignErrors(t *testing.T) {
 	if err := a.Assign(nil, nil, 0); err != nil {
 		t.Errorf("n = 0: %v", err)
 	}
+	// Finite but too large for the solve's sums: an error, not an index
+	// out of range or a wrong permutation.
+	huge := []float64{1e308, -1e308, 1e308, -1e308, 1e308, -1e308, 1e308, -1e308, 1e308}
+	if err := a.Assign64(make([]int, 3), huge, 3); err == nil || !strings.Contains(err.Error(), "cost[0][0] = 1e+308") {
+		t.Errorf("huge costs: error %v", err)
+	}
+}
+
+// Costs just inside maxCost64 still solve exactly: integer costs in
+// [-3, 3] times a power of two near the limit, against brute force.
+func TestAssign64LargeCosts(t *testing.T) {
+	const n = 4
+	scale := math.Ldexp(1, math.Ilogb(maxCost64(n)/3))
+	rng := rand.New(rand.NewPCG(4, 5))
+	var a Assigner
+	cost := make([]float64, n*n)
+	perm := make([]int, n)
+	for trial := 0; trial < 300; trial++ {
+		for k := range cost {
+			cost[k] = float64(rng.IntN(7)-3) * scale
+		}
+		if err := a.Assign64(perm, cost, n); err != nil {
+			t.Fatal(err)
+		}
+		checkPerm(t, perm, n)
+		if got, want := total64(cost, n, perm), bruteForceAssign(cost, n); got != want {
+			t.Fatalf("trial %d: total %g, optimum %g (%v)", trial, got, want, cost)
+		}
+	}
 }
 
 // The result depends only on the cost: a reused Assigner, whatever it

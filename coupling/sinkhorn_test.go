@@ -204,8 +204,68 @@ func TestSinkhornStable(t *testing.T) {
 		if cols > 1e-10 {
 			t.Errorf("reg=%g: column marginal error %.3g", reg, cols)
 		}
-		if st.Converged != (st.Err <= DefaultSinkhornTol) {
-			t.Errorf("reg=%g: %+v", reg, st)
+		if rows, _ := marginalErrs(p, n); st.Converged && rows > DefaultSinkhornTol*(1+1e-9) {
+			t.Errorf("reg=%g: %+v, but the plan's row marginals are off by %.3g", reg, st, rows)
+		}
+	}
+}
+
+// An iteration limit that stops the run before its last epsilon level
+// leaves a coarser plan: converged at that level, but not at Reg.
+func TestSinkhornStoppedEarly(t *testing.T) {
+	var s Sinkhorn
+	p := make([]float64, 4)
+	c := []float32{0, 1, 1, 0}
+	for _, maxIter := range []int{1, 2} {
+		st, err := s.Plan(p, c, 2, SinkhornOptions{Reg: 1e-3, MaxIter: maxIter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Converged || p[1] < 1e-12 {
+			t.Errorf("MaxIter %d: %+v, off-diagonal %.3g: the limit stopped it above Reg", maxIter, st, p[1])
+		}
+	}
+	st, err := s.Plan(p, c, 2, SinkhornOptions{Reg: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Converged || p[1] > 1e-300 {
+		t.Errorf("no limit: %+v, off-diagonal %.3g", st, p[1])
+	}
+}
+
+// Down to the smallest Reg it takes, a plan is still a coupling: finite,
+// summing to 1, with exact column marginals.
+func TestSinkhornSmallestReg(t *testing.T) {
+	const n, d = 17, 2
+	x0, x1 := benchBatch(n, d, 3)
+	cost := make([]float32, n*n)
+	SqDist(cost, x0, x1, n, n, d)
+	big := 0.0
+	for _, x := range cost {
+		big = max(big, math.Abs(float64(x)))
+	}
+	p := make([]float64, n*n)
+	var s Sinkhorn
+	for _, scale := range []float32{1, 1e30} {
+		c := make([]float32, len(cost))
+		for k, x := range cost {
+			c[k] = x * scale
+		}
+		reg := 2 * sinkhornMinRegFrac * big * float64(scale)
+		if _, err := s.Plan(p, c, n, SinkhornOptions{Reg: reg}); err != nil {
+			t.Fatal(err)
+		}
+		mass := 0.0
+		for _, v := range p {
+			mass += v
+		}
+		rows, cols := marginalErrs(p, n)
+		if math.Abs(mass-1) > 1e-9 || rows > 1e-3 || cols > 1e-9 {
+			t.Errorf("scale %g, reg %g: mass %v, row and column marginal errors %.3g %.3g", scale, reg, mass, rows, cols)
+		}
+		if _, err := s.Plan(p, c, n, SinkhornOptions{Reg: reg / 4}); err == nil || !strings.Contains(err.Error(), "too small") {
+			t.Errorf("scale %g, reg %g: error %v, want one saying it is too small", scale, reg/4, err)
 		}
 	}
 }
