@@ -10,9 +10,25 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/google/renameio/v2"
 )
+
+// pending holds the temporary files of the writes in progress.
+var pending sync.Map
+
+// RemovePending removes the temporary files of the writes in progress,
+// leaving their destinations as they were: for a process about to exit in
+// the middle of one (a second Ctrl-C while a checkpoint is written), which
+// would otherwise leave a hidden file as large as the checkpoint until the
+// next write of the same file.
+func RemovePending() {
+	pending.Range(func(name, _ any) bool {
+		os.Remove(name.(string))
+		return true
+	})
+}
 
 // Write creates or replaces path with what fill writes. If fill fails, the
 // temporary file is removed and path is untouched.
@@ -26,6 +42,8 @@ func Write(path string, fill func(w io.Writer) error) error {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	defer pf.Cleanup()
+	pending.Store(pf.Name(), nil)
+	defer pending.Delete(pf.Name())
 	if err := fill(pf); err != nil {
 		return err
 	}

@@ -74,3 +74,41 @@ func TestCheckSpace(t *testing.T) {
 		t.Error("4 EiB reported as available")
 	}
 }
+
+// RemovePending, called in the middle of a write (a process about to exit
+// on a second Ctrl-C), removes its temporary file and leaves the old file
+// as it was.
+func TestRemovePending(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "checkpoint.safetensors")
+	if err := WriteBytes(p, []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	inFill, resume := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- Write(p, func(w io.Writer) error {
+			if _, err := w.Write([]byte("half of the new")); err != nil {
+				return err
+			}
+			close(inFill)
+			<-resume
+			return nil
+		})
+	}()
+	<-inFill
+	temps, _ := filepath.Glob(filepath.Join(dir, ".checkpoint.safetensors*"))
+	if len(temps) != 1 {
+		t.Fatalf("temporary files during the write: %v", temps)
+	}
+	RemovePending()
+	if _, err := os.Stat(temps[0]); !os.IsNotExist(err) {
+		t.Errorf("%s still there after RemovePending: %v", temps[0], err)
+	}
+	close(resume)
+	<-done // the process would have exited: any result will do
+	if got, err := os.ReadFile(p); err != nil || string(got) != "old" {
+		t.Errorf("%s holds %q (%v), want the old contents", p, got, err)
+	}
+	RemovePending() // nothing in progress: nothing to do
+}

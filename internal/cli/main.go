@@ -17,6 +17,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -131,6 +132,17 @@ func onInterrupt(ctx context.Context, what string) {
 	}
 }
 
+// enterPhase is onInterrupt, then ctx.Err(): a signal that came before it
+// was answered with the earlier phase's note, and the command keeps that
+// promise by returning the error (a run interrupted as it started said
+// "nothing will be written", then trained a step and wrote a checkpoint).
+// withSignals reads the note and cancels ctx under the note's lock, so
+// the two cannot interleave.
+func enterPhase(ctx context.Context, what string) error {
+	onInterrupt(ctx, what)
+	return ctx.Err()
+}
+
 // withSignals cancels ctx on the first SIGINT or SIGTERM, so that a command
 // stops between steps, saves what it saves and exits with 130; a second
 // one exits at once, leaving the files on disk as they were (every write
@@ -149,11 +161,14 @@ func withSignals(parent context.Context, stderr io.Writer) (context.Context, fun
 		}
 		note.mu.Lock()
 		what := note.what
+		cancel()
 		note.mu.Unlock()
 		fmt.Fprintf(stderr, "\nfmgpu: interrupted; %s (interrupt again to quit at once)\n", what)
-		cancel()
 		select {
 		case <-ch:
+			// a checkpoint being written keeps its old contents, and its
+			// temporary file goes
+			atomicfile.RemovePending()
 			fmt.Fprintln(stderr, "fmgpu: quit at once; the files on disk are as they were")
 			os.Exit(ExitInterrupted)
 		case <-done:

@@ -374,8 +374,10 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 	say("%s of %s on %d pairs, %d steps from step %d, on %s", what, o.checkpoint, pairs.N, cfg.Steps, tr.StepsDone(), describeBackend(b))
 	info := train.DataInfo{Source: fmt.Sprintf("%s of %s", o.command, o.checkpoint), Rows: pairs.N, Dim: pairs.Dim,
 		Classes: tck.Meta.Data.Classes, SHA256: sum}
+	if err := enterPhase(ctx, "saving a checkpoint"); err != nil {
+		return interrupted("the %d pairs are in %s; run the same command again to train", spec.Pairs, o.out)
+	}
 	prog := newProgress(stderr, o.quiet, name, "step", tr.StepsDone(), cfg.Steps)
-	onInterrupt(ctx, "saving a checkpoint")
 	runErr := tr.Run(ctx, train.RunOptions{OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: tck.Meta.Standardization, Data: info, OnLog: prog.log, OnStep: prog.step})
 	prog.finish(runErr == nil)

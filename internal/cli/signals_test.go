@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -181,5 +182,37 @@ func TestOutLocked(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, dirlock.Name)); err == nil {
 		t.Error("a finished run left its lock file")
+	}
+}
+
+// A signal that comes before a phase begins is answered with the earlier
+// phase's note, and enterPhase then reports it, so that the command keeps
+// that note's promise: a train interrupted as it started said "nothing
+// will be written", then trained a step and wrote a checkpoint.
+func TestEnterPhaseAfterSignal(t *testing.T) {
+	stderr := newLockedBuffer()
+	ctx, stop := withSignals(context.Background(), stderr)
+	defer stop()
+	if err := enterPhase(ctx, "loading"); err != nil {
+		t.Fatalf("before any signal: %v", err)
+	}
+	onInterrupt(ctx, "stopping; nothing will be written")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the signal did not cancel the context")
+	}
+	if err := enterPhase(ctx, "saving a checkpoint"); err == nil {
+		t.Error("enterPhase after the signal returned nil: the command would go on to write")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stderr.String(), "interrupted; stopping; nothing will be written") {
+		if time.Now().After(deadline) {
+			t.Fatalf("stderr %q", stderr.String())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -876,8 +876,13 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	}
 	info := dataInfo(o.data, ds)
 	info.SHA256 = sum
+	if launch.Distributed() {
+		// the ranks stop together inside Run, after a step
+		onInterrupt(ctx, "saving a checkpoint")
+	} else if err := enterPhase(ctx, "saving a checkpoint"); err != nil {
+		return err // interrupted before the first step: nothing written
+	}
 	prog := newProgress(stderr, o.quiet, "fmgpu train", "step", tr.StepsDone(), o.cfg.Steps)
-	onInterrupt(ctx, "saving a checkpoint")
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: std, Data: info, Changes: changes,
