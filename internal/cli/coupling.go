@@ -16,10 +16,36 @@ import (
 // defaultOTReg is --ot-reg: TorchCFM's default for its Sinkhorn plan.
 const defaultOTReg = 0.05
 
-// couplingFromFlags reads --coupling, --ot-reg (which only sinkhorn
-// takes) and --coupling-blocks (ot and sinkhorn).
-func couplingFromFlags(c *ucli.Context) (train.Coupling, error) {
-	k := c.String("coupling")
+// couplingFlags are --coupling, --ot-reg and --coupling-blocks, and
+// which of them were given.
+type couplingFlags struct {
+	kind                       string
+	reg                        float64
+	blocks                     int
+	kindSet, regSet, blocksSet bool
+}
+
+func couplingFlagsFrom(c *ucli.Context) couplingFlags {
+	return couplingFlags{kind: c.String("coupling"), reg: c.Float64("ot-reg"), blocks: c.Int("coupling-blocks"),
+		kindSet: c.IsSet("coupling"), regSet: c.IsSet("ot-reg"), blocksSet: c.IsSet("coupling-blocks")}
+}
+
+// given reports whether any of the coupling's flags was given.
+func (f couplingFlags) given() bool { return f.kindSet || f.regSet || f.blocksSet }
+
+// coupling is the coupling the flags ask for: --coupling, --ot-reg (which
+// only sinkhorn takes) and --coupling-blocks (ot and sinkhorn), over base
+// where a flag is not given. base is the zero Coupling for a new run and
+// the checkpoint's for a resumed one, whose kind, regularization and
+// blocks then stand unless given (a resume with --ot-reg or
+// --coupling-blocks alone was refused as if it asked for the independent
+// coupling, and --coupling sinkhorn alone compared the default --ot-reg).
+func (f couplingFlags) coupling(base train.Coupling) (train.Coupling, error) {
+	base = base.Normalized()
+	k := f.kind
+	if !f.kindSet {
+		k = base.Kind
+	}
 	ok := false
 	for _, n := range train.CouplingNames() {
 		ok = ok || k == n
@@ -28,20 +54,23 @@ func couplingFromFlags(c *ucli.Context) (train.Coupling, error) {
 		return train.Coupling{}, usagef("--coupling %q: want %s", k, strings.Join(train.CouplingNames(), ", "))
 	}
 	cp := train.Coupling{Kind: k}
-	if c.IsSet("coupling-blocks") {
-		n := c.Int("coupling-blocks")
+	if base.Kind == k {
+		cp.Reg, cp.Blocks = base.Reg, base.Blocks
+	}
+	if f.blocksSet {
 		if k != "ot" && k != "sinkhorn" {
 			return cp, usagef("--coupling-blocks applies to --coupling ot and sinkhorn, not %s", k)
 		}
-		if n < 1 {
-			return cp, usagef("--coupling-blocks %d: need 1..--batch", n)
+		if f.blocks < 1 {
+			return cp, usagef("--coupling-blocks %d: need 1..--batch", f.blocks)
 		}
-		if n > 1 {
-			cp.Blocks = n
+		cp.Blocks = 0
+		if f.blocks > 1 {
+			cp.Blocks = f.blocks
 		}
 	}
 	if k != "sinkhorn" {
-		if c.IsSet("ot-reg") {
+		if f.regSet {
 			return cp, usagef("--ot-reg applies to --coupling sinkhorn, not %s", k)
 		}
 		if cp.IsIndependent() {
@@ -51,11 +80,27 @@ func couplingFromFlags(c *ucli.Context) (train.Coupling, error) {
 		}
 		return cp, nil
 	}
-	cp.Reg = c.Float64("ot-reg")
+	if f.regSet || cp.Reg == 0 {
+		cp.Reg = f.reg
+	}
 	if r := cp.Reg; !(r > 0) || r > 1e6 {
 		return cp, usagef("--ot-reg %g: need 0 < reg <= 1e6", r)
 	}
 	return cp, nil
+}
+
+// describeCoupling names a coupling for a message: "sinkhorn, reg 0.1, 2
+// blocks".
+func describeCoupling(c train.Coupling) string {
+	c = c.Normalized()
+	s := c.Kind
+	if c.Reg != 0 {
+		s += fmt.Sprintf(", reg %g", c.Reg)
+	}
+	if c.Blocks > 1 {
+		s += fmt.Sprintf(", %d blocks", c.Blocks)
+	}
+	return s
 }
 
 // checkTrainResumable refuses to continue with `train` a run that

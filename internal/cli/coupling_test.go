@@ -3,6 +3,7 @@ package cli
 import (
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -37,6 +38,20 @@ func TestTrainCouplingResume(t *testing.T) {
 			}
 			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "40"}, args...)...); code != 0 {
 				t.Fatal(e)
+			}
+			// the checkpoint's own coupling flags, all or some, are no change
+			same := [][]string{cp, cp[:2]}
+			switch {
+			case cp[1] == "sinkhorn":
+				same = append(same, cp[2:])
+			case slices.Contains(cp, "--coupling-blocks"):
+				same = append(same, cp[2:], []string{"--coupling-blocks", "4", "--coupling", "ot"})
+			}
+			for i, flags := range same {
+				stop := []string{"--stop-after", strconv.Itoa(41 + i)}
+				if code, _, e := fmgpu(t, append(append([]string{"train", "--out", chunked, "--resume"}, append(couplingArgs, stop...)...), flags...)...); code != 0 {
+					t.Fatalf("resume with %v: exit %d, %s", flags, code, e)
+				}
 			}
 			// the coupling is the checkpoint's when not given
 			if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--resume"}, couplingArgs...)...); code != 0 {

@@ -77,6 +77,7 @@ type trainOptions struct {
 	stopAfter                          int
 	nData                              int
 	resume, plot                       bool
+	coupling                           couplingFlags
 	quiet                              bool
 	modelKind                          string
 	unconditional                      bool
@@ -381,8 +382,11 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		Preset: c.String("preset"),
 	}
 	o.cfg.Model.UNet = unet
-	if o.cfg.Coupling, err = couplingFromFlags(c); err != nil {
-		return o, err
+	o.coupling = couplingFlagsFrom(c)
+	if !o.resume {
+		if o.cfg.Coupling, err = o.coupling.coupling(train.Coupling{}); err != nil {
+			return o, err
+		}
 	}
 	if o.cfg.Precision, err = precisionFrom(c); err != nil {
 		return o, err
@@ -604,6 +608,24 @@ func sameFile(a, b string) bool {
 // noted in metrics.jsonl) or refused, naming the flag.
 func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error) {
 	was := ck.Meta.Config
+	if o.coupling.given() {
+		cp, err := o.coupling.coupling(was.Coupling)
+		if err != nil {
+			return nil, err
+		}
+		if cp.Normalized() != was.Coupling.Normalized() {
+			flag := "coupling"
+			switch {
+			case o.coupling.kindSet:
+			case o.coupling.regSet:
+				flag = "ot-reg"
+			default:
+				flag = "coupling-blocks"
+			}
+			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint: %s; flags: %s); the coupling cannot change in a resumed run", flag, describeCoupling(was.Coupling), describeCoupling(cp))
+		}
+	}
+	o.cfg.Coupling = was.Coupling
 	var changes []train.Change
 	for _, c := range train.Diff(was, o.cfg) {
 		flag := ""
