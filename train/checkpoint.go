@@ -65,6 +65,17 @@ type DataInfo struct {
 	// other data of the same shape; empty in checkpoints written before it
 	// was recorded.
 	SHA256 string `json:"sha256,omitempty"`
+	// CSV is how a .csv source was read, so that a resumed run reads it
+	// alike (a header of numbers needs Header); nil for other sources and
+	// in checkpoints written before it was recorded.
+	CSV *CSVInfo `json:"csv,omitempty"`
+}
+
+// CSVInfo is how a .csv training file was read: its field separator and
+// whether its first line is a header whatever it holds.
+type CSVInfo struct {
+	Delimiter string `json:"delimiter"`
+	Header    bool   `json:"header,omitempty"`
 }
 
 // RNGState is the generator's state as stored in a checkpoint.

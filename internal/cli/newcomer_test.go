@@ -414,6 +414,18 @@ func TestMessages(t *testing.T) {
 	if code != 0 || !strings.Contains(e, "3 x 2 data") {
 		t.Errorf("--header: exit %d %q", code, e)
 	}
+	// resumed without --header or --delimiter: read as the run began (the
+	// header was read as a row, and the file reported changed)
+	numSemi := filepath.Join(dir, "num-semi.csv")
+	os.WriteFile(numSemi, []byte("0;1\n1;2\n3;4\n5;7\n2;2\n"), 0o644)
+	code, _, e = cpuRun(t, "train", "--data", numSemi, "--delimiter", ";", "--header", "--out", filepath.Join(dir, "c2"), "--steps", "10", "--stop-after", "5", "--hidden", "4", "--batch", "2", "--quiet", "--no-plot")
+	if code != 0 {
+		t.Fatalf("';' CSV with --header, 5 of 10 steps: exit %d %q", code, e)
+	}
+	code, _, e = cpuRun(t, "train", "--out", filepath.Join(dir, "c2"), "--resume", "--quiet", "--no-plot")
+	if code != 0 {
+		t.Errorf("resumed without --delimiter and --header: exit %d %q", code, e)
+	}
 	// a single row
 	row := filepath.Join(dir, "row.csv")
 	os.WriteFile(row, []byte("1,2\n"), 0o644)

@@ -562,6 +562,16 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
 		o.nData = ck.Meta.Data.Rows
 	}
+	if in := ck.Meta.Data.CSV; in != nil && o.data == ck.Meta.Data.Source {
+		// read as the run began: a header of numbers that needed --header
+		// was otherwise read as a row, and the file reported changed
+		if d := []rune(in.Delimiter); len(d) == 1 && !o.explicit["delimiter"] {
+			o.csv.Delimiter = d[0]
+		}
+		if !o.explicit["header"] {
+			o.csv.Header = in.Header
+		}
+	}
 	if was := ck.Meta.Config.Seed; !o.explicit["seed"] {
 		o.cfg.Seed = was
 	} else if o.cfg.Seed != was {
@@ -897,6 +907,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		}
 	}
 	info := dataInfo(o.data, ds)
+	if strings.EqualFold(filepath.Ext(o.data), ".csv") {
+		info.CSV = &train.CSVInfo{Delimiter: string(o.csv.Delimiter), Header: o.csv.Header}
+	}
 	info.SHA256 = sum
 	if launch.Distributed() {
 		// the ranks stop together inside Run, after a step
