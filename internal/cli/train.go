@@ -834,6 +834,10 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	switch {
 	case o.explicit["warmup"] && o.cfg.Warmup > o.cfg.Steps:
 		return usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
+	case o.cfg.Warmup > o.cfg.Steps:
+		// a resumed run's warm-up is the checkpoint's: shortened below it,
+		// the run would end still warming up, never at the peak rate
+		return usagef("--steps %d is below the checkpoint's warm-up of %d steps; give --warmup too", o.cfg.Steps, o.cfg.Warmup)
 	case o.stopAfter > o.cfg.Steps:
 		return usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
 	}
