@@ -52,6 +52,19 @@ func DefaultTimeSampler(k TimeKind) TimeSampler {
 	return TimeSampler{Kind: k}
 }
 
+// String renders a sampler with the parameters its kind uses, for logs:
+// "uniform", "logit-normal(mean=0, std=1)", "uniform, shift 3".
+func (s TimeSampler) String() string {
+	r := s.Kind.String()
+	if s.Kind == TimeLogitNormal {
+		r = fmt.Sprintf("%s(mean=%g, std=%g)", r, s.Mean, s.Std)
+	}
+	if s.Shift != 0 && s.Shift != 1 {
+		r += fmt.Sprintf(", shift %g", s.Shift)
+	}
+	return r
+}
+
 // Validate checks the sampler's parameters.
 func (s TimeSampler) Validate() error {
 	switch s.Kind {

@@ -108,8 +108,11 @@ func TestExactResume(t *testing.T) {
 		// a flag given twice takes its last value
 		args := append(append([]string{"train", "--out", chunked, "--resume"}, resumeArgs...), bad...)
 		code, _, e := fmgpu(t, append(args, "--steps", "400")...)
-		if code != 2 || !strings.Contains(e, "differ") {
+		if code != 2 || !strings.Contains(e, "differ") || strings.Contains(e, `"kind":`) {
 			t.Errorf("resume with %v: exit %d, %q", bad, code, e)
+		}
+		if bad[1] == "vp" && !strings.Contains(e, "(checkpoint ot(sigma_min=0), flags vp(beta_min=0.1, beta_max=20))") {
+			t.Errorf("resume with %v: %q names the paths otherwise", bad, e)
 		}
 	}
 }

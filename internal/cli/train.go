@@ -663,10 +663,33 @@ func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error)
 		case c.Setting == "model":
 			return nil, usagef("--resume: the network differs from the checkpoint's (--%s; checkpoint %v, flags %v)", flag, was.Model, o.cfg.Model)
 		default:
-			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint %s, flags %s); it cannot change in a resumed run", flag, c.Was, c.Now)
+			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint %s, flags %s); it cannot change in a resumed run", flag, describeSetting(c.Setting, c.Was), describeSetting(c.Setting, c.Now))
 		}
 	}
 	return changes, nil
+}
+
+// describeSetting writes a configuration field's JSON value for a
+// message: the path and the time sampling by name ("ve(sigma_min=0.01,
+// sigma_max=80)" rather than {"kind":2,...}), other fields as they are.
+func describeSetting(setting string, v json.RawMessage) string {
+	var s fmt.Stringer
+	switch setting {
+	case "path":
+		var p flow.Spec
+		if json.Unmarshal(v, &p) == nil {
+			s = p
+		}
+	case "time":
+		var t flow.TimeSampler
+		if json.Unmarshal(v, &t) == nil {
+			s = t
+		}
+	}
+	if s != nil {
+		return s.String()
+	}
+	return string(v)
 }
 
 // setConfigField sets one top-level field of c, by its JSON name, from JSON.
