@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -111,7 +112,7 @@ func TestExactResume(t *testing.T) {
 		if code != 2 || !strings.Contains(e, "differ") || strings.Contains(e, `"kind":`) {
 			t.Errorf("resume with %v: exit %d, %q", bad, code, e)
 		}
-		if bad[1] == "vp" && !strings.Contains(e, "(checkpoint ot(sigma_min=0), flags vp(beta_min=0.1, beta_max=20))") {
+		if bad[1] == "vp" && !strings.Contains(e, "--path differs from the checkpoint's (checkpoint ot, flags vp)") {
 			t.Errorf("resume with %v: %q names the paths otherwise", bad, e)
 		}
 	}
@@ -301,4 +302,44 @@ func TestSecondInterruptQuitsAtOnce(t *testing.T) {
 			t.Fatalf("checkpoint after a double interrupt: %v", err)
 		}
 	}
+}
+
+// A resumed run given some of its own network, path or time-sampling
+// flags takes the rest of each from the checkpoint, not from the flags'
+// defaults: it continues bit-identically, and a flag that differs is
+// refused by name with both values.
+func TestResumeWithSomeOfItsFlags(t *testing.T) {
+	args := []string{"--data", "moons", "--n-data", "500", "--hidden", "8", "--batch", "32", "--path", "ve", "--sigma-max", "50",
+		"--time-sampling", "logit-normal", "--logit-std", "0.5", "--time-freqs", "8", "--steps", "60", "--warmup", "5", "--quiet", "--no-plot"}
+	straight, chunked := t.TempDir(), t.TempDir()
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", straight}, args...)...); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--stop-after", "20"}, args...)...); code != 0 {
+		t.Fatal(e)
+	}
+	for i, given := range [][]string{{"--sigma-max", "50"}, {"--logit-std", "0.5"}, {"--time-freqs", "8"}, {"--path", "ve"}, {"--hidden", "8"}, {"--time-sampling", "logit-normal"}} {
+		resume := append([]string{"train", "--out", chunked, "--resume", "--quiet", "--no-plot", "--stop-after", strconv.Itoa(21 + i)}, given...)
+		if code, _, e := fmgpu(t, resume...); code != 0 {
+			t.Errorf("resume with %v: exit %d %q", given, code, e)
+		}
+	}
+	for _, c := range []struct {
+		given []string
+		want  string
+	}{
+		{[]string{"--sigma-max", "40"}, "--sigma-max differs from the checkpoint's (checkpoint 50, flags 40)"},
+		{[]string{"--time-freqs", "16"}, "the network differs from the checkpoint's (--time-freqs: checkpoint 8, flags 16)"},
+		{[]string{"--logit-mean", "1"}, "--logit-mean differs from the checkpoint's (checkpoint 0, flags 1)"},
+		{[]string{"--path", "ot"}, "--path differs from the checkpoint's (checkpoint ve, flags ot)"},
+	} {
+		code, _, e := fmgpu(t, append([]string{"train", "--out", chunked, "--resume", "--quiet", "--no-plot"}, c.given...)...)
+		if code != ExitUsage || !strings.Contains(e, c.want) {
+			t.Errorf("resume with %v: exit %d %q, want %q", c.given, code, e, c.want)
+		}
+	}
+	if code, _, e := fmgpu(t, "train", "--out", chunked, "--resume", "--quiet", "--no-plot"); code != 0 {
+		t.Fatal(e)
+	}
+	sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(chunked, train.CheckpointName))
 }

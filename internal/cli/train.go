@@ -70,6 +70,63 @@ var settingFlags = map[string][]string{
 	"coupling": {"coupling", "ot-reg", "coupling-blocks"}, "precision": {"precision"},
 }
 
+// flagPart extracts from a configuration the part one flag of a
+// structured setting (the network, the path, the time sampling) sets: a
+// resumed run compares the flags given, and takes the rest of the setting
+// from the checkpoint (a run resumed with its own --time-freqs was
+// refused because --hidden, not given, held its default).
+var flagPart = map[string]func(c *train.Config) any{
+	"model":         func(c *train.Config) any { return c.Model.Kind },
+	"hidden":        func(c *train.Config) any { return c.Model.Hidden },
+	"time-freqs":    func(c *train.Config) any { return c.Model.TimeEmbed.Freqs },
+	"unconditional": func(c *train.Config) any { return c.Model.Classes == 0 },
+	"base":          unetPart(func(u *model.UNetConfig) any { return u.Base }),
+	"mults":         unetPart(func(u *model.UNetConfig) any { return u.Mults }),
+	"res-blocks":    unetPart(func(u *model.UNetConfig) any { return u.ResBlocks }),
+	"attention":     unetPart(func(u *model.UNetConfig) any { return u.Attention }),
+	"groups":        unetPart(func(u *model.UNetConfig) any { return u.Groups }),
+	"attention-res": unetPart(func(u *model.UNetConfig) any { return u.AttentionRes }),
+	"heads":         unetPart(func(u *model.UNetConfig) any { return u.HeadCount() }),
+	"dropout":       unetPart(func(u *model.UNetConfig) any { return u.Dropout }),
+	"path":          func(c *train.Config) any { return c.Path.Kind },
+	"sigma-min":     func(c *train.Config) any { return c.Path.SigmaMin },
+	"sigma-max":     func(c *train.Config) any { return c.Path.SigmaMax },
+	"beta-min":      func(c *train.Config) any { return c.Path.BetaMin },
+	"beta-max":      func(c *train.Config) any { return c.Path.BetaMax },
+	"time-sampling": func(c *train.Config) any { return c.Time.Kind },
+	"logit-mean":    func(c *train.Config) any { return c.Time.Mean },
+	"logit-std":     func(c *train.Config) any { return c.Time.Std },
+	"time-shift":    func(c *train.Config) any { return c.Time.Shift },
+}
+
+func unetPart(f func(u *model.UNetConfig) any) func(c *train.Config) any {
+	return func(c *train.Config) any {
+		if c.Model.UNet == nil {
+			return "no U-Net"
+		}
+		return f(c.Model.UNet)
+	}
+}
+
+// changedFlag returns the first flag given for setting whose part of the
+// configuration differs between was and now ("" if none does), and
+// whether every flag given has a part to compare.
+func changedFlag(setting string, explicit map[string]bool, was, now *train.Config) (string, bool) {
+	for _, f := range settingFlags[setting] {
+		if !explicit[f] {
+			continue
+		}
+		part, ok := flagPart[f]
+		if !ok {
+			return "", false
+		}
+		if fmt.Sprint(part(was)) != fmt.Sprint(part(now)) {
+			return f, true
+		}
+	}
+	return "", true
+}
+
 type trainOptions struct {
 	data, out, device                  string
 	cfg                                train.Config
@@ -144,6 +201,20 @@ func pathFromFlags(c *ucli.Context) (flow.Spec, error) {
 		if !ok {
 			return s, usagef("--%s does not apply to --path %s", name, k)
 		}
+	}
+	s = pathParamsFromFlags(c, s)
+	if _, err := flow.New(s); err != nil {
+		return s, usagef("%v", err)
+	}
+	return s, nil
+}
+
+// pathParamsFromFlags is s with the path parameters given set.
+func pathParamsFromFlags(c *ucli.Context, s flow.Spec) flow.Spec {
+	for _, name := range []string{"sigma-min", "sigma-max", "beta-min", "beta-max"} {
+		if !c.IsSet(name) {
+			continue
+		}
 		v := c.Float64(name)
 		switch name {
 		case "sigma-min":
@@ -156,10 +227,7 @@ func pathFromFlags(c *ucli.Context) (flow.Spec, error) {
 			s.BetaMax = v
 		}
 	}
-	if _, err := flow.New(s); err != nil {
-		return s, usagef("%v", err)
-	}
-	return s, nil
+	return s
 }
 
 // csvFlags are the options of CSV input.
@@ -330,7 +398,15 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	if err != nil {
 		return o, usagef("--hidden: %v", err)
 	}
-	ps, err := pathFromFlags(c)
+	var ps flow.Spec
+	if c.Bool("resume") && !c.IsSet("path") {
+		// the kind is the checkpoint's: its parameters given are compared
+		// with the checkpoint's in resumeConfig, whatever the default
+		// --path would take
+		ps = pathParamsFromFlags(c, flow.DefaultSpec(flow.KindOT))
+	} else {
+		ps, err = pathFromFlags(c)
+	}
 	if err != nil {
 		return o, err
 	}
@@ -339,7 +415,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		return o, usagef("--time-sampling: %v", err)
 	}
 	ts := flow.DefaultTimeSampler(tk)
-	if tk == flow.TimeLogitNormal {
+	if tk == flow.TimeLogitNormal || c.Bool("resume") && !c.IsSet("time-sampling") {
+		// (resumed: the kind is the checkpoint's, and the parameters
+		// given are compared with its own in resumeConfig)
 		ts.Mean, ts.Std = c.Float64("logit-mean"), c.Float64("logit-std")
 	} else {
 		for _, f := range []string{"logit-mean", "logit-std"} {
@@ -645,6 +723,13 @@ func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error)
 				break
 			}
 		}
+		if flag != "" && !resumeMayChange[c.Setting] {
+			// the flags given may all agree with the checkpoint: the rest
+			// of the setting is then the checkpoint's, not their defaults
+			if f, ok := changedFlag(c.Setting, o.explicit, &was, &o.cfg); ok {
+				flag = f
+			}
+		}
 		switch {
 		case flag == "":
 			if err := setConfigField(&o.cfg, c.Setting, c.Was); err != nil {
@@ -661,9 +746,16 @@ func resumeConfig(o *trainOptions, ck *train.Checkpoint) ([]train.Change, error)
 			}
 			changes = append(changes, c)
 		case c.Setting == "model":
+			if part, ok := flagPart[flag]; ok {
+				return nil, usagef("--resume: the network differs from the checkpoint's (--%s: checkpoint %v, flags %v); it cannot change in a resumed run", flag, part(&was), part(&o.cfg))
+			}
 			return nil, usagef("--resume: the network differs from the checkpoint's (--%s; checkpoint %v, flags %v)", flag, was.Model, o.cfg.Model)
 		default:
-			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint %s, flags %s); it cannot change in a resumed run", flag, describeSetting(c.Setting, c.Was), describeSetting(c.Setting, c.Now))
+			was, now := describeSetting(c.Setting, c.Was), describeSetting(c.Setting, c.Now)
+			if part, ok := flagPart[flag]; ok {
+				was, now = fmt.Sprint(part(&ck.Meta.Config)), fmt.Sprint(part(&o.cfg))
+			}
+			return nil, usagef("--resume: --%s differs from the checkpoint's (checkpoint %s, flags %s); it cannot change in a resumed run", flag, was, now)
 		}
 	}
 	return changes, nil
