@@ -216,3 +216,24 @@ func TestEnterPhaseAfterSignal(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A signal as training starts either stops the run before its first step,
+// writing nothing as the note says, or lets the step under way finish and
+// saves it; here that step is the last, and the message says the run is
+// complete rather than to continue it with --resume (which would refuse).
+func TestInterruptAtTheStart(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	code, stderr, _ := interruptAfter(t, syscall.SIGINT, func(l string) bool { return strings.Contains(l, "parameters, on") },
+		"train", "--data", "moons", "--out", out, "--steps", "1", "--batch", "4096", "--hidden", "1024,1024,1024", "--no-plot")
+	_, err := os.Stat(filepath.Join(out, train.CheckpointName))
+	saved := err == nil
+	switch {
+	case code != ExitInterrupted:
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	case strings.Contains(stderr, "nothing will be written") != !saved:
+		t.Errorf("checkpoint saved: %t, stderr %q", saved, stderr)
+	case saved && !strings.Contains(stderr, "at step 1, the last: the run is complete"):
+		t.Errorf("saved the last step, stderr %q", stderr)
+	}
+	t.Logf("saved: %t", saved)
+}

@@ -1060,6 +1060,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	switch {
 	case errors.Is(runErr, context.Canceled) && rank != 0:
 		return interrupted("rank %d stopped after step %d; rank 0 saves the checkpoint", rank, tr.StepsDone())
+	case errors.Is(runErr, context.Canceled) && tr.StepsDone() >= o.cfg.Steps:
+		// the signal came with the last step: nothing is left to resume
+		return interrupted("saved %s at step %d, the last: the run is complete (without its plots)", ckPath, tr.StepsDone())
 	case errors.Is(runErr, context.Canceled):
 		return interrupted("saved %s at step %d; continue with --resume", ckPath, tr.StepsDone())
 	case errors.As(runErr, &nf):
