@@ -69,6 +69,10 @@ type DataInfo struct {
 	// alike (a header of numbers needs Header); nil for other sources and
 	// in checkpoints written before it was recorded.
 	CSV *CSVInfo `json:"csv,omitempty"`
+	// AbsPath is the source's absolute path when it was given relative (a
+	// file or an image folder), so that a run resumed from another working
+	// directory finds it.
+	AbsPath string `json:"abs_path,omitempty"`
 }
 
 // CSVInfo is how a .csv training file was read: its field separator and

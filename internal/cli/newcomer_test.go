@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -551,5 +552,26 @@ func TestRefusedRunLeavesNoOut(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("the refused run left its --out")
+	}
+}
+
+// A run whose data was given by a relative path resumes from another
+// working directory: the checkpoint records the absolute path too.
+func TestResumeFromAnotherDirectory(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	var b strings.Builder
+	for i := range 300 {
+		b.WriteString(strconv.Itoa(i%13) + "," + strconv.Itoa(i%7) + "\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "points.csv"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	if code, _, e := cpuRun(t, "train", "--data", "points.csv", "--out", "run", "--steps", "20", "--stop-after", "10", "--hidden", "8", "--quiet", "--no-plot"); code != 0 {
+		t.Fatal(e)
+	}
+	t.Chdir(elsewhere)
+	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--quiet", "--no-plot"); code != 0 {
+		t.Errorf("resumed from another directory: exit %d %q", code, e)
 	}
 }

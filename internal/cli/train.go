@@ -634,20 +634,27 @@ func absReal(path string) (string, error) {
 // drawn with (which, given, must be the checkpoint's: it draws every
 // batch).
 func resumeData(o *trainOptions, ck *train.Checkpoint) error {
+	in := ck.Meta.Data
 	if o.data == "" {
-		o.data = ck.Meta.Data.Source
+		o.data = in.Source
+		if _, err := os.Stat(o.data); err != nil && in.AbsPath != "" {
+			// given relative, and resumed from another directory
+			if _, err := os.Stat(in.AbsPath); err == nil {
+				o.data = in.AbsPath
+			}
+		}
 	}
 	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
 		o.nData = ck.Meta.Data.Rows
 	}
-	if in := ck.Meta.Data.CSV; in != nil && o.data == ck.Meta.Data.Source {
+	if csv := in.CSV; csv != nil && (o.data == in.Source || o.data == in.AbsPath) {
 		// read as the run began: a header of numbers that needed --header
 		// was otherwise read as a row, and the file reported changed
-		if d := []rune(in.Delimiter); len(d) == 1 && !o.explicit["delimiter"] {
+		if d := []rune(csv.Delimiter); len(d) == 1 && !o.explicit["delimiter"] {
 			o.csv.Delimiter = d[0]
 		}
 		if !o.explicit["header"] {
-			o.csv.Header = in.Header
+			o.csv.Header = csv.Header
 		}
 	}
 	if was := ck.Meta.Config.Seed; !o.explicit["seed"] {
@@ -1135,6 +1142,12 @@ func finiteOrZero(v float64) float64 {
 
 func dataInfo(source string, ds *data.Dataset) train.DataInfo {
 	in := train.DataInfo{Source: source, Rows: ds.N, Dim: ds.D}
+	named := data.IsBuiltin(source) || data.IsImageData(source) && !data.IsImageDir(source)
+	if !named && !filepath.IsAbs(source) {
+		if abs, err := filepath.Abs(source); err == nil {
+			in.AbsPath = abs
+		}
+	}
 	if ds.Image != nil {
 		in.Classes = ds.Image.Classes
 	}
