@@ -379,3 +379,41 @@ func TestAssignReuse(t *testing.T) {
 		}
 	}
 }
+
+// Points on a small integer grid make costs with many ties: through
+// Assign (the float32 costs' conversion, and the vector kernels from n =
+// 16 on) the total is still the optimum, exactly (integer sums).
+func TestAssignTiesAgainstHungarian(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var a Assigner
+	for _, n := range []int{15, 16, 17, 33, 64, 100} {
+		for trial := range 5 {
+			x0, x1 := make([]float32, 2*n), make([]float32, 2*n)
+			for k := range x0 {
+				x0[k], x1[k] = float32(r.IntN(4)), float32(r.IntN(4))
+			}
+			cost := make([]float32, n*n)
+			SqDist(cost, x0, x1, n, n, 2)
+			p := make([]int, n)
+			if err := a.Assign(p, cost, n); err != nil {
+				t.Fatal(err)
+			}
+			checkPerm(t, p, n)
+			a64, b64 := make([]float64, 2*n), make([]float64, 2*n)
+			for k := range x0 {
+				a64[k], b64[k] = float64(x0[k]), float64(x1[k])
+			}
+			w, _, err := wasserstein.W2(a64, b64, n, 2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := 0.0
+			for i, j := range p {
+				got += float64(cost[i*n+j])
+			}
+			if want := math.Round(w * w * float64(n)); got != want {
+				t.Errorf("n=%d trial %d: total %v, Hungarian %v", n, trial, got, want)
+			}
+		}
+	}
+}
