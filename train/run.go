@@ -36,6 +36,8 @@ type Metric struct {
 	LR         float64 `json:"lr"`
 	GradNorm   float64 `json:"grad_norm"`
 	StepsPerS  float64 `json:"steps_per_s"`
+	// ElapsedSec is the training time since step 0, over every run that
+	// led to this line (a resumed run continues from its last line).
 	ElapsedSec float64 `json:"elapsed_s"`
 	// Event is "resume" on the line a resumed run writes when settings
 	// changed, with the changes by setting: [checkpoint's, this run's].
@@ -118,6 +120,15 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		}
 		return nil
 	}
+	// elapsed_s counts from the run's first step: a resumed run goes on
+	// from its last logged line (the time from that line to the stop is
+	// not counted)
+	elapsed0 := 0.0
+	for _, m := range metrics {
+		if m.Event == "" {
+			elapsed0 = m.ElapsedSec
+		}
+	}
 	start := time.Now()
 	lastT, lastStep := start, tr.step
 	end := tr.cfg.Steps
@@ -166,7 +177,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		}
 		now := time.Now()
 		m := Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
-			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()}
+			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: elapsed0 + now.Sub(start).Seconds()}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
 		if cancelled {

@@ -342,4 +342,23 @@ func TestResumeWithSomeOfItsFlags(t *testing.T) {
 		t.Fatal(e)
 	}
 	sameCheckpointTensors(t, filepath.Join(straight, train.CheckpointName), filepath.Join(chunked, train.CheckpointName))
+	// elapsed_s goes on over the resumed runs
+	ms, err := os.ReadFile(filepath.Join(chunked, train.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1.0
+	for _, l := range strings.Split(strings.TrimSpace(string(ms)), "\n") {
+		var m train.Metric
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Event != "" {
+			continue
+		}
+		if m.ElapsedSec < last {
+			t.Errorf("elapsed_s fell from %g to %g at step %d", last, m.ElapsedSec, m.Step)
+		}
+		last = m.ElapsedSec
+	}
 }
