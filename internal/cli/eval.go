@@ -25,6 +25,7 @@ type evalOptions struct {
 	seedSet       bool
 	quiet         bool
 	csv           data.CSVOptions
+	csvSet        bool   // --delimiter or --header given
 	dataDir       string // mnist / fashion-mnist: the idx files' directory
 	json          bool
 
@@ -132,9 +133,14 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 		return o, usagef("--data-dir applies to --data mnist or fashion-mnist, not %s", o.data)
 	}
 	var err error
-	if o.csv, err = csvOptionsFrom(c, "data", o.data); err != nil {
+	var paths []string
+	if o.data != "" {
+		paths = []string{o.data}
+	}
+	if o.csv, err = csvOptionsFrom(c, "data", paths...); err != nil {
 		return o, err
 	}
+	o.csvSet = c.IsSet("delimiter") || c.IsSet("header")
 	if o.checkpoint == "" {
 		for _, f := range checkpointOnly {
 			if c.IsSet(f) {

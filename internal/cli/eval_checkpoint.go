@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 
 	"github.com/fmgpu/fmgpu/data"
@@ -11,7 +12,29 @@ import (
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/metrics/mnistnet"
 	"github.com/fmgpu/fmgpu/sampler"
+	"github.com/fmgpu/fmgpu/train"
 )
+
+// trainingData is the data a checkpoint's model learned: its own, or for
+// a reflow or distill checkpoint (trained on pairs, its source "reflow of
+// TEACHER"), its teacher's, up to a few generations back.
+func trainingData(in train.DataInfo, depth int) (train.DataInfo, error) {
+	for _, cmd := range []string{"reflow", "distill"} {
+		teacher, ok := strings.CutPrefix(in.Source, cmd+" of ")
+		if !ok {
+			continue
+		}
+		if depth > 8 {
+			return in, usagef("--data: the checkpoint's teachers go back more than 8 generations; give --data")
+		}
+		tck, err := train.Load(teacher)
+		if err != nil {
+			return in, usagef("--data: the checkpoint was trained on the pairs of %s, whose data could not be read from it (%v); give --data", teacher, err)
+		}
+		return trainingData(tck.Meta.Data, depth+1)
+	}
+	return in, nil
+}
 
 // runEvalCheckpoint is eval --checkpoint: samples drawn from the model
 // with the solver at each of --steps (the same noise for every step
@@ -39,8 +62,24 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 	}
 	name := o.data
 	if name == "" {
-		if name = meta.Data.Source; name == "" {
+		in, err := trainingData(meta.Data, 0)
+		if err != nil {
+			return err
+		}
+		if name = in.Source; name == "" {
 			return usagef("--data: the checkpoint does not name its data; give --data")
+		}
+		if in.AbsPath != "" {
+			if _, err := os.Stat(name); err != nil {
+				name = in.AbsPath // given relative, and evaluated from another directory
+			}
+		}
+		if in.CSV != nil && !o.csvSet {
+			// read as training read it
+			if d := []rune(in.CSV.Delimiter); len(d) == 1 {
+				o.csv.Delimiter = d[0]
+			}
+			o.csv.Header = in.CSV.Header
 		}
 		if o.dataDir != "" && !isFeatureSet(name) {
 			return usagef("--data-dir applies to --data mnist or fashion-mnist, not %s (the checkpoint's data)", name)

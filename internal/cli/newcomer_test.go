@@ -555,23 +555,28 @@ func TestRefusedRunLeavesNoOut(t *testing.T) {
 	}
 }
 
-// A run whose data was given by a relative path resumes from another
-// working directory: the checkpoint records the absolute path too.
+// A run whose data was given by a relative path (a ';' CSV) resumes, and
+// is evaluated, from another working directory: the checkpoint records
+// the absolute path and how the file was read.
 func TestResumeFromAnotherDirectory(t *testing.T) {
 	dir, elsewhere := t.TempDir(), t.TempDir()
 	var b strings.Builder
 	for i := range 300 {
-		b.WriteString(strconv.Itoa(i%13) + "," + strconv.Itoa(i%7) + "\n")
+		b.WriteString(strconv.Itoa(i%13) + ";" + strconv.Itoa(i%7) + "\n")
 	}
 	if err := os.WriteFile(filepath.Join(dir, "points.csv"), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Chdir(dir)
-	if code, _, e := cpuRun(t, "train", "--data", "points.csv", "--out", "run", "--steps", "20", "--stop-after", "10", "--hidden", "8", "--quiet", "--no-plot"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--data", "points.csv", "--delimiter", ";", "--out", "run", "--steps", "20", "--stop-after", "10", "--hidden", "8", "--quiet", "--no-plot"); code != 0 {
 		t.Fatal(e)
 	}
 	t.Chdir(elsewhere)
 	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resumed from another directory: exit %d %q", code, e)
+	}
+	// eval's default data is the same file, read the same way
+	if code, _, e := cpuRun(t, "eval", "--checkpoint", filepath.Join(dir, "run", train.CheckpointName), "--n", "100", "--floors", "1", "--steps", "1", "--path-n", "0"); code != 0 {
+		t.Errorf("eval from another directory: exit %d %q", code, e)
 	}
 }

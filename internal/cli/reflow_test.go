@@ -82,6 +82,11 @@ func TestReflowAndDistill(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "solver euler, NFE 2 per sample") {
 		t.Errorf("sample of the student: exit %d, %q %q", code, out, e)
 	}
+	// eval without --data: the first teacher's data, three generations back
+	code, out, e = fmgpu(t, "eval", "--checkpoint", sck, "--n", "100", "--floors", "1", "--steps", "2", "--path-n", "0")
+	if code != 0 || !strings.Contains(out, "w2_floor=") {
+		t.Errorf("eval of the student without --data: exit %d, %q %q", code, out, e)
+	}
 	code, out, _ = fmgpu(t, "sample", "--checkpoint", sck, "--n", "50", "--steps", "3", "--out", filepath.Join(dir, "s.npy"))
 	if code != 0 || !strings.Contains(out, "solver rk4, NFE 12 per sample") {
 		t.Errorf("sample of the student with --steps 3: exit %d, %q", code, out)
