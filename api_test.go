@@ -538,3 +538,96 @@ func TestWritesNothing(t *testing.T) {
 		t.Errorf("wrote %q", out)
 	}
 }
+
+// Misuse the review found: each is an error, not a panic nor a hang.
+func TestMisuseIsAnError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dev := cpuDevice(t)
+	rows := make([]float32, 200)
+	for i := range rows {
+		rows[i] = float32(i % 7)
+	}
+	// from OnLog, where Run holds the device: sampling, saving and closing
+	// would wait for the run that calls OnLog
+	var tr *Trainer
+	var fromLog []error
+	o := TrainOptions{Device: dev, LogEvery: 5, OnLog: func(train.Metric) {
+		m, err := tr.Model()
+		if err != nil {
+			fromLog = append(fromLog, err)
+			return
+		}
+		_, err = m.Sample(ctx, 2, SampleOptions{})
+		fromLog = append(fromLog, err, tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")), m.Close(), tr.Close())
+	}}
+	tr, err := NewTrainer(ctx, smallConfig(5), Rows(rows, 2), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(fromLog) != 4 {
+		t.Fatalf("OnLog: %v", fromLog)
+	}
+	for i, err := range fromLog {
+		if !errors.Is(err, errInOnLog) {
+			t.Errorf("call %d from OnLog: %v", i, err)
+		}
+	}
+	// after OnLog, between runs, the model samples
+	m, err := tr.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sample(ctx, 2, SampleOptions{}); err != nil {
+		t.Errorf("Sample after Run: %v", err)
+	}
+	if _, err := m.Sample(ctx, 2, SampleOptions{Solver: "dopri5", Rtol: 1e39}); err == nil {
+		t.Error("Sample with Rtol 1e39: no error")
+	}
+	// after Close
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(ctx); !errors.Is(err, errTrainerClosed) {
+		t.Errorf("Run after Close: %v", err)
+	}
+	if err := tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")); !errors.Is(err, errTrainerClosed) {
+		t.Errorf("Save after Close: %v", err)
+	}
+	if _, err := tr.Model(); !errors.Is(err, errTrainerClosed) {
+		t.Errorf("Model after Close: %v", err)
+	}
+	// bad sources and options
+	for name, src := range map[string]Source{"DatasetRows(nil)": DatasetRows(nil), "SourceFunc(2, nil)": SourceFunc(2, nil)} {
+		if tr, err := NewTrainer(ctx, smallConfig(5), src, TrainOptions{Device: dev}); err == nil {
+			tr.Close()
+			t.Errorf("%s: no error", name)
+		}
+	}
+	if tr, err := NewTrainer(ctx, smallConfig(5), SourceFunc(2, nil), TrainOptions{Device: dev, FitRows: math.MaxInt/2 + 1}); err == nil || !strings.Contains(err.Error(), "FitRows") {
+		if tr != nil {
+			tr.Close()
+		}
+		t.Errorf("a huge FitRows: %v", err)
+	}
+	if err := Rows(rows, 2).(RowSeeker).SeekRow(ctx, -1); err == nil {
+		t.Error("SeekRow(-1): no error")
+	}
+	// zero values hold nothing
+	var zm Model
+	if _, err := zm.Sample(ctx, 2, SampleOptions{}); err == nil {
+		t.Error("the zero Model sampled")
+	}
+	if _, err := zm.LogProb(ctx, []float32{0, 0}, LogProbOptions{}); err == nil {
+		t.Error("the zero Model scored")
+	}
+	if err := errors.Join(zm.Close(), (&Trainer{}).Close(), (&Device{}).Close()); err != nil {
+		t.Error(err)
+	}
+	if err := (&Trainer{}).Run(ctx); !errors.Is(err, errTrainerClosed) {
+		t.Errorf("the zero Trainer's Run: %v", err)
+	}
+}

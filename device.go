@@ -117,7 +117,12 @@ func (d *Device) String() string {
 
 // Close releases the backend. Models and Trainers on the device must be
 // closed first.
-func (d *Device) Close() error { return d.b.Close() }
+func (d *Device) Close() error {
+	if d == nil || d.b == nil {
+		return nil // the zero Device holds nothing
+	}
+	return d.b.Close()
+}
 
 // acquire waits for the device's turn, or for ctx to be done.
 func (d *Device) acquire(ctx context.Context) error {

@@ -94,6 +94,12 @@ func closeOwned(d *Device, owns bool) error {
 // opened it. The model of a Train call closes its trainer; that of
 // Trainer.Model leaves the trainer's network alone.
 func (m *Model) Close() error {
+	switch {
+	case m == nil || m.dev == nil:
+		return nil // the zero Model holds nothing
+	case m.trainer != nil && m.trainer.inOnLog.Load():
+		return errInOnLog
+	}
 	m.dev.turn <- struct{}{}
 	g := m.g
 	m.g = nil
@@ -146,14 +152,15 @@ func (m *Model) Device() *Device { return m.dev }
 func (m *Model) Generator() *generate.Model { return m.g }
 
 // SampleOptions are the choices of Sample. The zero value is the sample
-// command's defaults.
+// command's defaults but for Seed (the command's --seed is 1 unless
+// given: Seed 1 gives its samples).
 type SampleOptions struct {
 	// Solver is the ODE method, as the command line's --solver: "euler",
 	// "midpoint", "heun", "rk4" or "dopri5" ("": "rk4").
 	Solver string
 	// Steps is the step count of a fixed-step solver (0: 100).
 	Steps int
-	// Rtol and Atol are dopri5's tolerances (0: 1e-5).
+	// Rtol and Atol are dopri5's tolerances, in (0, 1) (0: 1e-5).
 	Rtol, Atol float64
 	// Seed selects the noise: the same seed gives the same samples.
 	Seed uint64
@@ -188,8 +195,10 @@ func solverOptions(method string, defMethod sampler.Method, steps int, rtol, ato
 	switch {
 	case o.Steps < 1 || o.Steps > 1<<20:
 		return o, fmt.Errorf("fmgpu: %d solver steps: need 1..%d", o.Steps, 1<<20)
-	case !(o.Rtol > 0) || !(o.Atol > 0) || math.IsInf(o.Rtol, 0) || math.IsInf(o.Atol, 0):
-		return o, fmt.Errorf("fmgpu: tolerances %g, %g: need finite values > 0", o.Rtol, o.Atol)
+	case !(o.Rtol > 0 && o.Rtol < 1) || !(o.Atol > 0 && o.Atol < 1):
+		// (the sample and likelihood commands' range: at 1e39 and above,
+		// beyond float32, the likelihood's step control failed)
+		return o, fmt.Errorf("fmgpu: tolerances %g, %g: need values in (0, 1)", o.Rtol, o.Atol)
 	}
 	return o, nil
 }
@@ -199,6 +208,9 @@ func solverOptions(method string, defMethod sampler.Method, steps int, rtol, ato
 // done, returning ctx's error. A sample that comes out NaN or infinite is
 // a *generate.NonFiniteError.
 func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, error) {
+	if m == nil || m.dev == nil {
+		return nil, errClosed
+	}
 	so, err := solverOptions(o.Solver, sampler.RK4, o.Steps, o.Rtol, o.Atol)
 	if err != nil {
 		return nil, err
@@ -216,7 +228,7 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 	if v := int64(n) * int64(m.Dim()); v > maxSampleValues {
 		return nil, fmt.Errorf("fmgpu: %d samples of %d values: more than the %d values one call returns; sample in parts with other seeds", n, m.Dim(), maxSampleValues)
 	}
-	if err := m.dev.acquire(ctx); err != nil {
+	if err := m.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer m.dev.release()
@@ -229,12 +241,26 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 
 var errClosed = errors.New("fmgpu: the model is closed")
 
+// acquire is the device's turn for m, or why there is none: a closed (or
+// zero) Model, or the model of a trainer in its OnLog callback, which
+// holds the device.
+func (m *Model) acquire(ctx context.Context) error {
+	switch {
+	case m == nil || m.dev == nil:
+		return errClosed
+	case m.trainer != nil && m.trainer.inOnLog.Load():
+		return errInOnLog
+	}
+	return m.dev.acquire(ctx)
+}
+
 // maxSampleValues bounds the values one Sample returns (4 GiB of float32),
 // as the sample command bounds one output.
 const maxSampleValues = 1 << 30
 
 // LogProbOptions are the choices of LogProb. The zero value is the
-// likelihood command's defaults.
+// likelihood command's defaults but for Seed (the command's --seed is 2
+// unless given).
 type LogProbOptions struct {
 	// Solver is the ODE method, as for SampleOptions ("": "dopri5").
 	Solver string
@@ -264,6 +290,9 @@ const exactDivergenceMaxDim = 64
 // the training standardization. x is not modified. It stops between
 // solver steps when ctx is done, returning ctx's error.
 func (m *Model) LogProb(ctx context.Context, x []float32, o LogProbOptions) ([]float64, error) {
+	if m == nil || m.dev == nil {
+		return nil, errClosed
+	}
 	so, err := solverOptions(o.Solver, sampler.Dopri5, o.Steps, o.Rtol, o.Atol)
 	if err != nil {
 		return nil, err
@@ -294,7 +323,7 @@ func (m *Model) LogProb(ctx context.Context, x []float32, o LogProbOptions) ([]f
 	if o.Probes < 0 || o.Probes > 1<<10 {
 		return nil, fmt.Errorf("fmgpu: %d probes: need 1..%d", o.Probes, 1<<10)
 	}
-	if err := m.dev.acquire(ctx); err != nil {
+	if err := m.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer m.dev.release()

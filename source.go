@@ -34,6 +34,9 @@ type funcSource struct {
 func (s funcSource) Dim() int { return s.d }
 
 func (s funcSource) Next(ctx context.Context, x []float32, labels []int32) error {
+	if s.next == nil {
+		return errors.New("fmgpu: SourceFunc was given no function")
+	}
 	return s.next(ctx, x, labels)
 }
 
@@ -54,6 +57,9 @@ func LabeledRows(x []float32, labels []int32, dim int) Source {
 // DatasetRows is Rows over a data set loaded by package data (a built-in
 // set, a .npy or .csv file, images), with its labels when it has some.
 func DatasetRows(ds *data.Dataset) Source {
+	if ds == nil {
+		return &memSource{} // no rows: an error when read
+	}
 	return &memSource{x: ds.X, labels: ds.Labels, d: ds.D, name: ds.Name}
 }
 
@@ -70,7 +76,10 @@ func (s *memSource) Dim() int { return s.d }
 
 // rows checks the source's shape and returns its row count.
 func (s *memSource) rows() (int, error) {
-	if s.d < 1 || len(s.x) == 0 || len(s.x)%s.d != 0 {
+	if len(s.x) == 0 {
+		return 0, errors.New("fmgpu: the source holds no rows")
+	}
+	if s.d < 1 || len(s.x)%s.d != 0 {
 		return 0, fmt.Errorf("fmgpu: %d values are not rows of %d", len(s.x), s.d)
 	}
 	n := len(s.x) / s.d
@@ -103,6 +112,9 @@ func (s *memSource) SeekRow(_ context.Context, row int64) error {
 	n, err := s.rows()
 	if err != nil {
 		return err
+	}
+	if row < 0 {
+		return fmt.Errorf("fmgpu: SeekRow %d: need a row >= 0", row)
 	}
 	s.row = int(row % int64(n))
 	return nil

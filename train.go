@@ -124,7 +124,14 @@ type Trainer struct {
 	changes []train.Change
 	unlock  func()
 	steps   atomic.Int64 // steps done, readable while Run runs
+	// inOnLog is set while Run calls OnLog, which runs holding the
+	// device: a sample or a save from there would wait for itself.
+	inOnLog atomic.Bool
 }
+
+// maxFitRows bounds TrainOptions.FitRows: the rows read ahead are held in
+// memory (the CLI's --n-data takes as many).
+const maxFitRows = 1 << 26
 
 // defaultFitRows is TrainOptions.FitRows when it is 0: enough rows that
 // the means and deviations are within about 1% of the stream's.
@@ -162,8 +169,8 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		return nil, fmt.Errorf("fmgpu: LogEvery %d: need >= 0", o.LogEvery)
 	case o.StopAt < 0 || o.StopAt > cfg.Steps:
 		return nil, fmt.Errorf("fmgpu: StopAt %d: need 0..Steps (%d)", o.StopAt, cfg.Steps)
-	case o.FitRows < 0:
-		return nil, fmt.Errorf("fmgpu: FitRows %d: need >= 0", o.FitRows)
+	case o.FitRows < 0 || o.FitRows > maxFitRows:
+		return nil, fmt.Errorf("fmgpu: FitRows %d: need 0..%d", o.FitRows, maxFitRows)
 	case o.Resume && o.OutDir == "":
 		return nil, errors.New("fmgpu: Resume needs the OutDir holding the checkpoint")
 	case o.Standardization != nil && o.Standardization.Validate() != nil:
@@ -316,7 +323,7 @@ func (t *Trainer) buildStream(ctx context.Context, cfg train.Config, src Source)
 // continues with another Run); a failing stream is a *train.SourceError,
 // a diverged run a *train.NonFiniteError.
 func (t *Trainer) Run(ctx context.Context) error {
-	if err := t.dev.acquire(ctx); err != nil {
+	if err := t.acquire(ctx); err != nil {
 		return err
 	}
 	defer t.dev.release()
@@ -327,13 +334,39 @@ func (t *Trainer) Run(ctx context.Context) error {
 		changes := t.changes
 		t.changes = nil
 		return t.tr.Run(ctx, train.RunOptions{OutDir: t.o.OutDir, CheckpointEvery: t.o.CheckpointEvery, LogEvery: t.o.LogEvery,
-			Std: t.std, Data: t.info, OnLog: t.o.OnLog, StopAt: t.o.StopAt, Changes: changes,
+			Std: t.std, Data: t.info, OnLog: t.onLog(), StopAt: t.o.StopAt, Changes: changes,
 			OnStep: func(s int) { t.steps.Store(int64(s)) }})
 	}
 	return t.runInMemory(ctx)
 }
 
 var errTrainerClosed = errors.New("fmgpu: the trainer is closed")
+
+// errInOnLog is what a sample or a save called from OnLog returns.
+var errInOnLog = errors.New("fmgpu: called while the trainer is in its OnLog callback, during which Run holds the device: sample or save after Run returns (Run with StopAt, then sample, then Run again)")
+
+// acquire is the device's turn for t, or why there is none.
+func (t *Trainer) acquire(ctx context.Context) error {
+	switch {
+	case t == nil || t.dev == nil:
+		return errTrainerClosed
+	case t.inOnLog.Load():
+		return errInOnLog
+	}
+	return t.dev.acquire(ctx)
+}
+
+// onLog is OnLog with inOnLog set around it (nil when OnLog is nil).
+func (t *Trainer) onLog() func(train.Metric) {
+	if t.o.OnLog == nil {
+		return nil
+	}
+	return func(m train.Metric) {
+		t.inOnLog.Store(true)
+		defer t.inOnLog.Store(false)
+		t.o.OnLog(m)
+	}
+}
 
 // runInMemory is Run without an OutDir: the same steps and reads, nothing
 // written.
@@ -367,8 +400,8 @@ func (t *Trainer) runInMemory(ctx context.Context) error {
 			return err
 		}
 		now := time.Now()
-		if t.o.OnLog != nil {
-			t.o.OnLog(train.Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
+		if onLog := t.onLog(); onLog != nil {
+			onLog(train.Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
 				StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()})
 		}
 		lastT, lastStep = now, s
@@ -381,7 +414,7 @@ func (t *Trainer) runInMemory(ctx context.Context) error {
 
 // Save writes the run's checkpoint to path, as Run writes it in OutDir.
 func (t *Trainer) Save(ctx context.Context, path string) error {
-	if err := t.dev.acquire(ctx); err != nil {
+	if err := t.acquire(ctx); err != nil {
 		return err
 	}
 	defer t.dev.release()
@@ -411,11 +444,15 @@ func (t *Trainer) Changes() []train.Change { return t.changes }
 
 // Model is the network in training with its EMA weights (the raw ones
 // when EMADecay is 0), as they are at each call, for samples and scores
-// during a run. It shares the trainer's
-// device and network: it must not be used after the Trainer's Close, and
-// its own Close does nothing.
+// between runs: after Run returns (a run with StopAt, say, continued by
+// another Run). Called from another goroutine while Run runs, its methods
+// wait for Run to return; called from OnLog, they return an error rather
+// than wait for the run that calls OnLog. It shares the trainer's device
+// and network: it must not be used after the Trainer's Close, and its own
+// Close releases only itself (its later calls return an error), not the
+// trainer's network.
 func (t *Trainer) Model() (*Model, error) {
-	if t.tr == nil {
+	if t.dev == nil || t.tr == nil {
 		return nil, errTrainerClosed
 	}
 	g, err := generate.FromTrainer(t.dev.b, t.tr, t.std)
@@ -428,6 +465,9 @@ func (t *Trainer) Model() (*Model, error) {
 // Close releases the trainer's device memory, the lock on OutDir, and the
 // device when NewTrainer opened it.
 func (t *Trainer) Close() error {
+	if t.inOnLog.Load() {
+		return errInOnLog // Run holds the device, and would wait for itself
+	}
 	var err error
 	if t.dev != nil {
 		t.dev.turn <- struct{}{}
@@ -439,7 +479,9 @@ func (t *Trainer) Close() error {
 		err = closeOwned(t.dev, t.ownsDev)
 		t.dev, t.ownsDev = nil, false
 	}
-	t.unlock()
+	if t.unlock != nil {
+		t.unlock()
+	}
 	t.unlock = func() {}
 	return err
 }
