@@ -31,11 +31,11 @@ type Metric struct {
 	// dimensions (what PyTorch's mse_loss reports), over the steps since
 	// the previous line; LossSum is the same summed over the dimensions
 	// (D times Loss).
-	Loss       float64 `json:"loss"`
-	LossSum    float64 `json:"loss_sum"`
-	LR         float64 `json:"lr"`
-	GradNorm   float64 `json:"grad_norm"`
-	StepsPerS  float64 `json:"steps_per_s"`
+	Loss      float64 `json:"loss"`
+	LossSum   float64 `json:"loss_sum"`
+	LR        float64 `json:"lr"`
+	GradNorm  float64 `json:"grad_norm"`
+	StepsPerS float64 `json:"steps_per_s"`
 	// ElapsedSec is the training time since step 0, over every run that
 	// led to this line (a resumed run continues from its last line).
 	ElapsedSec float64 `json:"elapsed_s"`
