@@ -120,8 +120,8 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 	o := evalOptions{samples: c.String("samples"), data: c.String("data"), n: c.Int("n"), floors: c.Int("floors"),
 		floorsSet: c.IsSet("floors"), seed: c.Uint64("seed"), seedSet: c.IsSet("seed"), quiet: c.Bool("quiet"), dataDir: c.String("data-dir"), json: c.Bool("json"),
 		checkpoint: c.String("checkpoint")}
-	if o.n < 1 || o.n > 20000 {
-		return o, usagef("--n %d: need 1..20000", o.n)
+	if o.n < 2 || o.n > 20000 {
+		return o, usagef("--n %d: need 2..20000", o.n)
 	}
 	if o.floors < 1 || o.floors > 100 {
 		return o, usagef("--floors %d: need 1..100", o.floors)
@@ -170,6 +170,8 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 		return o, usagef("--path-n %d: need 0..%d", o.pathN, 1<<20)
 	case o.pathSteps < 1 || o.pathSteps > 1<<16:
 		return o, usagef("--path-steps %d: need 1..%d", o.pathSteps, 1<<16)
+	case o.pathNSet && o.pathN == 0 && o.pathStepSet:
+		return o, usagef("--path-steps applies to the path statistics, which --path-n 0 turns off")
 	case math.IsNaN(o.guidance) || math.IsInf(o.guidance, 0) || o.guidance < 0 || o.guidance > 100:
 		return o, usagef("--guidance %g: need 0..100", o.guidance)
 	case o.dev.threads < 0:

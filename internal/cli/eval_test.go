@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -127,7 +128,8 @@ func TestEvalCheckpoint(t *testing.T) {
 		t.Errorf("--plot: %v, %v", err, im.Bounds())
 	}
 
-	code, js, e := fmgpu(t, append(args, "--json", "--path-n", "0")...)
+	noPath := slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "--path-steps" || a == "400" })
+	code, js, e := fmgpu(t, append(noPath, "--json", "--path-n", "0")...)
 	var rep evalReport
 	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || len(rep.Table) != 2 || rep.Path != nil || rep.W2 == nil || rep.W2.Value != nil {
 		t.Fatalf("--json: exit %d %q %q", code, js, e)
@@ -171,6 +173,8 @@ func TestEvalUsage(t *testing.T) {
 		{[]string{"eval", "--checkpoint", ck, "--data", "mnist"}, "--data mnist: the model makes 2 values per sample"},
 		{[]string{"eval", "--checkpoint", ck, "--data", npy, "--seed", "4"}, "--seed applies to a built-in --data"},
 		{[]string{"eval", "--checkpoint", ck, "--n", "0"}, "--n 0"},
+		{[]string{"eval", "--checkpoint", ck, "--n", "1"}, "--n 1: need 2..20000"},
+		{[]string{"eval", "--checkpoint", ck, "--path-n", "0", "--path-steps", "5"}, "--path-steps applies to the path statistics"},
 	} {
 		code, _, e := fmgpu(t, c.args...)
 		if code != ExitUsage || !strings.Contains(e, c.want) || strings.Count(e, "\n") != 1 {

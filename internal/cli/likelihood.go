@@ -27,6 +27,7 @@ type likelihoodOptions struct {
 	checkpoint, data, out string
 	divergence            sampler.Divergence
 	divergenceSet         bool // --divergence given
+	seedSet               bool // --seed given
 	probes                int
 	probe                 sampler.ProbeKind
 	probesSet             bool // --probes or --probe given
@@ -72,7 +73,7 @@ func likelihoodOptionsFrom(c *ucli.Context) (likelihoodOptions, error) {
 	}
 	o := likelihoodOptions{solveOptions: so, checkpoint: c.String("checkpoint"), data: c.String("data"), out: c.String("out"),
 		divergenceSet: c.IsSet("divergence"), probes: c.Int("probes"), probesSet: c.IsSet("probes") || c.IsSet("probe"),
-		seed: c.Uint64("seed"), nData: c.Int("n-data")}
+		seed: c.Uint64("seed"), seedSet: c.IsSet("seed"), nData: c.Int("n-data")}
 	if o.divergence, err = sampler.ParseDivergence(c.String("divergence")); err != nil {
 		return o, usagef("--divergence: %v", err)
 	}
@@ -127,6 +128,9 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 	}
 	if div == sampler.Exact && o.probesSet {
 		return usagef("--probes and --probe apply to --divergence hutchinson; the exact divergence uses no probes")
+	}
+	if div == sampler.Exact && o.seedSet && ds.Image == nil && !data.IsBuiltin(o.data) {
+		return usagef("--seed draws Hutchinson's probes, fresh built-in points and the dequantization of images: none of them here (the exact divergence of the points of %s)", o.data)
 	}
 	for _, w := range data.Warnings(ds) {
 		fmt.Fprintf(stderr, "fmgpu likelihood: warning: %s\n", w)

@@ -389,6 +389,7 @@ func TestIgnoredInputRefused(t *testing.T) {
 		{[]string{"sample", "--checkpoint", ck, "--out", npy, "--solver", "rk4", "--rtol", "1e-3"}, "--rtol applies to --solver dopri5"},
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--probes", "4"}, "--probes and --probe apply to --divergence hutchinson"},
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--n-data", "10"}, "--n-data applies to"},
+		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--seed", "3"}, "--seed draws Hutchinson's probes"},
 		{[]string{"eval", "--samples", npy, "--data", npy, "--seed", "3", "--n", "10"}, "--seed applies to a built-in --data"},
 	} {
 		code, _, e := cpuRun(t, c.args...)

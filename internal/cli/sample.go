@@ -178,6 +178,9 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	if o.out == "" && o.grid == "" {
 		return o, usagef("give --out FILE.npy|FILE.csv, --grid FILE.png, or both")
 	}
+	if o.out == "" && c.IsSet("n") {
+		return o, usagef("--n applies to --out; --grid draws %d x %d samples", gridSide, gridSide)
+	}
 	if o.out != "" {
 		if _, err := outputFormat("out", o.out, ".npy", ".csv"); err != nil {
 			return o, err
@@ -223,6 +226,9 @@ func checkSampleModel(o sampleOptions, m *generate.Model) error {
 	if o.guidanceSet && classes == 0 {
 		return usagef("--guidance: this model is unconditional (guidance needs a class-conditional model)")
 	}
+	if o.classSet && o.guidance == 0 {
+		return usagef("--class %d with --guidance 0: the unconditional velocity v_null alone, which no class changes", k)
+	}
 	if o.rawWeights && m.Checkpoint.Meta.Config.EMADecay == 0 {
 		return usagef("--no-ema: this checkpoint was trained without an EMA (--ema 0); its weights are the raw ones")
 	}
@@ -233,6 +239,9 @@ func checkSampleModel(o sampleOptions, m *generate.Model) error {
 	d := m.Dim()
 	if o.plot != "" && d < 2 {
 		return usagef("--plot needs data of at least 2 dimensions, the model has %d", d)
+	}
+	if o.plot != "" && mc.Image != nil {
+		return usagef("--plot draws points; for an image model use --grid FILE.png")
 	}
 	if v := int64(o.n) * int64(d); v > maxOutputValues {
 		return usagef("--n %d: %d samples of %d values are %s, more than the %s one output may hold; sample in parts with --seed", o.n, o.n, d, gib(v), gib(maxOutputValues))
