@@ -133,6 +133,9 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		return usagef("--seed draws Hutchinson's probes, fresh built-in points and the dequantization of images: none of them here (the exact divergence of the points of %s)", o.data)
 	}
 	for _, w := range data.Warnings(ds) {
+		if ds.N == 1 {
+			break // one point to score is no degenerate training set
+		}
 		fmt.Fprintf(stderr, "fmgpu likelihood: warning: %s\n", w)
 	}
 	b, err := openBackend(o.dev.device, o.dev.threads)

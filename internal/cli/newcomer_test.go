@@ -461,6 +461,10 @@ func TestMessages(t *testing.T) {
 	if _, _, e := cpuRun(t, "likelihood", "--checkpoint", ck, "--data", flat, "--solver", "rk4", "--steps", "4"); !strings.Contains(e, "column 2 is constant") {
 		t.Errorf("likelihood on a constant column: %q", e)
 	}
+	// but one point to score is no degenerate training set
+	if code, _, e := cpuRun(t, "likelihood", "--checkpoint", ck, "--data", row, "--solver", "rk4", "--steps", "4"); code != 0 || strings.Contains(e, "warning") {
+		t.Errorf("likelihood of one point: exit %d %q", code, e)
+	}
 	// path's JSON names its kind
 	_, out, _ := cpuRun(t, "path", "--path", "linear-vp", "--t", "0.6", "--x0", "0.5", "--x1", "1")
 	if !strings.Contains(out, `"spec":{"kind":"linear-vp"`) {
