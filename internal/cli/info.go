@@ -26,6 +26,9 @@ func infoCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "checkpoint", Usage: "describe a checkpoint too"},
 		},
 		Action: func(c *ucli.Context) error {
+			if c.IsSet("checkpoint") && c.String("checkpoint") == "" {
+				return usagef("--checkpoint: an empty path")
+			}
 			return runInfo(c.Context, infoOptions{checkpoint: c.String("checkpoint")}, c.App.Writer, c.App.ErrWriter)
 		},
 	}

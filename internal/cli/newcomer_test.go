@@ -390,6 +390,8 @@ func TestIgnoredInputRefused(t *testing.T) {
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--probes", "4"}, "--probes and --probe apply to --divergence hutchinson"},
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--n-data", "10"}, "--n-data applies to"},
 		{[]string{"likelihood", "--checkpoint", ck, "--data", npy, "--seed", "3"}, "--seed draws Hutchinson's probes"},
+		{[]string{"path", "--path", "ve", "--t", "0", "--x0", "1e308", "--x1", "-1e307"}, "x_t or u_t overflows float64"},
+		{[]string{"info", "--checkpoint", ""}, "--checkpoint: an empty path"},
 		{[]string{"eval", "--samples", npy, "--data", npy, "--seed", "3", "--n", "10"}, "--seed applies to a built-in --data"},
 	} {
 		code, _, e := cpuRun(t, c.args...)

@@ -114,6 +114,9 @@ func runPath(_ context.Context, o pathOptions, stdout, _ io.Writer) error {
 		r.Mu = append(r.Mu, k.Alpha*o.x1[j])
 		r.Xt = append(r.Xt, flow.Phi(p, o.t, o.x0[j], o.x1[j]))
 		r.Ut = append(r.Ut, flow.VelocityX0(p, o.t, o.x0[j], o.x1[j]))
+		if finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }; !finite(r.Xt[j]) || !finite(r.Ut[j]) || !finite(r.Mu[j]) {
+			return usagef("--x0 %g, --x1 %g at --t %g: x_t or u_t overflows float64 (coordinate %d)", o.x0[j], o.x1[j], o.t, j+1)
+		}
 	}
 	return json.NewEncoder(stdout).Encode(r)
 }
