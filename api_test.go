@@ -587,9 +587,13 @@ func TestMisuseIsAnError(t *testing.T) {
 	if _, err := m.Sample(ctx, 2, SampleOptions{Solver: "dopri5", Rtol: 1e39}); err == nil {
 		t.Error("Sample with Rtol 1e39: no error")
 	}
-	// after Close
+	// after Close, also for the model Trainer.Model gave (its network is
+	// freed)
 	if err := tr.Close(); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := m.Sample(ctx, 2, SampleOptions{}); !errors.Is(err, errTrainerClosed) {
+		t.Errorf("Sample of the trainer's model after the trainer's Close: %v", err)
 	}
 	if err := tr.Run(ctx); !errors.Is(err, errTrainerClosed) {
 		t.Errorf("Run after Close: %v", err)

@@ -232,14 +232,26 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 		return nil, err
 	}
 	defer m.dev.release()
-	if m.g == nil {
-		return nil, errClosed
+	if err := m.usable(); err != nil {
+		return nil, err
 	}
 	x, _, err := generate.Sample(ctx, m.g, n, generate.SampleOptions{Solver: so, Seed: o.Seed, Labels: o.Labels, Guidance: w})
 	return x, err
 }
 
 var errClosed = errors.New("fmgpu: the model is closed")
+
+// usable reports why m cannot run, holding the device's turn: closed, or
+// the model of a Trainer closed since (whose network is freed).
+func (m *Model) usable() error {
+	switch {
+	case m.g == nil:
+		return errClosed
+	case m.trainer != nil && m.trainer.tr == nil:
+		return errTrainerClosed
+	}
+	return nil
+}
 
 // acquire is the device's turn for m, or why there is none: a closed (or
 // zero) Model, or the model of a trainer in its OnLog callback, which
@@ -327,8 +339,8 @@ func (m *Model) LogProb(ctx context.Context, x []float32, o LogProbOptions) ([]f
 		return nil, err
 	}
 	defer m.dev.release()
-	if m.g == nil {
-		return nil, errClosed
+	if err := m.usable(); err != nil {
+		return nil, err
 	}
 	lp, _, err := generate.LogLikelihood(ctx, m.g, x, len(x)/d, lo)
 	return lp, err

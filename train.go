@@ -448,9 +448,9 @@ func (t *Trainer) Changes() []train.Change { return t.changes }
 // another Run). Called from another goroutine while Run runs, its methods
 // wait for Run to return; called from OnLog, they return an error rather
 // than wait for the run that calls OnLog. It shares the trainer's device
-// and network: it must not be used after the Trainer's Close, and its own
-// Close releases only itself (its later calls return an error), not the
-// trainer's network.
+// and network: after the Trainer's Close its calls return an error, and
+// its own Close releases only itself (its later calls return an error),
+// not the trainer's network.
 func (t *Trainer) Model() (*Model, error) {
 	if t.dev == nil || t.tr == nil {
 		return nil, errTrainerClosed
