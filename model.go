@@ -38,7 +38,8 @@ type LoadOptions struct {
 	Device *Device
 	// RawWeights uses the trained weights instead of their exponential
 	// moving average (the default when training kept one, as the
-	// command line's --no-ema).
+	// command line's --no-ema). On a checkpoint trained without an EMA
+	// (EMADecay 0), whose weights are the raw ones, Load refuses it.
 	RawWeights bool
 }
 
