@@ -298,8 +298,8 @@ func (is *ImageSet) finish() {
 // loadImageData is Load's entry for image data: the first n images (all
 // when n <= 0 or n is larger) of a named set; a directory whole, n being
 // for built-in sets only.
-func loadImageData(spec string, n int) (*Dataset, error) {
-	opts := ImageOptions{}
+func loadImageData(spec string, n int, opts ImageOptions) (*Dataset, error) {
+	opts.Max = 0
 	if name, _, _ := strings.Cut(spec, ":"); idxSets[name].name != "" || IsCIFAR10(spec) {
 		opts.Max = max(n, 0)
 	}

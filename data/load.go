@@ -27,6 +27,9 @@ type LoadOptions struct {
 	Seed uint64
 	// CSV are the options of a .csv file.
 	CSV CSVOptions
+	// Image are the size, channels and idx directory of image data (its
+	// Max is N for a named set, unused for a directory).
+	Image ImageOptions
 }
 
 // LoadWith is Load with the options of every kind of data.
@@ -36,7 +39,7 @@ func LoadWith(pathOrName string, o LoadOptions) (*Dataset, error) {
 		return Builtin(pathOrName, n, o.Seed)
 	}
 	if IsImageData(pathOrName) { // mnist[:split], fashion-mnist[:split], cifar10[:split] (first n images) or a directory: LoadImages
-		return loadImageData(pathOrName, n)
+		return loadImageData(pathOrName, n, o.Image)
 	}
 	names := strings.Join(builtinNames, ", ")
 	switch ext := strings.ToLower(filepath.Ext(pathOrName)); ext {

@@ -73,6 +73,9 @@ type DataInfo struct {
 	// file or an image folder), so that a run resumed from another working
 	// directory finds it.
 	AbsPath string `json:"abs_path,omitempty"`
+	// DataDir is the absolute --data-dir that held mnist's or cifar10's
+	// files, when one was given.
+	DataDir string `json:"data_dir,omitempty"`
 }
 
 // CSVInfo is how a .csv training file was read: its field separator and

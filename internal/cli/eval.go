@@ -25,8 +25,9 @@ type evalOptions struct {
 	seedSet       bool
 	quiet         bool
 	csv           data.CSVOptions
-	csvSet        bool   // --delimiter or --header given
-	dataDir       string // mnist / fashion-mnist: the idx files' directory
+	csvSet        bool              // --delimiter or --header given
+	image         data.ImageOptions // --checkpoint of an image model: its size and channels
+	dataDir       string            // mnist / fashion-mnist: the idx files' directory
 	json          bool
 
 	// --checkpoint mode: samples drawn from the model at each step count
@@ -83,7 +84,7 @@ func evalCommand() *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1000, Usage: "seed of the fresh built-in draws"},
 			&ucli.IntFlag{Name: "floors", Value: defaultFloors, DefaultText: fmt.Sprintf("%d, or what the data hold", defaultFloors),
 				Usage: "pairs of draws that estimate the noise floor (mean and spread); a file needs (floors + 1) x --n points, images floors x --n <= 10000"},
-			&ucli.StringFlag{Name: "data-dir", DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files"},
+			&ucli.StringFlag{Name: "data-dir", DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files; cifar10: its cifar-10-batches-bin folder"},
 			&ucli.BoolFlag{Name: "json", DisableDefaultText: true, Usage: "print one JSON object instead of the text lines"},
 			&ucli.BoolFlag{Name: "quiet", DisableDefaultText: true, Usage: "no progress output"},
 			// --checkpoint mode
@@ -129,8 +130,8 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 	if c.IsSet("seed") && o.data != "" && !data.IsBuiltin(o.data) {
 		return o, usagef("--seed applies to a built-in --data (fresh draws), not %s", o.data)
 	}
-	if o.dataDir != "" && o.data != "" && !isFeatureSet(o.data) {
-		return o, usagef("--data-dir applies to --data mnist or fashion-mnist, not %s", o.data)
+	if o.dataDir != "" && o.data != "" && !isFeatureSet(o.data) && !data.IsCIFAR10(o.data) {
+		return o, usagef("--data-dir applies to --data mnist, fashion-mnist or cifar10, not %s", o.data)
 	}
 	var err error
 	var paths []string
@@ -246,7 +247,7 @@ func loadPointRef(o evalOptions, name string) (pointRef, error) {
 			others = append(others, d2.X)
 		}
 	} else {
-		ds, err := data.LoadWith(name, data.LoadOptions{CSV: o.csv})
+		ds, err := data.LoadWith(name, data.LoadOptions{CSV: o.csv, Image: o.image})
 		if err != nil {
 			return pointRef{}, dataError(err)
 		}

@@ -60,7 +60,7 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 	case o.guidanceSet && classes == 0:
 		return usagef("--guidance: this model is unconditional (guidance needs a class-conditional model)")
 	}
-	name := o.data
+	name, trainDir := o.data, ""
 	if name == "" {
 		in, err := trainingData(meta.Data, 0)
 		if err != nil {
@@ -74,6 +74,7 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 				name = in.AbsPath // given relative, and evaluated from another directory
 			}
 		}
+		trainDir = in.DataDir
 		if in.CSV != nil && !o.csvSet {
 			// read as training read it
 			if d := []rune(in.CSV.Delimiter); len(d) == 1 {
@@ -81,11 +82,18 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 			}
 			o.csv.Header = in.CSV.Header
 		}
-		if o.dataDir != "" && !isFeatureSet(name) {
-			return usagef("--data-dir applies to --data mnist or fashion-mnist, not %s (the checkpoint's data)", name)
+		if o.dataDir != "" && !isFeatureSet(name) && !data.IsCIFAR10(name) {
+			return usagef("--data-dir applies to --data mnist, fashion-mnist or cifar10, not %s (the checkpoint's data)", name)
 		}
 		if !data.IsBuiltin(name) && o.seedSet {
 			return usagef("--seed applies to a built-in --data (fresh draws), not %s (the checkpoint's data)", name)
+		}
+	}
+	if mc.Image != nil {
+		// a folder of images read at the size and channels the model makes
+		o.image = data.ImageOptions{Size: mc.Image.Height, Channels: mc.Image.Channels, Dir: o.dataDir}
+		if o.image.Dir == "" {
+			o.image.Dir = trainDir // the training's --data-dir, for its own data
 		}
 	}
 	features := isFeatureSet(name)

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -152,5 +153,28 @@ func TestImpossibleBitsPerDim(t *testing.T) {
 		if w := impossibleBitsPerDim(c.bpd, c.se); (w != "") != c.warn {
 			t.Errorf("bpd %g stderr %g: warning %q, want one: %t", c.bpd, c.se, w, c.warn)
 		}
+	}
+}
+
+// A model trained on a folder at another size and channel count than the
+// folder's own (--image-size, --channels) resumes, scores and is evaluated
+// with the folder read as it was trained: the flags need not be repeated.
+func TestImageOptionsKept(t *testing.T) {
+	imgs := imageFolder(t) // 8x8 gray
+	dir := t.TempDir()
+	args := append([]string{"train", "--data", imgs, "--out", dir, "--steps", "10", "--stop-after", "5", "--image-size", "4", "--channels", "3"}, tinyUNet...)
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--mults" || a == "1,2" })
+	if code, _, e := fmgpu(t, args...); code != 0 {
+		t.Fatalf("train: %s", e)
+	}
+	ck := filepath.Join(dir, train.CheckpointName)
+	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet"); code != 0 {
+		t.Errorf("resume without --image-size and --channels: exit %d %q", code, e)
+	}
+	if code, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", imgs, "--solver", "euler", "--steps", "2", "--quiet"); code != 0 {
+		t.Errorf("likelihood of the folder: exit %d %q", code, e)
+	}
+	if code, _, e := fmgpu(t, "eval", "--checkpoint", ck, "--n", "6", "--floors", "1", "--steps", "1", "--path-n", "0", "--guidance", "0"); code != 0 {
+		t.Errorf("eval on the training folder: exit %d %q", code, e)
 	}
 }

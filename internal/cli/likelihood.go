@@ -28,6 +28,7 @@ type likelihoodOptions struct {
 	divergence            sampler.Divergence
 	divergenceSet         bool // --divergence given
 	seedSet               bool // --seed given
+	dataDir               string
 	probes                int
 	probe                 sampler.ProbeKind
 	probesSet             bool // --probes or --probe given
@@ -47,6 +48,7 @@ func likelihoodCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "out", Usage: "also write each point's log-likelihood (nats) to FILE.npy or FILE.csv"},
 		&ucli.Uint64Flag{Name: "seed", Value: 2, Usage: "seed of the probes, of fresh built-in points and of the dequantization of images"},
 		&ucli.IntFlag{Name: "n-data", Value: 2000, Usage: "points drawn for a built-in set, or the first images of mnist / fashion-mnist"},
+		&ucli.StringFlag{Name: "data-dir", DefaultText: "see README", Usage: "mnist / fashion-mnist: the directory holding the idx files; cifar10: its cifar-10-batches-bin folder"},
 	}
 	flags = append(flags, solverFlags("dopri5", 100)...)
 	return &ucli.Command{
@@ -73,7 +75,10 @@ func likelihoodOptionsFrom(c *ucli.Context) (likelihoodOptions, error) {
 	}
 	o := likelihoodOptions{solveOptions: so, checkpoint: c.String("checkpoint"), data: c.String("data"), out: c.String("out"),
 		divergenceSet: c.IsSet("divergence"), probes: c.Int("probes"), probesSet: c.IsSet("probes") || c.IsSet("probe"),
-		seed: c.Uint64("seed"), seedSet: c.IsSet("seed"), nData: c.Int("n-data")}
+		seed: c.Uint64("seed"), seedSet: c.IsSet("seed"), nData: c.Int("n-data"), dataDir: c.String("data-dir")}
+	if name, _, _ := strings.Cut(o.data, ":"); o.dataDir != "" && (data.IsBuiltin(o.data) || name != "mnist" && name != "fashion-mnist" && !data.IsCIFAR10(o.data)) {
+		return o, usagef("--data-dir applies to --data mnist, fashion-mnist or cifar10, not %s", o.data)
+	}
 	if o.divergence, err = sampler.ParseDivergence(c.String("divergence")); err != nil {
 		return o, usagef("--divergence: %v", err)
 	}
@@ -113,7 +118,7 @@ func isNamedImageSet(spec string) bool {
 }
 
 func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.Writer) error {
-	ds, err := data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.seed, CSV: o.csv})
+	ds, err := data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.seed, CSV: o.csv, Image: data.ImageOptions{Dir: o.dataDir}})
 	if err != nil {
 		return dataError(err)
 	}
@@ -155,6 +160,13 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 		return usagef("--no-ema: this checkpoint was trained without an EMA (--ema 0); its weights are the raw ones")
 	}
 	d := m.Dim()
+	if im := m.Config().Image; ds.Image != nil && im != nil && ds.D != d {
+		// read again at the size and channels the model was trained on
+		if ds, err = data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.seed,
+			Image: data.ImageOptions{Size: im.Height, Channels: im.Channels, Dir: o.dataDir}}); err != nil {
+			return dataError(err)
+		}
+	}
 	if ds.D != d {
 		return usagef("--data %s has %d columns, the model was trained on %d", o.data, ds.D, d)
 	}

@@ -647,6 +647,19 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
 		o.nData = ck.Meta.Data.Rows
 	}
+	if im := ck.Meta.Config.Model.Image; im != nil && data.IsImageData(o.data) {
+		// the images as the run read them: otherwise another size or
+		// channel count, or no CIFAR-10 directory at all
+		if !o.explicit["image-size"] {
+			o.image.Size = im.Height
+		}
+		if !o.explicit["channels"] {
+			o.image.Channels = im.Channels
+		}
+		if !o.explicit["data-dir"] && in.DataDir != "" {
+			o.image.Dir = in.DataDir
+		}
+	}
 	if csv := in.CSV; csv != nil && (o.data == in.Source || o.data == in.AbsPath) {
 		// read as the run began: a header of numbers that needed --header
 		// was otherwise read as a row, and the file reported changed
@@ -1033,6 +1046,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		}
 	}
 	info := dataInfo(o.data, ds)
+	if o.image.Dir != "" {
+		if abs, err := filepath.Abs(o.image.Dir); err == nil {
+			info.DataDir = abs
+		}
+	}
 	if strings.EqualFold(filepath.Ext(o.data), ".csv") {
 		info.CSV = &train.CSVInfo{Delimiter: string(o.csv.Delimiter), Header: o.csv.Header}
 	}
