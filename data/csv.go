@@ -122,7 +122,7 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 		if strings.TrimSpace(s) == "" {
 			continue
 		}
-		fields := strings.Split(s, delim)
+		fields := splitFields(s, delim)
 		for i, f := range fields {
 			fields[i] = csvField(f)
 		}
@@ -185,18 +185,47 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 func csvField(f string) string {
 	f = strings.TrimSpace(f)
 	if len(f) >= 2 && f[0] == '"' && f[len(f)-1] == '"' {
-		f = strings.TrimSpace(f[1 : len(f)-1])
+		f = strings.TrimSpace(strings.ReplaceAll(f[1:len(f)-1], `""`, `"`))
 	}
 	return f
 }
 
+// splitFields splits a line at delim outside double quotes (RFC 4180): a
+// quoted header name may hold the delimiter ("Height, cm"), as pandas and
+// spreadsheets write it.
+func splitFields(s, delim string) []string {
+	if !strings.Contains(s, `"`) {
+		return strings.Split(s, delim)
+	}
+	var fields []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '"':
+			quoted = !quoted // a doubled quote toggles twice
+		case !quoted && strings.HasPrefix(s[i:], delim):
+			fields = append(fields, s[start:i])
+			start = i + len(delim)
+			i += len(delim) - 1
+		}
+	}
+	return append(fields, s[start:])
+}
+
+// missingTokens are spellings of a missing value: in a first row they are
+// no evidence of a header, so that a first data row with a gap is refused
+// rather than silently skipped.
+var missingTokens = map[string]bool{"na": true, "n/a": true, "#n/a": true, "null": true, "none": true, "nil": true,
+	"-": true, "?": true, ".": true, "-nan": true, "+nan": true, "missing": true}
+
 // isHeader reports whether a first row is a header: one non-empty field
-// that is not a number is enough. Empty fields and "NaN" or "Inf" do not
+// that is not a number is enough. Empty fields, "NaN" or "Inf" and the
+// spellings of a missing value ("NA", "null", "-", missingTokens) do not
 // count, so that a first data row with a missing or non-finite value is
 // rejected rather than silently skipped as a header.
 func isHeader(fields []string) bool {
 	for _, f := range fields {
-		if f == "" {
+		if f == "" || missingTokens[strings.ToLower(f)] {
 			continue
 		}
 		if _, err := strconv.ParseFloat(f, 64); err != nil && !errors.Is(err, strconv.ErrRange) {

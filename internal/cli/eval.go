@@ -135,8 +135,10 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 	}
 	var err error
 	var paths []string
-	if o.data != "" {
-		paths = []string{o.data}
+	for _, p := range []string{o.samples, o.data} {
+		if p != "" {
+			paths = append(paths, p)
+		}
 	}
 	if o.csv, err = csvOptionsFrom(c, "data", paths...); err != nil {
 		return o, err
@@ -370,7 +372,10 @@ func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error
 		return runEvalCheckpoint(ctx, o, stdout, stderr)
 	}
 	n := o.n
-	s, err := data.Load(o.samples, 0, 0)
+	if data.IsBuiltin(o.samples) || data.IsImageData(o.samples) {
+		return usagef("--samples takes a file of samples (.npy or .csv, from fmgpu sample), not %s (give a data set as --data)", o.samples)
+	}
+	s, err := data.LoadWith(o.samples, data.LoadOptions{CSV: o.csv})
 	if err != nil {
 		return dataError(err)
 	}

@@ -32,6 +32,16 @@ func TestEvalSamplesMMD(t *testing.T) {
 	if err := writeMatrix(fresh, ds.X, ds.N, ds.D); err != nil {
 		t.Fatal(err)
 	}
+	// the same samples as a ';' CSV: --delimiter reads --samples too
+	semi := filepath.Join(dir, "fresh.csv")
+	var b strings.Builder
+	for i := range ds.N {
+		fmt.Fprintf(&b, "%g;%g\n", ds.X[2*i], ds.X[2*i+1])
+	}
+	os.WriteFile(semi, []byte(b.String()), 0o644)
+	if code, _, e := fmgpu(t, "eval", "--samples", semi, "--data", "moons", "--delimiter", ";", "--n", "400", "--quiet"); code != 0 {
+		t.Errorf("--samples of a ';' CSV with --delimiter ';': exit %d %q", code, e)
+	}
 	code, out, e := fmgpu(t, "eval", "--samples", fresh, "--data", "moons", "--n", "400", "--quiet")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 2 {
@@ -155,6 +165,7 @@ func TestEvalUsage(t *testing.T) {
 		{[]string{"eval", "--data", "moons"}, "--samples is required, or --checkpoint"},
 		{[]string{"eval", "--samples", npy, "--checkpoint", ck, "--data", "moons"}, "--samples and --checkpoint"},
 		{[]string{"eval", "--samples", npy}, "--data is required with --samples"},
+		{[]string{"eval", "--samples", "moons", "--data", "moons"}, "--samples takes a file of samples"},
 		{[]string{"eval", "--samples", npy, "--data", "moons", "--steps", "1,2"}, "--steps applies to --checkpoint"},
 		{[]string{"eval", "--samples", npy, "--data", "moons", "--plot", "p.png"}, "--plot applies to --checkpoint"},
 		{[]string{"eval", "--samples", npy, "--data", "moons", "--data-dir", dir}, "--data-dir applies to --data mnist"},
