@@ -76,7 +76,15 @@ for w in $workloads; do
 	for _ in $(seq "$rounds"); do
 		steps=()
 		case $w in unet-*) steps=(--steps "$unet_steps") ;; esac
-		fl=$($fmgpu bench --device "$device" --workload "$w" "${steps[@]}" 2>/dev/null | grep "workload=$w ")
+		errf=$(mktemp)
+		if ! fl=$($fmgpu bench --device "$device" --workload "$w" "${steps[@]}" 2>"$errf" | grep "workload=$w "); then
+			# fmgpu's own one-line reason, not a silent exit
+			echo "bench-vs-torch.sh: fmgpu bench --device $device --workload $w failed:" >&2
+			grep -v '^fmgpu bench on ' "$errf" >&2 || true
+			rm -f "$errf"
+			exit 1
+		fi
+		rm -f "$errf"
 		tl=$(run_peer "$w")
 		unit=steps_per_s
 		[ "$w" = sample-euler ] && unit=points_per_s

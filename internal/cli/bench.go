@@ -131,11 +131,11 @@ func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) err
 		}
 		switch {
 		case n == "sample-euler":
-			err = benchSample(stdout, b, ds, o.steps, o.seed)
+			err = benchSample(ctx, stdout, b, ds, o.steps, o.seed)
 		case isCouplingWorkload(n):
-			err = benchCoupling(stdout, b, ds, n, o.steps, o.seed)
+			err = benchCoupling(ctx, stdout, b, ds, n, o.steps, o.seed)
 		default:
-			err = benchTrain(stdout, b, ds, *findWorkload(n), o.steps, o.seed)
+			err = benchTrain(ctx, stdout, b, ds, *findWorkload(n), o.steps, o.seed)
 		}
 		if err != nil {
 			return err
@@ -165,7 +165,11 @@ func benchConfig(w benchWorkload, steps int, seed uint64) train.Config {
 	return c
 }
 
-func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, steps int, seed uint64) error {
+// benchTrain times a training workload. Its loops look at ctx between
+// steps, so that a signal stops a workload of minutes (the U-Net's on a
+// CPU) at once, and the command exits 130 rather than print a figure
+// after it (as benchSample's and benchCoupling's).
+func benchTrain(ctx context.Context, w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, steps int, seed uint64) error {
 	if steps == 0 {
 		steps = wl.steps
 	}
@@ -176,6 +180,9 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	}
 	defer tr.Close()
 	for i := 0; i < warm; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		tr.Step()
 	}
 	if _, err := tr.Read(); err != nil {
@@ -190,6 +197,9 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	runtime.ReadMemStats(&ms0)
 	start := time.Now()
 	for i := 0; i < steps; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		tr.Step()
 	}
 	p, err := tr.Read()
@@ -217,7 +227,7 @@ func benchTrain(w io.Writer, b gpu.Backend, ds *data.Dataset, wl benchWorkload, 
 	return nil
 }
 
-func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed uint64) error {
+func benchSample(ctx context.Context, w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed uint64) error {
 	if steps == 0 {
 		steps = benchSampleSteps
 	}
@@ -231,6 +241,9 @@ func benchSample(w io.Writer, b gpu.Backend, ds *data.Dataset, steps int, seed u
 	}
 	defer tr.Close()
 	for i := 0; i < 55; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		tr.Step()
 	}
 	if _, err := tr.Read(); err != nil {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -132,7 +133,7 @@ func isCouplingWorkload(name string) bool {
 // 256): step_ms and coupled_step_ms are the best rounds' mean step, and
 // pairing_ms the best round's host share of a coupled step (the cost
 // download, the solve, the reordered rows' upload).
-func benchCoupling(w io.Writer, b gpu.Backend, ds *data.Dataset, name string, steps int, seed uint64) error {
+func benchCoupling(ctx context.Context, w io.Writer, b gpu.Backend, ds *data.Dataset, name string, steps int, seed uint64) error {
 	if steps == 0 {
 		steps = couplingBenchSteps
 	}
@@ -160,6 +161,9 @@ func benchCoupling(w io.Writer, b gpu.Backend, ds *data.Dataset, name string, st
 	timed := func(tr *train.Trainer, n int) (time.Duration, error) {
 		start := time.Now()
 		for range n {
+			if err := ctx.Err(); err != nil {
+				return 0, err
+			}
 			tr.Step()
 		}
 		_, err := tr.Read()

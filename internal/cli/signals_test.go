@@ -93,6 +93,7 @@ func TestSignalsStopEveryCommand(t *testing.T) {
 		{"sample", syscall.SIGINT, []string{"sample", "--checkpoint", ck, "--n", "10000000", "--solver", "euler", "--steps", "1000", "--out", out}},
 		{"likelihood", syscall.SIGTERM, []string{"likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "5000000", "--solver", "rk4", "--steps", "1000", "--out", out}},
 		{"eval", syscall.SIGINT, []string{"eval", "--samples", big, "--data", "moons", "--n", "20000"}},
+		{"bench", syscall.SIGTERM, []string{"bench", "--device", "cpu", "--workload", "unet-mnist-b64", "--steps", "1000"}},
 	}
 	for _, c := range cases {
 		// one second in, each command is deep in its work (minutes of it)
