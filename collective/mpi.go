@@ -3,6 +3,7 @@ package collective
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -446,7 +447,8 @@ func (m *mpiComm) Abort(reason error) {
 		return
 	}
 	m.closed = true
-	abort := func() { mpiCall(m.lib.abort, m.lib.commWorld, 1) }
+	code := abortCode(reason)
+	abort := func() { mpiCall(m.lib.abort, m.lib.commWorld, uintptr(code)) }
 	if m.busy.Load() {
 		abort()
 	} else {
@@ -458,7 +460,18 @@ func (m *mpiComm) Abort(reason error) {
 		}
 	}
 	// MPI_Abort does not return where the library can kill the job.
-	os.Exit(1)
+	os.Exit(code)
+}
+
+// abortCode is the exit status an abort for reason asks the launcher to
+// end the job with: the reason's own (ExitCode, as a command's usage
+// error: 2, so that mpirun exits as a single process would), else 1.
+func abortCode(reason error) int {
+	var ec interface{ ExitCode() int }
+	if errors.As(reason, &ec) && ec.ExitCode() > 0 && ec.ExitCode() < 256 {
+		return ec.ExitCode()
+	}
+	return 1
 }
 
 // Close finalizes MPI. After a fault it does not (MPI_Finalize would wait

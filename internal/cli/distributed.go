@@ -121,6 +121,14 @@ func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Wri
 	if l.ByMPI() {
 		fmt.Fprintf(stderr, "fmgpu: %s\n", oneLine(runErr.Error()))
 	}
-	c.Abort(errors.New(oneLine(runErr.Error())))
+	c.Abort(abortReason{runErr})
 	return runErr
 }
+
+// abortReason is an error on one line that keeps its chain, so that the
+// MPI engine ends the job with its exit status (2 for a usage error, as a
+// single process exits).
+type abortReason struct{ err error }
+
+func (r abortReason) Error() string { return oneLine(r.err.Error()) }
+func (r abortReason) Unwrap() error { return r.err }

@@ -470,6 +470,18 @@ func TestDistributedKilledRank(t *testing.T) {
 	}
 }
 
+// A usage error every rank finds after the MPI engine opened (a CPU run
+// with --precision tf32) ends the job with exit status 2, as a single
+// process exits, not 1.
+func TestDistributedUsageErrorExitsTwo(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "run")
+	code, output := mpirunFmgpu(t, 2, 60*time.Second, "train", "--data", "moons", "--steps", "40", "--precision", "tf32",
+		"--threads", "1", "--no-plot", "--device", "cpu", "--out", out)
+	if code != ExitUsage || !strings.Contains(output, "--precision tf32 on cpu") {
+		t.Fatalf("exit %d, want %d:\n%s", code, ExitUsage, output)
+	}
+}
+
 // SIGTERM to every rank (what srun and scancel send): the ranks agree on
 // the step to stop after, rank 0 saves it, the run exits 130, and the
 // checkpoint resumes on one process.

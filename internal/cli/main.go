@@ -39,6 +39,10 @@ type usageError struct{ err error }
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
+// ExitCode is the status of a command that fails with e; an MPI job
+// aborted for it ends with the same (collective's Abort).
+func (e usageError) ExitCode() int { return ExitUsage }
+
 // usagef builds a usageError; by convention the message names the flag.
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
