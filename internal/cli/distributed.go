@@ -2,10 +2,14 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -132,3 +136,62 @@ type abortReason struct{ err error }
 
 func (r abortReason) Error() string { return oneLine(r.err.Error()) }
 func (r abortReason) Unwrap() error { return r.err }
+
+// agreeSettings checks that every rank was started with the same settings
+// (its train.Config, the data and the run's logging and checkpoint steps,
+// which fix when the ranks meet in collectives): otherwise one rank's
+// weights were broadcast into another's buffers of other sizes (a heap
+// corruption), or the ranks trained apart and exited 0, or met at
+// different steps and waited for each other until the collective timeout.
+// Each setting is hashed into two 12-bit parts, summed over the ranks in
+// float32 (exact: size x 4095 < 2^24), and a part whose sum is not size
+// times this rank's names its setting.
+func agreeSettings(c collective.Comm, o trainOptions) error {
+	js, err := json.Marshal(o.cfg)
+	if err != nil {
+		return err
+	}
+	values := map[string]json.RawMessage{}
+	if err := json.Unmarshal(js, &values); err != nil {
+		return err
+	}
+	for name, v := range map[string]any{"log-every": o.logEvery, "checkpoint-every": o.checkpointEvery,
+		"stop-after": o.stopAfter, "data": o.data, "n-data": o.nData} {
+		if values[name], err = json.Marshal(v); err != nil {
+			return err
+		}
+	}
+	names := make([]string, 0, len(values))
+	for n := range values {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	parts := make([]float32, 2*len(names))
+	for i, n := range names {
+		h := fnv.New32a()
+		h.Write(values[n])
+		s := h.Sum32()
+		parts[2*i], parts[2*i+1] = float32(s&0xfff), float32(s>>12&0xfff)
+	}
+	sums := slices.Clone(parts)
+	if err := c.AllReduceSum(collective.Host(sums)); err != nil {
+		return err
+	}
+	size := float32(c.Size())
+	var differ []string
+	for i, n := range names {
+		if sums[2*i] != size*parts[2*i] || sums[2*i+1] != size*parts[2*i+1] {
+			what := "--" + n
+			if fs := settingFlags[n]; len(fs) == 1 {
+				what = "--" + fs[0]
+			} else if len(fs) > 1 {
+				what = fmt.Sprintf("the %s (--%s)", n, strings.Join(fs, ", --"))
+			}
+			differ = append(differ, what)
+		}
+	}
+	if len(differ) > 0 {
+		return usagef("the ranks were started with different settings: %s; every rank must get the same command line", strings.Join(differ, "; "))
+	}
+	return nil
+}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -479,6 +480,29 @@ func TestDistributedUsageErrorExitsTwo(t *testing.T) {
 		"--threads", "1", "--no-plot", "--device", "cpu", "--out", out)
 	if code != ExitUsage || !strings.Contains(output, "--precision tf32 on cpu") {
 		t.Fatalf("exit %d, want %d:\n%s", code, ExitUsage, output)
+	}
+}
+
+// Ranks started with different flags are refused before any weight is
+// broadcast, naming the setting: a different --hidden corrupted the heap,
+// a different --lr trained apart and exited 0.
+func TestDistributedRanksAgree(t *testing.T) {
+	base := []string{"train", "--data", "moons", "--steps", "40", "--threads", "1", "--no-plot", "--quiet", "--device", "cpu"}
+	for _, c := range []struct {
+		rank1 []string
+		want  string
+	}{
+		{[]string{"--hidden", "64,64"}, "different settings: the model (--model, --hidden"},
+		{[]string{"--lr", "0.01"}, "different settings: --lr;"},
+		{[]string{"--log-every", "7"}, "different settings: --log-every;"},
+	} {
+		out := filepath.Join(t.TempDir(), "run")
+		args := append(append(slices.Clone(base), "--out", out), ":", "-np", "1", os.Args[0])
+		args = append(append(append(args, base...), "--out", out), c.rank1...)
+		code, output := mpirunFmgpu(t, 1, 60*time.Second, args...)
+		if code != ExitUsage || strings.Count(output, c.want) != 2 {
+			t.Errorf("rank 1 with %v: exit %d, want %d and both ranks saying %q:\n%s", c.rank1, code, ExitUsage, c.want, output)
+		}
 	}
 }
 

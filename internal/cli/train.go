@@ -969,10 +969,6 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	switch {
 	case o.explicit["warmup"] && o.cfg.Warmup > o.cfg.Steps:
 		return usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
-	case o.cfg.Warmup > o.cfg.Steps:
-		// a resumed run's warm-up is the checkpoint's: shortened below it,
-		// the run would end still warming up, never at the peak rate
-		return usagef("--steps %d is below the checkpoint's warm-up of %d steps; give --warmup too", o.cfg.Steps, o.cfg.Warmup)
 	case o.stopAfter > o.cfg.Steps:
 		return usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
 	}
@@ -982,6 +978,12 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		}
 		if ck.Meta.Step >= o.cfg.Steps {
 			return usagef("--resume: %s is at step %d; raise --steps above it to train further", ckPath, ck.Meta.Step)
+		}
+		if o.cfg.Warmup > o.cfg.Steps && rank == 0 {
+			// the checkpoint's warm-up, kept: a run shortened below it ends
+			// before its learning rate reaches the peak, which is allowed
+			// (stopping a long run early) but worth saying
+			fmt.Fprintf(stderr, "fmgpu train: note: --steps %d ends the run during its warm-up of %d steps: the learning rate stays below --lr (give --warmup to change it)\n", o.cfg.Steps, o.cfg.Warmup)
 		}
 	}
 	std := data.Fit(ds)
@@ -1001,6 +1003,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	}
 	if err := setPrecision(b, o.cfg.Precision); err != nil {
 		return err
+	}
+	if launch.Distributed() {
+		if err := agreeSettings(comm, o); err != nil {
+			return err
+		}
 	}
 	var labels []int32
 	if o.cfg.Model.Classes > 0 {
