@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 )
 
 // Checksum is the SHA-256 of the data as fmgpu trains on it: N, D, every
@@ -49,6 +50,26 @@ func Warnings(ds *Dataset) []string {
 	if ds.N == 1 {
 		out = append(out, fmt.Sprintf("%s has a single row: a model of it can only learn that point", displayName(ds.Name)))
 		return out
+	}
+	if ds.Image != nil && len(ds.Image.Classes) > 0 && ds.Labels != nil {
+		// --n-data keeps a folder's first files in path order, class by
+		// class: a class past them gets no image at all
+		seen := make([]bool, len(ds.Image.Classes))
+		for _, l := range ds.Labels {
+			if l >= 0 && int(l) < len(seen) {
+				seen[l] = true
+			}
+		}
+		var empty []string
+		for k, ok := range seen {
+			if !ok {
+				empty = append(empty, ds.Image.Classes[k])
+			}
+		}
+		if len(empty) > 0 {
+			out = append(out, fmt.Sprintf("%s: %d of %d classes have no image among the %d read (%s): a folder's images are read in path order, class by class, up to --n-data",
+				displayName(ds.Name), len(empty), len(seen), ds.N, strings.Join(empty, ", ")))
+		}
 	}
 	if ds.Image != nil || ds.N == 0 {
 		return out

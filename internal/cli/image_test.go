@@ -178,3 +178,14 @@ func TestImageOptionsKept(t *testing.T) {
 		t.Errorf("eval on the training folder: exit %d %q", code, e)
 	}
 }
+
+// --n-data cuts a class folder in path order: the classes past the cut
+// get no image, and train says so.
+func TestImageNDataWarnsOfEmptyClasses(t *testing.T) {
+	imgs := imageFolder(t) // left/, right/: 12 images each
+	args := append([]string{"train", "--data", imgs, "--out", t.TempDir(), "--steps", "2", "--n-data", "5"}, tinyUNet...)
+	code, _, e := fmgpu(t, args...)
+	if code != 0 || !strings.Contains(e, "1 of 2 classes have no image among the 5 read (right)") {
+		t.Errorf("exit %d %q", code, e)
+	}
+}
