@@ -95,6 +95,10 @@ func LoadCIFAR10(spec string, opts ImageOptions) (*ImageSet, error) {
 			break
 		}
 		p := filepath.Join(dir, base)
+		if _, err := os.Stat(p); err != nil {
+			// the first batch is there: the download is incomplete
+			return nil, errorf(p, "no such file or directory, though %s is there: an incomplete download? (%s)", files[0], cifarHowTo())
+		}
 		px, lab, err := readCIFARBatch(p, opts.Max-len(labels))
 		if err != nil {
 			return nil, err
@@ -111,10 +115,15 @@ func LoadCIFAR10(spec string, opts ImageOptions) (*ImageSet, error) {
 	return is, nil
 }
 
+// cifarHowTo says where the files come from and how fmgpu finds them.
+func cifarHowTo() string {
+	return fmt.Sprintf("download %s, extract it and pass its %s folder as the data directory (fmgpu's --data-dir) or in $%s", CIFAR10URL, cifarSubdir, EnvCIFAR10Dir)
+}
+
 // cifarDir finds the directory holding first: dir (or $FMGPU_CIFAR10_DIR
 // when dir is empty), or its cifar-10-batches-bin subfolder.
 func cifarDir(spec, dir, first string) (string, error) {
-	howTo := fmt.Sprintf("download %s, extract it and pass its %s folder as the data directory (fmgpu's --data-dir) or in $%s", CIFAR10URL, cifarSubdir, EnvCIFAR10Dir)
+	howTo := cifarHowTo()
 	if dir == "" {
 		dir = imageEnv(EnvCIFAR10Dir)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -48,7 +49,10 @@ func LoadWith(pathOrName string, o LoadOptions) (*Dataset, error) {
 	case ".csv":
 		return LoadCSVWith(pathOrName, o.CSV)
 	case "":
-		return nil, errorf(pathOrName, "not a built-in data set (%s) nor a .npy or .csv file", names)
+		if _, err := os.Stat(pathOrName); err != nil && strings.ContainsAny(pathOrName, `/\`) {
+			return nil, errorf(pathOrName, "no such file or directory (want a folder of images, a .npy or .csv file, or a built-in set: %s)", names)
+		}
+		return nil, errorf(pathOrName, "not a built-in data set (%s), an image set (%s), a folder of images, nor a .npy or .csv file", names, strings.Join(ImageDataNames(), ", "))
 	default:
 		return nil, errorf(pathOrName, "unknown data file type %s: want .npy or .csv, or a built-in set (%s)", quote(ext), names)
 	}

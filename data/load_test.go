@@ -59,7 +59,8 @@ func TestLoadErrors(t *testing.T) {
 		arg, name, want string
 	}{
 		{txt, txt, `unknown data file type ".txt": want .npy or .csv, or a built-in set (8gaussians, checkerboard, circles, gaussian, moons, spirals)`},
-		{"moonz", "moonz", "not a built-in data set (8gaussians, checkerboard, circles, gaussian, moons, spirals) nor a .npy or .csv file"},
+		{"moonz", "moonz", "not a built-in data set (8gaussians, checkerboard, circles, gaussian, moons, spirals), an image set (mnist, mnist:test, fashion-mnist, fashion-mnist:test, cifar10, cifar10:test), a folder of images, nor a .npy or .csv file"},
+		{filepath.Join(dir, "no-such-folder"), filepath.Join(dir, "no-such-folder"), "no such file or directory (want a folder of images"},
 		{"Moons", "Moons", "not a built-in data set"},
 		{missing, missing, "no such file or directory"},
 		{bad, bad, "line 2 has 1 field, want 2 as on line 1"},
