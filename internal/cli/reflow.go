@@ -421,11 +421,17 @@ func continuing(first int) string {
 	return fmt.Sprintf("; %d on disk already", first)
 }
 
-// distillSolver is the solver `sample` uses by default for a checkpoint:
-// a distilled student's K-step Euler schedule, or o's.
-func distillSolver(o sampler.Options, c train.Config) sampler.Options {
+// distillSolver is the solver `sample` uses for a checkpoint: for a
+// distilled student, Euler unless --solver is given and K steps unless
+// --steps is (so --steps 4 alone is 4 Euler steps, not RK4's); else o.
+func distillSolver(o sampler.Options, c train.Config, methodSet, stepsSet bool) sampler.Options {
 	if c.DistillSteps > 0 {
-		o.Method, o.Steps = sampler.Euler, c.DistillSteps
+		if !methodSet {
+			o.Method = sampler.Euler
+		}
+		if !stepsSet {
+			o.Steps = c.DistillSteps
+		}
 	}
 	return o
 }

@@ -87,9 +87,19 @@ func TestReflowAndDistill(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "w2_floor=") {
 		t.Errorf("eval of the student without --data: exit %d, %q %q", code, out, e)
 	}
-	code, out, _ = fmgpu(t, "sample", "--checkpoint", sck, "--n", "50", "--steps", "3", "--out", filepath.Join(dir, "s.npy"))
-	if code != 0 || !strings.Contains(out, "solver rk4, NFE 12 per sample") {
-		t.Errorf("sample of the student with --steps 3: exit %d, %q", code, out)
+	// each flag given replaces its own default only
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--steps", "3"}, "solver euler, NFE 3 per sample"},
+		{[]string{"--solver", "rk4"}, "solver rk4, NFE 8 per sample"},
+		{[]string{"--solver", "rk4", "--steps", "3"}, "solver rk4, NFE 12 per sample"},
+	} {
+		code, out, _ = fmgpu(t, append([]string{"sample", "--checkpoint", sck, "--n", "50", "--out", filepath.Join(dir, "s.npy")}, c.flags...)...)
+		if code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("sample of the student with %v: exit %d, %q, want %q", c.flags, code, out, c.want)
+		}
 	}
 	// the same command again: the run is finished
 	code, _, e = fmgpu(t, append([]string{"reflow", "--checkpoint", teacher, "--out", r1}, reflowArgs...)...)

@@ -33,7 +33,8 @@ type solveOptions struct {
 	dev        deviceOptions
 	rawWeights bool // --no-ema
 	quiet      bool
-	solverSet  bool // --solver or --steps given
+	methodSet  bool // --solver given
+	stepsSet   bool // --steps given
 }
 
 func solverFlags(defaultSolver string, defaultSteps int) []ucli.Flag {
@@ -61,7 +62,8 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 		dev:        deviceOptions{device: c.String("device"), threads: c.Int("threads")},
 		rawWeights: c.Bool("no-ema"),
 		quiet:      c.Bool("quiet"),
-		solverSet:  c.IsSet("solver") || c.IsSet("steps"),
+		methodSet:  c.IsSet("solver"),
+		stepsSet:   c.IsSet("steps"),
 	}
 	if o.dev.precision, err = precisionFrom(c); err != nil {
 		return o, err
@@ -273,9 +275,7 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		return err
 	}
 	defer m.Close()
-	if !o.solverSet {
-		o.solver = distillSolver(o.solver, m.Checkpoint.Meta.Config)
-	}
+	o.solver = distillSolver(o.solver, m.Checkpoint.Meta.Config, o.methodSet, o.stepsSet)
 	if err := checkSampleModel(o, m); err != nil {
 		return err
 	}
