@@ -27,6 +27,9 @@ func trainingData(in train.DataInfo, depth int) (train.DataInfo, error) {
 		if depth > 8 {
 			return in, usagef("--data: the checkpoint's teachers go back more than 8 generations; give --data")
 		}
+		if _, err := os.Stat(teacher); err != nil && in.AbsPath != "" {
+			teacher = in.AbsPath // named relative to where reflow ran
+		}
 		tck, err := train.Load(teacher)
 		if err != nil {
 			return in, usagef("--data: the checkpoint was trained on the pairs of %s, whose data could not be read from it (%v); give --data", teacher, err)

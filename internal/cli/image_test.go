@@ -121,6 +121,8 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "7", "--grid", filepath.Join(t.TempDir(), "g.png")}, "--n applies to --out; --grid draws 10 x 10 samples"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--class", "1", "--guidance", "0"}, "--class 1 with --guidance 0"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--plot", filepath.Join(t.TempDir(), "p.png")}, "--plot draws points; for an image model use --grid"},
+		{[]string{"reflow", "--checkpoint", ckPath, "--out", filepath.Join(t.TempDir(), "r"), "--guidance", "0"}, "--guidance 0: the pairs would be solved with the unconditional velocity"},
+		{[]string{"reflow", "--checkpoint", ckPath, "--out", filepath.Join(t.TempDir(), "r"), "--pairs", "10000000"}, "--pairs 10000000: 10000000 pairs of 129 values"},
 		{append([]string{"train", "--data", "moons", "--out", t.TempDir(), "--steps", "5"}, tinyUNet...), "--model unet needs image data"},
 	} {
 		if code, _, e := fmgpu(t, c.args...); code != ExitUsage || !strings.Contains(e, c.want) {

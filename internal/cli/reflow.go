@@ -235,6 +235,13 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 	if o.guidanceSet && tc.Model.Classes == 0 {
 		return usagef("--guidance: the teacher is unconditional (guidance needs a class-conditional model)")
 	}
+	if tc.Model.Classes > 0 && o.guidance == 0 {
+		return usagef("--guidance 0: the pairs would be solved with the unconditional velocity v_null, yet carry class labels the student would learn from; give a weight > 0")
+	}
+	if v := int64(o.pairs) * int64(2*tc.Model.Dim+1); v > maxOutputValues {
+		// the pairs are held in memory to train on, as one output of sample
+		return usagef("--pairs %d: %d pairs of %d values are %s, more than the %s the pairs may hold; lower --pairs", o.pairs, o.pairs, 2*tc.Model.Dim+1, gib(v), gib(maxOutputValues))
+	}
 	cfg := studentConfig(o, tc)
 	if err := cfg.Validate(); err != nil {
 		return configError(err)
@@ -374,6 +381,9 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 	say("%s of %s on %d pairs, %d steps from step %d, on %s", what, o.checkpoint, pairs.N, cfg.Steps, tr.StepsDone(), describeBackend(b))
 	info := train.DataInfo{Source: fmt.Sprintf("%s of %s", o.command, o.checkpoint), Rows: pairs.N, Dim: pairs.Dim,
 		Classes: tck.Meta.Data.Classes, SHA256: sum}
+	if abs, err := filepath.Abs(o.checkpoint); err == nil && abs != o.checkpoint {
+		info.AbsPath = abs // the teacher's, for eval from another directory
+	}
 	if err := enterPhase(ctx, "saving a checkpoint"); err != nil {
 		return interrupted("the %d pairs are in %s; run the same command again to train", spec.Pairs, o.out)
 	}

@@ -277,3 +277,19 @@ func TestReflowSignal(t *testing.T) {
 		t.Errorf("%d of %d chunks on disk", n, s.Chunks())
 	}
 }
+
+// A reflow run with relative paths is evaluated from another directory:
+// its checkpoint records where its teacher is.
+func TestReflowEvalFromAnotherDirectory(t *testing.T) {
+	dir, elsewhere := t.TempDir(), t.TempDir()
+	t.Chdir(dir)
+	tinyTrain(t, "a", "--no-plot")
+	if code, _, e := fmgpu(t, append([]string{"reflow", "--checkpoint", filepath.Join("a", train.CheckpointName), "--out", "r1"}, reflowArgs...)...); code != 0 {
+		t.Fatalf("reflow: exit %d: %s", code, e)
+	}
+	t.Chdir(elsewhere)
+	code, out, e := fmgpu(t, "eval", "--checkpoint", filepath.Join(dir, "r1", train.CheckpointName), "--n", "100", "--floors", "1", "--steps", "2", "--path-n", "0")
+	if code != 0 || !strings.Contains(out, "w2_floor=") {
+		t.Errorf("eval from another directory: exit %d, %q %q", code, out, e)
+	}
+}
