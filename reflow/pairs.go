@@ -47,6 +47,11 @@ type Spec struct {
 	Atol       float64 `json:"atol,omitempty"`
 	Guidance   float64 `json:"guidance,omitempty"`
 	RawWeights bool    `json:"raw_weights,omitempty"` // the teacher's raw weights, not their EMA
+	// FromScratch records that the student starts from a fresh
+	// initialization, not the teacher's weights: a run continued with the
+	// other choice would otherwise go on from where it began without a
+	// word.
+	FromScratch bool `json:"from_scratch,omitempty"`
 }
 
 // SolverSpec fills the solver fields of s from o.
@@ -122,6 +127,7 @@ func Compare(dir string, was, want Spec) error {
 		{"solver", was.Solver, want.Solver}, {"steps", was.Steps, want.Steps},
 		{"rtol", was.Rtol, want.Rtol}, {"atol", was.Atol, want.Atol},
 		{"guidance", was.Guidance, want.Guidance}, {"no-ema", was.RawWeights, want.RawWeights},
+		{"from-scratch", was.FromScratch, want.FromScratch},
 		{"chunk", was.Chunk, want.Chunk}, {"dim", was.Dim, want.Dim}, {"classes", was.Classes, want.Classes},
 	}
 	for _, c := range check {

@@ -179,10 +179,17 @@ func fileSHA256(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// studentFlag names the flag behind each setting of the student's
+// train.Config that a command line may change.
+var studentFlag = map[string]string{
+	"steps": "train-steps", "batch": "batch", "lr": "lr", "ema_decay": "ema", "warmup": "warmup",
+	"seed": "seed", "precision": "precision", "distill_steps": "steps-per-sample",
+}
+
 // pairsFlag names the flag behind each field of reflow.Spec.
 var pairsFlag = map[string]string{
 	"teacher": "checkpoint", "pairs": "pairs", "seed": "seed", "solver": "solver", "steps": "steps",
-	"rtol": "rtol", "atol": "atol", "guidance": "guidance", "no-ema": "no-ema",
+	"rtol": "rtol", "atol": "atol", "guidance": "guidance", "no-ema": "no-ema", "from-scratch": "from-scratch",
 }
 
 // studentConfig is the configuration of the run on the teacher's pairs:
@@ -254,7 +261,7 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 		return fmt.Errorf("--checkpoint %s: %w", o.checkpoint, err)
 	}
 	spec := reflow.Spec{Teacher: o.checkpoint, TeacherSHA256: sum, Pairs: o.pairs, Chunk: reflow.DefaultChunk(tc.Model),
-		Seed: o.seed, Dim: tc.Model.Dim, Classes: tc.Model.Classes, RawWeights: o.rawWeights}
+		Seed: o.seed, Dim: tc.Model.Dim, Classes: tc.Model.Classes, RawWeights: o.rawWeights, FromScratch: o.fromScratch}
 	spec.SolverSpec(o.solver)
 	if spec.Classes > 0 {
 		spec.Guidance = o.guidance
@@ -303,7 +310,17 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 			return fmt.Errorf("--out: %w", err)
 		}
 		if ch := train.Diff(resume.Meta.Config, cfg); len(ch) > 0 {
-			return usagef("--out %s holds a run with other settings (%s: %s there, %s here); give the same settings to continue it or choose another --out", o.out, ch[0].Setting, ch[0].Was, ch[0].Now)
+			c := ch[0]
+			flag, was, now := c.Setting, describeSetting(c.Setting, c.Was), describeSetting(c.Setting, c.Now)
+			if f, ok := studentFlag[c.Setting]; ok {
+				flag = "--" + f
+			}
+			for _, v := range []*string{&was, &now} {
+				if *v == "" { // omitted from the checkpoint: its zero value
+					*v = map[string]string{"precision": `"fp32"`, "distill_steps": "0 (reflow)"}[c.Setting]
+				}
+			}
+			return usagef("--out %s holds a run with other settings (%s: %s there, %s here); give the same settings to continue it or choose another --out", o.out, flag, was, now)
 		}
 		if resume.Meta.Step >= cfg.Steps {
 			return usagef("--out %s already holds the finished run (step %d); choose another directory", o.out, resume.Meta.Step)

@@ -107,7 +107,12 @@ func TestReflowAndDistill(t *testing.T) {
 		t.Errorf("rerun of a finished reflow: exit %d, %q", code, e)
 	}
 	// other pair settings into the same directory
-	for _, bad := range [][]string{{"--seed", "2"}, {"--pairs", "301"}, {"--solver", "rk4"}} {
+	// another training setting names its flag
+	code, _, e = fmgpu(t, append(append([]string{"reflow", "--checkpoint", teacher, "--out", r1}, reflowArgs...), "--train-steps", "50")...)
+	if code != ExitUsage || !strings.Contains(e, "(--train-steps: 40 there, 50 here)") {
+		t.Errorf("reflow into r1 with --train-steps 50: exit %d, %q", code, e)
+	}
+	for _, bad := range [][]string{{"--seed", "2"}, {"--pairs", "301"}, {"--solver", "rk4"}, {"--from-scratch"}} {
 		code, _, e := fmgpu(t, append(append([]string{"reflow", "--checkpoint", teacher, "--out", r1}, reflowArgs...), bad...)...)
 		if code != ExitUsage || !strings.Contains(e, bad[0]) {
 			t.Errorf("reflow into r1 with %v: exit %d, %q", bad, code, e)
