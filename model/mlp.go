@@ -9,7 +9,8 @@ import (
 // MLP is the velocity network for vector data: input [x, emb(t)], hidden
 // layers with SiLU, a linear output of width D. Weights are stored out x in
 // (PyTorch's nn.Linear layout), so a checkpoint's tensors load into an
-// equivalent torch.nn.Sequential unchanged.
+// equivalent torch.nn.Sequential once layers.K is renamed to the
+// Sequential's index of that Linear (2K, its SiLUs counted).
 type MLP struct {
 	cfg     Config
 	b       gpu.Backend

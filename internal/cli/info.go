@@ -21,7 +21,7 @@ type infoOptions struct {
 func infoCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "info",
-		Usage: "version, build flavour (cpu or cuda) and the devices this binary sees; with --checkpoint, what a checkpoint holds",
+		Usage: "version, build (cpu+cuda: one binary for both) and the devices this binary sees; with --checkpoint, what a checkpoint holds",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "checkpoint", Usage: "describe a checkpoint too"},
 		},
