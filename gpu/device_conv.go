@@ -11,7 +11,8 @@ import (
 // (conv2d_<direction>_kernel), the others on the tensor cores
 // (conv2d_<precision>_<direction>_kernel, the same shapes and launch: the
 // operands are gathered element by element, so unlike the products' 16-byte
-// copies they ask nothing of alignment).
+// copies they ask nothing of alignment). Products of more than 64 rows run
+// the same kernels' 128-row tiles (conv2d_..._rows128_kernel).
 
 // The Conv ops' directions, convKernels' second index.
 const (
@@ -20,18 +21,37 @@ const (
 	convFilterBackward
 )
 
-// convKernels names the kernel of each precision and direction (a table:
-// a step's launches allocate nothing).
-var convKernels = [...][3]string{
-	PrecisionFP32:   {"conv2d_forward_kernel", "conv2d_data_backward_kernel", "conv2d_filter_backward_kernel"},
-	PrecisionTF32x3: {"conv2d_tf32x3_forward_kernel", "conv2d_tf32x3_data_backward_kernel", "conv2d_tf32x3_filter_backward_kernel"},
-	PrecisionTF32:   {"conv2d_tf32_forward_kernel", "conv2d_tf32_data_backward_kernel", "conv2d_tf32_filter_backward_kernel"},
-	PrecisionBF16:   {"conv2d_bf16_forward_kernel", "conv2d_bf16_data_backward_kernel", "conv2d_bf16_filter_backward_kernel"},
+// convKernels names the kernel of each precision, tile height (0: 32 or
+// 64 rows; 1: 128) and direction (a table: a step's launches allocate
+// nothing).
+var convKernels = [...][2][3]string{
+	PrecisionFP32: {
+		{"conv2d_forward_kernel", "conv2d_data_backward_kernel", "conv2d_filter_backward_kernel"},
+		{"conv2d_forward_rows128_kernel", "conv2d_data_backward_rows128_kernel", "conv2d_filter_backward_rows128_kernel"},
+	},
+	PrecisionTF32x3: {
+		{"conv2d_tf32x3_forward_kernel", "conv2d_tf32x3_data_backward_kernel", "conv2d_tf32x3_filter_backward_kernel"},
+		{"conv2d_tf32x3_forward_rows128_kernel", "conv2d_tf32x3_data_backward_rows128_kernel", "conv2d_tf32x3_filter_backward_rows128_kernel"},
+	},
+	PrecisionTF32: {
+		{"conv2d_tf32_forward_kernel", "conv2d_tf32_data_backward_kernel", "conv2d_tf32_filter_backward_kernel"},
+		{"conv2d_tf32_forward_rows128_kernel", "conv2d_tf32_data_backward_rows128_kernel", "conv2d_tf32_filter_backward_rows128_kernel"},
+	},
+	PrecisionBF16: {
+		{"conv2d_bf16_forward_kernel", "conv2d_bf16_data_backward_kernel", "conv2d_bf16_filter_backward_kernel"},
+		{"conv2d_bf16_forward_rows128_kernel", "conv2d_bf16_data_backward_rows128_kernel", "conv2d_bf16_filter_backward_rows128_kernel"},
+	},
 }
 
 // convKernel names the kernel of a Conv op's direction in the backend's
-// precision.
-func (d *DeviceBackend) convKernel(direction int) string { return convKernels[d.prec][direction] }
+// precision for a product of m rows.
+func (d *DeviceBackend) convKernel(direction, m int) string {
+	tall := 0
+	if convRows(m) == 128 {
+		tall = 1
+	}
+	return convKernels[d.prec][tall][direction]
+}
 
 // convArgs appends the kernels' ten shape arguments (FM_CONV_PARAMS).
 func convArgs(k *kernelCall, s ConvShape) *kernelCall {
@@ -41,12 +61,16 @@ func convArgs(k *kernelCall, s ConvShape) *kernelCall {
 
 // convRows is the rows of the implicit GEMMs' output tiles for m rows
 // (conv.cu's conv_rows): 32 for at most 32, where a 64-row tile would be
-// half empty, else 64.
+// half empty; 64 for at most 64; else 128, where each gathered element
+// serves twice the rows of a 64-row tile.
 func convRows(m int) int {
-	if m <= 32 {
+	switch {
+	case m <= 32:
 		return 32
+	case m <= 64:
+		return 64
 	}
-	return 64
+	return 128
 }
 
 // tileGrid is the implicit GEMM's grid over an m x n output (convRows(m) x
@@ -65,7 +89,7 @@ func (d *DeviceBackend) Conv2D(s ConvShape, x, w, bias, y Buffer) {
 	if s.Batch == 0 || !d.usable(x, w, bias, y) {
 		return
 	}
-	k := d.call(d.convKernel(convForward), tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
+	k := d.call(d.convKernel(convForward, s.OutC), tileGrid("Conv2D", s.OutC, s.Batch*s.OutH()*s.OutW(), 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(w)).ptr(d.ptr(bias)).ptr(d.ptr(y)))
 }
 
@@ -74,7 +98,7 @@ func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 	if s.Batch == 0 || !d.usable(dy, w, dx) {
 		return
 	}
-	k := d.call(d.convKernel(convDataBackward), tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
+	k := d.call(d.convKernel(convDataBackward, s.InC), tileGrid("Conv2DBackwardData", s.InC, s.Batch*s.H*s.W, 1), gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(dy)).ptr(d.ptr(w)).ptr(d.ptr(dx)))
 }
 
@@ -124,7 +148,7 @@ func (d *DeviceBackend) Conv2DBackwardFilter(s ConvShape, x, dy, dw, dbias Buffe
 		biasPartial = partial + devPtr(8*splits*nw)
 		counters = d.countersPtr(int(grid.x * grid.y))
 	}
-	k := d.call(d.convKernel(convFilterBackward), grid, gemmBlock)
+	k := d.call(d.convKernel(convFilterBackward, s.OutC), grid, gemmBlock)
 	d.launch(convArgs(k, s).ptr(d.ptr(x)).ptr(d.ptr(dy)).i32(chunk).ptr(d.ptr(dw)).ptr(d.ptr(dbias)).
 		ptr(partial).ptr(biasPartial).ptr(counters))
 }

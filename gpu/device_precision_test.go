@@ -13,6 +13,12 @@ import (
 func TestDevicePrecisionDispatch(t *testing.T) {
 	// a 3 x 3 convolution of the MNIST U-Net: 32 channels at 14 x 14, batch 2
 	convCase := ConvShape{Batch: 2, InC: 32, H: 14, W: 14, OutC: 32, K: 3, Stride: 1, Pad: 1}
+	// a 3 x 3 convolution of the CIFAR-10 U-Net, 128 to 256 channels at 8 x
+	// 8: more than 64 rows in all three passes, the 128-row kernels
+	wide := ConvShape{Batch: 2, InC: 128, H: 8, W: 8, OutC: 256, K: 3, Stride: 1, Pad: 1}
+	// 64 channels in, 72 out: the data gradient's 64 rows stay on the
+	// 64-row kernel
+	mixed := ConvShape{Batch: 1, InC: 64, H: 8, W: 8, OutC: 72, K: 3, Stride: 2, Pad: 1}
 	d, r := newRec()
 	big := d.Alloc(1 << 22) // its views at offsets of 4 elements are 16-byte aligned
 	buf := func(n int) Buffer { return big.Slice(0, n) }
@@ -81,6 +87,18 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 			"conv2d_bf16_filter_backward_kernel"},
 		{PrecisionFP32, "Conv2DBackwardFilter", func() { d.Conv2DBackwardFilter(convCase, buf(1<<16), buf(1<<16), buf(1<<14), nil) },
 			"conv2d_filter_backward_kernel"},
+		{PrecisionFP32, "Conv2D, 256 channels", func() { d.Conv2D(wide, buf(1<<15), buf(1<<19), buf(256), buf(1<<15)) },
+			"conv2d_forward_rows128_kernel"},
+		{PrecisionTF32, "Conv2D, 256 channels", func() { d.Conv2D(wide, buf(1<<15), buf(1<<19), buf(256), buf(1<<15)) },
+			"conv2d_tf32_forward_rows128_kernel"},
+		{PrecisionTF32x3, "Conv2DBackwardData, 128 channels", func() { d.Conv2DBackwardData(wide, buf(1<<15), buf(1<<19), buf(1<<15)) },
+			"conv2d_tf32x3_data_backward_rows128_kernel"},
+		{PrecisionBF16, "Conv2DBackwardFilter, 256 channels", func() { d.Conv2DBackwardFilter(wide, buf(1<<15), buf(1<<15), buf(1<<19), buf(256)) },
+			"conv2d_bf16_filter_backward_rows128_kernel"},
+		{PrecisionFP32, "Conv2DBackwardData, 64 channels", func() { d.Conv2DBackwardData(mixed, buf(1<<12), buf(1<<16), buf(1<<12)) },
+			"conv2d_data_backward_kernel"},
+		{PrecisionBF16, "Conv2D, 72 channels", func() { d.Conv2D(mixed, buf(1<<12), buf(1<<16), nil, buf(1<<12)) },
+			"conv2d_bf16_forward_rows128_kernel"},
 		{PrecisionTF32, "GemmBatched (fp32 in every precision)", func() {
 			d.GemmBatched(false, true, 4, 64, 64, 64, 1, buf(4*4096), 64, 4096, buf(4*4096), 64, 4096, 0, buf(4*4096), 64, 4096)
 		}, "gemm_batched_nt_forward_kernel"},
@@ -103,6 +121,11 @@ func TestDevicePrecisionDispatch(t *testing.T) {
 			}
 			if k.name == "gemm_tf32_tn_forward_kernel" && k.grid.z < 2 {
 				t.Errorf("%s: %s grid %v, want a split over k", c.op, k.name, k.grid)
+			}
+			// 256 channels in rows of 128 tiles: two; 64 or 72 in one
+			if wantY := map[bool]uint32{true: 2, false: 1}[strings.Contains(c.op, "256")]; strings.HasPrefix(k.name, "conv2d_") &&
+				strings.Contains(c.op, "channels") && k.grid.y != wantY {
+				t.Errorf("%s: %s grid %v, want %d tile rows", c.op, k.name, k.grid, wantY)
 			}
 		}
 	}

@@ -1,10 +1,11 @@
 // The Conv family (gpu/conv.go): 2-D convolution over NCHW images
 // (gpu.ConvShape) and its gradients as implicit matrix products: the three
 // passes are GEMMs whose operands are gathered from the images on the fly
-// into the shared-memory tiles of gemm.cuh's layout (64 x 64 outputs per
-// block of 16 x 16 threads, k steps of 16, 4 x 4 outputs per thread read
-// with 128-bit shared loads), so no im2col buffer is ever written. With KK = K K, P = OH OW and q = (c, u, v) flattened as
-// c KK + u K + v (the filter's own layout):
+// into the shared-memory tiles of gemm.cuh's layout (BM x 64 outputs per
+// block of 16 x 16 threads, BM = 32, 64 or 128 by the channels (conv_rows),
+// k steps of 16, BM / 16 x 4 outputs per thread read with 128-bit shared
+// loads), so no im2col buffer is ever written. With KK = K K, P = OH OW
+// and q = (c, u, v) flattened as c KK + u K + v (the filter's own layout):
 //   forward        y[b, o, p]  = bias[o] + sum_q w[o, q] col_b[q, p]
 //   backward data  dx[b, c, s] = sum_(o,u,v) w[o, c, u, v] dy[b, o, i, j]
 //                  over the (i, j) with i S + u - Pad = h, j S + v - Pad = w
@@ -23,7 +24,11 @@
 // BM = 16 TM rows by 64 columns, the operands gathered by g (zero outside
 // rows < m, columns < n and the k range). TM = 4 is gemm.cuh's 64 x 64
 // tile; TM = 2 a 32 x 64 tile for products of at most 32 rows (a layer of
-// 32 channels), which the 64-row tile would half fill. Each thread stages
+// 32 channels), which the 64-row tile would half fill; TM = 8 a 128 x 64
+// tile for products of more than 64 rows, where each gathered element of
+// B then serves 128 rows rather than 64: the gathers, not the products,
+// bound these kernels, so this halves their traffic a product in the
+// layers of 128 and 256 channels (the CIFAR-10 network). Each thread stages
 // the same rows of A and columns of B at every k step, so the gather
 // splits in two: g.row(r) and g.col(c) describe them once (image base,
 // window origin...), and g.pa(row, kk), g.pb(kk, col) give one element's
@@ -42,16 +47,17 @@
 // blockIdx.x 64).
 // Preconditions: blockDim = (16, 16, 1); every thread of the block calls it
 // (it contains __syncthreads).
+template <int BMX>
 struct conv_tiles {
-    float A[GEMM_BK][GEMM_BM + GEMM_PAD];
+    float A[GEMM_BK][BMX + GEMM_PAD];
     float B[GEMM_BK][GEMM_BN + GEMM_PAD];
 };
 
 // conv_value is the element a gather's address names: 0 for null.
 __device__ __forceinline__ float conv_value(const float* p) { return p ? *p : 0.0f; }
 
-template <int TM, bool AK, bool BK, class G>
-FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM][4],
+template <int TM, bool AK, bool BK, int BMX, class G>
+FM_DEVICE void conv_igemm_tile(conv_tiles<BMX>& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM][4],
                                bool sumA, double& asum) {
     constexpr int BM = 16 * TM;
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
@@ -102,7 +108,10 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
         FM_UNROLL
         for (int p = 0; p < GEMM_BK; p++) {
             float a[TM], b[4];
-            if (TM == 4)
+            if constexpr (TM == 8) {
+                lds4(&t.A[p][8 * ty], a);
+                lds4(&t.A[p][8 * ty + 4], a + 4);
+            } else if constexpr (TM == 4)
                 lds4(&t.A[p][4 * ty], a);
             else
                 lds2(&t.A[p][2 * ty], a);
@@ -134,16 +143,17 @@ FM_DEVICE void conv_igemm_tile(conv_tiles& t, const G& g, int m, int n, int kBeg
 #define CONV_SIMT (-1)
 #define CONV_TC_PAD 8
 #define CONV_TC_STAGES 3
+template <int BMX>
 struct conv_tc_tiles {
-    float A[CONV_TC_STAGES][GEMM_BK][GEMM_BM + CONV_TC_PAD];
+    float A[CONV_TC_STAGES][GEMM_BK][BMX + CONV_TC_PAD];
     float B[CONV_TC_STAGES][GEMM_BK][GEMM_BN + CONV_TC_PAD];
 };
 
 // conv_tc_frags loads the warp's float32 fragments of the k step [kk, kk +
 // 8) from a stage in m16n8k8's layouts (mma.cuh): af[i] of the m-tile at
 // row wm0 + 16 i, bf[j] of the n-tile at column wn0 + 8 j.
-template <int MT>
-FM_DEVICE void conv_tc_frags(const float (*A)[GEMM_BM + CONV_TC_PAD], const float (*B)[GEMM_BN + CONV_TC_PAD], int kk,
+template <int MT, int BMX>
+FM_DEVICE void conv_tc_frags(const float (*A)[BMX + CONV_TC_PAD], const float (*B)[GEMM_BN + CONV_TC_PAD], int kk,
                              int wm0, int wn0, int lane, float af[MT][4], float bf[2][2]) {
     const int g = lane >> 2, t = lane & 3;
     FM_UNROLL
@@ -195,20 +205,22 @@ struct conv_acc<TM, CONV_SIMT> {
     }
 };
 
-// conv_smem is the shared memory of a precision's tiles.
-template <int P>
+// conv_smem is the shared memory of a precision's tiles of at most BMX
+// rows: a kernel's static shared memory is sized for the largest tile it
+// runs.
+template <int P, int BMX>
 struct conv_smem {
-    using type = conv_tc_tiles;
+    using type = conv_tc_tiles<BMX>;
 };
-template <>
-struct conv_smem<CONV_SIMT> {
-    using type = conv_tiles;
+template <int BMX>
+struct conv_smem<CONV_SIMT, BMX> {
+    using type = conv_tiles<BMX>;
 };
 
 // conv_tc_tile is conv_igemm_tile on the tensor cores (see above), with the
 // same arguments and preconditions but for its tiles and accumulators.
-template <int TM, bool AK, bool BK, int P, class G>
-FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM / 2][2][4],
+template <int TM, bool AK, bool BK, int P, int BMX, class G>
+FM_DEVICE void conv_tc_tile(conv_tc_tiles<BMX>& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM / 2][2][4],
                             bool sumA, double& asum) {
     constexpr int BM = 16 * TM, MT = TM / 2;
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx, warp = tid >> 5, lane = tid & 31;
@@ -283,7 +295,7 @@ FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBeg
             FM_UNROLL
             for (int step = 0; step < 2; step++) {
                 float af[MT][4], bf[2][2];
-                conv_tc_frags<MT>(t.A[st], t.B[st], 8 * step, wm0, wn0, lane, af, bf);
+                conv_tc_frags<MT, BMX>(t.A[st], t.B[st], 8 * step, wm0, wn0, lane, af, bf);
                 tc_pack_bf16<MT, 2>(step, af, bf, a, b);
             }
             fm_mma_bf16<MT, 2>(acc, a, b);
@@ -291,7 +303,7 @@ FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBeg
             FM_UNROLL
             for (int kk = 0; kk < GEMM_BK; kk += 8) {
                 float af[MT][4], bf[2][2];
-                conv_tc_frags<MT>(t.A[st], t.B[st], kk, wm0, wn0, lane, af, bf);
+                conv_tc_frags<MT, BMX>(t.A[st], t.B[st], kk, wm0, wn0, lane, af, bf);
                 // an m-tile at a time: tf32x3's hi and lo parts of all
                 // of them at once pushed the filter gradient into spills
                 FM_UNROLL
@@ -303,8 +315,8 @@ FM_DEVICE void conv_tc_tile(conv_tc_tiles& t, const G& g, int m, int n, int kBeg
 
 // conv_product computes the block's tile of the implicit product in
 // precision P into acc: conv_igemm_tile or conv_tc_tile.
-template <int TM, bool AK, bool BK, int P, class G>
-FM_DEVICE void conv_product(typename conv_smem<P>::type& t, const G& g, int m, int n, int kBegin, int kEnd,
+template <int TM, bool AK, bool BK, int P, class T, class G>
+FM_DEVICE void conv_product(T& t, const G& g, int m, int n, int kBegin, int kEnd,
                             conv_acc<TM, P>& acc, bool sumA, double& asum) {
     if constexpr (P == CONV_SIMT)
         conv_igemm_tile<TM, AK, BK>(t, g, m, n, kBegin, kEnd, acc.v, sumA, asum);
@@ -318,9 +330,10 @@ struct conv_shape {
 };
 
 // conv_rows is the rows of a product's output tile for m output rows
-// (channels): 32 for m <= 32 (TM = 2: a 32-channel layer fills it), else
-// 64. gpu/device_conv.go's convRows is the same rule.
-FM_DEVICE int conv_rows(int m) { return m <= 32 ? 32 : 64; }
+// (channels): 32 for m <= 32 (TM = 2: a 32-channel layer fills it), 64 for
+// m <= 64 (TM = 4), else 128 (TM = 8). gpu/device_conv.go's convRows is the
+// same rule.
+FM_DEVICE int conv_rows(int m) { return m <= 32 ? 32 : m <= 64 ? 64 : 128; }
 
 #define FM_CONV_PARAMS int batch, int inC, int h, int w, int outC, int k, int stride, int pad, int oh, int ow
 #define FM_CONV_SHAPE \
@@ -368,8 +381,8 @@ struct conv_fwd_gather {
     }
 };
 
-template <int KC, int TM, int PR>
-FM_DEVICE void conv2d_forward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ x,
+template <int KC, int TM, int PR, class T>
+FM_DEVICE void conv2d_forward_body(T& t, const conv_shape& s, const float* __restrict__ x,
                                    const float* __restrict__ wt, const float* __restrict__ bias, float* __restrict__ y) {
     const int P = s.oh * s.ow, n = s.batch * P, kdim = s.inC * s.k * s.k;
     conv_fwd_gather<KC> g{s, x, wt};
@@ -383,25 +396,33 @@ FM_DEVICE void conv2d_forward_body(typename conv_smem<PR>::type& t, const conv_s
     });
 }
 
-// conv2d_forward: the forward kernels' dispatch over the tile height and
-// the filter size.
-template <int PR>
+// conv2d_forward_tm: the forward kernels' dispatch over the filter size,
+// for a tile of 16 TM rows.
+template <int TM, int PR, class T>
+FM_DEVICE void conv2d_forward_tm(T& t, const conv_shape& s, const float* __restrict__ x,
+                                 const float* __restrict__ wt, const float* __restrict__ bias, float* __restrict__ y) {
+    if (s.k == 3)
+        conv2d_forward_body<3, TM, PR>(t, s, x, wt, bias, y);
+    else if (s.k == 1)
+        conv2d_forward_body<1, TM, PR>(t, s, x, wt, bias, y);
+    else
+        conv2d_forward_body<0, TM, PR>(t, s, x, wt, bias, y);
+}
+
+// conv2d_forward: the forward kernels' dispatch over the tile height: the
+// 128-row tile (R128) or the 32- and 64-row tiles, in kernels of their own
+// so that the smaller tiles keep their registers and shared memory.
+template <int PR, bool R128>
 FM_DEVICE void conv2d_forward(const conv_shape& s, const float* __restrict__ x, const float* __restrict__ wt,
                               const float* __restrict__ bias, float* __restrict__ y) {
-    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
-    if (conv_rows(s.outC) == 32) {
-        if (s.k == 3)
-            conv2d_forward_body<3, 2, PR>(t, s, x, wt, bias, y);
-        else if (s.k == 1)
-            conv2d_forward_body<1, 2, PR>(t, s, x, wt, bias, y);
-        else
-            conv2d_forward_body<0, 2, PR>(t, s, x, wt, bias, y);
-    } else if (s.k == 3)
-        conv2d_forward_body<3, 4, PR>(t, s, x, wt, bias, y);
-    else if (s.k == 1)
-        conv2d_forward_body<1, 4, PR>(t, s, x, wt, bias, y);
+    using tiles = typename conv_smem<PR, R128 ? 128 : 64>::type;
+    FM_SHARED(__align__(16) tiles, t);
+    if constexpr (R128)
+        conv2d_forward_tm<8, PR>(t, s, x, wt, bias, y);
+    else if (conv_rows(s.outC) == 32)
+        conv2d_forward_tm<2, PR>(t, s, x, wt, bias, y);
     else
-        conv2d_forward_body<0, 4, PR>(t, s, x, wt, bias, y);
+        conv2d_forward_tm<4, PR>(t, s, x, wt, bias, y);
 }
 
 // conv2d_forward_kernel: y[b, o, p] = bias[o] + sum_q w[o, q] col_b[q, p]
@@ -411,11 +432,11 @@ FM_DEVICE void conv2d_forward(const conv_shape& s, const float* __restrict__ x, 
 // outC, oh, ow) with oh = (h + 2 pad - k) / stride + 1, ow likewise; y must
 // not alias x. batch inC h w, batch outC oh ow and outC inC k k < 2^31.
 // Launch: grid (ceil(batch oh ow / 64), ceil(outC / BM)), block (16, 16),
-// BM = conv_rows(outC).
+// BM = conv_rows(outC), for outC <= 64 (more: the rows128 kernels below).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                           const float* __restrict__ bias, float* __restrict__ y) {
-    conv2d_forward<CONV_SIMT>(FM_CONV_SHAPE, x, wt, bias, y);
+    conv2d_forward<CONV_SIMT, false>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 
 // conv2d_{tf32,tf32x3,bf16}_forward_kernel: conv2d_forward_kernel with the
@@ -424,17 +445,44 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_tf32_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                              const float* __restrict__ bias, float* __restrict__ y) {
-    conv2d_forward<TC_TF32>(FM_CONV_SHAPE, x, wt, bias, y);
+    conv2d_forward<TC_TF32, false>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_tf32x3_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                              const float* __restrict__ bias, float* __restrict__ y) {
-    conv2d_forward<TC_TF32X3>(FM_CONV_SHAPE, x, wt, bias, y);
+    conv2d_forward<TC_TF32X3, false>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_bf16_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                              const float* __restrict__ bias, float* __restrict__ y) {
-    conv2d_forward<TC_BF16>(FM_CONV_SHAPE, x, wt, bias, y);
+    conv2d_forward<TC_BF16, false>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+
+// conv2d_forward_rows128_kernel and conv2d_{tf32,tf32x3,bf16}_forward_rows128_kernel:
+// the forward kernels above for outC > 64, on tiles of 128 rows (TM = 8):
+// the same shapes; grid (ceil(batch oh ow / 64), ceil(outC / 128)), block
+// (16, 16). The tensor-core ones are bounded to two blocks an SM (128
+// registers: their 64 accumulators a warp's row of m-tiles, and the
+// gathers' row state, take most of them).
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                                  const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<CONV_SIMT, true>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                                       const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_TF32, true>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32x3_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                                         const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_TF32X3, true>(FM_CONV_SHAPE, x, wt, bias, y);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_bf16_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+                                       const float* __restrict__ bias, float* __restrict__ y) {
+    conv2d_forward<TC_BF16, true>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 
 // The data gradient's product: A(c, (o,u,v)) = w[o, c, u, v] (inC x outC KK),
@@ -486,8 +534,8 @@ struct conv_bwd_data_gather {
     }
 };
 
-template <int KC, int SC, int TM, int PR>
-FM_DEVICE void conv2d_data_backward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ dy,
+template <int KC, int SC, int TM, int PR, class T>
+FM_DEVICE void conv2d_data_backward_body(T& t, const conv_shape& s, const float* __restrict__ dy,
                                          const float* __restrict__ wt, float* __restrict__ dx) {
     const int HW = s.h * s.w, n = s.batch * HW, kdim = s.outC * s.k * s.k;
     conv_bwd_data_gather<KC, SC> g{s, dy, wt};
@@ -500,29 +548,34 @@ FM_DEVICE void conv2d_data_backward_body(typename conv_smem<PR>::type& t, const 
     });
 }
 
+// conv2d_data_backward_tm: the data-gradient kernels' dispatch over the
+// filter size and the stride, for a tile of 16 TM rows.
+template <int TM, int PR, class T>
+FM_DEVICE void conv2d_data_backward_tm(T& t, const conv_shape& s, const float* __restrict__ dy,
+                                       const float* __restrict__ wt, float* __restrict__ dx) {
+    if (s.k == 3 && s.stride == 1)
+        conv2d_data_backward_body<3, 1, TM, PR>(t, s, dy, wt, dx);
+    else if (s.k == 3 && s.stride == 2)
+        conv2d_data_backward_body<3, 2, TM, PR>(t, s, dy, wt, dx);
+    else if (s.k == 1 && s.stride == 1)
+        conv2d_data_backward_body<1, 1, TM, PR>(t, s, dy, wt, dx);
+    else
+        conv2d_data_backward_body<0, 0, TM, PR>(t, s, dy, wt, dx);
+}
+
 // conv2d_data_backward: the data-gradient kernels' dispatch over the tile
-// height, the filter size and the stride.
-template <int PR>
+// height (as conv2d_forward).
+template <int PR, bool R128>
 FM_DEVICE void conv2d_data_backward(const conv_shape& s, const float* __restrict__ dy, const float* __restrict__ wt,
                                     float* __restrict__ dx) {
-    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
-    if (conv_rows(s.inC) == 32) {
-        if (s.k == 3 && s.stride == 1)
-            conv2d_data_backward_body<3, 1, 2, PR>(t, s, dy, wt, dx);
-        else if (s.k == 3 && s.stride == 2)
-            conv2d_data_backward_body<3, 2, 2, PR>(t, s, dy, wt, dx);
-        else if (s.k == 1 && s.stride == 1)
-            conv2d_data_backward_body<1, 1, 2, PR>(t, s, dy, wt, dx);
-        else
-            conv2d_data_backward_body<0, 0, 2, PR>(t, s, dy, wt, dx);
-    } else if (s.k == 3 && s.stride == 1)
-        conv2d_data_backward_body<3, 1, 4, PR>(t, s, dy, wt, dx);
-    else if (s.k == 3 && s.stride == 2)
-        conv2d_data_backward_body<3, 2, 4, PR>(t, s, dy, wt, dx);
-    else if (s.k == 1 && s.stride == 1)
-        conv2d_data_backward_body<1, 1, 4, PR>(t, s, dy, wt, dx);
+    using tiles = typename conv_smem<PR, R128 ? 128 : 64>::type;
+    FM_SHARED(__align__(16) tiles, t);
+    if constexpr (R128)
+        conv2d_data_backward_tm<8, PR>(t, s, dy, wt, dx);
+    else if (conv_rows(s.inC) == 32)
+        conv2d_data_backward_tm<2, PR>(t, s, dy, wt, dx);
     else
-        conv2d_data_backward_body<0, 0, 4, PR>(t, s, dy, wt, dx);
+        conv2d_data_backward_tm<4, PR>(t, s, dy, wt, dx);
 }
 
 // conv2d_data_backward_kernel: dx = the gradient of sum(dy * y) with
@@ -532,11 +585,11 @@ FM_DEVICE void conv2d_data_backward(const conv_shape& s, const float* __restrict
 // Shapes: dy (batch, outC, oh, ow); w (outC, inC, k, k); dx (batch, inC, h,
 // w), not aliasing dy. Sizes as conv2d_forward_kernel.
 // Launch: grid (ceil(batch h w / 64), ceil(inC / BM)), block (16, 16), BM =
-// conv_rows(inC).
+// conv_rows(inC), for inC <= 64 (more: the rows128 kernels below).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                 float* __restrict__ dx) {
-    conv2d_data_backward<CONV_SIMT>(FM_CONV_SHAPE, dy, wt, dx);
+    conv2d_data_backward<CONV_SIMT, false>(FM_CONV_SHAPE, dy, wt, dx);
 }
 
 // conv2d_{tf32,tf32x3,bf16}_data_backward_kernel: conv2d_data_backward_kernel
@@ -546,17 +599,43 @@ extern "C" __global__ void __launch_bounds__(256)
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_tf32_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                    float* __restrict__ dx) {
-    conv2d_data_backward<TC_TF32>(FM_CONV_SHAPE, dy, wt, dx);
+    conv2d_data_backward<TC_TF32, false>(FM_CONV_SHAPE, dy, wt, dx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
     conv2d_tf32x3_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                    float* __restrict__ dx) {
-    conv2d_data_backward<TC_TF32X3>(FM_CONV_SHAPE, dy, wt, dx);
+    conv2d_data_backward<TC_TF32X3, false>(FM_CONV_SHAPE, dy, wt, dx);
 }
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_bf16_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                    float* __restrict__ dx) {
-    conv2d_data_backward<TC_BF16>(FM_CONV_SHAPE, dy, wt, dx);
+    conv2d_data_backward<TC_BF16, false>(FM_CONV_SHAPE, dy, wt, dx);
+}
+
+// conv2d_data_backward_rows128_kernel and
+// conv2d_{tf32,tf32x3,bf16}_data_backward_rows128_kernel: the data-gradient
+// kernels above for inC > 64, on tiles of 128 rows (TM = 8): the same
+// shapes; grid (ceil(batch h w / 64), ceil(inC / 128)), block (16, 16); the
+// tensor-core ones bounded to two blocks an SM, as the forward ones.
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                        float* __restrict__ dx) {
+    conv2d_data_backward<CONV_SIMT, true>(FM_CONV_SHAPE, dy, wt, dx);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                             float* __restrict__ dx) {
+    conv2d_data_backward<TC_TF32, true>(FM_CONV_SHAPE, dy, wt, dx);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32x3_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                               float* __restrict__ dx) {
+    conv2d_data_backward<TC_TF32X3, true>(FM_CONV_SHAPE, dy, wt, dx);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_bf16_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+                                             float* __restrict__ dx) {
+    conv2d_data_backward<TC_BF16, true>(FM_CONV_SHAPE, dy, wt, dx);
 }
 
 // The filter gradient's product: A(o, (b,p)) = dy[b, o, p] (outC x batch P),
@@ -596,8 +675,8 @@ struct conv_bwd_filter_gather {
 
 // conv2d_filter_backward_body: conv2d_filter_backward_kernel with TM rows a
 // thread (conv_igemm_tile) in precision PR.
-template <int TM, int PR>
-FM_DEVICE void conv2d_filter_backward_body(typename conv_smem<PR>::type& t, const conv_shape& s, const float* __restrict__ x,
+template <int TM, int PR, class T>
+FM_DEVICE void conv2d_filter_backward_body(T& t, const conv_shape& s, const float* __restrict__ x,
                                            const float* __restrict__ dy, int chunk, float* __restrict__ dw,
                                            float* __restrict__ dbias, double* __restrict__ partial,
                                            double* __restrict__ biasPartial, unsigned* __restrict__ counters) {
@@ -638,13 +717,18 @@ FM_DEVICE void conv2d_filter_backward_body(typename conv_smem<PR>::type& t, cons
     }
 }
 
-template <int PR>
+// conv2d_filter_backward: the filter-gradient kernels' dispatch over the
+// tile height (as conv2d_forward).
+template <int PR, bool R128>
 FM_DEVICE void conv2d_filter_backward(const conv_shape& s, const float* __restrict__ x, const float* __restrict__ dy,
                                       int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                       double* __restrict__ partial, double* __restrict__ biasPartial,
                                       unsigned* __restrict__ counters) {
-    FM_SHARED(__align__(16) typename conv_smem<PR>::type, t);
-    if (conv_rows(s.outC) == 32)
+    using tiles = typename conv_smem<PR, R128 ? 128 : 64>::type;
+    FM_SHARED(__align__(16) tiles, t);
+    if constexpr (R128)
+        conv2d_filter_backward_body<8, PR>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    else if (conv_rows(s.outC) == 32)
         conv2d_filter_backward_body<2, PR>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
     else
         conv2d_filter_backward_body<4, PR>(t, s, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
@@ -667,13 +751,14 @@ FM_DEVICE void conv2d_filter_backward(const conv_shape& s, const float* __restri
 // 0 before the launch (and after it), when gridDim.z > 1. Sizes as
 // conv2d_forward_kernel; chunk a positive multiple of 16.
 // Launch: grid (ceil(inC k k / 64), ceil(outC / BM), ceil(batch oh ow /
-// chunk)), block (16, 16), BM = conv_rows(outC).
+// chunk)), block (16, 16), BM = conv_rows(outC), for outC <= 64 (more: the
+// rows128 kernels below).
 extern "C" __global__ void __launch_bounds__(256)
     conv2d_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
-    conv2d_filter_backward<CONV_SIMT>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    conv2d_filter_backward<CONV_SIMT, false>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 
 // conv2d_{tf32,tf32x3,bf16}_filter_backward_kernel:
@@ -686,19 +771,54 @@ extern "C" __global__ void __launch_bounds__(256, 2)
                                      int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                      double* __restrict__ partial, double* __restrict__ biasPartial,
                                      unsigned* __restrict__ counters) {
-    conv2d_filter_backward<TC_TF32>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    conv2d_filter_backward<TC_TF32, false>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
     conv2d_tf32x3_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                      int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                      double* __restrict__ partial, double* __restrict__ biasPartial,
                                      unsigned* __restrict__ counters) {
-    conv2d_filter_backward<TC_TF32X3>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    conv2d_filter_backward<TC_TF32X3, false>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
     conv2d_bf16_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                      int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                      double* __restrict__ partial, double* __restrict__ biasPartial,
                                      unsigned* __restrict__ counters) {
-    conv2d_filter_backward<TC_BF16>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+    conv2d_filter_backward<TC_BF16, false>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+
+// conv2d_filter_backward_rows128_kernel and
+// conv2d_{tf32,tf32x3,bf16}_filter_backward_rows128_kernel: the
+// filter-gradient kernels above for outC > 64, on tiles of 128 rows (TM =
+// 8): the same shapes and split; grid (ceil(inC k k / 64), ceil(outC /
+// 128), ceil(batch oh ow / chunk)), block (16, 16); the tensor-core ones
+// bounded to two blocks an SM, as the forward ones.
+extern "C" __global__ void __launch_bounds__(256)
+    conv2d_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
+    conv2d_filter_backward<CONV_SIMT, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_TF32, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_tf32x3_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_TF32X3, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
+}
+extern "C" __global__ void __launch_bounds__(256, 2)
+    conv2d_bf16_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+                                  int chunk, float* __restrict__ dw, float* __restrict__ dbias,
+                                  double* __restrict__ partial, double* __restrict__ biasPartial,
+                                  unsigned* __restrict__ counters) {
+    conv2d_filter_backward<TC_BF16, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }

@@ -8,16 +8,28 @@
 
 extern const SimKernel sim_kernels_conv[] = {
     SIM_KERNEL(conv2d_bf16_data_backward_kernel),
+    SIM_KERNEL(conv2d_bf16_data_backward_rows128_kernel),
     SIM_KERNEL(conv2d_bf16_filter_backward_kernel),
+    SIM_KERNEL(conv2d_bf16_filter_backward_rows128_kernel),
     SIM_KERNEL(conv2d_bf16_forward_kernel),
+    SIM_KERNEL(conv2d_bf16_forward_rows128_kernel),
     SIM_KERNEL(conv2d_data_backward_kernel),
+    SIM_KERNEL(conv2d_data_backward_rows128_kernel),
     SIM_KERNEL(conv2d_filter_backward_kernel),
+    SIM_KERNEL(conv2d_filter_backward_rows128_kernel),
     SIM_KERNEL(conv2d_forward_kernel),
+    SIM_KERNEL(conv2d_forward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32_data_backward_kernel),
+    SIM_KERNEL(conv2d_tf32_data_backward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32_filter_backward_kernel),
+    SIM_KERNEL(conv2d_tf32_filter_backward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32_forward_kernel),
+    SIM_KERNEL(conv2d_tf32_forward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32x3_data_backward_kernel),
+    SIM_KERNEL(conv2d_tf32x3_data_backward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32x3_filter_backward_kernel),
+    SIM_KERNEL(conv2d_tf32x3_filter_backward_rows128_kernel),
     SIM_KERNEL(conv2d_tf32x3_forward_kernel),
+    SIM_KERNEL(conv2d_tf32x3_forward_rows128_kernel),
 };
 extern const int sim_kernels_conv_len = sizeof(sim_kernels_conv) / sizeof(sim_kernels_conv[0]);

@@ -16,7 +16,8 @@ import (
 // wrong adjoint would otherwise pass). Images are NCHW.
 
 // convCases cover batch 0, 1, 3 and long batches of small images; 1, 2, 3,
-// 5, 8 and up to 70 channels (off any tile size); odd and even sizes from
+// 5, 8 and up to 200 channels (off any tile size, and past 64 and 128: the
+// device's 128-row tiles, ragged); odd and even sizes from
 // 1 x 1 to 28 x 28; K 1, 2, 3, 5; stride 1, 2 and 3; pad 0, 1, 2 (pad >=
 // K: output rows no tap reaches, pure bias); with and without bias.
 var convCases = []struct {
@@ -45,6 +46,10 @@ var convCases = []struct {
 	{gpu.ConvShape{Batch: 2, InC: 32, H: 14, W: 14, OutC: 16, K: 3, Stride: 1, Pad: 1}, true},
 	{gpu.ConvShape{Batch: 2, InC: 67, H: 7, W: 7, OutC: 70, K: 3, Stride: 1, Pad: 1}, true},
 	{gpu.ConvShape{Batch: 1, InC: 33, H: 14, W: 14, OutC: 65, K: 3, Stride: 2, Pad: 1}, false},
+	{gpu.ConvShape{Batch: 1, InC: 130, H: 5, W: 5, OutC: 136, K: 3, Stride: 1, Pad: 1}, true},
+	{gpu.ConvShape{Batch: 2, InC: 129, H: 6, W: 6, OutC: 72, K: 3, Stride: 2, Pad: 1}, false},
+	{gpu.ConvShape{Batch: 1, InC: 96, H: 4, W: 4, OutC: 200, K: 1, Stride: 1, Pad: 0}, true},
+	{gpu.ConvShape{Batch: 1, InC: 3, H: 6, W: 6, OutC: 130, K: 2, Stride: 2, Pad: 0}, true},
 	{gpu.ConvShape{Batch: 2, InC: 8, H: 6, W: 5, OutC: 3, K: 3, Stride: 1, Pad: 0}, true},
 	{gpu.ConvShape{Batch: 1, InC: 9, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 2}, false},
 	{gpu.ConvShape{Batch: 1, InC: 8, H: 9, W: 7, OutC: 3, K: 5, Stride: 1, Pad: 2}, true},
