@@ -47,18 +47,25 @@ func imageReportCases(s int) []imageReportCase {
 	down := gpu.ConvShape{InC: 64, H: 28, W: 28, OutC: 64, K: 3, Stride: 2, Pad: 1}
 	c7 := gpu.ConvShape{InC: 128, H: 7, W: 7, OutC: 128, K: 3, Stride: 1, Pad: 1}
 	skip := gpu.ConvShape{InC: 192, H: 14, W: 14, OutC: 64, K: 1, Stride: 1, Pad: 0}
+	// the CIFAR-10 preset's 3 x 3 layer at 16 x 16: the 128-row tiles
+	wide := gpu.ConvShape{InC: 128, H: 16, W: 16, OutC: 128, K: 3, Stride: 1, Pad: 1}
 	gn := gpu.GroupNormShape{Batch: b, C: 64, HW: 784, Groups: 8, Eps: 1e-5}
 	n := gn.Batch * gn.C * gn.HW
 	const c, t = 128, 49 // attention at 7 x 7
 	cases := []imageReportCase{conv(0, c3), conv(1, c3), conv(2, c3), conv(0, down), conv(1, down), conv(2, down),
-		conv(0, c7), conv(2, c7), conv(0, skip)}
-	// the tensor-core convolutions (gpu.Precision) on the 3 x 3 layer
+		conv(0, c7), conv(2, c7), conv(0, skip), conv(0, wide), conv(1, wide), conv(2, wide)}
+	// the tensor-core convolutions (gpu.Precision) on the 3 x 3 layers
 	for _, p := range gpu.Precisions()[1:] {
 		for dir := range 3 {
 			c := conv(dir, c3)
 			c.reportCase = withPrecision(c.reportCase, p)
 			cases = append(cases, c)
 		}
+	}
+	for dir := range 3 {
+		c := conv(dir, wide)
+		c.reportCase = withPrecision(c.reportCase, gpu.PrecisionBF16)
+		cases = append(cases, c)
 	}
 	return append(cases, []imageReportCase{
 		{reportCase{fmt.Sprintf("GroupNorm b=%d c=64 hw=784 g=8", b), 8 * float64(n), 0, func(be gpu.Backend, h *hostData) (func(), []gpu.Buffer) {
