@@ -12,9 +12,9 @@ import (
 // (conv2d_<precision>_<direction>_kernel, the same shapes and launch: the
 // operands are gathered element by element, so unlike the products' 16-byte
 // copies they ask nothing of alignment). Products of more than 64 rows run
-// the same kernels' 128-row tiles (conv2d_..._rows128_kernel).
+// the same kernels' 128-row tiles (conv2d_[<precision>_]rows128_<direction>_kernel).
 
-// The Conv ops' directions, convKernels' second index.
+// The Conv ops' directions, convKernels' third index.
 const (
 	convForward = iota
 	convDataBackward
@@ -27,19 +27,19 @@ const (
 var convKernels = [...][2][3]string{
 	PrecisionFP32: {
 		{"conv2d_forward_kernel", "conv2d_data_backward_kernel", "conv2d_filter_backward_kernel"},
-		{"conv2d_forward_rows128_kernel", "conv2d_data_backward_rows128_kernel", "conv2d_filter_backward_rows128_kernel"},
+		{"conv2d_rows128_forward_kernel", "conv2d_rows128_data_backward_kernel", "conv2d_rows128_filter_backward_kernel"},
 	},
 	PrecisionTF32x3: {
 		{"conv2d_tf32x3_forward_kernel", "conv2d_tf32x3_data_backward_kernel", "conv2d_tf32x3_filter_backward_kernel"},
-		{"conv2d_tf32x3_forward_rows128_kernel", "conv2d_tf32x3_data_backward_rows128_kernel", "conv2d_tf32x3_filter_backward_rows128_kernel"},
+		{"conv2d_tf32x3_rows128_forward_kernel", "conv2d_tf32x3_rows128_data_backward_kernel", "conv2d_tf32x3_rows128_filter_backward_kernel"},
 	},
 	PrecisionTF32: {
 		{"conv2d_tf32_forward_kernel", "conv2d_tf32_data_backward_kernel", "conv2d_tf32_filter_backward_kernel"},
-		{"conv2d_tf32_forward_rows128_kernel", "conv2d_tf32_data_backward_rows128_kernel", "conv2d_tf32_filter_backward_rows128_kernel"},
+		{"conv2d_tf32_rows128_forward_kernel", "conv2d_tf32_rows128_data_backward_kernel", "conv2d_tf32_rows128_filter_backward_kernel"},
 	},
 	PrecisionBF16: {
 		{"conv2d_bf16_forward_kernel", "conv2d_bf16_data_backward_kernel", "conv2d_bf16_filter_backward_kernel"},
-		{"conv2d_bf16_forward_rows128_kernel", "conv2d_bf16_data_backward_rows128_kernel", "conv2d_bf16_filter_backward_rows128_kernel"},
+		{"conv2d_bf16_rows128_forward_kernel", "conv2d_bf16_rows128_data_backward_kernel", "conv2d_bf16_rows128_filter_backward_kernel"},
 	},
 }
 
@@ -103,9 +103,9 @@ func (d *DeviceBackend) Conv2DBackwardData(s ConvShape, dy, w, dx Buffer) {
 }
 
 // The filter gradient's sum over batch x positions is split into chunks
-// (blockIdx.z) when its 64 x 64 output tiles alone would leave the GPU
-// idle: enough chunks for about filterBlocks blocks (several waves on a
-// GPU of 100+ SMs holding 3 of these blocks each), each of at least
+// (blockIdx.z) when its output tiles (convRows x 64) alone would leave the
+// GPU idle: enough chunks for about filterBlocks blocks (several waves on a
+// GPU of 100+ SMs holding 2 or 3 of these blocks each), each of at least
 // filterMinChunk and at most filterMaxChunk terms (float32 accumulation
 // within a chunk, double across). The split depends on the shape only.
 const (

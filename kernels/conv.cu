@@ -4,7 +4,7 @@
 // into the shared-memory tiles of gemm.cuh's layout (BM x 64 outputs per
 // block of 16 x 16 threads, BM = 32, 64 or 128 by the channels (conv_rows),
 // k steps of 16, BM / 16 x 4 outputs per thread read with 128-bit shared
-// loads), so no im2col buffer is ever written. With KK = K K, P = OH OW
+// loads (64-bit for BM = 32)), so no im2col buffer is ever written. With KK = K K, P = OH OW
 // and q = (c, u, v) flattened as c KK + u K + v (the filter's own layout):
 //   forward        y[b, o, p]  = bias[o] + sum_q w[o, q] col_b[q, p]
 //   backward data  dx[b, c, s] = sum_(o,u,v) w[o, c, u, v] dy[b, o, i, j]
@@ -39,8 +39,9 @@
 //   AK: rows tid / 16 + 16 s, kk offset tid % 16; else rows tid % BM, kk
 //   offsets tid / BM + (256 / BM) s (s < TM); B likewise with 64 columns.
 // The staging tiles t are the kernel's __shared__ conv_tiles (one per
-// kernel, whichever instantiations it calls; TM = 2 uses the first 32
-// columns of A). With sumA, threads tid < BM also add, in double, the k
+// kernel, whichever instantiations it calls), of BMX rows for its largest
+// tile: 64, or 128 in the rows128 kernels; a smaller tile uses the first
+// BM columns of A. With sumA, threads tid < BM also add, in double, the k
 // values of A's row row0 + tid into asum (the filter gradient's bias: dy's
 // sums; a flag and a reference rather than a pointer, which would put
 // asum in local memory). The block's tile is (blockIdx.y BM,
@@ -60,6 +61,7 @@ template <int TM, bool AK, bool BK, int BMX, class G>
 FM_DEVICE void conv_igemm_tile(conv_tiles<BMX>& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM][4],
                                bool sumA, double& asum) {
     constexpr int BM = 16 * TM;
+    static_assert(BM <= BMX, "the tile fits the staging tiles");
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx;
     const int row0 = (int)blockIdx.y * BM, col0 = (int)blockIdx.x * GEMM_BN;
     FM_UNROLL
@@ -223,6 +225,7 @@ template <int TM, bool AK, bool BK, int P, int BMX, class G>
 FM_DEVICE void conv_tc_tile(conv_tc_tiles<BMX>& t, const G& g, int m, int n, int kBegin, int kEnd, float acc[TM / 2][2][4],
                             bool sumA, double& asum) {
     constexpr int BM = 16 * TM, MT = TM / 2;
+    static_assert(BM <= BMX, "the tile fits the staging tiles");
     const int tx = (int)threadIdx.x, ty = (int)threadIdx.y, tid = ty * 16 + tx, warp = tid >> 5, lane = tid & 31;
     const int row0 = (int)blockIdx.y * BM, col0 = (int)blockIdx.x * GEMM_BN;
     const int wm0 = (warp >> 2) * 8 * TM, wn0 = (warp & 3) * 16;
@@ -458,29 +461,29 @@ extern "C" __global__ void __launch_bounds__(256)
     conv2d_forward<TC_BF16, false>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 
-// conv2d_forward_rows128_kernel and conv2d_{tf32,tf32x3,bf16}_forward_rows128_kernel:
+// conv2d_rows128_forward_kernel and conv2d_{tf32,tf32x3,bf16}_rows128_forward_kernel:
 // the forward kernels above for outC > 64, on tiles of 128 rows (TM = 8):
 // the same shapes; grid (ceil(batch oh ow / 64), ceil(outC / 128)), block
 // (16, 16). The tensor-core ones are bounded to two blocks an SM (128
 // registers: their 64 accumulators a warp's row of m-tiles, and the
 // gathers' row state, take most of them).
 extern "C" __global__ void __launch_bounds__(256)
-    conv2d_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+    conv2d_rows128_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                                   const float* __restrict__ bias, float* __restrict__ y) {
     conv2d_forward<CONV_SIMT, true>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+    conv2d_tf32_rows128_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                                        const float* __restrict__ bias, float* __restrict__ y) {
     conv2d_forward<TC_TF32, true>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32x3_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+    conv2d_tf32x3_rows128_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                                          const float* __restrict__ bias, float* __restrict__ y) {
     conv2d_forward<TC_TF32X3, true>(FM_CONV_SHAPE, x, wt, bias, y);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_bf16_forward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
+    conv2d_bf16_rows128_forward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ wt,
                                        const float* __restrict__ bias, float* __restrict__ y) {
     conv2d_forward<TC_BF16, true>(FM_CONV_SHAPE, x, wt, bias, y);
 }
@@ -612,28 +615,28 @@ extern "C" __global__ void __launch_bounds__(256)
     conv2d_data_backward<TC_BF16, false>(FM_CONV_SHAPE, dy, wt, dx);
 }
 
-// conv2d_data_backward_rows128_kernel and
-// conv2d_{tf32,tf32x3,bf16}_data_backward_rows128_kernel: the data-gradient
+// conv2d_rows128_data_backward_kernel and
+// conv2d_{tf32,tf32x3,bf16}_rows128_data_backward_kernel: the data-gradient
 // kernels above for inC > 64, on tiles of 128 rows (TM = 8): the same
 // shapes; grid (ceil(batch h w / 64), ceil(inC / 128)), block (16, 16); the
 // tensor-core ones bounded to two blocks an SM, as the forward ones.
 extern "C" __global__ void __launch_bounds__(256)
-    conv2d_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+    conv2d_rows128_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                         float* __restrict__ dx) {
     conv2d_data_backward<CONV_SIMT, true>(FM_CONV_SHAPE, dy, wt, dx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+    conv2d_tf32_rows128_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                              float* __restrict__ dx) {
     conv2d_data_backward<TC_TF32, true>(FM_CONV_SHAPE, dy, wt, dx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32x3_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+    conv2d_tf32x3_rows128_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                                float* __restrict__ dx) {
     conv2d_data_backward<TC_TF32X3, true>(FM_CONV_SHAPE, dy, wt, dx);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_bf16_data_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
+    conv2d_bf16_rows128_data_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ dy, const float* __restrict__ wt,
                                              float* __restrict__ dx) {
     conv2d_data_backward<TC_BF16, true>(FM_CONV_SHAPE, dy, wt, dx);
 }
@@ -788,35 +791,35 @@ extern "C" __global__ void __launch_bounds__(256, 2)
     conv2d_filter_backward<TC_BF16, false>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 
-// conv2d_filter_backward_rows128_kernel and
-// conv2d_{tf32,tf32x3,bf16}_filter_backward_rows128_kernel: the
+// conv2d_rows128_filter_backward_kernel and
+// conv2d_{tf32,tf32x3,bf16}_rows128_filter_backward_kernel: the
 // filter-gradient kernels above for outC > 64, on tiles of 128 rows (TM =
 // 8): the same shapes and split; grid (ceil(inC k k / 64), ceil(outC /
 // 128), ceil(batch oh ow / chunk)), block (16, 16); the tensor-core ones
 // bounded to two blocks an SM, as the forward ones.
 extern "C" __global__ void __launch_bounds__(256)
-    conv2d_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+    conv2d_rows128_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
     conv2d_filter_backward<CONV_SIMT, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+    conv2d_tf32_rows128_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
     conv2d_filter_backward<TC_TF32, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_tf32x3_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+    conv2d_tf32x3_rows128_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {
     conv2d_filter_backward<TC_TF32X3, true>(FM_CONV_SHAPE, x, dy, chunk, dw, dbias, partial, biasPartial, counters);
 }
 extern "C" __global__ void __launch_bounds__(256, 2)
-    conv2d_bf16_filter_backward_rows128_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
+    conv2d_bf16_rows128_filter_backward_kernel(FM_CONV_PARAMS, const float* __restrict__ x, const float* __restrict__ dy,
                                   int chunk, float* __restrict__ dw, float* __restrict__ dbias,
                                   double* __restrict__ partial, double* __restrict__ biasPartial,
                                   unsigned* __restrict__ counters) {

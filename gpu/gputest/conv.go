@@ -17,7 +17,9 @@ import (
 
 // convCases cover batch 0, 1, 3 and long batches of small images; 1, 2, 3,
 // 5, 8 and up to 200 channels (off any tile size, and past 64 and 128: the
-// device's 128-row tiles, ragged); odd and even sizes from
+// device's 128-row tiles, ragged, in every direction, also with the filter
+// gradient's sum over batch x positions split, past 256 terms); odd and
+// even sizes from
 // 1 x 1 to 28 x 28; K 1, 2, 3, 5; stride 1, 2 and 3; pad 0, 1, 2 (pad >=
 // K: output rows no tap reaches, pure bias); with and without bias.
 var convCases = []struct {
@@ -49,7 +51,8 @@ var convCases = []struct {
 	{gpu.ConvShape{Batch: 1, InC: 130, H: 5, W: 5, OutC: 136, K: 3, Stride: 1, Pad: 1}, true},
 	{gpu.ConvShape{Batch: 2, InC: 129, H: 6, W: 6, OutC: 72, K: 3, Stride: 2, Pad: 1}, false},
 	{gpu.ConvShape{Batch: 1, InC: 96, H: 4, W: 4, OutC: 200, K: 1, Stride: 1, Pad: 0}, true},
-	{gpu.ConvShape{Batch: 1, InC: 3, H: 6, W: 6, OutC: 130, K: 2, Stride: 2, Pad: 0}, true},
+	{gpu.ConvShape{Batch: 1, InC: 66, H: 6, W: 6, OutC: 130, K: 2, Stride: 2, Pad: 0}, true},
+	{gpu.ConvShape{Batch: 4, InC: 5, H: 9, W: 9, OutC: 136, K: 3, Stride: 1, Pad: 1}, true},
 	{gpu.ConvShape{Batch: 2, InC: 8, H: 6, W: 5, OutC: 3, K: 3, Stride: 1, Pad: 0}, true},
 	{gpu.ConvShape{Batch: 1, InC: 9, H: 4, W: 4, OutC: 2, K: 3, Stride: 1, Pad: 2}, false},
 	{gpu.ConvShape{Batch: 1, InC: 8, H: 9, W: 7, OutC: 3, K: 5, Stride: 1, Pad: 2}, true},
