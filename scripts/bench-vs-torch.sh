@@ -7,6 +7,9 @@
 # peer, torch_unet.py beside $PEER (or $UNET_PEER), at batch 64 for
 # UNET_STEPS timed steps (default 20), without and with --attention, with
 # the same OpenBLAS and malloc settings as run_torch_peer.sh.
+# unet-cifar10-b128 (named only: some 15-30 s a step on 2 cores) runs the
+# image peer's --preset cifar10 for CIFAR_STEPS timed steps (default 5)
+# after 2 untimed ones, as fmgpu bench does.
 # HOG=N runs N busy shell loops beside both sides (a machine shared with
 # other work): how each degrades when its threads are descheduled.
 # Usage: scripts/bench-vs-torch.sh [--device cpu|cuda] [workload...]
@@ -19,6 +22,7 @@ workloads=${*:-mlp256-b256 mlp256-b4096 mlp512x4-b4096 sample-euler unet-mnist-b
 peer=${PEER:-peers/run_torch_peer.sh}
 unet_peer=${UNET_PEER:-$(dirname "$peer")/torch_unet.py}
 unet_steps=${UNET_STEPS:-20}
+cifar_steps=${CIFAR_STEPS:-5}
 rounds=${ROUNDS:-2}
 hog=${HOG:-0}
 [[ $hog =~ ^[0-9]+$ ]] || { echo "bench-vs-torch: HOG=$hog: want a number of busy loops" >&2; exit 2; }
@@ -39,15 +43,16 @@ esac
 # run_peer WORKLOAD: the peer's output line for WORKLOAD
 run_peer() {
 	case $1 in
-	unet-mnist-b64 | unet-mnist-b64-attn)
-		local att=()
-		[ "$1" = unet-mnist-b64-attn ] && att=(--attention)
+	unet-mnist-b64 | unet-mnist-b64-attn | unet-cifar10-b128)
+		local args=(--batch 64 --steps "$unet_steps")
+		[ "$1" = unet-mnist-b64-attn ] && args+=(--attention)
+		[ "$1" = unet-cifar10-b128 ] && args=(--preset cifar10 --steps "$cifar_steps" --warmup 2)
 		(
 			ob=/usr/lib/x86_64-linux-gnu/openblas-openmp
 			[ -d "$ob" ] && export LD_LIBRARY_PATH="$ob${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 			grep -q avx512f /proc/cpuinfo && export OPENBLAS_CORETYPE=SkylakeX
 			export MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=4294967296 MALLOC_TOP_PAD_=268435456
-			/usr/bin/python3 "$unet_peer" --device "$device" --batch 64 --steps "$unet_steps" "${att[@]}"
+			/usr/bin/python3 "$unet_peer" --device "$device" "${args[@]}"
 		) | grep 'steps_per_s=' | sed "s/workload=[^ ]*/workload=$1/"
 		;;
 	*) "$peer" --device "$device" --workload "$1" | grep "workload=$1" ;;
@@ -75,7 +80,10 @@ for w in $workloads; do
 	f=() t=()
 	for _ in $(seq "$rounds"); do
 		steps=()
-		case $w in unet-*) steps=(--steps "$unet_steps") ;; esac
+		case $w in
+		unet-cifar10-*) steps=(--steps "$cifar_steps") ;;
+		unet-*) steps=(--steps "$unet_steps") ;;
+		esac
 		errf=$(mktemp)
 		if ! fl=$($fmgpu bench --device "$device" --workload "$w" "${steps[@]}" 2>"$errf" | grep "workload=$w "); then
 			# fmgpu's own one-line reason, not a silent exit

@@ -15,15 +15,16 @@
 #   e2e         e2e.test: train 8gaussians, sample, W2 against fresh data
 #   profile     e2e.test: one training step per workload, every kernel
 #               timed with CUDA events
-#   bench       fmgpu bench --device cuda
+#   bench       fmgpu bench --device cuda (the MLPs and sample-euler; then
+#               the CIFAR-10 preset's step, unet-cifar10-b128)
 #   nccl        collective.test: one NCCL rank through the real libnccl.so.2
 #               (PyTorch's CUDA wheels ship one), all-reduce per workload
 #   sanitizer   compute-sanitizer memcheck and racecheck over the
 #               conformance suite, where the tool is present
 #   peers       the PyTorch peers on the same GPU: eager fp32, tf32, bf16
 #               autocast, bf16 with torch.compile (the MLPs); fp32 and
-#               compiled bf16 (the MNIST U-Net, batch 128); PEERS=0 skips
-#               them
+#               compiled bf16 (the MNIST U-Net, batch 128); fp32 and bf16
+#               (the CIFAR-10 preset's U-Net); PEERS=0 skips them
 # and ends with gpu-report's one-screen summary (OUTDIR/summary.txt; the
 # per-kernel table in OUTDIR/kernels-table.txt).
 set -uo pipefail
@@ -75,6 +76,7 @@ step report 90 ./gpu.test -test.run '^TestCUDA(Image)?Report$' -test.v -cuda.lib
 step e2e 40 ./e2e.test -test.run '^TestTrainSampleW2$' -test.v -cuda.lib="$lib"
 step profile 45 ./e2e.test -test.run '^TestStepProfile$' -test.v -cuda.lib="$lib"
 step bench-fmgpu 40 ./fmgpu bench --device cuda --workload all
+step bench-fmgpu-cifar10 45 ./fmgpu bench --device cuda --workload unet-cifar10-b128
 
 nccl=${FMGPU_LIBNCCL:-$(python3 -c 'import os, nvidia.nccl as n; print(os.path.join(list(n.__path__)[0], "lib", "libnccl.so.2"))' 2> /dev/null)}
 if [ -n "$nccl" ] && [ -f "$nccl" ]; then
@@ -105,6 +107,9 @@ elif python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else
 		set -- $v
 		tag=$1${2:+-compile}
 		[ -f torch_unet.py ] && step "torch-unet-$tag" 45 python3 torch_unet.py --device cuda --batch 128 --precision "$@"
+	done
+	for v in fp32 bf16; do
+		[ -f torch_unet.py ] && step "torch-unet-cifar10-$v" 60 python3 torch_unet.py --device cuda --preset cifar10 --precision "$v"
 	done
 else
 	echo "no python3 with a CUDA torch here: no peer columns" | tee "$out/torch.log" >&2

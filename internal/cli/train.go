@@ -589,6 +589,18 @@ func fitModel(o *trainOptions, ds *data.Dataset) error {
 	return nil
 }
 
+// fitData settles what the data decide: the image defaults, the warm-up's
+// default and the model's kind, shape and classes (fitModel).
+func (o *trainOptions) fitData(ds *data.Dataset) error {
+	if ds.Image != nil {
+		o.applyImageDefaults()
+	}
+	if !o.explicit["warmup"] {
+		o.cfg.Warmup = defaultWarmup(o.cfg.Steps)
+	}
+	return fitModel(o, ds)
+}
+
 // checkOutOutsideData refuses an --out inside an image --data folder: the
 // run's checkpoint and grids would become training images of the next run.
 func checkOutOutsideData(o trainOptions) error {
@@ -948,13 +960,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			return err
 		}
 	}
-	if ds.Image != nil {
-		o.applyImageDefaults()
-	}
-	if !o.explicit["warmup"] {
-		o.cfg.Warmup = defaultWarmup(o.cfg.Steps)
-	}
-	if err := fitModel(&o, ds); err != nil {
+	if err := o.fitData(ds); err != nil {
 		return err
 	}
 	var changes []train.Change

@@ -207,11 +207,15 @@ func (r *report) load(kernelList string) error {
 			r.profile[w] = append(r.profile[w], m)
 		}
 	}
-	for _, l := range r.lines("bench-fmgpu.log") {
-		if strings.HasPrefix(l, "workload=") {
-			m := kv(l)
-			r.bench[m["workload"]] = m
-			r.benchOrder = append(r.benchOrder, m["workload"])
+	benches, _ := filepath.Glob(filepath.Join(r.dir, "bench-fmgpu*.log"))
+	sort.Strings(benches)
+	for _, f := range benches {
+		for _, l := range r.lines(filepath.Base(f)) {
+			if strings.HasPrefix(l, "workload=") {
+				m := kv(l)
+				r.bench[m["workload"]] = m
+				r.benchOrder = append(r.benchOrder, m["workload"])
+			}
 		}
 	}
 	files, _ := filepath.Glob(filepath.Join(r.dir, "torch-*.log"))
