@@ -80,9 +80,8 @@ kernel-check:
 # (kernels/README.md, "Checks"), over the harness's tests, the kernelsim
 # conformance suite and the fake libcuda's; any report fails it. Through
 # the fake libcuda the suite runs in fp32 only: its tf32, tf32x3 and bf16
-# runs (5 of the suite's 7 minutes there) launch other kernels through the
-# same driver code, and those kernels run under the sanitizers in
-# TestKernelSimConformance's.
+# runs would launch other kernels through the same driver code, and those
+# kernels run under the sanitizers in TestKernelSimConformance's.
 KERNEL_ASAN_TESTS := ^(TestSim|TestKernelSim(Conformance|Report)$$|TestCUDA(Conformance|Probe|Unavailable)$$)
 KERNEL_ASAN_SKIP := ^TestCUDAConformance$$/_
 kernel-check-asan:

@@ -11,8 +11,13 @@ package kernels
 // combined with AddressSanitizer's): the checks of this build are the
 // sanitizers', the guard pages and synccheck.
 
+// -O1 -g1 (after sim.go's -O2 and cgo's default -g, so they win): GCC
+// takes minutes per kernel file at -O2 -g with the sanitizers' code (its
+// inlining and variable tracking over the unrolled tiles), ten times less
+// at -O1 -g1, which keeps the line tables of the reports' stack traces.
+
 /*
-#cgo CXXFLAGS: -fsanitize=address,undefined -fno-omit-frame-pointer
+#cgo CXXFLAGS: -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -g1
 #cgo LDFLAGS: -fsanitize=undefined
 */
 import "C"

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"image"
 	"image/color"
 	"image/png"
@@ -60,6 +61,13 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("train did not write %s", f)
 		}
+	}
+	// The last checkpoint's grid is samples.png: the same model, seed and
+	// guidance (train draws it once).
+	last, err1 := os.ReadFile(filepath.Join(dir, "samples_000020.png"))
+	final, err2 := os.ReadFile(filepath.Join(dir, "samples.png"))
+	if err1 != nil || err2 != nil || !bytes.Equal(last, final) {
+		t.Errorf("samples.png differs from samples_000020.png (%v, %v)", err1, err2)
 	}
 	ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
 	if err != nil {
@@ -164,13 +172,13 @@ func TestImpossibleBitsPerDim(t *testing.T) {
 func TestImageOptionsKept(t *testing.T) {
 	imgs := imageFolder(t) // 8x8 gray
 	dir := t.TempDir()
-	args := append([]string{"train", "--data", imgs, "--out", dir, "--steps", "10", "--stop-after", "5", "--image-size", "4", "--channels", "3"}, tinyUNet...)
+	args := append([]string{"train", "--data", imgs, "--out", dir, "--steps", "10", "--stop-after", "5", "--image-size", "4", "--channels", "3", "--no-plot"}, tinyUNet...)
 	args = slices.DeleteFunc(args, func(a string) bool { return a == "--mults" || a == "1,2" })
 	if code, _, e := fmgpu(t, args...); code != 0 {
 		t.Fatalf("train: %s", e)
 	}
 	ck := filepath.Join(dir, train.CheckpointName)
-	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet"); code != 0 {
+	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resume without --image-size and --channels: exit %d %q", code, e)
 	}
 	if code, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", imgs, "--solver", "euler", "--steps", "2", "--quiet"); code != 0 {
@@ -185,7 +193,7 @@ func TestImageOptionsKept(t *testing.T) {
 // get no image, and train says so.
 func TestImageNDataWarnsOfEmptyClasses(t *testing.T) {
 	imgs := imageFolder(t) // left/, right/: 12 images each
-	args := append([]string{"train", "--data", imgs, "--out", t.TempDir(), "--steps", "2", "--n-data", "5"}, tinyUNet...)
+	args := append([]string{"train", "--data", imgs, "--out", t.TempDir(), "--steps", "2", "--n-data", "5", "--no-plot"}, tinyUNet...)
 	code, _, e := fmgpu(t, args...)
 	if code != 0 || !strings.Contains(e, "1 of 2 classes have no image among the 5 read (right)") {
 		t.Errorf("exit %d %q", code, e)

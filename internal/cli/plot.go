@@ -110,18 +110,20 @@ func lossPlot(path, metricsPath string) error {
 // samples over data points, for images a grid; sampled from the checkpoint
 // just written, as `fmgpu sample` would. The samples are drawn first, so
 // that an interrupt leaves neither picture.
-func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions) error {
+func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions, lastGrid []float32) error {
 	var draw func() error
 	switch {
 	case ds.Image != nil:
-		m, err := generate.FromTrainer(b, tr, std)
-		if err != nil {
-			return err
-		}
 		n := gridSide * gridSide
-		x, err := gridSamples(ctx, m, o.cfg.Seed+1, -1, defaultGuidance)
-		if err != nil {
-			return err
+		x := lastGrid
+		if x == nil {
+			m, err := generate.FromTrainer(b, tr, std)
+			if err != nil {
+				return err
+			}
+			if x, err = gridSamples(ctx, m, o.cfg.Seed+1, -1, defaultGuidance); err != nil {
+				return err
+			}
 		}
 		img := ds.Image
 		draw = func() error {
@@ -161,13 +163,24 @@ var gridSolver = sampler.Options{Method: sampler.Midpoint, Steps: 10}
 // `fmgpu sample` for class-conditional models.
 const defaultGuidance = 2.0
 
-// sampleGridAt writes DIR/samples_STEP.png during training of image data.
-func sampleGridAt(ctx context.Context, b gpu.Backend, tr *train.Trainer, o trainOptions, ds *data.Dataset, step int) error {
-	m, err := generate.FromTrainer(b, tr, data.Identity(ds.D))
+// sampleGridAt writes DIR/samples_STEP.png during training of image data
+// and returns its samples: those of samples.png too when STEP is the last
+// (the same model, seed and guidance), which trainPlots then reuses
+// instead of solving them again.
+func sampleGridAt(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, o trainOptions, ds *data.Dataset, step int) ([]float32, error) {
+	m, err := generate.FromTrainer(b, tr, std)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return writeSampleGrid(ctx, m, ds.Image, filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), o.cfg.Seed+1, -1, defaultGuidance)
+	x, err := gridSamples(ctx, m, o.cfg.Seed+1, -1, defaultGuidance)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	img := ds.Image
+	return x, writeGridPNG(filepath.Join(o.out, fmt.Sprintf("samples_%06d.png", step)), x, gridSide*gridSide, img.Channels, img.Height, img.Width)
 }
 
 // gridSamples draws the samples of a 10 x 10 grid (one row per class for

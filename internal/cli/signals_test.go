@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -222,10 +223,19 @@ func TestEnterPhaseAfterSignal(t *testing.T) {
 // writing nothing as the note says, or lets the step under way finish and
 // saves it; here that step is the last, and the message says the run is
 // complete rather than to continue it with --resume (which would refuse).
+//
+// The step is made long (a wide network at a large batch) so that the
+// signal lands in either window; the simulated device of a kernelsim build
+// runs a step a hundred times slower than the CPU, and there a narrower
+// network leaves the same windows in a second instead of a minute.
 func TestInterruptAtTheStart(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
+	hidden := "1024,1024,1024"
+	if gpu.Flavor == "kernelsim" {
+		hidden = "256,256,256"
+	}
 	code, stderr, _ := interruptAfter(t, syscall.SIGINT, func(l string) bool { return strings.Contains(l, "parameters, on") },
-		"train", "--data", "moons", "--out", out, "--steps", "1", "--batch", "4096", "--hidden", "1024,1024,1024", "--no-plot")
+		"train", "--data", "moons", "--out", out, "--steps", "1", "--batch", "4096", "--hidden", hidden, "--no-plot")
 	_, err := os.Stat(filepath.Join(out, train.CheckpointName))
 	saved := err == nil
 	switch {

@@ -1075,6 +1075,8 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return err // interrupted before the first step: nothing written
 	}
 	prog := newProgress(stderr, o.quiet, "fmgpu train", "step", tr.StepsDone(), o.cfg.Steps)
+	var grid []float32 // the samples of the last checkpoint's grid, at gridStep
+	gridStep := -1
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: std, Data: info, Changes: changes,
@@ -1086,7 +1088,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			onInterrupt(ctx, fmt.Sprintf("skipping the sample grid (the checkpoint of step %d is saved)", step))
 			defer onInterrupt(ctx, "saving a checkpoint")
 			prog.phase("drawing samples_%06d.png", step)
-			return sampleGridAt(ctx, b, tr, o, ds, step)
+			x, err := sampleGridAt(ctx, b, tr, std, o, ds, step)
+			grid, gridStep = x, step
+			return err
 		},
 	})
 	prog.finish(runErr == nil)
@@ -1115,7 +1119,10 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	if o.plot {
 		onInterrupt(ctx, "skipping the plots (the checkpoint is saved)")
 		say("drawing loss.png and samples.png")
-		if err := trainPlots(ctx, b, tr, std, ds, o); err != nil {
+		if gridStep != tr.StepsDone() {
+			grid = nil
+		}
+		if err := trainPlots(ctx, b, tr, std, ds, o, grid); err != nil {
 			if errors.Is(err, context.Canceled) {
 				return interrupted("saved %s at step %d; loss.png and samples.png were not drawn", ckPath, tr.StepsDone())
 			}
