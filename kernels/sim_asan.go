@@ -11,7 +11,9 @@ package kernels
 // combined with AddressSanitizer's): the checks of this build are the
 // sanitizers', the guard pages and synccheck.
 
-// -O1 -g1 (after sim.go's -O2 and cgo's default -g, so they win): GCC
+// -O1 -g1 (after cgo's default -O2 -g from CGO_CXXFLAGS and after sim.go's
+// -O2, which sorts before this file, so they win: CGO_CXXFLAGS cannot
+// change the optimization or debug level of this build): GCC
 // takes minutes per kernel file at -O2 -g with the sanitizers' code (its
 // inlining and variable tracking over the unrolled tiles), ten times less
 // at -O1 -g1, which keeps the line tables of the reports' stack traces.

@@ -12,7 +12,8 @@ import (
 // in plain loops: the convolution by its defining sum (no im2col), its
 // gradients by scattering the same sum's terms back (the adjoint). The
 // adjoints are in turn checked against central differences of sum(dy *
-// forward) in float64, on every case below, by this package's own test
+// forward) in float64, on every case below with images in it (and by the
+// adjoint identity over all coordinates), by this package's own test
 // (conv_test.go): a backend agreeing with a wrong adjoint would otherwise
 // pass. That check is of the references alone, so it runs once, not in
 // every backend's and precision's run of the suite (where the

@@ -14,7 +14,10 @@ import (
 // conformance case: the loss is linear in x, w and the bias, so the
 // difference with h = 0.5 is exact up to float64 rounding, which 1e-10 of
 // the loss's terms' magnitudes covers; a term sent to the wrong element,
-// or lost, is off by one |dy w| or |dy x|, far more.
+// or lost, is off by one |dy w| or |dy x|, far more. The differences
+// take a few coordinates per case; the adjoint identities <dx, x> = <dw, w>
+// = <dy, y - bias> and <dbias, b> = <dy, bias> take all of them at once
+// (within 1e-12 of the terms' magnitudes: float64 sums of those terms).
 func TestConvReferencesAgainstDifferences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(17, 29))
 	for _, c := range convCases {
@@ -28,6 +31,30 @@ func TestConvReferencesAgainstDifferences(t *testing.T) {
 		dx, _ := refConvData(s, dy, w)
 		dw, _, db, _ := refConvFilter(s, x, dy)
 		_, lscale := convLoss(s, x, w, b, dy)
+		y, yscale := refConv(s, x, w, nil)
+		dot := func(a, b []float64) (d float64) {
+			for i := range a {
+				d += a[i] * b[i]
+			}
+			return d
+		}
+		var conv, convScale, bias, biasScale float64 // <dy, y>, <dy, bias>
+		hw := s.OutH() * s.OutW()
+		for i := range y {
+			conv += dy[i] * y[i]
+			convScale += math.Abs(dy[i]) * yscale[i]
+			bias += dy[i] * b[i/hw%s.OutC]
+			biasScale += math.Abs(dy[i] * b[i/hw%s.OutC])
+		}
+		for _, id := range []struct {
+			what        string
+			got, want   float64
+			scaleOfTerm float64
+		}{{"<dx, x>", dot(dx, x), conv, convScale}, {"<dw, w>", dot(dw, w), conv, convScale}, {"<dbias, bias>", dot(db, b), bias, biasScale}} {
+			if math.Abs(id.got-id.want) > 1e-12*id.scaleOfTerm || math.IsNaN(id.got) {
+				t.Errorf("%+v: %s = %.17g, <dy, the forward's terms> = %.17g", s, id.what, id.got, id.want)
+			}
+		}
 		check := func(what string, grad, v []float64, loss func([]float64) float64) {
 			t.Helper()
 			p := append([]float64(nil), v...)

@@ -108,8 +108,9 @@ func lossPlot(path, metricsPath string) error {
 
 // trainPlots draws loss.png and samples.png after training: for 2-D data
 // samples over data points, for images a grid; sampled from the checkpoint
-// just written, as `fmgpu sample` would. The samples are drawn first, so
-// that an interrupt leaves neither picture.
+// just written, as `fmgpu sample` would; lastGrid, when not nil, are the
+// image grid's samples drawn already at this step (sampleGridAt). The
+// samples are drawn first, so that an interrupt leaves neither picture.
 func trainPlots(ctx context.Context, b gpu.Backend, tr *train.Trainer, std data.Standardization, ds *data.Dataset, o trainOptions, lastGrid []float32) error {
 	var draw func() error
 	switch {
@@ -191,18 +192,6 @@ func gridSamples(ctx context.Context, m *generate.Model, seed uint64, k int, gui
 		return nil, sampleError(err)
 	}
 	return x, nil
-}
-
-// writeSampleGrid draws a 10 x 10 grid of samples to a PNG (gridSamples).
-func writeSampleGrid(ctx context.Context, m *generate.Model, img *data.ImageInfo, path string, seed uint64, k int, guidance float64) error {
-	x, err := gridSamples(ctx, m, seed, k, guidance)
-	if err != nil {
-		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return writeGridPNG(path, x, gridSide*gridSide, img.Channels, img.Height, img.Width)
 }
 
 func writeGridPNG(path string, x []float32, n, c, h, w int) error {
