@@ -129,7 +129,7 @@ func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) er
 	if c := tr.Comm(); c != nil {
 		meta.Parallel = &ParallelInfo{Engine: string(c.Engine()), WorldSize: c.Size()}
 	}
-	bufs := map[string]gpu.Buffer{"": tr.net.Params(), prefixEMA: tr.ema, prefixM: tr.m, prefixV: tr.v}
+	bufs := map[string]gpu.Buffer{"": tr.net.Params(), prefixEMA: tr.emaParams(), prefixM: tr.m, prefixV: tr.v}
 	return writeCheckpoint(path, tr.b, tr.net.Tensors(), bufs, meta)
 }
 
@@ -331,7 +331,14 @@ func (tr *Trainer) Resume(ck *Checkpoint) error {
 	}
 	b := tr.b
 	b.Upload(tr.net.Params(), ck.Params)
-	b.Upload(tr.ema, ck.EMA)
+	if ck.Meta.Config.EMADecay == 0 {
+		// A run without an EMA (whose checkpoints before 2026-12-07 hold
+		// the initial weights as theirs) starts one from its weights
+		// when resumed with --ema above 0.
+		b.Upload(tr.ema, ck.Params)
+	} else {
+		b.Upload(tr.ema, ck.EMA)
+	}
 	b.Upload(tr.m, ck.AdamM)
 	b.Upload(tr.v, ck.AdamV)
 	b.Fill(tr.lossSum, 0)

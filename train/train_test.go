@@ -190,3 +190,69 @@ func TestResumeIsExact(t *testing.T) {
 		t.Error("resuming with another network shape succeeded")
 	}
 }
+
+// Without an EMA (decay 0) the network sampled during training and the
+// checkpoint's EMA weights are the trained weights, not the initial ones
+// the optimizer leaves in its EMA buffer; resumed with an EMA, the
+// average starts from the weights, also from a checkpoint written before
+// that (whose EMA tensors held the initial weights).
+func TestNoEMA(t *testing.T) {
+	b := gpu.NewCPU(0)
+	ds, std := standardized(t, "moons")
+	cfg := testConfig()
+	cfg.EMADecay = 0
+	tr, err := New(b, cfg, ds.X, ds.N)
+	if err != nil {
+		t.Fatal(err)
+	}
+	init := make([]float32, tr.Net().NumParams())
+	b.Download(init, tr.Net().Params())
+	for i := 0; i < 20; i++ {
+		tr.Step()
+	}
+	w, sampled := make([]float32, len(init)), make([]float32, len(init))
+	b.Download(w, tr.Net().Params())
+	b.Download(sampled, tr.EMANet().Params())
+	if w[0] == init[0] && w[1] == init[1] {
+		t.Fatal("20 steps did not change the weights")
+	}
+	for i := range w {
+		if w[i] != sampled[i] {
+			t.Fatalf("EMANet()[%d] = %v, the trained weight is %v (initial %v)", i, sampled[i], w[i], init[i])
+		}
+	}
+	path := filepath.Join(t.TempDir(), CheckpointName)
+	if err := tr.Save(path, std, DataInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range w {
+		if ck.EMA[i] != w[i] {
+			t.Fatalf("checkpoint ema[%d] = %v, weight %v", i, ck.EMA[i], w[i])
+		}
+	}
+	with := cfg
+	with.EMADecay = 0.99
+	for _, old := range []bool{false, true} {
+		if old {
+			copy(ck.EMA, init)
+		}
+		r, err := New(b, with, ds.X, ds.N)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Resume(ck); err != nil {
+			t.Fatal(err)
+		}
+		b.Download(sampled, r.EMANet().Params())
+		for i := range w {
+			if sampled[i] != w[i] {
+				t.Fatalf("old checkpoint %v: resumed with an EMA, ema[%d] = %v, the weight %v", old, i, sampled[i], w[i])
+			}
+		}
+		r.Close()
+	}
+}

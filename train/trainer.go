@@ -161,10 +161,28 @@ func (tr *Trainer) Close() {
 	tr.owned = nil
 }
 
-func (tr *Trainer) Config() Config    { return tr.cfg }
-func (tr *Trainer) StepsDone() int    { return tr.step }
-func (tr *Trainer) Net() model.Net    { return tr.net }
-func (tr *Trainer) EMANet() model.Net { return tr.emaNet }
+func (tr *Trainer) Config() Config { return tr.cfg }
+func (tr *Trainer) StepsDone() int { return tr.step }
+func (tr *Trainer) Net() model.Net { return tr.net }
+
+// EMANet is the network with the EMA weights, the one to sample from;
+// with decay 0 (--ema 0) the trained network itself.
+func (tr *Trainer) EMANet() model.Net {
+	if tr.cfg.EMADecay == 0 {
+		return tr.net
+	}
+	return tr.emaNet
+}
+
+// emaParams are the EMA weights a checkpoint holds: with decay 0 (no EMA)
+// the average of the last step alone, the weights themselves, since the
+// optimizer leaves its EMA buffer at the initial weights then.
+func (tr *Trainer) emaParams() gpu.Buffer {
+	if tr.cfg.EMADecay == 0 {
+		return tr.net.Params()
+	}
+	return tr.ema
+}
 
 // emaDecayAt warms the EMA up, min(decay, (1 + s) / (10 + s)), so that in a
 // short run the average is not dominated by the random initial weights.
