@@ -70,7 +70,7 @@ func TestTrainSampleLikelihood(t *testing.T) {
 	if err != nil || ds.N != 300 || ds.D != 2 {
 		t.Fatalf("samples: %v %+v", err, ds)
 	}
-	if !strings.Contains(stdout, "wrote 300 samples") {
+	if !strings.Contains(stdout, "wrote 300 samples") || !strings.Contains(stdout, "wrote the trajectories of 300 samples (11 states each, the noise first) to "+traj) {
 		t.Errorf("sample output %q", stdout)
 	}
 	st, err := os.Stat(traj)

@@ -106,6 +106,15 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 	if !strings.Contains(stdout, "grid") {
 		t.Errorf("sample output %q", stdout)
 	}
+	// --trajectory beside --grid alone: --n samples of their own, said so
+	traj := filepath.Join(dir, "t.npy")
+	code, stdout, e = fmgpu(t, "sample", "--checkpoint", ckPath, "--grid", grid, "--trajectory", traj, "--n", "3", "--solver", "euler", "--steps", "2")
+	if code != 0 || !strings.Contains(stdout, "wrote the trajectories of 3 samples (3 states each, the noise first) to "+traj) {
+		t.Errorf("sample --grid --trajectory --n 3: exit %d, %q %q", code, stdout, e)
+	}
+	if st, err := os.Stat(traj); err != nil || st.Size() != 128+3*3*64*4 { // header + (steps+1) x n x D float32
+		t.Errorf("trajectory: %v, %v", st, err)
+	}
 
 	code, stdout, e = fmgpu(t, "likelihood", "--checkpoint", ckPath, "--data", imgs, "--solver", "euler", "--steps", "4", "--probes", "1")
 	if code != 0 {
@@ -126,7 +135,7 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--class", "2"}, "--class"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2"}, "--grid"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--guidance", "-1"}, "--guidance"},
-		{[]string{"sample", "--checkpoint", ckPath, "--n", "7", "--grid", filepath.Join(t.TempDir(), "g.png")}, "--n applies to --out; --grid draws 10 x 10 samples"},
+		{[]string{"sample", "--checkpoint", ckPath, "--n", "7", "--grid", filepath.Join(t.TempDir(), "g.png")}, "--n applies to --out and --trajectory; --grid draws 10 x 10 samples"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--class", "1", "--guidance", "0"}, "--class 1 with --guidance 0"},
 		{[]string{"sample", "--checkpoint", ckPath, "--n", "2", "--out", out, "--plot", filepath.Join(t.TempDir(), "p.png")}, "--plot draws points; for an image model use --grid"},
 		{[]string{"reflow", "--checkpoint", ckPath, "--out", filepath.Join(t.TempDir(), "r"), "--guidance", "0"}, "--guidance 0: the pairs would be solved with the unconditional velocity"},

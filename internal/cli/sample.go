@@ -180,8 +180,8 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	if o.out == "" && o.grid == "" {
 		return o, usagef("give --out FILE.npy|FILE.csv, --grid FILE.png, or both")
 	}
-	if o.out == "" && c.IsSet("n") {
-		return o, usagef("--n applies to --out; --grid draws %d x %d samples", gridSide, gridSide)
+	if o.out == "" && o.trajectory == "" && c.IsSet("n") {
+		return o, usagef("--n applies to --out and --trajectory; --grid draws %d x %d samples", gridSide, gridSide)
 	}
 	if o.out != "" {
 		if _, err := outputFormat("out", o.out, ".npy", ".csv"); err != nil {
@@ -359,11 +359,13 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		}
 		fmt.Fprintf(stdout, "wrote a %dx%d grid to %s\n", gridSide, gridSide, o.grid)
 	}
-	if o.out == "" {
-		return nil
+	if o.out != "" {
+		fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s, %.2fs, %s points/s)\n",
+			n, o.out, so.Method, st.NFE, totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
 	}
-	fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s, %.2fs, %s points/s)\n",
-		n, o.out, so.Method, st.NFE, totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
+	if trajectory != nil {
+		fmt.Fprintf(stdout, "wrote the trajectories of %d samples (%d states each, the noise first) to %s\n", n, so.Steps+1, o.trajectory)
+	}
 	return nil
 }
 
