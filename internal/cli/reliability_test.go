@@ -362,3 +362,31 @@ func TestResumeWithSomeOfItsFlags(t *testing.T) {
 		last = m.ElapsedSec
 	}
 }
+
+// samples.png and loss.png never show an earlier step than the checkpoint
+// beside them: a resumed run that draws none (--no-plot) removes them, and
+// says so; one that draws them writes them again.
+func TestResumeRemovesOlderPlots(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--data", "moons", "--batch", "64", "--hidden", "16,16", "--n-data", "500", "--warmup", "2", "--quiet"}
+	plots := func() (n int) {
+		for _, f := range []string{"samples.png", "loss.png"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--steps", "10"}, args...)...); code != 0 || plots() != 2 {
+		t.Fatalf("train: exit %d, %d of 2 plots, %q", code, plots(), e)
+	}
+	args[len(args)-1] = "--no-plot" // not --quiet: the note is on stderr
+	code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--steps", "20", "--resume"}, args...)...)
+	if code != 0 || plots() != 0 || !strings.Contains(e, "removed samples.png and loss.png, which showed an earlier step") {
+		t.Errorf("resume --no-plot: exit %d, %d plots left, stderr %q", code, plots(), e)
+	}
+	args[len(args)-1] = "--quiet"
+	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--steps", "30", "--resume"}, args...)...); code != 0 || plots() != 2 {
+		t.Errorf("resume: exit %d, %d of 2 plots, %q", code, plots(), e)
+	}
+}

@@ -1077,11 +1077,22 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	prog := newProgress(stderr, o.quiet, "fmgpu train", "step", tr.StepsDone(), o.cfg.Steps)
 	var grid []float32 // the samples of the last checkpoint's grid, at gridStep
 	gridStep := -1
+	// samples.png and loss.png show an earlier step once this run saves a
+	// newer checkpoint: they go then, and are drawn again at the end
+	// unless --no-plot, --stop-after or a signal says otherwise.
+	checkpointed, removedPlots := false, false
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: std, Data: info, Changes: changes,
 		OnLog: prog.log, OnStep: prog.step, StopAt: o.stopAfter,
 		OnCheckpoint: func(step int) error {
+			if !checkpointed && rank == 0 {
+				checkpointed = true
+				var err error
+				if removedPlots, err = removePlots(o.out); err != nil {
+					return err
+				}
+			}
 			if !o.plot || ds.Image == nil {
 				return nil
 			}
@@ -1129,10 +1140,29 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			return err
 		}
 	}
+	if removedPlots && !o.plot && !o.quiet {
+		fmt.Fprintf(stderr, "fmgpu train: note: removed samples.png and loss.png, which showed an earlier step (--no-plot draws none)\n")
+	}
 	if !o.quiet {
 		fmt.Fprintf(stdout, "wrote %s and %s\n", ckPath, filepath.Join(o.out, train.MetricsName))
 	}
 	return nil
+}
+
+// removePlots removes DIR/samples.png and DIR/loss.png, saying whether
+// either was there.
+func removePlots(dir string) (bool, error) {
+	removed := false
+	for _, name := range []string{"samples.png", "loss.png"} {
+		err := os.Remove(filepath.Join(dir, name))
+		switch {
+		case err == nil:
+			removed = true
+		case !errors.Is(err, os.ErrNotExist):
+			return removed, err
+		}
+	}
+	return removed, nil
 }
 
 // nonFiniteError words a diverged run's error by what is true: whether
