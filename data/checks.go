@@ -67,8 +67,12 @@ func Warnings(ds *Dataset) []string {
 			}
 		}
 		if len(empty) > 0 {
-			out = append(out, fmt.Sprintf("%s: %d of %d classes have no image among the %d read (%s): a folder's images are read in path order, class by class, up to --n-data",
-				displayName(ds.Name), len(empty), len(seen), ds.N, strings.Join(empty, ", ")))
+			why := "the set's first images, in its files' order, up to --n-data; raise it"
+			if IsImageDir(ds.Name) {
+				why = "a folder's images are read in path order, class by class, up to --n-data"
+			}
+			out = append(out, fmt.Sprintf("%s: %d of %d classes have no image among the %d read (%s): %s",
+				displayName(ds.Name), len(empty), len(seen), ds.N, strings.Join(empty, ", "), why))
 		}
 	}
 	if ds.Image != nil || ds.N == 0 {

@@ -204,7 +204,12 @@ func TestImageNDataWarnsOfEmptyClasses(t *testing.T) {
 	imgs := imageFolder(t) // left/, right/: 12 images each
 	args := append([]string{"train", "--data", imgs, "--out", t.TempDir(), "--steps", "2", "--n-data", "5", "--no-plot"}, tinyUNet...)
 	code, _, e := fmgpu(t, args...)
-	if code != 0 || !strings.Contains(e, "1 of 2 classes have no image among the 5 read (right)") {
+	if code != 0 || !strings.Contains(e, "1 of 2 classes have no image among the 5 read (right): a folder's images are read in path order") {
 		t.Errorf("exit %d %q", code, e)
+	}
+	// a built-in set is cut in its files' order, not class by class
+	args = append([]string{"train", "--data", "mnist", "--out", t.TempDir(), "--steps", "2", "--n-data", "5", "--no-plot"}, tinyUNet...)
+	if code, _, e := fmgpu(t, args...); code != 0 || !strings.Contains(e, "5 of 10 classes have no image among the 5 read (2, 3, 6, 7, 8): the set's first images, in its files' order") {
+		t.Errorf("mnist: exit %d %q", code, e)
 	}
 }
