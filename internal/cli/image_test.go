@@ -190,7 +190,8 @@ func TestImageOptionsKept(t *testing.T) {
 	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resume without --image-size and --channels: exit %d %q", code, e)
 	}
-	if code, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", imgs, "--solver", "euler", "--steps", "2", "--quiet"); code != 0 {
+	if code, _, e := fmgpu(t, "likelihood", "--checkpoint", ck, "--data", imgs, "--solver", "euler", "--steps", "2"); code != 0 ||
+		!strings.Contains(e, "resized from 8x8, 1 channel(s), to the model's 4x4, 3 channel(s)") || !strings.Contains(e, "48 dimensions: Hutchinson") {
 		t.Errorf("likelihood of the folder: exit %d %q", code, e)
 	}
 	if code, _, e := fmgpu(t, "eval", "--checkpoint", ck, "--n", "6", "--floors", "1", "--steps", "1", "--path-n", "0", "--guidance", "0"); code != 0 {

@@ -125,11 +125,10 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 	div := o.divergence
 	// D backward passes per evaluation is what exact means; for images
 	// that is hundreds, so Hutchinson is the default there.
+	hutchinsonNote := false // said once the data has the model's size
 	if (ds.Image != nil || ds.D > exactDivergenceMaxDim) && !o.divergenceSet {
 		div = sampler.Hutchinson
-		if !o.quiet {
-			fmt.Fprintf(stderr, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
-		}
+		hutchinsonNote = !o.quiet
 	}
 	if div == sampler.Exact && o.probesSet {
 		return usagef("--probes and --probe apply to --divergence hutchinson; the exact divergence uses no probes")
@@ -162,10 +161,18 @@ func runLikelihood(ctx context.Context, o likelihoodOptions, stdout, stderr io.W
 	d := m.Dim()
 	if im := m.Config().Image; ds.Image != nil && im != nil && ds.D != d {
 		// read again at the size and channels the model was trained on
+		was := *ds.Image
 		if ds, err = data.LoadWith(o.data, data.LoadOptions{N: o.nData, Seed: o.seed,
 			Image: data.ImageOptions{Size: im.Height, Channels: im.Channels, Dir: o.dataDir}}); err != nil {
 			return dataError(err)
 		}
+		if !o.quiet && ds.Image != nil {
+			fmt.Fprintf(stderr, "fmgpu likelihood: note: %s resized from %dx%d, %d channel(s), to the model's %dx%d, %d channel(s)\n",
+				o.data, was.Height, was.Width, was.Channels, ds.Image.Height, ds.Image.Width, ds.Image.Channels)
+		}
+	}
+	if hutchinsonNote && ds.D == d {
+		fmt.Fprintf(stderr, "fmgpu likelihood: %d dimensions: Hutchinson's divergence estimator (--divergence exact to insist)\n", ds.D)
 	}
 	if ds.D != d {
 		return usagef("--data %s has %d columns, the model was trained on %d", o.data, ds.D, d)
