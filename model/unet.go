@@ -489,7 +489,7 @@ func validateUNet(c Config) error {
 		return fmt.Errorf("a unet needs its architecture (unet settings)")
 	}
 	if im.Channels < 1 || im.Channels > 4 {
-		return fmt.Errorf("image channels %d outside 1..4", im.Channels)
+		return fieldErrorf([]string{"image.channels"}, "image channels %d outside 1..4", im.Channels)
 	}
 	if im.Height < 1 || im.Width < 1 {
 		return fmt.Errorf("image size %dx%d: need at least 1x1", im.Height, im.Width)
@@ -501,38 +501,38 @@ func validateUNet(c Config) error {
 		return fmt.Errorf("a unet needs a sinusoidal time embedding (freqs >= 1)")
 	}
 	if u.Base < 1 || u.Base > unetMaxWidth {
-		return fmt.Errorf("unet base width %d outside 1..%d", u.Base, unetMaxWidth)
+		return fieldErrorf([]string{"unet.base"}, "unet base width %d outside 1..%d", u.Base, unetMaxWidth)
 	}
 	if len(u.Mults) < 1 || len(u.Mults) > 5 {
-		return fmt.Errorf("unet needs 1 to 5 levels (channel multipliers), got %d", len(u.Mults))
+		return fieldErrorf([]string{"unet.mults"}, "unet needs 1 to 5 levels (channel multipliers), got %d", len(u.Mults))
 	}
 	for _, m := range u.Mults {
 		if m < 1 || u.Base*m > unetMaxWidth {
-			return fmt.Errorf("unet channel multiplier %d: need >= 1 and base*mult <= %d", m, unetMaxWidth)
+			return fieldErrorf([]string{"unet.mults", "unet.base"}, "unet channel multiplier %d: need >= 1 and base*mult <= %d", m, unetMaxWidth)
 		}
 	}
 	if u.ResBlocks < 1 || u.ResBlocks > 4 {
-		return fmt.Errorf("unet residual blocks per level %d outside 1..4", u.ResBlocks)
+		return fieldErrorf([]string{"unet.res_blocks"}, "unet residual blocks per level %d outside 1..4", u.ResBlocks)
 	}
 	if f := 1 << (len(u.Mults) - 1); im.Height%f != 0 || im.Width%f != 0 {
-		return fmt.Errorf("image size %dx%d is not divisible by 2^%d (%d levels halve it %d times)", im.Height, im.Width, len(u.Mults)-1, len(u.Mults), len(u.Mults)-1)
+		return fieldErrorf([]string{"unet.mults", "image.size"}, "image size %dx%d is not divisible by 2^%d (%d levels halve it %d times)", im.Height, im.Width, len(u.Mults)-1, len(u.Mults), len(u.Mults)-1)
 	}
 	if t := (im.Height >> (len(u.Mults) - 1)) * (im.Width >> (len(u.Mults) - 1)); u.Attention && t > unetMaxTokens {
-		return fmt.Errorf("attention over %d positions at the lowest resolution (at most %d: its scores are positions^2 an image); add levels", t, unetMaxTokens)
+		return fieldErrorf([]string{"unet.attention", "unet.mults"}, "attention over %d positions at the lowest resolution (at most %d: its scores are positions^2 an image); add levels", t, unetMaxTokens)
 	}
 	if !(u.Dropout >= 0 && u.Dropout < 1) {
-		return fmt.Errorf("unet dropout %g: need 0 <= p < 1", u.Dropout)
+		return fieldErrorf([]string{"unet.dropout"}, "unet dropout %g: need 0 <= p < 1", u.Dropout)
 	}
 	if u.Heads < 0 || u.Heads > unetMaxWidth {
-		return fmt.Errorf("unet attention heads %d outside 0..%d", u.Heads, unetMaxWidth)
+		return fieldErrorf([]string{"unet.heads"}, "unet attention heads %d outside 0..%d", u.Heads, unetMaxWidth)
 	}
 	if len(u.AttentionRes) > len(u.Mults) {
-		return fmt.Errorf("unet attention resolutions %v: more than the %d levels", u.AttentionRes, len(u.Mults))
+		return fieldErrorf([]string{"unet.attention_res"}, "unet attention resolutions %v: more than the %d levels", u.AttentionRes, len(u.Mults))
 	}
 	heads := u.HeadCount()
 	if u.Attention {
 		if w := u.Base * u.Mults[len(u.Mults)-1]; w%heads != 0 {
-			return fmt.Errorf("unet attention heads %d do not divide the lowest level's width %d", heads, w)
+			return fieldErrorf([]string{"unet.heads"}, "unet attention heads %d do not divide the lowest level's width %d", heads, w)
 		}
 	}
 	for i, r := range u.AttentionRes {
@@ -543,24 +543,39 @@ func validateUNet(c Config) error {
 			}
 		}
 		if l < 0 || slices.Contains(u.AttentionRes[:i], r) {
-			return fmt.Errorf("unet attention resolution %d: want distinct heights of the levels (%s)", r, levelHeights(im.Height, len(u.Mults)))
+			return fieldErrorf([]string{"unet.attention_res"}, "unet attention resolution %d: want distinct heights of the levels (%s)", r, levelHeights(im.Height, len(u.Mults)))
 		}
 		if t := (im.Height >> l) * (im.Width >> l); t > unetMaxTokens {
-			return fmt.Errorf("attention over %d positions at resolution %d (at most %d: its scores are positions^2 an image)", t, r, unetMaxTokens)
+			return fieldErrorf([]string{"unet.attention_res"}, "attention over %d positions at resolution %d (at most %d: its scores are positions^2 an image)", t, r, unetMaxTokens)
 		}
 		if w := u.Base * u.Mults[l]; w%heads != 0 {
-			return fmt.Errorf("unet attention heads %d do not divide the width %d of the level at resolution %d", heads, w, r)
+			return fieldErrorf([]string{"unet.heads"}, "unet attention heads %d do not divide the width %d of the level at resolution %d", heads, w, r)
 		}
 	}
 	if u.Groups < 1 || u.Base%u.Groups != 0 {
-		return fmt.Errorf("group norm groups %d must divide the base width %d", u.Groups, u.Base)
+		return fieldErrorf([]string{"unet.groups"}, "group norm groups %d must divide the base width %d", u.Groups, u.Base)
 	}
 	for _, m := range u.Mults {
 		if (u.Base*m)%u.Groups != 0 {
-			return fmt.Errorf("group norm groups %d must divide every level width (%d)", u.Groups, u.Base*m)
+			return fieldErrorf([]string{"unet.groups"}, "group norm groups %d must divide every level width (%d)", u.Groups, u.Base*m)
 		}
 	}
 	return nil
+}
+
+// FieldError is a configuration no network can be built from, with the
+// settings at fault (image.size, image.channels, unet.base, unet.mults,
+// ...: Config's fields), so that a command line can name its flags.
+type FieldError struct {
+	Fields []string
+	Err    error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErrorf(fields []string, format string, args ...any) error {
+	return &FieldError{Fields: fields, Err: fmt.Errorf(format, args...)}
 }
 
 // levelHeights lists the image heights of the levels, "32, 16, 8".

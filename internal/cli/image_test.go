@@ -187,6 +187,10 @@ func TestImageOptionsKept(t *testing.T) {
 		t.Fatalf("train: %s", e)
 	}
 	ck := filepath.Join(dir, train.CheckpointName)
+	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--image-size", "8"); code != ExitUsage ||
+		!strings.Contains(e, "read at 8x8, 3 channel(s), is 192 values an image, the checkpoint's data 48: leave out --image-size and --channels") {
+		t.Errorf("resume at another --image-size: exit %d %q", code, e)
+	}
 	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resume without --image-size and --channels: exit %d %q", code, e)
 	}
@@ -196,6 +200,26 @@ func TestImageOptionsKept(t *testing.T) {
 	}
 	if code, _, e := fmgpu(t, "eval", "--checkpoint", ck, "--n", "6", "--floors", "1", "--steps", "1", "--path-n", "0", "--guidance", "0"); code != 0 {
 		t.Errorf("eval on the training folder: exit %d %q", code, e)
+	}
+}
+
+// A network the image cannot carry is refused naming the flags to change.
+func TestImageModelErrorsNameFlags(t *testing.T) {
+	imgs := imageFolder(t) // 8x8
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--mults", "1,2,2,2,2"}, "--mults, --image-size: image size 8x8 is not divisible by 2^4"},
+		{[]string{"--mults", "1,2", "--image-size", "5"}, "--mults, --image-size: image size 5x5 is not divisible by 2^1"},
+		{[]string{"--mults", "1,2", "--groups", "3"}, "--groups: group norm groups 3 must divide the base width 8"},
+	} {
+		args := append([]string{"train", "--data", imgs, "--out", t.TempDir(), "--steps", "2", "--no-plot"}, tinyUNet...)
+		args = slices.DeleteFunc(args, func(a string) bool { return a == "--mults" || a == "1,2" || a == "--groups" || a == "4" })
+		args = append(args, c.args...)
+		if code, _, e := fmgpu(t, args...); code != ExitUsage || !strings.Contains(e, c.want) {
+			t.Errorf("%v: exit %d %q, want %q", c.args, code, e, c.want)
+		}
 	}
 }
 

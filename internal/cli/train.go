@@ -707,6 +707,10 @@ func checkResumeData(o trainOptions, ck *train.Checkpoint, ds *data.Dataset, sum
 		}
 		return usagef("--resume: --data %s has %d rows, the checkpoint's data had %d: the file changed", o.data, ds.N, in.Rows)
 	}
+	if ds.D != in.Dim && ds.Image != nil {
+		return usagef("--resume: --data %s read at %dx%d, %d channel(s), is %d values an image, the checkpoint's data %d: leave out --image-size and --channels to read it as the checkpoint did",
+			o.data, ds.Image.Height, ds.Image.Width, ds.Image.Channels, ds.D, in.Dim)
+	}
 	if ds.D != in.Dim {
 		return usagef("--resume: --data %s has %d columns, the checkpoint's data had %d", o.data, ds.D, in.Dim)
 	}
@@ -1197,7 +1201,27 @@ func configError(err error) error {
 			return usagef("--%s %v: %s", flag, fe.Value, fe.Reason)
 		}
 	}
+	var me *model.FieldError
+	if errors.As(err, &me) {
+		var flags []string
+		for _, f := range me.Fields {
+			if flag, ok := modelFlags[f]; ok {
+				flags = append(flags, "--"+flag)
+			}
+		}
+		if len(flags) > 0 {
+			return usagef("%s: %v", strings.Join(flags, ", "), me.Err)
+		}
+	}
 	return usageError{err}
+}
+
+// modelFlags are the flags of the network's settings that model.FieldError
+// names.
+var modelFlags = map[string]string{
+	"image.size": "image-size", "image.channels": "channels", "unet.base": "base", "unet.mults": "mults",
+	"unet.res_blocks": "res-blocks", "unet.attention": "attention", "unet.heads": "heads",
+	"unet.attention_res": "attention-res", "unet.dropout": "dropout", "unet.groups": "groups",
 }
 
 // finiteOrZero keeps a logged value printable.
