@@ -183,10 +183,10 @@ func TestImageOptionsKept(t *testing.T) {
 	dir := t.TempDir()
 	args := append([]string{"train", "--data", imgs, "--out", dir, "--steps", "10", "--stop-after", "5", "--image-size", "4", "--channels", "3", "--no-plot"}, tinyUNet...)
 	args = slices.DeleteFunc(args, func(a string) bool { return a == "--mults" || a == "1,2" })
-	if code, _, e := fmgpu(t, args...); code != 0 {
-		t.Fatalf("train: %s", e)
-	}
 	ck := filepath.Join(dir, train.CheckpointName)
+	if code, _, e := fmgpu(t, args...); code != 0 || !strings.Contains(e, "stopped at step 5 of 10 as asked (saved "+ck+"); continue with --resume") {
+		t.Fatalf("train: exit %d %q", code, e)
+	}
 	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--image-size", "8"); code != ExitUsage ||
 		!strings.Contains(e, "read at 8x8, 3 channel(s), is 192 values an image, the checkpoint's data 48: leave out --image-size and --channels") {
 		t.Errorf("resume at another --image-size: exit %d %q", code, e)

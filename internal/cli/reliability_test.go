@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -388,5 +389,23 @@ func TestResumeRemovesOlderPlots(t *testing.T) {
 	args[len(args)-1] = "--quiet"
 	if code, _, e := fmgpu(t, append([]string{"train", "--out", dir, "--steps", "30", "--resume"}, args...)...); code != 0 || plots() != 2 {
 		t.Errorf("resume: exit %d, %d of 2 plots, %q", code, plots(), e)
+	}
+}
+
+// A run that ends without its plots says how to draw its samples: a grid
+// for images, points over the data for 2-D, nothing for 1-D data.
+func TestDrawLater(t *testing.T) {
+	img := &data.Dataset{D: 64, Image: &data.ImageInfo{Channels: 1, Height: 8, Width: 8}}
+	for _, c := range []struct {
+		ds   *data.Dataset
+		want string
+	}{
+		{img, "; draw the samples with fmgpu sample --checkpoint r/c.safetensors --grid r/samples.png"},
+		{&data.Dataset{D: 2}, "; draw the samples with fmgpu sample --checkpoint r/c.safetensors --out r/samples.npy --plot r/samples.png"},
+		{&data.Dataset{D: 1}, ""},
+	} {
+		if got := drawLater("r", "r/c.safetensors", c.ds); got != c.want {
+			t.Errorf("D %d: %q, want %q", c.ds.D, got, c.want)
+		}
 	}
 }

@@ -1119,7 +1119,11 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return interrupted("rank %d stopped after step %d; rank 0 saves the checkpoint", rank, tr.StepsDone())
 	case errors.Is(runErr, context.Canceled) && tr.StepsDone() >= o.cfg.Steps:
 		// the signal came with the last step: nothing is left to resume
-		return interrupted("saved %s at step %d, the last: the run is complete (without its plots)", ckPath, tr.StepsDone())
+		what := ""
+		if o.plot {
+			what = " (without its plots" + drawLater(o.out, ckPath, ds) + ")"
+		}
+		return interrupted("saved %s at step %d, the last: the run is complete%s", ckPath, tr.StepsDone(), what)
 	case errors.Is(runErr, context.Canceled):
 		return interrupted("saved %s at step %d; continue with --resume", ckPath, tr.StepsDone())
 	case errors.As(runErr, &nf):
@@ -1128,7 +1132,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return runErr
 	}
 	if tr.StepsDone() < o.cfg.Steps && rank == 0 {
-		fmt.Fprintf(stderr, "fmgpu train: stopped at step %d of %d as asked; continue with --resume\n", tr.StepsDone(), o.cfg.Steps)
+		fmt.Fprintf(stderr, "fmgpu train: stopped at step %d of %d as asked (saved %s); continue with --resume\n", tr.StepsDone(), o.cfg.Steps, ckPath)
 		return nil
 	}
 	if o.plot {
@@ -1139,7 +1143,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		}
 		if err := trainPlots(ctx, b, tr, std, ds, o, grid); err != nil {
 			if errors.Is(err, context.Canceled) {
-				return interrupted("saved %s at step %d; loss.png and samples.png were not drawn", ckPath, tr.StepsDone())
+				return interrupted("saved %s at step %d; loss.png and samples.png were not drawn%s", ckPath, tr.StepsDone(), drawLater(o.out, ckPath, ds))
 			}
 			return err
 		}
@@ -1151,6 +1155,18 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		fmt.Fprintf(stdout, "wrote %s and %s\n", ckPath, filepath.Join(o.out, train.MetricsName))
 	}
 	return nil
+}
+
+// drawLater is how to draw a finished run's samples after all: ": fmgpu
+// sample ...", or nothing for 1-D data, which train does not plot.
+func drawLater(dir, ckPath string, ds *data.Dataset) string {
+	switch {
+	case ds.Image != nil:
+		return fmt.Sprintf("; draw the samples with fmgpu sample --checkpoint %s --grid %s", ckPath, filepath.Join(dir, "samples.png"))
+	case ds.D >= 2:
+		return fmt.Sprintf("; draw the samples with fmgpu sample --checkpoint %s --out %s --plot %s", ckPath, filepath.Join(dir, "samples.npy"), filepath.Join(dir, "samples.png"))
+	}
+	return ""
 }
 
 // removePlots removes DIR/samples.png and DIR/loss.png, saying whether
