@@ -1157,8 +1157,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	return nil
 }
 
-// drawLater is how to draw a finished run's samples after all: ": fmgpu
-// sample ...", or nothing for 1-D data, which train does not plot.
+// drawLater is how to draw a finished run's samples after all, "; draw
+// the samples with fmgpu sample ...", or nothing for 1-D data, which
+// train does not plot.
 func drawLater(dir, ckPath string, ds *data.Dataset) string {
 	switch {
 	case ds.Image != nil:
