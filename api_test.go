@@ -3,6 +3,7 @@ package fmgpu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
@@ -199,7 +200,10 @@ func TestStreamResumeIsExact(t *testing.T) {
 		t.Fatalf("%v at step %d", err, tr.StepsDone())
 	}
 	tr.Close()
-	o.StopAt, o.Resume = 0, true
+	// LogEvery left zero: the checkpoint's 10
+	var logged []int
+	o.StopAt, o.Resume, o.LogEvery = 0, true, 0
+	o.OnLog = func(m train.Metric) { logged = append(logged, m.Step) }
 	src := &ringRows{row: 999}
 	tr, err = NewTrainer(ctx, cfg, src, o)
 	if err != nil {
@@ -209,6 +213,9 @@ func TestStreamResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.Close()
+	if fmt.Sprint(logged) != "[20 30 40]" {
+		t.Errorf("the resumed run logged at steps %v, want [20 30 40] (every 10, as the checkpoint's run)", logged)
+	}
 	if src.row != int64(cfg.Steps*cfg.Batch) {
 		t.Errorf("the resumed source ended at row %d, want %d", src.row, cfg.Steps*cfg.Batch)
 	}

@@ -73,7 +73,7 @@ type TrainOptions struct {
 	// error.
 	Resume bool
 	// LogEvery is how often (in steps) the loss is read back and OnLog
-	// called (0: 100).
+	// called (0: the resumed checkpoint's, else 100).
 	LogEvery int
 	// OnLog receives the progress at every read.
 	OnLog func(train.Metric)
@@ -178,6 +178,7 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	case o.Standardization != nil && o.Standardization.Dim() != cfg.Model.Dim:
 		return nil, fmt.Errorf("fmgpu: a standardization of %d dimensions for a model of %d", o.Standardization.Dim(), cfg.Model.Dim)
 	}
+	logEveryGiven := o.LogEvery != 0
 	if o.LogEvery == 0 {
 		o.LogEvery = 100
 	}
@@ -212,6 +213,9 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		}
 		std := ck.Meta.Standardization
 		o.Standardization = &std
+		if s := ck.Meta.Schedule; s != nil && s.LogEvery > 0 && !logEveryGiven {
+			o.LogEvery = s.LogEvery
+		}
 	}
 	if o.Standardization == nil && cfg.Model.Image != nil {
 		id := data.Identity(cfg.Model.Dim)

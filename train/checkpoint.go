@@ -45,6 +45,17 @@ type Meta struct {
 	// (absent for a single process). A checkpoint resumes on any number
 	// of ranks: it holds the whole state.
 	Parallel *ParallelInfo `json:"parallel,omitempty"`
+	// Schedule is how often the run that wrote the checkpoint read its
+	// loss and saved, so that a resumed run keeps the same rhythm; nil for
+	// a trainer saved outside Run, and in checkpoints written before it
+	// was recorded.
+	Schedule *ScheduleInfo `json:"schedule,omitempty"`
+}
+
+// ScheduleInfo is Run's LogEvery and CheckpointEvery.
+type ScheduleInfo struct {
+	LogEvery        int `json:"log_every"`
+	CheckpointEvery int `json:"checkpoint_every"`
 }
 
 // ParallelInfo is how a data-parallel run was spread.
@@ -124,7 +135,8 @@ func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) er
 	meta := Meta{
 		Version: CheckpointVersion, Config: tr.cfg, Step: tr.step,
 		Standardization: std, Data: info,
-		RNG: RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
+		RNG:      RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
+		Schedule: tr.schedule,
 	}
 	if c := tr.Comm(); c != nil {
 		meta.Parallel = &ParallelInfo{Engine: string(c.Engine()), WorldSize: c.Size()}

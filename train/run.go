@@ -79,6 +79,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	if o.LogEvery <= 0 {
 		o.LogEvery = 100
 	}
+	tr.schedule = &ScheduleInfo{LogEvery: o.LogEvery, CheckpointEvery: o.CheckpointEvery}
 	ckPath := filepath.Join(o.OutDir, CheckpointName)
 	mPath := filepath.Join(o.OutDir, MetricsName)
 	var metrics []Metric

@@ -47,7 +47,8 @@ type Trainer struct {
 	noGraph     bool       // the backend records no graph (or failed to)
 	ranOnce     bool       // a step ran op by op: the scratch space is sized
 
-	step      int // steps completed
+	step      int           // steps completed
+	schedule  *ScheduleInfo // the last Run's, recorded by Save
 	sinceRead int
 	owned     []gpu.Buffer
 	stream    *streamState   // the source of a streaming trainer (stream.go)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -407,5 +408,46 @@ func TestDrawLater(t *testing.T) {
 		if got := drawLater("r", "r/c.safetensors", c.ds); got != c.want {
 			t.Errorf("D %d: %q, want %q", c.ds.D, got, c.want)
 		}
+	}
+}
+
+// A resumed run logs and saves as the run began (--log-every,
+// --checkpoint-every) unless told otherwise.
+func TestResumeKeepsSchedule(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"train", "--out", dir, "--data", "moons", "--n-data", "300", "--hidden", "8", "--batch", "16",
+		"--steps", "40", "--warmup", "2", "--quiet", "--no-plot"}
+	if code, _, e := fmgpu(t, append(args, "--log-every", "5", "--checkpoint-every", "10", "--stop-after", "20")...); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--stop-after", "30"); code != 0 {
+		t.Fatal(e)
+	}
+	ck, err := train.Load(filepath.Join(dir, train.CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := ck.Meta.Schedule; s == nil || *s != (train.ScheduleInfo{LogEvery: 5, CheckpointEvery: 10}) {
+		t.Errorf("resumed run's schedule %+v, want log every 5, checkpoint every 10", s)
+	}
+	if code, _, e := fmgpu(t, "train", "--out", dir, "--resume", "--quiet", "--no-plot", "--log-every", "10"); code != 0 {
+		t.Fatal(e)
+	}
+	ms, err := os.ReadFile(filepath.Join(dir, train.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []int
+	for _, l := range strings.Split(strings.TrimSpace(string(ms)), "\n") {
+		var m train.Metric
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Event == "" {
+			steps = append(steps, m.Step)
+		}
+	}
+	if want := []int{5, 10, 15, 20, 25, 30, 40}; fmt.Sprint(steps) != fmt.Sprint(want) {
+		t.Errorf("metrics at steps %v, want %v", steps, want)
 	}
 }

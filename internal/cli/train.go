@@ -642,6 +642,7 @@ func absReal(path string) (string, error) {
 }
 
 // resumeData takes from the checkpoint what a resumed run was not told:
+// how often it logged and saved,
 // the data source, the points drawn (--n-data) and the seed they were
 // drawn with (which, given, must be the checkpoint's: it draws every
 // batch).
@@ -680,6 +681,15 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 		}
 		if !o.explicit["header"] {
 			o.csv.Header = csv.Header
+		}
+	}
+	if s := ck.Meta.Schedule; s != nil {
+		// the rhythm of the run's metrics and grids, as it began
+		if !o.explicit["log-every"] {
+			o.logEvery = s.LogEvery
+		}
+		if !o.explicit["checkpoint-every"] {
+			o.checkpointEvery = s.CheckpointEvery
 		}
 	}
 	if was := ck.Meta.Config.Seed; !o.explicit["seed"] {
