@@ -36,7 +36,6 @@ type drawTask struct {
 	path                   flow.Path
 	src, x0, x1, t, xt, ut []float32
 	nData, d               int
-	std                    float32
 }
 
 // run draws rows [lo, hi) in groups of the four rows that share a Philox
@@ -57,7 +56,7 @@ func (t *drawTask) run(lo, hi int) {
 		}
 		grouped := (g1-g0)*d <= len(noise)
 		if grouped {
-			normalsAt(noise[:(g1-g0)*d], dr.Seed, PurposeNoise, dr.Step, g0*d, t.std)
+			normalsAt(noise[:(g1-g0)*d], dr.Seed, PurposeNoise, dr.Step, g0*d, 1)
 		}
 		for r := g0; r < g1; r++ {
 			lane := r % 4
@@ -73,7 +72,7 @@ func (t *drawTask) run(lo, hi int) {
 			for j0 := 0; j0 < d; j0 += len(noise) {
 				w := min(len(noise), d-j0)
 				z := noise[:w]
-				normalsAt(z, dr.Seed, PurposeNoise, dr.Step, r*d+j0, t.std)
+				normalsAt(z, dr.Seed, PurposeNoise, dr.Step, r*d+j0, 1)
 				t.row(k, z, r, idx, j0, w)
 			}
 		}
@@ -98,7 +97,7 @@ func (c *CPU) DrawBatch(dr BatchDraw, data Buffer, nData, d, rows int, x0, x1, t
 	path, _ := checkDrawBatch(&c.paths, dr, data, nData, d, rows, x0, x1, t, xt, ut)
 	dr.Step, dr.StepFrom = dr.hostStep(), nil
 	c.draw.batch = drawTask{dr: dr, path: path, src: host(data), x0: host(x0), x1: host(x1), t: host(t), xt: host(xt), ut: host(ut),
-		nData: nData, d: d, std: float32(path.PriorStd())}
+		nData: nData, d: d}
 	c.pool.do(&c.draw.batch, rows, 40*d+300)
 }
 

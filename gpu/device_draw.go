@@ -44,7 +44,8 @@ func (d *DeviceBackend) DrawBatch(dr BatchDraw, data Buffer, nData, d0, rows int
 	rpb := pathRowsPerBlock(d0)
 	k := d.call("draw_batch_forward_kernel", dim3{uint32((rows + rpb - 1) / rpb), 1, 1}, dim3{pathThreads, 1, 1}).
 		u64(dr.Seed).u64(dr.Step)
-	pathArgs(k, dr.Path).f64(lo).f64(hi).f32(float32(path.PriorStd())).
+	// the kernel's noise std is 1 for every path (Draw.DrawBatch)
+	pathArgs(k, dr.Path).f64(lo).f64(hi).f32(1).
 		i32(int(dr.Time.Kind)).f64(dr.Time.Mean).f64(dr.Time.Std).f64(dr.Time.Shift).
 		ptr(d.ptr(data)).u32(uint32(nData)).i32(d0).i32(rows).
 		ptr(d.ptr(x0)).ptr(d.ptr(x1)).ptr(d.ptr(t)).ptr(d.ptr(xt)).ptr(d.ptr(ut)).i32(rpb).ptr(d.ptr(dr.StepFrom))

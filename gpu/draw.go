@@ -18,9 +18,11 @@ type Draw interface {
 	// DrawBatch is the fused training draw: for each of rows rows it draws a
 	// data index i (uniform over nData rows of data, nData x d, 1 <= nData
 	// < 2^32), a time t (dr.Time, clamped to the path's range) and
-	// x0 ~ N(0, PriorStd^2 I) with Philox-4x32-10 (streams in philox.go),
-	// gathers x1 = data[i] and writes x0, x1, t, xt, ut as PathTarget
-	// would. x0 and x1 may be nil.
+	// x0 ~ N(0, I) with Philox-4x32-10 (streams in philox.go), gathers
+	// x1 = data[i] and writes x0, x1, t, xt, ut as PathTarget would. x0 and
+	// x1 may be nil. The path's x0 is standard normal for every kind:
+	// PriorStd is the spread of x_t at t = 0 (sigma_max x0 for ve), where
+	// sampling starts, not of x0 (docs/math.md §2.5).
 	DrawBatch(dr BatchDraw, data Buffer, nData, d, rows int, x0, x1, t, xt, ut Buffer)
 
 	// DrawLabels writes the class labels of the rows DrawBatch draws for the

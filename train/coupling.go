@@ -401,17 +401,31 @@ func (tr *Trainer) CouplingStats() (last coupling.Stats, spent time.Duration, st
 	return tr.cpl.last, tr.cpl.spent, tr.cpl.steps
 }
 
-// NewPairs builds a trainer on fixed pairs: pair i is noise x0[i] and
-// data x1[i] (n rows of cfg.Model.Dim each, in the network's units), with
+// NewPairs builds a trainer on fixed pairs: pair i is noise x0[i], where
+// an ODE of the path started (drawn from N(0, PriorStd^2 I)), and data
+// x1[i] (n rows of cfg.Model.Dim each, in the network's units), with
 // labels[i] its class for a class-conditional model (nil otherwise).
 // cfg.Coupling.Kind must be CouplingPairs. Reflow trains on the pairs a
-// model's ODE makes; distillation (cfg.DistillSteps) too.
+// model's ODE makes; distillation (cfg.DistillSteps) too. The path's own
+// noise is x0 / PriorStd, standard normal as DrawBatch's (for ve, whose
+// x_t at t = 0 is x1 + sigma_max times it).
 func NewPairs(b gpu.Backend, cfg Config, x0, x1 []float32, labels []int32, n int) (*Trainer, error) {
 	if cfg.Coupling.Kind != CouplingPairs {
 		return nil, fmt.Errorf("train: NewPairs with coupling %q (want %s)", cfg.Coupling.Kind, CouplingPairs)
 	}
 	if len(x0) != len(x1) {
 		return nil, fmt.Errorf("training pairs: %d noise values and %d data values", len(x0), len(x1))
+	}
+	path, err := flow.New(cfg.Path)
+	if err != nil {
+		return nil, err
+	}
+	if s := path.PriorStd(); s != 1 {
+		eps := make([]float32, len(x0))
+		for i, v := range x0 {
+			eps[i] = float32(float64(v) / s)
+		}
+		x0 = eps
 	}
 	return newTrainer(b, cfg, x1, labels, n, x0)
 }

@@ -323,6 +323,39 @@ func TestPairsAndDistillTimes(t *testing.T) {
 	}
 }
 
+// Pairs hold the noise their ODE started from, N(0, PriorStd^2 I): on the
+// ve path (PriorStd sigma_max) the trainer's x0 is that noise divided by
+// sigma_max, the standard normal DrawBatch draws.
+func TestPairsNoiseOfTheVEPrior(t *testing.T) {
+	b := gpu.NewCPU(0)
+	n, d := 200, 2
+	cfg := testConfig()
+	cfg.Batch = 32
+	cfg.Path = flow.DefaultSpec(flow.KindVE)
+	cfg.Coupling = Coupling{Kind: CouplingPairs}
+	sigmaMax := flow.MustNew(cfg.Path).PriorStd()
+	x0, x1 := make([]float32, n*d), make([]float32, n*d)
+	for i := range x0 {
+		x0[i] = float32(sigmaMax) * (float32(i%89)/45 - 1)
+		x1[i] = float32(i % 89)
+	}
+	tr, err := NewPairs(b, cfg, x0, x1, nil, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	tr.Step()
+	if _, err := tr.Read(); err != nil {
+		t.Fatal(err)
+	}
+	bx0, bx1 := download(t, b, tr.cpl.x0), download(t, b, tr.cpl.x1)
+	for i := range bx0 {
+		if want := bx1[i]/45 - 1; math.Abs(float64(bx0[i]-want)) > 1e-6 {
+			t.Fatalf("row %d: the path's noise %v, want the pair's %v / sigma_max = %v", i/d, bx0[i], float32(sigmaMax)*want, want)
+		}
+	}
+}
+
 func TestCouplingValidate(t *testing.T) {
 	base := testConfig()
 	for _, c := range []struct {

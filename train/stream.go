@@ -102,8 +102,7 @@ func NewStream(b gpu.Backend, cfg Config, src Source) (*Trainer, error) {
 	}
 	st.x0, st.x1 = b.Alloc(bs*d), b.Alloc(bs*d)
 	tr.owned = append(tr.owned, st.x0, st.x1)
-	std := float32(path.PriorStd())
-	st.noise = func(step int, x0 gpu.Buffer) { b.RandNormal(x0, cfg.Seed, uint64(step), std) }
+	st.noise = func(step int, x0 gpu.Buffer) { b.RandNormal(x0, cfg.Seed, uint64(step), 1) }
 	tr.stream = st
 	if err := b.Sync(); err != nil {
 		tr.Close()
@@ -119,7 +118,7 @@ func (tr *Trainer) Streaming() bool { return tr.stream != nil }
 // trainer's source: they are read on the host, checked (finite values,
 // labels in range), uploaded, and x_t, u_t computed on the device from
 // them, x0 and t (PathTarget); forward, loss, backward and the update are
-// Step's ops (queued one by one, not replayed from a recorded graph). x0 is N(0, PriorStd^2) from Philox stream (Seed, step)
+// Step's ops (queued one by one, not replayed from a recorded graph). x0 is N(0, I) from Philox stream (Seed, step)
 // (RandNormal), t and the label dropout are drawn on the host from the
 // streams DrawBatch and DrawLabels use for the step, so that the noise of
 // a run does not depend on its rows. An error of the source is a

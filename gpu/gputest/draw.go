@@ -45,7 +45,7 @@ func testPathTarget(e *env) {
 		lo, hi := path.TimeRange()
 		for shi, sh := range pathShapes {
 			rows, d := sh[0], sh[1]
-			x0 := normals(e.rng, rows*d, path.PriorStd())
+			x0 := normals(e.rng, rows*d, 1)
 			x1 := normals(e.rng, rows*d, 1)
 			t := uniforms(e.rng, rows, lo, hi)
 			t[0] = float32(hi)
@@ -137,7 +137,7 @@ var timeSamplers = []flow.TimeSampler{
 
 // DrawBatch against the documented streams, for every path kind and time
 // sampler: index i_r = IndexBelow(element r of PurposeIndex, nData) (x1 =
-// data row i_r exactly), t_r = refTime, x0[r, j] = PriorStd times element
+// data row i_r exactly), t_r = refTime, x0[r, j] = element
 // r d + j of the PurposeNoise normal stream, and xt, ut = the path target
 // at the backend's t; x0 and x1 nil in every third case. Then statistical
 // sanity and determinism.
@@ -159,7 +159,6 @@ func testDrawBatch(e *env) {
 	ci := 0
 	for _, spec := range pathSpecs() {
 		path := flow.MustNew(spec)
-		std := path.PriorStd()
 		for _, ts := range timeSamplers {
 			sh := drawShapes[ci%len(drawShapes)]
 			rows, d, nData := sh[0], sh[1], sh[2]
@@ -191,7 +190,7 @@ func testDrawBatch(e *env) {
 				copy(wantX1[r*d:r*d+d], data[idx*d:idx*d+d])
 				for j := r * d; j < r*d+d; j++ {
 					z := normal64(dr.Seed, gpu.PurposeNoise, dr.Step, j)
-					wantX0[j], tolX0[j] = std*z, std*normalTol(z)
+					wantX0[j], tolX0[j] = z, normalTol(z)
 				}
 			}
 			gotT := e.download(pt.view)
@@ -231,9 +230,10 @@ func testDrawBatch(e *env) {
 	drawStats(e)
 }
 
-// drawStats: over 8192 rows of the ve path (PriorStd 10) with 16 data rows
-// holding their own index, the index counts pass a chi-square test, t ~
-// U(0, 1) and x0 ~ N(0, 100) have their moments, the same (Seed, Step)
+// drawStats: over 8192 rows of the ve path with 16 data rows holding their
+// own index, the index counts pass a chi-square test, t ~ U(0, 1) and
+// x0 ~ N(0, 1) have their moments (unit noise although ve's PriorStd is
+// sigma_max = 10: that is the spread of x_t = x1 + sigma_t x0 at t = 0), the same (Seed, Step)
 // gives the same batch bit for bit, and the next Step a different one.
 func drawStats(e *env) {
 	const rows, nData = 8192, 16
@@ -287,15 +287,15 @@ func drawStats(e *env) {
 	if m, vr := s1/rows, s2/rows-(s1/rows)*(s1/rows); math.Abs(m-0.5) > 5*math.Sqrt(1.0/12/rows) || math.Abs(vr-1.0/12) > 5*math.Sqrt(1.0/180/rows) {
 		e.t.Errorf("DrawBatch uniform times: mean %.4g (want 0.5), variance %.4g (want %.4g)", m, vr, 1.0/12)
 	}
-	// x0 ~ N(0, 10^2): mean within 5 * 10/sqrt(rows), variance within
-	// 5 * 100 sqrt(2/rows).
+	// x0 ~ N(0, 1): mean within 5/sqrt(rows), variance within
+	// 5 sqrt(2/rows).
 	s1, s2 = 0, 0
 	for _, v := range x0 {
 		s1 += float64(v)
 		s2 += float64(v) * float64(v)
 	}
-	if m, vr := s1/rows, s2/rows-(s1/rows)*(s1/rows); math.Abs(m) > 50/math.Sqrt(rows) || math.Abs(vr-100) > 500*math.Sqrt(2.0/rows) {
-		e.t.Errorf("DrawBatch ve x0: mean %.4g (want 0), variance %.4g (want 100)", m, vr)
+	if m, vr := s1/rows, s2/rows-(s1/rows)*(s1/rows); math.Abs(m) > 5/math.Sqrt(rows) || math.Abs(vr-1) > 5*math.Sqrt(2.0/rows) {
+		e.t.Errorf("DrawBatch ve x0: mean %.4g (want 0), variance %.4g (want 1)", m, vr)
 	}
 	again := draw(3)
 	for k, what := range []string{"x0", "x1", "t", "xt", "ut"} {
