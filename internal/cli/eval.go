@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -415,19 +416,31 @@ func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error
 
 func ptr(v float64) *float64 { return &v }
 
-// meanSD is the mean and sample standard deviation (0 for one value).
-func meanSD(v []float64) (float64, float64) {
+// meanSD is the mean and sample standard deviation (NaN for one value:
+// one floor pair says nothing of the floor's spread).
+func meanSD(v []float64) (float64, spread) {
 	m := 0.0
 	for _, x := range v {
 		m += x
 	}
 	m /= float64(len(v))
 	if len(v) < 2 {
-		return m, 0
+		return m, spread(math.NaN())
 	}
 	ss := 0.0
 	for _, x := range v {
 		ss += (x - m) * (x - m)
 	}
-	return m, math.Sqrt(ss / float64(len(v)-1))
+	return m, spread(math.Sqrt(ss / float64(len(v)-1)))
+}
+
+// spread is a standard deviation that may be unknown (NaN): printed as
+// NaN, and null in JSON, which has no NaN.
+type spread float64
+
+func (s spread) MarshalJSON() ([]byte, error) {
+	if math.IsNaN(float64(s)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(s))
 }

@@ -37,7 +37,7 @@ type evalReport struct {
 type scoreFloor struct {
 	Value   *float64 `json:"value,omitempty"`
 	Floor   float64  `json:"floor"`
-	FloorSD float64  `json:"floor_sd"`
+	FloorSD spread   `json:"floor_sd"`
 	Ratio   *float64 `json:"ratio,omitempty"`
 }
 
@@ -46,7 +46,7 @@ type scoreFloor struct {
 type mmdScore struct {
 	Value     *float64 `json:"value,omitempty"`
 	Floor     float64  `json:"floor"`
-	FloorSD   float64  `json:"floor_sd"`
+	FloorSD   spread   `json:"floor_sd"`
 	Bandwidth float64  `json:"bandwidth"`
 }
 
@@ -56,7 +56,7 @@ type kidScore struct {
 	Value      *float64 `json:"value,omitempty"`
 	SD         *float64 `json:"sd,omitempty"`
 	Floor      float64  `json:"floor"`
-	FloorSD    float64  `json:"floor_sd"`
+	FloorSD    spread   `json:"floor_sd"`
 	Subsets    int      `json:"subsets"`
 	SubsetSize int      `json:"subset_size"`
 }

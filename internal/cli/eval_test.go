@@ -417,3 +417,29 @@ func TestEvalCheckpointImageGrid(t *testing.T) {
 		t.Errorf("grid %+v, %v", cfg, err)
 	}
 }
+
+// One floor pair gives no spread: its standard deviation is NaN in the
+// text and null in JSON, never a 0 that would make any difference look
+// significant.
+func TestEvalOneFloorHasNoSpread(t *testing.T) {
+	fresh := filepath.Join(t.TempDir(), "fresh.npy")
+	ds, _ := data.Builtin("moons", 300, 77)
+	if err := writeMatrix(fresh, ds.X, ds.N, ds.D); err != nil {
+		t.Fatal(err)
+	}
+	code, out, e := fmgpu(t, "eval", "--samples", fresh, "--data", "moons", "--n", "300", "--floors", "1", "--quiet")
+	if code != 0 || !strings.Contains(out, "w2_floor_sd=NaN floors=1") || !strings.Contains(out, "mmd2_floor_sd=NaN") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, e)
+	}
+	code, js, e := fmgpu(t, "eval", "--samples", fresh, "--data", "moons", "--n", "300", "--floors", "1", "--quiet", "--json")
+	var rep map[string]any
+	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil {
+		t.Fatalf("--json: exit %d %q %q", code, js, e)
+	}
+	for _, k := range []string{"w2", "mmd2"} {
+		m, _ := rep[k].(map[string]any)
+		if v, ok := m["floor_sd"]; !ok || v != nil {
+			t.Errorf("%s floor_sd %v (present %v), want null", k, v, ok)
+		}
+	}
+}
