@@ -154,7 +154,9 @@ func (m *Model) Generator() *generate.Model { return m.g }
 
 // SampleOptions are the choices of Sample. The zero value is the sample
 // command's defaults but for Seed (the command's --seed is 1 unless
-// given: Seed 1 gives its samples).
+// given: Seed 1 gives its samples) and, for a class-conditional model,
+// Labels: the command draws every class in turn (sample i of class i mod
+// Classes()), nil Labels the null class.
 type SampleOptions struct {
 	// Solver is the ODE method, as the command line's --solver: "euler",
 	// "midpoint", "heun", "rk4" or "dopri5" ("": "rk4").
