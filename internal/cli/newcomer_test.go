@@ -547,15 +547,26 @@ func TestHelpAndREADME(t *testing.T) {
 	}
 }
 
-// A run refused for its flags leaves no empty --out behind.
+// A run refused for its flags or its data leaves no empty --out behind,
+// nor the parents it made for it.
 func TestRefusedRunLeavesNoOut(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "run")
+	tmp := t.TempDir()
+	out := filepath.Join(tmp, "run")
 	code, _, e := cpuRun(t, "train", "--data", "moons", "--out", out, "--base", "16", "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "--base") {
 		t.Fatalf("exit %d %q", code, e)
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("the refused run left its --out")
+	}
+	for _, cmd := range [][]string{{"train", "--data", filepath.Join(tmp, "nosuch.npy")}, {"reflow", "--checkpoint", filepath.Join(tmp, "nosuch.safetensors")}} {
+		code, _, e = cpuRun(t, append(cmd, "--out", filepath.Join(tmp, "new", "runs", "a"), "--quiet")...)
+		if code == 0 {
+			t.Fatalf("%s on missing input: exit 0 %q", cmd[0], e)
+		}
+		if _, err := os.Stat(filepath.Join(tmp, "new")); err == nil {
+			t.Errorf("%s refused (exit %d %q) left the directories made for --out", cmd[0], code, e)
+		}
 	}
 }
 

@@ -267,10 +267,10 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 		spec.Guidance = o.guidance
 	}
 
-	if _, statErr := os.Stat(o.out); errors.Is(statErr, os.ErrNotExist) {
+	if created := missingDirs(o.out); len(created) > 0 {
 		defer func() {
 			if err != nil {
-				os.Remove(o.out) // only if empty
+				removeEmptyDirs(created)
 			}
 		}()
 	}

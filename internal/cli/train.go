@@ -864,11 +864,12 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	if err := checkOutOutsideData(o); err != nil {
 		return err
 	}
-	if _, statErr := os.Stat(o.out); rank == 0 && errors.Is(statErr, os.ErrNotExist) {
-		// a run refused before it wrote anything leaves no empty --out
+	if created := missingDirs(o.out); rank == 0 && len(created) > 0 {
+		// a run refused before it wrote anything leaves no empty --out,
+		// nor the parents it made for it
 		defer func() {
 			if err != nil {
-				os.Remove(o.out) // only if empty
+				removeEmptyDirs(created)
 			}
 		}()
 	}
