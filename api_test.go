@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -349,6 +350,8 @@ func TestBadArguments(t *testing.T) {
 		"std":         {cfg, Rows(make([]float32, 4), 2), TrainOptions{Standardization: &data.Standardization{Mean: []float64{0}, Std: []float64{1}}}, "1 dimensions"},
 		"Resume":      {cfg, Rows(make([]float32, 4), 2), TrainOptions{Resume: true}, "Resume needs the OutDir"},
 		"label range": {img, LabeledRows(make([]float32, 64), []int32{5}, 64), TrainOptions{}, "label 5 of row 0 outside 0..1"},
+		"not finite":  {cfg, Rows([]float32{0, 1, 2, float32(math.Inf(-1))}, 2), TrainOptions{}, "row 1 of the rows holds -Inf in column 1"},
+		"class names": {img, LabeledRows(make([]float32, 64), []int32{1}, 64), TrainOptions{ClassNames: []string{"a", "b", "c"}}, "3 ClassNames for a model of 2 classes"},
 	} {
 		c.o.Device = dev
 		tr, err := NewTrainer(ctx, c.cfg, c.src, c.o)
@@ -641,4 +644,174 @@ func TestMisuseIsAnError(t *testing.T) {
 	if err := (&Trainer{}).Run(ctx); !errors.Is(err, errTrainerClosed) {
 		t.Errorf("the zero Trainer's Run: %v", err)
 	}
+}
+
+// The zero Device is an error, not a hang or a panic; so is a nil
+// Trainer's Close a no-op.
+func TestZeroDevice(t *testing.T) {
+	var zero Device
+	_, err := NewTrainer(context.Background(), smallConfig(4), Rows(make([]float32, 8), 2), TrainOptions{Device: &zero})
+	if err == nil || !strings.Contains(err.Error(), "not opened") {
+		t.Errorf("NewTrainer on the zero Device: %v", err)
+	}
+	if _, err := Load(context.Background(), "testdata/moons.safetensors", LoadOptions{Device: &zero}); err == nil || !strings.Contains(err.Error(), "not opened") {
+		t.Errorf("Load on the zero Device: %v", err)
+	}
+	if s := zero.String(); !strings.Contains(s, "no device") || zero.Info() != (gpu.DeviceInfo{}) {
+		t.Errorf("the zero Device: %q, %+v", s, zero.Info())
+	}
+	var tr *Trainer
+	if err := tr.Close(); err != nil {
+		t.Errorf("nil Trainer's Close: %v", err)
+	}
+}
+
+// OnLog may use other models on the trainer's device (Run lends its turn
+// between steps); the trainer's own model gets an error there, not a
+// deadlock.
+func TestOnLogUsesTheDevice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dev := cpuDevice(t)
+	ref, err := Load(ctx, "testdata/moons.safetensors", LoadOptions{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ref.Close()
+	var tr *Trainer
+	var scored, own int
+	o := TrainOptions{Device: dev, LogEvery: 10, OnLog: func(train.Metric) {
+		if _, err := ref.LogProb(ctx, []float32{0, 1}, LogProbOptions{}); err != nil {
+			t.Errorf("another model from OnLog: %v", err)
+		}
+		scored++
+		m, err := tr.Model()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Sample(ctx, 4, SampleOptions{Steps: 2}); !errors.Is(err, errInOnLog) {
+			t.Errorf("the trainer's own model from OnLog: %v", err)
+		}
+		own++
+		m.Close()
+	}}
+	tr, err = NewTrainer(ctx, smallConfig(30), Rows(ringPoints(64), 2), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if scored != 3 || own != 3 {
+		t.Errorf("OnLog scored %d times, tried its own model %d times, want 3", scored, own)
+	}
+}
+
+// A Run stopped at StopAt is continued by the next Run, in memory and in
+// OutDir, to the same weights as a run in one go.
+func TestRunAfterStopAt(t *testing.T) {
+	ctx := context.Background()
+	dev := cpuDevice(t)
+	cfg := smallConfig(40)
+	straight, err := NewTrainer(ctx, cfg, Rows(ringPoints(64), 2), TrainOptions{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer straight.Close()
+	if err := straight.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := trainerWeights(t, straight)
+	for _, out := range []string{"", t.TempDir()} {
+		tr, err := NewTrainer(ctx, cfg, Rows(ringPoints(64), 2), TrainOptions{Device: dev, StopAt: 15, OutDir: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, wantSteps := range []int{15, 40, 40} {
+			if err := tr.Run(ctx); err != nil || tr.StepsDone() != wantSteps {
+				t.Fatalf("OutDir %q: Run %d ended at step %d (%v), want %d", out, i+1, tr.StepsDone(), err, wantSteps)
+			}
+		}
+		if got := trainerWeights(t, tr); !slices.Equal(got, want) {
+			t.Errorf("OutDir %q: the run stopped and continued differs from the run in one go", out)
+		}
+		tr.Close()
+	}
+}
+
+// A resumed run keeps the checkpoint's account of its data (class names
+// here), which `fmgpu train --resume` needs.
+func TestResumeKeepsClassNames(t *testing.T) {
+	ctx := context.Background()
+	dev := cpuDevice(t)
+	img := DefaultImageConfig(1, 8, 8, 2)
+	img.Model.UNet.Base, img.Model.UNet.Groups, img.Batch, img.Steps, img.Warmup = 4, 2, 2, 4, 1
+	x := make([]float32, 4*64)
+	for i := range x {
+		x[i] = float32(i%7) / 7
+	}
+	src := func() Source { return LabeledRows(x, []int32{0, 1, 0, 1}, 64) }
+	out := t.TempDir()
+	tr, err := NewTrainer(ctx, img, src(), TrainOptions{Device: dev, OutDir: out, StopAt: 2, ClassNames: []string{"left", "right"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	tr, err = NewTrainer(ctx, img, src(), TrainOptions{Device: dev, OutDir: out, Resume: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.Close()
+	ck, err := train.Load(filepath.Join(out, train.CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ck.Meta.Data.Classes; !slices.Equal(got, []string{"left", "right"}) || ck.Meta.Step != 4 {
+		t.Errorf("resumed checkpoint at step %d has classes %q, want [left right]", ck.Meta.Step, got)
+	}
+}
+
+// A trainer refused before it wrote anything removes the directories it
+// made for OutDir.
+func TestRefusedTrainerLeavesNoOutDir(t *testing.T) {
+	tmp := t.TempDir()
+	_, err := NewTrainer(context.Background(), smallConfig(4), Rows(nil, 2), TrainOptions{Device: cpuDevice(t), OutDir: filepath.Join(tmp, "new", "runs", "a")})
+	if err == nil {
+		t.Fatal("no rows: no error")
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "new")); err == nil {
+		t.Error("the refused trainer left the directories made for OutDir")
+	}
+}
+
+// ringPoints is n points of a ring.
+func ringPoints(n int) []float32 {
+	x := make([]float32, 2*n)
+	for i := range n {
+		a := 2 * math.Pi * float64(i) / float64(n)
+		x[2*i], x[2*i+1] = float32(3+math.Cos(a)), float32(math.Sin(a))
+	}
+	return x
+}
+
+// trainerWeights are the trainer's EMA weights, as its model samples them.
+func trainerWeights(t *testing.T, tr *Trainer) []float32 {
+	t.Helper()
+	m, err := tr.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	x, err := m.Sample(context.Background(), 16, SampleOptions{Steps: 3, Seed: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x
 }

@@ -83,8 +83,14 @@ func briefCUDAError(err error) string {
 // (model.Register); calls through it do not take the device's turn.
 func (d *Device) Backend() gpu.Backend { return d.b }
 
-// Info is what the backend reports about its device.
-func (d *Device) Info() gpu.DeviceInfo { return d.b.Info() }
+// Info is what the backend reports about its device (zero for the zero
+// Device).
+func (d *Device) Info() gpu.DeviceInfo {
+	if d == nil || d.b == nil {
+		return gpu.DeviceInfo{}
+	}
+	return d.b.Info()
+}
 
 // Fallback is why DeviceAuto runs on the CPU, as in "no NVIDIA driver
 // (libcuda.so.1 not found)"; empty on a GPU, or when the CPU was asked for.
@@ -95,6 +101,9 @@ func (d *Device) Fallback() string { return d.fallback }
 // driver 12.4" or "cpu: AMD EPYC 9B45, 2 threads (no GPU: no NVIDIA
 // driver (libcuda.so.1 not found))".
 func (d *Device) String() string {
+	if d == nil || d.b == nil {
+		return "no device (a Device comes from OpenDevice or NewDevice)"
+	}
 	in := d.b.Info()
 	s := fmt.Sprintf("%s: %s", in.Backend, in.Name)
 	if in.ComputeCapability != "" {
@@ -124,8 +133,14 @@ func (d *Device) Close() error {
 	return d.b.Close()
 }
 
+// errNoDevice is the zero Device's answer.
+var errNoDevice = errors.New("fmgpu: the Device was not opened (a Device comes from OpenDevice or NewDevice)")
+
 // acquire waits for the device's turn, or for ctx to be done.
 func (d *Device) acquire(ctx context.Context) error {
+	if d.turn == nil {
+		return errNoDevice
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}

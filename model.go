@@ -77,6 +77,9 @@ func Load(ctx context.Context, path string, o LoadOptions) (*Model, error) {
 
 // deviceFor is d, or a DeviceAuto of the caller's own when d is nil.
 func deviceFor(d *Device) (dev *Device, owns bool, err error) {
+	if d != nil && d.b == nil {
+		return nil, false, errNoDevice
+	}
 	if d != nil {
 		return d, false, nil
 	}
@@ -101,13 +104,13 @@ func (m *Model) Close() error {
 	case m.trainer != nil && m.trainer.inOnLog.Load():
 		return errInOnLog
 	}
-	m.dev.turn <- struct{}{}
+	m.acquire(context.Background())
 	g := m.g
 	m.g = nil
 	if g != nil {
 		g.Close()
 	}
-	m.dev.release()
+	m.release()
 	switch {
 	case g == nil:
 		return nil
@@ -234,7 +237,7 @@ func (m *Model) Sample(ctx context.Context, n int, o SampleOptions) ([]float32, 
 	if err := m.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer m.dev.release()
+	defer m.release()
 	if err := m.usable(); err != nil {
 		return nil, err
 	}
@@ -265,8 +268,19 @@ func (m *Model) acquire(ctx context.Context) error {
 		return errClosed
 	case m.trainer != nil && m.trainer.inOnLog.Load():
 		return errInOnLog
+	case m.trainer != nil:
+		return m.trainer.hold(ctx, m.dev) // a trainer's model waits for its Run
 	}
 	return m.dev.acquire(ctx)
+}
+
+// release gives back what acquire took.
+func (m *Model) release() {
+	if m.trainer != nil {
+		m.trainer.unhold(m.dev)
+		return
+	}
+	m.dev.release()
 }
 
 // maxSampleValues bounds the values one Sample returns (4 GiB of float32),
@@ -341,7 +355,7 @@ func (m *Model) LogProb(ctx context.Context, x []float32, o LogProbOptions) ([]f
 	if err := m.acquire(ctx); err != nil {
 		return nil, err
 	}
-	defer m.dev.release()
+	defer m.release()
 	if err := m.usable(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/model"
 	"github.com/fmgpu/fmgpu/train"
@@ -77,8 +79,9 @@ type TrainOptions struct {
 	LogEvery int
 	// OnLog receives the progress at every read.
 	OnLog func(train.Metric)
-	// StopAt, between the current step and Steps, ends Run after that
-	// step, as if interrupted there, to be resumed later.
+	// StopAt, between the current step and Steps, ends the Run that
+	// reaches it after that step, as if interrupted there: a later Run
+	// (or a Trainer resuming OutDir) goes on to Steps.
 	StopAt int
 	// Standardization maps data units to the units the network trains in
 	// (and a checkpoint records it, so that samples come back in data
@@ -124,8 +127,12 @@ type Trainer struct {
 	changes []train.Change
 	unlock  func()
 	steps   atomic.Int64 // steps done, readable while Run runs
-	// inOnLog is set while Run calls OnLog, which runs holding the
-	// device: a sample or a save from there would wait for itself.
+	// busy is held by the call using the trainer (Run, Save, Close, its
+	// Model's calls), before the device's turn; Run lends the turn, not
+	// busy, while OnLog runs.
+	busy chan struct{}
+	// inOnLog is set while Run calls OnLog: the trainer's own calls from
+	// there would wait for the Run that calls them.
 	inOnLog atomic.Bool
 }
 
@@ -177,6 +184,8 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		return nil, fmt.Errorf("fmgpu: Standardization: %w", o.Standardization.Validate())
 	case o.Standardization != nil && o.Standardization.Dim() != cfg.Model.Dim:
 		return nil, fmt.Errorf("fmgpu: a standardization of %d dimensions for a model of %d", o.Standardization.Dim(), cfg.Model.Dim)
+	case len(o.ClassNames) > 0 && len(o.ClassNames) != cfg.Model.Classes:
+		return nil, fmt.Errorf("fmgpu: %d ClassNames for a model of %d classes", len(o.ClassNames), cfg.Model.Classes)
 	}
 	logEveryGiven := o.LogEvery != 0
 	if o.LogEvery == 0 {
@@ -185,16 +194,18 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	if o.FitRows == 0 {
 		o.FitRows = defaultFitRows
 	}
-	t = &Trainer{o: o, cfg: cfg, unlock: func() {}}
+	t = &Trainer{o: o, cfg: cfg, unlock: func() {}, busy: make(chan struct{}, 1)}
+	undoDirs := func() {} // removes the directories made for OutDir
 	defer func() {
 		if err != nil {
 			t.Close()
 			t = nil
+			undoDirs()
 		}
 	}()
 	var ck *train.Checkpoint
 	if o.OutDir != "" {
-		if ck, err = t.lockOut(cfg); err != nil {
+		if ck, undoDirs, err = t.lockOut(cfg); err != nil {
 			return t, err
 		}
 	}
@@ -241,6 +252,16 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		t.info.Source = "go"
 	}
 	t.info.Dim, t.info.Classes = cfg.Model.Dim, o.ClassNames
+	if ck != nil {
+		// the checkpoint's account of its data (class names, how a file
+		// was read, where it was), which `fmgpu train --resume` needs
+		// later: the rows were checked to be the same
+		info := ck.Meta.Data
+		if o.ClassNames != nil {
+			info.Classes = o.ClassNames
+		}
+		t.info = info
+	}
 	if o.DataName != "" {
 		t.info.Source = o.DataName
 	}
@@ -253,25 +274,29 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	return t, nil
 }
 
-// lockOut makes and locks OutDir and returns its checkpoint when resuming.
-func (t *Trainer) lockOut(cfg train.Config) (*train.Checkpoint, error) {
+// lockOut makes and locks OutDir and returns its checkpoint when
+// resuming, and undo, which removes the directories it made while they
+// are empty (after the unlock).
+func (t *Trainer) lockOut(cfg train.Config) (ck *train.Checkpoint, undo func(), err error) {
 	dir := t.o.OutDir
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("fmgpu: OutDir: %w", err)
+	undo, err = atomicfile.MkdirAll(dir)
+	if err != nil {
+		return nil, undo, fmt.Errorf("fmgpu: OutDir: %w", err)
 	}
 	release, err := dirlock.Lock(dir)
 	if err != nil {
-		return nil, fmt.Errorf("fmgpu: OutDir: %w", err)
+		return nil, undo, fmt.Errorf("fmgpu: OutDir: %w", err)
 	}
 	t.unlock = release
 	path := filepath.Join(dir, train.CheckpointName)
 	if !t.o.Resume {
 		if _, err := os.Stat(path); err == nil {
-			return nil, fmt.Errorf("fmgpu: OutDir %s already holds a checkpoint: set Resume to continue it, or choose another directory", dir)
+			return nil, undo, fmt.Errorf("fmgpu: OutDir %s already holds a checkpoint: set Resume to continue it, or choose another directory", dir)
 		}
-		return nil, nil
+		return nil, undo, nil
 	}
-	return train.Load(path)
+	ck, err = train.Load(path)
+	return ck, undo, err
 }
 
 // buildInMemory builds the trainer over rows uploaded once.
@@ -279,6 +304,11 @@ func (t *Trainer) buildInMemory(cfg train.Config, ms *memSource, ck *train.Check
 	n, err := ms.rows()
 	if err != nil {
 		return err
+	}
+	for i, v := range ms.x[:n*ms.d] {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("fmgpu: row %d of the rows holds %g in column %d", i/ms.d, v, i%ms.d)
+		}
 	}
 	ds := &data.Dataset{Name: ms.name, X: ms.x, N: n, D: ms.d, Labels: ms.labels}
 	sum := data.Checksum(ds)
@@ -330,26 +360,32 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if err := t.acquire(ctx); err != nil {
 		return err
 	}
-	defer t.dev.release()
+	defer t.release()
 	if t.tr == nil {
 		return errTrainerClosed
+	}
+	stopAt := t.o.StopAt
+	if stopAt <= t.tr.StepsDone() {
+		stopAt = 0 // reached by an earlier Run: this one goes on to Steps
 	}
 	if t.o.OutDir != "" {
 		changes := t.changes
 		t.changes = nil
 		return t.tr.Run(ctx, train.RunOptions{OutDir: t.o.OutDir, CheckpointEvery: t.o.CheckpointEvery, LogEvery: t.o.LogEvery,
-			Std: t.std, Data: t.info, OnLog: t.onLog(), StopAt: t.o.StopAt, Changes: changes,
+			Std: t.std, Data: t.info, OnLog: t.onLog(), StopAt: stopAt, Changes: changes,
 			OnStep: func(s int) { t.steps.Store(int64(s)) }})
 	}
-	return t.runInMemory(ctx)
+	return t.runInMemory(ctx, stopAt)
 }
 
 var errTrainerClosed = errors.New("fmgpu: the trainer is closed")
 
-// errInOnLog is what a sample or a save called from OnLog returns.
-var errInOnLog = errors.New("fmgpu: called while the trainer is in its OnLog callback, during which Run holds the device: sample or save after Run returns (Run with StopAt, then sample, then Run again)")
+// errInOnLog is what the trainer's own calls (its Model's, Save, Close)
+// return from OnLog.
+var errInOnLog = errors.New("fmgpu: the trainer's own model, Save and Close were called from its OnLog callback, inside the Run they would wait for: call them after Run returns (Run with StopAt, then sample, then Run again)")
 
-// acquire is the device's turn for t, or why there is none.
+// acquire is the trainer and the device's turn for t, or why there is
+// none.
 func (t *Trainer) acquire(ctx context.Context) error {
 	switch {
 	case t == nil || t.dev == nil:
@@ -357,28 +393,63 @@ func (t *Trainer) acquire(ctx context.Context) error {
 	case t.inOnLog.Load():
 		return errInOnLog
 	}
-	return t.dev.acquire(ctx)
+	return t.hold(ctx, t.dev)
 }
 
-// onLog is OnLog with inOnLog set around it (nil when OnLog is nil).
+// hold waits for the trainer (busy), then for dev's turn (the trainer's
+// device, which its Model keeps after the trainer's Close).
+func (t *Trainer) hold(ctx context.Context, dev *Device) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case t.busy <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := dev.acquire(ctx); err != nil {
+		<-t.busy
+		return err
+	}
+	return nil
+}
+
+// release gives back what hold took.
+func (t *Trainer) release() { t.unhold(t.dev) }
+
+func (t *Trainer) unhold(dev *Device) {
+	dev.release()
+	<-t.busy
+}
+
+// onLog is OnLog with inOnLog set around it (nil when OnLog is nil). Run
+// lends the device's turn while OnLog runs, between steps: other Models
+// and Trainers on the device may run then, from OnLog or from other
+// goroutines (a graph the trainer recorded is recorded again if their
+// calls freed a buffer or moved the scratch space), while the trainer
+// itself stays busy.
 func (t *Trainer) onLog() func(train.Metric) {
 	if t.o.OnLog == nil {
 		return nil
 	}
 	return func(m train.Metric) {
 		t.inOnLog.Store(true)
-		defer t.inOnLog.Store(false)
+		t.dev.release()
+		defer func() {
+			t.dev.turn <- struct{}{}
+			t.inOnLog.Store(false)
+		}()
 		t.o.OnLog(m)
 	}
 }
 
 // runInMemory is Run without an OutDir: the same steps and reads, nothing
 // written.
-func (t *Trainer) runInMemory(ctx context.Context) error {
+func (t *Trainer) runInMemory(ctx context.Context, stopAt int) error {
 	tr, c := t.tr, t.tr.Config()
 	end := c.Steps
-	if t.o.StopAt > 0 && t.o.StopAt < end {
-		end = t.o.StopAt
+	if stopAt > 0 && stopAt < end {
+		end = stopAt
 	}
 	d := float64(c.Model.Dim)
 	start := time.Now()
@@ -421,7 +492,7 @@ func (t *Trainer) Save(ctx context.Context, path string) error {
 	if err := t.acquire(ctx); err != nil {
 		return err
 	}
-	defer t.dev.release()
+	defer t.release()
 	if t.tr == nil {
 		return errTrainerClosed
 	}
@@ -469,17 +540,20 @@ func (t *Trainer) Model() (*Model, error) {
 // Close releases the trainer's device memory, the lock on OutDir, and the
 // device when NewTrainer opened it.
 func (t *Trainer) Close() error {
+	if t == nil {
+		return nil
+	}
 	if t.inOnLog.Load() {
 		return errInOnLog // Run holds the device, and would wait for itself
 	}
 	var err error
 	if t.dev != nil {
-		t.dev.turn <- struct{}{}
+		t.hold(context.Background(), t.dev)
 		if t.tr != nil {
 			t.tr.Close()
 			t.tr = nil
 		}
-		t.dev.release()
+		t.release()
 		err = closeOwned(t.dev, t.ownsDev)
 		t.dev, t.ownsDev = nil, false
 	}

@@ -5,6 +5,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -107,4 +108,35 @@ func CheckWritable(dir string) error {
 	name := f.Name()
 	f.Close()
 	return os.Remove(name)
+}
+
+// MkdirAll makes dir and its missing parents, as os.MkdirAll, and returns
+// undo, which removes what it made again, deepest first, as long as each
+// is empty: a run refused before it wrote anything leaves no directories
+// behind.
+func MkdirAll(dir string) (undo func(), err error) {
+	var made []string
+	for d := filepath.Clean(dir); ; {
+		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		made = append(made, d)
+		p := filepath.Dir(d)
+		if p == d {
+			break
+		}
+		d = p
+	}
+	undo = func() {
+		for _, d := range made {
+			if os.Remove(d) != nil {
+				return
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		undo()
+		return func() {}, err
+	}
+	return undo, nil
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,32 +61,4 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
-}
-
-// missingDirs are dir and those of its parents that do not exist yet,
-// deepest first: what os.MkdirAll(dir) creates, and what a run refused
-// before it wrote anything removes again (removeEmptyDirs).
-func missingDirs(dir string) []string {
-	var out []string
-	for d := filepath.Clean(dir); ; {
-		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) {
-			return out
-		}
-		out = append(out, d)
-		p := filepath.Dir(d)
-		if p == d {
-			return out
-		}
-		d = p
-	}
-}
-
-// removeEmptyDirs removes dirs in order, deepest first, stopping at the
-// first that is not empty (os.Remove takes only empty directories).
-func removeEmptyDirs(dirs []string) {
-	for _, d := range dirs {
-		if os.Remove(d) != nil {
-			return
-		}
-	}
 }

@@ -267,16 +267,15 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 		spec.Guidance = o.guidance
 	}
 
-	if created := missingDirs(o.out); len(created) > 0 {
-		defer func() {
-			if err != nil {
-				removeEmptyDirs(created)
-			}
-		}()
-	}
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
+	undo, err := atomicfile.MkdirAll(o.out)
+	if err != nil {
 		return fmt.Errorf("--out %s: %w", o.out, err)
 	}
+	defer func() {
+		if err != nil {
+			undo() // only what is still empty
+		}
+	}()
 	if err := atomicfile.CheckWritable(o.out); err != nil {
 		return fmt.Errorf("--out: %w", err)
 	}

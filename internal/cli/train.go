@@ -864,19 +864,18 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	if err := checkOutOutsideData(o); err != nil {
 		return err
 	}
-	if created := missingDirs(o.out); rank == 0 && len(created) > 0 {
+	if rank == 0 {
+		undo, mkErr := atomicfile.MkdirAll(o.out)
+		if mkErr != nil {
+			return fmt.Errorf("--out %s: %w", o.out, mkErr)
+		}
 		// a run refused before it wrote anything leaves no empty --out,
 		// nor the parents it made for it
 		defer func() {
 			if err != nil {
-				removeEmptyDirs(created)
+				undo()
 			}
 		}()
-	}
-	if rank == 0 {
-		if err := os.MkdirAll(o.out, 0o755); err != nil {
-			return fmt.Errorf("--out %s: %w", o.out, err)
-		}
 		if err := atomicfile.CheckWritable(o.out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
