@@ -77,7 +77,10 @@ type TrainOptions struct {
 	// LogEvery is how often (in steps) the loss is read back and OnLog
 	// called (0: the resumed checkpoint's, else 100).
 	LogEvery int
-	// OnLog receives the progress at every read.
+	// OnLog receives the progress at every read. It runs between steps,
+	// with the device lent: other Models and Trainers on the device may be
+	// used from it; this trainer's own Model, Save and Close return an
+	// error there.
 	OnLog func(train.Metric)
 	// StopAt, between the current step and Steps, ends the Run that
 	// reaches it after that step, as if interrupted there: a later Run

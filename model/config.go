@@ -167,7 +167,7 @@ func (c Config) Validate() error {
 			}
 		}
 		if c.Classes > 0 {
-			return fmt.Errorf("the mlp is unconditional: class-conditional models use --model unet")
+			return fmt.Errorf("the mlp is unconditional: class-conditional models are U-Nets (kind unet, --model unet)")
 		}
 		if c.Image != nil || c.UNet != nil {
 			return fmt.Errorf("an mlp has no image or unet settings")
@@ -179,7 +179,7 @@ func (c Config) Validate() error {
 	if a, ok := registered(c.Kind); ok {
 		return a.Validate(c)
 	}
-	return fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
+	return fmt.Errorf("model kind %q: want mlp or unet, or a kind registered with model.Register", c.Kind)
 }
 
 // Tensor names one parameter tensor inside the flat parameter buffer.

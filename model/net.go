@@ -71,5 +71,5 @@ func New(b gpu.Backend, c Config) (Net, error) {
 		}
 		return newRegistered(a, b, c)
 	}
-	return nil, fmt.Errorf("model kind %q: want mlp or unet", c.Kind)
+	return nil, fmt.Errorf("model kind %q: want mlp or unet, or a kind registered with model.Register", c.Kind)
 }

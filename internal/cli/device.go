@@ -39,7 +39,7 @@ func openBackend(device string, threads int) (gpu.Backend, error) {
 }
 
 // precisionUsage is --precision's help, the same on every command.
-const precisionUsage = "matrix products: fp32 (float32 FMA), tf32x3 (float32 accuracy on a GPU's tensor cores, 3xTF32), tf32 (one TF32 product, about 3 significant digits: GPU only) or bf16 (one BF16 product, about 2 significant digits, float32 storage: GPU only); docs/performance.md, \"Precision\""
+const precisionUsage = "matrix products: fp32 (float32 FMA), tf32x3 (float32 accuracy on a GPU's tensor cores, 3xTF32), tf32 (one TF32 product, about 3 significant digits: GPU only) or bf16 (one BF16 product, about 2 significant digits, float32 storage: GPU only); docs/performance.md, \"Tensor cores\""
 
 func precisionFlag(category string) *ucli.StringFlag {
 	return &ucli.StringFlag{Name: "precision", Value: gpu.PrecisionFP32.String(), Category: category, Usage: precisionUsage}

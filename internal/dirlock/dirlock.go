@@ -23,7 +23,10 @@ type HeldError struct {
 
 func (e *HeldError) Error() string {
 	who := "another process"
-	if e.PID > 0 {
+	switch {
+	case e.PID == os.Getpid():
+		who = "this process (another run in it holds the directory)"
+	case e.PID > 0:
 		who = fmt.Sprintf("another fmgpu process (pid %d)", e.PID)
 	}
 	return fmt.Sprintf("%s is in use by %s", e.Dir, who)
