@@ -18,7 +18,8 @@
 // each step's batch read on the host and uploaded (see Trainer for what a
 // stream guarantees). Options left zero take the command line's defaults,
 // and a checkpoint written here is one `fmgpu sample`, `fmgpu likelihood`
-// and `fmgpu train --resume` read, and the other way round.
+// and `fmgpu train --resume` read (given the same rows as --data; a
+// streamed run resumes here only), and the other way round.
 //
 // Devices are chosen as the command line's --device: DeviceAuto uses the
 // GPU when the NVIDIA driver loads and a device answers and says why not

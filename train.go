@@ -252,7 +252,7 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 		return t, err
 	}
 	if t.info.Source == "" {
-		t.info.Source = "go"
+		t.info.Source = train.SourceGo
 	}
 	t.info.Dim, t.info.Classes = cfg.Model.Dim, o.ClassNames
 	if ck != nil {

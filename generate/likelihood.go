@@ -49,6 +49,13 @@ func LogLikelihood(ctx context.Context, m *Model, x []float32, n int, o Likeliho
 	}
 	z := append([]float32(nil), x...)
 	m.Std.Apply(z)
+	for i, v := range z {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			// finite in data units, beyond float32 in the network's
+			return nil, total, fmt.Errorf("generate: row %d: %g in column %d is %g once standardized (mean %g, std %g): beyond float32",
+				i/d, x[i], i%d, v, m.Std.Mean[i%d], m.Std.Std[i%d])
+		}
+	}
 	so := o.Solver
 	lo, hi := m.Path.TimeRange()
 	so.T0, so.T1 = hi, lo // backwards, from data to noise

@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/fmgpu/fmgpu/data"
@@ -109,5 +110,22 @@ func TestEveryPathLearnsTheGaussian(t *testing.T) {
 			}
 			t.Logf("mean %.3f, covariance %.3f, nll %.4f (true %.4f)", mean, cov, nll, truth)
 		})
+	}
+}
+
+// A point finite in data units but beyond float32 once standardized is
+// refused naming its row, rather than failing the solve of every row.
+func TestLikelihoodOverflowingRow(t *testing.T) {
+	b := gpu.NewCPU(1)
+	defer b.Close()
+	tr, _ := mlpTrainer(t, b, 5)
+	defer tr.Close()
+	m, err := FromTrainer(b, tr, data.Standardization{Mean: []float64{0, 0}, Std: []float64{0.1, 0.1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = LogLikelihood(context.Background(), m, []float32{0.5, 0.1, 3e38, 0}, 2, LikelihoodOptions{Solver: sampler.Options{Method: sampler.RK4, Steps: 2}, Divergence: sampler.Exact})
+	if err == nil || !strings.Contains(err.Error(), "row 1: 3e+38 in column 0") {
+		t.Errorf("error %v, want one naming row 1", err)
 	}
 }

@@ -64,6 +64,10 @@ type ParallelInfo struct {
 	WorldSize int    `json:"world_size"`
 }
 
+// SourceGo is DataInfo.Source for rows a Go program gave the library
+// (fmgpu.Rows, a Source of its own) without naming them.
+const SourceGo = "go"
+
 // DataInfo records where the training data came from.
 type DataInfo struct {
 	Source string `json:"source"`

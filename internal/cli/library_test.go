@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/fmgpu/fmgpu/gpu"
@@ -131,5 +132,64 @@ func TestLibraryDescribesDevicesAsTheCommandLine(t *testing.T) {
 		}
 		b.Close()
 		d.Close()
+	}
+}
+
+// `fmgpu train --resume` of a run a Go program trained on its own rows
+// says what it needs: the same rows as --data for rows held in memory,
+// the library itself for a stream.
+func TestResumeOfRowsFromGo(t *testing.T) {
+	ctx := context.Background()
+	dev, err := lib.OpenDevice(lib.DeviceCPU, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	ds, err := data.LoadWith("moons", data.LoadOptions{N: 300, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := lib.DefaultConfig(2)
+	cfg.Model.Hidden = []int{8}
+	cfg.Steps, cfg.Warmup = 20, 2
+	inMemory, streamed := t.TempDir(), t.TempDir()
+	row := 0
+	next := func(_ context.Context, x []float32, _ []int32) error {
+		for i := 0; i < len(x); i += 2 {
+			copy(x[i:i+2], ds.X[2*(row%ds.N):])
+			row++
+		}
+		return nil
+	}
+	for dir, src := range map[string]lib.Source{inMemory: lib.Rows(ds.X, 2), streamed: lib.SourceFunc(2, next)} {
+		tr, err := lib.NewTrainer(ctx, cfg, src, lib.TrainOptions{Device: dev, OutDir: dir, StopAt: 10, FitRows: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		tr.Close()
+	}
+	args := []string{"train", "--resume", "--quiet", "--no-plot", "--device", "cpu"}
+	for _, c := range []struct {
+		dir  string
+		more []string
+		want string
+	}{
+		{inMemory, nil, "give the same rows with --data FILE"},
+		{streamed, nil, "resume it there, with TrainOptions.Resume"},
+	} {
+		code, _, e := fmgpu(t, append(args, append([]string{"--out", c.dir}, c.more...)...)...)
+		if code != ExitUsage || !strings.Contains(e, c.want) {
+			t.Errorf("resume of %s: exit %d %q, want %q", c.dir, code, e, c.want)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "rows.npy")
+	if err := writeMatrix(file, ds.X, ds.N, 2); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := fmgpu(t, append(args, "--out", inMemory, "--data", file)...); code != 0 {
+		t.Errorf("resume with the same rows as --data: exit %d %q", code, e)
 	}
 }

@@ -648,6 +648,14 @@ func absReal(path string) (string, error) {
 // batch).
 func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 	in := ck.Meta.Data
+	if in.Source == train.SourceGo {
+		switch {
+		case in.SHA256 == "":
+			return usagef("--resume: %s was trained on rows a Go program streamed (fmgpu's library, a Source read step by step): resume it there, with TrainOptions.Resume and the same source", ck.Path)
+		case o.data == "":
+			return usagef("--resume: %s was trained on rows a Go program held in memory (fmgpu's library): give the same rows with --data FILE", ck.Path)
+		}
+	}
 	if o.data == "" {
 		o.data = in.Source
 		if _, err := os.Stat(o.data); err != nil && in.AbsPath != "" {
