@@ -815,3 +815,34 @@ func trainerWeights(t *testing.T, tr *Trainer) []float32 {
 	}
 	return x
 }
+
+// Calls waiting for a running trainer while it is closed find it closed:
+// an error, not a crash, whichever gets the trainer first.
+func TestCloseWhileCallsWait(t *testing.T) {
+	ctx := context.Background()
+	dev := cpuDevice(t)
+	for range 5 {
+		tr, err := NewTrainer(ctx, smallConfig(300), Rows(ringPoints(64), 2), TrainOptions{Device: dev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := tr.Model()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { tr.Run(ctx) })
+		time.Sleep(2 * time.Millisecond)
+		wg.Go(func() { tr.Close() })
+		wg.Go(func() { tr.Close() })
+		time.Sleep(2 * time.Millisecond)
+		var saveErr, sampleErr error
+		wg.Go(func() { saveErr = tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")) })
+		wg.Go(func() { _, sampleErr = m.Sample(ctx, 4, SampleOptions{Steps: 2}) })
+		wg.Wait()
+		if !errors.Is(saveErr, errTrainerClosed) || !errors.Is(sampleErr, errTrainerClosed) {
+			t.Errorf("Save %v, Sample %v after Close, want the trainer closed", saveErr, sampleErr)
+		}
+		m.Close()
+	}
+}

@@ -45,8 +45,12 @@ func TestDocCitationsResolve(t *testing.T) {
 					headings[doc] = nil
 					continue
 				}
+				fenced := false // a '#' line in a code block is no heading
 				for _, l := range strings.Split(string(b), "\n") {
-					if strings.HasPrefix(l, "#") {
+					if strings.HasPrefix(l, "```") {
+						fenced = !fenced
+					}
+					if !fenced && strings.HasPrefix(l, "#") {
 						hs = append(hs, strings.TrimSpace(strings.TrimLeft(l, "#")))
 					}
 				}

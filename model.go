@@ -104,7 +104,9 @@ func (m *Model) Close() error {
 	case m.trainer != nil && m.trainer.inOnLog.Load():
 		return errInOnLog
 	}
-	m.acquire(context.Background())
+	if err := m.acquire(context.Background()); err != nil {
+		return err // the trainer's model while its Run is in OnLog
+	}
 	g := m.g
 	m.g = nil
 	if g != nil {

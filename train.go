@@ -13,6 +13,7 @@ import (
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/atomicfile"
 	"github.com/fmgpu/fmgpu/internal/dirlock"
 	"github.com/fmgpu/fmgpu/model"
@@ -258,10 +259,17 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	if ck != nil {
 		// the checkpoint's account of its data (class names, how a file
 		// was read, where it was), which `fmgpu train --resume` needs
-		// later: the rows were checked to be the same
-		info := ck.Meta.Data
-		if o.ClassNames != nil {
+		// later, when these are its rows: in memory, checked against its
+		// checksum (buildInMemory); streamed as it was, without one
+		info := t.info
+		if ck.Meta.Data.SHA256 == t.info.SHA256 {
+			info = ck.Meta.Data
+		}
+		switch {
+		case o.ClassNames != nil:
 			info.Classes = o.ClassNames
+		case info.Classes == nil:
+			info.Classes = ck.Meta.Data.Classes
 		}
 		t.info = info
 	}
@@ -367,6 +375,11 @@ func (t *Trainer) Run(ctx context.Context) error {
 	if t.tr == nil {
 		return errTrainerClosed
 	}
+	// the backend's product precision is the device's, which another
+	// trainer on it may have set since
+	if err := gpu.SetPrecision(t.dev.b, t.cfg.Precision); err != nil {
+		return err
+	}
 	stopAt := t.o.StopAt
 	if stopAt <= t.tr.StepsDone() {
 		stopAt = 0 // reached by an earlier Run: this one goes on to Steps
@@ -385,7 +398,7 @@ var errTrainerClosed = errors.New("fmgpu: the trainer is closed")
 
 // errInOnLog is what the trainer's own calls (its Model's, Save, Close)
 // return from OnLog.
-var errInOnLog = errors.New("fmgpu: the trainer's own model, Save and Close were called from its OnLog callback, inside the Run they would wait for: call them after Run returns (Run with StopAt, then sample, then Run again)")
+var errInOnLog = errors.New("fmgpu: the trainer's own model, Save or Close was called while its Run was in OnLog (from OnLog they would wait for that Run): call them after Run returns (Run with StopAt, then sample, then Run again)")
 
 // acquire is the trainer and the device's turn for t, or why there is
 // none.
@@ -440,6 +453,7 @@ func (t *Trainer) onLog() func(train.Metric) {
 		t.dev.release()
 		defer func() {
 			t.dev.turn <- struct{}{}
+			gpu.SetPrecision(t.dev.b, t.cfg.Precision) // as Run set it before
 			t.inOnLog.Store(false)
 		}()
 		t.o.OnLog(m)
@@ -524,8 +538,10 @@ func (t *Trainer) Changes() []train.Change { return t.changes }
 // when EMADecay is 0), as they are at each call, for samples and scores
 // between runs: after Run returns (a run with StopAt, say, continued by
 // another Run). Called from another goroutine while Run runs, its methods
-// wait for Run to return; called from OnLog, they return an error rather
-// than wait for the run that calls OnLog. It shares the trainer's device
+// wait for Run to return, except while Run is in OnLog: then, from OnLog
+// or from any goroutine, they return an error rather than wait (from
+// OnLog they would wait for the run that calls it). The trainer's Save
+// and Close do the same. It shares the trainer's device
 // and network: after the Trainer's Close its calls return an error, and
 // its own Close releases only itself (its later calls return an error),
 // not the trainer's network.
@@ -549,22 +565,25 @@ func (t *Trainer) Close() error {
 	if t.inOnLog.Load() {
 		return errInOnLog // Run holds the device, and would wait for itself
 	}
-	var err error
-	if t.dev != nil {
-		t.hold(context.Background(), t.dev)
-		if t.tr != nil {
-			t.tr.Close()
-			t.tr = nil
+	if t.dev == nil { // NewTrainer failed before it had a device, or the zero Trainer
+		if t.unlock != nil {
+			t.unlock()
 		}
-		t.release()
-		err = closeOwned(t.dev, t.ownsDev)
-		t.dev, t.ownsDev = nil, false
+		t.unlock = func() {}
+		return nil
 	}
-	if t.unlock != nil {
-		t.unlock()
+	t.hold(context.Background(), t.dev)
+	if t.tr != nil {
+		t.tr.Close()
+		t.tr = nil
 	}
-	t.unlock = func() {}
-	return err
+	owns, unlock := t.ownsDev, t.unlock
+	t.ownsDev, t.unlock = false, func() {}
+	t.release()
+	unlock()
+	// t.dev stays: a call waiting for the trainer releases its turn after
+	// finding it closed (t.tr nil)
+	return closeOwned(t.dev, owns)
 }
 
 // Train trains cfg on src (NewTrainer, Run) and returns the trained model,

@@ -118,7 +118,7 @@ FM_DEVICE double time_transform(int kind, double mean, double std, double shift,
 //   i    = index_below(word(PurposeIndex), nData)
 //   t[r] = clamp(transform(uniform01(word(PurposeTimeU)),
 //                          normal(PurposeTimeN)), tLo, tHi) rounded to float
-//   x0[r, j] = priorStd * normal e of PurposeNoise, e = r d + j
+//   x0[r, j] = priorStd * normal e of PurposeNoise, e = r d + j (priorStd 1)
 //   x1[r, j] = data[i, j]
 // and xt, ut as path_target_forward_kernel.
 // Shapes: data (nData, d), 1 <= nData < 2^32; x0, x1, xt, ut (rows, d); t

@@ -559,7 +559,7 @@ func TestRefusedRunLeavesNoOut(t *testing.T) {
 	if _, err := os.Stat(out); err == nil {
 		t.Error("the refused run left its --out")
 	}
-	for _, cmd := range [][]string{{"train", "--data", filepath.Join(tmp, "nosuch.npy")}, {"reflow", "--checkpoint", filepath.Join(tmp, "nosuch.safetensors")}} {
+	for _, cmd := range [][]string{{"train", "--data", filepath.Join(tmp, "nosuch.npy")}, {"reflow", "--checkpoint", filepath.Join("..", "..", "testdata", "moons.safetensors"), "--device", "cpu", "--precision", "tf32"}} {
 		code, _, e = cpuRun(t, append(cmd, "--out", filepath.Join(tmp, "new", "runs", "a"), "--quiet")...)
 		if code == 0 {
 			t.Fatalf("%s on missing input: exit 0 %q", cmd[0], e)
