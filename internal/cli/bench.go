@@ -264,8 +264,9 @@ func benchSample(ctx context.Context, w io.Writer, b gpu.Backend, ds *data.Datas
 	x := b.Alloc(benchSamplePts * 2)
 	defer b.Free(x)
 	b.RandNormal(x, seed, 0, 1)
-	o := sampler.Options{Method: sampler.Euler, Steps: steps, T0: 0, T1: 1}
-	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1}); err != nil {
+	// every solve stops between steps on a signal (ctx), as sample does
+	o := sampler.Options{Method: sampler.Euler, Steps: steps, T0: 0, T1: 1, Stop: ctx.Err}
+	if _, err := sampler.Solve(b, net, x, benchSamplePts, sampler.Options{Method: sampler.Euler, Steps: 2, T0: 0, T1: 1, Stop: ctx.Err}); err != nil {
 		return err
 	}
 	if gpu.CanCapture(b) {
@@ -298,6 +299,9 @@ func benchSample(ctx context.Context, w io.Writer, b gpu.Backend, ds *data.Datas
 		return err
 	}
 	el := time.Since(start).Seconds()
+	if err := ctx.Err(); err != nil {
+		return err // interrupted: no figure
+	}
 	gflops := float64(net.FLOPsPerRow()) * benchSamplePts * float64(st.NFE) / el / 1e9
 	extra := ""
 	if counts {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fmgpu/fmgpu/data"
+	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -172,6 +173,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--data", "moons", "--out", dir + "/g", "--device", "tpu"}, 2, "--device"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/h", "--steps", "abc"}, 2, "steps"},
 		{[]string{"train", "--nosuchflag"}, 2, "nosuchflag"},
+		{[]string{"train", "--data", "moons", "--out", dir + "/i", "--channels", "3"}, 2, "--image-size, --channels and --data-dir apply to image data, not moons"},
+		{[]string{"train", "--data", "moons", "--out", dir + "/j", "--schedule", "constant", "--min-lr-frac", "0.5"}, 2, "--min-lr-frac applies to the cosine schedule only"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.npy"}, 1, "not.safetensors"},
 		{[]string{"sample", "--checkpoint", dir + "/missing.safetensors", "--n", "10", "--out", dir + "/y.npy"}, 1, "missing.safetensors"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.txt"}, 2, "--out"},
@@ -241,5 +244,22 @@ func TestBenchCommand(t *testing.T) {
 		if err != nil || !(v >= lim[0] && v <= lim[1]) {
 			t.Errorf("%s=%q, want a number in [%g, %g]", k, fields[k], lim[0], lim[1])
 		}
+	}
+}
+
+// info names the settings its first line leaves out when a run set them
+// (the time shift also applies when sampling), and adds nothing otherwise.
+func TestInfoTrainingSettings(t *testing.T) {
+	var m train.Meta
+	m.Config.Time = flow.DefaultTimeSampler(flow.TimeUniform)
+	if s := trainingSettings(m); s != "" {
+		t.Errorf("defaults: %q", s)
+	}
+	m.Config.Time = flow.TimeSampler{Kind: flow.TimeLogitNormal, Mean: 0.5, Std: 1.2, Shift: 3}
+	m.Config.Precision = gpu.PrecisionTF32x3
+	m.Parallel = &train.ParallelInfo{Engine: "mpi", WorldSize: 2}
+	want := "training: time logit-normal mean 0.5, std 1.2, time shift 3 (training and sampling), precision tf32x3, trained on 2 ranks (mpi)"
+	if s := trainingSettings(m); s != want {
+		t.Errorf("got  %q\nwant %q", s, want)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -61,6 +62,9 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 		}
 		fmt.Fprintln(w, line)
 	}
+	if line := trainingSettings(m); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	// The EMA and Adam moments repeat every weight's name under a
 	// prefix; listing them four times would bury the weights.
 	names := make([]string, len(ck.Tensors))
@@ -69,4 +73,29 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 	}
 	fmt.Fprintf(w, "tensors (%d, each also as ema.*, optim.exp_avg.*, optim.exp_avg_sq.*): %s\n", len(names), strings.Join(names, " "))
 	return nil
+}
+
+// trainingSettings is the line of what the first info line leaves out and
+// a run may have set otherwise than by default: the time sampling's
+// parameters (the shift also applies when sampling), the products'
+// precision, the ranks of a data-parallel run; "" when all are defaults.
+func trainingSettings(m train.Meta) string {
+	var parts []string
+	ts := m.Config.Time
+	if ts.Kind == flow.TimeLogitNormal {
+		parts = append(parts, fmt.Sprintf("time logit-normal mean %g, std %g", ts.Mean, ts.Std))
+	}
+	if ts.Shift != 0 && ts.Shift != 1 {
+		parts = append(parts, fmt.Sprintf("time shift %g (training and sampling)", ts.Shift))
+	}
+	if p := m.Config.Precision; p != gpu.PrecisionFP32 {
+		parts = append(parts, "precision "+p.String())
+	}
+	if par := m.Parallel; par != nil {
+		parts = append(parts, fmt.Sprintf("trained on %d ranks (%s)", par.WorldSize, par.Engine))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "training: " + strings.Join(parts, ", ")
 }

@@ -95,6 +95,7 @@ func TestSignalsStopEveryCommand(t *testing.T) {
 		{"likelihood", syscall.SIGTERM, []string{"likelihood", "--checkpoint", ck, "--data", "moons", "--n-data", "5000000", "--solver", "rk4", "--steps", "1000", "--out", out}},
 		{"eval", syscall.SIGINT, []string{"eval", "--samples", big, "--data", "moons", "--n", "20000"}},
 		{"bench", syscall.SIGTERM, []string{"bench", "--device", "cpu", "--workload", "unet-mnist-b64", "--steps", "1000"}},
+		{"bench sample-euler", syscall.SIGINT, []string{"bench", "--device", "cpu", "--workload", "sample-euler", "--steps", "5000"}},
 	}
 	for _, c := range cases {
 		// one second in, each command is deep in its work (minutes of it)

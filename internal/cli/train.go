@@ -450,6 +450,9 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	if err != nil {
 		return o, usagef("--schedule %q: want cosine or constant", c.String("schedule"))
 	}
+	if sched == train.Constant && c.IsSet("min-lr-frac") && (c.IsSet("schedule") || !c.Bool("resume")) {
+		return o, usagef("--min-lr-frac applies to the cosine schedule only (not --schedule constant)")
+	}
 	o.cfg = train.Config{
 		Model: model.Config{Kind: "mlp", Hidden: hidden, TimeEmbed: emb},
 		Path:  ps, Time: ts,
@@ -502,14 +505,17 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 
 // checkDataFlags refuses data flags that the kind of --data would ignore.
 func checkDataFlags(o trainOptions) error {
-	if data.IsBuiltin(o.data) || data.IsImageData(o.data) {
+	if data.IsImageData(o.data) {
+		return nil
+	}
+	if o.image != (data.ImageOptions{}) {
+		return usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
+	}
+	if data.IsBuiltin(o.data) {
 		return nil
 	}
 	if o.explicit["n-data"] {
 		return usagef("--n-data applies to built-in sets and image data, not --data %s (every row of a file is used)", o.data)
-	}
-	if o.image != (data.ImageOptions{}) {
-		return usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
 	}
 	return nil
 }
