@@ -10,7 +10,13 @@ set -euo pipefail
 out=${1:-eval-nfe}
 shift || true
 sets=${*:-moons 8gaussians}
-fmgpu=${FMGPU:-bin/fmgpu}
+# FMGPU: the binary to run; by default the repository's bin/fmgpu, built
+# when missing (from any working directory)
+root=$(cd "$(dirname "$0")/.." && pwd)
+fmgpu=${FMGPU:-$root/bin/fmgpu}
+if [ -z "${FMGPU:-}" ] && [ ! -x "$fmgpu" ]; then
+	(cd "$root" && go build -o bin/fmgpu ./cmd/fmgpu)
+fi
 mkdir -p "$out"
 for d in $sets; do
 	for c in independent ot; do

@@ -2,7 +2,8 @@
 """Reads an fmgpu checkpoint the way a PyTorch user would, without fmgpu:
 a plain parse of the safetensors header (8-byte little-endian length, JSON),
 each tensor read with torch.frombuffer when torch is installed, else with
-numpy. Prints one JSON object: the fmgpu metadata, and per tensor its
+numpy (one of the two is needed: python3-torch or python3-numpy on Debian).
+Prints one JSON object: the fmgpu metadata, and per tensor its
 dtype, shape and float64 sum, which train/torch_test.go compares with
 fmgpu's own reading. With --torch-module it also loads the weights into an
 equivalent torch.nn.Sequential (Linear + SiLU) via load_state_dict.
@@ -31,7 +32,10 @@ def main():
             return float(t.double().sum())
         lib = "torch " + torch.__version__
     except ImportError:
-        import numpy as np
+        try:
+            import numpy as np
+        except ImportError:
+            sys.exit("read_checkpoint.py: needs torch or numpy (python3-torch or python3-numpy on Debian)")
         def load(dtype, shape, buf):
             assert dtype == "F32"
             return np.frombuffer(buf, dtype="<f4").reshape(shape)

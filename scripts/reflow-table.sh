@@ -20,7 +20,13 @@ set -euo pipefail
 out=${1:-reflow-table}
 shift || true
 sets=${*:-moons 8gaussians checkerboard}
-fmgpu=${FMGPU:-bin/fmgpu}
+# FMGPU: the binary to run; by default the repository's bin/fmgpu, built
+# when missing (from any working directory)
+root=$(cd "$(dirname "$0")/.." && pwd)
+fmgpu=${FMGPU:-$root/bin/fmgpu}
+if [ -z "${FMGPU:-}" ] && [ ! -x "$fmgpu" ]; then
+	(cd "$root" && go build -o bin/fmgpu ./cmd/fmgpu)
+fi
 pairs="--pairs 50000 --solver rk4 --steps 20"
 train_flags=${TRAIN_FLAGS:-}
 mkdir -p "$out"

@@ -107,8 +107,11 @@ func benchOptionsFrom(c *ucli.Context) (benchOptions, error) {
 			return o, usagef("--workload %q: want mlp256-b256, mlp256-b4096, mlp512x4-b4096, sample-euler, unet-mnist-b64, unet-mnist-b64-attn, unet-cifar10-b128, coupling-ot, coupling-sinkhorn or all", n)
 		}
 	}
-	if o.steps < 0 || o.dev.threads < 0 {
-		return o, usagef("--steps and --threads must be >= 0")
+	if o.steps < 0 {
+		return o, usagef("--steps %d: need >= 0 (0: the peer's per workload)", o.steps)
+	}
+	if o.dev.threads < 0 {
+		return o, usagef("--threads %d: need >= 0 (0: all cores)", o.dev.threads)
 	}
 	var err error
 	if o.dev.precision, err = precisionFrom(c); err != nil {

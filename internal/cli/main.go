@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -111,6 +112,14 @@ func isParseError(err error) bool {
 	}
 	return false
 }
+
+// singleDashFlag is a flag name as Go's flag package spells it in its
+// errors ("-steps"), where README and every --help spell "--steps".
+var singleDashFlag = regexp.MustCompile(`(^|[\s:])-([A-Za-z][\w-]+)`)
+
+// twoDashes spells the flags of a flag-parsing error as the user types
+// them.
+func twoDashes(s string) string { return singleDashFlag.ReplaceAllString(s, "$1--$2") }
 
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " ")), " ")
@@ -220,7 +229,7 @@ func noArgs(c *ucli.Context) error {
 }
 
 func newApp(stdout, stderr io.Writer) *ucli.App {
-	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{err} }
+	onUsage := func(_ *ucli.Context, err error, _ bool) error { return usageError{errors.New(twoDashes(err.Error()))} }
 	cmds := []*ucli.Command{trainCommand(), sampleCommand(), likelihoodCommand(), pathCommand(), evalCommand(), infoCommand(), benchCommand(), reflowCommand(), distillCommand()}
 	for _, c := range cmds {
 		c.OnUsageError = onUsage

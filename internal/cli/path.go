@@ -55,7 +55,7 @@ type pathOptions struct {
 
 func pathCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: "t", Usage: "(required) time in [0, 1] (0 noise, 1 data)"},
+		&ucli.StringFlag{Name: "t", Usage: "(required) time in the path's range: [0, 1] (0 noise, 1 data), [0, 0.99999] for vp and linear-vp"},
 		&ucli.StringFlag{Name: "x0", Usage: "(required) noise point, comma-separated"},
 		&ucli.StringFlag{Name: "x1", Usage: "(required) data point, comma-separated"},
 	}

@@ -69,7 +69,7 @@ func reflowFlags(distill bool) []ucli.Flag {
 		&ucli.IntFlag{Name: "checkpoint-every", Value: 0, Usage: "also write the checkpoint every N steps (0: only at the end)"},
 	}
 	if distill {
-		flags = append(flags, &ucli.IntFlag{Name: "steps-per-sample", Usage: "(required) Euler steps the student samples with: 1, 2, 4..."})
+		flags = append(flags, &ucli.IntFlag{Name: "steps-per-sample", DefaultText: "none", Usage: "(required) Euler steps the student samples with: 1, 2, 4..."})
 	}
 	return append(flags, solverFlags(defaultReflowSolver, defaultReflowSteps)...)
 }
