@@ -816,13 +816,27 @@ func trainerWeights(t *testing.T, tr *Trainer) []float32 {
 	return x
 }
 
-// Calls waiting for a running trainer while it is closed find it closed:
-// an error, not a crash, whichever gets the trainer first.
+// Calls waiting for a running trainer while it is closed find it closed,
+// or run before the Close: an error or a result, never a crash.
 func TestCloseWhileCallsWait(t *testing.T) {
 	ctx := context.Background()
 	dev := cpuDevice(t)
+	pts := ringPoints(64)
 	for range 5 {
-		tr, err := NewTrainer(ctx, smallConfig(300), Rows(ringPoints(64), 2), TrainOptions{Device: dev})
+		gate, inRun := make(chan struct{}), make(chan struct{})
+		calls := 0
+		next := func(_ context.Context, x []float32, _ []int32) error {
+			calls++ // from NewTrainer (the rows read ahead), then from Run
+			if calls == 3 {
+				close(inRun)
+				<-gate // Run holds the trainer while the calls below queue
+			}
+			for i := range x {
+				x[i] = pts[i%len(pts)]
+			}
+			return nil
+		}
+		tr, err := NewTrainer(ctx, smallConfig(50), SourceFunc(2, next), TrainOptions{Device: dev, FitRows: 64})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -832,17 +846,65 @@ func TestCloseWhileCallsWait(t *testing.T) {
 		}
 		var wg sync.WaitGroup
 		wg.Go(func() { tr.Run(ctx) })
-		time.Sleep(2 * time.Millisecond)
+		<-inRun
 		wg.Go(func() { tr.Close() })
 		wg.Go(func() { tr.Close() })
-		time.Sleep(2 * time.Millisecond)
 		var saveErr, sampleErr error
 		wg.Go(func() { saveErr = tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")) })
 		wg.Go(func() { _, sampleErr = m.Sample(ctx, 4, SampleOptions{Steps: 2}) })
+		time.Sleep(5 * time.Millisecond)
+		close(gate)
 		wg.Wait()
-		if !errors.Is(saveErr, errTrainerClosed) || !errors.Is(sampleErr, errTrainerClosed) {
-			t.Errorf("Save %v, Sample %v after Close, want the trainer closed", saveErr, sampleErr)
+		for name, err := range map[string]error{"Save": saveErr, "Sample": sampleErr} {
+			if err != nil && !errors.Is(err, errTrainerClosed) {
+				t.Errorf("%s beside Close: %v, want a result or the trainer closed", name, err)
+			}
+		}
+		if tr.Device() != nil {
+			t.Error("a closed trainer's Device is not nil")
 		}
 		m.Close()
+	}
+}
+
+// The products' precision is a device setting: each call sets its own
+// (a trainer's, or fp32 for a loaded model, as `fmgpu sample`), whatever
+// another trainer on the device set before.
+func TestPrecisionPerCall(t *testing.T) {
+	ctx := context.Background()
+	dev := cpuDevice(t)
+	cfg := smallConfig(10)
+	cfg.Precision = gpu.PrecisionTF32x3
+	tr, err := NewTrainer(ctx, cfg, Rows(ringPoints(64), 2), TrainOptions{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	loaded, err := Load(ctx, "testdata/moons.safetensors", LoadOptions{Device: dev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	own, err := tr.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer own.Close()
+	for _, c := range []struct {
+		name string
+		call func() error
+		want gpu.Precision
+	}{
+		{"loaded model", func() error { _, err := loaded.Sample(ctx, 4, SampleOptions{Steps: 2}); return err }, gpu.PrecisionFP32},
+		{"Run", func() error { return tr.Run(ctx) }, gpu.PrecisionTF32x3},
+		{"loaded model again", func() error { _, err := loaded.Sample(ctx, 4, SampleOptions{Steps: 2}); return err }, gpu.PrecisionFP32},
+		{"the trainer's model", func() error { _, err := own.Sample(ctx, 4, SampleOptions{Steps: 2}); return err }, gpu.PrecisionTF32x3},
+	} {
+		if err := c.call(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if p := gpu.PrecisionOf(dev.Backend()); p != c.want {
+			t.Errorf("after %s the device computes in %s, want %s", c.name, p, c.want)
+		}
 	}
 }

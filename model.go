@@ -8,6 +8,7 @@ import (
 
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/generate"
+	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/sampler"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -28,6 +29,11 @@ type Model struct {
 	// with ownsTrainer, Close closes it.
 	trainer     *Trainer
 	ownsTrainer bool
+	// prec is the products' precision of the model's calls, set on the
+	// device as each takes its turn (another trainer on the device may
+	// have set another): its trainer's, or fp32 for a loaded model, as
+	// the sample command's default.
+	prec gpu.Precision
 }
 
 // LoadOptions are the choices of Load.
@@ -271,9 +277,16 @@ func (m *Model) acquire(ctx context.Context) error {
 	case m.trainer != nil && m.trainer.inOnLog.Load():
 		return errInOnLog
 	case m.trainer != nil:
-		return m.trainer.hold(ctx, m.dev) // a trainer's model waits for its Run
+		if err := m.trainer.hold(ctx, m.dev); err != nil { // a trainer's model waits for its Run
+			return err
+		}
+	default:
+		if err := m.dev.acquire(ctx); err != nil {
+			return err
+		}
 	}
-	return m.dev.acquire(ctx)
+	gpu.SetPrecision(m.dev.b, m.prec) // valid: fp32, or the trainer's own
+	return nil
 }
 
 // release gives back what acquire took.

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -135,6 +136,9 @@ type Trainer struct {
 	// Model's calls), before the device's turn; Run lends the turn, not
 	// busy, while OnLog runs.
 	busy chan struct{}
+	// mu guards tr and changes for the calls that do not wait for busy
+	// (Model, Device, Changes); their writers hold busy too.
+	mu sync.Mutex
 	// inOnLog is set while Run calls OnLog: the trainer's own calls from
 	// there would wait for the Run that calls them.
 	inOnLog atomic.Bool
@@ -385,8 +389,10 @@ func (t *Trainer) Run(ctx context.Context) error {
 		stopAt = 0 // reached by an earlier Run: this one goes on to Steps
 	}
 	if t.o.OutDir != "" {
+		t.mu.Lock()
 		changes := t.changes
 		t.changes = nil
+		t.mu.Unlock()
 		return t.tr.Run(ctx, train.RunOptions{OutDir: t.o.OutDir, CheckpointEvery: t.o.CheckpointEvery, LogEvery: t.o.LogEvery,
 			Std: t.std, Data: t.info, OnLog: t.onLog(), StopAt: stopAt, Changes: changes,
 			OnStep: func(s int) { t.steps.Store(int64(s)) }})
@@ -527,12 +533,23 @@ func (t *Trainer) Config() train.Config { return t.cfg }
 // trains in.
 func (t *Trainer) Standardization() data.Standardization { return t.std }
 
-// Device is the device the trainer runs on.
-func (t *Trainer) Device() *Device { return t.dev }
+// Device is the device the trainer runs on; nil after Close.
+func (t *Trainer) Device() *Device {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tr == nil {
+		return nil // closed (and the device with it, when the trainer opened it)
+	}
+	return t.dev
+}
 
 // Changes are the settings this run changed from the checkpoint it
 // resumed (noted in OutDir's metrics.jsonl by the next Run).
-func (t *Trainer) Changes() []train.Change { return t.changes }
+func (t *Trainer) Changes() []train.Change {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changes
+}
 
 // Model is the network in training with its EMA weights (the raw ones
 // when EMADecay is 0), as they are at each call, for samples and scores
@@ -546,14 +563,17 @@ func (t *Trainer) Changes() []train.Change { return t.changes }
 // its own Close releases only itself (its later calls return an error),
 // not the trainer's network.
 func (t *Trainer) Model() (*Model, error) {
-	if t.dev == nil || t.tr == nil {
+	t.mu.Lock()
+	tr := t.tr
+	t.mu.Unlock()
+	if t.dev == nil || tr == nil {
 		return nil, errTrainerClosed
 	}
-	g, err := generate.FromTrainer(t.dev.b, t.tr, t.std)
+	g, err := generate.FromTrainer(t.dev.b, tr, t.std)
 	if err != nil {
 		return nil, err
 	}
-	return &Model{g: g, dev: t.dev, cfg: t.cfg, std: t.std, info: t.info, trainer: t}, nil
+	return &Model{g: g, dev: t.dev, cfg: t.cfg, std: t.std, info: t.info, trainer: t, prec: t.cfg.Precision}, nil
 }
 
 // Close releases the trainer's device memory, the lock on OutDir, and the
@@ -575,7 +595,9 @@ func (t *Trainer) Close() error {
 	t.hold(context.Background(), t.dev)
 	if t.tr != nil {
 		t.tr.Close()
+		t.mu.Lock()
 		t.tr = nil
+		t.mu.Unlock()
 	}
 	owns, unlock := t.ownsDev, t.unlock
 	t.ownsDev, t.unlock = false, func() {}

@@ -158,6 +158,11 @@ func TestBadInput(t *testing.T) {
 	os.WriteFile(bad, []byte("\x93NUMPY\x01\x00garbage"), 0o644)
 	notCk := filepath.Join(dir, "not.safetensors")
 	os.WriteFile(notCk, []byte("{}"), 0o644)
+	// a run of the constant schedule, which a resumed --min-lr-frac cannot change
+	if code, _, e := fmgpu(t, "train", "--data", "moons", "--n-data", "200", "--hidden", "8", "--steps", "20", "--schedule", "constant",
+		"--out", filepath.Join(dir, "constant"), "--quiet", "--no-plot"); code != 0 {
+		t.Fatal(e)
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -175,6 +180,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--nosuchflag"}, 2, "flag provided but not defined: --nosuchflag"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/i", "--channels", "3"}, 2, "--image-size, --channels and --data-dir apply to image data, not moons"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/j", "--schedule", "constant", "--min-lr-frac", "0.5"}, 2, "--min-lr-frac applies to the cosine schedule only"},
+		{[]string{"train", "--out", dir + "/constant", "--resume", "--steps", "40", "--min-lr-frac", "0.2"}, 2, "--min-lr-frac applies to the cosine schedule only (this run's is constant)"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.npy"}, 1, "not.safetensors"},
 		{[]string{"sample", "--checkpoint", dir + "/missing.safetensors", "--n", "10", "--out", dir + "/y.npy"}, 1, "missing.safetensors"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.txt"}, 2, "--out"},

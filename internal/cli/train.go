@@ -451,7 +451,7 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 		return o, usagef("--schedule %q: want cosine or constant", c.String("schedule"))
 	}
 	if sched == train.Constant && c.IsSet("min-lr-frac") && (c.IsSet("schedule") || !c.Bool("resume")) {
-		return o, usagef("--min-lr-frac applies to the cosine schedule only (not --schedule constant)")
+		return o, usagef("--min-lr-frac applies to the cosine schedule only (this run's is constant)")
 	}
 	o.cfg = train.Config{
 		Model: model.Config{Kind: "mlp", Hidden: hidden, TimeEmbed: emb},
@@ -1005,6 +1005,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return usagef("--warmup %d exceeds --steps %d", o.cfg.Warmup, o.cfg.Steps)
 	case o.stopAfter > o.cfg.Steps:
 		return usagef("--stop-after %d: need 0..--steps (%d)", o.stopAfter, o.cfg.Steps)
+	case o.explicit["min-lr-frac"] && o.cfg.Schedule == train.Constant:
+		// (a resumed run's schedule is the checkpoint's)
+		return usagef("--min-lr-frac applies to the cosine schedule only (this run's is constant)")
 	}
 	if ck != nil {
 		if o.stopAfter > 0 && o.stopAfter <= ck.Meta.Step {
