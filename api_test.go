@@ -558,18 +558,13 @@ func TestMisuseIsAnError(t *testing.T) {
 	for i := range rows {
 		rows[i] = float32(i % 7)
 	}
-	// from OnLog, where Run holds the device: sampling, saving and closing
-	// would wait for the run that calls OnLog
+	// from OnLog, where Run holds the trainer: saving, closing and
+	// running would wait for the run that calls OnLog (its model samples:
+	// TestOnLogUsesTheDevice)
 	var tr *Trainer
 	var fromLog []error
 	o := TrainOptions{Device: dev, LogEvery: 5, OnLog: func(train.Metric) {
-		m, err := tr.Model()
-		if err != nil {
-			fromLog = append(fromLog, err)
-			return
-		}
-		_, err = m.Sample(ctx, 2, SampleOptions{})
-		fromLog = append(fromLog, err, tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")), m.Close(), tr.Close())
+		fromLog = append(fromLog, tr.Save(ctx, filepath.Join(t.TempDir(), "ck.safetensors")), tr.Close(), tr.Run(ctx))
 	}}
 	tr, err := NewTrainer(ctx, smallConfig(5), Rows(rows, 2), o)
 	if err != nil {
@@ -578,7 +573,7 @@ func TestMisuseIsAnError(t *testing.T) {
 	if err := tr.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if len(fromLog) != 4 {
+	if len(fromLog) != 3 {
 		t.Fatalf("OnLog: %v", fromLog)
 	}
 	for i, err := range fromLog {
@@ -666,9 +661,9 @@ func TestZeroDevice(t *testing.T) {
 	}
 }
 
-// OnLog may use other models on the trainer's device (Run lends its turn
-// between steps); the trainer's own model gets an error there, not a
-// deadlock.
+// OnLog may use the trainer's model and other models on its device (Run
+// lends them the device between steps): no deadlock, and the trainer's
+// samples there are those of its weights at that step.
 func TestOnLogUsesTheDevice(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -689,11 +684,13 @@ func TestOnLogUsesTheDevice(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.Sample(ctx, 4, SampleOptions{Steps: 2}); !errors.Is(err, errInOnLog) {
+		if _, err := m.Sample(ctx, 4, SampleOptions{Steps: 2}); err != nil {
 			t.Errorf("the trainer's own model from OnLog: %v", err)
 		}
 		own++
-		m.Close()
+		if err := m.Close(); err != nil {
+			t.Errorf("closing the trainer's model in OnLog: %v", err)
+		}
 	}}
 	tr, err = NewTrainer(ctx, smallConfig(30), Rows(ringPoints(64), 2), o)
 	if err != nil {
@@ -906,5 +903,61 @@ func TestPrecisionPerCall(t *testing.T) {
 		if p := gpu.PrecisionOf(dev.Backend()); p != c.want {
 			t.Errorf("after %s the device computes in %s, want %s", c.name, p, c.want)
 		}
+	}
+}
+
+// Sampling the trainer's model from OnLog gives the samples of its
+// weights at that step (those of a run stopped there), and leaves the
+// training as it was: the run ends with the weights of a run that did
+// not sample.
+func TestSamplingInOnLogChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	dev := cpuDevice(t)
+	cfg := smallConfig(30)
+	so := SampleOptions{Steps: 3, Seed: 3}
+	var tr *Trainer
+	atStep := map[int][]float32{}
+	o := TrainOptions{Device: dev, LogEvery: 10, OnLog: func(m train.Metric) {
+		mod, err := tr.Model()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mod.Close()
+		x, err := mod.Sample(ctx, 16, so)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atStep[m.Step] = x
+	}}
+	tr, err := NewTrainer(ctx, cfg, Rows(ringPoints(64), 2), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if err := tr.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := NewTrainer(ctx, cfg, Rows(ringPoints(64), 2), TrainOptions{Device: dev, StopAt: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m, err := plain.Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := m.Sample(ctx, 16, so)
+	m.Close()
+	if err != nil || !slices.Equal(x, atStep[10]) {
+		t.Errorf("samples in OnLog at step 10 differ from those of a run stopped there (%v)", err)
+	}
+	if err := plain.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(trainerWeights(t, tr), trainerWeights(t, plain)) {
+		t.Error("sampling in OnLog changed the training")
 	}
 }

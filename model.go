@@ -107,11 +107,9 @@ func (m *Model) Close() error {
 	switch {
 	case m == nil || m.dev == nil:
 		return nil // the zero Model holds nothing
-	case m.trainer != nil && m.trainer.inOnLog.Load():
-		return errInOnLog
 	}
 	if err := m.acquire(context.Background()); err != nil {
-		return err // the trainer's model while its Run is in OnLog
+		return err
 	}
 	g := m.g
 	m.g = nil
@@ -267,17 +265,16 @@ func (m *Model) usable() error {
 	return nil
 }
 
-// acquire is the device's turn for m, or why there is none: a closed (or
-// zero) Model, or the model of a trainer in its OnLog callback, which
-// holds the device.
+// acquire is the device's turn for m (for a trainer's model, after the
+// trainer's models: Trainer.holdModels), or why there is none: a closed
+// (or zero) Model.
 func (m *Model) acquire(ctx context.Context) error {
 	switch {
 	case m == nil || m.dev == nil:
 		return errClosed
-	case m.trainer != nil && m.trainer.inOnLog.Load():
-		return errInOnLog
 	case m.trainer != nil:
-		if err := m.trainer.hold(ctx, m.dev); err != nil { // a trainer's model waits for its Run
+		// a trainer's model waits for its Run, but for OnLog
+		if err := m.trainer.holdModels(ctx, m.dev); err != nil {
 			return err
 		}
 	default:
@@ -292,7 +289,7 @@ func (m *Model) acquire(ctx context.Context) error {
 // release gives back what acquire took.
 func (m *Model) release() {
 	if m.trainer != nil {
-		m.trainer.unhold(m.dev)
+		m.trainer.releaseModels(m.dev)
 		return
 	}
 	m.dev.release()

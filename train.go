@@ -80,9 +80,10 @@ type TrainOptions struct {
 	// called (0: the resumed checkpoint's, else 100).
 	LogEvery int
 	// OnLog receives the progress at every read. It runs between steps,
-	// with the device lent: other Models and Trainers on the device may be
-	// used from it; this trainer's own Model, Save and Close return an
-	// error there.
+	// with the device lent: the trainer's Model (samples of the weights
+	// at that step), and other Models and Trainers on the device, may be
+	// used from it; the trainer's Run, Save and Close return an error
+	// there.
 	OnLog func(train.Metric)
 	// StopAt, between the current step and Steps, ends the Run that
 	// reaches it after that step, as if interrupted there: a later Run
@@ -132,15 +133,16 @@ type Trainer struct {
 	changes []train.Change
 	unlock  func()
 	steps   atomic.Int64 // steps done, readable while Run runs
-	// busy is held by the call using the trainer (Run, Save, Close, its
-	// Model's calls), before the device's turn; Run lends the turn, not
-	// busy, while OnLog runs.
-	busy chan struct{}
+	// busy is held by Run, Save and Close; models by them and by the
+	// calls of the trainer's Model, then the device's turn, in that
+	// order. While OnLog runs, Run lends models and the turn, not busy:
+	// the trainer's Model may sample there, its Run, Save and Close not.
+	busy, models chan struct{}
 	// mu guards tr and changes for the calls that do not wait for busy
 	// (Model, Device, Changes); their writers hold busy too.
 	mu sync.Mutex
-	// inOnLog is set while Run calls OnLog: the trainer's own calls from
-	// there would wait for the Run that calls them.
+	// inOnLog is set while Run calls OnLog: the trainer's Run, Save and
+	// Close from there would wait for the Run that calls them.
 	inOnLog atomic.Bool
 }
 
@@ -202,7 +204,7 @@ func NewTrainer(ctx context.Context, cfg train.Config, src Source, o TrainOption
 	if o.FitRows == 0 {
 		o.FitRows = defaultFitRows
 	}
-	t = &Trainer{o: o, cfg: cfg, unlock: func() {}, busy: make(chan struct{}, 1)}
+	t = &Trainer{o: o, cfg: cfg, unlock: func() {}, busy: make(chan struct{}, 1), models: make(chan struct{}, 1)}
 	undoDirs := func() {} // removes the directories made for OutDir
 	defer func() {
 		if err != nil {
@@ -402,9 +404,9 @@ func (t *Trainer) Run(ctx context.Context) error {
 
 var errTrainerClosed = errors.New("fmgpu: the trainer is closed")
 
-// errInOnLog is what the trainer's own calls (its Model's, Save, Close)
-// return from OnLog.
-var errInOnLog = errors.New("fmgpu: the trainer's own model, Save or Close was called while its Run was in OnLog (from OnLog they would wait for that Run): call them after Run returns (Run with StopAt, then sample, then Run again)")
+// errInOnLog is what the trainer's Run, Save and Close return while its
+// Run is in OnLog.
+var errInOnLog = errors.New("fmgpu: the trainer's Run, Save or Close was called while its Run was in OnLog (from OnLog they would wait for that Run): call them after Run returns; its Model may sample from OnLog")
 
 // acquire is the trainer and the device's turn for t, or why there is
 // none.
@@ -415,49 +417,76 @@ func (t *Trainer) acquire(ctx context.Context) error {
 	case t.inOnLog.Load():
 		return errInOnLog
 	}
-	return t.hold(ctx, t.dev)
+	return t.hold(ctx)
 }
 
-// hold waits for the trainer (busy), then for dev's turn (the trainer's
-// device, which its Model keeps after the trainer's Close).
-func (t *Trainer) hold(ctx context.Context, dev *Device) error {
-	if err := ctx.Err(); err != nil {
+// hold waits for the trainer (busy), then for its models and the
+// device's turn (holdModels).
+func (t *Trainer) hold(ctx context.Context) error {
+	if err := take(ctx, t.busy); err != nil {
 		return err
 	}
-	select {
-	case t.busy <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := dev.acquire(ctx); err != nil {
+	if err := t.holdModels(ctx, t.dev); err != nil {
 		<-t.busy
 		return err
 	}
 	return nil
 }
 
-// release gives back what hold took.
-func (t *Trainer) release() { t.unhold(t.dev) }
+// holdModels waits for the trainer's models (free between Runs, and while
+// Run is in OnLog), then for dev's turn (the trainer's device, which its
+// Model keeps after the trainer's Close).
+func (t *Trainer) holdModels(ctx context.Context, dev *Device) error {
+	if err := take(ctx, t.models); err != nil {
+		return err
+	}
+	if err := dev.acquire(ctx); err != nil {
+		<-t.models
+		return err
+	}
+	return nil
+}
 
-func (t *Trainer) unhold(dev *Device) {
-	dev.release()
+// take waits for the one-slot semaphore s, or for ctx to be done.
+func take(ctx context.Context, s chan struct{}) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case s <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// release gives back what hold took.
+func (t *Trainer) release() {
+	t.releaseModels(t.dev)
 	<-t.busy
 }
 
+// releaseModels gives back what holdModels took.
+func (t *Trainer) releaseModels(dev *Device) {
+	dev.release()
+	<-t.models
+}
+
 // onLog is OnLog with inOnLog set around it (nil when OnLog is nil). Run
-// lends the device's turn while OnLog runs, between steps: other Models
-// and Trainers on the device may run then, from OnLog or from other
-// goroutines (a graph the trainer recorded is recorded again if their
-// calls freed a buffer or moved the scratch space), while the trainer
-// itself stays busy.
+// lends the trainer's models and the device's turn while OnLog runs,
+// between steps: the trainer's Model, and other Models and Trainers on
+// the device, may run then, from OnLog or from other goroutines (a graph
+// the trainer recorded is recorded again if their calls freed a buffer or
+// moved the scratch space), while the trainer itself stays busy.
 func (t *Trainer) onLog() func(train.Metric) {
 	if t.o.OnLog == nil {
 		return nil
 	}
 	return func(m train.Metric) {
 		t.inOnLog.Store(true)
-		t.dev.release()
+		t.releaseModels(t.dev)
 		defer func() {
+			t.models <- struct{}{}
 			t.dev.turn <- struct{}{}
 			gpu.SetPrecision(t.dev.b, t.cfg.Precision) // as Run set it before
 			t.inOnLog.Store(false)
@@ -553,12 +582,12 @@ func (t *Trainer) Changes() []train.Change {
 
 // Model is the network in training with its EMA weights (the raw ones
 // when EMADecay is 0), as they are at each call, for samples and scores
-// between runs: after Run returns (a run with StopAt, say, continued by
-// another Run). Called from another goroutine while Run runs, its methods
-// wait for Run to return, except while Run is in OnLog: then, from OnLog
-// or from any goroutine, they return an error rather than wait (from
-// OnLog they would wait for the run that calls it). The trainer's Save
-// and Close do the same. It shares the trainer's device
+// between runs (a run with StopAt, say, continued by another Run) or from
+// OnLog, between steps. Called from another goroutine while Run runs, its
+// methods wait for Run to return or to call OnLog. The trainer's Save and
+// Close wait for Run to return, and return an error while Run is in OnLog
+// (from OnLog they would wait for the run that calls it). It shares the
+// trainer's device
 // and network: after the Trainer's Close its calls return an error, and
 // its own Close releases only itself (its later calls return an error),
 // not the trainer's network.
@@ -583,7 +612,7 @@ func (t *Trainer) Close() error {
 		return nil
 	}
 	if t.inOnLog.Load() {
-		return errInOnLog // Run holds the device, and would wait for itself
+		return errInOnLog // Run holds the trainer, and would wait for itself
 	}
 	if t.dev == nil { // NewTrainer failed before it had a device, or the zero Trainer
 		if t.unlock != nil {
@@ -592,7 +621,7 @@ func (t *Trainer) Close() error {
 		t.unlock = func() {}
 		return nil
 	}
-	t.hold(context.Background(), t.dev)
+	t.hold(context.Background())
 	if t.tr != nil {
 		t.tr.Close()
 		t.mu.Lock()
