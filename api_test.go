@@ -16,6 +16,7 @@ import (
 
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/fakecuda"
 	"github.com/fmgpu/fmgpu/train"
 )
 
@@ -911,8 +912,32 @@ func TestPrecisionPerCall(t *testing.T) {
 // training as it was: the run ends with the weights of a run that did
 // not sample.
 func TestSamplingInOnLogChangesNothing(t *testing.T) {
+	samplingInOnLogChangesNothing(t, cpuDevice(t))
+}
+
+// The same through the real launcher over the fake libcuda, where the
+// training steps replay a recorded graph: the samples in OnLog resize the
+// network's workspaces, and the graph is recorded again.
+func TestSamplingInOnLogOnTheDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kernels on the CPU")
+	}
+	b, err := gpu.NewCUDADriver(gpu.CUDAOptions{Library: fakecuda.Library(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := NewDevice(b)
+	defer dev.Close()
+	recorded := samplingInOnLogChangesNothing(t, dev)
+	if !recorded {
+		t.Error("the training steps ran without a recorded graph: the test did not cover its recording again")
+	}
+}
+
+// samplingInOnLogChangesNothing runs the check on dev and reports whether
+// the trainer that sampled in OnLog ended replaying a recorded graph.
+func samplingInOnLogChangesNothing(t *testing.T, dev *Device) bool {
 	ctx := context.Background()
-	dev := cpuDevice(t)
 	cfg := smallConfig(30)
 	so := SampleOptions{Steps: 3, Seed: 3}
 	var tr *Trainer
@@ -960,4 +985,6 @@ func TestSamplingInOnLogChangesNothing(t *testing.T) {
 	if !slices.Equal(trainerWeights(t, tr), trainerWeights(t, plain)) {
 		t.Error("sampling in OnLog changed the training")
 	}
+	recorded, _ := tr.tr.Recorded()
+	return recorded
 }
