@@ -1,0 +1,5 @@
+//go:build !race
+
+package fmgpu
+
+const raceDetector = false
