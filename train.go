@@ -587,10 +587,9 @@ func (t *Trainer) Changes() []train.Change {
 // methods wait for Run to return or to call OnLog. The trainer's Save and
 // Close wait for Run to return, and return an error while Run is in OnLog
 // (from OnLog they would wait for the run that calls it). It shares the
-// trainer's device
-// and network: after the Trainer's Close its calls return an error, and
-// its own Close releases only itself (its later calls return an error),
-// not the trainer's network.
+// trainer's device and network: after the Trainer's Close its calls
+// return an error, and its own Close releases only itself (its later
+// calls return an error), not the trainer's network.
 func (t *Trainer) Model() (*Model, error) {
 	t.mu.Lock()
 	tr := t.tr

@@ -233,8 +233,9 @@ func testDrawBatch(e *env) {
 // drawStats: over 8192 rows of the ve path with 16 data rows holding their
 // own index, the index counts pass a chi-square test, t ~ U(0, 1) and
 // x0 ~ N(0, 1) have their moments (unit noise although ve's PriorStd is
-// sigma_max = 10: that is the spread of x_t = x1 + sigma_t x0 at t = 0), the same (Seed, Step)
-// gives the same batch bit for bit, and the next Step a different one.
+// sigma_max = 10: that is the spread of x_t = x1 + sigma_t x0 at t = 0),
+// the same (Seed, Step) gives the same batch bit for bit, and the next
+// Step a different one.
 func drawStats(e *env) {
 	const rows, nData = 8192, 16
 	spec := flow.DefaultSpec(flow.KindVE)

@@ -450,9 +450,6 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	if err != nil {
 		return o, usagef("--schedule %q: want cosine or constant", c.String("schedule"))
 	}
-	if sched == train.Constant && c.IsSet("min-lr-frac") && (c.IsSet("schedule") || !c.Bool("resume")) {
-		return o, usagef("--min-lr-frac applies to the cosine schedule only (this run's is constant)")
-	}
 	o.cfg = train.Config{
 		Model: model.Config{Kind: "mlp", Hidden: hidden, TimeEmbed: emb},
 		Path:  ps, Time: ts,
@@ -648,10 +645,9 @@ func absReal(path string) (string, error) {
 }
 
 // resumeData takes from the checkpoint what a resumed run was not told:
-// how often it logged and saved,
-// the data source, the points drawn (--n-data) and the seed they were
-// drawn with (which, given, must be the checkpoint's: it draws every
-// batch).
+// how often it logged and saved, the data source, the points drawn
+// (--n-data) and the seed they were drawn with (which, given, must be the
+// checkpoint's: it draws every batch).
 func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 	in := ck.Meta.Data
 	if in.Source == train.SourceGo {
