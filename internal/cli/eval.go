@@ -185,7 +185,7 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 		if _, err := outputFormat("plot", o.plot, ".png"); err != nil {
 			return o, err
 		}
-		if err := checkOutputs(output{"plot", o.plot}); err != nil {
+		if err := checkOutputs(output{flag: "plot", path: o.plot}); err != nil {
 			return o, err
 		}
 	}

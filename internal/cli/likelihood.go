@@ -102,7 +102,7 @@ func likelihoodOptionsFrom(c *ucli.Context) (likelihoodOptions, error) {
 	if o.csv, err = csvOptionsFrom(c, "data", o.data); err != nil {
 		return o, err
 	}
-	if err := checkOutputs(output{"out", o.out}); err != nil {
+	if err := checkOutputs(input("data", o.data), input("checkpoint", o.checkpoint), output{flag: "out", path: o.out}); err != nil {
 		return o, err
 	}
 	return o, nil

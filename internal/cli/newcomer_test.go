@@ -199,6 +199,19 @@ func TestOutputsCheckedBeforeWork(t *testing.T) {
 	if code != ExitFailure || !strings.Contains(e, "--out") {
 		t.Errorf("likelihood to a missing directory: exit %d %q", code, e)
 	}
+	// --out naming the scored file itself, by its name or through a link
+	pts := filepath.Join(dir, "pts.csv")
+	os.WriteFile(pts, []byte("0.5,0.25\n1,-0.5\n"), 0o644)
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink(pts, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{pts, link} {
+		code, _, e := cpuRun(t, "likelihood", "--checkpoint", ck, "--data", pts, "--out", out)
+		if b, _ := os.ReadFile(pts); code != ExitUsage || !strings.Contains(e, "--out "+out+" is the file --data reads") || string(b) != "0.5,0.25\n1,-0.5\n" {
+			t.Errorf("likelihood --out %s over its --data: exit %d %q, the data now %q", out, code, e, b)
+		}
+	}
 	// --plot on a model of 1-D data, refused before the .npy is written
 	one := filepath.Join(dir, "one.csv")
 	var b strings.Builder

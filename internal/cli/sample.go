@@ -209,7 +209,7 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	if g := o.guidance; math.IsNaN(g) || math.IsInf(g, 0) || g < 0 || g > 100 {
 		return o, usagef("--guidance %g: need 0..100", g)
 	}
-	if err := checkOutputs(output{"out", o.out}, output{"trajectory", o.trajectory}, output{"plot", o.plot}, output{"grid", o.grid}); err != nil {
+	if err := checkOutputs(output{flag: "out", path: o.out}, output{flag: "trajectory", path: o.trajectory}, output{flag: "plot", path: o.plot}, output{flag: "grid", path: o.grid}); err != nil {
 		return o, err
 	}
 	return o, nil
