@@ -235,7 +235,11 @@ type pointRef struct {
 // loadPointRef draws or reads the reference sets of --data (not an image
 // set with features): fresh draws of a built-in set from --seed, or
 // disjoint subsets of n points of a file.
-func loadPointRef(o evalOptions, name string) (pointRef, error) {
+//
+// trained, when not empty, is the checksum of the data the checkpoint was
+// trained on (data.Checksum), which a file read in its place must match:
+// a file changed since is not the model's data.
+func loadPointRef(o evalOptions, name, trained string) (pointRef, error) {
 	n := o.n
 	var ref []float32
 	var others [][]float32
@@ -253,6 +257,9 @@ func loadPointRef(o evalOptions, name string) (pointRef, error) {
 		ds, err := data.LoadWith(name, data.LoadOptions{CSV: o.csv, Image: o.image})
 		if err != nil {
 			return pointRef{}, dataError(err)
+		}
+		if trained != "" && data.Checksum(ds) != trained {
+			return pointRef{}, usagef("--data: %s, the checkpoint's data, holds other values than it did in training (%d x %d now): give --data %s to evaluate against the file as it is", name, ds.N, ds.D, name)
 		}
 		sets := ds.N / n // disjoint sets of n points the file holds
 		switch {
@@ -386,7 +393,7 @@ func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error
 	if isFeatureSet(o.data) {
 		return runEvalImageSamples(ctx, o, s, stdout, stderr)
 	}
-	r, err := loadPointRef(o, o.data)
+	r, err := loadPointRef(o, o.data, "")
 	if err != nil {
 		return err
 	}

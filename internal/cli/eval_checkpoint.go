@@ -27,9 +27,7 @@ func trainingData(in train.DataInfo, depth int) (train.DataInfo, error) {
 		if depth > 8 {
 			return in, usagef("--data: the checkpoint's teachers go back more than 8 generations; give --data")
 		}
-		if _, err := os.Stat(teacher); err != nil && in.AbsPath != "" {
-			teacher = in.AbsPath // named relative to where reflow ran
-		}
+		teacher = recordedPath(teacher, in.AbsPath)
 		tck, err := train.Load(teacher)
 		if err != nil {
 			return in, usagef("--data: the checkpoint was trained on the pairs of %s, whose data could not be read from it (%v); give --data", teacher, err)
@@ -37,6 +35,19 @@ func trainingData(in train.DataInfo, depth int) (train.DataInfo, error) {
 		return trainingData(tck.Meta.Data, depth+1)
 	}
 	return in, nil
+}
+
+// recordedPath is the file a checkpoint names: the absolute path recorded
+// beside a name given relative, while that file is still there (from
+// another directory the relative name finds another file, or none), else
+// the name as recorded.
+func recordedPath(name, abs string) string {
+	if abs != "" && abs != name {
+		if _, err := os.Stat(abs); err == nil {
+			return abs
+		}
+	}
+	return name
 }
 
 // runEvalCheckpoint is eval --checkpoint: samples drawn from the model
@@ -63,7 +74,7 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 	case o.guidanceSet && classes == 0:
 		return usagef("--guidance: this model is unconditional (guidance needs a class-conditional model)")
 	}
-	name, trainDir := o.data, ""
+	name, trainDir, trainSum := o.data, "", ""
 	if name == "" {
 		in, err := trainingData(meta.Data, 0)
 		if err != nil {
@@ -72,10 +83,9 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 		if name = in.Source; name == "" {
 			return usagef("--data: the checkpoint does not name its data; give --data")
 		}
-		if in.AbsPath != "" {
-			if _, err := os.Stat(name); err != nil {
-				name = in.AbsPath // given relative, and evaluated from another directory
-			}
+		name = recordedPath(name, in.AbsPath)
+		if !data.IsBuiltin(name) && !data.IsImageData(name) {
+			trainSum = in.SHA256
 		}
 		trainDir = in.DataDir
 		if in.CSV != nil && !o.csvSet {
@@ -129,7 +139,7 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 			return err
 		}
 	} else {
-		if pr, err = loadPointRef(o, name); err != nil {
+		if pr, err = loadPointRef(o, name, trainSum); err != nil {
 			return err
 		}
 		if pr.d != d {

@@ -600,11 +600,27 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 		t.Fatal(e)
 	}
 	t.Chdir(elsewhere)
+	// a file of the same name and shape here is not the run's data
+	decoy := strings.ReplaceAll(b.String(), ";", ";1")
+	if err := os.WriteFile("points.csv", []byte(decoy), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resumed from another directory: exit %d %q", code, e)
 	}
 	// eval's default data is the same file, read the same way
-	if code, _, e := cpuRun(t, "eval", "--checkpoint", filepath.Join(dir, "run", train.CheckpointName), "--n", "100", "--floors", "1", "--steps", "1", "--path-n", "0"); code != 0 {
-		t.Errorf("eval from another directory: exit %d %q", code, e)
+	ck := filepath.Join(dir, "run", train.CheckpointName)
+	evalArgs := []string{"eval", "--checkpoint", ck, "--n", "100", "--floors", "1", "--steps", "1", "--path-n", "0", "--json"}
+	code, out, e := cpuRun(t, evalArgs...)
+	var rep struct{ Data string }
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Data != filepath.Join(dir, "points.csv") {
+		t.Errorf("eval from another directory: exit %d, data %q (%v) %q", code, rep.Data, err, e)
+	}
+	// nor is the run's file once it holds other values
+	if err := os.WriteFile(filepath.Join(dir, "points.csv"), []byte(decoy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := cpuRun(t, evalArgs...); code != ExitUsage || !strings.Contains(e, "holds other values than it did in training") {
+		t.Errorf("eval against a changed file: exit %d %q", code, e)
 	}
 }

@@ -659,13 +659,7 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 		}
 	}
 	if o.data == "" {
-		o.data = in.Source
-		if _, err := os.Stat(o.data); err != nil && in.AbsPath != "" {
-			// given relative, and resumed from another directory
-			if _, err := os.Stat(in.AbsPath); err == nil {
-				o.data = in.AbsPath
-			}
-		}
+		o.data = recordedPath(in.Source, in.AbsPath)
 	}
 	if !o.explicit["n-data"] && ck.Meta.Data.Rows > 0 {
 		o.nData = ck.Meta.Data.Rows
@@ -714,7 +708,7 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 // trained on: another source, other rows (--n-data), other contents.
 func checkResumeData(o trainOptions, ck *train.Checkpoint, ds *data.Dataset, sum string) error {
 	in := ck.Meta.Data
-	same := o.data == in.Source || sameFile(o.data, in.Source)
+	same := o.data == in.Source || o.data == in.AbsPath || sameFile(o.data, in.Source)
 	if in.SHA256 != "" && sum == in.SHA256 {
 		return nil // the same points, whatever the file is called now
 	}
