@@ -181,6 +181,10 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--data", "moons", "--out", dir + "/i", "--channels", "3"}, 2, "--image-size, --channels and --data-dir apply to image data, not moons"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/j", "--schedule", "constant", "--min-lr-frac", "0.5"}, 2, "--min-lr-frac applies to the cosine schedule only"},
 		{[]string{"train", "--out", dir + "/constant", "--resume", "--steps", "40", "--min-lr-frac", "0.2"}, 2, "--min-lr-frac applies to the cosine schedule only (this run's is constant)"},
+		// a resumed run's data is the checkpoint's: the same flags refused
+		{[]string{"train", "--out", dir + "/constant", "--resume", "--steps", "40", "--delimiter", ";"}, 2, "--delimiter applies to a .csv file, not --data moons"},
+		{[]string{"train", "--out", dir + "/constant", "--resume", "--steps", "40", "--image-size", "8"}, 2, "--image-size, --channels and --data-dir apply to image data, not moons"},
+		{[]string{"train", "--data", imageFolder(t), "--data-dir", dir, "--out", dir + "/k"}, 2, "--data-dir applies to --data mnist, fashion-mnist or cifar10, not the folder"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.npy"}, 1, "not.safetensors"},
 		{[]string{"sample", "--checkpoint", dir + "/missing.safetensors", "--n", "10", "--out", dir + "/y.npy"}, 1, "missing.safetensors"},
 		{[]string{"sample", "--checkpoint", notCk, "--n", "10", "--out", dir + "/x.txt"}, 2, "--out"},

@@ -605,8 +605,20 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 	if err := os.WriteFile("points.csv", []byte(decoy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--quiet", "--no-plot"); code != 0 {
+	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--steps", "30", "--quiet", "--no-plot"); code != 0 {
 		t.Errorf("resumed from another directory: exit %d %q", code, e)
+	}
+	// the same file, named another way, is read as the run read it
+	rel, err := filepath.Rel(elsewhere, filepath.Join(dir, "points.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, e := cpuRun(t, "train", "--data", rel, "--out", filepath.Join(dir, "run"), "--resume", "--steps", "40", "--quiet", "--no-plot"); code != 0 {
+		t.Errorf("resumed with --data named another way: exit %d %q", code, e)
+	}
+	// every row of a file is used: --n-data is refused, as in a new run
+	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--steps", "50", "--n-data", "50", "--quiet", "--no-plot"); code != ExitUsage || !strings.Contains(e, "--n-data applies to built-in sets") {
+		t.Errorf("resumed with --n-data: exit %d %q", code, e)
 	}
 	// eval's default data is the same file, read the same way
 	ck := filepath.Join(dir, "run", train.CheckpointName)

@@ -500,12 +500,25 @@ func trainOptionsFrom(c *ucli.Context) (trainOptions, error) {
 	return o, nil
 }
 
-// checkDataFlags refuses data flags that the kind of --data would ignore.
+// checkDataFlags refuses data flags that the kind of --data would ignore;
+// a resumed run checks again once its data is the checkpoint's.
 func checkDataFlags(o trainOptions) error {
+	if o.explicit["delimiter"] || o.explicit["header"] {
+		if !strings.EqualFold(filepath.Ext(o.data), ".csv") {
+			flag := "delimiter"
+			if !o.explicit["delimiter"] {
+				flag = "header"
+			}
+			return usagef("--%s applies to a .csv file, not --data %s", flag, o.data)
+		}
+	}
 	if data.IsImageData(o.data) {
+		if o.explicit["data-dir"] && !dataDirApplies(o.data) {
+			return usagef("--data-dir applies to --data mnist, fashion-mnist or cifar10, not the folder %s", o.data)
+		}
 		return nil
 	}
-	if o.image != (data.ImageOptions{}) {
+	if o.explicit["image-size"] || o.explicit["channels"] || o.explicit["data-dir"] {
 		return usagef("--image-size, --channels and --data-dir apply to image data, not %s", o.data)
 	}
 	if data.IsBuiltin(o.data) {
@@ -515,6 +528,12 @@ func checkDataFlags(o trainOptions) error {
 		return usagef("--n-data applies to built-in sets and image data, not --data %s (every row of a file is used)", o.data)
 	}
 	return nil
+}
+
+// dataDirApplies is an image set whose files --data-dir locates: mnist,
+// fashion-mnist (with a split) or cifar10, not a folder of images.
+func dataDirApplies(spec string) bool {
+	return isNamedImageSet(spec) || data.IsCIFAR10(spec)
 }
 
 // loadTrainingData reads --data: an image set through LoadImages (with the
@@ -677,7 +696,7 @@ func resumeData(o *trainOptions, ck *train.Checkpoint) error {
 			o.image.Dir = in.DataDir
 		}
 	}
-	if csv := in.CSV; csv != nil && (o.data == in.Source || o.data == in.AbsPath) {
+	if csv := in.CSV; csv != nil && (o.data == in.Source || o.data == in.AbsPath || sameFile(o.data, recordedPath(in.Source, in.AbsPath))) {
 		// read as the run began: a header of numbers that needed --header
 		// was otherwise read as a row, and the file reported changed
 		if d := []rune(csv.Delimiter); len(d) == 1 && !o.explicit["delimiter"] {
@@ -900,6 +919,9 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 			return fmt.Errorf("--resume: %w", err)
 		}
 		if err := resumeData(&o, ck); err != nil {
+			return err
+		}
+		if err := checkDataFlags(o); err != nil {
 			return err
 		}
 		if err := checkOutOutsideData(o); err != nil {
