@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -137,6 +138,20 @@ type abortReason struct{ err error }
 func (r abortReason) Error() string { return oneLine(r.err.Error()) }
 func (r abortReason) Unwrap() error { return r.err }
 
+// configKeys are the names of train.Config's settings in its JSON form,
+// those omitted at their zero value included.
+func configKeys() []string {
+	var keys []string
+	t := reflect.TypeFor[train.Config]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" && t.Field(i).IsExported() {
+			keys = append(keys, name)
+		}
+	}
+	return keys
+}
+
 // agreeSettings checks that every rank was started with the same settings
 // (its train.Config, the data and the run's logging and checkpoint steps,
 // which fix when the ranks meet in collectives): otherwise one rank's
@@ -155,8 +170,15 @@ func agreeSettings(c collective.Comm, o trainOptions) error {
 	if err := json.Unmarshal(js, &values); err != nil {
 		return err
 	}
+	for _, name := range configKeys() {
+		if _, ok := values[name]; !ok {
+			// left out at its zero value: every rank must hash the same
+			// list of settings, or the sums below pair different ones
+			values[name] = json.RawMessage("null")
+		}
+	}
 	for name, v := range map[string]any{"log-every": o.logEvery, "checkpoint-every": o.checkpointEvery,
-		"stop-after": o.stopAfter, "data": o.data, "n-data": o.nData} {
+		"stop-after": o.stopAfter, "data": o.data, "n-data": o.nData, "out": o.out} {
 		if values[name], err = json.Marshal(v); err != nil {
 			return err
 		}

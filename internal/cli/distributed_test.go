@@ -495,6 +495,11 @@ func TestDistributedRanksAgree(t *testing.T) {
 		{[]string{"--hidden", "64,64"}, "different settings: the model (--model, --hidden"},
 		{[]string{"--lr", "0.01"}, "different settings: --lr;"},
 		{[]string{"--log-every", "7"}, "different settings: --log-every;"},
+		// settings the checkpoint's JSON leaves out at their default (a
+		// list one setting longer on one rank: MPI_ERR_TRUNCATE)
+		{[]string{"--coupling", "ot"}, "different settings: the coupling (--coupling, --ot-reg, --coupling-blocks);"},
+		{[]string{"--precision", "tf32x3"}, "different settings: --precision;"},
+		{[]string{"--out", filepath.Join(t.TempDir(), "elsewhere")}, "different settings: --out;"},
 	} {
 		out := filepath.Join(t.TempDir(), "run")
 		args := append(append(slices.Clone(base), "--out", out), ":", "-np", "1", os.Args[0])
