@@ -87,6 +87,9 @@ func benchCommand() *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
 		Action: func(c *ucli.Context) error {
+			if err := oneProcess(c.Command.Name); err != nil {
+				return err
+			}
 			o, err := benchOptionsFrom(c)
 			if err != nil {
 				return err

@@ -36,6 +36,17 @@ func detectLaunch() (collective.Launch, error) {
 	return l, nil
 }
 
+// oneProcess refuses a command other than train started as one rank of
+// several (by mpirun, srun or torchrun): each rank would do the whole work
+// and write the same outputs, or fight over them.
+func oneProcess(command string) error {
+	l, err := collective.DetectLaunch(os.Getenv)
+	if err != nil || !l.Distributed() {
+		return nil // a broken launch is train's to report; here one process runs
+	}
+	return usagef("fmgpu %s runs as one process, not as rank %d of %d (%s launch): only train is data-parallel; start it without the launcher", command, l.Rank, l.Size, l.Launcher)
+}
+
 // EnvCollectiveTimeout bounds the rendezvous of a distributed run and each
 // collective, MPI's or NCCL's (a Go duration: 90s, 10m; default 10
 // minutes, as PyTorch's).

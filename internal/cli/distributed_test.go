@@ -790,3 +790,29 @@ func TestDistributedRendezvousTimeout(t *testing.T) {
 		t.Fatalf("exit %d, want %d and a line matching %q:\n%s", codes[0], ExitFailure, want, outs[0])
 	}
 }
+
+// Commands other than train started by a launcher as one rank of several
+// are refused: each rank would do the whole work and write the same files.
+func TestOnlyTrainIsDataParallel(t *testing.T) {
+	dir := t.TempDir()
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
+	for k, v := range map[string]string{"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"} {
+		t.Setenv(k, v)
+	}
+	for _, args := range [][]string{
+		{"sample", "--checkpoint", ck, "--out", filepath.Join(dir, "s.npy")},
+		{"likelihood", "--checkpoint", ck, "--data", "moons"},
+		{"eval", "--checkpoint", ck},
+		{"reflow", "--checkpoint", ck, "--out", filepath.Join(dir, "rf")},
+		{"distill", "--checkpoint", ck, "--steps-per-sample", "1", "--out", filepath.Join(dir, "st")},
+		{"bench", "--workload", "mlp256-b256"},
+	} {
+		code, _, e := cpuRun(t, args...)
+		if want := "fmgpu " + args[0] + " runs as one process, not as rank 1 of 2 (torchrun launch)"; code != ExitUsage || !strings.Contains(e, want) {
+			t.Errorf("%s under torchrun's variables: exit %d %q", args[0], code, e)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "s.npy")); err == nil {
+		t.Error("sample wrote its output")
+	}
+}
