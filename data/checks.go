@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -89,11 +90,37 @@ func Warnings(ds *Dataset) []string {
 			constant = append(constant, j+1)
 		}
 	}
+	out = append(out, coarseColumns(ds, constant)...)
 	switch {
 	case len(constant) == 1:
 		out = append(out, fmt.Sprintf("%s: column %d is constant (%g): its density is a point mass, and log-likelihoods are dominated by it", displayName(ds.Name), constant[0], first[constant[0]-1]))
 	case len(constant) > 1:
 		out = append(out, fmt.Sprintf("%s: columns %v are constant: their density is a point mass, and log-likelihoods are dominated by them", displayName(ds.Name), constant))
+	}
+	return out
+}
+
+// coarseColumns warns of the columns whose values float32 cannot resolve
+// at the scale of their spread: a large offset (timestamps, map
+// coordinates, identifiers) leaves steps of a sizeable fraction of the
+// standard deviation, a grid that the data as read, the samples and the
+// likelihoods inherit. The columns listed in constant are skipped.
+func coarseColumns(ds *Dataset, constant []int) []string {
+	st := Fit(ds)
+	var out []string
+	for j := range ds.D {
+		if slices.Contains(constant, j+1) {
+			continue
+		}
+		var big float32
+		for i := range ds.N {
+			big = max(big, float32(math.Abs(float64(ds.X[i*ds.D+j]))))
+		}
+		step := float64(math.Nextafter32(big, float32(math.Inf(1))) - big)
+		if step > 0.01*st.Std[j] {
+			out = append(out, fmt.Sprintf("%s: column %d holds values up to %g with a standard deviation of %.3g: float32, in which fmgpu reads, trains and writes, keeps steps of %g there (%.0f%% of the deviation), so the data, its samples and their likelihoods are on that grid; subtract an offset (such as the column's mean) before training",
+				displayName(ds.Name), j+1, big, st.Std[j], step, 100*step/st.Std[j]))
+		}
 	}
 	return out
 }

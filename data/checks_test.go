@@ -117,4 +117,15 @@ func TestWarnings(t *testing.T) {
 	if w := Warnings(fine); len(w) != 0 {
 		t.Errorf("varied data: %q", w)
 	}
+	// a map coordinate near 5e6 m with a spread of about 1 m: float32's
+	// step there is 0.5 m; beside it a column near 100 with the same
+	// spread (steps of 7.6e-6) is fine
+	var x []float32
+	for i := range 20 {
+		x = append(x, float32(5e6+float64(i%4)*0.75), float32(100+float64(i%4)*0.75))
+	}
+	utm := &Dataset{Name: "utm.csv", X: x, N: 20, D: 2}
+	if w := Warnings(utm); len(w) != 1 || !strings.Contains(w[0], "utm.csv: column 1 holds values up to 5.000002e+06") || !strings.Contains(w[0], "with a standard deviation of 0.74: float32, in which fmgpu reads, trains and writes, keeps steps of 0.5 there (68% of the deviation)") {
+		t.Errorf("coarse column: %q", w)
+	}
 }
