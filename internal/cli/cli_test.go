@@ -272,4 +272,10 @@ func TestInfoTrainingSettings(t *testing.T) {
 	if s := trainingSettings(m); s != want {
 		t.Errorf("got  %q\nwant %q", s, want)
 	}
+	if s := classLine([]string{"cat", "dog"}); s != "classes (sample --class): 0 cat, 1 dog" {
+		t.Errorf("classes: %q", s)
+	}
+	if s := classLine(nil); s != "" {
+		t.Errorf("no class names: %q", s)
+	}
 }

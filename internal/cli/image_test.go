@@ -86,6 +86,18 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sample: %s", e)
 	}
+	// the class by its folder's name: the same samples
+	byName := filepath.Join(dir, "s_right.npy")
+	if code, _, e := fmgpu(t, "sample", "--checkpoint", ckPath, "--out", byName, "--n", "6",
+		"--class", "right", "--guidance", "3", "--solver", "euler", "--steps", "4"); code != 0 {
+		t.Fatalf("sample --class right: %s", e)
+	}
+	if a, b := readBytes(t, out), readBytes(t, byName); !bytes.Equal(a, b) {
+		t.Error("--class right and --class 1 sampled differently")
+	}
+	if code, _, e := fmgpu(t, "sample", "--checkpoint", ckPath, "--out", byName, "--n", "6", "--class", "up"); code != ExitUsage || !strings.Contains(e, `--class "up": the model's classes are left, right`) {
+		t.Errorf("--class up: exit %d %q", code, e)
+	}
 	f, err := os.Open(grid)
 	if err != nil {
 		t.Fatal(err)
@@ -236,5 +248,34 @@ func TestImageNDataWarnsOfEmptyClasses(t *testing.T) {
 	args = append([]string{"train", "--data", "mnist", "--out", t.TempDir(), "--steps", "2", "--n-data", "5", "--no-plot"}, tinyUNet...)
 	if code, _, e := fmgpu(t, args...); code != 0 || !strings.Contains(e, "5 of 10 classes have no image among the 5 read (2, 3, 6, 7, 8): the set's first images, in its files' order") {
 		t.Errorf("mnist: exit %d %q", code, e)
+	}
+}
+
+func readBytes(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// --class by index of a model whose class folders are numbers out of
+// numeric order (0, 1, 10, 11, 2, ...) says which folder it is.
+func TestClassIndexOfNumberedFolders(t *testing.T) {
+	names := []string{"0", "1", "10", "11", "2"}
+	var e strings.Builder
+	o := sampleOptions{classSet: true, class: 2}
+	if err := resolveClass(&o, names, &e); err != nil || o.class != 2 || !strings.Contains(e.String(), `--class 2 is the class at index 2, named "10"`) {
+		t.Errorf("--class 2: %v, class %d, %q", err, o.class, e.String())
+	}
+	e.Reset()
+	o = sampleOptions{classSet: true, class: 1}
+	if err := resolveClass(&o, names, &e); err != nil || e.Len() != 0 {
+		t.Errorf("--class 1 (named 1): %v %q", err, e.String())
+	}
+	o = sampleOptions{classSet: true, class: -1, className: "11"}
+	if err := resolveClass(&o, names, &e); err != nil || o.class != 3 {
+		t.Errorf("--class 11 by name: %v, class %d", err, o.class)
 	}
 }

@@ -65,6 +65,9 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 	if line := trainingSettings(m); line != "" {
 		fmt.Fprintln(w, line)
 	}
+	if line := classLine(m.Data.Classes); line != "" {
+		fmt.Fprintln(w, line)
+	}
 	// The EMA and Adam moments repeat every weight's name under a
 	// prefix; listing them four times would bury the weights.
 	names := make([]string, len(ck.Tensors))
@@ -73,6 +76,19 @@ func runInfo(_ context.Context, o infoOptions, w, _ io.Writer) error {
 	}
 	fmt.Fprintf(w, "tensors (%d, each also as ema.*, optim.exp_avg.*, optim.exp_avg_sq.*): %s\n", len(names), strings.Join(names, " "))
 	return nil
+}
+
+// classLine lists a class-conditional model's classes by the index that
+// sample --class takes; "" when they have no names.
+func classLine(names []string) string {
+	if len(names) == 0 {
+		return ""
+	}
+	parts := make([]string, len(names))
+	for k, n := range names {
+		parts[k] = fmt.Sprintf("%d %s", k, n)
+	}
+	return "classes (sample --class): " + strings.Join(parts, ", ")
 }
 
 // trainingSettings is the line of what the first info line leaves out and

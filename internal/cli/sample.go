@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strconv"
 	"path/filepath"
 	"strings"
 	"time"
@@ -125,7 +127,8 @@ type sampleOptions struct {
 	// outputs: any of them may be empty, but not out and grid both
 	out, trajectory, plot, grid string
 	class                       int  // -1: every class in turn
-	classSet                    bool // --class given
+	classSet                    bool   // --class given
+	className                   string // --class given as a name, not an index
 	guidance                    float64
 	guidanceSet                 bool // --guidance given
 }
@@ -139,7 +142,7 @@ func sampleCommand() *ucli.Command {
 		&ucli.StringFlag{Name: "trajectory", Usage: "also write the states at every step, FILE.npy of shape (steps+1, n, D)"},
 		&ucli.StringFlag{Name: "plot", Usage: "also draw the samples (first two dimensions) to FILE.png"},
 		&ucli.StringFlag{Name: "grid", Usage: "image models: a 10 x 10 grid of samples to FILE.png (one row per class when class-conditional)"},
-		&ucli.IntFlag{Name: "class", Value: -1, DefaultText: "every class in turn", Usage: "class-conditional models: sample this class only"},
+		&ucli.StringFlag{Name: "class", DefaultText: "every class in turn", Usage: "class-conditional models: sample this class only, given by its index (0, 1, ...; fmgpu info --checkpoint lists the classes) or its name"},
 		&ucli.Float64Flag{Name: "guidance", Value: defaultGuidance, Usage: "class-conditional models: classifier-free guidance weight w in v_null + w (v_class - v_null)"},
 	}
 	return &ucli.Command{
@@ -175,7 +178,7 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	o := sampleOptions{
 		solveOptions: so, checkpoint: c.String("checkpoint"), n: c.Int("n"), seed: c.Uint64("seed"),
 		out: c.String("out"), trajectory: c.String("trajectory"), plot: c.String("plot"), grid: c.String("grid"),
-		class: c.Int("class"), classSet: c.IsSet("class"), guidance: c.Float64("guidance"), guidanceSet: c.IsSet("guidance"),
+		class: -1, classSet: c.IsSet("class"), guidance: c.Float64("guidance"), guidanceSet: c.IsSet("guidance"),
 	}
 	if o.n < 1 || o.n > 1<<26 {
 		return o, usagef("--n %d: need 1..%d", o.n, 1<<26)
@@ -215,7 +218,41 @@ func sampleOptionsFrom(c *ucli.Context) (sampleOptions, error) {
 	if err := checkOutputs(output{flag: "out", path: o.out}, output{flag: "trajectory", path: o.trajectory}, output{flag: "plot", path: o.plot}, output{flag: "grid", path: o.grid}); err != nil {
 		return o, err
 	}
+	if o.classSet {
+		v := strings.TrimSpace(c.String("class"))
+		if k, err := strconv.Atoi(v); err == nil {
+			o.class = k
+		} else if o.className = v; v == "" {
+			return o, usagef("--class: want a class index or name")
+		}
+	}
 	return o, nil
+}
+
+// resolveClass turns --class given by name into the class's index, and
+// notes where an index differs from the name of that class although the
+// names are numbers (class folders 0..11 sort as 0, 1, 10, 11, 2, ...).
+func resolveClass(o *sampleOptions, names []string, stderr io.Writer) error {
+	if !o.classSet {
+		return nil
+	}
+	if o.className != "" {
+		if len(names) == 0 {
+			return usagef("--class %q: the model's classes have no names; give an index", o.className)
+		}
+		k := slices.Index(names, o.className)
+		if k < 0 {
+			return usagef("--class %q: the model's classes are %s", o.className, strings.Join(names, ", "))
+		}
+		o.class = k
+		return nil
+	}
+	if k := o.class; k >= 0 && k < len(names) && names[k] != strconv.Itoa(k) {
+		if _, err := strconv.Atoi(names[k]); err == nil {
+			fmt.Fprintf(stderr, "fmgpu sample: note: --class %d is the class at index %d, named %q (classes are indexed in their names' sorted order: %s)\n", k, k, names[k], strings.Join(names, ", "))
+		}
+	}
+	return nil
 }
 
 // checkSampleModel checks the options against the model before any
@@ -279,6 +316,11 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 	}
 	defer m.Close()
 	o.solver = distillSolver(o.solver, m.Checkpoint.Meta.Config, o.methodSet, o.stepsSet)
+	if m.Classes() > 0 {
+		if err := resolveClass(&o, m.Checkpoint.Meta.Data.Classes, stderr); err != nil {
+			return err
+		}
+	}
 	if err := checkSampleModel(o, m); err != nil {
 		return err
 	}
