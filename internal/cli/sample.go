@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"slices"
 	"strconv"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -126,7 +126,7 @@ type sampleOptions struct {
 	seed       uint64
 	// outputs: any of them may be empty, but not out and grid both
 	out, trajectory, plot, grid string
-	class                       int  // -1: every class in turn
+	class                       int    // -1: every class in turn
 	classSet                    bool   // --class given
 	className                   string // --class given as a name, not an index
 	guidance                    float64
