@@ -205,6 +205,12 @@ var pairsFlag = map[string]string{
 func studentConfig(o reflowOptions, teacher train.Config) train.Config {
 	c := teacher
 	c.Coupling = train.Coupling{Kind: train.CouplingPairs}
+	if c.Path.Kind == flow.KindOT {
+		// the straight line between a pair: with the teacher's sigma_min
+		// the student's path would end at x1 + sigma_min x0, blurring
+		// samples the teacher already made
+		c.Path.SigmaMin = 0
+	}
 	c.DistillSteps = o.distill
 	c.Seed = o.seed
 	c.Precision = o.dev.precision
@@ -268,6 +274,9 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 	}
 	spec := reflow.Spec{Teacher: o.checkpoint, TeacherSHA256: sum, Pairs: o.pairs, Chunk: reflow.DefaultChunk(tc.Model),
 		Seed: o.seed, Dim: tc.Model.Dim, Classes: tc.Model.Classes, RawWeights: o.rawWeights, FromScratch: o.fromScratch}
+	// a distilled teacher learned its K-step Euler schedule only: solved
+	// otherwise its pairs come from times it never trained on
+	o.solver = distillSolver(o.solver, tc, o.methodSet, o.stepsSet)
 	spec.SolverSpec(o.solver)
 	if spec.Classes > 0 {
 		spec.Guidance = o.guidance

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/reflow"
 	"github.com/fmgpu/fmgpu/train"
 )
@@ -296,5 +297,43 @@ func TestReflowEvalFromAnotherDirectory(t *testing.T) {
 	code, out, e := fmgpu(t, "eval", "--checkpoint", filepath.Join(dir, "r1", train.CheckpointName), "--n", "100", "--floors", "1", "--steps", "2", "--path-n", "0")
 	if code != 0 || !strings.Contains(out, "w2_floor=") {
 		t.Errorf("eval from another directory: exit %d, %q %q", code, out, e)
+	}
+}
+
+// The student learns the straight line between each pair whatever the
+// teacher's sigma_min (whose path ends at x1 + sigma_min x0, which would
+// blur the teacher's samples again), and a distilled teacher's pairs are
+// solved with its own K-step Euler schedule unless --solver or --steps
+// say otherwise.
+func TestReflowOfBlurredAndDistilledTeachers(t *testing.T) {
+	dir := t.TempDir()
+	teacher := tinyTrain(t, filepath.Join(dir, "a"), "--no-plot", "--sigma-min", "0.3")
+	args := []string{"--pairs", "300", "--train-steps", "20", "--batch", "64", "--log-every", "10", "--quiet"}
+	st := filepath.Join(dir, "student")
+	if code, _, e := fmgpu(t, append([]string{"distill", "--checkpoint", teacher, "--out", st, "--steps-per-sample", "2", "--solver", "euler", "--steps", "8"}, args...)...); code != 0 {
+		t.Fatalf("distill: exit %d: %s", code, e)
+	}
+	sck := filepath.Join(st, train.CheckpointName)
+	if p := loadCk(t, sck).Meta.Config.Path; p.Kind != flow.KindOT || p.SigmaMin != 0 {
+		t.Errorf("the student of a sigma_min 0.3 teacher trains on %+v", p)
+	}
+	r := filepath.Join(dir, "r")
+	if code, _, e := fmgpu(t, append([]string{"reflow", "--checkpoint", sck, "--out", r}, args...)...); code != 0 {
+		t.Fatalf("reflow of the student: exit %d: %s", code, e)
+	}
+	if s := mustSpec(t, r); s.Solver != "euler" || s.Steps != 2 {
+		t.Errorf("the 2-step student's pairs were solved with %s, %d steps", s.Solver, s.Steps)
+	}
+	r4 := filepath.Join(dir, "r4")
+	if code, _, e := fmgpu(t, append([]string{"reflow", "--checkpoint", sck, "--out", r4, "--steps", "4"}, args...)...); code != 0 {
+		t.Fatalf("reflow of the student with --steps 4: exit %d: %s", code, e)
+	}
+	if s := mustSpec(t, r4); s.Solver != "euler" || s.Steps != 4 {
+		t.Errorf("--steps 4: the pairs were solved with %s, %d steps", s.Solver, s.Steps)
+	}
+	// dopri5's flags without --solver: the solver in effect is not named
+	code, _, e := fmgpu(t, "sample", "--checkpoint", sck, "--n", "5", "--out", filepath.Join(dir, "s.npy"), "--rtol", "1e-3")
+	if code != ExitUsage || !strings.Contains(e, "--rtol applies to --solver dopri5; give --solver dopri5 with it") {
+		t.Errorf("sample --rtol of the student: exit %d %q", code, e)
 	}
 }

@@ -89,7 +89,11 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 	}
 	if !m.Adaptive() {
 		for _, f := range []string{"rtol", "atol", "max-steps"} {
-			if c.IsSet(f) {
+			switch {
+			case c.IsSet(f) && !c.IsSet("solver"):
+				// the default, or a distilled checkpoint's Euler schedule
+				return o, usagef("--%s applies to --solver dopri5; give --solver dopri5 with it", f)
+			case c.IsSet(f):
 				return o, usagef("--%s applies to --solver dopri5, not %s", f, m)
 			}
 		}
