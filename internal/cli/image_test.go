@@ -86,6 +86,9 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sample: %s", e)
 	}
+	if !strings.Contains(stdout, "NFE 4 per sample with guidance 3, 2 network passes each") {
+		t.Errorf("guided sampling's line: %q", stdout)
+	}
 	// the class by its folder's name: the same samples
 	byName := filepath.Join(dir, "s_right.npy")
 	if code, _, e := fmgpu(t, "sample", "--checkpoint", ckPath, "--out", byName, "--n", "6",

@@ -409,13 +409,22 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		fmt.Fprintf(stdout, "wrote a %dx%d grid to %s\n", gridSide, gridSide, o.grid)
 	}
 	if o.out != "" {
-		fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s, %.2fs, %s points/s)\n",
-			n, o.out, so.Method, st.NFE, totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
+		fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s%s, %.2fs, %s points/s)\n",
+			n, o.out, so.Method, st.NFE, guidedPasses(classes, o.guidance), totalNFE(st), el.Seconds(), formatRate(float64(n)/el.Seconds()))
 	}
 	if trajectory != nil {
 		fmt.Fprintf(stdout, "wrote the trajectories of %d samples (%d states each, the noise first) to %s\n", n, so.Steps+1, o.trajectory)
 	}
 	return nil
+}
+
+// guidedPasses notes that each evaluation of a guided field runs the
+// network twice (the class and the null class), unless w is 0 or 1.
+func guidedPasses(classes int, w float64) string {
+	if classes == 0 || w == 0 || w == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" with guidance %g, 2 network passes each", w)
 }
 
 // totalNFE notes the evaluations of all chunks when there were several.
