@@ -50,6 +50,19 @@ type Meta struct {
 	// a trainer saved outside Run, and in checkpoints written before it
 	// was recorded.
 	Schedule *ScheduleInfo `json:"schedule,omitempty"`
+	// LossCarry is the loss a run read out when it stopped between two of
+	// its lines (StopAt, a signal): the resumed run adds it back, so that
+	// its next line averages the same steps, to the bit, as the run that
+	// did not stop (a data-parallel run: to the rounding of another sum
+	// order). Nil when the run stopped on a line of its own.
+	LossCarry *LossCarry `json:"loss_carry,omitempty"`
+}
+
+// LossCarry is a loss summed over the batch and the dimensions, and over
+// Steps steps (on every rank), as the trainer accumulates it.
+type LossCarry struct {
+	Sum   float32 `json:"sum"`
+	Steps int     `json:"steps"`
 }
 
 // ScheduleInfo is Run's LogEvery and CheckpointEvery.
@@ -140,7 +153,7 @@ func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) er
 		Version: CheckpointVersion, Config: tr.cfg, Step: tr.step,
 		Standardization: std, Data: info,
 		RNG:      RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
-		Schedule: tr.schedule,
+		Schedule: tr.schedule, LossCarry: tr.carry,
 	}
 	if c := tr.Comm(); c != nil {
 		meta.Parallel = &ParallelInfo{Engine: string(c.Engine()), WorldSize: c.Size()}
@@ -360,7 +373,14 @@ func (tr *Trainer) Resume(ck *Checkpoint) error {
 	b.Fill(tr.lossSum, 0)
 	b.Fill(tr.status, 0)
 	tr.step = ck.Meta.Step
-	tr.sinceRead = 0
+	tr.sinceRead, tr.carry, tr.resumed = 0, nil, nil
+	if c := ck.Meta.LossCarry; c != nil && c.Steps > 0 {
+		if tr.par == nil || tr.par.comm.Rank() == 0 {
+			// the other ranks' shares are in rank 0's sum
+			b.Upload(tr.lossSum, []float32{c.Sum})
+		}
+		tr.sinceRead, tr.resumed = c.Steps, c
+	}
 	return b.Sync()
 }
 

@@ -43,6 +43,10 @@ type Metric struct {
 	// changed, with the changes by setting: [checkpoint's, this run's].
 	Event   string                        `json:"event,omitempty"`
 	Changed map[string][2]json.RawMessage `json:"changed,omitempty"`
+	// Partial marks the line of a run that stopped between two of its
+	// lines (StopAt, a signal); the resumed run replaces it by its next
+	// line, which averages the same steps as the run that did not stop.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // RunOptions control Run.
@@ -84,9 +88,15 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	mPath := filepath.Join(o.OutDir, MetricsName)
 	var metrics []Metric
 	var err error
+	partialElapsed := 0.0
 	if tr.writes() {
 		if metrics, err = readMetrics(mPath, tr.step, tr.cfg.Model.Dim); err != nil {
 			return err
+		}
+		if n := len(metrics); tr.resumed != nil && n > 0 && metrics[n-1].Partial && metrics[n-1].Step == tr.step {
+			// its loss is carried into the next line, its time too
+			partialElapsed = metrics[n-1].ElapsedSec
+			metrics = metrics[:n-1]
 		}
 	}
 	if len(o.Changes) > 0 && tr.writes() {
@@ -124,10 +134,10 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	// elapsed_s counts from the run's first step: a resumed run goes on
 	// from its last logged line (the time from that line to the stop is
 	// not counted)
-	elapsed0 := 0.0
+	elapsed0 := partialElapsed
 	for _, m := range metrics {
 		if m.Event == "" {
-			elapsed0 = m.ElapsedSec
+			elapsed0 = max(elapsed0, m.ElapsedSec)
 		}
 	}
 	start := time.Now()
@@ -176,9 +186,17 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return err
 		}
+		tr.resumed = nil
+		// a line the run that does not stop would not write
+		partial := s%o.LogEvery != 0 && !ckDue && s != tr.cfg.Steps
+		tr.carry = nil
+		if partial {
+			c := tr.lastRead
+			tr.carry = &c
+		}
 		now := time.Now()
 		m := Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
-			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: elapsed0 + now.Sub(start).Seconds()}
+			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: elapsed0 + now.Sub(start).Seconds(), Partial: partial}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
 		if cancelled {
@@ -276,6 +294,10 @@ func finiteMetric(m Metric) map[string]any {
 	if m.Event != "" {
 		return map[string]any{"step": m.Step, "event": m.Event, "changed": m.Changed}
 	}
-	return map[string]any{"step": m.Step, "loss": f(m.Loss), "loss_sum": f(m.LossSum), "lr": f(m.LR), "grad_norm": f(m.GradNorm),
+	line := map[string]any{"step": m.Step, "loss": f(m.Loss), "loss_sum": f(m.LossSum), "lr": f(m.LR), "grad_norm": f(m.GradNorm),
 		"steps_per_s": f(m.StepsPerS), "elapsed_s": f(m.ElapsedSec)}
+	if m.Partial {
+		line["partial"] = true
+	}
+	return line
 }

@@ -2,9 +2,12 @@ package train
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fmgpu/fmgpu/data"
@@ -254,5 +257,56 @@ func TestNoEMA(t *testing.T) {
 			}
 		}
 		r.Close()
+	}
+}
+
+// A run stopped between two of its lines (StopAt 25 with a line every 10
+// steps) and resumed writes the same loss lines as the run that did not
+// stop, to the bit: the stop's partial line is replaced by the next one,
+// whose mean covers steps 21 to 30 as the unbroken run's does.
+func TestResumeKeepsLossTrace(t *testing.T) {
+	b := gpu.NewCPU(0)
+	ds, std := standardized(t, "moons")
+	cfg := testConfig()
+	cfg.Steps = 60
+	losses := func(dir string) []string {
+		ms, err := readMetrics(filepath.Join(dir, MetricsName), cfg.Steps, ds.D)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, m := range ms {
+			out = append(out, fmt.Sprintf("%d %v %v", m.Step, m.LossSum, m.Partial))
+		}
+		return out
+	}
+	straight := t.TempDir()
+	tr, _ := New(b, cfg, ds.X, ds.N)
+	if err := tr.Run(context.Background(), RunOptions{OutDir: straight, LogEvery: 10, Std: std}); err != nil {
+		t.Fatal(err)
+	}
+	stopped := t.TempDir()
+	tr, _ = New(b, cfg, ds.X, ds.N)
+	if err := tr.Run(context.Background(), RunOptions{OutDir: stopped, LogEvery: 10, Std: std, StopAt: 25}); err != nil {
+		t.Fatal(err)
+	}
+	if l := losses(stopped); len(l) != 3 || !strings.HasSuffix(l[2], " true") || !strings.HasPrefix(l[2], "25 ") {
+		t.Fatalf("the stopped run's lines: %q", l)
+	}
+	for _, stop := range []int{37, 0} { // stopped again off its lines, then to the end
+		ck, err := Load(filepath.Join(stopped, CheckpointName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, _ = New(b, cfg, ds.X, ds.N)
+		if err := tr.Resume(ck); err != nil {
+			t.Fatal(err)
+		}
+		if err := tr.Run(context.Background(), RunOptions{OutDir: stopped, LogEvery: 10, Std: std, StopAt: stop}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a, b := losses(straight), losses(stopped); !slices.Equal(a, b) {
+		t.Errorf("loss lines\nstraight %q\nresumed  %q", a, b)
 	}
 }
