@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ type evalOptions struct {
 	quiet         bool
 	csv           data.CSVOptions
 	csvSet        bool              // --delimiter or --header given
+	samplesCSV    data.CSVOptions   // --samples: --samples-delimiter, else as --data
 	image         data.ImageOptions // --checkpoint of an image model: its size and channels
 	dataDir       string            // mnist / fashion-mnist: the idx files' directory
 	json          bool
@@ -78,6 +80,7 @@ func evalCommand() *ucli.Command {
 			"FD and KID in an MNIST classifier's features for mnist images; with --checkpoint, against the solver's steps, and the flow's straightness",
 		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "samples", Usage: "FILE.npy or FILE.csv from fmgpu sample (this or --checkpoint is required)"},
+			&ucli.StringFlag{Name: "samples-delimiter", DefaultText: "--delimiter", Usage: "--samples FILE.csv: its field separator when it differs from --data's (fmgpu sample writes ',')"},
 			&ucli.StringFlag{Name: "checkpoint", Usage: "DIR/checkpoint.safetensors: draw the samples from this model at each of --steps and measure its flow"},
 			&ucli.StringFlag{Name: "data", DefaultText: "with --checkpoint, the data it was trained on", Usage: "built-in set (fresh draws), FILE.npy / FILE.csv (disjoint subsets of --n points), " +
 				"mnist or fashion-mnist (against the test split, in the features of fmgpu's MNIST classifier)"},
@@ -148,6 +151,21 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 		return o, err
 	}
 	o.csvSet = c.IsSet("delimiter") || c.IsSet("header")
+	o.samplesCSV = o.csv
+	if c.IsSet("samples-delimiter") {
+		switch d := c.String("samples-delimiter"); {
+		case o.samples == "":
+			return o, usagef("--samples-delimiter applies to --samples FILE.csv, which is not given")
+		case !strings.EqualFold(filepath.Ext(o.samples), ".csv"):
+			return o, usagef("--samples-delimiter applies to --samples FILE.csv, not %s", o.samples)
+		case d == "tab" || d == `\t`:
+			o.samplesCSV.Delimiter = '\t'
+		case len([]rune(d)) == 1:
+			o.samplesCSV.Delimiter = []rune(d)[0]
+		default:
+			return o, usagef("--samples-delimiter %q: want one character or \"tab\"", d)
+		}
+	}
 	if o.checkpoint == "" {
 		for _, f := range checkpointOnly {
 			if c.IsSet(f) {
@@ -386,9 +404,9 @@ func runEval(ctx context.Context, o evalOptions, stdout, stderr io.Writer) error
 	if data.IsBuiltin(o.samples) || data.IsImageData(o.samples) {
 		return usagef("--samples takes a file of samples (.npy or .csv, from fmgpu sample), not %s (give a data set as --data)", o.samples)
 	}
-	s, err := data.LoadWith(o.samples, data.LoadOptions{CSV: o.csv})
+	s, err := data.LoadWith(o.samples, data.LoadOptions{CSV: o.samplesCSV})
 	if err != nil {
-		return dataError(err)
+		return delimiterError(err, "samples-delimiter")
 	}
 	if s.N < n {
 		return usagef("--samples %s has %d points, --n asks for %d", o.samples, s.N, n)

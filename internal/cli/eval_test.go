@@ -42,6 +42,21 @@ func TestEvalSamplesMMD(t *testing.T) {
 	if code, _, e := fmgpu(t, "eval", "--samples", semi, "--data", "moons", "--delimiter", ";", "--n", "400", "--quiet"); code != 0 {
 		t.Errorf("--samples of a ';' CSV with --delimiter ';': exit %d %q", code, e)
 	}
+	// ';' data against fmgpu sample's ',' samples: --samples-delimiter
+	comma := filepath.Join(dir, "comma.csv")
+	os.WriteFile(comma, []byte(strings.ReplaceAll(b.String(), ";", ",")), 0o644)
+	bigSemi := filepath.Join(dir, "data.csv")
+	os.WriteFile(bigSemi, []byte(strings.Repeat(b.String(), 2)), 0o644)
+	code, _, e := fmgpu(t, "eval", "--samples", comma, "--data", bigSemi, "--delimiter", ";", "--n", "400", "--quiet")
+	if code != ExitUsage || !strings.Contains(e, "(pass --samples-delimiter ',')") {
+		t.Errorf("',' samples against ';' data: exit %d %q", code, e)
+	}
+	if code, _, e := fmgpu(t, "eval", "--samples", comma, "--data", bigSemi, "--delimiter", ";", "--samples-delimiter", ",", "--n", "400", "--floors", "1", "--quiet"); code != 0 {
+		t.Errorf("--samples-delimiter ',': exit %d %q", code, e)
+	}
+	if code, _, e := fmgpu(t, "eval", "--samples", fresh, "--data", "moons", "--samples-delimiter", ","); code != ExitUsage || !strings.Contains(e, "--samples-delimiter applies to --samples FILE.csv") {
+		t.Errorf("--samples-delimiter with .npy samples: exit %d %q", code, e)
+	}
 	code, out, e := fmgpu(t, "eval", "--samples", fresh, "--data", "moons", "--n", "400", "--quiet")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if code != 0 || len(lines) != 2 {

@@ -270,14 +270,17 @@ func csvOptionsFrom(c *ucli.Context, dataFlag string, paths ...string) (data.CSV
 
 // dataError is a usage error for data that did not load, with the flag to
 // use when a CSV file seems to have another delimiter.
-func dataError(err error) error {
+func dataError(err error) error { return delimiterError(err, "delimiter") }
+
+// delimiterError is dataError for a file whose delimiter the flag sets.
+func delimiterError(err error, flag string) error {
 	var de *data.CSVDelimiterError
 	if errors.As(err, &de) {
 		d := string(de.Seen)
 		if de.Seen == '\t' {
 			d = "tab"
 		}
-		return usagef("%v (pass --delimiter '%s')", err, d)
+		return usagef("%v (pass --%s '%s')", err, flag, d)
 	}
 	return usageError{err}
 }
