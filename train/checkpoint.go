@@ -242,13 +242,16 @@ func parseCheckpoint(path string, raw []byte) (ck *Checkpoint, err error) {
 		}
 	}()
 	sf, err := safetensors.Deserialize(raw)
+	if err == nil {
+		_, _, err = safetensors.ReadMetadata(raw)
+	}
 	if err != nil {
+		if cut := truncation(raw); cut != "" {
+			return nil, fail("%s", cut)
+		}
 		return nil, fail("not a safetensors file: %v", err)
 	}
-	_, md, err := safetensors.ReadMetadata(raw)
-	if err != nil {
-		return nil, fail("not a safetensors file: %v", err)
-	}
+	_, md, _ := safetensors.ReadMetadata(raw)
 	js, ok := md.Metadata()["fmgpu"]
 	if !ok {
 		return nil, fail("no fmgpu metadata: not written by fmgpu train")
@@ -445,4 +448,39 @@ func configFieldOrder() []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// truncation describes a safetensors file cut short (a copy or a write
+// that did not finish): its header, or the tensors its header lists, reach
+// past the end of the file. "" when the file is not one cut short.
+func truncation(raw []byte) string {
+	if len(raw) < 9 {
+		return ""
+	}
+	n := binary.LittleEndian.Uint64(raw)
+	rest := uint64(len(raw) - 8)
+	if n > 1<<24 || n == 0 || raw[8] != '{' {
+		return "" // no header fmgpu writes (theirs are a few KiB)
+	}
+	if n > rest {
+		return fmt.Sprintf("truncated: its header is %d bytes, the file holds %d after the header's length (a copy or a write cut short)", n, rest)
+	}
+	var hdr map[string]json.RawMessage
+	if json.Unmarshal(raw[8:8+n], &hdr) != nil {
+		return ""
+	}
+	var end uint64
+	for name, v := range hdr {
+		var t struct {
+			Offsets []uint64 `json:"data_offsets"`
+		}
+		if name == "__metadata__" || json.Unmarshal(v, &t) != nil || len(t.Offsets) != 2 {
+			continue
+		}
+		end = max(end, t.Offsets[1])
+	}
+	if have := rest - n; end > have {
+		return fmt.Sprintf("truncated: its tensors need %d bytes, the file holds %d (a copy or a write cut short)", end, have)
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/fmgpu/fmgpu/gpu"
+	"github.com/fmgpu/fmgpu/internal/sgemm"
 )
 
 // openBackend returns the backend --device asks for: "cpu", "cuda", or
@@ -17,6 +18,9 @@ import (
 // backend's workers (0: all cores). --device cuda without a usable GPU is
 // an error naming what is missing.
 func openBackend(device string, threads int) (gpu.Backend, error) {
+	if err := sgemm.EnvKernelError(); err != nil {
+		return nil, usageError{err}
+	}
 	switch device {
 	case "cpu":
 		return gpu.NewCPU(threads), nil

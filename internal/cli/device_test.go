@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"errors"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -70,5 +72,17 @@ func TestDeviceChoice(t *testing.T) {
 				t.Errorf("info: exit %d\n%s%s", code, stdout, stderr)
 			}
 		})
+	}
+}
+
+// FMGPU_SGEMM_KERNEL naming a kernel this CPU lacks is refused, not
+// ignored (the default kernel ran instead).
+func TestBadSgemmKernelRefused(t *testing.T) {
+	cmd := fmgpuProcess("sample", "--checkpoint", filepath.Join(t.TempDir(), "none.safetensors"), "--out", filepath.Join(t.TempDir(), "s.npy"))
+	cmd.Env = append(cmd.Env, "FMGPU_SGEMM_KERNEL=bogus")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitUsage || !strings.Contains(string(out), `FMGPU_SGEMM_KERNEL="bogus": this CPU runs the kernels `) {
+		t.Errorf("%v: %s", err, out)
 	}
 }

@@ -3,6 +3,7 @@ package sgemm
 import (
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 )
@@ -65,18 +66,29 @@ var (
 	available []*kernelImpl
 )
 
+// envKernelErr is FMGPU_SGEMM_KERNEL naming no kernel this CPU runs.
+var envKernelErr error
+
 func init() {
 	available = append(archKernels(), genericKernelImpl())
 	k := available[0]
-	if name := os.Getenv("FMGPU_SGEMM_KERNEL"); name != "" {
+	if name := os.Getenv(EnvKernel); name != "" {
+		envKernelErr = fmt.Errorf("%s=%q: this CPU runs the kernels %s", EnvKernel, name, strings.Join(Kernels(), ", "))
 		for _, c := range available {
 			if c.name == name {
-				k = c
+				k, envKernelErr = c, nil
 			}
 		}
 	}
 	current.Store(k)
 }
+
+// EnvKernel forces a kernel by name (tests and benchmarks).
+const EnvKernel = "FMGPU_SGEMM_KERNEL"
+
+// EnvKernelError reports an EnvKernel that names no kernel of this CPU
+// (the default kernel runs instead), for a command to refuse.
+func EnvKernelError() error { return envKernelErr }
 
 // Kernels returns the names of the kernels this CPU can run, the default
 // first: a subset of "avx512", "avx2", "generic".
