@@ -118,8 +118,9 @@ func cudaDevices() (int, error) {
 // rank ended the same way (completed, interrupted together, or stopped on
 // the same non-finite step), else Abort, so that the others stop instead
 // of waiting for this rank in the next collective. Under an MPI launcher
-// Abort ends the job and does not return, so the error is written first.
-func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Writer) error {
+// Abort ends the job and does not return, so the error is written, and
+// beforeAbort run (the output directory's lock and cleanup), first.
+func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Writer, beforeAbort func()) error {
 	var nf *train.NonFiniteError
 	if l.ByMPI() && (errors.Is(runErr, context.Canceled) || errors.Is(runErr, errInterrupted)) {
 		// The launcher is ending the job (mpirun sends SIGTERM, then
@@ -137,6 +138,7 @@ func endComm(c collective.Comm, l collective.Launch, runErr error, stderr io.Wri
 	if l.ByMPI() {
 		fmt.Fprintf(stderr, "fmgpu: %s\n", oneLine(runErr.Error()))
 	}
+	beforeAbort()
 	c.Abort(abortReason{runErr})
 	return runErr
 }

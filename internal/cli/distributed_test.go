@@ -481,6 +481,12 @@ func TestDistributedUsageErrorExitsTwo(t *testing.T) {
 	if code != ExitUsage || !strings.Contains(output, "--precision tf32 on cpu") {
 		t.Fatalf("exit %d, want %d:\n%s", code, ExitUsage, output)
 	}
+	// the abort ends the process: the lock and the directory made for
+	// --out went first, as a single process leaves nothing
+	if _, err := os.Stat(out); err == nil {
+		entries, _ := os.ReadDir(out)
+		t.Errorf("the refused run left --out %s (%d entries)", out, len(entries))
+	}
 }
 
 // Ranks started with different flags are refused before any weight is

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"sync"
 	"context"
 	"encoding/json"
 	"errors"
@@ -890,6 +891,22 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	if err := checkOutOutsideData(o); err != nil {
 		return err
 	}
+	// leaveOut releases --out and, after a failure, removes what it made
+	// there while still empty: at return, or before an MPI abort, which
+	// ends the process without running deferred calls
+	var undoOut, releaseOut func()
+	var leaveOnce sync.Once
+	leaveOut := func(failed bool) {
+		leaveOnce.Do(func() {
+			if releaseOut != nil {
+				releaseOut()
+			}
+			if failed && undoOut != nil {
+				undoOut()
+			}
+		})
+	}
+	defer func() { leaveOut(err != nil) }()
 	if rank == 0 {
 		undo, mkErr := atomicfile.MkdirAll(o.out)
 		if mkErr != nil {
@@ -897,11 +914,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		}
 		// a run refused before it wrote anything leaves no empty --out,
 		// nor the parents it made for it
-		defer func() {
-			if err != nil {
-				undo()
-			}
-		}()
+		undoOut = func() { undo() }
 		if err := atomicfile.CheckWritable(o.out); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
@@ -913,7 +926,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		if err != nil {
 			return fmt.Errorf("--out %s: lock: %w", o.out, err)
 		}
-		defer release()
+		releaseOut = func() { release() }
 	}
 	ckPath := filepath.Join(o.out, train.CheckpointName)
 	var ck *train.Checkpoint
@@ -955,7 +968,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	}()
 	defer func() {
 		if commOpen { // failed before the run ended
-			err = endComm(comm, launch, err, stderr)
+			err = endComm(comm, launch, err, stderr, func() { leaveOut(true) })
 		}
 	}()
 	openEngine := func() error {
@@ -1153,7 +1166,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	prog.finish(runErr == nil)
 	if commOpen { // every rank ends the run here; rank 0 alone goes on to the plots
 		commOpen = false
-		runErr = endComm(comm, launch, runErr, stderr)
+		runErr = endComm(comm, launch, runErr, stderr, func() { leaveOut(true) })
 	}
 	var nf *train.NonFiniteError
 	switch {
