@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"sync"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	ucli "github.com/urfave/cli/v2"
 
