@@ -822,3 +822,15 @@ func TestOnlyTrainIsDataParallel(t *testing.T) {
 		t.Error("sample wrote its output")
 	}
 }
+
+// A launcher's variables that do not describe a launch are a usage error
+// (exit 2), naming the variable.
+func TestBadLaunchVariables(t *testing.T) {
+	t.Setenv("RANK", "abc")
+	t.Setenv("WORLD_SIZE", "2")
+	t.Setenv("LOCAL_RANK", "0")
+	code, _, e := cpuRun(t, "train", "--data", "moons", "--out", filepath.Join(t.TempDir(), "r"), "--steps", "5")
+	if code != ExitUsage || !strings.Contains(e, "RANK") {
+		t.Errorf("RANK=abc: exit %d %q", code, e)
+	}
+}

@@ -882,7 +882,7 @@ func setConfigField(c *train.Config, name string, v json.RawMessage) error {
 func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (err error) {
 	launch, err := detectLaunch()
 	if err != nil {
-		return err
+		return usageError{err} // the launch as given: exit 2, as a bad flag
 	}
 	rank := launch.Rank
 	if rank != 0 { // rank 0 alone writes and reports (distributed.go)
