@@ -79,10 +79,22 @@ func (p *peer) send(typ byte, payload []byte, timeout time.Duration) error {
 	return nil
 }
 
+// foreignError is a reply that is no frame of this protocol: another
+// program listens at the address.
+type foreignError struct{ start []byte }
+
+func (e *foreignError) Error() string {
+	return fmt.Sprintf("it answered %q, which is not the rendezvous protocol", e.start)
+}
+
 func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
+	}
+	if !strings.ContainsRune("HWRBCAF", rune(hdr[0])) {
+		start, _ := r.Peek(min(r.Buffered(), 27))
+		return 0, nil, &foreignError{append(hdr[:], start...)}
 	}
 	n := binary.LittleEndian.Uint32(hdr[1:])
 	if n > maxFrame {
@@ -255,8 +267,12 @@ func joinRendezvous(l Launch, timeout, heartbeat time.Duration) (*rendezvous, []
 	case err != nil:
 		conn.Close()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return nil, nil, fmt.Errorf("collective: rank %d: the rendezvous at %s did not complete within %v (rank 0 is waiting for other ranks)", l.Rank, addr, timeout)
+		var fe *foreignError
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+			return nil, nil, fmt.Errorf("collective: rank %d: the rendezvous at %s did not complete within %v (rank 0 is waiting for other ranks, or another program listens at %s:%s)", l.Rank, addr, timeout, EnvMasterAddr, EnvMasterPort)
+		case errors.As(err, &fe):
+			return nil, nil, fmt.Errorf("collective: rank %d: %s (%s:%s) is not rank 0's rendezvous: %v", l.Rank, addr, EnvMasterAddr, EnvMasterPort, err)
 		}
 		return nil, nil, fmt.Errorf("collective: rank %d: the rendezvous at %s closed before it completed: %v", l.Rank, addr, err)
 	case typ == frameReject:

@@ -3,6 +3,7 @@ package collective
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -244,5 +245,34 @@ func TestRendezvousMismatch(t *testing.T) {
 		if err := <-legit; err == nil {
 			t.Errorf("%s: the well-behaved rank 1 joined a failed rendezvous", c.name)
 		}
+	}
+}
+
+// Another program at MASTER_ADDR:MASTER_PORT (here one that greets with a
+// banner, as SSH or SMTP do) is named as such, not read as a frame of
+// 800 MB.
+func TestRendezvousForeignServer(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 Debian\r\n"))
+			time.Sleep(time.Second)
+			c.Close()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	_, _, err = joinRendezvous(tcpLaunch(t, 1, 2, port), 3*time.Second, time.Second)
+	want := fmt.Sprintf(`collective: rank 1: 127.0.0.1:%d (MASTER_ADDR:MASTER_PORT) is not rank 0's rendezvous: it answered "SSH-2.0-OpenSSH_9.2p1 Debian\r\n", which is not the rendezvous protocol`, port)
+	if err == nil || err.Error() != want {
+		t.Fatalf("got  %v\nwant %s", err, want)
 	}
 }
