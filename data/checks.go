@@ -91,6 +91,9 @@ func Warnings(ds *Dataset) []string {
 		}
 	}
 	out = append(out, coarseColumns(ds, constant)...)
+	if rowNumbers(ds) {
+		out = append(out, fmt.Sprintf("%s: column 1 holds the row numbers (%g, %g, %g, ...): a pandas index, which DataFrame.to_csv writes unless index=False? It is trained on as data: drop the column if it is only an index", displayName(ds.Name), ds.X[0], ds.X[ds.D], ds.X[2*ds.D]))
+	}
 	switch {
 	case len(constant) == 1:
 		out = append(out, fmt.Sprintf("%s: column %d is constant (%g): its density is a point mass, and log-likelihoods are dominated by it", displayName(ds.Name), constant[0], first[constant[0]-1]))
@@ -123,4 +126,22 @@ func coarseColumns(ds *Dataset, constant []int) []string {
 		}
 	}
 	return out
+}
+
+// rowNumbers reports a first column that counts the rows from 0 or 1 (of
+// 10 rows or more, beside other columns): an index written with the data.
+func rowNumbers(ds *Dataset) bool {
+	if ds.N < 10 || ds.D < 2 {
+		return false
+	}
+	first := ds.X[0]
+	if first != 0 && first != 1 {
+		return false
+	}
+	for i := range ds.N {
+		if ds.X[i*ds.D] != first+float32(i) {
+			return false
+		}
+	}
+	return true
 }

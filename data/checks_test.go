@@ -124,6 +124,14 @@ func TestWarnings(t *testing.T) {
 	for i := range 20 {
 		x = append(x, float32(5e6+float64(i%4)*0.75), float32(100+float64(i%4)*0.75))
 	}
+	// pandas' index beside the data
+	var idx []float32
+	for i := range 12 {
+		idx = append(idx, float32(i), float32(i%5)*0.5)
+	}
+	if w := Warnings(&Dataset{Name: "df.csv", X: idx, N: 12, D: 2}); len(w) != 1 || !strings.Contains(w[0], "df.csv: column 1 holds the row numbers (0, 1, 2, ...): a pandas index") {
+		t.Errorf("row numbers: %q", w)
+	}
 	utm := &Dataset{Name: "utm.csv", X: x, N: 20, D: 2}
 	if w := Warnings(utm); len(w) != 1 || !strings.Contains(w[0], "utm.csv: column 1 holds values up to 5.000002e+06") || !strings.Contains(w[0], "with a standard deviation of 0.74: float32, in which fmgpu reads, trains and writes, keeps steps of 0.5 there (68% of the deviation)") {
 		t.Errorf("coarse column: %q", w)

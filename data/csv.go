@@ -117,7 +117,13 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 		line++
 		s := sc.Text()
 		if line == 1 {
+			if strings.HasPrefix(s, "\xff\xfe") || strings.HasPrefix(s, "\xfe\xff") {
+				return nil, errorf(name, "UTF-16 text (it begins with a UTF-16 byte-order mark): save it as UTF-8")
+			}
 			s = strings.TrimPrefix(s, "\ufeff")
+		}
+		if strings.Contains(s, "\r") {
+			return nil, errorf(name, "line %d holds a carriage return (CR) inside it: lines ended by CR alone, as in old Mac files? end them with LF or CRLF", line)
 		}
 		if strings.TrimSpace(s) == "" {
 			continue

@@ -56,6 +56,8 @@ func TestReadCSVRejects(t *testing.T) {
 		what, in, want string
 	}{
 		{"empty", "", "no data rows"},
+		{"CR line ends", "1,2\r3,4\r5,6\r", "line 1 holds a carriage return (CR) inside it"},
+		{"UTF-16", "\xff\xfe1\x00,\x002\x00\n\x00", "UTF-16 text"},
 		{"blank", "\n \n\t\n", "no data rows"},
 		{"header only", "x,y\n", "no data rows"},
 		{"ragged", "1,2,3\n4,5,6\n7,8\n", "line 3 has 2 fields, want 3 as on line 1"},

@@ -620,6 +620,11 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--steps", "50", "--n-data", "50", "--quiet", "--no-plot"); code != ExitUsage || !strings.Contains(e, "--n-data applies to built-in sets") {
 		t.Errorf("resumed with --n-data: exit %d %q", code, e)
 	}
+	// the same file read with a header it was not read with: the flag is
+	// named, not "the file changed"
+	if code, _, e := cpuRun(t, "train", "--out", filepath.Join(dir, "run"), "--resume", "--steps", "50", "--header", "--quiet", "--no-plot"); code != ExitUsage || !strings.Contains(e, "--header reads") {
+		t.Errorf("resumed with --header: exit %d %q", code, e)
+	}
 	// eval's default data is the same file, read the same way
 	ck := filepath.Join(dir, "run", train.CheckpointName)
 	evalArgs := []string{"eval", "--checkpoint", ck, "--n", "100", "--floors", "1", "--steps", "1", "--path-n", "0", "--json"}

@@ -738,6 +738,15 @@ func checkResumeData(o trainOptions, ck *train.Checkpoint, ds *data.Dataset, sum
 	if !same {
 		return usagef("--resume: --data differs from the checkpoint's (checkpoint %s, flags %s); a resumed run continues on the same data", in.Source, o.data)
 	}
+	if c := in.CSV; c != nil && (ds.N != in.Rows || ds.D != in.Dim) {
+		// the same file read another way, not a changed file
+		switch {
+		case o.explicit["header"] && o.csv.Header != c.Header:
+			return usagef("--resume: --header reads %s otherwise than the run did (it read it %s a declared header): leave --header out", o.data, map[bool]string{true: "with", false: "without"}[c.Header])
+		case o.explicit["delimiter"] && string(o.csv.Delimiter) != c.Delimiter:
+			return usagef("--resume: --delimiter %q reads %s otherwise than the run did (it read it with %q): leave --delimiter out", string(o.csv.Delimiter), o.data, c.Delimiter)
+		}
+	}
 	if ds.N != in.Rows {
 		if data.IsBuiltin(o.data) || data.IsImageData(o.data) {
 			return usagef("--resume: --n-data differs from the checkpoint's (checkpoint %d, flags %d)", in.Rows, o.nData)
