@@ -134,7 +134,7 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 		}
 		if !sawFirst {
 			sawFirst = true
-			if o.Header || isHeader(fields) {
+			if o.Header || isHeader(fields) && !otherDelimiterRow(fields, delim) {
 				cols, colsLine, headerLine = len(fields), line, line
 				continue
 			}
@@ -164,6 +164,8 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 					}
 				}
 				return nil, errorf(name, "line %d, column %d: %s is not a number", line, j+1, quote(f))
+			case err != nil && decimalComma(f):
+				return nil, errorf(name, "line %d, column %d: %s is not a number: fmgpu reads a decimal point, not a decimal comma", line, j+1, quote(f))
 			case err != nil:
 				return nil, errorf(name, "line %d, column %d: %s is not a number", line, j+1, quote(f))
 			case math.IsNaN(v) || math.IsInf(v, 0):
@@ -239,6 +241,46 @@ func isHeader(fields []string) bool {
 		}
 	}
 	return false
+}
+
+// otherDelimiterRow reports a first row that is numbers separated by
+// another delimiter than delim, or written with decimal commas: data read
+// the wrong way, not a header, so that the error names its first line.
+func otherDelimiterRow(fields []string, delim string) bool {
+	allComma := true
+	for _, f := range fields {
+		allComma = allComma && decimalComma(f)
+	}
+	if allComma {
+		return true
+	}
+	if len(fields) != 1 {
+		return false
+	}
+	for _, seen := range []string{";", "\t", ","} {
+		parts := strings.Split(fields[0], seen)
+		if seen == delim || len(parts) < 2 {
+			continue
+		}
+		numbers := true
+		for _, p := range parts {
+			_, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+			numbers = numbers && err == nil
+		}
+		if numbers {
+			return true
+		}
+	}
+	return false
+}
+
+// decimalComma reports a number written with a decimal comma ("-1,303").
+func decimalComma(f string) bool {
+	if strings.Count(f, ",") != 1 {
+		return false
+	}
+	_, err := strconv.ParseFloat(strings.Replace(f, ",", ".", 1), 64)
+	return err == nil
 }
 
 // WriteCSV writes x, rows x cols row-major, one row per line, each value in

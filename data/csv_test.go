@@ -56,6 +56,7 @@ func TestReadCSVRejects(t *testing.T) {
 		what, in, want string
 	}{
 		{"empty", "", "no data rows"},
+		{"';' read as ','", "0.94;1.30\n2;3\n", `line 1, column 1: "0.94;1.30" is not a number: the fields seem separated by ';'`},
 		{"CR line ends", "1,2\r3,4\r5,6\r", "line 1 holds a carriage return (CR) inside it"},
 		{"UTF-16", "\xff\xfe1\x00,\x002\x00\n\x00", "UTF-16 text"},
 		{"blank", "\n \n\t\n", "no data rows"},
@@ -77,7 +78,7 @@ func TestReadCSVRejects(t *testing.T) {
 		{"trailing comma", "1,2,\n", "line 1, column 3: empty field"},
 		{"float32 range", "1,2\n1e39,0\n", `line 2, column 1: "1e39" is outside the float32 range`},
 		{"float64 range", "1,2\n3,-1e400\n", `line 2, column 2: "-1e400" is outside the float32 range`},
-		{"semicolons", "1;2\n3;4\n", `line 2, column 1: "3;4" is not a number`},
+		{"semicolons", "1;2\n3;4\n", `line 1, column 1: "1;2" is not a number: the fields seem separated by ';'`},
 		{"long field", "1,2\n" + strings.Repeat("9", 100) + "x,1\n", `column 1: "` + strings.Repeat("9", 40) + `"... is not a number`},
 		{"control bytes", "1,2\n3,\x00\x1b[31m\n", `"\x00\x1b[31m" is not a number`},
 	}
@@ -193,4 +194,13 @@ func TestLoadCSV(t *testing.T) {
 	checkLoadErr(t, err, missing, "no such file or directory")
 	_, err = LoadCSV(dir)
 	checkLoadErr(t, err, dir, "is a directory")
+}
+
+// Decimal commas with --delimiter ';' (a European spreadsheet's CSV): the
+// first line is data read the wrong way, not a header.
+func TestReadCSVDecimalComma(t *testing.T) {
+	_, err := ReadCSVWith(strings.NewReader("0,330;-1,303\n1,5;2\n"), "eu.csv", CSVOptions{Delimiter: ';'})
+	if want := `eu.csv: line 1, column 1: "0,330" is not a number: fmgpu reads a decimal point, not a decimal comma`; err == nil || err.Error() != want {
+		t.Errorf("got %v, want %s", err, want)
+	}
 }
