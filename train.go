@@ -506,6 +506,7 @@ func (t *Trainer) runInMemory(ctx context.Context, stopAt int) error {
 	d := float64(c.Model.Dim)
 	start := time.Now()
 	lastT, lastStep := start, tr.StepsDone()
+	tr.AddCarriedLoss()
 	for tr.StepsDone() < end {
 		var err error
 		if tr.Streaming() {
@@ -526,10 +527,12 @@ func (t *Trainer) runInMemory(ctx context.Context, stopAt int) error {
 		if err != nil {
 			return err
 		}
+		partial := s%t.o.LogEvery != 0 && s != c.Steps
+		tr.MarkPartial(partial)
 		now := time.Now()
 		if onLog := t.onLog(); onLog != nil {
 			onLog(train.Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
-				StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds()})
+				StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: now.Sub(start).Seconds(), Partial: partial})
 		}
 		lastT, lastStep = now, s
 		if cancelled {

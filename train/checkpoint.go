@@ -59,10 +59,12 @@ type Meta struct {
 }
 
 // LossCarry is a loss summed over the batch and the dimensions, and over
-// Steps steps (on every rank), as the trainer accumulates it.
+// Steps steps (on every rank), as the trainer accumulates it, read at step
+// Step.
 type LossCarry struct {
 	Sum   float32 `json:"sum"`
 	Steps int     `json:"steps"`
+	Step  int     `json:"step"`
 }
 
 // ScheduleInfo is Run's LogEvery and CheckpointEvery.
@@ -153,7 +155,10 @@ func (tr *Trainer) Save(path string, std data.Standardization, info DataInfo) er
 		Version: CheckpointVersion, Config: tr.cfg, Step: tr.step,
 		Standardization: std, Data: info,
 		RNG:      RNGState{Generator: "philox4x32-10", Seed: tr.cfg.Seed, Stream: uint64(tr.step)},
-		Schedule: tr.schedule, LossCarry: tr.carry,
+		Schedule: tr.schedule,
+	}
+	if c := tr.carry; c != nil && c.Step == tr.step {
+		meta.LossCarry = c // not after steps whose loss it lacks
 	}
 	if c := tr.Comm(); c != nil {
 		meta.Parallel = &ParallelInfo{Engine: string(c.Engine()), WorldSize: c.Size()}
@@ -376,13 +381,10 @@ func (tr *Trainer) Resume(ck *Checkpoint) error {
 	b.Fill(tr.lossSum, 0)
 	b.Fill(tr.status, 0)
 	tr.step = ck.Meta.Step
-	tr.sinceRead, tr.carry, tr.resumed = 0, nil, nil
+	tr.sinceRead, tr.carry = 0, nil
 	if c := ck.Meta.LossCarry; c != nil && c.Steps > 0 {
-		if tr.par == nil || tr.par.comm.Rank() == 0 {
-			// the other ranks' shares are in rank 0's sum
-			b.Upload(tr.lossSum, []float32{c.Sum})
-		}
-		tr.sinceRead, tr.resumed = c.Steps, c
+		c.Step = ck.Meta.Step
+		tr.carry = c // Run adds it back, once the ranks are known
 	}
 	return b.Sync()
 }

@@ -356,3 +356,67 @@ func TestParallelBatchTooSmall(t *testing.T) {
 		t.Fatalf("batch 5 over 6 ranks: %v", err)
 	}
 }
+
+// A data-parallel run stopped between two of its lines and resumed on the
+// ranks logs what the run that did not stop logs: the carried loss, every
+// rank's share summed, is put back once (on rank 0), not once a rank.
+func TestParallelResumeKeepsLossTrace(t *testing.T) {
+	const ranks = 2
+	cfg := parallelConfigs()[0]
+	cfg.Steps = 30
+	run := func(dir string, ck *Checkpoint, stopAt int) {
+		g := newMemGroup(ranks)
+		errs := make([]error, ranks)
+		var wg sync.WaitGroup
+		for r := range ranks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tr := newParallelTestTrainer(t, cfg)
+				if ck != nil {
+					if errs[r] = tr.Resume(ck); errs[r] != nil {
+						return
+					}
+				}
+				if errs[r] = tr.Distribute(memComm{g, r}); errs[r] != nil {
+					return
+				}
+				out := dir
+				if r > 0 {
+					out = t.TempDir()
+				}
+				errs[r] = tr.Run(context.Background(), RunOptions{OutDir: out, LogEvery: 10, Std: data.Identity(cfg.Model.Dim), StopAt: stopAt})
+			}()
+		}
+		wg.Wait()
+		for r, err := range errs {
+			if err != nil {
+				t.Fatalf("rank %d: %v", r, err)
+			}
+		}
+	}
+	lines := func(dir string) []Metric {
+		ms, err := readMetrics(filepath.Join(dir, MetricsName), cfg.Steps, cfg.Model.Dim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ms
+	}
+	straight, stopped := t.TempDir(), t.TempDir()
+	run(straight, nil, 0)
+	run(stopped, nil, 15)
+	ck, err := Load(filepath.Join(stopped, CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(stopped, ck, 0)
+	a, b := lines(straight), lines(stopped)
+	if len(a) != 3 || len(b) != 3 {
+		t.Fatalf("lines: straight %+v, resumed %+v", a, b)
+	}
+	for i := range a {
+		if a[i].Step != b[i].Step || b[i].Partial || math.Abs(a[i].LossSum-b[i].LossSum) > 1e-5*math.Abs(a[i].LossSum) {
+			t.Errorf("line %d: straight step %d loss_sum %v, resumed step %d loss_sum %v partial %v", i, a[i].Step, a[i].LossSum, b[i].Step, b[i].LossSum, b[i].Partial)
+		}
+	}
+}

@@ -93,7 +93,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		if metrics, err = readMetrics(mPath, tr.step, tr.cfg.Model.Dim); err != nil {
 			return err
 		}
-		if n := len(metrics); tr.resumed != nil && n > 0 && metrics[n-1].Partial && metrics[n-1].Step == tr.step {
+		if n := len(metrics); tr.carry != nil && tr.carry.Step == tr.step && n > 0 && metrics[n-1].Partial && metrics[n-1].Step == tr.step {
 			// its loss is carried into the next line, its time too
 			partialElapsed = metrics[n-1].ElapsedSec
 			metrics = metrics[:n-1]
@@ -109,6 +109,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 			return err
 		}
 	}
+	tr.AddCarriedLoss()
 	d := float64(tr.cfg.Model.Dim)
 	// In a data-parallel run, rank 0 alone writes the files.
 	save := func() error {
@@ -186,14 +187,9 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		if err != nil {
 			return err
 		}
-		tr.resumed = nil
 		// a line the run that does not stop would not write
 		partial := s%o.LogEvery != 0 && !ckDue && s != tr.cfg.Steps
-		tr.carry = nil
-		if partial {
-			c := tr.lastRead
-			tr.carry = &c
-		}
+		tr.MarkPartial(partial)
 		now := time.Now()
 		m := Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
 			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: elapsed0 + now.Sub(start).Seconds(), Partial: partial}
@@ -230,6 +226,33 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		}
 	}
 	return saveAndHook()
+}
+
+// AddCarriedLoss puts back into the loss sum the loss read at a stop
+// between two lines (by an earlier Run of this trainer, or by the run whose
+// checkpoint Resume read), so that the next Read covers the same steps as
+// a run that did not stop. Run calls it; a loop of one's own over Step and
+// Read calls it before its first step, and MarkPartial after each Read.
+func (tr *Trainer) AddCarriedLoss() {
+	c := tr.carry
+	if c == nil || c.Step != tr.step || tr.sinceRead != 0 {
+		return
+	}
+	if tr.par == nil || tr.par.comm.Rank() == 0 {
+		tr.b.Upload(tr.lossSum, []float32{c.Sum}) // the other ranks' shares are in it
+	}
+	tr.sinceRead = c.Steps
+}
+
+// MarkPartial records whether the last Read was at a stop between two of
+// the run's lines: its loss is then carried (into a checkpoint saved now,
+// and by AddCarriedLoss into the next line).
+func (tr *Trainer) MarkPartial(partial bool) {
+	tr.carry = nil
+	if partial {
+		c := tr.lastRead
+		tr.carry = &c
+	}
 }
 
 // readMetrics keeps the lines of an earlier run up to step (a resumed run

@@ -309,4 +309,55 @@ func TestResumeKeepsLossTrace(t *testing.T) {
 	if a, b := losses(straight), losses(stopped); !slices.Equal(a, b) {
 		t.Errorf("loss lines\nstraight %q\nresumed  %q", a, b)
 	}
+	// the same trainer run on after its stop, and a checkpoint saved
+	// outside Run right after a resume, carry the loss the same way
+	again := t.TempDir()
+	tr, _ = New(b, cfg, ds.X, ds.N)
+	if err := tr.Run(context.Background(), RunOptions{OutDir: again, LogEvery: 10, Std: std, StopAt: 25}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(context.Background(), RunOptions{OutDir: again, LogEvery: 10, Std: std, StopAt: 33}); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := Load(filepath.Join(again, CheckpointName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ = New(b, cfg, ds.X, ds.N)
+	if err := tr.Resume(ck); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Save(filepath.Join(again, CheckpointName), std, DataInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if ck, err = Load(filepath.Join(again, CheckpointName)); err != nil || ck.Meta.LossCarry == nil || ck.Meta.LossCarry.Steps != 3 {
+		t.Fatalf("saved right after the resume: carry %+v (%v)", ck.Meta.LossCarry, err)
+	}
+	tr, _ = New(b, cfg, ds.X, ds.N)
+	if err := tr.Resume(ck); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Run(context.Background(), RunOptions{OutDir: again, LogEvery: 10, Std: std}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := losses(straight), losses(again); !slices.Equal(a, b) {
+		t.Errorf("loss lines\nstraight  %q\nrun again %q", a, b)
+	}
+	// steps after a stop's read, saved without a read: no carry (the
+	// steps' loss would be missing from it)
+	later := t.TempDir()
+	tr, _ = New(b, cfg, ds.X, ds.N)
+	if err := tr.Run(context.Background(), RunOptions{OutDir: later, LogEvery: 10, Std: std, StopAt: 25}); err != nil {
+		t.Fatal(err)
+	}
+	tr.Step()
+	if err := tr.Save(filepath.Join(later, CheckpointName), std, DataInfo{}); err != nil {
+		t.Fatal(err)
+	}
+	if ck, err = Load(filepath.Join(later, CheckpointName)); err != nil {
+		t.Fatal(err)
+	}
+	if ck.Meta.Step != 26 || ck.Meta.LossCarry != nil {
+		t.Errorf("a save at step %d after unread steps: carry %+v", ck.Meta.Step, ck.Meta.LossCarry)
+	}
 }

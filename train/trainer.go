@@ -51,8 +51,7 @@ type Trainer struct {
 	schedule  *ScheduleInfo // the last Run's, recorded by Save
 	sinceRead int
 	lastRead  LossCarry  // the loss sum and step count the last Read took
-	carry     *LossCarry // the loss read at a stop off the log rhythm (Run), saved for the resumed run
-	resumed   *LossCarry // the carry Resume put back into the loss sum
+	carry     *LossCarry // the loss Run read at a stop between its lines, or Resume found, not yet in a full line
 	owned     []gpu.Buffer
 	stream    *streamState   // the source of a streaming trainer (stream.go)
 	par       *parallel      // this rank's part of a data-parallel run (parallel.go)
@@ -359,7 +358,7 @@ func (tr *Trainer) Read() (Progress, error) {
 	if tr.sinceRead > 0 {
 		p.Loss = float64(h[0]) / float64(tr.sinceRead)
 	}
-	tr.lastRead = LossCarry{Sum: h[0], Steps: tr.sinceRead}
+	tr.lastRead = LossCarry{Sum: h[0], Steps: tr.sinceRead, Step: tr.step}
 	tr.sinceRead = 0
 	if h[2] != 0 {
 		return p, &NonFiniteError{Step: int(h[2]), What: "gradient"}
