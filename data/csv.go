@@ -122,11 +122,12 @@ func ReadCSVWith(r io.Reader, name string, o CSVOptions) (*Dataset, error) {
 			}
 			s = strings.TrimPrefix(s, "\ufeff")
 		}
-		if strings.Contains(s, "\r") {
-			return nil, errorf(name, "line %d holds a carriage return (CR) inside it: lines ended by CR alone, as in old Mac files? end them with LF or CRLF", line)
-		}
+		s = strings.TrimRight(s, "\r") // CRLF, and Python's csv on Windows: CR CR LF
 		if strings.TrimSpace(s) == "" {
 			continue
+		}
+		if strings.Contains(s, "\r") {
+			return nil, errorf(name, "line %d holds a carriage return (CR) inside it: lines ended by CR alone, as in old Mac files? end them with LF or CRLF", line)
 		}
 		fields := splitFields(s, delim)
 		for i, f := range fields {

@@ -29,6 +29,7 @@ func TestReadCSV(t *testing.T) {
 		{"quoted header with commas", "\"Height, cm\",\"Weight, kg\"\n170,60\n", 1, 2, []float32{170, 60}},
 		{"quoted header with a quote", "\"a \"\"b\"\", c\",d\n1,2\n", 1, 2, []float32{1, 2}},
 		{"CRLF", "x,y\r\n1,2\r\n3,4\r\n", 2, 2, []float32{1, 2, 3, 4}},
+		{"CR CR LF (Python csv on Windows)", "x,y\r\r\n1,2\r\r\n\r\r\n3,4\r\r\n", 2, 2, []float32{1, 2, 3, 4}},
 		{"BOM", "\ufeffx,y\n1,2\n", 1, 2, []float32{1, 2}},
 		{"BOM no header", "\ufeff1,2\n", 1, 2, []float32{1, 2}},
 		{"blank lines", "\n\n  \nx,y\n\n1,2\n \t \n3,4\n\n", 2, 2, []float32{1, 2, 3, 4}},
@@ -57,6 +58,7 @@ func TestReadCSVRejects(t *testing.T) {
 	}{
 		{"empty", "", "no data rows"},
 		{"';' read as ','", "0.94;1.30\n2;3\n", `line 1, column 1: "0.94;1.30" is not a number: the fields seem separated by ';'`},
+		{"CR CR LF, then CR alone", "1,2\r\r\n\r\n3,4\r5,6\n", "line 3 holds a carriage return (CR) inside it"},
 		{"CR line ends", "1,2\r3,4\r5,6\r", "line 1 holds a carriage return (CR) inside it"},
 		{"UTF-16", "\xff\xfe1\x00,\x002\x00\n\x00", "UTF-16 text"},
 		{"blank", "\n \n\t\n", "no data rows"},
