@@ -92,13 +92,11 @@ func readFrame(r *bufio.Reader) (byte, []byte, error) {
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
-	if !strings.ContainsRune("HWRBCAF", rune(hdr[0])) {
+	n := binary.LittleEndian.Uint32(hdr[1:])
+	if !strings.ContainsRune("HWRBCAF", rune(hdr[0])) || n > maxFrame {
+		// "HTTP/1.1 400": a frame letter, then a length of 800 MB
 		start, _ := r.Peek(min(r.Buffered(), 27))
 		return 0, nil, &foreignError{append(hdr[:], start...)}
-	}
-	n := binary.LittleEndian.Uint32(hdr[1:])
-	if n > maxFrame {
-		return 0, nil, fmt.Errorf("frame of %d bytes", n)
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {

@@ -253,6 +253,14 @@ func TestRendezvousMismatch(t *testing.T) {
 // 800 MB.
 func TestRendezvousForeignServer(t *testing.T) {
 	t.Parallel()
+	// an SSH server's banner, and an HTTP server's answer (whose "H" is a
+	// frame letter, followed by a length of 800 MB)
+	for _, banner := range []string{"SSH-2.0-OpenSSH_9.2p1 Debian\r\n", "HTTP/1.1 400 Bad Request\r\n"} {
+		t.Run(banner[:4], func(t *testing.T) { foreignServer(t, banner) })
+	}
+}
+
+func foreignServer(t *testing.T, banner string) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -264,14 +272,14 @@ func TestRendezvousForeignServer(t *testing.T) {
 			if err != nil {
 				return
 			}
-			c.Write([]byte("SSH-2.0-OpenSSH_9.2p1 Debian\r\n"))
+			c.Write([]byte(banner))
 			time.Sleep(time.Second)
 			c.Close()
 		}
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	_, _, err = joinRendezvous(tcpLaunch(t, 1, 2, port), 3*time.Second, time.Second)
-	want := fmt.Sprintf(`collective: rank 1: 127.0.0.1:%d (MASTER_ADDR:MASTER_PORT) is not rank 0's rendezvous: it answered "SSH-2.0-OpenSSH_9.2p1 Debian\r\n", which is not the rendezvous protocol`, port)
+	want := fmt.Sprintf(`collective: rank 1: 127.0.0.1:%d (MASTER_ADDR:MASTER_PORT) is not rank 0's rendezvous: it answered %q, which is not the rendezvous protocol`, port, banner)
 	if err == nil || err.Error() != want {
 		t.Fatalf("got  %v\nwant %s", err, want)
 	}
