@@ -323,6 +323,12 @@ func runReflow(ctx context.Context, o reflowOptions, stdout, stderr io.Writer) (
 		if resume, err = train.Load(ckPath); err != nil {
 			return fmt.Errorf("--out: %w", err)
 		}
+		if was := resume.Meta.Config.Path; was == tc.Path && cfg.Path != was {
+			// begun before students trained at sigma_min 0: it goes on
+			// on the path it began on
+			cfg.Path = was
+			say("note: the run in %s began on the teacher's path %s; it continues on it (a new run trains at sigma_min 0)", o.out, was)
+		}
 		if ch := train.Diff(resume.Meta.Config, cfg); len(ch) > 0 {
 			c := ch[0]
 			flag, was, now := c.Setting, describeSetting(c.Setting, c.Was), describeSetting(c.Setting, c.Now)
