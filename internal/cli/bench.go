@@ -87,9 +87,7 @@ func benchCommand() *ucli.Command {
 			&ucli.Uint64Flag{Name: "seed", Value: 1, Usage: "random seed"},
 		},
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := benchOptionsFrom(c)
 			if err != nil {
 				return err

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	ucli "github.com/urfave/cli/v2"
+
 	"github.com/fmgpu/fmgpu/collective"
 	"github.com/fmgpu/fmgpu/gpu"
 	"github.com/fmgpu/fmgpu/internal/cudadriver"
@@ -36,15 +38,18 @@ func detectLaunch() (collective.Launch, error) {
 	return l, nil
 }
 
-// oneProcess refuses a command other than train started as one rank of
-// several (by mpirun, srun or torchrun): each rank would do the whole work
-// and write the same outputs, or fight over them.
-func oneProcess(command string) error {
+// oneProcessNote warns when a command other than train starts as one
+// rank of several (its launcher's variables set, by mpirun, srun or
+// torchrun, or inherited by a script a rank runs): it does all of its
+// work in each rank that runs it, and each writes the same outputs. A
+// note, not a refusal: a job's rank 0 may well run it on purpose.
+func oneProcessNote(c *ucli.Context) {
 	l, err := collective.DetectLaunch(os.Getenv)
 	if err != nil || !l.Distributed() {
-		return nil // a broken launch is train's to report; here one process runs
+		return
 	}
-	return usagef("fmgpu %s runs as one process, not as rank %d of %d (%s launch): only train is data-parallel; start it without the launcher", command, l.Rank, l.Size, l.Launcher)
+	fmt.Fprintf(c.App.ErrWriter, "fmgpu %s: note: started as rank %d of %d (%s launch); only train is data-parallel: %s runs as one process, whole in every rank that runs it\n",
+		c.Command.Name, l.Rank, l.Size, l.Launcher, c.Command.Name)
 }
 
 // EnvCollectiveTimeout bounds the rendezvous of a distributed run and each

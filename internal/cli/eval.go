@@ -104,9 +104,7 @@ func evalCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "plot", Usage: "--checkpoint: draw the samples of each step count to FILE.png (points: over the data, a panel per step count; images: a row of 10 per step count)"},
 		}, csvFlags("")...),
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := evalOptionsFrom(c)
 			if err != nil {
 				return err

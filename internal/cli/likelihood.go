@@ -56,9 +56,7 @@ func likelihoodCommand() *ucli.Command {
 		Usage: "exact log-likelihood of data under a trained model (instantaneous change of variables)",
 		Flags: append(flags, csvFlags("")...),
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := likelihoodOptionsFrom(c)
 			if err != nil {
 				return err

@@ -83,9 +83,7 @@ func reflowCommand() *ucli.Command {
 			"Its checkpoint can be reflowed again. Ctrl-C or SIGTERM keeps the pairs and the checkpoint made so far and exits with 130; the same command continues.",
 		Flags: reflowFlags(false),
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := reflowOptionsFrom(c, "reflow")
 			if err != nil {
 				return err
@@ -104,9 +102,7 @@ func distillCommand() *ucli.Command {
 			"--solver euler --steps K for it by default. Needs a teacher on the ot path.",
 		Flags: reflowFlags(true),
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := reflowOptionsFrom(c, "distill")
 			if err != nil {
 				return err

@@ -154,9 +154,7 @@ func sampleCommand() *ucli.Command {
 		Usage: "draw samples from a trained model by solving its ODE from noise",
 		Flags: append(flags, solverFlags("rk4", 100)...),
 		Action: func(c *ucli.Context) error {
-			if err := oneProcess(c.Command.Name); err != nil {
-				return err
-			}
+			oneProcessNote(c)
 			o, err := sampleOptionsFrom(c)
 			if err != nil {
 				return err
