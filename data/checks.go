@@ -92,7 +92,7 @@ func Warnings(ds *Dataset) []string {
 	}
 	out = append(out, coarseColumns(ds, constant)...)
 	if rowNumbers(ds) {
-		out = append(out, fmt.Sprintf("%s: column 1 holds the row numbers (%g, %g, %g, ...): a pandas index, which DataFrame.to_csv writes unless index=False? It is trained on as data: drop the column if it is only an index", displayName(ds.Name), ds.X[0], ds.X[ds.D], ds.X[2*ds.D]))
+		out = append(out, fmt.Sprintf("%s: column 1 holds the row numbers (%g, %g, %g, ...): a pandas index, which DataFrame.to_csv writes unless index=False? It is read as data: drop the column if it is only an index", displayName(ds.Name), ds.X[0], ds.X[ds.D], ds.X[2*ds.D]))
 	}
 	switch {
 	case len(constant) == 1:
@@ -121,7 +121,7 @@ func coarseColumns(ds *Dataset, constant []int) []string {
 		}
 		step := float64(math.Nextafter32(big, float32(math.Inf(1))) - big)
 		if step > 0.01*st.Std[j] {
-			out = append(out, fmt.Sprintf("%s: column %d holds values up to %g with a standard deviation of %.3g: float32, in which fmgpu reads, trains and writes, keeps steps of %g there (%.0f%% of the deviation), so the data, its samples and their likelihoods are on that grid; subtract an offset (such as the column's mean) before training",
+			out = append(out, fmt.Sprintf("%s: column %d holds values up to %g with a standard deviation of %.3g: float32, in which fmgpu reads, trains and writes, keeps steps of %g there (%.0f%% of the deviation), so the data, a model's samples and their likelihoods are on that grid; subtract an offset (such as the column's mean) from the column",
 				displayName(ds.Name), j+1, big, st.Std[j], step, 100*step/st.Std[j]))
 		}
 	}

@@ -18,12 +18,15 @@ import (
 // backend's workers (0: all cores). --device cuda without a usable GPU is
 // an error naming what is missing.
 func openBackend(device string, threads int) (gpu.Backend, error) {
-	if err := sgemm.EnvKernelError(); err != nil {
-		return nil, usageError{err}
+	cpuBackend := func() (gpu.Backend, error) {
+		if err := sgemm.EnvKernelError(); err != nil {
+			return nil, usageError{err}
+		}
+		return gpu.NewCPU(threads), nil
 	}
 	switch device {
 	case "cpu":
-		return gpu.NewCPU(threads), nil
+		return cpuBackend()
 	case "cuda":
 		b, err := gpu.NewCUDA()
 		if err != nil {
@@ -35,7 +38,10 @@ func openBackend(device string, threads int) (gpu.Backend, error) {
 		if err == nil {
 			return b, nil
 		}
-		cpu := gpu.NewCPU(threads)
+		cpu, cpuErr := cpuBackend()
+		if cpuErr != nil {
+			return nil, cpuErr
+		}
 		autoFallback.Store(cpu, briefCUDAError(err))
 		return cpu, nil
 	}

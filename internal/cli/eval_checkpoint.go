@@ -84,8 +84,8 @@ func runEvalCheckpoint(ctx context.Context, o evalOptions, stdout, stderr io.Wri
 			return usagef("--data: the checkpoint does not name its data; give --data")
 		}
 		name = recordedPath(name, in.AbsPath)
-		if !data.IsBuiltin(name) && !data.IsImageData(name) {
-			trainSum = in.SHA256
+		if !data.IsBuiltin(name) && !data.IsImageData(name) && !o.csvSet {
+			trainSum = in.SHA256 // (read as training read it: the same values)
 		}
 		trainDir = in.DataDir
 		if in.CSV != nil && !o.csvSet {

@@ -269,13 +269,19 @@ func TestClassIndexOfNumberedFolders(t *testing.T) {
 	names := []string{"0", "1", "10", "11", "2"}
 	var e strings.Builder
 	o := sampleOptions{classSet: true, class: 2}
-	if err := resolveClass(&o, names, &e); err != nil || o.class != 2 || !strings.Contains(e.String(), `--class 2 is the class at index 2, named "10"`) {
+	if err := resolveClass(&o, names, &e); err != nil || o.class != 2 || !strings.Contains(e.String(), `--class 2 is the class at index 2, named "10"; the class named "2" is --class 4`) {
 		t.Errorf("--class 2: %v, class %d, %q", err, o.class, e.String())
 	}
 	e.Reset()
 	o = sampleOptions{classSet: true, class: 1}
 	if err := resolveClass(&o, names, &e); err != nil || e.Len() != 0 {
 		t.Errorf("--class 1 (named 1): %v %q", err, e.String())
+	}
+	// zero-padded numbers are their numbers
+	e.Reset()
+	o = sampleOptions{classSet: true, class: 1}
+	if err := resolveClass(&o, []string{"00", "01", "02"}, &e); err != nil || e.Len() != 0 {
+		t.Errorf("--class 1 of 00, 01, 02: %v %q", err, e.String())
 	}
 	o = sampleOptions{classSet: true, class: -1, className: "11"}
 	if err := resolveClass(&o, names, &e); err != nil || o.class != 3 {

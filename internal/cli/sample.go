@@ -249,10 +249,18 @@ func resolveClass(o *sampleOptions, names []string, stderr io.Writer) error {
 		o.class = k
 		return nil
 	}
-	if k := o.class; k >= 0 && k < len(names) && names[k] != strconv.Itoa(k) {
-		if _, err := strconv.Atoi(names[k]); err == nil {
-			fmt.Fprintf(stderr, "fmgpu sample: note: --class %d is the class at index %d, named %q (classes are indexed in their names' sorted order: %s)\n", k, k, names[k], strings.Join(names, ", "))
+	k := o.class
+	if k < 0 || k >= len(names) {
+		return nil
+	}
+	if v, err := strconv.Atoi(names[k]); err == nil && v != k {
+		other := ""
+		for j, n := range names {
+			if v, err := strconv.Atoi(n); err == nil && v == k {
+				other = fmt.Sprintf("; the class named %q is --class %d", n, j)
+			}
 		}
+		fmt.Fprintf(stderr, "fmgpu sample: note: --class %d is the class at index %d, named %q%s (classes are indexed in their names' sorted order: %s)\n", k, k, names[k], other, strings.Join(names, ", "))
 	}
 	return nil
 }
