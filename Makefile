@@ -99,6 +99,7 @@ cuda: kernels build
 	ln -sf fmgpu bin/fmgpu-cuda
 
 # gpu-bundle: everything scripts/gpu-run.sh needs on an NVIDIA host
-# (dist/gpu-bundle, with the PyTorch peers of peers/; PEERS_DIR= another folder).
+# (dist/gpu-bundle and dist/gpu-bundle.tgz, with the PyTorch peers of peers/;
+# PEERS_DIR= another folder; scripts/device-run.sh runs the archive).
 gpu-bundle:
 	scripts/gpu-bundle.sh $(BUNDLE)

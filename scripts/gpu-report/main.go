@@ -75,13 +75,14 @@ type report struct {
 	kernels     []string
 	byKernel    map[string]*kernelInfo
 	reports     []reportLine
-	confVerdict map[string]string // subtest -> PASS/FAIL
-	e2e         string
+	confVerdict map[string]string              // subtest -> PASS/FAIL
+	e2e         []string                       // one W2 line a precision
 	profile     map[string][]map[string]string // workload -> lines
 	profTotal   map[string]map[string]string
 	profOrder   []string
-	bench       map[string]map[string]string
+	bench       map[string]map[string]map[string]string // workload -> precision -> fields
 	benchOrder  []string
+	benchPrecs  []string                     // fmgpu's precisions, as run
 	peers       map[string]map[string]string // workload -> variant -> value
 	variants    []string
 	sanitizer   []string
@@ -118,7 +119,7 @@ func (r *report) load(kernelList string) error {
 	r.confVerdict = map[string]string{}
 	r.profile = map[string][]map[string]string{}
 	r.profTotal = map[string]map[string]string{}
-	r.bench = map[string]map[string]string{}
+	r.bench = map[string]map[string]map[string]string{}
 	r.peers = map[string]map[string]string{}
 	r.header = r.lines("header.txt")
 	if kernelList != "" {
@@ -186,8 +187,8 @@ func (r *report) load(kernelList string) error {
 		}
 	}
 	for _, l := range r.lines("e2e.log") {
-		if strings.Contains(l, "w2=") {
-			r.e2e = strings.TrimSpace(l[strings.Index(l, "device="):])
+		if i := strings.Index(l, "device="); i >= 0 && strings.Contains(l, "w2=") {
+			r.e2e = append(r.e2e, strings.TrimSpace(l[i:]))
 		}
 	}
 	for _, l := range r.lines("profile.log") {
@@ -213,8 +214,18 @@ func (r *report) load(kernelList string) error {
 		for _, l := range r.lines(filepath.Base(f)) {
 			if strings.HasPrefix(l, "workload=") {
 				m := kv(l)
-				r.bench[m["workload"]] = m
-				r.benchOrder = append(r.benchOrder, m["workload"])
+				wl, prec := m["workload"], m["precision"]
+				if prec == "" {
+					prec = "fp32"
+				}
+				if r.bench[wl] == nil {
+					r.bench[wl] = map[string]map[string]string{}
+					r.benchOrder = append(r.benchOrder, wl)
+				}
+				r.bench[wl][prec] = m
+				if !contains(r.benchPrecs, prec) {
+					r.benchPrecs = append(r.benchPrecs, prec)
+				}
 			}
 		}
 	}
@@ -356,8 +367,8 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 	}
 	wrap(w, mem)
 
-	if r.e2e != "" {
-		fmt.Fprintln(w, "e2e: "+r.e2e)
+	for _, l := range r.e2e {
+		fmt.Fprintln(w, "e2e: "+l)
 	}
 	for _, wl := range r.profOrder {
 		t := r.profTotal[wl]
@@ -371,39 +382,48 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 		}
 		fmt.Fprintln(w)
 	}
-	if len(r.benchOrder) > 0 {
-		fmt.Fprintf(w, "%-16s %-26s", "bench", "fmgpu fp32")
+	if len(r.benchOrder) > 0 || len(r.peers) > 0 {
+		sort.SliceStable(r.benchPrecs, func(i, j int) bool { return precRank(r.benchPrecs[i]) < precRank(r.benchPrecs[j]) })
+		fmt.Fprintf(w, "%-16s", "bench")
+		for _, p := range r.benchPrecs {
+			fmt.Fprintf(w, " %-26s", "fmgpu "+p)
+		}
 		for _, v := range r.variants {
 			fmt.Fprintf(w, " %-20s", "torch "+v)
 		}
 		fmt.Fprintln(w)
-		for _, wl := range r.benchOrder {
-			m := r.bench[wl]
-			val := m["steps_per_s"] + m["points_per_s"]
-			counts := m["launches_per_step"] + " kernels"
-			if g := m["graph_launches_per_step"]; g != "" && g != "0.00" {
-				counts += ", " + g + " graphs"
+		// a peer's ratio is against fmgpu at the same precision (fp32
+		// against fmgpu's fp32 and its float32-accurate tf32x3 alike)
+		rate := func(m map[string]string) string { return m["steps_per_s"] + m["points_per_s"] }
+		workloads := append([]string(nil), r.benchOrder...)
+		for wl := range r.peers {
+			if !contains(workloads, wl) {
+				workloads = append(workloads, wl)
 			}
-			fmt.Fprintf(w, "%-16s %-26s", wl, val+" ("+counts+")")
-			f, _ := strconv.ParseFloat(val, 64)
+		}
+		for _, wl := range workloads {
+			fmt.Fprintf(w, "%-16s", wl)
+			for _, p := range r.benchPrecs {
+				m := r.bench[wl][p]
+				if m == nil {
+					fmt.Fprintf(w, " %-26s", "-")
+					continue
+				}
+				counts := m["launches_per_step"] + " kernels"
+				if g := m["graph_launches_per_step"]; g != "" && g != "0.00" {
+					counts += ", " + g + " graphs"
+				}
+				fmt.Fprintf(w, " %-26s", rate(m)+" ("+counts+")")
+			}
 			for _, v := range r.variants {
 				p := r.peers[wl][v]
 				pf, _ := strconv.ParseFloat(p, 64)
-				cell := "-"
-				if pf > 0 {
+				cell := orDash(p)
+				prec, _, _ := strings.Cut(v, "+")
+				if f, _ := strconv.ParseFloat(rate(r.bench[wl][prec]), 64); pf > 0 && f > 0 {
 					cell = fmt.Sprintf("%s (%.2fx)", p, f/pf)
 				}
 				fmt.Fprintf(w, " %-20s", cell)
-			}
-			fmt.Fprintln(w)
-		}
-		for wl, pv := range r.peers {
-			if _, ok := r.bench[wl]; ok {
-				continue
-			}
-			fmt.Fprintf(w, "%-16s %-26s", wl, "-")
-			for _, v := range r.variants {
-				fmt.Fprintf(w, " %-20s", orDash(pv[v]))
 			}
 			fmt.Fprintln(w)
 		}
@@ -414,6 +434,16 @@ func (r *report) print(w, full io.Writer, elapsed int) {
 	for _, s := range r.nccl {
 		fmt.Fprintln(w, "nccl: "+s)
 	}
+}
+
+// precRank orders fmgpu's precisions as --precision lists them.
+func precRank(p string) int {
+	for i, q := range []string{"fp32", "tf32x3", "tf32", "bf16"} {
+		if p == q {
+			return i
+		}
+	}
+	return 99
 }
 
 func orDash(s string) string {
