@@ -151,17 +151,14 @@ func evalOptionsFrom(c *ucli.Context) (evalOptions, error) {
 	o.csvSet = c.IsSet("delimiter") || c.IsSet("header")
 	o.samplesCSV = o.csv
 	if c.IsSet("samples-delimiter") {
-		switch d := c.String("samples-delimiter"); {
+		switch {
 		case o.samples == "":
 			return o, usagef("--samples-delimiter applies to --samples FILE.csv, which is not given")
 		case !strings.EqualFold(filepath.Ext(o.samples), ".csv"):
 			return o, usagef("--samples-delimiter applies to --samples FILE.csv, not %s", o.samples)
-		case d == "tab" || d == `\t`:
-			o.samplesCSV.Delimiter = '\t'
-		case len([]rune(d)) == 1:
-			o.samplesCSV.Delimiter = []rune(d)[0]
-		default:
-			return o, usagef("--samples-delimiter %q: want one character or \"tab\"", d)
+		}
+		if o.samplesCSV.Delimiter, err = parseDelimiter("samples-delimiter", c.String("samples-delimiter")); err != nil {
+			return o, err
 		}
 	}
 	if o.checkpoint == "" {

@@ -243,14 +243,9 @@ func csvFlags(category string) []ucli.Flag {
 // takes.
 func csvOptionsFrom(c *ucli.Context, dataFlag string, paths ...string) (data.CSVOptions, error) {
 	var o data.CSVOptions
-	d := c.String("delimiter")
-	switch {
-	case d == "tab" || d == `\t`:
-		o.Delimiter = '\t'
-	case len([]rune(d)) == 1:
-		o.Delimiter = []rune(d)[0]
-	default:
-		return o, usagef("--delimiter %q: want one character or \"tab\"", d)
+	var err error
+	if o.Delimiter, err = parseDelimiter("delimiter", c.String("delimiter")); err != nil {
+		return o, err
 	}
 	o.Header = c.Bool("header")
 	if len(paths) > 0 && (c.IsSet("delimiter") || c.IsSet("header")) {
@@ -267,6 +262,17 @@ func csvOptionsFrom(c *ucli.Context, dataFlag string, paths ...string) (data.CSV
 		}
 	}
 	return o, nil
+}
+
+// parseDelimiter reads a delimiter flag: one character, or "tab".
+func parseDelimiter(flag, d string) (rune, error) {
+	switch {
+	case d == "tab" || d == `\t`:
+		return '\t', nil
+	case len([]rune(d)) == 1:
+		return []rune(d)[0], nil
+	}
+	return 0, usagef("--%s %q: want one character or \"tab\"", flag, d)
 }
 
 // dataError is a usage error for data that did not load, with the flag to
