@@ -176,6 +176,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"train", "--data", "moons", "--out", dir + "/e", "--lr", "-1"}, 2, "--lr"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/f", "--beta-min", "1"}, 2, "--beta-min"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/g", "--device", "tpu"}, 2, "--device"},
+		{[]string{"train", "--data", "moons", "--out", dir + "/g2", "--device", ""}, 2, `--device "": want auto, cpu or cuda`},
 		{[]string{"train", "--data", "moons", "--out", dir + "/h", "--steps", "abc"}, 2, "for flag --steps"},
 		{[]string{"train", "--nosuchflag"}, 2, "flag provided but not defined: --nosuchflag"},
 		{[]string{"train", "--data", "moons", "--out", dir + "/i", "--channels", "3"}, 2, "--image-size, --channels and --data-dir apply to image data, not moons"},

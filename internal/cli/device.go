@@ -33,7 +33,7 @@ func openBackend(device string, threads int) (gpu.Backend, error) {
 			return nil, fmt.Errorf("--device cuda: %w", err)
 		}
 		return b, nil
-	case "auto", "":
+	case "auto":
 		b, err := gpu.NewCUDA()
 		if err == nil {
 			return b, nil
