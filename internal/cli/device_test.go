@@ -78,7 +78,7 @@ func TestDeviceChoice(t *testing.T) {
 // FMGPU_SGEMM_KERNEL naming a kernel this CPU lacks is refused, not
 // ignored (the default kernel ran instead).
 func TestBadSgemmKernelRefused(t *testing.T) {
-	cmd := fmgpuProcess("sample", "--checkpoint", filepath.Join(t.TempDir(), "none.safetensors"), "--out", filepath.Join(t.TempDir(), "s.npy"))
+	cmd := fmgpuProcess("sample", "--device", "cpu", "--checkpoint", filepath.Join(t.TempDir(), "none.safetensors"), "--out", filepath.Join(t.TempDir(), "s.npy"))
 	cmd.Env = append(cmd.Env, "FMGPU_SGEMM_KERNEL=bogus")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
