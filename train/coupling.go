@@ -165,6 +165,10 @@ type couplingState struct {
 	last   coupling.Stats
 	spent  time.Duration // host time forming and solving the pairs
 	steps  int
+	// sinkhorn: the steps whose plan stopped at its iteration limit
+	// short of its tolerance, and the largest marginal error among them
+	unconverged int
+	worstErr    float64
 }
 
 // couplingBlock is one block of a batch paired on its own: rows [lo,
@@ -330,6 +334,10 @@ func (tr *Trainer) stepCoupled(s int) error {
 	cs.spent += time.Since(start)
 	cs.steps++
 	cs.last = st
+	if c.Coupling.Kind == "sinkhorn" && !st.Sinkhorn.Converged {
+		cs.unconverged++
+		cs.worstErr = max(cs.worstErr, st.Sinkhorn.Err)
+	}
 	b.PathTarget(c.Path, bs, d, cs.x0, cs.x1, tr.t, tr.xt, tr.ut)
 	tr.queueUpdate()
 	return nil
@@ -399,6 +407,16 @@ func (tr *Trainer) CouplingStats() (last coupling.Stats, spent time.Duration, st
 		return coupling.Stats{}, 0, 0
 	}
 	return tr.cpl.last, tr.cpl.spent, tr.cpl.steps
+}
+
+// SinkhornUnconverged is how many coupled steps so far had a Sinkhorn
+// plan that stopped at its iteration limit short of its tolerance (its
+// rows' marginals off by up to worstErr), 0 for other couplings.
+func (tr *Trainer) SinkhornUnconverged() (steps int, worstErr float64) {
+	if !tr.cpl.hostPaired() {
+		return 0, 0
+	}
+	return tr.cpl.unconverged, tr.cpl.worstErr
 }
 
 // NewPairs builds a trainer on fixed pairs: pair i is noise x0[i], where

@@ -47,6 +47,9 @@ type Metric struct {
 	// lines (StopAt, a signal); the resumed run replaces it by its next
 	// line, which averages the same steps as the run that did not stop.
 	Partial bool `json:"partial,omitempty"`
+	// SinkhornUnconverged counts the steps since the previous line whose
+	// Sinkhorn plan stopped at its iteration limit short of its tolerance.
+	SinkhornUnconverged int `json:"sinkhorn_unconverged,omitempty"`
 }
 
 // RunOptions control Run.
@@ -143,6 +146,7 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 	}
 	start := time.Now()
 	lastT, lastStep := start, tr.step
+	lastUnconverged, _ := tr.SinkhornUnconverged()
 	end := tr.cfg.Steps
 	if o.StopAt > 0 && o.StopAt < end {
 		end = o.StopAt
@@ -193,6 +197,9 @@ func (tr *Trainer) Run(ctx context.Context, o RunOptions) error {
 		now := time.Now()
 		m := Metric{Step: s, Loss: p.Loss / d, LossSum: p.Loss, LR: p.LR, GradNorm: p.GradNorm,
 			StepsPerS: float64(s-lastStep) / now.Sub(lastT).Seconds(), ElapsedSec: elapsed0 + now.Sub(start).Seconds(), Partial: partial}
+		if n, _ := tr.SinkhornUnconverged(); n > lastUnconverged {
+			m.SinkhornUnconverged, lastUnconverged = n-lastUnconverged, n
+		}
 		lastT, lastStep = now, s
 		metrics = append(metrics, m)
 		if cancelled {
@@ -321,6 +328,9 @@ func finiteMetric(m Metric) map[string]any {
 		"steps_per_s": f(m.StepsPerS), "elapsed_s": f(m.ElapsedSec)}
 	if m.Partial {
 		line["partial"] = true
+	}
+	if m.SinkhornUnconverged > 0 {
+		line["sinkhorn_unconverged"] = m.SinkhornUnconverged
 	}
 	return line
 }

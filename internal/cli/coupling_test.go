@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -132,5 +133,32 @@ func TestTrainCouplingResumeDefault(t *testing.T) {
 	code, _, e = fmgpu(t, "train", "--out", r, "--resume", "--steps", "40", "--quiet")
 	if code != ExitUsage || !strings.Contains(e, "fmgpu reflow or distill") {
 		t.Errorf("train --resume of a reflow run: exit %d, %q", code, e)
+	}
+}
+
+// A Sinkhorn plan that stops at its iteration limit short of its
+// tolerance is said once, and counted in metrics.jsonl; one that
+// converges says nothing.
+func TestTrainSinkhornUnconverged(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		reg  string
+		warn bool
+	}{{"0.001", true}, {"0.5", false}} {
+		out := filepath.Join(dir, c.reg)
+		code, _, e := cpuRun(t, "train", "--data", "moons", "--coupling", "sinkhorn", "--ot-reg", c.reg, "--steps", "10", "--log-every", "5",
+			"--hidden", "16,16", "--out", out, "--no-plot", "--quiet")
+		if code != 0 {
+			t.Fatalf("--ot-reg %s: exit %d %q", c.reg, code, e)
+		}
+		b, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Count(e, "Sinkhorn plans stopped at the 1000-iteration limit")
+		counted := strings.Contains(string(b), `"sinkhorn_unconverged":5`)
+		if c.warn && (warned != 1 || !counted) || !c.warn && (warned != 0 || strings.Contains(string(b), "sinkhorn_unconverged")) {
+			t.Errorf("--ot-reg %s: warned %d times (%q), metrics %s", c.reg, warned, e, b)
+		}
 	}
 }

@@ -170,6 +170,18 @@ func (pr *progress) plainLine(force bool) {
 	fmt.Fprintf(pr.w, "%s: %s\n", pr.name, pr.status())
 }
 
+// warn writes a warning on a line of its own (above the bar), also when
+// quiet.
+func (pr *progress) warn(format string, a ...any) {
+	line := fmt.Sprintf("%s: warning: %s\n", pr.name, fmt.Sprintf(format, a...))
+	if pr.p != nil {
+		if _, err := pr.p.Write([]byte(line)); err == nil {
+			return
+		}
+	}
+	fmt.Fprint(pr.w, line)
+}
+
 // phase announces a slow phase on a line of its own (above the bar).
 func (pr *progress) phase(format string, a ...any) {
 	if pr.quiet {

@@ -15,6 +15,7 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/fmgpu/fmgpu/collective"
+	"github.com/fmgpu/fmgpu/coupling"
 	"github.com/fmgpu/fmgpu/data"
 	"github.com/fmgpu/fmgpu/flow"
 	"github.com/fmgpu/fmgpu/gpu"
@@ -1149,6 +1150,7 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 		return err // interrupted before the first step: nothing written
 	}
 	prog := newProgress(stderr, o.quiet, "fmgpu train", "step", tr.StepsDone(), o.cfg.Steps)
+	warnedSinkhorn := false
 	var grid []float32 // the samples of the last checkpoint's grid, at gridStep
 	gridStep := -1
 	// samples.png and loss.png show an earlier step once this run saves a
@@ -1158,7 +1160,16 @@ func runTrain(ctx context.Context, o trainOptions, stdout, stderr io.Writer) (er
 	runErr := tr.Run(ctx, train.RunOptions{
 		OutDir: o.out, CheckpointEvery: o.checkpointEvery, LogEvery: o.logEvery,
 		Std: std, Data: info, Changes: changes,
-		OnLog: prog.log, OnStep: prog.step, StopAt: o.stopAfter,
+		OnLog: func(m train.Metric) {
+			prog.log(m)
+			if m.SinkhornUnconverged > 0 && !warnedSinkhorn && rank == 0 {
+				warnedSinkhorn = true
+				_, worst := tr.SinkhornUnconverged()
+				prog.warn("by step %d, %d Sinkhorn plans stopped at the %d-iteration limit short of their tolerance (rows' marginals off by up to %.2g, tolerance %g): those pairs follow a coarser plan; a larger --ot-reg converges sooner (metrics.jsonl counts such steps, sinkhorn_unconverged)",
+					m.Step, m.SinkhornUnconverged, coupling.DefaultSinkhornMaxIter, worst, coupling.DefaultSinkhornTol)
+			}
+		},
+		OnStep: prog.step, StopAt: o.stopAfter,
 		OnCheckpoint: func(step int) error {
 			if !checkpointed && rank == 0 {
 				checkpointed = true
