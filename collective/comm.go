@@ -186,7 +186,14 @@ func Open(engine Engine, opts Options) (Comm, error) {
 			return nil, fmt.Errorf("collective: %s needs an MPI launcher (mpirun, mpiexec, srun) for %d ranks; "+
 				"the %s variables (%s, %s) serve NCCL on GPUs only", engine, l.Size, l.Launcher, EnvRank, EnvWorldSize)
 		}
-		return openMPI(opts)
+		c, err := openMPI(opts)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.agreeEngine(EngineMPI); err != nil {
+			return nil, err // every rank finds it and exits; mpirun ends the job
+		}
+		return c, nil
 	case EngineNCCL:
 		return openNCCL(opts)
 	}

@@ -392,6 +392,28 @@ func (m *mpiComm) LocalRank() int { return m.local }
 // ints); longer buffers go in pieces.
 const maxMPICount = 1 << 30
 
+// agreeEngine is the first collective of every rank an MPI launcher
+// started, whichever engine the rank opens over MPI: its own MPI engine
+// (CPUs) or NCCL bootstrapped through MPI (GPUs). Ranks that chose
+// different engines (--device cuda beside --device cpu, or auto on a mix
+// of hosts with and without a GPU) would otherwise meet in mismatched
+// calls, a broadcast of NCCL's id against a sum, and wait without end.
+func (m *mpiComm) agreeEngine(e Engine) error {
+	code := float32(1)
+	if e == EngineNCCL {
+		code = 2
+	}
+	x := []float32{code}
+	if err := m.AllReduceSum(Host(x)); err != nil {
+		return err
+	}
+	if n := float32(m.Size()); x[0] != code*n {
+		nccl := int(x[0] - n) // the ranks that chose NCCL
+		return fmt.Errorf("collective: the ranks chose different engines: %d of %d on GPUs (NCCL), %d on CPUs (MPI), this rank %s; give every rank the same --device (and, with auto, a GPU to every rank or to none)", nccl, m.Size(), m.Size()-nccl, e)
+	}
+	return nil
+}
+
 func (m *mpiComm) AllReduceSum(b Buffer) error {
 	if b.onDev {
 		return fmt.Errorf("collective: the mpi engine reduces host buffers; a device buffer needs the nccl engine")

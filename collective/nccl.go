@@ -224,6 +224,9 @@ func openNCCL(opts Options) (_ *ncclComm, err error) {
 		if c.mpi, err = openMPI(opts); err != nil {
 			return nil, err
 		}
+		if err := c.mpi.agreeEngine(EngineNCCL); err != nil {
+			return nil, err
+		}
 		if c.rank == 0 {
 			if err := getID(); err != nil {
 				return nil, err

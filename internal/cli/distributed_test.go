@@ -828,3 +828,19 @@ func TestBadLaunchVariables(t *testing.T) {
 		t.Errorf("RANK=abc: exit %d %q", code, e)
 	}
 }
+
+// Ranks an MPI launcher started on different devices (one on the fake
+// GPU, one on the CPU) are refused at once, not left waiting in NCCL's
+// initialisation (which has no timeout).
+func TestDistributedRanksAgreeOnTheEngine(t *testing.T) {
+	env := ncclEnv(t, 2)
+	base := []string{"train", "--data", "moons", "--steps", "20", "--hidden", "16,16", "--threads", "1", "--no-plot", "--quiet", "--out", filepath.Join(t.TempDir(), "run")}
+	args := append(append(slices.Clone(base), "--device", "cuda", ":", "-np", "1", os.Args[0]), base...)
+	args = append(args, "--device", "cpu")
+	start := time.Now()
+	code, output := mpirunFmgpuEnv(t, 1, 90*time.Second, env, args...)
+	if code == 0 || strings.Count(output, "the ranks chose different engines: 1 of 2 on GPUs (NCCL), 1 on CPUs (MPI)") != 2 {
+		t.Fatalf("exit %d after %v:\n%s", code, time.Since(start), output)
+	}
+	t.Logf("refused in %v", time.Since(start).Round(time.Millisecond))
+}
