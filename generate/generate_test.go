@@ -351,3 +351,38 @@ func TestPathStats(t *testing.T) {
 		t.Errorf("cancelled: %v after %d network calls, want context.Canceled after 5", err, calls)
 	}
 }
+
+// Hutchinson's probes differ from chunk to chunk: the same points scored
+// in two chunks get other estimates (with one set of probes for every
+// chunk, row r of each carried the same probe error, which the mean did
+// not average down); the exact divergence gives them the same value.
+func TestHutchinsonProbesDifferByChunk(t *testing.T) {
+	b := gpu.NewCPU(2)
+	defer b.Close()
+	tr, ds := mlpTrainer(t, b, 1)
+	defer tr.Close()
+	m, _ := FromTrainer(b, tr, data.Identity(2))
+	n := likelihoodChunk + 8
+	x := make([]float32, 2*n)
+	for i := range n {
+		copy(x[2*i:2*i+2], ds.X[2*(i%8):2*(i%8)+2]) // rows 0..7 again after the first chunk
+	}
+	so := sampler.Options{Method: sampler.Euler, Steps: 2}
+	for _, div := range []sampler.Divergence{sampler.Hutchinson, sampler.Exact} {
+		lp, st, err := LogLikelihood(context.Background(), m, x, n, LikelihoodOptions{Solver: so, Divergence: div, ProbeKind: sampler.Gaussian, Seed: 3})
+		if err != nil || st.Chunks != 2 {
+			t.Fatalf("%v: %v, %d chunks", div, err, st.Chunks)
+		}
+		// (the chunks' products round differently: the same row agrees
+		// to about 1e-6 under the exact divergence, not to the bit)
+		same := 0
+		for r := range 8 {
+			if math.Abs(lp[r]-lp[likelihoodChunk+r]) < 1e-4 {
+				same++
+			}
+		}
+		if div == sampler.Hutchinson && same > 1 || div == sampler.Exact && same != 8 {
+			t.Errorf("%v: %d of 8 rows scored within 1e-4 in both chunks", div, same)
+		}
+	}
+}

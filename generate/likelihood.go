@@ -78,6 +78,9 @@ func LogLikelihood(ctx context.Context, m *Model, x []float32, n int, o Likeliho
 		rows := min(chunk, n-first)
 		xb := buf.Slice(0, rows*d)
 		b.Upload(xb, z[first*d:(first+rows)*d])
+		// each chunk its own probes: shared, row r of every chunk would
+		// carry the same probe error
+		lo2.FirstProbe = uint64(first/chunk) * uint64(max(o.Probes, 1))
 		lp, st, err := sampler.LogLikelihood(b, m.Net, xb, rows, lo2)
 		if err != nil {
 			return nil, total, err

@@ -82,9 +82,14 @@ type LikelihoodOptions struct {
 	Probes int
 	// ProbeKind is Rademacher or Gaussian.
 	ProbeKind ProbeKind
-	// Seed selects the probes: probe k is Philox stream k of Seed
-	// (Backend.RandRademacher or RandNormal).
+	// Seed selects the probes: probe k is Philox stream FirstProbe + k of
+	// Seed (Backend.RandRademacher or RandNormal).
 	Seed uint64
+	// FirstProbe is the stream of the first probe: a caller that scores
+	// its rows in several calls gives each call its own probes (calls that
+	// shared them would repeat each probe's error row by row, and their
+	// mean would not average it down).
+	FirstProbe uint64
 	// PriorStd is the prior's standard deviation: p0 = N(0, PriorStd^2 I).
 	// 0 means 1.
 	PriorStd float64
@@ -230,9 +235,9 @@ func LogLikelihood(b Backend, f Field, x gpu.Buffer, rows int, o LikelihoodOptio
 			e := alloc(n)
 			switch o.ProbeKind {
 			case Rademacher:
-				b.RandRademacher(e, o.Seed, uint64(i))
+				b.RandRademacher(e, o.Seed, o.FirstProbe+uint64(i))
 			case Gaussian:
-				b.RandNormal(e, o.Seed, uint64(i), 1)
+				b.RandNormal(e, o.Seed, o.FirstProbe+uint64(i), 1)
 			default:
 				return nil, Stats{}, fmt.Errorf("sampler: unknown probe kind %d", int(o.ProbeKind))
 			}
