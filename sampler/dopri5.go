@@ -104,6 +104,11 @@ func dopri5(b Backend, sys system, y gpu.Buffer, o Options) (Stats, error) {
 		// select_initial_step), on the scaled RMS norm.
 		d0 := norm(cur, cur, 1, coefOne, []gpu.Buffer{cur})
 		d1 := norm(cur, cur, 1, coefOne, ks[:1])
+		if math.IsNaN(d0+d1) || math.IsInf(d0+d1, 0) {
+			// every step would be rejected at t = NaN until MaxSteps
+			settle()
+			return st, fmt.Errorf("sampler: dopri5 at t = %g: the state or the field is not finite (NaN or Inf) at the start", t)
+		}
 		h0 := 1e-6
 		if d0 >= 1e-5 && d1 >= 1e-5 {
 			h0 = 0.01 * d0 / d1

@@ -314,6 +314,19 @@ func TestDopri5MaxSteps(t *testing.T) {
 	}
 }
 
+// A state or field that is not finite at the start ends Dopri5 at once,
+// naming it: its starting step came out NaN, and every attempt at t = NaN
+// was rejected until MaxSteps (60,002 evaluations by default).
+func TestDopri5NonFiniteStart(t *testing.T) {
+	b := newCPU(t)
+	f := &linearField{b: b, d: 1, a: -1}
+	x := upload(b, []float32{1, float32(math.NaN())})
+	st, err := Solve(b, f, x, 2, Options{Method: Dopri5, Rtol: 1e-5, Atol: 1e-5})
+	if err == nil || !strings.Contains(err.Error(), "not finite (NaN or Inf) at the start") || st.NFE > 1 {
+		t.Errorf("err %v after %d evaluations", err, st.NFE)
+	}
+}
+
 // Stop is asked before every step, and its error ends the solve at once,
 // with the steps taken so far counted.
 func TestStop(t *testing.T) {
