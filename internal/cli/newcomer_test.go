@@ -641,3 +641,17 @@ func TestResumeFromAnotherDirectory(t *testing.T) {
 		t.Errorf("eval against a changed file: exit %d %q", code, e)
 	}
 }
+
+// Dopri5's tolerances below float32's resolution are warned of.
+func TestTolerancesBelowFloat32(t *testing.T) {
+	dir := t.TempDir()
+	ck := tinyTrain(t, dir, "--no-plot", "--device", "cpu")
+	code, _, e := cpuRun(t, "sample", "--checkpoint", ck, "--n", "4", "--out", filepath.Join(dir, "s.npy"), "--solver", "dopri5", "--rtol", "1e-9", "--atol", "1e-9")
+	if code != 0 || !strings.Contains(e, "fmgpu sample: warning: --rtol 1e-09 --atol 1e-09: below float32's resolution") {
+		t.Errorf("exit %d %q", code, e)
+	}
+	code, _, e = cpuRun(t, "sample", "--checkpoint", ck, "--n", "4", "--out", filepath.Join(dir, "s.npy"), "--solver", "dopri5")
+	if code != 0 || strings.Contains(e, "warning") {
+		t.Errorf("default tolerances: exit %d %q", code, e)
+	}
+}

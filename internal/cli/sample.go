@@ -87,6 +87,9 @@ func solveOptionsFrom(c *ucli.Context) (solveOptions, error) {
 	if m.Adaptive() && c.IsSet("steps") {
 		return o, usagef("--steps applies to fixed-step solvers; dopri5 chooses its own steps (see --rtol, --atol)")
 	}
+	if m.Adaptive() && (s.Rtol < 1e-7 || s.Atol < 1e-7) && !c.Bool("quiet") {
+		fmt.Fprintf(c.App.ErrWriter, "fmgpu %s: warning: --rtol %g --atol %g: below float32's resolution (about 1e-7), which the float32 state cannot meet: many more steps for a worse result (docs/math.md §7.2)\n", c.Command.Name, s.Rtol, s.Atol)
+	}
 	if !m.Adaptive() {
 		for _, f := range []string{"rtol", "atol", "max-steps"} {
 			switch {
