@@ -141,3 +141,6 @@ fi
 
 echo "== [$((SECONDS - start))s] summary" >&2
 ./gpu-report -dir "$out" -kernels kernels.txt -elapsed $((SECONDS - start)) | tee "$out/summary.txt"
+# the exit status: 1 when the kernels' conformance or the end-to-end run
+# failed (the other steps' verdicts are in the summary)
+awk -F'\t' '($1 == "conformance" || $1 == "e2e") && $2 != 0 { bad = 1 } END { exit bad }' "$out/steps.tsv"

@@ -86,7 +86,7 @@ func TestImageTrainSampleLikelihood(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sample: %s", e)
 	}
-	if !strings.Contains(stdout, "NFE 4 per sample with guidance 3, 2 network passes each") {
+	if !strings.Contains(stdout, "NFE 4 per sample with guidance 3, 2 network passes each") || !strings.Contains(stdout, "grid.png (solver euler, NFE 4 per sample with guidance 3, 2 network passes each)") {
 		t.Errorf("guided sampling's line: %q", stdout)
 	}
 	// the class by its folder's name: the same samples

@@ -383,8 +383,9 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		return sampleError(err)
 	}
 	var gx []float32
+	var gst generate.Stats
 	if o.grid != "" {
-		gx, _, err = generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: o.solver, Seed: o.seed, Labels: gridLabels(classes, k), Guidance: o.guidance})
+		gx, gst, err = generate.Sample(ctx, m, gridSide*gridSide, generate.SampleOptions{Solver: o.solver, Seed: o.seed, Labels: gridLabels(classes, k), Guidance: o.guidance})
 		if err != nil {
 			return sampleError(err)
 		}
@@ -415,7 +416,7 @@ func runSample(ctx context.Context, o sampleOptions, stdout, stderr io.Writer) e
 		if err := writeGridPNG(o.grid, gx, gridSide*gridSide, im.Channels, im.Height, im.Width); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "wrote a %dx%d grid to %s\n", gridSide, gridSide, o.grid)
+		fmt.Fprintf(stdout, "wrote a %dx%d grid to %s (solver %s, NFE %d per sample%s)\n", gridSide, gridSide, o.grid, so.Method, gst.NFE, guidedPasses(classes, o.guidance))
 	}
 	if o.out != "" {
 		fmt.Fprintf(stdout, "wrote %d samples to %s (solver %s, NFE %d per sample%s%s, %.2fs, %s points/s)\n",
